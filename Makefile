@@ -1,0 +1,71 @@
+# tidemark - continuous backup and point-in-time restore for SQLite/libSQL.
+#   make            build ./tidemark
+#   make test       install missing dependencies, build, run every test
+#   make demo       install, build, show replicate + restore end to end
+#   make bench      benchmarks (figures side by side with baselines)
+#   make SANITIZE=1 build with AddressSanitizer + UBSan (also for test)
+
+CC      ?= cc
+PKGS    := sqlite3 libsodium libzstd yaml-0.1 libcurl
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-format-truncation \
+           $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lev
+
+ifeq ($(SANITIZE),1)
+CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -O1
+LDFLAGS += -fsanitize=address,undefined
+BUILD   := build/sanitize
+else
+BUILD   := build/release
+endif
+
+COMMON_SRC  := common/error.c common/log.c common/clock.c common/crypto.c common/object.c \
+               common/archive.c common/config.c common/storage/storage.c common/storage/file.c
+REPL_SRC    := replicator/wal.c replicator/tailer.c replicator/shipper.c replicator/replicate.c
+RESTORE_SRC := restore/restore.c restore/list.c
+LIB_SRC     := $(COMMON_SRC) $(REPL_SRC) $(RESTORE_SRC)
+LIB_OBJ     := $(LIB_SRC:%.c=$(BUILD)/%.o)
+
+UNIT_TESTS  := $(patsubst tests/unit/%.c,%,$(filter-out tests/unit/harness.c,$(wildcard tests/unit/test_*.c)))
+UNIT_BINS   := $(UNIT_TESTS:%=$(BUILD)/tests/%)
+
+.PHONY: all deps test unit demo bench clean
+all: tidemark
+
+tidemark: $(BUILD)/tidemark
+	cp $< $@
+
+$(BUILD)/tidemark: $(BUILD)/main.o $(BUILD)/libtidemark.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/libtidemark.a: $(LIB_OBJ)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/%.o: %.c $(wildcard common/*.h common/storage/*.h replicator/*.h restore/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/tests/%: tests/unit/%.c tests/unit/harness.c tests/unit/harness.h $(BUILD)/libtidemark.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< tests/unit/harness.c $(BUILD)/libtidemark.a $(LDLIBS)
+
+deps:
+	@scripts/install-deps
+
+unit: tidemark $(UNIT_BINS)
+
+test: deps
+	$(MAKE) unit
+	@BUILD=$(BUILD) tests/run
+
+demo: deps
+	$(MAKE) tidemark
+	@scripts/demo
+
+bench: deps
+	$(MAKE) tidemark
+	@bench/run
+
+clean:
+	rm -rf build tidemark

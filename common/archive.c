@@ -1,0 +1,353 @@
+/* archive.c - archive layout and object payload formats.
+ *
+ * Layout under a replica's root, for a database named NAME:
+ *
+ *   NAME/generations/GEN/snapshots/IIIIIIIIIIIIIIII-TTTTTTTTTTTTT.snap
+ *   NAME/generations/GEN/segments/IIIIIIIIIIIIIIII-FFFFFFFFFFFFF-LLLLLLLLLLLLL.seg
+ *
+ * GEN is a generation id "YYYYMMDDTHHMMSSmmmZ-xxxxxxxx" (start time, 8 hex
+ * random digits). A generation is one unbroken history: a base snapshot
+ * at index 0, then segments 0, 1, 2... each holding the transactions
+ * committed after the previous one; later snapshots at index k hold the
+ * database as of the end of segment k-1. I is a 16-hex-digit index, T, F
+ * and L are Unix milliseconds (snapshot time, first and last commit time
+ * of a segment) in decimal. Names are for planning only; every field they
+ * carry is repeated inside the encrypted payload and checked on restore.
+ *
+ * Every object is stored in the envelope of object.c. Payloads (all
+ * integers big-endian):
+ *
+ *  Segment payload                      Snapshot payload
+ *    0  8 magic "TMSEGMT1"                0  8 magic "TMSNAPS1"
+ *    8  4 page size                       8  4 page size
+ *   12  4 transaction count              12  4 page count
+ *   16  8 index                          16  8 index (segments before it)
+ *   24  8 first commit time (ms)         24  8 time taken (ms)
+ *   32  8 last commit time (ms)          32 32 generation id, NUL padded
+ *   40 32 generation id, NUL padded      64 32 chain hash before `index`
+ *   72 32 hash of the previous segment   96  4 WAL position valid (0/1)
+ *         (chain hash; see below)       100  4 WAL salt-1
+ *  104  4 WAL salt-1                    104  4 WAL salt-2
+ *  108  4 WAL salt-2                    108  4 WAL frame
+ *  112  4 first WAL frame               112  8 WAL checksum at that frame
+ *  116  4 last WAL frame                120  8 zero
+ *  120  8 WAL checksum at last frame    128    page 1, page 2, ... page N
+ *  128    transactions, each:
+ *           0 8 commit time seen (ms)
+ *           8 4 database size in pages after the commit
+ *          12 4 frame count K
+ *          16   K x (4-byte page number, page-size bytes of page)
+ *
+ * The envelope appends the BLAKE2b-256 of the payload. Chain: segment 0's
+ * previous hash is BLAKE2b-256("tidemark generation " + GEN); segment
+ * i+1's is segment i's payload hash. A snapshot at index k carries the
+ * previous hash segment k will have. */
+#include "archive.h"
+
+#include <inttypes.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define SEGMENT_MAGIC "TMSEGMT1"
+#define SNAPSHOT_MAGIC "TMSNAPS1"
+
+void archive_put_be32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+uint32_t archive_get_be32(const uint8_t *p)
+{
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+
+static void put_be64(uint8_t *p, uint64_t v)
+{
+    archive_put_be32(p, (uint32_t)(v >> 32));
+    archive_put_be32(p + 4, (uint32_t)v);
+}
+
+static uint64_t get_be64(const uint8_t *p)
+{
+    return ((uint64_t)archive_get_be32(p) << 32) | archive_get_be32(p + 4);
+}
+
+static void put_gen(uint8_t *p, const char *gen)
+{
+    memset(p, 0, ARCHIVE_GEN_ID_BYTES);
+    memcpy(p, gen, strnlen(gen, ARCHIVE_GEN_ID_BYTES));
+}
+
+static void get_gen(const uint8_t *p, char *out)
+{
+    memcpy(out, p, ARCHIVE_GEN_ID_BYTES);
+    out[ARCHIVE_GEN_ID_BYTES] = '\0';
+}
+
+static int page_size_ok(uint32_t page_size)
+{
+    return page_size >= 512 && page_size <= 65536 && !(page_size & (page_size - 1));
+}
+
+void segment_header_encode(const struct segment_header *h, uint8_t out[ARCHIVE_HEADER_BYTES])
+{
+    memset(out, 0, ARCHIVE_HEADER_BYTES);
+    memcpy(out, SEGMENT_MAGIC, 8);
+    archive_put_be32(out + 8, h->page_size);
+    archive_put_be32(out + 12, h->txn_count);
+    put_be64(out + 16, h->index);
+    put_be64(out + 24, (uint64_t)h->first_time_ms);
+    put_be64(out + 32, (uint64_t)h->last_time_ms);
+    put_gen(out + 40, h->generation);
+    memcpy(out + 72, h->prev_hash, OBJECT_HASH_BYTES);
+    archive_put_be32(out + 104, h->end.salt1);
+    archive_put_be32(out + 108, h->end.salt2);
+    archive_put_be32(out + 112, h->first_frame);
+    archive_put_be32(out + 116, h->end.frame);
+    archive_put_be32(out + 120, h->end.checksum[0]);
+    archive_put_be32(out + 124, h->end.checksum[1]);
+}
+
+int segment_header_decode(const uint8_t in[ARCHIVE_HEADER_BYTES], struct segment_header *out,
+                          struct tm_error *err)
+{
+    if (memcmp(in, SEGMENT_MAGIC, 8) != 0)
+        return tm_error_set(err, "not a segment payload (bad magic)");
+    out->page_size = archive_get_be32(in + 8);
+    if (!page_size_ok(out->page_size))
+        return tm_error_set(err, "invalid page size %u in segment header", out->page_size);
+    out->txn_count = archive_get_be32(in + 12);
+    out->index = get_be64(in + 16);
+    out->first_time_ms = (int64_t)get_be64(in + 24);
+    out->last_time_ms = (int64_t)get_be64(in + 32);
+    get_gen(in + 40, out->generation);
+    memcpy(out->prev_hash, in + 72, OBJECT_HASH_BYTES);
+    out->end.valid = 1;
+    out->end.salt1 = archive_get_be32(in + 104);
+    out->end.salt2 = archive_get_be32(in + 108);
+    out->first_frame = archive_get_be32(in + 112);
+    out->end.frame = archive_get_be32(in + 116);
+    out->end.checksum[0] = archive_get_be32(in + 120);
+    out->end.checksum[1] = archive_get_be32(in + 124);
+    return 0;
+}
+
+void snapshot_header_encode(const struct snapshot_header *h, uint8_t out[ARCHIVE_HEADER_BYTES])
+{
+    memset(out, 0, ARCHIVE_HEADER_BYTES);
+    memcpy(out, SNAPSHOT_MAGIC, 8);
+    archive_put_be32(out + 8, h->page_size);
+    archive_put_be32(out + 12, h->page_count);
+    put_be64(out + 16, h->index);
+    put_be64(out + 24, (uint64_t)h->time_ms);
+    put_gen(out + 32, h->generation);
+    memcpy(out + 64, h->chain_hash, OBJECT_HASH_BYTES);
+    archive_put_be32(out + 96, h->wal.valid);
+    archive_put_be32(out + 100, h->wal.salt1);
+    archive_put_be32(out + 104, h->wal.salt2);
+    archive_put_be32(out + 108, h->wal.frame);
+    archive_put_be32(out + 112, h->wal.checksum[0]);
+    archive_put_be32(out + 116, h->wal.checksum[1]);
+}
+
+int snapshot_header_decode(const uint8_t in[ARCHIVE_HEADER_BYTES], struct snapshot_header *out,
+                           struct tm_error *err)
+{
+    if (memcmp(in, SNAPSHOT_MAGIC, 8) != 0)
+        return tm_error_set(err, "not a snapshot payload (bad magic)");
+    out->page_size = archive_get_be32(in + 8);
+    if (!page_size_ok(out->page_size))
+        return tm_error_set(err, "invalid page size %u in snapshot header", out->page_size);
+    out->page_count = archive_get_be32(in + 12);
+    out->index = get_be64(in + 16);
+    out->time_ms = (int64_t)get_be64(in + 24);
+    get_gen(in + 32, out->generation);
+    memcpy(out->chain_hash, in + 64, OBJECT_HASH_BYTES);
+    out->wal.valid = archive_get_be32(in + 96);
+    out->wal.salt1 = archive_get_be32(in + 100);
+    out->wal.salt2 = archive_get_be32(in + 104);
+    out->wal.frame = archive_get_be32(in + 108);
+    out->wal.checksum[0] = archive_get_be32(in + 112);
+    out->wal.checksum[1] = archive_get_be32(in + 116);
+    return 0;
+}
+
+void txn_header_encode(const struct txn_header *h, uint8_t out[ARCHIVE_TXN_HEADER_BYTES])
+{
+    put_be64(out, (uint64_t)h->time_ms);
+    archive_put_be32(out + 8, h->db_size);
+    archive_put_be32(out + 12, h->frame_count);
+}
+
+void txn_header_decode(const uint8_t in[ARCHIVE_TXN_HEADER_BYTES], struct txn_header *out)
+{
+    out->time_ms = (int64_t)get_be64(in);
+    out->db_size = archive_get_be32(in + 8);
+    out->frame_count = archive_get_be32(in + 12);
+}
+
+void archive_chain_start(const char *generation, uint8_t out[OBJECT_HASH_BYTES])
+{
+    char label[ARCHIVE_GEN_ID_BYTES + 32];
+    int len = snprintf(label, sizeof label, "tidemark generation %s", generation);
+    crypto_generichash(out, OBJECT_HASH_BYTES, (const uint8_t *)label, (size_t)len, NULL, 0);
+}
+
+void archive_generation_id_new(int64_t now_ms, char out[ARCHIVE_GEN_ID_BYTES + 1])
+{
+    time_t secs = (time_t)(now_ms / 1000);
+    struct tm parts;
+    gmtime_r(&secs, &parts);
+    char stamp[24];
+    strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%S", &parts);
+    snprintf(out, ARCHIVE_GEN_ID_BYTES + 1, "%s%03dZ-%08" PRIx32, stamp, (int)(now_ms % 1000),
+             randombytes_random());
+}
+
+void archive_snapshot_key(const char *db, const char *gen, uint64_t index, int64_t time_ms,
+                          char *out, size_t len)
+{
+    snprintf(out, len, "%s/generations/%s/snapshots/%016" PRIx64 "-%013" PRId64 ".snap", db, gen,
+             index, time_ms);
+}
+
+void archive_segment_key(const char *db, const char *gen, uint64_t index, int64_t first_ms,
+                         int64_t last_ms, char *out, size_t len)
+{
+    snprintf(out, len, "%s/generations/%s/segments/%016" PRIx64 "-%013" PRId64 "-%013" PRId64 ".seg",
+             db, gen, index, first_ms, last_ms);
+}
+
+/* ------------------------------------------------------------- catalogue */
+
+static int parse_hex64(const char *p, size_t digits, uint64_t *out)
+{
+    uint64_t value = 0;
+    for (size_t i = 0; i < digits; i++) {
+        char c = p[i];
+        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+        if (d < 0)
+            return -1;
+        value = value << 4 | (uint64_t)d;
+    }
+    *out = value;
+    return 0;
+}
+
+/* Parses "<16 hex>-<dec>[-<dec>]<suffix>"; second_ms NULL for snapshots. */
+static int parse_leaf(const char *leaf, const char *suffix, uint64_t *index, int64_t *first_ms,
+                      int64_t *second_ms)
+{
+    if (strlen(leaf) < 18 || parse_hex64(leaf, 16, index) != 0 || leaf[16] != '-')
+        return -1;
+    char *end;
+    *first_ms = strtoll(leaf + 17, &end, 10);
+    if (end == leaf + 17)
+        return -1;
+    if (second_ms) {
+        if (*end != '-')
+            return -1;
+        const char *start = end + 1;
+        *second_ms = strtoll(start, &end, 10);
+        if (end == start)
+            return -1;
+    }
+    return strcmp(end, suffix) == 0 ? 0 : -1;
+}
+
+static int load_snapshots(struct storage *st, const char *dir, struct catalog_generation *gen,
+                          struct tm_error *err)
+{
+    struct storage_list list;
+    if (storage_list(st, dir, &list, err) != 0)
+        return -1;
+    gen->snapshots = calloc(list.count ? list.count : 1, sizeof *gen->snapshots);
+    if (!gen->snapshots) {
+        storage_list_release(&list);
+        return tm_error_set(err, "out of memory");
+    }
+    for (size_t i = 0; i < list.count; i++) {
+        struct catalog_snapshot *snap = &gen->snapshots[gen->snapshot_count];
+        if (list.entries[i].is_dir ||
+            parse_leaf(list.entries[i].name, ".snap", &snap->index, &snap->time_ms, NULL) != 0)
+            continue;
+        snap->size = list.entries[i].size;
+        snprintf(snap->key, sizeof snap->key, "%s/%s", dir, list.entries[i].name);
+        gen->snapshot_count++;
+    }
+    storage_list_release(&list);
+    return 0;
+}
+
+static int load_segments(struct storage *st, const char *dir, struct catalog_generation *gen,
+                         struct tm_error *err)
+{
+    struct storage_list list;
+    if (storage_list(st, dir, &list, err) != 0)
+        return -1;
+    gen->segments = calloc(list.count ? list.count : 1, sizeof *gen->segments);
+    if (!gen->segments) {
+        storage_list_release(&list);
+        return tm_error_set(err, "out of memory");
+    }
+    for (size_t i = 0; i < list.count; i++) {
+        struct catalog_segment *seg = &gen->segments[gen->segment_count];
+        if (list.entries[i].is_dir || parse_leaf(list.entries[i].name, ".seg", &seg->index,
+                                                 &seg->first_ms, &seg->last_ms) != 0)
+            continue;
+        seg->size = list.entries[i].size;
+        snprintf(seg->key, sizeof seg->key, "%s/%s", dir, list.entries[i].name);
+        gen->segment_count++;
+    }
+    storage_list_release(&list);
+    return 0;
+}
+
+int catalog_load(struct storage *st, const char *db, struct catalog *out, struct tm_error *err)
+{
+    memset(out, 0, sizeof *out);
+    char dir[ARCHIVE_NAME_MAX];
+    snprintf(dir, sizeof dir, "%s/generations", db);
+    struct storage_list gens;
+    if (storage_list(st, dir, &gens, err) != 0)
+        return -1;
+    out->generations = calloc(gens.count ? gens.count : 1, sizeof *out->generations);
+    if (!out->generations) {
+        storage_list_release(&gens);
+        return tm_error_set(err, "out of memory");
+    }
+    int rc = 0;
+    for (size_t i = 0; i < gens.count && rc == 0; i++) {
+        if (!gens.entries[i].is_dir || strlen(gens.entries[i].name) > ARCHIVE_GEN_ID_BYTES)
+            continue;
+        struct catalog_generation *gen = &out->generations[out->generation_count++];
+        snprintf(gen->id, sizeof gen->id, "%s", gens.entries[i].name);
+        char sub[ARCHIVE_NAME_MAX];
+        snprintf(sub, sizeof sub, "%s/%s/snapshots", dir, gen->id);
+        rc = load_snapshots(st, sub, gen, err);
+        if (rc == 0) {
+            snprintf(sub, sizeof sub, "%s/%s/segments", dir, gen->id);
+            rc = load_segments(st, sub, gen, err);
+        }
+    }
+    storage_list_release(&gens);
+    if (rc != 0)
+        catalog_release(out);
+    return rc;
+}
+
+void catalog_release(struct catalog *cat)
+{
+    for (size_t i = 0; i < cat->generation_count; i++) {
+        free(cat->generations[i].snapshots);
+        free(cat->generations[i].segments);
+    }
+    free(cat->generations);
+    memset(cat, 0, sizeof *cat);
+}

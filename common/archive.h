@@ -1,0 +1,108 @@
+/* archive.h - the archive's layout and the payload formats of its objects.
+ * Byte layouts at the top of archive.c and in docs/format.md. */
+#ifndef TM_ARCHIVE_H
+#define TM_ARCHIVE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "error.h"
+#include "object.h"
+#include "storage/storage.h"
+
+#define ARCHIVE_GEN_ID_BYTES 32        /* fixed field, NUL padded */
+#define ARCHIVE_HEADER_BYTES 128       /* segment and snapshot payload headers */
+#define ARCHIVE_TXN_HEADER_BYTES 16
+#define ARCHIVE_NAME_MAX 512
+
+/* Where the tailer was in the WAL; `valid` is 0 when there was no WAL. */
+struct archive_wal_position {
+    uint32_t valid;
+    uint32_t salt1, salt2, frame;
+    uint32_t checksum[2];
+};
+
+struct segment_header {
+    uint32_t page_size;
+    uint32_t txn_count;
+    uint64_t index;
+    int64_t first_time_ms, last_time_ms;
+    char generation[ARCHIVE_GEN_ID_BYTES + 1];
+    uint8_t prev_hash[OBJECT_HASH_BYTES];
+    uint32_t first_frame;                 /* first WAL frame in the segment */
+    struct archive_wal_position end;      /* after its last frame */
+};
+
+struct snapshot_header {
+    uint32_t page_size;
+    uint32_t page_count;
+    uint64_t index;                       /* segments that precede it */
+    int64_t time_ms;
+    char generation[ARCHIVE_GEN_ID_BYTES + 1];
+    uint8_t chain_hash[OBJECT_HASH_BYTES];/* prev_hash of segment `index` */
+    struct archive_wal_position wal;      /* WAL position it corresponds to */
+};
+
+struct txn_header {
+    int64_t time_ms;          /* when the sidecar saw the commit */
+    uint32_t db_size;         /* pages after the commit */
+    uint32_t frame_count;     /* (page number, page) records that follow */
+};
+
+void segment_header_encode(const struct segment_header *h, uint8_t out[ARCHIVE_HEADER_BYTES]);
+int segment_header_decode(const uint8_t in[ARCHIVE_HEADER_BYTES], struct segment_header *out,
+                          struct tm_error *err);
+void snapshot_header_encode(const struct snapshot_header *h, uint8_t out[ARCHIVE_HEADER_BYTES]);
+int snapshot_header_decode(const uint8_t in[ARCHIVE_HEADER_BYTES], struct snapshot_header *out,
+                           struct tm_error *err);
+void txn_header_encode(const struct txn_header *h, uint8_t out[ARCHIVE_TXN_HEADER_BYTES]);
+void txn_header_decode(const uint8_t in[ARCHIVE_TXN_HEADER_BYTES], struct txn_header *out);
+void archive_put_be32(uint8_t *p, uint32_t v);
+uint32_t archive_get_be32(const uint8_t *p);
+
+/* The chain hash a new generation starts from. */
+void archive_chain_start(const char *generation, uint8_t out[OBJECT_HASH_BYTES]);
+/* A new generation id: "20261124T001500123Z-9f3a1b2c" (sorts by time). */
+void archive_generation_id_new(int64_t now_ms, char out[ARCHIVE_GEN_ID_BYTES + 1]);
+
+/* Object keys. */
+void archive_snapshot_key(const char *db, const char *gen, uint64_t index, int64_t time_ms,
+                          char *out, size_t len);
+void archive_segment_key(const char *db, const char *gen, uint64_t index, int64_t first_ms,
+                         int64_t last_ms, char *out, size_t len);
+
+/* ------------------------------------------------------------- catalogue */
+
+struct catalog_snapshot {
+    uint64_t index;
+    int64_t time_ms;
+    uint64_t size;
+    char key[ARCHIVE_NAME_MAX];
+};
+
+struct catalog_segment {
+    uint64_t index;
+    int64_t first_ms, last_ms;
+    uint64_t size;
+    char key[ARCHIVE_NAME_MAX];
+};
+
+struct catalog_generation {
+    char id[ARCHIVE_GEN_ID_BYTES + 1];
+    struct catalog_snapshot *snapshots;   /* sorted by index */
+    size_t snapshot_count;
+    struct catalog_segment *segments;     /* sorted by index */
+    size_t segment_count;
+};
+
+struct catalog {
+    struct catalog_generation *generations;   /* oldest first */
+    size_t generation_count;
+};
+
+/* What the archive holds for database `db`, from listings alone (names
+ * and sizes; nothing is decrypted). Unrecognised names are ignored. */
+int catalog_load(struct storage *st, const char *db, struct catalog *out, struct tm_error *err);
+void catalog_release(struct catalog *cat);
+
+#endif

@@ -1,0 +1,483 @@
+/* object.c - the archive object envelope (see object.h).
+ *
+ * Stored bytes of every object:
+ *
+ *   offset size  field
+ *        0    8  magic "TIDEMARK"
+ *        8    1  envelope version, 1
+ *        9    1  kind: 'B' snapshot, 'G' segment
+ *       10    1  encryption: 0 none, 1 XChaCha20-Poly1305 secretstream
+ *       11    1  compression: 1 zstd
+ *       12    8  key id (crypto.h) of the key that encrypted it; zeros if none
+ *       20   24  secretstream header (encrypted objects only)
+ *
+ * then the body. Unencrypted: one zstd frame (with its content checksum).
+ * Encrypted: that same zstd frame cut into chunks of at most 64 KiB, each
+ * stored as a 4-byte big-endian length followed by the secretstream
+ * ciphertext of the chunk (length + 17 bytes); the 20 header bytes above
+ * are the additional data of every chunk, so they cannot be altered; the
+ * last chunk, and only it, carries TAG_FINAL, so truncation is detected.
+ *
+ * The decompressed payload is the kind's own format (archive.c) followed
+ * by a 32-byte BLAKE2b-256 of everything before it. */
+#include "object.h"
+
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zstd.h>
+
+#define ENVELOPE_MAGIC "TIDEMARK"
+#define ENVELOPE_VERSION 1
+#define ENVELOPE_FIXED_BYTES 20
+#define ENC_NONE 0
+#define ENC_SECRETSTREAM 1
+#define COMPRESSION_ZSTD 1
+#define CHUNK_PLAIN_MAX (64 * 1024)
+#define CHUNK_CIPHER_MAX (CHUNK_PLAIN_MAX + crypto_secretstream_xchacha20poly1305_ABYTES)
+#define ZSTD_LEVEL 1
+
+struct object_writer {
+    struct storage_writer *sink;
+    const struct crypto_key *key;
+    char name[512];
+    uint8_t header[ENVELOPE_FIXED_BYTES];
+    crypto_secretstream_xchacha20poly1305_state stream;
+    crypto_generichash_state hash;
+    ZSTD_CCtx *zstd;
+    uint8_t *zstd_out;         /* ZSTD_CStreamOutSize() bytes */
+    size_t zstd_out_size;
+    uint8_t *chunk;            /* compressed bytes waiting to be encrypted */
+    size_t chunk_used;
+    uint8_t *cipher;           /* 4-byte length + ciphertext */
+    uint64_t stored_bytes;
+};
+
+static void build_header(uint8_t header[ENVELOPE_FIXED_BYTES], enum object_kind kind,
+                         const struct crypto_key *key)
+{
+    memcpy(header, ENVELOPE_MAGIC, 8);
+    header[8] = ENVELOPE_VERSION;
+    header[9] = (uint8_t)kind;
+    header[10] = key ? ENC_SECRETSTREAM : ENC_NONE;
+    header[11] = COMPRESSION_ZSTD;
+    if (key)
+        memcpy(header + 12, key->key_id, CRYPTO_KEY_ID_BYTES);
+    else
+        memset(header + 12, 0, CRYPTO_KEY_ID_BYTES);
+}
+
+static int sink_write(struct object_writer *w, const void *data, size_t len, struct tm_error *err)
+{
+    w->stored_bytes += len;
+    return storage_write(w->sink, data, len, err);
+}
+
+/* Encrypts and writes the pending chunk; `final` tags it as the last. */
+static int flush_chunk(struct object_writer *w, int final, struct tm_error *err)
+{
+    unsigned long long cipher_len = 0;
+    uint8_t tag = final ? crypto_secretstream_xchacha20poly1305_TAG_FINAL
+                        : crypto_secretstream_xchacha20poly1305_TAG_MESSAGE;
+    crypto_secretstream_xchacha20poly1305_push(&w->stream, w->cipher + 4, &cipher_len, w->chunk,
+                                               w->chunk_used, w->header, sizeof w->header, tag);
+    w->cipher[0] = (uint8_t)(cipher_len >> 24);
+    w->cipher[1] = (uint8_t)(cipher_len >> 16);
+    w->cipher[2] = (uint8_t)(cipher_len >> 8);
+    w->cipher[3] = (uint8_t)cipher_len;
+    w->chunk_used = 0;
+    return sink_write(w, w->cipher, (size_t)cipher_len + 4, err);
+}
+
+/* Compressed bytes go to the sink directly, or through chunk encryption. */
+static int emit_compressed(struct object_writer *w, const uint8_t *data, size_t len,
+                           struct tm_error *err)
+{
+    if (!w->key)
+        return sink_write(w, data, len, err);
+    while (len > 0) {
+        size_t room = CHUNK_PLAIN_MAX - w->chunk_used;
+        size_t take = len < room ? len : room;
+        memcpy(w->chunk + w->chunk_used, data, take);
+        w->chunk_used += take;
+        data += take;
+        len -= take;
+        if (w->chunk_used == CHUNK_PLAIN_MAX && len > 0 && flush_chunk(w, 0, err) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int compress_feed(struct object_writer *w, const void *data, size_t len,
+                         ZSTD_EndDirective mode, struct tm_error *err)
+{
+    ZSTD_inBuffer in = {data, len, 0};
+    size_t remaining;
+    do {
+        ZSTD_outBuffer out = {w->zstd_out, w->zstd_out_size, 0};
+        remaining = ZSTD_compressStream2(w->zstd, &out, &in, mode);
+        if (ZSTD_isError(remaining))
+            return tm_error_set(err, "zstd compression failed: %s", ZSTD_getErrorName(remaining));
+        if (out.pos && emit_compressed(w, w->zstd_out, out.pos, err) != 0)
+            return -1;
+    } while (mode == ZSTD_e_end ? remaining != 0 : in.pos < in.size);
+    return 0;
+}
+
+static void writer_free(struct object_writer *w)
+{
+    ZSTD_freeCCtx(w->zstd);
+    free(w->zstd_out);
+    free(w->chunk);
+    free(w->cipher);
+    sodium_memzero(&w->stream, sizeof w->stream);
+    free(w);
+}
+
+int object_writer_open(struct storage *st, const char *name, enum object_kind kind,
+                       const struct crypto_key *key, struct object_writer **out,
+                       struct tm_error *err)
+{
+    struct object_writer *w = calloc(1, sizeof *w);
+    if (!w)
+        return tm_error_set(err, "out of memory");
+    w->key = key;
+    snprintf(w->name, sizeof w->name, "%s", name);
+    w->zstd = ZSTD_createCCtx();
+    w->zstd_out_size = ZSTD_CStreamOutSize();
+    w->zstd_out = malloc(w->zstd_out_size);
+    w->chunk = malloc(CHUNK_PLAIN_MAX);
+    w->cipher = malloc(CHUNK_CIPHER_MAX + 4);
+    if (!w->zstd || !w->zstd_out || !w->chunk || !w->cipher) {
+        writer_free(w);
+        return tm_error_set(err, "out of memory");
+    }
+    ZSTD_CCtx_setParameter(w->zstd, ZSTD_c_compressionLevel, ZSTD_LEVEL);
+    ZSTD_CCtx_setParameter(w->zstd, ZSTD_c_checksumFlag, 1);
+    crypto_generichash_init(&w->hash, NULL, 0, OBJECT_HASH_BYTES);
+    build_header(w->header, kind, key);
+
+    uint8_t stream_header[crypto_secretstream_xchacha20poly1305_HEADERBYTES];
+    if (key)
+        crypto_secretstream_xchacha20poly1305_init_push(&w->stream, stream_header, key->object_key);
+    if (storage_write_begin(st, name, &w->sink, err) != 0) {
+        writer_free(w);
+        return -1;
+    }
+    if (sink_write(w, w->header, sizeof w->header, err) != 0 ||
+        (key && sink_write(w, stream_header, sizeof stream_header, err) != 0)) {
+        object_writer_abort(w);
+        return -1;
+    }
+    *out = w;
+    return 0;
+}
+
+int object_write(struct object_writer *w, const void *data, size_t len, struct tm_error *err)
+{
+    crypto_generichash_update(&w->hash, data, len);
+    return compress_feed(w, data, len, ZSTD_e_continue, err);
+}
+
+uint64_t object_writer_stored_bytes(const struct object_writer *w) { return w->stored_bytes; }
+
+int object_writer_commit(struct object_writer *w, uint8_t hash_out[OBJECT_HASH_BYTES],
+                         struct tm_error *err)
+{
+    uint8_t hash[OBJECT_HASH_BYTES];
+    crypto_generichash_final(&w->hash, hash, sizeof hash);
+    if (compress_feed(w, hash, sizeof hash, ZSTD_e_end, err) != 0 ||
+        (w->key && flush_chunk(w, 1, err) != 0)) {
+        tm_error_prefix(err, "writing '%s': ", w->name);
+        object_writer_abort(w);
+        return -1;
+    }
+    int rc = storage_write_commit(w->sink, err);
+    w->sink = NULL;
+    writer_free(w);
+    if (rc == 0 && hash_out)
+        memcpy(hash_out, hash, sizeof hash);
+    return rc;
+}
+
+void object_writer_abort(struct object_writer *w)
+{
+    if (!w)
+        return;
+    storage_write_abort(w->sink);
+    writer_free(w);
+}
+
+/* ---------------------------------------------------------------- reading */
+
+struct object_reader {
+    struct storage_reader *source;
+    const struct crypto_key *key;
+    char name[512];
+    uint8_t header[ENVELOPE_FIXED_BYTES];
+    int encrypted;
+    crypto_secretstream_xchacha20poly1305_state stream;
+    int final_seen;
+    int source_eof;
+    crypto_generichash_state hash;
+    ZSTD_DCtx *zstd;
+    uint8_t *in;             /* compressed bytes (decrypted chunk or raw read) */
+    size_t in_size, in_used, in_pos;
+    uint8_t *cipher;
+    uint8_t *out;            /* decompressed bytes not yet handed out */
+    size_t out_size, out_used, out_pos;
+    size_t zstd_hint;        /* 0 once the zstd frame is complete */
+};
+
+/* Reads exactly len bytes from storage; *short_read set if it ended early. */
+static int source_read_exact(struct object_reader *r, void *buf, size_t len, int *short_read,
+                             struct tm_error *err)
+{
+    size_t done = 0, got;
+    *short_read = 0;
+    while (done < len) {
+        if (storage_read(r->source, (uint8_t *)buf + done, len - done, &got, err) != 0)
+            return -1;
+        if (got == 0) {
+            *short_read = 1;
+            return 0;
+        }
+        done += got;
+    }
+    return 0;
+}
+
+static int corrupt(struct object_reader *r, struct tm_error *err, const char *what)
+{
+    return tm_error_set(err, "object '%s' is corrupt: %s", r->name, what);
+}
+
+/* Refills r->in with the next compressed bytes; leaves in_used 0 at end. */
+static int refill_input(struct object_reader *r, struct tm_error *err)
+{
+    r->in_pos = r->in_used = 0;
+    if (!r->encrypted) {
+        if (r->source_eof)
+            return 0;
+        size_t got;
+        if (storage_read(r->source, r->in, r->in_size, &got, err) != 0)
+            return -1;
+        if (got == 0)
+            r->source_eof = 1;
+        r->in_used = got;
+        return 0;
+    }
+    if (r->final_seen)
+        return 0;
+    uint8_t length_bytes[4];
+    int short_read;
+    if (source_read_exact(r, length_bytes, 4, &short_read, err) != 0)
+        return -1;
+    if (short_read)
+        return corrupt(r, err, "truncated (the final encrypted chunk is missing)");
+    size_t cipher_len = ((size_t)length_bytes[0] << 24) | ((size_t)length_bytes[1] << 16) |
+                        ((size_t)length_bytes[2] << 8) | length_bytes[3];
+    if (cipher_len < crypto_secretstream_xchacha20poly1305_ABYTES || cipher_len > CHUNK_CIPHER_MAX)
+        return corrupt(r, err, "invalid chunk length");
+    if (source_read_exact(r, r->cipher, cipher_len, &short_read, err) != 0)
+        return -1;
+    if (short_read)
+        return corrupt(r, err, "truncated inside an encrypted chunk");
+    unsigned long long plain_len = 0;
+    uint8_t tag = 0;
+    if (crypto_secretstream_xchacha20poly1305_pull(&r->stream, r->in, &plain_len, &tag, r->cipher,
+                                                   cipher_len, r->header, sizeof r->header) != 0)
+        return corrupt(r, err, "authentication failed (altered or damaged bytes)");
+    if (tag == crypto_secretstream_xchacha20poly1305_TAG_FINAL)
+        r->final_seen = 1;
+    r->in_used = (size_t)plain_len;
+    return 0;
+}
+
+/* Produces more decompressed bytes into r->out. *ended set at payload end. */
+static int fill_output(struct object_reader *r, int *ended, struct tm_error *err)
+{
+    r->out_pos = r->out_used = 0;
+    *ended = 0;
+    while (r->out_used == 0) {
+        if (r->zstd_hint == 0) {
+            *ended = 1;
+            return 0;
+        }
+        if (r->in_pos == r->in_used) {
+            if (refill_input(r, err) != 0)
+                return -1;
+            if (r->in_used == 0)
+                return corrupt(r, err, "truncated (compressed stream ends early)");
+        }
+        ZSTD_inBuffer in = {r->in, r->in_used, r->in_pos};
+        ZSTD_outBuffer out = {r->out, r->out_size, 0};
+        size_t hint = ZSTD_decompressStream(r->zstd, &out, &in);
+        if (ZSTD_isError(hint))
+            return corrupt(r, err, ZSTD_getErrorName(hint));
+        r->zstd_hint = hint;
+        r->in_pos = in.pos;
+        r->out_used = out.pos;
+    }
+    return 0;
+}
+
+static int read_raw_payload(struct object_reader *r, uint8_t *buf, size_t len,
+                            struct tm_error *err)
+{
+    while (len > 0) {
+        if (r->out_pos == r->out_used) {
+            int ended;
+            if (fill_output(r, &ended, err) != 0)
+                return -1;
+            if (ended)
+                return corrupt(r, err, "payload ends early");
+        }
+        size_t avail = r->out_used - r->out_pos;
+        size_t take = len < avail ? len : avail;
+        memcpy(buf, r->out + r->out_pos, take);
+        r->out_pos += take;
+        buf += take;
+        len -= take;
+    }
+    return 0;
+}
+
+void object_reader_close(struct object_reader *r)
+{
+    if (!r)
+        return;
+    storage_read_end(r->source);
+    ZSTD_freeDCtx(r->zstd);
+    free(r->in);
+    free(r->cipher);
+    free(r->out);
+    sodium_memzero(&r->stream, sizeof r->stream);
+    free(r);
+}
+
+static int check_header(struct object_reader *r, enum object_kind kind, struct tm_error *err)
+{
+    const uint8_t *h = r->header;
+    if (memcmp(h, ENVELOPE_MAGIC, 8) != 0)
+        return corrupt(r, err, "not a tidemark object (bad magic)");
+    if (h[8] != ENVELOPE_VERSION)
+        return tm_error_set(err, "object '%s' has envelope version %u; this tidemark reads version %u",
+                            r->name, h[8], ENVELOPE_VERSION);
+    if (h[9] != (uint8_t)kind)
+        return corrupt(r, err, "unexpected object kind");
+    if (h[11] != COMPRESSION_ZSTD)
+        return corrupt(r, err, "unknown compression");
+    if (h[10] == ENC_NONE) {
+        if (r->key) {
+            tm_error_set(err, "object '%s' is not encrypted but an encryption key is configured", r->name);
+            return tm_error_hint(err, "refusing it: an unencrypted object in an encrypted archive may have been planted");
+        }
+        return 0;
+    }
+    if (h[10] != ENC_SECRETSTREAM)
+        return corrupt(r, err, "unknown encryption");
+    if (!r->key) {
+        tm_error_set(err, "object '%s' is encrypted but the configuration has 'encryption: none'", r->name);
+        return tm_error_hint(err, "set encryption.key-file to the key the backups were made with");
+    }
+    if (memcmp(h + 12, r->key->key_id, CRYPTO_KEY_ID_BYTES) != 0) {
+        char stored[CRYPTO_KEY_ID_BYTES * 2 + 1], configured[CRYPTO_KEY_ID_BYTES * 2 + 1];
+        crypto_key_id_hex(h + 12, stored);
+        crypto_key_id_hex(r->key->key_id, configured);
+        tm_error_set(err, "wrong key: object '%s' was encrypted with key id %s, the configured key has id %s",
+                     r->name, stored, configured);
+        return tm_error_hint(err, "point encryption.key-file at the key file these backups were made with");
+    }
+    r->encrypted = 1;
+    return 0;
+}
+
+int object_reader_open(struct storage *st, const char *name, enum object_kind kind,
+                       const struct crypto_key *key, struct object_reader **out,
+                       struct tm_error *err)
+{
+    struct object_reader *r = calloc(1, sizeof *r);
+    if (!r)
+        return tm_error_set(err, "out of memory");
+    r->key = key;
+    snprintf(r->name, sizeof r->name, "%s", name);
+    r->zstd = ZSTD_createDCtx();
+    r->in_size = CHUNK_PLAIN_MAX > ZSTD_DStreamInSize() ? CHUNK_PLAIN_MAX : ZSTD_DStreamInSize();
+    r->in = malloc(r->in_size);
+    r->cipher = malloc(CHUNK_CIPHER_MAX);
+    r->out_size = ZSTD_DStreamOutSize();
+    r->out = malloc(r->out_size);
+    r->zstd_hint = 1;
+    if (!r->zstd || !r->in || !r->cipher || !r->out) {
+        object_reader_close(r);
+        return tm_error_set(err, "out of memory");
+    }
+    crypto_generichash_init(&r->hash, NULL, 0, OBJECT_HASH_BYTES);
+    if (storage_read_begin(st, name, &r->source, err) != 0) {
+        object_reader_close(r);
+        return -1;
+    }
+    int short_read;
+    if (source_read_exact(r, r->header, sizeof r->header, &short_read, err) != 0)
+        goto fail;
+    if (short_read) {
+        corrupt(r, err, "shorter than its header");
+        goto fail;
+    }
+    if (check_header(r, kind, err) != 0)
+        goto fail;
+    if (r->encrypted) {
+        uint8_t stream_header[crypto_secretstream_xchacha20poly1305_HEADERBYTES];
+        if (source_read_exact(r, stream_header, sizeof stream_header, &short_read, err) != 0)
+            goto fail;
+        if (short_read ||
+            crypto_secretstream_xchacha20poly1305_init_pull(&r->stream, stream_header,
+                                                            key->object_key) != 0) {
+            corrupt(r, err, "bad encryption header");
+            goto fail;
+        }
+    }
+    *out = r;
+    return 0;
+fail:
+    object_reader_close(r);
+    return -1;
+}
+
+int object_read(struct object_reader *r, void *buf, size_t len, struct tm_error *err)
+{
+    if (read_raw_payload(r, buf, len, err) != 0)
+        return -1;
+    crypto_generichash_update(&r->hash, buf, len);
+    return 0;
+}
+
+int object_reader_finish(struct object_reader *r, uint8_t hash_out[OBJECT_HASH_BYTES],
+                         struct tm_error *err)
+{
+    uint8_t computed[OBJECT_HASH_BYTES], stored[OBJECT_HASH_BYTES];
+    crypto_generichash_final(&r->hash, computed, sizeof computed);
+    if (read_raw_payload(r, stored, sizeof stored, err) != 0)
+        return -1;
+    if (sodium_memcmp(computed, stored, sizeof stored) != 0)
+        return corrupt(r, err, "payload checksum mismatch");
+    /* Nothing may follow: the zstd frame must end here, and with it the
+     * encrypted stream (final tag) or the stored bytes. */
+    int ended;
+    if (r->out_pos != r->out_used || fill_output(r, &ended, err) != 0 || !ended)
+        return r->out_pos != r->out_used ? corrupt(r, err, "data after the payload") : -1;
+    if (r->in_pos != r->in_used)
+        return corrupt(r, err, "data after the compressed stream");
+    if (r->encrypted ? !r->final_seen : 0)
+        return corrupt(r, err, "truncated (the final encrypted chunk is missing)");
+    uint8_t extra;
+    size_t got;
+    if (storage_read(r->source, &extra, 1, &got, err) != 0)
+        return -1;
+    if (got != 0)
+        return corrupt(r, err, "bytes after the end of the object");
+    if (hash_out)
+        memcpy(hash_out, computed, sizeof computed);
+    return 0;
+}

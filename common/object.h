@@ -1,0 +1,56 @@
+/* object.h - the envelope every archive object (snapshot, segment) is
+ * stored in: payload -> BLAKE2b hash -> zstd -> XChaCha20-Poly1305
+ * secretstream -> storage. Byte layout in object.c and docs/format.md.
+ *
+ * Writers and readers stream: memory is bounded by a few 64-256 KiB
+ * buffers whatever the object size. The payload's BLAKE2b-256 is
+ * appended as a 32-byte trailer by the writer and checked by the reader,
+ * and is what segments chain on. */
+#ifndef TM_OBJECT_H
+#define TM_OBJECT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "crypto.h"
+#include "error.h"
+#include "storage/storage.h"
+
+#define OBJECT_HASH_BYTES 32
+
+enum object_kind {
+    OBJECT_SNAPSHOT = 'B',
+    OBJECT_SEGMENT = 'G',
+};
+
+struct object_writer;
+struct object_reader;
+
+/* key may be NULL only for archives configured with `encryption: none`. */
+int object_writer_open(struct storage *st, const char *name, enum object_kind kind,
+                       const struct crypto_key *key, struct object_writer **out,
+                       struct tm_error *err);
+int object_write(struct object_writer *w, const void *data, size_t len, struct tm_error *err);
+/* Appends the hash trailer, flushes and publishes the object atomically.
+ * hash_out (may be NULL) receives the payload hash. Frees w always. */
+int object_writer_commit(struct object_writer *w, uint8_t hash_out[OBJECT_HASH_BYTES],
+                         struct tm_error *err);
+void object_writer_abort(struct object_writer *w);
+/* Compressed, encrypted bytes written so far (for metrics and listings). */
+uint64_t object_writer_stored_bytes(const struct object_writer *w);
+
+/* Opens and checks the envelope header: magic, version, kind, and that it
+ * is encrypted with `key` ("wrong key" is reported here, before any
+ * decryption) or unencrypted when key is NULL. */
+int object_reader_open(struct storage *st, const char *name, enum object_kind kind,
+                       const struct crypto_key *key, struct object_reader **out,
+                       struct tm_error *err);
+/* Reads exactly len payload bytes; running out early is an error. */
+int object_read(struct object_reader *r, void *buf, size_t len, struct tm_error *err);
+/* After the last payload byte: checks the hash trailer and that nothing
+ * follows. hash_out (may be NULL) receives the payload hash. */
+int object_reader_finish(struct object_reader *r, uint8_t hash_out[OBJECT_HASH_BYTES],
+                         struct tm_error *err);
+void object_reader_close(struct object_reader *r);
+
+#endif

@@ -1,0 +1,178 @@
+/* storage.c - dispatch from the storage interface to a driver's table
+ * (storage.h), plus helpers every caller shares. Drivers never see each
+ * other; callers never see a driver. */
+#include "storage.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct storage {
+    const struct storage_driver *driver;
+    void *self;
+    char *description;
+};
+
+struct storage_writer {
+    const struct storage_driver *driver;
+    void *handle;
+};
+
+struct storage_reader {
+    const struct storage_driver *driver;
+    void *handle;
+};
+
+int storage_new(const struct storage_driver *driver, void *self, const char *description,
+                struct storage **out, struct tm_error *err)
+{
+    struct storage *st = calloc(1, sizeof *st);
+    if (!st || !(st->description = strdup(description))) {
+        free(st);
+        driver->free(self);
+        return tm_error_set(err, "out of memory");
+    }
+    st->driver = driver;
+    st->self = self;
+    *out = st;
+    return 0;
+}
+
+void storage_free(struct storage *st)
+{
+    if (!st)
+        return;
+    st->driver->free(st->self);
+    free(st->description);
+    free(st);
+}
+
+const char *storage_describe(const struct storage *st) { return st->description; }
+
+int storage_write_begin(struct storage *st, const char *key, struct storage_writer **out,
+                        struct tm_error *err)
+{
+    struct storage_writer *w = calloc(1, sizeof *w);
+    if (!w)
+        return tm_error_set(err, "out of memory");
+    w->driver = st->driver;
+    if (st->driver->write_begin(st->self, key, &w->handle, err) != 0) {
+        free(w);
+        return -1;
+    }
+    *out = w;
+    return 0;
+}
+
+int storage_write(struct storage_writer *w, const void *data, size_t len, struct tm_error *err)
+{
+    return w->driver->write(w->handle, data, len, err);
+}
+
+int storage_write_commit(struct storage_writer *w, struct tm_error *err)
+{
+    int rc = w->driver->write_commit(w->handle, err);
+    free(w);
+    return rc;
+}
+
+void storage_write_abort(struct storage_writer *w)
+{
+    if (!w)
+        return;
+    w->driver->write_abort(w->handle);
+    free(w);
+}
+
+int storage_read_begin(struct storage *st, const char *key, struct storage_reader **out,
+                       struct tm_error *err)
+{
+    struct storage_reader *r = calloc(1, sizeof *r);
+    if (!r)
+        return tm_error_set(err, "out of memory");
+    r->driver = st->driver;
+    if (st->driver->read_begin(st->self, key, &r->handle, err) != 0) {
+        free(r);
+        return -1;
+    }
+    *out = r;
+    return 0;
+}
+
+int storage_read(struct storage_reader *r, void *buf, size_t len, size_t *got,
+                 struct tm_error *err)
+{
+    return r->driver->read(r->handle, buf, len, got, err);
+}
+
+void storage_read_end(struct storage_reader *r)
+{
+    if (!r)
+        return;
+    r->driver->read_end(r->handle);
+    free(r);
+}
+
+static int entry_compare(const void *a, const void *b)
+{
+    return strcmp(((const struct storage_entry *)a)->name,
+                  ((const struct storage_entry *)b)->name);
+}
+
+int storage_list(struct storage *st, const char *dir, struct storage_list *out,
+                 struct tm_error *err)
+{
+    memset(out, 0, sizeof *out);
+    if (st->driver->list(st->self, dir, out, err) != 0)
+        return -1;
+    if (out->count > 1)
+        qsort(out->entries, out->count, sizeof *out->entries, entry_compare);
+    return 0;
+}
+
+void storage_list_release(struct storage_list *list)
+{
+    for (size_t i = 0; i < list->count; i++)
+        free(list->entries[i].name);
+    free(list->entries);
+    list->entries = NULL;
+    list->count = 0;
+}
+
+int storage_remove(struct storage *st, const char *key, struct tm_error *err)
+{
+    return st->driver->remove(st->self, key, err);
+}
+
+int storage_read_all(struct storage *st, const char *key, uint8_t **data, size_t *len,
+                     struct tm_error *err)
+{
+    struct storage_reader *r;
+    if (storage_read_begin(st, key, &r, err) != 0)
+        return -1;
+    size_t cap = 65536, used = 0, got;
+    uint8_t *buf = malloc(cap);
+    int rc = buf ? 0 : tm_error_set(err, "out of memory");
+    while (rc == 0) {
+        if (used == cap) {
+            uint8_t *bigger = realloc(buf, cap * 2);
+            if (!bigger) {
+                rc = tm_error_set(err, "out of memory");
+                break;
+            }
+            buf = bigger;
+            cap *= 2;
+        }
+        rc = storage_read(r, buf + used, cap - used, &got, err);
+        if (rc == 0 && got == 0)
+            break;
+        used += got;
+    }
+    storage_read_end(r);
+    if (rc != 0) {
+        free(buf);
+        return -1;
+    }
+    *data = buf;
+    *len = used;
+    return 0;
+}

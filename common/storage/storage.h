@@ -1,0 +1,85 @@
+/* storage.h - the one interface every replica backend implements.
+ *
+ * An archive is a tree of objects named by '/'-separated keys relative to
+ * the replica's root ("app/generations/<gen>/segments/<name>"). Callers
+ * see only this header; each driver (storage/file.c, later storage/s3.c)
+ * fills a `static const struct storage_driver` table and a constructor.
+ *
+ * Guarantees every driver gives:
+ *  - a written object appears whole under its key on write_commit, or not
+ *    at all (write_abort, crash, error): readers never see a partial one;
+ *  - write_commit returns only once the object is durable;
+ *  - list returns the immediate children of a "directory" key, sorted by
+ *    name, each with its size (objects) or as a sub-directory. */
+#ifndef TM_STORAGE_H
+#define TM_STORAGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../error.h"
+
+struct storage;
+struct storage_writer;
+struct storage_reader;
+
+struct storage_entry {
+    char *name;        /* child name, no '/' */
+    uint64_t size;     /* bytes; 0 for directories */
+    int is_dir;
+};
+
+struct storage_list {
+    struct storage_entry *entries;
+    size_t count;
+};
+
+struct storage_driver {
+    const char *type;
+    int (*write_begin)(void *self, const char *key, void **handle, struct tm_error *err);
+    int (*write)(void *handle, const void *data, size_t len, struct tm_error *err);
+    int (*write_commit)(void *handle, struct tm_error *err);   /* frees handle */
+    void (*write_abort)(void *handle);                           /* frees handle */
+    int (*read_begin)(void *self, const char *key, void **handle, struct tm_error *err);
+    int (*read)(void *handle, void *buf, size_t len, size_t *got, struct tm_error *err);
+    void (*read_end)(void *handle);
+    int (*list)(void *self, const char *dir, struct storage_list *out, struct tm_error *err);
+    int (*remove)(void *self, const char *key, struct tm_error *err);
+    void (*free)(void *self);
+};
+
+/* A local-directory replica rooted at `root` (created if missing). */
+int storage_file_open(const char *root, struct storage **out, struct tm_error *err);
+
+/* Wraps a driver's state; used by driver constructors only. */
+int storage_new(const struct storage_driver *driver, void *self, const char *description,
+                struct storage **out, struct tm_error *err);
+void storage_free(struct storage *st);
+const char *storage_describe(const struct storage *st);   /* "file:/var/backups/x" */
+
+int storage_write_begin(struct storage *st, const char *key, struct storage_writer **out,
+                        struct tm_error *err);
+int storage_write(struct storage_writer *w, const void *data, size_t len, struct tm_error *err);
+/* Publishes the object atomically and durably; frees w in every case. */
+int storage_write_commit(struct storage_writer *w, struct tm_error *err);
+void storage_write_abort(struct storage_writer *w);
+
+/* A missing object is an error whose message says "does not exist". */
+int storage_read_begin(struct storage *st, const char *key, struct storage_reader **out,
+                       struct tm_error *err);
+/* *got == 0 means end of object. */
+int storage_read(struct storage_reader *r, void *buf, size_t len, size_t *got,
+                 struct tm_error *err);
+void storage_read_end(struct storage_reader *r);
+
+/* A missing directory lists as empty. */
+int storage_list(struct storage *st, const char *dir, struct storage_list *out,
+                 struct tm_error *err);
+void storage_list_release(struct storage_list *list);
+int storage_remove(struct storage *st, const char *key, struct tm_error *err);
+
+/* Whole small object into a malloc'd buffer the caller frees (tests, tools). */
+int storage_read_all(struct storage *st, const char *key, uint8_t **data, size_t *len,
+                     struct tm_error *err);
+
+#endif

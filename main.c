@@ -1,0 +1,237 @@
+/* main.c - the `tidemark` binary: parses the command line and hands over
+ * to one command (replicator/replicate.c, restore/restore.c,
+ * restore/list.c; keygen and version are here). */
+#include "common/clock.h"
+#include "common/config.h"
+#include "common/crypto.h"
+#include "common/log.h"
+#include "replicator/replicate.h"
+#include "restore/list.h"
+#include "restore/restore.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TIDEMARK_VERSION "0.1.0"
+
+static const char *usage_main =
+    "usage: tidemark COMMAND [OPTIONS]\n"
+    "\n"
+    "commands:\n"
+    "  replicate -c FILE                 run the backup sidecar (foreground)\n"
+    "  restore -c FILE NAME -o PATH      rebuild database NAME at PATH\n"
+    "          [--timestamp TIME] [--replica NAME|INDEX] [--force]\n"
+    "  list -c FILE [NAME] [--json]      what the replicas hold\n"
+    "  keygen -o FILE                    write a new encryption key (mode 0600)\n"
+    "  version                           print the version\n"
+    "\n"
+    "'tidemark COMMAND --help' describes each command.\n";
+
+static const char *usage_replicate =
+    "usage: tidemark replicate -c FILE [-v]\n"
+    "Tails every configured database's WAL and ships each commit to its replicas\n"
+    "within sync-interval. SIGTERM or SIGINT ships what is committed, then exits 0.\n";
+
+static const char *usage_restore =
+    "usage: tidemark restore -c FILE NAME -o PATH [--timestamp TIME] [--replica NAME|INDEX] [--force]\n"
+    "Rebuilds database NAME as it was at TIME (RFC 3339 such as 2026-11-23T03:15:42Z or\n"
+    "2026-11-23T05:15:42+02:00, or Unix seconds); without --timestamp, the latest point.\n"
+    "Transactions seen at or before TIME are included. The result is checked with\n"
+    "PRAGMA integrity_check before it is moved to PATH. PATH must not exist unless --force.\n";
+
+static const char *usage_list =
+    "usage: tidemark list -c FILE [NAME] [--replica NAME|INDEX] [--json]\n"
+    "Lists generations, snapshots, the restorable range, object count and bytes.\n";
+
+static const char *usage_keygen =
+    "usage: tidemark keygen -o FILE\n"
+    "Writes a new random 256-bit key to FILE (which must not exist) with mode 0600.\n"
+    "Keep a copy somewhere safe and separate from the backups: without it they cannot be read.\n";
+
+static int bad_usage(const char *usage, const char *problem)
+{
+    if (problem)
+        fprintf(stderr, "error: %s\n", problem);
+    fputs(usage, stderr);
+    return 2;
+}
+
+/* Loads config and key: both commands that read or write archives need them. */
+static int load_config_and_key(const char *path, struct config **cfg, struct crypto_key **key)
+{
+    struct tm_error err;
+    *key = NULL;
+    if (config_load(path, cfg, &err) != 0) {
+        tm_error_print(&err);
+        return -1;
+    }
+    if (!(*cfg)->encryption_none && crypto_key_load((*cfg)->key_file, key, &err) != 0) {
+        tm_error_print(&err);
+        config_free(*cfg);
+        return -1;
+    }
+    return 0;
+}
+
+enum { OPT_TIMESTAMP = 256, OPT_FORCE, OPT_REPLICA, OPT_JSON, OPT_HELP };
+
+static const struct option long_options[] = {
+    {"config", required_argument, NULL, 'c'},   {"output", required_argument, NULL, 'o'},
+    {"timestamp", required_argument, NULL, OPT_TIMESTAMP},
+    {"force", no_argument, NULL, OPT_FORCE},    {"replica", required_argument, NULL, OPT_REPLICA},
+    {"json", no_argument, NULL, OPT_JSON},      {"verbose", no_argument, NULL, 'v'},
+    {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
+};
+
+struct cli {
+    const char *config, *output, *timestamp, *replica;
+    int force, json, verbose, help;
+};
+
+static int parse_options(int argc, char **argv, const char *usage, struct cli *cli)
+{
+    memset(cli, 0, sizeof *cli);
+    optind = 1;
+    int opt;
+    while ((opt = getopt_long(argc, argv, "c:o:vh", long_options, NULL)) != -1) {
+        switch (opt) {
+        case 'c': cli->config = optarg; break;
+        case 'o': cli->output = optarg; break;
+        case 'v': cli->verbose = 1; break;
+        case 'h': cli->help = 1; break;
+        case OPT_TIMESTAMP: cli->timestamp = optarg; break;
+        case OPT_FORCE: cli->force = 1; break;
+        case OPT_REPLICA: cli->replica = optarg; break;
+        case OPT_JSON: cli->json = 1; break;
+        default: return bad_usage(usage, NULL);
+        }
+    }
+    if (cli->verbose)
+        log_set_level(LOG_DEBUG);
+    return 0;
+}
+
+static int cmd_replicate(int argc, char **argv)
+{
+    struct cli cli;
+    if (parse_options(argc, argv, usage_replicate, &cli) != 0)
+        return 2;
+    if (cli.help)
+        return fputs(usage_replicate, stdout), 0;
+    if (!cli.config)
+        return bad_usage(usage_replicate, "-c FILE is required");
+    if (optind != argc)
+        return bad_usage(usage_replicate, "unexpected argument");
+    struct config *cfg;
+    struct crypto_key *key;
+    if (load_config_and_key(cli.config, &cfg, &key) != 0)
+        return 1;
+    int rc = replicate_run(cfg, key);
+    crypto_key_free(key);
+    config_free(cfg);
+    return rc;
+}
+
+static int cmd_restore(int argc, char **argv)
+{
+    struct cli cli;
+    if (parse_options(argc, argv, usage_restore, &cli) != 0)
+        return 2;
+    if (cli.help)
+        return fputs(usage_restore, stdout), 0;
+    if (!cli.config)
+        return bad_usage(usage_restore, "-c FILE is required");
+    if (!cli.output)
+        return bad_usage(usage_restore, "-o PATH is required");
+    if (optind != argc - 1)
+        return bad_usage(usage_restore, "give exactly one database NAME");
+    struct restore_options opts = {.db_name = argv[optind], .output = cli.output,
+                                   .replica = cli.replica, .force = cli.force};
+    if (cli.timestamp) {
+        struct tm_error err;
+        if (clock_parse_time(cli.timestamp, &opts.target_ms, &err) != 0) {
+            tm_error_prefix(&err, "--timestamp: ");
+            tm_error_print(&err);
+            return 2;
+        }
+        opts.has_target = 1;
+    }
+    struct config *cfg;
+    struct crypto_key *key;
+    if (load_config_and_key(cli.config, &cfg, &key) != 0)
+        return 1;
+    int rc = restore_run(cfg, key, &opts);
+    crypto_key_free(key);
+    config_free(cfg);
+    return rc;
+}
+
+static int cmd_list(int argc, char **argv)
+{
+    struct cli cli;
+    if (parse_options(argc, argv, usage_list, &cli) != 0)
+        return 2;
+    if (cli.help)
+        return fputs(usage_list, stdout), 0;
+    if (!cli.config)
+        return bad_usage(usage_list, "-c FILE is required");
+    if (optind < argc - 1)
+        return bad_usage(usage_list, "give at most one database NAME");
+    struct config *cfg;
+    struct tm_error err;
+    if (config_load(cli.config, &cfg, &err) != 0) {
+        tm_error_print(&err);
+        return 1;
+    }
+    int rc = list_run(cfg, optind < argc ? argv[optind] : NULL, cli.replica, cli.json);
+    config_free(cfg);
+    return rc;
+}
+
+static int cmd_keygen(int argc, char **argv)
+{
+    struct cli cli;
+    if (parse_options(argc, argv, usage_keygen, &cli) != 0)
+        return 2;
+    if (cli.help)
+        return fputs(usage_keygen, stdout), 0;
+    if (!cli.output || optind != argc)
+        return bad_usage(usage_keygen, "-o FILE is required");
+    struct tm_error err;
+    if (crypto_keygen(cli.output, &err) != 0) {
+        tm_error_print(&err);
+        return 1;
+    }
+    printf("wrote a new key to %s (mode 0600); keep a copy apart from the backups\n", cli.output);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct tm_error err;
+    if (argc < 2)
+        return bad_usage(usage_main, NULL);
+    const char *command = argv[1];
+    if (strcmp(command, "--help") == 0 || strcmp(command, "-h") == 0 || strcmp(command, "help") == 0)
+        return fputs(usage_main, stdout), 0;
+    if (strcmp(command, "version") == 0 || strcmp(command, "--version") == 0) {
+        printf("tidemark %s\n", TIDEMARK_VERSION);
+        return 0;
+    }
+    if (crypto_init(&err) != 0) {
+        tm_error_print(&err);
+        return 1;
+    }
+    if (strcmp(command, "replicate") == 0)
+        return cmd_replicate(argc - 1, argv + 1);
+    if (strcmp(command, "restore") == 0)
+        return cmd_restore(argc - 1, argv + 1);
+    if (strcmp(command, "list") == 0)
+        return cmd_list(argc - 1, argv + 1);
+    if (strcmp(command, "keygen") == 0)
+        return cmd_keygen(argc - 1, argv + 1);
+    fprintf(stderr, "error: unknown command '%s'\n", command);
+    return bad_usage(usage_main, NULL);
+}

@@ -1,0 +1,430 @@
+/* replicate.c - the sidecar daemon: one libev loop drives every database.
+ *
+ * DESIGN
+ *
+ * Per database there is a tailer (tailer.c: pins and reads the WAL) and a
+ * shipper (shipper.c: writes objects to every replica). The loop reacts to:
+ *
+ *  - inotify events on the database's directory: a change to NAME-wal arms
+ *    a 5 ms one-shot timer that scans the WAL, so each commit is stamped
+ *    within a few milliseconds of being written (bursts of writes cost one
+ *    scan);
+ *  - the sync timer (sync-interval): scan, then ship all pending commits as
+ *    one segment; when the shipped part of the WAL passes checkpoint-pages,
+ *    take the write lock, ship the rest, checkpoint (PASSIVE) and re-pin;
+ *  - the snapshot timer (snapshot-interval): a new base snapshot inside the
+ *    current generation;
+ *  - SIGTERM / SIGINT: scan and ship what is committed, then stop.
+ *
+ * When the tailer or shipper reports that continuity is lost, the database
+ * is reopened and a new generation begins with a fresh snapshot. When a
+ * replica fails, the commits stay pinned in the WAL and the same batch is
+ * retried on the next tick: nothing is dropped.
+ *
+ * The loop is single-threaded; all state hangs off `struct replicator`,
+ * the daemon's top-level context. */
+#include "replicate.h"
+
+#include "../common/clock.h"
+#include "../common/log.h"
+#include "../common/storage/storage.h"
+#include "shipper.h"
+#include "tailer.h"
+
+#include <errno.h>
+#include <ev.h>
+#include <libgen.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <unistd.h>
+
+#define SCAN_DELAY_S 0.005
+#define RETRY_DELAY_S 5.0
+
+struct replicator;
+
+struct db_context {
+    struct replicator *owner;
+    const struct config_db *cfg;
+    struct storage **replicas;
+    size_t replica_count;
+    struct tailer *tailer;           /* NULL while (re)starting */
+    struct shipper shipper;
+    int need_generation;             /* start a new generation when possible */
+    char dir[PATH_MAX];
+    char wal_name[NAME_MAX + 1];
+    int watch;
+    ev_timer scan_timer;
+    ev_timer sync_timer;
+    ev_timer snapshot_timer;
+    int failing;                     /* last attempt failed (logged once) */
+};
+
+struct replicator {
+    struct ev_loop *loop;
+    const struct config *cfg;
+    const struct crypto_key *key;
+    struct db_context *dbs;
+    size_t db_count;
+    int inotify_fd;
+    ev_io inotify_watcher;
+    ev_signal sigterm_watcher, sigint_watcher;
+    int exit_code;
+};
+
+static void report(struct db_context *ctx, const char *what, const struct tm_error *err)
+{
+    if (err->hint[0])
+        log_error("%s: %s: %s (HINT: %s)", ctx->cfg->name, what, err->msg, err->hint);
+    else
+        log_error("%s: %s: %s", ctx->cfg->name, what, err->msg);
+}
+
+static void snapshot_path(const struct db_context *ctx, char *out, size_t len)
+{
+    snprintf(out, len, "%s/tidemark-%s-%d.snapshot", ctx->owner->cfg->spool_dir, ctx->cfg->name,
+             (int)getpid());
+}
+
+/* Takes a base snapshot at the tailer's shipped position and stores it at
+ * the shipper's current index. Expects the pin to be at that position. */
+static int take_snapshot(struct db_context *ctx, struct tm_error *err)
+{
+    char path[PATH_MAX];
+    snapshot_path(ctx, path, sizeof path);
+    int64_t taken_ms = clock_now_ms();
+    struct wal_position pos = tailer_shipped(ctx->tailer);
+    int have_wal = tailer_header(ctx->tailer) != NULL;
+    uint32_t pages;
+    int rc = tailer_snapshot(ctx->tailer, path, &pages, err);
+    if (rc == 0)
+        rc = shipper_snapshot(&ctx->shipper, path, tailer_page_size(ctx->tailer), pages, taken_ms,
+                              have_wal ? &pos : NULL, err);
+    unlink(path);
+    return rc;
+}
+
+/* Under the write lock: ship everything committed so far (the WAL end is
+ * fixed while the lock is held). */
+static int ship_all_locked(struct db_context *ctx, struct tm_error *err)
+{
+    int status = tailer_scan(ctx->tailer, clock_now_ms(), err);
+    if (status != TAILER_OK)
+        return status < 0 ? -1 : 1;
+    status = shipper_ship(&ctx->shipper, ctx->tailer, err);
+    return status < 0 ? -1 : status;
+}
+
+/* New generation: position at the WAL's end, re-pin there, snapshot. */
+static int start_generation(struct db_context *ctx, const char *reason, struct tm_error *err)
+{
+    if (tailer_lock(ctx->tailer, err) != 0)
+        return -1;
+    int rc = tailer_restart_at_end(ctx->tailer, err);
+    if (rc == 0)
+        rc = tailer_repin(ctx->tailer, 0, err);
+    tailer_unlock(ctx->tailer);
+    if (rc != 0)
+        return -1;
+    shipper_new_generation(&ctx->shipper, clock_now_ms());
+    log_info("%s: new generation %s (%s)", ctx->cfg->name, ctx->shipper.generation, reason);
+    if (take_snapshot(ctx, err) != 0)
+        return -1;
+    ctx->need_generation = 0;
+    return 0;
+}
+
+/* Opens the tailer and continues the archive where it ends, or starts a
+ * new generation when continuity with it cannot be proven. */
+static int start_database(struct db_context *ctx, struct tm_error *err)
+{
+    if (!ctx->tailer && tailer_open(ctx->cfg->path, &ctx->tailer, err) != 0)
+        return -1;
+    if (ctx->need_generation)
+        return start_generation(ctx, "continuity with the archive was lost", err);
+    struct wal_position pos;
+    uint32_t page_size;
+    int found;
+    if (shipper_resume(&ctx->shipper, &pos, &page_size, &found, err) != 0)
+        return -1;
+    if (!found)
+        return start_generation(ctx, "no resumable archive", err);
+    if (tailer_lock(ctx->tailer, err) != 0)
+        return -1;
+    int resumed = tailer_resume_at(ctx->tailer, &pos, page_size, err);
+    int rc = resumed < 0 ? -1 : 0;
+    if (resumed == 1) {
+        rc = ship_all_locked(ctx, err);
+        if (rc == 0)
+            rc = tailer_repin(ctx->tailer, 0, err);
+    }
+    tailer_unlock(ctx->tailer);
+    if (rc < 0)
+        return -1;
+    if (resumed == 1 && rc == 0) {
+        log_info("%s: resumed generation %s at segment %llu", ctx->cfg->name,
+                 ctx->shipper.generation, (unsigned long long)ctx->shipper.next_index);
+        return 0;
+    }
+    return start_generation(ctx, resumed == 1 ? "WAL changed while resuming"
+                                              : "the WAL no longer continues the archive", err);
+}
+
+static void restart_database(struct db_context *ctx, const char *why)
+{
+    log_warn("%s: %s; reopening and starting a new generation", ctx->cfg->name, why);
+    tailer_close(ctx->tailer);
+    ctx->tailer = NULL;
+    ctx->need_generation = 1;
+    struct tm_error err;
+    if (start_database(ctx, &err) != 0) {
+        report(ctx, "cannot start a new generation (will retry)", &err);
+        ctx->failing = 1;
+    }
+}
+
+/* The scan, ship and checkpoint step run on every sync tick. */
+static void sync_database(struct db_context *ctx)
+{
+    struct tm_error err;
+    if (!ctx->tailer || ctx->need_generation) {
+        if (start_database(ctx, &err) != 0) {
+            if (!ctx->failing)
+                report(ctx, "cannot start (will retry)", &err);
+            ctx->failing = 1;
+            return;
+        }
+        ctx->failing = 0;
+    }
+    int status = tailer_scan(ctx->tailer, clock_now_ms(), &err);
+    if (status == TAILER_BROKEN)
+        return restart_database(ctx, err.msg);
+    if (status < 0) {
+        report(ctx, "cannot read the WAL", &err);
+        return;
+    }
+    status = shipper_ship(&ctx->shipper, ctx->tailer, &err);
+    if (status == SHIPPER_BROKEN)
+        return restart_database(ctx, err.msg);
+    if (status < 0) {
+        if (!ctx->failing)
+            report(ctx, "shipping failed (commits stay pinned in the WAL and will be retried)", &err);
+        ctx->failing = 1;
+        return;
+    }
+    if (ctx->failing)
+        log_info("%s: shipping recovered", ctx->cfg->name);
+    ctx->failing = 0;
+    if (tailer_shipped(ctx->tailer).frame < ctx->cfg->checkpoint_pages)
+        return;
+    /* Checkpoint: everything shipped under the lock, then re-pin. */
+    if (tailer_lock(ctx->tailer, &err) != 0) {
+        log_debug("%s: checkpoint postponed: %s", ctx->cfg->name, err.msg);
+        return;
+    }
+    int rc = ship_all_locked(ctx, &err);
+    if (rc == 0)
+        rc = tailer_repin(ctx->tailer, 1, &err);
+    tailer_unlock(ctx->tailer);
+    if (rc == 1)
+        restart_database(ctx, err.msg);
+    else if (rc < 0)
+        report(ctx, "checkpoint failed", &err);
+}
+
+static void on_sync(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    sync_database(w->data);
+}
+
+static void on_scan(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct db_context *ctx = w->data;
+    if (!ctx->tailer || ctx->need_generation)
+        return;
+    struct tm_error err;
+    int status = tailer_scan(ctx->tailer, clock_now_ms(), &err);
+    if (status == TAILER_BROKEN)
+        restart_database(ctx, err.msg);
+    else if (status < 0)
+        report(ctx, "cannot read the WAL", &err);
+}
+
+static void on_snapshot(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct db_context *ctx = w->data;
+    if (!ctx->tailer || ctx->need_generation)
+        return;
+    struct tm_error err;
+    if (tailer_lock(ctx->tailer, &err) != 0) {
+        report(ctx, "snapshot postponed", &err);
+        return;
+    }
+    int rc = ship_all_locked(ctx, &err);
+    if (rc == 0)
+        rc = tailer_repin(ctx->tailer, 0, &err);
+    tailer_unlock(ctx->tailer);
+    if (rc == 1)
+        return restart_database(ctx, err.msg);
+    if (rc == 0)
+        rc = take_snapshot(ctx, &err);
+    if (rc != 0)
+        report(ctx, "snapshot failed (will retry at the next interval)", &err);
+}
+
+static void on_inotify(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)revents;
+    struct replicator *rep = w->data;
+    char buf[8192] __attribute__((aligned(__alignof__(struct inotify_event))));
+    ssize_t len = read(rep->inotify_fd, buf, sizeof buf);
+    for (char *p = buf; len > 0 && p < buf + len;) {
+        struct inotify_event *ev = (struct inotify_event *)p;
+        for (size_t i = 0; i < rep->db_count; i++) {
+            struct db_context *ctx = &rep->dbs[i];
+            if (ev->wd == ctx->watch && ev->len && strcmp(ev->name, ctx->wal_name) == 0 &&
+                !ev_is_active(&ctx->scan_timer)) {
+                ev_timer_set(&ctx->scan_timer, SCAN_DELAY_S, 0.);
+                ev_timer_start(loop, &ctx->scan_timer);
+            }
+        }
+        p += sizeof *ev + ev->len;
+    }
+}
+
+/* Ships what is committed, then stops the loop. */
+static void on_stop(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    (void)revents;
+    struct replicator *rep = w->data;
+    log_info("stopping: shipping what is committed");
+    for (size_t i = 0; i < rep->db_count; i++) {
+        struct db_context *ctx = &rep->dbs[i];
+        if (!ctx->tailer || ctx->need_generation) {
+            rep->exit_code = 1;
+            continue;
+        }
+        struct tm_error err;
+        int status = tailer_scan(ctx->tailer, clock_now_ms(), &err);
+        if (status == TAILER_OK)
+            status = shipper_ship(&ctx->shipper, ctx->tailer, &err);
+        size_t left;
+        tailer_pending(ctx->tailer, &left);
+        if (status != 0 || left) {
+            report(ctx, "could not ship everything before stopping", &err);
+            rep->exit_code = 1;
+        }
+    }
+    ev_break(loop, EVBREAK_ALL);
+}
+
+static int open_replicas(struct db_context *ctx, struct tm_error *err)
+{
+    ctx->replicas = calloc(ctx->cfg->replica_count, sizeof *ctx->replicas);
+    if (!ctx->replicas)
+        return tm_error_set(err, "out of memory");
+    for (size_t i = 0; i < ctx->cfg->replica_count; i++) {
+        if (storage_file_open(ctx->cfg->replicas[i].path, &ctx->replicas[i], err) != 0)
+            return -1;
+        ctx->replica_count++;
+    }
+    return 0;
+}
+
+static int setup_database(struct replicator *rep, struct db_context *ctx,
+                          const struct config_db *cfg, struct tm_error *err)
+{
+    ctx->owner = rep;
+    ctx->cfg = cfg;
+    ctx->watch = -1;
+    if (open_replicas(ctx, err) != 0)
+        return -1;
+    ctx->shipper = (struct shipper){.db_name = cfg->name, .key = rep->key,
+                                    .replicas = ctx->replicas, .replica_count = ctx->replica_count};
+    char copy[PATH_MAX];
+    snprintf(copy, sizeof copy, "%s", cfg->path);
+    snprintf(ctx->dir, sizeof ctx->dir, "%s", dirname(copy));
+    snprintf(copy, sizeof copy, "%s", cfg->path);
+    snprintf(ctx->wal_name, sizeof ctx->wal_name, "%s-wal", basename(copy));
+    ctx->watch = inotify_add_watch(rep->inotify_fd, ctx->dir,
+                                   IN_MODIFY | IN_CREATE | IN_MOVED_TO | IN_DELETE | IN_CLOSE_WRITE);
+    if (ctx->watch < 0)
+        return tm_error_set(err, "cannot watch directory '%s': %s", ctx->dir, strerror(errno));
+    if (start_database(ctx, err) != 0)
+        return -1;
+    ev_timer_init(&ctx->scan_timer, on_scan, SCAN_DELAY_S, 0.);
+    ctx->scan_timer.data = ctx;
+    double sync_s = (double)cfg->sync_interval_ms / 1000.0;
+    ev_timer_init(&ctx->sync_timer, on_sync, sync_s, sync_s);
+    ctx->sync_timer.data = ctx;
+    ev_timer_start(rep->loop, &ctx->sync_timer);
+    double snapshot_s = (double)cfg->snapshot_interval_ms / 1000.0;
+    ev_timer_init(&ctx->snapshot_timer, on_snapshot, snapshot_s, snapshot_s);
+    ctx->snapshot_timer.data = ctx;
+    ev_timer_start(rep->loop, &ctx->snapshot_timer);
+    log_info("%s: replicating '%s' every %lldms to %zu replica(s)", cfg->name, cfg->path,
+             (long long)cfg->sync_interval_ms, ctx->replica_count);
+    return 0;
+}
+
+static void release(struct replicator *rep)
+{
+    for (size_t i = 0; i < rep->db_count; i++) {
+        struct db_context *ctx = &rep->dbs[i];
+        tailer_close(ctx->tailer);
+        for (size_t j = 0; j < ctx->replica_count; j++)
+            storage_free(ctx->replicas[j]);
+        free(ctx->replicas);
+    }
+    free(rep->dbs);
+    if (rep->inotify_fd >= 0)
+        close(rep->inotify_fd);
+}
+
+int replicate_run(const struct config *cfg, const struct crypto_key *key)
+{
+    struct replicator rep = {.cfg = cfg, .key = key, .inotify_fd = -1};
+    struct tm_error err;
+    rep.loop = ev_default_loop(EVFLAG_AUTO);
+    rep.dbs = calloc(cfg->db_count, sizeof *rep.dbs);
+    rep.inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (!rep.dbs || rep.inotify_fd < 0) {
+        tm_error_set(&err, "cannot initialise: %s", strerror(errno));
+        tm_error_print(&err);
+        release(&rep);
+        return 1;
+    }
+    for (size_t i = 0; i < cfg->db_count; i++) {
+        rep.db_count++;
+        if (setup_database(&rep, &rep.dbs[i], &cfg->dbs[i], &err) != 0) {
+            tm_error_prefix(&err, "database '%s': ", cfg->dbs[i].name);
+            tm_error_print(&err);
+            release(&rep);
+            return 1;
+        }
+    }
+    ev_io_init(&rep.inotify_watcher, on_inotify, rep.inotify_fd, EV_READ);
+    rep.inotify_watcher.data = &rep;
+    ev_io_start(rep.loop, &rep.inotify_watcher);
+    ev_signal_init(&rep.sigterm_watcher, on_stop, SIGTERM);
+    rep.sigterm_watcher.data = &rep;
+    ev_signal_start(rep.loop, &rep.sigterm_watcher);
+    ev_signal_init(&rep.sigint_watcher, on_stop, SIGINT);
+    rep.sigint_watcher.data = &rep;
+    ev_signal_start(rep.loop, &rep.sigint_watcher);
+    log_info("tidemark replicating %zu database(s)", cfg->db_count);
+    ev_run(rep.loop, 0);
+    release(&rep);
+    log_info("stopped");
+    return rep.exit_code;
+}

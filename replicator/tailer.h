@@ -1,0 +1,79 @@
+/* tailer.h - following one live SQLite database's WAL without ever
+ * writing to the database. Design and locking argument in tailer.c. */
+#ifndef TM_TAILER_H
+#define TM_TAILER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../common/error.h"
+#include "wal.h"
+
+/* One committed transaction seen in the WAL and not yet shipped. */
+struct tailer_commit {
+    struct wal_position end;   /* position after its commit frame */
+    uint32_t db_size;          /* pages after the commit */
+    int64_t time_ms;           /* wall clock when the tailer saw it */
+};
+
+enum tailer_status {
+    TAILER_OK = 0,
+    TAILER_BROKEN = 1,         /* continuity lost: start a new generation */
+};
+
+struct tailer;
+
+/* Opens the database (which must exist and be in WAL mode) with the two
+ * connections the tailer needs, and the WAL file for reading. */
+int tailer_open(const char *db_path, struct tailer **out, struct tm_error *err);
+void tailer_close(struct tailer *t);
+
+/* Takes / releases the database's write lock (BEGIN IMMEDIATE on the
+ * locker connection; nothing is written). While held, no transaction can
+ * commit, so the WAL's end is fixed. Fails (busy) after ~2 s. */
+int tailer_lock(struct tailer *t, struct tm_error *err);
+void tailer_unlock(struct tailer *t);
+
+/* Reads the WAL from the last commit seen, recording every new commit
+ * with time max(now_ms, previous commit time). Returns TAILER_OK,
+ * TAILER_BROKEN with err saying why continuity was lost (WAL reset with
+ * unshipped commits, restarts missed, page size changed, WAL or database
+ * file replaced), or -1 on I/O errors. */
+int tailer_scan(struct tailer *t, int64_t now_ms, struct tm_error *err);
+
+/* Whether the WAL at `pos` is the one the archive ended on: same salts,
+ * page size, and the checksum chain from frame 1 reaches pos exactly on a
+ * commit frame. Call with the lock held. If so, the tailer continues
+ * from there (1); otherwise 0. */
+int tailer_resume_at(struct tailer *t, const struct wal_position *pos, uint32_t page_size,
+                     struct tm_error *err);
+
+/* Forget everything: position the tailer at the WAL's current end (as a
+ * fresh base snapshot will cover it). Call with the lock held. */
+int tailer_restart_at_end(struct tailer *t, struct tm_error *err);
+
+/* Commits seen but not yet acknowledged; valid until the next call. */
+const struct tailer_commit *tailer_pending(const struct tailer *t, size_t *count);
+/* The WAL position everything before which is shipped. */
+struct wal_position tailer_shipped(const struct tailer *t);
+/* Mark the first `count` pending commits as shipped. */
+void tailer_ack(struct tailer *t, size_t count);
+
+/* Reads frame `frame` (header + page) of the current WAL into buf
+ * (WAL_FRAME_HEADER_BYTES + page size bytes). */
+int tailer_read_frame(struct tailer *t, uint32_t frame, uint8_t *buf, struct tm_error *err);
+const struct wal_header *tailer_header(const struct tailer *t);   /* NULL if no WAL yet */
+uint32_t tailer_page_size(const struct tailer *t);
+
+/* With the lock held and nothing pending: end the pinning read
+ * transaction, optionally run a PASSIVE checkpoint, and pin again at the
+ * WAL's current end. */
+int tailer_repin(struct tailer *t, int checkpoint, struct tm_error *err);
+
+/* Copy the database as of the pinned read transaction (== the shipped
+ * position after tailer_repin) to a new file `path` with SQLite's backup
+ * API; never takes the write lock. */
+int tailer_snapshot(struct tailer *t, const char *path, uint32_t *page_count,
+                    struct tm_error *err);
+
+#endif

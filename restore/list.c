@@ -1,0 +1,124 @@
+/* list.c - `tidemark list`: what each replica holds, from listings alone
+ * (nothing is decrypted): generations, snapshots, the restorable time
+ * range, object count and bytes; as text or --json. */
+#include "list.h"
+
+#include "../common/archive.h"
+#include "../common/clock.h"
+#include "restore.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+struct generation_summary {
+    uint64_t objects, bytes;
+    int64_t from_ms, to_ms;
+};
+
+static void summarise(const struct catalog_generation *gen, struct generation_summary *out)
+{
+    memset(out, 0, sizeof *out);
+    out->objects = gen->snapshot_count + gen->segment_count;
+    for (size_t i = 0; i < gen->snapshot_count; i++)
+        out->bytes += gen->snapshots[i].size;
+    for (size_t i = 0; i < gen->segment_count; i++)
+        out->bytes += gen->segments[i].size;
+    out->from_ms = gen->snapshot_count ? gen->snapshots[0].time_ms : 0;
+    out->to_ms = out->from_ms;
+    if (gen->snapshot_count && gen->snapshots[gen->snapshot_count - 1].time_ms > out->to_ms)
+        out->to_ms = gen->snapshots[gen->snapshot_count - 1].time_ms;
+    if (gen->segment_count && gen->segments[gen->segment_count - 1].last_ms > out->to_ms)
+        out->to_ms = gen->segments[gen->segment_count - 1].last_ms;
+}
+
+static void print_text(const char *db, const char *replica, const struct catalog *cat)
+{
+    printf("database %s, replica %s: %zu generation(s)\n", db, replica, cat->generation_count);
+    for (size_t g = 0; g < cat->generation_count; g++) {
+        const struct catalog_generation *gen = &cat->generations[g];
+        struct generation_summary sum;
+        summarise(gen, &sum);
+        char from[40], to[40];
+        clock_format_ms(sum.from_ms, from, sizeof from);
+        clock_format_ms(sum.to_ms, to, sizeof to);
+        printf("  generation %s\n", gen->id);
+        if (gen->snapshot_count)
+            printf("    restorable from %s to %s\n", from, to);
+        else
+            printf("    not restorable: no snapshot\n");
+        printf("    %" PRIu64 " objects, %" PRIu64 " bytes (%zu segments)\n", sum.objects, sum.bytes,
+               gen->segment_count);
+        for (size_t s = 0; s < gen->snapshot_count; s++) {
+            char when[40];
+            clock_format_ms(gen->snapshots[s].time_ms, when, sizeof when);
+            printf("    snapshot %s  %" PRIu64 " bytes\n", when, gen->snapshots[s].size);
+        }
+    }
+}
+
+static void print_json(const char *db, const char *replica, const struct catalog *cat, int first_db)
+{
+    printf("%s{\"database\":\"%s\",\"replica\":\"%s\",\"generations\":[", first_db ? "" : ",", db,
+           replica);
+    for (size_t g = 0; g < cat->generation_count; g++) {
+        const struct catalog_generation *gen = &cat->generations[g];
+        struct generation_summary sum;
+        summarise(gen, &sum);
+        char from[40], to[40];
+        clock_format_ms(sum.from_ms, from, sizeof from);
+        clock_format_ms(sum.to_ms, to, sizeof to);
+        printf("%s{\"id\":\"%s\",\"restorable\":%s,\"from\":\"%s\",\"to\":\"%s\",\"from_ms\":%" PRId64
+               ",\"to_ms\":%" PRId64 ",\"objects\":%" PRIu64 ",\"bytes\":%" PRIu64
+               ",\"segments\":%zu,\"snapshots\":[",
+               g ? "," : "", gen->id, gen->snapshot_count ? "true" : "false", from, to, sum.from_ms,
+               sum.to_ms, sum.objects, sum.bytes, gen->segment_count);
+        for (size_t s = 0; s < gen->snapshot_count; s++) {
+            char when[40];
+            clock_format_ms(gen->snapshots[s].time_ms, when, sizeof when);
+            printf("%s{\"time\":\"%s\",\"time_ms\":%" PRId64 ",\"bytes\":%" PRIu64 "}", s ? "," : "",
+                   when, gen->snapshots[s].time_ms, gen->snapshots[s].size);
+        }
+        printf("]}");
+    }
+    printf("]}");
+}
+
+int list_run(const struct config *cfg, const char *db_name, const char *replica, int json)
+{
+    struct tm_error err;
+    if (db_name && !config_find_db(cfg, db_name, &err)) {
+        tm_error_print(&err);
+        return 1;
+    }
+    int rc = 0, printed = 0;
+    if (json)
+        printf("[");
+    for (size_t i = 0; i < cfg->db_count; i++) {
+        const struct config_db *db = &cfg->dbs[i];
+        if (db_name && strcmp(db->name, db_name) != 0)
+            continue;
+        struct storage *st;
+        struct catalog cat;
+        if (restore_open_replica(db, replica, &st, &err) != 0) {
+            tm_error_print(&err);
+            rc = 1;
+            continue;
+        }
+        if (catalog_load(st, db->name, &cat, &err) != 0) {
+            tm_error_print(&err);
+            rc = 1;
+        } else {
+            if (json)
+                print_json(db->name, storage_describe(st), &cat, printed == 0);
+            else
+                print_text(db->name, storage_describe(st), &cat);
+            printed++;
+            catalog_release(&cat);
+        }
+        storage_free(st);
+    }
+    if (json)
+        printf("]\n");
+    return rc;
+}

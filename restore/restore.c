@@ -1,0 +1,422 @@
+/* restore.c - `tidemark restore`: rebuild a database as of a point in time.
+ *
+ * Plan (from listings only): the newest generation whose first snapshot is
+ * at or before the target; in it the newest snapshot at or before the
+ * target; then the segments from that snapshot's index on, which must be
+ * contiguous. Apply: write the snapshot's pages to a temporary file next to
+ * the output, then each segment's transactions in order, page by page,
+ * stopping before the first transaction seen after the target. Every
+ * segment is checked before its data is trusted: its generation, index
+ * and page size, its link to the previous segment (chain hash), the
+ * authentication of every encrypted chunk and the payload hash. Then the
+ * file is cut to the database size of the last transaction, fsync'd,
+ * checked with PRAGMA integrity_check, and renamed over the output.
+ *
+ * Any missing, corrupt or undecryptable object stops the restore before
+ * anything is written at the output path, with the object named and the
+ * last point that can be restored consistently. */
+#include "restore.h"
+
+#include "../common/archive.h"
+#include "../common/clock.h"
+#include "../common/log.h"
+#include "../common/object.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <libgen.h>
+#include <limits.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+struct restore_state {
+    const struct crypto_key *key;
+    struct storage *st;
+    int fd;
+    uint32_t page_size;
+    uint32_t db_size;                   /* pages */
+    uint8_t chain[OBJECT_HASH_BYTES];
+    char generation[ARCHIVE_GEN_ID_BYTES + 1];
+    int64_t snapshot_ms;
+    int64_t last_commit_ms;             /* 0: none after the snapshot */
+    int64_t last_verified_ms;           /* end of the last fully checked segment */
+    uint64_t transactions_applied;
+    uint64_t segments_read;
+    int stopped;                        /* reached a transaction after the target */
+};
+
+int restore_open_replica(const struct config_db *db, const char *replica,
+                         struct storage **out, struct tm_error *err)
+{
+    const struct config_replica *chosen = &db->replicas[0];
+    if (replica) {
+        chosen = NULL;
+        char *end;
+        long index = strtol(replica, &end, 10);
+        for (size_t i = 0; i < db->replica_count; i++)
+            if (strcmp(db->replicas[i].name, replica) == 0 || (!*end && index == (long)i))
+                chosen = &db->replicas[i];
+        if (!chosen) {
+            tm_error_set(err, "database '%s' has no replica '%s'", db->name, replica);
+            return tm_error_hint(err, "give a replica name from the configuration or its index (0 = first)");
+        }
+    }
+    struct stat st;
+    if (stat(chosen->path, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        tm_error_set(err, "replica directory '%s' does not exist", chosen->path);
+        return tm_error_hint(err, "check 'path' of replica '%s' in the configuration", chosen->name);
+    }
+    return storage_file_open(chosen->path, out, err);
+}
+
+static int write_at(int fd, const void *data, size_t len, uint64_t offset)
+{
+    const uint8_t *bytes = data;
+    while (len > 0) {
+        ssize_t n = pwrite(fd, bytes, len, (off_t)offset);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        bytes += n;
+        len -= (size_t)n;
+        offset += (uint64_t)n;
+    }
+    return 0;
+}
+
+static int apply_snapshot(struct restore_state *rs, const struct catalog_snapshot *snap,
+                          struct tm_error *err)
+{
+    struct object_reader *r;
+    if (object_reader_open(rs->st, snap->key, OBJECT_SNAPSHOT, rs->key, &r, err) != 0)
+        return -1;
+    uint8_t header[ARCHIVE_HEADER_BYTES];
+    struct snapshot_header h;
+    int rc = object_read(r, header, sizeof header, err);
+    if (rc == 0)
+        rc = snapshot_header_decode(header, &h, err);
+    if (rc == 0 && (strcmp(h.generation, rs->generation) != 0 || h.index != snap->index ||
+                    h.time_ms != snap->time_ms))
+        rc = tm_error_set(err, "its header does not match its name (generation, index or time)");
+    uint8_t *page = rc == 0 ? malloc(h.page_size) : NULL;
+    if (rc == 0 && !page)
+        rc = tm_error_set(err, "out of memory");
+    for (uint32_t i = 0; rc == 0 && i < h.page_count; i++) {
+        rc = object_read(r, page, h.page_size, err);
+        if (rc == 0 && write_at(rs->fd, page, h.page_size, (uint64_t)i * h.page_size) != 0)
+            rc = tm_error_set(err, "cannot write the restored file: %s", strerror(errno));
+    }
+    free(page);
+    if (rc == 0)
+        rc = object_reader_finish(r, NULL, err);
+    object_reader_close(r);
+    if (rc != 0)
+        return tm_error_prefix(err, "snapshot '%s': ", snap->key);
+    rs->page_size = h.page_size;
+    rs->db_size = h.page_count;
+    memcpy(rs->chain, h.chain_hash, sizeof rs->chain);
+    rs->snapshot_ms = h.time_ms;
+    rs->last_verified_ms = h.time_ms;
+    return 0;
+}
+
+static int check_segment_header(struct restore_state *rs, const struct catalog_segment *seg,
+                                const struct segment_header *h, struct tm_error *err)
+{
+    if (strcmp(h->generation, rs->generation) != 0 || h->index != seg->index)
+        return tm_error_set(err, "its header does not match its name (generation or index)");
+    if (h->first_time_ms != seg->first_ms || h->last_time_ms != seg->last_ms)
+        return tm_error_set(err, "its header does not match its name (commit times)");
+    if (h->page_size != rs->page_size)
+        return tm_error_set(err, "page size %u differs from the snapshot's %u", h->page_size,
+                            rs->page_size);
+    if (memcmp(h->prev_hash, rs->chain, OBJECT_HASH_BYTES) != 0)
+        return tm_error_set(err, "it does not follow the previous segment (chain hash mismatch)");
+    return 0;
+}
+
+/* Applies (or, once past the target, just reads) one transaction. */
+static int apply_transaction(struct restore_state *rs, struct object_reader *r, int64_t target_ms,
+                             int has_target, uint8_t *frame, struct tm_error *err)
+{
+    uint8_t txn_bytes[ARCHIVE_TXN_HEADER_BYTES];
+    struct txn_header txn;
+    if (object_read(r, txn_bytes, sizeof txn_bytes, err) != 0)
+        return -1;
+    txn_header_decode(txn_bytes, &txn);
+    if (has_target && txn.time_ms > target_ms)
+        rs->stopped = 1;
+    for (uint32_t f = 0; f < txn.frame_count; f++) {
+        if (object_read(r, frame, 4 + rs->page_size, err) != 0)
+            return -1;
+        if (rs->stopped)
+            continue;
+        uint32_t page_number = archive_get_be32(frame);
+        if (page_number == 0)
+            return tm_error_set(err, "page number 0 in a transaction");
+        if (write_at(rs->fd, frame + 4, rs->page_size, (uint64_t)(page_number - 1) * rs->page_size) != 0)
+            return tm_error_set(err, "cannot write the restored file: %s", strerror(errno));
+    }
+    if (!rs->stopped) {
+        rs->db_size = txn.db_size;
+        rs->last_commit_ms = txn.time_ms;
+        rs->transactions_applied++;
+    }
+    return 0;
+}
+
+static int apply_segment(struct restore_state *rs, const struct catalog_segment *seg,
+                         const struct restore_options *opts, struct tm_error *err)
+{
+    struct object_reader *r;
+    if (object_reader_open(rs->st, seg->key, OBJECT_SEGMENT, rs->key, &r, err) != 0)
+        return -1;
+    uint8_t header[ARCHIVE_HEADER_BYTES];
+    struct segment_header h;
+    int rc = object_read(r, header, sizeof header, err);
+    if (rc == 0)
+        rc = segment_header_decode(header, &h, err);
+    if (rc == 0)
+        rc = check_segment_header(rs, seg, &h, err);
+    uint8_t *frame = rc == 0 ? malloc(4 + (size_t)rs->page_size) : NULL;
+    if (rc == 0 && !frame)
+        rc = tm_error_set(err, "out of memory");
+    for (uint32_t i = 0; rc == 0 && i < h.txn_count; i++)
+        rc = apply_transaction(rs, r, opts->target_ms, opts->has_target, frame, err);
+    free(frame);
+    uint8_t hash[OBJECT_HASH_BYTES];
+    if (rc == 0)
+        rc = object_reader_finish(r, hash, err);
+    object_reader_close(r);
+    if (rc != 0)
+        return -1;
+    memcpy(rs->chain, hash, sizeof hash);
+    rs->segments_read++;
+    if (!rs->stopped)
+        rs->last_verified_ms = h.last_time_ms;
+    return 0;
+}
+
+/* Picks the generation and snapshot for the target. */
+static int plan(const struct catalog *cat, const struct restore_options *opts,
+                const struct catalog_generation **gen_out, const struct catalog_snapshot **snap_out,
+                struct tm_error *err)
+{
+    const struct catalog_generation *gen = NULL;
+    const struct catalog_snapshot *snap = NULL;
+    int64_t earliest = INT64_MAX;
+    for (size_t g = 0; g < cat->generation_count; g++) {
+        const struct catalog_generation *cand = &cat->generations[g];
+        for (size_t s = 0; s < cand->snapshot_count; s++) {
+            const struct catalog_snapshot *cs = &cand->snapshots[s];
+            if (cs->time_ms < earliest)
+                earliest = cs->time_ms;
+            if (opts->has_target && cs->time_ms > opts->target_ms)
+                continue;
+            /* Generations are listed oldest first; later ones win, and in
+             * a generation the newest qualifying snapshot wins. */
+            gen = cand;
+            snap = cs;
+        }
+    }
+    if (!snap) {
+        if (earliest == INT64_MAX) {
+            tm_error_set(err, "no backup of '%s' in this replica", opts->db_name);
+            return tm_error_hint(err, "run 'tidemark list' to see what the replicas hold");
+        }
+        char target[40], first[40];
+        clock_format_ms(opts->target_ms, target, sizeof target);
+        clock_format_ms(earliest, first, sizeof first);
+        tm_error_set(err, "no backup of '%s' at or before %s", opts->db_name, target);
+        return tm_error_hint(err, "the earliest restorable point is %s", first);
+    }
+    *gen_out = gen;
+    *snap_out = snap;
+    return 0;
+}
+
+static int apply_segments(struct restore_state *rs, const struct catalog_generation *gen,
+                          const struct catalog_snapshot *snap, const struct restore_options *opts,
+                          struct tm_error *err)
+{
+    uint64_t expected = snap->index;
+    for (size_t i = 0; i < gen->segment_count && !rs->stopped; i++) {
+        const struct catalog_segment *seg = &gen->segments[i];
+        if (seg->index < expected)
+            continue;
+        if (opts->has_target && seg->first_ms > opts->target_ms)
+            break;
+        char last[40];
+        clock_format_ms(rs->last_verified_ms, last, sizeof last);
+        if (seg->index != expected) {
+            tm_error_set(err, "segment %016" PRIx64 " of generation %s is missing from the replica "
+                         "(the next one present is '%s')", expected, gen->id, seg->key);
+            return tm_error_hint(err, "the last consistent point reachable is %s: restore with --timestamp %s, or from another replica",
+                                 last, last);
+        }
+        if (apply_segment(rs, seg, opts, err) != 0) {
+            tm_error_prefix(err, "segment '%s': ", seg->key);
+            return tm_error_hint(err, "the last consistent point reachable is %s: restore with --timestamp %s, or from another replica",
+                                 last, last);
+        }
+        expected++;
+    }
+    return 0;
+}
+
+static int check_integrity(const char *path, struct tm_error *err)
+{
+    sqlite3 *db = NULL;
+    int rc = -1;
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
+        tm_error_set(err, "cannot open the restored database: %s", sqlite3_errmsg(db));
+        goto done;
+    }
+    sqlite3_stmt *stmt = NULL;
+    if (sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &stmt, NULL) != SQLITE_OK) {
+        tm_error_set(err, "integrity_check failed to run: %s", sqlite3_errmsg(db));
+        goto done;
+    }
+    int step = sqlite3_step(stmt);
+    const char *result = step == SQLITE_ROW ? (const char *)sqlite3_column_text(stmt, 0) : NULL;
+    if (result && strcmp(result, "ok") == 0)
+        rc = 0;
+    else
+        tm_error_set(err, "the restored database fails integrity_check: %s",
+                     result ? result : sqlite3_errmsg(db));
+    sqlite3_finalize(stmt);
+done:
+    sqlite3_close(db);
+    return rc;
+}
+
+static void unlink_sidecars(const char *path)
+{
+    char side[PATH_MAX];
+    snprintf(side, sizeof side, "%s-wal", path);
+    unlink(side);
+    snprintf(side, sizeof side, "%s-shm", path);
+    unlink(side);
+    snprintf(side, sizeof side, "%s-journal", path);
+    unlink(side);
+}
+
+static int fsync_parent(const char *path)
+{
+    char copy[PATH_MAX];
+    snprintf(copy, sizeof copy, "%s", path);
+    int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    int rc = fsync(fd);
+    close(fd);
+    return rc;
+}
+
+static int check_output(const struct restore_options *opts, struct tm_error *err)
+{
+    char side[PATH_MAX];
+    snprintf(side, sizeof side, "%s-wal", opts->output);
+    if (!opts->force && (access(opts->output, F_OK) == 0 || access(side, F_OK) == 0)) {
+        tm_error_set(err, "output '%s' already exists", opts->output);
+        return tm_error_hint(err, "choose another path, or add --force to replace it (its -wal and -shm files are removed too)");
+    }
+    return 0;
+}
+
+static void print_outcome(const struct restore_state *rs, const struct restore_options *opts,
+                          const char *gen)
+{
+    char point[40], snapshot[40], target[40];
+    clock_format_ms(rs->last_commit_ms ? rs->last_commit_ms : rs->snapshot_ms, point, sizeof point);
+    clock_format_ms(rs->snapshot_ms, snapshot, sizeof snapshot);
+    printf("restored '%s' to %s\n", opts->db_name, opts->output);
+    if (rs->last_commit_ms)
+        printf("  point:        %s (commit time of the last transaction included)\n", point);
+    else
+        printf("  point:        %s (the snapshot; no transaction after it is included)\n", point);
+    if (opts->has_target) {
+        clock_format_ms(opts->target_ms, target, sizeof target);
+        printf("  target:       %s%s\n", target,
+               rs->stopped ? "" : " (after the last transaction in the archive: restored the latest point)");
+    } else {
+        printf("  target:       latest\n");
+    }
+    printf("  snapshot:     %s (generation %s)\n", snapshot, gen);
+    printf("  transactions: %" PRIu64 " applied after the snapshot, from %" PRIu64 " segment(s)\n",
+           rs->transactions_applied, rs->segments_read);
+    printf("  size:         %" PRIu64 " bytes (%u pages of %u)\n",
+           (uint64_t)rs->db_size * rs->page_size, rs->db_size, rs->page_size);
+    printf("  integrity:    ok\n");
+}
+
+static int restore_into(struct restore_state *rs, const struct restore_options *opts,
+                        const char *temp, struct tm_error *err)
+{
+    struct catalog cat;
+    const struct catalog_generation *gen = NULL;
+    const struct catalog_snapshot *snap = NULL;
+    if (catalog_load(rs->st, opts->db_name, &cat, err) != 0)
+        return -1;
+    int rc = plan(&cat, opts, &gen, &snap, err);
+    if (rc == 0) {
+        snprintf(rs->generation, sizeof rs->generation, "%s", gen->id);
+        rs->fd = open(temp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (rs->fd < 0)
+            rc = tm_error_set(err, "cannot create '%s': %s", temp, strerror(errno));
+    }
+    if (rc == 0)
+        rc = apply_snapshot(rs, snap, err);
+    if (rc == 0)
+        rc = apply_segments(rs, gen, snap, opts, err);
+    if (rc == 0 && (ftruncate(rs->fd, (off_t)rs->db_size * rs->page_size) != 0 || fsync(rs->fd) != 0))
+        rc = tm_error_set(err, "cannot finish '%s': %s", temp, strerror(errno));
+    if (rs->fd >= 0)
+        close(rs->fd);
+    rs->fd = -1;
+    if (rc == 0)
+        rc = check_integrity(temp, err);
+    catalog_release(&cat);
+    return rc;
+}
+
+int restore_run(const struct config *cfg, const struct crypto_key *key,
+                const struct restore_options *opts)
+{
+    struct tm_error err;
+    const struct config_db *db = config_find_db(cfg, opts->db_name, &err);
+    struct restore_state rs = {.key = key, .fd = -1};
+    if (!db || check_output(opts, &err) != 0 ||
+        restore_open_replica(db, opts->replica, &rs.st, &err) != 0) {
+        tm_error_print(&err);
+        return 1;
+    }
+    char temp[PATH_MAX];
+    snprintf(temp, sizeof temp, "%s.tidemark-restore-%d", opts->output, (int)getpid());
+    int rc = restore_into(&rs, opts, temp, &err);
+    if (rc == 0) {
+        unlink_sidecars(temp);
+        if (opts->force)
+            unlink_sidecars(opts->output);
+        if (rename(temp, opts->output) != 0 || fsync_parent(opts->output) != 0)
+            rc = tm_error_set(&err, "cannot move the restored database to '%s': %s", opts->output,
+                              strerror(errno));
+    }
+    if (rc != 0) {
+        unlink(temp);
+        unlink_sidecars(temp);
+        tm_error_print(&err);
+        fprintf(stderr, "nothing was written at '%s'\n", opts->output);
+    } else {
+        print_outcome(&rs, opts, rs.generation);
+    }
+    storage_free(rs.st);
+    return rc == 0 ? 0 : 1;
+}

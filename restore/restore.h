@@ -1,0 +1,29 @@
+/* restore.h - the `tidemark restore` command. */
+#ifndef TM_RESTORE_H
+#define TM_RESTORE_H
+
+#include <stdint.h>
+
+#include "../common/config.h"
+#include "../common/crypto.h"
+#include "../common/storage/storage.h"
+
+struct restore_options {
+    const char *db_name;
+    const char *output;
+    const char *replica;     /* name or index; NULL: the first */
+    int64_t target_ms;       /* valid when has_target */
+    int has_target;
+    int force;
+};
+
+/* Returns the process exit code; prints the outcome or the error. */
+int restore_run(const struct config *cfg, const struct crypto_key *key,
+                const struct restore_options *opts);
+
+/* Opens the replica chosen by `replica` (name or 0-based index; NULL for
+ * the first) of database db; shared by restore and list. */
+int restore_open_replica(const struct config_db *db, const char *replica,
+                         struct storage **out, struct tm_error *err);
+
+#endif

@@ -1,0 +1,158 @@
+/* test_config.c - configuration errors name file, line and column; key
+ * file checks; durations and restore times. */
+#include "harness.h"
+
+#include "../../common/clock.h"
+#include "../../common/config.h"
+#include "../../common/crypto.h"
+
+#include <sodium.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+
+static const char *write_file(const char *name, const char *text, mode_t mode)
+{
+    static char path[512];
+    snprintf(path, sizeof path, "%s/%s", harness_tmpdir(), name);
+    FILE *fp = fopen(path, "w");
+    fputs(text, fp);
+    fclose(fp);
+    chmod(path, mode);
+    return path;
+}
+
+static const char *key_path(void)
+{
+    static char path[512];
+    if (!path[0]) {
+        snprintf(path, sizeof path, "%s/key", harness_tmpdir());
+        struct tm_error err;
+        crypto_keygen(path, &err);
+    }
+    return path;
+}
+
+/* Loads `body` (with KEY replaced by the key path); returns the error. */
+static int load(const char *body, struct tm_error *err, struct config **cfg)
+{
+    char text[2048];
+    const char *mark = strstr(body, "KEY");
+    if (mark)
+        snprintf(text, sizeof text, "%.*s%s%s", (int)(mark - body), body, key_path(), mark + 3);
+    else
+        snprintf(text, sizeof text, "%s", body);
+    return config_load(write_file("c.yml", text, 0644), cfg, err);
+}
+
+static void test_valid_config_defaults(void)
+{
+    struct config *cfg;
+    struct tm_error err;
+    setenv("TM_TEST_DIR", "/var/backups/x", 1);
+    ASSERT_EQ(load("encryption:\n  key-file: KEY\ndbs:\n  - path: /data/app.db\n"
+                   "    replicas:\n      - path: ${TM_TEST_DIR}\n", &err, &cfg), 0);
+    ASSERT_EQ(cfg->db_count, 1);
+    ASSERT_TRUE(strcmp(cfg->dbs[0].name, "app") == 0);
+    ASSERT_EQ(cfg->dbs[0].sync_interval_ms, 1000);
+    ASSERT_EQ(cfg->dbs[0].snapshot_interval_ms, 86400000);
+    ASSERT_TRUE(strcmp(cfg->dbs[0].replicas[0].path, "/var/backups/x") == 0);
+    config_free(cfg);
+}
+
+static void test_unknown_key_has_position(void)
+{
+    struct config *cfg;
+    struct tm_error err;
+    ASSERT_EQ(load("encryption: none\ndbs:\n  - path: /data/app.db\n    sync-intervall: 1s\n", &err, &cfg), -1);
+    ASSERT_STR_CONTAINS(err.msg, "c.yml:4:5: unknown key 'sync-intervall'");
+    ASSERT_STR_CONTAINS(err.hint, "sync-interval");
+}
+
+static void test_bad_duration(void)
+{
+    struct config *cfg;
+    struct tm_error err;
+    ASSERT_EQ(load("encryption: none\ndbs:\n  - path: /a.db\n    sync-interval: 10\n"
+                   "    replicas: [{path: /b}]\n", &err, &cfg), -1);
+    ASSERT_STR_CONTAINS(err.msg, ":4:20: 'sync-interval': invalid duration '10'");
+}
+
+static void test_encryption_required(void)
+{
+    struct config *cfg;
+    struct tm_error err;
+    ASSERT_EQ(load("dbs:\n  - path: /a.db\n    replicas: [{path: /b}]\n", &err, &cfg), -1);
+    ASSERT_STR_CONTAINS(err.msg, "no 'encryption' section");
+}
+
+static void test_key_file_problems(void)
+{
+    struct config *cfg;
+    struct tm_error err;
+    ASSERT_EQ(load("encryption:\n  key-file: /nonexistent/key\ndbs:\n  - path: /a.db\n"
+                   "    replicas: [{path: /b}]\n", &err, &cfg), -1);
+    ASSERT_STR_CONTAINS(err.msg, ":2:13: cannot open key file '/nonexistent/key'");
+    chmod(key_path(), 0644);
+    ASSERT_EQ(load("encryption:\n  key-file: KEY\ndbs:\n  - path: /a.db\n    replicas: [{path: /b}]\n",
+                   &err, &cfg), -1);
+    ASSERT_STR_CONTAINS(err.msg, "accessible by group or others");
+    ASSERT_STR_CONTAINS(err.hint, "chmod 600");
+    chmod(key_path(), 0600);
+}
+
+static void test_missing_env_and_replicas(void)
+{
+    struct config *cfg;
+    struct tm_error err;
+    unsetenv("TM_NOT_SET");
+    ASSERT_EQ(load("encryption: none\ndbs:\n  - path: ${TM_NOT_SET}/a.db\n", &err, &cfg), -1);
+    ASSERT_STR_CONTAINS(err.msg, "environment variable 'TM_NOT_SET' is not set");
+    ASSERT_EQ(load("encryption: none\ndbs:\n  - path: /a.db\n", &err, &cfg), -1);
+    ASSERT_STR_CONTAINS(err.msg, "has no replica");
+    ASSERT_EQ(load("encryption: none\ndbs:\n  - path: /a.db\n    replicas: [{path: /b}]\n"
+                   "  - path: /c/a.db\n    replicas: [{path: /b}]\n", &err, &cfg), -1);
+    ASSERT_STR_CONTAINS(err.msg, "duplicate database name 'a'");
+    ASSERT_EQ(load("encryption: none\ndbs: [\n", &err, &cfg), -1);
+    ASSERT_STR_CONTAINS(err.msg, "invalid YAML");
+}
+
+static void test_times_and_durations(void)
+{
+    int64_t ms;
+    struct tm_error err;
+    ASSERT_EQ(clock_parse_time("2026-11-23T03:15:42Z", &ms, &err), 0);
+    ASSERT_EQ(ms, 1795403742000LL);
+    ASSERT_EQ(clock_parse_time("2026-11-23T05:15:42+02:00", &ms, &err), 0);
+    ASSERT_EQ(ms, 1795403742000LL);
+    ASSERT_EQ(clock_parse_time("2026-11-23T03:15:42.250Z", &ms, &err), 0);
+    ASSERT_EQ(ms, 1795403742250LL);
+    ASSERT_EQ(clock_parse_time("1795403742", &ms, &err), 0);
+    ASSERT_EQ(ms, 1795403742000LL);
+    ASSERT_EQ(clock_parse_time("2026-02-31T00:00:00Z", &ms, &err), -1);
+    ASSERT_EQ(clock_parse_time("yesterday", &ms, &err), -1);
+    ASSERT_STR_CONTAINS(err.msg, "invalid time 'yesterday'");
+    ASSERT_EQ(clock_parse_duration("250ms", &ms, &err), 0);
+    ASSERT_EQ(ms, 250);
+    ASSERT_EQ(clock_parse_duration("7d", &ms, &err), 0);
+    ASSERT_EQ(ms, 7LL * 86400000);
+    ASSERT_EQ(clock_parse_duration("5 minutes", &ms, &err), -1);
+    char text[40];
+    clock_format_ms(1795403742250LL, text, sizeof text);
+    ASSERT_TRUE(strcmp(text, "2026-11-23T03:15:42.250Z") == 0);
+}
+
+int main(void)
+{
+    if (sodium_init() < 0)
+        return 2;
+    static const struct test_case cases[] = {
+        {"config: valid file, defaults, ${VAR}", test_valid_config_defaults},
+        {"config: unknown key reported at file:line:col with hint", test_unknown_key_has_position},
+        {"config: bad duration reported at its position", test_bad_duration},
+        {"config: encryption must be explicit", test_encryption_required},
+        {"config: missing and group-readable key files refused", test_key_file_problems},
+        {"config: unset variable, no replica, duplicate name, bad YAML", test_missing_env_and_replicas},
+        {"clock: RFC 3339, offsets, fractions, Unix seconds, durations", test_times_and_durations},
+    };
+    return harness_run(cases, sizeof cases / sizeof *cases);
+}

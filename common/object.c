@@ -179,10 +179,9 @@ int object_write(struct object_writer *w, const void *data, size_t len, struct t
     return compress_feed(w, data, len, ZSTD_e_continue, err);
 }
 
-uint64_t object_writer_stored_bytes(const struct object_writer *w) { return w->stored_bytes; }
 
 int object_writer_commit(struct object_writer *w, uint8_t hash_out[OBJECT_HASH_BYTES],
-                         struct tm_error *err)
+                         uint64_t *stored_out, struct tm_error *err)
 {
     uint8_t hash[OBJECT_HASH_BYTES];
     crypto_generichash_final(&w->hash, hash, sizeof hash);
@@ -194,6 +193,8 @@ int object_writer_commit(struct object_writer *w, uint8_t hash_out[OBJECT_HASH_B
     }
     int rc = storage_write_commit(w->sink, err);
     w->sink = NULL;
+    if (stored_out)
+        *stored_out = w->stored_bytes;
     writer_free(w);
     if (rc == 0 && hash_out)
         memcpy(hash_out, hash, sizeof hash);

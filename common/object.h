@@ -32,12 +32,11 @@ int object_writer_open(struct storage *st, const char *name, enum object_kind ki
                        struct tm_error *err);
 int object_write(struct object_writer *w, const void *data, size_t len, struct tm_error *err);
 /* Appends the hash trailer, flushes and publishes the object atomically.
- * hash_out (may be NULL) receives the payload hash. Frees w always. */
+ * hash_out (may be NULL) receives the payload hash, stored_out (may be
+ * NULL) the bytes stored. Frees w always. */
 int object_writer_commit(struct object_writer *w, uint8_t hash_out[OBJECT_HASH_BYTES],
-                         struct tm_error *err);
+                         uint64_t *stored_out, struct tm_error *err);
 void object_writer_abort(struct object_writer *w);
-/* Compressed, encrypted bytes written so far (for metrics and listings). */
-uint64_t object_writer_stored_bytes(const struct object_writer *w);
 
 /* Opens and checks the envelope header: magic, version, kind, and that it
  * is encrypted with `key` ("wrong key" is reported here, before any

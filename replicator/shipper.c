@@ -69,9 +69,11 @@ static int fanout_commit(struct fanout *f, struct shipper *sh, uint8_t hash[OBJE
     int rc = 0;
     *stored = 0;
     for (size_t i = 0; i < f->count; i++) {
-        *stored += object_writer_stored_bytes(f->writers[i]);
         struct tm_error one;
-        if (object_writer_commit(f->writers[i], hash, &one) != 0 && rc == 0) {
+        uint64_t one_stored = 0;
+        int one_rc = object_writer_commit(f->writers[i], hash, &one_stored, &one);
+        *stored += one_stored;
+        if (one_rc != 0 && rc == 0) {
             *err = one;
             tm_error_prefix(err, "%s: ", storage_describe(sh->replicas[i]));
             rc = -1;

@@ -46,7 +46,7 @@ static int write_object(struct storage *st, const char *name, const struct crypt
         if (object_write(w, block, take, &err) != 0)
             return -1;
     }
-    return object_writer_commit(w, hash, &err);
+    return object_writer_commit(w, hash, NULL, &err);
 }
 
 static int read_object(struct storage *st, const char *name, const struct crypto_key *key,

@@ -465,12 +465,16 @@ int object_reader_finish(struct object_reader *r, uint8_t hash_out[OBJECT_HASH_B
         return corrupt(r, err, "payload checksum mismatch");
     /* Nothing may follow: the zstd frame must end here, and with it the
      * encrypted stream (final tag) or the stored bytes. */
+    if (r->out_pos != r->out_used)
+        return corrupt(r, err, "data after the payload");
     int ended;
-    if (r->out_pos != r->out_used || fill_output(r, &ended, err) != 0 || !ended)
-        return r->out_pos != r->out_used ? corrupt(r, err, "data after the payload") : -1;
+    if (fill_output(r, &ended, err) != 0)
+        return -1;
+    if (!ended)
+        return corrupt(r, err, "data after the payload");
     if (r->in_pos != r->in_used)
         return corrupt(r, err, "data after the compressed stream");
-    if (r->encrypted ? !r->final_seen : 0)
+    if (r->encrypted && !r->final_seen)
         return corrupt(r, err, "truncated (the final encrypted chunk is missing)");
     uint8_t extra;
     size_t got;

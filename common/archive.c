@@ -224,6 +224,90 @@ void archive_segment_key(const char *db, const char *gen, uint64_t index, int64_
              db, gen, index, first_ms, last_ms);
 }
 
+/* --------------------------------------------------------------- reading */
+
+static int read_transactions(struct object_reader *r, const struct segment_header *h,
+                             const struct segment_visitor *v, struct tm_error *err)
+{
+    uint8_t *frame = malloc(4 + (size_t)h->page_size);
+    if (!frame)
+        return tm_error_set(err, "out of memory");
+    int rc = 0;
+    for (uint32_t t = 0; rc == 0 && t < h->txn_count; t++) {
+        uint8_t txn_bytes[ARCHIVE_TXN_HEADER_BYTES];
+        struct txn_header txn;
+        if ((rc = object_read(r, txn_bytes, sizeof txn_bytes, err)) != 0)
+            break;
+        txn_header_decode(txn_bytes, &txn);
+        if (v && v->on_txn)
+            rc = v->on_txn(v->ctx, &txn, err);
+        for (uint32_t f = 0; rc == 0 && f < txn.frame_count; f++) {
+            if ((rc = object_read(r, frame, 4 + (size_t)h->page_size, err)) != 0)
+                break;
+            uint32_t page_number = archive_get_be32(frame);
+            if (page_number == 0)
+                rc = tm_error_set(err, "page number 0 in a transaction");
+            else if (v && v->on_page)
+                rc = v->on_page(v->ctx, page_number, frame + 4, err);
+        }
+    }
+    free(frame);
+    return rc;
+}
+
+int segment_read(struct storage *st, const char *name, const struct crypto_key *key,
+                 const struct segment_visitor *visitor, struct segment_header *header_out,
+                 uint8_t hash_out[OBJECT_HASH_BYTES], struct tm_error *err)
+{
+    struct object_reader *r;
+    if (object_reader_open(st, name, OBJECT_SEGMENT, key, &r, err) != 0)
+        return -1;
+    uint8_t header[ARCHIVE_HEADER_BYTES];
+    int rc = object_read(r, header, sizeof header, err);
+    if (rc == 0)
+        rc = segment_header_decode(header, header_out, err);
+    if (rc == 0 && visitor && visitor->on_header)
+        rc = visitor->on_header(visitor->ctx, header_out, err);
+    if (rc == 0)
+        rc = read_transactions(r, header_out, visitor, err);
+    if (rc == 0)
+        rc = object_reader_finish(r, hash_out, err);
+    object_reader_close(r);
+    return rc;
+}
+
+int snapshot_read(struct storage *st, const char *name, const struct crypto_key *key,
+                  const struct snapshot_visitor *visitor, struct snapshot_header *header_out,
+                  struct tm_error *err)
+{
+    struct object_reader *r;
+    if (object_reader_open(st, name, OBJECT_SNAPSHOT, key, &r, err) != 0)
+        return -1;
+    uint8_t header[ARCHIVE_HEADER_BYTES];
+    int rc = object_read(r, header, sizeof header, err);
+    if (rc == 0)
+        rc = snapshot_header_decode(header, header_out, err);
+    if (rc == 0 && visitor && visitor->on_header)
+        rc = visitor->on_header(visitor->ctx, header_out, err);
+    if (rc != 0 || !visitor || !visitor->on_page) {
+        object_reader_close(r);
+        return rc;
+    }
+    uint8_t *page = malloc(header_out->page_size);
+    if (!page)
+        rc = tm_error_set(err, "out of memory");
+    for (uint32_t i = 0; rc == 0 && i < header_out->page_count; i++) {
+        rc = object_read(r, page, header_out->page_size, err);
+        if (rc == 0)
+            rc = visitor->on_page(visitor->ctx, i + 1, page, err);
+    }
+    free(page);
+    if (rc == 0)
+        rc = object_reader_finish(r, NULL, err);
+    object_reader_close(r);
+    return rc;
+}
+
 /* ------------------------------------------------------------- catalogue */
 
 static int parse_hex64(const char *p, size_t digits, uint64_t *out)

@@ -71,6 +71,39 @@ void archive_snapshot_key(const char *db, const char *gen, uint64_t index, int64
 void archive_segment_key(const char *db, const char *gen, uint64_t index, int64_t first_ms,
                          int64_t last_ms, char *out, size_t len);
 
+/* --------------------------------------------------------------- reading
+ * The one place segment and snapshot payloads are parsed. Callbacks may be
+ * NULL; each returns 0 to go on or -1 (err set) to stop the read. */
+
+typedef int (*archive_page_fn)(void *ctx, uint32_t page_number, const uint8_t *page,
+                               struct tm_error *err);
+
+struct segment_visitor {
+    int (*on_header)(void *ctx, const struct segment_header *h, struct tm_error *err);
+    int (*on_txn)(void *ctx, const struct txn_header *txn, struct tm_error *err);
+    archive_page_fn on_page;          /* the pages of the last on_txn, in order */
+    void *ctx;
+};
+
+/* Reads all of segment `name` (visitor may be NULL), checks its payload
+ * hash, and fills *header_out and hash_out (may be NULL). */
+int segment_read(struct storage *st, const char *name, const struct crypto_key *key,
+                 const struct segment_visitor *visitor, struct segment_header *header_out,
+                 uint8_t hash_out[OBJECT_HASH_BYTES], struct tm_error *err);
+
+struct snapshot_visitor {
+    int (*on_header)(void *ctx, const struct snapshot_header *h, struct tm_error *err);
+    archive_page_fn on_page;          /* pages 1..N */
+    void *ctx;
+};
+
+/* Reads snapshot `name`. With a visitor that has on_page, all pages are
+ * read and the payload hash checked; without one (NULL), only the header
+ * is read. *header_out is filled either way. */
+int snapshot_read(struct storage *st, const char *name, const struct crypto_key *key,
+                  const struct snapshot_visitor *visitor, struct snapshot_header *header_out,
+                  struct tm_error *err);
+
 /* ------------------------------------------------------------- catalogue */
 
 struct catalog_snapshot {

@@ -96,53 +96,6 @@ struct archive_end {
     int found;
 };
 
-static int read_segment_header(struct shipper *sh, struct storage *st, const char *key,
-                               struct segment_header *out, uint8_t hash[OBJECT_HASH_BYTES],
-                               struct tm_error *err)
-{
-    /* The hash of a segment is only known after reading all of it. */
-    struct object_reader *r;
-    if (object_reader_open(st, key, OBJECT_SEGMENT, sh->key, &r, err) != 0)
-        return -1;
-    uint8_t header[ARCHIVE_HEADER_BYTES];
-    int rc = object_read(r, header, sizeof header, err);
-    if (rc == 0)
-        rc = segment_header_decode(header, out, err);
-    uint8_t *frame = NULL;
-    for (uint32_t i = 0; rc == 0 && i < out->txn_count; i++) {
-        uint8_t txn_bytes[ARCHIVE_TXN_HEADER_BYTES];
-        struct txn_header txn;
-        if ((rc = object_read(r, txn_bytes, sizeof txn_bytes, err)) != 0)
-            break;
-        txn_header_decode(txn_bytes, &txn);
-        if (!frame && !(frame = malloc(4 + out->page_size))) {
-            rc = tm_error_set(err, "out of memory");
-            break;
-        }
-        for (uint32_t f = 0; rc == 0 && f < txn.frame_count; f++)
-            rc = object_read(r, frame, 4 + out->page_size, err);
-    }
-    free(frame);
-    if (rc == 0)
-        rc = object_reader_finish(r, hash, err);
-    object_reader_close(r);
-    return rc;
-}
-
-static int read_snapshot_header(struct shipper *sh, struct storage *st, const char *key,
-                                struct snapshot_header *out, struct tm_error *err)
-{
-    struct object_reader *r;
-    if (object_reader_open(st, key, OBJECT_SNAPSHOT, sh->key, &r, err) != 0)
-        return -1;
-    uint8_t header[ARCHIVE_HEADER_BYTES];
-    int rc = object_read(r, header, sizeof header, err);
-    if (rc == 0)
-        rc = snapshot_header_decode(header, out, err);
-    object_reader_close(r);
-    return rc;
-}
-
 /* The end of one replica's archive: its newest generation's last object. */
 static int archive_end_of(struct shipper *sh, struct storage *st, struct archive_end *end,
                           struct tm_error *err)
@@ -160,14 +113,14 @@ static int archive_end_of(struct shipper *sh, struct storage *st, struct archive
     snprintf(end->generation, sizeof end->generation, "%s", gen->id);
     if (seg && seg->index >= snap->index) {
         struct segment_header h;
-        if ((rc = read_segment_header(sh, st, seg->key, &h, end->chain, err)) != 0)
+        if ((rc = segment_read(st, seg->key, sh->key, NULL, &h, end->chain, err)) != 0)
             goto done;
         end->next_index = h.index + 1;
         end->pos = h.end;
         end->page_size = h.page_size;
     } else {
         struct snapshot_header h;
-        if ((rc = read_snapshot_header(sh, st, snap->key, &h, err)) != 0)
+        if ((rc = snapshot_read(st, snap->key, sh->key, NULL, &h, err)) != 0)
             goto done;
         end->next_index = h.index;
         memcpy(end->chain, h.chain_hash, sizeof end->chain);

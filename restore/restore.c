@@ -91,35 +91,44 @@ static int write_at(int fd, const void *data, size_t len, uint64_t offset)
     return 0;
 }
 
+static int write_page(struct restore_state *rs, uint32_t page_number, const uint8_t *page,
+                      struct tm_error *err)
+{
+    if (write_at(rs->fd, page, rs->page_size, (uint64_t)(page_number - 1) * rs->page_size) != 0)
+        return tm_error_set(err, "cannot write the restored file: %s", strerror(errno));
+    return 0;
+}
+
+/* Snapshot visitor: check the header against the name, write every page. */
+struct snapshot_apply {
+    struct restore_state *rs;
+    const struct catalog_snapshot *snap;
+};
+
+static int snapshot_check_header(void *ctx, const struct snapshot_header *h, struct tm_error *err)
+{
+    struct snapshot_apply *apply = ctx;
+    if (strcmp(h->generation, apply->rs->generation) != 0 || h->index != apply->snap->index ||
+        h->time_ms != apply->snap->time_ms)
+        return tm_error_set(err, "its header does not match its name (generation, index or time)");
+    apply->rs->page_size = h->page_size;
+    return 0;
+}
+
+static int snapshot_write_page(void *ctx, uint32_t page_number, const uint8_t *page,
+                               struct tm_error *err)
+{
+    return write_page(((struct snapshot_apply *)ctx)->rs, page_number, page, err);
+}
+
 static int apply_snapshot(struct restore_state *rs, const struct catalog_snapshot *snap,
                           struct tm_error *err)
 {
-    struct object_reader *r;
-    if (object_reader_open(rs->st, snap->key, OBJECT_SNAPSHOT, rs->key, &r, err) != 0)
-        return -1;
-    uint8_t header[ARCHIVE_HEADER_BYTES];
+    struct snapshot_apply apply = {rs, snap};
+    struct snapshot_visitor visitor = {snapshot_check_header, snapshot_write_page, &apply};
     struct snapshot_header h;
-    int rc = object_read(r, header, sizeof header, err);
-    if (rc == 0)
-        rc = snapshot_header_decode(header, &h, err);
-    if (rc == 0 && (strcmp(h.generation, rs->generation) != 0 || h.index != snap->index ||
-                    h.time_ms != snap->time_ms))
-        rc = tm_error_set(err, "its header does not match its name (generation, index or time)");
-    uint8_t *page = rc == 0 ? malloc(h.page_size) : NULL;
-    if (rc == 0 && !page)
-        rc = tm_error_set(err, "out of memory");
-    for (uint32_t i = 0; rc == 0 && i < h.page_count; i++) {
-        rc = object_read(r, page, h.page_size, err);
-        if (rc == 0 && write_at(rs->fd, page, h.page_size, (uint64_t)i * h.page_size) != 0)
-            rc = tm_error_set(err, "cannot write the restored file: %s", strerror(errno));
-    }
-    free(page);
-    if (rc == 0)
-        rc = object_reader_finish(r, NULL, err);
-    object_reader_close(r);
-    if (rc != 0)
+    if (snapshot_read(rs->st, snap->key, rs->key, &visitor, &h, err) != 0)
         return tm_error_prefix(err, "snapshot '%s': ", snap->key);
-    rs->page_size = h.page_size;
     rs->db_size = h.page_count;
     memcpy(rs->chain, h.chain_hash, sizeof rs->chain);
     rs->snapshot_ms = h.time_ms;
@@ -127,12 +136,21 @@ static int apply_snapshot(struct restore_state *rs, const struct catalog_snapsho
     return 0;
 }
 
-static int check_segment_header(struct restore_state *rs, const struct catalog_segment *seg,
-                                const struct segment_header *h, struct tm_error *err)
+/* Segment visitor: check the header against the name and the chain, then
+ * apply transactions up to the target and only read the rest. */
+struct segment_apply {
+    struct restore_state *rs;
+    const struct catalog_segment *seg;
+    const struct restore_options *opts;
+};
+
+static int segment_check_header(void *ctx, const struct segment_header *h, struct tm_error *err)
 {
-    if (strcmp(h->generation, rs->generation) != 0 || h->index != seg->index)
+    struct segment_apply *apply = ctx;
+    struct restore_state *rs = apply->rs;
+    if (strcmp(h->generation, rs->generation) != 0 || h->index != apply->seg->index)
         return tm_error_set(err, "its header does not match its name (generation or index)");
-    if (h->first_time_ms != seg->first_ms || h->last_time_ms != seg->last_ms)
+    if (h->first_time_ms != apply->seg->first_ms || h->last_time_ms != apply->seg->last_ms)
         return tm_error_set(err, "its header does not match its name (commit times)");
     if (h->page_size != rs->page_size)
         return tm_error_set(err, "page size %u differs from the snapshot's %u", h->page_size,
@@ -142,60 +160,39 @@ static int check_segment_header(struct restore_state *rs, const struct catalog_s
     return 0;
 }
 
-/* Applies (or, once past the target, just reads) one transaction. */
-static int apply_transaction(struct restore_state *rs, struct object_reader *r, int64_t target_ms,
-                             int has_target, uint8_t *frame, struct tm_error *err)
+static int segment_begin_txn(void *ctx, const struct txn_header *txn, struct tm_error *err)
 {
-    uint8_t txn_bytes[ARCHIVE_TXN_HEADER_BYTES];
-    struct txn_header txn;
-    if (object_read(r, txn_bytes, sizeof txn_bytes, err) != 0)
-        return -1;
-    txn_header_decode(txn_bytes, &txn);
-    if (has_target && txn.time_ms > target_ms)
+    (void)err;
+    struct segment_apply *apply = ctx;
+    struct restore_state *rs = apply->rs;
+    if (apply->opts->has_target && txn->time_ms > apply->opts->target_ms)
         rs->stopped = 1;
-    for (uint32_t f = 0; f < txn.frame_count; f++) {
-        if (object_read(r, frame, 4 + rs->page_size, err) != 0)
-            return -1;
-        if (rs->stopped)
-            continue;
-        uint32_t page_number = archive_get_be32(frame);
-        if (page_number == 0)
-            return tm_error_set(err, "page number 0 in a transaction");
-        if (write_at(rs->fd, frame + 4, rs->page_size, (uint64_t)(page_number - 1) * rs->page_size) != 0)
-            return tm_error_set(err, "cannot write the restored file: %s", strerror(errno));
-    }
     if (!rs->stopped) {
-        rs->db_size = txn.db_size;
-        rs->last_commit_ms = txn.time_ms;
+        rs->db_size = txn->db_size;
+        rs->last_commit_ms = txn->time_ms;
         rs->transactions_applied++;
     }
     return 0;
 }
 
+static int segment_write_page(void *ctx, uint32_t page_number, const uint8_t *page,
+                              struct tm_error *err)
+{
+    struct restore_state *rs = ((struct segment_apply *)ctx)->rs;
+    return rs->stopped ? 0 : write_page(rs, page_number, page, err);
+}
+
+/* Any error aborts the whole restore, so a transaction whose pages are
+ * only partly written is never kept. */
 static int apply_segment(struct restore_state *rs, const struct catalog_segment *seg,
                          const struct restore_options *opts, struct tm_error *err)
 {
-    struct object_reader *r;
-    if (object_reader_open(rs->st, seg->key, OBJECT_SEGMENT, rs->key, &r, err) != 0)
-        return -1;
-    uint8_t header[ARCHIVE_HEADER_BYTES];
+    struct segment_apply apply = {rs, seg, opts};
+    struct segment_visitor visitor = {segment_check_header, segment_begin_txn, segment_write_page,
+                                      &apply};
     struct segment_header h;
-    int rc = object_read(r, header, sizeof header, err);
-    if (rc == 0)
-        rc = segment_header_decode(header, &h, err);
-    if (rc == 0)
-        rc = check_segment_header(rs, seg, &h, err);
-    uint8_t *frame = rc == 0 ? malloc(4 + (size_t)rs->page_size) : NULL;
-    if (rc == 0 && !frame)
-        rc = tm_error_set(err, "out of memory");
-    for (uint32_t i = 0; rc == 0 && i < h.txn_count; i++)
-        rc = apply_transaction(rs, r, opts->target_ms, opts->has_target, frame, err);
-    free(frame);
     uint8_t hash[OBJECT_HASH_BYTES];
-    if (rc == 0)
-        rc = object_reader_finish(r, hash, err);
-    object_reader_close(r);
-    if (rc != 0)
+    if (segment_read(rs->st, seg->key, rs->key, &visitor, &h, hash, err) != 0)
         return -1;
     memcpy(rs->chain, hash, sizeof hash);
     rs->segments_read++;

@@ -62,6 +62,7 @@ struct db_context {
     ev_timer sync_timer;
     ev_timer snapshot_timer;
     int failing;                     /* last attempt failed (logged once) */
+    uint32_t checkpoint_floor;       /* WAL frame of the last checkpoint attempt */
 };
 
 struct replicator {
@@ -219,8 +220,16 @@ static void sync_database(struct db_context *ctx)
     if (ctx->failing)
         log_info("%s: shipping recovered", ctx->cfg->name);
     ctx->failing = 0;
-    if (tailer_shipped(ctx->tailer).frame < ctx->cfg->checkpoint_pages)
+    /* Checkpoint once checkpoint-pages more frames are shipped than at the
+     * last attempt. A checkpoint that could not finish (another reader
+     * holds the WAL) is retried only after that much more WAL, not on every
+     * tick: each attempt holds the application's writers off briefly. */
+    uint32_t shipped_frame = tailer_shipped(ctx->tailer).frame;
+    if (shipped_frame < ctx->checkpoint_floor)
+        ctx->checkpoint_floor = 0;   /* the WAL restarted */
+    if (shipped_frame < ctx->checkpoint_floor + ctx->cfg->checkpoint_pages)
         return;
+    ctx->checkpoint_floor = shipped_frame;
     /* Checkpoint: everything shipped under the lock, then re-pin. */
     if (tailer_lock(ctx->tailer, &err) != 0) {
         log_debug("%s: checkpoint postponed: %s", ctx->cfg->name, err.msg);

@@ -249,6 +249,32 @@ def test_kill9_restart_and_truncate_while_down():
     finally:
         env.cleanup()
 
+def test_blocked_checkpoint_is_not_retried_every_tick():
+    """An application reader that stays open stops the sidecar's checkpoint
+    from finishing; the sidecar must not then take the write lock again on
+    every sync tick, only after another checkpoint-pages of WAL."""
+    env = Env("ckpt", sync="100ms", extra_db="    checkpoint-pages: 20\n")
+    reader = None
+    try:
+        env.create_db()
+        env.start()
+        env.write_py(5, "--delay-ms", "5")
+        reader = sqlite3.connect(env.db, isolation_level=None)
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM t").fetchall()
+        env.write_py(30, "--start", "6", "--delay-ms", "5")
+        time.sleep(2.0)
+        attempts = env.full_log().count("checkpoint of")
+        check(1 <= attempts <= 4, "%d checkpoint attempts in 2 s with the WAL pinned by a reader" % attempts)
+        reader.execute("COMMIT")
+        env.stop()
+        proc, out = env.restore()
+        check(proc.returncode == 0 and restored_ids(out) == 35, "restore after blocked checkpoints: " + proc.stderr)
+    finally:
+        if reader:
+            reader.close()
+        env.cleanup()
+
 def test_wrong_key_and_existing_output():
     env = Env("key")
     try:
@@ -338,6 +364,7 @@ TESTS = [
     test_libsql_writer,
     test_embedded_replica_synced_from_sqld,
     test_kill9_restart_and_truncate_while_down,
+    test_blocked_checkpoint_is_not_retried_every_tick,
     test_wrong_key_and_existing_output,
     test_deleted_segment_in_the_middle,
     test_list_json,

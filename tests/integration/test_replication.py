@@ -83,6 +83,15 @@ class Env:
         subprocess.run([WRITER_PY, self.db, self.log, "--count", str(count), "--start", str(start)] + list(options),
                        check=True)
 
+    def replicate_writes(self, count, *options):
+        """Create the database, run the sidecar while writer.py commits
+        `count` transactions, then stop it (SIGTERM ships everything)."""
+        self.create_db()
+        self.start()
+        self.write_py(count, *options)
+        time.sleep(0.5)
+        self.stop()
+
     def commits(self):
         with open(self.log) as f:
             rows = [tuple(int(x) for x in line.split()) for line in f if line.strip()]
@@ -278,11 +287,7 @@ def test_blocked_checkpoint_is_not_retried_every_tick():
 def test_wrong_key_and_existing_output():
     env = Env("key")
     try:
-        env.create_db()
-        env.start()
-        env.write_py(30, "--delay-ms", "5")
-        time.sleep(0.5)
-        env.stop()
+        env.replicate_writes(30, "--delay-ms", "5")
         other_key = os.path.join(env.dir, "other.key")
         subprocess.run([TIDEMARK, "keygen", "-o", other_key], check=True, stdout=subprocess.DEVNULL)
         config = env.write_config("other.yml", other_key)
@@ -305,11 +310,7 @@ def test_wrong_key_and_existing_output():
 def test_deleted_segment_in_the_middle():
     env = Env("gap")
     try:
-        env.create_db()
-        env.start()
-        env.write_py(200, "--delay-ms", "10")
-        time.sleep(0.5)
-        env.stop()
+        env.replicate_writes(200, "--delay-ms", "10")
         gen_dir = os.path.join(env.backup, "app", "generations")
         gen = sorted(os.listdir(gen_dir))[-1]
         seg_dir = os.path.join(gen_dir, gen, "segments")
@@ -343,11 +344,7 @@ def test_deleted_segment_in_the_middle():
 def test_list_json():
     env = Env("list")
     try:
-        env.create_db()
-        env.start()
-        env.write_py(20, "--delay-ms", "5")
-        time.sleep(0.5)
-        env.stop()
+        env.replicate_writes(20, "--delay-ms", "5")
         proc = subprocess.run([TIDEMARK, "list", "-c", env.config, "--json"], capture_output=True, text=True)
         check(proc.returncode == 0, "list failed: " + proc.stderr)
         data = json.loads(proc.stdout)

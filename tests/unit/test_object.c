@@ -30,6 +30,13 @@ static struct crypto_key *key_from(uint8_t fill)
     return key;
 }
 
+/* Byte i of the 1000-byte block starting at `done`: compressible runs mixed
+ * with varied bytes, the same for writer and checker. */
+static uint8_t pattern_byte(size_t done, size_t i)
+{
+    return (uint8_t)((done + i) % 251 < 100 ? (done + i) % 7 : (done * 31 + i) % 256);
+}
+
 /* Writes `len` pseudo-random but compressible bytes as object `name`. */
 static int write_object(struct storage *st, const char *name, const struct crypto_key *key,
                         size_t len, uint8_t hash[OBJECT_HASH_BYTES])
@@ -41,7 +48,7 @@ static int write_object(struct storage *st, const char *name, const struct crypt
     uint8_t block[1000];
     for (size_t done = 0; done < len; done += sizeof block) {
         for (size_t i = 0; i < sizeof block; i++)
-            block[i] = (uint8_t)((done + i) % 251 < 100 ? (done + i) % 7 : (done * 31 + i) % 256);
+            block[i] = pattern_byte(done, i);
         size_t take = len - done < sizeof block ? len - done : sizeof block;
         if (object_write(w, block, take, &err) != 0)
             return -1;
@@ -61,7 +68,7 @@ static int read_object(struct storage *st, const char *name, const struct crypto
         size_t take = len - done < sizeof block ? len - done : sizeof block;
         rc = object_read(r, block, take, err);
         for (size_t i = 0; rc == 0 && i < take; i++)
-            if (block[i] != (uint8_t)((done + i) % 251 < 100 ? (done + i) % 7 : (done * 31 + i) % 256))
+            if (block[i] != pattern_byte(done, i))
                 rc = tm_error_set(err, "payload byte %zu differs", done + i);
     }
     if (rc == 0)

@@ -3,6 +3,7 @@
  * after a restart, and the big-endian checksum variant. */
 #include "harness.h"
 
+#include "../../common/archive.h"
 #include "../../replicator/wal.h"
 
 #include <fcntl.h>
@@ -51,6 +52,27 @@ static int open_wal(const char *path)
     return open(wal, O_RDWR);
 }
 
+/* A WAL database with `txns` transactions, its connection kept open so
+ * the WAL stays, and the WAL file open read-write. */
+struct wal_fixture {
+    sqlite3 *db;
+    int fd;
+};
+
+static void fixture_open(struct wal_fixture *fx, const char *name, int txns)
+{
+    char path[256];
+    snprintf(path, sizeof path, "%s/%s", harness_tmpdir(), name);
+    fx->db = make_wal_db(path, txns);
+    fx->fd = open_wal(path);
+}
+
+static void fixture_close(struct wal_fixture *fx)
+{
+    close(fx->fd);
+    sqlite3_close(fx->db);
+}
+
 static void scan_all(int fd, struct commits *c, struct wal_position *last, struct wal_header *hdr)
 {
     struct tm_error err;
@@ -63,10 +85,9 @@ static void scan_all(int fd, struct commits *c, struct wal_position *last, struc
 
 static void test_real_wal_commits(void)
 {
-    char path[256];
-    snprintf(path, sizeof path, "%s/real.db", harness_tmpdir());
-    sqlite3 *db = make_wal_db(path, 10);
-    int fd = open_wal(path);
+    struct wal_fixture fx;
+    fixture_open(&fx, "real.db", 10);
+    int fd = fx.fd;
     struct wal_header hdr;
     struct commits c;
     struct wal_position last;
@@ -83,21 +104,19 @@ static void test_real_wal_commits(void)
     /* db size of the last commit is the table's pages */
     int pages = 0;
     sqlite3_stmt *stmt;
-    sqlite3_prepare_v2(db, "PRAGMA page_count", -1, &stmt, NULL);
+    sqlite3_prepare_v2(fx.db, "PRAGMA page_count", -1, &stmt, NULL);
     if (sqlite3_step(stmt) == SQLITE_ROW)
         pages = sqlite3_column_int(stmt, 0);
     sqlite3_finalize(stmt);
     ASSERT_EQ(c.sizes[c.count - 1], pages);
-    close(fd);
-    sqlite3_close(db);
+    fixture_close(&fx);
 }
 
 static void test_corrupt_byte_ends_log(void)
 {
-    char path[256];
-    snprintf(path, sizeof path, "%s/corrupt.db", harness_tmpdir());
-    sqlite3 *db = make_wal_db(path, 6);
-    int fd = open_wal(path);
+    struct wal_fixture fx;
+    fixture_open(&fx, "corrupt.db", 6);
+    int fd = fx.fd;
     struct wal_header hdr;
     struct commits before, after;
     struct wal_position last;
@@ -113,8 +132,7 @@ static void test_corrupt_byte_ends_log(void)
     scan_all(fd, &after, &last, &hdr);
     ASSERT_EQ(after.count, 3);
     ASSERT_EQ(last.frame, before.frames[2]);
-    close(fd);
-    sqlite3_close(db);
+    fixture_close(&fx);
 }
 
 static void test_bad_header(void)
@@ -131,36 +149,33 @@ static void test_bad_header(void)
 
 static void test_restart_leaves_stale_frames(void)
 {
-    char path[256];
-    snprintf(path, sizeof path, "%s/restart.db", harness_tmpdir());
-    sqlite3 *db = make_wal_db(path, 8);
-    int fd = open_wal(path);
+    struct wal_fixture fx;
+    fixture_open(&fx, "restart.db", 8);
+    int fd = fx.fd;
     struct wal_header first, second;
     struct commits c;
     struct wal_position last;
     scan_all(fd, &c, &last, &first);
     uint32_t frames_before = last.frame;
     /* Full checkpoint, then a write restarts the WAL from frame 1. */
-    sqlite3_exec(db, "PRAGMA wal_checkpoint(PASSIVE)", NULL, NULL, NULL);
-    sqlite3_exec(db, "INSERT INTO t(v) VALUES (x'01')", NULL, NULL, NULL);
+    sqlite3_exec(fx.db, "PRAGMA wal_checkpoint(PASSIVE)", NULL, NULL, NULL);
+    sqlite3_exec(fx.db, "INSERT INTO t(v) VALUES (x'01')", NULL, NULL, NULL);
     scan_all(fd, &c, &last, &second);
     ASSERT_EQ(second.salt1, first.salt1 + 1);
     ASSERT_TRUE(second.salt2 != first.salt2);
     /* only the new transaction counts; the old frames are stale */
     ASSERT_EQ(c.count, 1);
     ASSERT_TRUE(last.frame < frames_before);
-    close(fd);
-    sqlite3_close(db);
+    fixture_close(&fx);
 }
 
 /* Rewrites a little-endian WAL's checksums as SQLite on a big-endian host
  * would (magic 0x377f0683) and checks the parser follows it. */
 static void test_big_endian_checksums(void)
 {
-    char path[256];
-    snprintf(path, sizeof path, "%s/be.db", harness_tmpdir());
-    sqlite3 *db = make_wal_db(path, 3);
-    int fd = open_wal(path);
+    struct wal_fixture fx;
+    fixture_open(&fx, "be.db", 3);
+    int fd = fx.fd;
     struct wal_header hdr;
     struct commits c;
     struct wal_position last;
@@ -171,9 +186,8 @@ static void test_big_endian_checksums(void)
     header[3] = 0x83;
     uint32_t sum[2] = {0, 0};
     wal_checksum(1, header, 24, sum, sum);
-    for (int i = 0; i < 2; i++)
-        for (int b = 0; b < 4; b++)
-            header[24 + i * 4 + b] = (uint8_t)(sum[i] >> (24 - 8 * b));
+    archive_put_be32(header + 24, sum[0]);
+    archive_put_be32(header + 28, sum[1]);
     ASSERT_EQ(pwrite(fd, header, 32, 0), 32);
     uint8_t *frame = malloc(24 + 4096);
     for (uint32_t f = 1; f <= last.frame; f++) {
@@ -181,17 +195,15 @@ static void test_big_endian_checksums(void)
         ASSERT_EQ(pread(fd, frame, 24 + 4096, off), 24 + 4096);
         wal_checksum(1, frame, 8, sum, sum);
         wal_checksum(1, frame + 24, 4096, sum, sum);
-        for (int i = 0; i < 2; i++)
-            for (int b = 0; b < 4; b++)
-                frame[16 + i * 4 + b] = (uint8_t)(sum[i] >> (24 - 8 * b));
+        archive_put_be32(frame + 16, sum[0]);
+        archive_put_be32(frame + 20, sum[1]);
         ASSERT_EQ(pwrite(fd, frame, 24 + 4096, off), 24 + 4096);
     }
     free(frame);
     scan_all(fd, &c, &last, &hdr);
     ASSERT_TRUE(hdr.big_endian_checksum);
     ASSERT_EQ(c.count, expected);
-    close(fd);
-    sqlite3_close(db);
+    fixture_close(&fx);
 }
 
 int main(void)

@@ -255,17 +255,29 @@ static int read_transactions(struct object_reader *r, const struct segment_heade
     return rc;
 }
 
+/* Opens object `name` and reads its fixed payload header. */
+static int open_with_header(struct storage *st, const char *name, enum object_kind kind,
+                            const struct crypto_key *key, struct object_reader **out,
+                            uint8_t header[ARCHIVE_HEADER_BYTES], struct tm_error *err)
+{
+    if (object_reader_open(st, name, kind, key, out, err) != 0)
+        return -1;
+    if (object_read(*out, header, ARCHIVE_HEADER_BYTES, err) != 0) {
+        object_reader_close(*out);
+        return -1;
+    }
+    return 0;
+}
+
 int segment_read(struct storage *st, const char *name, const struct crypto_key *key,
                  const struct segment_visitor *visitor, struct segment_header *header_out,
                  uint8_t hash_out[OBJECT_HASH_BYTES], struct tm_error *err)
 {
     struct object_reader *r;
-    if (object_reader_open(st, name, OBJECT_SEGMENT, key, &r, err) != 0)
-        return -1;
     uint8_t header[ARCHIVE_HEADER_BYTES];
-    int rc = object_read(r, header, sizeof header, err);
-    if (rc == 0)
-        rc = segment_header_decode(header, header_out, err);
+    if (open_with_header(st, name, OBJECT_SEGMENT, key, &r, header, err) != 0)
+        return -1;
+    int rc = segment_header_decode(header, header_out, err);
     if (rc == 0 && visitor && visitor->on_header)
         rc = visitor->on_header(visitor->ctx, header_out, err);
     if (rc == 0)
@@ -281,12 +293,10 @@ int snapshot_read(struct storage *st, const char *name, const struct crypto_key 
                   struct tm_error *err)
 {
     struct object_reader *r;
-    if (object_reader_open(st, name, OBJECT_SNAPSHOT, key, &r, err) != 0)
-        return -1;
     uint8_t header[ARCHIVE_HEADER_BYTES];
-    int rc = object_read(r, header, sizeof header, err);
-    if (rc == 0)
-        rc = snapshot_header_decode(header, header_out, err);
+    if (open_with_header(st, name, OBJECT_SNAPSHOT, key, &r, header, err) != 0)
+        return -1;
+    int rc = snapshot_header_decode(header, header_out, err);
     if (rc == 0 && visitor && visitor->on_header)
         rc = visitor->on_header(visitor->ctx, header_out, err);
     if (rc != 0 || !visitor || !visitor->on_page) {

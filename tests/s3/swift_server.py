@@ -1,0 +1,211 @@
+#!/usr/bin/python3
+"""A real S3-compatible server on 127.0.0.1 for tidemark's tests.
+
+OpenStack Swift (Debian packages) with its s3api middleware: it verifies
+SigV4 signatures and payload hashes and supports multipart uploads,
+ListObjectsV2 pagination and bucket versioning. Everything lives under one
+directory (configs, rings, object data on a filesystem with user xattrs,
+pid files, logs), on private ports, so nothing touches /etc/swift.
+
+    swift_server.py start DIR   -> prints the endpoint, e.g. http://127.0.0.1:38080
+    swift_server.py stop DIR
+    swift_server.py pause DIR   (SIGSTOP the proxy: an outage that hangs)
+    swift_server.py resume DIR
+
+Credentials: access key test:tester, secret testing, region us-east-1.
+"""
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+ACCESS_KEY = "test:tester"
+SECRET_KEY = "testing"
+REGION = "us-east-1"
+
+PIPELINE = ("catch_errors gatekeeper healthcheck proxy-logging cache listing_formats "
+            "s3api tempauth copy slo dlo versioned_writes symlink proxy-logging proxy-server")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write(path, text):
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def server_conf(base, port, kind):
+    return f"""[DEFAULT]
+bind_ip = 127.0.0.1
+bind_port = {port}
+workers = 0
+swift_dir = {base}/etc
+devices = {base}/srv
+mount_check = false
+log_name = {kind}
+log_level = WARNING
+log_address = /dev/null
+
+[pipeline:main]
+pipeline = {kind}-server
+
+[app:{kind}-server]
+use = egg:swift#{kind}
+
+[{kind}-replicator]
+[{kind}-updater]
+[{kind}-auditor]
+"""
+
+
+def proxy_conf(base, port, memcached_port):
+    return f"""[DEFAULT]
+bind_ip = 127.0.0.1
+bind_port = {port}
+workers = 0
+swift_dir = {base}/etc
+log_name = proxy
+log_level = WARNING
+log_address = /dev/null
+
+[pipeline:main]
+pipeline = {PIPELINE}
+
+[app:proxy-server]
+use = egg:swift#proxy
+account_autocreate = true
+allow_account_management = true
+allow_object_versioning = true
+
+[filter:catch_errors]
+use = egg:swift#catch_errors
+[filter:gatekeeper]
+use = egg:swift#gatekeeper
+[filter:healthcheck]
+use = egg:swift#healthcheck
+[filter:proxy-logging]
+use = egg:swift#proxy_logging
+[filter:cache]
+use = egg:swift#memcache
+memcache_servers = 127.0.0.1:{memcached_port}
+[filter:listing_formats]
+use = egg:swift#listing_formats
+[filter:s3api]
+use = egg:swift#s3api
+location = {REGION}
+[filter:tempauth]
+use = egg:swift#tempauth
+user_test_tester = {SECRET_KEY} .admin
+[filter:copy]
+use = egg:swift#copy
+[filter:slo]
+use = egg:swift#slo
+[filter:dlo]
+use = egg:swift#dlo
+[filter:versioned_writes]
+use = egg:swift#versioned_writes
+allow_object_versioning = true
+[filter:symlink]
+use = egg:swift#symlink
+"""
+
+
+def build_rings(etc, ports):
+    from swift.common.ring import RingBuilder
+    for kind in ("account", "container", "object"):
+        builder = RingBuilder(6, 1, 1)
+        builder.add_dev({"id": 0, "region": 1, "zone": 1, "ip": "127.0.0.1",
+                         "port": ports[kind], "device": "d1", "weight": 100})
+        builder.rebalance()
+        builder.get_ring().save(os.path.join(etc, f"{kind}.ring.gz"))
+
+
+def spawn(base, name, argv):
+    log = open(os.path.join(base, "log", name + ".log"), "ab")
+    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            start_new_session=True)
+    write(os.path.join(base, "run", name + ".pid"), str(proc.pid))
+    return proc
+
+
+def start(base):
+    base = os.path.abspath(base)
+    for sub in ("etc", "srv/d1", "run", "log"):
+        os.makedirs(os.path.join(base, sub), exist_ok=True)
+    ports = {k: free_port() for k in ("account", "container", "object", "proxy", "memcached")}
+    etc = os.path.join(base, "etc")
+    write(os.path.join(etc, "swift.conf"),
+          "[swift-hash]\nswift_hash_path_suffix = tidemark-tests\nswift_hash_path_prefix = tidemark\n\n"
+          "[storage-policy:0]\nname = Policy-0\ndefault = yes\n")
+    for kind in ("account", "container", "object"):
+        write(os.path.join(etc, f"{kind}-server.conf"), server_conf(base, ports[kind], kind))
+    write(os.path.join(etc, "proxy-server.conf"), proxy_conf(base, ports["proxy"], ports["memcached"]))
+    build_rings(etc, ports)
+    spawn(base, "memcached", ["/usr/bin/memcached", "-l", "127.0.0.1", "-p", str(ports["memcached"]),
+                              "-U", "0", "-u", "root" if os.getuid() == 0 else os.environ.get("USER", "nobody")])
+    for kind in ("account", "container", "object", "proxy"):
+        spawn(base, kind, [f"/usr/bin/swift-{kind}-server", os.path.join(etc, f"{kind}-server.conf")])
+    endpoint = f"http://127.0.0.1:{ports['proxy']}"
+    deadline = time.time() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(endpoint + "/healthcheck", timeout=1) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            pass
+        if time.time() > deadline:
+            stop(base)
+            sys.exit(f"error: the S3 server did not start; see {base}/log/")
+        time.sleep(0.1)
+    write(os.path.join(base, "endpoint"), endpoint)
+    print(endpoint)
+
+
+def pids(base):
+    run = os.path.join(base, "run")
+    if not os.path.isdir(run):
+        return {}
+    out = {}
+    for name in os.listdir(run):
+        with open(os.path.join(run, name)) as f:
+            out[name[:-4]] = int(f.read())
+    return out
+
+
+def stop(base):
+    for name, pid in pids(base).items():
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        os.unlink(os.path.join(base, "run", name + ".pid"))
+
+
+def signal_proxy(base, sig):
+    os.killpg(pids(base)["proxy"], sig)
+
+
+def main():
+    if len(sys.argv) != 3 or sys.argv[1] not in ("start", "stop", "pause", "resume"):
+        sys.exit("usage: swift_server.py start|stop|pause|resume DIR")
+    action, base = sys.argv[1], sys.argv[2]
+    if action == "start":
+        start(base)
+    elif action == "stop":
+        stop(base)
+    elif action == "pause":
+        signal_proxy(base, signal.SIGSTOP)
+    else:
+        signal_proxy(base, signal.SIGCONT)
+
+
+if __name__ == "__main__":
+    main()

@@ -10,6 +10,7 @@
 #include "restore/restore.h"
 
 #include <getopt.h>
+#include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -222,6 +223,10 @@ int main(int argc, char **argv)
     }
     if (crypto_init(&err) != 0) {
         tm_error_print(&err);
+        return 1;
+    }
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0) {
+        fprintf(stderr, "error: cannot initialise libcurl\n");
         return 1;
     }
     if (strcmp(command, "replicate") == 0)

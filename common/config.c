@@ -5,9 +5,14 @@
  * exact place of every mistake. Accepted keys:
  *
  *   encryption: none | { key-file: PATH }
- *   spool-dir: PATH
+ *   state-dir: PATH            spool-limit: SIZE
  *   dbs: [ { path, name, sync-interval, snapshot-interval,
- *            checkpoint-pages, replicas: [ { type: file, name, path } ] } ]
+ *            checkpoint-pages, replicas: [ REPLICA... ] } ]
+ *   REPLICA: { type: file, name, path }
+ *          | { type: s3, name, bucket, path, region, endpoint,
+ *              force-path-style, access-key-id, secret-access-key, ca-file,
+ *              require-versioning, part-size,
+ *              object-lock: { mode: governance|compliance, retain: DURATION } }
  */
 #include "config.h"
 
@@ -18,10 +23,13 @@
 #include <stdarg.h>
 #include <libgen.h>
 #include <stdio.h>
+#include <strings.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <yaml.h>
+
+static int name_ok(const char *name);
 
 struct loader {
     const char *file;
@@ -144,12 +152,159 @@ static int get_count(struct loader *ld, yaml_node_t *node, const char *key, uint
     return 0;
 }
 
+static int get_bool(struct loader *ld, yaml_node_t *node, const char *key, int *out)
+{
+    const char *text = node->type == YAML_SCALAR_NODE ? (const char *)node->data.scalar.value : "";
+    if (strcmp(text, "true") == 0 || strcmp(text, "yes") == 0)
+        *out = 1;
+    else if (strcmp(text, "false") == 0 || strcmp(text, "no") == 0)
+        *out = 0;
+    else
+        return fail_at(ld, node, NULL, "'%s' must be true or false", key);
+    return 0;
+}
+
+/* Sizes: a whole number with an optional unit B, KB, MB, GB, KiB, MiB, GiB. */
+static int get_size(struct loader *ld, yaml_node_t *node, const char *key, uint64_t *out)
+{
+    static const struct { const char *unit; uint64_t bytes; } units[] = {
+        {"", 1}, {"B", 1}, {"KB", 1000}, {"MB", 1000000}, {"GB", 1000000000},
+        {"TB", 1000000000000ULL}, {"KiB", 1024}, {"MiB", 1024 * 1024},
+        {"GiB", 1024ULL * 1024 * 1024}, {"TiB", 1024ULL * 1024 * 1024 * 1024}};
+    char *text = NULL;
+    if (get_string(ld, node, key, &text) != 0)
+        return -1;
+    char *end;
+    errno = 0;
+    unsigned long long value = strtoull(text, &end, 10);
+    while (*end == ' ')
+        end++;
+    int ok = end != text && text[0] != '-' && errno == 0 && value > 0;
+    uint64_t multiplier = 0;
+    for (size_t i = 0; ok && i < sizeof units / sizeof units[0]; i++)
+        if (strcmp(end, units[i].unit) == 0)
+            multiplier = units[i].bytes;
+    free(text);
+    if (!ok || !multiplier || value > UINT64_MAX / multiplier)
+        return fail_at(ld, node, "write a size such as 512MiB, 1GiB or 100MB", "'%s' is not a valid size", key);
+    *out = value * multiplier;
+    return 0;
+}
+
+static int parse_object_lock(struct loader *ld, yaml_node_t *node, struct config_s3 *s3)
+{
+    static const char *hint = "write 'object-lock: { mode: governance, retain: 30d }'";
+    if (node->type != YAML_MAPPING_NODE)
+        return fail_at(ld, node, hint, "'object-lock' must be a mapping");
+    char *mode = NULL;
+    int rc = 0;
+    for (yaml_node_pair_t *pair = node->data.mapping.pairs.start;
+         rc == 0 && pair < node->data.mapping.pairs.top; pair++) {
+        yaml_node_t *k = yaml_document_get_node(&ld->doc, pair->key);
+        yaml_node_t *v = yaml_document_get_node(&ld->doc, pair->value);
+        const char *key = k->type == YAML_SCALAR_NODE ? (const char *)k->data.scalar.value : "?";
+        if (strcmp(key, "mode") == 0)
+            rc = get_string(ld, v, key, &mode);
+        else if (strcmp(key, "retain") == 0)
+            rc = get_duration(ld, v, key, &s3->object_lock_retain_ms);
+        else
+            rc = fail_at(ld, k, hint, "unknown key '%s' in 'object-lock'", key);
+    }
+    if (rc == 0 && (!mode || (strcasecmp(mode, "governance") != 0 && strcasecmp(mode, "compliance") != 0)))
+        rc = fail_at(ld, node, hint, "'object-lock' needs 'mode: governance' or 'mode: compliance'");
+    if (rc == 0 && s3->object_lock_retain_ms <= 0)
+        rc = fail_at(ld, node, hint, "'object-lock' needs 'retain: DURATION'");
+    if (rc == 0) {
+        for (char *p = mode; *p; p++)
+            *p = (char)(*p >= 'a' && *p <= 'z' ? *p - 'a' + 'A' : *p);
+        s3->object_lock_mode = mode;
+        mode = NULL;
+    }
+    free(mode);
+    return rc;
+}
+
+/* One key of an s3 replica; 1 when the key is not an s3 key. */
+static int parse_s3_key(struct loader *ld, const char *key, yaml_node_t *v, struct config_s3 *s3)
+{
+    if (strcmp(key, "bucket") == 0)
+        return get_string(ld, v, key, &s3->bucket);
+    if (strcmp(key, "region") == 0)
+        return get_string(ld, v, key, &s3->region);
+    if (strcmp(key, "endpoint") == 0)
+        return get_string(ld, v, key, &s3->endpoint);
+    if (strcmp(key, "force-path-style") == 0)
+        return get_bool(ld, v, key, &s3->force_path_style);
+    if (strcmp(key, "access-key-id") == 0)
+        return get_string(ld, v, key, &s3->access_key_id);
+    if (strcmp(key, "secret-access-key") == 0)
+        return get_string(ld, v, key, &s3->secret_access_key);
+    if (strcmp(key, "ca-file") == 0)
+        return get_string(ld, v, key, &s3->ca_file);
+    if (strcmp(key, "require-versioning") == 0)
+        return get_bool(ld, v, key, &s3->require_versioning);
+    if (strcmp(key, "part-size") == 0)
+        return get_size(ld, v, key, &s3->part_size);
+    if (strcmp(key, "object-lock") == 0)
+        return parse_object_lock(ld, v, s3);
+    return 1;
+}
+
+#define FILE_KEYS "type, name, path"
+#define S3_KEYS "type, name, bucket, path, region, endpoint, force-path-style, access-key-id, " \
+                "secret-access-key, ca-file, require-versioning, part-size, object-lock"
+
+static int check_s3(struct loader *ld, yaml_node_t *node, struct config_replica *rep)
+{
+    struct config_s3 *s3 = &rep->s3;
+    if (!s3->bucket)
+        return fail_at(ld, node, "add 'bucket: my-backups'", "replica of type 's3' has no 'bucket'");
+    if (!s3->part_size)
+        s3->part_size = 8 * 1024 * 1024;
+    if (s3->part_size < 5 * 1024 * 1024 || s3->part_size > 5ULL * 1024 * 1024 * 1024)
+        return fail_at(ld, node, "S3 parts are 5 MiB to 5 GiB", "'part-size' is out of range");
+    if (!s3->access_key_id != !s3->secret_access_key)
+        return fail_at(ld, node, "set both 'access-key-id' and 'secret-access-key', or neither (then the environment or ~/.aws/credentials is used)",
+                       "replica has only one of 'access-key-id' and 'secret-access-key'");
+    if (s3->endpoint && strncmp(s3->endpoint, "https://", 8) != 0 && strncmp(s3->endpoint, "http://", 7) != 0)
+        return fail_at(ld, node, "write the endpoint as a URL, e.g. https://ACCOUNT.r2.cloudflarestorage.com",
+                       "'endpoint' must start with https:// or http://");
+    if (rep->path) {   /* a key prefix: no leading or trailing '/' */
+        char *p = rep->path;
+        while (*p == '/')
+            p++;
+        memmove(rep->path, p, strlen(p) + 1);
+        size_t len = strlen(rep->path);
+        while (len && rep->path[len - 1] == '/')
+            rep->path[--len] = '\0';
+    }
+    return 0;
+}
+
 static int parse_replica(struct loader *ld, yaml_node_t *node, struct config_replica *rep)
 {
     if (node->type != YAML_MAPPING_NODE)
         return fail_at(ld, node, "each replica is a mapping such as '- type: file' / '  path: /var/backups/tidemark'",
                        "a replica must be a mapping");
     char *type = NULL;
+    yaml_node_t *type_node = node;
+    for (yaml_node_pair_t *pair = node->data.mapping.pairs.start; pair < node->data.mapping.pairs.top; pair++) {
+        yaml_node_t *k = yaml_document_get_node(&ld->doc, pair->key);
+        if (k->type == YAML_SCALAR_NODE && strcmp((const char *)k->data.scalar.value, "type") == 0)
+            type_node = yaml_document_get_node(&ld->doc, pair->value);
+    }
+    if (type_node != node && get_string(ld, type_node, "type", &type) != 0)
+        return -1;
+    if (!type || strcmp(type, "file") == 0)
+        rep->type = REPLICA_FILE;
+    else if (strcmp(type, "s3") == 0)
+        rep->type = REPLICA_S3;
+    else {
+        fail_at(ld, type_node, "supported replica types: file, s3", "unknown replica type '%s'", type);
+        free(type);
+        return -1;
+    }
+    free(type);
     int rc = 0;
     for (yaml_node_pair_t *pair = node->data.mapping.pairs.start;
          rc == 0 && pair < node->data.mapping.pairs.top; pair++) {
@@ -157,24 +312,26 @@ static int parse_replica(struct loader *ld, yaml_node_t *node, struct config_rep
         yaml_node_t *v = yaml_document_get_node(&ld->doc, pair->value);
         const char *key = k->type == YAML_SCALAR_NODE ? (const char *)k->data.scalar.value : "?";
         if (strcmp(key, "type") == 0)
-            rc = get_string(ld, v, key, &type);
-        else if (strcmp(key, "path") == 0)
+            continue;
+        if (strcmp(key, "path") == 0)
             rc = get_string(ld, v, key, &rep->path);
         else if (strcmp(key, "name") == 0)
             rc = get_string(ld, v, key, &rep->name);
-        else
-            rc = fail_at(ld, k, "replica keys are: type, name, path", "unknown key '%s' in replica", key);
+        else if (rep->type != REPLICA_S3 || (rc = parse_s3_key(ld, key, v, &rep->s3)) == 1)
+            rc = fail_at(ld, k, rep->type == REPLICA_S3 ? "s3 replica keys are: " S3_KEYS : "file replica keys are: " FILE_KEYS,
+                         "unknown key '%s' in replica", key);
     }
-    if (rc == 0 && type && strcmp(type, "file") != 0)
-        rc = fail_at(ld, node, "supported replica types: file", "unknown replica type '%s'", type);
-    free(type);
     if (rc != 0)
         return -1;
-    rep->type = REPLICA_FILE;
-    if (!rep->path)
+    if (rep->type == REPLICA_FILE && !rep->path)
         return fail_at(ld, node, "add 'path: /var/backups/tidemark'", "replica of type 'file' has no 'path'");
-    if (!rep->name && !(rep->name = strdup("file")))
+    if (rep->type == REPLICA_S3 && check_s3(ld, node, rep) != 0)
+        return -1;
+    if (!rep->name && !(rep->name = strdup(rep->type == REPLICA_S3 ? "s3" : "file")))
         return tm_error_set(ld->err, "out of memory");
+    if (!name_ok(rep->name))
+        return fail_at(ld, node, "names may use letters, digits, '-', '_' and '.'",
+                       "invalid replica name '%s'", rep->name);
     return 0;
 }
 
@@ -326,6 +483,26 @@ static int parse_encryption(struct loader *ld, yaml_node_t *node, struct config 
     return 0;
 }
 
+/* STATE-DIR/NAME, or .FILE-tidemark beside the database (same disk). */
+static int set_state_dir(struct loader *ld, const struct config *cfg, struct config_db *db)
+{
+    char *copy = strdup(db->path), *copy2 = strdup(db->path);
+    int len = -1;
+    if (copy && copy2) {
+        if (cfg->state_dir)
+            len = asprintf(&db->state_dir, "%s/%s", cfg->state_dir, db->name);
+        else
+            len = asprintf(&db->state_dir, "%s/.%s-tidemark", dirname(copy), basename(copy2));
+    }
+    free(copy);
+    free(copy2);
+    if (len < 0) {
+        db->state_dir = NULL;
+        return tm_error_set(ld->err, "out of memory");
+    }
+    return 0;
+}
+
 static int parse_root(struct loader *ld, yaml_node_t *root, struct config *cfg)
 {
     if (!root || root->type != YAML_MAPPING_NODE) {
@@ -345,10 +522,12 @@ static int parse_root(struct loader *ld, yaml_node_t *root, struct config *cfg)
         } else if (strcmp(key, "dbs") == 0) {
             seen_dbs = 1;
             rc = parse_dbs(ld, v, cfg);
-        } else if (strcmp(key, "spool-dir") == 0) {
-            rc = get_string(ld, v, key, &cfg->spool_dir);
+        } else if (strcmp(key, "state-dir") == 0) {
+            rc = get_string(ld, v, key, &cfg->state_dir);
+        } else if (strcmp(key, "spool-limit") == 0) {
+            rc = get_size(ld, v, key, &cfg->spool_limit);
         } else {
-            rc = fail_at(ld, k, "top-level keys are: encryption, dbs, spool-dir", "unknown key '%s'", key);
+            rc = fail_at(ld, k, "top-level keys are: encryption, dbs, state-dir, spool-limit", "unknown key '%s'", key);
         }
         if (rc != 0)
             return -1;
@@ -358,8 +537,11 @@ static int parse_root(struct loader *ld, yaml_node_t *root, struct config *cfg)
                        "no 'encryption' section: backups are encrypted unless you say otherwise");
     if (!seen_dbs || cfg->db_count == 0)
         return fail_at(ld, root, "add 'dbs:' with at least one '- path: /var/lib/app/app.db'", "no database configured");
-    if (!cfg->spool_dir && !(cfg->spool_dir = strdup("/var/tmp")))
-        return tm_error_set(ld->err, "out of memory");
+    if (!cfg->spool_limit)
+        cfg->spool_limit = 1024ULL * 1024 * 1024;
+    for (size_t i = 0; i < cfg->db_count; i++)
+        if (set_state_dir(ld, cfg, &cfg->dbs[i]) != 0)
+            return -1;
     return 0;
 }
 
@@ -405,16 +587,25 @@ void config_free(struct config *cfg)
     for (size_t i = 0; i < cfg->db_count; i++) {
         struct config_db *db = &cfg->dbs[i];
         for (size_t j = 0; j < db->replica_count; j++) {
-            free(db->replicas[j].name);
-            free(db->replicas[j].path);
+            struct config_replica *rep = &db->replicas[j];
+            free(rep->name);
+            free(rep->path);
+            free(rep->s3.bucket);
+            free(rep->s3.region);
+            free(rep->s3.endpoint);
+            free(rep->s3.access_key_id);
+            free(rep->s3.secret_access_key);
+            free(rep->s3.ca_file);
+            free(rep->s3.object_lock_mode);
         }
+        free(db->state_dir);
         free(db->replicas);
         free(db->path);
         free(db->name);
     }
     free(cfg->dbs);
     free(cfg->key_file);
-    free(cfg->spool_dir);
+    free(cfg->state_dir);
     free(cfg->file);
     free(cfg);
 }

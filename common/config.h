@@ -11,12 +11,29 @@
 
 #include "error.h"
 
-enum replica_type { REPLICA_FILE };
+enum replica_type { REPLICA_FILE, REPLICA_S3 };
+
+/* An S3-compatible bucket. Unset credentials and region are resolved by
+ * storage/s3.c the way every AWS tool does (environment, shared file). */
+struct config_s3 {
+    char *bucket;
+    char *region;             /* NULL: AWS_REGION, AWS_DEFAULT_REGION, us-east-1 */
+    char *endpoint;           /* NULL: https://s3.REGION.amazonaws.com */
+    int force_path_style;     /* bucket in the path instead of the host name */
+    char *access_key_id;
+    char *secret_access_key;
+    char *ca_file;            /* custom CA bundle for TLS verification */
+    int require_versioning;   /* refuse to start unless versioning is enabled */
+    uint64_t part_size;       /* multipart part size; default 8 MiB, minimum 5 MiB */
+    char *object_lock_mode;   /* NULL, "GOVERNANCE" or "COMPLIANCE" */
+    int64_t object_lock_retain_ms;
+};
 
 struct config_replica {
     enum replica_type type;
-    char *name;               /* "file" by default, or `name:` */
-    char *path;               /* file: root directory */
+    char *name;               /* the type ("file", "s3") by default, or `name:` */
+    char *path;               /* file: root directory; s3: key prefix (may be NULL) */
+    struct config_s3 s3;
 };
 
 struct config_db {
@@ -27,13 +44,15 @@ struct config_db {
     uint32_t checkpoint_pages;       /* PASSIVE checkpoint threshold, default 1000 */
     struct config_replica *replicas;
     size_t replica_count;
+    char *state_dir;                 /* spool and position of this database */
 };
 
 struct config {
     char *file;               /* the configuration file's path */
     int encryption_none;      /* `encryption: none` written explicitly */
     char *key_file;
-    char *spool_dir;          /* temporary files of snapshots; default /var/tmp */
+    char *state_dir;          /* NULL: beside each database (.NAME-tidemark) */
+    uint64_t spool_limit;     /* bytes of objects waiting for replicas; default 1 GiB */
     struct config_db *dbs;
     size_t db_count;
 };

@@ -87,7 +87,7 @@ static void report(struct db_context *ctx, const char *what, const struct tm_err
 
 static void snapshot_path(const struct db_context *ctx, char *out, size_t len)
 {
-    snprintf(out, len, "%s/tidemark-%s-%d.snapshot", ctx->owner->cfg->spool_dir, ctx->cfg->name,
+    snprintf(out, len, "%s/tidemark-%s-%d.snapshot", ctx->cfg->state_dir, ctx->cfg->name,
              (int)getpid());
 }
 

@@ -50,28 +50,50 @@ struct restore_state {
     int stopped;                        /* reached a transaction after the target */
 };
 
+/* Opens one replica for reading and proves it answers. */
+static int open_reachable(const struct config_db *db, const struct config_replica *rep,
+                          struct storage **out, struct tm_error *err)
+{
+    struct stat st;
+    if (rep->type == REPLICA_FILE && (stat(rep->path, &st) != 0 || !S_ISDIR(st.st_mode))) {
+        tm_error_set(err, "replica '%s': directory '%s' does not exist", rep->name, rep->path);
+        return tm_error_hint(err, "check 'path' of replica '%s' of database '%s' in the configuration",
+                             rep->name, db->name);
+    }
+    if (storage_open_replica(rep, out, err) != 0)
+        return -1;
+    struct storage_check check;
+    if (storage_check(*out, &check, err) != 0) {
+        storage_free(*out);
+        *out = NULL;
+        return -1;
+    }
+    return 0;
+}
+
 int restore_open_replica(const struct config_db *db, const char *replica,
                          struct storage **out, struct tm_error *err)
 {
-    const struct config_replica *chosen = &db->replicas[0];
     if (replica) {
-        chosen = NULL;
         char *end;
         long index = strtol(replica, &end, 10);
         for (size_t i = 0; i < db->replica_count; i++)
             if (strcmp(db->replicas[i].name, replica) == 0 || (!*end && index == (long)i))
-                chosen = &db->replicas[i];
-        if (!chosen) {
-            tm_error_set(err, "database '%s' has no replica '%s'", db->name, replica);
-            return tm_error_hint(err, "give a replica name from the configuration or its index (0 = first)");
+                return open_reachable(db, &db->replicas[i], out, err);
+        tm_error_set(err, "database '%s' has no replica '%s'", db->name, replica);
+        return tm_error_hint(err, "give a replica name from the configuration or its index (0 = first)");
+    }
+    /* The first replica that answers. */
+    for (size_t i = 0; i < db->replica_count; i++) {
+        if (open_reachable(db, &db->replicas[i], out, err) == 0) {
+            if (i > 0)
+                log_warn("using replica '%s': the ones before it are unreachable", db->replicas[i].name);
+            return 0;
         }
+        if (i + 1 < db->replica_count)
+            log_warn("replica '%s' unusable: %s", db->replicas[i].name, err->msg);
     }
-    struct stat st;
-    if (stat(chosen->path, &st) != 0 || !S_ISDIR(st.st_mode)) {
-        tm_error_set(err, "replica directory '%s' does not exist", chosen->path);
-        return tm_error_hint(err, "check 'path' of replica '%s' in the configuration", chosen->name);
-    }
-    return storage_file_open(chosen->path, out, err);
+    return -1;
 }
 
 static int write_at(int fd, const void *data, size_t len, uint64_t offset)

@@ -3,8 +3,13 @@
  * other; callers never see a driver. */
 #include "storage.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#define COPY_BLOCK (256 * 1024)
 
 struct storage {
     const struct storage_driver *driver;
@@ -174,5 +179,68 @@ int storage_read_all(struct storage *st, const char *key, uint8_t **data, size_t
     }
     *data = buf;
     *len = used;
+    return 0;
+}
+
+int storage_open_replica(const struct config_replica *cfg, struct storage **out,
+                         struct tm_error *err)
+{
+    if (cfg->type == REPLICA_S3)
+        return storage_s3_open(cfg, out, err);
+    return storage_file_open(cfg->path, out, err);
+}
+
+/* Generic put_file: stream the file through the driver's writer. */
+static int copy_file(struct storage *st, const char *key, const char *path, struct tm_error *err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return tm_error_set(err, "cannot open '%s': %s", path, strerror(errno));
+    uint8_t *block = malloc(COPY_BLOCK);
+    struct storage_writer *w = NULL;
+    int rc = block ? storage_write_begin(st, key, &w, err) : tm_error_set(err, "out of memory");
+    while (rc == 0) {
+        ssize_t got = read(fd, block, COPY_BLOCK);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0)
+            rc = tm_error_set(err, "cannot read '%s': %s", path, strerror(errno));
+        else if (got == 0)
+            break;
+        else
+            rc = storage_write(w, block, (size_t)got, err);
+    }
+    close(fd);
+    free(block);
+    if (rc != 0) {
+        storage_write_abort(w);
+        return -1;
+    }
+    return storage_write_commit(w, err);
+}
+
+int storage_put_file(struct storage *st, const char *key, const char *path, storage_done_fn done,
+                     void *arg, struct tm_error *err)
+{
+    if (st->driver->put_file)
+        return st->driver->put_file(st->self, key, path, done, arg, err);
+    return copy_file(st, key, path, err);
+}
+
+void storage_attach(struct storage *st, struct http_loop *hl)
+{
+    if (st->driver->attach)
+        st->driver->attach(st->self, hl);
+}
+
+int storage_check(struct storage *st, struct storage_check *out, struct tm_error *err)
+{
+    out->versioning = -1;
+    if (st->driver->check)
+        return st->driver->check(st->self, out, err);
+    struct storage_list list;   /* a listing proves the replica is readable */
+    if (storage_list(st, "", &list, err) != 0)
+        return -1;
+    storage_list_release(&list);
     return 0;
 }

@@ -2,8 +2,13 @@
  *
  * An archive is a tree of objects named by '/'-separated keys relative to
  * the replica's root ("app/generations/<gen>/segments/<name>"). Callers
- * see only this header; each driver (storage/file.c, later storage/s3.c)
- * fills a `static const struct storage_driver` table and a constructor.
+ * see only this header; each driver (storage/file.c, storage/s3.c) fills a
+ * `static const struct storage_driver` table and a constructor.
+ *
+ * Most operations are synchronous (restore, list, tools). The daemon
+ * uploads with storage_put_file, which a network driver attached to the
+ * daemon's event loop (storage_attach) runs without blocking: it returns
+ * STORAGE_PENDING and calls back from the loop when the object is stored.
  *
  * Guarantees every driver gives:
  *  - a written object appears whole under its key on write_commit, or not
@@ -17,7 +22,19 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../config.h"
 #include "../error.h"
+#include "../http.h"
+
+#define STORAGE_PENDING 1
+
+/* Completion of storage_put_file: rc 0 stored, -1 failed (err set). */
+typedef void (*storage_done_fn)(void *arg, int rc, const struct tm_error *err);
+
+/* What storage_check found out about a replica. */
+struct storage_check {
+    int versioning;    /* -1 not applicable, 0 off or suspended, 1 enabled */
+};
 
 struct storage;
 struct storage_writer;
@@ -46,10 +63,20 @@ struct storage_driver {
     int (*list)(void *self, const char *dir, struct storage_list *out, struct tm_error *err);
     int (*remove)(void *self, const char *key, struct tm_error *err);
     void (*free)(void *self);
+    /* Optional (NULL: generic versions in storage.c). */
+    int (*put_file)(void *self, const char *key, const char *path, storage_done_fn done,
+                    void *arg, struct tm_error *err);
+    void (*attach)(void *self, struct http_loop *hl);
+    int (*check)(void *self, struct storage_check *out, struct tm_error *err);
 };
 
 /* A local-directory replica rooted at `root` (created if missing). */
 int storage_file_open(const char *root, struct storage **out, struct tm_error *err);
+/* An S3-compatible bucket (credentials resolved as AWS tools do). */
+int storage_s3_open(const struct config_replica *cfg, struct storage **out, struct tm_error *err);
+/* The replica a configuration entry describes. */
+int storage_open_replica(const struct config_replica *cfg, struct storage **out,
+                         struct tm_error *err);
 
 /* Wraps a driver's state; used by driver constructors only. */
 int storage_new(const struct storage_driver *driver, void *self, const char *description,
@@ -77,6 +104,16 @@ int storage_list(struct storage *st, const char *dir, struct storage_list *out,
                  struct tm_error *err);
 void storage_list_release(struct storage_list *list);
 int storage_remove(struct storage *st, const char *key, struct tm_error *err);
+
+/* Stores the local file `path` as `key` (same bytes). Returns 0 or -1
+ * when done at once (done is not called), or STORAGE_PENDING: done will
+ * be called from the event loop. */
+int storage_put_file(struct storage *st, const char *key, const char *path, storage_done_fn done,
+                     void *arg, struct tm_error *err);
+/* Network drivers run their transfers on hl's event loop from now on. */
+void storage_attach(struct storage *st, struct http_loop *hl);
+/* Reachable, writable, credentials accepted; versioning status. */
+int storage_check(struct storage *st, struct storage_check *out, struct tm_error *err);
 
 /* Whole small object into a malloc'd buffer the caller frees (tests, tools). */
 int storage_read_all(struct storage *st, const char *key, uint8_t **data, size_t *len,

@@ -2,8 +2,10 @@
  *
  * DESIGN
  *
- * Per database there is a tailer (tailer.c: pins and reads the WAL) and a
- * shipper (shipper.c: writes objects to every replica). The loop reacts to:
+ * Per database there is a tailer (tailer.c: pins and reads the WAL), a
+ * shipper (shipper.c: makes objects and publishes them in the database's
+ * spool, spool.c) and one uploader per replica (uploader.c: ships the
+ * spool's queue to that replica, on its own). The loop reacts to:
  *
  *  - inotify events on the database's directory: a change to NAME-wal arms
  *    a 5 ms one-shot timer that scans the WAL, so each commit is stamped
@@ -17,9 +19,16 @@
  *  - SIGTERM / SIGINT: scan and ship what is committed, then stop.
  *
  * When the tailer or shipper reports that continuity is lost, the database
- * is reopened and a new generation begins with a fresh snapshot. When a
- * replica fails, the commits stay pinned in the WAL and the same batch is
- * retried on the next tick: nothing is dropped.
+ * is reopened and a new generation begins with a fresh snapshot.
+ *
+ * Replicas never hold up capture: commits are released from the WAL once
+ * published in the spool (on the database's disk); each replica catches
+ * up from its queue, in order, when it can. S3 transfers run on this loop
+ * through curl's multi-socket API (common/http.c). When the spool reaches
+ * spool-limit, no new segment is made (an alert-level error is logged):
+ * the commits stay in the WAL, pinned, until the replicas drain it. On
+ * SIGTERM the loop ships what is committed into the spool and waits up to
+ * STOP_DRAIN_S for the replicas; what is left is sent at the next start.
  *
  * The loop is single-threaded; all state hangs off `struct replicator`,
  * the daemon's top-level context. */
@@ -29,7 +38,9 @@
 #include "../common/log.h"
 #include "../common/storage/storage.h"
 #include "shipper.h"
+#include "spool.h"
 #include "tailer.h"
+#include "uploader.h"
 
 #include <errno.h>
 #include <ev.h>
@@ -44,6 +55,7 @@
 
 #define SCAN_DELAY_S 0.005
 #define RETRY_DELAY_S 5.0
+#define STOP_DRAIN_S 10.0
 
 struct replicator;
 
@@ -51,7 +63,10 @@ struct db_context {
     struct replicator *owner;
     const struct config_db *cfg;
     struct storage **replicas;
+    struct uploader *uploaders;
     size_t replica_count;
+    struct spool *spool;
+    int spool_full;                  /* spool-limit reached (logged once) */
     struct tailer *tailer;           /* NULL while (re)starting */
     struct shipper shipper;
     int need_generation;             /* start a new generation when possible */
@@ -71,9 +86,12 @@ struct replicator {
     const struct crypto_key *key;
     struct db_context *dbs;
     size_t db_count;
+    struct http_loop *http;
     int inotify_fd;
     ev_io inotify_watcher;
     ev_signal sigterm_watcher, sigint_watcher;
+    ev_timer drain_timer;            /* stopping: wait for the replicas */
+    int64_t stop_deadline_ms;
     int exit_code;
 };
 
@@ -85,10 +103,30 @@ static void report(struct db_context *ctx, const char *what, const struct tm_err
         log_error("%s: %s: %s", ctx->cfg->name, what, err->msg);
 }
 
+static void kick_uploaders(struct db_context *ctx)
+{
+    for (size_t i = 0; i < ctx->replica_count; i++)
+        uploader_kick(&ctx->uploaders[i]);
+}
+
+/* True (and logged once per incident) when the spool is at its limit. */
+static int spool_is_full(struct db_context *ctx)
+{
+    uint64_t waiting = spool_bytes(ctx->spool), limit = ctx->owner->cfg->spool_limit;
+    int full = waiting >= limit;
+    if (full && !ctx->spool_full)
+        log_error("%s: ALERT: spool full: %llu bytes wait for replicas (spool-limit %llu); new commits "
+                  "stay in the WAL until a replica catches up", ctx->cfg->name,
+                  (unsigned long long)waiting, (unsigned long long)limit);
+    else if (!full && ctx->spool_full)
+        log_info("%s: spool below its limit again; shipping resumes", ctx->cfg->name);
+    ctx->spool_full = full;
+    return full;
+}
+
 static void snapshot_path(const struct db_context *ctx, char *out, size_t len)
 {
-    snprintf(out, len, "%s/tidemark-%s-%d.snapshot", ctx->cfg->state_dir, ctx->cfg->name,
-             (int)getpid());
+    snprintf(out, len, "%s/tmp/snapshot-%d.db", spool_dir(ctx->spool), (int)getpid());
 }
 
 /* Takes a base snapshot at the tailer's shipped position and stores it at
@@ -136,6 +174,7 @@ static int start_generation(struct db_context *ctx, const char *reason, struct t
     if (take_snapshot(ctx, err) != 0)
         return -1;
     ctx->need_generation = 0;
+    kick_uploaders(ctx);
     return 0;
 }
 
@@ -208,12 +247,15 @@ static void sync_database(struct db_context *ctx)
         report(ctx, "cannot read the WAL", &err);
         return;
     }
+    if (spool_is_full(ctx))
+        return kick_uploaders(ctx);
     status = shipper_ship(&ctx->shipper, ctx->tailer, &err);
+    kick_uploaders(ctx);
     if (status == SHIPPER_BROKEN)
         return restart_database(ctx, err.msg);
     if (status < 0) {
         if (!ctx->failing)
-            report(ctx, "shipping failed (commits stay pinned in the WAL and will be retried)", &err);
+            report(ctx, "cannot write to the spool (commits stay pinned in the WAL and will be retried)", &err);
         ctx->failing = 1;
         return;
     }
@@ -239,6 +281,7 @@ static void sync_database(struct db_context *ctx)
     if (rc == 0)
         rc = tailer_repin(ctx->tailer, 1, &err);
     tailer_unlock(ctx->tailer);
+    kick_uploaders(ctx);
     if (rc == 1)
         restart_database(ctx, err.msg);
     else if (rc < 0)
@@ -287,6 +330,7 @@ static void on_snapshot(struct ev_loop *loop, ev_timer *w, int revents)
         return restart_database(ctx, err.msg);
     if (rc == 0)
         rc = take_snapshot(ctx, &err);
+    kick_uploaders(ctx);
     if (rc != 0)
         report(ctx, "snapshot failed (will retry at the next interval)", &err);
 }
@@ -311,14 +355,44 @@ static void on_inotify(struct ev_loop *loop, ev_io *w, int revents)
     }
 }
 
-/* Ships what is committed, then stops the loop. */
+static size_t objects_waiting(const struct replicator *rep)
+{
+    size_t waiting = 0;
+    for (size_t i = 0; i < rep->db_count; i++)
+        for (size_t j = 0; j < rep->dbs[i].replica_count; j++)
+            if (!uploader_idle(&rep->dbs[i].uploaders[j]))
+                waiting += spool_queue_length(rep->dbs[i].spool, j) + 1;
+    return waiting;
+}
+
+/* Stopping: every 50 ms, check whether the replicas have everything. */
+static void on_drain(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)revents;
+    struct replicator *rep = w->data;
+    size_t waiting = objects_waiting(rep);
+    if (waiting && clock_now_ms() < rep->stop_deadline_ms)
+        return;
+    if (waiting)
+        log_warn("stopping with objects still in the spool; they are uploaded at the next start");
+    ev_break(loop, EVBREAK_ALL);
+}
+
+/* Ships what is committed into the spool, lets the replicas catch up for
+ * at most STOP_DRAIN_S, then stops the loop. */
 static void on_stop(struct ev_loop *loop, ev_signal *w, int revents)
 {
     (void)revents;
     struct replicator *rep = w->data;
+    if (ev_is_active(&rep->drain_timer))
+        return ev_break(loop, EVBREAK_ALL);   /* a second signal: now */
     log_info("stopping: shipping what is committed");
+    ev_io_stop(loop, &rep->inotify_watcher);
     for (size_t i = 0; i < rep->db_count; i++) {
         struct db_context *ctx = &rep->dbs[i];
+        ev_timer_stop(loop, &ctx->sync_timer);
+        ev_timer_stop(loop, &ctx->scan_timer);
+        ev_timer_stop(loop, &ctx->snapshot_timer);
         if (!ctx->tailer || ctx->need_generation) {
             rep->exit_code = 1;
             continue;
@@ -333,20 +407,81 @@ static void on_stop(struct ev_loop *loop, ev_signal *w, int revents)
             report(ctx, "could not ship everything before stopping", &err);
             rep->exit_code = 1;
         }
+        kick_uploaders(ctx);
     }
-    ev_break(loop, EVBREAK_ALL);
+    rep->stop_deadline_ms = clock_now_ms() + (int64_t)(STOP_DRAIN_S * 1000);
+    ev_timer_init(&rep->drain_timer, on_drain, 0., 0.05);
+    rep->drain_timer.data = rep;
+    ev_timer_again(loop, &rep->drain_timer);
+}
+
+/* Refuses what cannot work (bad credentials, missing bucket, versioning
+ * required but off); warns about what only weakens the backups; an
+ * unreachable replica is not fatal: its objects wait in the spool. */
+static int check_replica(struct db_context *ctx, size_t i, struct tm_error *err)
+{
+    const struct config_replica *cfg = &ctx->cfg->replicas[i];
+    struct storage_check check;
+    if (storage_check(ctx->replicas[i], &check, err) != 0) {
+        if (!check.transient)
+            return -1;
+        log_error("%s: replica '%s' is unreachable: %s (objects wait in the spool)", ctx->cfg->name,
+                  cfg->name, err->msg);
+        return 0;
+    }
+    if (check.versioning == 0 && cfg->s3.require_versioning) {
+        tm_error_set(err, "replica '%s': bucket '%s' does not have versioning enabled", cfg->name,
+                     cfg->s3.bucket);
+        return tm_error_hint(err, "enable versioning on the bucket (aws s3api put-bucket-versioning "
+                                  "--bucket %s --versioning-configuration Status=Enabled), or set "
+                                  "'require-versioning: false'", cfg->s3.bucket);
+    }
+    if (check.versioning == 0)
+        log_warn("%s: replica '%s': bucket '%s' has versioning off: a deleted or overwritten backup "
+                 "cannot be recovered (set require-versioning: true to refuse this)",
+                 ctx->cfg->name, cfg->name, cfg->s3.bucket);
+    else if (check.versioning == 1)
+        log_info("%s: replica '%s': bucket versioning is enabled", ctx->cfg->name, cfg->name);
+    return 0;
 }
 
 static int open_replicas(struct db_context *ctx, struct tm_error *err)
 {
-    ctx->replicas = calloc(ctx->cfg->replica_count, sizeof *ctx->replicas);
-    if (!ctx->replicas)
+    size_t count = ctx->cfg->replica_count;
+    ctx->replicas = calloc(count, sizeof *ctx->replicas);
+    ctx->uploaders = calloc(count, sizeof *ctx->uploaders);
+    const char **names = calloc(count, sizeof *names);
+    if (!ctx->replicas || !ctx->uploaders || !names) {
+        free(names);
         return tm_error_set(err, "out of memory");
-    for (size_t i = 0; i < ctx->cfg->replica_count; i++) {
-        if (storage_file_open(ctx->cfg->replicas[i].path, &ctx->replicas[i], err) != 0)
+    }
+    for (size_t i = 0; i < count; i++)
+        names[i] = ctx->cfg->replicas[i].name;
+    int replica_added = 0;
+    int rc = spool_open(ctx->cfg->state_dir, names, count, &ctx->spool, &replica_added, err);
+    free(names);
+    if (rc != 0)
+        return -1;
+    if (replica_added) {
+        log_info("%s: a replica was added: starting a new generation so that it gets a snapshot",
+                 ctx->cfg->name);
+        ctx->need_generation = 1;
+    }
+    for (size_t i = 0; i < count; i++) {
+        if (storage_open_replica(&ctx->cfg->replicas[i], &ctx->replicas[i], err) != 0)
             return -1;
         ctx->replica_count++;
+        storage_attach(ctx->replicas[i], ctx->owner->http);
+        uploader_init(&ctx->uploaders[i], ctx->owner->loop, ctx->spool, i, ctx->replicas[i],
+                      ctx->cfg->name, ctx->cfg->replicas[i].name);
+        if (check_replica(ctx, i, err) != 0)
+            return -1;
     }
+    size_t queued = 0;
+    for (size_t i = 0; i < count; i++)
+        queued += spool_queue_length(ctx->spool, i);
+    if (queued)
+        log_info("%s: %zu object(s) in the spool from before; uploading them first", ctx->cfg->name, queued);
     return 0;
 }
 
@@ -358,8 +493,7 @@ static int setup_database(struct replicator *rep, struct db_context *ctx,
     ctx->watch = -1;
     if (open_replicas(ctx, err) != 0)
         return -1;
-    ctx->shipper = (struct shipper){.db_name = cfg->name, .key = rep->key,
-                                    .replicas = ctx->replicas, .replica_count = ctx->replica_count};
+    ctx->shipper = (struct shipper){.db_name = cfg->name, .key = rep->key, .spool = ctx->spool};
     char copy[PATH_MAX];
     snprintf(copy, sizeof copy, "%s", cfg->path);
     snprintf(ctx->dir, sizeof ctx->dir, "%s", dirname(copy));
@@ -369,6 +503,7 @@ static int setup_database(struct replicator *rep, struct db_context *ctx,
                                    IN_MODIFY | IN_CREATE | IN_MOVED_TO | IN_DELETE | IN_CLOSE_WRITE);
     if (ctx->watch < 0)
         return tm_error_set(err, "cannot watch directory '%s': %s", ctx->dir, strerror(errno));
+    kick_uploaders(ctx);   /* what the spool held from before goes first */
     if (start_database(ctx, err) != 0)
         return -1;
     ev_timer_init(&ctx->scan_timer, on_scan, SCAN_DELAY_S, 0.);
@@ -391,11 +526,16 @@ static void release(struct replicator *rep)
     for (size_t i = 0; i < rep->db_count; i++) {
         struct db_context *ctx = &rep->dbs[i];
         tailer_close(ctx->tailer);
-        for (size_t j = 0; j < ctx->replica_count; j++)
+        for (size_t j = 0; j < ctx->replica_count; j++) {
+            uploader_stop(&ctx->uploaders[j]);
             storage_free(ctx->replicas[j]);
+        }
         free(ctx->replicas);
+        free(ctx->uploaders);
+        spool_free(ctx->spool);
     }
     free(rep->dbs);
+    http_loop_free(rep->http);
     if (rep->inotify_fd >= 0)
         close(rep->inotify_fd);
 }
@@ -407,6 +547,11 @@ int replicate_run(const struct config *cfg, const struct crypto_key *key)
     rep.loop = ev_default_loop(EVFLAG_AUTO);
     rep.dbs = calloc(cfg->db_count, sizeof *rep.dbs);
     rep.inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (rep.dbs && http_loop_new(rep.loop, &rep.http, &err) != 0) {
+        tm_error_print(&err);
+        release(&rep);
+        return 1;
+    }
     if (!rep.dbs || rep.inotify_fd < 0) {
         tm_error_set(&err, "cannot initialise: %s", strerror(errno));
         tm_error_print(&err);

@@ -1,13 +1,14 @@
-/* shipper.c - writes segments and snapshots (formats in common/archive.c)
- * to every replica of a database.
+/* shipper.c - makes segments and snapshots (formats in common/archive.c)
+ * and publishes them in the database's spool (spool.c), from which every
+ * replica's uploader ships them.
  *
- * A segment's payload is produced once and streamed to all replicas at
- * the same time; its frames are read back from the pinned WAL and their
- * checksum chain re-verified against the positions the scanner recorded,
- * so a segment holds exactly the bytes SQLite committed. A segment counts
- * as shipped only when every replica has it; after a failure the same
- * batch of commits is shipped again, giving byte-identical payloads under
- * the same names, so replicas that already had it are simply rewritten. */
+ * A segment's frames are read back from the pinned WAL and their checksum
+ * chain re-verified against the positions the scanner recorded, so a
+ * segment holds exactly the bytes SQLite committed. Commits count as
+ * shipped (the tailer may release them) once the object is published in
+ * the spool: durable on local disk, queued for every replica. An object
+ * is encrypted once, so every replica stores the same bytes under the
+ * same key. */
 #include "shipper.h"
 
 #include "../common/log.h"
@@ -21,147 +22,48 @@
 
 #define SNAPSHOT_READ_BYTES (256 * 1024)
 
-/* All replicas' writers for one object. */
-struct fanout {
-    struct object_writer **writers;
-    size_t count;
-};
-
-static int fanout_open(struct shipper *sh, const char *key, enum object_kind kind,
-                       struct fanout *out, struct tm_error *err)
+/* The spool's writer for one object. */
+static int spool_writer_open(struct shipper *sh, const char *key, enum object_kind kind,
+                             struct object_writer **out, struct tm_error *err)
 {
-    out->count = 0;
-    out->writers = calloc(sh->replica_count, sizeof *out->writers);
-    if (!out->writers)
-        return tm_error_set(err, "out of memory");
-    for (size_t i = 0; i < sh->replica_count; i++) {
-        if (object_writer_open(sh->replicas[i], key, kind, sh->key, &out->writers[i], err) != 0) {
-            tm_error_prefix(err, "%s: ", storage_describe(sh->replicas[i]));
-            return -1;
-        }
-        out->count++;
-    }
-    return 0;
+    char name[ARCHIVE_NAME_MAX + 24];
+    spool_incoming_name(sh->spool, key, name, sizeof name);
+    return object_writer_open(spool_incoming(sh->spool), name, kind, sh->key, out, err);
 }
 
-static int fanout_write(struct fanout *f, struct shipper *sh, const void *data, size_t len,
-                        struct tm_error *err)
+/* Commits the object and publishes it with the archive's new end. */
+static int spool_writer_publish(struct shipper *sh, struct object_writer *w, const char *key,
+                                const struct spool_position *next, uint8_t hash[OBJECT_HASH_BYTES],
+                                uint64_t *stored, struct tm_error *err)
 {
-    for (size_t i = 0; i < f->count; i++)
-        if (object_write(f->writers[i], data, len, err) != 0)
-            return tm_error_prefix(err, "%s: ", storage_describe(sh->replicas[i]));
-    return 0;
-}
-
-static void fanout_abort(struct fanout *f)
-{
-    for (size_t i = 0; i < f->count; i++)
-        object_writer_abort(f->writers[i]);
-    free(f->writers);
-    f->writers = NULL;
-    f->count = 0;
-}
-
-/* Commits every writer; all must succeed. hash is the (shared) payload hash. */
-static int fanout_commit(struct fanout *f, struct shipper *sh, uint8_t hash[OBJECT_HASH_BYTES],
-                         uint64_t *stored, struct tm_error *err)
-{
-    int rc = 0;
-    *stored = 0;
-    for (size_t i = 0; i < f->count; i++) {
-        struct tm_error one;
-        uint64_t one_stored = 0;
-        int one_rc = object_writer_commit(f->writers[i], hash, &one_stored, &one);
-        *stored += one_stored;
-        if (one_rc != 0 && rc == 0) {
-            *err = one;
-            tm_error_prefix(err, "%s: ", storage_describe(sh->replicas[i]));
-            rc = -1;
-        }
-    }
-    free(f->writers);
-    f->writers = NULL;
-    f->count = 0;
-    return rc;
+    struct spool_position pos = *next;
+    if (object_writer_commit(w, hash, stored, err) != 0)
+        return -1;
+    if (hash && pos.next_index != sh->next_index)   /* a segment: the chain moves on */
+        memcpy(pos.chain, hash, sizeof pos.chain);
+    return spool_publish(sh->spool, key, &pos, err);
 }
 
 /* ---------------------------------------------------------------- resume */
 
-struct archive_end {
-    char generation[ARCHIVE_GEN_ID_BYTES + 1];
-    uint64_t next_index;
-    uint8_t chain[OBJECT_HASH_BYTES];
-    struct archive_wal_position pos;
-    uint32_t page_size;
-    int found;
-};
-
-/* The end of one replica's archive: its newest generation's last object. */
-static int archive_end_of(struct shipper *sh, struct storage *st, struct archive_end *end,
-                          struct tm_error *err)
-{
-    memset(end, 0, sizeof *end);
-    struct catalog cat;
-    if (catalog_load(st, sh->db_name, &cat, err) != 0)
-        return -1;
-    int rc = 0;
-    struct catalog_generation *gen = cat.generation_count ? &cat.generations[cat.generation_count - 1] : NULL;
-    if (!gen || gen->snapshot_count == 0)
-        goto done;
-    const struct catalog_snapshot *snap = &gen->snapshots[gen->snapshot_count - 1];
-    const struct catalog_segment *seg = gen->segment_count ? &gen->segments[gen->segment_count - 1] : NULL;
-    snprintf(end->generation, sizeof end->generation, "%s", gen->id);
-    if (seg && seg->index >= snap->index) {
-        struct segment_header h;
-        if ((rc = segment_read(st, seg->key, sh->key, NULL, &h, end->chain, err)) != 0)
-            goto done;
-        end->next_index = h.index + 1;
-        end->pos = h.end;
-        end->page_size = h.page_size;
-    } else {
-        struct snapshot_header h;
-        if ((rc = snapshot_read(st, snap->key, sh->key, NULL, &h, err)) != 0)
-            goto done;
-        end->next_index = h.index;
-        memcpy(end->chain, h.chain_hash, sizeof end->chain);
-        end->pos = h.wal;
-        end->page_size = h.page_size;
-    }
-    end->found = end->pos.valid != 0;
-done:
-    catalog_release(&cat);
-    return rc;
-}
-
 int shipper_resume(struct shipper *sh, struct wal_position *pos, uint32_t *page_size,
                    int *found, struct tm_error *err)
 {
-    *found = 0;
-    struct archive_end first;
-    for (size_t i = 0; i < sh->replica_count; i++) {
-        struct archive_end end;
-        if (archive_end_of(sh, sh->replicas[i], &end, err) != 0)
-            return tm_error_prefix(err, "%s: ", storage_describe(sh->replicas[i]));
-        if (!end.found)
-            return 0;
-        if (i == 0)
-            first = end;
-        else if (strcmp(end.generation, first.generation) != 0 || end.next_index != first.next_index ||
-                 memcmp(end.chain, first.chain, sizeof end.chain) != 0)
-            return 0;
-    }
-    snprintf(sh->generation, sizeof sh->generation, "%s", first.generation);
+    (void)err;
+    struct spool_position end;
+    *found = spool_position(sh->spool, &end) && end.wal.valid;
+    if (!*found)
+        return 0;
+    snprintf(sh->generation, sizeof sh->generation, "%s", end.generation);
     sh->has_generation = 1;
-    sh->next_index = first.next_index;
-    memcpy(sh->chain, first.chain, sizeof sh->chain);
-    sh->retry_commits = 0;
-    pos->salt1 = first.pos.salt1;
-    pos->salt2 = first.pos.salt2;
-    pos->frame = first.pos.frame;
-    pos->checksum[0] = first.pos.checksum[0];
-    pos->checksum[1] = first.pos.checksum[1];
-    *page_size = first.page_size;
-    *found = 1;
+    sh->next_index = end.next_index;
+    memcpy(sh->chain, end.chain, sizeof sh->chain);
+    pos->salt1 = end.wal.salt1;
+    pos->salt2 = end.wal.salt2;
+    pos->frame = end.wal.frame;
+    pos->checksum[0] = end.wal.checksum[0];
+    pos->checksum[1] = end.wal.checksum[1];
+    *page_size = end.page_size;
     return 0;
 }
 
@@ -171,14 +73,13 @@ void shipper_new_generation(struct shipper *sh, int64_t now_ms)
     archive_chain_start(sh->generation, sh->chain);
     sh->has_generation = 1;
     sh->next_index = 0;
-    sh->retry_commits = 0;
 }
 
 /* ------------------------------------------------------------- segments */
 
 /* Streams the frames of `commits` into f, re-verifying the checksum chain
  * from `from`. Returns SHIPPER_BROKEN if the WAL no longer matches. */
-static int write_transactions(struct shipper *sh, struct tailer *t, struct fanout *f,
+static int write_transactions(struct tailer *t, struct object_writer *w,
                               const struct tailer_commit *commits, size_t count,
                               struct wal_position from, struct tm_error *err)
 {
@@ -194,7 +95,7 @@ static int write_transactions(struct shipper *sh, struct tailer *t, struct fanou
                                  commits[c].end.frame - pos.frame};
         uint8_t txn_bytes[ARCHIVE_TXN_HEADER_BYTES];
         txn_header_encode(&txn, txn_bytes);
-        rc = fanout_write(f, sh, txn_bytes, sizeof txn_bytes, err);
+        rc = object_write(w, txn_bytes, sizeof txn_bytes, err);
         while (rc == SHIPPER_OK && pos.frame < commits[c].end.frame) {
             struct wal_position next;
             if (tailer_read_frame(t, pos.frame + 1, frame, err) != 0) {
@@ -208,9 +109,9 @@ static int write_transactions(struct shipper *sh, struct tailer *t, struct fanou
             }
             pos = next;
             /* page number (4 bytes) then the page */
-            rc = fanout_write(f, sh, frame, 4, err);
+            rc = object_write(w, frame, 4, err);
             if (rc == 0)
-                rc = fanout_write(f, sh, frame + WAL_FRAME_HEADER_BYTES, hdr->page_size, err);
+                rc = object_write(w, frame + WAL_FRAME_HEADER_BYTES, hdr->page_size, err);
         }
         if (rc == SHIPPER_OK && (pos.checksum[0] != commits[c].end.checksum[0] ||
                                  pos.checksum[1] != commits[c].end.checksum[1])) {
@@ -224,13 +125,10 @@ static int write_transactions(struct shipper *sh, struct tailer *t, struct fanou
 
 int shipper_ship(struct shipper *sh, struct tailer *t, struct tm_error *err)
 {
-    size_t pending_count;
-    const struct tailer_commit *pending = tailer_pending(t, &pending_count);
-    size_t count = sh->retry_commits ? sh->retry_commits : pending_count;
+    size_t count;
+    const struct tailer_commit *pending = tailer_pending(t, &count);
     if (count == 0)
         return SHIPPER_OK;
-    if (count > pending_count)
-        return tm_error_set(err, "internal: retry batch larger than pending commits");
     struct wal_position from = tailer_shipped(t);
     const struct wal_header *hdr = tailer_header(t);
     struct segment_header h = {
@@ -251,32 +149,29 @@ int shipper_ship(struct shipper *sh, struct tailer *t, struct tm_error *err)
     uint8_t header[ARCHIVE_HEADER_BYTES];
     segment_header_encode(&h, header);
 
-    struct fanout f;
-    int rc = fanout_open(sh, key, OBJECT_SEGMENT, &f, err);
+    struct object_writer *w = NULL;
+    int rc = spool_writer_open(sh, key, OBJECT_SEGMENT, &w, err);
     if (rc == 0)
-        rc = fanout_write(&f, sh, header, sizeof header, err);
+        rc = object_write(w, header, sizeof header, err);
     if (rc == 0)
-        rc = write_transactions(sh, t, &f, pending, count, from, err);
+        rc = write_transactions(t, w, pending, count, from, err);
     if (rc != 0) {
-        fanout_abort(&f);
-        if (rc != SHIPPER_BROKEN)
-            sh->retry_commits = count;
+        object_writer_abort(w);
         return rc;
     }
+    struct spool_position next = {.next_index = h.index + 1, .wal = h.end, .page_size = h.page_size};
+    snprintf(next.generation, sizeof next.generation, "%s", sh->generation);
     uint8_t hash[OBJECT_HASH_BYTES];
     uint64_t stored;
-    if (fanout_commit(&f, sh, hash, &stored, err) != 0) {
-        sh->retry_commits = count;
+    if (spool_writer_publish(sh, w, key, &next, hash, &stored, err) != 0)
         return -1;
-    }
     memcpy(sh->chain, hash, sizeof hash);
     sh->next_index++;
-    sh->retry_commits = 0;
     sh->segments_shipped++;
     sh->bytes_shipped += stored;
     sh->commits_shipped += count;
     sh->last_commit_shipped_ms = h.last_time_ms;
-    log_debug("shipped segment %s (%zu commits, %llu bytes)", key, count, (unsigned long long)stored);
+    log_debug("spooled segment %s (%zu commits, %llu bytes)", key, count, (unsigned long long)stored);
     tailer_ack(t, count);
     return SHIPPER_OK;
 }
@@ -304,10 +199,10 @@ int shipper_snapshot(struct shipper *sh, const char *file, uint32_t page_size,
     snapshot_header_encode(&h, header);
 
     uint8_t *block = malloc(SNAPSHOT_READ_BYTES);
-    struct fanout f = {0};
-    int rc = block ? fanout_open(sh, key, OBJECT_SNAPSHOT, &f, err) : tm_error_set(err, "out of memory");
+    struct object_writer *w = NULL;
+    int rc = block ? spool_writer_open(sh, key, OBJECT_SNAPSHOT, &w, err) : tm_error_set(err, "out of memory");
     if (rc == 0)
-        rc = fanout_write(&f, sh, header, sizeof header, err);
+        rc = object_write(w, header, sizeof header, err);
     uint64_t remaining = (uint64_t)page_size * page_count;
     while (rc == 0 && remaining > 0) {
         size_t want = remaining < SNAPSHOT_READ_BYTES ? (size_t)remaining : SNAPSHOT_READ_BYTES;
@@ -317,17 +212,20 @@ int shipper_snapshot(struct shipper *sh, const char *file, uint32_t page_size,
                               got < 0 ? strerror(errno) : "shorter than its page count");
             break;
         }
-        rc = fanout_write(&f, sh, block, (size_t)got, err);
+        rc = object_write(w, block, (size_t)got, err);
         remaining -= (uint64_t)got;
     }
     close(fd);
     free(block);
     if (rc != 0) {
-        fanout_abort(&f);
+        object_writer_abort(w);
         return -1;
     }
+    struct spool_position next = {.next_index = h.index, .wal = h.wal, .page_size = page_size};
+    snprintf(next.generation, sizeof next.generation, "%s", sh->generation);
+    memcpy(next.chain, sh->chain, sizeof next.chain);
     uint64_t stored;
-    if (fanout_commit(&f, sh, NULL, &stored, err) != 0)
+    if (spool_writer_publish(sh, w, key, &next, NULL, &stored, err) != 0)
         return -1;
     sh->bytes_shipped += stored;
     log_info("snapshot %s: %u pages, %llu bytes stored", key, page_count, (unsigned long long)stored);

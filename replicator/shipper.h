@@ -1,5 +1,6 @@
 /* shipper.h - turning pending commits and snapshots into archive objects
- * on every replica of one database (format: common/archive.c). */
+ * (format: common/archive.c) published in the database's spool, from
+ * which each replica's uploader ships them. */
 #ifndef TM_SHIPPER_H
 #define TM_SHIPPER_H
 
@@ -8,19 +9,17 @@
 
 #include "../common/archive.h"
 #include "../common/crypto.h"
-#include "../common/storage/storage.h"
+#include "spool.h"
 #include "tailer.h"
 
 struct shipper {
     const char *db_name;
     const struct crypto_key *key;        /* NULL: encryption none */
-    struct storage **replicas;           /* borrowed */
-    size_t replica_count;
+    struct spool *spool;                 /* borrowed */
     char generation[ARCHIVE_GEN_ID_BYTES + 1];
     int has_generation;
     uint64_t next_index;                 /* index of the next segment */
     uint8_t chain[OBJECT_HASH_BYTES];    /* prev hash of the next segment */
-    size_t retry_commits;                /* batch size to repeat after a failure */
     uint64_t segments_shipped, bytes_shipped, commits_shipped;
     int64_t last_commit_shipped_ms;
 };
@@ -30,18 +29,18 @@ enum shipper_status {
     SHIPPER_BROKEN = 1,   /* the WAL no longer holds what was scanned */
 };
 
-/* Where the archive ends, if every replica agrees on it: *found = 1 with
- * the generation state loaded into sh, the WAL position and page size the
+/* Where the archive ends, as the spool recorded it: *found = 1 with the
+ * generation state loaded into sh, the WAL position and page size the
  * last object recorded. *found = 0 when there is nothing to resume. */
 int shipper_resume(struct shipper *sh, struct wal_position *pos, uint32_t *page_size,
                    int *found, struct tm_error *err);
 
 void shipper_new_generation(struct shipper *sh, int64_t now_ms);
 
-/* Ships the tailer's pending commits as one segment to every replica and
+/* Publishes the tailer's pending commits as one segment in the spool and
  * acknowledges them in the tailer. Returns SHIPPER_OK (also when nothing
- * was pending), SHIPPER_BROKEN, or -1 (a replica failed; the same batch is
- * retried next time, nothing is lost). */
+ * was pending), SHIPPER_BROKEN, or -1 (the spool failed; the commits stay
+ * pending in the WAL and are shipped next time, nothing is lost). */
 int shipper_ship(struct shipper *sh, struct tailer *t, struct tm_error *err);
 
 /* Stores the snapshot file (a database copy) at the current index. */

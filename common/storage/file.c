@@ -7,6 +7,8 @@
  * (temporaries left by a crash are never mistaken for objects). */
 #include "storage.h"
 
+#include "../fsutil.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -37,38 +39,6 @@ struct file_reader {
     int fd;
 };
 
-static int make_dirs(const char *path, struct tm_error *err)
-{
-    char partial[PATH_MAX];
-    size_t len = strlen(path);
-    if (len >= sizeof partial)
-        return tm_error_set(err, "path too long: '%s'", path);
-    memcpy(partial, path, len + 1);
-    for (size_t i = 1; i <= len; i++) {
-        if (partial[i] != '/' && partial[i] != '\0')
-            continue;
-        char saved = partial[i];
-        partial[i] = '\0';
-        if (mkdir(partial, 0700) != 0 && errno != EEXIST)
-            return tm_error_set(err, "cannot create directory '%s': %s", partial, strerror(errno));
-        partial[i] = saved;
-    }
-    return 0;
-}
-
-static int fsync_dir(const char *dir, struct tm_error *err)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return tm_error_set(err, "cannot open directory '%s': %s", dir, strerror(errno));
-    int rc = fsync(fd);
-    int saved = errno;
-    close(fd);
-    if (rc != 0)
-        return tm_error_set(err, "cannot fsync directory '%s': %s", dir, strerror(saved));
-    return 0;
-}
-
 static int join_path(const struct file_storage *fs, const char *key, char *out, size_t len,
                      struct tm_error *err)
 {
@@ -93,7 +63,7 @@ static int file_write_begin(void *self, const char *key, void **handle, struct t
     snprintf(w->dir_path, sizeof w->dir_path, "%s", w->final_path);
     char *slash = strrchr(w->dir_path, '/');
     *slash = '\0';
-    if (make_dirs(w->dir_path, err) != 0)
+    if (fsutil_make_dirs(w->dir_path, err) != 0)
         goto fail;
     snprintf(w->temp_path, sizeof w->temp_path, "%s/.tmp.%s.%d.%u", w->dir_path, slash + 1,
              (int)getpid(), fs->temp_counter++);
@@ -180,7 +150,7 @@ static int file_write_commit(void *handle, struct tm_error *err)
                      strerror(errno));
         goto fail;
     }
-    int rc = fsync_dir(w->dir_path, err);
+    int rc = fsutil_fsync_dir(w->dir_path, err);
     free(w->buffer);
     free(w);
     return rc;
@@ -317,7 +287,7 @@ static const struct storage_driver file_driver = {
 
 int storage_file_open(const char *root, struct storage **out, struct tm_error *err)
 {
-    if (make_dirs(root, err) != 0)
+    if (fsutil_make_dirs(root, err) != 0)
         return -1;
     if (access(root, W_OK | X_OK) != 0)
         return tm_error_set(err, "replica directory '%s' is not writable: %s", root,

@@ -465,9 +465,10 @@ static unsigned retry_delay_ms(int attempt)
     return randombytes_uniform((uint32_t)ceiling + 1);
 }
 
-/* Runs req synchronously with retries; 0 on a 2xx answer. */
-static int perform(struct s3_storage *s3, struct request *req, struct response *resp,
-                   struct tm_error *err)
+/* Runs req synchronously, trying up to `attempts` times. 0 on a 2xx
+ * answer, -1 on a permanent error, -2 when retryable errors persisted. */
+static int perform_tries(struct s3_storage *s3, struct request *req, struct response *resp,
+                         int attempts, struct tm_error *err)
 {
     for (int attempt = 0;; attempt++) {
         if (prepare_request(s3, s3->easy, req, resp, err) != 0) {
@@ -479,12 +480,20 @@ static int perform(struct s3_storage *s3, struct request *req, struct response *
         request_release(req);
         if (outcome == OUTCOME_OK)
             return 0;
-        if (outcome == OUTCOME_FAIL || attempt + 1 >= RETRY_ATTEMPTS)
+        if (outcome == OUTCOME_FAIL)
             return -1;
+        if (attempt + 1 >= attempts)
+            return -2;
         unsigned delay = retry_delay_ms(attempt);
         struct timespec ts = {delay / 1000, (long)(delay % 1000) * 1000000L};
         nanosleep(&ts, NULL);
     }
+}
+
+static int perform(struct s3_storage *s3, struct request *req, struct response *resp,
+                   struct tm_error *err)
+{
+    return perform_tries(s3, req, resp, RETRY_ATTEMPTS, err) == 0 ? 0 : -1;
 }
 
 /* ------------------------------------------------------------ reading */
@@ -1044,7 +1053,8 @@ static int s3_check(void *self, struct storage_check *out, struct tm_error *err)
     struct buffer answer = {.max = 64 * 1024};
     struct response resp = {.sink = &answer, .error_body = {.max = ERROR_BODY_MAX}};
     struct request req = {.method = "GET", .query = "versioning=", .body = {.fd = -1}};
-    int rc = perform(s3, &req, &resp, err);
+    int rc = perform_tries(s3, &req, &resp, 2, err);
+    out->transient = rc == -2;
     if (rc == 0) {
         char status[32] = "";
         xml_text(answer.data, "Status", status, sizeof status);
@@ -1052,7 +1062,7 @@ static int s3_check(void *self, struct storage_check *out, struct tm_error *err)
     }
     free(answer.data);
     free(resp.error_body.data);
-    return rc;
+    return rc == 0 ? 0 : -1;
 }
 
 static void s3_attach(void *self, struct http_loop *hl)

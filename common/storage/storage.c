@@ -236,6 +236,7 @@ void storage_attach(struct storage *st, struct http_loop *hl)
 int storage_check(struct storage *st, struct storage_check *out, struct tm_error *err)
 {
     out->versioning = -1;
+    out->transient = 0;
     if (st->driver->check)
         return st->driver->check(st->self, out, err);
     struct storage_list list;   /* a listing proves the replica is readable */

@@ -34,6 +34,7 @@ typedef void (*storage_done_fn)(void *arg, int rc, const struct tm_error *err);
 /* What storage_check found out about a replica. */
 struct storage_check {
     int versioning;    /* -1 not applicable, 0 off or suspended, 1 enabled */
+    int transient;     /* on failure: a network or server error that may pass */
 };
 
 struct storage;

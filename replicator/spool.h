@@ -1,0 +1,62 @@
+/* spool.h - the local spool of one database: every archive object waits
+ * here, on the database's disk, until each replica has it.
+ *
+ * The shipper writes an object into the spool's incoming storage, then
+ * spool_publish() makes it visible to every replica's queue and records
+ * the new end of the archive (spool_position) in one durable step. Each
+ * replica's uploader takes its queue in order (spool_queue_head) and
+ * drops each object once stored (spool_queue_done). Layout and crash
+ * recovery are described in spool.c. */
+#ifndef TM_SPOOL_H
+#define TM_SPOOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../common/archive.h"
+#include "../common/error.h"
+#include "../common/storage/storage.h"
+
+/* The end of the archive: what the next object continues. */
+struct spool_position {
+    char generation[ARCHIVE_GEN_ID_BYTES + 1];
+    uint64_t next_index;                  /* index of the next segment */
+    uint8_t chain[OBJECT_HASH_BYTES];     /* prev hash of the next segment */
+    struct archive_wal_position wal;      /* WAL position the last object ends at */
+    uint32_t page_size;
+};
+
+struct spool;
+
+/* Opens (creating) DIR with one queue per replica name. *replica_added is
+ * set when a replica has no queue yet while the spool already has an
+ * archive position: that replica lacks the current generation's start. */
+int spool_open(const char *dir, const char *const *replica_names, size_t replica_count,
+               struct spool **out, int *replica_added, struct tm_error *err);
+void spool_free(struct spool *sp);
+
+const char *spool_dir(const struct spool *sp);
+
+/* 1 with *out filled when an archive position was recorded, else 0. */
+int spool_position(const struct spool *sp, struct spool_position *out);
+
+/* Where the shipper writes the object `key` before publishing it. */
+struct storage *spool_incoming(struct spool *sp);
+void spool_incoming_name(const struct spool *sp, const char *key, char *out, size_t len);
+
+/* Makes the object written at spool_incoming_name(key) part of every
+ * replica's queue, and pos the new end of the archive, durably. */
+int spool_publish(struct spool *sp, const char *key, const struct spool_position *pos,
+                  struct tm_error *err);
+
+/* Bytes of objects that some replica still needs. */
+uint64_t spool_bytes(const struct spool *sp);
+size_t spool_queue_length(const struct spool *sp, size_t replica);
+
+/* The oldest object replica still needs: 1 with key and local path, or 0. */
+int spool_queue_head(const struct spool *sp, size_t replica, char *key, size_t key_len,
+                     char *path, size_t path_len);
+/* The head object is stored on that replica. */
+int spool_queue_done(struct spool *sp, size_t replica, struct tm_error *err);
+
+#endif

@@ -24,9 +24,10 @@
  *
  * Failures are classified once (classify()): connection errors, time-outs,
  * 5xx, 408, 429 and SlowDown are retried with exponential backoff and full
- * jitter, per request, up to RETRY_ATTEMPTS; there is no shared retry
- * budget to run dry during an outage. The daemon retries a whole object
- * again later, for ever (replicator/uploader.c). Other errors (bad
+ * jitter, per request, up to RETRY_ATTEMPTS (RETRY_ATTEMPTS_IN_LOOP in
+ * the daemon, so that a failure is reported within a second or two);
+ * there is no shared retry budget to run dry during an outage. The daemon
+ * retries a whole object again later, for ever (replicator/uploader.c). Other errors (bad
  * signature, missing bucket, wrong region, access denied) get a message
  * saying what to fix. Secrets never appear in messages or logs.
  */
@@ -48,6 +49,7 @@
 #define ERROR_BODY_MAX (64 * 1024)
 #define LIST_BODY_MAX (16 * 1024 * 1024)
 #define RETRY_ATTEMPTS 6
+#define RETRY_ATTEMPTS_IN_LOOP 3   /* then the uploader reports and backs off */
 #define RETRY_BASE_MS 200
 #define RETRY_MAX_MS 10000
 #define EMPTY_SHA256 "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
@@ -686,7 +688,7 @@ struct put_op {
     char (*etags)[128];
     uint32_t part_count;
     uint32_t part;             /* 1-based part being sent */
-    int attempt;
+    int attempt, max_attempts;
     char query[1400];
     char *complete_xml;
     struct request req;
@@ -785,7 +787,7 @@ static enum step_result step_finished(struct put_op *op, CURLcode result)
         op->step = STEP_DONE;
         return STEP_FINISHED;
     }
-    if (outcome == OUTCOME_RETRY && ++op->attempt < RETRY_ATTEMPTS)
+    if (outcome == OUTCOME_RETRY && ++op->attempt < op->max_attempts)
         return STEP_RETRY;
     if (outcome != OUTCOME_OK) {
         op->failed = 1;
@@ -857,6 +859,7 @@ static int op_new(struct s3_storage *s3, const char *key, const char *path, stru
     op->etags = op->part_count > 1 ? calloc(op->part_count, sizeof *op->etags) : NULL;
     op->answer.max = 1024 * 1024;
     op->resp.error_body.max = ERROR_BODY_MAX;
+    op->max_attempts = s3->hl ? RETRY_ATTEMPTS_IN_LOOP : RETRY_ATTEMPTS;
     if (!op->key || (op->part_count > 1 && !op->etags)) {
         op_free(op);
         return tm_error_set(err, "out of memory");

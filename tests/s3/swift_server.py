@@ -9,8 +9,8 @@ pid files, logs), on private ports, so nothing touches /etc/swift.
 
     swift_server.py start DIR   -> prints the endpoint, e.g. http://127.0.0.1:38080
     swift_server.py stop DIR
-    swift_server.py pause DIR   (SIGSTOP the proxy: an outage that hangs)
-    swift_server.py resume DIR
+    swift_server.py down DIR    (stop the proxy: connections refused)
+    swift_server.py up DIR      (start it again on the same port)
 
 Credentials: access key test:tester, secret testing, region us-east-1.
 """
@@ -153,18 +153,7 @@ def start(base):
     for kind in ("account", "container", "object", "proxy"):
         spawn(base, kind, [f"/usr/bin/swift-{kind}-server", os.path.join(etc, f"{kind}-server.conf")])
     endpoint = f"http://127.0.0.1:{ports['proxy']}"
-    deadline = time.time() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(endpoint + "/healthcheck", timeout=1) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            pass
-        if time.time() > deadline:
-            stop(base)
-            sys.exit(f"error: the S3 server did not start; see {base}/log/")
-        time.sleep(0.1)
+    wait_ready(base, endpoint)
     write(os.path.join(base, "endpoint"), endpoint)
     print(endpoint)
 
@@ -189,22 +178,43 @@ def stop(base):
         os.unlink(os.path.join(base, "run", name + ".pid"))
 
 
-def signal_proxy(base, sig):
-    os.killpg(pids(base)["proxy"], sig)
+def wait_ready(base, endpoint):
+    deadline = time.time() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(endpoint + "/healthcheck", timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.time() > deadline:
+            stop(base)
+            sys.exit(f"error: the S3 server did not start; see {base}/log/")
+        time.sleep(0.1)
+
+
+def proxy_down(base):
+    pid = pids(base).get("proxy")
+    if pid:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        os.unlink(os.path.join(base, "run", "proxy.pid"))
+
+
+def proxy_up(base):
+    base = os.path.abspath(base)
+    spawn(base, "proxy", ["/usr/bin/swift-proxy-server", os.path.join(base, "etc", "proxy-server.conf")])
+    with open(os.path.join(base, "endpoint")) as f:
+        wait_ready(base, f.read().strip())
 
 
 def main():
-    if len(sys.argv) != 3 or sys.argv[1] not in ("start", "stop", "pause", "resume"):
-        sys.exit("usage: swift_server.py start|stop|pause|resume DIR")
-    action, base = sys.argv[1], sys.argv[2]
-    if action == "start":
-        start(base)
-    elif action == "stop":
-        stop(base)
-    elif action == "pause":
-        signal_proxy(base, signal.SIGSTOP)
-    else:
-        signal_proxy(base, signal.SIGCONT)
+    actions = {"start": start, "stop": stop, "down": proxy_down, "up": proxy_up}
+    if len(sys.argv) != 3 or sys.argv[1] not in actions:
+        sys.exit("usage: swift_server.py start|stop|down|up DIR")
+    actions[sys.argv[1]](sys.argv[2])
 
 
 if __name__ == "__main__":

@@ -1,0 +1,269 @@
+#!/usr/bin/python3
+"""Integration tests of S3 replicas against a real S3-compatible server
+(OpenStack Swift + s3api on 127.0.0.1, started here by tests/s3/
+swift_server.py; it checks SigV4 signatures and payload hashes), with
+awscli (/usr/bin/aws) as an independent client. Every restore is checked
+against the writer's ground-truth log (helpers.py). Prints TAP.
+"""
+import atexit, hashlib, os, shutil, signal, sqlite3, subprocess, sys, time
+
+from helpers import *
+
+SERVER = os.path.join(ROOT, "tests", "s3", "swift_server.py")
+S3_DIR = os.path.join(ROOT, "tests", "tmp", "s3-%d" % os.getpid())
+ACCESS_KEY, SECRET_KEY = "test:tester", "testing"
+ENDPOINT = None
+bucket_counter = [0]
+
+
+def start_server():
+    global ENDPOINT
+    proc = subprocess.run(["/usr/bin/python3", SERVER, "start", S3_DIR], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit("cannot start the S3 server: " + proc.stderr)
+    ENDPOINT = proc.stdout.strip()
+    def stop_server():
+        subprocess.run(["/usr/bin/python3", SERVER, "stop", S3_DIR])
+        shutil.rmtree(S3_DIR, ignore_errors=True)
+    atexit.register(stop_server)
+    with open(os.path.join(S3_DIR, "aws-config"), "w") as f:
+        f.write("[default]\nregion = us-east-1\ns3 =\n    addressing_style = path\n")
+
+
+def server(action):
+    subprocess.run(["/usr/bin/python3", SERVER, action, S3_DIR], check=True)
+
+
+def aws(*args, check_rc=True):
+    env = dict(os.environ, AWS_CONFIG_FILE=os.path.join(S3_DIR, "aws-config"),
+               AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET_KEY,
+               AWS_SHARED_CREDENTIALS_FILE="/nonexistent")
+    proc = subprocess.run(["/usr/bin/aws", "--endpoint-url", ENDPOINT] + list(args),
+                          capture_output=True, text=True, env=env)
+    if check_rc:
+        check(proc.returncode == 0, "aws %s failed: %s" % (" ".join(args), proc.stderr))
+    return proc
+
+
+def new_bucket(versioning=True):
+    bucket_counter[0] += 1
+    name = "tidemark-%d-%d" % (os.getpid(), bucket_counter[0])
+    aws("s3api", "create-bucket", "--bucket", name)
+    if versioning:
+        aws("s3api", "put-bucket-versioning", "--bucket", name, "--versioning-configuration", "Status=Enabled")
+    return name
+
+
+def s3_replica(bucket, name="s3", prefix="prod/app", secret=SECRET_KEY, extra=""):
+    return ("      - type: s3\n        name: %s\n        bucket: %s\n        path: %s\n"
+            "        endpoint: %s\n        force-path-style: true\n        access-key-id: %s\n"
+            "        secret-access-key: %s\n%s" % (name, bucket, prefix, ENDPOINT, ACCESS_KEY, secret, extra))
+
+
+def file_and_s3(env_name, bucket, **kw):
+    env = Env(env_name, **kw)
+    env.replicas = "      - type: file\n        path: %s\n" % env.backup + s3_replica(bucket)
+    env.config = env.write_config("tidemark.yml", env.key)
+    return env
+
+
+def s3_keys(bucket, prefix):
+    proc = aws("s3", "ls", "--recursive", "s3://%s/%s/" % (bucket, prefix))
+    keys = [line.split(None, 3)[3] for line in proc.stdout.splitlines() if line.strip()]
+    return sorted(k[len(prefix) + 1:] for k in keys)
+
+
+def file_keys(root):
+    out = []
+    for d, _, files in os.walk(root):
+        out += [os.path.relpath(os.path.join(d, f), root) for f in files if not f.startswith(".")]
+    return sorted(out)
+
+
+def sha(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def queued(env, replica):
+    d = os.path.join(env.dir, ".app.db-tidemark", "queue", replica)
+    return len(os.listdir(d)) if os.path.isdir(d) else 0
+
+
+def wait_until(condition, timeout, what):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if condition():
+            return
+        time.sleep(0.1)
+    raise Failure("timed out waiting for " + what)
+
+# ------------------------------------------------------------------ tests
+
+def test_file_and_s3_at_once_restore_identically():
+    """One sidecar ships to a file replica and an S3 bucket; restores from
+    each are exact at every point and byte-identical at the end; awscli
+    sees the same objects, with the same bytes, as the file replica."""
+    bucket = new_bucket()
+    env = file_and_s3("s3both", bucket)
+    try:
+        env.replicate_writes(200, "--delay-ms", "8", "--big-every", "90", "--truncate-every", "60")
+        check("bucket versioning is enabled" in env.full_log(), "versioning status not reported")
+        counts_file = verify_timeline(env, points=6, extra=("--replica", "file"))
+        counts_s3 = verify_timeline(env, points=6, extra=("--replica", "s3"))
+        check(counts_file == counts_s3, "replicas differ: %r vs %r" % (counts_file, counts_s3))
+        _, a = env.restore(extra=("--replica", "file"), output=os.path.join(env.dir, "a.db"))
+        _, b = env.restore(extra=("--replica", "1"), output=os.path.join(env.dir, "b.db"))
+        check(sha(a) == sha(b), "latest restores from the two replicas differ")
+        keys = s3_keys(bucket, "prod/app")
+        check(keys == file_keys(env.backup), "bucket and file replica hold different objects:\n%r\n%r"
+              % (keys[:5], file_keys(env.backup)[:5]))
+        sample = [k for k in keys if k.endswith(".seg")][len(keys) // 3]
+        local = os.path.join(env.dir, "sample")
+        aws("s3", "cp", "s3://%s/prod/app/%s" % (bucket, sample), local)
+        check(sha(local) == sha(os.path.join(env.backup, sample)), "awscli download differs from the file replica")
+        check(queued(env, "s3") == 0 and queued(env, "file") == 0, "spool not drained after a clean stop")
+    finally:
+        env.cleanup()
+
+
+def test_restore_from_bucket_filled_by_awscli():
+    """A file replica's tree copied with `aws s3 cp --recursive` restores
+    exactly through the S3 driver: the layouts are the same."""
+    bucket = new_bucket(versioning=False)
+    env = Env("s3copy")
+    try:
+        env.replicate_writes(120, "--delay-ms", "8")
+        aws("s3", "cp", "--recursive", env.backup, "s3://%s/copied/" % bucket)
+        env.config = env.write_config("s3only.yml", env.key, replicas=s3_replica(bucket, prefix="copied"))
+        verify_timeline(env, points=5)
+        proc = subprocess.run([TIDEMARK, "list", "-c", env.config], capture_output=True, text=True)
+        check(proc.returncode == 0 and "1 generation" in proc.stdout, "list from S3: " + proc.stdout + proc.stderr)
+    finally:
+        env.cleanup()
+
+
+def test_outage_and_kill9_lose_nothing():
+    """The S3 server goes down for several seconds while writes go on: the
+    file replica keeps up; the sidecar is killed with -9 while the spool
+    holds unsent segments; after restart and recovery everything arrives
+    in order and restores exactly from S3."""
+    bucket = new_bucket()
+    env = file_and_s3("s3outage", bucket)
+    try:
+        env.create_db()
+        env.start()
+        writer = subprocess.Popen([WRITER_PY, env.db, env.log, "--count", "600", "--delay-ms", "15"])
+        time.sleep(1.5)
+        server("down")
+        down_at = time.time()
+        segs = lambda: sum(1 for k in file_keys(env.backup) if k.endswith(".seg"))
+        before = segs()
+        time.sleep(3)
+        check(segs() >= before + 8, "file replica was delayed by the S3 outage (%d -> %d segments)" % (before, segs()))
+        wait_until(lambda: queued(env, "s3") >= 10, 10, "segments to queue for S3")
+        check(queued(env, "file") == 0, "file replica fell behind")
+        env.stop(signal.SIGKILL)
+        killed_at = int(time.time() * 1000)
+        time.sleep(0.5)
+        env.start()
+        restarted_at = int(time.time() * 1000)
+        check("from before; uploading them first" in env.full_log(), "spool not picked up after restart")
+        time.sleep(1.5)
+        server("up")
+        outage = time.time() - down_at
+        writer.wait(timeout=120)
+        wait_until(lambda: queued(env, "s3") == 0, 90, "the spool to drain to S3")
+        time.sleep(0.5)
+        env.stop()
+        log = env.full_log()
+        check("upload failed" in log and "recovered after" in log, "outage not reported: " + log[-1500:])
+        check(outage > 4, "outage too short to mean anything: %.1fs" % outage)
+        downtime = (killed_at, restarted_at)
+        counts = verify_timeline(env, points=8, downtime=downtime, extra=("--replica", "s3"))
+        check(counts == verify_timeline(env, points=8, downtime=downtime, extra=("--replica", "file")),
+              "replicas differ after the outage")
+    finally:
+        server("up") if not os.path.exists(os.path.join(S3_DIR, "run", "proxy.pid")) else None
+        env.cleanup()
+
+
+def test_clear_errors_for_bad_settings():
+    """Wrong secret, missing bucket, wrong region, and versioning off with
+    require-versioning: the sidecar refuses to start, naming the replica."""
+    plain = new_bucket(versioning=False)
+    env = Env("s3errors")
+    try:
+        env.create_db()
+        cases = [
+            (s3_replica(plain, name="offsite", secret="not-the-secret"), "replica 'offsite'", "signature rejected"),
+            (s3_replica("no-such-bucket-here", name="offsite"), "bucket 'no-such-bucket-here'", "does not exist"),
+            (s3_replica(plain, name="offsite", extra="        region: eu-west-1\n"), "wrong region 'eu-west-1'", "us-east-1"),
+            (s3_replica(plain, name="offsite", extra="        require-versioning: true\n"),
+             "does not have versioning enabled", "put-bucket-versioning"),
+        ]
+        for replicas, expected, detail in cases:
+            config = env.write_config("bad.yml", env.key, replicas=replicas)
+            proc = subprocess.run([TIDEMARK, "replicate", "-c", config], capture_output=True, text=True, timeout=60)
+            check(proc.returncode == 1, "replicate started with a bad replica (%s): %s" % (expected, proc.stderr))
+            check(expected in proc.stderr and detail in proc.stderr and "offsite" in proc.stderr,
+                  "unclear error, expected %r and %r: %s" % (expected, detail, proc.stderr))
+            check("not-the-secret" not in proc.stderr and SECRET_KEY not in proc.stderr, "secret in an error message")
+        proc = subprocess.run([TIDEMARK, "list", "-c", env.write_config("bad.yml", env.key,
+                               replicas=s3_replica(plain, name="offsite", secret="nope"))], capture_output=True, text=True)
+        check(proc.returncode == 1 and "signature rejected" in proc.stderr, "list with a wrong secret: " + proc.stderr)
+    finally:
+        env.cleanup()
+
+
+def test_multipart_snapshot_bounded_memory():
+    """A 48 MB database snapshots as a multipart upload of 5 MiB parts; it
+    restores byte for byte, and the sidecar's peak memory stays far below
+    the object's size."""
+    bucket = new_bucket()
+    env = Env("s3big", replicas=None)
+    env.config = env.write_config("tidemark.yml", env.key, replicas=s3_replica(bucket, extra="        part-size: 5MiB\n"))
+    try:
+        env.create_db()
+        db = sqlite3.connect(env.db)
+        for i in range(48):
+            db.execute("INSERT INTO t(id, payload, big) VALUES (?, ?, randomblob(1000000))", (i + 1, payload(i + 1)))
+        db.commit()
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        db.close()
+        env.start()
+        wait_until(lambda: "snapshot " in env.full_log() and queued(env, "s3") == 0, 120, "the snapshot upload")
+        with open("/proc/%d/status" % env.replicator.pid) as f:
+            peak_kb = int([l for l in f if l.startswith("VmHWM")][0].split()[1])
+        env.stop()
+        keys = [k for k in s3_keys(bucket, "prod/app") if k.endswith(".snap")]
+        check(len(keys) == 1, "expected one snapshot, found %r" % keys)
+        head = aws("s3api", "head-object", "--bucket", bucket, "--key", "prod/app/" + keys[0]).stdout
+        check('"ETag": "\\"' in head and "-" in head.split("ETag")[1].split(",")[0],
+              "snapshot was not stored as a multipart upload: " + head)
+        check(peak_kb < 32 * 1024, "sidecar peak memory %d KiB for a 48 MB snapshot" % peak_kb)
+        proc, out = env.restore()
+        check(proc.returncode == 0, "restore failed: " + proc.stderr)
+        def rows_digest(path):
+            db = sqlite3.connect(path)
+            h = hashlib.sha256()
+            for row in db.execute("SELECT id, payload, big FROM t ORDER BY id"):
+                h.update(repr(row[:2]).encode() + row[2])
+            db.close()
+            return h.hexdigest()
+        check(rows_digest(out) == rows_digest(env.db), "restored rows differ from the database")
+    finally:
+        env.cleanup()
+
+
+TESTS = [
+    test_file_and_s3_at_once_restore_identically,
+    test_restore_from_bucket_filled_by_awscli,
+    test_outage_and_kill9_lose_nothing,
+    test_clear_errors_for_bad_settings,
+    test_multipart_snapshot_bounded_memory,
+]
+
+if __name__ == "__main__":
+    start_server()
+    sys.exit(run_tests(TESTS))

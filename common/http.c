@@ -54,11 +54,13 @@ static void collect_finished(struct http_loop *hl)
 static void on_socket_event(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)loop;
-    struct socket_watch *sw = (struct socket_watch *)w;
+    /* the action may free sw (CURL_POLL_REMOVE): keep what we need */
+    struct http_loop *hl = ((struct socket_watch *)w)->hl;
+    int fd = w->fd;
     int action = (revents & EV_READ ? CURL_CSELECT_IN : 0) | (revents & EV_WRITE ? CURL_CSELECT_OUT : 0);
     int running;
-    curl_multi_socket_action(sw->hl->multi, w->fd, action, &running);
-    collect_finished(sw->hl);
+    curl_multi_socket_action(hl->multi, fd, action, &running);
+    collect_finished(hl);
 }
 
 static void on_timeout(struct ev_loop *loop, ev_timer *w, int revents)

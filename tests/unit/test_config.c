@@ -141,6 +141,64 @@ static void test_times_and_durations(void)
     ASSERT_TRUE(strcmp(text, "2026-11-23T03:15:42.250Z") == 0);
 }
 
+static void test_s3_replica(void)
+{
+    struct config *cfg;
+    struct tm_error err;
+    setenv("TM_TEST_SECRET", "s3cr3t", 1);
+    ASSERT_EQ(load("encryption: none\nstate-dir: /var/lib/tidemark\nspool-limit: 2GiB\ndbs:\n  - path: /data/app.db\n"
+                   "    replicas:\n      - type: file\n        path: /b\n"
+                   "      - type: s3\n        bucket: backups\n        path: /prod/app/\n        region: eu-central-1\n"
+                   "        force-path-style: true\n        access-key-id: AKID\n        secret-access-key: ${TM_TEST_SECRET}\n"
+                   "        require-versioning: yes\n        part-size: 16MiB\n"
+                   "        object-lock: { mode: governance, retain: 30d }\n", &err, &cfg), 0);
+    const struct config_replica *s3 = &cfg->dbs[0].replicas[1];
+    ASSERT_EQ(s3->type, REPLICA_S3);
+    ASSERT_TRUE(strcmp(s3->name, "s3") == 0);
+    ASSERT_TRUE(strcmp(s3->path, "prod/app") == 0);   /* slashes trimmed */
+    ASSERT_TRUE(strcmp(s3->s3.secret_access_key, "s3cr3t") == 0);
+    ASSERT_EQ(s3->s3.force_path_style, 1);
+    ASSERT_EQ(s3->s3.require_versioning, 1);
+    ASSERT_EQ(s3->s3.part_size, 16 * 1024 * 1024);
+    ASSERT_TRUE(strcmp(s3->s3.object_lock_mode, "GOVERNANCE") == 0);
+    ASSERT_EQ(s3->s3.object_lock_retain_ms, 30LL * 86400 * 1000);
+    ASSERT_EQ(cfg->spool_limit, 2LL * 1024 * 1024 * 1024);
+    ASSERT_TRUE(strcmp(cfg->dbs[0].state_dir, "/var/lib/tidemark/app") == 0);
+    config_free(cfg);
+
+    ASSERT_EQ(load("encryption: none\ndbs:\n  - path: /data/app.db\n    replicas: [{type: file, path: /b}]\n", &err, &cfg), 0);
+    ASSERT_TRUE(strcmp(cfg->dbs[0].state_dir, "/data/.app.db-tidemark") == 0);
+    config_free(cfg);
+}
+
+static void test_s3_replica_errors(void)
+{
+    struct config *cfg;
+    struct tm_error err;
+    ASSERT_EQ(load("encryption: none\ndbs:\n  - path: /a.db\n    replicas:\n      - type: s3\n        path: x\n", &err, &cfg), -1);
+    ASSERT_STR_CONTAINS(err.msg, ":5:9: replica of type 's3' has no 'bucket'");
+    ASSERT_EQ(load("encryption: none\ndbs:\n  - path: /a.db\n    replicas:\n      - type: s3\n        bucket: b\n"
+                   "        access-key-id: AKID\n", &err, &cfg), -1);
+    ASSERT_STR_CONTAINS(err.msg, "only one of 'access-key-id' and 'secret-access-key'");
+    ASSERT_EQ(load("encryption: none\ndbs:\n  - path: /a.db\n    replicas:\n      - type: s3\n        bucket: b\n"
+                   "        part-size: 1MiB\n", &err, &cfg), -1);
+    ASSERT_STR_CONTAINS(err.msg, "'part-size' is out of range");
+    ASSERT_EQ(load("encryption: none\ndbs:\n  - path: /a.db\n    replicas:\n      - type: s3\n        bucket: b\n"
+                   "        endpoint: minio:9000\n", &err, &cfg), -1);
+    ASSERT_STR_CONTAINS(err.msg, "'endpoint' must start with https:// or http://");
+    ASSERT_EQ(load("encryption: none\ndbs:\n  - path: /a.db\n    replicas:\n      - type: s3\n        bucket: b\n"
+                   "        buckett: c\n", &err, &cfg), -1);
+    ASSERT_STR_CONTAINS(err.msg, ":7:9: unknown key 'buckett' in replica");
+    ASSERT_STR_CONTAINS(err.hint, "bucket, path, region");
+    ASSERT_EQ(load("encryption: none\ndbs:\n  - path: /a.db\n    replicas:\n      - type: gcs\n        bucket: b\n", &err, &cfg), -1);
+    ASSERT_STR_CONTAINS(err.msg, ":5:15: unknown replica type 'gcs'");
+    ASSERT_EQ(load("encryption: none\nspool-limit: lots\ndbs:\n  - path: /a.db\n    replicas: [{path: /b}]\n", &err, &cfg), -1);
+    ASSERT_STR_CONTAINS(err.msg, ":2:14: 'spool-limit' is not a valid size");
+    ASSERT_EQ(load("encryption: none\ndbs:\n  - path: /a.db\n    replicas:\n      - type: s3\n        bucket: b\n"
+                   "        object-lock: { mode: strict, retain: 1d }\n", &err, &cfg), -1);
+    ASSERT_STR_CONTAINS(err.msg, "'object-lock' needs 'mode: governance' or 'mode: compliance'");
+}
+
 int main(void)
 {
     if (sodium_init() < 0)
@@ -153,6 +211,8 @@ int main(void)
         {"config: missing and group-readable key files refused", test_key_file_problems},
         {"config: unset variable, no replica, duplicate name, bad YAML", test_missing_env_and_replicas},
         {"clock: RFC 3339, offsets, fractions, Unix seconds, durations", test_times_and_durations},
+        {"config: s3 replica keys, state-dir, spool-limit, sizes", test_s3_replica},
+        {"config: s3 replica mistakes named with their position", test_s3_replica_errors},
     };
     return harness_run(cases, sizeof cases / sizeof *cases);
 }

@@ -188,6 +188,37 @@ def test_outage_and_kill9_lose_nothing():
         env.cleanup()
 
 
+def test_spool_limit_holds_commits_in_the_wal():
+    """With S3 down and a tiny spool-limit, the sidecar stops making
+    segments and says so (alert-level), keeping the commits in the WAL;
+    once S3 is back everything arrives and restores exactly."""
+    bucket = new_bucket()
+    env = Env("s3limit")
+    env.config = env.write_config("tidemark.yml", env.key, replicas=s3_replica(bucket))
+    with open(env.config) as f:
+        text = f.read()
+    with open(env.config, "w") as f:
+        f.write("spool-limit: 3KB\n" + text)
+    try:
+        env.create_db()
+        env.start()
+        server("down")
+        try:
+            env.write_py(200, "--delay-ms", "10")
+            wait_until(lambda: "ALERT: spool full" in env.full_log(), 20, "the spool-full alert")
+            spooled = queued(env, "s3")
+            time.sleep(1)
+            check(queued(env, "s3") == spooled, "segments kept being spooled beyond spool-limit")
+        finally:
+            server("up")
+        wait_until(lambda: queued(env, "s3") == 0 and "shipping resumes" in env.full_log(), 90, "the spool to drain")
+        time.sleep(0.5)
+        env.stop()
+        verify_timeline(env, points=6)
+    finally:
+        env.cleanup()
+
+
 def test_clear_errors_for_bad_settings():
     """Wrong secret, missing bucket, wrong region, and versioning off with
     require-versioning: the sidecar refuses to start, naming the replica."""
@@ -260,6 +291,7 @@ TESTS = [
     test_file_and_s3_at_once_restore_identically,
     test_restore_from_bucket_filled_by_awscli,
     test_outage_and_kill9_lose_nothing,
+    test_spool_limit_holds_commits_in_the_wal,
     test_clear_errors_for_bad_settings,
     test_multipart_snapshot_bounded_memory,
 ]

@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define TIDEMARK_VERSION "0.1.0"
+#define TIDEMARK_VERSION "0.2.0"
 
 static const char *usage_main =
     "usage: tidemark COMMAND [OPTIONS]\n"
@@ -33,14 +33,17 @@ static const char *usage_main =
 static const char *usage_replicate =
     "usage: tidemark replicate -c FILE [-v]\n"
     "Tails every configured database's WAL and ships each commit to its replicas\n"
-    "within sync-interval. SIGTERM or SIGINT ships what is committed, then exits 0.\n";
+    "within sync-interval, through a local spool, to every replica on its own (a failing\n"
+    "replica never delays another). SIGTERM or SIGINT ships what is committed, gives the\n"
+    "replicas up to 10 s to take it (the rest is sent at the next start), then exits 0.\n";
 
 static const char *usage_restore =
     "usage: tidemark restore -c FILE NAME -o PATH [--timestamp TIME] [--replica NAME|INDEX] [--force]\n"
     "Rebuilds database NAME as it was at TIME (RFC 3339 such as 2026-11-23T03:15:42Z or\n"
     "2026-11-23T05:15:42+02:00, or Unix seconds); without --timestamp, the latest point.\n"
     "Transactions seen at or before TIME are included. The result is checked with\n"
-    "PRAGMA integrity_check before it is moved to PATH. PATH must not exist unless --force.\n";
+    "PRAGMA integrity_check before it is moved to PATH. PATH must not exist unless --force.\n"
+    "Reads from the first replica that answers, or the one --replica names (0 = first).\n";
 
 static const char *usage_list =
     "usage: tidemark list -c FILE [NAME] [--replica NAME|INDEX] [--json]\n"

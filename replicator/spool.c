@@ -6,7 +6,7 @@
  *   incoming/SEQ.FLAT        an object being written or just written
  *   queue/REPLICA/SEQ.FLAT   hard links: what REPLICA still needs
  *   position                 the end of the archive (text, see below)
- *   tmp/                     snapshot staging
+ *   tmp/                     snapshot staging (emptied at start-up)
  *
  * SEQ is a 16-hex-digit sequence number that only grows (it is kept in
  * the position file), so a queue sorted by name is in the order objects
@@ -225,6 +225,23 @@ static int recover_incoming(struct spool *sp, struct tm_error *err)
     return rc;
 }
 
+/* Snapshot staging files left by a process that died. */
+static void clear_tmp(const char *tmp_dir)
+{
+    DIR *d = opendir(tmp_dir);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        char path[PATH_MAX];
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        snprintf(path, sizeof path, "%s/%s", tmp_dir, e->d_name);
+        unlink(path);
+    }
+    closedir(d);
+}
+
 /* ------------------------------------------------------------- public */
 
 static int open_queues(struct spool *sp, const char *const *names, size_t count, int *added,
@@ -262,6 +279,8 @@ int spool_open(const char *dir, const char *const *replica_names, size_t replica
     int rc = fsutil_make_dirs(sp->incoming_dir, err);
     if (rc == 0)
         rc = fsutil_make_dirs(tmp_dir, err);
+    if (rc == 0)
+        clear_tmp(tmp_dir);
     if (rc == 0)
         rc = position_load(sp, err);
     if (rc == 0)

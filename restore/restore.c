@@ -48,7 +48,15 @@ struct restore_state {
     uint64_t transactions_applied;
     uint64_t segments_read;
     int stopped;                        /* reached a transaction after the target */
+    /* Prefetch from a network replica: the next segments are downloaded
+     * in parallel into local files (PREFETCH_WINDOW at a time) and read
+     * from there; nothing is applied before it is checked as usual. */
+    struct storage *local;              /* file storage on prefetch_dir */
+    char prefetch_dir[PATH_MAX];
+    size_t window_start, window_end;    /* segment indexes fetched, in gen->segments */
 };
+
+#define PREFETCH_WINDOW 32
 
 /* Opens one replica for reading and proves it answers. */
 static int open_reachable(const struct config_db *db, const struct config_replica *rep,
@@ -206,15 +214,84 @@ static int segment_write_page(void *ctx, uint32_t page_number, const uint8_t *pa
 
 /* Any error aborts the whole restore, so a transaction whose pages are
  * only partly written is never kept. */
-static int apply_segment(struct restore_state *rs, const struct catalog_segment *seg,
-                         const struct restore_options *opts, struct tm_error *err)
+static void prefetch_name(size_t position, char *out, size_t len)
+{
+    snprintf(out, len, "segment-%zu", position);
+}
+
+static void prefetch_drop_window(struct restore_state *rs)
+{
+    for (size_t i = rs->window_start; i < rs->window_end; i++) {
+        char name[64], path[PATH_MAX + 64];
+        prefetch_name(i, name, sizeof name);
+        snprintf(path, sizeof path, "%s/%s", rs->prefetch_dir, name);
+        unlink(path);
+    }
+    rs->window_start = rs->window_end = 0;
+}
+
+/* Downloads the segments from position `first` that the restore will
+ * read next (contiguous indexes starting at `expected`, not after the
+ * target), up to PREFETCH_WINDOW of them. */
+static int prefetch_window(struct restore_state *rs, const struct catalog_generation *gen, size_t first,
+                           uint64_t expected, const struct restore_options *opts, struct tm_error *err)
+{
+    prefetch_drop_window(rs);
+    const char *keys[PREFETCH_WINDOW];
+    int fds[PREFETCH_WINDOW];
+    size_t count = 0;
+    int rc = 0;
+    for (size_t i = first; i < gen->segment_count && count < PREFETCH_WINDOW; i++, expected++) {
+        const struct catalog_segment *seg = &gen->segments[i];
+        if (seg->index != expected || (opts->has_target && seg->first_ms > opts->target_ms))
+            break;
+        char name[64], path[PATH_MAX + 64];
+        prefetch_name(i, name, sizeof name);
+        snprintf(path, sizeof path, "%s/%s", rs->prefetch_dir, name);
+        if ((fds[count] = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0) {
+            rc = tm_error_set(err, "cannot create '%s': %s", path, strerror(errno));
+            break;
+        }
+        keys[count++] = seg->key;
+    }
+    rs->window_start = first;
+    rs->window_end = first + count;
+    if (rc == 0 && count > 0)
+        rc = storage_fetch_files(rs->st, keys, fds, count, err);
+    for (size_t i = 0; i < count; i++)
+        close(fds[i]);
+    return rc;
+}
+
+/* Where segment number `position` of the generation is read from. */
+static int segment_source(struct restore_state *rs, const struct catalog_generation *gen,
+                          size_t position, uint64_t expected, const struct restore_options *opts,
+                          struct storage **st, char *key, size_t key_len, struct tm_error *err)
+{
+    const struct catalog_segment *seg = &gen->segments[position];
+    if (!rs->local) {
+        *st = rs->st;
+        snprintf(key, key_len, "%s", seg->key);
+        return 0;
+    }
+    if ((position < rs->window_start || position >= rs->window_end) &&
+        prefetch_window(rs, gen, position, expected, opts, err) != 0)
+        return -1;
+    *st = rs->local;
+    prefetch_name(position, key, key_len);
+    return 0;
+}
+
+static int apply_segment(struct restore_state *rs, struct storage *source, const char *key,
+                         const struct catalog_segment *seg, const struct restore_options *opts,
+                         struct tm_error *err)
 {
     struct segment_apply apply = {rs, seg, opts};
     struct segment_visitor visitor = {segment_check_header, segment_begin_txn, segment_write_page,
                                       &apply};
     struct segment_header h;
     uint8_t hash[OBJECT_HASH_BYTES];
-    if (segment_read(rs->st, seg->key, rs->key, &visitor, &h, hash, err) != 0)
+    if (segment_read(source, key, rs->key, &visitor, &h, hash, err) != 0)
         return -1;
     memcpy(rs->chain, hash, sizeof hash);
     rs->segments_read++;
@@ -280,7 +357,10 @@ static int apply_segments(struct restore_state *rs, const struct catalog_generat
             return tm_error_hint(err, "the last consistent point reachable is %s: restore with --timestamp %s, or from another replica",
                                  last, last);
         }
-        if (apply_segment(rs, seg, opts, err) != 0) {
+        struct storage *source;
+        char key[ARCHIVE_NAME_MAX];
+        if (segment_source(rs, gen, i, expected, opts, &source, key, sizeof key, err) != 0 ||
+            apply_segment(rs, source, key, seg, opts, err) != 0) {
             tm_error_prefix(err, "segment '%s': ", seg->key);
             return tm_error_hint(err, "the last consistent point reachable is %s: restore with --timestamp %s, or from another replica",
                                  last, last);
@@ -419,7 +499,18 @@ int restore_run(const struct config *cfg, const struct crypto_key *key,
     }
     char temp[PATH_MAX];
     snprintf(temp, sizeof temp, "%s.tidemark-restore-%d", opts->output, (int)getpid());
-    int rc = restore_into(&rs, opts, temp, &err);
+    int rc = 0;
+    if (storage_fetch_is_useful(rs.st)) {
+        snprintf(rs.prefetch_dir, sizeof rs.prefetch_dir, "%s.d", temp);
+        rc = storage_file_open(rs.prefetch_dir, &rs.local, &err);
+    }
+    if (rc == 0)
+        rc = restore_into(&rs, opts, temp, &err);
+    if (rs.local) {
+        prefetch_drop_window(&rs);
+        storage_free(rs.local);
+        rmdir(rs.prefetch_dir);
+    }
     if (rc == 0) {
         unlink_sidecars(temp);
         if (opts->force)

@@ -121,11 +121,23 @@ struct body {
 
 /* Response: status, the ETag header, the body into `sink` (successful
  * answers) or `error_body` (HTTP errors). */
+/* A local file receiving an object: data goes at `offset` onwards; a
+ * resumed download (Range from offset) answered with the whole object
+ * (200) starts the file again. */
+struct file_sink {
+    int fd;
+    uint64_t offset;
+    uint64_t resumed_from;     /* the Range start asked for, 0 if none */
+    int failed;
+};
+
 struct response {
     long status;
     char etag[128];
     uint64_t total_size;       /* from Content-Range */
-    struct buffer *sink;       /* NULL: discard */
+    int data_seen;
+    struct buffer *sink;       /* NULL: discard (or file_sink) */
+    struct file_sink *file_sink;
     struct buffer error_body;
     char curl_error[CURL_ERROR_SIZE];
 };
@@ -180,6 +192,26 @@ static size_t on_response_data(char *data, size_t size, size_t nmemb, void *user
         buffer_append(&r->error_body, data, len);   /* truncated beyond the cap */
         return len;
     }
+    if (r->file_sink) {
+        struct file_sink *fs = r->file_sink;
+        if (!r->data_seen && r->status == 200 && fs->resumed_from > 0) {
+            fs->offset = 0;    /* the server sent the whole object again */
+            if (ftruncate(fs->fd, 0) != 0)
+                fs->failed = 1;
+        }
+        r->data_seen = 1;
+        for (size_t done = 0; done < len && !fs->failed;) {
+            ssize_t put = pwrite(fs->fd, data + done, len - done, (off_t)fs->offset);
+            if (put <= 0) {
+                fs->failed = 1;
+                break;
+            }
+            done += (size_t)put;
+            fs->offset += (uint64_t)put;
+        }
+        return fs->failed ? 0 : len;
+    }
+    r->data_seen = 1;
     if (r->sink && buffer_append(r->sink, data, len) != 0)
         return 0;   /* more than the request asked for: abort */
     return len;
@@ -316,8 +348,10 @@ static int prepare_request(struct s3_storage *s3, CURL *easy, struct request *re
 
     curl_easy_reset(easy);
     struct buffer *sink = resp->sink;
+    struct file_sink *file_sink = resp->file_sink;
     memset(resp, 0, offsetof(struct response, error_body));
     resp->sink = sink;
+    resp->file_sink = file_sink;
     resp->error_body.max = ERROR_BODY_MAX;
     buffer_reset(&resp->error_body);
     resp->curl_error[0] = '\0';
@@ -1048,6 +1082,129 @@ static int s3_write_commit(void *handle, struct tm_error *err)
     return rc;
 }
 
+/* ------------------------------------------------------------ fetching */
+
+/* Several whole objects into local files at once (restore's prefetch):
+ * up to FETCH_PARALLEL transfers on a private multi handle, each retried
+ * like any request, a dropped download resumed with a Range from the
+ * bytes already on disk. */
+#define FETCH_PARALLEL 8
+
+enum fetch_state { FETCH_WAITING, FETCH_ACTIVE, FETCH_DONE };
+
+struct fetch {
+    const char *key;
+    enum fetch_state state;
+    int attempt;
+    int64_t not_before_ms;
+    CURL *easy;
+    char range[64];
+    struct request req;
+    struct response resp;
+    struct file_sink sink;
+};
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int fetch_start(struct s3_storage *s3, CURLM *multi, struct fetch *f, struct tm_error *err)
+{
+    f->req = (struct request){.method = "GET", .key = f->key, .body = {.fd = -1}};
+    f->sink.resumed_from = f->sink.offset;
+    f->sink.failed = 0;
+    if (f->sink.offset > 0) {
+        snprintf(f->range, sizeof f->range, "bytes=%llu-", (unsigned long long)f->sink.offset);
+        f->req.range = f->range;
+    }
+    f->resp.file_sink = &f->sink;
+    f->resp.error_body.max = ERROR_BODY_MAX;
+    if (prepare_request(s3, f->easy, &f->req, &f->resp, err) != 0)
+        return -1;
+    curl_easy_setopt(f->easy, CURLOPT_PRIVATE, (char *)f);
+    if (curl_multi_add_handle(multi, f->easy) != CURLM_OK)
+        return tm_error_set(err, "cannot start a download");
+    f->state = FETCH_ACTIVE;
+    return 0;
+}
+
+/* A transfer ended: done, retry later, or fail the whole fetch. */
+static int fetch_finished(struct s3_storage *s3, struct fetch *f, CURLcode result, struct tm_error *err)
+{
+    enum outcome outcome = classify(s3, &f->req, result, &f->resp, err);
+    request_release(&f->req);
+    if (f->sink.failed)
+        return tm_error_set(err, "cannot write the download of '%s': %s", f->key, strerror(errno));
+    if (f->resp.status == 416 && f->sink.resumed_from > 0)
+        outcome = OUTCOME_OK;   /* the dropped transfer had in fact ended */
+    if (outcome == OUTCOME_OK) {
+        f->state = FETCH_DONE;
+        return 0;
+    }
+    if (outcome == OUTCOME_FAIL || ++f->attempt >= RETRY_ATTEMPTS)
+        return -1;
+    f->state = FETCH_WAITING;
+    f->not_before_ms = now_ms() + retry_delay_ms(f->attempt);
+    return 0;
+}
+
+static int s3_fetch_files(void *self, const char *const *keys, const int *fds, size_t count,
+                          struct tm_error *err)
+{
+    struct s3_storage *s3 = self;
+    struct fetch *fetches = calloc(count, sizeof *fetches);
+    CURLM *multi = curl_multi_init();
+    int rc = fetches && multi ? 0 : tm_error_set(err, "out of memory");
+    for (size_t i = 0; rc == 0 && i < count; i++) {
+        fetches[i] = (struct fetch){.key = keys[i], .sink = {.fd = fds[i]}};
+        if (!(fetches[i].easy = curl_easy_init()))
+            rc = tm_error_set(err, "cannot initialise libcurl");
+    }
+    size_t done = 0;
+    while (rc == 0 && done < count) {
+        size_t active = 0;
+        for (size_t i = 0; i < count; i++)
+            active += fetches[i].state == FETCH_ACTIVE;
+        int64_t now = now_ms();
+        for (size_t i = 0; rc == 0 && i < count && active < FETCH_PARALLEL; i++)
+            if (fetches[i].state == FETCH_WAITING && fetches[i].not_before_ms <= now) {
+                rc = fetch_start(s3, multi, &fetches[i], err);
+                active++;
+            }
+        int running;
+        curl_multi_perform(multi, &running);
+        CURLMsg *msg;
+        int left;
+        while (rc == 0 && (msg = curl_multi_info_read(multi, &left))) {
+            if (msg->msg != CURLMSG_DONE)
+                continue;
+            struct fetch *f = NULL;
+            curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&f);
+            CURLcode result = msg->data.result;
+            curl_multi_remove_handle(multi, f->easy);
+            rc = fetch_finished(s3, f, result, err);
+            done += rc == 0 && f->state == FETCH_DONE;
+        }
+        if (rc == 0 && done < count)
+            curl_multi_poll(multi, NULL, 0, 50, NULL);
+    }
+    for (size_t i = 0; fetches && i < count; i++) {
+        if (fetches[i].easy) {
+            if (fetches[i].state == FETCH_ACTIVE)
+                curl_multi_remove_handle(multi, fetches[i].easy);
+            curl_easy_cleanup(fetches[i].easy);
+        }
+        request_release(&fetches[i].req);
+        free(fetches[i].resp.error_body.data);
+    }
+    curl_multi_cleanup(multi);
+    free(fetches);
+    return rc;
+}
+
 /* ------------------------------------------------------------ checks */
 
 static int s3_check(void *self, struct storage_check *out, struct tm_error *err)
@@ -1118,6 +1275,7 @@ static const struct storage_driver s3_driver = {
     .put_file = s3_put_file,
     .attach = s3_attach,
     .check = s3_check,
+    .fetch_files = s3_fetch_files,
 };
 
 /* ------------------------------------------------------------ credentials */

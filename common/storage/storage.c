@@ -245,3 +245,41 @@ int storage_check(struct storage *st, struct storage_check *out, struct tm_error
     storage_list_release(&list);
     return 0;
 }
+
+int storage_fetch_is_useful(const struct storage *st)
+{
+    return st->driver->fetch_files != NULL;
+}
+
+/* Generic fetch: one object after the other through the reader. */
+static int fetch_one(struct storage *st, const char *key, int fd, struct tm_error *err)
+{
+    struct storage_reader *r;
+    if (storage_read_begin(st, key, &r, err) != 0)
+        return -1;
+    uint8_t *block = malloc(COPY_BLOCK);
+    int rc = block ? 0 : tm_error_set(err, "out of memory");
+    size_t got;
+    while (rc == 0 && (rc = storage_read(r, block, COPY_BLOCK, &got, err)) == 0 && got > 0)
+        for (size_t done = 0; rc == 0 && done < got;) {
+            ssize_t put = write(fd, block + done, got - done);
+            if (put < 0 && errno != EINTR)
+                rc = tm_error_set(err, "cannot write the copy of '%s': %s", key, strerror(errno));
+            else if (put > 0)
+                done += (size_t)put;
+        }
+    free(block);
+    storage_read_end(r);
+    return rc;
+}
+
+int storage_fetch_files(struct storage *st, const char *const *keys, const int *fds, size_t count,
+                        struct tm_error *err)
+{
+    if (st->driver->fetch_files)
+        return st->driver->fetch_files(st->self, keys, fds, count, err);
+    for (size_t i = 0; i < count; i++)
+        if (fetch_one(st, keys[i], fds[i], err) != 0)
+            return -1;
+    return 0;
+}

@@ -69,6 +69,8 @@ struct storage_driver {
                     void *arg, struct tm_error *err);
     void (*attach)(void *self, struct http_loop *hl);
     int (*check)(void *self, struct storage_check *out, struct tm_error *err);
+    int (*fetch_files)(void *self, const char *const *keys, const int *fds, size_t count,
+                       struct tm_error *err);
 };
 
 /* A local-directory replica rooted at `root` (created if missing). */
@@ -115,6 +117,13 @@ int storage_put_file(struct storage *st, const char *key, const char *path, stor
 void storage_attach(struct storage *st, struct http_loop *hl);
 /* Reachable, writable, credentials accepted; versioning status. */
 int storage_check(struct storage *st, struct storage_check *out, struct tm_error *err);
+
+/* Downloads whole objects into the open files fds[i] (empty, writable),
+ * several at once where the driver can. NULL: the driver is local and
+ * fetching would only copy (storage_fetch_is_useful). */
+int storage_fetch_files(struct storage *st, const char *const *keys, const int *fds, size_t count,
+                        struct tm_error *err);
+int storage_fetch_is_useful(const struct storage *st);
 
 /* Whole small object into a malloc'd buffer the caller frees (tests, tools). */
 int storage_read_all(struct storage *st, const char *key, uint8_t **data, size_t *len,

@@ -139,6 +139,25 @@ def test_restore_from_bucket_filled_by_awscli():
         verify_timeline(env, points=5)
         proc = subprocess.run([TIDEMARK, "list", "-c", env.config], capture_output=True, text=True)
         check(proc.returncode == 0 and "1 generation" in proc.stdout, "list from S3: " + proc.stdout + proc.stderr)
+        check(not [n for n in os.listdir(env.dir) if ".tidemark-restore-" in n], "restore left temporary files")
+        # damage in the bucket is detected through the parallel prefetch too
+        segments = [k for k in s3_keys(bucket, "copied") if k.endswith(".seg")]
+        victim = segments[len(segments) // 2]
+        corrupt = os.path.join(env.dir, "corrupt.seg")
+        with open(os.path.join(env.backup, victim), "rb") as f:
+            data = bytearray(f.read())
+        data[len(data) // 2] ^= 0x40
+        with open(corrupt, "wb") as f:
+            f.write(data)
+        aws("s3", "cp", corrupt, "s3://%s/copied/%s" % (bucket, victim))
+        proc, out = env.restore()
+        check(proc.returncode == 1 and "corrupt" in proc.stderr and victim in proc.stderr,
+              "corrupt segment in S3 not reported: " + proc.stderr)
+        check(not os.path.exists(out), "a restore from a damaged bucket wrote its output")
+        aws("s3", "rm", "s3://%s/copied/%s" % (bucket, victim))
+        proc, out = env.restore()
+        check(proc.returncode == 1 and "is missing from the replica" in proc.stderr and "--timestamp" in proc.stderr,
+              "missing segment in S3 not reported: " + proc.stderr)
     finally:
         env.cleanup()
 

@@ -238,6 +238,31 @@ def test_spool_limit_holds_commits_in_the_wal():
         env.cleanup()
 
 
+def test_tls_verification_and_custom_ca():
+    """Over HTTPS with a certificate from a private CA: refused without
+    'ca-file' (TLS verification is on), exact with it. Object Lock
+    retention headers are signed and accepted."""
+    bucket = new_bucket()
+    with open(os.path.join(S3_DIR, "endpoint-tls")) as f:
+        tls_endpoint = f.read().strip()
+    ca = os.path.join(S3_DIR, "ca.pem")
+    env = Env("s3tls")
+    def tls_replica(extra=""):
+        return s3_replica(bucket, name="offsite").replace(ENDPOINT, tls_endpoint) + extra
+    try:
+        env.create_db()
+        config = env.write_config("untrusted.yml", env.key, replicas=tls_replica())
+        proc = subprocess.run([TIDEMARK, "replicate", "-c", config], capture_output=True, text=True, timeout=60)
+        check(proc.returncode == 1 and "offsite" in proc.stderr and "certificate" in proc.stderr.lower()
+              and "ca-file" in proc.stderr, "untrusted certificate not refused clearly: " + proc.stderr)
+        env.config = env.write_config("tidemark.yml", env.key, replicas=tls_replica(
+            "        ca-file: %s\n        object-lock: { mode: governance, retain: 1d }\n" % ca))
+        env.replicate_writes(80, "--delay-ms", "10")
+        verify_timeline(env, points=4)
+    finally:
+        env.cleanup()
+
+
 def test_clear_errors_for_bad_settings():
     """Wrong secret, missing bucket, wrong region, and versioning off with
     require-versioning: the sidecar refuses to start, naming the replica."""
@@ -311,6 +336,7 @@ TESTS = [
     test_restore_from_bucket_filled_by_awscli,
     test_outage_and_kill9_lose_nothing,
     test_spool_limit_holds_commits_in_the_wal,
+    test_tls_verification_and_custom_ca,
     test_clear_errors_for_bad_settings,
     test_multipart_snapshot_bounded_memory,
 ]

@@ -13,6 +13,9 @@ pid files, logs), on private ports, so nothing touches /etc/swift.
     swift_server.py up DIR      (start it again on the same port)
 
 Credentials: access key test:tester, secret testing, region us-east-1.
+A second proxy serves HTTPS with a self-signed certificate for 127.0.0.1:
+its URL is in DIR/endpoint-tls, the certificate (the CA to trust) in
+DIR/ca.pem.
 """
 import os
 import signal
@@ -117,6 +120,18 @@ use = egg:swift#symlink
 """
 
 
+def tls_proxy_conf(base, plain_conf, port):
+    conf = plain_conf.replace("bind_port = ", "bind_port = %d\n#" % port, 1)
+    return conf.replace("[DEFAULT]\n", "[DEFAULT]\ncert_file = %s/ca.pem\nkey_file = %s/etc/tls.key\n" % (base, base), 1)
+
+
+def make_certificate(base):
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "7",
+                    "-keyout", os.path.join(base, "etc", "tls.key"), "-out", os.path.join(base, "ca.pem"),
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def build_rings(etc, ports):
     from swift.common.ring import RingBuilder
     for kind in ("account", "container", "object"):
@@ -139,22 +154,27 @@ def start(base):
     base = os.path.abspath(base)
     for sub in ("etc", "srv/d1", "run", "log"):
         os.makedirs(os.path.join(base, sub), exist_ok=True)
-    ports = {k: free_port() for k in ("account", "container", "object", "proxy", "memcached")}
+    ports = {k: free_port() for k in ("account", "container", "object", "proxy", "proxy-tls", "memcached")}
     etc = os.path.join(base, "etc")
     write(os.path.join(etc, "swift.conf"),
           "[swift-hash]\nswift_hash_path_suffix = tidemark-tests\nswift_hash_path_prefix = tidemark\n\n"
           "[storage-policy:0]\nname = Policy-0\ndefault = yes\n")
     for kind in ("account", "container", "object"):
         write(os.path.join(etc, f"{kind}-server.conf"), server_conf(base, ports[kind], kind))
-    write(os.path.join(etc, "proxy-server.conf"), proxy_conf(base, ports["proxy"], ports["memcached"]))
+    plain = proxy_conf(base, ports["proxy"], ports["memcached"])
+    write(os.path.join(etc, "proxy-server.conf"), plain)
+    make_certificate(base)
+    write(os.path.join(etc, "proxy-tls.conf"), tls_proxy_conf(base, plain, ports["proxy-tls"]))
     build_rings(etc, ports)
     spawn(base, "memcached", ["/usr/bin/memcached", "-l", "127.0.0.1", "-p", str(ports["memcached"]),
                               "-U", "0", "-u", "root" if os.getuid() == 0 else os.environ.get("USER", "nobody")])
     for kind in ("account", "container", "object", "proxy"):
         spawn(base, kind, [f"/usr/bin/swift-{kind}-server", os.path.join(etc, f"{kind}-server.conf")])
+    spawn(base, "proxy-tls", ["/usr/bin/swift-proxy-server", os.path.join(etc, "proxy-tls.conf")])
     endpoint = f"http://127.0.0.1:{ports['proxy']}"
     wait_ready(base, endpoint)
     write(os.path.join(base, "endpoint"), endpoint)
+    write(os.path.join(base, "endpoint-tls"), f"https://127.0.0.1:{ports['proxy-tls']}")
     print(endpoint)
 
 

@@ -5,7 +5,7 @@ swift_server.py; it checks SigV4 signatures and payload hashes), with
 awscli (/usr/bin/aws) as an independent client. Every restore is checked
 against the writer's ground-truth log (helpers.py). Prints TAP.
 """
-import atexit, hashlib, os, shutil, signal, sqlite3, subprocess, sys, time
+import atexit, hashlib, json, os, shutil, signal, sqlite3, subprocess, sys, time
 
 from helpers import *
 
@@ -263,6 +263,33 @@ def test_tls_verification_and_custom_ca():
         env.cleanup()
 
 
+def test_listing_spans_several_pages():
+    """A generation with more objects than one ListObjectsV2 page (1000)
+    is listed completely (continuation tokens)."""
+    bucket = new_bucket(versioning=False)
+    env = Env("s3pages")
+    try:
+        gen = "20261124T000000000Z-0000abcd"
+        tree = os.path.join(env.dir, "tree", "app", "generations", gen)
+        os.makedirs(os.path.join(tree, "segments"))
+        os.makedirs(os.path.join(tree, "snapshots"))
+        open(os.path.join(tree, "snapshots", "0000000000000000-1795478400000.snap"), "w").close()
+        count = 1234
+        for i in range(count):
+            ms = 1795478400000 + i * 10
+            open(os.path.join(tree, "segments", "%016x-%d-%d.seg" % (i, ms, ms + 5)), "w").close()
+        aws("s3", "cp", "--recursive", "--quiet", os.path.join(env.dir, "tree"), "s3://%s/paged/" % bucket)
+        config = env.write_config("paged.yml", env.key, replicas=s3_replica(bucket, prefix="paged"))
+        proc = subprocess.run([TIDEMARK, "list", "-c", config, "--json"], capture_output=True, text=True)
+        check(proc.returncode == 0, "list failed: " + proc.stderr)
+        listed = json.loads(proc.stdout)[0]["generations"][0]
+        check(listed["segments"] == count and listed["objects"] == count + 1,
+              "listed %r, expected %d segments" % (listed, count))
+        check(listed["to_ms"] == 1795478400000 + (count - 1) * 10 + 5, "last segment not seen: %r" % listed)
+    finally:
+        env.cleanup()
+
+
 def test_clear_errors_for_bad_settings():
     """Wrong secret, missing bucket, wrong region, and versioning off with
     require-versioning: the sidecar refuses to start, naming the replica."""
@@ -337,6 +364,7 @@ TESTS = [
     test_outage_and_kill9_lose_nothing,
     test_spool_limit_holds_commits_in_the_wal,
     test_tls_verification_and_custom_ca,
+    test_listing_spans_several_pages,
     test_clear_errors_for_bad_settings,
     test_multipart_snapshot_bounded_memory,
 ]

@@ -70,6 +70,7 @@ struct s3_storage {
     char *sigv4;               /* "aws:amz:REGION:s3" */
     char *display;             /* "s3://bucket/prefix" for messages */
     CURL *easy;                /* synchronous requests; keeps its connection */
+    CURLM *fetch_multi;        /* parallel downloads; keeps its connections */
     struct http_loop *hl;      /* NULL until attached */
     struct put_op *ops;        /* asynchronous uploads in flight */
 };
@@ -1156,7 +1157,9 @@ static int s3_fetch_files(void *self, const char *const *keys, const int *fds, s
 {
     struct s3_storage *s3 = self;
     struct fetch *fetches = calloc(count, sizeof *fetches);
-    CURLM *multi = curl_multi_init();
+    if (!s3->fetch_multi)
+        s3->fetch_multi = curl_multi_init();
+    CURLM *multi = s3->fetch_multi;
     int rc = fetches && multi ? 0 : tm_error_set(err, "out of memory");
     for (size_t i = 0; rc == 0 && i < count; i++) {
         fetches[i] = (struct fetch){.key = keys[i], .sink = {.fd = fds[i]}};
@@ -1200,7 +1203,6 @@ static int s3_fetch_files(void *self, const char *const *keys, const int *fds, s
         request_release(&fetches[i].req);
         free(fetches[i].resp.error_body.data);
     }
-    curl_multi_cleanup(multi);
     free(fetches);
     return rc;
 }
@@ -1244,6 +1246,8 @@ static void s3_free(void *self)
     }
     if (s3->easy)
         curl_easy_cleanup(s3->easy);
+    if (s3->fetch_multi)
+        curl_multi_cleanup(s3->fetch_multi);
     free(s3->bucket);
     free(s3->prefix);
     free(s3->region);

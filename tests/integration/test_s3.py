@@ -290,6 +290,45 @@ def test_listing_spans_several_pages():
         env.cleanup()
 
 
+def test_credentials_from_environment_and_shared_file():
+    """Without keys in the configuration, credentials come from
+    AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, else from the AWS_PROFILE
+    profile of the shared credentials file; none at all is a clear error."""
+    bucket = new_bucket()
+    env = Env("s3creds")
+    try:
+        env.replicate_writes(30, "--delay-ms", "5")
+        aws("s3", "cp", "--recursive", "--quiet", env.backup, "s3://%s/creds/" % bucket)
+        replica = s3_replica(bucket, prefix="creds")
+        replica = "\n".join(l for l in replica.split("\n") if "access-key-id" not in l and "secret-access-key" not in l)
+        config = env.write_config("nokeys.yml", env.key, replicas=replica)
+        base = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        def list_with(extra):
+            return subprocess.run([TIDEMARK, "list", "-c", config], capture_output=True, text=True,
+                                  env=dict(base, HOME=env.dir, **extra))
+        proc = list_with({"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY})
+        check(proc.returncode == 0 and "1 generation" in proc.stdout, "environment credentials: " + proc.stderr)
+        shared = os.path.join(env.dir, "credentials")
+        with open(shared, "w") as f:
+            f.write("[default]\naws_access_key_id = nobody\naws_secret_access_key = nothing\n\n"
+                    "[backup]\naws_access_key_id = %s\naws_secret_access_key = %s\n" % (ACCESS_KEY, SECRET_KEY))
+        proc = list_with({"AWS_SHARED_CREDENTIALS_FILE": shared, "AWS_PROFILE": "backup"})
+        check(proc.returncode == 0 and "1 generation" in proc.stdout, "shared file, profile backup: " + proc.stderr)
+        proc = list_with({"AWS_SHARED_CREDENTIALS_FILE": shared})
+        # (Swift's tempauth answers an unknown key with SignatureDoesNotMatch)
+        check(proc.returncode == 1 and ("access key id not recognised" in proc.stderr or "signature rejected" in proc.stderr),
+              "the default profile's unknown key was not reported: " + proc.stderr)
+        os.makedirs(os.path.join(env.dir, ".aws"))
+        os.rename(shared, os.path.join(env.dir, ".aws", "credentials"))
+        proc = list_with({"AWS_PROFILE": "backup"})
+        check(proc.returncode == 0, "~/.aws/credentials not read: " + proc.stderr)
+        proc = list_with({"AWS_PROFILE": "missing"})
+        check(proc.returncode == 1 and "no S3 credentials" in proc.stderr and "AWS_ACCESS_KEY_ID" in proc.stderr,
+              "missing credentials not explained: " + proc.stderr)
+    finally:
+        env.cleanup()
+
+
 def test_clear_errors_for_bad_settings():
     """Wrong secret, missing bucket, wrong region, and versioning off with
     require-versioning: the sidecar refuses to start, naming the replica."""
@@ -365,6 +404,7 @@ TESTS = [
     test_spool_limit_holds_commits_in_the_wal,
     test_tls_verification_and_custom_ca,
     test_listing_spans_several_pages,
+    test_credentials_from_environment_and_shared_file,
     test_clear_errors_for_bad_settings,
     test_multipart_snapshot_bounded_memory,
 ]

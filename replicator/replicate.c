@@ -458,10 +458,15 @@ static int open_replicas(struct db_context *ctx, struct tm_error *err)
     for (size_t i = 0; i < count; i++)
         names[i] = ctx->cfg->replicas[i].name;
     int replica_added = 0;
-    int rc = spool_open(ctx->cfg->state_dir, names, count, &ctx->spool, &replica_added, err);
+    size_t replicas_removed = 0;
+    int rc = spool_open(ctx->cfg->state_dir, names, count, &ctx->spool, &replica_added,
+                        &replicas_removed, err);
     free(names);
     if (rc != 0)
         return -1;
+    if (replicas_removed)
+        log_warn("%s: %zu replica(s) no longer configured: their queued objects were dropped from the spool",
+                 ctx->cfg->name, replicas_removed);
     if (replica_added) {
         log_info("%s: a replica was added: starting a new generation so that it gets a snapshot",
                  ctx->cfg->name);

@@ -225,8 +225,11 @@ static int recover_incoming(struct spool *sp, struct tm_error *err)
     return rc;
 }
 
-/* Snapshot staging files left by a process that died. */
-static void clear_tmp(const char *tmp_dir)
+/* ------------------------------------------------------------- public */
+
+/* Removes the files of a directory (snapshot staging left by a process
+ * that died; the queue of a replica no longer configured). */
+static void clear_dir(const char *tmp_dir)
 {
     DIR *d = opendir(tmp_dir);
     if (!d)
@@ -242,7 +245,32 @@ static void clear_tmp(const char *tmp_dir)
     closedir(d);
 }
 
-/* ------------------------------------------------------------- public */
+/* Queues of replicas no longer configured: their links would keep
+ * objects on disk for ever. Returns how many were removed. */
+static size_t remove_stale_queues(struct spool *sp, const char *const *names, size_t count)
+{
+    char queue_root[PATH_MAX + 8];
+    snprintf(queue_root, sizeof queue_root, "%s/queue", sp->dir);
+    DIR *d = opendir(queue_root);
+    if (!d)
+        return 0;
+    size_t removed = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        int known = e->d_name[0] == '.';
+        for (size_t i = 0; i < count && !known; i++)
+            known = strcmp(e->d_name, names[i]) == 0;
+        if (known)
+            continue;
+        char dir[PATH_MAX + 8 + 256];
+        snprintf(dir, sizeof dir, "%s/%s", queue_root, e->d_name);
+        clear_dir(dir);   /* unlinks every file in it */
+        if (rmdir(dir) == 0)
+            removed++;
+    }
+    closedir(d);
+    return removed;
+}
 
 static int open_queues(struct spool *sp, const char *const *names, size_t count, int *added,
                        struct tm_error *err)
@@ -266,9 +294,10 @@ static int open_queues(struct spool *sp, const char *const *names, size_t count,
 }
 
 int spool_open(const char *dir, const char *const *replica_names, size_t replica_count,
-               struct spool **out, int *replica_added, struct tm_error *err)
+               struct spool **out, int *replica_added, size_t *replicas_removed, struct tm_error *err)
 {
     *replica_added = 0;
+    *replicas_removed = 0;
     struct spool *sp = calloc(1, sizeof *sp);
     if (!sp)
         return tm_error_set(err, "out of memory");
@@ -280,11 +309,13 @@ int spool_open(const char *dir, const char *const *replica_names, size_t replica
     if (rc == 0)
         rc = fsutil_make_dirs(tmp_dir, err);
     if (rc == 0)
-        clear_tmp(tmp_dir);
+        clear_dir(tmp_dir);
     if (rc == 0)
         rc = position_load(sp, err);
-    if (rc == 0)
+    if (rc == 0) {
+        *replicas_removed = remove_stale_queues(sp, replica_names, replica_count);
         rc = open_queues(sp, replica_names, replica_count, replica_added, err);
+    }
     if (rc == 0)
         rc = recover_incoming(sp, err);
     for (size_t i = 0; rc == 0 && i < sp->queue_count; i++)

@@ -30,9 +30,11 @@ struct spool;
 
 /* Opens (creating) DIR with one queue per replica name. *replica_added is
  * set when a replica has no queue yet while the spool already has an
- * archive position: that replica lacks the current generation's start. */
+ * archive position: that replica lacks the current generation's start.
+ * Queues of replicas no longer named are deleted (*replicas_removed). */
 int spool_open(const char *dir, const char *const *replica_names, size_t replica_count,
-               struct spool **out, int *replica_added, struct tm_error *err);
+               struct spool **out, int *replica_added, size_t *replicas_removed,
+               struct tm_error *err);
 void spool_free(struct spool *sp);
 
 const char *spool_dir(const struct spool *sp);

@@ -16,7 +16,8 @@ static struct spool *open_spool(const char *dir, size_t replicas, int *added)
     struct spool *sp = NULL;
     struct tm_error err;
     int dummy;
-    if (spool_open(dir, names, replicas, &sp, added ? added : &dummy, &err) != 0)
+    size_t removed;
+    if (spool_open(dir, names, replicas, &sp, added ? added : &dummy, &removed, &err) != 0)
         fprintf(stderr, "  spool_open: %s\n", err.msg);
     return sp;
 }
@@ -165,6 +166,22 @@ static void test_added_replica_is_reported(void)
     ASSERT_TRUE(sp != NULL);
     ASSERT_EQ(added, 1);
     ASSERT_EQ(spool_queue_length(sp, 1), 0);
+    ASSERT_EQ(publish(sp, 1, 10), 0);
+    ASSERT_EQ(spool_bytes(sp), 20);
+    spool_free(sp);
+
+    /* "file" is dropped from the configuration: its queue goes */
+    const char *only_s3[] = {"s3"};
+    size_t removed = 0;
+    struct tm_error err;
+    ASSERT_EQ(spool_open(dir, only_s3, 1, &sp, &added, &removed, &err), 0);
+    ASSERT_EQ(removed, 1);
+    ASSERT_EQ(spool_queue_length(sp, 0), 1);
+    ASSERT_EQ(spool_bytes(sp), 10);
+    char queue_dir[PATH_MAX + 16];
+    snprintf(queue_dir, sizeof queue_dir, "%s/queue/file", dir);
+    struct stat st;
+    ASSERT_TRUE(stat(queue_dir, &st) != 0);
     spool_free(sp);
 }
 
@@ -177,7 +194,8 @@ int main(void)
          test_crash_before_commit_point_drops_the_object},
         {"spool: crash after the commit point completes the publication",
          test_crash_after_commit_point_completes_publishing},
-        {"spool: a replica added to an existing spool is reported", test_added_replica_is_reported},
+        {"spool: a replica added is reported, a replica removed loses its queue",
+         test_added_replica_is_reported},
     };
     return harness_run(cases, sizeof cases / sizeof *cases);
 }

@@ -5,9 +5,12 @@
  * exact place of every mistake. Accepted keys:
  *
  *   encryption: none | { key-file: PATH }
- *   state-dir: PATH            spool-limit: SIZE
+ *   state-dir: PATH            spool-limit: SIZE         retention: RETENTION
  *   dbs: [ { path, name, sync-interval, snapshot-interval,
- *            checkpoint-pages, replicas: [ REPLICA... ] } ]
+ *            snapshot: { schedule: CRON }, checkpoint-pages, retention: RETENTION,
+ *            drill: off | { schedule: CRON, staging: PATH, check-sql: SQL },
+ *            replicas: [ REPLICA... ] } ]
+ *   RETENTION: off | { daily, weekly, monthly, yearly, point-in-time: DURATION }
  *   REPLICA: { type: file, name, path }
  *          | { type: s3, name, bucket, path, region, endpoint,
  *              force-path-style, access-key-id, secret-access-key, ca-file,
@@ -149,6 +152,143 @@ static int get_count(struct loader *ld, yaml_node_t *node, const char *key, uint
     if (bad)
         return fail_at(ld, node, NULL, "'%s' must be a positive whole number", key);
     *out = (uint32_t)value;
+    return 0;
+}
+
+static int get_cron(struct loader *ld, yaml_node_t *node, const char *key, char **text,
+                    struct cron *out)
+{
+    if (get_string(ld, node, key, text) != 0)
+        return -1;
+    struct tm_error cron_err;
+    if (cron_parse(*text, out, &cron_err) != 0)
+        return fail_at(ld, node, cron_err.hint, "'%s': %s", key, cron_err.msg);
+    return 0;
+}
+
+/* A whole number, zero allowed. */
+static int get_whole(struct loader *ld, yaml_node_t *node, const char *key, uint32_t *out)
+{
+    const char *text = node->type == YAML_SCALAR_NODE ? (const char *)node->data.scalar.value : "";
+    char *end;
+    errno = 0;
+    unsigned long value = strtoul(text, &end, 10);
+    if (!text[0] || *end || errno || value > 100000 || text[0] == '-')
+        return fail_at(ld, node, NULL, "'%s' must be a whole number (0 or more)", key);
+    *out = (uint32_t)value;
+    return 0;
+}
+
+static int is_off(const yaml_node_t *node)
+{
+    return node->type == YAML_SCALAR_NODE && (strcmp((const char *)node->data.scalar.value, "off") == 0 ||
+                                              strcmp((const char *)node->data.scalar.value, "false") == 0);
+}
+
+static void retention_defaults(struct config_retention *r)
+{
+    *r = (struct config_retention){.enabled = 1, .daily = 7, .weekly = 4, .monthly = 12, .yearly = 7,
+                                   .point_in_time_ms = 7LL * 86400 * 1000};
+}
+
+static int parse_retention(struct loader *ld, yaml_node_t *node, struct config_retention *r)
+{
+    static const char *hint = "write 'retention: { daily: 7, weekly: 4, monthly: 12, yearly: 7, point-in-time: 7d }' or 'retention: off'";
+    if (is_off(node)) {
+        r->enabled = 0;
+        return 0;
+    }
+    if (node->type != YAML_MAPPING_NODE)
+        return fail_at(ld, node, hint, "'retention' must be a mapping or 'off'");
+    retention_defaults(r);
+    for (yaml_node_pair_t *pair = node->data.mapping.pairs.start; pair < node->data.mapping.pairs.top; pair++) {
+        yaml_node_t *k = yaml_document_get_node(&ld->doc, pair->key);
+        yaml_node_t *v = yaml_document_get_node(&ld->doc, pair->value);
+        const char *key = k->type == YAML_SCALAR_NODE ? (const char *)k->data.scalar.value : "?";
+        int rc;
+        if (strcmp(key, "daily") == 0)
+            rc = get_whole(ld, v, key, &r->daily);
+        else if (strcmp(key, "weekly") == 0)
+            rc = get_whole(ld, v, key, &r->weekly);
+        else if (strcmp(key, "monthly") == 0)
+            rc = get_whole(ld, v, key, &r->monthly);
+        else if (strcmp(key, "yearly") == 0)
+            rc = get_whole(ld, v, key, &r->yearly);
+        else if (strcmp(key, "point-in-time") == 0)
+            rc = get_duration(ld, v, key, &r->point_in_time_ms);
+        else
+            rc = fail_at(ld, k, hint, "unknown key '%s' in 'retention'", key);
+        if (rc != 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int parse_snapshot(struct loader *ld, yaml_node_t *node, struct config_db *db)
+{
+    static const char *hint = "write 'snapshot: { schedule: \"0 3 * * *\" }' (cron, UTC)";
+    if (node->type != YAML_MAPPING_NODE)
+        return fail_at(ld, node, hint, "'snapshot' must be a mapping");
+    for (yaml_node_pair_t *pair = node->data.mapping.pairs.start; pair < node->data.mapping.pairs.top; pair++) {
+        yaml_node_t *k = yaml_document_get_node(&ld->doc, pair->key);
+        yaml_node_t *v = yaml_document_get_node(&ld->doc, pair->value);
+        const char *key = k->type == YAML_SCALAR_NODE ? (const char *)k->data.scalar.value : "?";
+        if (strcmp(key, "schedule") != 0)
+            return fail_at(ld, k, hint, "unknown key '%s' in 'snapshot'", key);
+        if (get_cron(ld, v, key, &db->snapshot_schedule, &db->snapshot_cron) != 0)
+            return -1;
+        db->snapshot_cron_set = 1;
+    }
+    return 0;
+}
+
+static int parse_drill(struct loader *ld, yaml_node_t *node, struct config_drill *drill)
+{
+    static const char *hint = "write 'drill: { schedule: \"0 4 1 * *\", staging: /var/tmp/tidemark-drill, check-sql: \"SELECT count(*) FROM users\" }' or 'drill: off'";
+    if (is_off(node)) {
+        drill->enabled = 0;
+        return 0;
+    }
+    if (node->type != YAML_MAPPING_NODE)
+        return fail_at(ld, node, hint, "'drill' must be a mapping or 'off'");
+    for (yaml_node_pair_t *pair = node->data.mapping.pairs.start; pair < node->data.mapping.pairs.top; pair++) {
+        yaml_node_t *k = yaml_document_get_node(&ld->doc, pair->key);
+        yaml_node_t *v = yaml_document_get_node(&ld->doc, pair->value);
+        const char *key = k->type == YAML_SCALAR_NODE ? (const char *)k->data.scalar.value : "?";
+        int rc;
+        if (strcmp(key, "schedule") == 0)
+            rc = get_cron(ld, v, key, &drill->schedule, &drill->cron);
+        else if (strcmp(key, "staging") == 0)
+            rc = get_string(ld, v, key, &drill->staging);
+        else if (strcmp(key, "check-sql") == 0)
+            rc = get_string(ld, v, key, &drill->check_sql);
+        else
+            rc = fail_at(ld, k, hint, "unknown key '%s' in 'drill'", key);
+        if (rc != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Fills what the database entry left unset. */
+static int db_defaults(struct loader *ld, const struct config *cfg, struct config_db *db)
+{
+    struct tm_error cron_err;
+    if (!db->snapshot_cron_set && !db->snapshot_interval_ms) {
+        if (!(db->snapshot_schedule = strdup("0 3 * * *")))
+            return tm_error_set(ld->err, "out of memory");
+        cron_parse(db->snapshot_schedule, &db->snapshot_cron, &cron_err);
+        db->snapshot_cron_set = 1;
+    }
+    if (db->retention.enabled < 0)   /* not set on the database */
+        db->retention = cfg->retention;
+    if (!db->drill.schedule) {
+        if (!(db->drill.schedule = strdup("0 4 1 * *")))
+            return tm_error_set(ld->err, "out of memory");
+        cron_parse(db->drill.schedule, &db->drill.cron, &cron_err);
+    }
+    if (!db->drill.staging && !(db->drill.staging = strdup("/var/tmp/tidemark-drill")))
+        return tm_error_set(ld->err, "out of memory");
     return 0;
 }
 
@@ -387,8 +527,9 @@ static int parse_db(struct loader *ld, yaml_node_t *node, struct config_db *db)
     if (node->type != YAML_MAPPING_NODE)
         return fail_at(ld, node, NULL, "a database entry must be a mapping with at least 'path'");
     db->sync_interval_ms = 1000;
-    db->snapshot_interval_ms = 24LL * 3600 * 1000;
     db->checkpoint_pages = 1000;
+    db->drill.enabled = 1;
+    db->retention.enabled = -1;
     yaml_node_t *replicas_node = NULL;
     for (yaml_node_pair_t *pair = node->data.mapping.pairs.start;
          pair < node->data.mapping.pairs.top; pair++) {
@@ -404,13 +545,19 @@ static int parse_db(struct loader *ld, yaml_node_t *node, struct config_db *db)
             rc = get_duration(ld, v, key, &db->sync_interval_ms);
         else if (strcmp(key, "snapshot-interval") == 0)
             rc = get_duration(ld, v, key, &db->snapshot_interval_ms);
+        else if (strcmp(key, "snapshot") == 0)
+            rc = parse_snapshot(ld, v, db);
+        else if (strcmp(key, "retention") == 0)
+            rc = parse_retention(ld, v, &db->retention);
+        else if (strcmp(key, "drill") == 0)
+            rc = parse_drill(ld, v, &db->drill);
         else if (strcmp(key, "checkpoint-pages") == 0)
             rc = get_count(ld, v, key, &db->checkpoint_pages);
         else if (strcmp(key, "replicas") == 0) {
             replicas_node = v;
             rc = parse_replicas(ld, v, db);
         } else
-            rc = fail_at(ld, k, "database keys are: path, name, sync-interval, snapshot-interval, checkpoint-pages, replicas",
+            rc = fail_at(ld, k, "database keys are: path, name, sync-interval, snapshot-interval, snapshot, checkpoint-pages, retention, drill, replicas",
                          "unknown key '%s' in database entry", key);
         if (rc != 0)
             return -1;
@@ -510,6 +657,7 @@ static int parse_root(struct loader *ld, yaml_node_t *root, struct config *cfg)
         return tm_error_hint(ld->err, "see config/tidemark.example.yml");
     }
     int seen_encryption = 0, seen_dbs = 0;
+    retention_defaults(&cfg->retention);
     for (yaml_node_pair_t *pair = root->data.mapping.pairs.start;
          pair < root->data.mapping.pairs.top; pair++) {
         yaml_node_t *k = yaml_document_get_node(&ld->doc, pair->key);
@@ -526,8 +674,10 @@ static int parse_root(struct loader *ld, yaml_node_t *root, struct config *cfg)
             rc = get_string(ld, v, key, &cfg->state_dir);
         } else if (strcmp(key, "spool-limit") == 0) {
             rc = get_size(ld, v, key, &cfg->spool_limit);
+        } else if (strcmp(key, "retention") == 0) {
+            rc = parse_retention(ld, v, &cfg->retention);
         } else {
-            rc = fail_at(ld, k, "top-level keys are: encryption, dbs, state-dir, spool-limit", "unknown key '%s'", key);
+            rc = fail_at(ld, k, "top-level keys are: encryption, dbs, state-dir, spool-limit, retention", "unknown key '%s'", key);
         }
         if (rc != 0)
             return -1;
@@ -540,7 +690,7 @@ static int parse_root(struct loader *ld, yaml_node_t *root, struct config *cfg)
     if (!cfg->spool_limit)
         cfg->spool_limit = 1024ULL * 1024 * 1024;
     for (size_t i = 0; i < cfg->db_count; i++)
-        if (set_state_dir(ld, cfg, &cfg->dbs[i]) != 0)
+        if (set_state_dir(ld, cfg, &cfg->dbs[i]) != 0 || db_defaults(ld, cfg, &cfg->dbs[i]) != 0)
             return -1;
     return 0;
 }
@@ -599,6 +749,10 @@ void config_free(struct config *cfg)
             free(rep->s3.object_lock_mode);
         }
         free(db->state_dir);
+        free(db->snapshot_schedule);
+        free(db->drill.schedule);
+        free(db->drill.staging);
+        free(db->drill.check_sql);
         free(db->replicas);
         free(db->path);
         free(db->name);

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cron.h"
 #include "error.h"
 
 enum replica_type { REPLICA_FILE, REPLICA_S3 };
@@ -36,15 +37,36 @@ struct config_replica {
     struct config_s3 s3;
 };
 
+/* Grandfather-father-son retention (replicator/retention.c). */
+struct config_retention {
+    int enabled;                     /* `retention: off` disables it */
+    uint32_t daily, weekly, monthly, yearly;   /* default 7, 4, 12, 7 */
+    int64_t point_in_time_ms;        /* default 7d */
+};
+
+/* Restore drills (restore/drill.c). */
+struct config_drill {
+    int enabled;                     /* `drill: off` disables the schedule */
+    struct cron cron;                /* default "0 4 1 * *" (monthly) */
+    char *schedule;
+    char *staging;                   /* default /var/tmp/tidemark-drill */
+    char *check_sql;                 /* optional query that must return a row */
+};
+
 struct config_db {
     char *path;
     char *name;
     int64_t sync_interval_ms;        /* default 1s */
-    int64_t snapshot_interval_ms;    /* default 24h */
+    int64_t snapshot_interval_ms;    /* 0: none */
+    int snapshot_cron_set;           /* snapshot: { schedule } */
+    struct cron snapshot_cron;       /* default "0 3 * * *" when no interval is set either */
+    char *snapshot_schedule;
     uint32_t checkpoint_pages;       /* PASSIVE checkpoint threshold, default 1000 */
     struct config_replica *replicas;
     size_t replica_count;
     char *state_dir;                 /* spool and position of this database */
+    struct config_retention retention;   /* top-level `retention`, or the database's own */
+    struct config_drill drill;
 };
 
 struct config {
@@ -53,6 +75,7 @@ struct config {
     char *key_file;
     char *state_dir;          /* NULL: beside each database (.NAME-tidemark) */
     uint64_t spool_limit;     /* bytes of objects waiting for replicas; default 1 GiB */
+    struct config_retention retention;   /* default for every database */
     struct config_db *dbs;
     size_t db_count;
 };

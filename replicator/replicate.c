@@ -14,8 +14,10 @@
  *  - the sync timer (sync-interval): scan, then ship all pending commits as
  *    one segment; when the shipped part of the WAL passes checkpoint-pages,
  *    take the write lock, ship the rest, checkpoint (PASSIVE) and re-pin;
- *  - the snapshot timer (snapshot-interval): a new base snapshot inside the
- *    current generation;
+ *  - the snapshot schedule (a cron expression in UTC, by default daily at
+ *    03:00, through an ev_periodic on the wall clock) and/or the
+ *    snapshot-interval timer: a new base snapshot inside the current
+ *    generation; one missed while the sidecar was down is taken at start;
  *  - SIGTERM / SIGINT: scan and ship what is committed, then stop.
  *
  * When the tailer or shipper reports that continuity is lost, the database
@@ -35,6 +37,7 @@
 #include "replicate.h"
 
 #include "../common/clock.h"
+#include "../common/cron.h"
 #include "../common/log.h"
 #include "../common/storage/storage.h"
 #include "shipper.h"
@@ -75,7 +78,8 @@ struct db_context {
     int watch;
     ev_timer scan_timer;
     ev_timer sync_timer;
-    ev_timer snapshot_timer;
+    ev_timer snapshot_timer;         /* snapshot-interval */
+    ev_periodic snapshot_periodic;   /* snapshot: { schedule } (wall clock, UTC) */
     int failing;                     /* last attempt failed (logged once) */
     uint32_t checkpoint_floor;       /* WAL frame of the last checkpoint attempt */
 };
@@ -310,11 +314,9 @@ static void on_scan(struct ev_loop *loop, ev_timer *w, int revents)
         report(ctx, "cannot read the WAL", &err);
 }
 
-static void on_snapshot(struct ev_loop *loop, ev_timer *w, int revents)
+/* A base snapshot now, in the current generation. */
+static void snapshot_now(struct db_context *ctx)
 {
-    (void)loop;
-    (void)revents;
-    struct db_context *ctx = w->data;
     if (!ctx->tailer || ctx->need_generation)
         return;
     struct tm_error err;
@@ -332,7 +334,48 @@ static void on_snapshot(struct ev_loop *loop, ev_timer *w, int revents)
         rc = take_snapshot(ctx, &err);
     kick_uploaders(ctx);
     if (rc != 0)
-        report(ctx, "snapshot failed (will retry at the next interval)", &err);
+        report(ctx, "snapshot failed (will retry at the next scheduled time)", &err);
+}
+
+static void on_snapshot_interval(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    snapshot_now(w->data);
+}
+
+static void on_snapshot_schedule(struct ev_loop *loop, ev_periodic *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    snapshot_now(w->data);
+}
+
+/* libev asks when the schedule fires next after `now` (wall clock). */
+static ev_tstamp next_scheduled_snapshot(ev_periodic *w, ev_tstamp now)
+{
+    const struct db_context *ctx = w->data;
+    int64_t next_ms = cron_next(&ctx->cfg->snapshot_cron, (int64_t)(now * 1000.0));
+    return next_ms < 0 ? now + 1e9 : (ev_tstamp)next_ms / 1000.0;
+}
+
+/* A snapshot that the schedule or the interval asked for while the
+ * sidecar was not running is taken as soon as it is back. */
+static void catch_up_missed_snapshot(struct db_context *ctx)
+{
+    int64_t last = ctx->shipper.last_snapshot_ms, now = clock_now_ms();
+    int64_t due = INT64_MAX;
+    if (ctx->cfg->snapshot_cron_set)
+        due = cron_next(&ctx->cfg->snapshot_cron, last);
+    if (ctx->cfg->snapshot_interval_ms && last + ctx->cfg->snapshot_interval_ms < due)
+        due = last + ctx->cfg->snapshot_interval_ms;
+    if (due < 0 || due > now)
+        return;
+    char when[40];
+    clock_format_ms(due, when, sizeof when);
+    log_info("%s: the snapshot due at %s was missed while the sidecar was down: taking it now",
+             ctx->cfg->name, when);
+    snapshot_now(ctx);
 }
 
 static void on_inotify(struct ev_loop *loop, ev_io *w, int revents)
@@ -393,6 +436,7 @@ static void on_stop(struct ev_loop *loop, ev_signal *w, int revents)
         ev_timer_stop(loop, &ctx->sync_timer);
         ev_timer_stop(loop, &ctx->scan_timer);
         ev_timer_stop(loop, &ctx->snapshot_timer);
+        ev_periodic_stop(loop, &ctx->snapshot_periodic);
         if (!ctx->tailer || ctx->need_generation) {
             rep->exit_code = 1;
             continue;
@@ -517,10 +561,18 @@ static int setup_database(struct replicator *rep, struct db_context *ctx,
     ev_timer_init(&ctx->sync_timer, on_sync, sync_s, sync_s);
     ctx->sync_timer.data = ctx;
     ev_timer_start(rep->loop, &ctx->sync_timer);
-    double snapshot_s = (double)cfg->snapshot_interval_ms / 1000.0;
-    ev_timer_init(&ctx->snapshot_timer, on_snapshot, snapshot_s, snapshot_s);
-    ctx->snapshot_timer.data = ctx;
-    ev_timer_start(rep->loop, &ctx->snapshot_timer);
+    if (cfg->snapshot_interval_ms) {
+        double snapshot_s = (double)cfg->snapshot_interval_ms / 1000.0;
+        ev_timer_init(&ctx->snapshot_timer, on_snapshot_interval, snapshot_s, snapshot_s);
+        ctx->snapshot_timer.data = ctx;
+        ev_timer_start(rep->loop, &ctx->snapshot_timer);
+    }
+    if (cfg->snapshot_cron_set) {
+        ev_periodic_init(&ctx->snapshot_periodic, on_snapshot_schedule, 0., 0., next_scheduled_snapshot);
+        ctx->snapshot_periodic.data = ctx;
+        ev_periodic_start(rep->loop, &ctx->snapshot_periodic);
+    }
+    catch_up_missed_snapshot(ctx);
     log_info("%s: replicating '%s' every %lldms to %zu replica(s)", cfg->name, cfg->path,
              (long long)cfg->sync_interval_ms, ctx->replica_count);
     return 0;

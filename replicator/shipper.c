@@ -58,6 +58,7 @@ int shipper_resume(struct shipper *sh, struct wal_position *pos, uint32_t *page_
     sh->has_generation = 1;
     sh->next_index = end.next_index;
     memcpy(sh->chain, end.chain, sizeof sh->chain);
+    sh->last_snapshot_ms = end.last_snapshot_ms;
     pos->salt1 = end.wal.salt1;
     pos->salt2 = end.wal.salt2;
     pos->frame = end.wal.frame;
@@ -159,7 +160,8 @@ int shipper_ship(struct shipper *sh, struct tailer *t, struct tm_error *err)
         object_writer_abort(w);
         return rc;
     }
-    struct spool_position next = {.next_index = h.index + 1, .wal = h.end, .page_size = h.page_size};
+    struct spool_position next = {.next_index = h.index + 1, .wal = h.end, .page_size = h.page_size,
+                                  .last_snapshot_ms = sh->last_snapshot_ms};
     snprintf(next.generation, sizeof next.generation, "%s", sh->generation);
     uint8_t hash[OBJECT_HASH_BYTES];
     uint64_t stored;
@@ -221,12 +223,14 @@ int shipper_snapshot(struct shipper *sh, const char *file, uint32_t page_size,
         object_writer_abort(w);
         return -1;
     }
-    struct spool_position next = {.next_index = h.index, .wal = h.wal, .page_size = page_size};
+    struct spool_position next = {.next_index = h.index, .wal = h.wal, .page_size = page_size,
+                                  .last_snapshot_ms = time_ms};
     snprintf(next.generation, sizeof next.generation, "%s", sh->generation);
     memcpy(next.chain, sh->chain, sizeof next.chain);
     uint64_t stored;
     if (spool_writer_publish(sh, w, key, &next, NULL, &stored, err) != 0)
         return -1;
+    sh->last_snapshot_ms = time_ms;
     sh->bytes_shipped += stored;
     log_info("snapshot %s: %u pages, %llu bytes stored", key, page_count, (unsigned long long)stored);
     return 0;

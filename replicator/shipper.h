@@ -20,6 +20,7 @@ struct shipper {
     int has_generation;
     uint64_t next_index;                 /* index of the next segment */
     uint8_t chain[OBJECT_HASH_BYTES];    /* prev hash of the next segment */
+    int64_t last_snapshot_ms;            /* newest snapshot published, 0 if none */
     uint64_t segments_shipped, bytes_shipped, commits_shipped;
     int64_t last_commit_shipped_ms;
 };

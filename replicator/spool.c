@@ -29,7 +29,7 @@
  *
  * POSITION file: "key value" lines: seq, last, generation, next-index,
  * chain (hex), wal (valid salt1 salt2 frame checksum0 checksum1),
- * page-size. */
+ * page-size, last-snapshot (ms; for schedules missed while stopped). */
 #include "spool.h"
 
 #include "../common/fsutil.h"
@@ -91,10 +91,10 @@ static int position_save(struct spool *sp, struct tm_error *err)
     char text[2048], path[PATH_MAX];
     int len = snprintf(text, sizeof text,
                        "seq %" PRIu64 "\nlast %s\ngeneration %s\nnext-index %" PRIu64 "\nchain %s\n"
-                       "wal %u %u %u %u %u %u\npage-size %u\n",
+                       "wal %u %u %u %u %u %u\npage-size %u\nlast-snapshot %" PRId64 "\n",
                        sp->next_seq, sp->last, p->generation, p->next_index, chain_hex, p->wal.valid,
                        p->wal.salt1, p->wal.salt2, p->wal.frame, p->wal.checksum[0], p->wal.checksum[1],
-                       p->page_size);
+                       p->page_size, p->last_snapshot_ms);
     snprintf(path, sizeof path, "%s/position", sp->dir);
     return fsutil_replace_file(path, text, (size_t)len, err);
 }
@@ -111,6 +111,8 @@ static int position_load(struct spool *sp, struct tm_error *err)
     int fields = 0;
     while (fgets(line, sizeof line, fp)) {
         line[strcspn(line, "\n")] = '\0';
+        if (sscanf(line, "last-snapshot %" SCNd64, &p->last_snapshot_ms) == 1)
+            continue;   /* optional */
         if (sscanf(line, "seq %" SCNu64, &sp->next_seq) == 1 ||
             sscanf(line, "next-index %" SCNu64, &p->next_index) == 1 ||
             sscanf(line, "page-size %u", &p->page_size) == 1 ||

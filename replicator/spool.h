@@ -24,6 +24,7 @@ struct spool_position {
     uint8_t chain[OBJECT_HASH_BYTES];     /* prev hash of the next segment */
     struct archive_wal_position wal;      /* WAL position the last object ends at */
     uint32_t page_size;
+    int64_t last_snapshot_ms;             /* time of the newest snapshot, 0 if none */
 };
 
 struct spool;

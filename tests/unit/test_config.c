@@ -54,7 +54,16 @@ static void test_valid_config_defaults(void)
     ASSERT_EQ(cfg->db_count, 1);
     ASSERT_TRUE(strcmp(cfg->dbs[0].name, "app") == 0);
     ASSERT_EQ(cfg->dbs[0].sync_interval_ms, 1000);
-    ASSERT_EQ(cfg->dbs[0].snapshot_interval_ms, 86400000);
+    ASSERT_EQ(cfg->dbs[0].snapshot_interval_ms, 0);
+    ASSERT_TRUE(strcmp(cfg->dbs[0].snapshot_schedule, "0 3 * * *") == 0);   /* daily 03:00 UTC */
+    ASSERT_EQ(cfg->dbs[0].retention.enabled, 1);
+    ASSERT_EQ(cfg->dbs[0].retention.daily, 7);
+    ASSERT_EQ(cfg->dbs[0].retention.weekly, 4);
+    ASSERT_EQ(cfg->dbs[0].retention.monthly, 12);
+    ASSERT_EQ(cfg->dbs[0].retention.yearly, 7);
+    ASSERT_EQ(cfg->dbs[0].retention.point_in_time_ms, 7LL * 86400 * 1000);
+    ASSERT_EQ(cfg->dbs[0].drill.enabled, 1);
+    ASSERT_TRUE(strcmp(cfg->dbs[0].drill.schedule, "0 4 1 * *") == 0);
     ASSERT_TRUE(strcmp(cfg->dbs[0].replicas[0].path, "/var/backups/x") == 0);
     config_free(cfg);
 }
@@ -199,6 +208,38 @@ static void test_s3_replica_errors(void)
     ASSERT_STR_CONTAINS(err.msg, "'object-lock' needs 'mode: governance' or 'mode: compliance'");
 }
 
+static void test_schedules_retention_drill(void)
+{
+    struct config *cfg;
+    struct tm_error err;
+    ASSERT_EQ(load("encryption: none\nretention: { daily: 3, yearly: 0, point-in-time: 2d }\ndbs:\n"
+                   "  - path: /a.db\n    snapshot-interval: 6h\n    replicas: [{path: /b}]\n"
+                   "  - path: /c.db\n    snapshot: { schedule: \"30 1 * * mon\" }\n    retention: off\n"
+                   "    drill: { schedule: \"0 5 * * *\", staging: /tmp/s, check-sql: \"SELECT 1\" }\n"
+                   "    replicas: [{path: /d}]\n", &err, &cfg), 0);
+    const struct config_db *a = &cfg->dbs[0], *c = &cfg->dbs[1];
+    ASSERT_EQ(a->snapshot_interval_ms, 6LL * 3600 * 1000);
+    ASSERT_EQ(a->snapshot_cron_set, 0);                 /* an interval alone: no default schedule */
+    ASSERT_EQ(a->retention.daily, 3);
+    ASSERT_EQ(a->retention.weekly, 4);                  /* unset keys keep their defaults */
+    ASSERT_EQ(a->retention.yearly, 0);
+    ASSERT_EQ(a->retention.point_in_time_ms, 2LL * 86400 * 1000);
+    ASSERT_EQ(c->snapshot_cron_set, 1);
+    ASSERT_TRUE(strcmp(c->snapshot_schedule, "30 1 * * mon") == 0);
+    ASSERT_EQ(c->retention.enabled, 0);
+    ASSERT_TRUE(strcmp(c->drill.staging, "/tmp/s") == 0 && strcmp(c->drill.check_sql, "SELECT 1") == 0);
+    config_free(cfg);
+    ASSERT_EQ(load("encryption: none\ndbs:\n  - path: /a.db\n    snapshot: { schedule: \"0 3 * *\" }\n"
+                   "    replicas: [{path: /b}]\n", &err, &cfg), -1);
+    ASSERT_STR_CONTAINS(err.msg, ":4:27: 'schedule': cron expression '0 3 * *' has 4 fields, expected 5");
+    ASSERT_EQ(load("encryption: none\nretention: { daily: -1 }\ndbs:\n  - path: /a.db\n    replicas: [{path: /b}]\n",
+                   &err, &cfg), -1);
+    ASSERT_STR_CONTAINS(err.msg, ":2:21: 'daily' must be a whole number");
+    ASSERT_EQ(load("encryption: none\nretention: { hourly: 24 }\ndbs:\n  - path: /a.db\n    replicas: [{path: /b}]\n",
+                   &err, &cfg), -1);
+    ASSERT_STR_CONTAINS(err.msg, "unknown key 'hourly' in 'retention'");
+}
+
 int main(void)
 {
     if (sodium_init() < 0)
@@ -213,6 +254,7 @@ int main(void)
         {"clock: RFC 3339, offsets, fractions, Unix seconds, durations", test_times_and_durations},
         {"config: s3 replica keys, state-dir, spool-limit, sizes", test_s3_replica},
         {"config: s3 replica mistakes named with their position", test_s3_replica_errors},
+        {"config: snapshot schedules, retention defaults and overrides, drills", test_schedules_retention_drill},
     };
     return harness_run(cases, sizeof cases / sizeof *cases);
 }

@@ -6,6 +6,7 @@
 #include "common/crypto.h"
 #include "common/log.h"
 #include "replicator/replicate.h"
+#include "replicator/retention.h"
 #include "restore/list.h"
 #include "restore/restore.h"
 
@@ -25,6 +26,8 @@ static const char *usage_main =
     "  restore -c FILE NAME -o PATH      rebuild database NAME at PATH\n"
     "          [--timestamp TIME] [--replica NAME|INDEX] [--force]\n"
     "  list -c FILE [NAME] [--json]      what the replicas hold\n"
+    "  retention -c FILE [NAME] [--dry-run] [--json]\n"
+    "                                    delete what the retention rules do not keep\n"
     "  keygen -o FILE                    write a new encryption key (mode 0600)\n"
     "  version                           print the version\n"
     "\n"
@@ -48,6 +51,13 @@ static const char *usage_restore =
 static const char *usage_list =
     "usage: tidemark list -c FILE [NAME] [--replica NAME|INDEX] [--json]\n"
     "Lists generations, snapshots, the restorable range, object count and bytes.\n";
+
+static const char *usage_retention =
+    "usage: tidemark retention -c FILE [NAME] [--replica NAME|INDEX] [--dry-run] [--json] [--now TIME]\n"
+    "Applies the configured retention (daily/weekly/monthly/yearly snapshots by UTC calendar,\n"
+    "every second of the point-in-time window) to each replica, and shows for each snapshot\n"
+    "the rule that keeps it. --dry-run deletes nothing; --now plans as of another time.\n"
+    "The sidecar runs it by itself after each snapshot and at least daily.\n";
 
 static const char *usage_keygen =
     "usage: tidemark keygen -o FILE\n"
@@ -79,19 +89,21 @@ static int load_config_and_key(const char *path, struct config **cfg, struct cry
     return 0;
 }
 
-enum { OPT_TIMESTAMP = 256, OPT_FORCE, OPT_REPLICA, OPT_JSON, OPT_HELP };
+enum { OPT_TIMESTAMP = 256, OPT_FORCE, OPT_REPLICA, OPT_JSON, OPT_HELP, OPT_DRY_RUN, OPT_NOW, OPT_DEEP };
 
 static const struct option long_options[] = {
     {"config", required_argument, NULL, 'c'},   {"output", required_argument, NULL, 'o'},
     {"timestamp", required_argument, NULL, OPT_TIMESTAMP},
     {"force", no_argument, NULL, OPT_FORCE},    {"replica", required_argument, NULL, OPT_REPLICA},
     {"json", no_argument, NULL, OPT_JSON},      {"verbose", no_argument, NULL, 'v'},
+    {"dry-run", no_argument, NULL, OPT_DRY_RUN}, {"now", required_argument, NULL, OPT_NOW},
+    {"deep", no_argument, NULL, OPT_DEEP},
     {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
 };
 
 struct cli {
-    const char *config, *output, *timestamp, *replica;
-    int force, json, verbose, help;
+    const char *config, *output, *timestamp, *replica, *now;
+    int force, json, verbose, help, dry_run, deep;
 };
 
 static int parse_options(int argc, char **argv, const char *usage, struct cli *cli)
@@ -109,6 +121,9 @@ static int parse_options(int argc, char **argv, const char *usage, struct cli *c
         case OPT_FORCE: cli->force = 1; break;
         case OPT_REPLICA: cli->replica = optarg; break;
         case OPT_JSON: cli->json = 1; break;
+        case OPT_DRY_RUN: cli->dry_run = 1; break;
+        case OPT_NOW: cli->now = optarg; break;
+        case OPT_DEEP: cli->deep = 1; break;
         default: return bad_usage(usage, NULL);
         }
     }
@@ -194,6 +209,38 @@ static int cmd_list(int argc, char **argv)
     return rc;
 }
 
+static int cmd_retention(int argc, char **argv)
+{
+    struct cli cli;
+    if (parse_options(argc, argv, usage_retention, &cli) != 0)
+        return 2;
+    if (cli.help)
+        return fputs(usage_retention, stdout), 0;
+    if (!cli.config)
+        return bad_usage(usage_retention, "-c FILE is required");
+    if (optind < argc - 1)
+        return bad_usage(usage_retention, "give at most one database NAME");
+    struct retention_options opts = {.db_name = optind < argc ? argv[optind] : NULL, .replica = cli.replica,
+                                     .dry_run = cli.dry_run, .json = cli.json};
+    struct tm_error err;
+    if (cli.now) {
+        if (clock_parse_time(cli.now, &opts.now_ms, &err) != 0) {
+            tm_error_prefix(&err, "--now: ");
+            tm_error_print(&err);
+            return 2;
+        }
+        opts.has_now = 1;
+    }
+    struct config *cfg;
+    if (config_load(cli.config, &cfg, &err) != 0) {
+        tm_error_print(&err);
+        return 1;
+    }
+    int rc = retention_run(cfg, &opts);
+    config_free(cfg);
+    return rc;
+}
+
 static int cmd_keygen(int argc, char **argv)
 {
     struct cli cli;
@@ -238,6 +285,8 @@ int main(int argc, char **argv)
         return cmd_restore(argc - 1, argv + 1);
     if (strcmp(command, "list") == 0)
         return cmd_list(argc - 1, argv + 1);
+    if (strcmp(command, "retention") == 0)
+        return cmd_retention(argc - 1, argv + 1);
     if (strcmp(command, "keygen") == 0)
         return cmd_keygen(argc - 1, argv + 1);
     fprintf(stderr, "error: unknown command '%s'\n", command);

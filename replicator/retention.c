@@ -1,0 +1,354 @@
+/* retention.c - grandfather-father-son retention (retention.h).
+ *
+ * RULES, over the snapshots of every generation together, by UTC calendar:
+ *  - newest: the newest snapshot always stays;
+ *  - daily N / weekly N / monthly N / yearly N: walking from the newest
+ *    snapshot back, the newest snapshot of each day (ISO week, month,
+ *    year) is kept, for the first N days (weeks, ...) that have a
+ *    snapshot. Days without any snapshot (the sidecar was down) do not
+ *    count, so an outage never makes retention delete more (restic's
+ *    semantics);
+ *  - point-in-time W: every second of the last W stays restorable. In each
+ *    generation that has data inside the window (and always in the newest
+ *    generation, so the latest point stays), the "anchor" is the newest
+ *    snapshot at or before the window's start (or the generation's first
+ *    one); it and every segment from its index on stay.
+ * A snapshot kept by any rule stays. Segments outside what point-in-time
+ * keeps are deleted: older points stay restorable at the times of the
+ * kept snapshots (restore stops at the first missing segment and says so,
+ * never silently). A generation without any snapshot is left alone (its
+ * snapshot may still be on its way to this replica).
+ *
+ * SAFETY: the plan comes from a complete listing (catalog_load fails on
+ * any listing error, and then nothing is deleted); the newest snapshot is
+ * never deleted; deletion goes oldest first and stops at the first error.
+ */
+#include "retention.h"
+
+#include "../common/clock.h"
+#include "../common/log.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define DAY_MS 86400000LL
+
+/* The calendar period of a time, for each rule. */
+static int64_t period_of(int64_t time_ms, unsigned rule)
+{
+    time_t seconds = (time_t)(time_ms / 1000);
+    struct tm tm;
+    gmtime_r(&seconds, &tm);
+    char iso_week[16];
+    switch (rule) {
+    case KEEP_DAILY:
+        return time_ms >= 0 ? time_ms / DAY_MS : (time_ms - DAY_MS + 1) / DAY_MS;
+    case KEEP_WEEKLY:
+        strftime(iso_week, sizeof iso_week, "%G%V", &tm);
+        return strtoll(iso_week, NULL, 10);
+    case KEEP_MONTHLY:
+        return (int64_t)tm.tm_year * 12 + tm.tm_mon;
+    default:
+        return tm.tm_year;
+    }
+}
+
+static int newest_first(const void *a, const void *b)
+{
+    const struct retention_object *x = *(struct retention_object *const *)a;
+    const struct retention_object *y = *(struct retention_object *const *)b;
+    return x->time_ms < y->time_ms ? 1 : x->time_ms > y->time_ms ? -1 : 0;
+}
+
+/* Marks the newest snapshot of each of the first `keep` periods. */
+static void apply_calendar_rule(struct retention_object **snapshots, size_t count, unsigned rule,
+                                uint32_t keep)
+{
+    uint32_t periods = 0;
+    int64_t last_period = 0;
+    for (size_t i = 0; i < count && periods <= keep; i++) {
+        int64_t period = period_of(snapshots[i]->time_ms, rule);
+        if (i > 0 && period == last_period)
+            continue;
+        last_period = period;
+        if (++periods <= keep)
+            snapshots[i]->rules |= rule;
+    }
+}
+
+/* Point-in-time for one generation: objects [first, first + count). */
+static void apply_window(struct retention_object *objects, size_t count, int64_t window_start,
+                         int newest_generation)
+{
+    struct retention_object *anchor = NULL, *oldest = NULL;
+    int64_t end = INT64_MIN;
+    for (size_t i = 0; i < count; i++) {
+        struct retention_object *o = &objects[i];
+        if (o->time_ms > end)
+            end = o->time_ms;
+        if (!o->is_snapshot)
+            continue;
+        if (!oldest)
+            oldest = o;
+        if (o->time_ms <= window_start && (!anchor || o->time_ms >= anchor->time_ms))
+            anchor = o;
+    }
+    if (!oldest) {   /* no snapshot: leave the generation alone */
+        for (size_t i = 0; i < count; i++)
+            objects[i].rules |= KEEP_INCOMPLETE;
+        return;
+    }
+    if (end < window_start && !newest_generation)
+        return;
+    if (!anchor)
+        anchor = oldest;
+    anchor->rules |= KEEP_POINT_IN_TIME;
+    for (size_t i = 0; i < count; i++)
+        if (!objects[i].is_snapshot && objects[i].index >= anchor->index)
+            objects[i].rules |= KEEP_POINT_IN_TIME;
+}
+
+/* The catalogue as one list, oldest first: per generation its objects by
+ * index, a snapshot before the segment of the same index. */
+static int flatten(const struct catalog *cat, struct retention_plan *plan, size_t **gen_starts,
+                   struct tm_error *err)
+{
+    size_t total = 0;
+    for (size_t g = 0; g < cat->generation_count; g++)
+        total += cat->generations[g].snapshot_count + cat->generations[g].segment_count;
+    plan->objects = calloc(total ? total : 1, sizeof *plan->objects);
+    *gen_starts = calloc(cat->generation_count + 1, sizeof **gen_starts);
+    if (!plan->objects || !*gen_starts)
+        return tm_error_set(err, "out of memory");
+    for (size_t g = 0; g < cat->generation_count; g++) {
+        const struct catalog_generation *gen = &cat->generations[g];
+        (*gen_starts)[g] = plan->count;
+        size_t s = 0, k = 0;
+        while (s < gen->snapshot_count || k < gen->segment_count) {
+            struct retention_object *o = &plan->objects[plan->count++];
+            o->generation = gen->id;
+            if (s < gen->snapshot_count && (k == gen->segment_count || gen->snapshots[s].index <= gen->segments[k].index)) {
+                const struct catalog_snapshot *snap = &gen->snapshots[s++];
+                *o = (struct retention_object){snap->key, gen->id, 1, snap->index, snap->time_ms, snap->size, 0};
+            } else {
+                const struct catalog_segment *seg = &gen->segments[k++];
+                *o = (struct retention_object){seg->key, gen->id, 0, seg->index, seg->last_ms, seg->size, 0};
+            }
+        }
+    }
+    (*gen_starts)[cat->generation_count] = plan->count;
+    return 0;
+}
+
+int retention_plan(const struct catalog *cat, const struct config_retention *rules, int64_t now_ms,
+                   struct retention_plan *out, struct tm_error *err)
+{
+    memset(out, 0, sizeof *out);
+    size_t *gen_starts = NULL;
+    if (flatten(cat, out, &gen_starts, err) != 0) {
+        free(gen_starts);
+        retention_plan_release(out);
+        return -1;
+    }
+    struct retention_object **snapshots = calloc(out->count ? out->count : 1, sizeof *snapshots);
+    if (!snapshots) {
+        free(gen_starts);
+        retention_plan_release(out);
+        return tm_error_set(err, "out of memory");
+    }
+    size_t snapshot_count = 0;
+    for (size_t i = 0; i < out->count; i++)
+        if (out->objects[i].is_snapshot)
+            snapshots[snapshot_count++] = &out->objects[i];
+    qsort(snapshots, snapshot_count, sizeof *snapshots, newest_first);
+    if (snapshot_count)
+        snapshots[0]->rules |= KEEP_NEWEST;
+    apply_calendar_rule(snapshots, snapshot_count, KEEP_DAILY, rules->daily);
+    apply_calendar_rule(snapshots, snapshot_count, KEEP_WEEKLY, rules->weekly);
+    apply_calendar_rule(snapshots, snapshot_count, KEEP_MONTHLY, rules->monthly);
+    apply_calendar_rule(snapshots, snapshot_count, KEEP_YEARLY, rules->yearly);
+    out->window_start_ms = now_ms - rules->point_in_time_ms;
+    for (size_t g = 0; g < cat->generation_count; g++)
+        apply_window(&out->objects[gen_starts[g]], gen_starts[g + 1] - gen_starts[g], out->window_start_ms,
+                     g + 1 == cat->generation_count);
+    for (size_t i = 0; i < out->count; i++) {
+        const struct retention_object *o = &out->objects[i];
+        if (o->rules && o->is_snapshot)
+            out->kept_snapshots++;
+        else if (o->rules)
+            out->kept_segments++;
+        else {
+            o->is_snapshot ? out->deleted_snapshots++ : out->deleted_segments++;
+            out->deleted_bytes += o->size;
+        }
+    }
+    free(snapshots);
+    free(gen_starts);
+    return 0;
+}
+
+void retention_plan_release(struct retention_plan *plan)
+{
+    free(plan->objects);
+    memset(plan, 0, sizeof *plan);
+}
+
+void retention_rules_text(unsigned rules, char *out, size_t len)
+{
+    static const struct { unsigned rule; const char *name; } names[] = {
+        {KEEP_NEWEST, "newest"}, {KEEP_DAILY, "daily"}, {KEEP_WEEKLY, "weekly"},
+        {KEEP_MONTHLY, "monthly"}, {KEEP_YEARLY, "yearly"}, {KEEP_POINT_IN_TIME, "point-in-time"},
+        {KEEP_INCOMPLETE, "generation-without-snapshot"}};
+    size_t used = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (rules & names[i].rule)
+            used += (size_t)snprintf(out + used, used < len ? len - used : 0, "%s%s", used ? ", " : "",
+                                     names[i].name);
+}
+
+int retention_apply(struct storage *st, const struct retention_plan *plan, size_t *deleted,
+                    struct tm_error *err)
+{
+    *deleted = 0;
+    if (plan->kept_snapshots == 0 && plan->deleted_snapshots > 0)
+        return tm_error_set(err, "internal: a plan that keeps no snapshot is refused");
+    for (size_t i = 0; i < plan->count; i++) {
+        const struct retention_object *o = &plan->objects[i];
+        if (o->rules)
+            continue;
+        if (storage_remove(st, o->key, err) != 0)
+            return tm_error_prefix(err, "deleting '%s': ", o->key);
+        (*deleted)++;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------- command */
+
+static void print_text(const char *db, const char *replica, const struct retention_plan *plan, int dry_run)
+{
+    char window[40];
+    clock_format_ms(plan->window_start_ms, window, sizeof window);
+    printf("database %s, replica %s: %s %zu snapshot(s) and %zu segment(s) (%" PRIu64 " bytes); keeping %zu "
+           "snapshot(s) and %zu segment(s); every second since %s stays restorable\n",
+           db, replica, dry_run ? "would delete" : "deleted", plan->deleted_snapshots, plan->deleted_segments,
+           plan->deleted_bytes, plan->kept_snapshots, plan->kept_segments, window);
+    for (size_t i = 0; i < plan->count; i++) {
+        const struct retention_object *o = &plan->objects[i];
+        if (!o->is_snapshot)
+            continue;
+        char when[40], why[160];
+        clock_format_ms(o->time_ms, when, sizeof when);
+        retention_rules_text(o->rules, why, sizeof why);
+        printf("  %-7s snapshot %s  generation %s%s%s\n", o->rules ? "keep" : (dry_run ? "delete?" : "deleted"),
+               when, o->generation, o->rules ? "  kept by: " : "", why);
+    }
+}
+
+static void print_json(const char *db, const char *replica, const struct retention_plan *plan, int dry_run,
+                       int first)
+{
+    char window[40];
+    clock_format_ms(plan->window_start_ms, window, sizeof window);
+    printf("%s{\"db\": \"%s\", \"replica\": \"%s\", \"dry_run\": %s, \"point_in_time_from\": \"%s\", "
+           "\"deleted_snapshots\": %zu, \"deleted_segments\": %zu, \"deleted_bytes\": %" PRIu64 ", "
+           "\"kept_snapshots\": %zu, \"kept_segments\": %zu, \"snapshots\": [",
+           first ? "" : ",\n", db, replica, dry_run ? "true" : "false", window, plan->deleted_snapshots,
+           plan->deleted_segments, plan->deleted_bytes, plan->kept_snapshots, plan->kept_segments);
+    int first_snapshot = 1;
+    for (size_t i = 0; i < plan->count; i++) {
+        const struct retention_object *o = &plan->objects[i];
+        if (!o->is_snapshot)
+            continue;
+        char when[40], why[160];
+        clock_format_ms(o->time_ms, when, sizeof when);
+        retention_rules_text(o->rules, why, sizeof why);
+        printf("%s{\"key\": \"%s\", \"time\": \"%s\", \"time_ms\": %" PRId64 ", \"keep\": %s, \"kept_by\": \"%s\"}",
+               first_snapshot ? "" : ", ", o->key, when, o->time_ms, o->rules ? "true" : "false", why);
+        first_snapshot = 0;
+    }
+    printf("]}");
+}
+
+/* Plans and applies for one replica; 0, or -1 with err set. */
+static int run_replica(const struct config_db *db, const struct config_replica *rep,
+                       const struct retention_options *opts, int *first, struct tm_error *err)
+{
+    struct storage *st;
+    if (storage_open_replica(rep, &st, err) != 0)
+        return -1;
+    struct catalog cat;
+    int rc = catalog_load(st, db->name, &cat, err);
+    if (rc != 0) {
+        storage_free(st);
+        return tm_error_prefix(err, "listing failed, nothing deleted: ");
+    }
+    struct retention_plan plan;
+    rc = retention_plan(&cat, &db->retention, opts->has_now ? opts->now_ms : clock_now_ms(), &plan, err);
+    size_t deleted = 0;
+    if (rc == 0 && !opts->dry_run)
+        rc = retention_apply(st, &plan, &deleted, err);
+    if (rc == 0 && opts->json)
+        print_json(db->name, rep->name, &plan, opts->dry_run, *first);
+    else if (rc == 0)
+        print_text(db->name, rep->name, &plan, opts->dry_run);
+    if (rc == 0 && !opts->dry_run && deleted)
+        log_info("%s: retention deleted %zu object(s) from replica '%s'", db->name, deleted, rep->name);
+    *first = 0;
+    retention_plan_release(&plan);
+    catalog_release(&cat);
+    storage_free(st);
+    return rc;
+}
+
+static int replica_selected(const struct config_db *db, size_t i, const char *wanted)
+{
+    if (!wanted)
+        return 1;
+    char *end;
+    long index = strtol(wanted, &end, 10);
+    return strcmp(db->replicas[i].name, wanted) == 0 || (!*end && index == (long)i);
+}
+
+int retention_run(const struct config *cfg, const struct retention_options *opts)
+{
+    struct tm_error err;
+    if (opts->db_name && !config_find_db(cfg, opts->db_name, &err)) {
+        tm_error_print(&err);
+        return 1;
+    }
+    int failed = 0, first = 1, matched = 0;
+    if (opts->json)
+        printf("[");
+    for (size_t d = 0; d < cfg->db_count; d++) {
+        const struct config_db *db = &cfg->dbs[d];
+        if (opts->db_name && strcmp(db->name, opts->db_name) != 0)
+            continue;
+        if (!db->retention.enabled) {
+            if (!opts->json)
+                printf("database %s: retention is off\n", db->name);
+            continue;
+        }
+        for (size_t r = 0; r < db->replica_count; r++) {
+            if (!replica_selected(db, r, opts->replica))
+                continue;
+            matched++;
+            if (run_replica(db, &db->replicas[r], opts, &first, &err) != 0) {
+                tm_error_prefix(&err, "database '%s', replica '%s': ", db->name, db->replicas[r].name);
+                tm_error_print(&err);
+                failed = 1;
+            }
+        }
+    }
+    if (opts->json)
+        printf("]\n");
+    if (opts->replica && !matched) {
+        fprintf(stderr, "error: no replica '%s'\n", opts->replica);
+        return 1;
+    }
+    return failed;
+}

@@ -1,0 +1,71 @@
+/* retention.h - grandfather-father-son retention of one replica's archive
+ * of one database, and the `tidemark retention` command.
+ *
+ * retention_plan decides from the catalogue alone (names, times, sizes)
+ * which snapshots and segments stay and why; retention_apply deletes the
+ * rest. Planning is a pure function of the catalogue, the rules and "now",
+ * so it is tested over simulated years (tests/unit/test_retention.c). */
+#ifndef TM_RETENTION_H
+#define TM_RETENTION_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../common/archive.h"
+#include "../common/config.h"
+#include "../common/crypto.h"
+
+/* Why an object stays (bit set). */
+enum retention_rule {
+    KEEP_NEWEST = 1 << 0,         /* the newest snapshot: never deleted */
+    KEEP_DAILY = 1 << 1,
+    KEEP_WEEKLY = 1 << 2,
+    KEEP_MONTHLY = 1 << 3,
+    KEEP_YEARLY = 1 << 4,
+    KEEP_POINT_IN_TIME = 1 << 5,  /* needed for a second inside the window */
+    KEEP_INCOMPLETE = 1 << 6,     /* a generation with no snapshot (yet) */
+};
+
+struct retention_object {
+    const char *key;              /* into the catalogue */
+    const char *generation;
+    int is_snapshot;
+    uint64_t index;
+    int64_t time_ms;              /* snapshot time, or a segment's last commit */
+    uint64_t size;
+    unsigned rules;               /* 0: delete */
+};
+
+struct retention_plan {
+    struct retention_object *objects;   /* oldest first */
+    size_t count;
+    size_t deleted_snapshots, deleted_segments, kept_snapshots, kept_segments;
+    uint64_t deleted_bytes;
+    int64_t window_start_ms;            /* every second after it stays restorable */
+};
+
+int retention_plan(const struct catalog *cat, const struct config_retention *rules, int64_t now_ms,
+                   struct retention_plan *out, struct tm_error *err);
+void retention_plan_release(struct retention_plan *plan);
+
+/* "newest, daily, point-in-time" */
+void retention_rules_text(unsigned rules, char *out, size_t len);
+
+/* Deletes what the plan does not keep, oldest first. Stops at the first
+ * storage error (what was deleted before stays deleted; nothing kept is
+ * ever touched). */
+int retention_apply(struct storage *st, const struct retention_plan *plan, size_t *deleted,
+                    struct tm_error *err);
+
+struct retention_options {
+    const char *db_name;          /* NULL: every database */
+    const char *replica;          /* NULL: every replica */
+    int dry_run, json;
+    int has_now;
+    int64_t now_ms;               /* --now: plan as of that time */
+};
+
+/* The command: plan (and apply) for each database and replica; 0 on success. */
+int retention_run(const struct config *cfg, const struct retention_options *opts);
+
+#endif

@@ -18,6 +18,8 @@
  *    03:00, through an ev_periodic on the wall clock) and/or the
  *    snapshot-interval timer: a new base snapshot inside the current
  *    generation; one missed while the sidecar was down is taken at start;
+ *  - after each snapshot, and daily: retention, in a child process
+ *    (`tidemark retention -c FILE NAME`) so the loop never waits on it;
  *  - SIGTERM / SIGINT: scan and ship what is committed, then stop.
  *
  * When the tailer or shipper reports that continuity is lost, the database
@@ -53,7 +55,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/inotify.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define SCAN_DELAY_S 0.005
@@ -81,6 +85,8 @@ struct db_context {
     ev_timer snapshot_timer;         /* snapshot-interval */
     ev_periodic snapshot_periodic;   /* snapshot: { schedule } (wall clock, UTC) */
     int failing;                     /* last attempt failed (logged once) */
+    ev_child retention_child;        /* a `tidemark retention` run in progress */
+    ev_timer retention_timer;        /* at least daily */
     uint32_t checkpoint_floor;       /* WAL frame of the last checkpoint attempt */
 };
 
@@ -314,6 +320,55 @@ static void on_scan(struct ev_loop *loop, ev_timer *w, int revents)
         report(ctx, "cannot read the WAL", &err);
 }
 
+/* Retention runs as a child process (`tidemark retention -c FILE NAME`):
+ * listing and deleting on a remote replica can take seconds, and the loop
+ * must never wait for them. One run per database at a time. */
+static void on_retention_done(struct ev_loop *loop, ev_child *w, int revents)
+{
+    (void)revents;
+    struct db_context *ctx = w->data;
+    ev_child_stop(loop, w);
+    if (WIFEXITED(w->rstatus) && WEXITSTATUS(w->rstatus) == 0)
+        log_debug("%s: retention finished", ctx->cfg->name);
+    else
+        log_error("%s: retention failed (exit status %d); nothing is deleted after an error, it runs again "
+                  "after the next snapshot", ctx->cfg->name, WIFEXITED(w->rstatus) ? WEXITSTATUS(w->rstatus) : -1);
+}
+
+static void run_retention(struct db_context *ctx)
+{
+    if (!ctx->cfg->retention.enabled || ev_is_active(&ctx->retention_child))
+        return;
+    char self[PATH_MAX];
+    ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (len <= 0) {
+        log_error("%s: cannot run retention: /proc/self/exe: %s", ctx->cfg->name, strerror(errno));
+        return;
+    }
+    self[len] = '\0';
+    pid_t pid = fork();
+    if (pid < 0) {
+        log_error("%s: cannot run retention: fork: %s", ctx->cfg->name, strerror(errno));
+        return;
+    }
+    if (pid == 0) {
+        int devnull = open("/dev/null", O_WRONLY);
+        if (devnull >= 0)
+            dup2(devnull, STDOUT_FILENO);   /* the report; errors still go to stderr */
+        execl(self, self, "retention", "-c", ctx->owner->cfg->file, ctx->cfg->name, (char *)NULL);
+        _exit(127);
+    }
+    ev_child_set(&ctx->retention_child, pid, 0);
+    ev_child_start(ctx->owner->loop, &ctx->retention_child);
+}
+
+static void on_retention_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    run_retention(w->data);
+}
+
 /* A base snapshot now, in the current generation. */
 static void snapshot_now(struct db_context *ctx)
 {
@@ -335,6 +390,8 @@ static void snapshot_now(struct db_context *ctx)
     kick_uploaders(ctx);
     if (rc != 0)
         report(ctx, "snapshot failed (will retry at the next scheduled time)", &err);
+    else
+        run_retention(ctx);
 }
 
 static void on_snapshot_interval(struct ev_loop *loop, ev_timer *w, int revents)
@@ -437,6 +494,7 @@ static void on_stop(struct ev_loop *loop, ev_signal *w, int revents)
         ev_timer_stop(loop, &ctx->scan_timer);
         ev_timer_stop(loop, &ctx->snapshot_timer);
         ev_periodic_stop(loop, &ctx->snapshot_periodic);
+        ev_timer_stop(loop, &ctx->retention_timer);
         if (!ctx->tailer || ctx->need_generation) {
             rep->exit_code = 1;
             continue;
@@ -572,6 +630,11 @@ static int setup_database(struct replicator *rep, struct db_context *ctx,
         ctx->snapshot_periodic.data = ctx;
         ev_periodic_start(rep->loop, &ctx->snapshot_periodic);
     }
+    ev_child_init(&ctx->retention_child, on_retention_done, 0, 0);
+    ctx->retention_child.data = ctx;
+    ev_timer_init(&ctx->retention_timer, on_retention_timer, 60., 86400.);   /* a minute after start, then daily */
+    ctx->retention_timer.data = ctx;
+    ev_timer_start(rep->loop, &ctx->retention_timer);
     catch_up_missed_snapshot(ctx);
     log_info("%s: replicating '%s' every %lldms to %zu replica(s)", cfg->name, cfg->path,
              (long long)cfg->sync_interval_ms, ctx->replica_count);

@@ -259,6 +259,15 @@ static int file_remove(void *self, const char *key, struct tm_error *err)
         return -1;
     if (unlink(path) != 0 && errno != ENOENT)
         return tm_error_set(err, "cannot remove '%s': %s", path, strerror(errno));
+    /* Directories left empty go too (a generation whose objects were all
+     * deleted disappears, as it does on S3); a non-empty one stops this. */
+    const struct file_storage *fs = self;
+    size_t root_len = strlen(fs->root);
+    for (char *slash = strrchr(path, '/'); slash && (size_t)(slash - path) > root_len; slash = strrchr(path, '/')) {
+        *slash = '\0';
+        if (rmdir(path) != 0)
+            break;
+    }
     return 0;
 }
 

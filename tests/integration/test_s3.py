@@ -60,10 +60,10 @@ def s3_replica(bucket, name="s3", prefix="prod/app", secret=SECRET_KEY, extra=""
             "        secret-access-key: %s\n%s" % (name, bucket, prefix, ENDPOINT, ACCESS_KEY, secret, extra))
 
 
-def file_and_s3(env_name, bucket, **kw):
-    env = Env(env_name, **kw)
+def file_and_s3(env_name, bucket, extra_db="", **kw):
+    env = Env(env_name, extra_db=extra_db, **kw)
     env.replicas = "      - type: file\n        path: %s\n" % env.backup + s3_replica(bucket)
-    env.config = env.write_config("tidemark.yml", env.key)
+    env.config = env.write_config("tidemark.yml", env.key, extra_db=extra_db)
     return env
 
 
@@ -329,6 +329,28 @@ def test_credentials_from_environment_and_shared_file():
         env.cleanup()
 
 
+def test_retention_on_s3():
+    """Retention deletes from a bucket exactly what it deletes from a
+    directory, and the latest point still restores exactly from S3."""
+    bucket = new_bucket()
+    env = file_and_s3("s3retention", bucket, extra_db="    snapshot-interval: 1s\n    retention: off\n")
+    try:
+        env.replicate_writes(200, "--delay-ms", "15")
+        env.config = env.write_config("retention.yml", env.key, extra_db="    snapshot-interval: 1s\n")
+        snaps = [k for k in s3_keys(bucket, "prod/app") if k.endswith(".snap")]
+        check(len(snaps) >= 2, "expected several snapshots on S3: %r" % snaps)
+        later = iso(int(time.time() * 1000) + 10 * 86400 * 1000)
+        proc = subprocess.run([TIDEMARK, "retention", "-c", env.config, "--now", later], capture_output=True, text=True)
+        check(proc.returncode == 0, "retention failed: " + proc.stderr)
+        remaining = s3_keys(bucket, "prod/app")
+        check(remaining == file_keys(env.backup), "bucket and directory differ after retention")
+        check(len([k for k in remaining if k.endswith(".snap")]) == 1, "S3 snapshots left: %r" % remaining)
+        proc, out = env.restore(extra=("--replica", "s3"))
+        check(proc.returncode == 0 and restored_ids(out) == len(env.commits()), "latest from S3: " + proc.stderr)
+    finally:
+        env.cleanup()
+
+
 def test_clear_errors_for_bad_settings():
     """Wrong secret, missing bucket, wrong region, and versioning off with
     require-versioning: the sidecar refuses to start, naming the replica."""
@@ -405,6 +427,7 @@ TESTS = [
     test_tls_verification_and_custom_ca,
     test_listing_spans_several_pages,
     test_credentials_from_environment_and_shared_file,
+    test_retention_on_s3,
     test_clear_errors_for_bad_settings,
     test_multipart_snapshot_bounded_memory,
 ]

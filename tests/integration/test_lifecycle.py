@@ -1,0 +1,133 @@
+#!/usr/bin/python3
+"""Integration tests of the archive's life cycle: snapshot schedules
+(a missed snapshot is taken at start), retention (the command and the
+sidecar's own runs), verify and drills. Restores are checked against the
+writer's ground truth (helpers.py). Prints TAP.
+"""
+import json, os, re, signal, sqlite3, subprocess, sys, time
+
+from helpers import *
+
+
+def snapshots(env):
+    out = []
+    for d, _, files in os.walk(env.backup):
+        out += sorted(os.path.join(d, f) for f in files if f.endswith(".snap"))
+    return out
+
+
+def segments(env):
+    out = []
+    for d, _, files in os.walk(env.backup):
+        out += sorted(os.path.join(d, f) for f in files if f.endswith(".seg"))
+    return out
+
+
+def tidemark(*args):
+    return subprocess.run([TIDEMARK] + list(args), capture_output=True, text=True)
+
+# ------------------------------------------------------------------ tests
+
+def test_missed_scheduled_snapshot_is_taken_at_start():
+    """The sidecar was down over the scheduled time: it takes the missed
+    snapshot as soon as it is back (and not again at the next start)."""
+    env = Env("missed", extra_db='    snapshot: { schedule: "0 3 * * *" }\n')
+    try:
+        env.replicate_writes(20, "--delay-ms", "5")
+        check(len(snapshots(env)) == 1, "expected the generation's first snapshot only")
+        position = os.path.join(env.dir, ".app.db-tidemark", "position")
+        with open(position) as f:
+            text = f.read()
+        # pretend the last snapshot was taken two days ago, before 03:00
+        two_days_ago = int(time.time() * 1000) - 2 * 86400 * 1000
+        with open(position, "w") as f:
+            f.write(re.sub(r"last-snapshot \d+", "last-snapshot %d" % two_days_ago, text))
+        env.start()
+        env.write_py(20, "--delay-ms", "5", start=21)
+        time.sleep(0.5)
+        env.stop()
+        log = env.full_log()
+        check("was missed while the sidecar was down" in log, "missed snapshot not reported: " + log[-1500:])
+        check("resumed generation" in log, "the generation did not resume: " + log[-1500:])
+        check(len(snapshots(env)) == 2, "expected a second snapshot, found %d" % len(snapshots(env)))
+        env.start()
+        time.sleep(0.3)
+        env.stop()
+        check(len(snapshots(env)) == 2, "the caught-up snapshot was taken again")
+        verify_timeline(env, points=5)
+    finally:
+        env.cleanup()
+
+
+def test_retention_command():
+    """--dry-run deletes nothing and names the rule keeping each snapshot;
+    a real run as of 10 days later keeps only what the rules say, and the
+    latest point still restores exactly; older points are refused clearly."""
+    # the sidecar's own retention is off here (it would already thin out
+    # same-day snapshots); the command gets a configuration with it on
+    env = Env("retention", extra_db="    snapshot-interval: 1s\n    retention: off\n")
+    try:
+        env.replicate_writes(300, "--delay-ms", "15")
+        env.config = env.write_config("retention.yml", env.key, extra_db="    snapshot-interval: 1s\n")
+        before_snaps, before_segs = len(snapshots(env)), len(segments(env))
+        check(before_snaps >= 3, "expected several snapshots, found %d" % before_snaps)
+        later = iso(int(time.time() * 1000) + 10 * 86400 * 1000)
+        proc = tidemark("retention", "-c", env.config, "--dry-run", "--json", "--now", later)
+        check(proc.returncode == 0, "dry run failed: " + proc.stderr)
+        plan = json.loads(proc.stdout)[0]
+        check(plan["dry_run"] and plan["kept_snapshots"] == 1 and plan["deleted_snapshots"] == before_snaps - 1,
+              "dry-run plan: %r" % {k: v for k, v in plan.items() if k != "snapshots"})
+        newest = plan["snapshots"][-1]
+        check(newest["keep"] and "newest" in newest["kept_by"] and "daily" in newest["kept_by"], "newest: %r" % newest)
+        check(len(snapshots(env)) == before_snaps and len(segments(env)) == before_segs, "--dry-run deleted something")
+        proc = tidemark("retention", "-c", env.config, "--now", later)
+        check(proc.returncode == 0 and "deleted %d snapshot(s)" % (before_snaps - 1) in proc.stdout,
+              "retention: " + proc.stdout + proc.stderr)
+        check(len(snapshots(env)) == 1 and os.path.basename(snapshots(env)[0]) in newest["key"],
+              "kept snapshots: %r" % snapshots(env))
+        # the latest point is still exact
+        proc, out = env.restore()
+        check(proc.returncode == 0, "latest restore after retention: " + proc.stderr)
+        check(restored_ids(out) == len(env.commits()), "latest restore lacks rows after retention")
+        # a point before the kept snapshot no longer exists, and says so
+        first = min(t0 for t0, t1 in env.commits().values())
+        proc, _ = env.restore(iso(first + 50))
+        check(proc.returncode == 1 and "earliest restorable point" in proc.stderr, "old point: " + proc.stderr)
+        # a second run finds nothing more to delete
+        proc = tidemark("retention", "-c", env.config, "--now", later)
+        check(proc.returncode == 0 and "deleted 0 snapshot(s) and 0 segment(s)" in proc.stdout, proc.stdout)
+    finally:
+        env.cleanup()
+
+
+def test_sidecar_runs_retention_after_snapshots():
+    """With snapshots every second and a 2 s point-in-time window, the
+    sidecar's own retention runs keep the archive small while every
+    second of the window (and the latest point) stays restorable."""
+    env = Env("autoretention", extra_db="    snapshot-interval: 1s\n"
+              "    retention: { daily: 0, weekly: 0, monthly: 0, yearly: 0, point-in-time: 2s }\n")
+    try:
+        env.create_db()
+        env.start()
+        env.write_py(250, "--delay-ms", "20")
+        time.sleep(1.5)
+        env.stop()
+        count = len(snapshots(env))
+        check(1 <= count <= 4, "retention did not run: %d snapshots remain" % count)
+        commits = env.commits()
+        last = max(t1 for t0, t1 in commits.values())
+        proc, out = env.restore()
+        check(proc.returncode == 0 and restored_ids(out) == len(commits), "latest point lost: " + proc.stderr)
+        verify_point(env, commits, last - 1500)
+    finally:
+        env.cleanup()
+
+
+TESTS = [
+    test_missed_scheduled_snapshot_is_taken_at_start,
+    test_retention_command,
+    test_sidecar_runs_retention_after_snapshots,
+]
+
+if __name__ == "__main__":
+    sys.exit(run_tests(TESTS))

@@ -524,7 +524,7 @@ int restore_run(const struct config *cfg, const struct crypto_key *key,
         unlink_sidecars(temp);
         tm_error_print(&err);
         fprintf(stderr, "nothing was written at '%s'\n", opts->output);
-    } else {
+    } else if (!opts->quiet) {
         print_outcome(&rs, opts, rs.generation);
     }
     storage_free(rs.st);

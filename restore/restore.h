@@ -15,6 +15,7 @@ struct restore_options {
     int64_t target_ms;       /* valid when has_target */
     int has_target;
     int force;
+    int quiet;               /* no report on success (verify --deep, drills) */
 };
 
 /* Returns the process exit code; prints the outcome or the error. */

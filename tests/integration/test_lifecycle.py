@@ -93,6 +93,9 @@ def test_retention_command():
         first = min(t0 for t0, t1 in env.commits().values())
         proc, _ = env.restore(iso(first + 50))
         check(proc.returncode == 1 and "earliest restorable point" in proc.stderr, "old point: " + proc.stderr)
+        # what retention leaves verifies clean
+        proc = tidemark("verify", "-c", env.config, "--deep")
+        check(proc.returncode == 0, "verify after retention: " + proc.stdout + proc.stderr)
         # a second run finds nothing more to delete
         proc = tidemark("retention", "-c", env.config, "--now", later)
         check(proc.returncode == 0 and "deleted 0 snapshot(s) and 0 segment(s)" in proc.stdout, proc.stdout)
@@ -123,10 +126,86 @@ def test_sidecar_runs_retention_after_snapshots():
         env.cleanup()
 
 
+def test_verify_reports_every_damage():
+    """verify passes a healthy archive (--deep restores the newest point),
+    and reports, naming the object, every flipped byte, truncation,
+    deletion, duplicate and reordering in randomised cases."""
+    import random, shutil
+    rng = random.Random(20261124)
+    env = Env("verify", extra_db="    snapshot-interval: 1s\n    retention: off\n")
+    try:
+        env.replicate_writes(150, "--delay-ms", "15", "--big-every", "70")
+        proc = tidemark("verify", "-c", env.config, "--deep")
+        check(proc.returncode == 0 and "ok" in proc.stdout, "healthy archive: " + proc.stdout + proc.stderr)
+        pristine = os.path.join(env.dir, "pristine")
+        shutil.copytree(env.backup, pristine)
+        segs = [os.path.relpath(p, env.backup) for p in segments(env)]
+        snaps = [os.path.relpath(p, env.backup) for p in snapshots(env)]
+        check(len(segs) >= 6 and len(snaps) >= 2, "archive too small: %d segments" % len(segs))
+        first_snapshot = snaps[0]   # index 0: the base of the first run
+        # Undetectable by design (docs/design.md): the newest segment, and
+        # the first segment when a snapshot follows it exactly (that is what
+        # retention leaves behind).
+        snap_indexes = {int(os.path.basename(p).split("-")[0], 16) for p in snaps}
+        first_seg_index = int(os.path.basename(segs[0]).split("-")[0], 16)
+        deletable = [p for p in segs[:-1] if not (p == segs[0] and first_seg_index + 1 in snap_indexes)]
+        deletable.append(first_snapshot)
+        cases = []
+        for _ in range(40):
+            cases.append(("flip", rng.choice(segs + snaps)))
+        for _ in range(8):
+            cases.append(("truncate", rng.choice(segs + snaps)))
+        for victim in rng.sample(deletable, min(8, len(deletable))):
+            cases.append(("delete", victim))
+        for _ in range(6):
+            cases.append(("duplicate", rng.choice(segs[:-1])))
+        for _ in range(6):
+            a, b = rng.sample(segs, 2)
+            cases.append(("reorder", a + "|" + b))
+        detected = 0
+        for kind, target in cases:
+            shutil.rmtree(env.backup)
+            shutil.copytree(pristine, env.backup)
+            names = target.split("|")
+            path = os.path.join(env.backup, names[0])
+            if kind == "flip":
+                with open(path, "r+b") as f:
+                    size = os.path.getsize(path)
+                    pos = rng.randrange(size)
+                    f.seek(pos); b = f.read(1); f.seek(pos); f.write(bytes([b[0] ^ (1 << rng.randrange(8))]))
+            elif kind == "truncate":
+                with open(path, "r+b") as f:
+                    f.truncate(rng.randrange(os.path.getsize(path)))
+            elif kind == "delete":
+                os.unlink(path)
+            elif kind == "duplicate":
+                # the same bytes again under the name of a later index
+                index, first, last = os.path.basename(path)[:-4].split("-")
+                new = "%016x-%s-%s.seg" % (int(index, 16) + 1000, first, last)
+                shutil.copy(path, os.path.join(os.path.dirname(path), new))
+                names.append(os.path.relpath(os.path.join(os.path.dirname(path), new), env.backup))
+            elif kind == "reorder":
+                other = os.path.join(env.backup, names[1])
+                tmp = path + ".swap"
+                os.rename(path, tmp); os.rename(other, path); os.rename(tmp, other)
+            proc = tidemark("verify", "-c", env.config)
+            named = any(os.path.basename(n) in proc.stdout for n in names) or \
+                    (kind == "delete" and "missing" in proc.stdout) or (kind == "delete" and "no snapshot" in proc.stdout)
+            if proc.returncode == 1 and "PROBLEM" in proc.stdout and named:
+                detected += 1
+            else:
+                print("# undetected %s of %s: rc=%d %s" % (kind, target, proc.returncode, proc.stdout[-300:]))
+        print("# verify detected %d of %d damage cases" % (detected, len(cases)))
+        check(detected == len(cases), "verify missed %d of %d damage cases" % (len(cases) - detected, len(cases)))
+    finally:
+        env.cleanup()
+
+
 TESTS = [
     test_missed_scheduled_snapshot_is_taken_at_start,
     test_retention_command,
     test_sidecar_runs_retention_after_snapshots,
+    test_verify_reports_every_damage,
 ]
 
 if __name__ == "__main__":

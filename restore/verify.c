@@ -1,0 +1,279 @@
+/* verify.c - checking a whole replica (verify.h).
+ *
+ * For each generation of each database, every object is read in full
+ * (decrypted, chunk-authenticated, payload hash checked) through the same
+ * parsers restore uses (common/archive.c), then the structure is checked:
+ *
+ *  - each object's header matches its name (generation, index, times);
+ *  - no two objects share a snapshot's or a segment's index;
+ *  - a generation's segments form one run of consecutive indexes that
+ *    starts at a snapshot with the same index (retention only removes
+ *    every segment before its anchor snapshot, or all of them; anything
+ *    else is a gap). Undetectable without an outside record: the loss of
+ *    the newest segment, of a snapshot that segments bridge, or of the
+ *    first segments of a run when a snapshot follows them exactly;
+ *  - along a run, each segment's prev_hash is the hash of the one before,
+ *    and the first one's is the chain hash its snapshot recorded;
+ *  - commit times never go backwards along a run, and each segment's
+ *    times lie within the range its name gives;
+ *  - a generation has at least one snapshot.
+ *
+ * Every problem is reported with the object it concerns; the exit status
+ * is 0 only when there is none. --deep then restores the newest point into
+ * a scratch file and runs integrity_check on it (restore.c). */
+#include "verify.h"
+
+#include "../common/archive.h"
+#include "../common/clock.h"
+#include "restore.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct report {
+    const char *db, *replica;
+    int json;
+    size_t objects, problems;
+    int first_problem;
+};
+
+static void problem(struct report *rep, const char *object, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void problem(struct report *rep, const char *object, const char *fmt, ...)
+{
+    char what[900];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    rep->problems++;
+    if (rep->json) {
+        printf("%s{\"object\": \"%s\", \"problem\": \"", rep->first_problem ? "" : ", ", object);
+        for (const char *p = what; *p; p++)
+            printf(*p == '"' || *p == '\\' ? "\\%c" : "%c", *p);
+        printf("\"}");
+        rep->first_problem = 0;
+    } else {
+        printf("  PROBLEM %s: %s\n", object, what);
+    }
+}
+
+/* Reads every page of a snapshot so its payload hash is checked. */
+static int ignore_page(void *ctx, uint32_t page_number, const uint8_t *page, struct tm_error *err)
+{
+    (void)ctx, (void)page_number, (void)page, (void)err;
+    return 0;
+}
+
+struct segment_times {
+    int64_t previous_ms;     /* last commit time seen along the run */
+    int backwards;
+};
+
+static int check_txn_time(void *ctx, const struct txn_header *txn, struct tm_error *err)
+{
+    (void)err;
+    struct segment_times *times = ctx;
+    if (txn->time_ms < times->previous_ms)
+        times->backwards = 1;
+    times->previous_ms = txn->time_ms;
+    return 0;
+}
+
+/* The snapshot with this index, or NULL. */
+static const struct catalog_snapshot *snapshot_at(const struct catalog_generation *gen, uint64_t index)
+{
+    for (size_t i = 0; i < gen->snapshot_count; i++)
+        if (gen->snapshots[i].index == index)
+            return &gen->snapshots[i];
+    return NULL;
+}
+
+static void verify_snapshots(struct storage *st, const struct crypto_key *key,
+                             const struct catalog_generation *gen, uint8_t (*chains)[OBJECT_HASH_BYTES],
+                             struct report *rep)
+{
+    struct snapshot_visitor visitor = {NULL, ignore_page, NULL};
+    for (size_t i = 0; i < gen->snapshot_count; i++) {
+        const struct catalog_snapshot *snap = &gen->snapshots[i];
+        struct snapshot_header h;
+        struct tm_error err;
+        rep->objects++;
+        memset(chains[i], 0, OBJECT_HASH_BYTES);
+        if (snapshot_read(st, snap->key, key, &visitor, &h, &err) != 0) {
+            problem(rep, snap->key, "%s", err.msg);
+            continue;
+        }
+        memcpy(chains[i], h.chain_hash, OBJECT_HASH_BYTES);
+        if (strcmp(h.generation, gen->id) != 0 || h.index != snap->index || h.time_ms != snap->time_ms)
+            problem(rep, snap->key, "its header (generation %s, index %" PRIu64 ", time %" PRId64
+                    ") does not match its name", h.generation, h.index, h.time_ms);
+        if (snap->index == 0) {
+            uint8_t start[OBJECT_HASH_BYTES];
+            archive_chain_start(gen->id, start);
+            if (memcmp(start, h.chain_hash, sizeof start) != 0)
+                problem(rep, snap->key, "its chain hash is not the start of generation %s", gen->id);
+        }
+    }
+}
+
+static void verify_segments(struct storage *st, const struct crypto_key *key,
+                            const struct catalog_generation *gen, uint8_t (*chains)[OBJECT_HASH_BYTES],
+                            struct report *rep)
+{
+    uint8_t previous_hash[OBJECT_HASH_BYTES];
+    int have_previous = 0;
+    struct segment_times times = {INT64_MIN, 0};
+    for (size_t i = 0; i < gen->segment_count; i++) {
+        const struct catalog_segment *seg = &gen->segments[i];
+        rep->objects++;
+        if (i > 0 && gen->segments[i - 1].index == seg->index) {
+            problem(rep, seg->key, "two segments have index %016" PRIx64 " (the other is '%s')", seg->index,
+                    gen->segments[i - 1].key);
+            have_previous = 0;
+            continue;
+        }
+        int run_start = i == 0 || gen->segments[i - 1].index + 1 != seg->index;
+        const struct catalog_snapshot *base = run_start ? snapshot_at(gen, seg->index) : NULL;
+        if (run_start && i > 0) {
+            problem(rep, seg->key, "gap: segment(s) %016" PRIx64 " to %016" PRIx64 " are missing before it",
+                    gen->segments[i - 1].index + 1, seg->index - 1);
+        } else if (run_start && !base) {
+            problem(rep, seg->key, "no snapshot precedes this segment in generation %s", gen->id);
+        }
+        if (run_start) {
+            have_previous = base != NULL;
+            if (base)
+                memcpy(previous_hash, chains[base - gen->snapshots], sizeof previous_hash);
+            times.previous_ms = base ? base->time_ms : INT64_MIN;
+        }
+        struct segment_visitor visitor = {NULL, check_txn_time, NULL, &times};
+        struct segment_header h;
+        uint8_t hash[OBJECT_HASH_BYTES];
+        struct tm_error err;
+        times.backwards = 0;
+        if (segment_read(st, seg->key, key, &visitor, &h, hash, &err) != 0) {
+            problem(rep, seg->key, "%s", err.msg);
+            have_previous = 0;
+            continue;
+        }
+        if (strcmp(h.generation, gen->id) != 0 || h.index != seg->index || h.first_time_ms != seg->first_ms ||
+            h.last_time_ms != seg->last_ms)
+            problem(rep, seg->key, "its header (generation %s, index %016" PRIx64 ") does not match its name "
+                    "(moved or renamed object)", h.generation, h.index);
+        else if (have_previous && memcmp(previous_hash, h.prev_hash, sizeof previous_hash) != 0)
+            problem(rep, seg->key, "chain broken: it does not follow the object before it");
+        if (times.backwards || h.first_time_ms > h.last_time_ms)
+            problem(rep, seg->key, "commit times go backwards");
+        memcpy(previous_hash, hash, sizeof previous_hash);
+        have_previous = 1;
+        /* a snapshot taken after this segment recorded this hash */
+        for (size_t k = 0; k < gen->snapshot_count; k++)
+            if (gen->snapshots[k].index == seg->index + 1 && memcmp(chains[k], hash, sizeof hash) != 0 &&
+                memcmp(chains[k], (uint8_t[OBJECT_HASH_BYTES]){0}, OBJECT_HASH_BYTES) != 0)
+                problem(rep, gen->snapshots[k].key, "its chain hash does not match segment '%s' before it", seg->key);
+    }
+}
+
+static void verify_generation(struct storage *st, const struct crypto_key *key,
+                              const struct catalog_generation *gen, struct report *rep)
+{
+    if (gen->snapshot_count == 0) {
+        problem(rep, gen->id, "generation has no snapshot: none of it can be restored");
+    }
+    uint8_t (*chains)[OBJECT_HASH_BYTES] = calloc(gen->snapshot_count ? gen->snapshot_count : 1, OBJECT_HASH_BYTES);
+    if (!chains) {
+        problem(rep, gen->id, "out of memory");
+        return;
+    }
+    verify_snapshots(st, key, gen, chains, rep);
+    verify_segments(st, key, gen, chains, rep);
+    free(chains);
+}
+
+/* Restores the newest point into a scratch file and checks it. */
+static void verify_deep(const struct config *cfg, const struct crypto_key *key, const struct config_db *db,
+                        const char *replica, struct report *rep)
+{
+    char scratch[256];
+    const char *tmp = getenv("TMPDIR");
+    snprintf(scratch, sizeof scratch, "%s/tidemark-verify-%d.db", tmp && strlen(tmp) < 150 ? tmp : "/var/tmp",
+             (int)getpid());
+    struct restore_options opts = {.db_name = db->name, .output = scratch, .replica = replica, .force = 1,
+                                   .quiet = 1};
+    if (restore_run(cfg, key, &opts) != 0)
+        problem(rep, db->name, "restoring the newest point failed (see the error above)");
+    unlink(scratch);
+}
+
+static int verify_replica(const struct config *cfg, const struct crypto_key *key, const struct config_db *db,
+                          size_t index, const struct verify_options *opts, int *first)
+{
+    const struct config_replica *cfg_rep = &db->replicas[index];
+    struct report rep = {db->name, cfg_rep->name, opts->json, 0, 0, 1};
+    if (opts->json)
+        printf("%s{\"db\": \"%s\", \"replica\": \"%s\", \"problems\": [", *first ? "" : ",\n", db->name, cfg_rep->name);
+    else
+        printf("database %s, replica %s:\n", db->name, cfg_rep->name);
+    *first = 0;
+    struct storage *st = NULL;
+    struct catalog cat = {0};
+    struct tm_error err;
+    char replica_index[16];
+    snprintf(replica_index, sizeof replica_index, "%zu", index);
+    if (restore_open_replica(db, replica_index, &st, &err) != 0 || catalog_load(st, db->name, &cat, &err) != 0) {
+        problem(&rep, cfg_rep->name, "%s", err.msg);
+    } else {
+        if (cat.generation_count == 0)
+            problem(&rep, db->name, "no backup in this replica");
+        for (size_t g = 0; g < cat.generation_count; g++)
+            verify_generation(st, key, &cat.generations[g], &rep);
+        if (opts->deep && cat.generation_count)
+            verify_deep(cfg, key, db, replica_index, &rep);
+    }
+    catalog_release(&cat);
+    storage_free(st);
+    if (opts->json)
+        printf("], \"objects_checked\": %zu, \"ok\": %s}", rep.objects, rep.problems ? "false" : "true");
+    else
+        printf("  %zu object(s) checked%s: %s\n", rep.objects, opts->deep ? ", newest point restored" : "",
+               rep.problems ? "PROBLEMS FOUND" : "ok");
+    return rep.problems ? 1 : 0;
+}
+
+int verify_run(const struct config *cfg, const struct crypto_key *key, const struct verify_options *opts)
+{
+    struct tm_error err;
+    if (opts->db_name && !config_find_db(cfg, opts->db_name, &err)) {
+        tm_error_print(&err);
+        return 1;
+    }
+    int failed = 0, first = 1, matched = 0;
+    if (opts->json)
+        printf("[");
+    for (size_t d = 0; d < cfg->db_count; d++) {
+        const struct config_db *db = &cfg->dbs[d];
+        if (opts->db_name && strcmp(db->name, opts->db_name) != 0)
+            continue;
+        for (size_t r = 0; r < db->replica_count; r++) {
+            char *end;
+            long index = opts->replica ? strtol(opts->replica, &end, 10) : 0;
+            if (opts->replica && strcmp(db->replicas[r].name, opts->replica) != 0 && (*end || index != (long)r))
+                continue;
+            matched++;
+            failed |= verify_replica(cfg, key, db, r, opts, &first);
+        }
+    }
+    if (opts->json)
+        printf("]\n");
+    if (opts->replica && !matched) {
+        fprintf(stderr, "error: no replica '%s'\n", opts->replica);
+        return 1;
+    }
+    return failed;
+}

@@ -20,6 +20,7 @@
  *    generation; one missed while the sidecar was down is taken at start;
  *  - after each snapshot, and daily: retention, in a child process
  *    (`tidemark retention -c FILE NAME`) so the loop never waits on it;
+ *    on the drill schedule (default monthly), `tidemark drill` likewise;
  *  - SIGTERM / SIGINT: scan and ship what is committed, then stop.
  *
  * When the tailer or shipper reports that continuity is lost, the database
@@ -87,6 +88,8 @@ struct db_context {
     int failing;                     /* last attempt failed (logged once) */
     ev_child retention_child;        /* a `tidemark retention` run in progress */
     ev_timer retention_timer;        /* at least daily */
+    ev_child drill_child;            /* a `tidemark drill` run in progress */
+    ev_periodic drill_periodic;      /* drill: { schedule } */
     uint32_t checkpoint_floor;       /* WAL frame of the last checkpoint attempt */
 };
 
@@ -320,46 +323,72 @@ static void on_scan(struct ev_loop *loop, ev_timer *w, int revents)
         report(ctx, "cannot read the WAL", &err);
 }
 
-/* Retention runs as a child process (`tidemark retention -c FILE NAME`):
- * listing and deleting on a remote replica can take seconds, and the loop
- * must never wait for them. One run per database at a time. */
-static void on_retention_done(struct ev_loop *loop, ev_child *w, int revents)
+/* Retention and drills run as child processes (`tidemark retention|drill
+ * -c FILE NAME`): listing, deleting and restoring on a remote replica can
+ * take a while, and the loop must never wait for them. One of each per
+ * database at a time; a failure is logged (the child's own errors go to
+ * the same stderr). */
+static void on_child_done(struct ev_loop *loop, ev_child *w, int revents)
 {
     (void)revents;
     struct db_context *ctx = w->data;
     ev_child_stop(loop, w);
+    const char *what = w == &ctx->drill_child ? "drill" : "retention";
     if (WIFEXITED(w->rstatus) && WEXITSTATUS(w->rstatus) == 0)
-        log_debug("%s: retention finished", ctx->cfg->name);
+        log_info("%s: %s finished", ctx->cfg->name, what);
     else
-        log_error("%s: retention failed (exit status %d); nothing is deleted after an error, it runs again "
-                  "after the next snapshot", ctx->cfg->name, WIFEXITED(w->rstatus) ? WEXITSTATUS(w->rstatus) : -1);
+        log_error("%s: %s failed (exit status %d)%s", ctx->cfg->name, what,
+                  WIFEXITED(w->rstatus) ? WEXITSTATUS(w->rstatus) : -1,
+                  w == &ctx->drill_child ? "" : "; nothing is deleted after an error, it runs again after the next snapshot");
 }
 
-static void run_retention(struct db_context *ctx)
+static void spawn_command(struct db_context *ctx, const char *command, ev_child *watcher)
 {
-    if (!ctx->cfg->retention.enabled || ev_is_active(&ctx->retention_child))
+    if (ev_is_active(watcher))
         return;
     char self[PATH_MAX];
     ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
     if (len <= 0) {
-        log_error("%s: cannot run retention: /proc/self/exe: %s", ctx->cfg->name, strerror(errno));
+        log_error("%s: cannot run %s: /proc/self/exe: %s", ctx->cfg->name, command, strerror(errno));
         return;
     }
     self[len] = '\0';
     pid_t pid = fork();
     if (pid < 0) {
-        log_error("%s: cannot run retention: fork: %s", ctx->cfg->name, strerror(errno));
+        log_error("%s: cannot run %s: fork: %s", ctx->cfg->name, command, strerror(errno));
         return;
     }
     if (pid == 0) {
         int devnull = open("/dev/null", O_WRONLY);
         if (devnull >= 0)
             dup2(devnull, STDOUT_FILENO);   /* the report; errors still go to stderr */
-        execl(self, self, "retention", "-c", ctx->owner->cfg->file, ctx->cfg->name, (char *)NULL);
+        execl(self, self, command, "-c", ctx->owner->cfg->file, ctx->cfg->name, (char *)NULL);
         _exit(127);
     }
-    ev_child_set(&ctx->retention_child, pid, 0);
-    ev_child_start(ctx->owner->loop, &ctx->retention_child);
+    ev_child_set(watcher, pid, 0);
+    ev_child_start(ctx->owner->loop, watcher);
+}
+
+static void run_retention(struct db_context *ctx)
+{
+    if (ctx->cfg->retention.enabled)
+        spawn_command(ctx, "retention", &ctx->retention_child);
+}
+
+static void on_drill_schedule(struct ev_loop *loop, ev_periodic *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct db_context *ctx = w->data;
+    log_info("%s: scheduled restore drill", ctx->cfg->name);
+    spawn_command(ctx, "drill", &ctx->drill_child);
+}
+
+static ev_tstamp next_drill(ev_periodic *w, ev_tstamp now)
+{
+    const struct db_context *ctx = w->data;
+    int64_t next_ms = cron_next(&ctx->cfg->drill.cron, (int64_t)(now * 1000.0));
+    return next_ms < 0 ? now + 1e9 : (ev_tstamp)next_ms / 1000.0;
 }
 
 static void on_retention_timer(struct ev_loop *loop, ev_timer *w, int revents)
@@ -495,6 +524,7 @@ static void on_stop(struct ev_loop *loop, ev_signal *w, int revents)
         ev_timer_stop(loop, &ctx->snapshot_timer);
         ev_periodic_stop(loop, &ctx->snapshot_periodic);
         ev_timer_stop(loop, &ctx->retention_timer);
+        ev_periodic_stop(loop, &ctx->drill_periodic);
         if (!ctx->tailer || ctx->need_generation) {
             rep->exit_code = 1;
             continue;
@@ -630,8 +660,15 @@ static int setup_database(struct replicator *rep, struct db_context *ctx,
         ctx->snapshot_periodic.data = ctx;
         ev_periodic_start(rep->loop, &ctx->snapshot_periodic);
     }
-    ev_child_init(&ctx->retention_child, on_retention_done, 0, 0);
+    ev_child_init(&ctx->retention_child, on_child_done, 0, 0);
     ctx->retention_child.data = ctx;
+    ev_child_init(&ctx->drill_child, on_child_done, 0, 0);
+    ctx->drill_child.data = ctx;
+    if (cfg->drill.enabled) {
+        ev_periodic_init(&ctx->drill_periodic, on_drill_schedule, 0., 0., next_drill);
+        ctx->drill_periodic.data = ctx;
+        ev_periodic_start(rep->loop, &ctx->drill_periodic);
+    }
     ev_timer_init(&ctx->retention_timer, on_retention_timer, 60., 86400.);   /* a minute after start, then daily */
     ctx->retention_timer.data = ctx;
     ev_timer_start(rep->loop, &ctx->retention_timer);

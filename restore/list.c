@@ -5,10 +5,12 @@
 
 #include "../common/archive.h"
 #include "../common/clock.h"
+#include "drill.h"
 #include "restore.h"
 
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 struct generation_summary {
@@ -32,7 +34,25 @@ static void summarise(const struct catalog_generation *gen, struct generation_su
         out->to_ms = gen->segments[gen->segment_count - 1].last_ms;
 }
 
-static void print_text(const char *db, const char *replica, const struct catalog *cat)
+/* "2026-11-24T04:00:01.234Z ok, RTO 0.52 s, RPO 1.30 s" from a drill
+ * record (drill.c writes it, so its fields are known). */
+static void drill_summary(const char *record, char *out, size_t len)
+{
+    char when[40] = "?";
+    long long rto = -1, rpo = -1;
+    const char *p;
+    if ((p = strstr(record, "\"time\": \"")))
+        sscanf(p + 9, "%39[^\"]", when);
+    if ((p = strstr(record, "\"rto_ms\": ")))
+        rto = strtoll(p + 10, NULL, 10);
+    if ((p = strstr(record, "\"rpo_ms\": ")))
+        rpo = strtoll(p + 10, NULL, 10);
+    int ok = strstr(record, "\"ok\": true") != NULL;
+    snprintf(out, len, "%s %s, RTO %.2f s, RPO %.2f s", when, ok ? "ok" : "FAILED", (double)rto / 1000.0,
+             (double)rpo / 1000.0);
+}
+
+static void print_text(const char *db, const char *replica, const struct catalog *cat, const char *drill)
 {
     printf("database %s, replica %s: %zu generation(s)\n", db, replica, cat->generation_count);
     for (size_t g = 0; g < cat->generation_count; g++) {
@@ -55,9 +75,14 @@ static void print_text(const char *db, const char *replica, const struct catalog
             printf("    snapshot %s  %" PRIu64 " bytes\n", when, gen->snapshots[s].size);
         }
     }
+    char summary[200] = "none recorded (tidemark drill)";
+    if (drill)
+        drill_summary(drill, summary, sizeof summary);
+    printf("  last drill: %s\n", summary);
 }
 
-static void print_json(const char *db, const char *replica, const struct catalog *cat, int first_db)
+static void print_json(const char *db, const char *replica, const struct catalog *cat, const char *drill,
+                       int first_db)
 {
     printf("%s{\"database\":\"%s\",\"replica\":\"%s\",\"generations\":[", first_db ? "" : ",", db,
            replica);
@@ -81,7 +106,7 @@ static void print_json(const char *db, const char *replica, const struct catalog
         }
         printf("]}");
     }
-    printf("]}");
+    printf("],\"last_drill\":%s}", drill ? drill : "null");
 }
 
 int list_run(const struct config *cfg, const char *db_name, const char *replica, int json)
@@ -109,10 +134,17 @@ int list_run(const struct config *cfg, const char *db_name, const char *replica,
             tm_error_print(&err);
             rc = 1;
         } else {
+            char *drill = NULL;
+            int found = 0;
+            if (drill_latest(st, db->name, &drill, &found, &err) != 0) {
+                tm_error_print(&err);
+                rc = 1;
+            }
             if (json)
-                print_json(db->name, storage_describe(st), &cat, printed == 0);
+                print_json(db->name, storage_describe(st), &cat, drill, printed == 0);
             else
-                print_text(db->name, storage_describe(st), &cat);
+                print_text(db->name, storage_describe(st), &cat, drill);
+            free(drill);
             printed++;
             catalog_release(&cat);
         }

@@ -524,8 +524,14 @@ int restore_run(const struct config *cfg, const struct crypto_key *key,
         unlink_sidecars(temp);
         tm_error_print(&err);
         fprintf(stderr, "nothing was written at '%s'\n", opts->output);
-    } else if (!opts->quiet) {
-        print_outcome(&rs, opts, rs.generation);
+    } else {
+        if (!opts->quiet)
+            print_outcome(&rs, opts, rs.generation);
+        if (opts->outcome)
+            *opts->outcome = (struct restore_outcome){
+                .point_ms = rs.last_commit_ms ? rs.last_commit_ms : rs.snapshot_ms,
+                .transactions = rs.transactions_applied, .segments = rs.segments_read,
+                .bytes = (uint64_t)rs.db_size * rs.page_size};
     }
     storage_free(rs.st);
     return rc == 0 ? 0 : 1;

@@ -8,6 +8,12 @@
 #include "../common/crypto.h"
 #include "../common/storage/storage.h"
 
+/* What a successful restore produced. */
+struct restore_outcome {
+    int64_t point_ms;        /* commit time of the last transaction included (or the snapshot's) */
+    uint64_t transactions, segments, bytes;
+};
+
 struct restore_options {
     const char *db_name;
     const char *output;
@@ -16,6 +22,7 @@ struct restore_options {
     int has_target;
     int force;
     int quiet;               /* no report on success (verify --deep, drills) */
+    struct restore_outcome *outcome;   /* filled on success when not NULL */
 };
 
 /* Returns the process exit code; prints the outcome or the error. */

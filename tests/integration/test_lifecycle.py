@@ -201,11 +201,51 @@ def test_verify_reports_every_damage():
         env.cleanup()
 
 
+def test_drill_measures_rto_rpo_and_records_it():
+    """A drill restores the newest point, runs the check query on it,
+    reports RTO and RPO, leaves nothing in staging and records the result
+    in the replica, where list shows it; a failing check fails the drill."""
+    staging_holder = {}
+    def drill_section(sql):
+        return '    drill: { staging: %s, check-sql: "%s" }\n' % (staging_holder["dir"], sql)
+    env = Env("drill")
+    staging_holder["dir"] = os.path.join(env.dir, "staging")
+    try:
+        env.config = env.write_config("tidemark.yml", env.key, extra_db=drill_section("SELECT count(*) FROM t"))
+        env.replicate_writes(80, "--delay-ms", "10")
+        last_commit = max(t1 for t0, t1 in env.commits().values())
+        proc = tidemark("drill", "-c", env.config, "app", "--json")
+        check(proc.returncode == 0, "drill failed: " + proc.stdout + proc.stderr)
+        record = json.loads(proc.stdout)[0]
+        now = int(time.time() * 1000)
+        check(record["ok"] and record["check_result"] == "80", "drill record: %r" % record)
+        check(0 <= record["rto_ms"] < 60000, "RTO: %r" % record)
+        # RPO: the newest restorable transaction is the last commit (seen within 250 ms of it)
+        check(now - last_commit - 1000 <= record["rpo_ms"] <= now - last_commit + 500, "RPO %d ms, last commit %d ms ago"
+              % (record["rpo_ms"], now - last_commit))
+        check(os.listdir(staging_holder["dir"]) == [], "drill left files in staging: %r" % os.listdir(staging_holder["dir"]))
+        proc = tidemark("list", "-c", env.config)
+        check("last drill: %s ok" % record["time"] in proc.stdout, "list: " + proc.stdout)
+        # a check query that returns no row fails the drill, and that is recorded too
+        env.config = env.write_config("failing.yml", env.key, extra_db=drill_section("SELECT id FROM t WHERE id < 0"))
+        proc = tidemark("drill", "-c", env.config, "app")
+        check(proc.returncode == 1 and "FAILED: check-sql returned no row" in proc.stdout, "failing drill: " + proc.stdout)
+        proc = tidemark("list", "-c", env.config, "--json")
+        last = json.loads(proc.stdout)[0]["last_drill"]
+        check(last and last["ok"] is False and "no row" in last["error"], "recorded failure: %r" % last)
+        env.config = env.write_config("broken.yml", env.key, extra_db=drill_section("SELEC nonsense"))
+        proc = tidemark("drill", "-c", env.config, "app")
+        check(proc.returncode == 1 and "check-sql failed" in proc.stdout, "broken check-sql: " + proc.stdout)
+    finally:
+        env.cleanup()
+
+
 TESTS = [
     test_missed_scheduled_snapshot_is_taken_at_start,
     test_retention_command,
     test_sidecar_runs_retention_after_snapshots,
     test_verify_reports_every_damage,
+    test_drill_measures_rto_rpo_and_records_it,
 ]
 
 if __name__ == "__main__":

@@ -1,0 +1,264 @@
+/* drill.c - restore drills (drill.h): the seed's monthly restore test.
+ *
+ * For each replica: restore the newest point into the staging directory
+ * (restore.c, which checks every object and runs integrity_check), run the
+ * configured check query on the result (it must succeed and return a
+ * row), and measure
+ *   RTO = wall time of the restore, and
+ *   RPO = age of the newest restorable transaction at that moment
+ * (what a disaster right then would have lost). The scratch copy is then
+ * removed. Each drill is recorded in the replica it tested, as one small
+ * JSON object "NAME/drills/<unix ms>-<replica>.json" (objects are
+ * immutable, so the log is a directory of records, newest last), where
+ * every host sees the history; `tidemark list` shows the newest. */
+#include "drill.h"
+
+#include "../common/clock.h"
+#include "../common/fsutil.h"
+#include "restore.h"
+
+#include <inttypes.h>
+#include <limits.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+struct drill_result {
+    int ok;
+    int64_t started_ms, rto_ms, rpo_ms, point_ms;
+    char check[128];         /* the check query's first value */
+    char error[600];
+};
+
+static int64_t monotonic_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Runs the check query: it must succeed and return at least one row. */
+static int run_check(const char *path, const char *sql, char *value, size_t len, struct tm_error *err)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *stmt = NULL;
+    int rc = -1;
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
+        tm_error_set(err, "cannot open the restored copy: %s", sqlite3_errmsg(db));
+    else if (sqlite3_prepare_v2(db, sql, -1, &stmt, NULL) != SQLITE_OK)
+        tm_error_set(err, "check-sql failed: %s", sqlite3_errmsg(db));
+    else {
+        int step = sqlite3_step(stmt);
+        if (step == SQLITE_ROW) {
+            const unsigned char *text = sqlite3_column_text(stmt, 0);
+            snprintf(value, len, "%s", text ? (const char *)text : "NULL");
+            rc = 0;
+        } else if (step == SQLITE_DONE) {
+            tm_error_set(err, "check-sql returned no row: %s", sql);
+        } else {
+            tm_error_set(err, "check-sql failed: %s", sqlite3_errmsg(db));
+        }
+    }
+    sqlite3_finalize(stmt);
+    sqlite3_close(db);
+    return rc;
+}
+
+static void remove_copy(const char *path)
+{
+    char side[PATH_MAX + 8];
+    unlink(path);
+    snprintf(side, sizeof side, "%s-wal", path);
+    unlink(side);
+    snprintf(side, sizeof side, "%s-shm", path);
+    unlink(side);
+}
+
+static void drill_one(const struct config *cfg, const struct crypto_key *key, const struct config_db *db,
+                      size_t replica, struct drill_result *out)
+{
+    memset(out, 0, sizeof *out);
+    out->started_ms = clock_now_ms();
+    struct tm_error err;
+    char scratch[PATH_MAX], index[16];
+    snprintf(index, sizeof index, "%zu", replica);
+    snprintf(scratch, sizeof scratch, "%s/%s-%s-%d.db", db->drill.staging, db->name, db->replicas[replica].name,
+             (int)getpid());
+    if (fsutil_make_dirs(db->drill.staging, &err) != 0) {
+        snprintf(out->error, sizeof out->error, "%s", err.msg);
+        return;
+    }
+    struct restore_outcome outcome;
+    struct restore_options opts = {.db_name = db->name, .output = scratch, .replica = index, .force = 1,
+                                   .quiet = 1, .outcome = &outcome};
+    int64_t t0 = monotonic_ms();
+    int rc = restore_run(cfg, key, &opts);
+    out->rto_ms = monotonic_ms() - t0;
+    if (rc != 0) {
+        snprintf(out->error, sizeof out->error, "the restore failed (its error is above)");
+        remove_copy(scratch);
+        return;
+    }
+    out->point_ms = outcome.point_ms;
+    out->rpo_ms = clock_now_ms() - outcome.point_ms;
+    if (db->drill.check_sql && run_check(scratch, db->drill.check_sql, out->check, sizeof out->check, &err) != 0)
+        snprintf(out->error, sizeof out->error, "%s", err.msg);
+    else
+        out->ok = 1;
+    remove_copy(scratch);
+}
+
+static void json_string(FILE *fp, const char *text)
+{
+    fputc('"', fp);
+    for (const char *p = text; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            fprintf(fp, "\\%c", *p);
+        else if ((unsigned char)*p < 0x20)
+            fprintf(fp, "\\u%04x", *p);
+        else
+            fputc(*p, fp);
+    }
+    fputc('"', fp);
+}
+
+/* The record, one line of JSON. */
+static char *format_record(const struct config_db *db, const char *replica, const struct drill_result *r)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *fp = open_memstream(&text, &len);
+    if (!fp)
+        return NULL;
+    char started[40], point[40];
+    clock_format_ms(r->started_ms, started, sizeof started);
+    clock_format_ms(r->point_ms, point, sizeof point);
+    fprintf(fp, "{\"time\": \"%s\", \"db\": ", started);
+    json_string(fp, db->name);
+    fprintf(fp, ", \"replica\": ");
+    json_string(fp, replica);
+    fprintf(fp, ", \"ok\": %s, \"rto_ms\": %" PRId64, r->ok ? "true" : "false", r->rto_ms);
+    if (r->point_ms)
+        fprintf(fp, ", \"rpo_ms\": %" PRId64 ", \"point\": \"%s\"", r->rpo_ms, point);
+    if (db->drill.check_sql) {
+        fprintf(fp, ", \"check_sql\": ");
+        json_string(fp, db->drill.check_sql);
+        fprintf(fp, ", \"check_result\": ");
+        json_string(fp, r->check);
+    }
+    if (r->error[0]) {
+        fprintf(fp, ", \"error\": ");
+        json_string(fp, r->error);
+    }
+    fprintf(fp, "}");
+    fclose(fp);
+    return text;
+}
+
+static int store_record(const struct config_db *db, size_t replica, const struct drill_result *r,
+                        const char *record, struct tm_error *err)
+{
+    struct storage *st;
+    if (storage_open_replica(&db->replicas[replica], &st, err) != 0)
+        return -1;
+    char key[512];
+    snprintf(key, sizeof key, "%s/drills/%013" PRId64 "-%s.json", db->name, r->started_ms,
+             db->replicas[replica].name);
+    struct storage_writer *w;
+    int rc = storage_write_begin(st, key, &w, err);
+    if (rc == 0 && (rc = storage_write(w, record, strlen(record), err)) != 0)
+        storage_write_abort(w);
+    else if (rc == 0)
+        rc = storage_write_commit(w, err);
+    storage_free(st);
+    return rc;
+}
+
+int drill_run(const struct config *cfg, const struct crypto_key *key, const struct drill_options *opts)
+{
+    struct tm_error err;
+    const struct config_db *db = config_find_db(cfg, opts->db_name, &err);
+    if (!db) {
+        tm_error_print(&err);
+        return 1;
+    }
+    int failed = 0, matched = 0;
+    if (opts->json)
+        printf("[");
+    for (size_t r = 0; r < db->replica_count; r++) {
+        char *end;
+        long index = opts->replica ? strtol(opts->replica, &end, 10) : 0;
+        if (opts->replica && strcmp(db->replicas[r].name, opts->replica) != 0 && (*end || index != (long)r))
+            continue;
+        struct drill_result result;
+        drill_one(cfg, key, db, r, &result);
+        char *record = format_record(db, db->replicas[r].name, &result);
+        if (!record) {
+            fprintf(stderr, "error: out of memory\n");
+            return 1;
+        }
+        if (store_record(db, r, &result, record, &err) != 0) {
+            tm_error_prefix(&err, "drill of '%s' on replica '%s' could not be recorded: ", db->name,
+                            db->replicas[r].name);
+            tm_error_print(&err);
+            failed = 1;
+        }
+        if (opts->json)
+            printf("%s%s", matched ? ",\n" : "", record);
+        else if (result.ok)
+            printf("drill %s on replica %s: ok; RTO %.2f s (restore with checks), RPO %.2f s (newest restorable "
+                   "transaction's age)%s%s\n", db->name, db->replicas[r].name, (double)result.rto_ms / 1000.0,
+                   (double)result.rpo_ms / 1000.0, db->drill.check_sql ? "; check-sql returned " : "",
+                   db->drill.check_sql ? result.check : "");
+        else
+            printf("drill %s on replica %s: FAILED: %s\n", db->name, db->replicas[r].name, result.error);
+        failed |= !result.ok;
+        matched++;
+        free(record);
+    }
+    if (opts->json)
+        printf("]\n");
+    if (!matched) {
+        fprintf(stderr, "error: database '%s' has no replica '%s'\n", db->name, opts->replica);
+        return 1;
+    }
+    return failed;
+}
+
+int drill_latest(struct storage *st, const char *db, char **record, int *found, struct tm_error *err)
+{
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/drills", db);
+    *found = 0;
+    *record = NULL;
+    struct storage_list list;
+    if (storage_list(st, dir, &list, err) != 0)
+        return -1;
+    int rc = 0;
+    for (size_t i = list.count; i-- > 0;) {
+        const struct storage_entry *e = &list.entries[i];
+        size_t len = strlen(e->name);
+        if (e->is_dir || len < 6 || strcmp(e->name + len - 5, ".json") != 0)
+            continue;
+        char key[1024];
+        snprintf(key, sizeof key, "%s/%s", dir, e->name);
+        uint8_t *data;
+        size_t size;
+        if ((rc = storage_read_all(st, key, &data, &size, err)) == 0) {
+            *record = realloc(data, size + 1);
+            if (!*record) {
+                free(data);
+                rc = tm_error_set(err, "out of memory");
+            } else {
+                (*record)[size] = '\0';
+                *found = 1;
+            }
+        }
+        break;
+    }
+    storage_list_release(&list);
+    return rc;
+}

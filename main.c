@@ -5,6 +5,7 @@
 #include "common/config.h"
 #include "common/crypto.h"
 #include "common/log.h"
+#include "replicator/control.h"
 #include "replicator/replicate.h"
 #include "replicator/retention.h"
 #include "restore/drill.h"
@@ -29,6 +30,7 @@ static const char *usage_main =
     "          [--timestamp TIME] [--replica NAME|INDEX] [--force]\n"
     "  list -c FILE [NAME] [--json]      what the replicas hold\n"
     "  verify -c FILE [NAME] [--deep]    check every object and the archive's structure\n"
+    "  snapshot -c FILE NAME             a base snapshot now, stored on every replica\n"
     "  drill -c FILE NAME [--json]       restore test measuring RTO and RPO, recorded in the replica\n"
     "  retention -c FILE [NAME] [--dry-run] [--json]\n"
     "                                    delete what the retention rules do not keep\n"
@@ -78,6 +80,12 @@ static const char *usage_drill =
     "the result in the replica (shown by 'tidemark list'). Exit status 0 only if all passed.\n"
     "The sidecar runs it on the drill schedule (default monthly: \"0 4 1 * *\").\n";
 
+static const char *usage_snapshot =
+    "usage: tidemark snapshot -c FILE NAME [--timeout DURATION]\n"
+    "Takes a base snapshot of database NAME now and returns once every replica has it\n"
+    "(default timeout 1h). A running sidecar takes it (through its control socket in the\n"
+    "state directory); with none running, this command takes it itself.\n";
+
 static const char *usage_keygen =
     "usage: tidemark keygen -o FILE\n"
     "Writes a new random 256-bit key to FILE (which must not exist) with mode 0600.\n"
@@ -108,7 +116,8 @@ static int load_config_and_key(const char *path, struct config **cfg, struct cry
     return 0;
 }
 
-enum { OPT_TIMESTAMP = 256, OPT_FORCE, OPT_REPLICA, OPT_JSON, OPT_HELP, OPT_DRY_RUN, OPT_NOW, OPT_DEEP };
+enum { OPT_TIMESTAMP = 256, OPT_FORCE, OPT_REPLICA, OPT_JSON, OPT_HELP, OPT_DRY_RUN, OPT_NOW, OPT_DEEP,
+       OPT_TIMEOUT };
 
 static const struct option long_options[] = {
     {"config", required_argument, NULL, 'c'},   {"output", required_argument, NULL, 'o'},
@@ -116,12 +125,12 @@ static const struct option long_options[] = {
     {"force", no_argument, NULL, OPT_FORCE},    {"replica", required_argument, NULL, OPT_REPLICA},
     {"json", no_argument, NULL, OPT_JSON},      {"verbose", no_argument, NULL, 'v'},
     {"dry-run", no_argument, NULL, OPT_DRY_RUN}, {"now", required_argument, NULL, OPT_NOW},
-    {"deep", no_argument, NULL, OPT_DEEP},
+    {"deep", no_argument, NULL, OPT_DEEP},       {"timeout", required_argument, NULL, OPT_TIMEOUT},
     {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
 };
 
 struct cli {
-    const char *config, *output, *timestamp, *replica, *now;
+    const char *config, *output, *timestamp, *replica, *now, *timeout;
     int force, json, verbose, help, dry_run, deep;
 };
 
@@ -143,6 +152,7 @@ static int parse_options(int argc, char **argv, const char *usage, struct cli *c
         case OPT_DRY_RUN: cli->dry_run = 1; break;
         case OPT_NOW: cli->now = optarg; break;
         case OPT_DEEP: cli->deep = 1; break;
+        case OPT_TIMEOUT: cli->timeout = optarg; break;
         default: return bad_usage(usage, NULL);
         }
     }
@@ -166,7 +176,7 @@ static int cmd_replicate(int argc, char **argv)
     struct crypto_key *key;
     if (load_config_and_key(cli.config, &cfg, &key) != 0)
         return 1;
-    int rc = replicate_run(cfg, key);
+    int rc = replicate_run(cfg, key, NULL);
     crypto_key_free(key);
     config_free(cfg);
     return rc;
@@ -305,6 +315,53 @@ static int cmd_drill(int argc, char **argv)
     return rc;
 }
 
+static int cmd_snapshot(int argc, char **argv)
+{
+    struct cli cli;
+    if (parse_options(argc, argv, usage_snapshot, &cli) != 0)
+        return 2;
+    if (cli.help)
+        return fputs(usage_snapshot, stdout), 0;
+    if (!cli.config)
+        return bad_usage(usage_snapshot, "-c FILE is required");
+    if (optind != argc - 1)
+        return bad_usage(usage_snapshot, "give exactly one database NAME");
+    int64_t timeout_ms = 3600 * 1000;
+    struct tm_error err;
+    if (cli.timeout && clock_parse_duration(cli.timeout, &timeout_ms, &err) != 0) {
+        tm_error_prefix(&err, "--timeout: ");
+        tm_error_print(&err);
+        return 2;
+    }
+    struct config *cfg;
+    struct crypto_key *key;
+    if (load_config_and_key(cli.config, &cfg, &key) != 0)
+        return 1;
+    const struct config_db *db = config_find_db(cfg, argv[optind], &err);
+    int rc = 1, no_daemon = 0;
+    char reply[1024];
+    if (!db) {
+        tm_error_print(&err);
+    } else if (control_request(db->state_dir, "snapshot", timeout_ms, reply, sizeof reply, &no_daemon, &err) == 0) {
+        if (strncmp(reply, "stored ", 7) == 0) {
+            printf("snapshot %s stored on every replica (taken by the running sidecar)\n", reply + 7);
+            rc = 0;
+        } else {
+            fprintf(stderr, "%s\n", reply);
+        }
+    } else if (no_daemon) {
+        struct replicate_options opts = {.snapshot_once = db->name, .timeout_ms = timeout_ms};
+        rc = replicate_run(cfg, key, &opts);
+        if (rc == 0)
+            printf("snapshot of '%s' stored on every replica (no sidecar was running: taken directly)\n", db->name);
+    } else {
+        tm_error_print(&err);
+    }
+    crypto_key_free(key);
+    config_free(cfg);
+    return rc;
+}
+
 static int cmd_keygen(int argc, char **argv)
 {
     struct cli cli;
@@ -349,6 +406,8 @@ int main(int argc, char **argv)
         return cmd_restore(argc - 1, argv + 1);
     if (strcmp(command, "list") == 0)
         return cmd_list(argc - 1, argv + 1);
+    if (strcmp(command, "snapshot") == 0)
+        return cmd_snapshot(argc - 1, argv + 1);
     if (strcmp(command, "drill") == 0)
         return cmd_drill(argc - 1, argv + 1);
     if (strcmp(command, "verify") == 0)

@@ -46,6 +46,7 @@
 #include "shipper.h"
 #include "spool.h"
 #include "tailer.h"
+#include "control.h"
 #include "uploader.h"
 
 #include <errno.h>
@@ -64,6 +65,7 @@
 #define SCAN_DELAY_S 0.005
 #define RETRY_DELAY_S 5.0
 #define STOP_DRAIN_S 10.0
+#define SNAPSHOT_WAITERS_MAX 8
 
 struct replicator;
 
@@ -89,6 +91,14 @@ struct db_context {
     ev_child retention_child;        /* a `tidemark retention` run in progress */
     ev_timer retention_timer;        /* at least daily */
     ev_child drill_child;            /* a `tidemark drill` run in progress */
+    struct control_server *control;  /* STATE-DIR/control.sock */
+    struct snapshot_waiter {         /* `tidemark snapshot` clients waiting for the replicas */
+        struct control_client *client;
+        char name[ARCHIVE_NAME_MAX + 24];
+    } waiters[SNAPSHOT_WAITERS_MAX];
+    size_t waiter_count;
+    ev_timer waiter_timer;
+    int generation_started;          /* start_database made a new generation (and its snapshot) */
     ev_periodic drill_periodic;      /* drill: { schedule } */
     uint32_t checkpoint_floor;       /* WAL frame of the last checkpoint attempt */
 };
@@ -106,6 +116,7 @@ struct replicator {
     ev_timer drain_timer;            /* stopping: wait for the replicas */
     int64_t stop_deadline_ms;
     int exit_code;
+    const struct replicate_options *opts;
 };
 
 static void report(struct db_context *ctx, const char *what, const struct tm_error *err)
@@ -187,6 +198,7 @@ static int start_generation(struct db_context *ctx, const char *reason, struct t
     if (take_snapshot(ctx, err) != 0)
         return -1;
     ctx->need_generation = 0;
+    ctx->generation_started = 1;
     kick_uploaders(ctx);
     return 0;
 }
@@ -398,43 +410,91 @@ static void on_retention_timer(struct ev_loop *loop, ev_timer *w, int revents)
     run_retention(w->data);
 }
 
-/* A base snapshot now, in the current generation. */
-static void snapshot_now(struct db_context *ctx)
+/* A base snapshot now, in the current generation; 0, or -1 with err set
+ * (also reported in the log). */
+static int snapshot_now(struct db_context *ctx, struct tm_error *err)
 {
     if (!ctx->tailer || ctx->need_generation)
-        return;
-    struct tm_error err;
-    if (tailer_lock(ctx->tailer, &err) != 0) {
-        report(ctx, "snapshot postponed", &err);
-        return;
+        return tm_error_set(err, "the database is not being replicated right now (see the log)");
+    if (tailer_lock(ctx->tailer, err) != 0) {
+        report(ctx, "snapshot postponed", err);
+        return -1;
     }
-    int rc = ship_all_locked(ctx, &err);
+    int rc = ship_all_locked(ctx, err);
     if (rc == 0)
-        rc = tailer_repin(ctx->tailer, 0, &err);
+        rc = tailer_repin(ctx->tailer, 0, err);
     tailer_unlock(ctx->tailer);
-    if (rc == 1)
-        return restart_database(ctx, err.msg);
+    if (rc == 1) {
+        restart_database(ctx, err->msg);   /* the new generation starts with a snapshot */
+        return ctx->need_generation ? -1 : 0;
+    }
     if (rc == 0)
-        rc = take_snapshot(ctx, &err);
+        rc = take_snapshot(ctx, err);
     kick_uploaders(ctx);
-    if (rc != 0)
-        report(ctx, "snapshot failed (will retry at the next scheduled time)", &err);
-    else
-        run_retention(ctx);
+    if (rc != 0) {
+        report(ctx, "snapshot failed (will retry at the next scheduled time)", err);
+        return -1;
+    }
+    run_retention(ctx);
+    return 0;
+}
+
+/* `tidemark snapshot` clients get their answer once no replica still has
+ * to take the snapshot (checked every 50 ms while some wait). */
+static void on_waiters(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)revents;
+    struct db_context *ctx = w->data;
+    for (size_t i = 0; i < ctx->waiter_count;) {
+        struct snapshot_waiter *waiter = &ctx->waiters[i];
+        if (spool_pending(ctx->spool, waiter->name)) {
+            i++;
+            continue;
+        }
+        char key[ARCHIVE_NAME_MAX], line[ARCHIVE_NAME_MAX + 16];
+        spool_key_of(waiter->name, key, sizeof key);
+        snprintf(line, sizeof line, "stored %s", key);
+        control_reply(waiter->client, line);
+        *waiter = ctx->waiters[--ctx->waiter_count];
+    }
+    if (!ctx->waiter_count)
+        ev_timer_stop(loop, w);
+}
+
+static void on_control_command(void *arg, const char *command, struct control_client *client)
+{
+    struct db_context *ctx = arg;
+    if (strcmp(command, "snapshot") != 0)
+        return control_reply(client, "error: unknown command (known: snapshot)");
+    if (ctx->waiter_count == SNAPSHOT_WAITERS_MAX)
+        return control_reply(client, "error: too many snapshot requests waiting; try again later");
+    struct tm_error err;
+    log_info("%s: snapshot requested through the control socket", ctx->cfg->name);
+    if (snapshot_now(ctx, &err) != 0) {
+        char line[900];
+        snprintf(line, sizeof line, "error: %s", err.msg);
+        return control_reply(client, line);
+    }
+    struct snapshot_waiter *waiter = &ctx->waiters[ctx->waiter_count++];
+    waiter->client = client;
+    snprintf(waiter->name, sizeof waiter->name, "%s", spool_last_published(ctx->spool));
+    ev_timer_again(ctx->owner->loop, &ctx->waiter_timer);
 }
 
 static void on_snapshot_interval(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)loop;
     (void)revents;
-    snapshot_now(w->data);
+    struct tm_error err;
+    snapshot_now(w->data, &err);
 }
 
 static void on_snapshot_schedule(struct ev_loop *loop, ev_periodic *w, int revents)
 {
     (void)loop;
     (void)revents;
-    snapshot_now(w->data);
+    struct tm_error err;
+    snapshot_now(w->data, &err);
 }
 
 /* libev asks when the schedule fires next after `now` (wall clock). */
@@ -461,7 +521,8 @@ static void catch_up_missed_snapshot(struct db_context *ctx)
     clock_format_ms(due, when, sizeof when);
     log_info("%s: the snapshot due at %s was missed while the sidecar was down: taking it now",
              ctx->cfg->name, when);
-    snapshot_now(ctx);
+    struct tm_error err;
+    snapshot_now(ctx, &err);
 }
 
 static void on_inotify(struct ev_loop *loop, ev_io *w, int revents)
@@ -502,8 +563,13 @@ static void on_drain(struct ev_loop *loop, ev_timer *w, int revents)
     size_t waiting = objects_waiting(rep);
     if (waiting && clock_now_ms() < rep->stop_deadline_ms)
         return;
-    if (waiting)
+    if (waiting && rep->opts && rep->opts->snapshot_once) {
+        log_error("the snapshot is safe in the spool, but not every replica has taken it yet; the sidecar "
+                  "uploads it when it runs");
+        rep->exit_code = 1;
+    } else if (waiting) {
         log_warn("stopping with objects still in the spool; they are uploaded at the next start");
+    }
     ev_break(loop, EVBREAK_ALL);
 }
 
@@ -519,6 +585,10 @@ static void on_stop(struct ev_loop *loop, ev_signal *w, int revents)
     ev_io_stop(loop, &rep->inotify_watcher);
     for (size_t i = 0; i < rep->db_count; i++) {
         struct db_context *ctx = &rep->dbs[i];
+        control_close(ctx->control);
+        ctx->control = NULL;
+        ctx->waiter_count = 0;
+        ev_timer_stop(loop, &ctx->waiter_timer);
         ev_timer_stop(loop, &ctx->sync_timer);
         ev_timer_stop(loop, &ctx->scan_timer);
         ev_timer_stop(loop, &ctx->snapshot_timer);
@@ -640,6 +710,10 @@ static int setup_database(struct replicator *rep, struct db_context *ctx,
                                    IN_MODIFY | IN_CREATE | IN_MOVED_TO | IN_DELETE | IN_CLOSE_WRITE);
     if (ctx->watch < 0)
         return tm_error_set(err, "cannot watch directory '%s': %s", ctx->dir, strerror(errno));
+    if (control_listen(rep->loop, cfg->state_dir, on_control_command, ctx, &ctx->control, err) != 0)
+        return -1;
+    ev_timer_init(&ctx->waiter_timer, on_waiters, 0., 0.05);
+    ctx->waiter_timer.data = ctx;
     kick_uploaders(ctx);   /* what the spool held from before goes first */
     if (start_database(ctx, err) != 0)
         return -1;
@@ -672,7 +746,8 @@ static int setup_database(struct replicator *rep, struct db_context *ctx,
     ev_timer_init(&ctx->retention_timer, on_retention_timer, 60., 86400.);   /* a minute after start, then daily */
     ctx->retention_timer.data = ctx;
     ev_timer_start(rep->loop, &ctx->retention_timer);
-    catch_up_missed_snapshot(ctx);
+    if (!rep->opts || !rep->opts->snapshot_once)
+        catch_up_missed_snapshot(ctx);
     log_info("%s: replicating '%s' every %lldms to %zu replica(s)", cfg->name, cfg->path,
              (long long)cfg->sync_interval_ms, ctx->replica_count);
     return 0;
@@ -683,6 +758,7 @@ static void release(struct replicator *rep)
     for (size_t i = 0; i < rep->db_count; i++) {
         struct db_context *ctx = &rep->dbs[i];
         tailer_close(ctx->tailer);
+        control_close(ctx->control);
         for (size_t j = 0; j < ctx->replica_count; j++) {
             uploader_stop(&ctx->uploaders[j]);
             storage_free(ctx->replicas[j]);
@@ -697,9 +773,27 @@ static void release(struct replicator *rep)
         close(rep->inotify_fd);
 }
 
-int replicate_run(const struct config *cfg, const struct crypto_key *key)
+/* `tidemark snapshot` without a sidecar: this database only; a snapshot
+ * (unless starting it just made one), then wait for the replicas. */
+static int run_snapshot_once(struct replicator *rep, struct tm_error *err)
 {
-    struct replicator rep = {.cfg = cfg, .key = key, .inotify_fd = -1};
+    struct db_context *ctx = &rep->dbs[0];
+    if (!ctx->generation_started && snapshot_now(ctx, err) != 0)
+        return -1;
+    char key[ARCHIVE_NAME_MAX];
+    spool_key_of(spool_last_published(ctx->spool), key, sizeof key);
+    log_info("%s: snapshot %s taken; waiting for the replicas", ctx->cfg->name, key);
+    rep->stop_deadline_ms = clock_now_ms() + rep->opts->timeout_ms;
+    ev_timer_init(&rep->drain_timer, on_drain, 0., 0.05);
+    rep->drain_timer.data = rep;
+    ev_timer_again(rep->loop, &rep->drain_timer);
+    return 0;
+}
+
+int replicate_run(const struct config *cfg, const struct crypto_key *key,
+                  const struct replicate_options *opts)
+{
+    struct replicator rep = {.cfg = cfg, .key = key, .inotify_fd = -1, .opts = opts};
     struct tm_error err;
     rep.loop = ev_default_loop(EVFLAG_AUTO);
     rep.dbs = calloc(cfg->db_count, sizeof *rep.dbs);
@@ -716,13 +810,22 @@ int replicate_run(const struct config *cfg, const struct crypto_key *key)
         return 1;
     }
     for (size_t i = 0; i < cfg->db_count; i++) {
-        rep.db_count++;
-        if (setup_database(&rep, &rep.dbs[i], &cfg->dbs[i], &err) != 0) {
-            tm_error_prefix(&err, "database '%s': ", cfg->dbs[i].name);
+        const struct config_db *db = &cfg->dbs[i];
+        if (opts && opts->snapshot_once && strcmp(db->name, opts->snapshot_once) != 0)
+            continue;
+        if (setup_database(&rep, &rep.dbs[rep.db_count++], db, &err) != 0) {
+            tm_error_prefix(&err, "database '%s': ", db->name);
             tm_error_print(&err);
             release(&rep);
             return 1;
         }
+    }
+    if (opts && opts->snapshot_once && (rep.db_count != 1 || run_snapshot_once(&rep, &err) != 0)) {
+        if (rep.db_count != 1)
+            tm_error_set(&err, "no database named '%s'", opts->snapshot_once);
+        tm_error_print(&err);
+        release(&rep);
+        return 1;
     }
     ev_io_init(&rep.inotify_watcher, on_inotify, rep.inotify_fd, EV_READ);
     rep.inotify_watcher.data = &rep;

@@ -42,6 +42,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -63,6 +65,7 @@ struct spool {
     int has_position;
     struct spool_position position;
     uint64_t bytes;
+    int lock_fd;                       /* flock held while open: one sidecar per spool */
 };
 
 static void flatten(const char *key, char *out, size_t len)
@@ -227,6 +230,23 @@ static int recover_incoming(struct spool *sp, struct tm_error *err)
     return rc;
 }
 
+/* Two sidecars on one spool would interleave objects: the second is
+ * refused while the first holds the lock (released by the kernel when
+ * the process dies, so kill -9 never leaves a stale lock). */
+static int take_lock(struct spool *sp, struct tm_error *err)
+{
+    char path[PATH_MAX + 8];
+    snprintf(path, sizeof path, "%s/lock", sp->dir);
+    sp->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (sp->lock_fd < 0)
+        return tm_error_set(err, "cannot open '%s': %s", path, strerror(errno));
+    if (flock(sp->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        tm_error_set(err, "another tidemark process is using this state directory");
+        return tm_error_hint(err, "a sidecar is already running for this database ('tidemark snapshot' talks to it)");
+    }
+    return 0;
+}
+
 /* ------------------------------------------------------------- public */
 
 /* Removes the files of a directory (snapshot staging left by a process
@@ -305,9 +325,12 @@ int spool_open(const char *dir, const char *const *replica_names, size_t replica
         return tm_error_set(err, "out of memory");
     snprintf(sp->dir, sizeof sp->dir, "%s", dir);
     snprintf(sp->incoming_dir, sizeof sp->incoming_dir, "%s/incoming", dir);
+    sp->lock_fd = -1;
     char tmp_dir[PATH_MAX];
     snprintf(tmp_dir, sizeof tmp_dir, "%s/tmp", dir);
     int rc = fsutil_make_dirs(sp->incoming_dir, err);
+    if (rc == 0)
+        rc = take_lock(sp, err);
     if (rc == 0)
         rc = fsutil_make_dirs(tmp_dir, err);
     if (rc == 0)
@@ -337,6 +360,8 @@ void spool_free(struct spool *sp)
 {
     if (!sp)
         return;
+    if (sp->lock_fd >= 0)
+        close(sp->lock_fd);   /* releases the flock */
     for (size_t i = 0; i < sp->queue_count; i++) {
         struct queue *q = &sp->queues[i];
         for (size_t j = q->head; j < q->head + q->count; j++)
@@ -444,4 +469,22 @@ int spool_queue_done(struct spool *sp, size_t replica, struct tm_error *err)
     if (q->count == 0)
         q->head = 0;
     return 0;
+}
+
+const char *spool_last_published(const struct spool *sp) { return sp->last; }
+
+int spool_pending(const struct spool *sp, const char *name)
+{
+    for (size_t i = 0; i < sp->queue_count; i++) {
+        const struct queue *q = &sp->queues[i];
+        if (q->count && strcmp(q->entries[q->head], name) <= 0)
+            return 1;   /* queues are in SEQ order: the head is the oldest */
+    }
+    return 0;
+}
+
+void spool_key_of(const char *name, char *key, size_t len)
+{
+    const char *dot = strchr(name, '.');
+    unflatten(dot ? dot + 1 : name, key, len);
 }

@@ -52,6 +52,13 @@ void spool_incoming_name(const struct spool *sp, const char *key, char *out, siz
 int spool_publish(struct spool *sp, const char *key, const struct spool_position *pos,
                   struct tm_error *err);
 
+/* The name of the last object published ("SEQ.FLAT"), "" if none, and
+ * whether some replica still has to take that object (or an older one). */
+const char *spool_last_published(const struct spool *sp);
+int spool_pending(const struct spool *sp, const char *name);
+/* The archive key of a published name. */
+void spool_key_of(const char *name, char *key, size_t len);
+
 /* Bytes of objects that some replica still needs. */
 uint64_t spool_bytes(const struct spool *sp);
 size_t spool_queue_length(const struct spool *sp, size_t replica);

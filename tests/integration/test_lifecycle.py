@@ -240,12 +240,45 @@ def test_drill_measures_rto_rpo_and_records_it():
         env.cleanup()
 
 
+def test_snapshot_command_with_and_without_sidecar():
+    """`tidemark snapshot` asks the running sidecar (control socket, mode
+    0600) and returns once the snapshot is stored; with no sidecar it takes
+    the snapshot itself. Restores stay exact."""
+    env = Env("snapcmd", extra_db="    retention: off\n")
+    try:
+        env.create_db()
+        proc = tidemark("snapshot", "-c", env.config, "app")
+        check(proc.returncode == 0 and "no sidecar was running" in proc.stdout, "without sidecar: " + proc.stdout + proc.stderr)
+        check(len(snapshots(env)) == 1, "expected 1 snapshot, found %d" % len(snapshots(env)))
+        env.start()
+        sock = os.path.join(env.dir, ".app.db-tidemark", "control.sock")
+        check(oct(os.stat(sock).st_mode & 0o777) == "0o600", "control socket mode %o" % (os.stat(sock).st_mode & 0o777))
+        writer = subprocess.Popen([WRITER_PY, env.db, env.log, "--count", "100", "--delay-ms", "10"])
+        time.sleep(0.5)
+        before = len(snapshots(env))
+        proc = tidemark("snapshot", "-c", env.config, "app")
+        check(proc.returncode == 0 and "taken by the running sidecar" in proc.stdout, "with sidecar: " + proc.stdout + proc.stderr)
+        check(len(snapshots(env)) == before + 1, "expected one more snapshot")
+        key = proc.stdout.split()[1]
+        check(os.path.exists(os.path.join(env.backup, key)), "the answer came before the replica had %s" % key)
+        writer.wait()
+        time.sleep(0.5)
+        # a second sidecar on the same state directory is refused
+        proc = tidemark("replicate", "-c", env.config)
+        check(proc.returncode == 1 and "another tidemark process" in proc.stderr, "second sidecar: " + proc.stderr)
+        env.stop()
+        verify_timeline(env, points=5)
+    finally:
+        env.cleanup()
+
+
 TESTS = [
     test_missed_scheduled_snapshot_is_taken_at_start,
     test_retention_command,
     test_sidecar_runs_retention_after_snapshots,
     test_verify_reports_every_damage,
     test_drill_measures_rto_rpo_and_records_it,
+    test_snapshot_command_with_and_without_sidecar,
 ]
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@
 #include "retention.h"
 
 #include "../common/clock.h"
+#include "../common/lease.h"
 #include "../common/log.h"
 
 #include <inttypes.h>
@@ -190,6 +191,23 @@ int retention_plan(const struct catalog *cat, const struct config_retention *rul
     return 0;
 }
 
+void retention_protect(struct retention_plan *plan, char *const *generations, size_t count)
+{
+    for (size_t i = 0; i < plan->count; i++) {
+        struct retention_object *o = &plan->objects[i];
+        for (size_t g = 0; g < count; g++) {
+            if (strcmp(o->generation, generations[g]) != 0)
+                continue;
+            if (!o->rules) {
+                o->is_snapshot ? plan->deleted_snapshots-- : plan->deleted_segments--;
+                o->is_snapshot ? plan->kept_snapshots++ : plan->kept_segments++;
+                plan->deleted_bytes -= o->size;
+            }
+            o->rules |= KEEP_IN_USE;
+        }
+    }
+}
+
 void retention_plan_release(struct retention_plan *plan)
 {
     free(plan->objects);
@@ -201,7 +219,7 @@ void retention_rules_text(unsigned rules, char *out, size_t len)
     static const struct { unsigned rule; const char *name; } names[] = {
         {KEEP_NEWEST, "newest"}, {KEEP_DAILY, "daily"}, {KEEP_WEEKLY, "weekly"},
         {KEEP_MONTHLY, "monthly"}, {KEEP_YEARLY, "yearly"}, {KEEP_POINT_IN_TIME, "point-in-time"},
-        {KEEP_INCOMPLETE, "generation-without-snapshot"}};
+        {KEEP_INCOMPLETE, "generation-without-snapshot"}, {KEEP_IN_USE, "in-use-by-a-restore"}};
     size_t used = 0;
     out[0] = '\0';
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
@@ -288,7 +306,19 @@ static int run_replica(const struct config_db *db, const struct config_replica *
         return tm_error_prefix(err, "listing failed, nothing deleted: ");
     }
     struct retention_plan plan;
-    rc = retention_plan(&cat, &db->retention, opts->has_now ? opts->now_ms : clock_now_ms(), &plan, err);
+    int64_t now_ms = opts->has_now ? opts->now_ms : clock_now_ms();
+    char **in_use = NULL;
+    size_t in_use_count = 0;
+    rc = lease_active(st, db->name, clock_now_ms(), &in_use, &in_use_count, err);
+    if (rc != 0) {
+        catalog_release(&cat);
+        storage_free(st);
+        return tm_error_prefix(err, "reading leases failed, nothing deleted: ");
+    }
+    rc = retention_plan(&cat, &db->retention, now_ms, &plan, err);
+    if (rc == 0)
+        retention_protect(&plan, in_use, in_use_count);
+    lease_list_free(in_use, in_use_count);
     size_t deleted = 0;
     if (rc == 0 && !opts->dry_run)
         rc = retention_apply(st, &plan, &deleted, err);

@@ -24,6 +24,7 @@ enum retention_rule {
     KEEP_YEARLY = 1 << 4,
     KEEP_POINT_IN_TIME = 1 << 5,  /* needed for a second inside the window */
     KEEP_INCOMPLETE = 1 << 6,     /* a generation with no snapshot (yet) */
+    KEEP_IN_USE = 1 << 7,         /* a restore, verify or drill reads its generation */
 };
 
 struct retention_object {
@@ -47,6 +48,9 @@ struct retention_plan {
 int retention_plan(const struct catalog *cat, const struct config_retention *rules, int64_t now_ms,
                    struct retention_plan *out, struct tm_error *err);
 void retention_plan_release(struct retention_plan *plan);
+
+/* Keeps everything in the generations named (leases of running restores). */
+void retention_protect(struct retention_plan *plan, char *const *generations, size_t count);
 
 /* "newest, daily, point-in-time" */
 void retention_rules_text(unsigned rules, char *out, size_t len);

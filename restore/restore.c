@@ -19,6 +19,7 @@
 
 #include "../common/archive.h"
 #include "../common/clock.h"
+#include "../common/lease.h"
 #include "../common/log.h"
 #include "../common/object.h"
 
@@ -54,6 +55,7 @@ struct restore_state {
     struct storage *local;              /* file storage on prefetch_dir */
     char prefetch_dir[PATH_MAX];
     size_t window_start, window_end;    /* segment indexes fetched, in gen->segments */
+    char lease[512];                    /* our lease on the generation (common/lease.h) */
 };
 
 #define PREFETCH_WINDOW 32
@@ -465,6 +467,11 @@ static int restore_into(struct restore_state *rs, const struct restore_options *
     if (catalog_load(rs->st, opts->db_name, &cat, err) != 0)
         return -1;
     int rc = plan(&cat, opts, &gen, &snap, err);
+    if (rc == 0 && lease_take(rs->st, opts->db_name, gen->id, clock_now_ms(), rs->lease, sizeof rs->lease, err) != 0) {
+        log_warn("could not record that this restore reads generation %s (retention may run meanwhile): %s",
+                 gen->id, err->msg);
+        rs->lease[0] = '\0';
+    }
     if (rc == 0) {
         snprintf(rs->generation, sizeof rs->generation, "%s", gen->id);
         rs->fd = open(temp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -506,6 +513,7 @@ int restore_run(const struct config *cfg, const struct crypto_key *key,
     }
     if (rc == 0)
         rc = restore_into(&rs, opts, temp, &err);
+    lease_release(rs.st, rs.lease);
     if (rs.local) {
         prefetch_drop_window(&rs);
         storage_free(rs.local);

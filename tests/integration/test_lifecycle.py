@@ -272,6 +272,40 @@ def test_snapshot_command_with_and_without_sidecar():
         env.cleanup()
 
 
+def test_retention_spares_what_a_restore_reads():
+    """A generation with a lease of a running restore is left whole by
+    retention; an expired lease protects nothing; a finished restore
+    leaves no lease behind."""
+    env = Env("lease", extra_db="    snapshot-interval: 1s\n    retention: off\n")
+    try:
+        env.replicate_writes(120, "--delay-ms", "15")
+        env.config = env.write_config("retention.yml", env.key, extra_db="    snapshot-interval: 1s\n")
+        proc, _ = env.restore()
+        check(proc.returncode == 0, proc.stderr)
+        check(not os.path.exists(os.path.join(env.backup, "app", "leases")), "the restore left its lease")
+        gen = os.listdir(os.path.join(env.backup, "app", "generations"))[0]
+        lease_dir = os.path.join(env.backup, "app", "leases")
+        os.makedirs(lease_dir)
+        lease = os.path.join(lease_dir, "otherhost-4242-1.lease")
+        now = int(time.time() * 1000)
+        later = iso(now + 10 * 86400 * 1000)
+        with open(lease, "w") as f:
+            f.write("generation %s\nexpires %d\n" % (gen, now + 3600 * 1000))
+        before = len(snapshots(env)) + len(segments(env))
+        proc = tidemark("retention", "-c", env.config, "--now", later, "--json")
+        check(proc.returncode == 0, proc.stderr)
+        plan = json.loads(proc.stdout)[0]
+        check(plan["deleted_snapshots"] == 0 and plan["deleted_segments"] == 0, "deleted under a lease: %r" % plan)
+        check(all("in-use-by-a-restore" in s["kept_by"] for s in plan["snapshots"]), "kept_by: %r" % plan["snapshots"])
+        check(len(snapshots(env)) + len(segments(env)) == before, "objects disappeared under a lease")
+        with open(lease, "w") as f:
+            f.write("generation %s\nexpires %d\n" % (gen, now - 1000))
+        proc = tidemark("retention", "-c", env.config, "--now", later, "--json")
+        check(proc.returncode == 0 and json.loads(proc.stdout)[0]["deleted_snapshots"] > 0, "expired lease still protects")
+    finally:
+        env.cleanup()
+
+
 TESTS = [
     test_missed_scheduled_snapshot_is_taken_at_start,
     test_retention_command,
@@ -279,6 +313,7 @@ TESTS = [
     test_verify_reports_every_damage,
     test_drill_measures_rto_rpo_and_records_it,
     test_snapshot_command_with_and_without_sidecar,
+    test_retention_spares_what_a_restore_reads,
 ]
 
 if __name__ == "__main__":

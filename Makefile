@@ -6,7 +6,7 @@
 #   make SANITIZE=1 build with AddressSanitizer + UBSan (also for test)
 
 CC      ?= cc
-PKGS    := sqlite3 libsodium libzstd yaml-0.1 libcurl
+PKGS    := sqlite3 libsodium libzstd yaml-0.1 libcurl libcrypto
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-format-truncation \
            $(shell pkg-config --cflags $(PKGS) 2>/dev/null)

@@ -234,15 +234,18 @@ int retention_apply(struct storage *st, const struct retention_plan *plan, size_
     *deleted = 0;
     if (plan->kept_snapshots == 0 && plan->deleted_snapshots > 0)
         return tm_error_set(err, "internal: a plan that keeps no snapshot is refused");
-    for (size_t i = 0; i < plan->count; i++) {
-        const struct retention_object *o = &plan->objects[i];
-        if (o->rules)
-            continue;
-        if (storage_remove(st, o->key, err) != 0)
-            return tm_error_prefix(err, "deleting '%s': ", o->key);
-        (*deleted)++;
-    }
-    return 0;
+    const char **keys = calloc(plan->count ? plan->count : 1, sizeof *keys);
+    if (!keys)
+        return tm_error_set(err, "out of memory");
+    size_t count = 0;
+    for (size_t i = 0; i < plan->count; i++)
+        if (!plan->objects[i].rules)
+            keys[count++] = plan->objects[i].key;   /* oldest first */
+    int rc = storage_remove_many(st, keys, count, err);
+    if (rc == 0)
+        *deleted = count;
+    free(keys);
+    return rc;
 }
 
 /* ------------------------------------------------------------- command */

@@ -226,6 +226,65 @@ static int s3_remove(void *self, const char *key, struct tm_error *err)
     return rc;
 }
 
+/* DeleteObjects: up to 1000 keys per request. The answer lists the keys
+ * that could not be deleted (<Error>), even with status 200. */
+#define DELETE_BATCH 1000
+
+static int xml_escape_into(struct buffer *b, const char *text)
+{
+    for (const char *p = text; *p; p++) {
+        const char *piece = *p == '&' ? "&amp;" : *p == '<' ? "&lt;" : *p == '>' ? "&gt;" : NULL;
+        if (s3_buffer_append(b, piece ? piece : p, piece ? strlen(piece) : 1) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int delete_batch(struct s3_storage *s3, const char *const *keys, size_t count, struct tm_error *err)
+{
+    struct buffer body = {.max = count * 1200 + 128};
+    int rc = s3_buffer_append(&body, "<Delete><Quiet>true</Quiet>", 27);
+    for (size_t i = 0; rc == 0 && i < count; i++) {
+        char full[2048];
+        snprintf(full, sizeof full, "%s%s", s3->ep.prefix, keys[i]);
+        rc = s3_buffer_append(&body, "<Object><Key>", 13);
+        if (rc == 0)
+            rc = xml_escape_into(&body, full);
+        if (rc == 0)
+            rc = s3_buffer_append(&body, "</Key></Object>", 15);
+    }
+    if (rc == 0)
+        rc = s3_buffer_append(&body, "</Delete>", 9);
+    if (rc != 0) {
+        free(body.data);
+        return tm_error_set(err, "out of memory");
+    }
+    struct buffer answer = {.max = 4 * 1024 * 1024};
+    struct response resp = {.sink = &answer, .error_body = {.max = S3_ERROR_BODY_MAX}};
+    struct request req = {.method = "POST", .query = "delete=", .checksum_header = 1,
+                          .body = {.mem = body.data, .fd = -1, .len = body.len}};
+    rc = s3_perform(&s3->ep, s3->easy, &req, &resp, err);
+    if (rc == 0 && answer.data && strstr(answer.data, "<Error>")) {
+        char key[1024] = "", code[128] = "";
+        const char *error = strstr(answer.data, "<Error>");
+        s3_xml_text(error, "Key", key, sizeof key);
+        s3_xml_text(error, "Code", code, sizeof code);
+        rc = tm_error_set(err, "%s: could not delete '%s': %s", s3->ep.display, key, code);
+    }
+    free(body.data);
+    free(answer.data);
+    free(resp.error_body.data);
+    return rc;
+}
+
+static int s3_remove_many(void *self, const char *const *keys, size_t count, struct tm_error *err)
+{
+    for (size_t done = 0; done < count; done += DELETE_BATCH)
+        if (delete_batch(self, keys + done, count - done < DELETE_BATCH ? count - done : DELETE_BATCH, err) != 0)
+            return -1;
+    return 0;
+}
+
 /* ------------------------------------------------------------ uploads */
 
 /* One upload of a local file, as a state machine shared by the
@@ -788,6 +847,7 @@ static const struct storage_driver s3_driver = {
     .attach = s3_attach,
     .check = s3_check,
     .fetch_files = s3_fetch_files,
+    .remove_many = s3_remove_many,
 };
 
 int storage_s3_open(const struct config_replica *cfg, struct storage **out, struct tm_error *err)

@@ -25,6 +25,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <openssl/evp.h>
 #include <sodium.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -244,6 +245,18 @@ int s3_prepare_request(struct s3_endpoint *ep, CURL *easy, struct request *req,
         return -1;
     snprintf(line, sizeof line, "x-amz-content-sha256: %s", hash);
     req->headers = curl_slist_append(NULL, line);
+    if (req->checksum_header && req->body.mem) {
+        /* DeleteObjects wants a body checksum: Content-MD5 (which every
+         * S3 server takes; OpenSSL's libcrypto computes it). */
+        uint8_t md5[EVP_MAX_MD_SIZE];
+        unsigned md5_len = 0;
+        char b64[64];
+        if (!EVP_Digest(req->body.mem, req->body.len, md5, &md5_len, EVP_md5(), NULL))
+            return tm_error_set(err, "cannot compute an MD5 digest");
+        sodium_bin2base64(b64, sizeof b64, md5, md5_len, sodium_base64_VARIANT_ORIGINAL);
+        snprintf(line, sizeof line, "Content-MD5: %s", b64);
+        req->headers = curl_slist_append(req->headers, line);
+    }
     if (ep->session_token) {
         char *token_line = NULL;
         if (asprintf(&token_line, "x-amz-security-token: %s", ep->session_token) < 0)

@@ -82,6 +82,7 @@ struct request {
     const char *query;         /* sorted and encoded, or NULL */
     const char *range;         /* "bytes=a-b" or NULL */
     int lock_headers;          /* object lock retention on this PUT/POST */
+    int checksum_header;       /* Content-MD5 of a memory body (DeleteObjects requires it) */
     struct body body;
     struct curl_slist *headers;
     char url[4096];

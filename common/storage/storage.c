@@ -148,6 +148,16 @@ int storage_remove(struct storage *st, const char *key, struct tm_error *err)
     return st->driver->remove(st->self, key, err);
 }
 
+int storage_remove_many(struct storage *st, const char *const *keys, size_t count, struct tm_error *err)
+{
+    if (st->driver->remove_many)
+        return st->driver->remove_many(st->self, keys, count, err);
+    for (size_t i = 0; i < count; i++)
+        if (st->driver->remove(st->self, keys[i], err) != 0)
+            return tm_error_prefix(err, "deleting '%s': ", keys[i]);
+    return 0;
+}
+
 int storage_read_all(struct storage *st, const char *key, uint8_t **data, size_t *len,
                      struct tm_error *err)
 {

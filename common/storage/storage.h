@@ -71,6 +71,7 @@ struct storage_driver {
     int (*check)(void *self, struct storage_check *out, struct tm_error *err);
     int (*fetch_files)(void *self, const char *const *keys, const int *fds, size_t count,
                        struct tm_error *err);
+    int (*remove_many)(void *self, const char *const *keys, size_t count, struct tm_error *err);
 };
 
 /* A local-directory replica rooted at `root` (created if missing). */
@@ -107,6 +108,8 @@ int storage_list(struct storage *st, const char *dir, struct storage_list *out,
                  struct tm_error *err);
 void storage_list_release(struct storage_list *list);
 int storage_remove(struct storage *st, const char *key, struct tm_error *err);
+/* Several objects, in batches where the driver can (S3 DeleteObjects). */
+int storage_remove_many(struct storage *st, const char *const *keys, size_t count, struct tm_error *err);
 
 /* Stores the local file `path` as `key` (same bytes). Returns 0 or -1
  * when done at once (done is not called), or STORAGE_PENDING: done will

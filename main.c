@@ -176,6 +176,7 @@ static int cmd_replicate(int argc, char **argv)
     struct crypto_key *key;
     if (load_config_and_key(cli.config, &cfg, &key) != 0)
         return 1;
+    log_set_json(cfg->log_json);
     int rc = replicate_run(cfg, key, NULL);
     crypto_key_free(key);
     config_free(cfg);

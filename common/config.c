@@ -6,6 +6,8 @@
  *
  *   encryption: none | { key-file: PATH }
  *   state-dir: PATH            spool-limit: SIZE         retention: RETENTION
+ *   metrics: { listen: HOST:PORT }                       log-format: logfmt | json
+ *   alerts: { webhook: URL, command: PATH, failure-after, lag-threshold, reminder }
  *   dbs: [ { path, name, sync-interval, snapshot-interval,
  *            snapshot: { schedule: CRON }, checkpoint-pages, retention: RETENTION,
  *            drill: off | { schedule: CRON, staging: PATH, check-sql: SQL },
@@ -264,6 +266,58 @@ static int parse_drill(struct loader *ld, yaml_node_t *node, struct config_drill
             rc = get_string(ld, v, key, &drill->check_sql);
         else
             rc = fail_at(ld, k, hint, "unknown key '%s' in 'drill'", key);
+        if (rc != 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int parse_metrics(struct loader *ld, yaml_node_t *node, struct config *cfg)
+{
+    static const char *hint = "write 'metrics: { listen: 127.0.0.1:9187 }'";
+    if (node->type != YAML_MAPPING_NODE)
+        return fail_at(ld, node, hint, "'metrics' must be a mapping");
+    for (yaml_node_pair_t *pair = node->data.mapping.pairs.start; pair < node->data.mapping.pairs.top; pair++) {
+        yaml_node_t *k = yaml_document_get_node(&ld->doc, pair->key);
+        yaml_node_t *v = yaml_document_get_node(&ld->doc, pair->value);
+        const char *key = k->type == YAML_SCALAR_NODE ? (const char *)k->data.scalar.value : "?";
+        if (strcmp(key, "listen") != 0)
+            return fail_at(ld, k, hint, "unknown key '%s' in 'metrics'", key);
+        if (get_string(ld, v, key, &cfg->metrics_listen) != 0)
+            return -1;
+        const char *colon = strrchr(cfg->metrics_listen, ':');
+        char *end;
+        long port = colon ? strtol(colon + 1, &end, 10) : 0;
+        if (!colon || colon == cfg->metrics_listen || *end || port < 1 || port > 65535)
+            return fail_at(ld, v, hint, "'listen' must be HOST:PORT, e.g. 127.0.0.1:9187");
+    }
+    return 0;
+}
+
+static int parse_alerts(struct loader *ld, yaml_node_t *node, struct config_alerts *alerts)
+{
+    static const char *hint = "write 'alerts: { webhook: URL, command: PATH, failure-after: 30s, lag-threshold: 60s, reminder: 1h }'";
+    if (node->type != YAML_MAPPING_NODE)
+        return fail_at(ld, node, hint, "'alerts' must be a mapping");
+    for (yaml_node_pair_t *pair = node->data.mapping.pairs.start; pair < node->data.mapping.pairs.top; pair++) {
+        yaml_node_t *k = yaml_document_get_node(&ld->doc, pair->key);
+        yaml_node_t *v = yaml_document_get_node(&ld->doc, pair->value);
+        const char *key = k->type == YAML_SCALAR_NODE ? (const char *)k->data.scalar.value : "?";
+        int rc;
+        if (strcmp(key, "webhook") == 0) {
+            rc = get_string(ld, v, key, &alerts->webhook);
+            if (rc == 0 && strncmp(alerts->webhook, "https://", 8) != 0 && strncmp(alerts->webhook, "http://", 7) != 0)
+                rc = fail_at(ld, v, hint, "'webhook' must be an http:// or https:// URL");
+        } else if (strcmp(key, "command") == 0)
+            rc = get_string(ld, v, key, &alerts->command);
+        else if (strcmp(key, "failure-after") == 0)
+            rc = get_duration(ld, v, key, &alerts->failure_after_ms);
+        else if (strcmp(key, "lag-threshold") == 0)
+            rc = get_duration(ld, v, key, &alerts->lag_threshold_ms);
+        else if (strcmp(key, "reminder") == 0)
+            rc = get_duration(ld, v, key, &alerts->reminder_ms);
+        else
+            rc = fail_at(ld, k, hint, "unknown key '%s' in 'alerts'", key);
         if (rc != 0)
             return -1;
     }
@@ -658,6 +712,8 @@ static int parse_root(struct loader *ld, yaml_node_t *root, struct config *cfg)
     }
     int seen_encryption = 0, seen_dbs = 0;
     retention_defaults(&cfg->retention);
+    cfg->alerts = (struct config_alerts){.failure_after_ms = 30000, .lag_threshold_ms = 60000,
+                                         .reminder_ms = 3600 * 1000};
     for (yaml_node_pair_t *pair = root->data.mapping.pairs.start;
          pair < root->data.mapping.pairs.top; pair++) {
         yaml_node_t *k = yaml_document_get_node(&ld->doc, pair->key);
@@ -676,8 +732,17 @@ static int parse_root(struct loader *ld, yaml_node_t *root, struct config *cfg)
             rc = get_size(ld, v, key, &cfg->spool_limit);
         } else if (strcmp(key, "retention") == 0) {
             rc = parse_retention(ld, v, &cfg->retention);
+        } else if (strcmp(key, "metrics") == 0) {
+            rc = parse_metrics(ld, v, cfg);
+        } else if (strcmp(key, "alerts") == 0) {
+            rc = parse_alerts(ld, v, &cfg->alerts);
+        } else if (strcmp(key, "log-format") == 0) {
+            const char *text = v->type == YAML_SCALAR_NODE ? (const char *)v->data.scalar.value : "";
+            cfg->log_json = strcmp(text, "json") == 0;
+            rc = cfg->log_json || strcmp(text, "logfmt") == 0 ? 0
+                 : fail_at(ld, v, "write 'log-format: logfmt' or 'log-format: json'", "unknown log format '%s'", text);
         } else {
-            rc = fail_at(ld, k, "top-level keys are: encryption, dbs, state-dir, spool-limit, retention", "unknown key '%s'", key);
+            rc = fail_at(ld, k, "top-level keys are: encryption, dbs, state-dir, spool-limit, retention, metrics, alerts, log-format", "unknown key '%s'", key);
         }
         if (rc != 0)
             return -1;
@@ -760,6 +825,9 @@ void config_free(struct config *cfg)
     free(cfg->dbs);
     free(cfg->key_file);
     free(cfg->state_dir);
+    free(cfg->metrics_listen);
+    free(cfg->alerts.webhook);
+    free(cfg->alerts.command);
     free(cfg->file);
     free(cfg);
 }

@@ -69,8 +69,20 @@ struct config_db {
     struct config_drill drill;
 };
 
+/* Monitoring (replicator/metrics.c, replicator/alerts.c). */
+struct config_alerts {
+    char *webhook;                   /* JSON POST target, or NULL */
+    char *command;                   /* program run with TIDEMARK_* variables, or NULL */
+    int64_t failure_after_ms;        /* a replica failing this long fires; default 30s */
+    int64_t lag_threshold_ms;        /* replication lag above this fires; default 60s */
+    int64_t reminder_ms;             /* repeat while an incident lasts; default 1h */
+};
+
 struct config {
     char *file;               /* the configuration file's path */
+    char *metrics_listen;     /* "127.0.0.1:9187", or NULL: no metrics endpoint */
+    struct config_alerts alerts;
+    int log_json;             /* log-format: json (default logfmt) */
     int encryption_none;      /* `encryption: none` written explicitly */
     char *key_file;
     char *state_dir;          /* NULL: beside each database (.NAME-tidemark) */

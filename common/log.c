@@ -1,5 +1,5 @@
-/* log.c - log lines: "2026-11-24T00:15:00.123Z INFO message" on stderr.
- * The threshold is process configuration, set once at start-up. */
+/* log.c - logfmt or JSON log lines on stderr (log.h). The threshold and
+ * format are process configuration, set once at start-up. */
 #include "log.h"
 #include "clock.h"
 
@@ -7,20 +7,71 @@
 #include <stdio.h>
 
 static enum log_level log_threshold = LOG_INFO;
+static int log_json;
 
 void log_set_level(enum log_level level) { log_threshold = level; }
+void log_set_json(int json) { log_json = json; }
 
-void log_msg(enum log_level level, const char *fmt, ...)
+/* A quoted value: \" \\ \n escaped (the same rules suit logfmt and JSON). */
+static void put_quoted(FILE *fp, const char *text)
 {
-    static const char *names[] = {"DEBUG", "INFO", "WARN", "ERROR"};
+    fputc('"', fp);
+    for (const unsigned char *p = (const unsigned char *)text; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            fprintf(fp, "\\%c", *p);
+        else if (*p == '\n')
+            fputs("\\n", fp);
+        else if (*p < 0x20)
+            fprintf(fp, "\\u%04x", *p);
+        else
+            fputc(*p, fp);
+    }
+    fputc('"', fp);
+}
+
+static void put_field(FILE *fp, const char *key, const char *value, int first)
+{
+    if (log_json)
+        fprintf(fp, "%s\"%s\":", first ? "" : ",", key);
+    else
+        fprintf(fp, "%s%s=", first ? "" : " ", key);
+    put_quoted(fp, value);
+}
+
+void log_event(enum log_level level, const char *db, const char *replica, const char *fmt, ...)
+{
+    static const char *names[] = {"debug", "info", "warn", "error"};
     if (level < log_threshold)
         return;
-    char when[40];
+    char when[40], message[2048];
     clock_format_ms(clock_now_ms(), when, sizeof when);
-    char line[2048];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
+    vsnprintf(message, sizeof message, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "%s %s %s\n", when, names[level], line);
+    char line[4096];
+    FILE *fp = fmemopen(line, sizeof line, "w");
+    if (!fp)
+        return;
+    if (log_json)
+        fputc('{', fp);
+    if (log_json) {
+        put_field(fp, "ts", when, 1);
+        put_field(fp, "level", names[level], 0);
+    } else {
+        fprintf(fp, "ts=%s level=%s", when, names[level]);
+    }
+    if (db)
+        put_field(fp, "db", db, 0);
+    if (replica)
+        put_field(fp, "replica", replica, 0);
+    put_field(fp, "msg", message, 0);
+    if (log_json)
+        fputc('}', fp);
+    fputc('\n', fp);
+    fputc('\0', fp);
+    fclose(fp);
+    line[sizeof line - 2] = '\n';
+    line[sizeof line - 1] = '\0';
+    fputs(line, stderr);
 }

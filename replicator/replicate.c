@@ -122,9 +122,9 @@ struct replicator {
 static void report(struct db_context *ctx, const char *what, const struct tm_error *err)
 {
     if (err->hint[0])
-        log_error("%s: %s: %s (HINT: %s)", ctx->cfg->name, what, err->msg, err->hint);
+        log_event(LOG_ERROR, ctx->cfg->name, NULL, "%s: %s (HINT: %s)", what, err->msg, err->hint);
     else
-        log_error("%s: %s: %s", ctx->cfg->name, what, err->msg);
+        log_event(LOG_ERROR, ctx->cfg->name, NULL, "%s: %s", what, err->msg);
 }
 
 static void kick_uploaders(struct db_context *ctx)

@@ -36,13 +36,13 @@ static void succeeded(struct uploader *u, uint64_t size)
 {
     struct tm_error err;
     if (spool_queue_done(u->spool, u->queue, &err) != 0)
-        log_error("%s: replica '%s': %s", u->db_name, u->replica_name, err.msg);
+        log_event(LOG_ERROR, u->db_name, u->replica_name, "%s", err.msg);
     u->objects_uploaded++;
     u->bytes_uploaded += size;
     u->last_success_ms = clock_now_ms();
     if (u->failures) {
-        log_info("%s: replica '%s' recovered after %.1fs; %zu object(s) still queued", u->db_name,
-                 u->replica_name, (double)(u->last_success_ms - u->failing_since_ms) / 1000.0,
+        log_event(LOG_INFO, u->db_name, u->replica_name, "replica recovered after %.1fs; %zu object(s) still queued",
+                  (double)(u->last_success_ms - u->failing_since_ms) / 1000.0,
                  spool_queue_length(u->spool, u->queue));
     }
     u->failures = 0;
@@ -52,13 +52,14 @@ static void succeeded(struct uploader *u, uint64_t size)
 static void failed(struct uploader *u, const struct tm_error *err)
 {
     u->last_error = *err;
+    u->failures_total++;
     if (u->failures++ == 0) {
         u->failing_since_ms = clock_now_ms();
-        log_error("%s: replica '%s': upload failed: %s%s%s (objects wait in the spool; retrying)",
-                  u->db_name, u->replica_name, err->msg, err->hint[0] ? "; HINT: " : "", err->hint);
+        log_event(LOG_ERROR, u->db_name, u->replica_name,
+                  "upload failed: %s%s%s (objects wait in the spool; retrying)", err->msg, err->hint[0] ? "; HINT: " : "", err->hint);
     } else if (u->failures % 20 == 0) {
-        log_error("%s: replica '%s' still failing after %.0fs, %zu object(s) queued: %s", u->db_name,
-                  u->replica_name, (double)(clock_now_ms() - u->failing_since_ms) / 1000.0,
+        log_event(LOG_ERROR, u->db_name, u->replica_name, "still failing after %.0fs, %zu object(s) queued: %s",
+                  (double)(clock_now_ms() - u->failing_since_ms) / 1000.0,
                   spool_queue_length(u->spool, u->queue), err->msg);
     }
     ev_timer_set(&u->retry_timer, backoff_delay(u->failures), 0.);
@@ -93,7 +94,7 @@ static void upload_some(struct uploader *u)
         }
         if (rc != 0)
             return failed(u, &err);
-        log_debug("%s: replica '%s' has %s", u->db_name, u->replica_name, key);
+        log_event(LOG_DEBUG, u->db_name, u->replica_name, "stored %s", key);
         succeeded(u, size);
     }
     if (!uploader_idle(u))
@@ -108,7 +109,7 @@ static void on_uploaded(void *arg, int rc, const struct tm_error *err)
     if (rc != 0)
         return failed(u, err);
     if (spool_queue_head(u->spool, u->queue, key, sizeof key, path, sizeof path)) {
-        log_debug("%s: replica '%s' has %s", u->db_name, u->replica_name, key);
+        log_event(LOG_DEBUG, u->db_name, u->replica_name, "stored %s", key);
         succeeded(u, file_size(path));
     }
     upload_some(u);

@@ -26,7 +26,7 @@ struct uploader {
     int failures;                 /* consecutive failures of this incident */
     int64_t failing_since_ms;     /* 0 when healthy */
     int64_t last_success_ms;
-    uint64_t objects_uploaded, bytes_uploaded;
+    uint64_t objects_uploaded, bytes_uploaded, failures_total;
     struct tm_error last_error;
     ev_timer retry_timer;
     ev_idle continue_idle;        /* long local backlogs yield to the loop */

@@ -29,13 +29,29 @@ static void put_quoted(FILE *fp, const char *text)
     fputc('"', fp);
 }
 
+/* logfmt quotes a value only when it needs it (empty, spaces, '=', '"'). */
+static int needs_quotes(const char *value)
+{
+    if (!value[0])
+        return 1;
+    for (const unsigned char *p = (const unsigned char *)value; *p; p++)
+        if (*p <= ' ' || *p == '=' || *p == '"' || *p == '\\' || *p >= 0x7f)
+            return 1;
+    return 0;
+}
+
 static void put_field(FILE *fp, const char *key, const char *value, int first)
 {
-    if (log_json)
+    if (log_json) {
         fprintf(fp, "%s\"%s\":", first ? "" : ",", key);
+        put_quoted(fp, value);
+        return;
+    }
+    fprintf(fp, "%s%s=", first ? "" : " ", key);
+    if (needs_quotes(value))
+        put_quoted(fp, value);
     else
-        fprintf(fp, "%s%s=", first ? "" : " ", key);
-    put_quoted(fp, value);
+        fputs(value, fp);
 }
 
 void log_event(enum log_level level, const char *db, const char *replica, const char *fmt, ...)

@@ -46,7 +46,10 @@
 #include "shipper.h"
 #include "spool.h"
 #include "tailer.h"
+#include "alerts.h"
 #include "control.h"
+#include "metrics.h"
+#include "status.h"
 #include "uploader.h"
 
 #include <errno.h>
@@ -59,6 +62,7 @@
 #include <string.h>
 #include <fcntl.h>
 #include <sys/inotify.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -99,6 +103,13 @@ struct db_context {
     size_t waiter_count;
     ev_timer waiter_timer;
     int generation_started;          /* start_database made a new generation (and its snapshot) */
+    /* for metrics and alerts (status.h) */
+    uint64_t checkpoints, snapshots, snapshot_last_bytes;
+    double snapshot_last_seconds;
+    int snapshot_failing, retention_failing, drill_failing, drill_result;
+    char snapshot_error[512];
+    uint64_t errors_wal, errors_spool, errors_snapshot, errors_retention, errors_drill;
+    int64_t drill_time_ms;
     ev_periodic drill_periodic;      /* drill: { schedule } */
     uint32_t checkpoint_floor;       /* WAL frame of the last checkpoint attempt */
 };
@@ -117,6 +128,11 @@ struct replicator {
     int64_t stop_deadline_ms;
     int exit_code;
     const struct replicate_options *opts;
+    struct metrics_server *metrics;
+    struct alerts *alerts;
+    ev_timer alert_timer;            /* evaluates the alert rules every second */
+    struct db_status *status;        /* filled by fill_status */
+    struct replica_status *replica_status;
 };
 
 static void report(struct db_context *ctx, const char *what, const struct tm_error *err)
@@ -163,11 +179,22 @@ static int take_snapshot(struct db_context *ctx, struct tm_error *err)
     struct wal_position pos = tailer_shipped(ctx->tailer);
     int have_wal = tailer_header(ctx->tailer) != NULL;
     uint32_t pages;
+    uint64_t bytes_before = ctx->shipper.bytes_shipped;
     int rc = tailer_snapshot(ctx->tailer, path, &pages, err);
     if (rc == 0)
         rc = shipper_snapshot(&ctx->shipper, path, tailer_page_size(ctx->tailer), pages, taken_ms,
                               have_wal ? &pos : NULL, err);
     unlink(path);
+    if (rc == 0) {
+        ctx->snapshots++;
+        ctx->snapshot_last_bytes = ctx->shipper.bytes_shipped - bytes_before;
+        ctx->snapshot_last_seconds = (double)(clock_now_ms() - taken_ms) / 1000.0;
+        ctx->snapshot_failing = 0;
+    } else {
+        ctx->errors_snapshot++;
+        ctx->snapshot_failing = 1;
+        snprintf(ctx->snapshot_error, sizeof ctx->snapshot_error, "%s", err->msg);
+    }
     return rc;
 }
 
@@ -270,6 +297,7 @@ static void sync_database(struct db_context *ctx)
         return restart_database(ctx, err.msg);
     if (status < 0) {
         report(ctx, "cannot read the WAL", &err);
+        ctx->errors_wal++;
         return;
     }
     if (spool_is_full(ctx))
@@ -281,6 +309,7 @@ static void sync_database(struct db_context *ctx)
     if (status < 0) {
         if (!ctx->failing)
             report(ctx, "cannot write to the spool (commits stay pinned in the WAL and will be retried)", &err);
+        ctx->errors_spool++;
         ctx->failing = 1;
         return;
     }
@@ -305,6 +334,8 @@ static void sync_database(struct db_context *ctx)
     int rc = ship_all_locked(ctx, &err);
     if (rc == 0)
         rc = tailer_repin(ctx->tailer, 1, &err);
+    if (rc == 0)
+        ctx->checkpoints++;
     tailer_unlock(ctx->tailer);
     kick_uploaders(ctx);
     if (rc == 1)
@@ -346,7 +377,17 @@ static void on_child_done(struct ev_loop *loop, ev_child *w, int revents)
     struct db_context *ctx = w->data;
     ev_child_stop(loop, w);
     const char *what = w == &ctx->drill_child ? "drill" : "retention";
-    if (WIFEXITED(w->rstatus) && WEXITSTATUS(w->rstatus) == 0)
+    int ok = WIFEXITED(w->rstatus) && WEXITSTATUS(w->rstatus) == 0;
+    if (w == &ctx->drill_child) {
+        ctx->drill_failing = !ok;
+        ctx->drill_result = ok;
+        ctx->drill_time_ms = clock_now_ms();
+        ctx->errors_drill += !ok;
+    } else {
+        ctx->retention_failing = !ok;
+        ctx->errors_retention += !ok;
+    }
+    if (ok)
         log_info("%s: %s finished", ctx->cfg->name, what);
     else
         log_error("%s: %s failed (exit status %d)%s", ctx->cfg->name, what,
@@ -738,6 +779,7 @@ static int setup_database(struct replicator *rep, struct db_context *ctx,
     ctx->retention_child.data = ctx;
     ev_child_init(&ctx->drill_child, on_child_done, 0, 0);
     ctx->drill_child.data = ctx;
+    ctx->drill_result = -1;
     if (cfg->drill.enabled) {
         ev_periodic_init(&ctx->drill_periodic, on_drill_schedule, 0., 0., next_drill);
         ctx->drill_periodic.data = ctx;
@@ -768,9 +810,109 @@ static void release(struct replicator *rep)
         spool_free(ctx->spool);
     }
     free(rep->dbs);
+    metrics_close(rep->metrics);
+    ev_timer_stop(rep->loop, &rep->alert_timer);
+    alerts_free(rep->alerts);
+    free(rep->status);
+    free(rep->replica_status);
     http_loop_free(rep->http);
     if (rep->inotify_fd >= 0)
         close(rep->inotify_fd);
+}
+
+/* ---------------------------------------------------------------- status */
+
+static uint64_t file_bytes(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
+}
+
+/* Age of the oldest commit that `replica` does not have yet: pending in
+ * the WAL (not spooled), or in a segment still in its queue. */
+static int64_t replica_lag_ms(const struct db_context *ctx, size_t replica, int64_t now_ms)
+{
+    int64_t oldest = spool_queue_oldest_commit_ms(ctx->spool, replica);
+    if (ctx->tailer) {
+        size_t pending_count;
+        const struct tailer_commit *pending = tailer_pending(ctx->tailer, &pending_count);
+        if (pending_count && (!oldest || pending[0].time_ms < oldest))
+            oldest = pending[0].time_ms;
+    }
+    return oldest && now_ms > oldest ? now_ms - oldest : 0;
+}
+
+static void fill_db_status(const struct db_context *ctx, struct db_status *out, struct replica_status *replicas,
+                           int64_t now_ms)
+{
+    char wal[PATH_MAX + 8];
+    snprintf(wal, sizeof wal, "%s-wal", ctx->cfg->path);
+    *out = (struct db_status){
+        .name = ctx->cfg->name, .wal_bytes = file_bytes(wal), .spool_bytes = spool_bytes(ctx->spool),
+        .spool_limit = ctx->owner->cfg->spool_limit, .segments_shipped = ctx->shipper.segments_shipped,
+        .commits_shipped = ctx->shipper.commits_shipped, .bytes_shipped = ctx->shipper.bytes_shipped,
+        .checkpoints = ctx->checkpoints, .snapshots = ctx->snapshots,
+        .snapshot_last_bytes = ctx->snapshot_last_bytes, .snapshot_last_seconds = ctx->snapshot_last_seconds,
+        .snapshot_last_ms = ctx->shipper.last_snapshot_ms, .snapshot_failing = ctx->snapshot_failing,
+        .retention_failing = ctx->retention_failing, .drill_failing = ctx->drill_failing,
+        .snapshot_error = ctx->snapshot_error, .errors_wal = ctx->errors_wal, .errors_spool = ctx->errors_spool,
+        .errors_snapshot = ctx->errors_snapshot, .errors_retention = ctx->errors_retention,
+        .errors_drill = ctx->errors_drill, .drill_result = ctx->drill_result, .drill_time_ms = ctx->drill_time_ms,
+        .replicas = replicas, .replica_count = ctx->replica_count};
+    for (size_t j = 0; j < ctx->replica_count; j++) {
+        const struct uploader *u = &ctx->uploaders[j];
+        replicas[j] = (struct replica_status){
+            .name = ctx->cfg->replicas[j].name, .last_success_ms = u->last_success_ms,
+            .failing_since_ms = u->failing_since_ms, .lag_ms = replica_lag_ms(ctx, j, now_ms),
+            .objects_uploaded = u->objects_uploaded, .bytes_uploaded = u->bytes_uploaded,
+            .failures_total = u->failures_total, .queued = spool_queue_length(ctx->spool, j),
+            .last_error = u->failing_since_ms ? u->last_error.msg : ""};
+    }
+}
+
+static void fill_status(void *arg, const struct db_status **dbs, size_t *count)
+{
+    struct replicator *rep = arg;
+    int64_t now = clock_now_ms();
+    struct replica_status *next = rep->replica_status;
+    for (size_t i = 0; i < rep->db_count; i++) {
+        fill_db_status(&rep->dbs[i], &rep->status[i], next, now);
+        next += rep->dbs[i].replica_count;
+    }
+    *dbs = rep->status;
+    *count = rep->db_count;
+}
+
+static void on_alert_tick(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct replicator *rep = w->data;
+    const struct db_status *dbs;
+    size_t count;
+    fill_status(rep, &dbs, &count);
+    alerts_evaluate(rep->alerts, dbs, count, clock_now_ms());
+}
+
+/* Metrics endpoint and alert rules, once every database is set up. */
+static int start_monitoring(struct replicator *rep, struct tm_error *err)
+{
+    size_t replicas = 0;
+    for (size_t i = 0; i < rep->db_count; i++)
+        replicas += rep->dbs[i].replica_count;
+    rep->status = calloc(rep->db_count ? rep->db_count : 1, sizeof *rep->status);
+    rep->replica_status = calloc(replicas ? replicas : 1, sizeof *rep->replica_status);
+    if (!rep->status || !rep->replica_status)
+        return tm_error_set(err, "out of memory");
+    if (rep->cfg->metrics_listen &&
+        metrics_listen(rep->loop, rep->cfg->metrics_listen, &rep->cfg->alerts, fill_status, rep, &rep->metrics, err) != 0)
+        return -1;
+    if (alerts_new(rep->loop, rep->http, &rep->cfg->alerts, &rep->alerts, err) != 0)
+        return -1;
+    ev_timer_init(&rep->alert_timer, on_alert_tick, 1., 1.);
+    rep->alert_timer.data = rep;
+    ev_timer_start(rep->loop, &rep->alert_timer);
+    return 0;
 }
 
 /* `tidemark snapshot` without a sidecar: this database only; a snapshot
@@ -819,6 +961,11 @@ int replicate_run(const struct config *cfg, const struct crypto_key *key,
             release(&rep);
             return 1;
         }
+    }
+    if ((!opts || !opts->snapshot_once) && start_monitoring(&rep, &err) != 0) {
+        tm_error_print(&err);
+        release(&rep);
+        return 1;
     }
     if (opts && opts->snapshot_once && (rep.db_count != 1 || run_snapshot_once(&rep, &err) != 0)) {
         if (rep.db_count != 1)

@@ -488,3 +488,19 @@ void spool_key_of(const char *name, char *key, size_t len)
     const char *dot = strchr(name, '.');
     unflatten(dot ? dot + 1 : name, key, len);
 }
+
+int64_t spool_queue_oldest_commit_ms(const struct spool *sp, size_t replica)
+{
+    const struct queue *q = &sp->queues[replica];
+    for (size_t i = q->head; i < q->head + q->count; i++) {
+        /* SEQ.NAME!generations!GEN!segments!INDEX-FIRSTMS-LASTMS.seg */
+        const char *name = q->entries[i];
+        const char *last = strrchr(name, '!');
+        size_t len = strlen(name);
+        if (!last || len < 4 || strcmp(name + len - 4, ".seg") != 0 || !strstr(name, "!segments!"))
+            continue;
+        const char *dash = strchr(last, '-');
+        return dash ? strtoll(dash + 1, NULL, 10) : 0;
+    }
+    return 0;
+}

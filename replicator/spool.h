@@ -59,6 +59,10 @@ int spool_pending(const struct spool *sp, const char *name);
 /* The archive key of a published name. */
 void spool_key_of(const char *name, char *key, size_t len);
 
+/* Time of the first commit in the oldest segment still in replica's
+ * queue, or 0 when its queue holds no segment. */
+int64_t spool_queue_oldest_commit_ms(const struct spool *sp, size_t replica);
+
 /* Bytes of objects that some replica still needs. */
 uint64_t spool_bytes(const struct spool *sp);
 size_t spool_queue_length(const struct spool *sp, size_t replica);

@@ -1,0 +1,349 @@
+/* metrics.c - /metrics and /healthz served from the daemon's loop
+ * (metrics.h).
+ *
+ * The HTTP side is deliberately small: each connection is read until the
+ * end of the request head (at most 4 KiB, 5 s), answered with one
+ * HTTP/1.0 response built in memory, and closed. Rendering reads a
+ * status snapshot (status.h) that replicate.c fills on demand.
+ *
+ * Metric names follow Prometheus conventions: prefix tidemark_, units in
+ * the name, counters end in _total, labels db and replica. */
+#include "metrics.h"
+
+#include "../common/clock.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <netdb.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define REQUEST_MAX 4096
+#define REQUEST_TIMEOUT_S 5.0
+
+struct metrics_server {
+    struct ev_loop *loop;
+    ev_io io;
+    int fd;
+    const struct config_alerts *thresholds;
+    status_fn status;
+    void *arg;
+};
+
+struct metrics_conn {
+    ev_io io;
+    ev_timer timeout;
+    struct metrics_server *server;
+    char request[REQUEST_MAX + 1];
+    size_t used;
+};
+
+/* ---------------------------------------------------------------- render */
+
+static void label_value(FILE *out, const char *text)
+{
+    for (const char *p = text; *p; p++)
+        fprintf(out, *p == '"' || *p == '\\' ? "\\%c" : *p == '\n' ? "\\n" : "%c", *p);
+}
+
+static void metric_header(FILE *out, const char *name, const char *type, const char *help)
+{
+    fprintf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void db_sample(FILE *out, const char *name, const struct db_status *db, double value)
+{
+    fprintf(out, "%s{db=\"", name);
+    label_value(out, db->name);
+    fprintf(out, "\"} %.17g\n", value);
+}
+
+static void replica_sample(FILE *out, const char *name, const struct db_status *db,
+                           const struct replica_status *r, double value)
+{
+    fprintf(out, "%s{db=\"", name);
+    label_value(out, db->name);
+    fprintf(out, "\",replica=\"");
+    label_value(out, r->name);
+    fprintf(out, "\"} %.17g\n", value);
+}
+
+#define DB_METRIC(name, type, help, expr)                                   \
+    do {                                                                    \
+        metric_header(out, name, type, help);                               \
+        for (size_t i = 0; i < count; i++) {                                \
+            const struct db_status *db = &dbs[i];                           \
+            db_sample(out, name, db, (double)(expr));                       \
+        }                                                                   \
+    } while (0)
+
+#define REPLICA_METRIC(name, type, help, expr)                              \
+    do {                                                                    \
+        metric_header(out, name, type, help);                               \
+        for (size_t i = 0; i < count; i++)                                  \
+            for (size_t j = 0; j < dbs[i].replica_count; j++) {             \
+                const struct replica_status *r = &dbs[i].replicas[j];       \
+                replica_sample(out, name, &dbs[i], r, (double)(expr));      \
+            }                                                               \
+    } while (0)
+
+static void error_samples(FILE *out, const struct db_status *dbs, size_t count)
+{
+    metric_header(out, "tidemark_errors_total", "counter", "Errors by kind (uploads: see tidemark_replica_upload_failures_total).");
+    for (size_t i = 0; i < count; i++) {
+        const struct { const char *kind; uint64_t value; } kinds[] = {
+            {"wal", dbs[i].errors_wal}, {"spool", dbs[i].errors_spool}, {"snapshot", dbs[i].errors_snapshot},
+            {"retention", dbs[i].errors_retention}, {"drill", dbs[i].errors_drill}};
+        for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+            fprintf(out, "tidemark_errors_total{db=\"");
+            label_value(out, dbs[i].name);
+            fprintf(out, "\",kind=\"%s\"} %" PRIu64 "\n", kinds[k].kind, kinds[k].value);
+        }
+    }
+}
+
+void metrics_render(const struct db_status *dbs, size_t count, int64_t now_ms, FILE *out)
+{
+    (void)now_ms;
+    REPLICA_METRIC("tidemark_replica_lag_seconds", "gauge",
+                   "Age of the oldest committed transaction not yet on the replica (0 when caught up): the current RPO.",
+                   (double)r->lag_ms / 1000.0);
+    REPLICA_METRIC("tidemark_replica_last_success_timestamp_seconds", "gauge",
+                   "Unix time of the last object stored on the replica (0: none yet).",
+                   (double)r->last_success_ms / 1000.0);
+    REPLICA_METRIC("tidemark_replica_failing", "gauge", "1 while uploads to the replica fail.",
+                   r->failing_since_ms ? 1 : 0);
+    REPLICA_METRIC("tidemark_replica_objects_uploaded_total", "counter", "Objects stored on the replica.",
+                   r->objects_uploaded);
+    REPLICA_METRIC("tidemark_replica_uploaded_bytes_total", "counter", "Bytes stored on the replica.",
+                   r->bytes_uploaded);
+    REPLICA_METRIC("tidemark_replica_upload_failures_total", "counter", "Failed upload attempts (each is retried).",
+                   r->failures_total);
+    REPLICA_METRIC("tidemark_replica_queued_objects", "gauge", "Objects waiting in the spool for the replica.",
+                   r->queued);
+    DB_METRIC("tidemark_spool_bytes", "gauge", "Bytes of objects waiting in the spool for some replica.",
+              db->spool_bytes);
+    DB_METRIC("tidemark_spool_limit_bytes", "gauge", "The configured spool-limit.", db->spool_limit);
+    DB_METRIC("tidemark_wal_bytes", "gauge", "Size of the database's -wal file.", db->wal_bytes);
+    DB_METRIC("tidemark_segments_shipped_total", "counter", "Segments made (published in the spool).",
+              db->segments_shipped);
+    DB_METRIC("tidemark_commits_shipped_total", "counter", "Committed transactions shipped.", db->commits_shipped);
+    DB_METRIC("tidemark_shipped_bytes_total", "counter", "Bytes of objects made (before replication).",
+              db->bytes_shipped);
+    DB_METRIC("tidemark_checkpoints_total", "counter", "Checkpoints run by the sidecar.", db->checkpoints);
+    DB_METRIC("tidemark_snapshots_total", "counter", "Base snapshots taken by this process.", db->snapshots);
+    DB_METRIC("tidemark_snapshot_last_bytes", "gauge", "Stored size of the last snapshot taken.",
+              db->snapshot_last_bytes);
+    DB_METRIC("tidemark_snapshot_last_duration_seconds", "gauge", "How long the last snapshot took.",
+              db->snapshot_last_seconds);
+    DB_METRIC("tidemark_snapshot_last_timestamp_seconds", "gauge", "Unix time of the newest snapshot.",
+              (double)db->snapshot_last_ms / 1000.0);
+    DB_METRIC("tidemark_drill_last_success", "gauge", "Result of the last drill run by this process (1 ok, 0 failed, -1 none).",
+              db->drill_result);
+    DB_METRIC("tidemark_drill_last_rto_seconds", "gauge", "RTO measured by the last drill.",
+              (double)db->drill_rto_ms / 1000.0);
+    DB_METRIC("tidemark_drill_last_rpo_seconds", "gauge", "RPO measured by the last drill.",
+              (double)db->drill_rpo_ms / 1000.0);
+    error_samples(out, dbs, count);
+}
+
+static void json_text(FILE *out, const char *text)
+{
+    fputc('"', out);
+    for (const char *p = text; *p; p++)
+        fprintf(out, *p == '"' || *p == '\\' ? "\\%c" : (unsigned char)*p < 0x20 ? " " : "%c", *p);
+    fputc('"', out);
+}
+
+int health_render(const struct db_status *dbs, size_t count, const struct config_alerts *thresholds,
+                  int64_t now_ms, FILE *out)
+{
+    int healthy = 1, first = 1;
+    fprintf(out, "{\"problems\": [");
+    for (size_t i = 0; i < count; i++) {
+        for (size_t j = 0; j < dbs[i].replica_count; j++) {
+            const struct replica_status *r = &dbs[i].replicas[j];
+            char reason[1200] = "";
+            if (r->failing_since_ms && now_ms - r->failing_since_ms >= thresholds->failure_after_ms)
+                snprintf(reason, sizeof reason, "failing for %.0f s: %s",
+                         (double)(now_ms - r->failing_since_ms) / 1000.0, r->last_error);
+            else if (r->lag_ms > thresholds->lag_threshold_ms)
+                snprintf(reason, sizeof reason, "lag %.1f s above %.0f s", (double)r->lag_ms / 1000.0,
+                         (double)thresholds->lag_threshold_ms / 1000.0);
+            if (!reason[0])
+                continue;
+            healthy = 0;
+            fprintf(out, "%s{\"db\": ", first ? "" : ", ");
+            json_text(out, dbs[i].name);
+            fprintf(out, ", \"replica\": ");
+            json_text(out, r->name);
+            fprintf(out, ", \"reason\": ");
+            json_text(out, reason);
+            fprintf(out, "}");
+            first = 0;
+        }
+        if (dbs[i].snapshot_failing) {
+            healthy = 0;
+            fprintf(out, "%s{\"db\": ", first ? "" : ", ");
+            json_text(out, dbs[i].name);
+            fprintf(out, ", \"reason\": ");
+            json_text(out, "the last snapshot failed");
+            fprintf(out, "}");
+            first = 0;
+        }
+    }
+    fprintf(out, "], \"status\": \"%s\"}\n", healthy ? "ok" : "unhealthy");
+    return healthy;
+}
+
+/* ---------------------------------------------------------------- server */
+
+static void conn_close(struct metrics_conn *c)
+{
+    ev_io_stop(c->server->loop, &c->io);
+    ev_timer_stop(c->server->loop, &c->timeout);
+    close(c->io.fd);
+    free(c);
+}
+
+static void respond(struct metrics_conn *c)
+{
+    char *body = NULL;
+    size_t body_len = 0;
+    FILE *out = open_memstream(&body, &body_len);
+    if (!out)
+        return conn_close(c);
+    int status = 200;
+    const char *type = "text/plain; version=0.0.4; charset=utf-8";
+    const struct db_status *dbs;
+    size_t count;
+    int64_t now = clock_now_ms();
+    if (strncmp(c->request, "GET /metrics ", 13) == 0 || strncmp(c->request, "GET /metrics?", 13) == 0) {
+        c->server->status(c->server->arg, &dbs, &count);
+        metrics_render(dbs, count, now, out);
+    } else if (strncmp(c->request, "GET /healthz ", 13) == 0) {
+        c->server->status(c->server->arg, &dbs, &count);
+        status = health_render(dbs, count, c->server->thresholds, now, out) ? 200 : 503;
+        type = "application/json";
+    } else {
+        status = 404;
+        fprintf(out, "not found: try /metrics or /healthz\n");
+    }
+    fclose(out);
+    char head[256];
+    int head_len = snprintf(head, sizeof head,
+                            "HTTP/1.0 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
+                            status, status == 200 ? "OK" : status == 503 ? "Service Unavailable" : "Not Found", type,
+                            body_len);
+    /* Small documents: sent with the socket made blocking for at most
+     * 2 s (SO_SNDTIMEO), so a scraper that stops reading cannot hold the
+     * loop longer than that. */
+    int fd = c->io.fd;
+    struct timeval tv = {2, 0};
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+    if (send(fd, head, (size_t)head_len, MSG_NOSIGNAL) == head_len)
+        for (size_t sent = 0; sent < body_len;) {
+            ssize_t n = send(fd, body + sent, body_len - sent, MSG_NOSIGNAL);
+            if (n <= 0 && errno != EINTR)
+                break;
+            if (n > 0)
+                sent += (size_t)n;
+        }
+    free(body);
+    conn_close(c);
+}
+
+static void on_conn_readable(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct metrics_conn *c = (struct metrics_conn *)w;
+    ssize_t got = read(w->fd, c->request + c->used, REQUEST_MAX - c->used);
+    if (got <= 0) {
+        if (got < 0 && (errno == EAGAIN || errno == EINTR))
+            return;
+        return conn_close(c);
+    }
+    c->used += (size_t)got;
+    c->request[c->used] = '\0';
+    if (strstr(c->request, "\r\n\r\n") || strstr(c->request, "\n\n"))
+        return respond(c);
+    if (c->used == REQUEST_MAX)
+        conn_close(c);
+}
+
+static void on_conn_timeout(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    conn_close(w->data);
+}
+
+static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)revents;
+    struct metrics_server *s = w->data;
+    int fd = accept4(s->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0)
+        return;
+    struct metrics_conn *c = calloc(1, sizeof *c);
+    if (!c) {
+        close(fd);
+        return;
+    }
+    c->server = s;
+    ev_io_init(&c->io, on_conn_readable, fd, EV_READ);
+    ev_io_start(loop, &c->io);
+    ev_timer_init(&c->timeout, on_conn_timeout, REQUEST_TIMEOUT_S, 0.);
+    c->timeout.data = c;
+    ev_timer_start(loop, &c->timeout);
+}
+
+int metrics_listen(struct ev_loop *loop, const char *host_port, const struct config_alerts *thresholds,
+                   status_fn status, void *arg, struct metrics_server **out, struct tm_error *err)
+{
+    char host[256];
+    const char *colon = strrchr(host_port, ':');
+    snprintf(host, sizeof host, "%.*s", (int)(colon - host_port), host_port);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
+    struct addrinfo *found = NULL;
+    if (getaddrinfo(host, colon + 1, &hints, &found) != 0 || !found)
+        return tm_error_set(err, "metrics: cannot resolve listen address '%s'", host_port);
+    int fd = socket(found->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int one = 1;
+    if (fd >= 0)
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (fd < 0 || bind(fd, found->ai_addr, found->ai_addrlen) != 0 || listen(fd, 16) != 0) {
+        tm_error_set(err, "metrics: cannot listen on '%s': %s", host_port, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        freeaddrinfo(found);
+        return -1;
+    }
+    freeaddrinfo(found);
+    struct metrics_server *s = calloc(1, sizeof *s);
+    if (!s) {
+        close(fd);
+        return tm_error_set(err, "out of memory");
+    }
+    *s = (struct metrics_server){.loop = loop, .fd = fd, .thresholds = thresholds, .status = status, .arg = arg};
+    ev_io_init(&s->io, on_accept, fd, EV_READ);
+    s->io.data = s;
+    ev_io_start(loop, &s->io);
+    *out = s;
+    return 0;
+}
+
+void metrics_close(struct metrics_server *s)
+{
+    if (!s)
+        return;
+    ev_io_stop(s->loop, &s->io);
+    close(s->fd);
+    free(s);
+}

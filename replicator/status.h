@@ -1,0 +1,38 @@
+/* status.h - what the sidecar knows about each database and replica at
+ * one moment: filled by replicate.c on demand, read by the metrics
+ * endpoint (metrics.c) and the alert rules (alerts.c). */
+#ifndef TM_STATUS_H
+#define TM_STATUS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct replica_status {
+    const char *name;
+    int64_t last_success_ms;       /* last object stored; 0: none yet */
+    int64_t failing_since_ms;      /* 0: healthy */
+    int64_t lag_ms;                /* age of the oldest commit not on this replica; 0: caught up */
+    uint64_t objects_uploaded, bytes_uploaded, failures_total;
+    size_t queued;                 /* objects waiting in its queue */
+    const char *last_error;        /* "" when none */
+};
+
+struct db_status {
+    const char *name;
+    uint64_t wal_bytes, spool_bytes, spool_limit;
+    uint64_t segments_shipped, commits_shipped, bytes_shipped;
+    uint64_t checkpoints;
+    uint64_t snapshots;            /* taken by this process */
+    uint64_t snapshot_last_bytes;
+    double snapshot_last_seconds;
+    int64_t snapshot_last_ms;      /* newest snapshot's time (also from before a restart) */
+    int snapshot_failing, retention_failing, drill_failing;
+    const char *snapshot_error;    /* "" when none */
+    uint64_t errors_wal, errors_spool, errors_snapshot, errors_retention, errors_drill;
+    int drill_result;              /* -1 none this run, 0 failed, 1 passed */
+    int64_t drill_rto_ms, drill_rpo_ms, drill_time_ms;
+    struct replica_status *replicas;
+    size_t replica_count;
+};
+
+#endif

@@ -378,3 +378,52 @@ void alerts_free(struct alerts *a)
         command_free(a->commands);
     free(a);
 }
+
+static void on_notify_check(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)revents;
+    struct alerts *a = w->data;
+    if (!a->webhooks && !a->commands)
+        ev_break(loop, EVBREAK_ALL);
+}
+
+static void on_notify_timeout(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)w;
+    (void)revents;
+    ev_break(loop, EVBREAK_ALL);
+}
+
+void alerts_notify(const struct config_alerts *cfg, const char *rule, const char *db, const char *replica,
+                   const char *message, double timeout_s)
+{
+    struct ev_loop *loop = ev_default_loop(0);
+    struct http_loop *hl = NULL;
+    struct alerts *a = NULL;
+    struct tm_error err;
+    if (!cfg->webhook && !cfg->command)
+        return;
+    if (http_loop_new(loop, &hl, &err) != 0 || alerts_new(loop, hl, cfg, &a, &err) != 0) {
+        log_error("cannot send the alert: %s", err.msg);
+        http_loop_free(hl);
+        return;
+    }
+    struct incident *inc = &a->incidents[0];
+    *inc = (struct incident){.active = 1, .seen = 1, .since_ms = clock_now_ms()};
+    snprintf(inc->rule, sizeof inc->rule, "%s", rule);
+    snprintf(inc->db, sizeof inc->db, "%s", db);
+    snprintf(inc->replica, sizeof inc->replica, "%s", replica);
+    snprintf(inc->message, sizeof inc->message, "%s", message);
+    send_alert(a, inc, "firing", clock_now_ms());
+    ev_timer check, timeout;
+    ev_timer_init(&check, on_notify_check, 0.05, 0.05);
+    check.data = a;
+    ev_timer_start(loop, &check);
+    ev_timer_init(&timeout, on_notify_timeout, timeout_s, 0.);
+    ev_timer_start(loop, &timeout);
+    ev_run(loop, 0);
+    ev_timer_stop(loop, &check);
+    ev_timer_stop(loop, &timeout);
+    alerts_free(a);
+    http_loop_free(hl);
+}

@@ -28,6 +28,12 @@ void alerts_free(struct alerts *a);
 
 void alerts_evaluate(struct alerts *a, const struct db_status *dbs, size_t count, int64_t now_ms);
 
+/* Outside the daemon (`tidemark verify`): sends one "firing" alert and
+ * waits for its delivery, at most timeout_s (a hanging command is left
+ * running). Nothing happens when neither webhook nor command is set. */
+void alerts_notify(const struct config_alerts *cfg, const char *rule, const char *db, const char *replica,
+                   const char *message, double timeout_s);
+
 /* Incidents open right now (for tests and /healthz). */
 size_t alerts_open(const struct alerts *a);
 

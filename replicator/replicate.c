@@ -109,7 +109,7 @@ struct db_context {
     int snapshot_failing, retention_failing, drill_failing, drill_result;
     char snapshot_error[512];
     uint64_t errors_wal, errors_spool, errors_snapshot, errors_retention, errors_drill;
-    int64_t drill_time_ms;
+    int64_t drill_time_ms, drill_rto_ms, drill_rpo_ms;
     ev_periodic drill_periodic;      /* drill: { schedule } */
     uint32_t checkpoint_floor;       /* WAL frame of the last checkpoint attempt */
 };
@@ -366,6 +366,28 @@ static void on_scan(struct ev_loop *loop, ev_timer *w, int revents)
         report(ctx, "cannot read the WAL", &err);
 }
 
+static void drill_report_path(const struct db_context *ctx, char *out, size_t len)
+{
+    snprintf(out, len, "%s/last-drill.json", ctx->cfg->state_dir);
+}
+
+/* RTO and RPO of the last drill, from its JSON report (drill.c writes
+ * it, so its fields are known): the first replica's record. */
+static void read_drill_report(struct db_context *ctx)
+{
+    char path[PATH_MAX + 32], text[4096];
+    drill_report_path(ctx, path, sizeof path);
+    FILE *fp = fopen(path, "r");
+    if (!fp)
+        return;
+    size_t got = fread(text, 1, sizeof text - 1, fp);
+    fclose(fp);
+    text[got] = '\0';
+    const char *rto = strstr(text, "\"rto_ms\": "), *rpo = strstr(text, "\"rpo_ms\": ");
+    ctx->drill_rto_ms = rto ? strtoll(rto + 10, NULL, 10) : 0;
+    ctx->drill_rpo_ms = rpo ? strtoll(rpo + 10, NULL, 10) : 0;
+}
+
 /* Retention and drills run as child processes (`tidemark retention|drill
  * -c FILE NAME`): listing, deleting and restoring on a remote replica can
  * take a while, and the loop must never wait for them. One of each per
@@ -381,6 +403,7 @@ static void on_child_done(struct ev_loop *loop, ev_child *w, int revents)
     if (w == &ctx->drill_child) {
         ctx->drill_failing = !ok;
         ctx->drill_result = ok;
+        read_drill_report(ctx);
         ctx->drill_time_ms = clock_now_ms();
         ctx->errors_drill += !ok;
     } else {
@@ -411,11 +434,20 @@ static void spawn_command(struct db_context *ctx, const char *command, ev_child 
         log_error("%s: cannot run %s: fork: %s", ctx->cfg->name, command, strerror(errno));
         return;
     }
+    char report_path[PATH_MAX + 32];
+    drill_report_path(ctx, report_path, sizeof report_path);
+    int is_drill = watcher == &ctx->drill_child;
     if (pid == 0) {
-        int devnull = open("/dev/null", O_WRONLY);
-        if (devnull >= 0)
-            dup2(devnull, STDOUT_FILENO);   /* the report; errors still go to stderr */
-        execl(self, self, command, "-c", ctx->owner->cfg->file, ctx->cfg->name, (char *)NULL);
+        /* the report: a drill's JSON goes to the state directory for the
+         * metrics; anything else is dropped; errors still go to stderr */
+        int out = is_drill ? open(report_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)
+                           : open("/dev/null", O_WRONLY | O_CLOEXEC);
+        if (out >= 0)
+            dup2(out, STDOUT_FILENO);
+        if (is_drill)
+            execl(self, self, command, "-c", ctx->owner->cfg->file, ctx->cfg->name, "--json", (char *)NULL);
+        else
+            execl(self, self, command, "-c", ctx->owner->cfg->file, ctx->cfg->name, (char *)NULL);
         _exit(127);
     }
     ev_child_set(watcher, pid, 0);
@@ -858,6 +890,7 @@ static void fill_db_status(const struct db_context *ctx, struct db_status *out, 
         .snapshot_error = ctx->snapshot_error, .errors_wal = ctx->errors_wal, .errors_spool = ctx->errors_spool,
         .errors_snapshot = ctx->errors_snapshot, .errors_retention = ctx->errors_retention,
         .errors_drill = ctx->errors_drill, .drill_result = ctx->drill_result, .drill_time_ms = ctx->drill_time_ms,
+        .drill_rto_ms = ctx->drill_rto_ms, .drill_rpo_ms = ctx->drill_rpo_ms,
         .replicas = replicas, .replica_count = ctx->replica_count};
     for (size_t j = 0; j < ctx->replica_count; j++) {
         const struct uploader *u = &ctx->uploaders[j];

@@ -25,6 +25,7 @@
 
 #include "../common/archive.h"
 #include "../common/clock.h"
+#include "../replicator/alerts.h"
 #include "restore.h"
 
 #include <inttypes.h>
@@ -238,6 +239,12 @@ static int verify_replica(const struct config *cfg, const struct crypto_key *key
     }
     catalog_release(&cat);
     storage_free(st);
+    if (rep.problems) {
+        char message[300];
+        snprintf(message, sizeof message, "verify found %zu problem(s) in %zu object(s) checked", rep.problems,
+                 rep.objects);
+        alerts_notify(&cfg->alerts, "verify_failed", db->name, cfg_rep->name, message, 15.0);
+    }
     if (opts->json)
         printf("], \"objects_checked\": %zu, \"ok\": %s}", rep.objects, rep.problems ? "false" : "true");
     else

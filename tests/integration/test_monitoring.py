@@ -188,9 +188,33 @@ def test_failing_or_hanging_alert_command_does_not_stall_replication():
         env.cleanup()
 
 
+def test_verify_problem_raises_an_alert():
+    env = Env("verifyalert")
+    try:
+        env.replicate_writes(60, "--delay-ms", "10")
+        marker = os.path.join(env.dir, "paged")
+        with open(env.config) as f:
+            text = f.read()
+        with open(env.config, "w") as f:
+            f.write("alerts: { command: 'echo \"$TIDEMARK_STATE $TIDEMARK_ALERT $TIDEMARK_DB $TIDEMARK_REPLICA\" >> %s' }\n"
+                    % marker + text)
+        proc = subprocess.run([TIDEMARK, "verify", "-c", env.config], capture_output=True, text=True)
+        check(proc.returncode == 0 and not os.path.exists(marker), "a clean verify alerted: " + proc.stdout)
+        seg = sorted(os.path.join(d, f) for d, _, fs in os.walk(env.backup) for f in fs if f.endswith(".seg"))[0]
+        with open(seg, "r+b") as f:
+            f.seek(80); b = f.read(1); f.seek(80); f.write(bytes([b[0] ^ 1]))
+        proc = subprocess.run([TIDEMARK, "verify", "-c", env.config], capture_output=True, text=True, timeout=60)
+        check(proc.returncode == 1, "verify passed a corrupt archive")
+        with open(marker) as f:
+            check(f.read().split() == ["firing", "verify_failed", "app", "file"], "alert command not run as expected")
+    finally:
+        env.cleanup()
+
+
 TESTS = [
     test_failing_replica_alert_metrics_health_and_recovery,
     test_failing_or_hanging_alert_command_does_not_stall_replication,
+    test_verify_problem_raises_an_alert,
 ]
 
 if __name__ == "__main__":

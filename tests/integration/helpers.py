@@ -26,6 +26,9 @@ def iso(ms):
 class Failure(Exception):
     pass
 
+class Skip(Exception):
+    """The test cannot run on this machine (reported as TAP SKIP)."""
+
 def check(cond, message):
     if not cond:
         raise Failure(message)
@@ -165,6 +168,8 @@ def run_tests(tests):
         try:
             test()
             print("ok %d - %s (%.1fs)" % (n, test.__name__, time.time() - started))
+        except Skip as e:
+            print("ok %d - %s # SKIP %s" % (n, test.__name__, e))
         except Exception as e:
             failed += 1
             print("not ok %d - %s" % (n, test.__name__))

@@ -188,6 +188,51 @@ def test_failing_or_hanging_alert_command_does_not_stall_replication():
         env.cleanup()
 
 
+def test_full_filesystem_alert_within_60s_with_defaults():
+    """A file replica on a small filesystem that fills up (ENOSPC): with
+    the default alert settings (failure-after 30 s) the alert reaches the
+    webhook within 60 s, once; after space is freed, "resolved", and the
+    replica has every commit. Needs to mount a tmpfs (root)."""
+    receiver = Receiver()
+    env = Env("enospc")
+    small = os.path.join(env.dir, "small")
+    os.makedirs(small)
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", small], capture_output=True).returncode != 0:
+        receiver.close()
+        env.cleanup()
+        raise Skip("cannot mount a tmpfs here")
+    try:
+        replicas = ("      - type: file\n        name: good\n        path: %s\n"
+                    "      - type: file\n        name: small\n        path: %s/backup\n" % (env.backup, small))
+        env.config = env.write_config("tidemark.yml", env.key, replicas=replicas)
+        with open(env.config) as f:
+            text = f.read()
+        with open(env.config, "w") as f:
+            f.write("alerts: { webhook: %s }\n" % receiver.url + text)
+        env.create_db()
+        env.start()
+        filler = os.path.join(small, "filler")
+        subprocess.run(["dd", "if=/dev/zero", "of=" + filler, "bs=64k", "count=64"], capture_output=True)
+        full_at = time.time()
+        env.write_py(150, "--delay-ms", "10")
+        wait_until(lambda: "firing" in receiver.states("replica_failing"), 75, "the alert")
+        delay = [t for t, c in receiver.calls if c["alert"] == "replica_failing"][0] - full_at
+        check(delay <= 60, "the alert reached the receiver %.1f s after the disk filled" % delay)
+        os.unlink(filler)
+        wait_until(lambda: "resolved" in receiver.states("replica_failing"), 90, "resolved")
+        check(receiver.states("replica_failing") == ["firing", "resolved"], "messages: %r" % receiver.states("replica_failing"))
+        time.sleep(0.5)
+        env.stop()
+        verify_timeline(env, points=4, extra=("--replica", "small"))
+    finally:
+        receiver.close()
+        if env.replicator:
+            env.replicator.kill()
+            env.replicator.wait()
+        subprocess.run(["umount", small], capture_output=True)
+        env.cleanup()
+
+
 def test_verify_problem_raises_an_alert():
     env = Env("verifyalert")
     try:
@@ -215,6 +260,7 @@ TESTS = [
     test_failing_replica_alert_metrics_health_and_recovery,
     test_failing_or_hanging_alert_command_does_not_stall_replication,
     test_verify_problem_raises_an_alert,
+    test_full_filesystem_alert_within_60s_with_defaults,
 ]
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ LIB_OBJ     := $(LIB_SRC:%.c=$(BUILD)/%.o)
 UNIT_TESTS  := $(patsubst tests/unit/%.c,%,$(filter-out tests/unit/harness.c,$(wildcard tests/unit/test_*.c)))
 UNIT_BINS   := $(UNIT_TESTS:%=$(BUILD)/tests/%)
 
-.PHONY: all deps test unit demo bench clean tidemark
+.PHONY: all deps test unit unit-tests demo bench clean tidemark
 all: tidemark
 
 tidemark: $(BUILD)/tidemark
@@ -59,9 +59,19 @@ deps:
 
 unit: tidemark $(UNIT_BINS)
 
+unit-tests: $(UNIT_BINS)
+
+# The unit tests also run under AddressSanitizer + UBSan in every `make
+# test` (a second build in build/sanitize); SANITIZE=1 runs everything so.
 test: deps
+ifeq ($(SANITIZE),1)
 	$(MAKE) unit
 	@BUILD=$(BUILD) tests/run
+else
+	$(MAKE) SANITIZE=1 unit-tests
+	$(MAKE) unit
+	@BUILD=$(BUILD) SANITIZED_UNIT_BUILD=build/sanitize tests/run
+endif
 
 demo: deps
 	$(MAKE) tidemark

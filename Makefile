@@ -12,7 +12,12 @@ CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wstrict-protot
            $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lev
 
-ifeq ($(SANITIZE),1)
+ifeq ($(FUZZ),1)
+CC      := clang
+CFLAGS  += -fsanitize=address,undefined,fuzzer-no-link -fno-omit-frame-pointer -O1 -Wno-unknown-warning-option
+LDFLAGS += -fsanitize=address,undefined
+BUILD   := build/fuzz
+else ifeq ($(SANITIZE),1)
 CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -O1
 LDFLAGS += -fsanitize=address,undefined
 BUILD   := build/sanitize
@@ -31,10 +36,12 @@ RESTORE_SRC := restore/restore.c restore/list.c restore/verify.c restore/drill.c
 LIB_SRC     := $(COMMON_SRC) $(REPL_SRC) $(RESTORE_SRC)
 LIB_OBJ     := $(LIB_SRC:%.c=$(BUILD)/%.o)
 
+FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_BINS    := $(FUZZ_TARGETS:%=build/fuzz/%)
 UNIT_TESTS  := $(patsubst tests/unit/%.c,%,$(filter-out tests/unit/harness.c,$(wildcard tests/unit/test_*.c)))
 UNIT_BINS   := $(UNIT_TESTS:%=$(BUILD)/tests/%)
 
-.PHONY: all deps test unit unit-tests demo bench clean tidemark
+.PHONY: all deps test unit unit-tests demo bench clean tidemark fuzz fuzz-targets
 all: tidemark
 
 tidemark: $(BUILD)/tidemark
@@ -54,6 +61,16 @@ $(BUILD)/tests/%: tests/unit/%.c tests/unit/harness.c tests/unit/harness.h $(BUI
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< tests/unit/harness.c $(BUILD)/libtidemark.a $(LDLIBS)
 
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c build/fuzz/libtidemark.a
+	clang $(CFLAGS) -fsanitize=fuzzer,address,undefined -o $@ $< build/fuzz/libtidemark.a $(LDLIBS)
+
+fuzz-targets: $(FUZZ_BINS)
+
+# Longer fuzzing runs: make fuzz FUZZ_SECONDS=600 (default 60 per target).
+fuzz: deps
+	$(MAKE) FUZZ=1 fuzz-targets
+	@FUZZ_SECONDS=$${FUZZ_SECONDS:-60} tests/fuzz/run
+
 deps:
 	@scripts/install-deps
 
@@ -69,8 +86,9 @@ ifeq ($(SANITIZE),1)
 	@BUILD=$(BUILD) tests/run
 else
 	$(MAKE) SANITIZE=1 unit-tests
+	$(MAKE) FUZZ=1 fuzz-targets
 	$(MAKE) unit
-	@BUILD=$(BUILD) SANITIZED_UNIT_BUILD=build/sanitize tests/run
+	@BUILD=$(BUILD) SANITIZED_UNIT_BUILD=build/sanitize FUZZ_SECONDS=5 tests/run
 endif
 
 demo: deps

@@ -112,6 +112,23 @@ static char *expand_env(struct loader *ld, const yaml_node_t *node, const char *
     return out;
 }
 
+/* A key given twice in one mapping is a mistake (YAML would keep the
+ * last silently; we say so). */
+static int unique_keys(struct loader *ld, yaml_node_t *node)
+{
+    for (yaml_node_pair_t *a = node->data.mapping.pairs.start; a < node->data.mapping.pairs.top; a++) {
+        yaml_node_t *ka = yaml_document_get_node(&ld->doc, a->key);
+        if (!ka || ka->type != YAML_SCALAR_NODE)
+            return fail_at(ld, ka ? ka : node, NULL, "keys must be plain names");
+        for (yaml_node_pair_t *b = node->data.mapping.pairs.start; b < a; b++) {
+            yaml_node_t *kb = yaml_document_get_node(&ld->doc, b->key);
+            if (strcmp((const char *)ka->data.scalar.value, (const char *)kb->data.scalar.value) == 0)
+                return fail_at(ld, ka, "remove one of them", "'%s' is given twice", (const char *)ka->data.scalar.value);
+        }
+    }
+    return 0;
+}
+
 static int get_string(struct loader *ld, yaml_node_t *node, const char *key, char **out)
 {
     if (node->type != YAML_SCALAR_NODE)
@@ -203,6 +220,8 @@ static int parse_retention(struct loader *ld, yaml_node_t *node, struct config_r
     if (node->type != YAML_MAPPING_NODE)
         return fail_at(ld, node, hint, "'retention' must be a mapping or 'off'");
     retention_defaults(r);
+    if (unique_keys(ld, node) != 0)
+        return -1;
     for (yaml_node_pair_t *pair = node->data.mapping.pairs.start; pair < node->data.mapping.pairs.top; pair++) {
         yaml_node_t *k = yaml_document_get_node(&ld->doc, pair->key);
         yaml_node_t *v = yaml_document_get_node(&ld->doc, pair->value);
@@ -231,6 +250,8 @@ static int parse_snapshot(struct loader *ld, yaml_node_t *node, struct config_db
     static const char *hint = "write 'snapshot: { schedule: \"0 3 * * *\" }' (cron, UTC)";
     if (node->type != YAML_MAPPING_NODE)
         return fail_at(ld, node, hint, "'snapshot' must be a mapping");
+    if (unique_keys(ld, node) != 0)
+        return -1;
     for (yaml_node_pair_t *pair = node->data.mapping.pairs.start; pair < node->data.mapping.pairs.top; pair++) {
         yaml_node_t *k = yaml_document_get_node(&ld->doc, pair->key);
         yaml_node_t *v = yaml_document_get_node(&ld->doc, pair->value);
@@ -253,6 +274,8 @@ static int parse_drill(struct loader *ld, yaml_node_t *node, struct config_drill
     }
     if (node->type != YAML_MAPPING_NODE)
         return fail_at(ld, node, hint, "'drill' must be a mapping or 'off'");
+    if (unique_keys(ld, node) != 0)
+        return -1;
     for (yaml_node_pair_t *pair = node->data.mapping.pairs.start; pair < node->data.mapping.pairs.top; pair++) {
         yaml_node_t *k = yaml_document_get_node(&ld->doc, pair->key);
         yaml_node_t *v = yaml_document_get_node(&ld->doc, pair->value);
@@ -277,6 +300,8 @@ static int parse_metrics(struct loader *ld, yaml_node_t *node, struct config *cf
     static const char *hint = "write 'metrics: { listen: 127.0.0.1:9187 }'";
     if (node->type != YAML_MAPPING_NODE)
         return fail_at(ld, node, hint, "'metrics' must be a mapping");
+    if (unique_keys(ld, node) != 0)
+        return -1;
     for (yaml_node_pair_t *pair = node->data.mapping.pairs.start; pair < node->data.mapping.pairs.top; pair++) {
         yaml_node_t *k = yaml_document_get_node(&ld->doc, pair->key);
         yaml_node_t *v = yaml_document_get_node(&ld->doc, pair->value);
@@ -299,6 +324,8 @@ static int parse_alerts(struct loader *ld, yaml_node_t *node, struct config_aler
     static const char *hint = "write 'alerts: { webhook: URL, command: PATH, failure-after: 30s, lag-threshold: 60s, reminder: 1h }'";
     if (node->type != YAML_MAPPING_NODE)
         return fail_at(ld, node, hint, "'alerts' must be a mapping");
+    if (unique_keys(ld, node) != 0)
+        return -1;
     for (yaml_node_pair_t *pair = node->data.mapping.pairs.start; pair < node->data.mapping.pairs.top; pair++) {
         yaml_node_t *k = yaml_document_get_node(&ld->doc, pair->key);
         yaml_node_t *v = yaml_document_get_node(&ld->doc, pair->value);
@@ -392,6 +419,8 @@ static int parse_object_lock(struct loader *ld, yaml_node_t *node, struct config
         return fail_at(ld, node, hint, "'object-lock' must be a mapping");
     char *mode = NULL;
     int rc = 0;
+    if (unique_keys(ld, node) != 0)
+        return -1;
     for (yaml_node_pair_t *pair = node->data.mapping.pairs.start;
          rc == 0 && pair < node->data.mapping.pairs.top; pair++) {
         yaml_node_t *k = yaml_document_get_node(&ld->doc, pair->key);
@@ -482,6 +511,8 @@ static int parse_replica(struct loader *ld, yaml_node_t *node, struct config_rep
                        "a replica must be a mapping");
     char *type = NULL;
     yaml_node_t *type_node = node;
+    if (unique_keys(ld, node) != 0)
+        return -1;
     for (yaml_node_pair_t *pair = node->data.mapping.pairs.start; pair < node->data.mapping.pairs.top; pair++) {
         yaml_node_t *k = yaml_document_get_node(&ld->doc, pair->key);
         if (k->type == YAML_SCALAR_NODE && strcmp((const char *)k->data.scalar.value, "type") == 0)
@@ -500,6 +531,8 @@ static int parse_replica(struct loader *ld, yaml_node_t *node, struct config_rep
     }
     free(type);
     int rc = 0;
+    if (unique_keys(ld, node) != 0)
+        return -1;
     for (yaml_node_pair_t *pair = node->data.mapping.pairs.start;
          rc == 0 && pair < node->data.mapping.pairs.top; pair++) {
         yaml_node_t *k = yaml_document_get_node(&ld->doc, pair->key);
@@ -585,6 +618,8 @@ static int parse_db(struct loader *ld, yaml_node_t *node, struct config_db *db)
     db->drill.enabled = 1;
     db->retention.enabled = -1;
     yaml_node_t *replicas_node = NULL;
+    if (unique_keys(ld, node) != 0)
+        return -1;
     for (yaml_node_pair_t *pair = node->data.mapping.pairs.start;
          pair < node->data.mapping.pairs.top; pair++) {
         yaml_node_t *k = yaml_document_get_node(&ld->doc, pair->key);
@@ -664,6 +699,8 @@ static int parse_encryption(struct loader *ld, yaml_node_t *node, struct config 
     }
     if (node->type != YAML_MAPPING_NODE)
         return fail_at(ld, node, hint, "'encryption' must be 'none' or a mapping with 'key-file'");
+    if (unique_keys(ld, node) != 0)
+        return -1;
     for (yaml_node_pair_t *pair = node->data.mapping.pairs.start;
          pair < node->data.mapping.pairs.top; pair++) {
         yaml_node_t *k = yaml_document_get_node(&ld->doc, pair->key);
@@ -714,6 +751,8 @@ static int parse_root(struct loader *ld, yaml_node_t *root, struct config *cfg)
     retention_defaults(&cfg->retention);
     cfg->alerts = (struct config_alerts){.failure_after_ms = 30000, .lag_threshold_ms = 60000,
                                          .reminder_ms = 3600 * 1000};
+    if (unique_keys(ld, root) != 0)
+        return -1;
     for (yaml_node_pair_t *pair = root->data.mapping.pairs.start;
          pair < root->data.mapping.pairs.top; pair++) {
         yaml_node_t *k = yaml_document_get_node(&ld->doc, pair->key);

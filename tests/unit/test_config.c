@@ -238,6 +238,10 @@ static void test_schedules_retention_drill(void)
     ASSERT_EQ(load("encryption: none\nretention: { hourly: 24 }\ndbs:\n  - path: /a.db\n    replicas: [{path: /b}]\n",
                    &err, &cfg), -1);
     ASSERT_STR_CONTAINS(err.msg, "unknown key 'hourly' in 'retention'");
+    /* found by fuzzing: a key given twice (it once overflowed the replica array) */
+    ASSERT_EQ(load("encryption: none\ndbs:\n  - path: /a.db\n    replicas: [{path: /b}, {path: /c, name: c}]\n"
+                   "    replicas: [{path: /d}]\n", &err, &cfg), -1);
+    ASSERT_STR_CONTAINS(err.msg, ":5:5: 'replicas' is given twice");
 }
 
 int main(void)

@@ -41,7 +41,7 @@ FUZZ_BINS    := $(FUZZ_TARGETS:%=build/fuzz/%)
 UNIT_TESTS  := $(patsubst tests/unit/%.c,%,$(filter-out tests/unit/harness.c,$(wildcard tests/unit/test_*.c)))
 UNIT_BINS   := $(UNIT_TESTS:%=$(BUILD)/tests/%)
 
-.PHONY: all deps test unit unit-tests demo bench clean tidemark fuzz fuzz-targets
+.PHONY: all deps test unit unit-tests demo bench clean tidemark fuzz fuzz-targets torture
 all: tidemark
 
 tidemark: $(BUILD)/tidemark
@@ -70,6 +70,11 @@ fuzz-targets: $(FUZZ_BINS)
 fuzz: deps
 	$(MAKE) FUZZ=1 fuzz-targets
 	@FUZZ_SECONDS=$${FUZZ_SECONDS:-60} tests/fuzz/run
+
+# Crash-consistency torture: TORTURE_SECONDS (default 300), TORTURE_SEED.
+torture: deps
+	$(MAKE) tidemark
+	@/usr/bin/python3 tests/integration/torture.py
 
 deps:
 	@scripts/install-deps

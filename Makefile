@@ -75,6 +75,7 @@ fuzz: deps
 torture: deps
 	$(MAKE) tidemark
 	@/usr/bin/python3 tests/integration/torture.py
+	@CORRUPTION_CASES=$${CORRUPTION_CASES:-1000} /usr/bin/python3 tests/integration/test_lifecycle.py test_verify_reports_every_damage
 
 deps:
 	@scripts/install-deps

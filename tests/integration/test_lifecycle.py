@@ -150,16 +150,19 @@ def test_verify_reports_every_damage():
         first_seg_index = int(os.path.basename(segs[0]).split("-")[0], 16)
         deletable = [p for p in segs[:-1] if not (p == segs[0] and first_seg_index + 1 in snap_indexes)]
         deletable.append(first_snapshot)
+        # CORRUPTION_CASES (make torture: 1000) scales the mix; default 68
+        total = int(os.environ.get("CORRUPTION_CASES", "68"))
+        scale = total / 68.0
         cases = []
-        for _ in range(40):
+        for _ in range(int(40 * scale)):
             cases.append(("flip", rng.choice(segs + snaps)))
-        for _ in range(8):
+        for _ in range(int(8 * scale)):
             cases.append(("truncate", rng.choice(segs + snaps)))
-        for victim in rng.sample(deletable, min(8, len(deletable))):
-            cases.append(("delete", victim))
-        for _ in range(6):
+        for _ in range(max(8, int(8 * scale))):
+            cases.append(("delete", rng.choice(deletable)))
+        for _ in range(int(6 * scale)):
             cases.append(("duplicate", rng.choice(segs[:-1])))
-        for _ in range(6):
+        while len(cases) < total:
             a, b = rng.sample(segs, 2)
             cases.append(("reorder", a + "|" + b))
         detected = 0

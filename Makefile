@@ -41,7 +41,7 @@ FUZZ_BINS    := $(FUZZ_TARGETS:%=build/fuzz/%)
 UNIT_TESTS  := $(patsubst tests/unit/%.c,%,$(filter-out tests/unit/harness.c,$(wildcard tests/unit/test_*.c)))
 UNIT_BINS   := $(UNIT_TESTS:%=$(BUILD)/tests/%)
 
-.PHONY: all deps test unit unit-tests demo bench clean tidemark fuzz fuzz-targets torture
+.PHONY: all deps test unit unit-tests demo bench clean tidemark fuzz fuzz-targets torture valgrind
 all: tidemark
 
 tidemark: $(BUILD)/tidemark
@@ -76,6 +76,10 @@ torture: deps
 	$(MAKE) tidemark
 	@/usr/bin/python3 tests/integration/torture.py
 	@CORRUPTION_CASES=$${CORRUPTION_CASES:-1000} /usr/bin/python3 tests/integration/test_lifecycle.py test_verify_reports_every_damage
+
+# The unit tests under valgrind (memcheck, leaks).
+valgrind: unit
+	@for t in $(UNIT_BINS); do valgrind --error-exitcode=9 --leak-check=full -q $$t || exit 1; done
 
 deps:
 	@scripts/install-deps

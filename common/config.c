@@ -871,6 +871,15 @@ void config_free(struct config *cfg)
     free(cfg);
 }
 
+int config_replica_selected(const struct config_db *db, size_t index, const char *wanted)
+{
+    if (!wanted)
+        return 1;
+    char *end;
+    long number = strtol(wanted, &end, 10);
+    return strcmp(db->replicas[index].name, wanted) == 0 || (wanted[0] && !*end && number == (long)index);
+}
+
 const struct config_db *config_find_db(const struct config *cfg, const char *name,
                                        struct tm_error *err)
 {

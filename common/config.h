@@ -96,6 +96,11 @@ struct config {
 int config_load(const char *path, struct config **out, struct tm_error *err);
 void config_free(struct config *cfg);
 
+/* Whether replica number `index` of db is the one `wanted` names (its
+ * name, or its 0-based index as text); NULL wants every replica. The
+ * --replica option of every command. */
+int config_replica_selected(const struct config_db *db, size_t index, const char *wanted);
+
 /* The database called `name`; NULL with err set (listing the names). */
 const struct config_db *config_find_db(const struct config *cfg, const char *name,
                                        struct tm_error *err);

@@ -338,15 +338,6 @@ static int run_replica(const struct config_db *db, const struct config_replica *
     return rc;
 }
 
-static int replica_selected(const struct config_db *db, size_t i, const char *wanted)
-{
-    if (!wanted)
-        return 1;
-    char *end;
-    long index = strtol(wanted, &end, 10);
-    return strcmp(db->replicas[i].name, wanted) == 0 || (!*end && index == (long)i);
-}
-
 int retention_run(const struct config *cfg, const struct retention_options *opts)
 {
     struct tm_error err;
@@ -367,7 +358,7 @@ int retention_run(const struct config *cfg, const struct retention_options *opts
             continue;
         }
         for (size_t r = 0; r < db->replica_count; r++) {
-            if (!replica_selected(db, r, opts->replica))
+            if (!config_replica_selected(db, r, opts->replica))
                 continue;
             matched++;
             if (run_replica(db, &db->replicas[r], opts, &first, &err) != 0) {

@@ -189,9 +189,7 @@ int drill_run(const struct config *cfg, const struct crypto_key *key, const stru
     if (opts->json)
         printf("[");
     for (size_t r = 0; r < db->replica_count; r++) {
-        char *end;
-        long index = opts->replica ? strtol(opts->replica, &end, 10) : 0;
-        if (opts->replica && strcmp(db->replicas[r].name, opts->replica) != 0 && (*end || index != (long)r))
+        if (!config_replica_selected(db, r, opts->replica))
             continue;
         struct drill_result result;
         drill_one(cfg, key, db, r, &result);

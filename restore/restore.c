@@ -85,10 +85,8 @@ int restore_open_replica(const struct config_db *db, const char *replica,
                          struct storage **out, struct tm_error *err)
 {
     if (replica) {
-        char *end;
-        long index = strtol(replica, &end, 10);
         for (size_t i = 0; i < db->replica_count; i++)
-            if (strcmp(db->replicas[i].name, replica) == 0 || (!*end && index == (long)i))
+            if (config_replica_selected(db, i, replica))
                 return open_reachable(db, &db->replicas[i], out, err);
         tm_error_set(err, "database '%s' has no replica '%s'", db->name, replica);
         return tm_error_hint(err, "give a replica name from the configuration or its index (0 = first)");

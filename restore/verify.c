@@ -268,9 +268,7 @@ int verify_run(const struct config *cfg, const struct crypto_key *key, const str
         if (opts->db_name && strcmp(db->name, opts->db_name) != 0)
             continue;
         for (size_t r = 0; r < db->replica_count; r++) {
-            char *end;
-            long index = opts->replica ? strtol(opts->replica, &end, 10) : 0;
-            if (opts->replica && strcmp(db->replicas[r].name, opts->replica) != 0 && (*end || index != (long)r))
+            if (!config_replica_selected(db, r, opts->replica))
                 continue;
             matched++;
             failed |= verify_replica(cfg, key, db, r, opts, &first);

@@ -156,6 +156,15 @@ def verify_timeline(env, points=8, downtime=None, extra=()):
     return counts
 
 
+def wait_until(condition, timeout, what):
+    """Polls condition every 100 ms; Failure after timeout seconds."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if condition():
+            return
+        time.sleep(0.1)
+    raise Failure("timed out waiting for " + what)
+
 def run_tests(tests):
     """Runs the selected tests (names on the command line, or all) and
     prints TAP; returns the exit code."""

@@ -58,15 +58,6 @@ def health(port):
         return e.code, json.loads(e.read())
 
 
-def wait_until(condition, timeout, what):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    raise Failure("timed out waiting for " + what)
-
-
 def two_replicas(env):
     env.bad = os.path.join(env.dir, "bad")
     return ("      - type: file\n        name: good\n        path: %s\n"

@@ -90,14 +90,6 @@ def queued(env, replica):
     return len(os.listdir(d)) if os.path.isdir(d) else 0
 
 
-def wait_until(condition, timeout, what):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    raise Failure("timed out waiting for " + what)
-
 # ------------------------------------------------------------------ tests
 
 def test_file_and_s3_at_once_restore_identically():

@@ -34,7 +34,7 @@ static const char *usage_main =
     "  drill -c FILE NAME [--json]       restore test measuring RTO and RPO, recorded in the replica\n"
     "  retention -c FILE [NAME] [--dry-run] [--json]\n"
     "                                    delete what the retention rules do not keep\n"
-    "  keygen -o FILE                    write a new encryption key (mode 0600)\n"
+    "  keygen [--pair] -o FILE           write a new encryption key (or key pair)\n"
     "  version                           print the version\n"
     "\n"
     "'tidemark COMMAND --help' describes each command.\n";
@@ -48,11 +48,14 @@ static const char *usage_replicate =
 
 static const char *usage_restore =
     "usage: tidemark restore -c FILE NAME -o PATH [--timestamp TIME] [--replica NAME|INDEX] [--force]\n"
+    "                        [--key-file FILE]...\n"
     "Rebuilds database NAME as it was at TIME (RFC 3339 such as 2026-11-23T03:15:42Z or\n"
     "2026-11-23T05:15:42+02:00, or Unix seconds); without --timestamp, the latest point.\n"
     "Transactions seen at or before TIME are included. The result is checked with\n"
     "PRAGMA integrity_check before it is moved to PATH. PATH must not exist unless --force.\n"
-    "Reads from the first replica that answers, or the one --replica names (0 = first).\n";
+    "Reads from the first replica that answers, or the one --replica names (0 = first).\n"
+    "--key-file FILE (repeatable) adds keys to those of the configuration: the secret key\n"
+    "of a pair, or the old keys of backups made before a key rotation.\n";
 
 static const char *usage_list =
     "usage: tidemark list -c FILE [NAME] [--replica NAME|INDEX] [--json]\n"
@@ -66,14 +69,14 @@ static const char *usage_retention =
     "The sidecar runs it by itself after each snapshot and at least daily.\n";
 
 static const char *usage_verify =
-    "usage: tidemark verify -c FILE [NAME] [--replica NAME|INDEX] [--deep] [--json]\n"
+    "usage: tidemark verify -c FILE [NAME] [--replica NAME|INDEX] [--deep] [--json] [--key-file FILE]\n"
     "Reads every object of each replica (decrypts it, checks its checksums) and checks the\n"
     "archive: the chain has no gap, overlap or reordering, every generation starts from a\n"
     "snapshot, times are consistent. --deep also restores the newest point into a scratch\n"
     "file and runs integrity_check. Exit status 0 only when everything checks.\n";
 
 static const char *usage_drill =
-    "usage: tidemark drill -c FILE NAME [--replica NAME|INDEX] [--json]\n"
+    "usage: tidemark drill -c FILE NAME [--replica NAME|INDEX] [--json] [--key-file FILE]\n"
     "A restore test: restores the newest point of NAME from each replica into the drill's\n"
     "staging directory, runs integrity_check and the drill's check-sql, reports RTO (restore\n"
     "time) and RPO (age of the newest restorable transaction), removes the copy, and records\n"
@@ -87,8 +90,11 @@ static const char *usage_snapshot =
     "state directory); with none running, this command takes it itself.\n";
 
 static const char *usage_keygen =
-    "usage: tidemark keygen -o FILE\n"
+    "usage: tidemark keygen [--pair] -o FILE\n"
     "Writes a new random 256-bit key to FILE (which must not exist) with mode 0600.\n"
+    "With --pair, writes a key pair instead: the secret key to FILE (mode 0600) and the\n"
+    "public key to FILE.pub. A sidecar given only the public key (recipient-file) can write\n"
+    "backups but not read them; restore, verify and drills take the secret key (--key-file).\n"
     "Keep a copy somewhere safe and separate from the backups: without it they cannot be read.\n";
 
 static int bad_usage(const char *usage, const char *problem)
@@ -99,25 +105,10 @@ static int bad_usage(const char *usage, const char *problem)
     return 2;
 }
 
-/* Loads config and key: both commands that read or write archives need them. */
-static int load_config_and_key(const char *path, struct config **cfg, struct crypto_key **key)
-{
-    struct tm_error err;
-    *key = NULL;
-    if (config_load(path, cfg, &err) != 0) {
-        tm_error_print(&err);
-        return -1;
-    }
-    if (!(*cfg)->encryption_none && crypto_key_load((*cfg)->key_file, key, &err) != 0) {
-        tm_error_print(&err);
-        config_free(*cfg);
-        return -1;
-    }
-    return 0;
-}
+#define MAX_KEY_FILES 32
 
 enum { OPT_TIMESTAMP = 256, OPT_FORCE, OPT_REPLICA, OPT_JSON, OPT_HELP, OPT_DRY_RUN, OPT_NOW, OPT_DEEP,
-       OPT_TIMEOUT };
+       OPT_TIMEOUT, OPT_KEY_FILE, OPT_PAIR };
 
 static const struct option long_options[] = {
     {"config", required_argument, NULL, 'c'},   {"output", required_argument, NULL, 'o'},
@@ -126,13 +117,47 @@ static const struct option long_options[] = {
     {"json", no_argument, NULL, OPT_JSON},      {"verbose", no_argument, NULL, 'v'},
     {"dry-run", no_argument, NULL, OPT_DRY_RUN}, {"now", required_argument, NULL, OPT_NOW},
     {"deep", no_argument, NULL, OPT_DEEP},       {"timeout", required_argument, NULL, OPT_TIMEOUT},
+    {"key-file", required_argument, NULL, OPT_KEY_FILE}, {"pair", no_argument, NULL, OPT_PAIR},
     {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
 };
 
 struct cli {
     const char *config, *output, *timestamp, *replica, *now, *timeout;
-    int force, json, verbose, help, dry_run, deep;
+    int force, json, verbose, help, dry_run, deep, pair;
+    char *key_files[MAX_KEY_FILES];   /* --key-file, in order */
+    size_t key_file_count;
 };
+
+enum key_use { KEYS_TO_WRITE, KEYS_TO_READ };
+
+/* Loads the config and its keys plus --key-file ones. Commands that read
+ * objects need a key that decrypts: a sidecar host holding only the
+ * recipient's public key is told so before anything is fetched. */
+static int load_config_and_key(const struct cli *cli, enum key_use use, struct config **cfg,
+                               struct crypto_keyring **key)
+{
+    struct tm_error err;
+    *key = NULL;
+    if (config_load(cli->config, cfg, &err) != 0) {
+        tm_error_print(&err);
+        return -1;
+    }
+    if (config_load_keys(*cfg, cli->key_files, cli->key_file_count, key, &err) != 0) {
+        tm_error_print(&err);
+        config_free(*cfg);
+        return -1;
+    }
+    if (use == KEYS_TO_READ && *key && crypto_keyring_public_only(*key)) {
+        tm_error_set(&err, "the configuration holds only the public key '%s', which cannot decrypt backups",
+                     (*cfg)->recipient_file);
+        tm_error_hint(&err, "pass the secret key with --key-file FILE (the file 'tidemark keygen --pair' wrote beside the .pub)");
+        tm_error_print(&err);
+        crypto_keyring_free(*key);
+        config_free(*cfg);
+        return -1;
+    }
+    return 0;
+}
 
 static int parse_options(int argc, char **argv, const char *usage, struct cli *cli)
 {
@@ -153,6 +178,12 @@ static int parse_options(int argc, char **argv, const char *usage, struct cli *c
         case OPT_NOW: cli->now = optarg; break;
         case OPT_DEEP: cli->deep = 1; break;
         case OPT_TIMEOUT: cli->timeout = optarg; break;
+        case OPT_PAIR: cli->pair = 1; break;
+        case OPT_KEY_FILE:
+            if (cli->key_file_count == MAX_KEY_FILES)
+                return bad_usage(usage, "too many --key-file options");
+            cli->key_files[cli->key_file_count++] = optarg;
+            break;
         default: return bad_usage(usage, NULL);
         }
     }
@@ -173,12 +204,12 @@ static int cmd_replicate(int argc, char **argv)
     if (optind != argc)
         return bad_usage(usage_replicate, "unexpected argument");
     struct config *cfg;
-    struct crypto_key *key;
-    if (load_config_and_key(cli.config, &cfg, &key) != 0)
+    struct crypto_keyring *key;
+    if (load_config_and_key(&cli, KEYS_TO_WRITE, &cfg, &key) != 0)
         return 1;
     log_set_json(cfg->log_json);
     int rc = replicate_run(cfg, key, NULL);
-    crypto_key_free(key);
+    crypto_keyring_free(key);
     config_free(cfg);
     return rc;
 }
@@ -208,11 +239,11 @@ static int cmd_restore(int argc, char **argv)
         opts.has_target = 1;
     }
     struct config *cfg;
-    struct crypto_key *key;
-    if (load_config_and_key(cli.config, &cfg, &key) != 0)
+    struct crypto_keyring *key;
+    if (load_config_and_key(&cli, KEYS_TO_READ, &cfg, &key) != 0)
         return 1;
     int rc = restore_run(cfg, key, &opts);
-    crypto_key_free(key);
+    crypto_keyring_free(key);
     config_free(cfg);
     return rc;
 }
@@ -285,11 +316,11 @@ static int cmd_verify(int argc, char **argv)
     struct verify_options opts = {.db_name = optind < argc ? argv[optind] : NULL, .replica = cli.replica,
                                   .deep = cli.deep, .json = cli.json};
     struct config *cfg;
-    struct crypto_key *key;
-    if (load_config_and_key(cli.config, &cfg, &key) != 0)
+    struct crypto_keyring *key;
+    if (load_config_and_key(&cli, KEYS_TO_READ, &cfg, &key) != 0)
         return 1;
     int rc = verify_run(cfg, key, &opts);
-    crypto_key_free(key);
+    crypto_keyring_free(key);
     config_free(cfg);
     return rc;
 }
@@ -307,11 +338,11 @@ static int cmd_drill(int argc, char **argv)
         return bad_usage(usage_drill, "give exactly one database NAME");
     struct drill_options opts = {.db_name = argv[optind], .replica = cli.replica, .json = cli.json};
     struct config *cfg;
-    struct crypto_key *key;
-    if (load_config_and_key(cli.config, &cfg, &key) != 0)
+    struct crypto_keyring *key;
+    if (load_config_and_key(&cli, KEYS_TO_READ, &cfg, &key) != 0)
         return 1;
     int rc = drill_run(cfg, key, &opts);
-    crypto_key_free(key);
+    crypto_keyring_free(key);
     config_free(cfg);
     return rc;
 }
@@ -335,8 +366,8 @@ static int cmd_snapshot(int argc, char **argv)
         return 2;
     }
     struct config *cfg;
-    struct crypto_key *key;
-    if (load_config_and_key(cli.config, &cfg, &key) != 0)
+    struct crypto_keyring *key;
+    if (load_config_and_key(&cli, KEYS_TO_WRITE, &cfg, &key) != 0)
         return 1;
     const struct config_db *db = config_find_db(cfg, argv[optind], &err);
     int rc = 1, no_daemon = 0;
@@ -358,7 +389,7 @@ static int cmd_snapshot(int argc, char **argv)
     } else {
         tm_error_print(&err);
     }
-    crypto_key_free(key);
+    crypto_keyring_free(key);
     config_free(cfg);
     return rc;
 }
@@ -373,6 +404,17 @@ static int cmd_keygen(int argc, char **argv)
     if (!cli.output || optind != argc)
         return bad_usage(usage_keygen, "-o FILE is required");
     struct tm_error err;
+    if (cli.pair) {
+        char key_id[CRYPTO_KEY_ID_BYTES * 2 + 1];
+        if (crypto_keygen_pair(cli.output, key_id, &err) != 0) {
+            tm_error_print(&err);
+            return 1;
+        }
+        printf("wrote a key pair (id %s): secret key %s (mode 0600), public key %s.pub\n"
+               "give the sidecar only the .pub (encryption: { recipient-file: ... }); keep the secret\n"
+               "key off the database host, with a copy apart from the backups\n", key_id, cli.output, cli.output);
+        return 0;
+    }
     if (crypto_keygen(cli.output, &err) != 0) {
         tm_error_print(&err);
         return 1;

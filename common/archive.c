@@ -257,7 +257,7 @@ static int read_transactions(struct object_reader *r, const struct segment_heade
 
 /* Opens object `name` and reads its fixed payload header. */
 static int open_with_header(struct storage *st, const char *name, enum object_kind kind,
-                            const struct crypto_key *key, struct object_reader **out,
+                            const struct crypto_keyring *key, struct object_reader **out,
                             uint8_t header[ARCHIVE_HEADER_BYTES], struct tm_error *err)
 {
     if (object_reader_open(st, name, kind, key, out, err) != 0)
@@ -269,7 +269,7 @@ static int open_with_header(struct storage *st, const char *name, enum object_ki
     return 0;
 }
 
-int segment_read(struct storage *st, const char *name, const struct crypto_key *key,
+int segment_read(struct storage *st, const char *name, const struct crypto_keyring *key,
                  const struct segment_visitor *visitor, struct segment_header *header_out,
                  uint8_t hash_out[OBJECT_HASH_BYTES], struct tm_error *err)
 {
@@ -288,7 +288,7 @@ int segment_read(struct storage *st, const char *name, const struct crypto_key *
     return rc;
 }
 
-int snapshot_read(struct storage *st, const char *name, const struct crypto_key *key,
+int snapshot_read(struct storage *st, const char *name, const struct crypto_keyring *key,
                   const struct snapshot_visitor *visitor, struct snapshot_header *header_out,
                   struct tm_error *err)
 {
@@ -332,6 +332,25 @@ static int parse_hex64(const char *p, size_t digits, uint64_t *out)
     }
     *out = value;
     return 0;
+}
+
+/* Whether `name` has the exact form archive_generation_id_new writes:
+ * YYYYMMDDTHHMMSSmmmZ-xxxxxxxx. Anything else under generations/ (".."
+ * from a hostile listing, stray folders) is not part of the archive. */
+static int generation_id_ok(const char *name)
+{
+    static const char form[] = "DDDDDDDDTDDDDDDDDDZ-HHHHHHHH";
+    if (strlen(name) != sizeof form - 1)
+        return 0;
+    for (size_t i = 0; form[i]; i++) {
+        char c = name[i];
+        int ok = form[i] == 'D'   ? c >= '0' && c <= '9'
+                 : form[i] == 'H' ? (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')
+                                  : c == form[i];
+        if (!ok)
+            return 0;
+    }
+    return 1;
 }
 
 /* Parses "<16 hex>-<dec>[-<dec>]<suffix>"; second_ms NULL for snapshots. */
@@ -418,7 +437,7 @@ int catalog_load(struct storage *st, const char *db, struct catalog *out, struct
     }
     int rc = 0;
     for (size_t i = 0; i < gens.count && rc == 0; i++) {
-        if (!gens.entries[i].is_dir || strlen(gens.entries[i].name) > ARCHIVE_GEN_ID_BYTES)
+        if (!gens.entries[i].is_dir || !generation_id_ok(gens.entries[i].name))
             continue;
         struct catalog_generation *gen = &out->generations[out->generation_count++];
         snprintf(gen->id, sizeof gen->id, "%s", gens.entries[i].name);

@@ -87,7 +87,7 @@ struct segment_visitor {
 
 /* Reads all of segment `name` (visitor may be NULL), checks its payload
  * hash, and fills *header_out and hash_out (may be NULL). */
-int segment_read(struct storage *st, const char *name, const struct crypto_key *key,
+int segment_read(struct storage *st, const char *name, const struct crypto_keyring *key,
                  const struct segment_visitor *visitor, struct segment_header *header_out,
                  uint8_t hash_out[OBJECT_HASH_BYTES], struct tm_error *err);
 
@@ -100,7 +100,7 @@ struct snapshot_visitor {
 /* Reads snapshot `name`. With a visitor that has on_page, all pages are
  * read and the payload hash checked; without one (NULL), only the header
  * is read. *header_out is filled either way. */
-int snapshot_read(struct storage *st, const char *name, const struct crypto_key *key,
+int snapshot_read(struct storage *st, const char *name, const struct crypto_keyring *key,
                   const struct snapshot_visitor *visitor, struct snapshot_header *header_out,
                   struct tm_error *err);
 

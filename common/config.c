@@ -4,7 +4,7 @@
  * line and column; we walk it with small typed getters that report the
  * exact place of every mistake. Accepted keys:
  *
- *   encryption: none | { key-file: PATH }
+ *   encryption: none | { key-file: PATH | [PATH...], recipient-file: PATH }
  *   state-dir: PATH            spool-limit: SIZE         retention: RETENTION
  *   metrics: { listen: HOST:PORT }                       log-format: logfmt | json
  *   alerts: { webhook: URL, command: PATH, failure-after, lag-threshold, reminder }
@@ -25,6 +25,7 @@
 #include "crypto.h"
 
 #include <errno.h>
+#include <sodium.h>
 #include <stdarg.h>
 #include <libgen.h>
 #include <stdio.h>
@@ -687,18 +688,73 @@ static int parse_dbs(struct loader *ld, yaml_node_t *node, struct config *cfg)
     return 0;
 }
 
+/* Checks that `path` holds a key now, so a typo is found at load time. */
+static int probe_key_file(struct loader *ld, yaml_node_t *node, const char *path, int want_public)
+{
+    struct crypto_keyring *probe;
+    struct tm_error key_err;
+    if (crypto_keyring_new(&probe, &key_err) != 0 || crypto_keyring_add_file(probe, path, &key_err) != 0) {
+        crypto_keyring_free(probe);
+        return fail_at(ld, node, key_err.hint[0] ? key_err.hint : NULL, "%s", key_err.msg);
+    }
+    int is_public = crypto_keyring_public_only(probe);
+    crypto_keyring_free(probe);
+    if (want_public && !is_public)
+        return fail_at(ld, node, "give the FILE.pub written by 'tidemark keygen --pair -o FILE'; the secret key belongs on the restore host only",
+                       "'recipient-file' must hold a public key, and '%s' holds a secret key", path);
+    if (!want_public && is_public)
+        return fail_at(ld, node, "a public key goes under 'recipient-file'; 'key-file' takes keys that can decrypt",
+                       "'key-file' '%s' holds only a public key", path);
+    return 0;
+}
+
+/* key-file: PATH | [PATH, ...] */
+static int parse_key_files(struct loader *ld, yaml_node_t *node, struct config *cfg)
+{
+    yaml_node_item_t *first = NULL, *last = NULL;
+    yaml_node_item_t single = 0;
+    if (node->type == YAML_SEQUENCE_NODE) {
+        first = node->data.sequence.items.start;
+        last = node->data.sequence.items.top;
+        if (first == last)
+            return fail_at(ld, node, NULL, "'key-file' is an empty list");
+    } else {
+        single = (yaml_node_item_t)(node - ld->doc.nodes.start) + 1;
+        first = &single;
+        last = first + 1;
+    }
+    for (yaml_node_item_t *item = first; item < last; item++) {
+        yaml_node_t *entry = yaml_document_get_node(&ld->doc, *item);
+        char *path = NULL;
+        if (get_string(ld, entry, "key-file", &path) != 0)
+            return -1;
+        char **grown = realloc(cfg->key_files, (cfg->key_file_count + 1) * sizeof *grown);
+        if (!grown) {
+            free(path);
+            return fail_at(ld, entry, NULL, "out of memory");
+        }
+        cfg->key_files = grown;
+        cfg->key_files[cfg->key_file_count++] = path;
+        if (probe_key_file(ld, entry, path, 0) != 0)
+            return -1;
+    }
+    return 0;
+}
+
 static int parse_encryption(struct loader *ld, yaml_node_t *node, struct config *cfg)
 {
     static const char *hint =
-        "write 'encryption: { key-file: /etc/tidemark/key }' (from 'tidemark keygen') or 'encryption: none'";
+        "write 'encryption: { key-file: /etc/tidemark/key }' (from 'tidemark keygen'), "
+        "'encryption: { recipient-file: /etc/tidemark/backup.pub }' (from 'tidemark keygen --pair') or 'encryption: none'";
+    static const char *shape = "'encryption' must be 'none' or a mapping with 'key-file' and/or 'recipient-file'";
     if (node->type == YAML_SCALAR_NODE) {
         if (strcmp((const char *)node->data.scalar.value, "none") != 0)
-            return fail_at(ld, node, hint, "'encryption' must be 'none' or a mapping with 'key-file'");
+            return fail_at(ld, node, hint, "%s", shape);
         cfg->encryption_none = 1;
         return 0;
     }
     if (node->type != YAML_MAPPING_NODE)
-        return fail_at(ld, node, hint, "'encryption' must be 'none' or a mapping with 'key-file'");
+        return fail_at(ld, node, hint, "%s", shape);
     if (unique_keys(ld, node) != 0)
         return -1;
     for (yaml_node_pair_t *pair = node->data.mapping.pairs.start;
@@ -706,18 +762,43 @@ static int parse_encryption(struct loader *ld, yaml_node_t *node, struct config 
         yaml_node_t *k = yaml_document_get_node(&ld->doc, pair->key);
         yaml_node_t *v = yaml_document_get_node(&ld->doc, pair->value);
         const char *key = k->type == YAML_SCALAR_NODE ? (const char *)k->data.scalar.value : "?";
-        if (strcmp(key, "key-file") != 0)
-            return fail_at(ld, k, hint, "unknown key '%s' in 'encryption'", key);
-        if (get_string(ld, v, key, &cfg->key_file) != 0)
+        int rc;
+        if (strcmp(key, "key-file") == 0)
+            rc = parse_key_files(ld, v, cfg);
+        else if (strcmp(key, "recipient-file") == 0)
+            rc = get_string(ld, v, key, &cfg->recipient_file) != 0 ? -1
+                 : probe_key_file(ld, v, cfg->recipient_file, 1);
+        else
+            rc = fail_at(ld, k, hint, "unknown key '%s' in 'encryption'", key);
+        if (rc != 0)
             return -1;
-        struct crypto_key *probe;
-        struct tm_error key_err;
-        if (crypto_key_load(cfg->key_file, &probe, &key_err) != 0)
-            return fail_at(ld, v, key_err.hint[0] ? key_err.hint : NULL, "%s", key_err.msg);
-        crypto_key_free(probe);
     }
-    if (!cfg->key_file)
-        return fail_at(ld, node, hint, "'encryption' has no 'key-file'");
+    if (!cfg->key_file_count && !cfg->recipient_file)
+        return fail_at(ld, node, hint, "'encryption' has neither 'key-file' nor 'recipient-file'");
+    return 0;
+}
+
+int config_load_keys(const struct config *cfg, char *const *extra_files, size_t extra_count,
+                     struct crypto_keyring **out, struct tm_error *err)
+{
+    *out = NULL;
+    if (cfg->encryption_none)
+        return 0;
+    struct crypto_keyring *keys;
+    if (crypto_keyring_new(&keys, err) != 0)
+        return -1;
+    int rc = 0;
+    if (cfg->recipient_file)
+        rc = crypto_keyring_add_file(keys, cfg->recipient_file, err);
+    for (size_t i = 0; rc == 0 && i < cfg->key_file_count; i++)
+        rc = crypto_keyring_add_file(keys, cfg->key_files[i], err);
+    for (size_t i = 0; rc == 0 && i < extra_count; i++)
+        rc = crypto_keyring_add_file(keys, extra_files[i], err);
+    if (rc != 0) {
+        crypto_keyring_free(keys);
+        return -1;
+    }
+    *out = keys;
     return 0;
 }
 
@@ -848,6 +929,8 @@ void config_free(struct config *cfg)
             free(rep->s3.region);
             free(rep->s3.endpoint);
             free(rep->s3.access_key_id);
+            if (rep->s3.secret_access_key)
+                sodium_memzero(rep->s3.secret_access_key, strlen(rep->s3.secret_access_key));
             free(rep->s3.secret_access_key);
             free(rep->s3.ca_file);
             free(rep->s3.object_lock_mode);
@@ -862,7 +945,10 @@ void config_free(struct config *cfg)
         free(db->name);
     }
     free(cfg->dbs);
-    free(cfg->key_file);
+    for (size_t i = 0; i < cfg->key_file_count; i++)
+        free(cfg->key_files[i]);
+    free(cfg->key_files);
+    free(cfg->recipient_file);
     free(cfg->state_dir);
     free(cfg->metrics_listen);
     free(cfg->alerts.webhook);

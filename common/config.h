@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "cron.h"
+#include "crypto.h"
 #include "error.h"
 
 enum replica_type { REPLICA_FILE, REPLICA_S3 };
@@ -84,7 +85,9 @@ struct config {
     struct config_alerts alerts;
     int log_json;             /* log-format: json (default logfmt) */
     int encryption_none;      /* `encryption: none` written explicitly */
-    char *key_file;
+    char **key_files;         /* encryption.key-file: keys that decrypt (first also encrypts) */
+    size_t key_file_count;
+    char *recipient_file;     /* encryption.recipient-file: public key new objects are sealed to */
     char *state_dir;          /* NULL: beside each database (.NAME-tidemark) */
     uint64_t spool_limit;     /* bytes of objects waiting for replicas; default 1 GiB */
     struct config_retention retention;   /* default for every database */
@@ -95,6 +98,12 @@ struct config {
 /* On success *out is owned by the caller (config_free). */
 int config_load(const char *path, struct config **out, struct tm_error *err);
 void config_free(struct config *cfg);
+
+/* The keyring of cfg's encryption section plus `extra_files` (--key-file),
+ * NULL for `encryption: none`. New objects are encrypted with the
+ * recipient-file if there is one, else the first key-file. */
+int config_load_keys(const struct config *cfg, char *const *extra_files, size_t extra_count,
+                     struct crypto_keyring **out, struct tm_error *err);
 
 /* Whether replica number `index` of db is the one `wanted` names (its
  * name, or its 0-based index as text); NULL wants every replica. The

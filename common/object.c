@@ -6,10 +6,13 @@
  *        0    8  magic "TIDEMARK"
  *        8    1  envelope version, 1
  *        9    1  kind: 'B' snapshot, 'G' segment
- *       10    1  encryption: 0 none, 1 XChaCha20-Poly1305 secretstream
+ *       10    1  encryption: 0 none, 1 XChaCha20-Poly1305 secretstream under
+ *                the symmetric key, 2 the same under a random data key
+ *                sealed to a public key (crypto.h)
  *       11    1  compression: 1 zstd
  *       12    8  key id (crypto.h) of the key that encrypted it; zeros if none
- *       20   24  secretstream header (encrypted objects only)
+ *       20   80  encryption 2 only: crypto_box_seal of the 32-byte data key
+ *    20|100   24  secretstream header (encrypted objects only)
  *
  * then the body. Unencrypted: one zstd frame (with its content checksum).
  * Encrypted: that same zstd frame cut into chunks of at most 64 KiB, each
@@ -31,15 +34,18 @@
 #define ENVELOPE_VERSION 1
 #define ENVELOPE_FIXED_BYTES 20
 #define ENC_NONE 0
-#define ENC_SECRETSTREAM 1
 #define COMPRESSION_ZSTD 1
 #define CHUNK_PLAIN_MAX (64 * 1024)
 #define CHUNK_CIPHER_MAX (CHUNK_PLAIN_MAX + crypto_secretstream_xchacha20poly1305_ABYTES)
 #define ZSTD_LEVEL 1
+/* Level 1 writes frames with windows of at most 2^19 bytes; readers refuse
+ * more than 2^22 (4 MiB) so a crafted object cannot make restore allocate
+ * the 128 MiB zstd allows by default. */
+#define ZSTD_WINDOW_LOG_MAX 22
 
 struct object_writer {
     struct storage_writer *sink;
-    const struct crypto_key *key;
+    const struct crypto_keyring *keys;
     char name[512];
     uint8_t header[ENVELOPE_FIXED_BYTES];
     crypto_secretstream_xchacha20poly1305_state stream;
@@ -54,12 +60,12 @@ struct object_writer {
 };
 
 static void build_header(uint8_t header[ENVELOPE_FIXED_BYTES], enum object_kind kind,
-                         const struct crypto_key *key)
+                         const struct crypto_object_key *key)
 {
     memcpy(header, ENVELOPE_MAGIC, 8);
     header[8] = ENVELOPE_VERSION;
     header[9] = (uint8_t)kind;
-    header[10] = key ? ENC_SECRETSTREAM : ENC_NONE;
+    header[10] = key ? key->scheme : ENC_NONE;
     header[11] = COMPRESSION_ZSTD;
     if (key)
         memcpy(header + 12, key->key_id, CRYPTO_KEY_ID_BYTES);
@@ -93,7 +99,7 @@ static int flush_chunk(struct object_writer *w, int final, struct tm_error *err)
 static int emit_compressed(struct object_writer *w, const uint8_t *data, size_t len,
                            struct tm_error *err)
 {
-    if (!w->key)
+    if (!w->keys)
         return sink_write(w, data, len, err);
     while (len > 0) {
         size_t room = CHUNK_PLAIN_MAX - w->chunk_used;
@@ -135,13 +141,13 @@ static void writer_free(struct object_writer *w)
 }
 
 int object_writer_open(struct storage *st, const char *name, enum object_kind kind,
-                       const struct crypto_key *key, struct object_writer **out,
+                       const struct crypto_keyring *keys, struct object_writer **out,
                        struct tm_error *err)
 {
     struct object_writer *w = calloc(1, sizeof *w);
     if (!w)
         return tm_error_set(err, "out of memory");
-    w->key = key;
+    w->keys = keys;
     snprintf(w->name, sizeof w->name, "%s", name);
     w->zstd = ZSTD_createCCtx();
     w->zstd_out_size = ZSTD_CStreamOutSize();
@@ -155,17 +161,25 @@ int object_writer_open(struct storage *st, const char *name, enum object_kind ki
     ZSTD_CCtx_setParameter(w->zstd, ZSTD_c_compressionLevel, ZSTD_LEVEL);
     ZSTD_CCtx_setParameter(w->zstd, ZSTD_c_checksumFlag, 1);
     crypto_generichash_init(&w->hash, NULL, 0, OBJECT_HASH_BYTES);
-    build_header(w->header, kind, key);
-
+    struct crypto_object_key object_key = {0};
     uint8_t stream_header[crypto_secretstream_xchacha20poly1305_HEADERBYTES];
-    if (key)
-        crypto_secretstream_xchacha20poly1305_init_push(&w->stream, stream_header, key->object_key);
+    if (keys) {
+        if (crypto_object_key_new(keys, &object_key, err) != 0) {
+            writer_free(w);
+            return -1;
+        }
+        crypto_secretstream_xchacha20poly1305_init_push(&w->stream, stream_header, object_key.stream_key);
+    }
+    build_header(w->header, kind, keys ? &object_key : NULL);
+    crypto_object_key_wipe(&object_key);
     if (storage_write_begin(st, name, &w->sink, err) != 0) {
         writer_free(w);
         return -1;
     }
     if (sink_write(w, w->header, sizeof w->header, err) != 0 ||
-        (key && sink_write(w, stream_header, sizeof stream_header, err) != 0)) {
+        (object_key.scheme == CRYPTO_SCHEME_SEALED &&
+         sink_write(w, object_key.sealed, sizeof object_key.sealed, err) != 0) ||
+        (keys && sink_write(w, stream_header, sizeof stream_header, err) != 0)) {
         object_writer_abort(w);
         return -1;
     }
@@ -186,7 +200,7 @@ int object_writer_commit(struct object_writer *w, uint8_t hash_out[OBJECT_HASH_B
     uint8_t hash[OBJECT_HASH_BYTES];
     crypto_generichash_final(&w->hash, hash, sizeof hash);
     if (compress_feed(w, hash, sizeof hash, ZSTD_e_end, err) != 0 ||
-        (w->key && flush_chunk(w, 1, err) != 0)) {
+        (w->keys && flush_chunk(w, 1, err) != 0)) {
         tm_error_prefix(err, "writing '%s': ", w->name);
         object_writer_abort(w);
         return -1;
@@ -213,7 +227,7 @@ void object_writer_abort(struct object_writer *w)
 
 struct object_reader {
     struct storage_reader *source;
-    const struct crypto_key *key;
+    const struct crypto_keyring *keys;
     char name[512];
     uint8_t header[ENVELOPE_FIXED_BYTES];
     int encrypted;
@@ -357,7 +371,10 @@ void object_reader_close(struct object_reader *r)
     free(r);
 }
 
-static int check_header(struct object_reader *r, enum object_kind kind, struct tm_error *err)
+/* Checks the fixed header; for an encrypted object, reads the sealed data
+ * key if there is one and sets up the stream key in *object_key. */
+static int check_header(struct object_reader *r, enum object_kind kind,
+                        struct crypto_object_key *object_key, struct tm_error *err)
 {
     const uint8_t *h = r->header;
     if (memcmp(h, ENVELOPE_MAGIC, 8) != 0)
@@ -370,40 +387,45 @@ static int check_header(struct object_reader *r, enum object_kind kind, struct t
     if (h[11] != COMPRESSION_ZSTD)
         return corrupt(r, err, "unknown compression");
     if (h[10] == ENC_NONE) {
-        if (r->key) {
+        if (r->keys) {
             tm_error_set(err, "object '%s' is not encrypted but an encryption key is configured", r->name);
             return tm_error_hint(err, "refusing it: an unencrypted object in an encrypted archive may have been planted");
         }
         return 0;
     }
-    if (h[10] != ENC_SECRETSTREAM)
+    if (h[10] != CRYPTO_SCHEME_SYMMETRIC && h[10] != CRYPTO_SCHEME_SEALED)
         return corrupt(r, err, "unknown encryption");
-    if (!r->key) {
+    if (!r->keys) {
         tm_error_set(err, "object '%s' is encrypted but the configuration has 'encryption: none'", r->name);
         return tm_error_hint(err, "set encryption.key-file to the key the backups were made with");
     }
-    if (memcmp(h + 12, r->key->key_id, CRYPTO_KEY_ID_BYTES) != 0) {
-        char stored[CRYPTO_KEY_ID_BYTES * 2 + 1], configured[CRYPTO_KEY_ID_BYTES * 2 + 1];
-        crypto_key_id_hex(h + 12, stored);
-        crypto_key_id_hex(r->key->key_id, configured);
-        tm_error_set(err, "wrong key: object '%s' was encrypted with key id %s, the configured key has id %s",
-                     r->name, stored, configured);
-        return tm_error_hint(err, "point encryption.key-file at the key file these backups were made with");
+    uint8_t sealed[CRYPTO_SEALED_KEY_BYTES] = {0};
+    int short_read;
+    if (h[10] == CRYPTO_SCHEME_SEALED) {
+        if (source_read_exact(r, sealed, sizeof sealed, &short_read, err) != 0)
+            return -1;
+        if (short_read)
+            return corrupt(r, err, "truncated in its sealed data key");
     }
+    if (crypto_object_key_open(r->keys, h[10], h + 12, sealed, object_key, err) != 0)
+        return tm_error_prefix(err, "object '%s': ", r->name);
     r->encrypted = 1;
     return 0;
 }
 
 int object_reader_open(struct storage *st, const char *name, enum object_kind kind,
-                       const struct crypto_key *key, struct object_reader **out,
+                       const struct crypto_keyring *keys, struct object_reader **out,
                        struct tm_error *err)
 {
+    struct crypto_object_key object_key = {0};
     struct object_reader *r = calloc(1, sizeof *r);
     if (!r)
         return tm_error_set(err, "out of memory");
-    r->key = key;
+    r->keys = keys;
     snprintf(r->name, sizeof r->name, "%s", name);
     r->zstd = ZSTD_createDCtx();
+    if (r->zstd)   /* a hostile frame cannot make us allocate a big window */
+        ZSTD_DCtx_setParameter(r->zstd, ZSTD_d_windowLogMax, ZSTD_WINDOW_LOG_MAX);
     r->in_size = CHUNK_PLAIN_MAX > ZSTD_DStreamInSize() ? CHUNK_PLAIN_MAX : ZSTD_DStreamInSize();
     r->in = malloc(r->in_size);
     r->cipher = malloc(CHUNK_CIPHER_MAX);
@@ -426,7 +448,7 @@ int object_reader_open(struct storage *st, const char *name, enum object_kind ki
         corrupt(r, err, "shorter than its header");
         goto fail;
     }
-    if (check_header(r, kind, err) != 0)
+    if (check_header(r, kind, &object_key, err) != 0)
         goto fail;
     if (r->encrypted) {
         uint8_t stream_header[crypto_secretstream_xchacha20poly1305_HEADERBYTES];
@@ -434,14 +456,16 @@ int object_reader_open(struct storage *st, const char *name, enum object_kind ki
             goto fail;
         if (short_read ||
             crypto_secretstream_xchacha20poly1305_init_pull(&r->stream, stream_header,
-                                                            key->object_key) != 0) {
+                                                            object_key.stream_key) != 0) {
             corrupt(r, err, "bad encryption header");
             goto fail;
         }
     }
+    crypto_object_key_wipe(&object_key);
     *out = r;
     return 0;
 fail:
+    crypto_object_key_wipe(&object_key);
     object_reader_close(r);
     return -1;
 }

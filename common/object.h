@@ -28,7 +28,7 @@ struct object_reader;
 
 /* key may be NULL only for archives configured with `encryption: none`. */
 int object_writer_open(struct storage *st, const char *name, enum object_kind kind,
-                       const struct crypto_key *key, struct object_writer **out,
+                       const struct crypto_keyring *key, struct object_writer **out,
                        struct tm_error *err);
 int object_write(struct object_writer *w, const void *data, size_t len, struct tm_error *err);
 /* Appends the hash trailer, flushes and publishes the object atomically.
@@ -42,7 +42,7 @@ void object_writer_abort(struct object_writer *w);
  * is encrypted with `key` ("wrong key" is reported here, before any
  * decryption) or unencrypted when key is NULL. */
 int object_reader_open(struct storage *st, const char *name, enum object_kind kind,
-                       const struct crypto_key *key, struct object_reader **out,
+                       const struct crypto_keyring *key, struct object_reader **out,
                        struct tm_error *err);
 /* Reads exactly len payload bytes; running out early is an error. */
 int object_read(struct object_reader *r, void *buf, size_t len, struct tm_error *err);

@@ -117,7 +117,7 @@ struct db_context {
 struct replicator {
     struct ev_loop *loop;
     const struct config *cfg;
-    const struct crypto_key *key;
+    const struct crypto_keyring *key;
     struct db_context *dbs;
     size_t db_count;
     struct http_loop *http;
@@ -812,7 +812,12 @@ static int setup_database(struct replicator *rep, struct db_context *ctx,
     ev_child_init(&ctx->drill_child, on_child_done, 0, 0);
     ctx->drill_child.data = ctx;
     ctx->drill_result = -1;
-    if (cfg->drill.enabled) {
+    int drill_can_decrypt = !rep->key || !crypto_keyring_public_only(rep->key);
+    if (cfg->drill.enabled && !drill_can_decrypt)
+        log_event(LOG_WARN, cfg->name, NULL, "drills are not run by this sidecar: it holds only the public "
+                  "key (recipient-file), and a drill must decrypt; run 'tidemark drill --key-file SECRET' "
+                  "from the restore host, or set 'drill: off'");
+    if (cfg->drill.enabled && drill_can_decrypt) {
         ev_periodic_init(&ctx->drill_periodic, on_drill_schedule, 0., 0., next_drill);
         ctx->drill_periodic.data = ctx;
         ev_periodic_start(rep->loop, &ctx->drill_periodic);
@@ -965,7 +970,7 @@ static int run_snapshot_once(struct replicator *rep, struct tm_error *err)
     return 0;
 }
 
-int replicate_run(const struct config *cfg, const struct crypto_key *key,
+int replicate_run(const struct config *cfg, const struct crypto_keyring *key,
                   const struct replicate_options *opts)
 {
     struct replicator rep = {.cfg = cfg, .key = key, .inotify_fd = -1, .opts = opts};

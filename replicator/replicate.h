@@ -18,7 +18,7 @@ struct replicate_options {
 /* Runs until SIGTERM/SIGINT, then ships what is committed and returns
  * 0, or 1 if something could not be shipped or a database failed to
  * start. key is NULL for `encryption: none`; opts may be NULL. */
-int replicate_run(const struct config *cfg, const struct crypto_key *key,
+int replicate_run(const struct config *cfg, const struct crypto_keyring *key,
                   const struct replicate_options *opts);
 
 #endif

@@ -14,7 +14,7 @@
 
 struct shipper {
     const char *db_name;
-    const struct crypto_key *key;        /* NULL: encryption none */
+    const struct crypto_keyring *key;        /* NULL: encryption none */
     struct spool *spool;                 /* borrowed */
     char generation[ARCHIVE_GEN_ID_BYTES + 1];
     int has_generation;

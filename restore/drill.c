@@ -77,7 +77,7 @@ static void remove_copy(const char *path)
     unlink(side);
 }
 
-static void drill_one(const struct config *cfg, const struct crypto_key *key, const struct config_db *db,
+static void drill_one(const struct config *cfg, const struct crypto_keyring *key, const struct config_db *db,
                       size_t replica, struct drill_result *out)
 {
     memset(out, 0, sizeof *out);
@@ -177,7 +177,7 @@ static int store_record(const struct config_db *db, size_t replica, const struct
     return rc;
 }
 
-int drill_run(const struct config *cfg, const struct crypto_key *key, const struct drill_options *opts)
+int drill_run(const struct config *cfg, const struct crypto_keyring *key, const struct drill_options *opts)
 {
     struct tm_error err;
     const struct config_db *db = config_find_db(cfg, opts->db_name, &err);

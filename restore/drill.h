@@ -14,7 +14,7 @@ struct drill_options {
 };
 
 /* Exit code: 0 only when every drill passed. */
-int drill_run(const struct config *cfg, const struct crypto_key *key, const struct drill_options *opts);
+int drill_run(const struct config *cfg, const struct crypto_keyring *key, const struct drill_options *opts);
 
 /* The newest drill record of db in st (a JSON object, malloc'd), or NULL
  * with *found = 0. For `list`. */

@@ -36,7 +36,7 @@
 #include <unistd.h>
 
 struct restore_state {
-    const struct crypto_key *key;
+    const struct crypto_keyring *key;
     struct storage *st;
     int fd;
     uint32_t page_size;
@@ -158,7 +158,7 @@ static int apply_snapshot(struct restore_state *rs, const struct catalog_snapsho
     struct snapshot_visitor visitor = {snapshot_check_header, snapshot_write_page, &apply};
     struct snapshot_header h;
     if (snapshot_read(rs->st, snap->key, rs->key, &visitor, &h, err) != 0)
-        return tm_error_prefix(err, "snapshot '%s': ", snap->key);
+        return strstr(err->msg, snap->key) ? -1 : tm_error_prefix(err, "snapshot '%s': ", snap->key);
     rs->db_size = h.page_count;
     memcpy(rs->chain, h.chain_hash, sizeof rs->chain);
     rs->snapshot_ms = h.time_ms;
@@ -361,7 +361,8 @@ static int apply_segments(struct restore_state *rs, const struct catalog_generat
         char key[ARCHIVE_NAME_MAX];
         if (segment_source(rs, gen, i, expected, opts, &source, key, sizeof key, err) != 0 ||
             apply_segment(rs, source, key, seg, opts, err) != 0) {
-            tm_error_prefix(err, "segment '%s': ", seg->key);
+            if (!strstr(err->msg, seg->key))
+                tm_error_prefix(err, "segment '%s': ", seg->key);
             return tm_error_hint(err, "the last consistent point reachable is %s: restore with --timestamp %s, or from another replica",
                                  last, last);
         }
@@ -491,7 +492,7 @@ static int restore_into(struct restore_state *rs, const struct restore_options *
     return rc;
 }
 
-int restore_run(const struct config *cfg, const struct crypto_key *key,
+int restore_run(const struct config *cfg, const struct crypto_keyring *key,
                 const struct restore_options *opts)
 {
     struct tm_error err;

@@ -26,7 +26,7 @@ struct restore_options {
 };
 
 /* Returns the process exit code; prints the outcome or the error. */
-int restore_run(const struct config *cfg, const struct crypto_key *key,
+int restore_run(const struct config *cfg, const struct crypto_keyring *key,
                 const struct restore_options *opts);
 
 /* Opens the replica chosen by `replica` (name or 0-based index; NULL for

@@ -95,7 +95,7 @@ static const struct catalog_snapshot *snapshot_at(const struct catalog_generatio
     return NULL;
 }
 
-static void verify_snapshots(struct storage *st, const struct crypto_key *key,
+static void verify_snapshots(struct storage *st, const struct crypto_keyring *key,
                              const struct catalog_generation *gen, uint8_t (*chains)[OBJECT_HASH_BYTES],
                              struct report *rep)
 {
@@ -123,7 +123,7 @@ static void verify_snapshots(struct storage *st, const struct crypto_key *key,
     }
 }
 
-static void verify_segments(struct storage *st, const struct crypto_key *key,
+static void verify_segments(struct storage *st, const struct crypto_keyring *key,
                             const struct catalog_generation *gen, uint8_t (*chains)[OBJECT_HASH_BYTES],
                             struct report *rep)
 {
@@ -181,7 +181,7 @@ static void verify_segments(struct storage *st, const struct crypto_key *key,
     }
 }
 
-static void verify_generation(struct storage *st, const struct crypto_key *key,
+static void verify_generation(struct storage *st, const struct crypto_keyring *key,
                               const struct catalog_generation *gen, struct report *rep)
 {
     if (gen->snapshot_count == 0) {
@@ -198,7 +198,7 @@ static void verify_generation(struct storage *st, const struct crypto_key *key,
 }
 
 /* Restores the newest point into a scratch file and checks it. */
-static void verify_deep(const struct config *cfg, const struct crypto_key *key, const struct config_db *db,
+static void verify_deep(const struct config *cfg, const struct crypto_keyring *key, const struct config_db *db,
                         const char *replica, struct report *rep)
 {
     char scratch[256];
@@ -212,7 +212,7 @@ static void verify_deep(const struct config *cfg, const struct crypto_key *key, 
     unlink(scratch);
 }
 
-static int verify_replica(const struct config *cfg, const struct crypto_key *key, const struct config_db *db,
+static int verify_replica(const struct config *cfg, const struct crypto_keyring *key, const struct config_db *db,
                           size_t index, const struct verify_options *opts, int *first)
 {
     const struct config_replica *cfg_rep = &db->replicas[index];
@@ -253,7 +253,7 @@ static int verify_replica(const struct config *cfg, const struct crypto_key *key
     return rep.problems ? 1 : 0;
 }
 
-int verify_run(const struct config *cfg, const struct crypto_key *key, const struct verify_options *opts)
+int verify_run(const struct config *cfg, const struct crypto_keyring *key, const struct verify_options *opts)
 {
     struct tm_error err;
     if (opts->db_name && !config_find_db(cfg, opts->db_name, &err)) {

@@ -15,6 +15,6 @@ struct verify_options {
 };
 
 /* Exit code: 0 only when every object and every check passed. */
-int verify_run(const struct config *cfg, const struct crypto_key *key, const struct verify_options *opts);
+int verify_run(const struct config *cfg, const struct crypto_keyring *key, const struct verify_options *opts);
 
 #endif

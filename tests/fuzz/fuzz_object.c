@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 static struct storage *store;
-static struct crypto_key *key;
+static struct crypto_keyring *key;
 
 static int ignore_page(void *ctx, uint32_t page_number, const uint8_t *page, struct tm_error *err)
 {
@@ -32,7 +32,12 @@ static void setup(void)
     fputs("000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\n", fp);
     fclose(fp);
     chmod(path, 0600);
-    if (crypto_key_load(path, &key, &err) != 0)
+    uint8_t seed[CRYPTO_KEY_BYTES];
+    for (size_t i = 0; i < sizeof seed; i++)
+        seed[i] = (uint8_t)(0x20 + i);
+    /* the symmetric key above, and a key pair for sealed objects */
+    if (crypto_keyring_new(&key, &err) != 0 || crypto_keyring_add_file(key, path, &err) != 0 ||
+        crypto_keyring_add_pair_seed(key, seed, 0, &err) != 0)
         abort();
 }
 
@@ -51,7 +56,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint8_t hash[OBJECT_HASH_BYTES];
     struct snapshot_visitor visitor = {NULL, ignore_page, NULL};
     for (int with_key = 0; with_key < 2; with_key++) {
-        const struct crypto_key *k = with_key ? key : NULL;
+        const struct crypto_keyring *k = with_key ? key : NULL;
         segment_read(store, "object", k, NULL, &seg, hash, &err);
         snapshot_read(store, "object", k, &visitor, &snap, &err);
     }

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zstd.h>
 
 static struct storage *open_store(void)
 {
@@ -20,13 +21,16 @@ static struct storage *open_store(void)
     return st;
 }
 
-static struct crypto_key *key_from(uint8_t fill)
+static struct crypto_keyring *key_from(uint8_t fill)
 {
     uint8_t raw[CRYPTO_KEY_BYTES];
     memset(raw, fill, sizeof raw);
-    struct crypto_key *key = NULL;
+    struct crypto_keyring *key = NULL;
     struct tm_error err;
-    crypto_key_from_bytes(raw, &key, &err);
+    if (crypto_keyring_new(&key, &err) == 0 && crypto_keyring_add_bytes(key, raw, &err) != 0) {
+        crypto_keyring_free(key);
+        key = NULL;
+    }
     return key;
 }
 
@@ -38,7 +42,7 @@ static uint8_t pattern_byte(size_t done, size_t i)
 }
 
 /* Writes `len` pseudo-random but compressible bytes as object `name`. */
-static int write_object(struct storage *st, const char *name, const struct crypto_key *key,
+static int write_object(struct storage *st, const char *name, const struct crypto_keyring *key,
                         size_t len, uint8_t hash[OBJECT_HASH_BYTES])
 {
     struct object_writer *w;
@@ -56,7 +60,7 @@ static int write_object(struct storage *st, const char *name, const struct crypt
     return object_writer_commit(w, hash, NULL, &err);
 }
 
-static int read_object(struct storage *st, const char *name, const struct crypto_key *key,
+static int read_object(struct storage *st, const char *name, const struct crypto_keyring *key,
                        size_t len, uint8_t hash[OBJECT_HASH_BYTES], struct tm_error *err)
 {
     struct object_reader *r;
@@ -80,13 +84,103 @@ static int read_object(struct storage *st, const char *name, const struct crypto
 static void test_round_trip_encrypted(void)
 {
     struct storage *st = open_store();
-    struct crypto_key *key = key_from(7);
+    struct crypto_keyring *key = key_from(7);
     uint8_t written[OBJECT_HASH_BYTES], read_back[OBJECT_HASH_BYTES];
     struct tm_error err;
     ASSERT_EQ(write_object(st, "a/enc.obj", key, 1000000, written), 0);
     ASSERT_EQ(read_object(st, "a/enc.obj", key, 1000000, read_back, &err), 0);
     ASSERT_TRUE(memcmp(written, read_back, sizeof written) == 0);
-    crypto_key_free(key);
+    crypto_keyring_free(key);
+    storage_free(st);
+}
+
+static struct crypto_keyring *pair_from(uint8_t fill, int public_only)
+{
+    uint8_t seed[CRYPTO_KEY_BYTES];
+    memset(seed, fill, sizeof seed);
+    struct crypto_keyring *keys = NULL;
+    struct tm_error err;
+    if (crypto_keyring_new(&keys, &err) == 0 && crypto_keyring_add_pair_seed(keys, seed, public_only, &err) != 0) {
+        crypto_keyring_free(keys);
+        keys = NULL;
+    }
+    return keys;
+}
+
+/* The sidecar holds the public key only: it writes, it cannot read back;
+ * the secret key reads. Two objects sealed to one key differ (fresh data
+ * keys) though their payloads are equal. */
+static void test_sealed_round_trip(void)
+{
+    struct storage *st = open_store();
+    struct crypto_keyring *sidecar = pair_from(5, 1), *restorer = pair_from(5, 0);
+    uint8_t written[OBJECT_HASH_BYTES], read_back[OBJECT_HASH_BYTES];
+    struct tm_error err;
+    ASSERT_TRUE(crypto_keyring_public_only(sidecar) && !crypto_keyring_public_only(restorer));
+    ASSERT_TRUE(memcmp(crypto_keyring_writer_id(sidecar), crypto_keyring_writer_id(restorer),
+                       CRYPTO_KEY_ID_BYTES) == 0);
+    ASSERT_EQ(write_object(st, "a/sealed1.obj", sidecar, 300000, written), 0);
+    ASSERT_EQ(write_object(st, "a/sealed2.obj", sidecar, 300000, written), 0);
+    ASSERT_EQ(read_object(st, "a/sealed1.obj", restorer, 300000, read_back, &err), 0);
+    ASSERT_TRUE(memcmp(written, read_back, sizeof written) == 0);
+    ASSERT_EQ(read_object(st, "a/sealed1.obj", sidecar, 300000, read_back, &err), -1);
+    ASSERT_STR_CONTAINS(err.msg, "public key only");
+    ASSERT_STR_CONTAINS(err.hint, "secret key");
+
+    char path1[512], path2[512];
+    snprintf(path1, sizeof path1, "%s/a/sealed1.obj", harness_tmpdir());
+    snprintf(path2, sizeof path2, "%s/a/sealed2.obj", harness_tmpdir());
+    FILE *f1 = fopen(path1, "rb"), *f2 = fopen(path2, "rb");
+    uint8_t head1[100], head2[100];
+    ASSERT_EQ(fread(head1, 1, sizeof head1, f1), sizeof head1);
+    ASSERT_EQ(fread(head2, 1, sizeof head2, f2), sizeof head2);
+    fclose(f1);
+    fclose(f2);
+    ASSERT_EQ(head1[10], CRYPTO_SCHEME_SEALED);
+    ASSERT_TRUE(memcmp(head1, head2, 20) == 0);             /* same header and key id */
+    ASSERT_TRUE(memcmp(head1 + 20, head2 + 20, 80) != 0);   /* different sealed data keys */
+
+    /* a damaged sealed data key does not open */
+    FILE *fp = fopen(path1, "r+b");
+    fseek(fp, 40, SEEK_SET);
+    int c = fgetc(fp);
+    fseek(fp, 40, SEEK_SET);
+    fputc(c ^ 0x10, fp);
+    fclose(fp);
+    ASSERT_EQ(read_object(st, "a/sealed1.obj", restorer, 300000, read_back, &err), -1);
+    ASSERT_STR_CONTAINS(err.msg, "does not open");
+    crypto_keyring_free(sidecar);
+    crypto_keyring_free(restorer);
+    storage_free(st);
+}
+
+/* Rotation: objects written before and after a key change are read with a
+ * keyring holding both keys; with one missing, the error names its id. */
+static void test_rotation_and_missing_key(void)
+{
+    struct storage *st = open_store();
+    struct crypto_keyring *old_sym = key_from(11), *new_pub = pair_from(12, 1), *both = pair_from(12, 0);
+    uint8_t hash[OBJECT_HASH_BYTES];
+    uint8_t old_raw[CRYPTO_KEY_BYTES];
+    memset(old_raw, 11, sizeof old_raw);
+    struct tm_error err;
+    ASSERT_EQ(crypto_keyring_add_bytes(both, old_raw, &err), 0);
+    ASSERT_EQ(write_object(st, "a/before.obj", old_sym, 7000, hash), 0);
+    ASSERT_EQ(write_object(st, "a/after.obj", new_pub, 7000, hash), 0);
+    ASSERT_EQ(read_object(st, "a/before.obj", both, 7000, hash, &err), 0);
+    ASSERT_EQ(read_object(st, "a/after.obj", both, 7000, hash, &err), 0);
+
+    char old_id[CRYPTO_KEY_ID_BYTES * 2 + 1], new_id[CRYPTO_KEY_ID_BYTES * 2 + 1];
+    crypto_key_id_hex(crypto_keyring_writer_id(old_sym), old_id);
+    crypto_key_id_hex(crypto_keyring_writer_id(new_pub), new_id);
+    ASSERT_EQ(read_object(st, "a/after.obj", old_sym, 7000, hash, &err), -1);
+    ASSERT_STR_CONTAINS(err.msg, "wrong key");
+    ASSERT_STR_CONTAINS(err.msg, new_id);       /* the key needed */
+    ASSERT_STR_CONTAINS(err.msg, old_id);       /* the key given */
+    ASSERT_STR_CONTAINS(err.msg, "a/after.obj");
+    crypto_keyring_free(old_sym);
+    crypto_keyring_free(new_pub);
+    crypto_keyring_free(both);
     storage_free(st);
 }
 
@@ -104,7 +198,7 @@ static void test_round_trip_plain(void)
 static void test_wrong_key(void)
 {
     struct storage *st = open_store();
-    struct crypto_key *right = key_from(1), *wrong = key_from(2);
+    struct crypto_keyring *right = key_from(1), *wrong = key_from(2);
     uint8_t hash[OBJECT_HASH_BYTES];
     struct tm_error err;
     ASSERT_EQ(write_object(st, "a/key.obj", right, 5000, hash), 0);
@@ -112,8 +206,8 @@ static void test_wrong_key(void)
     ASSERT_STR_CONTAINS(err.msg, "wrong key");
     ASSERT_EQ(read_object(st, "a/key.obj", NULL, 5000, hash, &err), -1);
     ASSERT_STR_CONTAINS(err.msg, "encrypted");
-    crypto_key_free(right);
-    crypto_key_free(wrong);
+    crypto_keyring_free(right);
+    crypto_keyring_free(wrong);
     storage_free(st);
 }
 
@@ -139,10 +233,42 @@ static void truncate_object(const char *name, long bytes)
         perror("truncate");
 }
 
+/* An unencrypted object whose zstd frame asks for a 128 MiB window (what
+ * zstd allows by default) is refused before anything that big is allocated. */
+static void test_hostile_zstd_window(void)
+{
+    struct storage *st = open_store();
+    ZSTD_CCtx *cctx = ZSTD_createCCtx();
+    ZSTD_CCtx_setParameter(cctx, ZSTD_c_windowLog, 27);
+    static uint8_t plain[200000], frame[300000];
+    memset(plain, 'x', sizeof plain);
+    ZSTD_inBuffer in = {plain, sizeof plain, 0};
+    ZSTD_outBuffer out = {frame, sizeof frame, 0};
+    ZSTD_compressStream2(cctx, &out, &in, ZSTD_e_continue);   /* size unknown: window kept */
+    while (ZSTD_compressStream2(cctx, &out, &in, ZSTD_e_end) != 0)
+        ;
+    ZSTD_freeCCtx(cctx);
+    uint8_t header[20] = {'T', 'I', 'D', 'E', 'M', 'A', 'R', 'K', 1, 'G', 0, 1};
+    struct storage_writer *w;
+    struct tm_error err;
+    ASSERT_EQ(storage_write_begin(st, "a/bomb.obj", &w, &err), 0);
+    ASSERT_EQ(storage_write(w, header, sizeof header, &err), 0);
+    ASSERT_EQ(storage_write(w, frame, out.pos, &err), 0);
+    ASSERT_EQ(storage_write_commit(w, &err), 0);
+    struct object_reader *r;
+    ASSERT_EQ(object_reader_open(st, "a/bomb.obj", OBJECT_SEGMENT, NULL, &r, &err), 0);
+    uint8_t buf[100];
+    ASSERT_EQ(object_read(r, buf, sizeof buf, &err), -1);
+    ASSERT_STR_CONTAINS(err.msg, "is corrupt");
+    ASSERT_STR_CONTAINS(err.msg, "memory");
+    object_reader_close(r);
+    storage_free(st);
+}
+
 static void test_tamper_and_truncation(void)
 {
     struct storage *st = open_store();
-    struct crypto_key *key = key_from(3);
+    struct crypto_keyring *key = key_from(3);
     uint8_t hash[OBJECT_HASH_BYTES];
     struct tm_error err;
     ASSERT_EQ(write_object(st, "a/t1.obj", key, 200000, hash), 0);
@@ -158,7 +284,7 @@ static void test_tamper_and_truncation(void)
     flip_byte("a/t3.obj", -20);
     ASSERT_EQ(read_object(st, "a/t3.obj", NULL, 200000, hash, &err), -1);
     ASSERT_STR_CONTAINS(err.msg, "corrupt");
-    crypto_key_free(key);
+    crypto_keyring_free(key);
     storage_free(st);
 }
 
@@ -189,7 +315,7 @@ static void test_segment_header_round_trip(void)
 static void test_catalog_parses_names(void)
 {
     struct storage *st = open_store();
-    struct crypto_key *key = key_from(9);
+    struct crypto_keyring *key = key_from(9);
     char name[ARCHIVE_NAME_MAX];
     uint8_t hash[OBJECT_HASH_BYTES];
     archive_snapshot_key("db1", "20261124T001500123Z-00000001", 0, 1795324542000LL, name, sizeof name);
@@ -199,6 +325,12 @@ static void test_catalog_parses_names(void)
                             1795324542200LL + i, name, sizeof name);
         ASSERT_EQ(write_object(st, name, key, 10, hash), 0);
     }
+    /* folders that are not generation ids are not part of the archive */
+    static const char *strays[] = {"db1/generations/evil/snapshots/0000000000000000-1795324542000.snap",
+                                   "db1/generations/20261124T001500123Z-0000000g/snapshots/0000000000000000-1795324542000.snap",
+                                   "db1/generations/20261124T001500123Z-00000001x/snapshots/0000000000000000-1795324542000.snap"};
+    for (size_t i = 0; i < sizeof strays / sizeof *strays; i++)
+        ASSERT_EQ(write_object(st, strays[i], key, 10, hash), 0);
     struct catalog cat;
     struct tm_error err;
     ASSERT_EQ(catalog_load(st, "db1", &cat, &err), 0);
@@ -209,7 +341,7 @@ static void test_catalog_parses_names(void)
     ASSERT_EQ(cat.generations[0].segments[2].last_ms, 1795324542202LL);
     ASSERT_EQ(cat.generations[0].snapshots[0].time_ms, 1795324542000LL);
     catalog_release(&cat);
-    crypto_key_free(key);
+    crypto_keyring_free(key);
     storage_free(st);
 }
 
@@ -221,7 +353,10 @@ int main(void)
         {"object: encrypted 1 MB round trip, hash matches", test_round_trip_encrypted},
         {"object: unencrypted round trip", test_round_trip_plain},
         {"object: wrong key and missing key are named", test_wrong_key},
+        {"object: sealed to a public key, read only with the secret key", test_sealed_round_trip},
+        {"object: key rotation reads both keys; a missing key is named", test_rotation_and_missing_key},
         {"object: tampering and truncation are detected", test_tamper_and_truncation},
+        {"object: a zstd frame asking for a 128 MiB window is refused", test_hostile_zstd_window},
         {"archive: segment header round trip", test_segment_header_round_trip},
         {"archive: catalogue from object names", test_catalog_parses_names},
     };

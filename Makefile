@@ -61,6 +61,12 @@ $(BUILD)/tests/%: tests/unit/%.c tests/unit/harness.c tests/unit/harness.h $(BUI
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< tests/unit/harness.c $(BUILD)/libtidemark.a $(LDLIBS)
 
+# The fault-injection shim the fault tests preload (tests/faults/faultfs.c);
+# built without sanitizers, as it runs inside any build of tidemark.
+$(BUILD)/faultfs.so: tests/faults/faultfs.c
+	@mkdir -p $(dir $@)
+	$(CC) -shared -fPIC -O2 -g -Wall -Wextra -Werror -o $@ $< -ldl -lpthread
+
 build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c build/fuzz/libtidemark.a
 	clang $(CFLAGS) -fsanitize=fuzzer,address,undefined -o $@ $< build/fuzz/libtidemark.a $(LDLIBS)
 
@@ -84,7 +90,7 @@ valgrind: unit
 deps:
 	@scripts/install-deps
 
-unit: tidemark $(UNIT_BINS)
+unit: tidemark $(UNIT_BINS) $(BUILD)/faultfs.so
 
 unit-tests: $(UNIT_BINS)
 

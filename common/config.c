@@ -16,7 +16,7 @@
  *   REPLICA: { type: file, name, path }
  *          | { type: s3, name, bucket, path, region, endpoint,
  *              force-path-style, access-key-id, secret-access-key, ca-file,
- *              require-versioning, part-size,
+ *              require-versioning, part-size, stall-timeout,
  *              object-lock: { mode: governance|compliance, retain: DURATION } }
  */
 #include "config.h"
@@ -471,12 +471,14 @@ static int parse_s3_key(struct loader *ld, const char *key, yaml_node_t *v, stru
         return get_size(ld, v, key, &s3->part_size);
     if (strcmp(key, "object-lock") == 0)
         return parse_object_lock(ld, v, s3);
+    if (strcmp(key, "stall-timeout") == 0)
+        return get_duration(ld, v, key, &s3->stall_timeout_ms);
     return 1;
 }
 
 #define FILE_KEYS "type, name, path"
 #define S3_KEYS "type, name, bucket, path, region, endpoint, force-path-style, access-key-id, " \
-                "secret-access-key, ca-file, require-versioning, part-size, object-lock"
+                "secret-access-key, ca-file, require-versioning, part-size, object-lock, stall-timeout"
 
 static int check_s3(struct loader *ld, yaml_node_t *node, struct config_replica *rep)
 {
@@ -485,6 +487,10 @@ static int check_s3(struct loader *ld, yaml_node_t *node, struct config_replica 
         return fail_at(ld, node, "add 'bucket: my-backups'", "replica of type 's3' has no 'bucket'");
     if (!s3->part_size)
         s3->part_size = 8 * 1024 * 1024;
+    if (!s3->stall_timeout_ms)
+        s3->stall_timeout_ms = 20 * 1000;
+    if (s3->stall_timeout_ms < 1000)
+        return fail_at(ld, node, "give 1s or more (default 20s)", "'stall-timeout' is below one second");
     if (s3->part_size < 5 * 1024 * 1024 || s3->part_size > 5ULL * 1024 * 1024 * 1024)
         return fail_at(ld, node, "S3 parts are 5 MiB to 5 GiB", "'part-size' is out of range");
     if (!s3->access_key_id != !s3->secret_access_key)

@@ -29,6 +29,7 @@ struct config_s3 {
     uint64_t part_size;       /* multipart part size; default 8 MiB, minimum 5 MiB */
     char *object_lock_mode;   /* NULL, "GOVERNANCE" or "COMPLIANCE" */
     int64_t object_lock_retain_ms;
+    int64_t stall_timeout_ms;   /* a transfer making no progress this long is retried; default 20s */
 };
 
 struct config_replica {

@@ -697,7 +697,7 @@ static int check_replica(struct db_context *ctx, size_t i, struct tm_error *err)
 {
     const struct config_replica *cfg = &ctx->cfg->replicas[i];
     struct storage_check check;
-    if (storage_check(ctx->replicas[i], &check, err) != 0) {
+    if (storage_check(ctx->replicas[i], 0, &check, err) != 0) {
         if (!check.transient)
             return -1;
         log_error("%s: replica '%s' is unreachable: %s (objects wait in the spool)", ctx->cfg->name,

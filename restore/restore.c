@@ -60,8 +60,9 @@ struct restore_state {
 
 #define PREFETCH_WINDOW 32
 
-/* Opens one replica for reading and proves it answers. */
-static int open_reachable(const struct config_db *db, const struct config_replica *rep,
+/* Opens one replica for reading and proves it answers; `patient` when no
+ * other replica would be tried after it. */
+static int open_reachable(const struct config_db *db, const struct config_replica *rep, int patient,
                           struct storage **out, struct tm_error *err)
 {
     struct stat st;
@@ -73,7 +74,7 @@ static int open_reachable(const struct config_db *db, const struct config_replic
     if (storage_open_replica(rep, out, err) != 0)
         return -1;
     struct storage_check check;
-    if (storage_check(*out, &check, err) != 0) {
+    if (storage_check(*out, patient, &check, err) != 0) {
         storage_free(*out);
         *out = NULL;
         return -1;
@@ -87,13 +88,13 @@ int restore_open_replica(const struct config_db *db, const char *replica,
     if (replica) {
         for (size_t i = 0; i < db->replica_count; i++)
             if (config_replica_selected(db, i, replica))
-                return open_reachable(db, &db->replicas[i], out, err);
+                return open_reachable(db, &db->replicas[i], 1, out, err);
         tm_error_set(err, "database '%s' has no replica '%s'", db->name, replica);
         return tm_error_hint(err, "give a replica name from the configuration or its index (0 = first)");
     }
     /* The first replica that answers. */
     for (size_t i = 0; i < db->replica_count; i++) {
-        if (open_reachable(db, &db->replicas[i], out, err) == 0) {
+        if (open_reachable(db, &db->replicas[i], i + 1 == db->replica_count, out, err) == 0) {
             if (i > 0)
                 log_warn("using replica '%s': the ones before it are unreachable", db->replicas[i].name);
             return 0;

@@ -788,13 +788,13 @@ static int s3_fetch_files(void *self, const char *const *keys, const int *fds, s
 
 /* ------------------------------------------------------------ checks */
 
-static int s3_check(void *self, struct storage_check *out, struct tm_error *err)
+static int s3_check(void *self, int patient, struct storage_check *out, struct tm_error *err)
 {
     struct s3_storage *s3 = self;
     struct buffer answer = {.max = 64 * 1024};
     struct response resp = {.sink = &answer, .error_body = {.max = S3_ERROR_BODY_MAX}};
     struct request req = {.method = "GET", .query = "versioning=", .body = {.fd = -1}};
-    int rc = s3_perform_tries(&s3->ep, s3->easy, &req, &resp, 2, err);
+    int rc = s3_perform_tries(&s3->ep, s3->easy, &req, &resp, patient ? S3_RETRY_ATTEMPTS : 2, err);
     out->transient = rc == -2;
     if (rc == 0) {
         char status[32] = "";

@@ -303,7 +303,7 @@ int s3_prepare_request(struct s3_endpoint *ep, CURL *easy, struct request *req,
     curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT, 10L);
     curl_easy_setopt(easy, CURLOPT_LOW_SPEED_LIMIT, 1L);   /* a stalled transfer */
-    curl_easy_setopt(easy, CURLOPT_LOW_SPEED_TIME, 20L);   /* fails after 20 s */
+    curl_easy_setopt(easy, CURLOPT_LOW_SPEED_TIME, ep->stall_timeout_s);   /* stall-timeout */
     curl_easy_setopt(easy, CURLOPT_EXPECT_100_TIMEOUT_MS, 200L);
     curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
     if (ep->ca_file)
@@ -598,6 +598,7 @@ int s3_endpoint_init(struct s3_endpoint *ep, const struct config_replica *cfg, s
 {
     memset(ep, 0, sizeof *ep);
     ep->lock_retain_ms = cfg->s3.object_lock_retain_ms;
+    ep->stall_timeout_s = cfg->s3.stall_timeout_ms > 0 ? (long)((cfg->s3.stall_timeout_ms + 999) / 1000) : 20;
     const char *path = cfg->path ? cfg->path : "";
     int oom = !(ep->bucket = strdup(cfg->s3.bucket)) ||
               asprintf(&ep->prefix, "%s%s", path, path[0] ? "/" : "") < 0 ||

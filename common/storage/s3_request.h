@@ -38,6 +38,7 @@ struct s3_endpoint {
     char *ca_file;
     char *lock_mode;           /* NULL or GOVERNANCE / COMPLIANCE */
     int64_t lock_retain_ms;
+    long stall_timeout_s;      /* no progress this long: the transfer fails (and is retried) */
     char *sigv4;               /* "aws:amz:REGION:s3" */
     char *display;             /* "replica 'NAME' (s3://bucket/prefix)" for messages */
 };

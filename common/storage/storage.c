@@ -243,12 +243,12 @@ void storage_attach(struct storage *st, struct http_loop *hl)
         st->driver->attach(st->self, hl);
 }
 
-int storage_check(struct storage *st, struct storage_check *out, struct tm_error *err)
+int storage_check(struct storage *st, int patient, struct storage_check *out, struct tm_error *err)
 {
     out->versioning = -1;
     out->transient = 0;
     if (st->driver->check)
-        return st->driver->check(st->self, out, err);
+        return st->driver->check(st->self, patient, out, err);
     struct storage_list list;   /* a listing proves the replica is readable */
     if (storage_list(st, "", &list, err) != 0)
         return -1;

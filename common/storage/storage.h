@@ -68,7 +68,7 @@ struct storage_driver {
     int (*put_file)(void *self, const char *key, const char *path, storage_done_fn done,
                     void *arg, struct tm_error *err);
     void (*attach)(void *self, struct http_loop *hl);
-    int (*check)(void *self, struct storage_check *out, struct tm_error *err);
+    int (*check)(void *self, int patient, struct storage_check *out, struct tm_error *err);
     int (*fetch_files)(void *self, const char *const *keys, const int *fds, size_t count,
                        struct tm_error *err);
     int (*remove_many)(void *self, const char *const *keys, size_t count, struct tm_error *err);
@@ -118,8 +118,10 @@ int storage_put_file(struct storage *st, const char *key, const char *path, stor
                      void *arg, struct tm_error *err);
 /* Network drivers run their transfers on hl's event loop from now on. */
 void storage_attach(struct storage *st, struct http_loop *hl);
-/* Reachable, writable, credentials accepted; versioning status. */
-int storage_check(struct storage *st, struct storage_check *out, struct tm_error *err);
+/* Reachable, writable, credentials accepted; versioning status. A
+ * patient check retries transient errors as long as any request does; an
+ * impatient one gives up after a second try (to fail over quickly). */
+int storage_check(struct storage *st, int patient, struct storage_check *out, struct tm_error *err);
 
 /* Downloads whole objects into the open files fds[i] (empty, writable),
  * several at once where the driver can. NULL: the driver is local and

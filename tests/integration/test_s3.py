@@ -345,8 +345,8 @@ def test_retention_on_s3():
 
 def test_injected_storage_faults_lose_nothing():
     """An HTTP fault proxy in front of the server answers a quarter of the
-    requests with 503 SlowDown, 500, a reset connection or a truncated
-    body, during replication (single and multipart uploads) and during
+    requests with 503 SlowDown, 500, 408, a reset connection, a truncated
+    body or a stalled answer (stall-timeout 2s), during replication (single and multipart uploads) and during
     restores (ranged and parallel downloads): everything arrives, every
     restore is exact, no multipart upload is left behind."""
     sys.path.insert(0, os.path.join(ROOT, "tests", "s3"))
@@ -354,7 +354,7 @@ def test_injected_storage_faults_lose_nothing():
     host, port = ENDPOINT[len("http://"):].split(":")
     proxy = FaultProxy(host, int(port), rate=0.25, seed=7)
     bucket = new_bucket()
-    replica = s3_replica(bucket, extra="        part-size: 5MiB\n").replace(ENDPOINT, proxy.endpoint)
+    replica = s3_replica(bucket, extra="        part-size: 5MiB\n        stall-timeout: 2s\n").replace(ENDPOINT, proxy.endpoint)
     env = Env("s3faults")
     env.config = env.write_config("tidemark.yml", env.key, replicas="      - type: file\n        path: %s\n"
                                   % env.backup + replica)
@@ -372,7 +372,7 @@ def test_injected_storage_faults_lose_nothing():
         time.sleep(0.5)
         env.stop()
         during_replication = dict(proxy.counts)
-        check(sum(during_replication.values()) >= 5 and sum(1 for v in during_replication.values() if v) >= 3,
+        check(sum(during_replication.values()) >= 5 and sum(1 for v in during_replication.values() if v) >= 4,
               "too few faults injected: %r of %d requests" % (during_replication, proxy.requests))
         check("upload failed" in env.full_log() or "retry" in env.full_log() or sum(during_replication.values()) > 0,
               "faults left no trace")

@@ -24,6 +24,7 @@ def main():
     p.add_argument("--big-every", type=int, default=0, help="every K-th txn also writes ~6 MB")
     p.add_argument("--truncate-every", type=int, default=0, help="wal_checkpoint(TRUNCATE) after every K-th txn")
     p.add_argument("--vacuum-at", type=int, default=0)
+    p.add_argument("--stop-file", help="stop (between transactions) once this file exists")
     a = p.parse_args()
     db = sqlite3.connect(a.db, isolation_level=None, timeout=30)
     db.execute("PRAGMA journal_mode=WAL")
@@ -53,6 +54,8 @@ def main():
             db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
             db.execute("PRAGMA busy_timeout=30000")
         time.sleep(a.delay_ms / 1000.0)
+        if a.stop_file and os.path.exists(a.stop_file):
+            break
     db.close()
 
 if __name__ == "__main__":

@@ -8,16 +8,20 @@ seeded random generator, injects a fault instead:
   500      500 InternalError, without forwarding
   reset    the connection is closed without an answer
   truncate forwarded, but only half the answer's body is sent
+  408      408 RequestTimeout, without forwarding
+  stall    nothing is answered for `stall_seconds`, then the connection
+           closes (the client's stall timeout must give up first)
 Counts of each fault are kept for the test (FaultProxy.counts).
 """
-import http.client, random, socket, socketserver, threading
+import http.client, random, socket, socketserver, threading, time
 
-FAULTS = ("503", "500", "reset", "truncate")
+FAULTS = ("503", "500", "reset", "truncate", "408", "stall")
 
 
 class FaultProxy:
-    def __init__(self, upstream_host, upstream_port, rate=0.2, seed=1):
+    def __init__(self, upstream_host, upstream_port, rate=0.2, seed=1, stall_seconds=6):
         self.upstream = (upstream_host, upstream_port)
+        self.stall_seconds = stall_seconds
         self.rate = rate
         self.random = random.Random(seed)
         self.lock = threading.Lock()
@@ -72,12 +76,17 @@ class FaultProxy:
         if fault == "reset":
             conn.shutdown(socket.SHUT_RDWR)
             return False
-        if fault in ("503", "500"):
-            code = "SlowDown" if fault == "503" else "InternalError"
+        if fault == "stall":
+            time.sleep(self.stall_seconds)
+            conn.shutdown(socket.SHUT_RDWR)
+            return False
+        if fault in ("503", "500", "408"):
+            code, reason = {"503": ("SlowDown", "Slow Down"), "500": ("InternalError", "Internal Error"),
+                            "408": ("RequestTimeout", "Request Timeout")}[fault]
             text = ("<?xml version='1.0' encoding='UTF-8'?><Error><Code>%s</Code><Message>injected</Message></Error>"
                     % code).encode()
             wfile.write(("HTTP/1.1 %s %s\r\nContent-Type: application/xml\r\nContent-Length: %d\r\n\r\n"
-                         % (fault, "Slow Down" if fault == "503" else "Internal Error", len(text))).encode() + text)
+                         % (fault, reason, len(text))).encode() + text)
             wfile.flush()
             return True
         upstream = http.client.HTTPConnection(*self.upstream, timeout=60)

@@ -31,8 +31,11 @@
  * new generation from a fresh snapshot (TAILER_BROKEN).
  *
  * Commits are found by scanning the WAL file itself (wal.c) from the end
- * of the last commit seen; each is stamped with the wall-clock time it was
- * first seen. The scanner is called on inotify events, so that time is
+ * of the last commit seen, up to the last frame the wal-index (-shm)
+ * publishes as committed: a writer killed after writing its commit frame
+ * but before publishing it leaves a valid-looking transaction that SQLite
+ * never committed and will overwrite (wal.c). Each commit is stamped with
+ * the wall-clock time it was first seen. The scanner is called on inotify events, so that time is
  * within milliseconds of the real commit. Frames are not copied into
  * memory: they stay pinned in the WAL until the shipper reads them.
  *
@@ -47,6 +50,7 @@
 #include "../common/log.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -60,6 +64,7 @@
 struct tailer {
     char *db_path;
     char *wal_path;
+    int shm_fd;                     /* the wal-index, read only */
     sqlite3 *reader;
     sqlite3 *locker;
     sqlite3_stmt *pin_stmt;
@@ -149,7 +154,7 @@ int tailer_open(const char *db_path, struct tailer **out, struct tm_error *err)
     struct tailer *t = calloc(1, sizeof *t);
     if (!t)
         return tm_error_set(err, "out of memory");
-    t->wal_fd = -1;
+    t->wal_fd = t->shm_fd = -1;
     size_t len = strlen(db_path);
     t->db_path = strdup(db_path);
     t->wal_path = malloc(len + 5);
@@ -176,6 +181,14 @@ int tailer_open(const char *db_path, struct tailer **out, struct tm_error *err)
         tm_error_set(err, "cannot open WAL '%s': %s", t->wal_path, strerror(errno));
         goto fail;
     }
+    char shm_path[PATH_MAX];
+    snprintf(shm_path, sizeof shm_path, "%s-shm", db_path);
+    t->shm_fd = open(shm_path, O_RDONLY | O_CLOEXEC);
+    if (t->shm_fd < 0) {
+        tm_error_set(err, "cannot open the wal-index '%s': %s", shm_path, strerror(errno));
+        tm_error_hint(err, "the database must use shared-memory WAL (not locking_mode=EXCLUSIVE)");
+        goto fail;
+    }
     if (fstat(t->wal_fd, &t->wal_stat) != 0 || stat(db_path, &t->db_stat) != 0) {
         tm_error_set(err, "cannot stat '%s': %s", db_path, strerror(errno));
         goto fail;
@@ -198,6 +211,8 @@ void tailer_close(struct tailer *t)
     sqlite3_close(t->locker);
     if (t->wal_fd >= 0)
         close(t->wal_fd);
+    if (t->shm_fd >= 0)
+        close(t->shm_fd);
     free(t->pending);
     free(t->db_path);
     free(t->wal_path);
@@ -294,6 +309,27 @@ static int follow_new_header(struct tailer *t, const struct wal_header *fresh, s
     return TAILER_OK;
 }
 
+/* The last frame of `hdr`'s WAL that the wal-index publishes as
+ * committed; 0 when the index is being rewritten or describes another WAL
+ * (a restart in progress): nothing new counts as committed yet. */
+static int committed_limit(struct tailer *t, const struct wal_header *hdr, uint32_t *limit,
+                           struct tm_error *err)
+{
+    struct wal_index_state index;
+    *limit = 0;
+    for (int attempt = 0; attempt < 3; attempt++) {
+        int rc = wal_index_read(t->shm_fd, &index, err);
+        if (rc < 0)
+            return -1;
+        if (rc == 1) {
+            if (index.salt1 == hdr->salt1 && index.salt2 == hdr->salt2)
+                *limit = index.max_frame;
+            return 0;
+        }
+    }
+    return 0;
+}
+
 int tailer_scan(struct tailer *t, int64_t now_ms, struct tm_error *err)
 {
     if (files_replaced(t, err))
@@ -315,10 +351,15 @@ int tailer_scan(struct tailer *t, int64_t now_ms, struct tm_error *err)
         return status;
     if (now_ms > t->last_commit_ms)
         t->last_commit_ms = now_ms;
-    struct wal_position last;
-    if (wal_scan(t->wal_fd, &t->hdr, &t->scanned, record_commit, t, &last, err) != 0)
+    uint32_t limit;
+    if (committed_limit(t, &t->hdr, &limit, err) != 0)
         return -1;
-    t->scanned = last;
+    struct wal_position last;
+    if (limit > t->scanned.frame &&
+        wal_scan(t->wal_fd, &t->hdr, &t->scanned, limit, record_commit, t, &last, err) != 0)
+        return -1;
+    if (limit > t->scanned.frame)
+        t->scanned = last;
     return TAILER_OK;
 }
 
@@ -352,9 +393,12 @@ int tailer_resume_at(struct tailer *t, const struct wal_position *pos, uint32_t 
         return 0;
     struct wal_position start = wal_position_start(&fresh), last;
     struct resume_search search = {pos, 0};
+    uint32_t limit;
+    if (committed_limit(t, &fresh, &limit, err) != 0)
+        return -1;
     if (pos->frame == 0)
         search.found = start.checksum[0] == pos->checksum[0] && start.checksum[1] == pos->checksum[1];
-    else if (wal_scan(t->wal_fd, &fresh, &start, match_commit, &search, &last, err) != 0)
+    else if (wal_scan(t->wal_fd, &fresh, &start, limit, match_commit, &search, &last, err) != 0)
         return -1;
     if (!search.found)
         return 0;
@@ -383,7 +427,9 @@ int tailer_restart_at_end(struct tailer *t, struct tm_error *err)
                             t->page_size);
     t->hdr = fresh;
     struct wal_position start = wal_position_start(&fresh), last;
-    if (wal_scan(t->wal_fd, &fresh, &start, NULL, NULL, &last, err) != 0)
+    uint32_t limit;
+    if (committed_limit(t, &fresh, &limit, err) != 0 ||
+        wal_scan(t->wal_fd, &fresh, &start, limit, NULL, NULL, &last, err) != 0)
         return -1;
     t->shipped = t->scanned = last;
     return 0;

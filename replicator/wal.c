@@ -28,7 +28,25 @@
  * start, so old frames left after the new end fail the salt test. Only
  * frames up to the last valid commit frame are committed data; valid
  * frames after it belong to a transaction still being written (or rolled
- * back) and may yet be overwritten. */
+ * back) and may yet be overwritten.
+ *
+ * But a valid commit frame is not enough. A writer appends its frames,
+ * then publishes the transaction in the wal-index (the -shm file). If it
+ * dies in between, the WAL holds a complete, valid transaction that no
+ * connection sees, and the next writer overwrites it (SQLite would only
+ * adopt it by a recovery, after every connection closed). So a commit
+ * counts only once the wal-index says so: frames up to its mxFrame.
+ *
+ * The wal-index header, in the writer's native byte order, is stored
+ * twice (bytes 0..47 and 48..95); a reader trusts it when both copies are
+ * equal, isInit is 1 and the checksum matches:
+ *
+ *    0  iVersion 3007000       16  mxFrame: last frame of the last commit
+ *    4  unused                 20  nPage
+ *    8  iChange                24  aFrameCksum[2]: checksum at mxFrame
+ *   12  isInit (1 byte)        32  aSalt[2]: the WAL header's salts, as
+ *   13  bigEndCksum (1 byte)       bytes 16..23 of that header
+ *   14  szPage (2 bytes)       40  aCksum[2]: native checksum of 0..39 */
 #include "wal.h"
 
 #include <errno.h>
@@ -165,11 +183,46 @@ int wal_read_header(int fd, struct wal_header *out, struct tm_error *err)
     return wal_header_parse(bytes, out, &ignored) == 0 ? 1 : 0;
 }
 
+#define WAL_INDEX_HEADER_BYTES 48
+
+static uint32_t get_native32(const uint8_t *p)
+{
+    uint32_t value;
+    memcpy(&value, p, sizeof value);
+    return value;
+}
+
+static int host_is_big_endian(void)
+{
+    const uint16_t probe = 1;
+    return *(const uint8_t *)&probe == 0;
+}
+
+int wal_index_read(int fd, struct wal_index_state *out, struct tm_error *err)
+{
+    uint8_t copies[2 * WAL_INDEX_HEADER_BYTES];
+    size_t got;
+    if (read_at(fd, copies, sizeof copies, 0, &got) != 0)
+        return tm_error_set(err, "cannot read the wal-index: %s", strerror(errno));
+    const uint8_t *h = copies;
+    if (got < sizeof copies || memcmp(h, copies + WAL_INDEX_HEADER_BYTES, WAL_INDEX_HEADER_BYTES) != 0 ||
+        get_native32(h) != WAL_VERSION || h[12] != 1)
+        return 0;
+    uint32_t zero[2] = {0, 0}, sum[2];
+    wal_checksum(host_is_big_endian(), h, 40, zero, sum);
+    if (sum[0] != get_native32(h + 40) || sum[1] != get_native32(h + 44))
+        return 0;
+    out->max_frame = get_native32(h + 16);
+    out->salt1 = get_be32(h + 32);
+    out->salt2 = get_be32(h + 36);
+    return 1;
+}
+
 /* Frames are read in batches of up to this many bytes. */
 #define SCAN_BATCH_BYTES (1024 * 1024)
 
 int wal_scan(int fd, const struct wal_header *hdr, const struct wal_position *from,
-             wal_commit_fn on_commit, void *ctx, struct wal_position *last_commit,
+             uint32_t max_frame, wal_commit_fn on_commit, void *ctx, struct wal_position *last_commit,
              struct tm_error *err)
 {
     size_t frame_bytes = WAL_FRAME_HEADER_BYTES + hdr->page_size;
@@ -194,7 +247,7 @@ int wal_scan(int fd, const struct wal_header *hdr, const struct wal_position *fr
         for (size_t i = 0; i < whole_frames; i++) {
             const uint8_t *frame = batch + i * frame_bytes;
             struct wal_position next;
-            if (!wal_frame_follows(hdr, &pos, frame, &next)) {
+            if (pos.frame >= max_frame || !wal_frame_follows(hdr, &pos, frame, &next)) {
                 stopped = 1;
                 break;
             }

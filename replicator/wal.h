@@ -69,17 +69,32 @@ typedef int (*wal_commit_fn)(void *ctx, const struct wal_position *end, uint32_t
                              struct tm_error *err);
 
 /* Read the WAL open on fd forward from `from` (which must belong to hdr)
- * until the first frame that is not a valid successor, calling on_commit
+ * until the first frame that is not a valid successor or is past
+ * `max_frame` (the wal-index's committed end; UINT32_MAX: no bound),
+ * calling on_commit
  * for every commit frame. *last_commit receives the position after the
  * last commit frame seen (== *from if none). Frames after the last commit
  * (a transaction still being written) are not reported. */
 int wal_scan(int fd, const struct wal_header *hdr, const struct wal_position *from,
-             wal_commit_fn on_commit, void *ctx, struct wal_position *last_commit,
+             uint32_t max_frame, wal_commit_fn on_commit, void *ctx, struct wal_position *last_commit,
              struct tm_error *err);
 
 /* Read the header of the WAL open on fd. Returns 1 and fills *out when a
  * valid header is there, 0 when the file is shorter than a header or the
  * header is invalid (SQLite treats such a WAL as empty), -1 on I/O error. */
 int wal_read_header(int fd, struct wal_header *out, struct tm_error *err);
+
+/* What the wal-index (the -shm file) says is committed: the last frame of
+ * the last committed transaction, in the WAL with these salts. */
+struct wal_index_state {
+    uint32_t max_frame;
+    uint32_t salt1, salt2;
+};
+
+/* Read the wal-index header from the -shm file open on fd. Returns 1 with
+ * *out filled when the header is consistent (both copies equal, valid
+ * checksum), 0 when it is not (being written, or a writer died while
+ * writing it: SQLite's next connection will recover it), -1 on I/O error. */
+int wal_index_read(int fd, struct wal_index_state *out, struct tm_error *err);
 
 #endif

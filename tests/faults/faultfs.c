@@ -11,17 +11,22 @@
  * changes, so a test can start, change and stop faults while the process
  * runs. Its one line is
  *
- *     OP ERROR NTH COUNT
+ *     OP ERROR NTH COUNT [MATCH]
  *
- *   OP     open | write | fsync | rename | mkdir | unlink | read | opendir
+ *   OP     open | write | fsync (also fdatasync) | rename | mkdir | unlink
+ *          | read | opendir
  *   ERROR  EIO | ENOSPC | EACCES | EROFS | SHORT (write: half the bytes are
- *          written and the short count returned, as a full disk does)
+ *          written and the short count returned, as a full disk does) |
+ *          DELAY:MS (the call succeeds, MS milliseconds late: a slow disk,
+ *          and a window in which a test can kill the process mid-call)
  *   NTH    the first matching call that fails (1 = the next one), counted
  *          from when the line was written
  *   COUNT  how many consecutive calls fail; 0 = every one from NTH on
+ *   MATCH  only paths containing this text (default: all under the root)
  *
  * An empty or missing control file injects nothing. Each injected fault
- * appends "OP ERROR PATH" to FAULTFS_LOG, so tests can count them. */
+ * appends "OP ERROR PATH" to FAULTFS_LOG before it takes effect (before a
+ * delay's sleep), so tests can count them and time kills on them. */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <dlfcn.h>
@@ -33,13 +38,18 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MAX_TRACKED_FDS 65536
+#define SHORT_WRITE (-1)
+#define DELAYED (-2)
 
 struct fault {
     char op[16];
-    int error;                 /* errno, or -1 for SHORT */
+    int error;                 /* errno, SHORT_WRITE or DELAYED */
+    long delay_ms;
+    char match[256];
     long nth, count;
     long calls;                /* matching calls since the line was read */
 };
@@ -49,13 +59,14 @@ static struct fault current;
 static struct timespec control_mtime;
 static off_t control_size = -1;
 static unsigned char fd_under_root[MAX_TRACKED_FDS];
-static char fd_path[64][PATH_MAX];   /* a few paths for the log, by fd % 64 */
+static char fd_path[1024][PATH_MAX];   /* paths of tracked fds, by fd % 1024 */
 
 static ssize_t (*real_write)(int, const void *, size_t);
 static ssize_t (*real_read)(int, void *, size_t);
 static int (*real_open)(const char *, int, ...);
 static int (*real_openat)(int, const char *, int, ...);
 static int (*real_fsync)(int);
+static int (*real_fdatasync)(int);
 static int (*real_rename)(const char *, const char *);
 static int (*real_mkdir)(const char *, mode_t);
 static int (*real_unlink)(const char *);
@@ -69,6 +80,7 @@ __attribute__((constructor)) static void resolve(void)
     real_open = dlsym(RTLD_NEXT, "open");
     real_openat = dlsym(RTLD_NEXT, "openat");
     real_fsync = dlsym(RTLD_NEXT, "fsync");
+    real_fdatasync = dlsym(RTLD_NEXT, "fdatasync");
     real_rename = dlsym(RTLD_NEXT, "rename");
     real_mkdir = dlsym(RTLD_NEXT, "mkdir");
     real_unlink = dlsym(RTLD_NEXT, "unlink");
@@ -86,7 +98,7 @@ static int under_root(const char *path)
 static int parse_error(const char *name)
 {
     static const struct { const char *name; int value; } errors[] = {
-        {"EIO", EIO}, {"ENOSPC", ENOSPC}, {"EACCES", EACCES}, {"EROFS", EROFS}, {"SHORT", -1},
+        {"EIO", EIO}, {"ENOSPC", ENOSPC}, {"EACCES", EACCES}, {"EROFS", EROFS}, {"SHORT", SHORT_WRITE},
     };
     for (size_t i = 0; i < sizeof errors / sizeof *errors; i++)
         if (strcmp(name, errors[i].name) == 0)
@@ -116,9 +128,17 @@ static void reload_control(void)
         return;
     ssize_t got = real_read(fd, text, sizeof text - 1);
     real_close(fd);
-    if (got <= 0 || sscanf(text, "%15s %15s %ld %ld", current.op, error_name, &current.nth, &current.count) != 4 ||
-        !(current.error = parse_error(error_name)))
+    if (got <= 0 || sscanf(text, "%15s %15s %ld %ld %255s", current.op, error_name, &current.nth,
+                           &current.count, current.match) < 4) {
         current.op[0] = '\0';
+        return;
+    }
+    if (strncmp(error_name, "DELAY:", 6) == 0) {
+        current.error = DELAYED;
+        current.delay_ms = atol(error_name + 6);
+    } else if (!(current.error = parse_error(error_name))) {
+        current.op[0] = '\0';
+    }
 }
 
 static void log_fault(const char *op, int error, const char *path)
@@ -130,36 +150,46 @@ static void log_fault(const char *op, int error, const char *path)
     if (fd < 0)
         return;
     char line[PATH_MAX + 64];
-    int len = snprintf(line, sizeof line, "%s %s %s\n", op, error < 0 ? "SHORT" : strerrorname_np(error), path);
+    const char *name = error == SHORT_WRITE ? "SHORT" : error == DELAYED ? "DELAY" : strerrorname_np(error);
+    int len = snprintf(line, sizeof line, "%s %s %s\n", op, name, path);
     real_write(fd, line, (size_t)len);
     real_close(fd);
 }
 
-/* The errno to inject for this call of `op` on `path` (-1 SHORT), or 0. */
+/* The errno to inject for this call of `op` on `path` (or SHORT_WRITE),
+ * 0 for none. A delay is served here and reported as none. */
 static int injected(const char *op, const char *path)
 {
     pthread_mutex_lock(&lock);
     reload_control();
     int error = 0;
-    if (current.op[0] && strcmp(current.op, op) == 0) {
+    long delay_ms = 0;
+    if (current.op[0] && strcmp(current.op, op) == 0 && (!current.match[0] || strstr(path, current.match))) {
         long call = ++current.calls;
-        if (call >= current.nth && (current.count == 0 || call < current.nth + current.count))
+        if (call >= current.nth && (current.count == 0 || call < current.nth + current.count)) {
             error = current.error;
+            delay_ms = current.delay_ms;
+        }
     }
     pthread_mutex_unlock(&lock);
     if (error)
         log_fault(op, error, path);
+    if (error == DELAYED) {
+        struct timespec pause = {delay_ms / 1000, (delay_ms % 1000) * 1000000L};
+        nanosleep(&pause, NULL);
+        error = 0;
+    }
     return error;
 }
 
-static const char *fd_name(int fd) { return fd_path[fd % 64]; }
+static const char *fd_name(int fd) { return fd_path[fd % 1024]; }
 
 static void track(int fd, const char *path)
 {
     if (fd >= 0 && fd < MAX_TRACKED_FDS) {
         fd_under_root[fd] = under_root(path);
         if (fd_under_root[fd])
-            snprintf(fd_path[fd % 64], PATH_MAX, "%s", path);
+            snprintf(fd_path[fd % 1024], PATH_MAX, "%s", path);
     }
 }
 
@@ -218,7 +248,7 @@ ssize_t write(int fd, const void *data, size_t len)
     int error = tracked(fd) ? injected("write", fd_name(fd)) : 0;
     if (error > 0)
         return fail_with(error);
-    if (error < 0 && len > 1)
+    if (error == SHORT_WRITE && len > 1)
         return real_write(fd, data, len / 2);
     return real_write(fd, data, len);
 }
@@ -235,6 +265,12 @@ int fsync(int fd)
 {
     int error = tracked(fd) ? injected("fsync", fd_name(fd)) : 0;
     return error > 0 ? fail_with(error) : real_fsync(fd);
+}
+
+int fdatasync(int fd)
+{
+    int error = tracked(fd) ? injected("fsync", fd_name(fd)) : 0;
+    return error > 0 ? fail_with(error) : real_fdatasync(fd);
 }
 
 int rename(const char *from, const char *to)

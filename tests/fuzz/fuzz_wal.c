@@ -27,7 +27,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (wal_read_header(fd, &hdr, &err) == 1) {
         struct wal_position start = wal_position_start(&hdr), last;
         unsigned commits = 0;
-        wal_scan(fd, &hdr, &start, count_commit, &commits, &last, &err);
+        wal_scan(fd, &hdr, &start, UINT32_MAX, count_commit, &commits, &last, &err);
     }
     close(fd);
     return 0;

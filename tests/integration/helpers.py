@@ -16,6 +16,7 @@ TIDEMARK = os.path.join(ROOT, "tidemark")
 WRITER_PY = os.path.join(HERE, "writer.py")
 WRITER_JS = os.path.join(HERE, "writer.js")
 SLACK_MS = 250
+FAULTFS = os.path.join(ROOT, os.environ.get("BUILD", "build/release"), "faultfs.so")
 
 def payload(i):
     return "row-%d-%s" % (i, format((i * 2654435761) % 4294967296, "08x"))
@@ -114,6 +115,43 @@ class Env:
             self.replicator.kill()
             self.replicator.wait()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+class FaultEnv(Env):
+    """An Env whose sidecar runs with tests/faults/faultfs.c preloaded:
+    set_fault() makes system calls under `root` (default: the replica's
+    directory) fail or stall while it runs (see faultfs.c for the line)."""
+    def __init__(self, name, root=None, **kw):
+        super().__init__(name, **kw)
+        self.fault_root = root or self.backup
+        self.control = os.path.join(self.dir, "faultfs.control")
+        self.fault_log = os.path.join(self.dir, "faultfs.log")
+        self.alerts = os.path.join(self.dir, "alerts.txt")
+        open(self.control, "w").close()
+
+    def fault_env(self):
+        env = dict(os.environ, LD_PRELOAD=FAULTFS, FAULTFS_ROOT=self.fault_root,
+                   FAULTFS_CONTROL=self.control, FAULTFS_LOG=self.fault_log)
+        # an ASan build must accept a preloaded library ahead of it
+        env["ASAN_OPTIONS"] = (env.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0").lstrip(":")
+        return env
+
+    def set_fault(self, line):
+        with open(self.control, "w") as f:
+            f.write(line + "\n" if line else "")
+
+    def faults_injected(self):
+        """[OP, ERROR] of every fault injected so far."""
+        if not os.path.exists(self.fault_log):
+            return []
+        with open(self.fault_log) as f:
+            return [line.split()[:2] for line in f if line.strip()]
+
+    def start(self):
+        self.replicator = subprocess.Popen([TIDEMARK, "replicate", "-c", self.config, "-v"], env=self.fault_env(),
+                                           stdout=self.replicator_log, stderr=self.replicator_log)
+        time.sleep(0.5)
+        check(self.replicator.poll() is None, "replicator exited at start: " + self.tail_log())
+
 
 def restored_ids(path):
     db = sqlite3.connect(path)

@@ -4,9 +4,18 @@
 Rounds, for TORTURE_SECONDS (default 300): the writer commits
 transactions of random sizes (some larger than the WAL autocheckpoint),
 with the application's own TRUNCATE checkpoints and an occasional VACUUM,
-while the sidecar is killed with -9 (or stopped with SIGTERM) at random
-moments and restarted, and the writer itself is sometimes killed -9 in
-the middle of a transaction. Ground truth: the writer's log of committed
+while one event strikes:
+  - the sidecar is killed with -9 (or stopped with SIGTERM) at a random
+    moment and restarted;
+  - the sidecar is killed -9 at a chosen point: mid-upload, mid-snapshot
+    or mid-checkpoint. tests/faults/faultfs.c (preloaded) stalls that
+    system call (a write to the replica, a read of the snapshot staging
+    file, the fsync of the database by the sidecar's checkpoint) and the
+    kill lands while the call is in progress;
+  - the replica's disk fails for 0.5-3 s (EIO on write, EACCES on open,
+    ENOSPC on rename), sometimes with a kill -9 in the middle;
+  - the writer itself is killed -9 in the middle of a transaction.
+Ground truth: the writer's log of committed
 transactions. After every round, restores at random seconds must hold an
 exact prefix of the committed sequence with the right payloads, pass
 integrity_check, contain every transaction that committed at least 250 ms
@@ -21,11 +30,48 @@ import os, random, signal, subprocess, sys, time
 from helpers import *
 
 
+OUTAGES = ["write EIO 1 0 /backup/", "open EACCES 1 0 /backup/", "rename ENOSPC 1 0 /backup/"]
+# where a targeted kill lands: the call faultfs stalls, and the path it is on
+KILL_POINTS = {
+    "kill-mid-upload": "write DELAY:400 1 0 /backup/",
+    "kill-mid-snapshot": "read DELAY:150 1 0 -tidemark/tmp/",
+    "kill-mid-checkpoint": "fsync DELAY:400 1 0 /app.db",
+}
+EVENTS = ["kill-sidecar", "kill-sidecar", "stop-sidecar", "kill-writer", "none", "outage",
+          "kill-mid-upload", "kill-mid-snapshot", "kill-mid-checkpoint"]
+
+
+def kill_at(env, event):
+    """Stalls the call KILL_POINTS names and kills -9 the sidecar while it
+    is in it. Returns whether the point was reached (else it was killed
+    after 5 s wherever it was)."""
+    before = len(env.faults_injected())
+    snapshot = None
+    env.set_fault(KILL_POINTS[event])
+    if event == "kill-mid-snapshot":
+        snapshot = subprocess.Popen([TIDEMARK, "snapshot", "-c", env.config, "app", "--timeout", "60s"],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 5
+    while time.time() < deadline and len(env.faults_injected()) == before:
+        time.sleep(0.01)
+    reached = len(env.faults_injected()) > before
+    if reached:
+        time.sleep(0.02)              # well inside the stalled call
+    env.stop(signal.SIGKILL)
+    env.set_fault("")
+    if snapshot:
+        snapshot.wait(timeout=120)
+    return reached
+
+
 def torture(seconds, seed):
     rng = random.Random(seed)
-    env = Env("torture")
+    env = FaultEnv("torture", extra_db="    checkpoint-pages: 200\n")
+    env.fault_root = env.dir          # the replica, the spool and the database
     rounds = restores = mismatches = 0
+    outages = kills_at_points = 0
     downtimes = []
+    history = []          # (first id, round, event) for diagnostics
     next_id = 1
     deadline = time.time() + seconds
     try:
@@ -45,8 +91,28 @@ def torture(seconds, seed):
             writer = subprocess.Popen([WRITER_PY, env.db, env.log, "--count", str(count), "--start", str(next_id)]
                                       + options, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(rng.uniform(0.2, 1.5))
-            event = rng.choice(["kill-sidecar", "kill-sidecar", "stop-sidecar", "kill-writer", "none"])
-            if event in ("kill-sidecar", "stop-sidecar"):
+            event = rng.choice(EVENTS)
+            if event in KILL_POINTS:
+                down = int(time.time() * 1000)
+                if not kill_at(env, event):
+                    event += " (not reached)"
+                else:
+                    kills_at_points += 1
+                time.sleep(rng.uniform(0.1, 0.5))
+                env.start()
+                downtimes.append((down, int(time.time() * 1000)))
+            elif event == "outage":
+                outages += 1
+                env.set_fault(rng.choice(OUTAGES))
+                time.sleep(rng.uniform(0.5, 3.0))
+                if rng.random() < 0.5:
+                    event += " + kill -9"
+                    down = int(time.time() * 1000)
+                    env.stop(signal.SIGKILL)
+                    env.start()
+                    downtimes.append((down, int(time.time() * 1000)))
+                env.set_fault("")
+            elif event in ("kill-sidecar", "stop-sidecar"):
                 down = int(time.time() * 1000)
                 env.stop(signal.SIGKILL if event == "kill-sidecar" else signal.SIGTERM)
                 time.sleep(rng.uniform(0.1, 1.0))
@@ -59,6 +125,7 @@ def torture(seconds, seed):
             if event == "kill-writer":
                 record_unlogged_commit(env, round_start_ms, int(time.time() * 1000))
             commits = env.commits()
+            history.append((next_id, rounds, event))
             next_id = max(commits) + 1 if commits else 1
             # a writer killed mid-transaction leaves nothing half-done: the
             # database holds exactly the ids the log says were committed
@@ -75,34 +142,50 @@ def torture(seconds, seed):
                     mismatches += 1
                     round_ok = False
                     print("# round %d, restore at %s: %s" % (rounds, iso(target), e))
+                    missing = [int(w) for w in str(e).replace(";", " ").split() if w.isdigit()]
+                    for first_id, r, ev in history:
+                        if missing and first_id <= max(missing) + 1:
+                            where = (first_id, r, ev)
+                    if missing:
+                        print("#   txn %d is from round %d (%s), which began at txn %d" % (max(missing), where[1], where[2], where[0]))
             print("%s %d - round %d: %s, %d commits so far" % ("ok" if round_ok else "not ok", rounds, rounds, event,
                                                                  len(commits)))
             sys.stdout.flush()
         env.stop()
+        proc = subprocess.run([TIDEMARK, "verify", "-c", env.config], capture_output=True, text=True)
+        if proc.returncode != 0:
+            mismatches += 1
+            print("# verify found problems: " + proc.stdout[-2000:] + proc.stderr)
         proc, out = env.restore()
         restores += 1
         if proc.returncode != 0 or restored_ids(out) != len(env.commits()):
             mismatches += 1
             print("# the final latest restore is not exact: " + proc.stderr)
     finally:
+        faults = len(env.faults_injected())
         env.cleanup()
     print("1..%d" % rounds)
-    print("# torture: %d rounds, %d restores checked, %d mismatches" % (rounds, restores, mismatches))
+    print("# torture: %d rounds, %d restores checked, %d mismatches; %d replica outages, %d kills at a chosen point, "
+          "%d faults injected" % (rounds, restores, mismatches, outages, kills_at_points, faults))
     return mismatches
 
 
 def record_unlogged_commit(env, begun_ms, killed_ms):
     """A writer killed between COMMIT and its log line leaves a committed
-    transaction the log lacks: log it with bounds that are surely right
-    (it began after the round started and committed before the kill)."""
+    transaction the log lacks: log it with bounds that are surely right.
+    It began after the round started; it was published by the time this
+    connection sees it, which may be after the kill: a writer killed while
+    publishing its commit in the wal-index leaves it to the next connection
+    to recover (SQLite's rule), so the sidecar cannot see it sooner."""
     import sqlite3
     db = sqlite3.connect(env.db, timeout=30)
     highest = db.execute("SELECT max(id) FROM t").fetchone()[0] or 0
+    seen_ms = int(time.time() * 1000)
     db.close()
     logged = max(env.commits() or {0: None})
     with open(env.log, "a") as f:
         for i in range(logged + 1, highest + 1):
-            f.write("%d %d %d\n" % (i, begun_ms, killed_ms))
+            f.write("%d %d %d\n" % (i, begun_ms, max(killed_ms, seen_ms)))
 
 
 def verify_point_with_downtimes(env, commits, target_ms, downtimes):

@@ -80,7 +80,7 @@ static void scan_all(int fd, struct commits *c, struct wal_position *last, struc
     if (wal_read_header(fd, hdr, &err) != 1)
         return;
     struct wal_position start = wal_position_start(hdr);
-    wal_scan(fd, hdr, &start, on_commit, c, last, &err);
+    wal_scan(fd, hdr, &start, UINT32_MAX, on_commit, c, last, &err);
 }
 
 static void test_real_wal_commits(void)
@@ -206,6 +206,52 @@ static void test_big_endian_checksums(void)
     fixture_close(&fx);
 }
 
+/* The wal-index of a real database says what is committed: its mxFrame
+ * equals the last commit frame, its salts the WAL's; a header whose two
+ * copies differ or whose checksum fails is not trusted; a scan bounded by
+ * mxFrame stops there even when valid frames follow. */
+static void test_wal_index_bounds_commits(void)
+{
+    struct wal_fixture fx;
+    fixture_open(&fx, "index.db", 6);
+    char shm_path[300];
+    snprintf(shm_path, sizeof shm_path, "%s/index.db-shm", harness_tmpdir());
+    int shm = open(shm_path, O_RDWR);
+    ASSERT_TRUE(shm >= 0);
+    struct wal_index_state index;
+    struct tm_error err;
+    ASSERT_EQ(wal_index_read(shm, &index, &err), 1);
+    struct wal_header hdr;
+    struct commits c;
+    struct wal_position last;
+    scan_all(fx.fd, &c, &last, &hdr);
+    ASSERT_EQ(index.max_frame, last.frame);
+    ASSERT_EQ(index.salt1, hdr.salt1);
+    ASSERT_EQ(index.salt2, hdr.salt2);
+
+    /* bounded one commit earlier: the last commit is not reported */
+    struct commits bounded = {0};
+    struct wal_position start = wal_position_start(&hdr), bounded_last;
+    ASSERT_EQ(wal_scan(fx.fd, &hdr, &start, c.frames[c.count - 2], on_commit, &bounded, &bounded_last, &err), 0);
+    ASSERT_EQ(bounded.count, c.count - 1);
+    ASSERT_EQ(bounded_last.frame, c.frames[c.count - 2]);
+
+    /* a copy being rewritten, then a bad checksum: not trusted */
+    uint8_t header[96], saved[96];
+    ASSERT_EQ(pread(shm, saved, sizeof saved, 0), (ssize_t)sizeof saved);
+    memcpy(header, saved, sizeof header);
+    header[16] ^= 1;                                   /* mxFrame of copy 1 only */
+    ASSERT_EQ(pwrite(shm, header, sizeof header, 0), (ssize_t)sizeof header);
+    ASSERT_EQ(wal_index_read(shm, &index, &err), 0);
+    header[48 + 16] ^= 1;                              /* both copies, checksum now wrong */
+    ASSERT_EQ(pwrite(shm, header, sizeof header, 0), (ssize_t)sizeof header);
+    ASSERT_EQ(wal_index_read(shm, &index, &err), 0);
+    ASSERT_EQ(pwrite(shm, saved, sizeof saved, 0), (ssize_t)sizeof saved);
+    ASSERT_EQ(wal_index_read(shm, &index, &err), 1);
+    close(shm);
+    fixture_close(&fx);
+}
+
 int main(void)
 {
     static const struct test_case cases[] = {
@@ -214,6 +260,7 @@ int main(void)
         {"wal: invalid headers are rejected with the reason", test_bad_header},
         {"wal: restart gives salt-1 + 1 and stale frames are not data", test_restart_leaves_stale_frames},
         {"wal: big-endian checksum variant", test_big_endian_checksums},
+        {"wal: the wal-index bounds what counts as committed", test_wal_index_bounds_commits},
     };
     return harness_run(cases, sizeof cases / sizeof *cases);
 }

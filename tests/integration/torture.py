@@ -66,7 +66,7 @@ def kill_at(env, event):
 
 def torture(seconds, seed):
     rng = random.Random(seed)
-    env = FaultEnv("torture", extra_db="    checkpoint-pages: 200\n")
+    env = FaultEnv("torture", extra_db="    checkpoint-pages: 50\n")
     env.fault_root = env.dir          # the replica, the spool and the database
     rounds = restores = mismatches = 0
     outages = kills_at_points = 0

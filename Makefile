@@ -41,7 +41,7 @@ FUZZ_BINS    := $(FUZZ_TARGETS:%=build/fuzz/%)
 UNIT_TESTS  := $(patsubst tests/unit/%.c,%,$(filter-out tests/unit/harness.c,$(wildcard tests/unit/test_*.c)))
 UNIT_BINS   := $(UNIT_TESTS:%=$(BUILD)/tests/%)
 
-.PHONY: all deps test unit unit-tests demo bench clean tidemark fuzz fuzz-targets torture valgrind
+.PHONY: all deps test unit unit-tests demo bench nightly-rpo clean tidemark fuzz fuzz-targets torture valgrind
 all: tidemark
 
 tidemark: $(BUILD)/tidemark
@@ -111,9 +111,15 @@ demo: deps
 	$(MAKE) tidemark
 	@scripts/demo
 
-bench: deps
+bench:
+	@EXTRA_PACKAGES="zstd gnuplot-nox" scripts/install-deps
 	$(MAKE) tidemark
 	@bench/run
+
+# The nightly job: p99 RPO and RTO against thresholds (bench/nightly-rpo --help).
+nightly-rpo: deps
+	$(MAKE) tidemark
+	@bench/nightly-rpo
 
 clean:
 	rm -rf build tidemark

@@ -25,6 +25,8 @@ def main():
     p.add_argument("--truncate-every", type=int, default=0, help="wal_checkpoint(TRUNCATE) after every K-th txn")
     p.add_argument("--vacuum-at", type=int, default=0)
     p.add_argument("--stop-file", help="stop (between transactions) once this file exists")
+    p.add_argument("--rate", type=float, default=0, help="commit N transactions per second (paced; replaces --delay-ms)")
+    p.add_argument("--seconds", type=float, default=0, help="stop after this long")
     a = p.parse_args()
     db = sqlite3.connect(a.db, isolation_level=None, timeout=30)
     db.execute("PRAGMA journal_mode=WAL")
@@ -32,7 +34,8 @@ def main():
     db.execute("CREATE TABLE IF NOT EXISTS t(id INTEGER PRIMARY KEY, payload TEXT NOT NULL, big BLOB)")
     db.execute("CREATE TABLE IF NOT EXISTS scratch(x BLOB)")
     log = open(a.log, "a")
-    for i in range(a.start, a.start + a.count):
+    started = time.time()
+    for n, i in enumerate(range(a.start, a.start + a.count)):
         big = None
         if a.big_every and i % a.big_every == 0:
             big = os.urandom(6 * 1024 * 1024)
@@ -53,8 +56,15 @@ def main():
             db.execute("PRAGMA busy_timeout=200")
             db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
             db.execute("PRAGMA busy_timeout=30000")
-        time.sleep(a.delay_ms / 1000.0)
+        if a.rate:
+            pause = started + (n + 1) / a.rate - time.time()
+            if pause > 0:
+                time.sleep(pause)
+        else:
+            time.sleep(a.delay_ms / 1000.0)
         if a.stop_file and os.path.exists(a.stop_file):
+            break
+        if a.seconds and time.time() - started >= a.seconds:
             break
     db.close()
 

@@ -1,0 +1,592 @@
+#!/usr/bin/python3
+"""make bench: tidemark's figures, each measured side by side with a
+baseline in the same run (the machine is shared and noisy, so ratios are
+what compare across runs).
+
+  1. RPO under load: a writer commits at a steady rate while the sidecar
+     ships to a file replica and to the S3 server of the tests; at random
+     moments the writer and the sidecar are killed -9 and the database
+     deleted; the latest point is restored from each replica. Loss = commit
+     time of the last transaction the writer saw committed minus that of
+     the last one restored. Baseline: sync-interval (what an ideal
+     shipper at that interval could lose).
+  2. RTO: restore of a database after a phase of heavy updates, against
+     the least any checked restore must do: decompress the same final
+     image (zstd -d), write it, integrity_check it. At several sizes.
+  3. Application overhead: the writer's throughput with and without the
+     sidecar, interleaved runs.
+  4. Shipping throughput: WAL bytes per CPU-second of the sidecar (read,
+     hash, compress, encrypt, spool, copy to the replica) against zstd -1
+     on the same WAL.
+  5. Snapshot: time and peak RSS of a base snapshot against sqlite3 .backup
+     + zstd -1.
+  6. Idle: objects written and CPU used by a sidecar with no writes.
+
+BENCH_SCALE=N scales sizes and durations (default 1: about 8 minutes on
+2 cores). Prints a table, writes bench/results/<UTC time>.json and a PNG
+chart (gnuplot). `bench.py --nightly` is the nightly RPO job
+(bench/nightly-rpo).
+"""
+import argparse, json, os, random, resource, shutil, signal, sqlite3, statistics, subprocess, sys, tempfile, time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+from helpers import TIDEMARK, WRITER_PY  # noqa: E402
+
+SERVER = os.path.join(ROOT, "tests", "s3", "swift_server.py")
+ACCESS_KEY, SECRET_KEY = "test:tester", "testing"
+
+
+def now_ms():
+    return int(time.time() * 1000)
+
+
+def cpu_seconds(pid):
+    """User + system CPU time of a running process, from /proc."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_with_rusage(args):
+    """Runs args; returns (seconds, peak RSS KiB, returncode, stdout, stderr)."""
+    out_path = tempfile.mktemp()
+    with open(out_path, "w+") as out:
+        started = time.time()
+        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.time() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        text = out.read()
+    os.unlink(out_path)
+    return seconds, usage.ru_maxrss, proc.returncode, text
+
+
+def percentile(values, p):
+    ordered = sorted(values)
+    if not ordered:
+        return 0.0
+    k = (len(ordered) - 1) * p / 100.0
+    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+class Bench:
+    """A scratch directory, a key, the S3 server, and helpers to make
+    databases and configurations."""
+
+    def __init__(self, scale, use_s3=True):
+        self.scale = scale
+        self.dir = tempfile.mkdtemp(prefix="tidemark-bench-", dir="/var/tmp")
+        self.key = os.path.join(self.dir, "key")
+        subprocess.run([TIDEMARK, "keygen", "-o", self.key], check=True, stdout=subprocess.DEVNULL)
+        self.endpoint = None
+        self.s3_dir = None
+        if use_s3:
+            os.makedirs(os.path.join(ROOT, "tests", "tmp"), exist_ok=True)
+            self.s3_dir = tempfile.mkdtemp(prefix="bench-s3-", dir=os.path.join(ROOT, "tests", "tmp"))
+            proc = subprocess.run(["/usr/bin/python3", SERVER, "start", self.s3_dir], capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise SystemExit("cannot start the S3 server: " + proc.stderr)
+            self.endpoint = proc.stdout.strip()
+            with open(os.path.join(self.s3_dir, "aws-config"), "w") as f:
+                f.write("[default]\nregion = us-east-1\ns3 =\n    addressing_style = path\n")
+            self.aws("s3api", "create-bucket", "--bucket", "bench")
+
+    def aws(self, *args):
+        env = dict(os.environ, AWS_CONFIG_FILE=os.path.join(self.s3_dir, "aws-config"),
+                   AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET_KEY,
+                   AWS_SHARED_CREDENTIALS_FILE="/nonexistent")
+        return subprocess.run(["/usr/bin/aws", "--endpoint-url", self.endpoint] + list(args),
+                              capture_output=True, text=True, env=env, check=True)
+
+    def close(self):
+        if self.s3_dir:
+            subprocess.run(["/usr/bin/python3", SERVER, "stop", self.s3_dir])
+            shutil.rmtree(self.s3_dir, ignore_errors=True)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def workdir(self, name):
+        path = os.path.join(self.dir, name)
+        os.makedirs(path)
+        return path
+
+    def config(self, work, s3_prefix=None, extra_db=""):
+        replicas = "      - type: file\n        path: %s/backup\n" % work
+        if s3_prefix and self.endpoint:
+            replicas += ("      - type: s3\n        bucket: bench\n        path: %s\n        endpoint: %s\n"
+                         "        force-path-style: true\n        access-key-id: %s\n        secret-access-key: %s\n"
+                         % (s3_prefix, self.endpoint, ACCESS_KEY, SECRET_KEY))
+        path = os.path.join(work, "tidemark.yml")
+        with open(path, "w") as f:
+            f.write("encryption:\n  key-file: %s\ndbs:\n  - path: %s/app.db\n    drill: off\n%s    replicas:\n%s"
+                    % (self.key, work, extra_db, replicas))
+        return path
+
+
+def create_db(path):
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("CREATE TABLE IF NOT EXISTS t(id INTEGER PRIMARY KEY, payload TEXT NOT NULL, big BLOB)")
+    db.execute("CREATE TABLE IF NOT EXISTS scratch(x BLOB)")
+    db.commit()
+    db.close()
+
+
+def build_db(path, megabytes):
+    """A WAL-mode database of about `megabytes`, compressible like real
+    rows (text plus a random part), built by SQLite itself."""
+    rows = int(megabytes * 1024 * 1024 / 1100)
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, payload TEXT NOT NULL, big BLOB)")
+    db.execute("WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < ?) "
+               "INSERT INTO t(id, payload, big) SELECT n, printf('row-%d ', n) || replace(hex(zeroblob(300)), '00', 'ab cd '), "
+               "randomblob(250) FROM c", (rows,))
+    db.commit()
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.close()
+    return rows
+
+
+def start_sidecar(config, log_path):
+    log = open(log_path, "ab")
+    proc = subprocess.Popen([TIDEMARK, "replicate", "-c", config], stdout=log, stderr=log)
+    return proc
+
+
+def wait_for(condition, timeout):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def spool_empty(work):
+    queue = os.path.join(work, ".app.db-tidemark", "queue")
+    return os.path.isdir(queue) and all(not os.listdir(os.path.join(queue, r)) for r in os.listdir(queue))
+
+
+def wait_until_quiet(pid, work, timeout=300):
+    """Until the sidecar has shipped everything: its spool is empty and it
+    used no CPU for a second."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        before = cpu_seconds(pid)
+        time.sleep(1.0)
+        if cpu_seconds(pid) - before < 0.02 and spool_empty(work):
+            return
+    raise SystemExit("the sidecar did not finish shipping in %d s" % timeout)
+
+
+def read_log(path):
+    rows = {}
+    with open(path) as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) == 3:
+                rows[int(parts[0])] = int(parts[2])
+    return rows
+
+
+def restored_max_id(path):
+    db = sqlite3.connect(path)
+    value = db.execute("SELECT max(id) FROM t").fetchone()[0] or 0
+    db.close()
+    return value
+
+
+# ------------------------------------------------------------ scenarios
+
+def scenario_rpo(bench, trials, rate, sync_ms=1000):
+    """Kill -9 the writer and the sidecar at random moments; restore the
+    latest point from each replica; loss in ms per trial."""
+    results = []
+    for trial in range(trials):
+        work = bench.workdir("rpo-%d" % trial)
+        config = bench.config(work, s3_prefix="rpo-%d" % trial)
+        create_db(os.path.join(work, "app.db"))
+        sidecar = start_sidecar(config, os.path.join(work, "sidecar.log"))
+        wait_for(lambda: os.path.isdir(os.path.join(work, "backup", "app")), 10)
+        log = os.path.join(work, "commits.log")
+        writer = subprocess.Popen([WRITER_PY, os.path.join(work, "app.db"), log, "--count", "10000000",
+                                   "--rate", str(rate), "--seconds", "120"])
+        time.sleep(random.uniform(2.0, 5.0))
+        disaster_ms = now_ms()
+        writer.send_signal(signal.SIGKILL)
+        sidecar.send_signal(signal.SIGKILL)
+        writer.wait()
+        sidecar.wait()
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(os.path.join(work, "app.db" + suffix)):
+                os.unlink(os.path.join(work, "app.db" + suffix))
+        commits = read_log(log)
+        last_id = max(commits)
+        row = {"trial": trial, "disaster_ms": disaster_ms, "commits": len(commits)}
+        for replica in ("file", "s3") if bench.endpoint else ("file",):
+            out = os.path.join(work, "restored-%s.db" % replica)
+            proc = subprocess.run([TIDEMARK, "restore", "-c", config, "app", "-o", out, "--replica", replica],
+                                  capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise SystemExit("RPO trial %d: restore from %s failed: %s" % (trial, replica, proc.stderr))
+            got = restored_max_id(out)
+            row["loss_ms_" + replica] = max(0, commits[last_id] - commits[got]) if got else commits[last_id]
+            row["lost_txns_" + replica] = last_id - got
+        results.append(row)
+        shutil.rmtree(work, ignore_errors=True)
+        print("  RPO trial %2d: %d commits, lost %d ms (file), %s ms (s3)"
+              % (trial + 1, len(commits), row["loss_ms_file"], row.get("loss_ms_s3", "-")), flush=True)
+    summary = {"trials": trials, "rate": rate, "sync_interval_ms": sync_ms}
+    for replica in ("file", "s3"):
+        losses = [r["loss_ms_" + replica] for r in results if "loss_ms_" + replica in r]
+        if losses:
+            summary[replica] = {"p50_ms": percentile(losses, 50), "p99_ms": percentile(losses, 99),
+                                "max_ms": max(losses)}
+    return summary, results
+
+
+def update_heavily(db_path, rows, seconds):
+    """Updates random rows in transactions of 50 for `seconds`; returns the
+    number of transactions."""
+    db = sqlite3.connect(db_path, isolation_level=None, timeout=30)
+    db.execute("PRAGMA busy_timeout=30000")
+    deadline = time.time() + seconds
+    txns = 0
+    rng = random.Random(7)
+    while time.time() < deadline:
+        db.execute("BEGIN")
+        for _ in range(50):
+            db.execute("UPDATE t SET big = randomblob(250), payload = payload || 'x' WHERE id = ?",
+                       (rng.randint(1, rows),))
+        db.execute("COMMIT")
+        txns += 1
+    db.close()
+    return txns
+
+
+def scenario_rto(bench, megabytes, update_seconds):
+    """Build, replicate with heavy updates, restore; against zstd -d + write
+    + integrity_check of the same final image."""
+    work = bench.workdir("rto-%d" % megabytes)
+    db_path = os.path.join(work, "app.db")
+    rows = build_db(db_path, megabytes)
+    config = bench.config(work, s3_prefix="rto-%d" % megabytes)
+    sidecar = start_sidecar(config, os.path.join(work, "sidecar.log"))
+    wait_for(lambda: os.path.isdir(os.path.join(work, "backup", "app")), 60)
+    txns = update_heavily(db_path, rows, update_seconds)
+    time.sleep(1.5)
+    sidecar.send_signal(signal.SIGTERM)
+    sidecar.wait()
+    wait_for(lambda: spool_empty(work), 30)
+    # the baseline's input: the final image, compressed beforehand
+    final = os.path.join(work, "final.db")
+    subprocess.run(["sqlite3", db_path, ".backup '%s'" % final], check=True)
+    subprocess.run(["zstd", "-1", "-q", "-f", final, "-o", final + ".zst"], check=True)
+    size = os.path.getsize(final)
+    baseline_out = os.path.join(work, "baseline.db")
+    started = time.time()
+    subprocess.run(["zstd", "-d", "-q", "-f", final + ".zst", "-o", baseline_out], check=True)
+    check = subprocess.run(["sqlite3", baseline_out, "PRAGMA integrity_check"], capture_output=True, text=True)
+    baseline_s = time.time() - started
+    assert check.stdout.strip() == "ok"
+    row = {"megabytes": megabytes, "database_bytes": size, "update_txns": txns, "baseline_s": baseline_s}
+    for replica in ("file", "s3") if bench.endpoint else ("file",):
+        out = os.path.join(work, "restored-%s.db" % replica)
+        seconds, rss, code, text = run_with_rusage([TIDEMARK, "restore", "-c", config, "app", "-o", out,
+                                                    "--replica", replica])
+        if code != 0:
+            raise SystemExit("RTO restore from %s failed: %s" % (replica, text))
+        segments = 0
+        for line in text.splitlines():
+            if "segment(s)" in line:
+                segments = int(line.split("from")[1].split()[0])
+        row[replica] = {"seconds": seconds, "peak_rss_kib": rss, "objects": segments + 1,
+                        "ratio": seconds / baseline_s}
+        identical = subprocess.run(["sqlite3", out, "SELECT count(*), sum(length(big)), "
+                                    "sum(length(payload)) FROM t"], capture_output=True, text=True).stdout == \
+            subprocess.run(["sqlite3", final, "SELECT count(*), sum(length(big)), sum(length(payload)) FROM t"],
+                           capture_output=True, text=True).stdout
+        row[replica]["content_matches"] = identical
+        os.unlink(out)
+    shutil.rmtree(work, ignore_errors=True)
+    print("  RTO %4d MB: %d update txns; restore %.2fs (file), %s (s3); baseline %.2fs"
+          % (megabytes, txns, row["file"]["seconds"], "%.2fs" % row["s3"]["seconds"] if "s3" in row else "-",
+             baseline_s), flush=True)
+    return row
+
+
+def writer_throughput(db_path, log, seconds):
+    if os.path.exists(log):
+        os.unlink(log)
+    subprocess.run([WRITER_PY, db_path, log, "--count", "100000000", "--delay-ms", "0", "--seconds", str(seconds)],
+                   check=True)
+    return len(read_log(log)) / seconds
+
+
+def scenario_overhead(bench, pairs, seconds):
+    work = bench.workdir("overhead")
+    db_path = os.path.join(work, "app.db")
+    create_db(db_path)
+    config = bench.config(work)
+    solo, attached = [], []
+    for _ in range(pairs):
+        solo.append(writer_throughput(db_path, os.path.join(work, "solo.log"), seconds))
+        sidecar = start_sidecar(config, os.path.join(work, "sidecar.log"))
+        wait_for(lambda: os.path.isdir(os.path.join(work, "backup", "app")), 10)
+        attached.append(writer_throughput(db_path, os.path.join(work, "with.log"), seconds))
+        sidecar.send_signal(signal.SIGTERM)
+        sidecar.wait()
+    shutil.rmtree(work, ignore_errors=True)
+    row = {"solo_txn_per_s": statistics.mean(solo), "with_sidecar_txn_per_s": statistics.mean(attached),
+           "runs": pairs, "seconds_each": seconds}
+    row["ratio"] = row["with_sidecar_txn_per_s"] / row["solo_txn_per_s"]
+    print("  overhead: %.0f txn/s alone, %.0f with the sidecar" % (row["solo_txn_per_s"],
+                                                                   row["with_sidecar_txn_per_s"]), flush=True)
+    return row
+
+
+def scenario_shipping(bench, megabytes):
+    """The sidecar ships a burst of big transactions; its CPU time against
+    zstd -1's on the same WAL bytes."""
+    work = bench.workdir("ship")
+    db_path = os.path.join(work, "app.db")
+    create_db(db_path)
+    config = bench.config(work, extra_db="    checkpoint-pages: 100000000\n")
+    sidecar = start_sidecar(config, os.path.join(work, "sidecar.log"))
+    wait_for(lambda: os.path.isdir(os.path.join(work, "backup", "app")), 10)
+    cpu_before = cpu_seconds(sidecar.pid)
+    db = sqlite3.connect(db_path, isolation_level=None)
+    db.execute("PRAGMA wal_autocheckpoint=0")
+    chunk = 1024 * 1024
+    for i in range(megabytes):
+        db.execute("BEGIN")
+        db.execute("INSERT INTO scratch(x) SELECT CAST(printf('%d ', ?) || replace(hex(zeroblob(?)), '00', "
+                   "'ab cd ef ') AS BLOB) || randomblob(?)", (i, chunk // 4, chunk // 4))
+        db.execute("COMMIT")
+    db.close()
+    wal_bytes = os.path.getsize(db_path + "-wal")
+    wait_until_quiet(sidecar.pid, work)
+    cpu_used = cpu_seconds(sidecar.pid) - cpu_before
+    sidecar.send_signal(signal.SIGTERM)
+    sidecar.wait()
+    copy = os.path.join(work, "wal.copy")
+    shutil.copyfile(db_path + "-wal", copy)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    subprocess.run(["zstd", "-1", "-q", "-f", copy, "-o", copy + ".zst"], check=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    zstd_cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    shutil.rmtree(work, ignore_errors=True)
+    row = {"wal_bytes": wal_bytes, "sidecar_cpu_s": cpu_used, "zstd_cpu_s": zstd_cpu,
+           "sidecar_mb_per_cpu_s": wal_bytes / 1e6 / max(cpu_used, 1e-6),
+           "zstd_mb_per_cpu_s": wal_bytes / 1e6 / max(zstd_cpu, 1e-6)}
+    row["ratio"] = row["sidecar_mb_per_cpu_s"] / row["zstd_mb_per_cpu_s"]
+    print("  shipping: %.0f MB of WAL, sidecar %.2f CPU-s, zstd -1 %.2f CPU-s"
+          % (wal_bytes / 1e6, cpu_used, zstd_cpu), flush=True)
+    return row
+
+
+def scenario_snapshot(bench, megabytes):
+    work = bench.workdir("snapshot")
+    db_path = os.path.join(work, "app.db")
+    build_db(db_path, megabytes)
+    config = bench.config(work)
+    seconds, rss, code, text = run_with_rusage([TIDEMARK, "snapshot", "-c", config, "app"])
+    if code != 0:
+        raise SystemExit("snapshot failed: " + text)
+    backup = os.path.join(work, "backup.db")
+    b_seconds, b_rss, b_code, _ = run_with_rusage(["sqlite3", db_path, ".backup '%s'" % backup])
+    z_seconds, z_rss, z_code, _ = run_with_rusage(["zstd", "-1", "-q", "-f", backup, "-o", backup + ".zst"])
+    row = {"database_bytes": os.path.getsize(db_path), "seconds": seconds, "peak_rss_kib": rss,
+           "baseline_seconds": b_seconds + z_seconds, "baseline_peak_rss_kib": max(b_rss, z_rss)}
+    row["ratio"] = seconds / row["baseline_seconds"]
+    shutil.rmtree(work, ignore_errors=True)
+    print("  snapshot: %.2fs, peak RSS %d KiB; .backup + zstd %.2fs" % (seconds, rss, row["baseline_seconds"]),
+          flush=True)
+    return row
+
+
+def count_objects(path):
+    return sum(len(files) for _, _, files in os.walk(path))
+
+
+def scenario_idle(bench, seconds):
+    work = bench.workdir("idle")
+    db_path = os.path.join(work, "app.db")
+    create_db(db_path)
+    config = bench.config(work)
+    sidecar = start_sidecar(config, os.path.join(work, "sidecar.log"))
+    wait_for(lambda: os.path.isdir(os.path.join(work, "backup", "app")), 10)
+    time.sleep(2)
+    objects_before = count_objects(os.path.join(work, "backup"))
+    cpu_before = cpu_seconds(sidecar.pid)
+    time.sleep(seconds)
+    cpu_used = cpu_seconds(sidecar.pid) - cpu_before
+    objects_after = count_objects(os.path.join(work, "backup"))
+    sidecar.send_signal(signal.SIGTERM)
+    sidecar.wait()
+    shutil.rmtree(work, ignore_errors=True)
+    row = {"seconds": seconds, "objects_written": objects_after - objects_before, "cpu_s": cpu_used,
+           "cpu_percent": 100.0 * cpu_used / seconds}
+    print("  idle: %d objects, %.3f CPU-s in %d s" % (row["objects_written"], cpu_used, seconds), flush=True)
+    return row
+
+
+# --------------------------------------------------------------- output
+
+def print_table(r):
+    rpo = r["rpo"]
+    lines = [("measure", "tidemark", "baseline", "ratio / target")]
+    for replica in ("file", "s3"):
+        if replica in rpo:
+            s = rpo[replica]
+            lines.append(("RPO %s: p50 / p99 / max (ms)" % replica,
+                          "%.0f / %.0f / %.0f" % (s["p50_ms"], s["p99_ms"], s["max_ms"]),
+                          "sync-interval %d" % rpo["sync_interval_ms"],
+                          "p99 %.2fx interval (target <= %d ms)" % (s["p99_ms"] / rpo["sync_interval_ms"],
+                                                                    rpo["sync_interval_ms"] + 500)))
+    for row in r["rto"]:
+        for replica in ("file", "s3"):
+            if replica in row:
+                lines.append(("RTO %d MB from %s (s), objects" % (row["database_bytes"] // 1000000, replica),
+                              "%.2f, %d" % (row[replica]["seconds"], row[replica]["objects"]),
+                              "%.2f zstd -d + check" % row["baseline_s"],
+                              "%.2fx (target <= 1.5x)" % row[replica]["ratio"]))
+    o = r["overhead"]
+    lines.append(("writer txn/s with sidecar", "%.0f" % o["with_sidecar_txn_per_s"], "%.0f alone" % o["solo_txn_per_s"],
+                  "%.1f%% (target >= 97%%)" % (100 * o["ratio"])))
+    s = r["shipping"]
+    lines.append(("shipping MB per CPU-second", "%.0f" % s["sidecar_mb_per_cpu_s"], "%.0f zstd -1" % s["zstd_mb_per_cpu_s"],
+                  "%.2fx (target >= 0.8x)" % s["ratio"]))
+    n = r["snapshot"]
+    lines.append(("snapshot %d MB (s), peak RSS" % (n["database_bytes"] // 1000000),
+                  "%.2f, %.1f MiB" % (n["seconds"], n["peak_rss_kib"] / 1024),
+                  "%.2f, %.1f MiB .backup+zstd" % (n["baseline_seconds"], n["baseline_peak_rss_kib"] / 1024),
+                  "%.2fx (RSS target <= 32 MiB)" % n["ratio"]))
+    i = r["idle"]
+    lines.append(("idle %d s: objects, CPU" % i["seconds"], "%d, %.2f%%" % (i["objects_written"], i["cpu_percent"]),
+                  "0, ~0%", "target: 0 objects"))
+    widths = [max(len(str(l[c])) for l in lines) for c in range(4)]
+    for l in lines:
+        print("  ".join(str(l[c]).ljust(widths[c]) for c in range(4)))
+
+
+def write_chart(r, png):
+    """RPO per trial and restore time against database size."""
+    if not shutil.which("gnuplot"):
+        print("(gnuplot not installed: no chart)")
+        return
+    data = png[:-4] + ".dat"
+    with open(data, "w") as f:
+        for row in r["rpo_trials"]:
+            f.write("%d %d %s\n" % (row["trial"] + 1, row["loss_ms_file"], row.get("loss_ms_s3", 0)))
+        f.write("\n\n")
+        for row in r["rto"]:
+            f.write("%.1f %.3f %.3f %.3f\n" % (row["database_bytes"] / 1e6, row["file"]["seconds"],
+                                               row["s3"]["seconds"] if "s3" in row else 0, row["baseline_s"]))
+    script = """set terminal pngcairo size 1100,450 noenhanced
+set output '%s'
+set multiplot layout 1,2
+set title 'data lost at a disaster (ms), %d txn/s, sync-interval %d ms'
+set xlabel 'trial'; set ylabel 'ms'; set yrange [0:*]; set key top left
+plot '%s' index 0 using 1:2 with linespoints title 'file replica', '' index 0 using 1:3 with linespoints title 'S3 replica'
+set title 'restore time vs database size'
+set xlabel 'database (MB)'; set ylabel 'seconds'
+plot '%s' index 1 using 1:2 with linespoints title 'tidemark (file)', '' index 1 using 1:3 with linespoints title 'tidemark (S3)', '' index 1 using 1:4 with linespoints title 'zstd -d + integrity_check'
+unset multiplot
+""" % (png, r["rpo"]["rate"], r["rpo"]["sync_interval_ms"], data, data)
+    subprocess.run(["gnuplot"], input=script, text=True, check=False)
+    os.unlink(data)
+
+
+def results_path(suffix):
+    os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
+    return os.path.join(HERE, "results", time.strftime("%Y-%m-%dT%H%MZ", time.gmtime()) + suffix)
+
+
+def full_run(scale):
+    bench = Bench(scale)
+    try:
+        r = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "scale": scale}
+        print("1. RPO under load", flush=True)
+        r["rpo"], r["rpo_trials"] = scenario_rpo(bench, trials=max(20, int(20 * scale)), rate=500)
+        print("2. RTO", flush=True)
+        sizes = [int(m * scale) for m in (16, 48, 128)]
+        r["rto"] = [scenario_rto(bench, mb, update_seconds=15 * scale) for mb in sizes]
+        print("3. application overhead", flush=True)
+        r["overhead"] = scenario_overhead(bench, pairs=3, seconds=5 * scale)
+        print("4. shipping throughput", flush=True)
+        r["shipping"] = scenario_shipping(bench, megabytes=int(128 * scale))
+        print("5. snapshot", flush=True)
+        r["snapshot"] = scenario_snapshot(bench, megabytes=int(256 * scale))
+        print("6. idle", flush=True)
+        r["idle"] = scenario_idle(bench, seconds=int(os.environ.get("BENCH_IDLE_SECONDS", 60 * scale)))
+    finally:
+        bench.close()
+    print()
+    print_table(r)
+    path = results_path(".json")
+    with open(path, "w") as f:
+        json.dump(r, f, indent=1)
+    write_chart(r, path[:-5] + ".png")
+    print("\nresults: %s (and .png)" % os.path.relpath(path, ROOT))
+
+
+def parse_duration_ms(text):
+    units = {"ms": 1, "s": 1000, "m": 60000, "min": 60000, "h": 3600000}
+    for unit in sorted(units, key=len, reverse=True):
+        if text.endswith(unit):
+            return int(float(text[: -len(unit)]) * units[unit])
+    return int(float(text) * 1000)
+
+
+def nightly(args):
+    """Scenarios 1 and 2, briefly; one summary line; JSON appended to the
+    results file; exit 1 when p99 RPO or RTO is over its threshold."""
+    bench = Bench(1.0, use_s3=not args.no_s3)
+    try:
+        rpo, trials = scenario_rpo(bench, trials=args.trials, rate=args.rate)
+        rto = scenario_rto(bench, args.megabytes, update_seconds=10)
+    finally:
+        bench.close()
+    rpo_p99 = max(rpo[r]["p99_ms"] for r in ("file", "s3") if r in rpo)
+    rto_s = max(rto[r]["seconds"] for r in ("file", "s3") if r in rto)
+    ok = rpo_p99 <= args.max_rpo_ms and rto_s * 1000 <= args.max_rto_ms
+    record = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "ok": ok,
+              "rpo_p99_ms": rpo_p99, "rto_s": rto_s, "rpo": rpo, "rto": rto,
+              "max_rpo_ms": args.max_rpo_ms, "max_rto_ms": args.max_rto_ms}
+    with open(args.results, "a") as f:
+        f.write(json.dumps(record) + "\n")
+    print("tidemark nightly: %s RPO p99 %.0f ms (max %.0f ms, limit %d ms) over %d disasters; RTO %.2f s for %d MB "
+          "(limit %d s)" % ("OK" if ok else "FAIL", rpo_p99, max(rpo[r]["max_ms"] for r in ("file", "s3") if r in rpo),
+                            args.max_rpo_ms, args.trials, rto_s, rto["database_bytes"] // 1000000,
+                            args.max_rto_ms // 1000))
+    return 0 if ok else 1
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--nightly", action="store_true", help="the nightly RPO job (bench/nightly-rpo)")
+    p.add_argument("--max-rpo", default="15m", help="nightly: fail when p99 RPO exceeds this (default 15m)")
+    p.add_argument("--max-rto", default="1h", help="nightly: fail when the restore takes longer (default 1h)")
+    p.add_argument("--trials", type=int, default=10, help="nightly: disasters to simulate (default 10)")
+    p.add_argument("--rate", type=int, default=500, help="nightly: writer transactions per second")
+    p.add_argument("--megabytes", type=int, default=64, help="nightly: size of the RTO database")
+    p.add_argument("--no-s3", action="store_true", help="nightly: file replica only")
+    p.add_argument("--results", default=os.path.join(HERE, "results", "nightly.jsonl"),
+                   help="nightly: JSON lines file to append to")
+    args = p.parse_args()
+    if args.nightly:
+        args.max_rpo_ms = parse_duration_ms(args.max_rpo)
+        args.max_rto_ms = parse_duration_ms(args.max_rto)
+        os.makedirs(os.path.dirname(os.path.abspath(args.results)), exist_ok=True)
+        return nightly(args)
+    full_run(float(os.environ.get("BENCH_SCALE", "1")))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -103,6 +103,10 @@ class Bench:
                               capture_output=True, text=True, env=env, check=True)
 
     def close(self):
+        for proc in SIDECARS:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
         if self.s3_dir:
             subprocess.run(["/usr/bin/python3", SERVER, "stop", self.s3_dir])
             shutil.rmtree(self.s3_dir, ignore_errors=True)
@@ -138,7 +142,7 @@ def create_db(path):
 def build_db(path, megabytes):
     """A WAL-mode database of about `megabytes`, compressible like real
     rows (text plus a random part), built by SQLite itself."""
-    rows = int(megabytes * 1024 * 1024 / 1100)
+    rows = int(megabytes * 1024 * 1024 / 4260)        # bytes a row takes in the file
     db = sqlite3.connect(path)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, payload TEXT NOT NULL, big BLOB)")
@@ -151,9 +155,13 @@ def build_db(path, megabytes):
     return rows
 
 
+SIDECARS = []   # every sidecar started, killed at exit whatever happens
+
+
 def start_sidecar(config, log_path):
     log = open(log_path, "ab")
     proc = subprocess.Popen([TIDEMARK, "replicate", "-c", config], stdout=log, stderr=log)
+    SIDECARS.append(proc)
     return proc
 
 
@@ -319,11 +327,11 @@ def scenario_rto(bench, megabytes, update_seconds):
     return row
 
 
-def writer_throughput(db_path, log, seconds):
+def writer_throughput(db_path, log, seconds, start):
     if os.path.exists(log):
         os.unlink(log)
-    subprocess.run([WRITER_PY, db_path, log, "--count", "100000000", "--delay-ms", "0", "--seconds", str(seconds)],
-                   check=True)
+    subprocess.run([WRITER_PY, db_path, log, "--count", "100000000", "--delay-ms", "0", "--seconds", str(seconds),
+                    "--start", str(start)], check=True)
     return len(read_log(log)) / seconds
 
 
@@ -333,11 +341,11 @@ def scenario_overhead(bench, pairs, seconds):
     create_db(db_path)
     config = bench.config(work)
     solo, attached = [], []
-    for _ in range(pairs):
-        solo.append(writer_throughput(db_path, os.path.join(work, "solo.log"), seconds))
+    for run in range(pairs):
+        solo.append(writer_throughput(db_path, os.path.join(work, "solo.log"), seconds, 1 + 2 * run * 10**8))
         sidecar = start_sidecar(config, os.path.join(work, "sidecar.log"))
         wait_for(lambda: os.path.isdir(os.path.join(work, "backup", "app")), 10)
-        attached.append(writer_throughput(db_path, os.path.join(work, "with.log"), seconds))
+        attached.append(writer_throughput(db_path, os.path.join(work, "with.log"), seconds, 1 + (2 * run + 1) * 10**8))
         sidecar.send_signal(signal.SIGTERM)
         sidecar.wait()
     shutil.rmtree(work, ignore_errors=True)
@@ -438,7 +446,7 @@ def scenario_idle(bench, seconds):
 # --------------------------------------------------------------- output
 
 def print_table(r):
-    rpo = r["rpo"]
+    rpo = r.get("rpo", {})
     lines = [("measure", "tidemark", "baseline", "ratio / target")]
     for replica in ("file", "s3"):
         if replica in rpo:
@@ -448,26 +456,26 @@ def print_table(r):
                           "sync-interval %d" % rpo["sync_interval_ms"],
                           "p99 %.2fx interval (target <= %d ms)" % (s["p99_ms"] / rpo["sync_interval_ms"],
                                                                     rpo["sync_interval_ms"] + 500)))
-    for row in r["rto"]:
+    for row in r.get("rto", []):
         for replica in ("file", "s3"):
             if replica in row:
                 lines.append(("RTO %d MB from %s (s), objects" % (row["database_bytes"] // 1000000, replica),
                               "%.2f, %d" % (row[replica]["seconds"], row[replica]["objects"]),
                               "%.2f zstd -d + check" % row["baseline_s"],
                               "%.2fx (target <= 1.5x)" % row[replica]["ratio"]))
-    o = r["overhead"]
-    lines.append(("writer txn/s with sidecar", "%.0f" % o["with_sidecar_txn_per_s"], "%.0f alone" % o["solo_txn_per_s"],
+    o = r.get("overhead")
+    o and lines.append(("writer txn/s with sidecar", "%.0f" % o["with_sidecar_txn_per_s"], "%.0f alone" % o["solo_txn_per_s"],
                   "%.1f%% (target >= 97%%)" % (100 * o["ratio"])))
-    s = r["shipping"]
-    lines.append(("shipping MB per CPU-second", "%.0f" % s["sidecar_mb_per_cpu_s"], "%.0f zstd -1" % s["zstd_mb_per_cpu_s"],
+    s = r.get("shipping")
+    s and lines.append(("shipping MB per CPU-second", "%.0f" % s["sidecar_mb_per_cpu_s"], "%.0f zstd -1" % s["zstd_mb_per_cpu_s"],
                   "%.2fx (target >= 0.8x)" % s["ratio"]))
-    n = r["snapshot"]
-    lines.append(("snapshot %d MB (s), peak RSS" % (n["database_bytes"] // 1000000),
+    n = r.get("snapshot")
+    n and lines.append(("snapshot %d MB (s), peak RSS" % (n["database_bytes"] // 1000000),
                   "%.2f, %.1f MiB" % (n["seconds"], n["peak_rss_kib"] / 1024),
                   "%.2f, %.1f MiB .backup+zstd" % (n["baseline_seconds"], n["baseline_peak_rss_kib"] / 1024),
                   "%.2fx (RSS target <= 32 MiB)" % n["ratio"]))
-    i = r["idle"]
-    lines.append(("idle %d s: objects, CPU" % i["seconds"], "%d, %.2f%%" % (i["objects_written"], i["cpu_percent"]),
+    i = r.get("idle")
+    i and lines.append(("idle %d s: objects, CPU" % i["seconds"], "%d, %.2f%%" % (i["objects_written"], i["cpu_percent"]),
                   "0, ~0%", "target: 0 objects"))
     widths = [max(len(str(l[c])) for l in lines) for c in range(4)]
     for l in lines:
@@ -476,6 +484,8 @@ def print_table(r):
 
 def write_chart(r, png):
     """RPO per trial and restore time against database size."""
+    if "rpo_trials" not in r or "rto" not in r:
+        return
     if not shutil.which("gnuplot"):
         print("(gnuplot not installed: no chart)")
         return
@@ -484,7 +494,7 @@ def write_chart(r, png):
         for row in r["rpo_trials"]:
             f.write("%d %d %s\n" % (row["trial"] + 1, row["loss_ms_file"], row.get("loss_ms_s3", 0)))
         f.write("\n\n")
-        for row in r["rto"]:
+        for row in r.get("rto", []):
             f.write("%.1f %.3f %.3f %.3f\n" % (row["database_bytes"] / 1e6, row["file"]["seconds"],
                                                row["s3"]["seconds"] if "s3" in row else 0, row["baseline_s"]))
     script = """set terminal pngcairo size 1100,450 noenhanced
@@ -507,23 +517,30 @@ def results_path(suffix):
     return os.path.join(HERE, "results", time.strftime("%Y-%m-%dT%H%MZ", time.gmtime()) + suffix)
 
 
-def full_run(scale):
+def full_run(scale, only):
     bench = Bench(scale)
+    wanted = lambda name: not only or name in only
     try:
         r = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "scale": scale}
-        print("1. RPO under load", flush=True)
-        r["rpo"], r["rpo_trials"] = scenario_rpo(bench, trials=max(20, int(20 * scale)), rate=500)
-        print("2. RTO", flush=True)
-        sizes = [int(m * scale) for m in (16, 48, 128)]
-        r["rto"] = [scenario_rto(bench, mb, update_seconds=15 * scale) for mb in sizes]
-        print("3. application overhead", flush=True)
-        r["overhead"] = scenario_overhead(bench, pairs=3, seconds=5 * scale)
-        print("4. shipping throughput", flush=True)
-        r["shipping"] = scenario_shipping(bench, megabytes=int(128 * scale))
-        print("5. snapshot", flush=True)
-        r["snapshot"] = scenario_snapshot(bench, megabytes=int(256 * scale))
-        print("6. idle", flush=True)
-        r["idle"] = scenario_idle(bench, seconds=int(os.environ.get("BENCH_IDLE_SECONDS", 60 * scale)))
+        if wanted("rpo"):
+            print("1. RPO under load", flush=True)
+            r["rpo"], r["rpo_trials"] = scenario_rpo(bench, trials=max(20, int(20 * scale)), rate=500)
+        if wanted("rto"):
+            print("2. RTO", flush=True)
+            sizes = [int(m * scale) for m in (16, 64, 256)]
+            r["rto"] = [scenario_rto(bench, mb, update_seconds=12 * scale) for mb in sizes]
+        if wanted("overhead"):
+            print("3. application overhead", flush=True)
+            r["overhead"] = scenario_overhead(bench, pairs=3, seconds=5 * scale)
+        if wanted("shipping"):
+            print("4. shipping throughput", flush=True)
+            r["shipping"] = scenario_shipping(bench, megabytes=int(128 * scale))
+        if wanted("snapshot"):
+            print("5. snapshot", flush=True)
+            r["snapshot"] = scenario_snapshot(bench, megabytes=int(1024 * scale))
+        if wanted("idle"):
+            print("6. idle", flush=True)
+            r["idle"] = scenario_idle(bench, seconds=int(os.environ.get("BENCH_IDLE_SECONDS", 60 * scale)))
     finally:
         bench.close()
     print()
@@ -570,6 +587,8 @@ def nightly(args):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--nightly", action="store_true", help="the nightly RPO job (bench/nightly-rpo)")
+    p.add_argument("--only", action="append", choices=["rpo", "rto", "overhead", "shipping", "snapshot", "idle"],
+                   help="run only these scenarios (repeatable)")
     p.add_argument("--max-rpo", default="15m", help="nightly: fail when p99 RPO exceeds this (default 15m)")
     p.add_argument("--max-rto", default="1h", help="nightly: fail when the restore takes longer (default 1h)")
     p.add_argument("--trials", type=int, default=10, help="nightly: disasters to simulate (default 10)")
@@ -584,7 +603,7 @@ def main():
         args.max_rto_ms = parse_duration_ms(args.max_rto)
         os.makedirs(os.path.dirname(os.path.abspath(args.results)), exist_ok=True)
         return nightly(args)
-    full_run(float(os.environ.get("BENCH_SCALE", "1")))
+    full_run(float(os.environ.get("BENCH_SCALE", "1")), args.only)
     return 0
 
 

@@ -246,9 +246,31 @@ static int parse_retention(struct loader *ld, yaml_node_t *node, struct config_r
     return 0;
 }
 
+/* A non-negative number (0.5, 2), or off (0). */
+static int get_ratio(struct loader *ld, yaml_node_t *node, const char *key, double *out)
+{
+    if (is_off(node)) {
+        *out = 0;
+        return 0;
+    }
+    char *text = NULL;
+    if (get_string(ld, node, key, &text) != 0)
+        return -1;
+    char *end;
+    errno = 0;
+    double value = strtod(text, &end);
+    int bad = *end || errno || value < 0 || value > 1000 || end == text;
+    free(text);
+    if (bad)
+        return fail_at(ld, node, "give a ratio of the database size such as 1 or 0.5, or off",
+                       "'%s' must be a number from 0 to 1000, or off", key);
+    *out = value;
+    return 0;
+}
+
 static int parse_snapshot(struct loader *ld, yaml_node_t *node, struct config_db *db)
 {
-    static const char *hint = "write 'snapshot: { schedule: \"0 3 * * *\" }' (cron, UTC)";
+    static const char *hint = "write 'snapshot: { schedule: \"0 3 * * *\", wal-ratio: 1 }' (cron, UTC; a ratio of the database size, or off)";
     if (node->type != YAML_MAPPING_NODE)
         return fail_at(ld, node, hint, "'snapshot' must be a mapping");
     if (unique_keys(ld, node) != 0)
@@ -257,6 +279,12 @@ static int parse_snapshot(struct loader *ld, yaml_node_t *node, struct config_db
         yaml_node_t *k = yaml_document_get_node(&ld->doc, pair->key);
         yaml_node_t *v = yaml_document_get_node(&ld->doc, pair->value);
         const char *key = k->type == YAML_SCALAR_NODE ? (const char *)k->data.scalar.value : "?";
+        if (strcmp(key, "wal-ratio") == 0) {
+            if (get_ratio(ld, v, key, &db->snapshot_wal_ratio) != 0)
+                return -1;
+            db->snapshot_wal_ratio_set = 1;
+            continue;
+        }
         if (strcmp(key, "schedule") != 0)
             return fail_at(ld, k, hint, "unknown key '%s' in 'snapshot'", key);
         if (get_cron(ld, v, key, &db->snapshot_schedule, &db->snapshot_cron) != 0)
@@ -362,6 +390,8 @@ static int db_defaults(struct loader *ld, const struct config *cfg, struct confi
         cron_parse(db->snapshot_schedule, &db->snapshot_cron, &cron_err);
         db->snapshot_cron_set = 1;
     }
+    if (!db->snapshot_wal_ratio_set)
+        db->snapshot_wal_ratio = 1.0;
     if (db->retention.enabled < 0)   /* not set on the database */
         db->retention = cfg->retention;
     if (!db->drill.schedule) {

@@ -63,6 +63,9 @@ struct config_db {
     int snapshot_cron_set;           /* snapshot: { schedule } */
     struct cron snapshot_cron;       /* default "0 3 * * *" when no interval is set either */
     char *snapshot_schedule;
+    double snapshot_wal_ratio;       /* snapshot once the WAL shipped since the last one
+                                        reaches this x the database size; default 1, 0 off */
+    int snapshot_wal_ratio_set;
     uint32_t checkpoint_pages;       /* PASSIVE checkpoint threshold, default 1000 */
     struct config_replica *replicas;
     size_t replica_count;

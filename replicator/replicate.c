@@ -110,6 +110,7 @@ struct db_context {
     char snapshot_error[512];
     uint64_t errors_wal, errors_spool, errors_snapshot, errors_retention, errors_drill;
     int64_t drill_time_ms, drill_rto_ms, drill_rpo_ms;
+    int64_t wal_snapshot_not_before_ms;  /* after a failed WAL-volume snapshot */
     ev_periodic drill_periodic;      /* drill: { schedule } */
     uint32_t checkpoint_floor;       /* WAL frame of the last checkpoint attempt */
 };
@@ -279,6 +280,31 @@ static void restart_database(struct db_context *ctx, const char *why)
     }
 }
 
+/* snapshot: { wal-ratio }: once the WAL shipped since the newest snapshot
+ * reaches that multiple of the database size (and at least 16 MiB), a new
+ * snapshot bounds what a restore of the latest point must replay. */
+#define WAL_SNAPSHOT_FLOOR_BYTES (16.0 * 1024 * 1024)
+#define WAL_SNAPSHOT_RETRY_MS (60 * 1000)
+
+static int snapshot_now(struct db_context *ctx, struct tm_error *err);
+
+static void snapshot_if_wal_grew(struct db_context *ctx)
+{
+    double ratio = ctx->cfg->snapshot_wal_ratio;
+    if (ratio <= 0 || clock_now_ms() < ctx->wal_snapshot_not_before_ms)
+        return;
+    double threshold = ratio * (double)ctx->shipper.db_pages * tailer_page_size(ctx->tailer);
+    if (threshold < WAL_SNAPSHOT_FLOOR_BYTES)
+        threshold = WAL_SNAPSHOT_FLOOR_BYTES;
+    if ((double)ctx->shipper.wal_bytes_since_snapshot < threshold)
+        return;
+    log_event(LOG_INFO, ctx->cfg->name, NULL, "%.0f MiB of WAL shipped since the last snapshot (wal-ratio %g): "
+              "taking a snapshot", (double)ctx->shipper.wal_bytes_since_snapshot / 1048576.0, ratio);
+    struct tm_error err;
+    if (snapshot_now(ctx, &err) != 0)
+        ctx->wal_snapshot_not_before_ms = clock_now_ms() + WAL_SNAPSHOT_RETRY_MS;
+}
+
 /* The scan, ship and checkpoint step run on every sync tick. */
 static void sync_database(struct db_context *ctx)
 {
@@ -316,6 +342,9 @@ static void sync_database(struct db_context *ctx)
     if (ctx->failing)
         log_info("%s: shipping recovered", ctx->cfg->name);
     ctx->failing = 0;
+    snapshot_if_wal_grew(ctx);
+    if (!ctx->tailer || ctx->need_generation)
+        return;
     /* Checkpoint once checkpoint-pages more frames are shipped than at the
      * last attempt. A checkpoint that could not finish (another reader
      * holds the WAL) is retried only after that much more WAL, not on every

@@ -172,6 +172,8 @@ int shipper_ship(struct shipper *sh, struct tailer *t, struct tm_error *err)
     sh->segments_shipped++;
     sh->bytes_shipped += stored;
     sh->commits_shipped += count;
+    sh->wal_bytes_since_snapshot += (uint64_t)(h.end.frame - from.frame) * hdr->page_size;
+    sh->db_pages = pending[count - 1].db_size;
     sh->last_commit_shipped_ms = h.last_time_ms;
     log_debug("spooled segment %s (%zu commits, %llu bytes)", key, count, (unsigned long long)stored);
     tailer_ack(t, count);
@@ -231,6 +233,8 @@ int shipper_snapshot(struct shipper *sh, const char *file, uint32_t page_size,
     if (spool_writer_publish(sh, w, key, &next, NULL, &stored, err) != 0)
         return -1;
     sh->last_snapshot_ms = time_ms;
+    sh->wal_bytes_since_snapshot = 0;
+    sh->db_pages = page_count;
     sh->bytes_shipped += stored;
     log_info("snapshot %s: %u pages, %llu bytes stored", key, page_count, (unsigned long long)stored);
     return 0;

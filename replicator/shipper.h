@@ -22,6 +22,8 @@ struct shipper {
     uint8_t chain[OBJECT_HASH_BYTES];    /* prev hash of the next segment */
     int64_t last_snapshot_ms;            /* newest snapshot published, 0 if none */
     uint64_t segments_shipped, bytes_shipped, commits_shipped;
+    uint64_t wal_bytes_since_snapshot;   /* frames shipped since the newest snapshot, in bytes */
+    uint32_t db_pages;                   /* database size after the last commit shipped */
     int64_t last_commit_shipped_ms;
 };
 

@@ -363,7 +363,7 @@ def scenario_shipping(bench, megabytes):
     work = bench.workdir("ship")
     db_path = os.path.join(work, "app.db")
     create_db(db_path)
-    config = bench.config(work, extra_db="    checkpoint-pages: 100000000\n")
+    config = bench.config(work, extra_db="    checkpoint-pages: 100000000\n    snapshot: { wal-ratio: off }\n")
     sidecar = start_sidecar(config, os.path.join(work, "sidecar.log"))
     wait_for(lambda: os.path.isdir(os.path.join(work, "backup", "app")), 10)
     cpu_before = cpu_seconds(sidecar.pid)

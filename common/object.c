@@ -4,7 +4,7 @@
  *
  *   offset size  field
  *        0    8  magic "TIDEMARK"
- *        8    1  envelope version, 1
+ *        8    1  envelope version: 2 (written), 1 (still read)
  *        9    1  kind: 'B' snapshot, 'G' segment
  *       10    1  encryption: 0 none, 1 XChaCha20-Poly1305 secretstream under
  *                the symmetric key, 2 the same under a random data key
@@ -21,8 +21,16 @@
  * are the additional data of every chunk, so they cannot be altered; the
  * last chunk, and only it, carries TAG_FINAL, so truncation is detected.
  *
- * The decompressed payload is the kind's own format (archive.c) followed
- * by a 32-byte BLAKE2b-256 of everything before it. */
+ * Version 2: the body is the zstd frame of the payload (the kind's own
+ * format, archive.c) followed by a 32-byte BLAKE2b-256 of the frame's
+ * bytes (the *object hash*, what segments chain on); in encrypted objects
+ * both go through the chunks, so the trailer is authenticated too.
+ * Hashing the compressed bytes rather than the payload costs a tenth as
+ * much on typical pages: the payload hash was most of the CPU time of
+ * both shipping and restoring (bench/bench.py, docs/performance.md).
+ *
+ * Version 1 (read only): the 32-byte BLAKE2b-256 of the payload is
+ * appended to the payload itself, inside the zstd frame. */
 #include "object.h"
 
 #include <sodium.h>
@@ -31,7 +39,8 @@
 #include <zstd.h>
 
 #define ENVELOPE_MAGIC "TIDEMARK"
-#define ENVELOPE_VERSION 1
+#define ENVELOPE_VERSION 2
+#define ENVELOPE_VERSION_PAYLOAD_HASH 1   /* hash inside the frame, of the payload */
 #define ENVELOPE_FIXED_BYTES 20
 #define ENC_NONE 0
 #define COMPRESSION_ZSTD 1
@@ -95,9 +104,8 @@ static int flush_chunk(struct object_writer *w, int final, struct tm_error *err)
     return sink_write(w, w->cipher, (size_t)cipher_len + 4, err);
 }
 
-/* Compressed bytes go to the sink directly, or through chunk encryption. */
-static int emit_compressed(struct object_writer *w, const uint8_t *data, size_t len,
-                           struct tm_error *err)
+/* Bytes of the body go to the sink directly, or through chunk encryption. */
+static int emit_body(struct object_writer *w, const uint8_t *data, size_t len, struct tm_error *err)
 {
     if (!w->keys)
         return sink_write(w, data, len, err);
@@ -112,6 +120,14 @@ static int emit_compressed(struct object_writer *w, const uint8_t *data, size_t 
             return -1;
     }
     return 0;
+}
+
+/* The zstd frame's bytes: hashed (the object hash), then emitted. */
+static int emit_compressed(struct object_writer *w, const uint8_t *data, size_t len,
+                           struct tm_error *err)
+{
+    crypto_generichash_update(&w->hash, data, len);
+    return emit_body(w, data, len, err);
 }
 
 static int compress_feed(struct object_writer *w, const void *data, size_t len,
@@ -189,7 +205,6 @@ int object_writer_open(struct storage *st, const char *name, enum object_kind ki
 
 int object_write(struct object_writer *w, const void *data, size_t len, struct tm_error *err)
 {
-    crypto_generichash_update(&w->hash, data, len);
     return compress_feed(w, data, len, ZSTD_e_continue, err);
 }
 
@@ -198,9 +213,13 @@ int object_writer_commit(struct object_writer *w, uint8_t hash_out[OBJECT_HASH_B
                          uint64_t *stored_out, struct tm_error *err)
 {
     uint8_t hash[OBJECT_HASH_BYTES];
+    if (compress_feed(w, NULL, 0, ZSTD_e_end, err) != 0) {
+        tm_error_prefix(err, "writing '%s': ", w->name);
+        object_writer_abort(w);
+        return -1;
+    }
     crypto_generichash_final(&w->hash, hash, sizeof hash);
-    if (compress_feed(w, hash, sizeof hash, ZSTD_e_end, err) != 0 ||
-        (w->keys && flush_chunk(w, 1, err) != 0)) {
+    if (emit_body(w, hash, sizeof hash, err) != 0 || (w->keys && flush_chunk(w, 1, err) != 0)) {
         tm_error_prefix(err, "writing '%s': ", w->name);
         object_writer_abort(w);
         return -1;
@@ -231,6 +250,7 @@ struct object_reader {
     char name[512];
     uint8_t header[ENVELOPE_FIXED_BYTES];
     int encrypted;
+    int version;             /* envelope version: where the hash is */
     crypto_secretstream_xchacha20poly1305_state stream;
     int final_seen;
     int source_eof;
@@ -330,6 +350,8 @@ static int fill_output(struct object_reader *r, int *ended, struct tm_error *err
         size_t hint = ZSTD_decompressStream(r->zstd, &out, &in);
         if (ZSTD_isError(hint))
             return corrupt(r, err, ZSTD_getErrorName(hint));
+        if (r->version != ENVELOPE_VERSION_PAYLOAD_HASH)   /* the frame's bytes, as consumed */
+            crypto_generichash_update(&r->hash, r->in + r->in_pos, in.pos - r->in_pos);
         r->zstd_hint = hint;
         r->in_pos = in.pos;
         r->out_used = out.pos;
@@ -379,9 +401,10 @@ static int check_header(struct object_reader *r, enum object_kind kind,
     const uint8_t *h = r->header;
     if (memcmp(h, ENVELOPE_MAGIC, 8) != 0)
         return corrupt(r, err, "not a tidemark object (bad magic)");
-    if (h[8] != ENVELOPE_VERSION)
-        return tm_error_set(err, "object '%s' has envelope version %u; this tidemark reads version %u",
+    if (h[8] != ENVELOPE_VERSION && h[8] != ENVELOPE_VERSION_PAYLOAD_HASH)
+        return tm_error_set(err, "object '%s' has envelope version %u; this tidemark reads versions 1 and %u",
                             r->name, h[8], ENVELOPE_VERSION);
+    r->version = h[8];
     if (h[9] != (uint8_t)kind)
         return corrupt(r, err, "unexpected object kind");
     if (h[11] != COMPRESSION_ZSTD)
@@ -474,7 +497,48 @@ int object_read(struct object_reader *r, void *buf, size_t len, struct tm_error 
 {
     if (read_raw_payload(r, buf, len, err) != 0)
         return -1;
-    crypto_generichash_update(&r->hash, buf, len);
+    if (r->version == ENVELOPE_VERSION_PAYLOAD_HASH)
+        crypto_generichash_update(&r->hash, buf, len);
+    return 0;
+}
+
+static int finish_stream(struct object_reader *r, const uint8_t computed[OBJECT_HASH_BYTES],
+                         uint8_t hash_out[OBJECT_HASH_BYTES], struct tm_error *err);
+
+/* Version 2: the frame must end with the payload; then come the 32 hash
+ * bytes, taken from what is left of the input and what follows. */
+static int read_frame_end_and_trailer(struct object_reader *r, uint8_t stored[OBJECT_HASH_BYTES],
+                                      struct tm_error *err)
+{
+    if (r->out_pos != r->out_used)
+        return corrupt(r, err, "data after the payload");
+    while (r->zstd_hint != 0) {
+        int ended;
+        if (fill_output(r, &ended, err) != 0)
+            return -1;
+        if (!ended && r->out_used)
+            return corrupt(r, err, "data after the payload");
+    }
+    size_t have = 0;
+    while (have < OBJECT_HASH_BYTES) {
+        if (r->in_pos == r->in_used) {
+            if (refill_input(r, err) != 0)
+                return -1;
+            if (r->in_used == 0)
+                return corrupt(r, err, "truncated (the hash trailer is missing)");
+        }
+        size_t take = r->in_used - r->in_pos < OBJECT_HASH_BYTES - have ? r->in_used - r->in_pos
+                                                                         : OBJECT_HASH_BYTES - have;
+        memcpy(stored + have, r->in + r->in_pos, take);
+        r->in_pos += take;
+        have += take;
+    }
+    if (r->in_pos != r->in_used)
+        return corrupt(r, err, "data after the hash trailer");
+    if (refill_input(r, err) != 0)
+        return -1;
+    if (r->in_used != 0)
+        return corrupt(r, err, "data after the hash trailer");
     return 0;
 }
 
@@ -482,6 +546,14 @@ int object_reader_finish(struct object_reader *r, uint8_t hash_out[OBJECT_HASH_B
                          struct tm_error *err)
 {
     uint8_t computed[OBJECT_HASH_BYTES], stored[OBJECT_HASH_BYTES];
+    if (r->version != ENVELOPE_VERSION_PAYLOAD_HASH) {
+        if (read_frame_end_and_trailer(r, stored, err) != 0)
+            return -1;
+        crypto_generichash_final(&r->hash, computed, sizeof computed);
+        if (sodium_memcmp(computed, stored, sizeof stored) != 0)
+            return corrupt(r, err, "object checksum mismatch");
+        return finish_stream(r, computed, hash_out, err);
+    }
     crypto_generichash_final(&r->hash, computed, sizeof computed);
     if (read_raw_payload(r, stored, sizeof stored, err) != 0)
         return -1;
@@ -498,6 +570,14 @@ int object_reader_finish(struct object_reader *r, uint8_t hash_out[OBJECT_HASH_B
         return corrupt(r, err, "data after the payload");
     if (r->in_pos != r->in_used)
         return corrupt(r, err, "data after the compressed stream");
+    return finish_stream(r, computed, hash_out, err);
+}
+
+/* The encrypted stream ended with its final tag and nothing is stored
+ * after the object's end. */
+static int finish_stream(struct object_reader *r, const uint8_t computed[OBJECT_HASH_BYTES],
+                         uint8_t hash_out[OBJECT_HASH_BYTES], struct tm_error *err)
+{
     if (r->encrypted && !r->final_seen)
         return corrupt(r, err, "truncated (the final encrypted chunk is missing)");
     uint8_t extra;
@@ -507,6 +587,6 @@ int object_reader_finish(struct object_reader *r, uint8_t hash_out[OBJECT_HASH_B
     if (got != 0)
         return corrupt(r, err, "bytes after the end of the object");
     if (hash_out)
-        memcpy(hash_out, computed, sizeof computed);
+        memcpy(hash_out, computed, OBJECT_HASH_BYTES);
     return 0;
 }

@@ -78,6 +78,9 @@ void shipper_new_generation(struct shipper *sh, int64_t now_ms)
 
 /* ------------------------------------------------------------- segments */
 
+/* Frames are read back from the WAL this many bytes at a time. */
+#define FRAME_BATCH_BYTES (1024 * 1024)
+
 /* Streams the frames of `commits` into f, re-verifying the checksum chain
  * from `from`. Returns SHIPPER_BROKEN if the WAL no longer matches. */
 static int write_transactions(struct tailer *t, struct object_writer *w,
@@ -86,11 +89,14 @@ static int write_transactions(struct tailer *t, struct object_writer *w,
 {
     const struct wal_header *hdr = tailer_header(t);
     size_t frame_bytes = WAL_FRAME_HEADER_BYTES + hdr->page_size;
-    uint8_t *frame = malloc(frame_bytes);
-    if (!frame)
+    uint32_t batch_frames = FRAME_BATCH_BYTES / frame_bytes ? FRAME_BATCH_BYTES / frame_bytes : 1;
+    uint8_t *batch = malloc((size_t)batch_frames * frame_bytes);
+    if (!batch)
         return tm_error_set(err, "out of memory");
+    uint32_t batch_first = 0, batch_count = 0;   /* frames held in batch */
     int rc = SHIPPER_OK;
     struct wal_position pos = from;
+    uint32_t last_frame = commits[count - 1].end.frame;
     for (size_t c = 0; c < count && rc == SHIPPER_OK; c++) {
         struct txn_header txn = {commits[c].time_ms, commits[c].db_size,
                                  commits[c].end.frame - pos.frame};
@@ -99,10 +105,16 @@ static int write_transactions(struct tailer *t, struct object_writer *w,
         rc = object_write(w, txn_bytes, sizeof txn_bytes, err);
         while (rc == SHIPPER_OK && pos.frame < commits[c].end.frame) {
             struct wal_position next;
-            if (tailer_read_frame(t, pos.frame + 1, frame, err) != 0) {
-                rc = -1;
-                break;
+            uint32_t wanted = pos.frame + 1;
+            if (wanted >= batch_first + batch_count) {
+                batch_first = wanted;
+                batch_count = last_frame - wanted + 1 < batch_frames ? last_frame - wanted + 1 : batch_frames;
+                if (tailer_read_frames(t, batch_first, batch_count, batch, err) != 0) {
+                    rc = -1;
+                    break;
+                }
             }
+            const uint8_t *frame = batch + (size_t)(wanted - batch_first) * frame_bytes;
             if (!wal_frame_follows(hdr, &pos, frame, &next)) {
                 tm_error_set(err, "WAL frame %u changed after it was scanned", pos.frame + 1);
                 rc = SHIPPER_BROKEN;
@@ -120,7 +132,7 @@ static int write_transactions(struct tailer *t, struct object_writer *w,
             rc = SHIPPER_BROKEN;
         }
     }
-    free(frame);
+    free(batch);
     return rc;
 }
 

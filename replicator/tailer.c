@@ -454,13 +454,19 @@ void tailer_ack(struct tailer *t, size_t count)
     t->pending_count -= count;
 }
 
-int tailer_read_frame(struct tailer *t, uint32_t frame, uint8_t *buf, struct tm_error *err)
+int tailer_read_frames(struct tailer *t, uint32_t first, uint32_t count, uint8_t *buf,
+                       struct tm_error *err)
 {
-    size_t len = WAL_FRAME_HEADER_BYTES + t->hdr.page_size;
-    ssize_t got = pread(t->wal_fd, buf, len, (off_t)wal_frame_offset(&t->hdr, frame));
-    if (got != (ssize_t)len)
-        return tm_error_set(err, "cannot read frame %u of '%s': %s", frame, t->wal_path,
-                            got < 0 ? strerror(errno) : "short read");
+    size_t len = (size_t)count * (WAL_FRAME_HEADER_BYTES + t->hdr.page_size);
+    off_t offset = (off_t)wal_frame_offset(&t->hdr, first);
+    size_t done = 0;
+    while (done < len) {
+        ssize_t got = pread(t->wal_fd, buf + done, len - done, offset + (off_t)done);
+        if (got <= 0)
+            return tm_error_set(err, "cannot read frames %u-%u of '%s': %s", first, first + count - 1,
+                                t->wal_path, got < 0 ? strerror(errno) : "short read");
+        done += (size_t)got;
+    }
     return 0;
 }
 

@@ -59,9 +59,11 @@ struct wal_position tailer_shipped(const struct tailer *t);
 /* Mark the first `count` pending commits as shipped. */
 void tailer_ack(struct tailer *t, size_t count);
 
-/* Reads frame `frame` (header + page) of the current WAL into buf
- * (WAL_FRAME_HEADER_BYTES + page size bytes). */
-int tailer_read_frame(struct tailer *t, uint32_t frame, uint8_t *buf, struct tm_error *err);
+/* Reads `count` consecutive frames (header + page each) of the current WAL
+ * from frame `first` into buf (count x (WAL_FRAME_HEADER_BYTES + page
+ * size) bytes). */
+int tailer_read_frames(struct tailer *t, uint32_t first, uint32_t count, uint8_t *buf,
+                       struct tm_error *err);
 const struct wal_header *tailer_header(const struct tailer *t);   /* NULL if no WAL yet */
 uint32_t tailer_page_size(const struct tailer *t);
 

@@ -184,6 +184,50 @@ static void test_rotation_and_missing_key(void)
     storage_free(st);
 }
 
+/* Objects written before envelope version 2 (the payload hash inside the
+ * zstd frame) are still read and checked: the committed fuzz seeds are
+ * version-1 segments, encrypted with the key 00 01 .. 1f and not. */
+static void test_reads_envelope_version_1(void)
+{
+    struct storage *st = open_store();
+    uint8_t raw[CRYPTO_KEY_BYTES];
+    for (size_t i = 0; i < sizeof raw; i++)
+        raw[i] = (uint8_t)i;
+    struct crypto_keyring *key = NULL;
+    struct tm_error err;
+    ASSERT_EQ(crypto_keyring_new(&key, &err), 0);
+    ASSERT_EQ(crypto_keyring_add_bytes(key, raw, &err), 0);
+    static const char *seeds[] = {"segment-key", "segment-none"};
+    for (size_t i = 0; i < 2; i++) {
+        char source[512];
+        snprintf(source, sizeof source, "tests/fuzz/corpus/fuzz_object/%s", seeds[i]);
+        FILE *fp = fopen(source, "rb");
+        ASSERT_TRUE(fp != NULL);
+        uint8_t bytes[4096];
+        size_t len = fread(bytes, 1, sizeof bytes, fp);
+        fclose(fp);
+        ASSERT_EQ(bytes[8], 1);                       /* envelope version 1 */
+        struct storage_writer *w;
+        ASSERT_EQ(storage_write_begin(st, "v1/seg", &w, &err), 0);
+        ASSERT_EQ(storage_write(w, bytes, len, &err), 0);
+        ASSERT_EQ(storage_write_commit(w, &err), 0);
+        struct segment_header h;
+        uint8_t hash[OBJECT_HASH_BYTES];
+        if (segment_read(st, "v1/seg", i == 0 ? key : NULL, NULL, &h, hash, &err) != 0) {
+            fprintf(stderr, "  %s: %s\n", seeds[i], err.msg);
+            ASSERT_TRUE(0);
+        }
+        ASSERT_TRUE(h.txn_count > 0);
+        bytes[len - 40] ^= 0x01;                      /* damage it: refused */
+        ASSERT_EQ(storage_write_begin(st, "v1/seg", &w, &err), 0);
+        ASSERT_EQ(storage_write(w, bytes, len, &err), 0);
+        ASSERT_EQ(storage_write_commit(w, &err), 0);
+        ASSERT_EQ(segment_read(st, "v1/seg", i == 0 ? key : NULL, NULL, &h, hash, &err), -1);
+    }
+    crypto_keyring_free(key);
+    storage_free(st);
+}
+
 static void test_round_trip_plain(void)
 {
     struct storage *st = open_store();
@@ -352,6 +396,7 @@ int main(void)
     static const struct test_case cases[] = {
         {"object: encrypted 1 MB round trip, hash matches", test_round_trip_encrypted},
         {"object: unencrypted round trip", test_round_trip_plain},
+        {"object: envelope version 1 objects are still read and checked", test_reads_envelope_version_1},
         {"object: wrong key and missing key are named", test_wrong_key},
         {"object: sealed to a public key, read only with the secret key", test_sealed_round_trip},
         {"object: key rotation reads both keys; a missing key is named", test_rotation_and_missing_key},

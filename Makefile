@@ -32,7 +32,7 @@ REPL_SRC    := replicator/wal.c replicator/tailer.c replicator/spool.c replicato
                replicator/uploader.c replicator/retention.c replicator/control.c replicator/metrics.c \
                replicator/alerts.c \
                replicator/replicate.c
-RESTORE_SRC := restore/restore.c restore/list.c restore/verify.c restore/drill.c
+RESTORE_SRC := restore/restore.c restore/page_writer.c restore/list.c restore/verify.c restore/drill.c
 LIB_SRC     := $(COMMON_SRC) $(REPL_SRC) $(RESTORE_SRC)
 LIB_OBJ     := $(LIB_SRC:%.c=$(BUILD)/%.o)
 

@@ -17,6 +17,8 @@
  * last point that can be restored consistently. */
 #include "restore.h"
 
+#include "page_writer.h"
+
 #include "../common/archive.h"
 #include "../common/clock.h"
 #include "../common/lease.h"
@@ -39,6 +41,7 @@ struct restore_state {
     const struct crypto_keyring *key;
     struct storage *st;
     int fd;
+    struct page_writer *pages;          /* write-back of fd, made at the first page */
     uint32_t page_size;
     uint32_t db_size;                   /* pages */
     uint8_t chain[OBJECT_HASH_BYTES];
@@ -105,29 +108,16 @@ int restore_open_replica(const struct config_db *db, const char *replica,
     return -1;
 }
 
-static int write_at(int fd, const void *data, size_t len, uint64_t offset)
-{
-    const uint8_t *bytes = data;
-    while (len > 0) {
-        ssize_t n = pwrite(fd, bytes, len, (off_t)offset);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        bytes += n;
-        len -= (size_t)n;
-        offset += (uint64_t)n;
-    }
-    return 0;
-}
+/* Pages go through the page writer: a page rewritten many times by the
+ * segments replayed is written to the file once or a few times. */
+#define PAGE_WRITER_BYTES (16 * 1024 * 1024)
 
 static int write_page(struct restore_state *rs, uint32_t page_number, const uint8_t *page,
                       struct tm_error *err)
 {
-    if (write_at(rs->fd, page, rs->page_size, (uint64_t)(page_number - 1) * rs->page_size) != 0)
-        return tm_error_set(err, "cannot write the restored file: %s", strerror(errno));
-    return 0;
+    if (!rs->pages && page_writer_open(rs->fd, rs->page_size, PAGE_WRITER_BYTES, &rs->pages, err) != 0)
+        return -1;
+    return page_writer_put(rs->pages, page_number, page, err);
 }
 
 /* Snapshot visitor: check the header against the name, write every page. */
@@ -482,8 +472,16 @@ static int restore_into(struct restore_state *rs, const struct restore_options *
         rc = apply_snapshot(rs, snap, err);
     if (rc == 0)
         rc = apply_segments(rs, gen, snap, opts, err);
+    if (rc == 0 && rs->pages)
+        rc = page_writer_flush(rs->pages, err);
     if (rc == 0 && (ftruncate(rs->fd, (off_t)rs->db_size * rs->page_size) != 0 || fsync(rs->fd) != 0))
         rc = tm_error_set(err, "cannot finish '%s': %s", temp, strerror(errno));
+    if (rs->pages)
+        log_debug("restore: %llu page versions replayed, %llu page writes",
+                  (unsigned long long)page_writer_pages_put(rs->pages),
+                  (unsigned long long)page_writer_pages_written(rs->pages));
+    page_writer_free(rs->pages);
+    rs->pages = NULL;
     if (rs->fd >= 0)
         close(rs->fd);
     rs->fd = -1;

@@ -1,0 +1,141 @@
+/* page_writer.c - write-back of restored pages (see page_writer.h).
+ *
+ * Slots hold page images; an open-addressing table (twice the slots,
+ * linear probing, page number 0 = empty) maps a page number to its slot.
+ * When every slot is taken the slots are written in page order (so the
+ * file is written front to back) and the table is emptied. */
+#include "page_writer.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct page_writer {
+    int fd;
+    uint32_t page_size;
+    size_t capacity, used;          /* slots */
+    uint8_t *pages;                 /* capacity x page_size */
+    uint32_t *slot_page;            /* page number held by each slot */
+    uint32_t *table;                /* page number per bucket, 0 = empty */
+    uint32_t *table_slot;
+    size_t table_mask;
+    uint64_t pages_put, pages_written;
+};
+
+int page_writer_open(int fd, uint32_t page_size, size_t max_bytes, struct page_writer **out,
+                     struct tm_error *err)
+{
+    struct page_writer *pw = calloc(1, sizeof *pw);
+    if (!pw)
+        return tm_error_set(err, "out of memory");
+    pw->fd = fd;
+    pw->page_size = page_size;
+    pw->capacity = max_bytes / page_size ? max_bytes / page_size : 1;
+    size_t buckets = 1;
+    while (buckets < pw->capacity * 2)
+        buckets <<= 1;
+    pw->table_mask = buckets - 1;
+    pw->pages = malloc(pw->capacity * page_size);
+    pw->slot_page = malloc(pw->capacity * sizeof *pw->slot_page);
+    pw->table = calloc(buckets, sizeof *pw->table);
+    pw->table_slot = malloc(buckets * sizeof *pw->table_slot);
+    if (!pw->pages || !pw->slot_page || !pw->table || !pw->table_slot) {
+        page_writer_free(pw);
+        return tm_error_set(err, "out of memory");
+    }
+    *out = pw;
+    return 0;
+}
+
+void page_writer_free(struct page_writer *pw)
+{
+    if (!pw)
+        return;
+    free(pw->pages);
+    free(pw->slot_page);
+    free(pw->table);
+    free(pw->table_slot);
+    free(pw);
+}
+
+static size_t bucket_of(const struct page_writer *pw, uint32_t page_number)
+{
+    return ((size_t)page_number * 2654435761u) & pw->table_mask;
+}
+
+static int compare_slots_by_page(const void *a, const void *b, void *ctx)
+{
+    const uint32_t *slot_page = ctx;
+    uint32_t pa = slot_page[*(const uint32_t *)a], pb = slot_page[*(const uint32_t *)b];
+    return pa < pb ? -1 : pa > pb;
+}
+
+static int write_fully_at(int fd, const uint8_t *data, size_t len, off_t offset)
+{
+    while (len > 0) {
+        ssize_t n = pwrite(fd, data, len, offset);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        data += n;
+        len -= (size_t)n;
+        offset += n;
+    }
+    return 0;
+}
+
+int page_writer_flush(struct page_writer *pw, struct tm_error *err)
+{
+    if (pw->used == 0)
+        return 0;
+    uint32_t *order = malloc(pw->used * sizeof *order);
+    if (!order)
+        return tm_error_set(err, "out of memory");
+    for (size_t i = 0; i < pw->used; i++)
+        order[i] = (uint32_t)i;
+    qsort_r(order, pw->used, sizeof *order, compare_slots_by_page, pw->slot_page);
+    int rc = 0;
+    for (size_t i = 0; i < pw->used && rc == 0; i++) {
+        uint32_t slot = order[i];
+        off_t offset = (off_t)(pw->slot_page[slot] - 1) * pw->page_size;
+        if (write_fully_at(pw->fd, pw->pages + (size_t)slot * pw->page_size, pw->page_size, offset) != 0)
+            rc = tm_error_set(err, "cannot write the restored file: %s", strerror(errno));
+    }
+    free(order);
+    pw->pages_written += pw->used;
+    pw->used = 0;
+    memset(pw->table, 0, (pw->table_mask + 1) * sizeof *pw->table);
+    return rc;
+}
+
+int page_writer_put(struct page_writer *pw, uint32_t page_number, const uint8_t *page,
+                    struct tm_error *err)
+{
+    if (page_number == 0)
+        return tm_error_set(err, "page number 0 in the archive");
+    pw->pages_put++;
+    size_t bucket = bucket_of(pw, page_number);
+    while (pw->table[bucket] != 0 && pw->table[bucket] != page_number)
+        bucket = (bucket + 1) & pw->table_mask;
+    if (pw->table[bucket] == page_number) {        /* a later version of a page held */
+        memcpy(pw->pages + (size_t)pw->table_slot[bucket] * pw->page_size, page, pw->page_size);
+        return 0;
+    }
+    if (pw->used == pw->capacity) {
+        if (page_writer_flush(pw, err) != 0)
+            return -1;
+        bucket = bucket_of(pw, page_number);       /* the table is empty now */
+    }
+    uint32_t slot = (uint32_t)pw->used++;
+    pw->table[bucket] = page_number;
+    pw->table_slot[bucket] = slot;
+    pw->slot_page[slot] = page_number;
+    memcpy(pw->pages + (size_t)slot * pw->page_size, page, pw->page_size);
+    return 0;
+}
+
+uint64_t page_writer_pages_put(const struct page_writer *pw) { return pw->pages_put; }
+uint64_t page_writer_pages_written(const struct page_writer *pw) { return pw->pages_written; }

@@ -62,7 +62,7 @@ def peak_rss_kib(pid):
     return 0
 
 
-def run_with_rusage(args):
+def run_sampled(args):
     """Runs args; returns (seconds, peak RSS KiB, returncode, output). The
     peak is sampled every 10 ms from /proc (VmHWM only grows)."""
     with tempfile.TemporaryFile("w+") as out:
@@ -317,7 +317,7 @@ def scenario_rto(bench, megabytes, update_seconds):
     row = {"megabytes": megabytes, "database_bytes": size, "update_txns": txns, "baseline_s": baseline_s}
     for replica in ("file", "s3") if bench.endpoint else ("file",):
         out = os.path.join(work, "restored-%s.db" % replica)
-        seconds, rss, code, text = run_with_rusage([TIDEMARK, "restore", "-c", config, "app", "-o", out,
+        seconds, rss, code, text = run_sampled([TIDEMARK, "restore", "-c", config, "app", "-o", out,
                                                     "--replica", replica])
         if code != 0:
             raise SystemExit("RTO restore from %s failed: %s" % (replica, text))
@@ -415,12 +415,12 @@ def scenario_snapshot(bench, megabytes):
     db_path = os.path.join(work, "app.db")
     build_db(db_path, megabytes)
     config = bench.config(work)
-    seconds, rss, code, text = run_with_rusage([TIDEMARK, "snapshot", "-c", config, "app"])
+    seconds, rss, code, text = run_sampled([TIDEMARK, "snapshot", "-c", config, "app"])
     if code != 0:
         raise SystemExit("snapshot failed: " + text)
     backup = os.path.join(work, "backup.db")
-    b_seconds, b_rss, b_code, _ = run_with_rusage(["sqlite3", db_path, ".backup '%s'" % backup])
-    z_seconds, z_rss, z_code, _ = run_with_rusage(["zstd", "-1", "-q", "-f", backup, "-o", backup + ".zst"])
+    b_seconds, b_rss, b_code, _ = run_sampled(["sqlite3", db_path, ".backup '%s'" % backup])
+    z_seconds, z_rss, z_code, _ = run_sampled(["zstd", "-1", "-q", "-f", backup, "-o", backup + ".zst"])
     row = {"database_bytes": os.path.getsize(db_path), "seconds": seconds, "peak_rss_kib": rss,
            "baseline_seconds": b_seconds + z_seconds, "baseline_peak_rss_kib": max(b_rss, z_rss)}
     row["ratio"] = seconds / row["baseline_seconds"]

@@ -110,7 +110,10 @@ struct db_context {
     char snapshot_error[512];
     uint64_t errors_wal, errors_spool, errors_snapshot, errors_retention, errors_drill;
     int64_t drill_time_ms, drill_rto_ms, drill_rpo_ms;
-    int64_t wal_snapshot_not_before_ms;  /* after a failed WAL-volume snapshot */
+    int snapshot_due;                /* a snapshot is wanted (schedule, WAL volume) */
+    int64_t snapshot_not_before_ms;  /* retry time after a failed attempt */
+    int snapshot_busy_logged;        /* "writers hold the lock" said once */
+    int64_t lock_not_before_ms;      /* after the write lock was busy */
     ev_periodic drill_periodic;      /* drill: { schedule } */
     uint32_t checkpoint_floor;       /* WAL frame of the last checkpoint attempt */
 };
@@ -284,14 +287,19 @@ static void restart_database(struct db_context *ctx, const char *why)
  * reaches that multiple of the database size (and at least 16 MiB), a new
  * snapshot bounds what a restore of the latest point must replay. */
 #define WAL_SNAPSHOT_FLOOR_BYTES (16.0 * 1024 * 1024)
-#define WAL_SNAPSHOT_RETRY_MS (60 * 1000)
+/* A due snapshot that failed is retried after SNAPSHOT_RETRY_MS; one that
+ * only found the application's writers holding the lock, at the next
+ * tick after SNAPSHOT_BUSY_RETRY_MS: it stays due, never skipped until
+ * the next scheduled time. */
+#define SNAPSHOT_RETRY_MS (60 * 1000)
+#define SNAPSHOT_BUSY_RETRY_MS 500
 
 static int snapshot_now(struct db_context *ctx, struct tm_error *err);
 
 static void snapshot_if_wal_grew(struct db_context *ctx)
 {
     double ratio = ctx->cfg->snapshot_wal_ratio;
-    if (ratio <= 0 || clock_now_ms() < ctx->wal_snapshot_not_before_ms)
+    if (ratio <= 0 || ctx->snapshot_due)
         return;
     double threshold = ratio * (double)ctx->shipper.db_pages * tailer_page_size(ctx->tailer);
     if (threshold < WAL_SNAPSHOT_FLOOR_BYTES)
@@ -300,9 +308,23 @@ static void snapshot_if_wal_grew(struct db_context *ctx)
         return;
     log_event(LOG_INFO, ctx->cfg->name, NULL, "%.0f MiB of WAL shipped since the last snapshot (wal-ratio %g): "
               "taking a snapshot", (double)ctx->shipper.wal_bytes_since_snapshot / 1048576.0, ratio);
+    ctx->snapshot_due = 1;
+}
+
+/* Takes the due snapshot, if any and if its retry time has come. */
+static void snapshot_if_due(struct db_context *ctx)
+{
+    int64_t now = clock_now_ms();
+    if (!ctx->snapshot_due || now < ctx->snapshot_not_before_ms)
+        return;
     struct tm_error err;
-    if (snapshot_now(ctx, &err) != 0)
-        ctx->wal_snapshot_not_before_ms = clock_now_ms() + WAL_SNAPSHOT_RETRY_MS;
+    int rc = snapshot_now(ctx, &err);
+    if (rc == 0) {
+        ctx->snapshot_due = 0;
+        ctx->snapshot_busy_logged = 0;
+        return;
+    }
+    ctx->snapshot_not_before_ms = now + (rc == TAILER_BUSY ? SNAPSHOT_BUSY_RETRY_MS : SNAPSHOT_RETRY_MS);
 }
 
 /* The scan, ship and checkpoint step run on every sync tick. */
@@ -343,6 +365,7 @@ static void sync_database(struct db_context *ctx)
         log_info("%s: shipping recovered", ctx->cfg->name);
     ctx->failing = 0;
     snapshot_if_wal_grew(ctx);
+    snapshot_if_due(ctx);
     if (!ctx->tailer || ctx->need_generation)
         return;
     /* Checkpoint once checkpoint-pages more frames are shipped than at the
@@ -352,14 +375,22 @@ static void sync_database(struct db_context *ctx)
     uint32_t shipped_frame = tailer_shipped(ctx->tailer).frame;
     if (shipped_frame < ctx->checkpoint_floor)
         ctx->checkpoint_floor = 0;   /* the WAL restarted */
-    if (shipped_frame < ctx->checkpoint_floor + ctx->cfg->checkpoint_pages)
+    if (shipped_frame < ctx->checkpoint_floor + ctx->cfg->checkpoint_pages ||
+        clock_now_ms() < ctx->lock_not_before_ms)
         return;
-    ctx->checkpoint_floor = shipped_frame;
     /* Checkpoint: everything shipped under the lock, then re-pin. */
-    if (tailer_lock(ctx->tailer, &err) != 0) {
+    int locked = tailer_lock(ctx->tailer, &err);
+    if (locked != 0) {
+        /* Writers kept the lock: try again shortly. Another error: only
+         * after checkpoint-pages more frames. */
+        if (locked == TAILER_BUSY)
+            ctx->lock_not_before_ms = clock_now_ms() + SNAPSHOT_BUSY_RETRY_MS;
+        else
+            ctx->checkpoint_floor = shipped_frame;
         log_debug("%s: checkpoint postponed: %s", ctx->cfg->name, err.msg);
         return;
     }
+    ctx->checkpoint_floor = shipped_frame;
     int rc = ship_all_locked(ctx, &err);
     if (rc == 0)
         rc = tailer_repin(ctx->tailer, 1, &err);
@@ -524,13 +555,22 @@ static void on_retention_timer(struct ev_loop *loop, ev_timer *w, int revents)
     run_retention(w->data);
 }
 
-/* A base snapshot now, in the current generation; 0, or -1 with err set
- * (also reported in the log). */
+/* A base snapshot now, in the current generation; 0, TAILER_BUSY when the
+ * application's writers held the write lock, or -1 with err set (also
+ * reported in the log). */
 static int snapshot_now(struct db_context *ctx, struct tm_error *err)
 {
     if (!ctx->tailer || ctx->need_generation)
         return tm_error_set(err, "the database is not being replicated right now (see the log)");
-    if (tailer_lock(ctx->tailer, err) != 0) {
+    int locked = tailer_lock(ctx->tailer, err);
+    if (locked == TAILER_BUSY) {
+        if (!ctx->snapshot_busy_logged)
+            log_event(LOG_WARN, ctx->cfg->name, NULL, "snapshot postponed (retried every %d ms until it "
+                      "succeeds): %s", SNAPSHOT_BUSY_RETRY_MS, err->msg);
+        ctx->snapshot_busy_logged = 1;
+        return TAILER_BUSY;
+    }
+    if (locked != 0) {
         report(ctx, "snapshot postponed", err);
         return -1;
     }
@@ -546,7 +586,7 @@ static int snapshot_now(struct db_context *ctx, struct tm_error *err)
         rc = take_snapshot(ctx, err);
     kick_uploaders(ctx);
     if (rc != 0) {
-        report(ctx, "snapshot failed (will retry at the next scheduled time)", err);
+        report(ctx, "snapshot failed (will retry in a minute)", err);
         return -1;
     }
     run_retention(ctx);
@@ -599,16 +639,20 @@ static void on_snapshot_interval(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)loop;
     (void)revents;
-    struct tm_error err;
-    snapshot_now(w->data, &err);
+    struct db_context *ctx = w->data;
+    ctx->snapshot_due = 1;
+    ctx->snapshot_not_before_ms = 0;
+    snapshot_if_due(ctx);
 }
 
 static void on_snapshot_schedule(struct ev_loop *loop, ev_periodic *w, int revents)
 {
     (void)loop;
     (void)revents;
-    struct tm_error err;
-    snapshot_now(w->data, &err);
+    struct db_context *ctx = w->data;
+    ctx->snapshot_due = 1;
+    ctx->snapshot_not_before_ms = 0;
+    snapshot_if_due(ctx);
 }
 
 /* libev asks when the schedule fires next after `now` (wall clock). */

@@ -47,6 +47,7 @@
  * deletes the WAL it will want to resume from. */
 #include "tailer.h"
 
+#include "../common/clock.h"
 #include "../common/log.h"
 
 #include <errno.h>
@@ -57,9 +58,19 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define LOCK_BUSY_TIMEOUT_MS 2000
+/* Taking the write lock from a busy writer. SQLite's default busy handler
+ * sleeps 1, 2, 5, 10 ... 100 ms between attempts, and a writer that
+ * commits back to back frees the lock for only tens of microseconds
+ * between its transactions: such a handler almost never gets it, and it
+ * blocks the sidecar's loop for its whole timeout. The locker polls
+ * every LOCK_POLL_US instead, for at most LOCK_WAIT_MS, and the caller
+ * retries later when the writer did not pause. */
+#define LOCK_POLL_US 40
+#define LOCK_WAIT_MS 250
 
 struct tailer {
     char *db_path;
@@ -80,6 +91,7 @@ struct tailer {
     struct tailer_commit *pending;  /* commits after `shipped` */
     size_t pending_count, pending_cap;
     int64_t last_commit_ms;
+    int64_t lock_deadline_ms;       /* while tailer_lock waits */
 };
 
 static int sql_fail(struct tm_error *err, sqlite3 *db, const char *what, const char *path)
@@ -127,6 +139,17 @@ static int open_connection(const char *path, sqlite3 **out, struct tm_error *err
     return 0;
 }
 
+static int lock_busy_poll(void *arg, int attempts)
+{
+    struct tailer *t = arg;
+    (void)attempts;
+    if (clock_now_ms() >= t->lock_deadline_ms)
+        return 0;
+    struct timespec pause = {0, LOCK_POLL_US * 1000L};
+    nanosleep(&pause, NULL);
+    return 1;
+}
+
 static int pin(struct tailer *t, struct tm_error *err)
 {
     if (sqlite3_exec(t->reader, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
@@ -168,6 +191,7 @@ int tailer_open(const char *db_path, struct tailer **out, struct tm_error *err)
         open_connection(db_path, &t->reader, err) != 0 ||
         open_connection(db_path, &t->locker, err) != 0)
         goto fail;
+    sqlite3_busy_handler(t->locker, lock_busy_poll, t);
     if (sqlite3_prepare_v2(t->reader, "SELECT 1 FROM sqlite_master LIMIT 1", -1, &t->pin_stmt,
                            NULL) != SQLITE_OK) {
         sql_fail(err, t->reader, "cannot prepare", db_path);
@@ -223,7 +247,14 @@ int tailer_lock(struct tailer *t, struct tm_error *err)
 {
     if (t->locked)
         return 0;
-    if (sqlite3_exec(t->locker, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+    t->lock_deadline_ms = clock_now_ms() + LOCK_WAIT_MS;
+    int rc = sqlite3_exec(t->locker, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+    if ((rc & 0xff) == SQLITE_BUSY) {
+        tm_error_set(err, "the write lock on '%s' is busy (the application kept it for %d ms)", t->db_path,
+                     LOCK_WAIT_MS);
+        return TAILER_BUSY;
+    }
+    if (rc != SQLITE_OK)
         return sql_fail(err, t->locker, "cannot take the write lock", t->db_path);
     t->locked = 1;
     return 0;

@@ -19,6 +19,7 @@ struct tailer_commit {
 enum tailer_status {
     TAILER_OK = 0,
     TAILER_BROKEN = 1,         /* continuity lost: start a new generation */
+    TAILER_BUSY = 2,           /* the application held the write lock: retry later */
 };
 
 struct tailer;
@@ -30,7 +31,9 @@ void tailer_close(struct tailer *t);
 
 /* Takes / releases the database's write lock (BEGIN IMMEDIATE on the
  * locker connection; nothing is written). While held, no transaction can
- * commit, so the WAL's end is fixed. Fails (busy) after ~2 s. */
+ * commit, so the WAL's end is fixed. Polls for at most ~250 ms and
+ * returns TAILER_BUSY (err set) when the application's writers never
+ * paused that long; -1 on other errors. */
 int tailer_lock(struct tailer *t, struct tm_error *err);
 void tailer_unlock(struct tailer *t);
 

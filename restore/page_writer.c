@@ -3,12 +3,14 @@
  * Slots hold page images; an open-addressing table (twice the slots,
  * linear probing, page number 0 = empty) maps a page number to its slot.
  * When every slot is taken the slots are written in page order (so the
- * file is written front to back) and the table is emptied. */
+ * file is written front to back), runs of consecutive pages with one
+ * pwritev each, and the table is emptied. */
 #include "page_writer.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 struct page_writer {
@@ -71,21 +73,32 @@ static int compare_slots_by_page(const void *a, const void *b, void *ctx)
     return pa < pb ? -1 : pa > pb;
 }
 
-static int write_fully_at(int fd, const uint8_t *data, size_t len, off_t offset)
+/* Writes `count` page images to consecutive pages from `offset`,
+ * resuming after short writes. */
+static int write_run(int fd, struct iovec *iov, int count, off_t offset)
 {
-    while (len > 0) {
-        ssize_t n = pwrite(fd, data, len, offset);
+    while (count > 0) {
+        ssize_t n = pwritev(fd, iov, count, offset);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
             return -1;
         }
-        data += n;
-        len -= (size_t)n;
         offset += n;
+        while (count > 0 && (size_t)n >= iov->iov_len) {
+            n -= (ssize_t)iov->iov_len;
+            iov++;
+            count--;
+        }
+        if (count > 0) {
+            iov->iov_base = (uint8_t *)iov->iov_base + n;
+            iov->iov_len -= (size_t)n;
+        }
     }
     return 0;
 }
+
+#define RUN_PAGES_MAX 256            /* iovecs per pwritev (IOV_MAX is 1024) */
 
 int page_writer_flush(struct page_writer *pw, struct tm_error *err)
 {
@@ -97,12 +110,20 @@ int page_writer_flush(struct page_writer *pw, struct tm_error *err)
     for (size_t i = 0; i < pw->used; i++)
         order[i] = (uint32_t)i;
     qsort_r(order, pw->used, sizeof *order, compare_slots_by_page, pw->slot_page);
+    struct iovec run[RUN_PAGES_MAX];
     int rc = 0;
-    for (size_t i = 0; i < pw->used && rc == 0; i++) {
-        uint32_t slot = order[i];
-        off_t offset = (off_t)(pw->slot_page[slot] - 1) * pw->page_size;
-        if (write_fully_at(pw->fd, pw->pages + (size_t)slot * pw->page_size, pw->page_size, offset) != 0)
+    for (size_t start = 0; start < pw->used && rc == 0;) {
+        uint32_t first_page = pw->slot_page[order[start]];
+        int run_pages = 0;
+        while (start + (size_t)run_pages < pw->used && run_pages < RUN_PAGES_MAX &&
+               pw->slot_page[order[start + (size_t)run_pages]] == first_page + (uint32_t)run_pages) {
+            run[run_pages].iov_base = pw->pages + (size_t)order[start + (size_t)run_pages] * pw->page_size;
+            run[run_pages].iov_len = pw->page_size;
+            run_pages++;
+        }
+        if (write_run(pw->fd, run, run_pages, (off_t)(first_page - 1) * pw->page_size) != 0)
             rc = tm_error_set(err, "cannot write the restored file: %s", strerror(errno));
+        start += (size_t)run_pages;
     }
     free(order);
     pw->pages_written += pw->used;

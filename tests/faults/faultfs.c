@@ -13,7 +13,7 @@
  *
  *     OP ERROR NTH COUNT [MATCH]
  *
- *   OP     open | write | fsync (also fdatasync) | rename | mkdir | unlink
+ *   OP     open | write (also pwritev) | fsync (also fdatasync) | rename | mkdir | unlink
  *          | read | opendir
  *   ERROR  EIO | ENOSPC | EACCES | EROFS | SHORT (write: half the bytes are
  *          written and the short count returned, as a full disk does) |
@@ -38,6 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -63,6 +64,7 @@ static char fd_path[1024][PATH_MAX];   /* paths of tracked fds, by fd % 1024 */
 
 static ssize_t (*real_write)(int, const void *, size_t);
 static ssize_t (*real_read)(int, void *, size_t);
+static ssize_t (*real_pwritev)(int, const struct iovec *, int, off_t);
 static int (*real_open)(const char *, int, ...);
 static int (*real_openat)(int, const char *, int, ...);
 static int (*real_fsync)(int);
@@ -77,6 +79,7 @@ __attribute__((constructor)) static void resolve(void)
 {
     real_write = dlsym(RTLD_NEXT, "write");
     real_read = dlsym(RTLD_NEXT, "read");
+    real_pwritev = dlsym(RTLD_NEXT, "pwritev");
     real_open = dlsym(RTLD_NEXT, "open");
     real_openat = dlsym(RTLD_NEXT, "openat");
     real_fsync = dlsym(RTLD_NEXT, "fsync");
@@ -251,6 +254,19 @@ ssize_t write(int fd, const void *data, size_t len)
     if (error == SHORT_WRITE && len > 1)
         return real_write(fd, data, len / 2);
     return real_write(fd, data, len);
+}
+
+/* pwritev counts as "write"; SHORT writes half of the first buffer. */
+ssize_t pwritev(int fd, const struct iovec *iov, int count, off_t offset)
+{
+    int error = tracked(fd) ? injected("write", fd_name(fd)) : 0;
+    if (error > 0)
+        return fail_with(error);
+    if (error == SHORT_WRITE && count > 0 && iov[0].iov_len > 1) {
+        struct iovec half = {iov[0].iov_base, iov[0].iov_len / 2};
+        return real_pwritev(fd, &half, 1, offset);
+    }
+    return real_pwritev(fd, iov, count, offset);
 }
 
 ssize_t read(int fd, void *buf, size_t len)

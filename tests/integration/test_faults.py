@@ -109,6 +109,16 @@ def test_restore_from_a_failing_disk_is_refused():
         env.set_fault("")
         proc, out = env.restore(output=output)
         check(proc.returncode == 0 and restored_ids(out) == 60, "restore after the faults: " + proc.stderr)
+        os.unlink(out)
+        # short writes of the restored file (a full disk's first symptom,
+        # or a signal): every page is still written whole
+        env.fault_root = env.dir
+        env.set_fault("write SHORT 1 0 tidemark-restore")
+        proc = subprocess.run([TIDEMARK, "restore", "-c", env.config, "app", "-o", output],
+                              capture_output=True, text=True, env=env.fault_env())
+        shorts = sum(1 for op, error in env.faults_injected() if error == "SHORT")
+        check(proc.returncode == 0 and restored_ids(output) == 60 and shorts > 0,
+              "restore through %d short writes: %s" % (shorts, proc.stderr))
     finally:
         env.cleanup()
 

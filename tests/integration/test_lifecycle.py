@@ -242,6 +242,54 @@ def test_drill_measures_rto_rpo_and_records_it():
     finally:
         env.cleanup()
 
+BUSY_WRITER = """
+import sqlite3, sys, time
+db = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=30)
+db.execute("PRAGMA busy_timeout=30000")
+deadline = time.time() + float(sys.argv[2])
+n = 0
+while time.time() < deadline:
+    db.execute("BEGIN")
+    for k in range(40):
+        db.execute("INSERT OR REPLACE INTO t(id, payload, big) VALUES (?, ?, randomblob(300))",
+                   (1 + (n * 40 + k) % 3000, "v%d" % n))
+    db.execute("COMMIT")
+    n += 1
+print(n)
+"""
+
+
+def test_snapshots_under_a_writer_that_never_pauses():
+    """An application committing back to back leaves the write lock free
+    for microseconds between transactions. The sidecar polls for it
+    (SQLite's own busy handler sleeps up to 100 ms between attempts and
+    never got it, so snapshots failed with "database is locked" and the
+    loop stalled for 2 s). Snapshots every second must all be taken while
+    the writer runs, and the latest restore must equal the database."""
+    env = Env("busywriter", extra_db="    snapshot-interval: 1s\n    retention: off\n")
+    try:
+        env.create_db()
+        env.start()
+        before = len(snapshots(env))
+        writer = subprocess.run([sys.executable, "-c", BUSY_WRITER, env.db, "6"], capture_output=True, text=True)
+        check(writer.returncode == 0, "writer failed: " + writer.stderr)
+        during = len(snapshots(env)) - before
+        time.sleep(0.5)
+        env.stop()
+        log = env.full_log()
+        check("database is locked" not in log, "the sidecar failed on the lock: " + log[-2000:])
+        check(during >= 4, "only %d snapshot(s) in 6 s of back-to-back commits (%s transactions): %s"
+              % (during, writer.stdout.strip(), log[-2000:]))
+        proc, out = env.restore()
+        check(proc.returncode == 0, "restore failed: " + proc.stderr)
+        query = "SELECT count(*), group_concat(id || ':' || payload || ':' || hex(big)) FROM (SELECT * FROM t ORDER BY id)"
+        got = sqlite3.connect(out).execute(query).fetchone()
+        want = sqlite3.connect(env.db).execute(query).fetchone()
+        check(got == want and got[0] == 3000, "restored database differs from the application's (%d rows vs %d)"
+              % (got[0], want[0]))
+    finally:
+        env.cleanup()
+
 
 def test_snapshot_command_with_and_without_sidecar():
     """`tidemark snapshot` asks the running sidecar (control socket, mode
@@ -316,6 +364,7 @@ TESTS = [
     test_verify_reports_every_damage,
     test_drill_measures_rto_rpo_and_records_it,
     test_snapshot_command_with_and_without_sidecar,
+    test_snapshots_under_a_writer_that_never_pauses,
     test_retention_spares_what_a_restore_reads,
 ]
 

@@ -30,7 +30,7 @@ COMMON_SRC  := common/error.c common/log.c common/clock.c common/crypto.c common
                common/storage/file.c common/storage/s3.c common/storage/s3_request.c
 REPL_SRC    := replicator/wal.c replicator/tailer.c replicator/spool.c replicator/shipper.c \
                replicator/uploader.c replicator/retention.c replicator/control.c replicator/metrics.c \
-               replicator/alerts.c \
+               replicator/alerts.c replicator/deltas.c \
                replicator/replicate.c
 RESTORE_SRC := restore/restore.c restore/page_writer.c restore/list.c restore/verify.c restore/drill.c
 LIB_SRC     := $(COMMON_SRC) $(REPL_SRC) $(RESTORE_SRC)

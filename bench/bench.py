@@ -321,11 +321,7 @@ def scenario_rto(bench, megabytes, update_seconds):
                                                     "--replica", replica])
         if code != 0:
             raise SystemExit("RTO restore from %s failed: %s" % (replica, text))
-        segments = 0
-        for line in text.splitlines():
-            if "segment(s)" in line:
-                segments = int(line.split("from")[1].split()[0])
-        row[replica] = {"seconds": seconds, "peak_rss_kib": rss, "objects": segments + 1,
+        row[replica] = {"seconds": seconds, "peak_rss_kib": rss, "objects": objects_read(text),
                         "ratio": seconds / baseline_s}
         identical = subprocess.run(["sqlite3", out, "SELECT count(*), sum(length(big)), "
                                     "sum(length(payload)) FROM t"], capture_output=True, text=True).stdout == \
@@ -337,6 +333,61 @@ def scenario_rto(bench, megabytes, update_seconds):
     print("  RTO %4d MB: %d update txns; restore %.2fs (file), %s (s3); baseline %.2fs"
           % (megabytes, txns, row["file"]["seconds"], "%.2fs" % row["s3"]["seconds"] if "s3" in row else "-",
              baseline_s), flush=True)
+    return row
+
+
+def objects_read(restore_output):
+    """Objects a restore read: its snapshot, segments and deltas."""
+    for line in restore_output.splitlines():
+        if "segment(s)" in line:
+            words = line.split()
+            return 1 + int(words[words.index("segment(s)") - 1]) + int(words[words.index("delta(s)") - 1])
+    return 0
+
+
+def scenario_objects(bench, seconds):
+    """A steady trickle of small commits with a 100 ms sync-interval makes
+    ten segments a second (a day of one-second segments, compressed):
+    how many objects a restore reads, with deltas and with --no-deltas,
+    at the latest point and at random seconds, from each replica."""
+    work = bench.workdir("objects")
+    create_db(os.path.join(work, "app.db"))
+    config = bench.config(work, s3_prefix="objects", extra_db="    sync-interval: 100ms\n")
+    sidecar = start_sidecar(config, os.path.join(work, "sidecar.log"))
+    wait_for(lambda: os.path.isdir(os.path.join(work, "backup", "app")), 10)
+    log = os.path.join(work, "commits.log")
+    subprocess.run([WRITER_PY, os.path.join(work, "app.db"), log, "--count", "10000000", "--rate", "40",
+                    "--seconds", str(seconds)], check=True)
+    time.sleep(1)
+    sidecar.send_signal(signal.SIGTERM)
+    sidecar.wait()
+    wait_for(lambda: spool_empty(work), 30)
+    commits = read_log(log)
+    times = sorted(commits.values())
+    rng = random.Random(3)
+    targets = [None] + [times[rng.randrange(len(times))] for _ in range(5)]
+    row = {"seconds": seconds, "commits": len(commits),
+           "segments": sum(1 for _, _, files in os.walk(os.path.join(work, "backup")) for f in files if f.endswith(".seg")),
+           "deltas": sum(1 for _, _, files in os.walk(os.path.join(work, "backup")) for f in files if f.endswith(".delta"))}
+    for replica in ("file", "s3") if bench.endpoint else ("file",):
+        for mode, extra in (("deltas", []), ("segments_only", ["--no-deltas"])):
+            most, slowest = 0, 0.0
+            for target in targets:
+                out = os.path.join(work, "restored.db")
+                args = [TIDEMARK, "restore", "-c", config, "app", "-o", out, "--replica", replica, "--force"] + extra
+                if target:
+                    args += ["--timestamp", "%.3f" % (target / 1000.0)]
+                started = time.time()
+                proc = subprocess.run(args, capture_output=True, text=True)
+                elapsed = time.time() - started
+                if proc.returncode != 0:
+                    raise SystemExit("objects: restore failed: " + proc.stderr)
+                most, slowest = max(most, objects_read(proc.stdout)), max(slowest, elapsed)
+            row["%s_%s" % (replica, mode)] = {"max_objects": most, "max_seconds": slowest}
+    shutil.rmtree(work, ignore_errors=True)
+    print("  objects: %d segments, %d deltas; a restore reads at most %d objects with deltas, %d without"
+          % (row["segments"], row["deltas"], row["file_deltas"]["max_objects"], row["file_segments_only"]["max_objects"]),
+          flush=True)
     return row
 
 
@@ -476,6 +527,14 @@ def print_table(r):
                               "%.2f, %d" % (row[replica]["seconds"], row[replica]["objects"]),
                               "%.2f zstd -d + check" % row["baseline_s"],
                               "%.2fx (target <= 1.5x)" % row[replica]["ratio"]))
+    b = r.get("objects")
+    for replica in ("file", "s3"):
+        if b and replica + "_deltas" in b:
+            d, p = b[replica + "_deltas"], b[replica + "_segments_only"]
+            lines.append(("restore after %d segments from %s: objects, s" % (b["segments"], replica),
+                          "%d, %.2f" % (d["max_objects"], d["max_seconds"]),
+                          "%d, %.2f --no-deltas" % (p["max_objects"], p["max_seconds"]),
+                          "target <= 30 objects"))
     o = r.get("overhead")
     o and lines.append(("writer txn/s with sidecar", "%.0f" % o["with_sidecar_txn_per_s"], "%.0f alone" % o["solo_txn_per_s"],
                   "%.1f%% (target >= 97%%)" % (100 * o["ratio"])))
@@ -542,6 +601,7 @@ def full_run(scale, only):
             print("2. RTO", flush=True)
             sizes = [int(m * scale) for m in (16, 64, 256)]
             r["rto"] = [scenario_rto(bench, mb, update_seconds=12 * scale) for mb in sizes]
+            r["objects"] = scenario_objects(bench, seconds=int(60 * scale))
         if wanted("overhead"):
             print("3. application overhead", flush=True)
             r["overhead"] = scenario_overhead(bench, pairs=3, seconds=5 * scale)

@@ -4,6 +4,7 @@
  *
  *   NAME/generations/GEN/snapshots/IIIIIIIIIIIIIIII-TTTTTTTTTTTTT.snap
  *   NAME/generations/GEN/segments/IIIIIIIIIIIIIIII-FFFFFFFFFFFFF-LLLLLLLLLLLLL.seg
+ *   NAME/generations/GEN/deltas/AAAAAAAAAAAAAAAA-BBBBBBBBBBBBBBBB-FFFFFFFFFFFFF-LLLLLLLLLLLLL.delta
  *
  * GEN is a generation id "YYYYMMDDTHHMMSSmmmZ-xxxxxxxx" (start time, 8 hex
  * random digits). A generation is one unbroken history: a base snapshot
@@ -38,6 +39,22 @@
  *          12 4 frame count K
  *          16   K x (4-byte page number, page-size bytes of page)
  *
+ * Deltas are a shortcut over segments [A, B) (A, B in 16 hex digits; F
+ * and L the first and last commit times they cover): every page those
+ * segments changed, once, as it was at the end of segment B-1. A restore
+ * may apply a delta instead of its segments when the target is at or
+ * after L; the segments stay, so every commit's time is kept. Payload:
+ *
+ *    0  8 magic "TMDELTA1"               56 32 generation id, NUL padded
+ *    8  4 page size                      88 32 chain hash in (prev hash of
+ *   12  4 page count P                         segment A)
+ *   16  8 first index A                 120 32 chain hash out (prev hash of
+ *   24  8 end index B                          segment B)
+ *   32  8 first commit time (ms)        152 40 zero
+ *   40  8 last commit time (ms)         192    P x (4-byte page number,
+ *   48  4 database size after B-1              page), page numbers ascending
+ *   52  4 transactions covered
+ *
  * The envelope appends the BLAKE2b-256 of the payload. Chain: segment 0's
  * previous hash is BLAKE2b-256("tidemark generation " + GEN); segment
  * i+1's is segment i's payload hash. A snapshot at index k carries the
@@ -53,6 +70,7 @@
 
 #define SEGMENT_MAGIC "TMSEGMT1"
 #define SNAPSHOT_MAGIC "TMSNAPS1"
+#define DELTA_MAGIC "TMDELTA1"
 
 void archive_put_be32(uint8_t *p, uint32_t v)
 {
@@ -178,6 +196,47 @@ int snapshot_header_decode(const uint8_t in[ARCHIVE_HEADER_BYTES], struct snapsh
     return 0;
 }
 
+void delta_header_encode(const struct delta_header *h, uint8_t out[ARCHIVE_DELTA_HEADER_BYTES])
+{
+    memset(out, 0, ARCHIVE_DELTA_HEADER_BYTES);
+    memcpy(out, DELTA_MAGIC, 8);
+    archive_put_be32(out + 8, h->page_size);
+    archive_put_be32(out + 12, h->page_count);
+    put_be64(out + 16, h->first_index);
+    put_be64(out + 24, h->end_index);
+    put_be64(out + 32, (uint64_t)h->first_time_ms);
+    put_be64(out + 40, (uint64_t)h->last_time_ms);
+    archive_put_be32(out + 48, h->db_size);
+    archive_put_be32(out + 52, h->txn_count);
+    put_gen(out + 56, h->generation);
+    memcpy(out + 88, h->chain_in, OBJECT_HASH_BYTES);
+    memcpy(out + 120, h->chain_out, OBJECT_HASH_BYTES);
+}
+
+int delta_header_decode(const uint8_t in[ARCHIVE_DELTA_HEADER_BYTES], struct delta_header *out,
+                        struct tm_error *err)
+{
+    if (memcmp(in, DELTA_MAGIC, 8) != 0)
+        return tm_error_set(err, "not a delta payload (bad magic)");
+    out->page_size = archive_get_be32(in + 8);
+    if (!page_size_ok(out->page_size))
+        return tm_error_set(err, "invalid page size %u in delta header", out->page_size);
+    out->page_count = archive_get_be32(in + 12);
+    out->first_index = get_be64(in + 16);
+    out->end_index = get_be64(in + 24);
+    if (out->end_index <= out->first_index)
+        return tm_error_set(err, "delta covers no segment (%llu to %llu)",
+                            (unsigned long long)out->first_index, (unsigned long long)out->end_index);
+    out->first_time_ms = (int64_t)get_be64(in + 32);
+    out->last_time_ms = (int64_t)get_be64(in + 40);
+    out->db_size = archive_get_be32(in + 48);
+    out->txn_count = archive_get_be32(in + 52);
+    get_gen(in + 56, out->generation);
+    memcpy(out->chain_in, in + 88, OBJECT_HASH_BYTES);
+    memcpy(out->chain_out, in + 120, OBJECT_HASH_BYTES);
+    return 0;
+}
+
 void txn_header_encode(const struct txn_header *h, uint8_t out[ARCHIVE_TXN_HEADER_BYTES])
 {
     put_be64(out, (uint64_t)h->time_ms);
@@ -222,6 +281,13 @@ void archive_segment_key(const char *db, const char *gen, uint64_t index, int64_
 {
     snprintf(out, len, "%s/generations/%s/segments/%016" PRIx64 "-%013" PRId64 "-%013" PRId64 ".seg",
              db, gen, index, first_ms, last_ms);
+}
+
+void archive_delta_key(const char *db, const char *gen, uint64_t first_index, uint64_t end_index,
+                       int64_t first_ms, int64_t last_ms, char *out, size_t len)
+{
+    snprintf(out, len, "%s/generations/%s/deltas/%016" PRIx64 "-%016" PRIx64 "-%013" PRId64 "-%013" PRId64
+             ".delta", db, gen, first_index, end_index, first_ms, last_ms);
 }
 
 /* --------------------------------------------------------------- reading */
@@ -310,6 +376,40 @@ int snapshot_read(struct storage *st, const char *name, const struct crypto_keyr
         rc = object_read(r, page, header_out->page_size, err);
         if (rc == 0)
             rc = visitor->on_page(visitor->ctx, i + 1, page, err);
+    }
+    free(page);
+    if (rc == 0)
+        rc = object_reader_finish(r, NULL, err);
+    object_reader_close(r);
+    return rc;
+}
+
+int delta_read(struct storage *st, const char *name, const struct crypto_keyring *key,
+               const struct delta_visitor *visitor, struct delta_header *header_out,
+               struct tm_error *err)
+{
+    struct object_reader *r;
+    if (object_reader_open(st, name, OBJECT_DELTA, key, &r, err) != 0)
+        return -1;
+    uint8_t header[ARCHIVE_DELTA_HEADER_BYTES];
+    int rc = object_read(r, header, sizeof header, err);
+    if (rc == 0)
+        rc = delta_header_decode(header, header_out, err);
+    if (rc == 0 && visitor && visitor->on_header)
+        rc = visitor->on_header(visitor->ctx, header_out, err);
+    uint8_t *page = rc == 0 ? malloc(4 + (size_t)header_out->page_size) : NULL;
+    if (rc == 0 && !page)
+        rc = tm_error_set(err, "out of memory");
+    uint32_t previous = 0;
+    for (uint32_t i = 0; rc == 0 && i < header_out->page_count; i++) {
+        if ((rc = object_read(r, page, 4 + (size_t)header_out->page_size, err)) != 0)
+            break;
+        uint32_t page_number = archive_get_be32(page);
+        if (page_number <= previous)
+            rc = tm_error_set(err, "page numbers do not ascend (%u after %u)", page_number, previous);
+        else if (visitor && visitor->on_page)
+            rc = visitor->on_page(visitor->ctx, page_number, page + 4, err);
+        previous = page_number;
     }
     free(page);
     if (rc == 0)
@@ -422,6 +522,42 @@ static int load_segments(struct storage *st, const char *dir, struct catalog_gen
     return 0;
 }
 
+static int compare_deltas(const void *a, const void *b)
+{
+    const struct catalog_delta *x = a, *y = b;
+    if (x->first_index != y->first_index)
+        return x->first_index < y->first_index ? -1 : 1;
+    return x->end_index < y->end_index ? -1 : x->end_index > y->end_index;
+}
+
+static int load_deltas(struct storage *st, const char *dir, struct catalog_generation *gen,
+                       struct tm_error *err)
+{
+    struct storage_list list;
+    if (storage_list(st, dir, &list, err) != 0)
+        return -1;
+    gen->deltas = calloc(list.count ? list.count : 1, sizeof *gen->deltas);
+    if (!gen->deltas) {
+        storage_list_release(&list);
+        return tm_error_set(err, "out of memory");
+    }
+    for (size_t i = 0; i < list.count; i++) {
+        struct catalog_delta *delta = &gen->deltas[gen->delta_count];
+        const char *leaf = list.entries[i].name;
+        if (list.entries[i].is_dir || strlen(leaf) < 17 || parse_hex64(leaf, 16, &delta->first_index) != 0 ||
+            leaf[16] != '-' || parse_leaf(leaf + 17, ".delta", &delta->end_index, &delta->first_ms,
+                                          &delta->last_ms) != 0 ||
+            delta->end_index <= delta->first_index)
+            continue;
+        delta->size = list.entries[i].size;
+        snprintf(delta->key, sizeof delta->key, "%s/%s", dir, leaf);
+        gen->delta_count++;
+    }
+    storage_list_release(&list);
+    qsort(gen->deltas, gen->delta_count, sizeof *gen->deltas, compare_deltas);
+    return 0;
+}
+
 int catalog_load(struct storage *st, const char *db, struct catalog *out, struct tm_error *err)
 {
     memset(out, 0, sizeof *out);
@@ -448,6 +584,10 @@ int catalog_load(struct storage *st, const char *db, struct catalog *out, struct
             snprintf(sub, sizeof sub, "%s/%s/segments", dir, gen->id);
             rc = load_segments(st, sub, gen, err);
         }
+        if (rc == 0) {
+            snprintf(sub, sizeof sub, "%s/%s/deltas", dir, gen->id);
+            rc = load_deltas(st, sub, gen, err);
+        }
     }
     storage_list_release(&gens);
     if (rc != 0)
@@ -460,6 +600,7 @@ void catalog_release(struct catalog *cat)
     for (size_t i = 0; i < cat->generation_count; i++) {
         free(cat->generations[i].snapshots);
         free(cat->generations[i].segments);
+        free(cat->generations[i].deltas);
     }
     free(cat->generations);
     memset(cat, 0, sizeof *cat);

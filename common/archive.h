@@ -13,6 +13,7 @@
 #define ARCHIVE_GEN_ID_BYTES 32        /* fixed field, NUL padded */
 #define ARCHIVE_HEADER_BYTES 128       /* segment and snapshot payload headers */
 #define ARCHIVE_TXN_HEADER_BYTES 16
+#define ARCHIVE_DELTA_HEADER_BYTES 192
 #define ARCHIVE_NAME_MAX 512
 
 /* Where the tailer was in the WAL; `valid` is 0 when there was no WAL. */
@@ -43,6 +44,20 @@ struct snapshot_header {
     struct archive_wal_position wal;      /* WAL position it corresponds to */
 };
 
+/* A delta: the pages segments [first_index, end_index) changed, each as
+ * it was at the end of segment end_index - 1 (see archive.c). */
+struct delta_header {
+    uint32_t page_size;
+    uint32_t page_count;                  /* pages in the delta */
+    uint64_t first_index, end_index;
+    int64_t first_time_ms, last_time_ms;  /* first and last commit covered */
+    uint32_t db_size;                     /* pages after the last commit covered */
+    uint32_t txn_count;                   /* commits covered */
+    char generation[ARCHIVE_GEN_ID_BYTES + 1];
+    uint8_t chain_in[OBJECT_HASH_BYTES];  /* prev hash of segment first_index */
+    uint8_t chain_out[OBJECT_HASH_BYTES]; /* prev hash of segment end_index */
+};
+
 struct txn_header {
     int64_t time_ms;          /* when the sidecar saw the commit */
     uint32_t db_size;         /* pages after the commit */
@@ -55,6 +70,9 @@ int segment_header_decode(const uint8_t in[ARCHIVE_HEADER_BYTES], struct segment
 void snapshot_header_encode(const struct snapshot_header *h, uint8_t out[ARCHIVE_HEADER_BYTES]);
 int snapshot_header_decode(const uint8_t in[ARCHIVE_HEADER_BYTES], struct snapshot_header *out,
                            struct tm_error *err);
+void delta_header_encode(const struct delta_header *h, uint8_t out[ARCHIVE_DELTA_HEADER_BYTES]);
+int delta_header_decode(const uint8_t in[ARCHIVE_DELTA_HEADER_BYTES], struct delta_header *out,
+                        struct tm_error *err);
 void txn_header_encode(const struct txn_header *h, uint8_t out[ARCHIVE_TXN_HEADER_BYTES]);
 void txn_header_decode(const uint8_t in[ARCHIVE_TXN_HEADER_BYTES], struct txn_header *out);
 void archive_put_be32(uint8_t *p, uint32_t v);
@@ -70,6 +88,8 @@ void archive_snapshot_key(const char *db, const char *gen, uint64_t index, int64
                           char *out, size_t len);
 void archive_segment_key(const char *db, const char *gen, uint64_t index, int64_t first_ms,
                          int64_t last_ms, char *out, size_t len);
+void archive_delta_key(const char *db, const char *gen, uint64_t first_index, uint64_t end_index,
+                       int64_t first_ms, int64_t last_ms, char *out, size_t len);
 
 /* --------------------------------------------------------------- reading
  * The one place segment and snapshot payloads are parsed. Callbacks may be
@@ -104,6 +124,18 @@ int snapshot_read(struct storage *st, const char *name, const struct crypto_keyr
                   const struct snapshot_visitor *visitor, struct snapshot_header *header_out,
                   struct tm_error *err);
 
+struct delta_visitor {
+    int (*on_header)(void *ctx, const struct delta_header *h, struct tm_error *err);
+    archive_page_fn on_page;          /* pages in ascending page number */
+    void *ctx;
+};
+
+/* Reads all of delta `name` (visitor may be NULL), checks that its pages
+ * ascend and its payload hash. */
+int delta_read(struct storage *st, const char *name, const struct crypto_keyring *key,
+               const struct delta_visitor *visitor, struct delta_header *header_out,
+               struct tm_error *err);
+
 /* ------------------------------------------------------------- catalogue */
 
 struct catalog_snapshot {
@@ -120,8 +152,17 @@ struct catalog_segment {
     char key[ARCHIVE_NAME_MAX];
 };
 
+struct catalog_delta {
+    uint64_t first_index, end_index;      /* segments [first, end) */
+    int64_t first_ms, last_ms;
+    uint64_t size;
+    char key[ARCHIVE_NAME_MAX];
+};
+
 struct catalog_generation {
     char id[ARCHIVE_GEN_ID_BYTES + 1];
+    struct catalog_delta *deltas;         /* sorted by first_index, then end_index */
+    size_t delta_count;
     struct catalog_snapshot *snapshots;   /* sorted by index */
     size_t snapshot_count;
     struct catalog_segment *segments;     /* sorted by index */

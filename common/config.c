@@ -652,6 +652,7 @@ static int parse_db(struct loader *ld, yaml_node_t *node, struct config_db *db)
         return fail_at(ld, node, NULL, "a database entry must be a mapping with at least 'path'");
     db->sync_interval_ms = 1000;
     db->checkpoint_pages = 1000;
+    db->deltas = 1;
     db->drill.enabled = 1;
     db->retention.enabled = -1;
     yaml_node_t *replicas_node = NULL;
@@ -679,11 +680,13 @@ static int parse_db(struct loader *ld, yaml_node_t *node, struct config_db *db)
             rc = parse_drill(ld, v, &db->drill);
         else if (strcmp(key, "checkpoint-pages") == 0)
             rc = get_count(ld, v, key, &db->checkpoint_pages);
+        else if (strcmp(key, "deltas") == 0)
+            rc = get_bool(ld, v, key, &db->deltas);
         else if (strcmp(key, "replicas") == 0) {
             replicas_node = v;
             rc = parse_replicas(ld, v, db);
         } else
-            rc = fail_at(ld, k, "database keys are: path, name, sync-interval, snapshot-interval, snapshot, checkpoint-pages, retention, drill, replicas",
+            rc = fail_at(ld, k, "database keys are: path, name, sync-interval, snapshot-interval, snapshot, checkpoint-pages, deltas, retention, drill, replicas",
                          "unknown key '%s' in database entry", key);
         if (rc != 0)
             return -1;

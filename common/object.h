@@ -21,6 +21,7 @@
 enum object_kind {
     OBJECT_SNAPSHOT = 'B',
     OBJECT_SEGMENT = 'G',
+    OBJECT_DELTA = 'D',
 };
 
 struct object_writer;

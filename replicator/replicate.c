@@ -7,10 +7,12 @@
  * spool, spool.c) and one uploader per replica (uploader.c: ships the
  * spool's queue to that replica, on its own). The loop reacts to:
  *
- *  - inotify events on the database's directory: a change to NAME-wal arms
- *    a 5 ms one-shot timer that scans the WAL, so each commit is stamped
- *    within a few milliseconds of being written (bursts of writes cost one
- *    scan);
+ *  - inotify events: a write to NAME-wal (a watch on the WAL file itself),
+ *    or NAME-wal appearing in the database's directory (a watch that sees
+ *    only files created, moved in or deleted, so writes to other files
+ *    there never wake the loop), arm a 5 ms one-shot timer that scans the
+ *    WAL, so each commit is stamped within a few milliseconds of being
+ *    written (bursts of writes cost one scan);
  *  - the sync timer (sync-interval): scan, then ship all pending commits as
  *    one segment; when the shipped part of the WAL passes checkpoint-pages,
  *    take the write lock, ship the rest, checkpoint (PASSIVE) and re-pin;
@@ -80,13 +82,15 @@ struct db_context {
     struct uploader *uploaders;
     size_t replica_count;
     struct spool *spool;
+    struct delta_builder *deltas;    /* NULL with `deltas: false` */
     int spool_full;                  /* spool-limit reached (logged once) */
     struct tailer *tailer;           /* NULL while (re)starting */
     struct shipper shipper;
     int need_generation;             /* start a new generation when possible */
     char dir[PATH_MAX];
     char wal_name[NAME_MAX + 1];
-    int watch;
+    int watch;                       /* the directory: files created, moved in, deleted */
+    int wal_watch;                   /* the WAL file: writes; -1 while it has none */
     ev_timer scan_timer;
     ev_timer sync_timer;
     ev_timer snapshot_timer;         /* snapshot-interval */
@@ -328,9 +332,12 @@ static void snapshot_if_due(struct db_context *ctx)
 }
 
 /* The scan, ship and checkpoint step run on every sync tick. */
+static void watch_wal(struct db_context *ctx);
+
 static void sync_database(struct db_context *ctx)
 {
     struct tm_error err;
+    watch_wal(ctx);
     if (!ctx->tailer || ctx->need_generation) {
         if (start_database(ctx, &err) != 0) {
             if (!ctx->failing)
@@ -683,6 +690,17 @@ static void catch_up_missed_snapshot(struct db_context *ctx)
     snapshot_now(ctx, &err);
 }
 
+/* Watches the WAL file itself for writes, once it exists (retried at
+ * every sync tick and when the directory's watch sees it created). */
+static void watch_wal(struct db_context *ctx)
+{
+    if (ctx->wal_watch >= 0)
+        return;
+    char path[PATH_MAX + NAME_MAX + 2];
+    snprintf(path, sizeof path, "%s/%s", ctx->dir, ctx->wal_name);
+    ctx->wal_watch = inotify_add_watch(ctx->owner->inotify_fd, path, IN_MODIFY);
+}
+
 /* While a scan is pending, the inotify descriptor is not read: the kernel
  * merges the identical events a busy writer produces (one per write), so
  * the loop wakes about once per scan instead of once per WAL write. The
@@ -691,6 +709,26 @@ static void resume_inotify(struct ev_loop *loop, struct replicator *rep)
 {
     if (rep->inotify_fd >= 0 && !rep->stop_deadline_ms && !ev_is_active(&rep->inotify_watcher))
         ev_io_start(loop, &rep->inotify_watcher);
+}
+
+/* Whether inotify event `ev` concerns database ctx's WAL; keeps the WAL
+ * file's watch in step with the file (gone: -1; created again: watched). */
+static int wal_event(struct db_context *ctx, const struct inotify_event *ev)
+{
+    if (ctx->wal_watch >= 0 && ev->wd == ctx->wal_watch) {
+        if (ev->mask & IN_IGNORED)
+            ctx->wal_watch = -1;
+        return (ev->mask & IN_MODIFY) != 0;
+    }
+    if (ev->wd != ctx->watch || !ev->len || strcmp(ev->name, ctx->wal_name) != 0)
+        return 0;
+    if (ev->mask & (IN_CREATE | IN_MOVED_TO)) {
+        if (ctx->wal_watch >= 0)
+            inotify_rm_watch(ctx->owner->inotify_fd, ctx->wal_watch);
+        ctx->wal_watch = -1;
+        watch_wal(ctx);
+    }
+    return 1;
 }
 
 static void on_inotify(struct ev_loop *loop, ev_io *w, int revents)
@@ -703,8 +741,7 @@ static void on_inotify(struct ev_loop *loop, ev_io *w, int revents)
         struct inotify_event *ev = (struct inotify_event *)p;
         for (size_t i = 0; i < rep->db_count; i++) {
             struct db_context *ctx = &rep->dbs[i];
-            if (ev->wd == ctx->watch && ev->len && strcmp(ev->name, ctx->wal_name) == 0 &&
-                !ev_is_active(&ctx->scan_timer)) {
+            if (wal_event(ctx, ev) && !ev_is_active(&ctx->scan_timer)) {
                 ev_timer_set(&ctx->scan_timer, SCAN_DELAY_S, 0.);
                 ev_timer_start(loop, &ctx->scan_timer);
             }
@@ -871,18 +908,26 @@ static int setup_database(struct replicator *rep, struct db_context *ctx,
     ctx->owner = rep;
     ctx->cfg = cfg;
     ctx->watch = -1;
+    ctx->wal_watch = -1;
     if (open_replicas(ctx, err) != 0)
         return -1;
-    ctx->shipper = (struct shipper){.db_name = cfg->name, .key = rep->key, .spool = ctx->spool};
+    if (cfg->deltas) {
+        char store[PATH_MAX];
+        snprintf(store, sizeof store, "%s/delta-pages", cfg->state_dir);
+        if (delta_builder_open(store, &ctx->deltas, err) != 0)
+            return -1;
+    }
+    ctx->shipper = (struct shipper){.db_name = cfg->name, .key = rep->key, .spool = ctx->spool,
+                                    .deltas = ctx->deltas};
     char copy[PATH_MAX];
     snprintf(copy, sizeof copy, "%s", cfg->path);
     snprintf(ctx->dir, sizeof ctx->dir, "%s", dirname(copy));
     snprintf(copy, sizeof copy, "%s", cfg->path);
     snprintf(ctx->wal_name, sizeof ctx->wal_name, "%s-wal", basename(copy));
-    ctx->watch = inotify_add_watch(rep->inotify_fd, ctx->dir,
-                                   IN_MODIFY | IN_CREATE | IN_MOVED_TO | IN_DELETE | IN_CLOSE_WRITE);
+    ctx->watch = inotify_add_watch(rep->inotify_fd, ctx->dir, IN_CREATE | IN_MOVED_TO | IN_DELETE);
     if (ctx->watch < 0)
         return tm_error_set(err, "cannot watch directory '%s': %s", ctx->dir, strerror(errno));
+    watch_wal(ctx);
     if (control_listen(rep->loop, cfg->state_dir, on_control_command, ctx, &ctx->control, err) != 0)
         return -1;
     ev_timer_init(&ctx->waiter_timer, on_waiters, 0., 0.05);
@@ -945,6 +990,7 @@ static void release(struct replicator *rep)
         free(ctx->replicas);
         free(ctx->uploaders);
         spool_free(ctx->spool);
+        delta_builder_free(ctx->deltas);
     }
     free(rep->dbs);
     metrics_close(rep->metrics);

@@ -113,13 +113,17 @@ static void apply_window(struct retention_object *objects, size_t count, int64_t
 }
 
 /* The catalogue as one list, oldest first: per generation its objects by
- * index, a snapshot before the segment of the same index. */
+ * index, a snapshot before the deltas starting at its index, and those
+ * before the segment of that index (so a delta is deleted before the
+ * segments it covers). A delta is planned like the first segment it
+ * covers: kept exactly when that segment is. */
 static int flatten(const struct catalog *cat, struct retention_plan *plan, size_t **gen_starts,
                    struct tm_error *err)
 {
     size_t total = 0;
     for (size_t g = 0; g < cat->generation_count; g++)
-        total += cat->generations[g].snapshot_count + cat->generations[g].segment_count;
+        total += cat->generations[g].snapshot_count + cat->generations[g].segment_count +
+                 cat->generations[g].delta_count;
     plan->objects = calloc(total ? total : 1, sizeof *plan->objects);
     *gen_starts = calloc(cat->generation_count + 1, sizeof **gen_starts);
     if (!plan->objects || !*gen_starts)
@@ -127,21 +131,48 @@ static int flatten(const struct catalog *cat, struct retention_plan *plan, size_
     for (size_t g = 0; g < cat->generation_count; g++) {
         const struct catalog_generation *gen = &cat->generations[g];
         (*gen_starts)[g] = plan->count;
-        size_t s = 0, k = 0;
-        while (s < gen->snapshot_count || k < gen->segment_count) {
+        size_t s = 0, k = 0, d = 0;
+        while (s < gen->snapshot_count || k < gen->segment_count || d < gen->delta_count) {
+            uint64_t snap_index = s < gen->snapshot_count ? gen->snapshots[s].index : UINT64_MAX;
+            uint64_t delta_index = d < gen->delta_count ? gen->deltas[d].first_index : UINT64_MAX;
+            uint64_t seg_index = k < gen->segment_count ? gen->segments[k].index : UINT64_MAX;
             struct retention_object *o = &plan->objects[plan->count++];
-            o->generation = gen->id;
-            if (s < gen->snapshot_count && (k == gen->segment_count || gen->snapshots[s].index <= gen->segments[k].index)) {
+            if (s < gen->snapshot_count && snap_index <= delta_index && snap_index <= seg_index) {
                 const struct catalog_snapshot *snap = &gen->snapshots[s++];
-                *o = (struct retention_object){snap->key, gen->id, 1, snap->index, snap->time_ms, snap->size, 0};
+                *o = (struct retention_object){snap->key, gen->id, 1, 0, snap->index, snap->time_ms, snap->size, 0};
+            } else if (d < gen->delta_count && delta_index <= seg_index) {
+                const struct catalog_delta *delta = &gen->deltas[d++];
+                *o = (struct retention_object){delta->key, gen->id, 0, 1, delta->first_index, delta->last_ms,
+                                               delta->size, 0};
             } else {
                 const struct catalog_segment *seg = &gen->segments[k++];
-                *o = (struct retention_object){seg->key, gen->id, 0, seg->index, seg->last_ms, seg->size, 0};
+                *o = (struct retention_object){seg->key, gen->id, 0, 0, seg->index, seg->last_ms, seg->size, 0};
             }
         }
     }
     (*gen_starts)[cat->generation_count] = plan->count;
     return 0;
+}
+
+/* Counts an object in the plan's totals. */
+static void count_object(struct retention_plan *plan, const struct retention_object *o)
+{
+    if (o->rules) {
+        if (o->is_snapshot)
+            plan->kept_snapshots++;
+        else if (o->is_delta)
+            plan->kept_deltas++;
+        else
+            plan->kept_segments++;
+        return;
+    }
+    if (o->is_snapshot)
+        plan->deleted_snapshots++;
+    else if (o->is_delta)
+        plan->deleted_deltas++;
+    else
+        plan->deleted_segments++;
+    plan->deleted_bytes += o->size;
 }
 
 int retention_plan(const struct catalog *cat, const struct config_retention *rules, int64_t now_ms,
@@ -175,17 +206,8 @@ int retention_plan(const struct catalog *cat, const struct config_retention *rul
     for (size_t g = 0; g < cat->generation_count; g++)
         apply_window(&out->objects[gen_starts[g]], gen_starts[g + 1] - gen_starts[g], out->window_start_ms,
                      g + 1 == cat->generation_count);
-    for (size_t i = 0; i < out->count; i++) {
-        const struct retention_object *o = &out->objects[i];
-        if (o->rules && o->is_snapshot)
-            out->kept_snapshots++;
-        else if (o->rules)
-            out->kept_segments++;
-        else {
-            o->is_snapshot ? out->deleted_snapshots++ : out->deleted_segments++;
-            out->deleted_bytes += o->size;
-        }
-    }
+    for (size_t i = 0; i < out->count; i++)
+        count_object(out, &out->objects[i]);
     free(snapshots);
     free(gen_starts);
     return 0;
@@ -199,9 +221,15 @@ void retention_protect(struct retention_plan *plan, char *const *generations, si
             if (strcmp(o->generation, generations[g]) != 0)
                 continue;
             if (!o->rules) {
-                o->is_snapshot ? plan->deleted_snapshots-- : plan->deleted_segments--;
-                o->is_snapshot ? plan->kept_snapshots++ : plan->kept_segments++;
+                if (o->is_snapshot)
+                    plan->deleted_snapshots--;
+                else if (o->is_delta)
+                    plan->deleted_deltas--;
+                else
+                    plan->deleted_segments--;
                 plan->deleted_bytes -= o->size;
+                o->rules |= KEEP_IN_USE;
+                count_object(plan, o);
             }
             o->rules |= KEEP_IN_USE;
         }
@@ -254,10 +282,11 @@ static void print_text(const char *db, const char *replica, const struct retenti
 {
     char window[40];
     clock_format_ms(plan->window_start_ms, window, sizeof window);
-    printf("database %s, replica %s: %s %zu snapshot(s) and %zu segment(s) (%" PRIu64 " bytes); keeping %zu "
-           "snapshot(s) and %zu segment(s); every second since %s stays restorable\n",
-           db, replica, dry_run ? "would delete" : "deleted", plan->deleted_snapshots, plan->deleted_segments,
-           plan->deleted_bytes, plan->kept_snapshots, plan->kept_segments, window);
+    printf("database %s, replica %s: %s %zu snapshot(s) and %zu segment(s) (%" PRIu64 " bytes, with %zu "
+           "delta(s)); keeping %zu snapshot(s), %zu segment(s) and %zu delta(s); every second since %s stays "
+           "restorable\n", db, replica, dry_run ? "would delete" : "deleted", plan->deleted_snapshots,
+           plan->deleted_segments, plan->deleted_bytes, plan->deleted_deltas, plan->kept_snapshots,
+           plan->kept_segments, plan->kept_deltas, window);
     for (size_t i = 0; i < plan->count; i++) {
         const struct retention_object *o = &plan->objects[i];
         if (!o->is_snapshot)
@@ -276,10 +305,11 @@ static void print_json(const char *db, const char *replica, const struct retenti
     char window[40];
     clock_format_ms(plan->window_start_ms, window, sizeof window);
     printf("%s{\"db\": \"%s\", \"replica\": \"%s\", \"dry_run\": %s, \"point_in_time_from\": \"%s\", "
-           "\"deleted_snapshots\": %zu, \"deleted_segments\": %zu, \"deleted_bytes\": %" PRIu64 ", "
-           "\"kept_snapshots\": %zu, \"kept_segments\": %zu, \"snapshots\": [",
+           "\"deleted_snapshots\": %zu, \"deleted_segments\": %zu, \"deleted_deltas\": %zu, \"deleted_bytes\": %"
+           PRIu64 ", \"kept_snapshots\": %zu, \"kept_segments\": %zu, \"kept_deltas\": %zu, \"snapshots\": [",
            first ? "" : ",\n", db, replica, dry_run ? "true" : "false", window, plan->deleted_snapshots,
-           plan->deleted_segments, plan->deleted_bytes, plan->kept_snapshots, plan->kept_segments);
+           plan->deleted_segments, plan->deleted_deltas, plan->deleted_bytes, plan->kept_snapshots,
+           plan->kept_segments, plan->kept_deltas);
     int first_snapshot = 1;
     for (size_t i = 0; i < plan->count; i++) {
         const struct retention_object *o = &plan->objects[i];

@@ -31,6 +31,7 @@ struct retention_object {
     const char *key;              /* into the catalogue */
     const char *generation;
     int is_snapshot;
+    int is_delta;                 /* planned like the first segment it covers */
     uint64_t index;
     int64_t time_ms;              /* snapshot time, or a segment's last commit */
     uint64_t size;
@@ -41,6 +42,7 @@ struct retention_plan {
     struct retention_object *objects;   /* oldest first */
     size_t count;
     size_t deleted_snapshots, deleted_segments, kept_snapshots, kept_segments;
+    size_t deleted_deltas, kept_deltas;
     uint64_t deleted_bytes;
     int64_t window_start_ms;            /* every second after it stays restorable */
 };

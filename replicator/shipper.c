@@ -8,7 +8,8 @@
  * shipped (the tailer may release them) once the object is published in
  * the spool: durable on local disk, queued for every replica. An object
  * is encrypted once, so every replica stores the same bytes under the
- * same key. */
+ * same key. Every page shipped also goes to the delta builder (deltas.h),
+ * and the deltas a segment completes are published right after it. */
 #include "shipper.h"
 
 #include "../common/log.h"
@@ -65,6 +66,10 @@ int shipper_resume(struct shipper *sh, struct wal_position *pos, uint32_t *page_
     pos->checksum[0] = end.wal.checksum[0];
     pos->checksum[1] = end.wal.checksum[1];
     *page_size = end.page_size;
+    /* the pages shipped before the restart are not in the store: deltas
+     * start again from here */
+    if (sh->deltas)
+        delta_builder_reset(sh->deltas, end.next_index, end.page_size);
     return 0;
 }
 
@@ -81,9 +86,21 @@ void shipper_new_generation(struct shipper *sh, int64_t now_ms)
 /* Frames are read back from the WAL this many bytes at a time. */
 #define FRAME_BATCH_BYTES (1024 * 1024)
 
+/* Gives a shipped page to the delta builder; a failure stops deltas only. */
+static void record_page(struct shipper *sh, uint32_t page_number, const uint8_t *page)
+{
+    if (!delta_builder_active(sh->deltas))
+        return;
+    struct tm_error err;
+    if (delta_builder_page(sh->deltas, page_number, page, &err) != 0) {
+        log_warn("%s: deltas stopped until the next snapshot: %s", sh->db_name, err.msg);
+        delta_builder_disable(sh->deltas);
+    }
+}
+
 /* Streams the frames of `commits` into f, re-verifying the checksum chain
  * from `from`. Returns SHIPPER_BROKEN if the WAL no longer matches. */
-static int write_transactions(struct tailer *t, struct object_writer *w,
+static int write_transactions(struct shipper *sh, struct tailer *t, struct object_writer *w,
                               const struct tailer_commit *commits, size_t count,
                               struct wal_position from, struct tm_error *err)
 {
@@ -125,6 +142,8 @@ static int write_transactions(struct tailer *t, struct object_writer *w,
             rc = object_write(w, frame, 4, err);
             if (rc == 0)
                 rc = object_write(w, frame + WAL_FRAME_HEADER_BYTES, hdr->page_size, err);
+            if (rc == 0)
+                record_page(sh, archive_get_be32(frame), frame + WAL_FRAME_HEADER_BYTES);
         }
         if (rc == SHIPPER_OK && (pos.checksum[0] != commits[c].end.checksum[0] ||
                                  pos.checksum[1] != commits[c].end.checksum[1])) {
@@ -134,6 +153,73 @@ static int write_transactions(struct tailer *t, struct object_writer *w,
     }
     free(batch);
     return rc;
+}
+
+/* ---------------------------------------------------------------- deltas */
+
+struct delta_output {
+    struct object_writer *w;
+    uint32_t page_size;
+};
+
+static int write_delta_page(void *ctx, uint32_t page_number, const uint8_t *page, struct tm_error *err)
+{
+    struct delta_output *out = ctx;
+    uint8_t number[4];
+    archive_put_be32(number, page_number);
+    if (object_write(out->w, number, sizeof number, err) != 0)
+        return -1;
+    return object_write(out->w, page, out->page_size, err);
+}
+
+static int ship_delta(struct shipper *sh, int level, struct tm_error *err)
+{
+    struct delta_header h;
+    delta_builder_header(sh->deltas, level, sh->generation, sh->db_pages, &h);
+    char key[ARCHIVE_NAME_MAX];
+    archive_delta_key(sh->db_name, sh->generation, h.first_index, h.end_index, h.first_time_ms,
+                      h.last_time_ms, key, sizeof key);
+    uint8_t header[ARCHIVE_DELTA_HEADER_BYTES];
+    delta_header_encode(&h, header);
+    struct spool_position end;
+    if (!spool_position(sh->spool, &end))
+        return tm_error_set(err, "internal: no archive position for a delta");
+    struct object_writer *w = NULL;
+    int rc = spool_writer_open(sh, key, OBJECT_DELTA, &w, err);
+    if (rc == 0)
+        rc = object_write(w, header, sizeof header, err);
+    struct delta_output out = {w, h.page_size};
+    if (rc == 0)
+        rc = delta_builder_emit(sh->deltas, level, write_delta_page, &out, err);
+    if (rc != 0) {
+        object_writer_abort(w);
+        return -1;
+    }
+    uint64_t stored;
+    if (spool_writer_publish(sh, w, key, &end, NULL, &stored, err) != 0)
+        return -1;
+    sh->deltas_shipped++;
+    sh->bytes_shipped += stored;
+    log_debug("spooled delta %s (%u pages for %u commits, %llu bytes)", key, h.page_count, h.txn_count,
+              (unsigned long long)stored);
+    return 0;
+}
+
+/* The deltas segment `seg` completes, smallest level first. */
+static void ship_deltas(struct shipper *sh, const struct segment_header *seg,
+                        const uint8_t hash[OBJECT_HASH_BYTES])
+{
+    if (!delta_builder_active(sh->deltas))
+        return;
+    int closing = delta_builder_segment_done(sh->deltas, seg, hash);
+    for (int level = 1; level <= closing; level++) {
+        struct tm_error err;
+        if (ship_delta(sh, level, &err) != 0) {
+            log_warn("%s: deltas stopped until the next snapshot: %s", sh->db_name, err.msg);
+            delta_builder_disable(sh->deltas);
+            return;
+        }
+    }
 }
 
 int shipper_ship(struct shipper *sh, struct tailer *t, struct tm_error *err)
@@ -167,7 +253,7 @@ int shipper_ship(struct shipper *sh, struct tailer *t, struct tm_error *err)
     if (rc == 0)
         rc = object_write(w, header, sizeof header, err);
     if (rc == 0)
-        rc = write_transactions(t, w, pending, count, from, err);
+        rc = write_transactions(sh, t, w, pending, count, from, err);
     if (rc != 0) {
         object_writer_abort(w);
         return rc;
@@ -189,6 +275,7 @@ int shipper_ship(struct shipper *sh, struct tailer *t, struct tm_error *err)
     sh->last_commit_shipped_ms = h.last_time_ms;
     log_debug("spooled segment %s (%zu commits, %llu bytes)", key, count, (unsigned long long)stored);
     tailer_ack(t, count);
+    ship_deltas(sh, &h, hash);
     return SHIPPER_OK;
 }
 
@@ -246,6 +333,8 @@ int shipper_snapshot(struct shipper *sh, const char *file, uint32_t page_size,
         return -1;
     sh->last_snapshot_ms = time_ms;
     sh->wal_bytes_since_snapshot = 0;
+    if (sh->deltas)
+        delta_builder_reset(sh->deltas, h.index, page_size);
     sh->db_pages = page_count;
     sh->bytes_shipped += stored;
     log_info("snapshot %s: %u pages, %llu bytes stored", key, page_count, (unsigned long long)stored);

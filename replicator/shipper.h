@@ -9,6 +9,7 @@
 
 #include "../common/archive.h"
 #include "../common/crypto.h"
+#include "deltas.h"
 #include "spool.h"
 #include "tailer.h"
 
@@ -16,12 +17,13 @@ struct shipper {
     const char *db_name;
     const struct crypto_keyring *key;        /* NULL: encryption none */
     struct spool *spool;                 /* borrowed */
+    struct delta_builder *deltas;        /* borrowed; NULL: no deltas */
     char generation[ARCHIVE_GEN_ID_BYTES + 1];
     int has_generation;
     uint64_t next_index;                 /* index of the next segment */
     uint8_t chain[OBJECT_HASH_BYTES];    /* prev hash of the next segment */
     int64_t last_snapshot_ms;            /* newest snapshot published, 0 if none */
-    uint64_t segments_shipped, bytes_shipped, commits_shipped;
+    uint64_t segments_shipped, bytes_shipped, commits_shipped, deltas_shipped;
     uint64_t wal_bytes_since_snapshot;   /* frames shipped since the newest snapshot, in bytes */
     uint32_t db_pages;                   /* database size after the last commit shipped */
     int64_t last_commit_shipped_ms;
@@ -41,7 +43,9 @@ int shipper_resume(struct shipper *sh, struct wal_position *pos, uint32_t *page_
 void shipper_new_generation(struct shipper *sh, int64_t now_ms);
 
 /* Publishes the tailer's pending commits as one segment in the spool and
- * acknowledges them in the tailer. Returns SHIPPER_OK (also when nothing
+ * acknowledges them in the tailer, then the deltas the segment completes
+ * (deltas.h; a delta that fails is logged and stops deltas until the
+ * next snapshot, never the segment). Returns SHIPPER_OK (also when nothing
  * was pending), SHIPPER_BROKEN, or -1 (the spool failed; the commits stay
  * pending in the WAL and are shipped next time, nothing is lost). */
 int shipper_ship(struct shipper *sh, struct tailer *t, struct tm_error *err);

@@ -7,6 +7,8 @@
  *   queue/REPLICA/SEQ.FLAT   hard links: what REPLICA still needs
  *   position                 the end of the archive (text, see below)
  *   tmp/                     snapshot staging (emptied at start-up)
+ *   delta-pages              the delta builder's page store (deltas.h; not
+ *                            the spool's, it only shares the directory)
  *
  * SEQ is a 16-hex-digit sequence number that only grows (it is kept in
  * the position file), so a queue sorted by name is in the order objects

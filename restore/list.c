@@ -21,11 +21,13 @@ struct generation_summary {
 static void summarise(const struct catalog_generation *gen, struct generation_summary *out)
 {
     memset(out, 0, sizeof *out);
-    out->objects = gen->snapshot_count + gen->segment_count;
+    out->objects = gen->snapshot_count + gen->segment_count + gen->delta_count;
     for (size_t i = 0; i < gen->snapshot_count; i++)
         out->bytes += gen->snapshots[i].size;
     for (size_t i = 0; i < gen->segment_count; i++)
         out->bytes += gen->segments[i].size;
+    for (size_t i = 0; i < gen->delta_count; i++)
+        out->bytes += gen->deltas[i].size;
     out->from_ms = gen->snapshot_count ? gen->snapshots[0].time_ms : 0;
     out->to_ms = out->from_ms;
     if (gen->snapshot_count && gen->snapshots[gen->snapshot_count - 1].time_ms > out->to_ms)
@@ -67,8 +69,8 @@ static void print_text(const char *db, const char *replica, const struct catalog
             printf("    restorable from %s to %s\n", from, to);
         else
             printf("    not restorable: no snapshot\n");
-        printf("    %" PRIu64 " objects, %" PRIu64 " bytes (%zu segments)\n", sum.objects, sum.bytes,
-               gen->segment_count);
+        printf("    %" PRIu64 " objects, %" PRIu64 " bytes (%zu segments, %zu deltas)\n", sum.objects, sum.bytes,
+               gen->segment_count, gen->delta_count);
         for (size_t s = 0; s < gen->snapshot_count; s++) {
             char when[40];
             clock_format_ms(gen->snapshots[s].time_ms, when, sizeof when);
@@ -95,9 +97,9 @@ static void print_json(const char *db, const char *replica, const struct catalog
         clock_format_ms(sum.to_ms, to, sizeof to);
         printf("%s{\"id\":\"%s\",\"restorable\":%s,\"from\":\"%s\",\"to\":\"%s\",\"from_ms\":%" PRId64
                ",\"to_ms\":%" PRId64 ",\"objects\":%" PRIu64 ",\"bytes\":%" PRIu64
-               ",\"segments\":%zu,\"snapshots\":[",
+               ",\"segments\":%zu,\"deltas\":%zu,\"snapshots\":[",
                g ? "," : "", gen->id, gen->snapshot_count ? "true" : "false", from, to, sum.from_ms,
-               sum.to_ms, sum.objects, sum.bytes, gen->segment_count);
+               sum.to_ms, sum.objects, sum.bytes, gen->segment_count, gen->delta_count);
         for (size_t s = 0; s < gen->snapshot_count; s++) {
             char when[40];
             clock_format_ms(gen->snapshots[s].time_ms, when, sizeof when);

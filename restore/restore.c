@@ -5,9 +5,12 @@
  * target; then the segments from that snapshot's index on, which must be
  * contiguous. Apply: write the snapshot's pages to a temporary file next to
  * the output, then each segment's transactions in order, page by page,
- * stopping before the first transaction seen after the target. Every
- * segment is checked before its data is trusted: its generation, index
- * and page size, its link to the previous segment (chain hash), the
+ * stopping before the first transaction seen after the target. Wherever
+ * a delta starts at the next index and its last commit is at or before
+ * the target, the largest such delta is applied instead of its segments
+ * (replicator/deltas.h: at most a few objects per level). Every
+ * segment and delta is checked before its data is trusted: its generation,
+ * index and page size, its link to the previous object (chain hash), the
  * authentication of every encrypted chunk and the payload hash. Then the
  * file is cut to the database size of the last transaction, fsync'd,
  * checked with PRAGMA integrity_check, and renamed over the output.
@@ -51,6 +54,7 @@ struct restore_state {
     int64_t last_verified_ms;           /* end of the last fully checked segment */
     uint64_t transactions_applied;
     uint64_t segments_read;
+    uint64_t deltas_read;
     int stopped;                        /* reached a transaction after the target */
     /* Prefetch from a network replica: the next segments are downloaded
      * in parallel into local files (PREFETCH_WINDOW at a time) and read
@@ -203,6 +207,22 @@ static int segment_write_page(void *ctx, uint32_t page_number, const uint8_t *pa
     return rs->stopped ? 0 : write_page(rs, page_number, page, err);
 }
 
+/* The largest delta that starts at segment `index` and holds nothing
+ * after the target, or NULL. */
+static const struct catalog_delta *usable_delta(const struct catalog_generation *gen, uint64_t index,
+                                                const struct restore_options *opts)
+{
+    const struct catalog_delta *best = NULL;
+    for (size_t i = 0; i < gen->delta_count && !opts->no_deltas; i++) {
+        const struct catalog_delta *delta = &gen->deltas[i];
+        if (delta->first_index != index || (opts->has_target && delta->last_ms > opts->target_ms))
+            continue;
+        if (!best || delta->end_index > best->end_index)
+            best = delta;
+    }
+    return best;
+}
+
 /* Any error aborts the whole restore, so a transaction whose pages are
  * only partly written is never kept. */
 static void prefetch_name(size_t position, char *out, size_t len)
@@ -234,7 +254,8 @@ static int prefetch_window(struct restore_state *rs, const struct catalog_genera
     int rc = 0;
     for (size_t i = first; i < gen->segment_count && count < PREFETCH_WINDOW; i++, expected++) {
         const struct catalog_segment *seg = &gen->segments[i];
-        if (seg->index != expected || (opts->has_target && seg->first_ms > opts->target_ms))
+        if (seg->index != expected || (opts->has_target && seg->first_ms > opts->target_ms) ||
+            (count > 0 && usable_delta(gen, expected, opts)))
             break;
         char name[64], path[PATH_MAX + 64];
         prefetch_name(i, name, sizeof name);
@@ -291,6 +312,49 @@ static int apply_segment(struct restore_state *rs, struct storage *source, const
     return 0;
 }
 
+/* Delta visitor: the header must match the name and continue the chain. */
+struct delta_apply {
+    struct restore_state *rs;
+    const struct catalog_delta *delta;
+};
+
+static int delta_check_header(void *ctx, const struct delta_header *h, struct tm_error *err)
+{
+    struct delta_apply *apply = ctx;
+    struct restore_state *rs = apply->rs;
+    const struct catalog_delta *delta = apply->delta;
+    if (strcmp(h->generation, rs->generation) != 0 || h->first_index != delta->first_index ||
+        h->end_index != delta->end_index || h->first_time_ms != delta->first_ms ||
+        h->last_time_ms != delta->last_ms)
+        return tm_error_set(err, "its header does not match its name (generation, indexes or times)");
+    if (h->page_size != rs->page_size)
+        return tm_error_set(err, "page size %u differs from the snapshot's %u", h->page_size, rs->page_size);
+    if (memcmp(h->chain_in, rs->chain, OBJECT_HASH_BYTES) != 0)
+        return tm_error_set(err, "it does not follow the previous object (chain hash mismatch)");
+    return 0;
+}
+
+static int delta_write_page(void *ctx, uint32_t page_number, const uint8_t *page, struct tm_error *err)
+{
+    return write_page(((struct delta_apply *)ctx)->rs, page_number, page, err);
+}
+
+static int apply_delta(struct restore_state *rs, const struct catalog_delta *delta, struct tm_error *err)
+{
+    struct delta_apply apply = {rs, delta};
+    struct delta_visitor visitor = {delta_check_header, delta_write_page, &apply};
+    struct delta_header h;
+    if (delta_read(rs->st, delta->key, rs->key, &visitor, &h, err) != 0)
+        return strstr(err->msg, delta->key) ? -1 : tm_error_prefix(err, "delta '%s': ", delta->key);
+    memcpy(rs->chain, h.chain_out, sizeof rs->chain);
+    rs->db_size = h.db_size;
+    rs->last_commit_ms = h.last_time_ms;
+    rs->last_verified_ms = h.last_time_ms;
+    rs->transactions_applied += h.txn_count;
+    rs->deltas_read++;
+    return 0;
+}
+
 /* Picks the generation and snapshot for the target. */
 static int plan(const struct catalog *cat, const struct restore_options *opts,
                 const struct catalog_generation **gen_out, const struct catalog_snapshot **snap_out,
@@ -335,6 +399,16 @@ static int apply_segments(struct restore_state *rs, const struct catalog_generat
 {
     uint64_t expected = snap->index;
     for (size_t i = 0; i < gen->segment_count && !rs->stopped; i++) {
+        const struct catalog_delta *delta;
+        while ((delta = usable_delta(gen, expected, opts)) != NULL) {
+            if (apply_delta(rs, delta, err) != 0) {
+                char last[40];
+                clock_format_ms(rs->last_verified_ms, last, sizeof last);
+                return tm_error_hint(err, "the last consistent point reachable is %s: restore with "
+                                     "--timestamp %s, or from another replica (or with --no-deltas)", last, last);
+            }
+            expected = delta->end_index;
+        }
         const struct catalog_segment *seg = &gen->segments[i];
         if (seg->index < expected)
             continue;
@@ -441,8 +515,8 @@ static void print_outcome(const struct restore_state *rs, const struct restore_o
         printf("  target:       latest\n");
     }
     printf("  snapshot:     %s (generation %s)\n", snapshot, gen);
-    printf("  transactions: %" PRIu64 " applied after the snapshot, from %" PRIu64 " segment(s)\n",
-           rs->transactions_applied, rs->segments_read);
+    printf("  transactions: %" PRIu64 " applied after the snapshot, from %" PRIu64 " segment(s) and %"
+           PRIu64 " delta(s)\n", rs->transactions_applied, rs->segments_read, rs->deltas_read);
     printf("  size:         %" PRIu64 " bytes (%u pages of %u)\n",
            (uint64_t)rs->db_size * rs->page_size, rs->db_size, rs->page_size);
     printf("  integrity:    ok\n");

@@ -22,6 +22,7 @@ struct restore_options {
     int has_target;
     int force;
     int quiet;               /* no report on success (verify --deep, drills) */
+    int no_deltas;           /* segments only (--no-deltas) */
     struct restore_outcome *outcome;   /* filled on success when not NULL */
 };
 

@@ -16,11 +16,16 @@
  *    and the first one's is the chain hash its snapshot recorded;
  *  - commit times never go backwards along a run, and each segment's
  *    times lie within the range its name gives;
- *  - a generation has at least one snapshot.
+ *  - a generation has at least one snapshot;
+ *  - each delta matches its name, covers segments present in the replica,
+ *    and its chain hashes in and out are those of the segments at its
+ *    ends (its commit times too).
  *
  * Every problem is reported with the object it concerns; the exit status
  * is 0 only when there is none. --deep then restores the newest point into
- * a scratch file and runs integrity_check on it (restore.c). */
+ * a scratch file and runs integrity_check on it (restore.c), twice when
+ * there are deltas: with them and from the segments alone, and the two
+ * files must be identical. */
 #include "verify.h"
 
 #include "../common/archive.h"
@@ -123,9 +128,17 @@ static void verify_snapshots(struct storage *st, const struct crypto_keyring *ke
     }
 }
 
+/* What verify_segments learnt of each segment, by position in the
+ * catalogue, for the deltas' checks. */
+struct segment_facts {
+    int read;                                  /* read and checked */
+    uint8_t prev_hash[OBJECT_HASH_BYTES];
+    uint8_t hash[OBJECT_HASH_BYTES];
+};
+
 static void verify_segments(struct storage *st, const struct crypto_keyring *key,
                             const struct catalog_generation *gen, uint8_t (*chains)[OBJECT_HASH_BYTES],
-                            struct report *rep)
+                            struct segment_facts *facts, struct report *rep)
 {
     uint8_t previous_hash[OBJECT_HASH_BYTES];
     int have_previous = 0;
@@ -171,6 +184,9 @@ static void verify_segments(struct storage *st, const struct crypto_keyring *key
             problem(rep, seg->key, "chain broken: it does not follow the object before it");
         if (times.backwards || h.first_time_ms > h.last_time_ms)
             problem(rep, seg->key, "commit times go backwards");
+        facts[i].read = 1;
+        memcpy(facts[i].prev_hash, h.prev_hash, OBJECT_HASH_BYTES);
+        memcpy(facts[i].hash, hash, OBJECT_HASH_BYTES);
         memcpy(previous_hash, hash, sizeof previous_hash);
         have_previous = 1;
         /* a snapshot taken after this segment recorded this hash */
@@ -181,6 +197,56 @@ static void verify_segments(struct storage *st, const struct crypto_keyring *key
     }
 }
 
+/* The catalogue position of segment `index`, or -1. */
+static long segment_position(const struct catalog_generation *gen, uint64_t index)
+{
+    size_t low = 0, high = gen->segment_count;
+    while (low < high) {
+        size_t mid = (low + high) / 2;
+        if (gen->segments[mid].index < index)
+            low = mid + 1;
+        else
+            high = mid;
+    }
+    return low < gen->segment_count && gen->segments[low].index == index ? (long)low : -1;
+}
+
+static void verify_deltas(struct storage *st, const struct crypto_keyring *key,
+                          const struct catalog_generation *gen, const struct segment_facts *facts,
+                          struct report *rep)
+{
+    struct delta_visitor visitor = {NULL, ignore_page, NULL};
+    for (size_t i = 0; i < gen->delta_count; i++) {
+        const struct catalog_delta *delta = &gen->deltas[i];
+        struct delta_header h;
+        struct tm_error err;
+        rep->objects++;
+        if (delta_read(st, delta->key, key, &visitor, &h, &err) != 0) {
+            problem(rep, delta->key, "%s", err.msg);
+            continue;
+        }
+        if (strcmp(h.generation, gen->id) != 0 || h.first_index != delta->first_index ||
+            h.end_index != delta->end_index || h.first_time_ms != delta->first_ms || h.last_time_ms != delta->last_ms) {
+            problem(rep, delta->key, "its header does not match its name (moved or renamed object)");
+            continue;
+        }
+        long first = segment_position(gen, h.first_index), last = segment_position(gen, h.end_index - 1);
+        if (first < 0 || last < 0 || (uint64_t)(last - first) != h.end_index - 1 - h.first_index) {
+            problem(rep, delta->key, "it covers segments %016" PRIx64 " to %016" PRIx64 ", not all in the replica",
+                    h.first_index, h.end_index - 1);
+            continue;
+        }
+        if (!facts[first].read || !facts[last].read)
+            continue;   /* the unreadable segment is reported already */
+        if (memcmp(facts[first].prev_hash, h.chain_in, OBJECT_HASH_BYTES) != 0 ||
+            memcmp(facts[last].hash, h.chain_out, OBJECT_HASH_BYTES) != 0)
+            problem(rep, delta->key, "its chain hashes are not those of segments %016" PRIx64 " and %016" PRIx64,
+                    h.first_index, h.end_index - 1);
+        else if (h.first_time_ms != gen->segments[first].first_ms || h.last_time_ms != gen->segments[last].last_ms)
+            problem(rep, delta->key, "its commit times differ from those of the segments it covers");
+    }
+}
+
 static void verify_generation(struct storage *st, const struct crypto_keyring *key,
                               const struct catalog_generation *gen, struct report *rep)
 {
@@ -188,27 +254,65 @@ static void verify_generation(struct storage *st, const struct crypto_keyring *k
         problem(rep, gen->id, "generation has no snapshot: none of it can be restored");
     }
     uint8_t (*chains)[OBJECT_HASH_BYTES] = calloc(gen->snapshot_count ? gen->snapshot_count : 1, OBJECT_HASH_BYTES);
-    if (!chains) {
+    struct segment_facts *facts = calloc(gen->segment_count ? gen->segment_count : 1, sizeof *facts);
+    if (!chains || !facts) {
         problem(rep, gen->id, "out of memory");
+        free(chains);
+        free(facts);
         return;
     }
     verify_snapshots(st, key, gen, chains, rep);
-    verify_segments(st, key, gen, chains, rep);
+    verify_segments(st, key, gen, chains, facts, rep);
+    verify_deltas(st, key, gen, facts, rep);
     free(chains);
+    free(facts);
 }
 
-/* Restores the newest point into a scratch file and checks it. */
-static void verify_deep(const struct config *cfg, const struct crypto_keyring *key, const struct config_db *db,
-                        const char *replica, struct report *rep)
+/* 1 when the two files hold the same bytes, 0 when not (or unreadable). */
+static int same_contents(const char *a, const char *b)
 {
-    char scratch[256];
+    FILE *fa = fopen(a, "rb"), *fb = fopen(b, "rb");
+    int same = fa && fb;
+    static char block_a[65536], block_b[65536];
+    while (same) {
+        size_t got_a = fread(block_a, 1, sizeof block_a, fa), got_b = fread(block_b, 1, sizeof block_b, fb);
+        if (got_a != got_b || memcmp(block_a, block_b, got_a) != 0)
+            same = 0;
+        if (got_a == 0 || got_a < sizeof block_a)
+            break;
+    }
+    if (fa)
+        fclose(fa);
+    if (fb)
+        fclose(fb);
+    return same;
+}
+
+/* Restores the newest point into a scratch file and checks it; with
+ * deltas in the replica, a second time from the segments alone, and the
+ * two must be identical. */
+static void verify_deep(const struct config *cfg, const struct crypto_keyring *key, const struct config_db *db,
+                        const char *replica, int has_deltas, struct report *rep)
+{
+    char scratch[256], plain[300];
     const char *tmp = getenv("TMPDIR");
     snprintf(scratch, sizeof scratch, "%s/tidemark-verify-%d.db", tmp && strlen(tmp) < 150 ? tmp : "/var/tmp",
              (int)getpid());
+    snprintf(plain, sizeof plain, "%s.segments-only", scratch);
     struct restore_options opts = {.db_name = db->name, .output = scratch, .replica = replica, .force = 1,
                                    .quiet = 1};
-    if (restore_run(cfg, key, &opts) != 0)
+    if (restore_run(cfg, key, &opts) != 0) {
         problem(rep, db->name, "restoring the newest point failed (see the error above)");
+    } else if (has_deltas) {
+        opts.output = plain;
+        opts.no_deltas = 1;
+        if (restore_run(cfg, key, &opts) != 0)
+            problem(rep, db->name, "restoring the newest point from segments alone failed (see the error above)");
+        else if (!same_contents(scratch, plain))
+            problem(rep, db->name, "the newest point restored with deltas differs from the one replayed from "
+                    "segments alone: restore with --no-deltas");
+        unlink(plain);
+    }
     unlink(scratch);
 }
 
@@ -234,8 +338,11 @@ static int verify_replica(const struct config *cfg, const struct crypto_keyring 
             problem(&rep, db->name, "no backup in this replica");
         for (size_t g = 0; g < cat.generation_count; g++)
             verify_generation(st, key, &cat.generations[g], &rep);
+        size_t deltas = 0;
+        for (size_t g = 0; g < cat.generation_count; g++)
+            deltas += cat.generations[g].delta_count;
         if (opts->deep && cat.generation_count)
-            verify_deep(cfg, key, db, replica_index, &rep);
+            verify_deep(cfg, key, db, replica_index, deltas > 0, &rep);
     }
     catalog_release(&cat);
     storage_free(st);

@@ -55,10 +55,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct snapshot_header snap;
     uint8_t hash[OBJECT_HASH_BYTES];
     struct snapshot_visitor visitor = {NULL, ignore_page, NULL};
+    struct delta_visitor delta_visitor = {NULL, ignore_page, NULL};
+    struct delta_header delta;
     for (int with_key = 0; with_key < 2; with_key++) {
         const struct crypto_keyring *k = with_key ? key : NULL;
         segment_read(store, "object", k, NULL, &seg, hash, &err);
         snapshot_read(store, "object", k, &visitor, &snap, &err);
+        delta_read(store, "object", k, &delta_visitor, &delta, &err);
     }
     return 0;
 }

@@ -142,12 +142,13 @@ def test_restore_from_bucket_filled_by_awscli():
         with open(corrupt, "wb") as f:
             f.write(data)
         aws("s3", "cp", corrupt, "s3://%s/copied/%s" % (bucket, victim))
-        proc, out = env.restore()
+        # (segments only: with deltas the latest restore rightly jumps it)
+        proc, out = env.restore(extra=["--no-deltas"])
         check(proc.returncode == 1 and "corrupt" in proc.stderr and victim in proc.stderr,
               "corrupt segment in S3 not reported: " + proc.stderr)
         check(not os.path.exists(out), "a restore from a damaged bucket wrote its output")
         aws("s3", "rm", "s3://%s/copied/%s" % (bucket, victim))
-        proc, out = env.restore()
+        proc, out = env.restore(extra=["--no-deltas"])
         check(proc.returncode == 1 and "is missing from the replica" in proc.stderr and "--timestamp" in proc.stderr,
               "missing segment in S3 not reported: " + proc.stderr)
     finally:

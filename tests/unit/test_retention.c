@@ -256,6 +256,54 @@ static void test_generations_and_fail_safes(void)
     catalog_release(&cat);
 }
 
+/* Deltas over each day's segments (two of 2 segments, one of 4): each
+ * stays exactly when the first segment it covers stays, is counted as a
+ * delta, and is deleted before the segments it covers. */
+static void test_deltas_follow_their_segments(void)
+{
+    struct catalog cat = {0};
+    int64_t now = at("2026-11-24T12:00:00Z");
+    add_generation(&cat, "G1", at("2026-11-01T00:00:00Z"), at("2026-11-24T00:00:00Z"), now);
+    struct catalog_generation *gen = &cat.generations[0];
+    gen->deltas = calloc(gen->segment_count, sizeof *gen->deltas);
+    for (size_t k = 0; k + 1 < gen->segment_count; k += 2) {
+        size_t span = k % 4 == 0 && k + 3 < gen->segment_count ? 4 : 2;
+        for (size_t width = 2; width <= span; width += 2) {
+            struct catalog_delta *delta = &gen->deltas[gen->delta_count++];
+            delta->first_index = gen->segments[k].index;
+            delta->end_index = delta->first_index + width;
+            delta->first_ms = gen->segments[k].first_ms;
+            delta->last_ms = gen->segments[k + width - 1].last_ms;
+            snprintf(delta->key, sizeof delta->key, "app/generations/G1/deltas/%016llx-%016llx.delta",
+                     (unsigned long long)delta->first_index, (unsigned long long)delta->end_index);
+        }
+    }
+    struct retention_plan plan;
+    struct tm_error err;
+    struct config_retention rules = {1, 2, 0, 0, 0, 2 * DAY_MS};
+    ASSERT_EQ(retention_plan(&cat, &rules, now, &plan, &err), 0);
+    ASSERT_TRUE(plan.deleted_deltas > 0 && plan.kept_deltas > 0);
+    size_t deltas_seen = 0;
+    for (size_t i = 0; i < plan.count; i++) {
+        const struct retention_object *o = &plan.objects[i];
+        if (!o->is_delta)
+            continue;
+        deltas_seen++;
+        const struct retention_object *first_segment = NULL;
+        for (size_t j = 0; j < plan.count && !first_segment; j++)
+            if (!plan.objects[j].is_snapshot && !plan.objects[j].is_delta && plan.objects[j].index == o->index) {
+                first_segment = &plan.objects[j];
+                ASSERT_TRUE(j > i);   /* deleted before the segments it covers */
+            }
+        ASSERT_TRUE(first_segment != NULL);
+        ASSERT_EQ(o->rules != 0, first_segment->rules != 0);
+    }
+    ASSERT_EQ(deltas_seen, gen->delta_count);
+    ASSERT_EQ(plan.deleted_deltas + plan.kept_deltas, gen->delta_count);
+    retention_plan_release(&plan);
+    catalog_release(&cat);
+}
+
 int main(void)
 {
     static const struct test_case cases[] = {
@@ -265,6 +313,7 @@ int main(void)
          test_eight_years_day_by_day},
         {"retention: across generations; the latest point always stays; no snapshot, no deletion",
          test_generations_and_fail_safes},
+        {"retention: a delta stays exactly when the first segment it covers stays", test_deltas_follow_their_segments},
     };
     return harness_run(cases, sizeof cases / sizeof *cases);
 }

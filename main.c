@@ -48,7 +48,7 @@ static const char *usage_replicate =
 
 static const char *usage_restore =
     "usage: tidemark restore -c FILE NAME -o PATH [--timestamp TIME] [--replica NAME|INDEX] [--force]\n"
-    "                        [--key-file FILE]... [--no-deltas]\n"
+    "                        [--key-file FILE]... [--no-deltas] [--format aof|rdb]\n"
     "Rebuilds database NAME as it was at TIME (RFC 3339 such as 2026-11-23T03:15:42Z or\n"
     "2026-11-23T05:15:42+02:00, or Unix seconds); without --timestamp, the latest point.\n"
     "Transactions seen at or before TIME are included. The result is checked with\n"
@@ -57,7 +57,10 @@ static const char *usage_restore =
     "--key-file FILE (repeatable) adds keys to those of the configuration: the secret key\n"
     "of a pair, or the old keys of backups made before a key rotation.\n"
     "--no-deltas replays every segment instead of jumping over them with deltas (the\n"
-    "same result, more objects read; for a damaged delta, or to cross-check).\n";
+    "same result, more objects read; for a damaged delta, or to cross-check).\n"
+    "For a `redis:` entry PATH is a new or empty directory: it receives appendonlydir/\n"
+    "(load it with redis-server --appendonly yes --dir PATH), or with --format rdb a\n"
+    "dump.rdb; either is checked by loading it into a private redis-server.\n";
 
 static const char *usage_list =
     "usage: tidemark list -c FILE [NAME] [--replica NAME|INDEX] [--json]\n"
@@ -110,7 +113,7 @@ static int bad_usage(const char *usage, const char *problem)
 #define MAX_KEY_FILES 32
 
 enum { OPT_TIMESTAMP = 256, OPT_FORCE, OPT_REPLICA, OPT_JSON, OPT_HELP, OPT_DRY_RUN, OPT_NOW, OPT_DEEP,
-       OPT_TIMEOUT, OPT_KEY_FILE, OPT_PAIR, OPT_NO_DELTAS };
+       OPT_TIMEOUT, OPT_KEY_FILE, OPT_PAIR, OPT_NO_DELTAS, OPT_FORMAT };
 
 static const struct option long_options[] = {
     {"config", required_argument, NULL, 'c'},   {"output", required_argument, NULL, 'o'},
@@ -120,12 +123,12 @@ static const struct option long_options[] = {
     {"dry-run", no_argument, NULL, OPT_DRY_RUN}, {"now", required_argument, NULL, OPT_NOW},
     {"deep", no_argument, NULL, OPT_DEEP},       {"timeout", required_argument, NULL, OPT_TIMEOUT},
     {"key-file", required_argument, NULL, OPT_KEY_FILE}, {"pair", no_argument, NULL, OPT_PAIR},
-    {"no-deltas", no_argument, NULL, OPT_NO_DELTAS},
+    {"no-deltas", no_argument, NULL, OPT_NO_DELTAS}, {"format", required_argument, NULL, OPT_FORMAT},
     {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
 };
 
 struct cli {
-    const char *config, *output, *timestamp, *replica, *now, *timeout;
+    const char *config, *output, *timestamp, *replica, *now, *timeout, *format;
     int force, json, verbose, help, dry_run, deep, pair, no_deltas;
     char *key_files[MAX_KEY_FILES];   /* --key-file, in order */
     size_t key_file_count;
@@ -183,6 +186,7 @@ static int parse_options(int argc, char **argv, const char *usage, struct cli *c
         case OPT_TIMEOUT: cli->timeout = optarg; break;
         case OPT_PAIR: cli->pair = 1; break;
         case OPT_NO_DELTAS: cli->no_deltas = 1; break;
+        case OPT_FORMAT: cli->format = optarg; break;
         case OPT_KEY_FILE:
             if (cli->key_file_count == MAX_KEY_FILES)
                 return bad_usage(usage, "too many --key-file options");
@@ -233,6 +237,9 @@ static int cmd_restore(int argc, char **argv)
         return bad_usage(usage_restore, "give exactly one database NAME");
     struct restore_options opts = {.db_name = argv[optind], .output = cli.output,
                                    .replica = cli.replica, .force = cli.force, .no_deltas = cli.no_deltas};
+    if (cli.format && strcmp(cli.format, "rdb") != 0 && strcmp(cli.format, "aof") != 0)
+        return bad_usage(usage_restore, "--format is 'aof' (appendonlydir/, the default) or 'rdb' (dump.rdb)");
+    opts.redis_rdb = cli.format && strcmp(cli.format, "rdb") == 0;
     if (cli.timestamp) {
         struct tm_error err;
         if (clock_parse_time(cli.timestamp, &opts.target_ms, &err) != 0) {

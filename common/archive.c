@@ -55,6 +55,23 @@
  *   48  4 database size after B-1              page), page numbers ascending
  *   52  4 transactions covered
  *
+ * Redis archives use the same keys; their payloads (all big-endian):
+ *
+ *  Redis snapshot payload               Redis segment payload
+ *    0  8 magic "TMRDBSN1"                0  8 magic "TMRSEGM1"
+ *    8  8 index                           8  4 unit count, 4 zero
+ *   16  8 time of +FULLRESYNC (ms)       16  8 index
+ *   24 32 generation id                  24  8 first unit time (ms)
+ *   56 32 chain hash before `index`      32  8 last unit time (ms)
+ *   88 40 master replication id          40 32 generation id
+ *  128  8 replication offset of the RDB  72 32 hash of the previous segment
+ *  136 56 zero                          104 40 master replication id
+ *  192    the RDB file in chunks:        144  8 offset before, 152 8 after
+ *         4-byte length, bytes; a        160 32 zero
+ *         zero length ends it           192    units, each: 8 time received
+ *                                              (ms), 4 length, the bytes (one
+ *                                              command or MULTI ... EXEC block)
+ *
  * The envelope appends the BLAKE2b-256 of the payload. Chain: segment 0's
  * previous hash is BLAKE2b-256("tidemark generation " + GEN); segment
  * i+1's is segment i's payload hash. A snapshot at index k carries the
@@ -71,6 +88,8 @@
 #define SEGMENT_MAGIC "TMSEGMT1"
 #define SNAPSHOT_MAGIC "TMSNAPS1"
 #define DELTA_MAGIC "TMDELTA1"
+#define REDIS_SNAPSHOT_MAGIC "TMRDBSN1"
+#define REDIS_SEGMENT_MAGIC "TMRSEGM1"
 
 void archive_put_be32(uint8_t *p, uint32_t v)
 {
@@ -414,6 +433,172 @@ int delta_read(struct storage *st, const char *name, const struct crypto_keyring
     free(page);
     if (rc == 0)
         rc = object_reader_finish(r, NULL, err);
+    object_reader_close(r);
+    return rc;
+}
+
+/* ----------------------------------------------------------------- Redis */
+
+static void put_replid(uint8_t *p, const char *replid)
+{
+    memset(p, 0, ARCHIVE_REPLID_BYTES);
+    memcpy(p, replid, strnlen(replid, ARCHIVE_REPLID_BYTES));
+}
+
+static void get_replid(const uint8_t *p, char *out)
+{
+    memcpy(out, p, ARCHIVE_REPLID_BYTES);
+    out[ARCHIVE_REPLID_BYTES] = '\0';
+}
+
+void redis_snapshot_header_encode(const struct redis_snapshot_header *h,
+                                  uint8_t out[ARCHIVE_REDIS_HEADER_BYTES])
+{
+    memset(out, 0, ARCHIVE_REDIS_HEADER_BYTES);
+    memcpy(out, REDIS_SNAPSHOT_MAGIC, 8);
+    put_be64(out + 8, h->index);
+    put_be64(out + 16, (uint64_t)h->time_ms);
+    put_gen(out + 24, h->generation);
+    memcpy(out + 56, h->chain_hash, OBJECT_HASH_BYTES);
+    put_replid(out + 88, h->replid);
+    put_be64(out + 128, h->offset);
+}
+
+static int redis_snapshot_header_decode(const uint8_t in[ARCHIVE_REDIS_HEADER_BYTES],
+                                        struct redis_snapshot_header *out, struct tm_error *err)
+{
+    if (memcmp(in, REDIS_SNAPSHOT_MAGIC, 8) != 0)
+        return tm_error_set(err, "not a Redis snapshot payload (bad magic)");
+    out->index = get_be64(in + 8);
+    out->time_ms = (int64_t)get_be64(in + 16);
+    get_gen(in + 24, out->generation);
+    memcpy(out->chain_hash, in + 56, OBJECT_HASH_BYTES);
+    get_replid(in + 88, out->replid);
+    out->offset = get_be64(in + 128);
+    return 0;
+}
+
+void redis_segment_header_encode(const struct redis_segment_header *h,
+                                 uint8_t out[ARCHIVE_REDIS_HEADER_BYTES])
+{
+    memset(out, 0, ARCHIVE_REDIS_HEADER_BYTES);
+    memcpy(out, REDIS_SEGMENT_MAGIC, 8);
+    archive_put_be32(out + 8, h->unit_count);
+    put_be64(out + 16, h->index);
+    put_be64(out + 24, (uint64_t)h->first_time_ms);
+    put_be64(out + 32, (uint64_t)h->last_time_ms);
+    put_gen(out + 40, h->generation);
+    memcpy(out + 72, h->prev_hash, OBJECT_HASH_BYTES);
+    put_replid(out + 104, h->replid);
+    put_be64(out + 144, h->start_offset);
+    put_be64(out + 152, h->end_offset);
+}
+
+static int redis_segment_header_decode(const uint8_t in[ARCHIVE_REDIS_HEADER_BYTES],
+                                       struct redis_segment_header *out, struct tm_error *err)
+{
+    if (memcmp(in, REDIS_SEGMENT_MAGIC, 8) != 0)
+        return tm_error_set(err, "not a Redis segment payload (bad magic)");
+    out->unit_count = archive_get_be32(in + 8);
+    out->index = get_be64(in + 16);
+    out->first_time_ms = (int64_t)get_be64(in + 24);
+    out->last_time_ms = (int64_t)get_be64(in + 32);
+    get_gen(in + 40, out->generation);
+    memcpy(out->prev_hash, in + 72, OBJECT_HASH_BYTES);
+    get_replid(in + 104, out->replid);
+    out->start_offset = get_be64(in + 144);
+    out->end_offset = get_be64(in + 152);
+    if (out->end_offset < out->start_offset)
+        return tm_error_set(err, "Redis segment ends before it starts (offsets %llu to %llu)",
+                            (unsigned long long)out->start_offset, (unsigned long long)out->end_offset);
+    return 0;
+}
+
+#define REDIS_READ_CHUNK (64 * 1024)
+
+int redis_snapshot_read(struct storage *st, const char *name, const struct crypto_keyring *key,
+                        const struct redis_snapshot_visitor *visitor, struct redis_snapshot_header *header_out,
+                        struct tm_error *err)
+{
+    struct object_reader *r;
+    if (object_reader_open(st, name, OBJECT_SNAPSHOT, key, &r, err) != 0)
+        return -1;
+    uint8_t header[ARCHIVE_REDIS_HEADER_BYTES];
+    int rc = object_read(r, header, sizeof header, err);
+    if (rc == 0)
+        rc = redis_snapshot_header_decode(header, header_out, err);
+    if (rc == 0 && visitor && visitor->on_header)
+        rc = visitor->on_header(visitor->ctx, header_out, err);
+    if (rc != 0 || !visitor || !visitor->on_data) {
+        object_reader_close(r);
+        return rc;
+    }
+    uint8_t *buf = malloc(REDIS_READ_CHUNK);
+    if (!buf)
+        rc = tm_error_set(err, "out of memory");
+    for (;;) {
+        uint8_t length_bytes[4];
+        if (rc != 0 || (rc = object_read(r, length_bytes, 4, err)) != 0)
+            break;
+        uint32_t remaining = archive_get_be32(length_bytes);
+        if (remaining == 0)
+            break;
+        while (rc == 0 && remaining > 0) {
+            uint32_t take = remaining < REDIS_READ_CHUNK ? remaining : REDIS_READ_CHUNK;
+            rc = object_read(r, buf, take, err);
+            if (rc == 0)
+                rc = visitor->on_data(visitor->ctx, buf, take, err);
+            remaining -= take;
+        }
+    }
+    free(buf);
+    if (rc == 0)
+        rc = object_reader_finish(r, NULL, err);
+    object_reader_close(r);
+    return rc;
+}
+
+int redis_segment_read(struct storage *st, const char *name, const struct crypto_keyring *key,
+                       const struct redis_segment_visitor *visitor, struct redis_segment_header *header_out,
+                       uint8_t hash_out[OBJECT_HASH_BYTES], struct tm_error *err)
+{
+    struct object_reader *r;
+    if (object_reader_open(st, name, OBJECT_SEGMENT, key, &r, err) != 0)
+        return -1;
+    uint8_t header[ARCHIVE_REDIS_HEADER_BYTES];
+    int rc = object_read(r, header, sizeof header, err);
+    if (rc == 0)
+        rc = redis_segment_header_decode(header, header_out, err);
+    if (rc == 0 && visitor && visitor->on_header)
+        rc = visitor->on_header(visitor->ctx, header_out, err);
+    uint8_t *unit = NULL;
+    size_t unit_cap = 0;
+    for (uint32_t i = 0; rc == 0 && i < header_out->unit_count; i++) {
+        uint8_t unit_header[12];
+        if ((rc = object_read(r, unit_header, sizeof unit_header, err)) != 0)
+            break;
+        int64_t time_ms = (int64_t)get_be64(unit_header);
+        uint32_t len = archive_get_be32(unit_header + 8);
+        if (len == 0 || len > ARCHIVE_REDIS_UNIT_MAX) {
+            rc = tm_error_set(err, "invalid unit length %u in a Redis segment", len);
+            break;
+        }
+        if (len > unit_cap) {
+            uint8_t *grown = realloc(unit, len);
+            if (!grown) {
+                rc = tm_error_set(err, "out of memory");
+                break;
+            }
+            unit = grown;
+            unit_cap = len;
+        }
+        rc = object_read(r, unit, len, err);
+        if (rc == 0 && visitor && visitor->on_unit)
+            rc = visitor->on_unit(visitor->ctx, time_ms, unit, len, err);
+    }
+    free(unit);
+    if (rc == 0)
+        rc = object_reader_finish(r, hash_out, err);
     object_reader_close(r);
     return rc;
 }

@@ -14,6 +14,9 @@
 #define ARCHIVE_HEADER_BYTES 128       /* segment and snapshot payload headers */
 #define ARCHIVE_TXN_HEADER_BYTES 16
 #define ARCHIVE_DELTA_HEADER_BYTES 192
+#define ARCHIVE_REDIS_HEADER_BYTES 192
+#define ARCHIVE_REPLID_BYTES 40
+#define ARCHIVE_REDIS_UNIT_MAX (1024u * 1024 * 1024)   /* a MULTI block's bytes, at most */
 #define ARCHIVE_NAME_MAX 512
 
 /* Where the tailer was in the WAL; `valid` is 0 when there was no WAL. */
@@ -56,6 +59,29 @@ struct delta_header {
     char generation[ARCHIVE_GEN_ID_BYTES + 1];
     uint8_t chain_in[OBJECT_HASH_BYTES];  /* prev hash of segment first_index */
     uint8_t chain_out[OBJECT_HASH_BYTES]; /* prev hash of segment end_index */
+};
+
+/* Redis (replicator/redis.c): a generation starts with the RDB of a full
+ * resynchronisation; segments hold the replication stream after it, cut
+ * into units (a command, or a whole MULTI ... EXEC block), each stamped
+ * with the time the sidecar received it. Same keys as SQLite archives. */
+struct redis_snapshot_header {
+    uint64_t index;                       /* segments that precede it */
+    int64_t time_ms;                      /* when +FULLRESYNC arrived */
+    char generation[ARCHIVE_GEN_ID_BYTES + 1];
+    uint8_t chain_hash[OBJECT_HASH_BYTES];
+    char replid[ARCHIVE_REPLID_BYTES + 1];
+    uint64_t offset;                      /* master replication offset of the RDB */
+};
+
+struct redis_segment_header {
+    uint32_t unit_count;
+    uint64_t index;
+    int64_t first_time_ms, last_time_ms;
+    char generation[ARCHIVE_GEN_ID_BYTES + 1];
+    uint8_t prev_hash[OBJECT_HASH_BYTES];
+    char replid[ARCHIVE_REPLID_BYTES + 1];
+    uint64_t start_offset, end_offset;    /* replication offsets before / after it */
 };
 
 struct txn_header {
@@ -135,6 +161,33 @@ struct delta_visitor {
 int delta_read(struct storage *st, const char *name, const struct crypto_keyring *key,
                const struct delta_visitor *visitor, struct delta_header *header_out,
                struct tm_error *err);
+
+void redis_snapshot_header_encode(const struct redis_snapshot_header *h,
+                                  uint8_t out[ARCHIVE_REDIS_HEADER_BYTES]);
+void redis_segment_header_encode(const struct redis_segment_header *h,
+                                 uint8_t out[ARCHIVE_REDIS_HEADER_BYTES]);
+
+struct redis_snapshot_visitor {
+    int (*on_header)(void *ctx, const struct redis_snapshot_header *h, struct tm_error *err);
+    int (*on_data)(void *ctx, const uint8_t *data, size_t len, struct tm_error *err);   /* the RDB */
+    void *ctx;
+};
+
+/* Reads Redis snapshot `name` (with a visitor that has on_data, all of
+ * it, payload hash checked; else the header only). */
+int redis_snapshot_read(struct storage *st, const char *name, const struct crypto_keyring *key,
+                        const struct redis_snapshot_visitor *visitor, struct redis_snapshot_header *header_out,
+                        struct tm_error *err);
+
+struct redis_segment_visitor {
+    int (*on_header)(void *ctx, const struct redis_segment_header *h, struct tm_error *err);
+    int (*on_unit)(void *ctx, int64_t time_ms, const uint8_t *data, size_t len, struct tm_error *err);
+    void *ctx;
+};
+
+int redis_segment_read(struct storage *st, const char *name, const struct crypto_keyring *key,
+                       const struct redis_segment_visitor *visitor, struct redis_segment_header *header_out,
+                       uint8_t hash_out[OBJECT_HASH_BYTES], struct tm_error *err);
 
 /* ------------------------------------------------------------- catalogue */
 

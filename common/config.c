@@ -385,7 +385,8 @@ static int db_defaults(struct loader *ld, const struct config *cfg, struct confi
 {
     struct tm_error cron_err;
     if (!db->snapshot_cron_set && !db->snapshot_interval_ms) {
-        if (!(db->snapshot_schedule = strdup("0 3 * * *")))
+        /* SQLite: daily at 03:00 UTC; Redis: a fresh RDB every 6 hours */
+        if (!(db->snapshot_schedule = strdup(db->kind == DB_REDIS ? "0 */6 * * *" : "0 3 * * *")))
             return tm_error_set(ld->err, "out of memory");
         cron_parse(db->snapshot_schedule, &db->snapshot_cron, &cron_err);
         db->snapshot_cron_set = 1;
@@ -646,10 +647,12 @@ static int name_ok(const char *name)
     return 1;
 }
 
-static int parse_db(struct loader *ld, yaml_node_t *node, struct config_db *db)
+static int parse_db(struct loader *ld, yaml_node_t *node, enum db_kind kind, struct config_db *db)
 {
+    db->kind = kind;
     if (node->type != YAML_MAPPING_NODE)
-        return fail_at(ld, node, NULL, "a database entry must be a mapping with at least 'path'");
+        return fail_at(ld, node, NULL, kind == DB_REDIS ? "a redis entry must be a mapping with 'name' and 'addr'"
+                                                        : "a database entry must be a mapping with at least 'path'");
     db->sync_interval_ms = 1000;
     db->checkpoint_pages = 1000;
     db->deltas = 1;
@@ -664,8 +667,14 @@ static int parse_db(struct loader *ld, yaml_node_t *node, struct config_db *db)
         yaml_node_t *v = yaml_document_get_node(&ld->doc, pair->value);
         const char *key = k->type == YAML_SCALAR_NODE ? (const char *)k->data.scalar.value : "?";
         int rc;
-        if (strcmp(key, "path") == 0)
+        if (strcmp(key, "path") == 0 && kind == DB_SQLITE)
             rc = get_string(ld, v, key, &db->path);
+        else if (strcmp(key, "addr") == 0 && kind == DB_REDIS)
+            rc = get_string(ld, v, key, &db->redis_addr);
+        else if (strcmp(key, "username") == 0 && kind == DB_REDIS)
+            rc = get_string(ld, v, key, &db->redis_username);
+        else if (strcmp(key, "password") == 0 && kind == DB_REDIS)
+            rc = get_string(ld, v, key, &db->redis_password);
         else if (strcmp(key, "name") == 0)
             rc = get_string(ld, v, key, &db->name);
         else if (strcmp(key, "sync-interval") == 0)
@@ -678,21 +687,34 @@ static int parse_db(struct loader *ld, yaml_node_t *node, struct config_db *db)
             rc = parse_retention(ld, v, &db->retention);
         else if (strcmp(key, "drill") == 0)
             rc = parse_drill(ld, v, &db->drill);
-        else if (strcmp(key, "checkpoint-pages") == 0)
+        else if (strcmp(key, "checkpoint-pages") == 0 && kind == DB_SQLITE)
             rc = get_count(ld, v, key, &db->checkpoint_pages);
-        else if (strcmp(key, "deltas") == 0)
+        else if (strcmp(key, "deltas") == 0 && kind == DB_SQLITE)
             rc = get_bool(ld, v, key, &db->deltas);
         else if (strcmp(key, "replicas") == 0) {
             replicas_node = v;
             rc = parse_replicas(ld, v, db);
-        } else
+        } else if (kind == DB_REDIS)
+            rc = fail_at(ld, k, "redis keys are: name, addr, username, password, sync-interval, snapshot-interval, snapshot, retention, drill, replicas",
+                         "unknown key '%s' in redis entry", key);
+        else
             rc = fail_at(ld, k, "database keys are: path, name, sync-interval, snapshot-interval, snapshot, checkpoint-pages, deltas, retention, drill, replicas",
                          "unknown key '%s' in database entry", key);
         if (rc != 0)
             return -1;
     }
-    if (!db->path)
+    if (kind == DB_REDIS) {
+        if (!db->name)
+            return fail_at(ld, node, "add 'name: cache' (names the backups and the commands' NAME)",
+                           "redis entry has no 'name'");
+        if (!db->redis_addr)
+            return fail_at(ld, node, "add 'addr: 127.0.0.1:6379'", "redis entry '%s' has no 'addr'", db->name);
+        db->deltas = 0;
+        db->snapshot_wal_ratio_set = 1;   /* no WAL: snapshots by schedule only */
+        db->snapshot_wal_ratio = 0;
+    } else if (!db->path) {
         return fail_at(ld, node, "add 'path: /var/lib/app/app.db'", "database entry has no 'path'");
+    }
     if (!db->name && !(db->name = default_db_name(db->path)))
         return tm_error_set(ld->err, "out of memory");
     if (!name_ok(db->name))
@@ -705,19 +727,23 @@ static int parse_db(struct loader *ld, yaml_node_t *node, struct config_db *db)
     return 0;
 }
 
-static int parse_dbs(struct loader *ld, yaml_node_t *node, struct config *cfg)
+/* `dbs:` (SQLite) or `redis:`: entries appended to cfg->dbs. */
+static int parse_dbs(struct loader *ld, yaml_node_t *node, enum db_kind kind, struct config *cfg)
 {
     if (node->type != YAML_SEQUENCE_NODE)
-        return fail_at(ld, node, "write 'dbs:' followed by '  - path: /var/lib/app/app.db'",
-                       "'dbs' must be a list");
+        return fail_at(ld, node, kind == DB_REDIS ? "write 'redis:' followed by '  - name: cache' and '    addr: 127.0.0.1:6379'"
+                                                  : "write 'dbs:' followed by '  - path: /var/lib/app/app.db'",
+                       "'%s' must be a list", kind == DB_REDIS ? "redis" : "dbs");
     size_t count = (size_t)(node->data.sequence.items.top - node->data.sequence.items.start);
-    cfg->dbs = calloc(count ? count : 1, sizeof *cfg->dbs);
-    if (!cfg->dbs)
+    struct config_db *grown = realloc(cfg->dbs, (cfg->db_count + count + 1) * sizeof *cfg->dbs);
+    if (!grown)
         return tm_error_set(ld->err, "out of memory");
-    for (size_t i = 0; i < count; i++) {
-        yaml_node_t *item = yaml_document_get_node(&ld->doc, node->data.sequence.items.start[i]);
-        cfg->db_count++;
-        if (parse_db(ld, item, &cfg->dbs[i]) != 0)
+    cfg->dbs = grown;
+    memset(cfg->dbs + cfg->db_count, 0, (count + 1) * sizeof *cfg->dbs);
+    for (size_t n = 0; n < count; n++) {
+        yaml_node_t *item = yaml_document_get_node(&ld->doc, node->data.sequence.items.start[n]);
+        size_t i = cfg->db_count++;
+        if (parse_db(ld, item, kind, &cfg->dbs[i]) != 0)
             return -1;
         for (size_t j = 0; j < i; j++)
             if (strcmp(cfg->dbs[j].name, cfg->dbs[i].name) == 0)
@@ -844,6 +870,13 @@ int config_load_keys(const struct config *cfg, char *const *extra_files, size_t 
 /* STATE-DIR/NAME, or .FILE-tidemark beside the database (same disk). */
 static int set_state_dir(struct loader *ld, const struct config *cfg, struct config_db *db)
 {
+    if (db->kind == DB_REDIS) {   /* no file to sit beside */
+        if (asprintf(&db->state_dir, "%s/%s", cfg->state_dir ? cfg->state_dir : "/var/lib/tidemark", db->name) < 0) {
+            db->state_dir = NULL;
+            return tm_error_set(ld->err, "out of memory");
+        }
+        return 0;
+    }
     char *copy = strdup(db->path), *copy2 = strdup(db->path);
     int len = -1;
     if (copy && copy2) {
@@ -882,9 +915,9 @@ static int parse_root(struct loader *ld, yaml_node_t *root, struct config *cfg)
         if (strcmp(key, "encryption") == 0) {
             seen_encryption = 1;
             rc = parse_encryption(ld, v, cfg);
-        } else if (strcmp(key, "dbs") == 0) {
+        } else if (strcmp(key, "dbs") == 0 || strcmp(key, "redis") == 0) {
             seen_dbs = 1;
-            rc = parse_dbs(ld, v, cfg);
+            rc = parse_dbs(ld, v, strcmp(key, "redis") == 0 ? DB_REDIS : DB_SQLITE, cfg);
         } else if (strcmp(key, "state-dir") == 0) {
             rc = get_string(ld, v, key, &cfg->state_dir);
         } else if (strcmp(key, "spool-limit") == 0) {
@@ -901,7 +934,7 @@ static int parse_root(struct loader *ld, yaml_node_t *root, struct config *cfg)
             rc = cfg->log_json || strcmp(text, "logfmt") == 0 ? 0
                  : fail_at(ld, v, "write 'log-format: logfmt' or 'log-format: json'", "unknown log format '%s'", text);
         } else {
-            rc = fail_at(ld, k, "top-level keys are: encryption, dbs, state-dir, spool-limit, retention, metrics, alerts, log-format", "unknown key '%s'", key);
+            rc = fail_at(ld, k, "top-level keys are: encryption, dbs, redis, state-dir, spool-limit, retention, metrics, alerts, log-format", "unknown key '%s'", key);
         }
         if (rc != 0)
             return -1;
@@ -910,7 +943,8 @@ static int parse_root(struct loader *ld, yaml_node_t *root, struct config *cfg)
         return fail_at(ld, root, "write 'encryption: { key-file: /etc/tidemark/key }' (make the key with 'tidemark keygen -o /etc/tidemark/key'), or 'encryption: none' to store backups unencrypted",
                        "no 'encryption' section: backups are encrypted unless you say otherwise");
     if (!seen_dbs || cfg->db_count == 0)
-        return fail_at(ld, root, "add 'dbs:' with at least one '- path: /var/lib/app/app.db'", "no database configured");
+        return fail_at(ld, root, "add 'dbs:' with at least one '- path: /var/lib/app/app.db' (or 'redis:' with '- name: cache' and 'addr: HOST:PORT')",
+                       "no database configured");
     if (!cfg->spool_limit)
         cfg->spool_limit = 1024ULL * 1024 * 1024;
     for (size_t i = 0; i < cfg->db_count; i++)
@@ -982,6 +1016,11 @@ void config_free(struct config *cfg)
         free(db->replicas);
         free(db->path);
         free(db->name);
+        free(db->redis_addr);
+        free(db->redis_username);
+        if (db->redis_password)
+            sodium_memzero(db->redis_password, strlen(db->redis_password));
+        free(db->redis_password);
     }
     free(cfg->dbs);
     for (size_t i = 0; i < cfg->key_file_count; i++)

@@ -55,9 +55,15 @@ struct config_drill {
     char *check_sql;                 /* optional query that must return a row */
 };
 
+enum db_kind { DB_SQLITE, DB_REDIS };
+
 struct config_db {
-    char *path;
+    enum db_kind kind;               /* an entry of `dbs:` or of `redis:` */
+    char *path;                      /* SQLite: the database file; Redis: NULL */
     char *name;
+    char *redis_addr;                /* Redis: "HOST:PORT" (default port 6379) */
+    char *redis_username;            /* Redis: ACL user, or NULL */
+    char *redis_password;            /* Redis: password, or NULL (wiped on free) */
     int64_t sync_interval_ms;        /* default 1s */
     int64_t snapshot_interval_ms;    /* 0: none */
     int snapshot_cron_set;           /* snapshot: { schedule } */
@@ -93,7 +99,8 @@ struct config {
     char **key_files;         /* encryption.key-file: keys that decrypt (first also encrypts) */
     size_t key_file_count;
     char *recipient_file;     /* encryption.recipient-file: public key new objects are sealed to */
-    char *state_dir;          /* NULL: beside each database (.NAME-tidemark) */
+    char *state_dir;          /* NULL: beside each database (.NAME-tidemark);
+                                 Redis entries: /var/lib/tidemark/NAME */
     uint64_t spool_limit;     /* bytes of objects waiting for replicas; default 1 GiB */
     struct config_retention retention;   /* default for every database */
     struct config_db *dbs;

@@ -45,6 +45,7 @@
 #include "../common/cron.h"
 #include "../common/log.h"
 #include "../common/storage/storage.h"
+#include "redis.h"
 #include "shipper.h"
 #include "spool.h"
 #include "tailer.h"
@@ -83,6 +84,7 @@ struct db_context {
     size_t replica_count;
     struct spool *spool;
     struct delta_builder *deltas;    /* NULL with `deltas: false` */
+    struct redis_capture *redis;     /* a `redis:` entry: no tailer, no WAL */
     int spool_full;                  /* spool-limit reached (logged once) */
     struct tailer *tailer;           /* NULL while (re)starting */
     struct shipper shipper;
@@ -415,7 +417,10 @@ static void on_sync(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)loop;
     (void)revents;
-    sync_database(w->data);
+    struct db_context *ctx = w->data;
+    if (ctx->redis)
+        return redis_capture_sync(ctx->redis);
+    sync_database(ctx);
 }
 
 static void resume_inotify(struct ev_loop *loop, struct replicator *rep);
@@ -647,6 +652,8 @@ static void on_snapshot_interval(struct ev_loop *loop, ev_timer *w, int revents)
     (void)loop;
     (void)revents;
     struct db_context *ctx = w->data;
+    if (ctx->redis)
+        return redis_capture_snapshot(ctx->redis);
     ctx->snapshot_due = 1;
     ctx->snapshot_not_before_ms = 0;
     snapshot_if_due(ctx);
@@ -657,6 +664,8 @@ static void on_snapshot_schedule(struct ev_loop *loop, ev_periodic *w, int reven
     (void)loop;
     (void)revents;
     struct db_context *ctx = w->data;
+    if (ctx->redis)
+        return redis_capture_snapshot(ctx->redis);
     ctx->snapshot_due = 1;
     ctx->snapshot_not_before_ms = 0;
     snapshot_if_due(ctx);
@@ -805,6 +814,11 @@ static void on_stop(struct ev_loop *loop, ev_signal *w, int revents)
         ev_periodic_stop(loop, &ctx->snapshot_periodic);
         ev_timer_stop(loop, &ctx->retention_timer);
         ev_periodic_stop(loop, &ctx->drill_periodic);
+        if (ctx->redis) {
+            redis_capture_stop(ctx->redis);
+            kick_uploaders(ctx);
+            continue;
+        }
         if (!ctx->tailer || ctx->need_generation) {
             rep->exit_code = 1;
             continue;
@@ -902,6 +916,60 @@ static int open_replicas(struct db_context *ctx, struct tm_error *err)
     return 0;
 }
 
+/* The sync timer and snapshot schedules, for a database or a Redis. */
+static void start_common_timers(struct replicator *rep, struct db_context *ctx)
+{
+    const struct config_db *cfg = ctx->cfg;
+    double sync_s = (double)cfg->sync_interval_ms / 1000.0;
+    ev_timer_init(&ctx->sync_timer, on_sync, sync_s, sync_s);
+    ctx->sync_timer.data = ctx;
+    ev_timer_start(rep->loop, &ctx->sync_timer);
+    if (cfg->snapshot_interval_ms) {
+        double snapshot_s = (double)cfg->snapshot_interval_ms / 1000.0;
+        ev_timer_init(&ctx->snapshot_timer, on_snapshot_interval, snapshot_s, snapshot_s);
+        ctx->snapshot_timer.data = ctx;
+        ev_timer_start(rep->loop, &ctx->snapshot_timer);
+    }
+    if (cfg->snapshot_cron_set) {
+        ev_periodic_init(&ctx->snapshot_periodic, on_snapshot_schedule, 0., 0., next_scheduled_snapshot);
+        ctx->snapshot_periodic.data = ctx;
+        ev_periodic_start(rep->loop, &ctx->snapshot_periodic);
+    }
+}
+
+static void redis_published(void *arg)
+{
+    kick_uploaders(arg);
+}
+
+/* A `redis:` entry: the capture (redis.c) on this loop, the same spool,
+ * uploaders, schedules and retention as a database. */
+static int setup_redis(struct replicator *rep, struct db_context *ctx, struct tm_error *err)
+{
+    const struct config_db *cfg = ctx->cfg;
+    ctx->shipper = (struct shipper){.db_name = cfg->name, .key = rep->key, .spool = ctx->spool};
+    kick_uploaders(ctx);
+    struct redis_capture_deps deps = {.loop = rep->loop, .cfg = cfg, .key = rep->key, .spool = ctx->spool,
+                                      .counters = &ctx->shipper, .published = redis_published, .arg = ctx};
+    if (redis_capture_start(&deps, &ctx->redis, err) != 0)
+        return -1;
+    start_common_timers(rep, ctx);
+    ev_child_init(&ctx->retention_child, on_child_done, 0, 0);
+    ctx->retention_child.data = ctx;
+    ev_child_init(&ctx->drill_child, on_child_done, 0, 0);
+    ctx->drill_child.data = ctx;
+    ctx->drill_result = -1;
+    ev_timer_init(&ctx->retention_timer, on_retention_timer, 60., 86400.);   /* a minute after start, then daily */
+    ctx->retention_timer.data = ctx;
+    ev_timer_start(rep->loop, &ctx->retention_timer);
+    if (cfg->drill.enabled)
+        log_event(LOG_INFO, cfg->name, NULL, "scheduled drills are for SQLite databases; check Redis backups "
+                  "with 'tidemark verify' and 'tidemark restore'");
+    log_info("%s: capturing Redis at %s, segments every %lldms, to %zu replica(s)", cfg->name, cfg->redis_addr,
+             (long long)cfg->sync_interval_ms, ctx->replica_count);
+    return 0;
+}
+
 static int setup_database(struct replicator *rep, struct db_context *ctx,
                           const struct config_db *cfg, struct tm_error *err)
 {
@@ -911,6 +979,8 @@ static int setup_database(struct replicator *rep, struct db_context *ctx,
     ctx->wal_watch = -1;
     if (open_replicas(ctx, err) != 0)
         return -1;
+    if (cfg->kind == DB_REDIS)
+        return setup_redis(rep, ctx, err);
     if (cfg->deltas) {
         char store[PATH_MAX];
         snprintf(store, sizeof store, "%s/delta-pages", cfg->state_dir);
@@ -937,21 +1007,7 @@ static int setup_database(struct replicator *rep, struct db_context *ctx,
         return -1;
     ev_timer_init(&ctx->scan_timer, on_scan, SCAN_DELAY_S, 0.);
     ctx->scan_timer.data = ctx;
-    double sync_s = (double)cfg->sync_interval_ms / 1000.0;
-    ev_timer_init(&ctx->sync_timer, on_sync, sync_s, sync_s);
-    ctx->sync_timer.data = ctx;
-    ev_timer_start(rep->loop, &ctx->sync_timer);
-    if (cfg->snapshot_interval_ms) {
-        double snapshot_s = (double)cfg->snapshot_interval_ms / 1000.0;
-        ev_timer_init(&ctx->snapshot_timer, on_snapshot_interval, snapshot_s, snapshot_s);
-        ctx->snapshot_timer.data = ctx;
-        ev_timer_start(rep->loop, &ctx->snapshot_timer);
-    }
-    if (cfg->snapshot_cron_set) {
-        ev_periodic_init(&ctx->snapshot_periodic, on_snapshot_schedule, 0., 0., next_scheduled_snapshot);
-        ctx->snapshot_periodic.data = ctx;
-        ev_periodic_start(rep->loop, &ctx->snapshot_periodic);
-    }
+    start_common_timers(rep, ctx);
     ev_child_init(&ctx->retention_child, on_child_done, 0, 0);
     ctx->retention_child.data = ctx;
     ev_child_init(&ctx->drill_child, on_child_done, 0, 0);
@@ -982,6 +1038,7 @@ static void release(struct replicator *rep)
     for (size_t i = 0; i < rep->db_count; i++) {
         struct db_context *ctx = &rep->dbs[i];
         tailer_close(ctx->tailer);
+        redis_capture_free(ctx->redis);
         control_close(ctx->control);
         for (size_t j = 0; j < ctx->replica_count; j++) {
             uploader_stop(&ctx->uploaders[j]);
@@ -1028,8 +1085,9 @@ static int64_t replica_lag_ms(const struct db_context *ctx, size_t replica, int6
 static void fill_db_status(const struct db_context *ctx, struct db_status *out, struct replica_status *replicas,
                            int64_t now_ms)
 {
-    char wal[PATH_MAX + 8];
-    snprintf(wal, sizeof wal, "%s-wal", ctx->cfg->path);
+    char wal[PATH_MAX + 8] = "";
+    if (ctx->cfg->path)
+        snprintf(wal, sizeof wal, "%s-wal", ctx->cfg->path);
     *out = (struct db_status){
         .name = ctx->cfg->name, .wal_bytes = file_bytes(wal), .spool_bytes = spool_bytes(ctx->spool),
         .spool_limit = ctx->owner->cfg->spool_limit, .segments_shipped = ctx->shipper.segments_shipped,

@@ -31,7 +31,8 @@
  *
  * POSITION file: "key value" lines: seq, last, generation, next-index,
  * chain (hex), wal (valid salt1 salt2 frame checksum0 checksum1),
- * page-size, last-snapshot (ms; for schedules missed while stopped). */
+ * page-size, last-snapshot (ms; for schedules missed while stopped),
+ * redis (replication id and offset the archive ends at; Redis only). */
 #include "spool.h"
 
 #include "../common/fsutil.h"
@@ -100,6 +101,8 @@ static int position_save(struct spool *sp, struct tm_error *err)
                        sp->next_seq, sp->last, p->generation, p->next_index, chain_hex, p->wal.valid,
                        p->wal.salt1, p->wal.salt2, p->wal.frame, p->wal.checksum[0], p->wal.checksum[1],
                        p->page_size, p->last_snapshot_ms);
+    if (p->replid[0] && len > 0 && (size_t)len < sizeof text)
+        len += snprintf(text + len, sizeof text - (size_t)len, "redis %s %" PRIu64 "\n", p->replid, p->repl_offset);
     snprintf(path, sizeof path, "%s/position", sp->dir);
     return fsutil_replace_file(path, text, (size_t)len, err);
 }
@@ -116,7 +119,8 @@ static int position_load(struct spool *sp, struct tm_error *err)
     int fields = 0;
     while (fgets(line, sizeof line, fp)) {
         line[strcspn(line, "\n")] = '\0';
-        if (sscanf(line, "last-snapshot %" SCNd64, &p->last_snapshot_ms) == 1)
+        if (sscanf(line, "last-snapshot %" SCNd64, &p->last_snapshot_ms) == 1 ||
+            sscanf(line, "redis %40s %" SCNu64, p->replid, &p->repl_offset) == 2)
             continue;   /* optional */
         if (sscanf(line, "seq %" SCNu64, &sp->next_seq) == 1 ||
             sscanf(line, "next-index %" SCNu64, &p->next_index) == 1 ||

@@ -21,6 +21,7 @@
 #include "restore.h"
 
 #include "page_writer.h"
+#include "redis_restore.h"
 
 #include "../common/archive.h"
 #include "../common/clock.h"
@@ -356,9 +357,9 @@ static int apply_delta(struct restore_state *rs, const struct catalog_delta *del
 }
 
 /* Picks the generation and snapshot for the target. */
-static int plan(const struct catalog *cat, const struct restore_options *opts,
-                const struct catalog_generation **gen_out, const struct catalog_snapshot **snap_out,
-                struct tm_error *err)
+int restore_plan(const struct catalog *cat, const struct restore_options *opts,
+                 const struct catalog_generation **gen_out, const struct catalog_snapshot **snap_out,
+                 struct tm_error *err)
 {
     const struct catalog_generation *gen = NULL;
     const struct catalog_snapshot *snap = NULL;
@@ -530,7 +531,7 @@ static int restore_into(struct restore_state *rs, const struct restore_options *
     const struct catalog_snapshot *snap = NULL;
     if (catalog_load(rs->st, opts->db_name, &cat, err) != 0)
         return -1;
-    int rc = plan(&cat, opts, &gen, &snap, err);
+    int rc = restore_plan(&cat, opts, &gen, &snap, err);
     if (rc == 0 && lease_take(rs->st, opts->db_name, gen->id, clock_now_ms(), rs->lease, sizeof rs->lease, err) != 0) {
         log_warn("could not record that this restore reads generation %s (retention may run meanwhile): %s",
                  gen->id, err->msg);
@@ -570,6 +571,8 @@ int restore_run(const struct config *cfg, const struct crypto_keyring *key,
 {
     struct tm_error err;
     const struct config_db *db = config_find_db(cfg, opts->db_name, &err);
+    if (db && db->kind == DB_REDIS)
+        return redis_restore_run(db, key, opts);
     struct restore_state rs = {.key = key, .fd = -1};
     if (!db || check_output(opts, &err) != 0 ||
         restore_open_replica(db, opts->replica, &rs.st, &err) != 0) {

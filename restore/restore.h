@@ -4,6 +4,7 @@
 
 #include <stdint.h>
 
+#include "../common/archive.h"
 #include "../common/config.h"
 #include "../common/crypto.h"
 #include "../common/storage/storage.h"
@@ -23,12 +24,19 @@ struct restore_options {
     int force;
     int quiet;               /* no report on success (verify --deep, drills) */
     int no_deltas;           /* segments only (--no-deltas) */
+    int redis_rdb;           /* Redis: a dump.rdb instead of appendonlydir/ (--format rdb) */
     struct restore_outcome *outcome;   /* filled on success when not NULL */
 };
 
 /* Returns the process exit code; prints the outcome or the error. */
 int restore_run(const struct config *cfg, const struct crypto_keyring *key,
                 const struct restore_options *opts);
+
+/* The generation and snapshot a restore to opts' target starts from:
+ * the newest snapshot at or before it, across generations. */
+int restore_plan(const struct catalog *cat, const struct restore_options *opts,
+                 const struct catalog_generation **gen_out, const struct catalog_snapshot **snap_out,
+                 struct tm_error *err);
 
 /* Opens the replica chosen by `replica` (name or 0-based index; NULL for
  * the first) of database db; shared by restore and list. */

@@ -385,6 +385,11 @@ static int cmd_snapshot(int argc, char **argv)
     char reply[1024];
     if (!db) {
         tm_error_print(&err);
+    } else if (db->kind == DB_REDIS) {
+        tm_error_set(&err, "'%s' is a Redis entry: its snapshots are full resynchronisations, taken by the "
+                     "running sidecar on its schedule", db->name);
+        tm_error_hint(&err, "set 'snapshot: { schedule: ... }' or 'snapshot-interval' on the entry");
+        tm_error_print(&err);
     } else if (control_request(db->state_dir, "snapshot", timeout_ms, reply, sizeof reply, &no_daemon, &err) == 0) {
         if (strncmp(reply, "stored ", 7) == 0) {
             printf("snapshot %s stored on every replica (taken by the running sidecar)\n", reply + 7);

@@ -962,9 +962,11 @@ static int setup_redis(struct replicator *rep, struct db_context *ctx, struct tm
     ev_timer_init(&ctx->retention_timer, on_retention_timer, 60., 86400.);   /* a minute after start, then daily */
     ctx->retention_timer.data = ctx;
     ev_timer_start(rep->loop, &ctx->retention_timer);
-    if (cfg->drill.enabled)
-        log_event(LOG_INFO, cfg->name, NULL, "scheduled drills are for SQLite databases; check Redis backups "
-                  "with 'tidemark verify' and 'tidemark restore'");
+    if (cfg->drill.enabled && (!rep->key || !crypto_keyring_public_only(rep->key))) {
+        ev_periodic_init(&ctx->drill_periodic, on_drill_schedule, 0., 0., next_drill);
+        ctx->drill_periodic.data = ctx;
+        ev_periodic_start(rep->loop, &ctx->drill_periodic);
+    }
     log_info("%s: capturing Redis at %s, segments every %lldms, to %zu replica(s)", cfg->name, cfg->redis_addr,
              (long long)cfg->sync_interval_ms, ctx->replica_count);
     return 0;

@@ -429,8 +429,13 @@ int redis_restore_run(const struct config_db *db, const struct crypto_keyring *k
         remove_tree(temp);
         tm_error_print(&err);
         fprintf(stderr, "nothing was written at '%s'\n", opts->output);
-    } else if (!opts->quiet) {
-        print_outcome(&rr, gen->id);
+    } else {
+        if (!opts->quiet)
+            print_outcome(&rr, gen->id);
+        if (opts->outcome)
+            *opts->outcome = (struct restore_outcome){
+                .point_ms = rr.last_unit_ms ? rr.last_unit_ms : rr.snapshot_ms, .transactions = rr.units_applied,
+                .segments = rr.segments_read, .bytes = rr.rdb_bytes};
     }
     catalog_release(&cat);
     storage_free(rr.st);

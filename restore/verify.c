@@ -30,6 +30,7 @@
 
 #include "../common/archive.h"
 #include "../common/clock.h"
+#include "../common/rdb.h"
 #include "../replicator/alerts.h"
 #include "restore.h"
 
@@ -247,6 +248,97 @@ static void verify_deltas(struct storage *st, const struct crypto_keyring *key,
     }
 }
 
+/* ---------------------------------------------------------------- Redis */
+
+static int rdb_bytes(void *ctx, const uint8_t *data, size_t len, struct tm_error *err)
+{
+    (void)err;
+    rdb_check_update(ctx, data, len);
+    return 0;
+}
+
+struct redis_times {
+    int64_t previous_ms;
+    int backwards;
+};
+
+static int redis_unit_time(void *ctx, int64_t time_ms, const uint8_t *data, size_t len, struct tm_error *err)
+{
+    (void)data, (void)len, (void)err;
+    struct redis_times *times = ctx;
+    if (time_ms < times->previous_ms)
+        times->backwards = 1;
+    times->previous_ms = time_ms;
+    return 0;
+}
+
+/* A Redis generation: its RDB (payload hash and CRC64), then its
+ * segments: names, chain and replication offsets continuous from the
+ * RDB's, arrival times never going backwards. */
+static void verify_redis_generation(struct storage *st, const struct crypto_keyring *key,
+                                    const struct catalog_generation *gen, struct report *rep)
+{
+    uint8_t chain[OBJECT_HASH_BYTES];
+    uint64_t offset = 0;
+    int have_chain = 0;
+    if (gen->snapshot_count == 0)
+        problem(rep, gen->id, "generation has no snapshot: none of it can be restored");
+    for (size_t i = 0; i < gen->snapshot_count; i++) {
+        const struct catalog_snapshot *snap = &gen->snapshots[i];
+        struct rdb_check check;
+        rdb_check_init(&check);
+        struct redis_snapshot_visitor visitor = {NULL, rdb_bytes, &check};
+        struct redis_snapshot_header h;
+        struct tm_error err;
+        int unchecked;
+        rep->objects++;
+        if (redis_snapshot_read(st, snap->key, key, &visitor, &h, &err) != 0 ||
+            rdb_check_finish(&check, &unchecked, &err) != 0) {
+            problem(rep, snap->key, "%s", err.msg);
+            continue;
+        }
+        if (strcmp(h.generation, gen->id) != 0 || h.index != snap->index || h.time_ms != snap->time_ms)
+            problem(rep, snap->key, "its header does not match its name (moved or renamed object)");
+        if (h.index == 0) {
+            memcpy(chain, h.chain_hash, sizeof chain);
+            offset = h.offset;
+            have_chain = 1;
+        }
+    }
+    struct redis_times times = {INT64_MIN, 0};
+    for (size_t i = 0; i < gen->segment_count; i++) {
+        const struct catalog_segment *seg = &gen->segments[i];
+        rep->objects++;
+        if (seg->index != i) {
+            problem(rep, seg->key, "gap: segment(s) %016zx to %016" PRIx64 " are missing before it", i, seg->index - 1);
+            have_chain = 0;
+        }
+        struct redis_segment_visitor visitor = {NULL, redis_unit_time, &times};
+        struct redis_segment_header h;
+        uint8_t hash[OBJECT_HASH_BYTES];
+        struct tm_error err;
+        times.backwards = 0;
+        if (redis_segment_read(st, seg->key, key, &visitor, &h, hash, &err) != 0) {
+            problem(rep, seg->key, "%s", err.msg);
+            have_chain = 0;
+            continue;
+        }
+        if (strcmp(h.generation, gen->id) != 0 || h.index != seg->index || h.first_time_ms != seg->first_ms ||
+            h.last_time_ms != seg->last_ms)
+            problem(rep, seg->key, "its header does not match its name (moved or renamed object)");
+        else if (have_chain && memcmp(chain, h.prev_hash, sizeof chain) != 0)
+            problem(rep, seg->key, "chain broken: it does not follow the object before it");
+        else if (have_chain && h.start_offset != offset)
+            problem(rep, seg->key, "it starts at replication offset %" PRIu64 ", the object before it ends at %" PRIu64,
+                    h.start_offset, offset);
+        if (times.backwards)
+            problem(rep, seg->key, "arrival times go backwards");
+        memcpy(chain, hash, sizeof chain);
+        offset = h.end_offset;
+        have_chain = 1;
+    }
+}
+
 static void verify_generation(struct storage *st, const struct crypto_keyring *key,
                               const struct catalog_generation *gen, struct report *rep)
 {
@@ -300,7 +392,15 @@ static void verify_deep(const struct config *cfg, const struct crypto_keyring *k
              (int)getpid());
     snprintf(plain, sizeof plain, "%s.segments-only", scratch);
     struct restore_options opts = {.db_name = db->name, .output = scratch, .replica = replica, .force = 1,
-                                   .quiet = 1};
+                                   .quiet = 1, .redis_rdb = db->kind == DB_REDIS};
+    if (db->kind == DB_REDIS) {   /* a directory holding dump.rdb, loaded by redis-server */
+        if (restore_run(cfg, key, &opts) != 0)
+            problem(rep, db->name, "restoring the newest point failed (see the error above)");
+        snprintf(plain, sizeof plain, "%s/dump.rdb", scratch);
+        unlink(plain);
+        rmdir(scratch);
+        return;
+    }
     if (restore_run(cfg, key, &opts) != 0) {
         problem(rep, db->name, "restoring the newest point failed (see the error above)");
     } else if (has_deltas) {
@@ -336,8 +436,12 @@ static int verify_replica(const struct config *cfg, const struct crypto_keyring 
     } else {
         if (cat.generation_count == 0)
             problem(&rep, db->name, "no backup in this replica");
-        for (size_t g = 0; g < cat.generation_count; g++)
-            verify_generation(st, key, &cat.generations[g], &rep);
+        for (size_t g = 0; g < cat.generation_count; g++) {
+            if (db->kind == DB_REDIS)
+                verify_redis_generation(st, key, &cat.generations[g], &rep);
+            else
+                verify_generation(st, key, &cat.generations[g], &rep);
+        }
         size_t deltas = 0;
         for (size_t g = 0; g < cat.generation_count; g++)
             deltas += cat.generations[g].delta_count;

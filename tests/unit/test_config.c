@@ -244,6 +244,43 @@ static void test_schedules_retention_drill(void)
     ASSERT_STR_CONTAINS(err.msg, ":5:5: 'replicas' is given twice");
 }
 
+static void test_redis_entries(void)
+{
+    struct config *cfg;
+    struct tm_error err;
+    setenv("TM_REDIS_PASSWORD", "s3cret", 1);
+    ASSERT_EQ(load("encryption:\n  key-file: KEY\ndbs:\n  - path: /data/app.db\n    replicas: [ { path: /b } ]\n"
+                   "redis:\n  - name: cache\n    addr: 10.0.0.5:6380\n    username: backup\n"
+                   "    password: ${TM_REDIS_PASSWORD}\n    replicas: [ { path: /b } ]\n", &err, &cfg), 0);
+    ASSERT_EQ(cfg->db_count, 2);
+    const struct config_db *r = &cfg->dbs[1];
+    ASSERT_EQ(r->kind, DB_REDIS);
+    ASSERT_EQ(cfg->dbs[0].kind, DB_SQLITE);
+    ASSERT_TRUE(strcmp(r->redis_addr, "10.0.0.5:6380") == 0 && strcmp(r->redis_password, "s3cret") == 0 &&
+                strcmp(r->redis_username, "backup") == 0);
+    ASSERT_TRUE(strcmp(r->snapshot_schedule, "0 */6 * * *") == 0);   /* every 6 hours by default */
+    ASSERT_TRUE(strcmp(r->state_dir, "/var/lib/tidemark/cache") == 0);
+    ASSERT_EQ(r->deltas, 0);
+    ASSERT_TRUE(r->snapshot_wal_ratio == 0);
+    config_free(cfg);
+    /* a configuration of Redis entries only */
+    ASSERT_EQ(load("encryption: none\nstate-dir: /s\nredis:\n  - name: c\n    addr: h\n    replicas: [ { path: /b } ]\n",
+                   &err, &cfg), 0);
+    ASSERT_TRUE(strcmp(cfg->dbs[0].state_dir, "/s/c") == 0);
+    config_free(cfg);
+    ASSERT_EQ(load("encryption: none\nredis:\n  - name: c\n    replicas: [ { path: /b } ]\n", &err, &cfg), -1);
+    ASSERT_STR_CONTAINS(err.msg, "redis entry 'c' has no 'addr'");
+    ASSERT_EQ(load("encryption: none\nredis:\n  - addr: h\n    replicas: [ { path: /b } ]\n", &err, &cfg), -1);
+    ASSERT_STR_CONTAINS(err.msg, "redis entry has no 'name'");
+    ASSERT_EQ(load("encryption: none\nredis:\n  - name: c\n    addr: h\n    path: /x.db\n    replicas: [ { path: /b } ]\n",
+                   &err, &cfg), -1);
+    ASSERT_STR_CONTAINS(err.msg, ":5:5: unknown key 'path' in redis entry");
+    ASSERT_STR_CONTAINS(err.hint, "addr, username, password");
+    ASSERT_EQ(load("encryption: none\ndbs:\n  - path: /a.db\n    addr: h\n    replicas: [ { path: /b } ]\n",
+                   &err, &cfg), -1);
+    ASSERT_STR_CONTAINS(err.msg, "unknown key 'addr' in database entry");
+}
+
 int main(void)
 {
     if (sodium_init() < 0)
@@ -259,6 +296,7 @@ int main(void)
         {"config: s3 replica keys, state-dir, spool-limit, sizes", test_s3_replica},
         {"config: s3 replica mistakes named with their position", test_s3_replica_errors},
         {"config: snapshot schedules, retention defaults and overrides, drills", test_schedules_retention_drill},
+        {"config: redis entries, their defaults and mistakes", test_redis_entries},
     };
     return harness_run(cases, sizeof cases / sizeof *cases);
 }

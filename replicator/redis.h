@@ -39,7 +39,9 @@ int redis_capture_start(const struct redis_capture_deps *deps, struct redis_capt
                         struct tm_error *err);
 /* The sync tick: the commands received so far become one segment. */
 void redis_capture_sync(struct redis_capture *rc);
-/* A fresh base snapshot: a new full resynchronisation (new generation). */
+/* A fresh base snapshot: a second connection's full resynchronisation
+ * starts a new generation, taking over once the current stream has
+ * passed its point (no gap; redis.c). */
 void redis_capture_snapshot(struct redis_capture *rc);
 /* Publishes what is received and closes the connection. */
 void redis_capture_stop(struct redis_capture *rc);

@@ -399,6 +399,19 @@ void spool_incoming_name(const struct spool *sp, const char *key, char *out, siz
     snprintf(out, len, "%016" PRIx64 ".%s", sp->next_seq, flat);
 }
 
+int spool_adopt(struct spool *sp, const char *written_as, const char *key, struct tm_error *err)
+{
+    char name[ARCHIVE_NAME_MAX + 24], from[PATH_MAX], to[PATH_MAX];
+    spool_incoming_name(sp, key, name, sizeof name);
+    if (strcmp(name, written_as) == 0)
+        return 0;
+    snprintf(from, sizeof from, "%s/%s", sp->incoming_dir, written_as);
+    snprintf(to, sizeof to, "%s/%s", sp->incoming_dir, name);
+    if (rename(from, to) != 0)
+        return tm_error_set(err, "cannot rename spool object '%s': %s", from, strerror(errno));
+    return 0;
+}
+
 int spool_publish(struct spool *sp, const char *key, const struct spool_position *pos,
                   struct tm_error *err)
 {

@@ -49,6 +49,10 @@ int spool_position(const struct spool *sp, struct spool_position *out);
 struct storage *spool_incoming(struct spool *sp);
 void spool_incoming_name(const struct spool *sp, const char *key, char *out, size_t len);
 
+/* An object written into incoming/ as `written_as` (an earlier
+ * spool_incoming_name) while other objects were published: renames it to
+ * the current spool_incoming_name(key), so that it can be published. */
+int spool_adopt(struct spool *sp, const char *written_as, const char *key, struct tm_error *err);
 /* Makes the object written at spool_incoming_name(key) part of every
  * replica's queue, and pos the new end of the archive, durably. */
 int spool_publish(struct spool *sp, const char *key, const struct spool_position *pos,

@@ -320,6 +320,38 @@ def test_kill9_partial_resync_and_forced_full_resync():
         env.cleanup()
 
 
+def test_scheduled_snapshots_leave_no_gap():
+    """Snapshots every 2 s while a writer runs, on a master that waits 1 s
+    before forking (repl-diskless-sync-delay): each is a new generation
+    from a second connection while the first keeps streaming, so the
+    previous generation reaches past the new snapshot. Restores at 14
+    seconds, including those around each switch, are exact."""
+    env = Env("schedule", server_options=("--repl-diskless-sync-delay", "1"),
+              redis_extra="    snapshot-interval: 2s\n")
+    try:
+        base = {}
+        env.start()
+        env.wait_streaming()
+        env.write(1600, seed=6)
+        time.sleep(0.5)
+        env.stop()
+        gens = os.listdir(os.path.join(env.dir, "backup", "cache", "generations"))
+        check(len(gens) >= 3, "expected several generations from the schedule, found %d: %s" % (len(gens), env.log_text()[-1500:]))
+        check("scheduled snapshot in place" in env.log_text(), "no switch logged: " + env.log_text()[-1500:])
+        counts = timeline(env, base, points=14)
+        # around each new snapshot: just before it (the previous generation)
+        # and just after (the new one)
+        gen_root = os.path.join(env.dir, "backup", "cache", "generations")
+        for gen in sorted(gens)[1:]:
+            snap = os.listdir(os.path.join(gen_root, gen, "snapshots"))[0]
+            taken = int(snap.split("-")[1].split(".")[0])
+            for delta in (-700, -300, -50, 50, 300):
+                counts.append(check_restore_at(env, base, taken + delta))
+        print("# %d generations; restores matched the model after %r operations" % (len(gens), counts))
+    finally:
+        env.cleanup()
+
+
 def test_auth_password_and_acl_user():
     """requirepass with a password; an ACL user with just the replication
     commands; wrong credentials, a user without the permission and a
@@ -405,6 +437,7 @@ def test_a_million_keys_with_small_memory():
 TESTS = [
     test_point_in_time_restores_match_the_ground_truth,
     test_kill9_partial_resync_and_forced_full_resync,
+    test_scheduled_snapshots_leave_no_gap,
     test_auth_password_and_acl_user,
     test_a_million_keys_with_small_memory,
 ]

@@ -125,6 +125,9 @@ void metrics_render(const struct db_status *dbs, size_t count, int64_t now_ms, F
                    r->failures_total);
     REPLICA_METRIC("tidemark_replica_queued_objects", "gauge", "Objects waiting in the spool for the replica.",
                    r->queued);
+    DB_METRIC("tidemark_capture_up", "gauge",
+              "1 while the sidecar follows the database (its WAL, or the Redis replication stream).",
+              db->capture_failing_since_ms ? 0 : 1);
     DB_METRIC("tidemark_spool_bytes", "gauge", "Bytes of objects waiting in the spool for some replica.",
               db->spool_bytes);
     DB_METRIC("tidemark_spool_limit_bytes", "gauge", "The configured spool-limit.", db->spool_limit);
@@ -183,6 +186,16 @@ int health_render(const struct db_status *dbs, size_t count, const struct config
             json_text(out, r->name);
             fprintf(out, ", \"reason\": ");
             json_text(out, reason);
+            fprintf(out, "}");
+            first = 0;
+        }
+        if (dbs[i].capture_failing_since_ms &&
+            now_ms - dbs[i].capture_failing_since_ms >= thresholds->failure_after_ms) {
+            healthy = 0;
+            fprintf(out, "%s{\"db\": ", first ? "" : ", ");
+            json_text(out, dbs[i].name);
+            fprintf(out, ", \"reason\": ");
+            json_text(out, dbs[i].capture_error[0] ? dbs[i].capture_error : "not capturing");
             fprintf(out, "}");
             first = 0;
         }

@@ -122,6 +122,7 @@ struct redis_capture {
     ev_timer retry_timer, ack_timer, next_retry_timer;
     double retry_s;
     int stopping;
+    int64_t failing_since_ms;            /* main link not streaming since; 0 when it is */
 };
 
 static void disconnect(struct redis_link *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -355,6 +356,7 @@ static int rdb_end(struct redis_link *l, struct tm_error *err)
         if (rdb_publish(l, err) != 0)
             return -1;
         l->owner->retry_s = RETRY_MIN_S;
+        l->owner->failing_since_ms = 0;
     }
     return 0;
 }
@@ -451,6 +453,7 @@ static int process_line_states(struct redis_link *l)
             l->state = STREAM;
             l->error[0] = '\0';
             l->owner->retry_s = RETRY_MIN_S;
+            l->owner->failing_since_ms = 0;
             log_event(LOG_INFO, l->owner->name, NULL, "continuing the replication stream of %s at offset %" PRIu64
                       " (generation %s)", addr_of(l), l->offset, l->owner->deps.counters->generation);
             return 1;
@@ -613,6 +616,7 @@ static void try_switch(struct redis_capture *rc)
     }
     rc->main = next;
     rc->next = NULL;
+    rc->failing_since_ms = 0;
     ev_io_stop(rc->deps.loop, &main->read_watcher);
     ev_io_stop(rc->deps.loop, &main->write_watcher);
     if (main->fd >= 0)
@@ -692,6 +696,8 @@ static void disconnect(struct redis_link *l, const char *fmt, ...)
         return;
     }
     close_socket(l);
+    if (!rc->failing_since_ms)
+        rc->failing_since_ms = clock_now_ms();
     schedule_retry(rc);
     try_switch(rc);   /* a next link ready to take over does so now */
 }
@@ -863,6 +869,7 @@ int redis_capture_start(const struct redis_capture_deps *deps, struct redis_capt
         l->have_position = 1;
     }
     *out = rc;
+    rc->failing_since_ms = clock_now_ms();   /* until it follows the stream */
     connect_now(rc->main);
     return 0;
 }
@@ -921,9 +928,9 @@ void redis_capture_free(struct redis_capture *rc)
     free(rc);
 }
 
-int redis_capture_streaming(const struct redis_capture *rc)
+int64_t redis_capture_failing_since(const struct redis_capture *rc)
 {
-    return rc->main->state == STREAM;
+    return rc->main->state == STREAM ? 0 : rc->failing_since_ms;
 }
 
 const char *redis_capture_error(const struct redis_capture *rc)

@@ -47,8 +47,9 @@ void redis_capture_snapshot(struct redis_capture *rc);
 void redis_capture_stop(struct redis_capture *rc);
 void redis_capture_free(struct redis_capture *rc);
 
-/* Whether the capture is following the master's stream now, and why not. */
-int redis_capture_streaming(const struct redis_capture *rc);
+/* Since when the capture has not been following the master's stream (0:
+ * it is), and the last error. */
+int64_t redis_capture_failing_since(const struct redis_capture *rc);
 const char *redis_capture_error(const struct redis_capture *rc);
 
 #endif

@@ -98,6 +98,8 @@ struct db_context {
     ev_timer snapshot_timer;         /* snapshot-interval */
     ev_periodic snapshot_periodic;   /* snapshot: { schedule } (wall clock, UTC) */
     int failing;                     /* last attempt failed (logged once) */
+    int64_t failing_since_ms;        /* SQLite: cannot start or read the WAL since; 0: fine */
+    char failing_error[512];
     ev_child retention_child;        /* a `tidemark retention` run in progress */
     ev_timer retention_timer;        /* at least daily */
     ev_child drill_child;            /* a `tidemark drill` run in progress */
@@ -336,6 +338,20 @@ static void snapshot_if_due(struct db_context *ctx)
 /* The scan, ship and checkpoint step run on every sync tick. */
 static void watch_wal(struct db_context *ctx);
 
+/* For the capture_failing alert and /healthz: since when the database
+ * has not been followed, and why (NULL: it is again). */
+static void note_capture(struct db_context *ctx, const char *what, const struct tm_error *err)
+{
+    if (!what) {
+        ctx->failing_since_ms = 0;
+        ctx->failing_error[0] = '\0';
+        return;
+    }
+    if (!ctx->failing_since_ms)
+        ctx->failing_since_ms = clock_now_ms();
+    snprintf(ctx->failing_error, sizeof ctx->failing_error, "%s: %s", what, err->msg);
+}
+
 static void sync_database(struct db_context *ctx)
 {
     struct tm_error err;
@@ -345,6 +361,7 @@ static void sync_database(struct db_context *ctx)
             if (!ctx->failing)
                 report(ctx, "cannot start (will retry)", &err);
             ctx->failing = 1;
+            note_capture(ctx, "cannot start", &err);
             return;
         }
         ctx->failing = 0;
@@ -355,6 +372,7 @@ static void sync_database(struct db_context *ctx)
     if (status < 0) {
         report(ctx, "cannot read the WAL", &err);
         ctx->errors_wal++;
+        note_capture(ctx, "cannot read the WAL", &err);
         return;
     }
     if (spool_is_full(ctx))
@@ -368,11 +386,13 @@ static void sync_database(struct db_context *ctx)
             report(ctx, "cannot write to the spool (commits stay pinned in the WAL and will be retried)", &err);
         ctx->errors_spool++;
         ctx->failing = 1;
+        note_capture(ctx, "cannot write to the spool", &err);
         return;
     }
     if (ctx->failing)
         log_info("%s: shipping recovered", ctx->cfg->name);
     ctx->failing = 0;
+    note_capture(ctx, NULL, NULL);
     snapshot_if_wal_grew(ctx);
     snapshot_if_due(ctx);
     if (!ctx->tailer || ctx->need_generation)
@@ -1102,7 +1122,9 @@ static void fill_db_status(const struct db_context *ctx, struct db_status *out, 
         .errors_snapshot = ctx->errors_snapshot, .errors_retention = ctx->errors_retention,
         .errors_drill = ctx->errors_drill, .drill_result = ctx->drill_result, .drill_time_ms = ctx->drill_time_ms,
         .drill_rto_ms = ctx->drill_rto_ms, .drill_rpo_ms = ctx->drill_rpo_ms,
-        .replicas = replicas, .replica_count = ctx->replica_count};
+        .replicas = replicas, .replica_count = ctx->replica_count,
+        .capture_failing_since_ms = ctx->redis ? redis_capture_failing_since(ctx->redis) : ctx->failing_since_ms,
+        .capture_error = ctx->redis ? redis_capture_error(ctx->redis) : ctx->failing_error};
     for (size_t j = 0; j < ctx->replica_count; j++) {
         const struct uploader *u = &ctx->uploaders[j];
         replicas[j] = (struct replica_status){

@@ -27,6 +27,8 @@ struct db_status {
     double snapshot_last_seconds;
     int64_t snapshot_last_ms;      /* newest snapshot's time (also from before a restart) */
     int snapshot_failing, retention_failing, drill_failing;
+    int64_t capture_failing_since_ms;  /* not following the database / Redis since; 0: it is */
+    const char *capture_error;         /* why, "" when it is */
     const char *snapshot_error;    /* "" when none */
     uint64_t errors_wal, errors_spool, errors_snapshot, errors_retention, errors_drill;
     int drill_result;              /* -1 none this run, 0 failed, 1 passed */

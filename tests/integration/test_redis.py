@@ -27,9 +27,9 @@ def now_ms():
 
 class RedisServer:
     """A redis-server of its own on a private port and directory."""
-    def __init__(self, directory, *options):
+    def __init__(self, directory, *options, port=None):
         self.dir = directory
-        self.port = free_port()
+        self.port = port or free_port()
         os.makedirs(directory, exist_ok=True)
         self.log = open(os.path.join(directory, "redis.log"), "ab")
         self.proc = subprocess.Popen(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
@@ -386,11 +386,30 @@ def test_auth_password_and_acl_user():
             time.sleep(0.6)
             env.stop()
             check_restore_at(env, base, None)
-        # nothing listening
+        # nothing listening: logged, alerted (capture_failing), unhealthy;
+        # resolved once a Redis answers on that address again
         env.server.stop()
         open(env.sidecar_log, "w").close()
-        env.start()
+        alerts = os.path.join(env.dir, "alerts.txt")
+        metrics_port = free_port()
+        config = env.write_config("    password: s3cret\n", name="alerting.yml")
+        with open(config, "a") as f:
+            f.write("metrics: { listen: 127.0.0.1:%d }\nalerts:\n  command: 'echo $TIDEMARK_ALERT $TIDEMARK_STATE >> %s'\n"
+                    "  failure-after: 1s\n" % (metrics_port, alerts))
+        env.start(config)
         wait_until(lambda: "Connection refused" in env.log_text(), 15, "connection refused in the log:\n" + env.log_text())
+        wait_until(lambda: os.path.exists(alerts) and "capture_failing firing" in open(alerts).read(), 15,
+                   "a capture_failing alert")
+        import urllib.request, urllib.error
+        try:
+            urllib.request.urlopen("http://127.0.0.1:%d/healthz" % metrics_port)
+            raise Failure("/healthz said ok while Redis is unreachable")
+        except urllib.error.HTTPError as e:
+            check(e.code == 503 and b"Connection refused" in e.read(), "healthz: %d" % e.code)
+        text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % metrics_port).read().decode()
+        check('tidemark_capture_up{db="cache"} 0' in text, "capture_up metric: " + text[:500])
+        env.server = RedisServer(os.path.join(env.dir, "server"), "--requirepass", "s3cret", port=env.server.port)
+        wait_until(lambda: "capture_failing resolved" in open(alerts).read(), 40, "the alert to resolve:\n" + env.log_text()[-1500:])
         env.stop()
     finally:
         env.cleanup()

@@ -427,7 +427,7 @@ def scenario_shipping(bench, megabytes):
     work = bench.workdir("ship")
     db_path = os.path.join(work, "app.db")
     create_db(db_path)
-    config = bench.config(work, extra_db="    checkpoint-pages: 100000000\n    snapshot: { wal-ratio: off }\n")
+    config = bench.config(work, extra_db="    checkpoint-pages: 100000000\n    snapshot: { wal-ratio: off }\n" + os.environ.get("BENCH_SHIP_EXTRA", ""))
     sidecar = start_sidecar(config, os.path.join(work, "sidecar.log"))
     wait_for(lambda: os.path.isdir(os.path.join(work, "backup", "app")), 10)
     cpu_before = cpu_seconds(sidecar.pid)

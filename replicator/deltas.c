@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 struct delta_level {
@@ -24,6 +25,9 @@ struct delta_level {
     uint8_t *dirty;                 /* bit N-1: page N changed in the block */
     size_t dirty_bytes;
     uint32_t dirty_pages;
+    uint64_t page_versions;         /* pages shipped into the block, with repeats */
+    uint32_t segments;
+    int poisoned;                   /* holds a segment whose pages were not stored */
 };
 
 struct delta_builder {
@@ -73,6 +77,9 @@ static void forget_levels(struct delta_builder *db)
         if (level->dirty)
             memset(level->dirty, 0, level->dirty_bytes);
         level->dirty_pages = 0;
+        level->page_versions = 0;
+        level->segments = 0;
+        level->poisoned = 0;
         level->open = 0;
     }
 }
@@ -120,26 +127,66 @@ static int mark(struct delta_level *level, uint32_t page_number)
     return 0;
 }
 
-int delta_builder_page(struct delta_builder *db, uint32_t page_number, const uint8_t *page,
-                       struct tm_error *err)
+#define STORE_RUN_MAX 256   /* pages per pwritev (IOV_MAX is 1024) */
+
+/* Writes pages[0..count) to consecutive page numbers from `first`. */
+static int store_run(struct delta_builder *db, uint32_t first, const uint8_t *const *pages, size_t count,
+                     struct tm_error *err)
 {
-    if (!db->active || page_number == 0)
-        return 0;
-    off_t offset = (off_t)(page_number - 1) * db->page_size;
-    size_t done = 0;
-    while (done < db->page_size) {
-        ssize_t n = pwrite(db->store_fd, page + done, db->page_size - done, offset + (off_t)done);
+    struct iovec iov[STORE_RUN_MAX];
+    for (size_t i = 0; i < count; i++)
+        iov[i] = (struct iovec){(void *)pages[i], db->page_size};
+    off_t offset = (off_t)(first - 1) * db->page_size;
+    size_t total = count * db->page_size, done = 0;
+    struct iovec *at = iov;
+    int left = (int)count;
+    while (done < total) {
+        ssize_t n = pwritev(db->store_fd, at, left, offset + (off_t)done);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
             return tm_error_set(err, "cannot write the delta page store '%s': %s", db->store_path,
                                 n < 0 ? strerror(errno) : "no space");
         done += (size_t)n;
+        while (left > 0 && (size_t)n >= at->iov_len) {
+            n -= (ssize_t)at->iov_len;
+            at++;
+            left--;
+        }
+        if (left > 0) {
+            at->iov_base = (uint8_t *)at->iov_base + n;
+            at->iov_len -= (size_t)n;
+        }
     }
-    for (int l = 0; l < DELTA_LEVELS; l++)
-        if (mark(&db->levels[l], page_number) != 0)
-            return tm_error_set(err, "out of memory");
     return 0;
+}
+
+int delta_builder_pages(struct delta_builder *db, const uint32_t *numbers, const uint8_t *const *pages,
+                        size_t count, struct tm_error *err)
+{
+    if (!db->active)
+        return 0;
+    for (size_t start = 0; start < count;) {
+        size_t run = 1;
+        while (start + run < count && run < STORE_RUN_MAX && numbers[start + run] == numbers[start] + run)
+            run++;
+        if (numbers[start] != 0 && store_run(db, numbers[start], pages + start, run, err) != 0)
+            return -1;
+        start += run;
+    }
+    for (size_t i = 0; i < count; i++)
+        for (int l = 0; l < DELTA_LEVELS && numbers[i] != 0; l++) {
+            if (mark(&db->levels[l], numbers[i]) != 0)
+                return tm_error_set(err, "out of memory");
+            db->levels[l].page_versions++;
+        }
+    return 0;
+}
+
+int delta_builder_page(struct delta_builder *db, uint32_t page_number, const uint8_t *page,
+                       struct tm_error *err)
+{
+    return delta_builder_pages(db, &page_number, &page, 1, err);
 }
 
 int delta_builder_segment_done(struct delta_builder *db, const struct segment_header *h,
@@ -157,6 +204,7 @@ int delta_builder_segment_done(struct delta_builder *db, const struct segment_he
             memcpy(level->chain_in, h->prev_hash, OBJECT_HASH_BYTES);
         }
         level->end_index = h->index + 1;
+        level->segments++;
         level->last_ms = h->last_time_ms;
         level->txns += h->txn_count;
         memcpy(level->chain_out, hash, OBJECT_HASH_BYTES);
@@ -204,6 +252,29 @@ static int read_stored_page(const struct delta_builder *db, uint32_t page_number
     return 0;
 }
 
+void delta_builder_poison(struct delta_builder *db)
+{
+    for (int l = 0; l < DELTA_LEVELS; l++)
+        db->levels[l].poisoned = 1;
+}
+
+int delta_builder_worth(const struct delta_builder *db, int level_number)
+{
+    return !db->levels[level_number - 1].poisoned;
+}
+
+void delta_builder_skip(struct delta_builder *db, int level_number)
+{
+    struct delta_level *level = &db->levels[level_number - 1];
+    if (level->dirty)
+        memset(level->dirty, 0, level->dirty_bytes);
+    level->dirty_pages = 0;
+    level->page_versions = 0;
+    level->segments = 0;
+    level->poisoned = 0;
+    level->open = 0;
+}
+
 int delta_builder_emit(struct delta_builder *db, int level_number, delta_emit_fn emit, void *ctx,
                        struct tm_error *err)
 {
@@ -225,9 +296,6 @@ int delta_builder_emit(struct delta_builder *db, int level_number, delta_emit_fn
         }
     }
     free(page);
-    if (level->dirty)
-        memset(level->dirty, 0, level->dirty_bytes);
-    level->dirty_pages = 0;
-    level->open = 0;
+    delta_builder_skip(db, level_number);
     return rc;
 }

@@ -86,16 +86,24 @@ void shipper_new_generation(struct shipper *sh, int64_t now_ms)
 /* Frames are read back from the WAL this many bytes at a time. */
 #define FRAME_BATCH_BYTES (1024 * 1024)
 
-/* Gives a shipped page to the delta builder; a failure stops deltas only. */
-static void record_page(struct shipper *sh, uint32_t page_number, const uint8_t *page)
+/* The pages of one batch of frames, for the delta builder. */
+struct recorded_pages {
+    uint32_t *numbers;
+    const uint8_t **pages;
+    size_t count;
+};
+
+/* Gives the batch's shipped pages to the delta builder (before the batch
+ * buffer is read over); a failure stops deltas only. */
+static void record_pages(struct shipper *sh, struct recorded_pages *rec)
 {
-    if (!delta_builder_active(sh->deltas))
-        return;
     struct tm_error err;
-    if (delta_builder_page(sh->deltas, page_number, page, &err) != 0) {
+    if (rec->count && delta_builder_active(sh->deltas) &&
+        delta_builder_pages(sh->deltas, rec->numbers, rec->pages, rec->count, &err) != 0) {
         log_warn("%s: deltas stopped until the next snapshot: %s", sh->db_name, err.msg);
         delta_builder_disable(sh->deltas);
     }
+    rec->count = 0;
 }
 
 /* Streams the frames of `commits` into f, re-verifying the checksum chain
@@ -104,12 +112,24 @@ static int write_transactions(struct shipper *sh, struct tailer *t, struct objec
                               const struct tailer_commit *commits, size_t count,
                               struct wal_position from, struct tm_error *err)
 {
+    /* a large segment's pages skip the delta builder (deltas.h) */
+    uint64_t page_bytes = (uint64_t)(commits[count - 1].end.frame - from.frame) * tailer_header(t)->page_size;
+    int record = sh->deltas && delta_builder_active(sh->deltas);
+    if (record && page_bytes > DELTA_SMALL_SEGMENT_BYTES) {
+        delta_builder_poison(sh->deltas);
+        record = 0;
+    }
     const struct wal_header *hdr = tailer_header(t);
     size_t frame_bytes = WAL_FRAME_HEADER_BYTES + hdr->page_size;
     uint32_t batch_frames = FRAME_BATCH_BYTES / frame_bytes ? FRAME_BATCH_BYTES / frame_bytes : 1;
     uint8_t *batch = malloc((size_t)batch_frames * frame_bytes);
-    if (!batch)
+    struct recorded_pages rec = {malloc(batch_frames * sizeof *rec.numbers), malloc(batch_frames * sizeof *rec.pages), 0};
+    if (!batch || !rec.numbers || !rec.pages) {
+        free(batch);
+        free(rec.numbers);
+        free(rec.pages);
         return tm_error_set(err, "out of memory");
+    }
     uint32_t batch_first = 0, batch_count = 0;   /* frames held in batch */
     int rc = SHIPPER_OK;
     struct wal_position pos = from;
@@ -124,6 +144,7 @@ static int write_transactions(struct shipper *sh, struct tailer *t, struct objec
             struct wal_position next;
             uint32_t wanted = pos.frame + 1;
             if (wanted >= batch_first + batch_count) {
+                record_pages(sh, &rec);
                 batch_first = wanted;
                 batch_count = last_frame - wanted + 1 < batch_frames ? last_frame - wanted + 1 : batch_frames;
                 if (tailer_read_frames(t, batch_first, batch_count, batch, err) != 0) {
@@ -142,8 +163,10 @@ static int write_transactions(struct shipper *sh, struct tailer *t, struct objec
             rc = object_write(w, frame, 4, err);
             if (rc == 0)
                 rc = object_write(w, frame + WAL_FRAME_HEADER_BYTES, hdr->page_size, err);
-            if (rc == 0)
-                record_page(sh, archive_get_be32(frame), frame + WAL_FRAME_HEADER_BYTES);
+            if (rc == 0 && record) {
+                rec.numbers[rec.count] = archive_get_be32(frame);
+                rec.pages[rec.count++] = frame + WAL_FRAME_HEADER_BYTES;
+            }
         }
         if (rc == SHIPPER_OK && (pos.checksum[0] != commits[c].end.checksum[0] ||
                                  pos.checksum[1] != commits[c].end.checksum[1])) {
@@ -151,7 +174,10 @@ static int write_transactions(struct shipper *sh, struct tailer *t, struct objec
             rc = SHIPPER_BROKEN;
         }
     }
+    record_pages(sh, &rec);
     free(batch);
+    free(rec.numbers);
+    free(rec.pages);
     return rc;
 }
 
@@ -214,6 +240,10 @@ static void ship_deltas(struct shipper *sh, const struct segment_header *seg,
     int closing = delta_builder_segment_done(sh->deltas, seg, hash);
     for (int level = 1; level <= closing; level++) {
         struct tm_error err;
+        if (!delta_builder_worth(sh->deltas, level)) {
+            delta_builder_skip(sh->deltas, level);
+            continue;
+        }
         if (ship_delta(sh, level, &err) != 0) {
             log_warn("%s: deltas stopped until the next snapshot: %s", sh->db_name, err.msg);
             delta_builder_disable(sh->deltas);

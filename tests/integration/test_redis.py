@@ -247,6 +247,10 @@ def test_point_in_time_restores_match_the_ground_truth():
         env.start()
         env.wait_streaming()
         env.write(900, seed=1)
+        # the sidecar acknowledges what it received (REPLCONF ACK, GETACK):
+        # WAIT counts it as a replica that has every write
+        acked = env.server.client(0).execute_command("WAIT", 1, 3000)
+        check(acked == 1, "WAIT 1 returned %r: the sidecar did not acknowledge the stream" % acked)
         time.sleep(0.5)
         env.stop()
         counts = timeline(env, base, points=8)
@@ -285,7 +289,9 @@ def test_kill9_partial_resync_and_forced_full_resync():
     generation (PSYNC +CONTINUE), no gap. Then, with a tiny backlog and
     many writes while it is down, the master forces a full resync: a new
     generation begins. Restores on both sides of each boundary are exact."""
-    env = Env("resync", server_options=("--repl-diskless-sync-delay", "0", "--repl-backlog-size", "16kb"))
+    # disk-based full syncs: the RDB comes as "$<length>" (the other tests
+    # use the diskless "$EOF:<mark>" form)
+    env = Env("resync", server_options=("--repl-diskless-sync", "no", "--repl-backlog-size", "16kb"))
     try:
         base = {}
         env.start()
@@ -366,6 +372,19 @@ def test_auth_password_and_acl_user():
             ("", "requires a password"),
             ("    username: weak\n    password: wpass\n", "may not run"),
         ]
+        # a server that refuses replication (as managed services do)
+        refusing = RedisServer(os.path.join(env.dir, "refusing"), "--rename-command", "PSYNC", "")
+        try:
+            config = os.path.join(env.dir, "refusing.yml")
+            with open(env.config) as f:
+                text = f.read().replace("127.0.0.1:%d" % env.server.port, "127.0.0.1:%d" % refusing.port)
+            with open(config, "w") as f:
+                f.write(text)
+            env.start(config)
+            wait_until(lambda: "refuses replication" in env.log_text(), 15, "'refuses replication':\n" + env.log_text()[-1500:])
+            env.stop()
+        finally:
+            refusing.stop()
         for extra, message in cases:
             config = env.write_config(extra, name="bad.yml")
             env.start(config)

@@ -124,6 +124,19 @@ static void test_each_page_once_at_its_latest_version(void)
     delta_builder_header(db, 2, "G", 50000, &h);
     ASSERT_EQ(h.page_count, 5);
     ASSERT_EQ(h.first_index, 0);
+    /* a large segment (not stored) poisons the blocks that hold it: they
+     * close without a delta; the blocks after it are clean again */
+    delta_builder_poison(db);
+    ASSERT_EQ(ship(db, 5, seg4, val4, 1), 0);
+    ASSERT_EQ(ship(db, 6, seg4, val4, 1), 0);
+    ASSERT_EQ(ship(db, 7, seg4, val4, 1), 1);
+    ASSERT_TRUE(!delta_builder_worth(db, 1));
+    delta_builder_skip(db, 1);
+    for (uint64_t i = 8; i < 11; i++)
+        ASSERT_EQ(ship(db, i, seg4, val4, 1), 0);
+    ASSERT_EQ(ship(db, 11, seg4, val4, 1), 1);
+    ASSERT_TRUE(delta_builder_worth(db, 1));
+    ASSERT_TRUE(!delta_builder_worth(db, 2));   /* 0..15 holds segment 5 */
     /* a reset forgets every level; disabled, nothing is recorded */
     delta_builder_reset(db, 5, PAGE);
     delta_builder_header(db, 2, "G", 1, &h);

@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
+#include <stdint.h>
 #include <unistd.h>
 
 int fsutil_make_dirs(const char *path, struct tm_error *err)
@@ -78,4 +80,29 @@ int fsutil_replace_file(const char *path, const void *data, size_t len, struct t
         return tm_error_set(err, "cannot rename '%s': %s", temp, strerror(saved));
     }
     return fsutil_fsync_dir(slash ? dir : ".", err);
+}
+
+int fsutil_pwritev_all(int fd, struct iovec *iov, int count, off_t offset)
+{
+    while (count > 0) {
+        ssize_t n = pwritev(fd, iov, count, offset);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            if (n == 0)
+                errno = ENOSPC;
+            return -1;
+        }
+        offset += n;
+        while (count > 0 && (size_t)n >= iov->iov_len) {
+            n -= (ssize_t)iov->iov_len;
+            iov++;
+            count--;
+        }
+        if (count > 0) {
+            iov->iov_base = (uint8_t *)iov->iov_base + n;
+            iov->iov_len -= (size_t)n;
+        }
+    }
+    return 0;
 }

@@ -9,6 +9,8 @@
  * the store and the bitmap, smallest level first. */
 #include "deltas.h"
 
+#include "../common/fsutil.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -136,28 +138,8 @@ static int store_run(struct delta_builder *db, uint32_t first, const uint8_t *co
     struct iovec iov[STORE_RUN_MAX];
     for (size_t i = 0; i < count; i++)
         iov[i] = (struct iovec){(void *)pages[i], db->page_size};
-    off_t offset = (off_t)(first - 1) * db->page_size;
-    size_t total = count * db->page_size, done = 0;
-    struct iovec *at = iov;
-    int left = (int)count;
-    while (done < total) {
-        ssize_t n = pwritev(db->store_fd, at, left, offset + (off_t)done);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return tm_error_set(err, "cannot write the delta page store '%s': %s", db->store_path,
-                                n < 0 ? strerror(errno) : "no space");
-        done += (size_t)n;
-        while (left > 0 && (size_t)n >= at->iov_len) {
-            n -= (ssize_t)at->iov_len;
-            at++;
-            left--;
-        }
-        if (left > 0) {
-            at->iov_base = (uint8_t *)at->iov_base + n;
-            at->iov_len -= (size_t)n;
-        }
-    }
+    if (fsutil_pwritev_all(db->store_fd, iov, (int)count, (off_t)(first - 1) * db->page_size) != 0)
+        return tm_error_set(err, "cannot write the delta page store '%s': %s", db->store_path, strerror(errno));
     return 0;
 }
 

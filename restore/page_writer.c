@@ -7,6 +7,8 @@
  * pwritev each, and the table is emptied. */
 #include "page_writer.h"
 
+#include "../common/fsutil.h"
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,31 +75,6 @@ static int compare_slots_by_page(const void *a, const void *b, void *ctx)
     return pa < pb ? -1 : pa > pb;
 }
 
-/* Writes `count` page images to consecutive pages from `offset`,
- * resuming after short writes. */
-static int write_run(int fd, struct iovec *iov, int count, off_t offset)
-{
-    while (count > 0) {
-        ssize_t n = pwritev(fd, iov, count, offset);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        offset += n;
-        while (count > 0 && (size_t)n >= iov->iov_len) {
-            n -= (ssize_t)iov->iov_len;
-            iov++;
-            count--;
-        }
-        if (count > 0) {
-            iov->iov_base = (uint8_t *)iov->iov_base + n;
-            iov->iov_len -= (size_t)n;
-        }
-    }
-    return 0;
-}
-
 #define RUN_PAGES_MAX 256            /* iovecs per pwritev (IOV_MAX is 1024) */
 
 int page_writer_flush(struct page_writer *pw, struct tm_error *err)
@@ -121,7 +98,7 @@ int page_writer_flush(struct page_writer *pw, struct tm_error *err)
             run[run_pages].iov_len = pw->page_size;
             run_pages++;
         }
-        if (write_run(pw->fd, run, run_pages, (off_t)(first_page - 1) * pw->page_size) != 0)
+        if (fsutil_pwritev_all(pw->fd, run, run_pages, (off_t)(first_page - 1) * pw->page_size) != 0)
             rc = tm_error_set(err, "cannot write the restored file: %s", strerror(errno));
         start += (size_t)run_pages;
     }

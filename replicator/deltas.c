@@ -74,16 +74,8 @@ void delta_builder_free(struct delta_builder *db)
 
 static void forget_levels(struct delta_builder *db)
 {
-    for (int l = 0; l < DELTA_LEVELS; l++) {
-        struct delta_level *level = &db->levels[l];
-        if (level->dirty)
-            memset(level->dirty, 0, level->dirty_bytes);
-        level->dirty_pages = 0;
-        level->page_versions = 0;
-        level->segments = 0;
-        level->poisoned = 0;
-        level->open = 0;
-    }
+    for (int level = 1; level <= DELTA_LEVELS; level++)
+        delta_builder_skip(db, level);
 }
 
 void delta_builder_reset(struct delta_builder *db, uint64_t index, uint32_t page_size)

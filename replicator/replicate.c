@@ -667,11 +667,10 @@ static void on_control_command(void *arg, const char *command, struct control_cl
     ev_timer_again(ctx->owner->loop, &ctx->waiter_timer);
 }
 
-static void on_snapshot_interval(struct ev_loop *loop, ev_timer *w, int revents)
+/* The schedule or the interval asks for a snapshot: for Redis, a new full
+ * resynchronisation; for a database, due now (retried until taken). */
+static void snapshot_requested(struct db_context *ctx)
 {
-    (void)loop;
-    (void)revents;
-    struct db_context *ctx = w->data;
     if (ctx->redis)
         return redis_capture_snapshot(ctx->redis);
     ctx->snapshot_due = 1;
@@ -679,16 +678,18 @@ static void on_snapshot_interval(struct ev_loop *loop, ev_timer *w, int revents)
     snapshot_if_due(ctx);
 }
 
+static void on_snapshot_interval(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    snapshot_requested(w->data);
+}
+
 static void on_snapshot_schedule(struct ev_loop *loop, ev_periodic *w, int revents)
 {
     (void)loop;
     (void)revents;
-    struct db_context *ctx = w->data;
-    if (ctx->redis)
-        return redis_capture_snapshot(ctx->redis);
-    ctx->snapshot_due = 1;
-    ctx->snapshot_not_before_ms = 0;
-    snapshot_if_due(ctx);
+    snapshot_requested(w->data);
 }
 
 /* libev asks when the schedule fires next after `now` (wall clock). */

@@ -716,6 +716,8 @@ static void catch_up_missed_snapshot(struct db_context *ctx)
     clock_format_ms(due, when, sizeof when);
     log_info("%s: the snapshot due at %s was missed while the sidecar was down: taking it now",
              ctx->cfg->name, when);
+    if (ctx->redis)   /* the first connection asks for a full resynchronisation */
+        return redis_capture_snapshot(ctx->redis);
     struct tm_error err;
     snapshot_now(ctx, &err);
 }
@@ -974,6 +976,8 @@ static int setup_redis(struct replicator *rep, struct db_context *ctx, struct tm
                                       .counters = &ctx->shipper, .published = redis_published, .arg = ctx};
     if (redis_capture_start(&deps, &ctx->redis, err) != 0)
         return -1;
+    if (ctx->shipper.last_snapshot_ms && (!rep->opts || !rep->opts->snapshot_once))
+        catch_up_missed_snapshot(ctx);
     start_common_timers(rep, ctx);
     ev_child_init(&ctx->retention_child, on_child_done, 0, 0);
     ctx->retention_child.data = ctx;

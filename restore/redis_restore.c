@@ -23,6 +23,7 @@
 
 #include "../common/archive.h"
 #include "../common/clock.h"
+#include "../common/lease.h"
 #include "../common/log.h"
 #include "../common/rdb.h"
 
@@ -399,6 +400,13 @@ int redis_restore_run(const struct config_db *db, const struct crypto_keyring *k
         rc = catalog_load(rr.st, db->name, &cat, &err);
     if (rc == 0)
         rc = restore_plan(&cat, opts, &gen, &snap, &err);
+    char lease[512] = "";
+    if (rc == 0 && lease_take(rr.st, db->name, gen->id, clock_now_ms(), lease, sizeof lease, &err) != 0) {
+        log_warn("could not record that this restore reads generation %s (retention may run meanwhile): %s",
+                 gen->id, err.msg);
+        lease[0] = '\0';
+        memset(&err, 0, sizeof err);
+    }
     if (rc == 0) {
         snprintf(rr.generation, sizeof rr.generation, "%s", gen->id);
         if (mkdir(temp, 0700) != 0 || mkdir(aof_dir, 0700) != 0)
@@ -437,6 +445,8 @@ int redis_restore_run(const struct config_db *db, const struct crypto_keyring *k
                 .point_ms = rr.last_unit_ms ? rr.last_unit_ms : rr.snapshot_ms, .transactions = rr.units_applied,
                 .segments = rr.segments_read, .bytes = rr.rdb_bytes};
     }
+    if (lease[0])
+        lease_release(rr.st, lease);
     catalog_release(&cat);
     storage_free(rr.st);
     return rc == 0 ? 0 : 1;

@@ -395,6 +395,38 @@ def test_kill9_during_a_scheduled_snapshot():
         env.cleanup()
 
 
+def test_missed_snapshot_is_taken_at_start():
+    """The 6-hourly snapshot came due while the sidecar was down: at start
+    it asks for a full resynchronisation (a new generation) instead of
+    continuing, and restores on both sides are exact."""
+    env = Env("missed", server_options=("--repl-diskless-sync-delay", "0"))
+    try:
+        base = {}
+        env.start()
+        env.wait_streaming()
+        env.write(100, seed=12)
+        time.sleep(0.4)
+        env.stop()
+        position = os.path.join(env.dir, "state", "cache", "position")
+        with open(position) as f:
+            text = f.read()
+        seven_hours_ago = now_ms() - 7 * 3600 * 1000
+        with open(position, "w") as f:
+            f.write("".join("last-snapshot %d\n" % seven_hours_ago if line.startswith("last-snapshot ") else line
+                            for line in text.splitlines(True)))
+        env.start()
+        wait_until(lambda: "was missed while the sidecar was down" in env.log_text() and
+                   env.log_text().count("RDB of") >= 2, 30, "the missed snapshot:\n" + env.log_text()[-1500:])
+        env.write(100, seed=13)
+        time.sleep(0.4)
+        env.stop()
+        gens = os.listdir(os.path.join(env.dir, "backup", "cache", "generations"))
+        check(len(gens) == 2, "expected a second generation, found %r" % gens)
+        timeline(env, base, points=6)
+    finally:
+        env.cleanup()
+
+
 def test_auth_password_and_acl_user():
     """requirepass with a password; an ACL user with just the replication
     commands; wrong credentials, a user without the permission and a
@@ -514,6 +546,7 @@ TESTS = [
     test_kill9_partial_resync_and_forced_full_resync,
     test_scheduled_snapshots_leave_no_gap,
     test_kill9_during_a_scheduled_snapshot,
+    test_missed_snapshot_is_taken_at_start,
     test_auth_password_and_acl_user,
     test_a_million_keys_with_small_memory,
 ]

@@ -16,6 +16,10 @@ TIDEMARK = os.path.join(ROOT, "tidemark")
 WRITER_PY = os.path.join(HERE, "writer.py")
 WRITER_JS = os.path.join(HERE, "writer.js")
 SLACK_MS = 250
+# `make test SANITIZE=1` runs the ASan build: its shadow memory and
+# quarantine inflate resident memory, so memory bounds are doubled there
+SANITIZED = os.environ.get("BUILD", "").endswith("sanitize")
+MEMORY_SCALE = 2 if SANITIZED else 1
 FAULTFS = os.path.join(ROOT, os.environ.get("BUILD", "build/release"), "faultfs.so")
 
 def payload(i):

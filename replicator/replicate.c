@@ -939,7 +939,8 @@ static int open_replicas(struct db_context *ctx, struct tm_error *err)
     return 0;
 }
 
-/* The sync timer and snapshot schedules, for a database or a Redis. */
+/* The sync timer, snapshot schedules, retention and drills: the same for
+ * a database and a Redis. */
 static void start_common_timers(struct replicator *rep, struct db_context *ctx)
 {
     const struct config_db *cfg = ctx->cfg;
@@ -958,6 +959,24 @@ static void start_common_timers(struct replicator *rep, struct db_context *ctx)
         ctx->snapshot_periodic.data = ctx;
         ev_periodic_start(rep->loop, &ctx->snapshot_periodic);
     }
+    ev_child_init(&ctx->retention_child, on_child_done, 0, 0);
+    ctx->retention_child.data = ctx;
+    ev_child_init(&ctx->drill_child, on_child_done, 0, 0);
+    ctx->drill_child.data = ctx;
+    ctx->drill_result = -1;
+    int drill_can_decrypt = !rep->key || !crypto_keyring_public_only(rep->key);
+    if (cfg->drill.enabled && !drill_can_decrypt)
+        log_event(LOG_WARN, cfg->name, NULL, "drills are not run by this sidecar: it holds only the public "
+                  "key (recipient-file), and a drill must decrypt; run 'tidemark drill --key-file SECRET' "
+                  "from the restore host, or set 'drill: off'");
+    if (cfg->drill.enabled && drill_can_decrypt) {
+        ev_periodic_init(&ctx->drill_periodic, on_drill_schedule, 0., 0., next_drill);
+        ctx->drill_periodic.data = ctx;
+        ev_periodic_start(rep->loop, &ctx->drill_periodic);
+    }
+    ev_timer_init(&ctx->retention_timer, on_retention_timer, 60., 86400.);   /* a minute after start, then daily */
+    ctx->retention_timer.data = ctx;
+    ev_timer_start(rep->loop, &ctx->retention_timer);
 }
 
 static void redis_published(void *arg)
@@ -979,19 +998,6 @@ static int setup_redis(struct replicator *rep, struct db_context *ctx, struct tm
     if (ctx->shipper.last_snapshot_ms && (!rep->opts || !rep->opts->snapshot_once))
         catch_up_missed_snapshot(ctx);
     start_common_timers(rep, ctx);
-    ev_child_init(&ctx->retention_child, on_child_done, 0, 0);
-    ctx->retention_child.data = ctx;
-    ev_child_init(&ctx->drill_child, on_child_done, 0, 0);
-    ctx->drill_child.data = ctx;
-    ctx->drill_result = -1;
-    ev_timer_init(&ctx->retention_timer, on_retention_timer, 60., 86400.);   /* a minute after start, then daily */
-    ctx->retention_timer.data = ctx;
-    ev_timer_start(rep->loop, &ctx->retention_timer);
-    if (cfg->drill.enabled && (!rep->key || !crypto_keyring_public_only(rep->key))) {
-        ev_periodic_init(&ctx->drill_periodic, on_drill_schedule, 0., 0., next_drill);
-        ctx->drill_periodic.data = ctx;
-        ev_periodic_start(rep->loop, &ctx->drill_periodic);
-    }
     log_info("%s: capturing Redis at %s, segments every %lldms, to %zu replica(s)", cfg->name, cfg->redis_addr,
              (long long)cfg->sync_interval_ms, ctx->replica_count);
     return 0;
@@ -1035,24 +1041,6 @@ static int setup_database(struct replicator *rep, struct db_context *ctx,
     ev_timer_init(&ctx->scan_timer, on_scan, SCAN_DELAY_S, 0.);
     ctx->scan_timer.data = ctx;
     start_common_timers(rep, ctx);
-    ev_child_init(&ctx->retention_child, on_child_done, 0, 0);
-    ctx->retention_child.data = ctx;
-    ev_child_init(&ctx->drill_child, on_child_done, 0, 0);
-    ctx->drill_child.data = ctx;
-    ctx->drill_result = -1;
-    int drill_can_decrypt = !rep->key || !crypto_keyring_public_only(rep->key);
-    if (cfg->drill.enabled && !drill_can_decrypt)
-        log_event(LOG_WARN, cfg->name, NULL, "drills are not run by this sidecar: it holds only the public "
-                  "key (recipient-file), and a drill must decrypt; run 'tidemark drill --key-file SECRET' "
-                  "from the restore host, or set 'drill: off'");
-    if (cfg->drill.enabled && drill_can_decrypt) {
-        ev_periodic_init(&ctx->drill_periodic, on_drill_schedule, 0., 0., next_drill);
-        ctx->drill_periodic.data = ctx;
-        ev_periodic_start(rep->loop, &ctx->drill_periodic);
-    }
-    ev_timer_init(&ctx->retention_timer, on_retention_timer, 60., 86400.);   /* a minute after start, then daily */
-    ctx->retention_timer.data = ctx;
-    ev_timer_start(rep->loop, &ctx->retention_timer);
     if (!rep->opts || !rep->opts->snapshot_once)
         catch_up_missed_snapshot(ctx);
     log_info("%s: replicating '%s' every %lldms to %zu replica(s)", cfg->name, cfg->path,

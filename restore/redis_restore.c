@@ -127,14 +127,21 @@ static int segment_unit(void *ctx, int64_t time_ms, const uint8_t *data, size_t 
     return 0;
 }
 
+/* Creates DIR/NAME as rr->fd; its path in `path`. */
+static int create_file(struct redis_restore *rr, const char *dir, const char *name, char path[PATH_MAX],
+                       struct tm_error *err)
+{
+    snprintf(path, PATH_MAX, "%s/%s", dir, name);
+    rr->fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    return rr->fd < 0 ? tm_error_set(err, "cannot create '%s': %s", path, strerror(errno)) : 0;
+}
+
 static int write_base(struct redis_restore *rr, const struct catalog_snapshot *snap, const char *dir,
                       struct tm_error *err)
 {
     char path[PATH_MAX];
-    snprintf(path, sizeof path, "%s/" BASE_NAME, dir);
-    rr->fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (rr->fd < 0)
-        return tm_error_set(err, "cannot create '%s': %s", path, strerror(errno));
+    if (create_file(rr, dir, BASE_NAME, path, err) != 0)
+        return -1;
     rdb_check_init(&rr->rdb);
     rr->snapshot_ms = snap->time_ms;
     struct redis_snapshot_visitor visitor = {snapshot_header, snapshot_data, rr};
@@ -158,10 +165,8 @@ static int write_incr(struct redis_restore *rr, const struct catalog_generation 
                       struct tm_error *err)
 {
     char path[PATH_MAX];
-    snprintf(path, sizeof path, "%s/" INCR_NAME, dir);
-    rr->fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (rr->fd < 0)
-        return tm_error_set(err, "cannot create '%s': %s", path, strerror(errno));
+    if (create_file(rr, dir, INCR_NAME, path, err) != 0)
+        return -1;
     int rc = 0;
     uint64_t expected = 0;
     for (size_t i = 0; i < gen->segment_count && rc == 0 && !rr->stopped; i++) {

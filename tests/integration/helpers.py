@@ -157,6 +157,15 @@ class FaultEnv(Env):
         check(self.replicator.poll() is None, "replicator exited at start: " + self.tail_log())
 
 
+def archive_files(env, suffix):
+    """Paths of the objects ending in `suffix` (".snap", ".seg", ".delta")
+    in env's file replica, sorted per directory."""
+    out = []
+    for d, _, files in os.walk(env.backup):
+        out += sorted(os.path.join(d, f) for f in files if f.endswith(suffix))
+    return out
+
+
 def restored_ids(path):
     db = sqlite3.connect(path)
     check(db.execute("PRAGMA integrity_check").fetchone()[0] == "ok", "integrity_check failed on " + path)

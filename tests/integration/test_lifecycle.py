@@ -10,17 +10,11 @@ from helpers import *
 
 
 def snapshots(env):
-    out = []
-    for d, _, files in os.walk(env.backup):
-        out += sorted(os.path.join(d, f) for f in files if f.endswith(".snap"))
-    return out
+    return archive_files(env, ".snap")
 
 
 def segments(env):
-    out = []
-    for d, _, files in os.walk(env.backup):
-        out += sorted(os.path.join(d, f) for f in files if f.endswith(".seg"))
-    return out
+    return archive_files(env, ".seg")
 
 
 def tidemark(*args):

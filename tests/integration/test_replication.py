@@ -250,13 +250,6 @@ def test_commits_stamped_at_once_and_other_files_ignored():
         env.cleanup()
 
 
-def delta_files(env):
-    out = []
-    for d, _, files in os.walk(env.backup):
-        out += sorted(os.path.join(d, f) for f in files if f.endswith(".delta"))
-    return out
-
-
 def objects_read(stdout):
     """Segments and deltas a restore reports having read."""
     line = [l for l in stdout.splitlines() if "transactions:" in l][0]
@@ -282,8 +275,8 @@ def test_deltas_bound_the_objects_a_restore_reads():
         env.write_py(200, "--delay-ms", "20", start=201)
         time.sleep(0.5)
         env.stop()
-        segments = sum(1 for d, _, files in os.walk(env.backup) for f in files if f.endswith(".seg"))
-        deltas = delta_files(env)
+        segments = len(archive_files(env, ".seg"))
+        deltas = archive_files(env, ".delta")
         check(segments >= 150 and len(deltas) >= segments // 4, "%d segments, %d deltas" % (segments, len(deltas)))
         commits = env.commits()
         first = min(t0 for t0, t1 in commits.values())

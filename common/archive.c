@@ -78,6 +78,8 @@
  * previous hash segment k will have. */
 #include "archive.h"
 
+#include "names.h"
+
 #include <inttypes.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -288,25 +290,37 @@ void archive_generation_id_new(int64_t now_ms, char out[ARCHIVE_GEN_ID_BYTES + 1
              randombytes_random());
 }
 
+void archive_db_dir(const char *db, char *out, size_t len)
+{
+    if (names_escape(db, out, len) != 0)
+        snprintf(out, len, "%s", "name-too-long");   /* config and discovery refuse such names first */
+}
+
 void archive_snapshot_key(const char *db, const char *gen, uint64_t index, int64_t time_ms,
                           char *out, size_t len)
 {
-    snprintf(out, len, "%s/generations/%s/snapshots/%016" PRIx64 "-%013" PRId64 ".snap", db, gen,
+    char dir[ARCHIVE_NAME_MAX];
+    archive_db_dir(db, dir, sizeof dir);
+    snprintf(out, len, "%s/generations/%s/snapshots/%016" PRIx64 "-%013" PRId64 ".snap", dir, gen,
              index, time_ms);
 }
 
 void archive_segment_key(const char *db, const char *gen, uint64_t index, int64_t first_ms,
                          int64_t last_ms, char *out, size_t len)
 {
+    char dir[ARCHIVE_NAME_MAX];
+    archive_db_dir(db, dir, sizeof dir);
     snprintf(out, len, "%s/generations/%s/segments/%016" PRIx64 "-%013" PRId64 "-%013" PRId64 ".seg",
-             db, gen, index, first_ms, last_ms);
+             dir, gen, index, first_ms, last_ms);
 }
 
 void archive_delta_key(const char *db, const char *gen, uint64_t first_index, uint64_t end_index,
                        int64_t first_ms, int64_t last_ms, char *out, size_t len)
 {
+    char dir[ARCHIVE_NAME_MAX];
+    archive_db_dir(db, dir, sizeof dir);
     snprintf(out, len, "%s/generations/%s/deltas/%016" PRIx64 "-%016" PRIx64 "-%013" PRId64 "-%013" PRId64
-             ".delta", db, gen, first_index, end_index, first_ms, last_ms);
+             ".delta", dir, gen, first_index, end_index, first_ms, last_ms);
 }
 
 /* --------------------------------------------------------------- reading */
@@ -747,7 +761,8 @@ int catalog_load(struct storage *st, const char *db, struct catalog *out, struct
 {
     memset(out, 0, sizeof *out);
     char dir[ARCHIVE_NAME_MAX];
-    snprintf(dir, sizeof dir, "%s/generations", db);
+    archive_db_dir(db, dir, sizeof dir);
+    strncat(dir, "/generations", sizeof dir - strlen(dir) - 1);
     struct storage_list gens;
     if (storage_list(st, dir, &gens, err) != 0)
         return -1;

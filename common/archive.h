@@ -110,6 +110,10 @@ void archive_chain_start(const char *generation, uint8_t out[OBJECT_HASH_BYTES])
 void archive_generation_id_new(int64_t now_ms, char out[ARCHIVE_GEN_ID_BYTES + 1]);
 
 /* Object keys. */
+/* The first key component of database `db`'s objects: its name, escaped
+ * (common/names.h). Every key below is built on it. */
+void archive_db_dir(const char *db, char *out, size_t len);
+
 void archive_snapshot_key(const char *db, const char *gen, uint64_t index, int64_t time_ms,
                           char *out, size_t len);
 void archive_segment_key(const char *db, const char *gen, uint64_t index, int64_t first_ms,

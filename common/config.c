@@ -21,6 +21,8 @@
  */
 #include "config.h"
 
+#include "names.h"
+
 #include "clock.h"
 #include "crypto.h"
 
@@ -34,6 +36,14 @@
 #include <string.h>
 #include <unistd.h>
 #include <yaml.h>
+
+/* Databases found under `dir:` entries that commands asked for by name. */
+#define CONFIG_ESCAPED_NAME_MAX 256
+
+struct config_tenants {
+    struct config_db **dbs;
+    size_t count;
+};
 
 static int name_ok(const char *name);
 
@@ -270,7 +280,7 @@ static int get_ratio(struct loader *ld, yaml_node_t *node, const char *key, doub
 
 static int parse_snapshot(struct loader *ld, yaml_node_t *node, struct config_db *db)
 {
-    static const char *hint = "write 'snapshot: { schedule: \"0 3 * * *\", wal-ratio: 1 }' (cron, UTC; a ratio of the database size, or off)";
+    static const char *hint = "write 'snapshot: { schedule: \"0 3 * * *\", wal-ratio: 1, spread: 1h }' (cron, UTC; a ratio of the database size, or off; a window the databases' snapshots are spread over)";
     if (node->type != YAML_MAPPING_NODE)
         return fail_at(ld, node, hint, "'snapshot' must be a mapping");
     if (unique_keys(ld, node) != 0)
@@ -283,6 +293,11 @@ static int parse_snapshot(struct loader *ld, yaml_node_t *node, struct config_db
             if (get_ratio(ld, v, key, &db->snapshot_wal_ratio) != 0)
                 return -1;
             db->snapshot_wal_ratio_set = 1;
+            continue;
+        }
+        if (strcmp(key, "spread") == 0) {
+            if (get_duration(ld, v, key, &db->snapshot_spread_ms) != 0)
+                return -1;
             continue;
         }
         if (strcmp(key, "schedule") != 0)
@@ -393,6 +408,8 @@ static int db_defaults(struct loader *ld, const struct config *cfg, struct confi
     }
     if (!db->snapshot_wal_ratio_set)
         db->snapshot_wal_ratio = 1.0;
+    if (db->snapshot_spread_ms < 0)   /* many databases: not all at 03:00:00 */
+        db->snapshot_spread_ms = db->dir ? 3600 * 1000 : 0;
     if (db->retention.enabled < 0)   /* not set on the database */
         db->retention = cfg->retention;
     if (!db->drill.schedule) {
@@ -636,6 +653,34 @@ static char *default_db_name(const char *path)
     return base;
 }
 
+/* A `dir:` entry is named after the directory by default. */
+static char *default_dir_name(const char *dir)
+{
+    char *copy = strdup(dir);
+    if (!copy)
+        return NULL;
+    size_t len = strlen(copy);
+    while (len > 1 && copy[len - 1] == '/')
+        copy[--len] = '\0';
+    char *base = strdup(basename(copy));
+    free(copy);
+    return base;
+}
+
+static int dir_entry_defaults(struct loader *ld, yaml_node_t *node, struct config_db *db)
+{
+    if (!db->pattern && !(db->pattern = strdup("*.db")))
+        return tm_error_set(ld->err, "out of memory");
+    if (!db->pattern[0] || strchr(db->pattern, '/'))
+        return fail_at(ld, node, "a pattern matches file names, such as \"*.db\" (use 'recursive: true' for sub-directories)",
+                       "invalid 'pattern' '%s'", db->pattern);
+    if (!db->max_open)
+        db->max_open = 256;
+    if (!db->idle_after_ms)
+        db->idle_after_ms = 60 * 1000;
+    return 0;
+}
+
 static int name_ok(const char *name)
 {
     if (!name[0] || name[0] == '.')
@@ -658,6 +703,7 @@ static int parse_db(struct loader *ld, yaml_node_t *node, enum db_kind kind, str
     db->deltas = 1;
     db->drill.enabled = 1;
     db->retention.enabled = -1;
+    db->snapshot_spread_ms = -1;
     yaml_node_t *replicas_node = NULL;
     if (unique_keys(ld, node) != 0)
         return -1;
@@ -669,6 +715,16 @@ static int parse_db(struct loader *ld, yaml_node_t *node, enum db_kind kind, str
         int rc;
         if (strcmp(key, "path") == 0 && kind == DB_SQLITE)
             rc = get_string(ld, v, key, &db->path);
+        else if (strcmp(key, "dir") == 0 && kind == DB_SQLITE)
+            rc = get_string(ld, v, key, &db->dir);
+        else if (strcmp(key, "pattern") == 0 && kind == DB_SQLITE)
+            rc = get_string(ld, v, key, &db->pattern);
+        else if (strcmp(key, "recursive") == 0 && kind == DB_SQLITE)
+            rc = get_bool(ld, v, key, &db->recursive);
+        else if (strcmp(key, "max-open") == 0 && kind == DB_SQLITE)
+            rc = get_count(ld, v, key, &db->max_open);
+        else if (strcmp(key, "idle-after") == 0 && kind == DB_SQLITE)
+            rc = get_duration(ld, v, key, &db->idle_after_ms);
         else if (strcmp(key, "addr") == 0 && kind == DB_REDIS)
             rc = get_string(ld, v, key, &db->redis_addr);
         else if (strcmp(key, "username") == 0 && kind == DB_REDIS)
@@ -698,7 +754,7 @@ static int parse_db(struct loader *ld, yaml_node_t *node, enum db_kind kind, str
             rc = fail_at(ld, k, "redis keys are: name, addr, username, password, sync-interval, snapshot-interval, snapshot, retention, drill, replicas",
                          "unknown key '%s' in redis entry", key);
         else
-            rc = fail_at(ld, k, "database keys are: path, name, sync-interval, snapshot-interval, snapshot, checkpoint-pages, deltas, retention, drill, replicas",
+            rc = fail_at(ld, k, "database keys are: path (or dir, pattern, recursive, max-open, idle-after), name, sync-interval, snapshot-interval, snapshot, checkpoint-pages, deltas, retention, drill, replicas",
                          "unknown key '%s' in database entry", key);
         if (rc != 0)
             return -1;
@@ -712,10 +768,20 @@ static int parse_db(struct loader *ld, yaml_node_t *node, enum db_kind kind, str
         db->deltas = 0;
         db->snapshot_wal_ratio_set = 1;   /* no WAL: snapshots by schedule only */
         db->snapshot_wal_ratio = 0;
+    } else if (db->path && db->dir) {
+        return fail_at(ld, node, "one entry per 'path' (a database) or per 'dir' (every database in a directory)",
+                       "database entry has both 'path' and 'dir'");
+    } else if (db->dir) {
+        if (dir_entry_defaults(ld, node, db) != 0)
+            return -1;
     } else if (!db->path) {
-        return fail_at(ld, node, "add 'path: /var/lib/app/app.db'", "database entry has no 'path'");
+        return fail_at(ld, node, "add 'path: /var/lib/app/app.db', or 'dir: /var/lib/app/tenants' for a directory of databases",
+                       "database entry has no 'path'");
+    } else if (db->pattern || db->recursive || db->max_open || db->idle_after_ms) {
+        return fail_at(ld, node, "'pattern', 'recursive', 'max-open' and 'idle-after' go with 'dir:'",
+                       "database entry '%s' has directory settings but no 'dir'", db->path);
     }
-    if (!db->name && !(db->name = default_db_name(db->path)))
+    if (!db->name && !(db->name = db->dir ? default_dir_name(db->dir) : default_db_name(db->path)))
         return tm_error_set(ld->err, "out of memory");
     if (!name_ok(db->name))
         return fail_at(ld, node, "names may use letters, digits, '-', '_' and '.'",
@@ -877,6 +943,15 @@ static int set_state_dir(struct loader *ld, const struct config *cfg, struct con
         }
         return 0;
     }
+    if (db->dir) {   /* the root of its databases' state directories */
+        int len = cfg->state_dir ? asprintf(&db->state_dir, "%s/%s", cfg->state_dir, db->name)
+                                 : asprintf(&db->state_dir, "%s/.tidemark", db->dir);
+        if (len < 0) {
+            db->state_dir = NULL;
+            return tm_error_set(ld->err, "out of memory");
+        }
+        return 0;
+    }
     char *copy = strdup(db->path), *copy2 = strdup(db->path);
     int len = -1;
     if (copy && copy2) {
@@ -966,7 +1041,7 @@ int config_load(const char *path, struct config **out, struct tm_error *err)
     yaml_parser_initialize(&parser);
     yaml_parser_set_input_file(&parser, fp);
     int rc = -1;
-    if (!cfg || !(cfg->file = strdup(path))) {
+    if (!cfg || !(cfg->file = strdup(path)) || !(cfg->tenants = calloc(1, sizeof *cfg->tenants))) {
         tm_error_set(err, "out of memory");
         goto done_parser;
     }
@@ -1009,6 +1084,8 @@ void config_free(struct config *cfg)
             free(rep->s3.object_lock_mode);
         }
         free(db->state_dir);
+        free(db->dir);
+        free(db->pattern);
         free(db->snapshot_schedule);
         free(db->drill.schedule);
         free(db->drill.staging);
@@ -1023,6 +1100,12 @@ void config_free(struct config *cfg)
         free(db->redis_password);
     }
     free(cfg->dbs);
+    if (cfg->tenants) {
+        for (size_t i = 0; i < cfg->tenants->count; i++)
+            config_tenant_free(cfg->tenants->dbs[i]);
+        free(cfg->tenants->dbs);
+        free(cfg->tenants);
+    }
     for (size_t i = 0; i < cfg->key_file_count; i++)
         free(cfg->key_files[i]);
     free(cfg->key_files);
@@ -1044,10 +1127,99 @@ int config_replica_selected(const struct config_db *db, size_t index, const char
     return strcmp(db->replicas[index].name, wanted) == 0 || (wanted[0] && !*end && number == (long)index);
 }
 
+/* Each relative path's component is a plain file name. */
+static int relpath_ok(const char *relpath)
+{
+    if (!relpath[0] || relpath[0] == '/')
+        return 0;
+    for (const char *part = relpath; part;) {
+        const char *slash = strchr(part, '/');
+        size_t len = slash ? (size_t)(slash - part) : strlen(part);
+        if (len == 0 || (len == 1 && part[0] == '.') || (len == 2 && part[0] == '.' && part[1] == '.'))
+            return 0;
+        part = slash ? slash + 1 : NULL;
+    }
+    return 1;
+}
+
+int config_tenant_new(const struct config_db *entry, const char *relpath, struct config_db **out,
+                      struct tm_error *err)
+{
+    if (!relpath_ok(relpath))
+        return tm_error_set(err, "'%s' is not a relative path under '%s'", relpath, entry->dir);
+    /* the escaped name leaves room in a key (ARCHIVE_NAME_MAX) for the rest */
+    char escaped[CONFIG_ESCAPED_NAME_MAX + 1];
+    size_t room = strlen(entry->name) + 1 < sizeof escaped ? sizeof escaped - strlen(entry->name) - 1 : 0;
+    if (names_escape(relpath, escaped, room) != 0)
+        return tm_error_set(err, "path '%s' under '%s' is too long to name a database (at most %d bytes, "
+                            "escaped)", relpath, entry->dir, CONFIG_ESCAPED_NAME_MAX);
+    struct config_db *db = malloc(sizeof *db);
+    if (!db)
+        return tm_error_set(err, "out of memory");
+    *db = *entry;   /* the entry's settings, shared (not owned) */
+    db->dir = db->pattern = NULL;
+    db->entry = entry;
+    db->name = db->path = db->state_dir = NULL;
+    if (asprintf(&db->name, "%s/%s", entry->name, relpath) < 0)
+        db->name = NULL;
+    if (asprintf(&db->path, "%s/%s", entry->dir, relpath) < 0)
+        db->path = NULL;
+    if (asprintf(&db->state_dir, "%s/%s", entry->state_dir, escaped) < 0)
+        db->state_dir = NULL;
+    if (!db->name || !db->path || !db->state_dir) {
+        config_tenant_free(db);
+        return tm_error_set(err, "out of memory");
+    }
+    *out = db;
+    return 0;
+}
+
+void config_tenant_free(struct config_db *db)
+{
+    if (!db)
+        return;
+    free(db->name);
+    free(db->path);
+    free(db->state_dir);
+    free(db);
+}
+
+/* NAME/RELPATH under a `dir:` entry: made once, kept in cfg->tenants. */
+static const struct config_db *find_tenant(const struct config *cfg, const char *name, struct tm_error *err)
+{
+    struct config_tenants *cache = cfg->tenants;
+    for (size_t i = 0; i < cache->count; i++)
+        if (strcmp(cache->dbs[i]->name, name) == 0)
+            return cache->dbs[i];
+    const char *slash = strchr(name, '/');
+    for (size_t i = 0; i < cfg->db_count; i++) {
+        const struct config_db *entry = &cfg->dbs[i];
+        if (!entry->dir || strlen(entry->name) != (size_t)(slash - name) ||
+            strncmp(entry->name, name, (size_t)(slash - name)) != 0)
+            continue;
+        struct config_db **grown = realloc(cache->dbs, (cache->count + 1) * sizeof *grown);
+        if (!grown) {
+            tm_error_set(err, "out of memory");
+            return NULL;
+        }
+        cache->dbs = grown;
+        if (config_tenant_new(entry, slash + 1, &cache->dbs[cache->count], err) != 0)
+            return NULL;
+        return cache->dbs[cache->count++];
+    }
+    return NULL;
+}
+
 const struct config_db *config_find_db(const struct config *cfg, const char *name,
                                        struct tm_error *err)
 {
     char names[512] = "";
+    if (strchr(name, '/')) {
+        err->msg[0] = '\0';
+        const struct config_db *tenant = find_tenant(cfg, name, err);
+        if (tenant || err->msg[0])
+            return tenant;
+    }
     for (size_t i = 0; i < cfg->db_count; i++) {
         if (strcmp(cfg->dbs[i].name, name) == 0)
             return &cfg->dbs[i];
@@ -1055,6 +1227,6 @@ const struct config_db *config_find_db(const struct config *cfg, const char *nam
         snprintf(names + used, sizeof names - used, "%s%s", i ? ", " : "", cfg->dbs[i].name);
     }
     tm_error_set(err, "no database named '%s' in '%s'", name, cfg->file);
-    tm_error_hint(err, "configured databases: %s", names);
+    tm_error_hint(err, "configured databases: %s (a directory entry's are NAME/RELATIVE-PATH; globs such as 'tenants/*' select several)", names);
     return NULL;
 }

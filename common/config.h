@@ -76,10 +76,28 @@ struct config_db {
     int deltas;                      /* write deltas (replicator/deltas.h), default 1 */
     struct config_replica *replicas;
     size_t replica_count;
-    char *state_dir;                 /* spool and position of this database */
+    char *state_dir;                 /* spool and position of this database; of a `dir:` entry,
+                                        the root of its databases' (STATE-DIR/NAME or
+                                        DIR/.tidemark) */
     struct config_retention retention;   /* top-level `retention`, or the database's own */
     struct config_drill drill;
+    int64_t snapshot_spread_ms;      /* snapshot: { spread }: each database's scheduled snapshot
+                                        is offset by a fixed share of this (by its name);
+                                        default 0, 1h for a `dir:` entry */
+    /* A `dir:` entry (path NULL): every database under `dir` whose file
+     * name matches `pattern` is replicated as NAME/RELATIVE-PATH with this
+     * entry's settings (replicator/tenants.c). */
+    char *dir;
+    char *pattern;                   /* fnmatch on the file name; default "*.db" */
+    int recursive;                   /* also in sub-directories; default false */
+    uint32_t max_open;               /* databases with open files at once; default 256 */
+    int64_t idle_after_ms;           /* an idle database's files are closed after; default 60s */
+    /* A database found under a `dir:` entry (config_find_db makes them):
+     * the entry, whose settings it shares; NULL for a configured one. */
+    const struct config_db *entry;
 };
+
+struct config_tenants;
 
 /* Monitoring (replicator/metrics.c, replicator/alerts.c). */
 struct config_alerts {
@@ -105,6 +123,7 @@ struct config {
     struct config_retention retention;   /* default for every database */
     struct config_db *dbs;
     size_t db_count;
+    struct config_tenants *tenants;  /* databases found under `dir:` entries, made on demand */
 };
 
 /* On success *out is owned by the caller (config_free). */
@@ -122,8 +141,18 @@ int config_load_keys(const struct config *cfg, char *const *extra_files, size_t 
  * --replica option of every command. */
 int config_replica_selected(const struct config_db *db, size_t index, const char *wanted);
 
-/* The database called `name`; NULL with err set (listing the names). */
+/* The database called `name`; NULL with err set (listing the names).
+ * A name ENTRY/RELATIVE-PATH under a `dir:` entry gives that database
+ * (whether or not its file still exists), made once and owned by cfg. */
 const struct config_db *config_find_db(const struct config *cfg, const char *name,
                                        struct tm_error *err);
+
+/* The database at `relpath` under the `dir:` entry `entry`: its name is
+ * ENTRY/RELPATH, its path DIR/RELPATH, its state directory one of the
+ * entry's. *out is owned by the caller (config_tenant_free). NULL with
+ * err set when relpath is not a plain relative path. */
+int config_tenant_new(const struct config_db *entry, const char *relpath, struct config_db **out,
+                      struct tm_error *err);
+void config_tenant_free(struct config_db *db);
 
 #endif

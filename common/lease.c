@@ -1,6 +1,8 @@
 /* lease.c - leases that keep retention off what is being read (lease.h). */
 #include "lease.h"
 
+#include "archive.h"
+
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,7 +17,9 @@ int lease_take(struct storage *st, const char *db, const char *generation, int64
     for (char *p = host; *p; p++)
         if (*p == '/' || *p == ' ')
             *p = '_';
-    snprintf(key_out, key_len, "%s/leases/%s-%d-%" PRId64 ".lease", db, host, (int)getpid(), now_ms);
+    char dir[ARCHIVE_NAME_MAX];
+    archive_db_dir(db, dir, sizeof dir);
+    snprintf(key_out, key_len, "%s/leases/%s-%d-%" PRId64 ".lease", dir, host, (int)getpid(), now_ms);
     char body[128];
     int len = snprintf(body, sizeof body, "generation %s\nexpires %" PRId64 "\n", generation,
                        (int64_t)(now_ms + LEASE_HOLD_MS));
@@ -48,8 +52,9 @@ int lease_active(struct storage *st, const char *db, int64_t now_ms, char ***out
 {
     *out = NULL;
     *count = 0;
-    char dir[512];
-    snprintf(dir, sizeof dir, "%s/leases", db);
+    char dir[ARCHIVE_NAME_MAX];
+    archive_db_dir(db, dir, sizeof dir);
+    strncat(dir, "/leases", sizeof dir - strlen(dir) - 1);
     struct storage_list list;
     if (storage_list(st, dir, &list, err) != 0)
         return -1;

@@ -72,6 +72,26 @@ void delta_builder_free(struct delta_builder *db)
     free(db);
 }
 
+void delta_builder_suspend(struct delta_builder *db)
+{
+    if (db && db->store_fd >= 0) {
+        close(db->store_fd);
+        db->store_fd = -1;
+    }
+}
+
+int delta_builder_wake(struct delta_builder *db, struct tm_error *err)
+{
+    if (!db || db->store_fd >= 0)
+        return 0;
+    db->store_fd = open(db->store_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (db->store_fd >= 0)
+        return 0;
+    tm_error_set(err, "cannot open the delta page store '%s': %s", db->store_path, strerror(errno));
+    delta_builder_disable(db);
+    return -1;
+}
+
 static void forget_levels(struct delta_builder *db)
 {
     for (int level = 1; level <= DELTA_LEVELS; level++)
@@ -103,7 +123,7 @@ static int mark(struct delta_level *level, uint32_t page_number)
 {
     size_t byte = (page_number - 1) / 8;
     if (byte >= level->dirty_bytes) {
-        size_t grown = level->dirty_bytes ? level->dirty_bytes : 4096;
+        size_t grown = level->dirty_bytes ? level->dirty_bytes : 64;
         while (grown <= byte)
             grown *= 2;
         uint8_t *bits = realloc(level->dirty, grown);

@@ -45,6 +45,12 @@ struct delta_builder;
 int delta_builder_open(const char *path, struct delta_builder **out, struct tm_error *err);
 void delta_builder_free(struct delta_builder *db);
 
+/* An idle database's builder closes its page store (the pages stay in the
+ * file) and opens it again when the database wakes; a builder that cannot
+ * is disabled until the next reset (err set). */
+void delta_builder_suspend(struct delta_builder *db);
+int delta_builder_wake(struct delta_builder *db, struct tm_error *err);
+
 /* A new epoch starts with segment `index`: everything held is dropped. */
 void delta_builder_reset(struct delta_builder *db, uint64_t index, uint32_t page_size);
 /* No deltas until the next reset (after a failure, logged by the caller). */

@@ -43,8 +43,10 @@
 
 #include "../common/clock.h"
 #include "../common/cron.h"
+#include "../common/fsutil.h"
 #include "../common/log.h"
 #include "../common/storage/storage.h"
+#include "discovery.h"
 #include "redis.h"
 #include "shipper.h"
 #include "spool.h"
@@ -75,6 +77,7 @@
 #define SNAPSHOT_WAITERS_MAX 8
 
 struct replicator;
+struct tenant_dir;
 
 struct db_context {
     struct replicator *owner;
@@ -124,14 +127,38 @@ struct db_context {
     int64_t lock_not_before_ms;      /* after the write lock was busy */
     ev_periodic drill_periodic;      /* drill: { schedule } */
     uint32_t checkpoint_floor;       /* WAL frame of the last checkpoint attempt */
+    /* A database found under a `dir:` entry (see "Directories of
+     * databases" below); NULL for a configured one. */
+    struct tenant_dir *tenants;
+    struct config_db *own_cfg;       /* its configuration (cfg points here) */
+    char *relpath;                   /* under the entry's directory */
+    int asleep;                      /* idle: tailer closed, files released */
+    int wants_open;                  /* written while max-open databases were busy */
+    int deleted;                     /* its file is gone: freed once the replicas have all */
+    int64_t last_active_ms;          /* last commit seen, or wake */
+    int released_clean;              /* tailer_release proved the next restart continues it */
+    int released_empty;              /* the WAL was empty: continues if the file is unchanged */
+    struct timespec released_mtime;  /* the database file's, at the release */
+    off_t released_size;
+    struct wal_header released_hdr;
+    struct wal_position released_pos;  /* everything before it shipped */
+    uint32_t released_page_size;
+    dev_t released_dev;
+    ino_t released_ino;
+    int changed_since_snapshot;      /* a commit shipped since the newest snapshot (or unknown) */
 };
+
+struct tenant_dir;
 
 struct replicator {
     struct ev_loop *loop;
     const struct config *cfg;
     const struct crypto_keyring *key;
-    struct db_context *dbs;
-    size_t db_count;
+    struct db_context **dbs;         /* configured ones first, then those found in directories */
+    size_t db_count, db_cap;
+    size_t configured_count;         /* dbs[0 .. configured_count) */
+    struct tenant_dir *tenant_dirs;  /* one per `dir:` entry */
+    size_t tenant_dir_count;
     struct http_loop *http;
     int inotify_fd;
     ev_io inotify_watcher;
@@ -145,6 +172,7 @@ struct replicator {
     ev_timer alert_timer;            /* evaluates the alert rules every second */
     struct db_status *status;        /* filled by fill_status */
     struct replica_status *replica_status;
+    size_t status_cap, replica_status_cap;
 };
 
 static void report(struct db_context *ctx, const char *what, const struct tm_error *err)
@@ -377,8 +405,11 @@ static void sync_database(struct db_context *ctx)
     }
     if (spool_is_full(ctx))
         return kick_uploaders(ctx);
+    uint64_t segments_before = ctx->shipper.segments_shipped;
     status = shipper_ship(&ctx->shipper, ctx->tailer, &err);
     kick_uploaders(ctx);
+    if (ctx->shipper.segments_shipped != segments_before)
+        ctx->last_active_ms = clock_now_ms();
     if (status == SHIPPER_BROKEN)
         return restart_database(ctx, err.msg);
     if (status < 0) {
@@ -522,45 +553,51 @@ static void on_child_done(struct ev_loop *loop, ev_child *w, int revents)
                   w == &ctx->drill_child ? "" : "; nothing is deleted after an error, it runs again after the next snapshot");
 }
 
-static void spawn_command(struct db_context *ctx, const char *command, ev_child *watcher)
+/* Runs `tidemark COMMAND -c FILE NAME` as a child watched by `watcher`
+ * (one at a time). Its standard output goes to report_path (a drill's
+ * JSON, for the metrics), or is dropped; errors go to the same stderr. */
+static void spawn_tidemark(struct replicator *rep, const char *name, const char *command, const char *report_path,
+                           ev_child *watcher)
 {
     if (ev_is_active(watcher))
         return;
     char self[PATH_MAX];
     ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
     if (len <= 0) {
-        log_error("%s: cannot run %s: /proc/self/exe: %s", ctx->cfg->name, command, strerror(errno));
+        log_error("%s: cannot run %s: /proc/self/exe: %s", name, command, strerror(errno));
         return;
     }
     self[len] = '\0';
     pid_t pid = fork();
     if (pid < 0) {
-        log_error("%s: cannot run %s: fork: %s", ctx->cfg->name, command, strerror(errno));
+        log_error("%s: cannot run %s: fork: %s", name, command, strerror(errno));
         return;
     }
-    char report_path[PATH_MAX + 32];
-    drill_report_path(ctx, report_path, sizeof report_path);
-    int is_drill = watcher == &ctx->drill_child;
     if (pid == 0) {
-        /* the report: a drill's JSON goes to the state directory for the
-         * metrics; anything else is dropped; errors still go to stderr */
-        int out = is_drill ? open(report_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)
-                           : open("/dev/null", O_WRONLY | O_CLOEXEC);
+        int out = report_path ? open(report_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)
+                              : open("/dev/null", O_WRONLY | O_CLOEXEC);
         if (out >= 0)
             dup2(out, STDOUT_FILENO);
-        if (is_drill)
-            execl(self, self, command, "-c", ctx->owner->cfg->file, ctx->cfg->name, "--json", (char *)NULL);
+        if (report_path)
+            execl(self, self, command, "-c", rep->cfg->file, name, "--json", (char *)NULL);
         else
-            execl(self, self, command, "-c", ctx->owner->cfg->file, ctx->cfg->name, (char *)NULL);
+            execl(self, self, command, "-c", rep->cfg->file, name, (char *)NULL);
         _exit(127);
     }
     ev_child_set(watcher, pid, 0);
-    ev_child_start(ctx->owner->loop, watcher);
+    ev_child_start(rep->loop, watcher);
+}
+
+static void spawn_command(struct db_context *ctx, const char *command, ev_child *watcher)
+{
+    char report_path[PATH_MAX + 32];
+    drill_report_path(ctx, report_path, sizeof report_path);
+    spawn_tidemark(ctx->owner, ctx->cfg->name, command, watcher == &ctx->drill_child ? report_path : NULL, watcher);
 }
 
 static void run_retention(struct db_context *ctx)
 {
-    if (ctx->cfg->retention.enabled)
+    if (ctx->cfg->retention.enabled && !ctx->tenants)   /* a directory's: daily, for all of them */
         spawn_command(ctx, "retention", &ctx->retention_child);
 }
 
@@ -669,12 +706,28 @@ static void on_control_command(void *arg, const char *command, struct control_cl
 
 /* The schedule or the interval asks for a snapshot: for Redis, a new full
  * resynchronisation; for a database, due now (retried until taken). */
+static void wake_later(struct db_context *ctx);
+
+/* A database whose newest object is a snapshot has not changed since. */
+static int unchanged_since_snapshot(const struct db_context *ctx)
+{
+    const char *last = spool_last_published(ctx->spool);
+    size_t len = strlen(last);
+    return len > 5 && strcmp(last + len - 5, ".snap") == 0;
+}
+
 static void snapshot_requested(struct db_context *ctx)
 {
     if (ctx->redis)
         return redis_capture_snapshot(ctx->redis);
+    if (ctx->tenants && unchanged_since_snapshot(ctx)) {   /* an idle database writes nothing */
+        log_debug("%s: unchanged since its last snapshot: scheduled snapshot skipped", ctx->cfg->name);
+        return;
+    }
     ctx->snapshot_due = 1;
     ctx->snapshot_not_before_ms = 0;
+    if (ctx->tenants && ctx->asleep)
+        return wake_later(ctx);   /* taken at its first tick awake */
     snapshot_if_due(ctx);
 }
 
@@ -693,10 +746,33 @@ static void on_snapshot_schedule(struct ev_loop *loop, ev_periodic *w, int reven
 }
 
 /* libev asks when the schedule fires next after `now` (wall clock). */
+/* snapshot: { spread }: this database's share of the window, fixed by
+ * its name, so that thousands of databases on one schedule do not all
+ * snapshot in the same second. */
+static int64_t spread_offset_ms(const struct db_context *ctx)
+{
+    int64_t spread = ctx->cfg->snapshot_spread_ms;
+    if (spread <= 0)
+        return 0;
+    uint64_t h = 1469598103934665603ULL;   /* FNV-1a */
+    for (const unsigned char *p = (const unsigned char *)ctx->cfg->name; *p; p++)
+        h = (h ^ *p) * 1099511628211ULL;
+    return (int64_t)(h % (uint64_t)spread);
+}
+
+/* The schedule's next time after after_ms, shifted by the spread offset. */
+static int64_t next_snapshot_ms(const struct db_context *ctx, int64_t after_ms)
+{
+    int64_t offset = spread_offset_ms(ctx);
+    int64_t next = cron_next(&ctx->cfg->snapshot_cron, after_ms - offset);
+    return next < 0 ? next : next + offset;
+}
+
+/* libev asks when the schedule fires next after `now` (wall clock). */
 static ev_tstamp next_scheduled_snapshot(ev_periodic *w, ev_tstamp now)
 {
     const struct db_context *ctx = w->data;
-    int64_t next_ms = cron_next(&ctx->cfg->snapshot_cron, (int64_t)(now * 1000.0));
+    int64_t next_ms = next_snapshot_ms(ctx, (int64_t)(now * 1000.0));
     return next_ms < 0 ? now + 1e9 : (ev_tstamp)next_ms / 1000.0;
 }
 
@@ -707,10 +783,10 @@ static void catch_up_missed_snapshot(struct db_context *ctx)
     int64_t last = ctx->shipper.last_snapshot_ms, now = clock_now_ms();
     int64_t due = INT64_MAX;
     if (ctx->cfg->snapshot_cron_set)
-        due = cron_next(&ctx->cfg->snapshot_cron, last);
+        due = next_snapshot_ms(ctx, last);
     if (ctx->cfg->snapshot_interval_ms && last + ctx->cfg->snapshot_interval_ms < due)
         due = last + ctx->cfg->snapshot_interval_ms;
-    if (due < 0 || due > now)
+    if (due < 0 || due > now || (ctx->tenants && unchanged_since_snapshot(ctx)))
         return;
     char when[40];
     clock_format_ms(due, when, sizeof when);
@@ -726,7 +802,7 @@ static void catch_up_missed_snapshot(struct db_context *ctx)
  * every sync tick and when the directory's watch sees it created). */
 static void watch_wal(struct db_context *ctx)
 {
-    if (ctx->wal_watch >= 0)
+    if (ctx->wal_watch >= 0 || ctx->tenants)   /* a directory's: its entry's watch */
         return;
     char path[PATH_MAX + NAME_MAX + 2];
     snprintf(path, sizeof path, "%s/%s", ctx->dir, ctx->wal_name);
@@ -763,25 +839,46 @@ static int wal_event(struct db_context *ctx, const struct inotify_event *ev)
     return 1;
 }
 
+static void schedule_scan(struct ev_loop *loop, struct db_context *ctx)
+{
+    if (!ev_is_active(&ctx->scan_timer)) {
+        ev_timer_set(&ctx->scan_timer, SCAN_DELAY_S, 0.);
+        ev_timer_start(loop, &ctx->scan_timer);
+    }
+}
+
+static void tenants_handle_overflow(struct replicator *rep);
+static void tenants_stop(struct replicator *rep);
+static void tenants_free(struct replicator *rep);
+static int tenants_start(struct replicator *rep, struct tm_error *err);
+static int tenants_handle_event(struct replicator *rep, const struct inotify_event *ev);
+
 static void on_inotify(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)revents;
     struct replicator *rep = w->data;
-    char buf[8192] __attribute__((aligned(__alignof__(struct inotify_event))));
+    char buf[16384] __attribute__((aligned(__alignof__(struct inotify_event))));
     ssize_t len = read(rep->inotify_fd, buf, sizeof buf);
     for (char *p = buf; len > 0 && p < buf + len;) {
         struct inotify_event *ev = (struct inotify_event *)p;
-        for (size_t i = 0; i < rep->db_count; i++) {
-            struct db_context *ctx = &rep->dbs[i];
-            if (wal_event(ctx, ev) && !ev_is_active(&ctx->scan_timer)) {
-                ev_timer_set(&ctx->scan_timer, SCAN_DELAY_S, 0.);
-                ev_timer_start(loop, &ctx->scan_timer);
-            }
-        }
         p += sizeof *ev + ev->len;
+        if (ev->mask & IN_Q_OVERFLOW) {
+            log_warn("inotify events were lost (queue overflow): looking at every database again");
+            tenants_handle_overflow(rep);
+            for (size_t i = 0; i < rep->configured_count; i++)
+                if (!rep->dbs[i]->redis)
+                    schedule_scan(loop, rep->dbs[i]);
+            continue;
+        }
+        if (tenants_handle_event(rep, ev))
+            continue;
+        for (size_t i = 0; i < rep->configured_count; i++)
+            if (wal_event(rep->dbs[i], ev))
+                schedule_scan(loop, rep->dbs[i]);
     }
+    /* stop reading while scans are pending (resume_inotify) */
     for (size_t i = 0; i < rep->db_count; i++)
-        if (ev_is_active(&rep->dbs[i].scan_timer)) {
+        if (ev_is_active(&rep->dbs[i]->scan_timer)) {
             ev_io_stop(loop, w);
             break;
         }
@@ -791,9 +888,9 @@ static size_t objects_waiting(const struct replicator *rep)
 {
     size_t waiting = 0;
     for (size_t i = 0; i < rep->db_count; i++)
-        for (size_t j = 0; j < rep->dbs[i].replica_count; j++)
-            if (!uploader_idle(&rep->dbs[i].uploaders[j]))
-                waiting += spool_queue_length(rep->dbs[i].spool, j) + 1;
+        for (size_t j = 0; j < rep->dbs[i]->replica_count; j++)
+            if (!uploader_idle(&rep->dbs[i]->uploaders[j]))
+                waiting += spool_queue_length(rep->dbs[i]->spool, j) + 1;
     return waiting;
 }
 
@@ -825,8 +922,9 @@ static void on_stop(struct ev_loop *loop, ev_signal *w, int revents)
         return ev_break(loop, EVBREAK_ALL);   /* a second signal: now */
     log_info("stopping: shipping what is committed");
     ev_io_stop(loop, &rep->inotify_watcher);
+    tenants_stop(rep);
     for (size_t i = 0; i < rep->db_count; i++) {
-        struct db_context *ctx = &rep->dbs[i];
+        struct db_context *ctx = rep->dbs[i];
         control_close(ctx->control);
         ctx->control = NULL;
         ctx->waiter_count = 0;
@@ -839,6 +937,10 @@ static void on_stop(struct ev_loop *loop, ev_signal *w, int revents)
         ev_periodic_stop(loop, &ctx->drill_periodic);
         if (ctx->redis) {
             redis_capture_stop(ctx->redis);
+            kick_uploaders(ctx);
+            continue;
+        }
+        if (ctx->tenants && (ctx->asleep || ctx->deleted)) {   /* everything is shipped */
             kick_uploaders(ctx);
             continue;
         }
@@ -867,14 +969,14 @@ static void on_stop(struct ev_loop *loop, ev_signal *w, int revents)
 /* Refuses what cannot work (bad credentials, missing bucket, versioning
  * required but off); warns about what only weakens the backups; an
  * unreachable replica is not fatal: its objects wait in the spool. */
-static int check_replica(struct db_context *ctx, size_t i, struct tm_error *err)
+static int check_replica(const struct config_db *db, size_t i, struct storage *replica, struct tm_error *err)
 {
-    const struct config_replica *cfg = &ctx->cfg->replicas[i];
+    const struct config_replica *cfg = &db->replicas[i];
     struct storage_check check;
-    if (storage_check(ctx->replicas[i], 0, &check, err) != 0) {
+    if (storage_check(replica, 0, &check, err) != 0) {
         if (!check.transient)
             return -1;
-        log_error("%s: replica '%s' is unreachable: %s (objects wait in the spool)", ctx->cfg->name,
+        log_error("%s: replica '%s' is unreachable: %s (objects wait in the spool)", db->name,
                   cfg->name, err->msg);
         return 0;
     }
@@ -888,9 +990,9 @@ static int check_replica(struct db_context *ctx, size_t i, struct tm_error *err)
     if (check.versioning == 0)
         log_warn("%s: replica '%s': bucket '%s' has versioning off: a deleted or overwritten backup "
                  "cannot be recovered (set require-versioning: true to refuse this)",
-                 ctx->cfg->name, cfg->name, cfg->s3.bucket);
+                 db->name, cfg->name, cfg->s3.bucket);
     else if (check.versioning == 1)
-        log_info("%s: replica '%s': bucket versioning is enabled", ctx->cfg->name, cfg->name);
+        log_info("%s: replica '%s': bucket versioning is enabled", db->name, cfg->name);
     return 0;
 }
 
@@ -908,7 +1010,7 @@ static int open_replicas(struct db_context *ctx, struct tm_error *err)
         names[i] = ctx->cfg->replicas[i].name;
     int replica_added = 0;
     size_t replicas_removed = 0;
-    int rc = spool_open(ctx->cfg->state_dir, names, count, &ctx->spool, &replica_added,
+    int rc = spool_open(ctx->cfg->state_dir, names, count, 1, &ctx->spool, &replica_added,
                         &replicas_removed, err);
     free(names);
     if (rc != 0)
@@ -928,7 +1030,7 @@ static int open_replicas(struct db_context *ctx, struct tm_error *err)
         storage_attach(ctx->replicas[i], ctx->owner->http);
         uploader_init(&ctx->uploaders[i], ctx->owner->loop, ctx->spool, i, ctx->replicas[i],
                       ctx->cfg->name, ctx->cfg->replicas[i].name);
-        if (check_replica(ctx, i, err) != 0)
+        if (check_replica(ctx->cfg, i, ctx->replicas[i], err) != 0)
             return -1;
     }
     size_t queued = 0;
@@ -1048,23 +1150,40 @@ static int setup_database(struct replicator *rep, struct db_context *ctx,
     return 0;
 }
 
+/* Frees one database's context; its tailer, spool, uploaders, timers. */
+static void free_database(struct replicator *rep, struct db_context *ctx)
+{
+    tailer_close(ctx->tailer);
+    redis_capture_free(ctx->redis);
+    control_close(ctx->control);
+    for (size_t j = 0; j < ctx->replica_count; j++) {
+        uploader_stop(&ctx->uploaders[j]);
+        if (!ctx->tenants)   /* a directory's databases share their entry's */
+            storage_free(ctx->replicas[j]);
+    }
+    if (!ctx->tenants)
+        free(ctx->replicas);
+    free(ctx->uploaders);
+    spool_free(ctx->spool);
+    delta_builder_free(ctx->deltas);
+    ev_timer_stop(rep->loop, &ctx->sync_timer);
+    ev_timer_stop(rep->loop, &ctx->scan_timer);
+    ev_timer_stop(rep->loop, &ctx->snapshot_timer);
+    ev_timer_stop(rep->loop, &ctx->retention_timer);
+    ev_timer_stop(rep->loop, &ctx->waiter_timer);
+    ev_periodic_stop(rep->loop, &ctx->snapshot_periodic);
+    ev_periodic_stop(rep->loop, &ctx->drill_periodic);
+    free(ctx->relpath);
+    config_tenant_free(ctx->own_cfg);
+    free(ctx);
+}
+
 static void release(struct replicator *rep)
 {
-    for (size_t i = 0; i < rep->db_count; i++) {
-        struct db_context *ctx = &rep->dbs[i];
-        tailer_close(ctx->tailer);
-        redis_capture_free(ctx->redis);
-        control_close(ctx->control);
-        for (size_t j = 0; j < ctx->replica_count; j++) {
-            uploader_stop(&ctx->uploaders[j]);
-            storage_free(ctx->replicas[j]);
-        }
-        free(ctx->replicas);
-        free(ctx->uploaders);
-        spool_free(ctx->spool);
-        delta_builder_free(ctx->deltas);
-    }
+    for (size_t i = 0; i < rep->db_count; i++)
+        free_database(rep, rep->dbs[i]);
     free(rep->dbs);
+    tenants_free(rep);
     metrics_close(rep->metrics);
     ev_timer_stop(rep->loop, &rep->alert_timer);
     alerts_free(rep->alerts);
@@ -1073,6 +1192,618 @@ static void release(struct replicator *rep)
     http_loop_free(rep->http);
     if (rep->inotify_fd >= 0)
         close(rep->inotify_fd);
+}
+
+/* A new context in rep->dbs (zeroed; the caller sets it up). */
+static struct db_context *add_context(struct replicator *rep)
+{
+    if (rep->db_count == rep->db_cap) {
+        size_t cap = rep->db_cap ? rep->db_cap * 2 : 16;
+        struct db_context **grown = realloc(rep->dbs, cap * sizeof *grown);
+        if (!grown)
+            return NULL;
+        rep->dbs = grown;
+        rep->db_cap = cap;
+    }
+    struct db_context *ctx = calloc(1, sizeof *ctx);
+    if (ctx)
+        rep->dbs[rep->db_count++] = ctx;
+    return ctx;
+}
+
+/* Takes ctx out of rep->dbs (order of the configured ones kept) and frees it. */
+static void remove_context(struct replicator *rep, struct db_context *ctx)
+{
+    for (size_t i = rep->configured_count; i < rep->db_count; i++)
+        if (rep->dbs[i] == ctx) {
+            rep->dbs[i] = rep->dbs[--rep->db_count];
+            break;
+        }
+    free_database(rep, ctx);
+}
+
+/* ------------------------------------------------ directories of databases
+ *
+ * A `dir:` entry: every database under a directory (replicator/
+ * discovery.c finds them and follows the directory), thousands of small
+ * ones on this one loop. What each costs while idle bounds the sidecar,
+ * so a database that has shipped everything and seen no commit for
+ * idle-after is put to sleep: its tailer (two SQLite connections, the
+ * WAL and wal-index descriptors) is closed, its delta page store closed,
+ * its sync timer stopped. What remains is its context (spool queues and
+ * position, counters, snapshot schedule): a few KiB, no descriptor, no
+ * timer firing. A write to its WAL (inotify on the directory: one watch
+ * for all of them) wakes it.
+ *
+ * Continuity across sleep: tailer_release proves that the next writer
+ * must restart the WAL from the state shipped (tailer.h); on waking, the
+ * WAL is either the same (continue at the position) or restarted exactly
+ * once (continue at frame 1). Anything else starts a new generation with
+ * a snapshot, as any loss of continuity does.
+ *
+ * At most max-open databases are awake. Waking one more first puts the
+ * least recently active awake one with nothing pending to sleep (at once,
+ * not after idle-after; if its release cannot be proven clean it simply
+ * resumes only on an unchanged WAL). When none can sleep, the database
+ * waits its turn, its commits safe in its WAL. Wakes are taken from a
+ * queue when the loop is idle, WAKE_BATCH at a time, so that thousands
+ * of databases found at start never hold up the busy ones' ticks.
+ *
+ * Scheduled snapshots are spread over snapshot: { spread } (1h by
+ * default): each database's schedule is offset by a fixed share of the
+ * window, by its name. A database whose newest object is a snapshot
+ * skips the scheduled one: an idle database writes nothing.
+ *
+ * The databases share the entry's replicas (one storage each, on the
+ * loop's one curl multi handle, whose connection pool every upload
+ * reuses), one lock on the entry's state directory, and one retention
+ * and one drill child for all of them (`tidemark retention|drill ENTRY`).
+ */
+
+#define WAKE_BATCH 32
+#define HOUSEKEEPING_S 1.0
+#define RESCAN_S 60.0
+#define SLEEP_RETRY_MS (10 * 1000)
+
+struct tenant_dir {
+    struct replicator *owner;
+    const struct config_db *entry;
+    struct discovery *discovery;
+    struct storage **replicas;       /* shared by its databases */
+    size_t replica_count;
+    int lock_fd;                     /* on the entry's state directory */
+    size_t awake;                    /* databases with their files open */
+    size_t waiting;                  /* databases waiting to wake */
+    ev_idle waker;                   /* wakes waiting databases, WAKE_BATCH at a time */
+    ev_timer housekeeping;           /* sleeps idle ones, frees deleted ones */
+    ev_timer rescan;                 /* walks the tree again */
+    ev_timer retention_timer;
+    ev_child retention_child;
+    ev_periodic drill_periodic;
+    ev_child drill_child;
+};
+
+static int is_tenant_of(const struct db_context *ctx, const struct tenant_dir *td)
+{
+    return ctx->tenants == td;
+}
+
+/* Puts an awake database to sleep; `force` (making room for another)
+ * also when its release cannot be proven clean. 0 asleep, -1 not now. */
+static int sleep_database(struct db_context *ctx, int force)
+{
+    struct tm_error err;
+    size_t pending;
+    if (ctx->asleep || !ctx->tailer || ctx->need_generation || ctx->snapshot_due)
+        return -1;
+    tailer_pending(ctx->tailer, &pending);
+    if (pending || tailer_lock(ctx->tailer, &err) != 0)
+        return -1;
+    int clean = 0, rc = ship_all_locked(ctx, &err);
+    tailer_pending(ctx->tailer, &pending);
+    if (rc == 0 && !pending)
+        rc = tailer_release(ctx->tailer, &clean, &err);
+    if (rc != 0 || pending || (!clean && !force)) {
+        tailer_unlock(ctx->tailer);
+        if (rc == 1)
+            restart_database(ctx, err.msg);
+        return -1;
+    }
+    const struct wal_header *hdr = tailer_header(ctx->tailer);
+    ctx->released_clean = clean;
+    ctx->released_empty = clean && !hdr;
+    if (hdr)
+        ctx->released_hdr = *hdr;
+    ctx->released_pos = tailer_shipped(ctx->tailer);
+    ctx->released_page_size = tailer_page_size(ctx->tailer);
+    struct stat st;
+    ctx->released_dev = stat(ctx->cfg->path, &st) == 0 ? st.st_dev : 0;
+    ctx->released_ino = ctx->released_dev ? st.st_ino : 0;
+    ctx->released_mtime = st.st_mtim;
+    ctx->released_size = st.st_size;
+    /* file times are coarse (a clock tick): an unchanged time proves
+     * nothing about a write made in the same tick as the last one */
+    if (ctx->released_empty && (!ctx->released_dev || time(NULL) - st.st_mtim.tv_sec < 2))
+        ctx->released_clean = ctx->released_empty = 0;
+    tailer_unlock(ctx->tailer);
+    tailer_close(ctx->tailer);
+    ctx->tailer = NULL;
+    delta_builder_suspend(ctx->deltas);
+    ev_timer_stop(ctx->owner->loop, &ctx->sync_timer);
+    ev_timer_stop(ctx->owner->loop, &ctx->scan_timer);
+    ctx->asleep = 1;
+    ctx->tenants->awake--;
+    log_debug("%s: asleep (%s)", ctx->cfg->name, ctx->released_clean ? "clean" : "made room");
+    return 0;
+}
+
+/* Room for one more awake database: the least recently active one that
+ * can sleep goes to sleep. */
+static int make_room(struct tenant_dir *td)
+{
+    struct replicator *rep = td->owner;
+    struct db_context *oldest = NULL;
+    for (size_t i = rep->configured_count; i < rep->db_count; i++) {
+        struct db_context *ctx = rep->dbs[i];
+        size_t pending = 1;
+        if (!is_tenant_of(ctx, td) || ctx->asleep || !ctx->tailer || ctx->snapshot_due)
+            continue;
+        tailer_pending(ctx->tailer, &pending);
+        if (!pending && (!oldest || ctx->last_active_ms < oldest->last_active_ms))
+            oldest = ctx;
+    }
+    return oldest && sleep_database(oldest, 1) == 0;
+}
+
+/* Opens a sleeping database again and continues its archive (see above). */
+static int resume_database(struct db_context *ctx, struct tm_error *err)
+{
+    if (tailer_open(ctx->cfg->path, &ctx->tailer, err) != 0)
+        return -1;
+    struct stat st;
+    if (stat(ctx->cfg->path, &st) != 0 || st.st_dev != ctx->released_dev || st.st_ino != ctx->released_ino)
+        return start_generation(ctx, "the database file was replaced while it slept", err);
+    /* an empty WAL continues only if nothing was checkpointed since */
+    int unchanged = st.st_size == ctx->released_size && st.st_mtim.tv_sec == ctx->released_mtime.tv_sec &&
+                    st.st_mtim.tv_nsec == ctx->released_mtime.tv_nsec;
+    if (tailer_lock(ctx->tailer, err) != 0)
+        return -1;
+    int resumed = 0;
+    if (ctx->released_empty && unchanged)
+        resumed = tailer_resume_after_release(ctx->tailer, NULL, &ctx->released_pos, ctx->released_page_size, err);
+    else if (ctx->released_clean && !ctx->released_empty)
+        resumed = tailer_resume_after_release(ctx->tailer, &ctx->released_hdr, &ctx->released_pos,
+                                              ctx->released_page_size, err);
+    else if (!ctx->released_empty)
+        resumed = tailer_resume_at(ctx->tailer, &ctx->released_pos, ctx->released_page_size, err);
+    int rc = resumed < 0 ? -1 : 0;
+    if (resumed == 1) {
+        rc = ship_all_locked(ctx, err);
+        if (rc == 0)
+            rc = tailer_repin(ctx->tailer, 0, err);
+    }
+    tailer_unlock(ctx->tailer);
+    if (rc < 0)
+        return -1;
+    if (resumed == 1 && rc == 0)
+        return 0;
+    return start_generation(ctx, "the WAL changed in a way that does not continue the archive while it slept", err);
+}
+
+/* Wakes a waiting database if there is room: 1 awake, 0 still waiting. */
+static int wake_database(struct db_context *ctx)
+{
+    struct tenant_dir *td = ctx->tenants;
+    if (!ctx->asleep || ctx->deleted)
+        return 1;
+    if (td->awake >= td->entry->max_open && !make_room(td))
+        return 0;
+    struct tm_error err;
+    if (delta_builder_wake(ctx->deltas, &err) != 0)
+        report(ctx, "deltas stopped until the next snapshot", &err);
+    int first = !ctx->shipper.has_generation;
+    int rc = first ? start_database(ctx, &err) : resume_database(ctx, &err);
+    if (rc != 0) {
+        report(ctx, "cannot open (will retry when it is written)", &err);
+        note_capture(ctx, "cannot open", &err);
+        tailer_close(ctx->tailer);
+        ctx->tailer = NULL;
+        delta_builder_suspend(ctx->deltas);
+        return 1;
+    }
+    note_capture(ctx, NULL, NULL);
+    ctx->asleep = 0;
+    td->awake++;
+    ctx->last_active_ms = clock_now_ms();
+    ev_timer_again(ctx->owner->loop, &ctx->sync_timer);
+    schedule_scan(ctx->owner->loop, ctx);
+    if (first)
+        catch_up_missed_snapshot(ctx);
+    kick_uploaders(ctx);
+    return 1;
+}
+
+/* Queues a wake (taken by the idle watcher). */
+static void wake_later(struct db_context *ctx)
+{
+    if (!ctx->asleep || ctx->deleted || ctx->wants_open)
+        return;
+    ctx->wants_open = 1;
+    ctx->tenants->waiting++;
+    ev_idle_start(ctx->owner->loop, &ctx->tenants->waker);
+}
+
+static void on_waker(struct ev_loop *loop, ev_idle *w, int revents)
+{
+    (void)revents;
+    struct tenant_dir *td = w->data;
+    struct replicator *rep = td->owner;
+    size_t woken = 0, stuck = 0;
+    for (size_t i = rep->configured_count; i < rep->db_count && woken < WAKE_BATCH; i++) {
+        struct db_context *ctx = rep->dbs[i];
+        if (!is_tenant_of(ctx, td) || !ctx->wants_open)
+            continue;
+        if (!wake_database(ctx)) {
+            stuck = 1;   /* no room: the housekeeping tick tries again */
+            break;
+        }
+        ctx->wants_open = 0;
+        td->waiting--;
+        woken++;
+    }
+    if (!td->waiting || stuck)
+        ev_idle_stop(loop, w);
+}
+
+/* Every second: idle databases go to sleep, waiting ones get another
+ * chance, deleted ones are freed once their replicas have everything. */
+static void on_housekeeping(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)revents;
+    struct tenant_dir *td = w->data;
+    struct replicator *rep = td->owner;
+    int64_t now = clock_now_ms();
+    for (size_t i = rep->db_count; i-- > rep->configured_count;) {
+        struct db_context *ctx = rep->dbs[i];
+        if (!is_tenant_of(ctx, td))
+            continue;
+        if (ctx->deleted) {
+            int drained = 1;
+            for (size_t j = 0; j < ctx->replica_count; j++)
+                drained &= uploader_idle(&ctx->uploaders[j]);
+            if (drained) {
+                log_info("%s: released (its backups stay, under retention)", ctx->cfg->name);
+                remove_context(rep, ctx);
+            }
+            continue;
+        }
+        if (!ctx->asleep && now - ctx->last_active_ms >= td->entry->idle_after_ms && sleep_database(ctx, 0) != 0)
+            ctx->last_active_ms = now - td->entry->idle_after_ms + SLEEP_RETRY_MS;   /* not every second */
+    }
+    if (td->waiting)
+        ev_idle_start(loop, &td->waker);
+}
+
+static void on_rescan(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct tenant_dir *td = w->data;
+    struct tm_error err;
+    if (discovery_scan(td->discovery, &err) != 0)
+        log_event(LOG_ERROR, td->entry->name, NULL, "%s", err.msg);
+}
+
+static struct db_context *find_tenant_context(struct tenant_dir *td, const char *relpath)
+{
+    struct replicator *rep = td->owner;
+    for (size_t i = rep->configured_count; i < rep->db_count; i++)
+        if (is_tenant_of(rep->dbs[i], td) && strcmp(rep->dbs[i]->relpath, relpath) == 0)
+            return rep->dbs[i];
+    return NULL;
+}
+
+/* A database of the directory: its spool and uploaders, sharing the
+ * entry's replicas; asleep until woken. */
+static int setup_tenant(struct tenant_dir *td, const char *relpath, struct db_context **out, struct tm_error *err)
+{
+    struct replicator *rep = td->owner;
+    struct config_db *cfg;
+    if (config_tenant_new(td->entry, relpath, &cfg, err) != 0)
+        return -1;
+    struct db_context *ctx = add_context(rep);
+    if (!ctx) {
+        config_tenant_free(cfg);
+        return tm_error_set(err, "out of memory");
+    }
+    *ctx = (struct db_context){.owner = rep, .cfg = cfg, .own_cfg = cfg, .tenants = td, .watch = -1,
+                               .wal_watch = -1, .asleep = 1, .drill_result = -1};
+    ctx->relpath = strdup(relpath);
+    ctx->uploaders = calloc(td->replica_count, sizeof *ctx->uploaders);
+    const char **names = calloc(td->replica_count, sizeof *names);
+    int rc = ctx->relpath && ctx->uploaders && names ? 0 : tm_error_set(err, "out of memory");
+    for (size_t i = 0; rc == 0 && i < td->replica_count; i++)
+        names[i] = cfg->replicas[i].name;
+    int replica_added = 0;
+    size_t replicas_removed = 0;
+    if (rc == 0)
+        rc = spool_open(cfg->state_dir, names, td->replica_count, 0, &ctx->spool, &replica_added,
+                        &replicas_removed, err);
+    free(names);
+    if (rc == 0 && cfg->deltas) {
+        char store[PATH_MAX];
+        snprintf(store, sizeof store, "%s/delta-pages", cfg->state_dir);
+        rc = delta_builder_open(store, &ctx->deltas, err);
+        delta_builder_suspend(ctx->deltas);
+    }
+    if (rc != 0) {
+        remove_context(rep, ctx);
+        return -1;
+    }
+    ctx->replicas = td->replicas;
+    ctx->replica_count = td->replica_count;
+    for (size_t i = 0; i < td->replica_count; i++)
+        uploader_init(&ctx->uploaders[i], rep->loop, ctx->spool, i, ctx->replicas[i], cfg->name,
+                      cfg->replicas[i].name);
+    ctx->need_generation = replica_added;
+    ctx->shipper = (struct shipper){.db_name = cfg->name, .key = rep->key, .spool = ctx->spool,
+                                    .deltas = ctx->deltas};
+    ev_timer_init(&ctx->scan_timer, on_scan, SCAN_DELAY_S, 0.);
+    ctx->scan_timer.data = ctx;
+    double sync_s = (double)cfg->sync_interval_ms / 1000.0;
+    ev_timer_init(&ctx->sync_timer, on_sync, sync_s, sync_s);
+    ctx->sync_timer.data = ctx;
+    if (cfg->snapshot_interval_ms) {
+        double snapshot_s = (double)cfg->snapshot_interval_ms / 1000.0;
+        ev_timer_init(&ctx->snapshot_timer, on_snapshot_interval, snapshot_s, snapshot_s);
+        ctx->snapshot_timer.data = ctx;
+        ev_timer_start(rep->loop, &ctx->snapshot_timer);
+    }
+    if (cfg->snapshot_cron_set) {
+        ev_periodic_init(&ctx->snapshot_periodic, on_snapshot_schedule, 0., 0., next_scheduled_snapshot);
+        ctx->snapshot_periodic.data = ctx;
+        ev_periodic_start(rep->loop, &ctx->snapshot_periodic);
+    }
+    kick_uploaders(ctx);   /* what its spool held from before */
+    *out = ctx;
+    return 0;
+}
+
+/* discovery: a file that matches the pattern. */
+static void on_tenant_found(void *arg, const char *relpath)
+{
+    struct tenant_dir *td = arg;
+    struct tm_error err;
+    struct db_context *ctx = find_tenant_context(td, relpath);
+    if (ctx && ctx->deleted) {   /* deleted, and created again before it was freed */
+        ctx->deleted = 0;
+        ctx->need_generation = 1;
+    } else if (!ctx) {
+        char path[PATH_MAX * 2];
+        snprintf(path, sizeof path, "%s/%s", td->entry->dir, relpath);
+        if (tailer_check_file(path, &err) != 0) {
+            log_event(LOG_INFO, td->entry->name, NULL, "'%s' is not followed (yet): %s", relpath, err.msg);
+            discovery_track(td->discovery, relpath, NULL, &err);
+            return;
+        }
+        if (setup_tenant(td, relpath, &ctx, &err) != 0) {
+            log_event(LOG_ERROR, td->entry->name, NULL, "'%s': %s", relpath, err.msg);
+            discovery_track(td->discovery, relpath, NULL, &err);
+            return;
+        }
+        log_info("%s: found; replicating '%s'", ctx->cfg->name, ctx->cfg->path);
+    }
+    if (discovery_track(td->discovery, relpath, ctx, &err) != 0)
+        log_event(LOG_ERROR, td->entry->name, NULL, "'%s': %s", relpath, err.msg);
+    wake_later(ctx);
+}
+
+/* discovery: the database's file is gone. What its WAL still holds
+ * (through the open descriptors) is shipped; its context is freed once
+ * the replicas have everything. */
+static void on_tenant_deleted(void *arg, void *db)
+{
+    struct tenant_dir *td = arg;
+    struct db_context *ctx = db;
+    log_info("%s: deleted; no longer replicated (its backups stay, under retention)", ctx->cfg->name);
+    if (!ctx->asleep && ctx->tailer && !ctx->need_generation) {
+        struct tm_error err;
+        if (tailer_scan(ctx->tailer, clock_now_ms(), &err) == TAILER_OK)
+            shipper_ship(&ctx->shipper, ctx->tailer, &err);
+    }
+    if (!ctx->asleep) {
+        tailer_close(ctx->tailer);
+        ctx->tailer = NULL;
+        delta_builder_suspend(ctx->deltas);
+        ctx->asleep = 1;
+        td->awake--;
+    }
+    if (ctx->wants_open) {
+        ctx->wants_open = 0;
+        td->waiting--;
+    }
+    ctx->deleted = 1;
+    ctx->snapshot_due = 0;
+    ev_timer_stop(td->owner->loop, &ctx->sync_timer);
+    ev_timer_stop(td->owner->loop, &ctx->scan_timer);
+    kick_uploaders(ctx);
+    discovery_untrack(td->discovery, ctx->relpath);
+}
+
+/* discovery: its WAL was written. */
+static void on_tenant_written(void *arg, void *db)
+{
+    (void)arg;
+    struct db_context *ctx = db;
+    if (ctx->deleted)
+        return;
+    if (ctx->asleep)
+        return wake_later(ctx);
+    schedule_scan(ctx->owner->loop, ctx);
+}
+
+static void on_tenants_overflow(void *arg)
+{
+    struct tenant_dir *td = arg;
+    struct replicator *rep = td->owner;
+    for (size_t i = rep->configured_count; i < rep->db_count; i++)
+        if (is_tenant_of(rep->dbs[i], td))
+            on_tenant_written(td, rep->dbs[i]);
+}
+
+static int tenants_handle_event(struct replicator *rep, const struct inotify_event *ev)
+{
+    for (size_t i = 0; i < rep->tenant_dir_count; i++)
+        if (discovery_handle(rep->tenant_dirs[i].discovery, ev))
+            return 1;
+    return 0;
+}
+
+static void tenants_handle_overflow(struct replicator *rep)
+{
+    for (size_t i = 0; i < rep->tenant_dir_count; i++)
+        discovery_overflow(rep->tenant_dirs[i].discovery);
+}
+
+static void on_tenant_child_done(struct ev_loop *loop, ev_child *w, int revents)
+{
+    (void)revents;
+    struct tenant_dir *td = w->data;
+    ev_child_stop(loop, w);
+    const char *what = w == &td->drill_child ? "drills" : "retention";
+    if (WIFEXITED(w->rstatus) && WEXITSTATUS(w->rstatus) == 0)
+        log_event(LOG_INFO, td->entry->name, NULL, "%s of every database finished", what);
+    else
+        log_event(LOG_ERROR, td->entry->name, NULL, "%s failed for some database (exit status %d); see the "
+                  "errors above", what, WIFEXITED(w->rstatus) ? WEXITSTATUS(w->rstatus) : -1);
+}
+
+static void on_tenant_retention(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct tenant_dir *td = w->data;
+    if (td->entry->retention.enabled)
+        spawn_tidemark(td->owner, td->entry->name, "retention", NULL, &td->retention_child);
+}
+
+static void on_tenant_drill(struct ev_loop *loop, ev_periodic *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct tenant_dir *td = w->data;
+    log_event(LOG_INFO, td->entry->name, NULL, "scheduled restore drills");
+    spawn_tidemark(td->owner, td->entry->name, "drill", NULL, &td->drill_child);
+}
+
+static ev_tstamp next_tenant_drill(ev_periodic *w, ev_tstamp now)
+{
+    const struct tenant_dir *td = w->data;
+    int64_t next_ms = cron_next(&td->entry->drill.cron, (int64_t)(now * 1000.0));
+    return next_ms < 0 ? now + 1e9 : (ev_tstamp)next_ms / 1000.0;
+}
+
+/* The entry's lock, shared replicas, directory walk and timers. */
+static int start_tenant_dir(struct replicator *rep, struct tenant_dir *td, const struct config_db *entry,
+                            struct tm_error *err)
+{
+    *td = (struct tenant_dir){.owner = rep, .entry = entry, .lock_fd = -1};
+    struct stat st;
+    if (stat(entry->dir, &st) != 0 || !S_ISDIR(st.st_mode))
+        return tm_error_set(err, "'%s' is not a directory%s%s", entry->dir, errno ? ": " : "",
+                            errno ? strerror(errno) : "");
+    if (fsutil_make_dirs(entry->state_dir, err) != 0 || spool_take_lock(entry->state_dir, &td->lock_fd, err) != 0)
+        return -1;
+    td->replicas = calloc(entry->replica_count, sizeof *td->replicas);
+    if (!td->replicas)
+        return tm_error_set(err, "out of memory");
+    for (size_t i = 0; i < entry->replica_count; i++) {
+        if (storage_open_replica(&entry->replicas[i], &td->replicas[i], err) != 0)
+            return -1;
+        td->replica_count++;
+        storage_attach(td->replicas[i], rep->http);
+        if (check_replica(entry, i, td->replicas[i], err) != 0)
+            return -1;
+    }
+    static const struct discovery_events events = {.found = on_tenant_found, .deleted = on_tenant_deleted,
+                                                   .written = on_tenant_written, .overflow = on_tenants_overflow};
+    ev_idle_init(&td->waker, on_waker);
+    td->waker.data = td;
+    if (discovery_open(entry, rep->inotify_fd, &events, td, &td->discovery, err) != 0 ||
+        discovery_scan(td->discovery, err) != 0)
+        return -1;
+    ev_timer_init(&td->housekeeping, on_housekeeping, HOUSEKEEPING_S, HOUSEKEEPING_S);
+    td->housekeeping.data = td;
+    ev_timer_start(rep->loop, &td->housekeeping);
+    ev_timer_init(&td->rescan, on_rescan, RESCAN_S, RESCAN_S);
+    td->rescan.data = td;
+    ev_timer_start(rep->loop, &td->rescan);
+    ev_timer_init(&td->retention_timer, on_tenant_retention, 60., 86400.);
+    td->retention_timer.data = td;
+    ev_timer_start(rep->loop, &td->retention_timer);
+    ev_child_init(&td->retention_child, on_tenant_child_done, 0, 0);
+    td->retention_child.data = td;
+    ev_child_init(&td->drill_child, on_tenant_child_done, 0, 0);
+    td->drill_child.data = td;
+    if (entry->drill.enabled && (!rep->key || !crypto_keyring_public_only(rep->key))) {
+        ev_periodic_init(&td->drill_periodic, on_tenant_drill, 0., 0., next_tenant_drill);
+        td->drill_periodic.data = td;
+        ev_periodic_start(rep->loop, &td->drill_periodic);
+    }
+    log_event(LOG_INFO, entry->name, NULL, "following %zu database(s) under '%s' (pattern '%s'%s), at most %u "
+              "open at once", td->waiting, entry->dir, entry->pattern, entry->recursive ? ", recursive" : "",
+              entry->max_open);
+    return 0;
+}
+
+static int tenants_start(struct replicator *rep, struct tm_error *err)
+{
+    size_t entries = 0;
+    for (size_t i = 0; i < rep->cfg->db_count; i++)
+        entries += rep->cfg->dbs[i].dir != NULL;
+    if (!entries)
+        return 0;
+    rep->tenant_dirs = calloc(entries, sizeof *rep->tenant_dirs);
+    if (!rep->tenant_dirs)
+        return tm_error_set(err, "out of memory");
+    for (size_t i = 0; i < rep->cfg->db_count; i++) {
+        const struct config_db *entry = &rep->cfg->dbs[i];
+        if (!entry->dir)
+            continue;
+        struct tenant_dir *td = &rep->tenant_dirs[rep->tenant_dir_count++];
+        if (start_tenant_dir(rep, td, entry, err) != 0) {
+            tm_error_prefix(err, "directory entry '%s': ", entry->name);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void tenants_stop(struct replicator *rep)
+{
+    for (size_t i = 0; i < rep->tenant_dir_count; i++) {
+        struct tenant_dir *td = &rep->tenant_dirs[i];
+        ev_idle_stop(rep->loop, &td->waker);
+        ev_timer_stop(rep->loop, &td->housekeeping);
+        ev_timer_stop(rep->loop, &td->rescan);
+        ev_timer_stop(rep->loop, &td->retention_timer);
+        ev_periodic_stop(rep->loop, &td->drill_periodic);
+    }
+}
+
+static void tenants_free(struct replicator *rep)
+{
+    tenants_stop(rep);
+    for (size_t i = 0; i < rep->tenant_dir_count; i++) {
+        struct tenant_dir *td = &rep->tenant_dirs[i];
+        discovery_free(td->discovery);
+        for (size_t j = 0; j < td->replica_count; j++)
+            storage_free(td->replicas[j]);
+        free(td->replicas);
+        if (td->lock_fd >= 0)
+            close(td->lock_fd);
+    }
+    free(rep->tenant_dirs);
 }
 
 /* ---------------------------------------------------------------- status */
@@ -1101,7 +1832,7 @@ static void fill_db_status(const struct db_context *ctx, struct db_status *out, 
                            int64_t now_ms)
 {
     char wal[PATH_MAX + 8] = "";
-    if (ctx->cfg->path)
+    if (ctx->cfg->path && !ctx->asleep)
         snprintf(wal, sizeof wal, "%s-wal", ctx->cfg->path);
     *out = (struct db_status){
         .name = ctx->cfg->name, .wal_bytes = file_bytes(wal), .spool_bytes = spool_bytes(ctx->spool),
@@ -1129,16 +1860,44 @@ static void fill_db_status(const struct db_context *ctx, struct db_status *out, 
     }
 }
 
+/* Room for every database's status (databases come and go). */
+static int size_status(struct replicator *rep)
+{
+    size_t replicas = 0;
+    for (size_t i = 0; i < rep->db_count; i++)
+        replicas += rep->dbs[i]->replica_count;
+    if (rep->db_count > rep->status_cap || !rep->status) {
+        size_t cap = rep->db_count + rep->db_count / 2 + 1;
+        struct db_status *grown = realloc(rep->status, cap * sizeof *grown);
+        if (!grown)
+            return -1;
+        rep->status = grown;
+        rep->status_cap = cap;
+    }
+    if (replicas > rep->replica_status_cap || !rep->replica_status) {
+        size_t cap = replicas + replicas / 2 + 1;
+        struct replica_status *grown = realloc(rep->replica_status, cap * sizeof *grown);
+        if (!grown)
+            return -1;
+        rep->replica_status = grown;
+        rep->replica_status_cap = cap;
+    }
+    return 0;
+}
+
 static void fill_status(void *arg, const struct db_status **dbs, size_t *count)
 {
     struct replicator *rep = arg;
     int64_t now = clock_now_ms();
+    *dbs = rep->status;
+    *count = 0;
+    if (size_status(rep) != 0)
+        return;
     struct replica_status *next = rep->replica_status;
     for (size_t i = 0; i < rep->db_count; i++) {
-        fill_db_status(&rep->dbs[i], &rep->status[i], next, now);
-        next += rep->dbs[i].replica_count;
+        fill_db_status(rep->dbs[i], &rep->status[i], next, now);
+        next += rep->dbs[i]->replica_count;
     }
-    *dbs = rep->status;
     *count = rep->db_count;
 }
 
@@ -1156,12 +1915,7 @@ static void on_alert_tick(struct ev_loop *loop, ev_timer *w, int revents)
 /* Metrics endpoint and alert rules, once every database is set up. */
 static int start_monitoring(struct replicator *rep, struct tm_error *err)
 {
-    size_t replicas = 0;
-    for (size_t i = 0; i < rep->db_count; i++)
-        replicas += rep->dbs[i].replica_count;
-    rep->status = calloc(rep->db_count ? rep->db_count : 1, sizeof *rep->status);
-    rep->replica_status = calloc(replicas ? replicas : 1, sizeof *rep->replica_status);
-    if (!rep->status || !rep->replica_status)
+    if (size_status(rep) != 0)
         return tm_error_set(err, "out of memory");
     if (rep->cfg->metrics_listen &&
         metrics_listen(rep->loop, rep->cfg->metrics_listen, &rep->cfg->alerts, fill_status, rep, &rep->metrics, err) != 0)
@@ -1178,7 +1932,7 @@ static int start_monitoring(struct replicator *rep, struct tm_error *err)
  * (unless starting it just made one), then wait for the replicas. */
 static int run_snapshot_once(struct replicator *rep, struct tm_error *err)
 {
-    struct db_context *ctx = &rep->dbs[0];
+    struct db_context *ctx = rep->dbs[0];
     if (!ctx->generation_started && snapshot_now(ctx, err) != 0)
         return -1;
     char key[ARCHIVE_NAME_MAX];
@@ -1197,29 +1951,37 @@ int replicate_run(const struct config *cfg, const struct crypto_keyring *key,
     struct replicator rep = {.cfg = cfg, .key = key, .inotify_fd = -1, .opts = opts};
     struct tm_error err;
     rep.loop = ev_default_loop(EVFLAG_AUTO);
-    rep.dbs = calloc(cfg->db_count, sizeof *rep.dbs);
     rep.inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-    if (rep.dbs && http_loop_new(rep.loop, &rep.http, &err) != 0) {
+    if (rep.inotify_fd < 0) {
+        tm_error_set(&err, "cannot initialise inotify: %s", strerror(errno));
         tm_error_print(&err);
         release(&rep);
         return 1;
     }
-    if (!rep.dbs || rep.inotify_fd < 0) {
-        tm_error_set(&err, "cannot initialise: %s", strerror(errno));
+    if (http_loop_new(rep.loop, &rep.http, &err) != 0) {
         tm_error_print(&err);
         release(&rep);
         return 1;
     }
     for (size_t i = 0; i < cfg->db_count; i++) {
         const struct config_db *db = &cfg->dbs[i];
-        if (opts && opts->snapshot_once && strcmp(db->name, opts->snapshot_once) != 0)
+        if (db->dir || (opts && opts->snapshot_once && strcmp(db->name, opts->snapshot_once) != 0))
             continue;
-        if (setup_database(&rep, &rep.dbs[rep.db_count++], db, &err) != 0) {
+        struct db_context *ctx = add_context(&rep);
+        if (!ctx || setup_database(&rep, ctx, db, &err) != 0) {
+            if (!ctx)
+                tm_error_set(&err, "out of memory");
             tm_error_prefix(&err, "database '%s': ", db->name);
             tm_error_print(&err);
             release(&rep);
             return 1;
         }
+    }
+    rep.configured_count = rep.db_count;
+    if ((!opts || !opts->snapshot_once) && tenants_start(&rep, &err) != 0) {
+        tm_error_print(&err);
+        release(&rep);
+        return 1;
     }
     if ((!opts || !opts->snapshot_once) && start_monitoring(&rep, &err) != 0) {
         tm_error_print(&err);
@@ -1242,7 +2004,7 @@ int replicate_run(const struct config *cfg, const struct crypto_keyring *key,
     ev_signal_init(&rep.sigint_watcher, on_stop, SIGINT);
     rep.sigint_watcher.data = &rep;
     ev_signal_start(rep.loop, &rep.sigint_watcher);
-    log_info("tidemark replicating %zu database(s)", cfg->db_count);
+    log_info("tidemark replicating %zu database(s)", rep.db_count);
     ev_run(rep.loop, 0);
     release(&rep);
     log_info("stopped");

@@ -25,6 +25,8 @@
  */
 #include "retention.h"
 
+#include "../restore/targets.h"
+
 #include "../common/clock.h"
 #include "../common/lease.h"
 #include "../common/log.h"
@@ -371,17 +373,16 @@ static int run_replica(const struct config_db *db, const struct config_replica *
 int retention_run(const struct config *cfg, const struct retention_options *opts)
 {
     struct tm_error err;
-    if (opts->db_name && !config_find_db(cfg, opts->db_name, &err)) {
+    struct targets targets;
+    if (targets_select(cfg, opts->db_name, opts->replica, &targets, &err) != 0) {
         tm_error_print(&err);
         return 1;
     }
     int failed = 0, first = 1, matched = 0;
     if (opts->json)
         printf("[");
-    for (size_t d = 0; d < cfg->db_count; d++) {
-        const struct config_db *db = &cfg->dbs[d];
-        if (opts->db_name && strcmp(db->name, opts->db_name) != 0)
-            continue;
+    for (size_t d = 0; d < targets.count; d++) {
+        const struct config_db *db = targets.dbs[d];
         if (!db->retention.enabled) {
             if (!opts->json)
                 printf("database %s: retention is off\n", db->name);
@@ -400,6 +401,7 @@ int retention_run(const struct config *cfg, const struct retention_options *opts
     }
     if (opts->json)
         printf("]\n");
+    targets_release(&targets);
     if (opts->replica && !matched) {
         fprintf(stderr, "error: no replica '%s'\n", opts->replica);
         return 1;

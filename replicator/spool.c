@@ -239,17 +239,19 @@ static int recover_incoming(struct spool *sp, struct tm_error *err)
 /* Two sidecars on one spool would interleave objects: the second is
  * refused while the first holds the lock (released by the kernel when
  * the process dies, so kill -9 never leaves a stale lock). */
-static int take_lock(struct spool *sp, struct tm_error *err)
+int spool_take_lock(const char *dir, int *fd_out, struct tm_error *err)
 {
     char path[PATH_MAX + 8];
-    snprintf(path, sizeof path, "%s/lock", sp->dir);
-    sp->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (sp->lock_fd < 0)
+    snprintf(path, sizeof path, "%s/lock", dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0)
         return tm_error_set(err, "cannot open '%s': %s", path, strerror(errno));
-    if (flock(sp->lock_fd, LOCK_EX | LOCK_NB) != 0) {
-        tm_error_set(err, "another tidemark process is using this state directory");
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        close(fd);
+        tm_error_set(err, "another tidemark process is using the state directory '%s'", dir);
         return tm_error_hint(err, "a sidecar is already running for this database ('tidemark snapshot' talks to it)");
     }
+    *fd_out = fd;
     return 0;
 }
 
@@ -321,7 +323,7 @@ static int open_queues(struct spool *sp, const char *const *names, size_t count,
     return 0;
 }
 
-int spool_open(const char *dir, const char *const *replica_names, size_t replica_count,
+int spool_open(const char *dir, const char *const *replica_names, size_t replica_count, int lock,
                struct spool **out, int *replica_added, size_t *replicas_removed, struct tm_error *err)
 {
     *replica_added = 0;
@@ -335,8 +337,8 @@ int spool_open(const char *dir, const char *const *replica_names, size_t replica
     char tmp_dir[PATH_MAX];
     snprintf(tmp_dir, sizeof tmp_dir, "%s/tmp", dir);
     int rc = fsutil_make_dirs(sp->incoming_dir, err);
-    if (rc == 0)
-        rc = take_lock(sp, err);
+    if (rc == 0 && lock)
+        rc = spool_take_lock(dir, &sp->lock_fd, err);
     if (rc == 0)
         rc = fsutil_make_dirs(tmp_dir, err);
     if (rc == 0)

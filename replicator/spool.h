@@ -35,10 +35,15 @@ struct spool;
  * set when a replica has no queue yet while the spool already has an
  * archive position: that replica lacks the current generation's start.
  * Queues of replicas no longer named are deleted (*replicas_removed). */
-int spool_open(const char *dir, const char *const *replica_names, size_t replica_count,
-               struct spool **out, int *replica_added, size_t *replicas_removed,
-               struct tm_error *err);
+int spool_open(const char *dir, const char *const *replica_names, size_t replica_count, int lock,
+               struct spool **out, int *replica_added, size_t *replicas_removed, struct tm_error *err);
 void spool_free(struct spool *sp);
+
+/* The lock a spool holds on DIR/lock while open (`lock` above): one
+ * sidecar per state directory. Without `lock`, the caller holds one on a
+ * directory above (the databases of a `dir:` entry share their entry's:
+ * one descriptor, not one per database). Released when fd is closed. */
+int spool_take_lock(const char *dir, int *fd_out, struct tm_error *err);
 
 const char *spool_dir(const struct spool *sp);
 

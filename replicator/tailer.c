@@ -123,6 +123,12 @@ static int check_database_file(const char *path, uint32_t *page_size, struct tm_
     return 0;
 }
 
+int tailer_check_file(const char *db_path, struct tm_error *err)
+{
+    uint32_t page_size;
+    return check_database_file(db_path, &page_size, err);
+}
+
 static int open_connection(const char *path, sqlite3 **out, struct tm_error *err)
 {
     sqlite3 *db = NULL;
@@ -524,6 +530,71 @@ int tailer_repin(struct tailer *t, int checkpoint, struct tm_error *err)
                       log_frames);
     }
     return pin(t, err);
+}
+
+/* Whether a connection of another process holds a WAL read mark 1..4
+ * (SQLite's read locks, bytes 124..127 of the wal-index): a reader still
+ * on a snapshot that includes WAL frames, which can keep the next writer
+ * from restarting the WAL. Locks of this process never show (POSIX locks). */
+static int other_reader_on_wal(struct tailer *t)
+{
+    struct flock probe = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 124, .l_len = 4};
+    if (fcntl(t->shm_fd, F_GETLK, &probe) != 0)
+        return 1;   /* cannot tell: assume one */
+    return probe.l_type != F_UNLCK;
+}
+
+int tailer_release(struct tailer *t, int *clean, struct tm_error *err)
+{
+    *clean = 0;
+    if (!t->locked || t->pending_count > 0)
+        return tm_error_set(err, "internal: release needs the write lock and nothing pending");
+    unpin(t);
+    int log_frames = 0, backfilled = 0;
+    int rc = sqlite3_wal_checkpoint_v2(t->reader, "main", SQLITE_CHECKPOINT_PASSIVE, &log_frames, &backfilled);
+    *clean = t->have_header && rc == SQLITE_OK && log_frames == backfilled && (uint32_t)log_frames == t->shipped.frame &&
+             !other_reader_on_wal(t);
+    if (*clean)
+        return 0;
+    log_debug("'%s' not released: %d of %d frames backfilled%s", t->db_path, backfilled, log_frames,
+              rc == SQLITE_OK && log_frames == backfilled ? ", another reader is on the WAL" : "");
+    return pin(t, err);
+}
+
+int tailer_resume_after_release(struct tailer *t, const struct wal_header *released, const struct wal_position *pos,
+                                uint32_t page_size, struct tm_error *err)
+{
+    if (page_size != t->page_size)
+        return 0;
+    struct wal_header fresh;
+    if (released) {
+        int resumed = tailer_resume_at(t, pos, page_size, err);
+        if (resumed != 0)
+            return resumed;
+    }
+    int found = wal_read_header(t->wal_fd, &fresh, err);
+    if (found < 0)
+        return -1;
+    t->pending_count = 0;
+    if (!released) {   /* the WAL was empty: whatever it holds now came after */
+        t->have_header = found;
+        if (found) {
+            t->hdr = fresh;
+            t->shipped = t->scanned = wal_position_start(&fresh);
+        } else {
+            memset(&t->shipped, 0, sizeof t->shipped);
+            t->scanned = t->shipped;
+        }
+        return 1;
+    }
+    /* One restart since the release, from the state shipped (tailer.h) */
+    if (!found || fresh.salt1 != released->salt1 + 1 || fresh.checkpoint_seq != released->checkpoint_seq + 1 ||
+        fresh.page_size != page_size)
+        return 0;
+    t->hdr = fresh;
+    t->have_header = 1;
+    t->shipped = t->scanned = wal_position_start(&fresh);
+    return 1;
 }
 
 int tailer_snapshot(struct tailer *t, const char *path, uint32_t *page_count,

@@ -29,6 +29,10 @@ struct tailer;
 int tailer_open(const char *db_path, struct tailer **out, struct tm_error *err);
 void tailer_close(struct tailer *t);
 
+/* Whether db_path is a SQLite database in WAL mode (the header only: no
+ * connection is opened); err says what it is not. */
+int tailer_check_file(const char *db_path, struct tm_error *err);
+
 /* Takes / releases the database's write lock (BEGIN IMMEDIATE on the
  * locker connection; nothing is written). While held, no transaction can
  * commit, so the WAL's end is fixed. Polls for at most ~250 ms and
@@ -74,6 +78,28 @@ uint32_t tailer_page_size(const struct tailer *t);
  * transaction, optionally run a PASSIVE checkpoint, and pin again at the
  * WAL's current end. */
 int tailer_repin(struct tailer *t, int checkpoint, struct tm_error *err);
+
+/* Before closing an idle database's tailer (so that it holds no file or
+ * memory while idle). With the lock held and nothing pending: ends the
+ * pin and checkpoints (PASSIVE). *clean = 1 when the WAL is now wholly
+ * backfilled and no other process's reader holds a WAL read mark: the
+ * database file is then exactly the state shipped, every reader that
+ * starts from now reads the database file only, and so the next writer
+ * must restart the WAL (salt-1 and the checkpoint sequence one higher)
+ * before it writes a frame. The caller keeps the header and position and
+ * closes the tailer. *clean = 0: pinned again; keep the tailer open. */
+int tailer_release(struct tailer *t, int *clean, struct tm_error *err);
+
+/* After tailer_open on a database released cleanly at `pos` with WAL
+ * header `released`: continues from pos when the WAL is the same, or
+ * from frame 1 of the WAL when it restarted exactly once since (by the
+ * argument above, nothing was lost in between): 1. Anything else: 0
+ * (continuity not proven: start a new generation). released NULL: the
+ * WAL was empty at the release and the caller proved that the database
+ * file has not changed since, so the WAL, if any, holds every commit made
+ * since: continue from its start. Call with the lock held. */
+int tailer_resume_after_release(struct tailer *t, const struct wal_header *released, const struct wal_position *pos,
+                                uint32_t page_size, struct tm_error *err);
 
 /* Copy the database as of the pinned read transaction (== the shipped
  * position after tailer_repin) to a new file `path` with SQLite's backup

@@ -13,6 +13,8 @@
  * every host sees the history; `tidemark list` shows the newest. */
 #include "drill.h"
 
+#include "targets.h"
+
 #include "../common/clock.h"
 #include "../common/fsutil.h"
 #include "restore.h"
@@ -180,7 +182,9 @@ static int store_record(const struct config_db *db, size_t replica, const struct
     if (storage_open_replica(&db->replicas[replica], &st, err) != 0)
         return -1;
     char key[512];
-    snprintf(key, sizeof key, "%s/drills/%013" PRId64 "-%s.json", db->name, r->started_ms,
+    char dir[ARCHIVE_NAME_MAX];
+    archive_db_dir(db->name, dir, sizeof dir);
+    snprintf(key, sizeof key, "%s/drills/%013" PRId64 "-%s.json", dir, r->started_ms,
              db->replicas[replica].name);
     struct storage_writer *w;
     int rc = storage_write_begin(st, key, &w, err);
@@ -192,17 +196,13 @@ static int store_record(const struct config_db *db, size_t replica, const struct
     return rc;
 }
 
-int drill_run(const struct config *cfg, const struct crypto_keyring *key, const struct drill_options *opts)
+/* Drills of one database on the selected replicas; *printed counts the
+ * JSON records written so far. Returns 1 when a drill failed. */
+static int drill_database(const struct config *cfg, const struct crypto_keyring *key, const struct config_db *db,
+                          const struct drill_options *opts, size_t *printed)
 {
     struct tm_error err;
-    const struct config_db *db = config_find_db(cfg, opts->db_name, &err);
-    if (!db) {
-        tm_error_print(&err);
-        return 1;
-    }
     int failed = 0, matched = 0;
-    if (opts->json)
-        printf("[");
     for (size_t r = 0; r < db->replica_count; r++) {
         if (!config_replica_selected(db, r, opts->replica))
             continue;
@@ -220,7 +220,7 @@ int drill_run(const struct config *cfg, const struct crypto_keyring *key, const 
             failed = 1;
         }
         if (opts->json)
-            printf("%s%s", matched ? ",\n" : "", record);
+            printf("%s%s", (*printed)++ ? ",\n" : "", record);
         else if (result.ok)
             printf("drill %s on replica %s: ok; RTO %.2f s (restore with checks), RPO %.2f s (newest restorable "
                    "transaction's age)%s%s\n", db->name, db->replicas[r].name, (double)result.rto_ms / 1000.0,
@@ -232,8 +232,6 @@ int drill_run(const struct config *cfg, const struct crypto_keyring *key, const 
         matched++;
         free(record);
     }
-    if (opts->json)
-        printf("]\n");
     if (!matched) {
         fprintf(stderr, "error: database '%s' has no replica '%s'\n", db->name, opts->replica);
         return 1;
@@ -241,10 +239,31 @@ int drill_run(const struct config *cfg, const struct crypto_keyring *key, const 
     return failed;
 }
 
+int drill_run(const struct config *cfg, const struct crypto_keyring *key, const struct drill_options *opts)
+{
+    struct tm_error err;
+    struct targets targets;
+    if (targets_select(cfg, opts->db_name, opts->replica, &targets, &err) != 0) {
+        tm_error_print(&err);
+        return 1;
+    }
+    int failed = 0;
+    size_t printed = 0;
+    if (opts->json)
+        printf("[");
+    for (size_t i = 0; i < targets.count; i++)
+        failed |= drill_database(cfg, key, targets.dbs[i], opts, &printed);
+    if (opts->json)
+        printf("]\n");
+    targets_release(&targets);
+    return failed;
+}
+
 int drill_latest(struct storage *st, const char *db, char **record, int *found, struct tm_error *err)
 {
-    char dir[512];
-    snprintf(dir, sizeof dir, "%s/drills", db);
+    char dir[ARCHIVE_NAME_MAX];
+    archive_db_dir(db, dir, sizeof dir);
+    strncat(dir, "/drills", sizeof dir - strlen(dir) - 1);
     *found = 0;
     *record = NULL;
     struct storage_list list;

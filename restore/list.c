@@ -3,6 +3,8 @@
  * range, object count and bytes; as text or --json. */
 #include "list.h"
 
+#include "targets.h"
+
 #include "../common/archive.h"
 #include "../common/clock.h"
 #include "drill.h"
@@ -114,17 +116,16 @@ static void print_json(const char *db, const char *replica, const struct catalog
 int list_run(const struct config *cfg, const char *db_name, const char *replica, int json)
 {
     struct tm_error err;
-    if (db_name && !config_find_db(cfg, db_name, &err)) {
+    struct targets targets;
+    if (targets_select(cfg, db_name, replica, &targets, &err) != 0) {
         tm_error_print(&err);
         return 1;
     }
     int rc = 0, printed = 0;
     if (json)
         printf("[");
-    for (size_t i = 0; i < cfg->db_count; i++) {
-        const struct config_db *db = &cfg->dbs[i];
-        if (db_name && strcmp(db->name, db_name) != 0)
-            continue;
+    for (size_t i = 0; i < targets.count; i++) {
+        const struct config_db *db = targets.dbs[i];
         struct storage *st;
         struct catalog cat;
         if (restore_open_replica(db, replica, &st, &err) != 0) {
@@ -154,5 +155,6 @@ int list_run(const struct config *cfg, const char *db_name, const char *replica,
     }
     if (json)
         printf("]\n");
+    targets_release(&targets);
     return rc;
 }

@@ -20,11 +20,15 @@
  * last point that can be restored consistently. */
 #include "restore.h"
 
+#include "../common/names.h"
+#include "targets.h"
+
 #include "page_writer.h"
 #include "redis_restore.h"
 
 #include "../common/archive.h"
 #include "../common/clock.h"
+#include "../common/fsutil.h"
 #include "../common/lease.h"
 #include "../common/log.h"
 #include "../common/object.h"
@@ -566,11 +570,58 @@ static int restore_into(struct restore_state *rs, const struct restore_options *
     return rc;
 }
 
+/* Several databases to one point in time (a consistent point across
+ * tenants): each into OUTPUT/NAME. Without --timestamp, the point is
+ * this command's start. Every database is tried; the exit code says
+ * whether all of them were restored. */
+static int restore_selected(const struct config *cfg, const struct crypto_keyring *key,
+                            const struct restore_options *opts)
+{
+    struct tm_error err;
+    struct targets targets;
+    if (targets_select(cfg, opts->db_name, opts->replica, &targets, &err) != 0) {
+        tm_error_print(&err);
+        return 1;
+    }
+    struct restore_options each = *opts;
+    if (!each.has_target) {
+        each.has_target = 1;
+        each.target_ms = clock_now_ms();
+    }
+    char point[64];
+    clock_format_ms(each.target_ms, point, sizeof point);
+    printf("restoring %zu database(s) matching '%s' to %s into %s/\n", targets.count, opts->db_name, point,
+           opts->output);
+    size_t failed = 0;
+    for (size_t i = 0; i < targets.count; i++) {
+        char output[PATH_MAX], parent[PATH_MAX];
+        snprintf(output, sizeof output, "%s/%s", opts->output, targets.dbs[i]->name);
+        snprintf(parent, sizeof parent, "%s", output);
+        *strrchr(parent, '/') = '\0';
+        each.db_name = targets.dbs[i]->name;
+        each.output = output;
+        if (fsutil_make_dirs(parent, &err) != 0) {
+            tm_error_print(&err);
+            failed++;
+            continue;
+        }
+        failed += restore_run(cfg, key, &each) != 0;
+    }
+    printf("%zu of %zu database(s) restored to %s%s\n", targets.count - failed, targets.count, point,
+           failed ? "; see the errors above" : "");
+    targets_release(&targets);
+    return failed ? 1 : 0;
+}
+
 int restore_run(const struct config *cfg, const struct crypto_keyring *key,
                 const struct restore_options *opts)
 {
     struct tm_error err;
+    if (names_is_glob(opts->db_name))
+        return restore_selected(cfg, key, opts);
     const struct config_db *db = config_find_db(cfg, opts->db_name, &err);
+    if (db && db->dir)
+        return restore_selected(cfg, key, opts);
     if (db && db->kind == DB_REDIS)
         return redis_restore_run(db, key, opts);
     struct restore_state rs = {.key = key, .fd = -1};

@@ -28,6 +28,8 @@
  * files must be identical. */
 #include "verify.h"
 
+#include "targets.h"
+
 #include "../common/archive.h"
 #include "../common/clock.h"
 #include "../common/rdb.h"
@@ -467,17 +469,16 @@ static int verify_replica(const struct config *cfg, const struct crypto_keyring 
 int verify_run(const struct config *cfg, const struct crypto_keyring *key, const struct verify_options *opts)
 {
     struct tm_error err;
-    if (opts->db_name && !config_find_db(cfg, opts->db_name, &err)) {
+    struct targets targets;
+    if (targets_select(cfg, opts->db_name, opts->replica, &targets, &err) != 0) {
         tm_error_print(&err);
         return 1;
     }
     int failed = 0, first = 1, matched = 0;
     if (opts->json)
         printf("[");
-    for (size_t d = 0; d < cfg->db_count; d++) {
-        const struct config_db *db = &cfg->dbs[d];
-        if (opts->db_name && strcmp(db->name, opts->db_name) != 0)
-            continue;
+    for (size_t d = 0; d < targets.count; d++) {
+        const struct config_db *db = targets.dbs[d];
         for (size_t r = 0; r < db->replica_count; r++) {
             if (!config_replica_selected(db, r, opts->replica))
                 continue;
@@ -487,6 +488,7 @@ int verify_run(const struct config *cfg, const struct crypto_keyring *key, const
     }
     if (opts->json)
         printf("]\n");
+    targets_release(&targets);
     if (opts->replica && !matched) {
         fprintf(stderr, "error: no replica '%s'\n", opts->replica);
         return 1;

@@ -17,7 +17,7 @@ static struct spool *open_spool(const char *dir, size_t replicas, int *added)
     struct tm_error err;
     int dummy;
     size_t removed;
-    if (spool_open(dir, names, replicas, &sp, added ? added : &dummy, &removed, &err) != 0)
+    if (spool_open(dir, names, replicas, 1, &sp, added ? added : &dummy, &removed, &err) != 0)
         fprintf(stderr, "  spool_open: %s\n", err.msg);
     return sp;
 }
@@ -174,7 +174,7 @@ static void test_added_replica_is_reported(void)
     const char *only_s3[] = {"s3"};
     size_t removed = 0;
     struct tm_error err;
-    ASSERT_EQ(spool_open(dir, only_s3, 1, &sp, &added, &removed, &err), 0);
+    ASSERT_EQ(spool_open(dir, only_s3, 1, 1, &sp, &added, &removed, &err), 0);
     ASSERT_EQ(removed, 1);
     ASSERT_EQ(spool_queue_length(sp, 0), 1);
     ASSERT_EQ(spool_bytes(sp), 10);

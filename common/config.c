@@ -669,6 +669,9 @@ static char *default_dir_name(const char *dir)
 
 static int dir_entry_defaults(struct loader *ld, yaml_node_t *node, struct config_db *db)
 {
+    size_t len = strlen(db->dir);
+    while (len > 1 && db->dir[len - 1] == '/')
+        db->dir[--len] = '\0';
     if (!db->pattern && !(db->pattern = strdup("*.db")))
         return tm_error_set(ld->err, "out of memory");
     if (!db->pattern[0] || strchr(db->pattern, '/'))

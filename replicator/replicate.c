@@ -136,6 +136,7 @@ struct db_context {
     int wants_open;                  /* written while max-open databases were busy */
     int deleted;                     /* its file is gone: freed once the replicas have all */
     int64_t last_active_ms;          /* last commit seen, or wake */
+    int64_t woke_ms;
     int released_clean;              /* tailer_release proved the next restart continues it */
     int released_empty;              /* the WAL was empty: continues if the file is unchanged */
     struct timespec released_mtime;  /* the database file's, at the release */
@@ -1294,12 +1295,10 @@ static int sleep_database(struct db_context *ctx, int force)
 {
     struct tm_error err;
     size_t pending;
-    if (ctx->asleep || !ctx->tailer || ctx->need_generation || ctx->snapshot_due)
+    if (ctx->asleep || !ctx->tailer || ctx->need_generation || ctx->snapshot_due ||
+        tailer_lock(ctx->tailer, &err) != 0)
         return -1;
-    tailer_pending(ctx->tailer, &pending);
-    if (pending || tailer_lock(ctx->tailer, &err) != 0)
-        return -1;
-    int clean = 0, rc = ship_all_locked(ctx, &err);
+    int clean = 0, rc = ship_all_locked(ctx, &err);   /* everything committed, under the lock */
     tailer_pending(ctx->tailer, &pending);
     if (rc == 0 && !pending)
         rc = tailer_release(ctx->tailer, &clean, &err);
@@ -1337,22 +1336,29 @@ static int sleep_database(struct db_context *ctx, int force)
     return 0;
 }
 
-/* Room for one more awake database: the least recently active one that
- * can sleep goes to sleep. */
+/* Room for one more awake database: the least recently active one with
+ * nothing pending goes to sleep; when every awake one is busy, the one
+ * awake longest (at least one sync interval: a time slice), after
+ * shipping what it has. So busy databases beyond max-open take turns
+ * and none waits for ever. */
 static int make_room(struct tenant_dir *td)
 {
     struct replicator *rep = td->owner;
-    struct db_context *oldest = NULL;
+    struct db_context *idle = NULL, *longest = NULL;
+    int64_t now = clock_now_ms();
     for (size_t i = rep->configured_count; i < rep->db_count; i++) {
         struct db_context *ctx = rep->dbs[i];
-        size_t pending = 1;
         if (!is_tenant_of(ctx, td) || ctx->asleep || !ctx->tailer || ctx->snapshot_due)
             continue;
+        size_t pending;
         tailer_pending(ctx->tailer, &pending);
-        if (!pending && (!oldest || ctx->last_active_ms < oldest->last_active_ms))
-            oldest = ctx;
+        if (!pending && (!idle || ctx->last_active_ms < idle->last_active_ms))
+            idle = ctx;
+        if (now - ctx->woke_ms >= ctx->cfg->sync_interval_ms && (!longest || ctx->woke_ms < longest->woke_ms))
+            longest = ctx;
     }
-    return oldest && sleep_database(oldest, 1) == 0;
+    struct db_context *chosen = idle ? idle : longest;
+    return chosen && sleep_database(chosen, 1) == 0;
 }
 
 /* Opens a sleeping database again and continues its archive (see above). */
@@ -1414,7 +1420,7 @@ static int wake_database(struct db_context *ctx)
     note_capture(ctx, NULL, NULL);
     ctx->asleep = 0;
     td->awake++;
-    ctx->last_active_ms = clock_now_ms();
+    ctx->last_active_ms = ctx->woke_ms = clock_now_ms();
     ev_timer_again(ctx->owner->loop, &ctx->sync_timer);
     schedule_scan(ctx->owner->loop, ctx);
     if (first)

@@ -552,12 +552,15 @@ int tailer_release(struct tailer *t, int *clean, struct tm_error *err)
     unpin(t);
     int log_frames = 0, backfilled = 0;
     int rc = sqlite3_wal_checkpoint_v2(t->reader, "main", SQLITE_CHECKPOINT_PASSIVE, &log_frames, &backfilled);
-    *clean = t->have_header && rc == SQLITE_OK && log_frames == backfilled && (uint32_t)log_frames == t->shipped.frame &&
-             !other_reader_on_wal(t);
+    int backfilled_all = rc == SQLITE_OK && log_frames == backfilled &&
+                         (uint32_t)log_frames == (t->have_header ? t->shipped.frame : 0);
+    /* an empty WAL has no frame a reader could hold on to */
+    int reader = backfilled_all && t->have_header && other_reader_on_wal(t);
+    *clean = backfilled_all && !reader;
     if (*clean)
         return 0;
     log_debug("'%s' not released: %d of %d frames backfilled%s", t->db_path, backfilled, log_frames,
-              rc == SQLITE_OK && log_frames == backfilled ? ", another reader is on the WAL" : "");
+              reader ? ", another reader is on the WAL" : "");
     return pin(t, err);
 }
 

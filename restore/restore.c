@@ -391,7 +391,8 @@ int restore_plan(const struct catalog *cat, const struct restore_options *opts,
         clock_format_ms(opts->target_ms, target, sizeof target);
         clock_format_ms(earliest, first, sizeof first);
         tm_error_set(err, "no backup of '%s' at or before %s", opts->db_name, target);
-        return tm_error_hint(err, "the earliest restorable point is %s", first);
+        tm_error_hint(err, "the earliest restorable point is %s", first);
+        return RESTORE_NOT_YET;
     }
     *gen_out = gen;
     *snap_out = snap;
@@ -584,6 +585,7 @@ static int restore_selected(const struct config *cfg, const struct crypto_keyrin
         return 1;
     }
     struct restore_options each = *opts;
+    each.skip_not_yet = 1;
     if (!each.has_target) {
         each.has_target = 1;
         each.target_ms = clock_now_ms();
@@ -592,7 +594,7 @@ static int restore_selected(const struct config *cfg, const struct crypto_keyrin
     clock_format_ms(each.target_ms, point, sizeof point);
     printf("restoring %zu database(s) matching '%s' to %s into %s/\n", targets.count, opts->db_name, point,
            opts->output);
-    size_t failed = 0;
+    size_t failed = 0, skipped = 0;
     for (size_t i = 0; i < targets.count; i++) {
         char output[PATH_MAX], parent[PATH_MAX];
         snprintf(output, sizeof output, "%s/%s", opts->output, targets.dbs[i]->name);
@@ -605,10 +607,14 @@ static int restore_selected(const struct config *cfg, const struct crypto_keyrin
             failed++;
             continue;
         }
-        failed += restore_run(cfg, key, &each) != 0;
+        int rc = restore_run(cfg, key, &each);
+        skipped += rc == RESTORE_EXIT_SKIPPED;
+        failed += rc != 0 && rc != RESTORE_EXIT_SKIPPED;
     }
-    printf("%zu of %zu database(s) restored to %s%s\n", targets.count - failed, targets.count, point,
-           failed ? "; see the errors above" : "");
+    printf("%zu of %zu database(s) restored to %s", targets.count - failed - skipped, targets.count, point);
+    if (skipped)
+        printf(", %zu skipped (created after it)", skipped);
+    printf("%s\n", failed ? "; see the errors above" : "");
     targets_release(&targets);
     return failed ? 1 : 0;
 }
@@ -652,6 +658,12 @@ int restore_run(const struct config *cfg, const struct crypto_keyring *key,
         if (rename(temp, opts->output) != 0 || fsync_parent(opts->output) != 0)
             rc = tm_error_set(&err, "cannot move the restored database to '%s': %s", opts->output,
                               strerror(errno));
+    }
+    if (rc == RESTORE_NOT_YET && opts->skip_not_yet) {
+        unlink(temp);
+        printf("skipped '%s': it did not exist yet at the target (%s)\n", opts->db_name, err.hint);
+        storage_free(rs.st);
+        return RESTORE_EXIT_SKIPPED;
     }
     if (rc != 0) {
         unlink(temp);

@@ -26,14 +26,20 @@ struct restore_options {
     int no_deltas;           /* segments only (--no-deltas) */
     int redis_rdb;           /* Redis: a dump.rdb instead of appendonlydir/ (--format rdb) */
     struct restore_outcome *outcome;   /* filled on success when not NULL */
+    int skip_not_yet;        /* a database whose first backup is after the target is skipped
+                                (restore_run returns RESTORE_EXIT_SKIPPED): restoring many */
 };
+
+#define RESTORE_NOT_YET 2        /* restore_plan: every backup is after the target */
+#define RESTORE_EXIT_SKIPPED 3
 
 /* Returns the process exit code; prints the outcome or the error. */
 int restore_run(const struct config *cfg, const struct crypto_keyring *key,
                 const struct restore_options *opts);
 
 /* The generation and snapshot a restore to opts' target starts from:
- * the newest snapshot at or before it, across generations. */
+ * the newest snapshot at or before it, across generations. -1, or
+ * RESTORE_NOT_YET, with err set. */
 int restore_plan(const struct catalog *cat, const struct restore_options *opts,
                  const struct catalog_generation **gen_out, const struct catalog_snapshot **snap_out,
                  struct tm_error *err);

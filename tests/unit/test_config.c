@@ -281,6 +281,53 @@ static void test_redis_entries(void)
     ASSERT_STR_CONTAINS(err.msg, "unknown key 'addr' in database entry");
 }
 
+static void test_dir_entries(void)
+{
+    struct config *cfg;
+    struct tm_error err;
+    ASSERT_EQ(load("encryption: none\ndbs:\n  - dir: /var/lib/app/tenants/\n    recursive: true\n"
+                   "    replicas: [ { path: /b } ]\n", &err, &cfg), 0);
+    const struct config_db *entry = &cfg->dbs[0];
+    ASSERT_TRUE(strcmp(entry->name, "tenants") == 0 && strcmp(entry->pattern, "*.db") == 0);
+    ASSERT_TRUE(entry->path == NULL && entry->recursive == 1 && entry->max_open == 256);
+    ASSERT_EQ(entry->idle_after_ms, 60000);
+    ASSERT_EQ(entry->snapshot_spread_ms, 3600 * 1000);   /* many databases: spread over an hour */
+    ASSERT_TRUE(strcmp(entry->state_dir, "/var/lib/app/tenants/.tidemark") == 0);
+    /* a database under it, by name: the entry's settings, its own path and state */
+    const struct config_db *db = config_find_db(cfg, "tenants/eu/acme corp.db", &err);
+    ASSERT_TRUE(db != NULL);
+    ASSERT_TRUE(db->entry == entry && db->replicas == entry->replicas && db->dir == NULL);
+    ASSERT_TRUE(strcmp(db->path, "/var/lib/app/tenants/eu/acme corp.db") == 0);
+    ASSERT_STR_CONTAINS(db->state_dir, "/.tidemark/eu%2Facme%20corp.db");
+    ASSERT_TRUE(config_find_db(cfg, "tenants/eu/acme corp.db", &err) == db);   /* made once */
+    ASSERT_TRUE(config_find_db(cfg, "tenants/../etc/passwd", &err) == NULL);
+    ASSERT_STR_CONTAINS(err.msg, "is not a relative path");
+    ASSERT_TRUE(config_find_db(cfg, "other/x.db", &err) == NULL);
+    ASSERT_STR_CONTAINS(err.msg, "no database named 'other/x.db'");
+    config_free(cfg);
+    /* with state-dir, pattern, name, limits */
+    ASSERT_EQ(load("encryption: none\nstate-dir: /s\ndbs:\n  - dir: /t\n    name: users\n    pattern: \"*.sqlite\"\n"
+                   "    max-open: 10\n    idle-after: 5s\n    snapshot: { spread: 10m }\n    replicas: [ { path: /b } ]\n",
+                   &err, &cfg), 0);
+    ASSERT_TRUE(strcmp(cfg->dbs[0].state_dir, "/s/users") == 0 && cfg->dbs[0].max_open == 10);
+    ASSERT_EQ(cfg->dbs[0].idle_after_ms, 5000);
+    ASSERT_EQ(cfg->dbs[0].snapshot_spread_ms, 600000);
+    config_free(cfg);
+    /* mistakes */
+    ASSERT_EQ(load("encryption: none\ndbs:\n  - dir: /t\n    path: /t/a.db\n    replicas: [ { path: /b } ]\n",
+                   &err, &cfg), -1);
+    ASSERT_STR_CONTAINS(err.msg, "both 'path' and 'dir'");
+    ASSERT_EQ(load("encryption: none\ndbs:\n  - dir: /t\n    pattern: a/*.db\n    replicas: [ { path: /b } ]\n",
+                   &err, &cfg), -1);
+    ASSERT_STR_CONTAINS(err.msg, "invalid 'pattern' 'a/*.db'");
+    ASSERT_EQ(load("encryption: none\ndbs:\n  - path: /t/a.db\n    recursive: true\n    replicas: [ { path: /b } ]\n",
+                   &err, &cfg), -1);
+    ASSERT_STR_CONTAINS(err.msg, "has directory settings but no 'dir'");
+    ASSERT_EQ(load("encryption: none\ndbs:\n  - dir: /t\n    recursive: maybe\n    replicas: [ { path: /b } ]\n",
+                   &err, &cfg), -1);
+    ASSERT_STR_CONTAINS(err.msg, "'recursive' must be true or false");
+}
+
 int main(void)
 {
     if (sodium_init() < 0)
@@ -297,6 +344,7 @@ int main(void)
         {"config: s3 replica mistakes named with their position", test_s3_replica_errors},
         {"config: snapshot schedules, retention defaults and overrides, drills", test_schedules_retention_drill},
         {"config: redis entries, their defaults and mistakes", test_redis_entries},
+        {"config: dir entries, databases under them by name, mistakes", test_dir_entries},
     };
     return harness_run(cases, sizeof cases / sizeof *cases);
 }

@@ -1,0 +1,203 @@
+#!/usr/bin/python3
+"""Integration tests of `dir:` entries: one sidecar for a directory of
+databases (one per tenant). Databases created and deleted while it runs
+are picked up and released; idle ones sleep (their files closed) and
+wake on a write without losing continuity; many are restored to one
+second in one command, each exactly as its own writer's ground-truth log
+says. Prints TAP.
+"""
+import glob, os, shutil, signal, sqlite3, subprocess, tempfile, threading, time
+
+from helpers import *
+
+
+class TenantEnv:
+    """A directory of tenant databases and a sidecar following it."""
+    def __init__(self, name, entry_extra=""):
+        self.dir = tempfile.mkdtemp(prefix="tidemark-it-%s-" % name)
+        self.tenants = os.path.join(self.dir, "tenants")
+        self.backup = os.path.join(self.dir, "backup")
+        os.makedirs(os.path.join(self.tenants, "eu"))
+        self.key = os.path.join(self.dir, "key")
+        subprocess.run([TIDEMARK, "keygen", "-o", self.key], check=True, stdout=subprocess.DEVNULL)
+        self.config = os.path.join(self.dir, "tidemark.yml")
+        with open(self.config, "w") as f:
+            f.write("encryption:\n  key-file: %s\ndbs:\n  - dir: %s\n    recursive: true\n    sync-interval: 200ms\n"
+                    "%s    replicas:\n      - type: file\n        path: %s\n" % (self.key, self.tenants, entry_extra, self.backup))
+        self.replicator = None
+        self.replicator_log = open(os.path.join(self.dir, "replicate.log"), "ab")
+
+    def path(self, relpath):
+        return os.path.join(self.tenants, relpath)
+
+    def logfile(self, relpath):
+        return os.path.join(self.dir, relpath.replace("/", "_") + ".log")
+
+    def create(self, relpath):
+        db = sqlite3.connect(self.path(relpath))
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("CREATE TABLE IF NOT EXISTS t(id INTEGER PRIMARY KEY, payload TEXT NOT NULL, big BLOB)")
+        db.commit()
+        db.close()
+
+    def write(self, relpath, count, start=1, delay_ms=10):
+        subprocess.run([WRITER_PY, self.path(relpath), self.logfile(relpath), "--count", str(count),
+                        "--start", str(start), "--delay-ms", str(delay_ms)], check=True)
+
+    def commits(self, relpath):
+        with open(self.logfile(relpath)) as f:
+            rows = [tuple(int(x) for x in line.split()) for line in f if line.strip()]
+        return {i: (t0, t1) for i, t0, t1 in rows}
+
+    def start(self):
+        self.replicator = subprocess.Popen([TIDEMARK, "replicate", "-c", self.config, "-v"],
+                                           stdout=self.replicator_log, stderr=self.replicator_log)
+        time.sleep(0.5)
+        check(self.replicator.poll() is None, "replicator exited at start: " + self.log())
+
+    def stop(self):
+        self.replicator.send_signal(signal.SIGTERM)
+        code = self.replicator.wait(timeout=60)
+        self.replicator = None
+        check(code == 0, "replicator exited %d on SIGTERM: %s" % (code, self.log()[-3000:]))
+
+    def log(self):
+        self.replicator_log.flush()
+        with open(os.path.join(self.dir, "replicate.log"), "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def tidemark(self, *args):
+        return subprocess.run([TIDEMARK] + list(args[:1]) + ["-c", self.config] + list(args[1:]),
+                              capture_output=True, text=True)
+
+    def cleanup(self):
+        if self.replicator:
+            self.replicator.kill()
+            self.replicator.wait()
+        if os.environ.get("KEEP"):
+            print("# kept " + self.dir)
+        else:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def check_exact(path, commits, target_ms, what):
+    """The restored database holds exactly the commits the target allows."""
+    k = restored_ids(path)
+    must = [i for i, (t0, t1) in commits.items() if t1 <= target_ms - SLACK_MS]
+    must_not = [i for i, (t0, t1) in commits.items() if t0 > target_ms]
+    check(not must or k >= max(must), "%s at %s has %d rows; txn %d is missing" % (what, iso(target_ms), k, max(must) if must else 0))
+    check(not must_not or k < min(must_not), "%s at %s has %d rows; txn %d began after the target"
+          % (what, iso(target_ms), k, min(must_not) if must_not else 0))
+    return k
+
+
+def generations(env, relpath):
+    name = ("tenants/" + relpath).replace("/", "%2F").replace(" ", "%20")
+    return os.listdir(os.path.join(env.backup, name, "generations"))
+
+# ------------------------------------------------------------------ tests
+
+def test_databases_found_created_deleted_and_restored_to_one_second():
+    """Three databases exist at start (one in a sub-directory), a fourth
+    (a name with a space) is created while the sidecar runs, one is
+    deleted. max-open 3 keeps at most three awake, so databases sleep and
+    wake under the writers (the fourth one makes room). Every database, the deleted one included, is
+    then restored to each of several seconds in one command, and each is
+    exact against its own writer's log."""
+    env = TenantEnv("tenants", "    max-open: 3\n    idle-after: 1s\n")
+    try:
+        names = ["a.db", "b.db", "eu/c.db"]
+        for relpath in names:
+            env.create(relpath)
+        env.start()
+        writers = [threading.Thread(target=env.write, args=(r, 60)) for r in names]
+        for w in writers:
+            w.start()
+        for w in writers:
+            w.join()
+        # a new database appears: picked up without a restart
+        env.create("eu/new tenant.db")
+        env.write("eu/new tenant.db", 40)
+        wait_until(lambda: "tenants/eu/new tenant.db: found" in env.log(), 10, "the new database to be found")
+        # b is deleted: released once its replicas have everything; its backups stay
+        time.sleep(1.0)
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(env.path("b.db") + suffix):
+                os.unlink(env.path("b.db") + suffix)
+        wait_until(lambda: "tenants/b.db: released" in env.log(), 10, "the deleted database to be released")
+        # the others go to sleep, then wake on a write in the same generation
+        wait_until(lambda: env.log().count("asleep (clean)") >= 2, 15, "idle databases to sleep")
+        held = sqlite3.connect(env.path("a.db"), isolation_level=None)   # keeps the WAL across the sleep
+        held.execute("PRAGMA journal_mode=WAL")
+        env.write("a.db", 30, start=61)
+        env.write("eu/c.db", 30, start=61)
+        time.sleep(1.5)
+        env.stop()
+        held.close()
+        check(len(generations(env, "a.db")) == 1, "a.db woke into a new generation: %s" % generations(env, "a.db"))
+        # list shows every database with backups, the deleted one included
+        listing = env.tidemark("list", "tenants/*")
+        check(listing.returncode == 0, listing.stderr)
+        for relpath in names + ["eu/new tenant.db"]:
+            check("database tenants/%s," % relpath in listing.stdout, "list lacks %s: %s" % (relpath, listing.stdout))
+        # many databases to one second, several seconds
+        all_commits = {r: env.commits(r) for r in names + ["eu/new tenant.db"]}
+        first = min(t0 for c in all_commits.values() for t0, _ in c.values())
+        last = max(t1 for c in all_commits.values() for _, t1 in c.values())
+        for n in range(6):
+            target = first + (last - first) * n // 5 + (SLACK_MS if n == 5 else 0)
+            out = os.path.join(env.dir, "restored-%d" % n)
+            proc = env.tidemark("restore", "tenants/*", "--timestamp", iso(target), "-o", out)
+            check(proc.returncode == 0, "restore of tenants/* at %s failed: %s %s" % (iso(target), proc.stdout, proc.stderr))
+            check("of 4 database(s) restored to %s" % iso(target) in proc.stdout and "see the errors" not in proc.stdout,
+                  proc.stdout[-500:])
+            for relpath, commits in all_commits.items():
+                restored = os.path.join(out, "tenants", relpath)
+                if min(t0 for t0, _ in commits.values()) > target and not os.path.exists(restored):
+                    continue
+                check_exact(restored, commits, target, "tenants/" + relpath)
+        # one of them by its name, and a glob that matches nothing
+        proc = env.tidemark("restore", "tenants/eu/new tenant.db", "-o", os.path.join(env.dir, "one.db"))
+        check(proc.returncode == 0 and restored_ids(os.path.join(env.dir, "one.db")) == 40, proc.stderr)
+        proc = env.tidemark("restore", "tenants/zz*", "-o", os.path.join(env.dir, "none"))
+        check(proc.returncode != 0 and "no database matches 'tenants/zz*'" in proc.stderr, proc.stderr)
+        verify = env.tidemark("verify", "tenants")
+        check(verify.returncode == 0 and verify.stdout.count("checked: ok") == 4, verify.stdout + verify.stderr)
+    finally:
+        env.cleanup()
+
+
+def test_idle_databases_hold_no_files_and_write_nothing():
+    """120 databases, max-open 8: once idle, the sidecar holds no
+    descriptor per database (its open files stay bounded), and writes no
+    object while nothing changes; a write to any of them is shipped."""
+    env = TenantEnv("idle", "    max-open: 8\n    idle-after: 1s\n")
+    try:
+        count = 120
+        for n in range(count):
+            env.create("t%03d.db" % n)
+        env.start()
+        wait_until(lambda: env.log().count("new generation") >= count, 60, "every database's first snapshot")
+        pid = env.replicator.pid
+        wait_until(lambda: env.log().count("asleep") >= count - 2, 30, "idle databases to sleep")
+        time.sleep(1.5)
+        fds = len(os.listdir("/proc/%d/fd" % pid))
+        check(fds < 40, "the sidecar holds %d descriptors for %d idle databases" % (fds, count))
+        objects = len(glob.glob(os.path.join(env.backup, "*", "generations", "*", "*", "*")))
+        time.sleep(3)
+        check(len(glob.glob(os.path.join(env.backup, "*", "generations", "*", "*", "*"))) == objects,
+              "idle databases wrote objects")
+        env.write("t077.db", 20)
+        time.sleep(1.0)
+        env.stop()
+        out = os.path.join(env.dir, "t077.db")
+        proc = env.tidemark("restore", "tenants/t077.db", "-o", out)
+        check(proc.returncode == 0, proc.stderr)
+        check(restored_ids(out) == 20, "the woken database's 20 commits are not all restored")
+    finally:
+        env.cleanup()
+
+
+if __name__ == "__main__":
+    sys.exit(run_tests([test_databases_found_created_deleted_and_restored_to_one_second,
+                        test_idle_databases_hold_no_files_and_write_nothing]))

@@ -390,6 +390,11 @@ static int cmd_snapshot(int argc, char **argv)
                      "running sidecar on its schedule", db->name);
         tm_error_hint(&err, "set 'snapshot: { schedule: ... }' or 'snapshot-interval' on the entry");
         tm_error_print(&err);
+    } else if (db->dir || db->entry) {
+        tm_error_set(&err, "'%s' is %s a directory entry: on-demand snapshots are not available for its "
+                     "databases yet", db->name, db->dir ? "" : "a database of");
+        tm_error_hint(&err, "the running sidecar takes their scheduled snapshots (snapshot: { schedule, spread })");
+        tm_error_print(&err);
     } else if (control_request(db->state_dir, "snapshot", timeout_ms, reply, sizeof reply, &no_daemon, &err) == 0) {
         if (strncmp(reply, "stored ", 7) == 0) {
             printf("snapshot %s stored on every replica (taken by the running sidecar)\n", reply + 7);

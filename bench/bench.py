@@ -21,6 +21,11 @@ what compare across runs).
   5. Snapshot: time and peak RSS of a base snapshot against sqlite3 .backup
      + zstd -1.
   6. Idle: objects written and CPU used by a sidecar with no writes.
+  7. Database per tenant: 1,000 databases under one `dir:` entry, a few
+     busy and the rest idle: RSS per idle database (against the same
+     sidecar on an empty directory), descriptors, CPU and objects per
+     hour while idle, the busy ones' data loss at kill -9 disasters; and
+     10,000 databases for the memory figure.
 
 BENCH_SCALE=N scales sizes and durations (default 1: about 8 minutes on
 2 cores). Prints a table, writes bench/results/<UTC time>.json and a PNG
@@ -507,6 +512,151 @@ def scenario_idle(bench, seconds):
     return row
 
 
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def open_files(pid):
+    return len(os.listdir("/proc/%d/fd" % pid))
+
+
+def tenant_config(bench, work, s3_prefix=None):
+    replicas = "      - type: file\n        path: %s/backup\n" % work
+    if s3_prefix and bench.endpoint:
+        replicas += ("      - type: s3\n        bucket: bench\n        path: %s\n        endpoint: %s\n"
+                     "        force-path-style: true\n        access-key-id: %s\n        secret-access-key: %s\n"
+                     % (s3_prefix, bench.endpoint, ACCESS_KEY, SECRET_KEY))
+    path = os.path.join(work, "tidemark.yml")
+    with open(path, "w") as f:
+        f.write("encryption:\n  key-file: %s\ndbs:\n  - dir: %s/tenants\n    idle-after: 5s\n    drill: off\n"
+                "    replicas:\n%s" % (bench.key, work, replicas))
+    return path
+
+
+def make_tenants(work, count):
+    """`count` small WAL-mode databases (copies of one: creating each with
+    SQLite would dominate the bench's own time)."""
+    tenants = os.path.join(work, "tenants")
+    os.makedirs(tenants)
+    template = os.path.join(work, "template.db")
+    create_db(template)
+    db = sqlite3.connect(template)
+    db.executemany("INSERT INTO t(id, payload) VALUES (?, ?)", [(i, "tenant row %d" % i) for i in range(1, 51)])
+    db.commit()
+    db.close()
+    for n in range(count):
+        shutil.copyfile(template, os.path.join(tenants, "tenant-%05d.db" % n))
+    return tenants
+
+
+def settle(sidecar, work, count, timeout):
+    """Until every database has its first snapshot, every replica has
+    everything, and the databases are asleep (no CPU for 2 s)."""
+    backup = os.path.join(work, "backup")
+    ok = wait_for(lambda: os.path.isdir(backup) and len(os.listdir(backup)) >= count, timeout)
+    if not ok:
+        raise SystemExit("tenants: only %d of %d databases were snapshotted in %d s"
+                         % (len(os.listdir(backup)) if os.path.isdir(backup) else 0, count, timeout))
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        before = cpu_seconds(sidecar.pid)
+        time.sleep(2.0)
+        if cpu_seconds(sidecar.pid) - before < 0.02:
+            return
+    raise SystemExit("tenants: the sidecar never went quiet")
+
+
+def scenario_tenants(bench, count, busy=5, rate=50, seconds=20, trials=3, memory_only=False):
+    """`count` databases under one `dir:` entry, all but `busy` idle.
+    Figures: the sidecar's RSS per idle database (against the same
+    sidecar with an empty directory), its descriptors, CPU while idle,
+    objects written per hour while idle; then `busy` writers at `rate`
+    txn/s each, killed -9 together with the sidecar at a random moment
+    (`trials` times): p99 data loss of the busy ones, and objects per
+    hour while they write."""
+    row = {"databases": count}
+    empty = bench.workdir("tenants-empty-%d" % count)
+    os.makedirs(os.path.join(empty, "tenants"))
+    sidecar = start_sidecar(tenant_config(bench, empty), os.path.join(empty, "sidecar.log"))
+    time.sleep(2.0)
+    base_rss = rss_kib(sidecar.pid)
+    sidecar.send_signal(signal.SIGTERM)
+    sidecar.wait()
+    work = bench.workdir("tenants-%d" % count)
+    tenants = make_tenants(work, count)
+    config = tenant_config(bench, work, s3_prefix=None if memory_only else "tenants-%d" % count)
+    started = time.time()
+    sidecar = start_sidecar(config, os.path.join(work, "sidecar.log"))
+    settle(sidecar, work, count, timeout=600)
+    row["start_seconds"] = time.time() - started - 2.0
+    row["rss_kib"] = rss_kib(sidecar.pid)
+    row["empty_rss_kib"] = base_rss
+    row["kib_per_idle_db"] = (row["rss_kib"] - base_rss) / count
+    row["open_files"] = open_files(sidecar.pid)
+    idle_seconds = 20
+    objects_before = count_objects(os.path.join(work, "backup"))
+    cpu_before = cpu_seconds(sidecar.pid)
+    time.sleep(idle_seconds)
+    row["idle_cpu_percent"] = 100.0 * (cpu_seconds(sidecar.pid) - cpu_before) / idle_seconds
+    row["idle_objects_per_hour"] = (count_objects(os.path.join(work, "backup")) - objects_before) * 3600 / idle_seconds
+    print("  %d databases: RSS %.1f MiB (%.1f MiB empty): %.1f KiB per idle database; %d descriptors; idle CPU "
+          "%.2f%%, %d objects/h; all snapshotted and asleep %.0f s after start"
+          % (count, row["rss_kib"] / 1024, base_rss / 1024, row["kib_per_idle_db"], row["open_files"],
+             row["idle_cpu_percent"], row["idle_objects_per_hour"], row["start_seconds"]), flush=True)
+    if memory_only:
+        sidecar.send_signal(signal.SIGTERM)
+        sidecar.wait()
+        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(empty, ignore_errors=True)
+        return row
+    losses, busy_objects, busy_seconds, peak_files = [], 0, 0.0, 0
+    names = ["tenant-%05d.db" % (n * (count // busy)) for n in range(busy)]
+    for trial in range(trials):
+        if sidecar is None:
+            sidecar = start_sidecar(config, os.path.join(work, "sidecar.log"))
+            time.sleep(1.0)
+        logs = [os.path.join(work, "%s-%d.log" % (name, trial)) for name in names]
+        objects_before = count_objects(os.path.join(work, "backup"))
+        writers = [subprocess.Popen([WRITER_PY, os.path.join(tenants, name), log, "--count", "10000000",
+                                     "--start", str(1000 + trial * 1000000), "--rate", str(rate), "--seconds", "600"])
+                   for name, log in zip(names, logs)]
+        began = time.time()
+        time.sleep(random.uniform(seconds * 0.5, seconds))
+        peak_files = max(peak_files, open_files(sidecar.pid))
+        for proc in writers + [sidecar]:
+            proc.send_signal(signal.SIGKILL)
+        for proc in writers + [sidecar]:
+            proc.wait()
+        busy_seconds += time.time() - began
+        busy_objects += count_objects(os.path.join(work, "backup")) - objects_before
+        sidecar = None
+        out = os.path.join(work, "restored-%d" % trial)
+        proc = subprocess.run([TIDEMARK, "restore", "-c", config, "tenants/*", "-o", out, "--replica", "file"],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise SystemExit("tenants trial %d: restore failed: %s" % (trial, proc.stderr[-2000:]))
+        for name, log in zip(names, logs):
+            commits = read_log(log)
+            db = sqlite3.connect(os.path.join(out, "tenants", name))
+            got = db.execute("SELECT max(id) FROM t WHERE id >= ?", (1000 + trial * 1000000,)).fetchone()[0]
+            db.close()
+            last = max(commits)
+            losses.append(max(0, commits[last] - commits[got]) if got else commits[last] - min(commits.values()))
+        shutil.rmtree(out, ignore_errors=True)
+        print("  trial %d: %d busy databases at %d txn/s among %d: loss %s ms"
+              % (trial + 1, busy, rate, count, " ".join(str(x) for x in losses[-busy:])), flush=True)
+    row.update({"busy": busy, "rate": rate, "trials": trials, "loss_p50_ms": percentile(losses, 50),
+                "loss_p99_ms": percentile(losses, 99), "loss_max_ms": max(losses),
+                "busy_objects_per_hour": busy_objects * 3600 / busy_seconds, "busy_open_files": peak_files})
+    shutil.rmtree(work, ignore_errors=True)
+    shutil.rmtree(empty, ignore_errors=True)
+    return row
+
+
 # --------------------------------------------------------------- output
 
 def print_table(r):
@@ -546,6 +696,16 @@ def print_table(r):
                   "%.2f, %.1f MiB" % (n["seconds"], n["peak_rss_kib"] / 1024),
                   "%.2f, %.1f MiB .backup+zstd" % (n["baseline_seconds"], n["baseline_peak_rss_kib"] / 1024),
                   "%.2fx (RSS target <= 32 MiB)" % n["ratio"]))
+    for t in r.get("tenants", []):
+        lines.append(("%d databases: KiB per idle db, descriptors" % t["databases"],
+                      "%.1f, %d" % (t["kib_per_idle_db"], t["open_files"]),
+                      "%.1f MiB empty sidecar" % (t["empty_rss_kib"] / 1024), "target <= 64 KiB"))
+        lines.append(("%d databases idle: CPU, objects per hour" % t["databases"],
+                      "%.2f%%, %d" % (t["idle_cpu_percent"], t["idle_objects_per_hour"]), "0 objects", ""))
+        if "loss_p99_ms" in t:
+            lines.append(("%d busy of %d at %d txn/s: loss p50 / p99 / max (ms)" % (t["busy"], t["databases"], t["rate"]),
+                          "%.0f / %.0f / %.0f" % (t["loss_p50_ms"], t["loss_p99_ms"], t["loss_max_ms"]),
+                          "sync-interval 1000", "%d objects/h while busy" % t["busy_objects_per_hour"]))
     i = r.get("idle")
     i and lines.append(("idle %d s: objects, CPU" % i["seconds"], "%d, %.2f%%" % (i["objects_written"], i["cpu_percent"]),
                   "0, ~0%", "target: 0 objects"))
@@ -611,6 +771,10 @@ def full_run(scale, only):
         if wanted("snapshot"):
             print("5. snapshot", flush=True)
             r["snapshot"] = scenario_snapshot(bench, megabytes=int(1024 * scale))
+        if wanted("tenants"):
+            print("7. database per tenant", flush=True)
+            r["tenants"] = [scenario_tenants(bench, int(1000 * scale)),
+                            scenario_tenants(bench, int(10000 * scale), memory_only=True)]
         if wanted("idle"):
             print("6. idle", flush=True)
             r["idle"] = scenario_idle(bench, seconds=int(os.environ.get("BENCH_IDLE_SECONDS", 60 * scale)))
@@ -660,7 +824,7 @@ def nightly(args):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--nightly", action="store_true", help="the nightly RPO job (bench/nightly-rpo)")
-    p.add_argument("--only", action="append", choices=["rpo", "rto", "overhead", "shipping", "snapshot", "idle"],
+    p.add_argument("--only", action="append", choices=["rpo", "rto", "overhead", "shipping", "snapshot", "idle", "tenants"],
                    help="run only these scenarios (repeatable)")
     p.add_argument("--max-rpo", default="15m", help="nightly: fail when p99 RPO exceeds this (default 15m)")
     p.add_argument("--max-rto", default="1h", help="nightly: fail when the restore takes longer (default 1h)")

@@ -678,7 +678,7 @@ static int dir_entry_defaults(struct loader *ld, yaml_node_t *node, struct confi
         return fail_at(ld, node, "a pattern matches file names, such as \"*.db\" (use 'recursive: true' for sub-directories)",
                        "invalid 'pattern' '%s'", db->pattern);
     if (!db->max_open)
-        db->max_open = 256;
+        db->max_open = 128;
     if (!db->idle_after_ms)
         db->idle_after_ms = 60 * 1000;
     return 0;

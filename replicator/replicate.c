@@ -67,6 +67,7 @@
 #include <string.h>
 #include <fcntl.h>
 #include <sys/inotify.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -1262,6 +1263,11 @@ static void remove_context(struct replicator *rep, struct db_context *ctx)
  */
 
 #define WAKE_BATCH 32
+/* An awake database holds about 8 descriptors: two SQLite connections
+ * (database file and WAL each), the wal-index, the tailer's own WAL and
+ * wal-index, the delta page store. */
+#define FDS_PER_AWAKE 10
+#define FDS_RESERVED 128
 #define HOUSEKEEPING_S 1.0
 #define RESCAN_S 60.0
 #define SLEEP_RETRY_MS (10 * 1000)
@@ -1274,6 +1280,7 @@ struct tenant_dir {
     size_t replica_count;
     int lock_fd;                     /* on the entry's state directory */
     size_t awake;                    /* databases with their files open */
+    size_t max_open;                 /* max-open, within the descriptor limit */
     size_t waiting;                  /* databases waiting to wake */
     ev_idle waker;                   /* wakes waiting databases, WAKE_BATCH at a time */
     ev_timer housekeeping;           /* sleeps idle ones, frees deleted ones */
@@ -1402,7 +1409,7 @@ static int wake_database(struct db_context *ctx)
     struct tenant_dir *td = ctx->tenants;
     if (!ctx->asleep || ctx->deleted)
         return 1;
-    if (td->awake >= td->entry->max_open && !make_room(td))
+    if (td->awake >= td->max_open && !make_room(td))
         return 0;
     struct tm_error err;
     if (delta_builder_wake(ctx->deltas, &err) != 0)
@@ -1713,7 +1720,15 @@ static ev_tstamp next_tenant_drill(ev_periodic *w, ev_tstamp now)
 static int start_tenant_dir(struct replicator *rep, struct tenant_dir *td, const struct config_db *entry,
                             struct tm_error *err)
 {
-    *td = (struct tenant_dir){.owner = rep, .entry = entry, .lock_fd = -1};
+    *td = (struct tenant_dir){.owner = rep, .entry = entry, .lock_fd = -1, .max_open = entry->max_open};
+    struct rlimit files;
+    if (getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur != RLIM_INFINITY &&
+        td->max_open * FDS_PER_AWAKE + FDS_RESERVED > files.rlim_cur) {
+        td->max_open = files.rlim_cur > FDS_RESERVED + FDS_PER_AWAKE ? (files.rlim_cur - FDS_RESERVED) / FDS_PER_AWAKE : 1;
+        log_event(LOG_WARN, entry->name, NULL, "max-open %u needs more file descriptors than the limit of %llu: "
+                  "at most %zu databases are open at once (raise LimitNOFILE / ulimit -n)", entry->max_open,
+                  (unsigned long long)files.rlim_cur, td->max_open);
+    }
     struct stat st;
     if (stat(entry->dir, &st) != 0 || !S_ISDIR(st.st_mode))
         return tm_error_set(err, "'%s' is not a directory%s%s", entry->dir, errno ? ": " : "",
@@ -1756,9 +1771,9 @@ static int start_tenant_dir(struct replicator *rep, struct tenant_dir *td, const
         td->drill_periodic.data = td;
         ev_periodic_start(rep->loop, &td->drill_periodic);
     }
-    log_event(LOG_INFO, entry->name, NULL, "following %zu database(s) under '%s' (pattern '%s'%s), at most %u "
+    log_event(LOG_INFO, entry->name, NULL, "following %zu database(s) under '%s' (pattern '%s'%s), at most %zu "
               "open at once", td->waiting, entry->dir, entry->pattern, entry->recursive ? ", recursive" : "",
-              entry->max_open);
+              td->max_open);
     return 0;
 }
 
@@ -1951,12 +1966,24 @@ static int run_snapshot_once(struct replicator *rep, struct tm_error *err)
     return 0;
 }
 
+/* Many databases need many descriptors: the soft limit goes up to the
+ * hard one (as Go's runtime does); children get it too, which is harmless. */
+static void raise_fd_limit(void)
+{
+    struct rlimit files;
+    if (getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
+        files.rlim_cur = files.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &files);
+    }
+}
+
 int replicate_run(const struct config *cfg, const struct crypto_keyring *key,
                   const struct replicate_options *opts)
 {
     struct replicator rep = {.cfg = cfg, .key = key, .inotify_fd = -1, .opts = opts};
     struct tm_error err;
     rep.loop = ev_default_loop(EVFLAG_AUTO);
+    raise_fd_limit();
     rep.inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
     if (rep.inotify_fd < 0) {
         tm_error_set(&err, "cannot initialise inotify: %s", strerror(errno));

@@ -289,7 +289,7 @@ static void test_dir_entries(void)
                    "    replicas: [ { path: /b } ]\n", &err, &cfg), 0);
     const struct config_db *entry = &cfg->dbs[0];
     ASSERT_TRUE(strcmp(entry->name, "tenants") == 0 && strcmp(entry->pattern, "*.db") == 0);
-    ASSERT_TRUE(entry->path == NULL && entry->recursive == 1 && entry->max_open == 256);
+    ASSERT_TRUE(entry->path == NULL && entry->recursive == 1 && entry->max_open == 128);
     ASSERT_EQ(entry->idle_after_ms, 60000);
     ASSERT_EQ(entry->snapshot_spread_ms, 3600 * 1000);   /* many databases: spread over an hour */
     ASSERT_TRUE(strcmp(entry->state_dir, "/var/lib/app/tenants/.tidemark") == 0);

@@ -6,10 +6,19 @@
  * socket (stored with curl_multi_assign) and one ev_timer, and feed every
  * event back with curl_multi_socket_action. After each action, finished
  * transfers are collected with curl_multi_info_read and their callbacks
- * run. A transfer's callback is found through CURLOPT_PRIVATE. */
+ * run. A transfer's callback is found through CURLOPT_PRIVATE.
+ *
+ * Every upload of every database goes through this one multi handle, so
+ * they share its connection pool: at most HTTP_HOST_CONNECTIONS at once
+ * to a host (transfers beyond wait in curl's queue) and HTTP_KEPT_CONNECTIONS
+ * kept open between transfers. Without the bound, a thousand databases'
+ * first snapshots opened a thousand connections (and descriptors). */
 #include "http.h"
 
 #include <stdlib.h>
+
+#define HTTP_HOST_CONNECTIONS 8L
+#define HTTP_KEPT_CONNECTIONS 16L
 
 struct http_loop {
     struct ev_loop *loop;
@@ -128,6 +137,8 @@ int http_loop_new(struct ev_loop *loop, struct http_loop **out, struct tm_error 
     curl_multi_setopt(hl->multi, CURLMOPT_SOCKETDATA, hl);
     curl_multi_setopt(hl->multi, CURLMOPT_TIMERFUNCTION, on_timer_change);
     curl_multi_setopt(hl->multi, CURLMOPT_TIMERDATA, hl);
+    curl_multi_setopt(hl->multi, CURLMOPT_MAX_HOST_CONNECTIONS, HTTP_HOST_CONNECTIONS);
+    curl_multi_setopt(hl->multi, CURLMOPT_MAXCONNECTS, HTTP_KEPT_CONNECTIONS);
     *out = hl;
     return 0;
 }

@@ -93,8 +93,8 @@ struct db_context {
     struct tailer *tailer;           /* NULL while (re)starting */
     struct shipper shipper;
     int need_generation;             /* start a new generation when possible */
-    char dir[PATH_MAX];
-    char wal_name[NAME_MAX + 1];
+    char *dir;                       /* the database's directory (a configured one) */
+    char *wal_name;
     int watch;                       /* the directory: files created, moved in, deleted */
     int wal_watch;                   /* the WAL file: writes; -1 while it has none */
     ev_timer scan_timer;
@@ -111,7 +111,7 @@ struct db_context {
     struct snapshot_waiter {         /* `tidemark snapshot` clients waiting for the replicas */
         struct control_client *client;
         char name[ARCHIVE_NAME_MAX + 24];
-    } waiters[SNAPSHOT_WAITERS_MAX];
+    } *waiters;                      /* SNAPSHOT_WAITERS_MAX, made on the first request */
     size_t waiter_count;
     ev_timer waiter_timer;
     int generation_started;          /* start_database made a new generation (and its snapshot) */
@@ -693,6 +693,8 @@ static void on_control_command(void *arg, const char *command, struct control_cl
         return control_reply(client, "error: unknown command (known: snapshot)");
     if (ctx->waiter_count == SNAPSHOT_WAITERS_MAX)
         return control_reply(client, "error: too many snapshot requests waiting; try again later");
+    if (!ctx->waiters && !(ctx->waiters = calloc(SNAPSHOT_WAITERS_MAX, sizeof *ctx->waiters)))
+        return control_reply(client, "error: out of memory");
     struct tm_error err;
     log_info("%s: snapshot requested through the control socket", ctx->cfg->name);
     if (snapshot_now(ctx, &err) != 0) {
@@ -1128,9 +1130,10 @@ static int setup_database(struct replicator *rep, struct db_context *ctx,
                                     .deltas = ctx->deltas};
     char copy[PATH_MAX];
     snprintf(copy, sizeof copy, "%s", cfg->path);
-    snprintf(ctx->dir, sizeof ctx->dir, "%s", dirname(copy));
+    ctx->dir = strdup(dirname(copy));
     snprintf(copy, sizeof copy, "%s", cfg->path);
-    snprintf(ctx->wal_name, sizeof ctx->wal_name, "%s-wal", basename(copy));
+    if (!ctx->dir || asprintf(&ctx->wal_name, "%s-wal", basename(copy)) < 0)
+        return tm_error_set(err, "out of memory");
     ctx->watch = inotify_add_watch(rep->inotify_fd, ctx->dir, IN_CREATE | IN_MOVED_TO | IN_DELETE);
     if (ctx->watch < 0)
         return tm_error_set(err, "cannot watch directory '%s': %s", ctx->dir, strerror(errno));
@@ -1176,6 +1179,9 @@ static void free_database(struct replicator *rep, struct db_context *ctx)
     ev_periodic_stop(rep->loop, &ctx->snapshot_periodic);
     ev_periodic_stop(rep->loop, &ctx->drill_periodic);
     free(ctx->relpath);
+    free(ctx->dir);
+    free(ctx->wal_name);
+    free(ctx->waiters);
     config_tenant_free(ctx->own_cfg);
     free(ctx);
 }

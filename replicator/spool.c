@@ -52,14 +52,14 @@
 
 struct queue {
     char *name;                /* replica name */
-    char dir[PATH_MAX];
+    char *dir;
     char **entries;            /* SEQ.FLAT, oldest first, from head */
     size_t head, count, cap;
 };
 
 struct spool {
-    char dir[PATH_MAX];
-    char incoming_dir[PATH_MAX];
+    char *dir;                         /* heap strings: a sidecar may hold thousands of spools */
+    char *incoming_dir;
     struct storage *incoming;
     struct queue *queues;
     size_t queue_count;
@@ -313,7 +313,10 @@ static int open_queues(struct spool *sp, const char *const *names, size_t count,
         sp->queue_count++;
         if (!(q->name = strdup(names[i])))
             return tm_error_set(err, "out of memory");
-        snprintf(q->dir, sizeof q->dir, "%s/queue/%s", sp->dir, names[i]);
+        if (asprintf(&q->dir, "%s/queue/%s", sp->dir, names[i]) < 0) {
+            q->dir = NULL;
+            return tm_error_set(err, "out of memory");
+        }
         struct stat st;
         if (stat(q->dir, &st) != 0 && sp->has_position)
             *added = 1;
@@ -331,9 +334,12 @@ int spool_open(const char *dir, const char *const *replica_names, size_t replica
     struct spool *sp = calloc(1, sizeof *sp);
     if (!sp)
         return tm_error_set(err, "out of memory");
-    snprintf(sp->dir, sizeof sp->dir, "%s", dir);
-    snprintf(sp->incoming_dir, sizeof sp->incoming_dir, "%s/incoming", dir);
     sp->lock_fd = -1;
+    if (!(sp->dir = strdup(dir)) || asprintf(&sp->incoming_dir, "%s/incoming", dir) < 0) {
+        sp->incoming_dir = NULL;
+        spool_free(sp);
+        return tm_error_set(err, "out of memory");
+    }
     char tmp_dir[PATH_MAX];
     snprintf(tmp_dir, sizeof tmp_dir, "%s/tmp", dir);
     int rc = fsutil_make_dirs(sp->incoming_dir, err);
@@ -376,9 +382,12 @@ void spool_free(struct spool *sp)
             free(q->entries[j]);
         free(q->entries);
         free(q->name);
+        free(q->dir);
     }
     free(sp->queues);
     storage_free(sp->incoming);
+    free(sp->dir);
+    free(sp->incoming_dir);
     free(sp);
 }
 

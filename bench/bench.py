@@ -524,6 +524,9 @@ def open_files(pid):
     return len(os.listdir("/proc/%d/fd" % pid))
 
 
+IDLE_AFTER_S = 5
+
+
 def tenant_config(bench, work, s3_prefix=None):
     replicas = "      - type: file\n        path: %s/backup\n" % work
     if s3_prefix and bench.endpoint:
@@ -532,8 +535,8 @@ def tenant_config(bench, work, s3_prefix=None):
                      % (s3_prefix, bench.endpoint, ACCESS_KEY, SECRET_KEY))
     path = os.path.join(work, "tidemark.yml")
     with open(path, "w") as f:
-        f.write("encryption:\n  key-file: %s\ndbs:\n  - dir: %s/tenants\n    idle-after: 5s\n    drill: off\n"
-                "    replicas:\n%s" % (bench.key, work, replicas))
+        f.write("encryption:\n  key-file: %s\ndbs:\n  - dir: %s/tenants\n    idle-after: %ds\n    drill: off\n"
+                "    replicas:\n%s" % (bench.key, work, IDLE_AFTER_S, replicas))
     return path
 
 
@@ -593,6 +596,7 @@ def scenario_tenants(bench, count, busy=5, rate=50, seconds=20, trials=3, memory
     sidecar = start_sidecar(config, os.path.join(work, "sidecar.log"))
     settle(sidecar, work, count, timeout=600)
     row["start_seconds"] = time.time() - started - 2.0
+    time.sleep(IDLE_AFTER_S + 3)   # the last databases woken go to sleep too
     row["rss_kib"] = rss_kib(sidecar.pid)
     row["empty_rss_kib"] = base_rss
     row["kib_per_idle_db"] = (row["rss_kib"] - base_rss) / count

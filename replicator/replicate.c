@@ -138,6 +138,8 @@ struct db_context {
     int deleted;                     /* its file is gone: freed once the replicas have all */
     int64_t last_active_ms;          /* last commit seen, or wake */
     int64_t woke_ms;
+    int woken_before;                /* in this process */
+    int release_loaded;              /* released_* come from the state directory (a restart) */
     int released_clean;              /* tailer_release proved the next restart continues it */
     int released_empty;              /* the WAL was empty: continues if the file is unchanged */
     struct timespec released_mtime;  /* the database file's, at the release */
@@ -852,6 +854,7 @@ static void schedule_scan(struct ev_loop *loop, struct db_context *ctx)
 }
 
 static void tenants_handle_overflow(struct replicator *rep);
+static int sleep_database(struct db_context *ctx, int force);
 static void tenants_stop(struct replicator *rep);
 static void tenants_free(struct replicator *rep);
 static int tenants_start(struct replicator *rep, struct tm_error *err);
@@ -944,8 +947,8 @@ static void on_stop(struct ev_loop *loop, ev_signal *w, int revents)
             kick_uploaders(ctx);
             continue;
         }
-        if (ctx->tenants && (ctx->asleep || ctx->deleted)) {   /* everything is shipped */
-            kick_uploaders(ctx);
+        if (ctx->tenants && (ctx->asleep || ctx->deleted || sleep_database(ctx, 0) == 0)) {
+            kick_uploaders(ctx);   /* everything is shipped; a clean sleep is kept for the next start */
             continue;
         }
         if (!ctx->tailer || ctx->need_generation) {
@@ -1302,6 +1305,75 @@ static int is_tenant_of(const struct db_context *ctx, const struct tenant_dir *t
     return ctx->tenants == td;
 }
 
+/* A sleeping database's release, kept in its state directory (the file
+ * `released`) so that a restarted sidecar wakes it with the same proof
+ * instead of a new generation and snapshot: written at each clean sleep,
+ * removed at each wake, and used only while the archive ends exactly
+ * where it says (nothing was shipped after it). */
+static void release_path(const struct db_context *ctx, char *out, size_t len)
+{
+    snprintf(out, len, "%s/released", ctx->cfg->state_dir);
+}
+
+static void forget_release(struct db_context *ctx)
+{
+    char path[PATH_MAX + 16];
+    release_path(ctx, path, sizeof path);
+    if (unlink(path) == 0) {
+        struct tm_error err;
+        fsutil_fsync_dir(ctx->cfg->state_dir, &err);
+    }
+}
+
+static void save_release(struct db_context *ctx)
+{
+    char path[PATH_MAX + 16], text[512];
+    release_path(ctx, path, sizeof path);
+    const struct wal_position *p = &ctx->released_pos;
+    int len = snprintf(text, sizeof text,
+                       "empty %d header %u %u %u %u position %u %u %u %u %u page-size %u file %llu %llu %lld %lld %ld\n",
+                       ctx->released_empty, ctx->released_hdr.salt1, ctx->released_hdr.salt2,
+                       ctx->released_hdr.checkpoint_seq, ctx->released_hdr.page_size, p->salt1, p->salt2, p->frame,
+                       p->checksum[0], p->checksum[1], ctx->released_page_size,
+                       (unsigned long long)ctx->released_dev, (unsigned long long)ctx->released_ino,
+                       (long long)ctx->released_size, (long long)ctx->released_mtime.tv_sec,
+                       (long)ctx->released_mtime.tv_nsec);
+    struct tm_error err;
+    if (fsutil_replace_file(path, text, (size_t)len, &err) != 0)
+        log_debug("%s: release not kept (a restart will start a new generation): %s", ctx->cfg->name, err.msg);
+}
+
+/* 1 when the state directory held a release this context now has. */
+static int load_release(struct db_context *ctx)
+{
+    char path[PATH_MAX + 16], text[512];
+    release_path(ctx, path, sizeof path);
+    FILE *fp = fopen(path, "r");
+    if (!fp)
+        return 0;
+    size_t got = fread(text, 1, sizeof text - 1, fp);
+    fclose(fp);
+    text[got] = '\0';
+    struct wal_position *p = &ctx->released_pos;
+    unsigned long long dev, ino;
+    long long size, mtime_s;
+    long mtime_ns;
+    int empty;
+    if (sscanf(text, "empty %d header %u %u %u %u position %u %u %u %u %u page-size %u file %llu %llu %lld %lld %ld",
+               &empty, &ctx->released_hdr.salt1, &ctx->released_hdr.salt2, &ctx->released_hdr.checkpoint_seq,
+               &ctx->released_hdr.page_size, &p->salt1, &p->salt2, &p->frame, &p->checksum[0], &p->checksum[1],
+               &ctx->released_page_size, &dev, &ino, &size, &mtime_s, &mtime_ns) != 16)
+        return 0;
+    ctx->released_empty = empty;
+    ctx->released_clean = 1;
+    ctx->released_dev = (dev_t)dev;
+    ctx->released_ino = (ino_t)ino;
+    ctx->released_size = (off_t)size;
+    ctx->released_mtime.tv_sec = (time_t)mtime_s;
+    ctx->released_mtime.tv_nsec = mtime_ns;
+    return 1;
+}
+
 /* Puts an awake database to sleep; `force` (making room for another)
  * also when its release cannot be proven clean. 0 asleep, -1 not now. */
 static int sleep_database(struct db_context *ctx, int force)
@@ -1340,6 +1412,8 @@ static int sleep_database(struct db_context *ctx, int force)
     tailer_unlock(ctx->tailer);
     tailer_close(ctx->tailer);
     ctx->tailer = NULL;
+    if (ctx->released_clean)
+        save_release(ctx);
     delta_builder_suspend(ctx->deltas);
     ev_timer_stop(ctx->owner->loop, &ctx->sync_timer);
     ev_timer_stop(ctx->owner->loop, &ctx->scan_timer);
@@ -1421,6 +1495,17 @@ static int wake_database(struct db_context *ctx)
     if (delta_builder_wake(ctx->deltas, &err) != 0)
         report(ctx, "deltas stopped until the next snapshot", &err);
     int first = !ctx->shipper.has_generation;
+    forget_release(ctx);   /* from now on the WAL is pinned again, or a new generation starts */
+    if (first && ctx->release_loaded) {   /* after a restart: the release kept on disk */
+        struct wal_position pos;
+        uint32_t page_size;
+        int found;
+        if (shipper_resume(&ctx->shipper, &pos, &page_size, &found, &err) == 0 && ctx->shipper.has_generation &&
+            page_size == ctx->released_page_size &&
+            (ctx->released_empty ? !found : found && memcmp(&pos, &ctx->released_pos, sizeof pos) == 0))
+            first = 0;
+        ctx->release_loaded = 0;
+    }
     int rc = first ? start_database(ctx, &err) : resume_database(ctx, &err);
     if (rc != 0) {
         report(ctx, "cannot open (will retry when it is written)", &err);
@@ -1436,8 +1521,9 @@ static int wake_database(struct db_context *ctx)
     ctx->last_active_ms = ctx->woke_ms = clock_now_ms();
     ev_timer_again(ctx->owner->loop, &ctx->sync_timer);
     schedule_scan(ctx->owner->loop, ctx);
-    if (first)
+    if (!ctx->woken_before)
         catch_up_missed_snapshot(ctx);
+    ctx->woken_before = 1;
     kick_uploaders(ctx);
     return 1;
 }
@@ -1567,6 +1653,7 @@ static int setup_tenant(struct tenant_dir *td, const char *relpath, struct db_co
     ctx->need_generation = replica_added;
     ctx->shipper = (struct shipper){.db_name = cfg->name, .key = rep->key, .spool = ctx->spool,
                                     .deltas = ctx->deltas};
+    ctx->release_loaded = !replica_added && load_release(ctx);
     ev_timer_init(&ctx->scan_timer, on_scan, SCAN_DELAY_S, 0.);
     ctx->scan_timer.data = ctx;
     double sync_s = (double)cfg->sync_interval_ms / 1000.0;

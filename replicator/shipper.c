@@ -52,9 +52,10 @@ int shipper_resume(struct shipper *sh, struct wal_position *pos, uint32_t *page_
 {
     (void)err;
     struct spool_position end;
-    *found = spool_position(sh->spool, &end) && end.wal.valid;
-    if (!*found)
+    *found = 0;
+    if (!spool_position(sh->spool, &end))
         return 0;
+    *found = end.wal.valid;   /* the generation is loaded either way */
     snprintf(sh->generation, sizeof sh->generation, "%s", end.generation);
     sh->has_generation = 1;
     sh->next_index = end.next_index;

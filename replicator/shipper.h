@@ -36,7 +36,9 @@ enum shipper_status {
 
 /* Where the archive ends, as the spool recorded it: *found = 1 with the
  * generation state loaded into sh, the WAL position and page size the
- * last object recorded. *found = 0 when there is nothing to resume. */
+ * last object recorded. *found = 0 when there is nothing to resume from
+ * a WAL (no archive; or one that ended on an empty WAL, whose generation
+ * is loaded all the same, with pos zero). */
 int shipper_resume(struct shipper *sh, struct wal_position *pos, uint32_t *page_size,
                    int *found, struct tm_error *err);
 

@@ -135,12 +135,17 @@ class Bench:
         os.makedirs(path)
         return path
 
-    def config(self, work, s3_prefix=None, extra_db=""):
+    def replicas(self, work, s3_prefix=None):
+        """The replicas of a configuration: WORK/backup, and the S3 server."""
         replicas = "      - type: file\n        path: %s/backup\n" % work
         if s3_prefix and self.endpoint:
             replicas += ("      - type: s3\n        bucket: bench\n        path: %s\n        endpoint: %s\n"
                          "        force-path-style: true\n        access-key-id: %s\n        secret-access-key: %s\n"
                          % (s3_prefix, self.endpoint, ACCESS_KEY, SECRET_KEY))
+        return replicas
+
+    def config(self, work, s3_prefix=None, extra_db=""):
+        replicas = self.replicas(work, s3_prefix)
         path = os.path.join(work, "tidemark.yml")
         with open(path, "w") as f:
             f.write("encryption:\n  key-file: %s\ndbs:\n  - path: %s/app.db\n    drill: off\n%s    replicas:\n%s"
@@ -528,11 +533,7 @@ IDLE_AFTER_S = 5
 
 
 def tenant_config(bench, work, s3_prefix=None):
-    replicas = "      - type: file\n        path: %s/backup\n" % work
-    if s3_prefix and bench.endpoint:
-        replicas += ("      - type: s3\n        bucket: bench\n        path: %s\n        endpoint: %s\n"
-                     "        force-path-style: true\n        access-key-id: %s\n        secret-access-key: %s\n"
-                     % (s3_prefix, bench.endpoint, ACCESS_KEY, SECRET_KEY))
+    replicas = bench.replicas(work, s3_prefix)
     path = os.path.join(work, "tidemark.yml")
     with open(path, "w") as f:
         f.write("encryption:\n  key-file: %s\ndbs:\n  - dir: %s/tenants\n    idle-after: %ds\n    drill: off\n"

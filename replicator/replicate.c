@@ -60,6 +60,7 @@
 #include <errno.h>
 #include <ev.h>
 #include <libgen.h>
+#include <malloc.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -274,6 +275,24 @@ static int start_generation(struct db_context *ctx, const char *reason, struct t
     return 0;
 }
 
+/* With the lock held, after a tailer_resume_* that returned `resumed`:
+ * ships what the WAL holds past the position and pins there. Releases
+ * the lock. 1: the archive continues; 0: it does not (start a new
+ * generation); -1: error. */
+static int continue_locked(struct db_context *ctx, int resumed, struct tm_error *err)
+{
+    int rc = resumed < 0 ? -1 : 0;
+    if (resumed == 1) {
+        rc = ship_all_locked(ctx, err);
+        if (rc == 0)
+            rc = tailer_repin(ctx->tailer, 0, err);
+    }
+    tailer_unlock(ctx->tailer);
+    if (rc < 0)
+        return -1;
+    return resumed == 1 && rc == 0;
+}
+
 /* Opens the tailer and continues the archive where it ends, or starts a
  * new generation when continuity with it cannot be proven. */
 static int start_database(struct db_context *ctx, struct tm_error *err)
@@ -292,16 +311,10 @@ static int start_database(struct db_context *ctx, struct tm_error *err)
     if (tailer_lock(ctx->tailer, err) != 0)
         return -1;
     int resumed = tailer_resume_at(ctx->tailer, &pos, page_size, err);
-    int rc = resumed < 0 ? -1 : 0;
-    if (resumed == 1) {
-        rc = ship_all_locked(ctx, err);
-        if (rc == 0)
-            rc = tailer_repin(ctx->tailer, 0, err);
-    }
-    tailer_unlock(ctx->tailer);
-    if (rc < 0)
+    int continued = continue_locked(ctx, resumed, err);
+    if (continued < 0)
         return -1;
-    if (resumed == 1 && rc == 0) {
+    if (continued) {
         log_info("%s: resumed generation %s at segment %llu", ctx->cfg->name,
                  ctx->shipper.generation, (unsigned long long)ctx->shipper.next_index);
         return 0;
@@ -1048,15 +1061,13 @@ static int open_replicas(struct db_context *ctx, struct tm_error *err)
     return 0;
 }
 
-/* The sync timer, snapshot schedules, retention and drills: the same for
- * a database and a Redis. */
-static void start_common_timers(struct replicator *rep, struct db_context *ctx)
+/* The sync timer (set, not started) and the snapshot schedules (started). */
+static void init_sync_and_snapshot_timers(struct replicator *rep, struct db_context *ctx)
 {
     const struct config_db *cfg = ctx->cfg;
     double sync_s = (double)cfg->sync_interval_ms / 1000.0;
     ev_timer_init(&ctx->sync_timer, on_sync, sync_s, sync_s);
     ctx->sync_timer.data = ctx;
-    ev_timer_start(rep->loop, &ctx->sync_timer);
     if (cfg->snapshot_interval_ms) {
         double snapshot_s = (double)cfg->snapshot_interval_ms / 1000.0;
         ev_timer_init(&ctx->snapshot_timer, on_snapshot_interval, snapshot_s, snapshot_s);
@@ -1068,6 +1079,15 @@ static void start_common_timers(struct replicator *rep, struct db_context *ctx)
         ctx->snapshot_periodic.data = ctx;
         ev_periodic_start(rep->loop, &ctx->snapshot_periodic);
     }
+}
+
+/* The sync timer, snapshot schedules, retention and drills: the same for
+ * a database and a Redis. */
+static void start_common_timers(struct replicator *rep, struct db_context *ctx)
+{
+    const struct config_db *cfg = ctx->cfg;
+    init_sync_and_snapshot_timers(rep, ctx);
+    ev_timer_start(rep->loop, &ctx->sync_timer);
     ev_child_init(&ctx->retention_child, on_child_done, 0, 0);
     ctx->retention_child.data = ctx;
     ev_child_init(&ctx->drill_child, on_child_done, 0, 0);
@@ -1469,17 +1489,9 @@ static int resume_database(struct db_context *ctx, struct tm_error *err)
                                               ctx->released_page_size, err);
     else if (!ctx->released_empty)
         resumed = tailer_resume_at(ctx->tailer, &ctx->released_pos, ctx->released_page_size, err);
-    int rc = resumed < 0 ? -1 : 0;
-    if (resumed == 1) {
-        rc = ship_all_locked(ctx, err);
-        if (rc == 0)
-            rc = tailer_repin(ctx->tailer, 0, err);
-    }
-    tailer_unlock(ctx->tailer);
-    if (rc < 0)
-        return -1;
-    if (resumed == 1 && rc == 0)
-        return 0;
+    int continued = continue_locked(ctx, resumed, err);
+    if (continued != 0)
+        return continued < 0 ? -1 : 0;
     return start_generation(ctx, "the WAL changed in a way that does not continue the archive while it slept", err);
 }
 
@@ -1558,6 +1570,8 @@ static void on_waker(struct ev_loop *loop, ev_idle *w, int revents)
     }
     if (!td->waiting || stuck)
         ev_idle_stop(loop, w);
+    if (!td->waiting)
+        malloc_trim(0);   /* a burst of wakes (the start) is over */
 }
 
 /* Every second: idle databases go to sleep, waiting ones get another
@@ -1568,6 +1582,7 @@ static void on_housekeeping(struct ev_loop *loop, ev_timer *w, int revents)
     struct tenant_dir *td = w->data;
     struct replicator *rep = td->owner;
     int64_t now = clock_now_ms();
+    size_t slept = 0;
     for (size_t i = rep->db_count; i-- > rep->configured_count;) {
         struct db_context *ctx = rep->dbs[i];
         if (!is_tenant_of(ctx, td))
@@ -1582,9 +1597,17 @@ static void on_housekeeping(struct ev_loop *loop, ev_timer *w, int revents)
             }
             continue;
         }
-        if (!ctx->asleep && now - ctx->last_active_ms >= td->entry->idle_after_ms && sleep_database(ctx, 0) != 0)
+        if (ctx->asleep || now - ctx->last_active_ms < td->entry->idle_after_ms)
+            continue;
+        if (sleep_database(ctx, 0) == 0)
+            slept++;
+        else
             ctx->last_active_ms = now - td->entry->idle_after_ms + SLEEP_RETRY_MS;   /* not every second */
     }
+    /* what the sleepers' SQLite connections used goes back to the system
+     * (glibc keeps freed memory otherwise: the peak of max-open awake) */
+    if (slept)
+        malloc_trim(0);
     if (td->waiting)
         ev_idle_start(loop, &td->waker);
 }
@@ -1656,20 +1679,7 @@ static int setup_tenant(struct tenant_dir *td, const char *relpath, struct db_co
     ctx->release_loaded = !replica_added && load_release(ctx);
     ev_timer_init(&ctx->scan_timer, on_scan, SCAN_DELAY_S, 0.);
     ctx->scan_timer.data = ctx;
-    double sync_s = (double)cfg->sync_interval_ms / 1000.0;
-    ev_timer_init(&ctx->sync_timer, on_sync, sync_s, sync_s);
-    ctx->sync_timer.data = ctx;
-    if (cfg->snapshot_interval_ms) {
-        double snapshot_s = (double)cfg->snapshot_interval_ms / 1000.0;
-        ev_timer_init(&ctx->snapshot_timer, on_snapshot_interval, snapshot_s, snapshot_s);
-        ctx->snapshot_timer.data = ctx;
-        ev_timer_start(rep->loop, &ctx->snapshot_timer);
-    }
-    if (cfg->snapshot_cron_set) {
-        ev_periodic_init(&ctx->snapshot_periodic, on_snapshot_schedule, 0., 0., next_scheduled_snapshot);
-        ctx->snapshot_periodic.data = ctx;
-        ev_periodic_start(rep->loop, &ctx->snapshot_periodic);
-    }
+    init_sync_and_snapshot_timers(rep, ctx);   /* the sync timer runs only while awake */
     kick_uploaders(ctx);   /* what its spool held from before */
     *out = ctx;
     return 0;

@@ -214,6 +214,67 @@ def test_idle_databases_hold_no_files_and_write_nothing():
         env.cleanup()
 
 
+def test_directories_and_files_come_and_go():
+    """A sub-directory made while the sidecar runs is watched and its
+    database followed; a sub-directory moved away releases its databases;
+    a database deleted and created again under the same name is followed
+    again, in a new generation, and restores exactly; files that match the
+    pattern but are not WAL-mode databases are named in the log and
+    skipped, and nothing else is disturbed."""
+    env = TenantEnv("comego", "    idle-after: 1s\n")
+    try:
+        env.create("a.db")
+        with open(env.path("notes.db"), "w") as f:
+            f.write("not a database\n")
+        journal = sqlite3.connect(env.path("journal.db"))   # rollback journal, not WAL
+        journal.execute("CREATE TABLE t(x)")
+        journal.commit()
+        journal.close()
+        env.start()
+        env.write("a.db", 20)
+        os.makedirs(env.path("new/deep"))
+        env.create("new/deep/b.db")
+        env.write("new/deep/b.db", 20)
+        wait_until(lambda: "tenants/new/deep/b.db: found" in env.log(), 10, "the database in a new sub-directory")
+        os.makedirs(env.path("gone"))
+        env.create("gone/c.db")
+        env.write("gone/c.db", 10)
+        wait_until(lambda: "tenants/gone/c.db: found" in env.log(), 10, "gone/c.db to be found")
+        time.sleep(0.5)
+        os.rename(env.path("gone"), os.path.join(env.dir, "moved-away"))
+        wait_until(lambda: "tenants/gone/c.db: released" in env.log(), 10, "a moved-away directory's database to be released")
+        # a deleted database comes back under the same name, with other rows
+        time.sleep(0.5)
+        for suffix in ("", "-wal", "-shm"):
+            os.unlink(env.path("a.db") + suffix)
+        os.unlink(env.logfile("a.db"))
+        env.create("a.db")
+        env.write("a.db", 15, start=1)
+        time.sleep(1.5)
+        env.stop()
+        log = env.log()
+        check("'notes.db' is not followed (yet)" in log and "is not a SQLite database" in log, log[-2000:])
+        check("'journal.db' is not followed (yet)" in log and "not in WAL mode" in log, log[-2000:])
+        check(len(generations(env, "a.db")) >= 2, "the re-created a.db did not start a new generation")
+        out = os.path.join(env.dir, "a-latest.db")
+        proc = env.tidemark("restore", "tenants/a.db", "-o", out)
+        check(proc.returncode == 0, proc.stderr)
+        check(restored_ids(out) == 15, "the re-created a.db restores %d rows, expected its own 15" % restored_ids(out))
+        commits = env.commits("a.db")
+        target = max(t1 for _, t1 in commits.values()) + SLACK_MS
+        out = os.path.join(env.dir, "a-at.db")
+        proc = env.tidemark("restore", "tenants/a.db", "-o", out, "--timestamp", iso(target))
+        check(proc.returncode == 0, proc.stderr)
+        check_exact(out, commits, target, "tenants/a.db (re-created)")
+        for relpath, rows in (("new/deep/b.db", 20), ("gone/c.db", 10)):
+            out = os.path.join(env.dir, relpath.replace("/", "_"))
+            proc = env.tidemark("restore", "tenants/" + relpath, "-o", out)
+            check(proc.returncode == 0 and restored_ids(out) == rows, "tenants/%s: %s" % (relpath, proc.stderr))
+    finally:
+        env.cleanup()
+
+
 if __name__ == "__main__":
     sys.exit(run_tests([test_databases_found_created_deleted_and_restored_to_one_second,
-                        test_idle_databases_hold_no_files_and_write_nothing]))
+                        test_idle_databases_hold_no_files_and_write_nothing,
+                        test_directories_and_files_come_and_go]))

@@ -173,3 +173,19 @@ int64_t cron_next(const struct cron *c, int64_t after_ms)
     }
     return -1;
 }
+
+int64_t cron_offset_ms(const char *name, int64_t spread_ms)
+{
+    if (spread_ms <= 0)
+        return 0;
+    uint64_t h = 1469598103934665603ULL;   /* FNV-1a */
+    for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+        h = (h ^ *p) * 1099511628211ULL;
+    return (int64_t)(h % (uint64_t)spread_ms);
+}
+
+int64_t cron_next_offset(const struct cron *c, int64_t after_ms, int64_t offset_ms)
+{
+    int64_t next = cron_next(c, after_ms - offset_ms);
+    return next < 0 ? next : next + offset_ms;
+}

@@ -29,4 +29,11 @@ int cron_parse(const char *text, struct cron *out, struct tm_error *err);
  * -1 when there is none within 5 years (e.g. "0 0 31 2 *"). */
 int64_t cron_next(const struct cron *c, int64_t after_ms);
 
+/* Spreading one schedule over many databases: `name`'s fixed share of a
+ * window of spread_ms (FNV-1a of the name, modulo the window; 0 when
+ * spread_ms is 0), and the first time after after_ms that is a matching
+ * minute plus that offset. */
+int64_t cron_offset_ms(const char *name, int64_t spread_ms);
+int64_t cron_next_offset(const struct cron *c, int64_t after_ms, int64_t offset_ms);
+
 #endif

@@ -765,26 +765,13 @@ static void on_snapshot_schedule(struct ev_loop *loop, ev_periodic *w, int reven
 }
 
 /* libev asks when the schedule fires next after `now` (wall clock). */
-/* snapshot: { spread }: this database's share of the window, fixed by
- * its name, so that thousands of databases on one schedule do not all
- * snapshot in the same second. */
-static int64_t spread_offset_ms(const struct db_context *ctx)
-{
-    int64_t spread = ctx->cfg->snapshot_spread_ms;
-    if (spread <= 0)
-        return 0;
-    uint64_t h = 1469598103934665603ULL;   /* FNV-1a */
-    for (const unsigned char *p = (const unsigned char *)ctx->cfg->name; *p; p++)
-        h = (h ^ *p) * 1099511628211ULL;
-    return (int64_t)(h % (uint64_t)spread);
-}
-
-/* The schedule's next time after after_ms, shifted by the spread offset. */
+/* The schedule's next time after after_ms, shifted by this database's
+ * share of snapshot: { spread }, fixed by its name, so that thousands of
+ * databases on one schedule do not all snapshot in the same second. */
 static int64_t next_snapshot_ms(const struct db_context *ctx, int64_t after_ms)
 {
-    int64_t offset = spread_offset_ms(ctx);
-    int64_t next = cron_next(&ctx->cfg->snapshot_cron, after_ms - offset);
-    return next < 0 ? next : next + offset;
+    return cron_next_offset(&ctx->cfg->snapshot_cron, after_ms,
+                            cron_offset_ms(ctx->cfg->name, ctx->cfg->snapshot_spread_ms));
 }
 
 /* libev asks when the schedule fires next after `now` (wall clock). */

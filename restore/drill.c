@@ -87,7 +87,9 @@ static void drill_one(const struct config *cfg, const struct crypto_keyring *key
     struct tm_error err;
     char scratch[PATH_MAX], index[16];
     snprintf(index, sizeof index, "%zu", replica);
-    snprintf(scratch, sizeof scratch, "%s/%s-%s-%d.db", db->drill.staging, db->name, db->replicas[replica].name,
+    char file_name[ARCHIVE_NAME_MAX];
+    archive_db_dir(db->name, file_name, sizeof file_name);   /* a directory's database: one file name */
+    snprintf(scratch, sizeof scratch, "%s/%s-%s-%d.db", db->drill.staging, file_name, db->replicas[replica].name,
              (int)getpid());
     if (fsutil_make_dirs(db->drill.staging, &err) != 0) {
         snprintf(out->error, sizeof out->error, "%s", err.msg);

@@ -270,6 +270,53 @@ def test_directories_and_files_come_and_go():
             out = os.path.join(env.dir, relpath.replace("/", "_"))
             proc = env.tidemark("restore", "tenants/" + relpath, "-o", out)
             check(proc.returncode == 0 and restored_ids(out) == rows, "tenants/%s: %s" % (relpath, proc.stderr))
+        # retention and drills take the entry's name and globs too
+        proc = env.tidemark("retention", "tenants", "--dry-run", "--json")
+        check(proc.returncode == 0, proc.stderr)
+        for relpath in ("a.db", "new/deep/b.db", "gone/c.db"):
+            check('"tenants/%s"' % relpath in proc.stdout, "retention skipped tenants/%s: %s" % (relpath, proc.stdout[:500]))
+        proc = env.tidemark("drill", "tenants/new/*")
+        check(proc.returncode == 0 and proc.stdout.count(": ok;") == 1 and "drill tenants/new/deep/b.db" in proc.stdout,
+              proc.stdout + proc.stderr)
+    finally:
+        env.cleanup()
+
+
+def fnv1a(text):
+    h = 1469598103934665603
+    for byte in text.encode():
+        h = ((h ^ byte) * 1099511628211) % (1 << 64)
+    return h
+
+
+def snapshot_times(env, relpath):
+    name = ("tenants/" + relpath).replace("/", "%2F")
+    paths = glob.glob(os.path.join(env.backup, name, "generations", "*", "snapshots", "*.snap"))
+    return sorted(int(os.path.basename(p).split("-")[1].split(".")[0]) for p in paths)
+
+
+def test_scheduled_snapshots_spread_and_skipped_when_unchanged():
+    """Every minute, spread over 20 s: a database written since its last
+    snapshot gets one at minute + its share of the window (fixed by its
+    name, the same FNV-1a), even while asleep; unchanged ones write
+    nothing. Takes up to a minute and a half (one schedule minute)."""
+    env = TenantEnv("spread", '    idle-after: 1s\n    snapshot: { schedule: "* * * * *", spread: 20s }\n')
+    try:
+        for relpath in ("a.db", "b.db", "c.db"):
+            env.create(relpath)
+        env.start()
+        env.write("a.db", 5)
+        wait_until(lambda: env.log().count("asleep") >= 3, 15, "the databases to sleep")
+        start = now_ms()
+        next_minute = (start // 60000 + 1) * 60000
+        time.sleep((next_minute + 20000 + 2500 - now_ms()) / 1000.0)
+        env.stop()
+        a, b, c = (snapshot_times(env, r) for r in ("a.db", "b.db", "c.db"))
+        check(len(b) == 1 and len(c) == 1, "unchanged databases took scheduled snapshots: b %s, c %s" % (b, c))
+        check(len(a) == 2, "a.db, written since its snapshot, has snapshots %s" % a)
+        expected = next_minute + fnv1a("tenants/a.db") % 20000
+        check(expected <= a[1] <= expected + 1500, "a.db's scheduled snapshot at %s, expected at %s (its share of "
+              "the spread) + one sync" % (iso(a[1]), iso(expected)))
     finally:
         env.cleanup()
 
@@ -277,4 +324,5 @@ def test_directories_and_files_come_and_go():
 if __name__ == "__main__":
     sys.exit(run_tests([test_databases_found_created_deleted_and_restored_to_one_second,
                         test_idle_databases_hold_no_files_and_write_nothing,
-                        test_directories_and_files_come_and_go]))
+                        test_directories_and_files_come_and_go,
+                        test_scheduled_snapshots_spread_and_skipped_when_unchanged]))

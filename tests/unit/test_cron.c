@@ -68,9 +68,34 @@ static void test_errors_name_the_field(void)
     ASSERT_STR_CONTAINS(next_after("5-2 3 * * *", "2026-11-24T00:00:00Z"), "invalid minute field '5-2'");
 }
 
+static void test_spread_offsets(void)
+{
+    struct cron c;
+    struct tm_error err;
+    ASSERT_EQ(cron_parse("0 3 * * *", &c, &err), 0);
+    ASSERT_EQ(cron_offset_ms("tenants/a.db", 0), 0);
+    int64_t hour = 3600 * 1000, base = 1795478400000LL;   /* 2026-11-24T00:00:00Z */
+    int buckets[6] = {0};
+    for (int n = 0; n < 600; n++) {
+        char name[32];
+        snprintf(name, sizeof name, "tenants/t%03d.db", n);
+        int64_t offset = cron_offset_ms(name, hour);
+        ASSERT_TRUE(offset >= 0 && offset < hour);
+        ASSERT_EQ(cron_offset_ms(name, hour), offset);   /* fixed by the name */
+        buckets[offset / (10 * 60 * 1000)]++;
+        int64_t next = cron_next_offset(&c, base, offset);
+        ASSERT_EQ(next, base + 3 * hour + offset);        /* 03:00 plus its share */
+        ASSERT_EQ(cron_next_offset(&c, next, offset), next + 24 * hour);
+        ASSERT_EQ(cron_next_offset(&c, next - 1, offset), next);
+    }
+    for (int b = 0; b < 6; b++)   /* spread over the hour, not bunched */
+        ASSERT_TRUE(buckets[b] > 60 && buckets[b] < 140);
+}
+
 int main(void)
 {
     static const struct test_case cases[] = {
+        {"cron: spread offsets, fixed per name, spread over the window", test_spread_offsets},
         {"cron: daily, steps, ranges and lists", test_daily_and_steps},
         {"cron: months, weekdays, leap years, impossible dates", test_months_weekdays_leap_years},
         {"cron: errors name the field", test_errors_name_the_field},

@@ -26,7 +26,7 @@ BUILD   := build/release
 endif
 
 COMMON_SRC  := common/error.c common/log.c common/clock.c common/crypto.c common/object.c \
-               common/archive.c common/names.c common/config.c common/cron.c common/fsutil.c common/lease.c common/http.c common/storage/storage.c \
+               common/archive.c common/json.c common/names.c common/config.c common/cron.c common/fsutil.c common/lease.c common/http.c common/storage/storage.c \
                common/storage/file.c common/storage/s3.c common/storage/s3_request.c common/rdb.c
 REPL_SRC    := replicator/wal.c replicator/discovery.c replicator/tailer.c replicator/spool.c replicator/shipper.c \
                replicator/uploader.c replicator/retention.c replicator/control.c replicator/metrics.c \

@@ -9,6 +9,7 @@
  * Metric names follow Prometheus conventions: prefix tidemark_, units in
  * the name, counters end in _total, labels db and replica. */
 #include "metrics.h"
+#include "../common/json.h"
 
 #include "../common/clock.h"
 
@@ -154,14 +155,6 @@ void metrics_render(const struct db_status *dbs, size_t count, int64_t now_ms, F
     error_samples(out, dbs, count);
 }
 
-static void json_text(FILE *out, const char *text)
-{
-    fputc('"', out);
-    for (const char *p = text; *p; p++)
-        fprintf(out, *p == '"' || *p == '\\' ? "\\%c" : (unsigned char)*p < 0x20 ? " " : "%c", *p);
-    fputc('"', out);
-}
-
 int health_render(const struct db_status *dbs, size_t count, const struct config_alerts *thresholds,
                   int64_t now_ms, FILE *out)
 {
@@ -181,11 +174,11 @@ int health_render(const struct db_status *dbs, size_t count, const struct config
                 continue;
             healthy = 0;
             fprintf(out, "%s{\"db\": ", first ? "" : ", ");
-            json_text(out, dbs[i].name);
+            json_write_string(out, dbs[i].name);
             fprintf(out, ", \"replica\": ");
-            json_text(out, r->name);
+            json_write_string(out, r->name);
             fprintf(out, ", \"reason\": ");
-            json_text(out, reason);
+            json_write_string(out, reason);
             fprintf(out, "}");
             first = 0;
         }
@@ -193,18 +186,18 @@ int health_render(const struct db_status *dbs, size_t count, const struct config
             now_ms - dbs[i].capture_failing_since_ms >= thresholds->failure_after_ms) {
             healthy = 0;
             fprintf(out, "%s{\"db\": ", first ? "" : ", ");
-            json_text(out, dbs[i].name);
+            json_write_string(out, dbs[i].name);
             fprintf(out, ", \"reason\": ");
-            json_text(out, dbs[i].capture_error[0] ? dbs[i].capture_error : "not capturing");
+            json_write_string(out, dbs[i].capture_error[0] ? dbs[i].capture_error : "not capturing");
             fprintf(out, "}");
             first = 0;
         }
         if (dbs[i].snapshot_failing) {
             healthy = 0;
             fprintf(out, "%s{\"db\": ", first ? "" : ", ");
-            json_text(out, dbs[i].name);
+            json_write_string(out, dbs[i].name);
             fprintf(out, ", \"reason\": ");
-            json_text(out, "the last snapshot failed");
+            json_write_string(out, "the last snapshot failed");
             fprintf(out, "}");
             first = 0;
         }

@@ -2000,9 +2000,10 @@ static void fill_status(void *arg, const struct db_status **dbs, size_t *count)
 {
     struct replicator *rep = arg;
     int64_t now = clock_now_ms();
-    *dbs = rep->status;
     *count = 0;
-    if (size_status(rep) != 0)
+    int sized = size_status(rep);
+    *dbs = rep->status;   /* after size_status: it may move the arrays */
+    if (sized != 0)
         return;
     struct replica_status *next = rep->replica_status;
     for (size_t i = 0; i < rep->db_count; i++) {

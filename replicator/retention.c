@@ -24,6 +24,7 @@
  * never deleted; deletion goes oldest first and stops at the first error.
  */
 #include "retention.h"
+#include "../common/json.h"
 
 #include "../restore/targets.h"
 
@@ -306,10 +307,14 @@ static void print_json(const char *db, const char *replica, const struct retenti
 {
     char window[40];
     clock_format_ms(plan->window_start_ms, window, sizeof window);
-    printf("%s{\"db\": \"%s\", \"replica\": \"%s\", \"dry_run\": %s, \"point_in_time_from\": \"%s\", "
+    printf("%s{\"db\": ", first ? "" : ",\n");
+    json_write_string(stdout, db);
+    printf(", \"replica\": ");
+    json_write_string(stdout, replica);
+    printf(", \"dry_run\": %s, \"point_in_time_from\": \"%s\", "
            "\"deleted_snapshots\": %zu, \"deleted_segments\": %zu, \"deleted_deltas\": %zu, \"deleted_bytes\": %"
            PRIu64 ", \"kept_snapshots\": %zu, \"kept_segments\": %zu, \"kept_deltas\": %zu, \"snapshots\": [",
-           first ? "" : ",\n", db, replica, dry_run ? "true" : "false", window, plan->deleted_snapshots,
+           dry_run ? "true" : "false", window, plan->deleted_snapshots,
            plan->deleted_segments, plan->deleted_deltas, plan->deleted_bytes, plan->kept_snapshots,
            plan->kept_segments, plan->kept_deltas);
     int first_snapshot = 1;

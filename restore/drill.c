@@ -12,6 +12,7 @@
  * immutable, so the log is a directory of records, newest last), where
  * every host sees the history; `tidemark list` shows the newest. */
 #include "drill.h"
+#include "../common/json.h"
 
 #include "targets.h"
 
@@ -130,20 +131,6 @@ static void drill_one(const struct config *cfg, const struct crypto_keyring *key
     remove_copy(scratch);
 }
 
-static void json_string(FILE *fp, const char *text)
-{
-    fputc('"', fp);
-    for (const char *p = text; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            fprintf(fp, "\\%c", *p);
-        else if ((unsigned char)*p < 0x20)
-            fprintf(fp, "\\u%04x", *p);
-        else
-            fputc(*p, fp);
-    }
-    fputc('"', fp);
-}
-
 /* The record, one line of JSON. */
 static char *format_record(const struct config_db *db, const char *replica, const struct drill_result *r)
 {
@@ -156,21 +143,21 @@ static char *format_record(const struct config_db *db, const char *replica, cons
     clock_format_ms(r->started_ms, started, sizeof started);
     clock_format_ms(r->point_ms, point, sizeof point);
     fprintf(fp, "{\"time\": \"%s\", \"db\": ", started);
-    json_string(fp, db->name);
+    json_write_string(fp, db->name);
     fprintf(fp, ", \"replica\": ");
-    json_string(fp, replica);
+    json_write_string(fp, replica);
     fprintf(fp, ", \"ok\": %s, \"rto_ms\": %" PRId64, r->ok ? "true" : "false", r->rto_ms);
     if (r->point_ms)
         fprintf(fp, ", \"rpo_ms\": %" PRId64 ", \"point\": \"%s\"", r->rpo_ms, point);
     if (db->drill.check_sql) {
         fprintf(fp, ", \"check_sql\": ");
-        json_string(fp, db->drill.check_sql);
+        json_write_string(fp, db->drill.check_sql);
         fprintf(fp, ", \"check_result\": ");
-        json_string(fp, r->check);
+        json_write_string(fp, r->check);
     }
     if (r->error[0]) {
         fprintf(fp, ", \"error\": ");
-        json_string(fp, r->error);
+        json_write_string(fp, r->error);
     }
     fprintf(fp, "}");
     fclose(fp);

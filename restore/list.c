@@ -2,6 +2,7 @@
  * (nothing is decrypted): generations, snapshots, the restorable time
  * range, object count and bytes; as text or --json. */
 #include "list.h"
+#include "../common/json.h"
 
 #include "targets.h"
 
@@ -88,8 +89,11 @@ static void print_text(const char *db, const char *replica, const struct catalog
 static void print_json(const char *db, const char *replica, const struct catalog *cat, const char *drill,
                        int first_db)
 {
-    printf("%s{\"database\":\"%s\",\"replica\":\"%s\",\"generations\":[", first_db ? "" : ",", db,
-           replica);
+    printf("%s{\"database\":", first_db ? "" : ",");
+    json_write_string(stdout, db);
+    printf(",\"replica\":");
+    json_write_string(stdout, replica);
+    printf(",\"generations\":[");
     for (size_t g = 0; g < cat->generation_count; g++) {
         const struct catalog_generation *gen = &cat->generations[g];
         struct generation_summary sum;

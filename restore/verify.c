@@ -27,6 +27,7 @@
  * there are deltas: with them and from the segments alone, and the two
  * files must be identical. */
 #include "verify.h"
+#include "../common/json.h"
 
 #include "targets.h"
 
@@ -62,10 +63,11 @@ static void problem(struct report *rep, const char *object, const char *fmt, ...
     va_end(ap);
     rep->problems++;
     if (rep->json) {
-        printf("%s{\"object\": \"%s\", \"problem\": \"", rep->first_problem ? "" : ", ", object);
-        for (const char *p = what; *p; p++)
-            printf(*p == '"' || *p == '\\' ? "\\%c" : "%c", *p);
-        printf("\"}");
+        printf("%s{\"object\": ", rep->first_problem ? "" : ", ");
+        json_write_string(stdout, object);
+        printf(", \"problem\": ");
+        json_write_string(stdout, what);
+        printf("}");
         rep->first_problem = 0;
     } else {
         printf("  PROBLEM %s: %s\n", object, what);
@@ -423,10 +425,15 @@ static int verify_replica(const struct config *cfg, const struct crypto_keyring 
 {
     const struct config_replica *cfg_rep = &db->replicas[index];
     struct report rep = {db->name, cfg_rep->name, opts->json, 0, 0, 1};
-    if (opts->json)
-        printf("%s{\"db\": \"%s\", \"replica\": \"%s\", \"problems\": [", *first ? "" : ",\n", db->name, cfg_rep->name);
-    else
+    if (opts->json) {
+        printf("%s{\"db\": ", *first ? "" : ",\n");
+        json_write_string(stdout, db->name);
+        printf(", \"replica\": ");
+        json_write_string(stdout, cfg_rep->name);
+        printf(", \"problems\": [");
+    } else {
         printf("database %s, replica %s:\n", db->name, cfg_rep->name);
+    }
     *first = 0;
     struct storage *st = NULL;
     struct catalog cat = {0};

@@ -6,7 +6,7 @@ wake on a write without losing continuity; many are restored to one
 second in one command, each exactly as its own writer's ground-truth log
 says. Prints TAP.
 """
-import glob, os, shutil, signal, sqlite3, subprocess, tempfile, threading, time
+import glob, json, os, shutil, signal, sqlite3, subprocess, tempfile, threading, time
 
 
 def now_ms():
@@ -236,6 +236,8 @@ def test_directories_and_files_come_and_go():
         env.create("new/deep/b.db")
         env.write("new/deep/b.db", 20)
         wait_until(lambda: "tenants/new/deep/b.db: found" in env.log(), 10, "the database in a new sub-directory")
+        env.create('odd "quoted" name\\.db')
+        env.write('odd "quoted" name\\.db', 5)
         os.makedirs(env.path("gone"))
         env.create("gone/c.db")
         env.write("gone/c.db", 10)
@@ -270,11 +272,22 @@ def test_directories_and_files_come_and_go():
             out = os.path.join(env.dir, relpath.replace("/", "_"))
             proc = env.tidemark("restore", "tenants/" + relpath, "-o", out)
             check(proc.returncode == 0 and restored_ids(out) == rows, "tenants/%s: %s" % (relpath, proc.stderr))
+        # any file name: escaped in keys, quoted in JSON
+        odd = 'odd "quoted" name\\.db'
+        check(os.path.exists(env.path(odd)), "the oddly named database was not made")
+        listing = env.tidemark("list", "tenants/*", "--json")
+        check(listing.returncode == 0, listing.stderr)
+        names = [entry["database"] for entry in json.loads(listing.stdout)]
+        check("tenants/" + odd in names, "list --json lacks %r: %s" % (odd, names))
+        out = os.path.join(env.dir, "odd.db")
+        proc = env.tidemark("restore", "tenants/" + odd, "-o", out)
+        check(proc.returncode == 0 and restored_ids(out) == 5, proc.stderr)
         # retention and drills take the entry's name and globs too
         proc = env.tidemark("retention", "tenants", "--dry-run", "--json")
         check(proc.returncode == 0, proc.stderr)
-        for relpath in ("a.db", "new/deep/b.db", "gone/c.db"):
-            check('"tenants/%s"' % relpath in proc.stdout, "retention skipped tenants/%s: %s" % (relpath, proc.stdout[:500]))
+        retained = [entry["db"] for entry in json.loads(proc.stdout)]
+        for relpath in ("a.db", "new/deep/b.db", "gone/c.db", odd):
+            check("tenants/" + relpath in retained, "retention skipped tenants/%s: %s" % (relpath, proc.stdout[:500]))
         proc = env.tidemark("drill", "tenants/new/*")
         check(proc.returncode == 0 and proc.stdout.count(": ok;") == 1 and "drill tenants/new/deep/b.db" in proc.stdout,
               proc.stdout + proc.stderr)

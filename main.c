@@ -358,6 +358,18 @@ static int cmd_drill(int argc, char **argv)
     return rc;
 }
 
+/* Asks the running sidecar: a configured database's own control socket,
+ * or its directory entry's ("snapshot NAME"). */
+static int snapshot_request(const struct config_db *db, int64_t timeout_ms, char *reply, size_t reply_len,
+                            int *no_daemon, struct tm_error *err)
+{
+    if (!db->entry)
+        return control_request(db->state_dir, "snapshot", timeout_ms, reply, reply_len, no_daemon, err);
+    char command[1024];
+    snprintf(command, sizeof command, "snapshot %s", db->name);
+    return control_request(db->entry->state_dir, command, timeout_ms, reply, reply_len, no_daemon, err);
+}
+
 static int cmd_snapshot(int argc, char **argv)
 {
     struct cli cli;
@@ -390,12 +402,10 @@ static int cmd_snapshot(int argc, char **argv)
                      "running sidecar on its schedule", db->name);
         tm_error_hint(&err, "set 'snapshot: { schedule: ... }' or 'snapshot-interval' on the entry");
         tm_error_print(&err);
-    } else if (db->dir || db->entry) {
-        tm_error_set(&err, "'%s' is %s a directory entry: on-demand snapshots are not available for its "
-                     "databases yet", db->name, db->dir ? "" : "a database of");
-        tm_error_hint(&err, "the running sidecar takes their scheduled snapshots (snapshot: { schedule, spread })");
+    } else if (db->dir || strchr(db->name, '\n')) {
+        tm_error_set(&err, "'%s' is a directory entry: name one of its databases (ENTRY/RELATIVE-PATH)", db->name);
         tm_error_print(&err);
-    } else if (control_request(db->state_dir, "snapshot", timeout_ms, reply, sizeof reply, &no_daemon, &err) == 0) {
+    } else if (snapshot_request(db, timeout_ms, reply, sizeof reply, &no_daemon, &err) == 0) {
         if (strncmp(reply, "stored ", 7) == 0) {
             printf("snapshot %s stored on every replica (taken by the running sidecar)\n", reply + 7);
             rc = 0;

@@ -21,7 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define LINE_MAX_BYTES 256
+#define LINE_MAX_BYTES 1024   /* "snapshot NAME": a directory database's name */
 
 struct control_client {
     ev_io io;

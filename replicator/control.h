@@ -1,10 +1,12 @@
 /* control.h - the sidecar's local control socket: `tidemark snapshot`
  * asks the running daemon for a snapshot and waits for the answer.
  *
- * One Unix socket per database, STATE-DIR/control.sock, mode 0600 (only
+ * One Unix socket per configured database, STATE-DIR/control.sock, and
+ * one per `dir:` entry in the entry's state directory, mode 0600 (only
  * the sidecar's user may use it). The protocol is one line each way: the
- * client sends a command ("snapshot\n"); the daemon answers later with
- * one line ("stored KEY\n" or "error: MESSAGE\n") and closes. */
+ * client sends a command ("snapshot\n", or "snapshot NAME\n" to an
+ * entry's socket); the daemon answers later with one line ("stored
+ * KEY\n" or "error: MESSAGE\n") and closes. */
 #ifndef TM_CONTROL_H
 #define TM_CONTROL_H
 

@@ -178,6 +178,7 @@ struct replicator {
     struct db_status *status;        /* filled by fill_status */
     struct replica_status *replica_status;
     size_t status_cap, replica_status_cap;
+    int entry_lock_fd;               /* `tidemark snapshot` of a directory's database: its entry's lock */
 };
 
 static void report(struct db_context *ctx, const char *what, const struct tm_error *err)
@@ -701,11 +702,10 @@ static void on_waiters(struct ev_loop *loop, ev_timer *w, int revents)
         ev_timer_stop(loop, w);
 }
 
-static void on_control_command(void *arg, const char *command, struct control_client *client)
+/* `tidemark snapshot`: a snapshot now; the client gets its answer once
+ * every replica has it (on_waiters). */
+static void snapshot_for_client(struct db_context *ctx, struct control_client *client)
 {
-    struct db_context *ctx = arg;
-    if (strcmp(command, "snapshot") != 0)
-        return control_reply(client, "error: unknown command (known: snapshot)");
     if (ctx->waiter_count == SNAPSHOT_WAITERS_MAX)
         return control_reply(client, "error: too many snapshot requests waiting; try again later");
     if (!ctx->waiters && !(ctx->waiters = calloc(SNAPSHOT_WAITERS_MAX, sizeof *ctx->waiters)))
@@ -721,6 +721,13 @@ static void on_control_command(void *arg, const char *command, struct control_cl
     waiter->client = client;
     snprintf(waiter->name, sizeof waiter->name, "%s", spool_last_published(ctx->spool));
     ev_timer_again(ctx->owner->loop, &ctx->waiter_timer);
+}
+
+static void on_control_command(void *arg, const char *command, struct control_client *client)
+{
+    if (strcmp(command, "snapshot") != 0)
+        return control_reply(client, "error: unknown command (known: snapshot)");
+    snapshot_for_client(arg, client);
 }
 
 /* The schedule or the interval asks for a snapshot: for Redis, a new full
@@ -1168,6 +1175,9 @@ static int setup_database(struct replicator *rep, struct db_context *ctx,
 /* Frees one database's context; its tailer, spool, uploaders, timers. */
 static void free_database(struct replicator *rep, struct db_context *ctx)
 {
+    for (size_t i = 0; i < ctx->waiter_count; i++)
+        control_reply(ctx->waiters[i].client, "error: the database is no longer replicated (deleted)");
+    ctx->waiter_count = 0;
     tailer_close(ctx->tailer);
     redis_capture_free(ctx->redis);
     control_close(ctx->control);
@@ -1210,6 +1220,8 @@ static void release(struct replicator *rep)
     http_loop_free(rep->http);
     if (rep->inotify_fd >= 0)
         close(rep->inotify_fd);
+    if (rep->entry_lock_fd >= 0)
+        close(rep->entry_lock_fd);
 }
 
 /* A new context in rep->dbs (zeroed; the caller sets it up). */
@@ -1305,6 +1317,7 @@ struct tenant_dir {
     ev_child retention_child;
     ev_periodic drill_periodic;
     ev_child drill_child;
+    struct control_server *control;  /* ENTRY-STATE/control.sock: "snapshot NAME" */
 };
 
 static int is_tenant_of(const struct db_context *ctx, const struct tenant_dir *td)
@@ -1667,6 +1680,8 @@ static int setup_tenant(struct tenant_dir *td, const char *relpath, struct db_co
     ev_timer_init(&ctx->scan_timer, on_scan, SCAN_DELAY_S, 0.);
     ctx->scan_timer.data = ctx;
     init_sync_and_snapshot_timers(rep, ctx);   /* the sync timer runs only while awake */
+    ev_timer_init(&ctx->waiter_timer, on_waiters, 0., 0.05);
+    ctx->waiter_timer.data = ctx;
     kick_uploaders(ctx);   /* what its spool held from before */
     *out = ctx;
     return 0;
@@ -1760,6 +1775,33 @@ static int tenants_handle_event(struct replicator *rep, const struct inotify_eve
         if (discovery_handle(rep->tenant_dirs[i].discovery, ev))
             return 1;
     return 0;
+}
+
+/* `tidemark snapshot ENTRY/RELPATH` through the entry's control socket:
+ * the database is woken if it sleeps, then snapshotted as any other. */
+static void on_tenant_control(void *arg, const char *command, struct control_client *client)
+{
+    struct tenant_dir *td = arg;
+    if (strncmp(command, "snapshot ", 9) != 0)
+        return control_reply(client, "error: unknown command (known: snapshot NAME)");
+    const char *name = command + 9;
+    struct replicator *rep = td->owner;
+    struct db_context *ctx = NULL;
+    for (size_t i = rep->configured_count; i < rep->db_count && !ctx; i++)
+        if (is_tenant_of(rep->dbs[i], td) && !rep->dbs[i]->deleted && strcmp(rep->dbs[i]->cfg->name, name) == 0)
+            ctx = rep->dbs[i];
+    if (!ctx)
+        return control_reply(client, "error: the sidecar does not follow a database of that name (is its file a "
+                                     "SQLite database in WAL mode, under the entry's directory?)");
+    if (ctx->asleep && (!wake_database(ctx) || ctx->asleep))
+        return control_reply(client, ctx->asleep && !ctx->failing_since_ms
+                                     ? "error: max-open databases are busy right now; try again in a moment"
+                                     : "error: the database cannot be opened (see the sidecar's log)");
+    if (ctx->wants_open) {   /* woken here: no longer waiting in the queue */
+        ctx->wants_open = 0;
+        td->waiting--;
+    }
+    snapshot_for_client(ctx, client);
 }
 
 static void tenants_handle_overflow(struct replicator *rep)
@@ -1856,6 +1898,8 @@ static int start_tenant_dir(struct replicator *rep, struct tenant_dir *td, const
     td->retention_child.data = td;
     ev_child_init(&td->drill_child, on_tenant_child_done, 0, 0);
     td->drill_child.data = td;
+    if (control_listen(rep->loop, entry->state_dir, on_tenant_control, td, &td->control, err) != 0)
+        return -1;
     if (entry->drill.enabled && (!rep->key || !crypto_keyring_public_only(rep->key))) {
         ev_periodic_init(&td->drill_periodic, on_tenant_drill, 0., 0., next_tenant_drill);
         td->drill_periodic.data = td;
@@ -1899,6 +1943,8 @@ static void tenants_stop(struct replicator *rep)
         ev_timer_stop(rep->loop, &td->rescan);
         ev_timer_stop(rep->loop, &td->retention_timer);
         ev_periodic_stop(rep->loop, &td->drill_periodic);
+        control_close(td->control);   /* waiting clients get "error: stopping" */
+        td->control = NULL;
     }
 }
 
@@ -2057,6 +2103,27 @@ static int run_snapshot_once(struct replicator *rep, struct tm_error *err)
     return 0;
 }
 
+/* `tidemark snapshot ENTRY/RELPATH` with no sidecar running: that one
+ * database, set up as a configured one would be, while this process
+ * holds the entry's lock (so that no sidecar starts meanwhile). */
+static int setup_tenant_once(struct replicator *rep, const char *name, struct tm_error *err)
+{
+    const struct config_db *db = config_find_db(rep->cfg, name, err);
+    if (!db || !db->entry)
+        return db ? 0 : -1;
+    if (fsutil_make_dirs(db->entry->state_dir, err) != 0 ||
+        spool_take_lock(db->entry->state_dir, &rep->entry_lock_fd, err) != 0)
+        return -1;
+    struct db_context *ctx = add_context(rep);
+    if (!ctx)
+        return tm_error_set(err, "out of memory");
+    if (setup_database(rep, ctx, db, err) != 0) {
+        tm_error_prefix(err, "database '%s': ", name);
+        return -1;
+    }
+    return 0;
+}
+
 /* Many databases need many descriptors: the soft limit goes up to the
  * hard one (as Go's runtime does); children get it too, which is harmless. */
 static void raise_fd_limit(void)
@@ -2071,7 +2138,7 @@ static void raise_fd_limit(void)
 int replicate_run(const struct config *cfg, const struct crypto_keyring *key,
                   const struct replicate_options *opts)
 {
-    struct replicator rep = {.cfg = cfg, .key = key, .inotify_fd = -1, .opts = opts};
+    struct replicator rep = {.cfg = cfg, .key = key, .inotify_fd = -1, .opts = opts, .entry_lock_fd = -1};
     struct tm_error err;
     rep.loop = ev_default_loop(EVFLAG_AUTO);
     raise_fd_limit();
@@ -2100,6 +2167,11 @@ int replicate_run(const struct config *cfg, const struct crypto_keyring *key,
             release(&rep);
             return 1;
         }
+    }
+    if (opts && opts->snapshot_once && rep.db_count == 0 && setup_tenant_once(&rep, opts->snapshot_once, &err) != 0) {
+        tm_error_print(&err);
+        release(&rep);
+        return 1;
     }
     rep.configured_count = rep.db_count;
     if ((!opts || !opts->snapshot_once) && tenants_start(&rep, &err) != 0) {

@@ -1444,7 +1444,8 @@ static int sleep_database(struct db_context *ctx, int force)
 }
 
 /* Room for one more awake database: the least recently active one with
- * nothing pending goes to sleep; when every awake one is busy, the one
+ * nothing pending and no commit for a sync interval goes to sleep; when
+ * every awake one is busy, the one
  * awake longest (at least one sync interval: a time slice), after
  * shipping what it has. So busy databases beyond max-open take turns
  * and none waits for ever. */
@@ -1459,7 +1460,8 @@ static int make_room(struct tenant_dir *td)
             continue;
         size_t pending;
         tailer_pending(ctx->tailer, &pending);
-        if (!pending && (!idle || ctx->last_active_ms < idle->last_active_ms))
+        int quiet = !pending && now - ctx->last_active_ms >= ctx->cfg->sync_interval_ms;   /* no commit this tick */
+        if (quiet && (!idle || ctx->last_active_ms < idle->last_active_ms))
             idle = ctx;
         if (now - ctx->woke_ms >= ctx->cfg->sync_interval_ms && (!longest || ctx->woke_ms < longest->woke_ms))
             longest = ctx;

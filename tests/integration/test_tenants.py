@@ -345,8 +345,53 @@ def test_scheduled_snapshots_spread_and_skipped_when_unchanged():
         env.cleanup()
 
 
+def test_busy_databases_beyond_max_open_take_turns():
+    """Four databases written at once with max-open 2: none starves. Each
+    one's every commit is shipped, a restore at any second never holds a
+    commit made after it, and holds every commit made more than a few
+    turns (one sync interval each) before it."""
+    env = TenantEnv("turns", "    max-open: 2\n    idle-after: 1s\n")
+    try:
+        names = ["t%d.db" % n for n in range(4)]
+        for relpath in names:
+            env.create(relpath)
+        env.start()
+        writers = [threading.Thread(target=env.write, args=(r, 150), kwargs={"delay_ms": 20}) for r in names]
+        for w in writers:
+            w.start()
+        for w in writers:
+            w.join()
+        time.sleep(2.0)
+        env.stop()
+        check(env.log().count("asleep (") >= 4, "the busy databases did not take turns")
+        turns_ms = 4 * 1000   # at most a few turns of one sync interval (200 ms) each, with slack
+        for relpath in names:
+            commits = env.commits(relpath)
+            first = min(t0 for t0, _ in commits.values())
+            last = max(t1 for _, t1 in commits.values())
+            for n in range(6):
+                target = first + (last - first) * n // 5
+                out = os.path.join(env.dir, "%s-%d.db" % (relpath, n))
+                proc = env.tidemark("restore", "tenants/" + relpath, "-o", out, "--timestamp", iso(target))
+                if proc.returncode != 0 and "no backup of" in proc.stderr and n == 0:
+                    continue   # before its first snapshot
+                check(proc.returncode == 0, proc.stderr)
+                k = restored_ids(out)
+                must_not = [i for i, (t0, _) in commits.items() if t0 > target]
+                check(not must_not or k < min(must_not), "%s at %s holds txn %d, begun after it" % (relpath, iso(target), k))
+                must = [i for i, (_, t1) in commits.items() if t1 <= target - turns_ms]
+                check(not must or k >= max(must), "%s at %s lacks txn %d, committed %d ms before (starved?)"
+                      % (relpath, iso(target), max(must) if must else 0, target - commits[max(must)][1] if must else 0))
+            out = os.path.join(env.dir, relpath + "-latest.db")
+            proc = env.tidemark("restore", "tenants/" + relpath, "-o", out)
+            check(proc.returncode == 0 and restored_ids(out) == 150, "%s: not every commit shipped" % relpath)
+    finally:
+        env.cleanup()
+
+
 if __name__ == "__main__":
     sys.exit(run_tests([test_databases_found_created_deleted_and_restored_to_one_second,
                         test_idle_databases_hold_no_files_and_write_nothing,
                         test_directories_and_files_come_and_go,
+                        test_busy_databases_beyond_max_open_take_turns,
                         test_scheduled_snapshots_spread_and_skipped_when_unchanged]))

@@ -37,16 +37,19 @@
  * SIGTERM the loop ships what is committed into the spool and waits up to
  * STOP_DRAIN_S for the replicas; what is left is sent at the next start.
  *
+ * Databases found under `dir:` entries (a database per tenant) are on the
+ * same loop; tenants.c keeps them, asleep while idle. daemon.h holds what
+ * the two files share.
+ *
  * The loop is single-threaded; all state hangs off `struct replicator`,
  * the daemon's top-level context. */
-#include "replicate.h"
+#include "daemon.h"
 
 #include "../common/clock.h"
 #include "../common/cron.h"
 #include "../common/fsutil.h"
 #include "../common/log.h"
 #include "../common/storage/storage.h"
-#include "discovery.h"
 #include "redis.h"
 #include "shipper.h"
 #include "spool.h"
@@ -60,7 +63,6 @@
 #include <errno.h>
 #include <ev.h>
 #include <libgen.h>
-#include <malloc.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -73,115 +75,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define SCAN_DELAY_S 0.005
-#define RETRY_DELAY_S 5.0
-#define STOP_DRAIN_S 10.0
-#define SNAPSHOT_WAITERS_MAX 8
 
-struct replicator;
-struct tenant_dir;
-
-struct db_context {
-    struct replicator *owner;
-    const struct config_db *cfg;
-    struct storage **replicas;
-    struct uploader *uploaders;
-    size_t replica_count;
-    struct spool *spool;
-    struct delta_builder *deltas;    /* NULL with `deltas: false` */
-    struct redis_capture *redis;     /* a `redis:` entry: no tailer, no WAL */
-    int spool_full;                  /* spool-limit reached (logged once) */
-    struct tailer *tailer;           /* NULL while (re)starting */
-    struct shipper shipper;
-    int need_generation;             /* start a new generation when possible */
-    char *dir;                       /* the database's directory (a configured one) */
-    char *wal_name;
-    int watch;                       /* the directory: files created, moved in, deleted */
-    int wal_watch;                   /* the WAL file: writes; -1 while it has none */
-    ev_timer scan_timer;
-    ev_timer sync_timer;
-    ev_timer snapshot_timer;         /* snapshot-interval */
-    ev_periodic snapshot_periodic;   /* snapshot: { schedule } (wall clock, UTC) */
-    int failing;                     /* last attempt failed (logged once) */
-    int64_t failing_since_ms;        /* SQLite: cannot start or read the WAL since; 0: fine */
-    char failing_error[512];
-    ev_child retention_child;        /* a `tidemark retention` run in progress */
-    ev_timer retention_timer;        /* at least daily */
-    ev_child drill_child;            /* a `tidemark drill` run in progress */
-    struct control_server *control;  /* STATE-DIR/control.sock */
-    struct snapshot_waiter {         /* `tidemark snapshot` clients waiting for the replicas */
-        struct control_client *client;
-        char name[ARCHIVE_NAME_MAX + 24];
-    } *waiters;                      /* SNAPSHOT_WAITERS_MAX, made on the first request */
-    size_t waiter_count;
-    ev_timer waiter_timer;
-    int generation_started;          /* start_database made a new generation (and its snapshot) */
-    /* for metrics and alerts (status.h) */
-    uint64_t checkpoints, snapshots, snapshot_last_bytes;
-    double snapshot_last_seconds;
-    int snapshot_failing, retention_failing, drill_failing, drill_result;
-    char snapshot_error[512];
-    uint64_t errors_wal, errors_spool, errors_snapshot, errors_retention, errors_drill;
-    int64_t drill_time_ms, drill_rto_ms, drill_rpo_ms;
-    int snapshot_due;                /* a snapshot is wanted (schedule, WAL volume) */
-    int64_t snapshot_not_before_ms;  /* retry time after a failed attempt */
-    int snapshot_busy_logged;        /* "writers hold the lock" said once */
-    int64_t lock_not_before_ms;      /* after the write lock was busy */
-    ev_periodic drill_periodic;      /* drill: { schedule } */
-    uint32_t checkpoint_floor;       /* WAL frame of the last checkpoint attempt */
-    /* A database found under a `dir:` entry (see "Directories of
-     * databases" below); NULL for a configured one. */
-    struct tenant_dir *tenants;
-    struct config_db *own_cfg;       /* its configuration (cfg points here) */
-    char *relpath;                   /* under the entry's directory */
-    int asleep;                      /* idle: tailer closed, files released */
-    int wants_open;                  /* written while max-open databases were busy */
-    int deleted;                     /* its file is gone: freed once the replicas have all */
-    int64_t last_active_ms;          /* last commit seen, or wake */
-    int64_t woke_ms;
-    int woken_before;                /* in this process */
-    int release_loaded;              /* released_* come from the state directory (a restart) */
-    int released_clean;              /* tailer_release proved the next restart continues it */
-    int released_empty;              /* the WAL was empty: continues if the file is unchanged */
-    struct timespec released_mtime;  /* the database file's, at the release */
-    off_t released_size;
-    struct wal_header released_hdr;
-    struct wal_position released_pos;  /* everything before it shipped */
-    uint32_t released_page_size;
-    dev_t released_dev;
-    ino_t released_ino;
-    int changed_since_snapshot;      /* a commit shipped since the newest snapshot (or unknown) */
-};
-
-struct tenant_dir;
-
-struct replicator {
-    struct ev_loop *loop;
-    const struct config *cfg;
-    const struct crypto_keyring *key;
-    struct db_context **dbs;         /* configured ones first, then those found in directories */
-    size_t db_count, db_cap;
-    size_t configured_count;         /* dbs[0 .. configured_count) */
-    struct tenant_dir *tenant_dirs;  /* one per `dir:` entry */
-    size_t tenant_dir_count;
-    struct http_loop *http;
-    int inotify_fd;
-    ev_io inotify_watcher;
-    ev_signal sigterm_watcher, sigint_watcher;
-    ev_timer drain_timer;            /* stopping: wait for the replicas */
-    int64_t stop_deadline_ms;
-    int exit_code;
-    const struct replicate_options *opts;
-    struct metrics_server *metrics;
-    struct alerts *alerts;
-    ev_timer alert_timer;            /* evaluates the alert rules every second */
-    struct db_status *status;        /* filled by fill_status */
-    struct replica_status *replica_status;
-    size_t status_cap, replica_status_cap;
-    int entry_lock_fd;               /* `tidemark snapshot` of a directory's database: its entry's lock */
-};
-
-static void report(struct db_context *ctx, const char *what, const struct tm_error *err)
+void report(struct db_context *ctx, const char *what, const struct tm_error *err)
 {
     if (err->hint[0])
         log_event(LOG_ERROR, ctx->cfg->name, NULL, "%s: %s (HINT: %s)", what, err->msg, err->hint);
@@ -189,7 +84,7 @@ static void report(struct db_context *ctx, const char *what, const struct tm_err
         log_event(LOG_ERROR, ctx->cfg->name, NULL, "%s: %s", what, err->msg);
 }
 
-static void kick_uploaders(struct db_context *ctx)
+void kick_uploaders(struct db_context *ctx)
 {
     for (size_t i = 0; i < ctx->replica_count; i++)
         uploader_kick(&ctx->uploaders[i]);
@@ -246,7 +141,7 @@ static int take_snapshot(struct db_context *ctx, struct tm_error *err)
 
 /* Under the write lock: ship everything committed so far (the WAL end is
  * fixed while the lock is held). */
-static int ship_all_locked(struct db_context *ctx, struct tm_error *err)
+int ship_all_locked(struct db_context *ctx, struct tm_error *err)
 {
     int status = tailer_scan(ctx->tailer, clock_now_ms(), err);
     if (status != TAILER_OK)
@@ -256,7 +151,7 @@ static int ship_all_locked(struct db_context *ctx, struct tm_error *err)
 }
 
 /* New generation: position at the WAL's end, re-pin there, snapshot. */
-static int start_generation(struct db_context *ctx, const char *reason, struct tm_error *err)
+int start_generation(struct db_context *ctx, const char *reason, struct tm_error *err)
 {
     if (tailer_lock(ctx->tailer, err) != 0)
         return -1;
@@ -280,7 +175,7 @@ static int start_generation(struct db_context *ctx, const char *reason, struct t
  * ships what the WAL holds past the position and pins there. Releases
  * the lock. 1: the archive continues; 0: it does not (start a new
  * generation); -1: error. */
-static int continue_locked(struct db_context *ctx, int resumed, struct tm_error *err)
+int continue_locked(struct db_context *ctx, int resumed, struct tm_error *err)
 {
     int rc = resumed < 0 ? -1 : 0;
     if (resumed == 1) {
@@ -296,7 +191,7 @@ static int continue_locked(struct db_context *ctx, int resumed, struct tm_error 
 
 /* Opens the tailer and continues the archive where it ends, or starts a
  * new generation when continuity with it cannot be proven. */
-static int start_database(struct db_context *ctx, struct tm_error *err)
+int start_database(struct db_context *ctx, struct tm_error *err)
 {
     if (!ctx->tailer && tailer_open(ctx->cfg->path, &ctx->tailer, err) != 0)
         return -1;
@@ -324,7 +219,7 @@ static int start_database(struct db_context *ctx, struct tm_error *err)
                                               : "the WAL no longer continues the archive", err);
 }
 
-static void restart_database(struct db_context *ctx, const char *why)
+void restart_database(struct db_context *ctx, const char *why)
 {
     log_warn("%s: %s; reopening and starting a new generation", ctx->cfg->name, why);
     tailer_close(ctx->tailer);
@@ -386,7 +281,7 @@ static void watch_wal(struct db_context *ctx);
 
 /* For the capture_failing alert and /healthz: since when the database
  * has not been followed, and why (NULL: it is again). */
-static void note_capture(struct db_context *ctx, const char *what, const struct tm_error *err)
+void note_capture(struct db_context *ctx, const char *what, const struct tm_error *err)
 {
     if (!what) {
         ctx->failing_since_ms = 0;
@@ -494,7 +389,7 @@ static void on_sync(struct ev_loop *loop, ev_timer *w, int revents)
 
 static void resume_inotify(struct ev_loop *loop, struct replicator *rep);
 
-static void on_scan(struct ev_loop *loop, ev_timer *w, int revents)
+void on_scan(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)revents;
     struct db_context *ctx = w->data;
@@ -574,7 +469,7 @@ static void on_child_done(struct ev_loop *loop, ev_child *w, int revents)
 /* Runs `tidemark COMMAND -c FILE NAME` as a child watched by `watcher`
  * (one at a time). Its standard output goes to report_path (a drill's
  * JSON, for the metrics), or is dropped; errors go to the same stderr. */
-static void spawn_tidemark(struct replicator *rep, const char *name, const char *command, const char *report_path,
+void spawn_tidemark(struct replicator *rep, const char *name, const char *command, const char *report_path,
                            ev_child *watcher)
 {
     if (ev_is_active(watcher))
@@ -682,7 +577,7 @@ static int snapshot_now(struct db_context *ctx, struct tm_error *err)
 
 /* `tidemark snapshot` clients get their answer once no replica still has
  * to take the snapshot (checked every 50 ms while some wait). */
-static void on_waiters(struct ev_loop *loop, ev_timer *w, int revents)
+void on_waiters(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)revents;
     struct db_context *ctx = w->data;
@@ -704,7 +599,7 @@ static void on_waiters(struct ev_loop *loop, ev_timer *w, int revents)
 
 /* `tidemark snapshot`: a snapshot now; the client gets its answer once
  * every replica has it (on_waiters). */
-static void snapshot_for_client(struct db_context *ctx, struct control_client *client)
+void snapshot_for_client(struct db_context *ctx, struct control_client *client)
 {
     if (ctx->waiter_count == SNAPSHOT_WAITERS_MAX)
         return control_reply(client, "error: too many snapshot requests waiting; try again later");
@@ -732,10 +627,9 @@ static void on_control_command(void *arg, const char *command, struct control_cl
 
 /* The schedule or the interval asks for a snapshot: for Redis, a new full
  * resynchronisation; for a database, due now (retried until taken). */
-static void wake_later(struct db_context *ctx);
 
 /* A database whose newest object is a snapshot has not changed since. */
-static int unchanged_since_snapshot(const struct db_context *ctx)
+int unchanged_since_snapshot(const struct db_context *ctx)
 {
     const char *last = spool_last_published(ctx->spool);
     size_t len = strlen(last);
@@ -791,7 +685,7 @@ static ev_tstamp next_scheduled_snapshot(ev_periodic *w, ev_tstamp now)
 
 /* A snapshot that the schedule or the interval asked for while the
  * sidecar was not running is taken as soon as it is back. */
-static void catch_up_missed_snapshot(struct db_context *ctx)
+void catch_up_missed_snapshot(struct db_context *ctx)
 {
     int64_t last = ctx->shipper.last_snapshot_ms, now = clock_now_ms();
     int64_t due = INT64_MAX;
@@ -852,7 +746,7 @@ static int wal_event(struct db_context *ctx, const struct inotify_event *ev)
     return 1;
 }
 
-static void schedule_scan(struct ev_loop *loop, struct db_context *ctx)
+void schedule_scan(struct ev_loop *loop, struct db_context *ctx)
 {
     if (!ev_is_active(&ctx->scan_timer)) {
         ev_timer_set(&ctx->scan_timer, SCAN_DELAY_S, 0.);
@@ -860,12 +754,6 @@ static void schedule_scan(struct ev_loop *loop, struct db_context *ctx)
     }
 }
 
-static void tenants_handle_overflow(struct replicator *rep);
-static int sleep_database(struct db_context *ctx, int force);
-static void tenants_stop(struct replicator *rep);
-static void tenants_free(struct replicator *rep);
-static int tenants_start(struct replicator *rep, struct tm_error *err);
-static int tenants_handle_event(struct replicator *rep, const struct inotify_event *ev);
 
 static void on_inotify(struct ev_loop *loop, ev_io *w, int revents)
 {
@@ -983,7 +871,7 @@ static void on_stop(struct ev_loop *loop, ev_signal *w, int revents)
 /* Refuses what cannot work (bad credentials, missing bucket, versioning
  * required but off); warns about what only weakens the backups; an
  * unreachable replica is not fatal: its objects wait in the spool. */
-static int check_replica(const struct config_db *db, size_t i, struct storage *replica, struct tm_error *err)
+int check_replica(const struct config_db *db, size_t i, struct storage *replica, struct tm_error *err)
 {
     const struct config_replica *cfg = &db->replicas[i];
     struct storage_check check;
@@ -1056,7 +944,7 @@ static int open_replicas(struct db_context *ctx, struct tm_error *err)
 }
 
 /* The sync timer (set, not started) and the snapshot schedules (started). */
-static void init_sync_and_snapshot_timers(struct replicator *rep, struct db_context *ctx)
+void init_sync_and_snapshot_timers(struct replicator *rep, struct db_context *ctx)
 {
     const struct config_db *cfg = ctx->cfg;
     double sync_s = (double)cfg->sync_interval_ms / 1000.0;
@@ -1225,7 +1113,7 @@ static void release(struct replicator *rep)
 }
 
 /* A new context in rep->dbs (zeroed; the caller sets it up). */
-static struct db_context *add_context(struct replicator *rep)
+struct db_context *add_context(struct replicator *rep)
 {
     if (rep->db_count == rep->db_cap) {
         size_t cap = rep->db_cap ? rep->db_cap * 2 : 16;
@@ -1242,7 +1130,7 @@ static struct db_context *add_context(struct replicator *rep)
 }
 
 /* Takes ctx out of rep->dbs (order of the configured ones kept) and frees it. */
-static void remove_context(struct replicator *rep, struct db_context *ctx)
+void remove_context(struct replicator *rep, struct db_context *ctx)
 {
     for (size_t i = rep->configured_count; i < rep->db_count; i++)
         if (rep->dbs[i] == ctx) {
@@ -1250,719 +1138,6 @@ static void remove_context(struct replicator *rep, struct db_context *ctx)
             break;
         }
     free_database(rep, ctx);
-}
-
-/* ------------------------------------------------ directories of databases
- *
- * A `dir:` entry: every database under a directory (replicator/
- * discovery.c finds them and follows the directory), thousands of small
- * ones on this one loop. What each costs while idle bounds the sidecar,
- * so a database that has shipped everything and seen no commit for
- * idle-after is put to sleep: its tailer (two SQLite connections, the
- * WAL and wal-index descriptors) is closed, its delta page store closed,
- * its sync timer stopped. What remains is its context (spool queues and
- * position, counters, snapshot schedule): a few KiB, no descriptor, no
- * timer firing. A write to its WAL (inotify on the directory: one watch
- * for all of them) wakes it.
- *
- * Continuity across sleep: tailer_release proves that the next writer
- * must restart the WAL from the state shipped (tailer.h); on waking, the
- * WAL is either the same (continue at the position) or restarted exactly
- * once (continue at frame 1). Anything else starts a new generation with
- * a snapshot, as any loss of continuity does.
- *
- * At most max-open databases are awake. Waking one more first puts the
- * least recently active awake one with nothing pending to sleep (at once,
- * not after idle-after; if its release cannot be proven clean it simply
- * resumes only on an unchanged WAL). When none can sleep, the database
- * waits its turn, its commits safe in its WAL. Wakes are taken from a
- * queue when the loop is idle, WAKE_BATCH at a time, so that thousands
- * of databases found at start never hold up the busy ones' ticks.
- *
- * Scheduled snapshots are spread over snapshot: { spread } (1h by
- * default): each database's schedule is offset by a fixed share of the
- * window, by its name. A database whose newest object is a snapshot
- * skips the scheduled one: an idle database writes nothing.
- *
- * The databases share the entry's replicas (one storage each, on the
- * loop's one curl multi handle, whose connection pool every upload
- * reuses), one lock on the entry's state directory, and one retention
- * and one drill child for all of them (`tidemark retention|drill ENTRY`).
- */
-
-#define WAKE_BATCH 32
-/* An awake database holds about 8 descriptors: two SQLite connections
- * (database file and WAL each), the wal-index, the tailer's own WAL and
- * wal-index, the delta page store. */
-#define FDS_PER_AWAKE 10
-#define FDS_RESERVED 128
-#define HOUSEKEEPING_S 1.0
-#define RESCAN_S 60.0
-#define SLEEP_RETRY_MS (10 * 1000)
-
-struct tenant_dir {
-    struct replicator *owner;
-    const struct config_db *entry;
-    struct discovery *discovery;
-    struct storage **replicas;       /* shared by its databases */
-    size_t replica_count;
-    int lock_fd;                     /* on the entry's state directory */
-    size_t awake;                    /* databases with their files open */
-    size_t max_open;                 /* max-open, within the descriptor limit */
-    size_t waiting;                  /* databases waiting to wake */
-    ev_idle waker;                   /* wakes waiting databases, WAKE_BATCH at a time */
-    ev_timer housekeeping;           /* sleeps idle ones, frees deleted ones */
-    ev_timer rescan;                 /* walks the tree again */
-    ev_timer retention_timer;
-    ev_child retention_child;
-    ev_periodic drill_periodic;
-    ev_child drill_child;
-    struct control_server *control;  /* ENTRY-STATE/control.sock: "snapshot NAME" */
-};
-
-static int is_tenant_of(const struct db_context *ctx, const struct tenant_dir *td)
-{
-    return ctx->tenants == td;
-}
-
-/* A sleeping database's release, kept in its state directory (the file
- * `released`) so that a restarted sidecar wakes it with the same proof
- * instead of a new generation and snapshot: written at each clean sleep,
- * removed at each wake, and used only while the archive ends exactly
- * where it says (nothing was shipped after it). */
-static void release_path(const struct db_context *ctx, char *out, size_t len)
-{
-    snprintf(out, len, "%s/released", ctx->cfg->state_dir);
-}
-
-static void forget_release(struct db_context *ctx)
-{
-    char path[PATH_MAX + 16];
-    release_path(ctx, path, sizeof path);
-    if (unlink(path) == 0) {
-        struct tm_error err;
-        fsutil_fsync_dir(ctx->cfg->state_dir, &err);
-    }
-}
-
-static void save_release(struct db_context *ctx)
-{
-    char path[PATH_MAX + 16], text[512];
-    release_path(ctx, path, sizeof path);
-    const struct wal_position *p = &ctx->released_pos;
-    int len = snprintf(text, sizeof text,
-                       "empty %d header %u %u %u %u position %u %u %u %u %u page-size %u file %llu %llu %lld %lld %ld\n",
-                       ctx->released_empty, ctx->released_hdr.salt1, ctx->released_hdr.salt2,
-                       ctx->released_hdr.checkpoint_seq, ctx->released_hdr.page_size, p->salt1, p->salt2, p->frame,
-                       p->checksum[0], p->checksum[1], ctx->released_page_size,
-                       (unsigned long long)ctx->released_dev, (unsigned long long)ctx->released_ino,
-                       (long long)ctx->released_size, (long long)ctx->released_mtime.tv_sec,
-                       (long)ctx->released_mtime.tv_nsec);
-    struct tm_error err;
-    if (fsutil_replace_file(path, text, (size_t)len, &err) != 0)
-        log_debug("%s: release not kept (a restart will start a new generation): %s", ctx->cfg->name, err.msg);
-}
-
-/* 1 when the state directory held a release this context now has. */
-static int load_release(struct db_context *ctx)
-{
-    char path[PATH_MAX + 16], text[512];
-    release_path(ctx, path, sizeof path);
-    FILE *fp = fopen(path, "r");
-    if (!fp)
-        return 0;
-    size_t got = fread(text, 1, sizeof text - 1, fp);
-    fclose(fp);
-    text[got] = '\0';
-    struct wal_position *p = &ctx->released_pos;
-    unsigned long long dev, ino;
-    long long size, mtime_s;
-    long mtime_ns;
-    int empty;
-    if (sscanf(text, "empty %d header %u %u %u %u position %u %u %u %u %u page-size %u file %llu %llu %lld %lld %ld",
-               &empty, &ctx->released_hdr.salt1, &ctx->released_hdr.salt2, &ctx->released_hdr.checkpoint_seq,
-               &ctx->released_hdr.page_size, &p->salt1, &p->salt2, &p->frame, &p->checksum[0], &p->checksum[1],
-               &ctx->released_page_size, &dev, &ino, &size, &mtime_s, &mtime_ns) != 16)
-        return 0;
-    ctx->released_empty = empty;
-    ctx->released_clean = 1;
-    ctx->released_dev = (dev_t)dev;
-    ctx->released_ino = (ino_t)ino;
-    ctx->released_size = (off_t)size;
-    ctx->released_mtime.tv_sec = (time_t)mtime_s;
-    ctx->released_mtime.tv_nsec = mtime_ns;
-    return 1;
-}
-
-/* Puts an awake database to sleep; `force` (making room for another)
- * also when its release cannot be proven clean. 0 asleep, -1 not now. */
-static int sleep_database(struct db_context *ctx, int force)
-{
-    struct tm_error err;
-    size_t pending;
-    if (ctx->asleep || !ctx->tailer || ctx->need_generation || ctx->snapshot_due ||
-        tailer_lock(ctx->tailer, &err) != 0)
-        return -1;
-    int clean = 0, rc = ship_all_locked(ctx, &err);   /* everything committed, under the lock */
-    tailer_pending(ctx->tailer, &pending);
-    if (rc == 0 && !pending)
-        rc = tailer_release(ctx->tailer, &clean, &err);
-    if (rc != 0 || pending || (!clean && !force)) {
-        tailer_unlock(ctx->tailer);
-        if (rc == 1)
-            restart_database(ctx, err.msg);
-        return -1;
-    }
-    const struct wal_header *hdr = tailer_header(ctx->tailer);
-    ctx->released_clean = clean;
-    ctx->released_empty = clean && !hdr;
-    if (hdr)
-        ctx->released_hdr = *hdr;
-    ctx->released_pos = tailer_shipped(ctx->tailer);
-    ctx->released_page_size = tailer_page_size(ctx->tailer);
-    struct stat st;
-    ctx->released_dev = stat(ctx->cfg->path, &st) == 0 ? st.st_dev : 0;
-    ctx->released_ino = ctx->released_dev ? st.st_ino : 0;
-    ctx->released_mtime = st.st_mtim;
-    ctx->released_size = st.st_size;
-    /* file times are coarse (a clock tick): an unchanged time proves
-     * nothing about a write made in the same tick as the last one */
-    if (ctx->released_empty && (!ctx->released_dev || time(NULL) - st.st_mtim.tv_sec < 2))
-        ctx->released_clean = ctx->released_empty = 0;
-    tailer_unlock(ctx->tailer);
-    tailer_close(ctx->tailer);
-    ctx->tailer = NULL;
-    if (ctx->released_clean)
-        save_release(ctx);
-    delta_builder_suspend(ctx->deltas);
-    ev_timer_stop(ctx->owner->loop, &ctx->sync_timer);
-    ev_timer_stop(ctx->owner->loop, &ctx->scan_timer);
-    ctx->asleep = 1;
-    ctx->tenants->awake--;
-    log_debug("%s: asleep (%s)", ctx->cfg->name, ctx->released_clean ? "clean" : "made room");
-    return 0;
-}
-
-/* Room for one more awake database: the least recently active one with
- * nothing pending and no commit for a sync interval goes to sleep; when
- * every awake one is busy, the one
- * awake longest (at least one sync interval: a time slice), after
- * shipping what it has. So busy databases beyond max-open take turns
- * and none waits for ever. */
-static int make_room(struct tenant_dir *td)
-{
-    struct replicator *rep = td->owner;
-    struct db_context *idle = NULL, *longest = NULL;
-    int64_t now = clock_now_ms();
-    for (size_t i = rep->configured_count; i < rep->db_count; i++) {
-        struct db_context *ctx = rep->dbs[i];
-        if (!is_tenant_of(ctx, td) || ctx->asleep || !ctx->tailer || ctx->snapshot_due)
-            continue;
-        size_t pending;
-        tailer_pending(ctx->tailer, &pending);
-        int quiet = !pending && now - ctx->last_active_ms >= ctx->cfg->sync_interval_ms;   /* no commit this tick */
-        if (quiet && (!idle || ctx->last_active_ms < idle->last_active_ms))
-            idle = ctx;
-        if (now - ctx->woke_ms >= ctx->cfg->sync_interval_ms && (!longest || ctx->woke_ms < longest->woke_ms))
-            longest = ctx;
-    }
-    struct db_context *chosen = idle ? idle : longest;
-    return chosen && sleep_database(chosen, 1) == 0;
-}
-
-/* Opens a sleeping database again and continues its archive (see above). */
-static int resume_database(struct db_context *ctx, struct tm_error *err)
-{
-    if (tailer_open(ctx->cfg->path, &ctx->tailer, err) != 0)
-        return -1;
-    struct stat st;
-    if (stat(ctx->cfg->path, &st) != 0 || st.st_dev != ctx->released_dev || st.st_ino != ctx->released_ino)
-        return start_generation(ctx, "the database file was replaced while it slept", err);
-    /* an empty WAL continues only if nothing was checkpointed since */
-    int unchanged = st.st_size == ctx->released_size && st.st_mtim.tv_sec == ctx->released_mtime.tv_sec &&
-                    st.st_mtim.tv_nsec == ctx->released_mtime.tv_nsec;
-    if (tailer_lock(ctx->tailer, err) != 0)
-        return -1;
-    int resumed = 0;
-    if (ctx->released_empty && unchanged)
-        resumed = tailer_resume_after_release(ctx->tailer, NULL, &ctx->released_pos, ctx->released_page_size, err);
-    else if (ctx->released_clean && !ctx->released_empty)
-        resumed = tailer_resume_after_release(ctx->tailer, &ctx->released_hdr, &ctx->released_pos,
-                                              ctx->released_page_size, err);
-    else if (!ctx->released_empty)
-        resumed = tailer_resume_at(ctx->tailer, &ctx->released_pos, ctx->released_page_size, err);
-    int continued = continue_locked(ctx, resumed, err);
-    if (continued != 0)
-        return continued < 0 ? -1 : 0;
-    return start_generation(ctx, "the WAL changed in a way that does not continue the archive while it slept", err);
-}
-
-/* Wakes a waiting database if there is room: 1 awake, 0 still waiting. */
-static int wake_database(struct db_context *ctx)
-{
-    struct tenant_dir *td = ctx->tenants;
-    if (!ctx->asleep || ctx->deleted)
-        return 1;
-    if (td->awake >= td->max_open && !make_room(td))
-        return 0;
-    struct tm_error err;
-    if (delta_builder_wake(ctx->deltas, &err) != 0)
-        report(ctx, "deltas stopped until the next snapshot", &err);
-    int first = !ctx->shipper.has_generation;
-    forget_release(ctx);   /* from now on the WAL is pinned again, or a new generation starts */
-    if (first && ctx->release_loaded) {   /* after a restart: the release kept on disk */
-        struct wal_position pos;
-        uint32_t page_size;
-        int found;
-        if (shipper_resume(&ctx->shipper, &pos, &page_size, &found, &err) == 0 && ctx->shipper.has_generation &&
-            page_size == ctx->released_page_size &&
-            (ctx->released_empty ? !found : found && memcmp(&pos, &ctx->released_pos, sizeof pos) == 0))
-            first = 0;
-        ctx->release_loaded = 0;
-    }
-    int rc = first ? start_database(ctx, &err) : resume_database(ctx, &err);
-    if (rc != 0) {
-        report(ctx, "cannot open (will retry when it is written)", &err);
-        note_capture(ctx, "cannot open", &err);
-        tailer_close(ctx->tailer);
-        ctx->tailer = NULL;
-        delta_builder_suspend(ctx->deltas);
-        return 1;
-    }
-    note_capture(ctx, NULL, NULL);
-    ctx->asleep = 0;
-    td->awake++;
-    ctx->last_active_ms = ctx->woke_ms = clock_now_ms();
-    ev_timer_again(ctx->owner->loop, &ctx->sync_timer);
-    schedule_scan(ctx->owner->loop, ctx);
-    if (!ctx->woken_before)
-        catch_up_missed_snapshot(ctx);
-    ctx->woken_before = 1;
-    kick_uploaders(ctx);
-    return 1;
-}
-
-/* Queues a wake (taken by the idle watcher). */
-static void wake_later(struct db_context *ctx)
-{
-    if (!ctx->asleep || ctx->deleted || ctx->wants_open)
-        return;
-    ctx->wants_open = 1;
-    ctx->tenants->waiting++;
-    ev_idle_start(ctx->owner->loop, &ctx->tenants->waker);
-}
-
-static void on_waker(struct ev_loop *loop, ev_idle *w, int revents)
-{
-    (void)revents;
-    struct tenant_dir *td = w->data;
-    struct replicator *rep = td->owner;
-    size_t woken = 0, stuck = 0;
-    for (size_t i = rep->configured_count; i < rep->db_count && woken < WAKE_BATCH; i++) {
-        struct db_context *ctx = rep->dbs[i];
-        if (!is_tenant_of(ctx, td) || !ctx->wants_open)
-            continue;
-        if (!wake_database(ctx)) {
-            stuck = 1;   /* no room: the housekeeping tick tries again */
-            break;
-        }
-        ctx->wants_open = 0;
-        td->waiting--;
-        woken++;
-    }
-    if (!td->waiting || stuck)
-        ev_idle_stop(loop, w);
-    if (!td->waiting)
-        malloc_trim(0);   /* a burst of wakes (the start) is over */
-}
-
-/* Every second: idle databases go to sleep, waiting ones get another
- * chance, deleted ones are freed once their replicas have everything. */
-static void on_housekeeping(struct ev_loop *loop, ev_timer *w, int revents)
-{
-    (void)revents;
-    struct tenant_dir *td = w->data;
-    struct replicator *rep = td->owner;
-    int64_t now = clock_now_ms();
-    size_t slept = 0;
-    for (size_t i = rep->db_count; i-- > rep->configured_count;) {
-        struct db_context *ctx = rep->dbs[i];
-        if (!is_tenant_of(ctx, td))
-            continue;
-        if (ctx->deleted) {
-            int drained = 1;
-            for (size_t j = 0; j < ctx->replica_count; j++)
-                drained &= uploader_idle(&ctx->uploaders[j]);
-            if (drained) {
-                log_info("%s: released (its backups stay, under retention)", ctx->cfg->name);
-                remove_context(rep, ctx);
-            }
-            continue;
-        }
-        if (ctx->asleep || now - ctx->last_active_ms < td->entry->idle_after_ms)
-            continue;
-        if (sleep_database(ctx, 0) == 0)
-            slept++;
-        else
-            ctx->last_active_ms = now - td->entry->idle_after_ms + SLEEP_RETRY_MS;   /* not every second */
-    }
-    /* what the sleepers' SQLite connections used goes back to the system
-     * (glibc keeps freed memory otherwise: the peak of max-open awake) */
-    if (slept)
-        malloc_trim(0);
-    if (td->waiting)
-        ev_idle_start(loop, &td->waker);
-}
-
-static void on_rescan(struct ev_loop *loop, ev_timer *w, int revents)
-{
-    (void)loop;
-    (void)revents;
-    struct tenant_dir *td = w->data;
-    struct tm_error err;
-    if (discovery_scan(td->discovery, &err) != 0)
-        log_event(LOG_ERROR, td->entry->name, NULL, "%s", err.msg);
-}
-
-static struct db_context *find_tenant_context(struct tenant_dir *td, const char *relpath)
-{
-    struct replicator *rep = td->owner;
-    for (size_t i = rep->configured_count; i < rep->db_count; i++)
-        if (is_tenant_of(rep->dbs[i], td) && strcmp(rep->dbs[i]->relpath, relpath) == 0)
-            return rep->dbs[i];
-    return NULL;
-}
-
-/* A database of the directory: its spool and uploaders, sharing the
- * entry's replicas; asleep until woken. */
-static int setup_tenant(struct tenant_dir *td, const char *relpath, struct db_context **out, struct tm_error *err)
-{
-    struct replicator *rep = td->owner;
-    struct config_db *cfg;
-    if (config_tenant_new(td->entry, relpath, &cfg, err) != 0)
-        return -1;
-    struct db_context *ctx = add_context(rep);
-    if (!ctx) {
-        config_tenant_free(cfg);
-        return tm_error_set(err, "out of memory");
-    }
-    *ctx = (struct db_context){.owner = rep, .cfg = cfg, .own_cfg = cfg, .tenants = td, .watch = -1,
-                               .wal_watch = -1, .asleep = 1, .drill_result = -1};
-    ctx->relpath = strdup(relpath);
-    ctx->uploaders = calloc(td->replica_count, sizeof *ctx->uploaders);
-    const char **names = calloc(td->replica_count, sizeof *names);
-    int rc = ctx->relpath && ctx->uploaders && names ? 0 : tm_error_set(err, "out of memory");
-    for (size_t i = 0; rc == 0 && i < td->replica_count; i++)
-        names[i] = cfg->replicas[i].name;
-    int replica_added = 0;
-    size_t replicas_removed = 0;
-    if (rc == 0)
-        rc = spool_open(cfg->state_dir, names, td->replica_count, 0, &ctx->spool, &replica_added,
-                        &replicas_removed, err);
-    free(names);
-    if (rc == 0 && cfg->deltas) {
-        char store[PATH_MAX];
-        snprintf(store, sizeof store, "%s/delta-pages", cfg->state_dir);
-        rc = delta_builder_open(store, &ctx->deltas, err);
-        delta_builder_suspend(ctx->deltas);
-    }
-    if (rc != 0) {
-        remove_context(rep, ctx);
-        return -1;
-    }
-    ctx->replicas = td->replicas;
-    ctx->replica_count = td->replica_count;
-    for (size_t i = 0; i < td->replica_count; i++)
-        uploader_init(&ctx->uploaders[i], rep->loop, ctx->spool, i, ctx->replicas[i], cfg->name,
-                      cfg->replicas[i].name);
-    ctx->need_generation = replica_added;
-    ctx->shipper = (struct shipper){.db_name = cfg->name, .key = rep->key, .spool = ctx->spool,
-                                    .deltas = ctx->deltas};
-    ctx->release_loaded = !replica_added && load_release(ctx);
-    ev_timer_init(&ctx->scan_timer, on_scan, SCAN_DELAY_S, 0.);
-    ctx->scan_timer.data = ctx;
-    init_sync_and_snapshot_timers(rep, ctx);   /* the sync timer runs only while awake */
-    ev_timer_init(&ctx->waiter_timer, on_waiters, 0., 0.05);
-    ctx->waiter_timer.data = ctx;
-    kick_uploaders(ctx);   /* what its spool held from before */
-    *out = ctx;
-    return 0;
-}
-
-/* discovery: a file that matches the pattern. */
-static void on_tenant_found(void *arg, const char *relpath)
-{
-    struct tenant_dir *td = arg;
-    struct tm_error err;
-    struct db_context *ctx = find_tenant_context(td, relpath);
-    if (ctx && ctx->deleted) {   /* deleted, and created again before it was freed */
-        ctx->deleted = 0;
-        ctx->need_generation = 1;
-    } else if (!ctx) {
-        char path[PATH_MAX * 2];
-        snprintf(path, sizeof path, "%s/%s", td->entry->dir, relpath);
-        if (tailer_check_file(path, &err) != 0) {
-            log_event(LOG_INFO, td->entry->name, NULL, "'%s' is not followed (yet): %s", relpath, err.msg);
-            discovery_track(td->discovery, relpath, NULL, &err);
-            return;
-        }
-        if (setup_tenant(td, relpath, &ctx, &err) != 0) {
-            log_event(LOG_ERROR, td->entry->name, NULL, "'%s': %s", relpath, err.msg);
-            discovery_track(td->discovery, relpath, NULL, &err);
-            return;
-        }
-        log_info("%s: found; replicating '%s'", ctx->cfg->name, ctx->cfg->path);
-    }
-    if (discovery_track(td->discovery, relpath, ctx, &err) != 0)
-        log_event(LOG_ERROR, td->entry->name, NULL, "'%s': %s", relpath, err.msg);
-    wake_later(ctx);
-}
-
-/* discovery: the database's file is gone. What its WAL still holds
- * (through the open descriptors) is shipped; its context is freed once
- * the replicas have everything. */
-static void on_tenant_deleted(void *arg, void *db)
-{
-    struct tenant_dir *td = arg;
-    struct db_context *ctx = db;
-    log_info("%s: deleted; no longer replicated (its backups stay, under retention)", ctx->cfg->name);
-    if (!ctx->asleep && ctx->tailer && !ctx->need_generation) {
-        struct tm_error err;
-        if (tailer_scan(ctx->tailer, clock_now_ms(), &err) == TAILER_OK)
-            shipper_ship(&ctx->shipper, ctx->tailer, &err);
-    }
-    if (!ctx->asleep) {
-        tailer_close(ctx->tailer);
-        ctx->tailer = NULL;
-        delta_builder_suspend(ctx->deltas);
-        ctx->asleep = 1;
-        td->awake--;
-    }
-    if (ctx->wants_open) {
-        ctx->wants_open = 0;
-        td->waiting--;
-    }
-    ctx->deleted = 1;
-    ctx->snapshot_due = 0;
-    ev_timer_stop(td->owner->loop, &ctx->sync_timer);
-    ev_timer_stop(td->owner->loop, &ctx->scan_timer);
-    kick_uploaders(ctx);
-    discovery_untrack(td->discovery, ctx->relpath);
-}
-
-/* discovery: its WAL was written. */
-static void on_tenant_written(void *arg, void *db)
-{
-    (void)arg;
-    struct db_context *ctx = db;
-    if (ctx->deleted)
-        return;
-    if (ctx->asleep)
-        return wake_later(ctx);
-    schedule_scan(ctx->owner->loop, ctx);
-}
-
-static void on_tenants_overflow(void *arg)
-{
-    struct tenant_dir *td = arg;
-    struct replicator *rep = td->owner;
-    for (size_t i = rep->configured_count; i < rep->db_count; i++)
-        if (is_tenant_of(rep->dbs[i], td))
-            on_tenant_written(td, rep->dbs[i]);
-}
-
-static int tenants_handle_event(struct replicator *rep, const struct inotify_event *ev)
-{
-    for (size_t i = 0; i < rep->tenant_dir_count; i++)
-        if (discovery_handle(rep->tenant_dirs[i].discovery, ev))
-            return 1;
-    return 0;
-}
-
-/* `tidemark snapshot ENTRY/RELPATH` through the entry's control socket:
- * the database is woken if it sleeps, then snapshotted as any other. */
-static void on_tenant_control(void *arg, const char *command, struct control_client *client)
-{
-    struct tenant_dir *td = arg;
-    if (strncmp(command, "snapshot ", 9) != 0)
-        return control_reply(client, "error: unknown command (known: snapshot NAME)");
-    const char *name = command + 9;
-    struct replicator *rep = td->owner;
-    struct db_context *ctx = NULL;
-    for (size_t i = rep->configured_count; i < rep->db_count && !ctx; i++)
-        if (is_tenant_of(rep->dbs[i], td) && !rep->dbs[i]->deleted && strcmp(rep->dbs[i]->cfg->name, name) == 0)
-            ctx = rep->dbs[i];
-    if (!ctx)
-        return control_reply(client, "error: the sidecar does not follow a database of that name (is its file a "
-                                     "SQLite database in WAL mode, under the entry's directory?)");
-    if (ctx->asleep && (!wake_database(ctx) || ctx->asleep))
-        return control_reply(client, ctx->asleep && !ctx->failing_since_ms
-                                     ? "error: max-open databases are busy right now; try again in a moment"
-                                     : "error: the database cannot be opened (see the sidecar's log)");
-    if (ctx->wants_open) {   /* woken here: no longer waiting in the queue */
-        ctx->wants_open = 0;
-        td->waiting--;
-    }
-    snapshot_for_client(ctx, client);
-}
-
-static void tenants_handle_overflow(struct replicator *rep)
-{
-    for (size_t i = 0; i < rep->tenant_dir_count; i++)
-        discovery_overflow(rep->tenant_dirs[i].discovery);
-}
-
-static void on_tenant_child_done(struct ev_loop *loop, ev_child *w, int revents)
-{
-    (void)revents;
-    struct tenant_dir *td = w->data;
-    ev_child_stop(loop, w);
-    const char *what = w == &td->drill_child ? "drills" : "retention";
-    if (WIFEXITED(w->rstatus) && WEXITSTATUS(w->rstatus) == 0)
-        log_event(LOG_INFO, td->entry->name, NULL, "%s of every database finished", what);
-    else
-        log_event(LOG_ERROR, td->entry->name, NULL, "%s failed for some database (exit status %d); see the "
-                  "errors above", what, WIFEXITED(w->rstatus) ? WEXITSTATUS(w->rstatus) : -1);
-}
-
-static void on_tenant_retention(struct ev_loop *loop, ev_timer *w, int revents)
-{
-    (void)loop;
-    (void)revents;
-    struct tenant_dir *td = w->data;
-    if (td->entry->retention.enabled)
-        spawn_tidemark(td->owner, td->entry->name, "retention", NULL, &td->retention_child);
-}
-
-static void on_tenant_drill(struct ev_loop *loop, ev_periodic *w, int revents)
-{
-    (void)loop;
-    (void)revents;
-    struct tenant_dir *td = w->data;
-    log_event(LOG_INFO, td->entry->name, NULL, "scheduled restore drills");
-    spawn_tidemark(td->owner, td->entry->name, "drill", NULL, &td->drill_child);
-}
-
-static ev_tstamp next_tenant_drill(ev_periodic *w, ev_tstamp now)
-{
-    const struct tenant_dir *td = w->data;
-    int64_t next_ms = cron_next(&td->entry->drill.cron, (int64_t)(now * 1000.0));
-    return next_ms < 0 ? now + 1e9 : (ev_tstamp)next_ms / 1000.0;
-}
-
-/* The entry's lock, shared replicas, directory walk and timers. */
-static int start_tenant_dir(struct replicator *rep, struct tenant_dir *td, const struct config_db *entry,
-                            struct tm_error *err)
-{
-    *td = (struct tenant_dir){.owner = rep, .entry = entry, .lock_fd = -1, .max_open = entry->max_open};
-    struct rlimit files;
-    if (getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur != RLIM_INFINITY &&
-        td->max_open * FDS_PER_AWAKE + FDS_RESERVED > files.rlim_cur) {
-        td->max_open = files.rlim_cur > FDS_RESERVED + FDS_PER_AWAKE ? (files.rlim_cur - FDS_RESERVED) / FDS_PER_AWAKE : 1;
-        log_event(LOG_WARN, entry->name, NULL, "max-open %u needs more file descriptors than the limit of %llu: "
-                  "at most %zu databases are open at once (raise LimitNOFILE / ulimit -n)", entry->max_open,
-                  (unsigned long long)files.rlim_cur, td->max_open);
-    }
-    struct stat st;
-    if (stat(entry->dir, &st) != 0 || !S_ISDIR(st.st_mode))
-        return tm_error_set(err, "'%s' is not a directory%s%s", entry->dir, errno ? ": " : "",
-                            errno ? strerror(errno) : "");
-    if (fsutil_make_dirs(entry->state_dir, err) != 0 || spool_take_lock(entry->state_dir, &td->lock_fd, err) != 0)
-        return -1;
-    td->replicas = calloc(entry->replica_count, sizeof *td->replicas);
-    if (!td->replicas)
-        return tm_error_set(err, "out of memory");
-    for (size_t i = 0; i < entry->replica_count; i++) {
-        if (storage_open_replica(&entry->replicas[i], &td->replicas[i], err) != 0)
-            return -1;
-        td->replica_count++;
-        storage_attach(td->replicas[i], rep->http);
-        if (check_replica(entry, i, td->replicas[i], err) != 0)
-            return -1;
-    }
-    static const struct discovery_events events = {.found = on_tenant_found, .deleted = on_tenant_deleted,
-                                                   .written = on_tenant_written, .overflow = on_tenants_overflow};
-    ev_idle_init(&td->waker, on_waker);
-    td->waker.data = td;
-    if (discovery_open(entry, rep->inotify_fd, &events, td, &td->discovery, err) != 0 ||
-        discovery_scan(td->discovery, err) != 0)
-        return -1;
-    ev_timer_init(&td->housekeeping, on_housekeeping, HOUSEKEEPING_S, HOUSEKEEPING_S);
-    td->housekeeping.data = td;
-    ev_timer_start(rep->loop, &td->housekeeping);
-    ev_timer_init(&td->rescan, on_rescan, RESCAN_S, RESCAN_S);
-    td->rescan.data = td;
-    ev_timer_start(rep->loop, &td->rescan);
-    ev_timer_init(&td->retention_timer, on_tenant_retention, 60., 86400.);
-    td->retention_timer.data = td;
-    ev_timer_start(rep->loop, &td->retention_timer);
-    ev_child_init(&td->retention_child, on_tenant_child_done, 0, 0);
-    td->retention_child.data = td;
-    ev_child_init(&td->drill_child, on_tenant_child_done, 0, 0);
-    td->drill_child.data = td;
-    if (control_listen(rep->loop, entry->state_dir, on_tenant_control, td, &td->control, err) != 0)
-        return -1;
-    if (entry->drill.enabled && (!rep->key || !crypto_keyring_public_only(rep->key))) {
-        ev_periodic_init(&td->drill_periodic, on_tenant_drill, 0., 0., next_tenant_drill);
-        td->drill_periodic.data = td;
-        ev_periodic_start(rep->loop, &td->drill_periodic);
-    }
-    log_event(LOG_INFO, entry->name, NULL, "following %zu database(s) under '%s' (pattern '%s'%s), at most %zu "
-              "open at once", td->waiting, entry->dir, entry->pattern, entry->recursive ? ", recursive" : "",
-              td->max_open);
-    return 0;
-}
-
-static int tenants_start(struct replicator *rep, struct tm_error *err)
-{
-    size_t entries = 0;
-    for (size_t i = 0; i < rep->cfg->db_count; i++)
-        entries += rep->cfg->dbs[i].dir != NULL;
-    if (!entries)
-        return 0;
-    rep->tenant_dirs = calloc(entries, sizeof *rep->tenant_dirs);
-    if (!rep->tenant_dirs)
-        return tm_error_set(err, "out of memory");
-    for (size_t i = 0; i < rep->cfg->db_count; i++) {
-        const struct config_db *entry = &rep->cfg->dbs[i];
-        if (!entry->dir)
-            continue;
-        struct tenant_dir *td = &rep->tenant_dirs[rep->tenant_dir_count++];
-        if (start_tenant_dir(rep, td, entry, err) != 0) {
-            tm_error_prefix(err, "directory entry '%s': ", entry->name);
-            return -1;
-        }
-    }
-    return 0;
-}
-
-static void tenants_stop(struct replicator *rep)
-{
-    for (size_t i = 0; i < rep->tenant_dir_count; i++) {
-        struct tenant_dir *td = &rep->tenant_dirs[i];
-        ev_idle_stop(rep->loop, &td->waker);
-        ev_timer_stop(rep->loop, &td->housekeeping);
-        ev_timer_stop(rep->loop, &td->rescan);
-        ev_timer_stop(rep->loop, &td->retention_timer);
-        ev_periodic_stop(rep->loop, &td->drill_periodic);
-        control_close(td->control);   /* waiting clients get "error: stopping" */
-        td->control = NULL;
-    }
-}
-
-static void tenants_free(struct replicator *rep)
-{
-    tenants_stop(rep);
-    for (size_t i = 0; i < rep->tenant_dir_count; i++) {
-        struct tenant_dir *td = &rep->tenant_dirs[i];
-        discovery_free(td->discovery);
-        for (size_t j = 0; j < td->replica_count; j++)
-            storage_free(td->replicas[j]);
-        free(td->replicas);
-        if (td->lock_fd >= 0)
-            close(td->lock_fd);
-    }
-    free(rep->tenant_dirs);
 }
 
 /* ---------------------------------------------------------------- status */

@@ -176,13 +176,15 @@ int sleep_database(struct db_context *ctx, int force)
     if (ctx->asleep || !ctx->tailer || ctx->need_generation || ctx->snapshot_due ||
         tailer_lock(ctx->tailer, &err) != 0)
         return -1;
-    int clean = 0, rc = ship_all_locked(ctx, &err);   /* everything committed, under the lock */
+    int clean = 0, released = 0, rc = ship_all_locked(ctx, &err);   /* everything committed, under the lock */
     tailer_pending(ctx->tailer, &pending);
-    if (rc == 0 && !pending)
+    if (rc == 0 && !pending) {
+        released = 1;
         rc = tailer_release(ctx->tailer, &clean, &err);
+    }
     if (rc != 0 || pending || (!clean && !force)) {
         tailer_unlock(ctx->tailer);
-        if (rc == 1)
+        if (rc == 1 || (rc < 0 && released))   /* the WAL moved, or the pin could not be taken again */
             restart_database(ctx, err.msg);
         return -1;
     }
@@ -193,7 +195,7 @@ int sleep_database(struct db_context *ctx, int force)
         ctx->released_hdr = *hdr;
     ctx->released_pos = tailer_shipped(ctx->tailer);
     ctx->released_page_size = tailer_page_size(ctx->tailer);
-    struct stat st;
+    struct stat st = {0};
     ctx->released_dev = stat(ctx->cfg->path, &st) == 0 ? st.st_dev : 0;
     ctx->released_ino = ctx->released_dev ? st.st_ino : 0;
     ctx->released_mtime = st.st_mtim;

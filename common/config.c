@@ -728,6 +728,8 @@ static int parse_db(struct loader *ld, yaml_node_t *node, enum db_kind kind, str
             rc = get_count(ld, v, key, &db->max_open);
         else if (strcmp(key, "idle-after") == 0 && kind == DB_SQLITE)
             rc = get_duration(ld, v, key, &db->idle_after_ms);
+        else if (strcmp(key, "metrics-per-database") == 0 && kind == DB_SQLITE)
+            rc = get_bool(ld, v, key, &db->metrics_per_database);
         else if (strcmp(key, "addr") == 0 && kind == DB_REDIS)
             rc = get_string(ld, v, key, &db->redis_addr);
         else if (strcmp(key, "username") == 0 && kind == DB_REDIS)
@@ -757,7 +759,7 @@ static int parse_db(struct loader *ld, yaml_node_t *node, enum db_kind kind, str
             rc = fail_at(ld, k, "redis keys are: name, addr, username, password, sync-interval, snapshot-interval, snapshot, retention, drill, replicas",
                          "unknown key '%s' in redis entry", key);
         else
-            rc = fail_at(ld, k, "database keys are: path (or dir, pattern, recursive, max-open, idle-after), name, sync-interval, snapshot-interval, snapshot, checkpoint-pages, deltas, retention, drill, replicas",
+            rc = fail_at(ld, k, "database keys are: path (or dir, pattern, recursive, max-open, idle-after, metrics-per-database), name, sync-interval, snapshot-interval, snapshot, checkpoint-pages, deltas, retention, drill, replicas",
                          "unknown key '%s' in database entry", key);
         if (rc != 0)
             return -1;
@@ -780,8 +782,8 @@ static int parse_db(struct loader *ld, yaml_node_t *node, enum db_kind kind, str
     } else if (!db->path) {
         return fail_at(ld, node, "add 'path: /var/lib/app/app.db', or 'dir: /var/lib/app/tenants' for a directory of databases",
                        "database entry has no 'path'");
-    } else if (db->pattern || db->recursive || db->max_open || db->idle_after_ms) {
-        return fail_at(ld, node, "'pattern', 'recursive', 'max-open' and 'idle-after' go with 'dir:'",
+    } else if (db->pattern || db->recursive || db->max_open || db->idle_after_ms || db->metrics_per_database) {
+        return fail_at(ld, node, "'pattern', 'recursive', 'max-open', 'idle-after' and 'metrics-per-database' go with 'dir:'",
                        "database entry '%s' has directory settings but no 'dir'", db->path);
     }
     if (!db->name && !(db->name = db->dir ? default_dir_name(db->dir) : default_db_name(db->path)))

@@ -92,6 +92,7 @@ struct config_db {
     int recursive;                   /* also in sub-directories; default false */
     uint32_t max_open;               /* databases with open files at once; default 128 */
     int64_t idle_after_ms;           /* an idle database's files are closed after; default 60s */
+    int metrics_per_database;        /* export each database's series, not sums per entry; default false */
     /* A database found under a `dir:` entry (config_find_db makes them):
      * the entry, whose settings it shares; NULL for a configured one. */
     const struct config_db *entry;

@@ -78,7 +78,8 @@ static void replica_sample(FILE *out, const char *name, const struct db_status *
         metric_header(out, name, type, help);                               \
         for (size_t i = 0; i < count; i++) {                                \
             const struct db_status *db = &dbs[i];                           \
-            db_sample(out, name, db, (double)(expr));                       \
+            if (!db->summed)                                                \
+                db_sample(out, name, db, (double)(expr));                   \
         }                                                                   \
     } while (0)
 
@@ -86,7 +87,7 @@ static void replica_sample(FILE *out, const char *name, const struct db_status *
     do {                                                                    \
         metric_header(out, name, type, help);                               \
         for (size_t i = 0; i < count; i++)                                  \
-            for (size_t j = 0; j < dbs[i].replica_count; j++) {             \
+            for (size_t j = 0; j < (dbs[i].summed ? 0 : dbs[i].replica_count); j++) { \
                 const struct replica_status *r = &dbs[i].replicas[j];       \
                 replica_sample(out, name, &dbs[i], r, (double)(expr));      \
             }                                                               \
@@ -96,6 +97,8 @@ static void error_samples(FILE *out, const struct db_status *dbs, size_t count)
 {
     metric_header(out, "tidemark_errors_total", "counter", "Errors by kind (uploads: see tidemark_replica_upload_failures_total).");
     for (size_t i = 0; i < count; i++) {
+        if (dbs[i].summed)
+            continue;
         const struct { const char *kind; uint64_t value; } kinds[] = {
             {"wal", dbs[i].errors_wal}, {"spool", dbs[i].errors_spool}, {"snapshot", dbs[i].errors_snapshot},
             {"retention", dbs[i].errors_retention}, {"drill", dbs[i].errors_drill}};
@@ -105,6 +108,143 @@ static void error_samples(FILE *out, const struct db_status *dbs, size_t count)
             fprintf(out, "\",kind=\"%s\"} %" PRIu64 "\n", kinds[k].kind, kinds[k].value);
         }
     }
+}
+
+/* ------------------------------------------------------------ entry sums
+ *
+ * The databases of a `dir:` entry are exported as sums per entry (label
+ * `entry`): thousands of tenants would otherwise be hundreds of thousands
+ * of series. `metrics-per-database: true` on the entry exports each of
+ * them as any database instead. The alert rules and /healthz still look
+ * at every database one by one. */
+
+#define ENTRY_REPLICAS_MAX 8
+
+struct entry_sum {
+    const char *entry;
+    size_t awake, asleep, capture_down, replica_count;
+    uint64_t segments, commits, bytes, errors;
+    int64_t oldest_snapshot_ms;      /* the least recent newest snapshot (0: a database has none) */
+    int64_t lag_max_ms[ENTRY_REPLICAS_MAX];   /* per replica (an entry's databases share its replicas) */
+    size_t failing[ENTRY_REPLICAS_MAX], queued[ENTRY_REPLICAS_MAX];
+};
+
+static void add_to_sum(struct entry_sum *sum, const struct db_status *db)
+{
+    if (db->asleep)
+        sum->asleep++;
+    else
+        sum->awake++;
+    sum->capture_down += db->capture_failing_since_ms != 0;
+    sum->segments += db->segments_shipped;
+    sum->commits += db->commits_shipped;
+    sum->bytes += db->bytes_shipped;
+    sum->errors += db->errors_wal + db->errors_spool + db->errors_snapshot + db->errors_retention + db->errors_drill;
+    if (sum->awake + sum->asleep == 1 || db->snapshot_last_ms < sum->oldest_snapshot_ms)
+        sum->oldest_snapshot_ms = db->snapshot_last_ms;
+    sum->replica_count = db->replica_count < ENTRY_REPLICAS_MAX ? db->replica_count : ENTRY_REPLICAS_MAX;
+    for (size_t j = 0; j < sum->replica_count; j++) {
+        const struct replica_status *r = &db->replicas[j];
+        if (r->lag_ms > sum->lag_max_ms[j])
+            sum->lag_max_ms[j] = r->lag_ms;
+        sum->failing[j] += r->failing_since_ms != 0;
+        sum->queued[j] += r->queued;
+    }
+}
+
+/* One sum per entry, in the order entries first appear; *out malloc'd. */
+static size_t entry_sums(const struct db_status *dbs, size_t count, struct entry_sum **out)
+{
+    size_t sums = 0;
+    *out = NULL;
+    for (size_t i = 0; i < count; i++) {
+        if (!dbs[i].summed)
+            continue;
+        size_t k = 0;
+        while (k < sums && strcmp((*out)[k].entry, dbs[i].entry) != 0)
+            k++;
+        if (k == sums) {
+            struct entry_sum *grown = realloc(*out, (sums + 1) * sizeof *grown);
+            if (!grown)
+                return sums;
+            *out = grown;
+            (*out)[sums++] = (struct entry_sum){.entry = dbs[i].entry};
+        }
+        add_to_sum(&(*out)[k], &dbs[i]);
+    }
+    return sums;
+}
+
+static void entry_sample(FILE *out, const char *name, const char *entry, const char *extra_label,
+                         const char *extra_value, double value)
+{
+    fprintf(out, "%s{entry=\"", name);
+    label_value(out, entry);
+    if (extra_label) {
+        fprintf(out, "\",%s=\"", extra_label);
+        label_value(out, extra_value);
+    }
+    fprintf(out, "\"} %.17g\n", value);
+}
+
+static void render_entry_sums(const struct db_status *dbs, size_t count, FILE *out)
+{
+    struct entry_sum *sums;
+    size_t n = entry_sums(dbs, count, &sums);
+    if (!n)
+        return free(sums);
+    /* replica names: those of the entry's first database */
+    const char *replica_names[ENTRY_REPLICAS_MAX] = {0};
+    metric_header(out, "tidemark_entry_databases", "gauge", "Databases followed under a dir: entry, awake (files open) or asleep.");
+    for (size_t k = 0; k < n; k++) {
+        entry_sample(out, "tidemark_entry_databases", sums[k].entry, "state", "awake", (double)sums[k].awake);
+        entry_sample(out, "tidemark_entry_databases", sums[k].entry, "state", "asleep", (double)sums[k].asleep);
+    }
+#define ENTRY_METRIC(name, type, help, expr)                                \
+    do {                                                                    \
+        metric_header(out, name, type, help);                               \
+        for (size_t k = 0; k < n; k++)                                      \
+            entry_sample(out, name, sums[k].entry, NULL, NULL, (double)(expr)); \
+    } while (0)
+    ENTRY_METRIC("tidemark_entry_capture_down", "gauge", "Databases of the entry the sidecar cannot follow right now.",
+                 sums[k].capture_down);
+    ENTRY_METRIC("tidemark_entry_segments_shipped_total", "counter", "Segments made, all databases of the entry.",
+                 sums[k].segments);
+    ENTRY_METRIC("tidemark_entry_commits_shipped_total", "counter", "Transactions shipped, all databases of the entry.",
+                 sums[k].commits);
+    ENTRY_METRIC("tidemark_entry_shipped_bytes_total", "counter", "Bytes of objects made, all databases of the entry.",
+                 sums[k].bytes);
+    ENTRY_METRIC("tidemark_entry_errors_total", "counter", "Errors of every kind, all databases of the entry.",
+                 sums[k].errors);
+    ENTRY_METRIC("tidemark_entry_snapshot_oldest_timestamp_seconds", "gauge",
+                 "The least recent of the databases' newest snapshots (Unix time; 0: one has none).",
+                 (double)sums[k].oldest_snapshot_ms / 1000.0);
+#undef ENTRY_METRIC
+    static const struct {
+        const char *name, *help;
+        int kind;
+    } per_replica[] = {
+        {"tidemark_entry_replica_lag_max_seconds", "The largest replica lag of the entry's databases: its worst RPO now.", 0},
+        {"tidemark_entry_replica_failing", "Databases of the entry whose uploads to the replica fail.", 1},
+        {"tidemark_entry_replica_queued_objects", "Objects of the entry's databases waiting for the replica.", 2},
+    };
+    for (size_t m = 0; m < sizeof per_replica / sizeof *per_replica; m++) {
+        metric_header(out, per_replica[m].name, "gauge", per_replica[m].help);
+        for (size_t k = 0; k < n; k++) {
+            for (size_t i = 0; i < count; i++)   /* the entry's replica names */
+                if (dbs[i].summed && strcmp(dbs[i].entry, sums[k].entry) == 0) {
+                    for (size_t j = 0; j < sums[k].replica_count; j++)
+                        replica_names[j] = dbs[i].replicas[j].name;
+                    break;
+                }
+            for (size_t j = 0; j < sums[k].replica_count; j++) {
+                double value = per_replica[m].kind == 0 ? (double)sums[k].lag_max_ms[j] / 1000.0
+                               : per_replica[m].kind == 1 ? (double)sums[k].failing[j] : (double)sums[k].queued[j];
+                entry_sample(out, per_replica[m].name, sums[k].entry, "replica", replica_names[j], value);
+            }
+        }
+    }
+    free(sums);
 }
 
 void metrics_render(const struct db_status *dbs, size_t count, int64_t now_ms, FILE *out)
@@ -153,6 +293,7 @@ void metrics_render(const struct db_status *dbs, size_t count, int64_t now_ms, F
     DB_METRIC("tidemark_drill_last_rpo_seconds", "gauge", "RPO measured by the last drill.",
               (double)db->drill_rpo_ms / 1000.0);
     error_samples(out, dbs, count);
+    render_entry_sums(dbs, count, out);
 }
 
 int health_render(const struct db_status *dbs, size_t count, const struct config_alerts *thresholds,

@@ -1169,7 +1169,8 @@ static void fill_db_status(const struct db_context *ctx, struct db_status *out, 
     if (ctx->cfg->path && !ctx->asleep)
         snprintf(wal, sizeof wal, "%s-wal", ctx->cfg->path);
     *out = (struct db_status){
-        .name = ctx->cfg->name, .wal_bytes = file_bytes(wal), .spool_bytes = spool_bytes(ctx->spool),
+        .name = ctx->cfg->name, .entry = ctx->cfg->entry ? ctx->cfg->entry->name : NULL,
+        .summed = ctx->cfg->entry && !ctx->cfg->entry->metrics_per_database, .asleep = ctx->asleep, .wal_bytes = file_bytes(wal), .spool_bytes = spool_bytes(ctx->spool),
         .spool_limit = ctx->owner->cfg->spool_limit, .segments_shipped = ctx->shipper.segments_shipped,
         .commits_shipped = ctx->shipper.commits_shipped, .bytes_shipped = ctx->shipper.bytes_shipped,
         .checkpoints = ctx->checkpoints, .snapshots = ctx->snapshots,

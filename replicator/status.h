@@ -19,6 +19,9 @@ struct replica_status {
 
 struct db_status {
     const char *name;
+    const char *entry;             /* a `dir:` entry's database: the entry's name; else NULL */
+    int summed;                    /* exported only in its entry's sums (not metrics-per-database) */
+    int asleep;                    /* a directory's database with its files closed */
     uint64_t wal_bytes, spool_bytes, spool_limit;
     uint64_t segments_shipped, commits_shipped, bytes_shipped;
     uint64_t checkpoints;

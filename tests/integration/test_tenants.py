@@ -6,7 +6,7 @@ wake on a write without losing continuity; many are restored to one
 second in one command, each exactly as its own writer's ground-truth log
 says. Prints TAP.
 """
-import glob, json, os, shutil, signal, sqlite3, subprocess, tempfile, threading, time
+import glob, json, os, shutil, signal, socket, sqlite3, subprocess, tempfile, threading, time, urllib.request
 
 
 def now_ms():
@@ -17,7 +17,7 @@ from helpers import *
 
 class TenantEnv:
     """A directory of tenant databases and a sidecar following it."""
-    def __init__(self, name, entry_extra=""):
+    def __init__(self, name, entry_extra="", top_extra=""):
         self.dir = tempfile.mkdtemp(prefix="tidemark-it-%s-" % name)
         self.tenants = os.path.join(self.dir, "tenants")
         self.backup = os.path.join(self.dir, "backup")
@@ -26,8 +26,9 @@ class TenantEnv:
         subprocess.run([TIDEMARK, "keygen", "-o", self.key], check=True, stdout=subprocess.DEVNULL)
         self.config = os.path.join(self.dir, "tidemark.yml")
         with open(self.config, "w") as f:
-            f.write("encryption:\n  key-file: %s\ndbs:\n  - dir: %s\n    recursive: true\n    sync-interval: 200ms\n"
-                    "%s    replicas:\n      - type: file\n        path: %s\n" % (self.key, self.tenants, entry_extra, self.backup))
+            f.write("encryption:\n  key-file: %s\n%sdbs:\n  - dir: %s\n    recursive: true\n    sync-interval: 200ms\n"
+                    "%s    replicas:\n      - type: file\n        path: %s\n"
+                    % (self.key, top_extra, self.tenants, entry_extra, self.backup))
         self.replicator = None
         self.replicator_log = open(os.path.join(self.dir, "replicate.log"), "ab")
 
@@ -82,6 +83,23 @@ class TenantEnv:
             print("# kept " + self.dir)
         else:
             shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def metrics(port):
+    return urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=5).read().decode()
+
+
+def sample(text, series):
+    for line in text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.split()[-1])
+    raise Failure("no sample %s in the metrics" % series)
 
 
 def check_exact(path, commits, target_ms, what, downtime=None):
@@ -187,7 +205,8 @@ def test_idle_databases_hold_no_files_and_write_nothing():
     """120 databases, max-open 8: once idle, the sidecar holds no
     descriptor per database (its open files stay bounded), and writes no
     object while nothing changes; a write to any of them is shipped."""
-    env = TenantEnv("idle", "    max-open: 8\n    idle-after: 1s\n")
+    port = free_port()
+    env = TenantEnv("idle", "    max-open: 8\n    idle-after: 1s\n", "metrics: { listen: 127.0.0.1:%d }\n" % port)
     try:
         count = 120
         for n in range(count):
@@ -199,12 +218,22 @@ def test_idle_databases_hold_no_files_and_write_nothing():
         time.sleep(1.5)
         fds = len(os.listdir("/proc/%d/fd" % pid))
         check(fds < 40, "the sidecar holds %d descriptors for %d idle databases" % (fds, count))
+        # metrics: sums per entry, not a series per tenant
+        text = metrics(port)
+        awake, asleep = (sample(text, 'tidemark_entry_databases{entry="tenants",state="%s"}' % state)
+                         for state in ("awake", "asleep"))
+        check(awake + asleep == count and asleep >= count - 2, "entry databases awake %s, asleep %s" % (awake, asleep))
+        check('db="tenants/' not in text, "per-database series for a dir: entry's databases")
+        check(sample(text, 'tidemark_entry_replica_lag_max_seconds{entry="tenants",replica="file"}') == 0, text[-1500:])
         objects = len(glob.glob(os.path.join(env.backup, "*", "generations", "*", "*", "*")))
+        commits_before = sample(text, 'tidemark_entry_commits_shipped_total{entry="tenants"}')
         time.sleep(3)
         check(len(glob.glob(os.path.join(env.backup, "*", "generations", "*", "*", "*"))) == objects,
               "idle databases wrote objects")
         env.write("t077.db", 20)
         time.sleep(1.0)
+        check(sample(metrics(port), 'tidemark_entry_commits_shipped_total{entry="tenants"}') == commits_before + 20,
+              "the entry's commit count did not grow by the 20 commits")
         env.stop()
         out = os.path.join(env.dir, "t077.db")
         proc = env.tidemark("restore", "tenants/t077.db", "-o", out)

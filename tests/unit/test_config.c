@@ -307,8 +307,9 @@ static void test_dir_entries(void)
     config_free(cfg);
     /* with state-dir, pattern, name, limits */
     ASSERT_EQ(load("encryption: none\nstate-dir: /s\ndbs:\n  - dir: /t\n    name: users\n    pattern: \"*.sqlite\"\n"
-                   "    max-open: 10\n    idle-after: 5s\n    snapshot: { spread: 10m }\n    replicas: [ { path: /b } ]\n",
-                   &err, &cfg), 0);
+                   "    max-open: 10\n    idle-after: 5s\n    snapshot: { spread: 10m }\n    metrics-per-database: true\n"
+                   "    replicas: [ { path: /b } ]\n", &err, &cfg), 0);
+    ASSERT_EQ(cfg->dbs[0].metrics_per_database, 1);
     ASSERT_TRUE(strcmp(cfg->dbs[0].state_dir, "/s/users") == 0 && cfg->dbs[0].max_open == 10);
     ASSERT_EQ(cfg->dbs[0].idle_after_ms, 5000);
     ASSERT_EQ(cfg->dbs[0].snapshot_spread_ms, 600000);

@@ -12,6 +12,9 @@
 /* mkdir -p with mode 0700 for the parts it creates. */
 int fsutil_make_dirs(const char *path, struct tm_error *err);
 int fsutil_fsync_dir(const char *dir, struct tm_error *err);
+/* rm -r: path and everything under it (symbolic links are removed, not
+ * followed). A missing path is not an error. */
+int fsutil_remove_tree(const char *path, struct tm_error *err);
 /* Writes data to path through a temporary file, fsync, rename, fsync dir. */
 int fsutil_replace_file(const char *path, const void *data, size_t len, struct tm_error *err);
 /* pwritev of all `count` buffers at `offset`, resuming after short writes

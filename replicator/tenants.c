@@ -355,6 +355,20 @@ static void on_waker(struct ev_loop *loop, ev_idle *w, int revents)
         malloc_trim(0);   /* a burst of wakes (the start) is over */
 }
 
+/* A deleted database whose replicas have everything: its context is
+ * freed and its state directory removed (a database made again under the
+ * same name starts a new generation anyway: its file is another one). */
+static void release_deleted(struct replicator *rep, struct db_context *ctx)
+{
+    char state_dir[PATH_MAX];
+    snprintf(state_dir, sizeof state_dir, "%s", ctx->cfg->state_dir);
+    log_info("%s: released (its backups stay, under retention)", ctx->cfg->name);
+    remove_context(rep, ctx);
+    struct tm_error err;
+    if (fsutil_remove_tree(state_dir, &err) != 0)
+        log_warn("%s", err.msg);
+}
+
 /* Every second: idle databases go to sleep, waiting ones get another
  * chance, deleted ones are freed once their replicas have everything. */
 static void on_housekeeping(struct ev_loop *loop, ev_timer *w, int revents)
@@ -372,10 +386,8 @@ static void on_housekeeping(struct ev_loop *loop, ev_timer *w, int revents)
             int drained = 1;
             for (size_t j = 0; j < ctx->replica_count; j++)
                 drained &= uploader_idle(&ctx->uploaders[j]);
-            if (drained) {
-                log_info("%s: released (its backups stay, under retention)", ctx->cfg->name);
-                remove_context(rep, ctx);
-            }
+            if (drained)
+                release_deleted(rep, ctx);
             continue;
         }
         if (ctx->asleep || now - ctx->last_active_ms < td->entry->idle_after_ms)

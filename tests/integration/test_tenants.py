@@ -150,6 +150,8 @@ def test_databases_found_created_deleted_and_restored_to_one_second():
             if os.path.exists(env.path("b.db") + suffix):
                 os.unlink(env.path("b.db") + suffix)
         wait_until(lambda: "tenants/b.db: released" in env.log(), 10, "the deleted database to be released")
+        check(not os.path.exists(os.path.join(env.tenants, ".tidemark", "b.db")), "the released database's state stays")
+        check(os.path.isdir(os.path.join(env.tenants, ".tidemark", "a.db")), "a followed database has no state directory")
         # the others go to sleep, then wake on a write in the same generation
         wait_until(lambda: env.log().count("asleep (clean)") >= 2, 15, "idle databases to sleep")
         held = sqlite3.connect(env.path("a.db"), isolation_level=None)   # keeps the WAL across the sleep

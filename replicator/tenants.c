@@ -480,6 +480,21 @@ static int setup_tenant(struct tenant_dir *td, const char *relpath, struct db_co
     return 0;
 }
 
+/* The configured database (a `path:` entry) that is this file, if any:
+ * it is replicated under its own name, not a second time here. */
+static const struct config_db *configured_as(const struct replicator *rep, const char *path)
+{
+    char found[PATH_MAX], configured[PATH_MAX];
+    if (!realpath(path, found))
+        return NULL;
+    for (size_t i = 0; i < rep->cfg->db_count; i++) {
+        const struct config_db *db = &rep->cfg->dbs[i];
+        if (db->path && realpath(db->path, configured) && strcmp(found, configured) == 0)
+            return db;
+    }
+    return NULL;
+}
+
 /* discovery: a file that matches the pattern. */
 static void on_tenant_found(void *arg, const char *relpath)
 {
@@ -492,8 +507,13 @@ static void on_tenant_found(void *arg, const char *relpath)
     } else if (!ctx) {
         char path[PATH_MAX * 2];
         snprintf(path, sizeof path, "%s/%s", td->entry->dir, relpath);
-        if (tailer_check_file(path, &err) != 0) {
-            log_event(LOG_INFO, td->entry->name, NULL, "'%s' is not followed (yet): %s", relpath, err.msg);
+        const struct config_db *own = configured_as(td->owner, path);
+        if (own || tailer_check_file(path, &err) != 0) {
+            if (own)
+                log_event(LOG_INFO, td->entry->name, NULL, "'%s' is not followed here: it is configured on its "
+                          "own, as '%s'", relpath, own->name);
+            else
+                log_event(LOG_INFO, td->entry->name, NULL, "'%s' is not followed (yet): %s", relpath, err.msg);
             discovery_track(td->discovery, relpath, NULL, &err);
             return;
         }

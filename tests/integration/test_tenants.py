@@ -17,7 +17,7 @@ from helpers import *
 
 class TenantEnv:
     """A directory of tenant databases and a sidecar following it."""
-    def __init__(self, name, entry_extra="", top_extra=""):
+    def __init__(self, name, entry_extra="", top_extra="", configured=()):
         self.dir = tempfile.mkdtemp(prefix="tidemark-it-%s-" % name)
         self.tenants = os.path.join(self.dir, "tenants")
         self.backup = os.path.join(self.dir, "backup")
@@ -29,6 +29,9 @@ class TenantEnv:
             f.write("encryption:\n  key-file: %s\n%sdbs:\n  - dir: %s\n    recursive: true\n    sync-interval: 200ms\n"
                     "%s    replicas:\n      - type: file\n        path: %s\n"
                     % (self.key, top_extra, self.tenants, entry_extra, self.backup))
+            for name, relpath in configured:   # databases configured on their own (path:)
+                f.write("  - path: %s\n    name: %s\n    sync-interval: 200ms\n    replicas:\n      - type: file\n"
+                        "        path: %s\n" % (os.path.join(self.tenants, relpath), name, self.backup))
         self.replicator = None
         self.replicator_log = open(os.path.join(self.dir, "replicate.log"), "ab")
 
@@ -252,9 +255,11 @@ def test_directories_and_files_come_and_go():
     again, in a new generation, and restores exactly; files that match the
     pattern but are not WAL-mode databases are named in the log and
     skipped, and nothing else is disturbed."""
-    env = TenantEnv("comego", "    idle-after: 1s\n")
+    env = TenantEnv("comego", "    idle-after: 1s\n", configured=[("main", "main.db")])
     try:
         env.create("a.db")
+        env.create("main.db")   # configured on its own: replicated once, as 'main'
+        env.write("main.db", 5)
         with open(env.path("notes.db"), "w") as f:
             f.write("not a database\n")
         journal = sqlite3.connect(env.path("journal.db"))   # rollback journal, not WAL
@@ -299,6 +304,9 @@ def test_directories_and_files_come_and_go():
         log = env.log()
         check("'notes.db' is not followed (yet)" in log and "is not a SQLite database" in log, log[-2000:])
         check("'journal.db' is not followed (yet)" in log and "not in WAL mode" in log, log[-2000:])
+        check("'main.db' is not followed here: it is configured on its own, as 'main'" in log, log[-2000:])
+        check(os.path.isdir(os.path.join(env.backup, "main")) and not os.path.exists(os.path.join(env.backup, "tenants%2Fmain.db")),
+              "main.db is not replicated exactly once, as 'main': %s" % os.listdir(env.backup))
         check(len(generations(env, "a.db")) >= 2, "the re-created a.db did not start a new generation")
         out = os.path.join(env.dir, "a-latest.db")
         proc = env.tidemark("restore", "tenants/a.db", "-o", out)

@@ -24,7 +24,6 @@
 #include "wal.h"
 
 #define SCAN_DELAY_S 0.005
-#define RETRY_DELAY_S 5.0
 #define STOP_DRAIN_S 10.0
 #define SNAPSHOT_WAITERS_MAX 8
 

@@ -129,15 +129,6 @@ void discovery_untrack(struct discovery *d, const char *relpath)
     }
 }
 
-size_t discovery_tracked(const struct discovery *d)
-{
-    size_t followed = 0;
-    for (size_t i = 0; i < d->bucket_count; i++)
-        for (const struct tracked *t = d->buckets[i]; t; t = t->next)
-            followed += t->db != NULL;
-    return followed;
-}
-
 static struct watched_dir *find_dir(const struct discovery *d, int wd)
 {
     size_t low = 0, high = d->dir_count;

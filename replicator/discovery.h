@@ -43,7 +43,6 @@ int discovery_scan(struct discovery *d, struct tm_error *err);
  * it (after `deleted`, or when it is released for good). */
 int discovery_track(struct discovery *d, const char *relpath, void *db, struct tm_error *err);
 void discovery_untrack(struct discovery *d, const char *relpath);
-size_t discovery_tracked(const struct discovery *d);
 
 /* 1 when the event belongs to this entry's directories (and was acted
  * on), else 0. IN_Q_OVERFLOW is for every entry: the caller calls

@@ -470,7 +470,7 @@ static void on_child_done(struct ev_loop *loop, ev_child *w, int revents)
  * (one at a time). Its standard output goes to report_path (a drill's
  * JSON, for the metrics), or is dropped; errors go to the same stderr. */
 void spawn_tidemark(struct replicator *rep, const char *name, const char *command, const char *report_path,
-                           ev_child *watcher)
+                    ev_child *watcher)
 {
     if (ev_is_active(watcher))
         return;

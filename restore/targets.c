@@ -11,11 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Each database is met once: configured names are unique, and a
+ * replica lists each database's key component once. */
 static int add(struct targets *t, const struct config_db *db, struct tm_error *err)
 {
-    for (size_t i = 0; i < t->count; i++)
-        if (t->dbs[i] == db)
-            return 0;
     const struct config_db **grown = realloc(t->dbs, (t->count + 1) * sizeof *grown);
     if (!grown)
         return tm_error_set(err, "out of memory");

@@ -24,6 +24,9 @@
 #include "wal.h"
 
 #define SCAN_DELAY_S 0.005
+#define YIELD_POLL_S 0.01
+#define YIELD_FAST_POLL_S 0.001
+#define REPIN_AFTER_MS 20
 #define STOP_DRAIN_S 10.0
 #define SNAPSHOT_WAITERS_MAX 8
 
@@ -74,10 +77,14 @@ struct db_context {
     int64_t drill_time_ms, drill_rto_ms, drill_rpo_ms;
     int snapshot_due;                /* a snapshot is wanted (schedule, WAL volume) */
     int64_t snapshot_not_before_ms;  /* retry time after a failed attempt */
-    int snapshot_busy_logged;        /* "writers hold the lock" said once */
-    int64_t lock_not_before_ms;      /* after the write lock was busy */
+    int snapshot_busy_logged;        /* "commits keep arriving" said once */
     ev_periodic drill_periodic;      /* drill: { schedule } */
-    uint32_t checkpoint_floor;       /* WAL frame of the last checkpoint attempt */
+    uint32_t checkpoint_floor;       /* shipped WAL frame when the pin last moved */
+    ev_timer yield_timer;            /* polls for an application checkpoint waiting on the pin */
+    uint64_t pin_moves, yields;      /* pin handovers; of them, for an application's checkpoint */
+    int64_t unpinned_ms;             /* when the pin was let go (tailer_unpin) */
+    uint32_t unpinned_salt1, unpinned_salt2;   /* the WAL followed then */
+    uint32_t quiet_checkpoint_frame, quiet_checkpoint_salt1;   /* where the last quiet checkpoint was tried */
     /* A database found under a `dir:` entry (see "Directories of
      * databases" below); NULL for a configured one. */
     struct tenant_dir *tenants;
@@ -134,9 +141,9 @@ struct replicator {
 /* replicate.c */
 void report(struct db_context *ctx, const char *what, const struct tm_error *err);
 void kick_uploaders(struct db_context *ctx);
-int ship_all_locked(struct db_context *ctx, struct tm_error *err);
+int ship_all(struct db_context *ctx, struct tm_error *err);
 int start_generation(struct db_context *ctx, const char *reason, struct tm_error *err);
-int continue_locked(struct db_context *ctx, int resumed, struct tm_error *err);
+int continue_archive(struct db_context *ctx, int resumed, struct tm_error *err);
 int start_database(struct db_context *ctx, struct tm_error *err);
 void restart_database(struct db_context *ctx, const char *why);
 void note_capture(struct db_context *ctx, const char *what, const struct tm_error *err);

@@ -139,9 +139,9 @@ static int take_snapshot(struct db_context *ctx, struct tm_error *err)
     return rc;
 }
 
-/* Under the write lock: ship everything committed so far (the WAL end is
- * fixed while the lock is held). */
-int ship_all_locked(struct db_context *ctx, struct tm_error *err)
+/* Ships everything committed so far: 0, 1 when continuity is lost
+ * (start a new generation), -1 on errors. */
+int ship_all(struct db_context *ctx, struct tm_error *err)
 {
     int status = tailer_scan(ctx->tailer, clock_now_ms(), err);
     if (status != TAILER_OK)
@@ -150,17 +150,79 @@ int ship_all_locked(struct db_context *ctx, struct tm_error *err)
     return status < 0 ? -1 : status;
 }
 
-/* New generation: position at the WAL's end, re-pin there, snapshot. */
+/* Moves the pin to the WAL's end (tailer.c), shipping first what the
+ * move needs shipped. TAILER_OK, TAILER_LATER, 1 (continuity lost) or -1. */
+static int move_pin(struct db_context *ctx, struct tm_error *err)
+{
+    int rc = ship_all(ctx, err);
+    if (rc != 0)
+        return rc == 1 ? TAILER_BROKEN : -1;
+    rc = tailer_advance_pin(ctx->tailer, err);
+    if (rc == TAILER_OK) {
+        ctx->pin_moves++;
+        ctx->checkpoint_floor = tailer_shipped(ctx->tailer).frame;
+    }
+    return rc;
+}
+
+/* Ships what is committed and ends the pin (tailer_unpin), so that the
+ * application's checkpoint or next writer can restart the WAL; when the
+ * pin cannot end now, moves it to the end instead. The yield timer pins
+ * again once no checkpoint runs (REPIN_AFTER_S later at the earliest). */
+static int let_go_of_pin(struct db_context *ctx, struct tm_error *err)
+{
+    int rc = ship_all(ctx, err);
+    if (rc != 0)
+        return rc == 1 ? TAILER_BROKEN : -1;
+    if (tailer_unpin(ctx->tailer) != TAILER_OK)
+        return move_pin(ctx, err);
+    const struct wal_header *hdr = tailer_header(ctx->tailer);
+    ctx->unpinned_salt1 = hdr ? hdr->salt1 : 0;
+    ctx->unpinned_salt2 = hdr ? hdr->salt2 : 0;
+    ctx->unpinned_ms = clock_now_ms();
+    ctx->yield_timer.repeat = YIELD_FAST_POLL_S;   /* read every millisecond while unpinned */
+    ev_timer_again(ctx->owner->loop, &ctx->yield_timer);
+    ctx->checkpoint_floor = tailer_shipped(ctx->tailer).frame;
+    return TAILER_OK;
+}
+
+/* Moves the pin to the WAL's end and ships exactly the commits up to
+ * it, so that a snapshot of the pin's state belongs at the shipper's
+ * next index. TAILER_OK, TAILER_LATER (try again), TAILER_BROKEN, -1. */
+static int ship_up_to_pin(struct db_context *ctx, struct tm_error *err)
+{
+    int rc = move_pin(ctx, err);
+    if (rc != TAILER_OK)
+        return rc;
+    int status = tailer_scan(ctx->tailer, clock_now_ms(), err);
+    if (status != TAILER_OK)
+        return status < 0 ? -1 : TAILER_BROKEN;
+    int exact;
+    size_t count = tailer_pending_through_pin(ctx->tailer, &exact);
+    if (!exact) {
+        tm_error_set(err, "the pin of '%s' is not at a commit the sidecar has read yet", ctx->cfg->path);
+        return TAILER_LATER;
+    }
+    status = shipper_ship_first(&ctx->shipper, ctx->tailer, count, err);
+    if (status != SHIPPER_OK)
+        return status < 0 ? -1 : TAILER_BROKEN;
+    return tailer_pin_at_shipped(ctx->tailer) ? TAILER_OK : TAILER_LATER;
+}
+
+/* New generation: position exactly at the pin's snapshot, and snapshot.
+ * 0; TAILER_LATER when commits kept arriving at every attempt to read
+ * the pin's place (the caller tries again at the next tick); -1. */
 int start_generation(struct db_context *ctx, const char *reason, struct tm_error *err)
 {
-    if (tailer_lock(ctx->tailer, err) != 0)
-        return -1;
-    int rc = tailer_restart_at_end(ctx->tailer, err);
-    if (rc == 0)
-        rc = tailer_repin(ctx->tailer, 0, err);
-    tailer_unlock(ctx->tailer);
-    if (rc != 0)
-        return -1;
+    int rc = tailer_restart_at_pin(ctx->tailer, err);
+    if (rc != TAILER_OK) {
+        if (rc == TAILER_LATER)
+            log_event(LOG_INFO, ctx->cfg->name, NULL, "new generation postponed to the next tick (%s): "
+                      "commits arrived at every attempt to read the snapshot's place", reason);
+        return rc;
+    }
+    ctx->pin_moves++;
+    ctx->checkpoint_floor = tailer_shipped(ctx->tailer).frame;
     shipper_new_generation(&ctx->shipper, clock_now_ms());
     log_info("%s: new generation %s (%s)", ctx->cfg->name, ctx->shipper.generation, reason);
     if (take_snapshot(ctx, err) != 0)
@@ -171,26 +233,24 @@ int start_generation(struct db_context *ctx, const char *reason, struct tm_error
     return 0;
 }
 
-/* With the lock held, after a tailer_resume_* that returned `resumed`:
- * ships what the WAL holds past the position and pins there. Releases
- * the lock. 1: the archive continues; 0: it does not (start a new
- * generation); -1: error. */
-int continue_locked(struct db_context *ctx, int resumed, struct tm_error *err)
+/* After a tailer_resume_* that returned `resumed`: ships what the WAL
+ * holds past the position. 1: the archive continues; 0: it does not
+ * (start a new generation); -1: error. */
+int continue_archive(struct db_context *ctx, int resumed, struct tm_error *err)
 {
-    int rc = resumed < 0 ? -1 : 0;
-    if (resumed == 1) {
-        rc = ship_all_locked(ctx, err);
-        if (rc == 0)
-            rc = tailer_repin(ctx->tailer, 0, err);
-    }
-    tailer_unlock(ctx->tailer);
+    if (resumed != 1)
+        return resumed < 0 ? -1 : 0;
+    int rc = ship_all(ctx, err);
     if (rc < 0)
         return -1;
-    return resumed == 1 && rc == 0;
+    if (rc == 0 && tailer_advance_pin(ctx->tailer, err) == TAILER_OK)   /* a pin placed by what is shipped */
+        ctx->pin_moves++;
+    return rc == 0;
 }
 
 /* Opens the tailer and continues the archive where it ends, or starts a
- * new generation when continuity with it cannot be proven. */
+ * new generation when continuity with it cannot be proven. 0, -1, or
+ * TAILER_LATER (try again at the next tick). */
 int start_database(struct db_context *ctx, struct tm_error *err)
 {
     if (!ctx->tailer && tailer_open(ctx->cfg->path, &ctx->tailer, err) != 0)
@@ -202,12 +262,12 @@ int start_database(struct db_context *ctx, struct tm_error *err)
     int found;
     if (shipper_resume(&ctx->shipper, &pos, &page_size, &found, err) != 0)
         return -1;
-    if (!found)
+    if (!found) {
+        ctx->need_generation = 1;
         return start_generation(ctx, "no resumable archive", err);
-    if (tailer_lock(ctx->tailer, err) != 0)
-        return -1;
+    }
     int resumed = tailer_resume_at(ctx->tailer, &pos, page_size, err);
-    int continued = continue_locked(ctx, resumed, err);
+    int continued = continue_archive(ctx, resumed, err);
     if (continued < 0)
         return -1;
     if (continued) {
@@ -215,6 +275,7 @@ int start_database(struct db_context *ctx, struct tm_error *err)
                  ctx->shipper.generation, (unsigned long long)ctx->shipper.next_index);
         return 0;
     }
+    ctx->need_generation = 1;
     return start_generation(ctx, resumed == 1 ? "WAL changed while resuming"
                                               : "the WAL no longer continues the archive", err);
 }
@@ -226,7 +287,8 @@ void restart_database(struct db_context *ctx, const char *why)
     ctx->tailer = NULL;
     ctx->need_generation = 1;
     struct tm_error err;
-    if (start_database(ctx, &err) != 0) {
+    int rc = start_database(ctx, &err);
+    if (rc != 0 && rc != TAILER_LATER) {
         report(ctx, "cannot start a new generation (will retry)", &err);
         ctx->failing = 1;
     }
@@ -242,6 +304,8 @@ void restart_database(struct db_context *ctx, const char *why)
  * the next scheduled time. */
 #define SNAPSHOT_RETRY_MS (60 * 1000)
 #define SNAPSHOT_BUSY_RETRY_MS 500
+/* Attempts at putting the pin exactly at a commit read and shipped. */
+#define SNAPSHOT_PIN_ATTEMPTS 5
 
 static int snapshot_now(struct db_context *ctx, struct tm_error *err);
 
@@ -273,7 +337,7 @@ static void snapshot_if_due(struct db_context *ctx)
         ctx->snapshot_busy_logged = 0;
         return;
     }
-    ctx->snapshot_not_before_ms = now + (rc == TAILER_BUSY ? SNAPSHOT_BUSY_RETRY_MS : SNAPSHOT_RETRY_MS);
+    ctx->snapshot_not_before_ms = now + (rc == TAILER_LATER ? SNAPSHOT_BUSY_RETRY_MS : SNAPSHOT_RETRY_MS);
 }
 
 /* The scan, ship and checkpoint step run on every sync tick. */
@@ -293,12 +357,72 @@ void note_capture(struct db_context *ctx, const char *what, const struct tm_erro
     snprintf(ctx->failing_error, sizeof ctx->failing_error, "%s: %s", what, err->msg);
 }
 
+static void on_yield_poll(struct ev_loop *loop, ev_timer *w, int revents);
+
+/* The yield timer runs while the pin may be in the way of an
+ * application's checkpoint: always, except when the pin is where the
+ * WAL can restart (slot 0, the WAL wholly copied into the database: no
+ * checkpoint waits for it) and nothing was written since. */
+static void update_yield_timer(struct db_context *ctx)
+{
+    int needed = ctx->tailer && !ctx->need_generation && !tailer_restartable(ctx->tailer);
+    if (needed && !ev_is_active(&ctx->yield_timer))
+        ev_timer_again(ctx->owner->loop, &ctx->yield_timer);
+    else if (!needed && ev_is_active(&ctx->yield_timer))
+        ev_timer_stop(ctx->owner->loop, &ctx->yield_timer);
+}
+
+/* The pin (tailer.c) on each tick. While the application writes, the
+ * pin moves to the WAL's end once checkpoint-pages frames are shipped
+ * past it, so that the application's own checkpoints copy the WAL into
+ * the database behind it. Once a tick passed without a commit, the
+ * sidecar checkpoints (PASSIVE) and puts the pin where the application's
+ * next writer restarts the WAL - unless another process holds the
+ * checkpoint or write lock right then (its own checkpoint or
+ * transaction: a PASSIVE checkpoint of ours meanwhile would make its
+ * checkpoint return busy). */
+static void keep_pin_moving(struct db_context *ctx, int quiet)
+{
+    struct tm_error err;
+    int rc = TAILER_OK;
+    uint32_t shipped_frame = tailer_shipped(ctx->tailer).frame;
+    if (shipped_frame < ctx->checkpoint_floor)
+        ctx->checkpoint_floor = 0;   /* the WAL restarted */
+    const struct wal_header *hdr = tailer_header(ctx->tailer);
+    uint32_t salt1 = hdr ? hdr->salt1 : 0;
+    if (quiet) {
+        /* once per place: a checkpoint another reader keeps from
+         * finishing is not tried again until more is shipped */
+        int restartable = 0;
+        if (tailer_restartable(ctx->tailer) || tailer_app_busy(ctx->tailer) ||
+            (ctx->quiet_checkpoint_frame == shipped_frame && ctx->quiet_checkpoint_salt1 == salt1))
+            return update_yield_timer(ctx);
+        ctx->quiet_checkpoint_frame = shipped_frame;
+        ctx->quiet_checkpoint_salt1 = salt1;
+        rc = tailer_checkpoint(ctx->tailer, &restartable, &err);
+        if (rc == 0 && restartable)
+            ctx->checkpoints++;
+    } else if (shipped_frame >= ctx->checkpoint_floor + ctx->cfg->checkpoint_pages && tailer_pinned(ctx->tailer)) {
+        /* as large as the application lets its WAL grow: let it restart */
+        rc = let_go_of_pin(ctx, &err);
+    }
+    kick_uploaders(ctx);
+    if (rc == TAILER_BROKEN)
+        restart_database(ctx, err.msg);
+    else if (rc < 0)
+        report(ctx, "cannot move the pin (kept where it was)", &err);
+    update_yield_timer(ctx);
+}
+
 static void sync_database(struct db_context *ctx)
 {
     struct tm_error err;
     watch_wal(ctx);
     if (!ctx->tailer || ctx->need_generation) {
-        if (start_database(ctx, &err) != 0) {
+        int started = start_database(ctx, &err);
+        if (started == TAILER_LATER)
+            return;
+        if (started != 0) {
             if (!ctx->failing)
                 report(ctx, "cannot start (will retry)", &err);
             ctx->failing = 1;
@@ -341,40 +465,7 @@ static void sync_database(struct db_context *ctx)
     snapshot_if_due(ctx);
     if (!ctx->tailer || ctx->need_generation)
         return;
-    /* Checkpoint once checkpoint-pages more frames are shipped than at the
-     * last attempt. A checkpoint that could not finish (another reader
-     * holds the WAL) is retried only after that much more WAL, not on every
-     * tick: each attempt holds the application's writers off briefly. */
-    uint32_t shipped_frame = tailer_shipped(ctx->tailer).frame;
-    if (shipped_frame < ctx->checkpoint_floor)
-        ctx->checkpoint_floor = 0;   /* the WAL restarted */
-    if (shipped_frame < ctx->checkpoint_floor + ctx->cfg->checkpoint_pages ||
-        clock_now_ms() < ctx->lock_not_before_ms)
-        return;
-    /* Checkpoint: everything shipped under the lock, then re-pin. */
-    int locked = tailer_lock(ctx->tailer, &err);
-    if (locked != 0) {
-        /* Writers kept the lock: try again shortly. Another error: only
-         * after checkpoint-pages more frames. */
-        if (locked == TAILER_BUSY)
-            ctx->lock_not_before_ms = clock_now_ms() + SNAPSHOT_BUSY_RETRY_MS;
-        else
-            ctx->checkpoint_floor = shipped_frame;
-        log_debug("%s: checkpoint postponed: %s", ctx->cfg->name, err.msg);
-        return;
-    }
-    ctx->checkpoint_floor = shipped_frame;
-    int rc = ship_all_locked(ctx, &err);
-    if (rc == 0)
-        rc = tailer_repin(ctx->tailer, 1, &err);
-    if (rc == 0)
-        ctx->checkpoints++;
-    tailer_unlock(ctx->tailer);
-    kick_uploaders(ctx);
-    if (rc == 1)
-        restart_database(ctx, err.msg);
-    else if (rc < 0)
-        report(ctx, "checkpoint failed", &err);
+    keep_pin_moving(ctx, ctx->shipper.segments_shipped == segments_before);
 }
 
 static void on_sync(struct ev_loop *loop, ev_timer *w, int revents)
@@ -409,6 +500,8 @@ void on_scan(struct ev_loop *loop, ev_timer *w, int revents)
      * a fast writer from 100 % to under 80 % of its speed. */
     size_t count;
     const struct tailer_commit *pending = tailer_pending(ctx->tailer, &count);
+    if (count)   /* written: the pin may be in the way again */
+        update_yield_timer(ctx);
     if (count && pending[count - 1].end.frame >= ctx->checkpoint_floor + ctx->cfg->checkpoint_pages &&
         tailer_shipped(ctx->tailer).frame >= ctx->checkpoint_floor)
         sync_database(ctx);
@@ -537,30 +630,25 @@ static void on_retention_timer(struct ev_loop *loop, ev_timer *w, int revents)
     run_retention(w->data);
 }
 
-/* A base snapshot now, in the current generation; 0, TAILER_BUSY when the
- * application's writers held the write lock, or -1 with err set (also
- * reported in the log). */
+/* A base snapshot now, in the current generation; 0, TAILER_LATER when
+ * commits arrived at every attempt to read the pin's place, or -1 with
+ * err set (also reported in the log). */
 static int snapshot_now(struct db_context *ctx, struct tm_error *err)
 {
     if (!ctx->tailer || ctx->need_generation)
         return tm_error_set(err, "the database is not being replicated right now (see the log)");
-    int locked = tailer_lock(ctx->tailer, err);
-    if (locked == TAILER_BUSY) {
+    int rc = TAILER_LATER;
+    for (int attempt = 0; attempt < SNAPSHOT_PIN_ATTEMPTS && rc == TAILER_LATER; attempt++)
+        rc = ship_up_to_pin(ctx, err);
+    if (rc == TAILER_LATER) {
+        kick_uploaders(ctx);
         if (!ctx->snapshot_busy_logged)
             log_event(LOG_WARN, ctx->cfg->name, NULL, "snapshot postponed (retried every %d ms until it "
                       "succeeds): %s", SNAPSHOT_BUSY_RETRY_MS, err->msg);
         ctx->snapshot_busy_logged = 1;
-        return TAILER_BUSY;
+        return TAILER_LATER;
     }
-    if (locked != 0) {
-        report(ctx, "snapshot postponed", err);
-        return -1;
-    }
-    int rc = ship_all_locked(ctx, err);
-    if (rc == 0)
-        rc = tailer_repin(ctx->tailer, 0, err);
-    tailer_unlock(ctx->tailer);
-    if (rc == 1) {
+    if (rc == TAILER_BROKEN) {
         restart_database(ctx, err->msg);   /* the new generation starts with a snapshot */
         return ctx->need_generation ? -1 : 0;
     }
@@ -833,6 +921,7 @@ static void on_stop(struct ev_loop *loop, ev_signal *w, int revents)
         ev_timer_stop(loop, &ctx->waiter_timer);
         ev_timer_stop(loop, &ctx->sync_timer);
         ev_timer_stop(loop, &ctx->scan_timer);
+        ev_timer_stop(loop, &ctx->yield_timer);
         ev_timer_stop(loop, &ctx->snapshot_timer);
         ev_periodic_stop(loop, &ctx->snapshot_periodic);
         ev_timer_stop(loop, &ctx->retention_timer);
@@ -943,6 +1032,56 @@ static int open_replicas(struct db_context *ctx, struct tm_error *err)
     return 0;
 }
 
+/* An application's FULL, RESTART or TRUNCATE checkpoint waits (its busy
+ * handler) for the readers it needs gone; when the pin may be one of
+ * them, ship what is committed and move the pin out of its way (tailer.c,
+ * "Getting out of the application's way"). Polled every YIELD_POLL_S:
+ * two fcntl calls when no checkpoint waits. */
+static void on_yield_poll(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)revents;
+    struct db_context *ctx = w->data;
+    if (!ctx->tailer || ctx->need_generation)
+        return;
+    struct tm_error err;
+    int rc = TAILER_OK;
+    if (!tailer_pinned(ctx->tailer)) {
+        /* Unpinned: read every millisecond (a restart's old frames are
+         * read before the new WAL overwrites them) and pin again as soon
+         * as the WAL restarted, or after REPIN_AFTER_MS, once no
+         * checkpoint runs. */
+        rc = ship_all(ctx, &err);
+        const struct wal_header *hdr = tailer_header(ctx->tailer);
+        int restarted = !hdr || hdr->salt1 != ctx->unpinned_salt1 || hdr->salt2 != ctx->unpinned_salt2;
+        if (rc == 0 && !tailer_app_checkpointing(ctx->tailer) &&
+            (restarted || clock_now_ms() - ctx->unpinned_ms >= REPIN_AFTER_MS)) {
+            int pinned = tailer_advance_pin(ctx->tailer, &err);
+            log_debug("%s: pin again after %lld ms (%s): %d", ctx->cfg->name,
+                      (long long)(clock_now_ms() - ctx->unpinned_ms), restarted ? "restarted" : "timeout", pinned);
+            ctx->pin_moves += pinned == TAILER_OK;
+        }
+        rc = rc == 1 ? TAILER_BROKEN : rc;
+    } else if (tailer_pin_in_the_way(ctx->tailer)) {
+        rc = let_go_of_pin(ctx, &err);
+        if (rc == TAILER_OK) {
+            ctx->yields++;
+            log_debug("%s: pin let go for the application's checkpoint", ctx->cfg->name);
+        }
+    }
+    double period = tailer_pinned(ctx->tailer) ? YIELD_POLL_S : YIELD_FAST_POLL_S;
+    if (w->repeat != period) {
+        w->repeat = period;
+        ev_timer_again(loop, w);
+    }
+    kick_uploaders(ctx);
+    if (rc == TAILER_BROKEN)
+        restart_database(ctx, err.msg);
+    else if (rc < 0)
+        report(ctx, "cannot move the pin for the application's checkpoint", &err);
+    else
+        update_yield_timer(ctx);
+}
+
 /* The sync timer (set, not started) and the snapshot schedules (started). */
 void init_sync_and_snapshot_timers(struct replicator *rep, struct db_context *ctx)
 {
@@ -950,6 +1089,8 @@ void init_sync_and_snapshot_timers(struct replicator *rep, struct db_context *ct
     double sync_s = (double)cfg->sync_interval_ms / 1000.0;
     ev_timer_init(&ctx->sync_timer, on_sync, sync_s, sync_s);
     ctx->sync_timer.data = ctx;
+    ev_timer_init(&ctx->yield_timer, on_yield_poll, YIELD_POLL_S, YIELD_POLL_S);
+    ctx->yield_timer.data = ctx;
     if (cfg->snapshot_interval_ms) {
         double snapshot_s = (double)cfg->snapshot_interval_ms / 1000.0;
         ev_timer_init(&ctx->snapshot_timer, on_snapshot_interval, snapshot_s, snapshot_s);
@@ -970,6 +1111,8 @@ static void start_common_timers(struct replicator *rep, struct db_context *ctx)
     const struct config_db *cfg = ctx->cfg;
     init_sync_and_snapshot_timers(rep, ctx);
     ev_timer_start(rep->loop, &ctx->sync_timer);
+    if (!ctx->redis)
+        update_yield_timer(ctx);
     ev_child_init(&ctx->retention_child, on_child_done, 0, 0);
     ctx->retention_child.data = ctx;
     ev_child_init(&ctx->drill_child, on_child_done, 0, 0);
@@ -1048,7 +1191,8 @@ static int setup_database(struct replicator *rep, struct db_context *ctx,
     ev_timer_init(&ctx->waiter_timer, on_waiters, 0., 0.05);
     ctx->waiter_timer.data = ctx;
     kick_uploaders(ctx);   /* what the spool held from before goes first */
-    if (start_database(ctx, err) != 0)
+    int started = start_database(ctx, err);
+    if (started != 0 && started != TAILER_LATER)   /* later: at the first tick */
         return -1;
     ev_timer_init(&ctx->scan_timer, on_scan, SCAN_DELAY_S, 0.);
     ctx->scan_timer.data = ctx;
@@ -1081,6 +1225,7 @@ static void free_database(struct replicator *rep, struct db_context *ctx)
     delta_builder_free(ctx->deltas);
     ev_timer_stop(rep->loop, &ctx->sync_timer);
     ev_timer_stop(rep->loop, &ctx->scan_timer);
+    ev_timer_stop(rep->loop, &ctx->yield_timer);
     ev_timer_stop(rep->loop, &ctx->snapshot_timer);
     ev_timer_stop(rep->loop, &ctx->retention_timer);
     ev_timer_stop(rep->loop, &ctx->waiter_timer);

@@ -256,7 +256,16 @@ static void ship_deltas(struct shipper *sh, const struct segment_header *seg,
 int shipper_ship(struct shipper *sh, struct tailer *t, struct tm_error *err)
 {
     size_t count;
-    const struct tailer_commit *pending = tailer_pending(t, &count);
+    tailer_pending(t, &count);
+    return shipper_ship_first(sh, t, count, err);
+}
+
+int shipper_ship_first(struct shipper *sh, struct tailer *t, size_t count, struct tm_error *err)
+{
+    size_t pending_count;
+    const struct tailer_commit *pending = tailer_pending(t, &pending_count);
+    if (count > pending_count)
+        count = pending_count;
     if (count == 0)
         return SHIPPER_OK;
     struct wal_position from = tailer_shipped(t);

@@ -51,6 +51,9 @@ void shipper_new_generation(struct shipper *sh, int64_t now_ms);
  * was pending), SHIPPER_BROKEN, or -1 (the spool failed; the commits stay
  * pending in the WAL and are shipped next time, nothing is lost). */
 int shipper_ship(struct shipper *sh, struct tailer *t, struct tm_error *err);
+/* The same for only the first `count` pending commits (those up to the
+ * pin, before a snapshot of the pin's state). */
+int shipper_ship_first(struct shipper *sh, struct tailer *t, size_t count, struct tm_error *err);
 
 /* Stores the snapshot file (a database copy) at the current index. */
 int shipper_snapshot(struct shipper *sh, const char *file, uint32_t page_size,

@@ -1,5 +1,6 @@
 /* tailer.h - following one live SQLite database's WAL without ever
- * writing to the database. Design and locking argument in tailer.c. */
+ * writing to it and without ever taking its write lock. Design and the
+ * locking argument in tailer.c. */
 #ifndef TM_TAILER_H
 #define TM_TAILER_H
 
@@ -19,13 +20,16 @@ struct tailer_commit {
 enum tailer_status {
     TAILER_OK = 0,
     TAILER_BROKEN = 1,         /* continuity lost: start a new generation */
-    TAILER_BUSY = 2,           /* the application held the write lock: retry later */
+    TAILER_LATER = 2,          /* not possible right now (commits arriving, or a
+                                  lock another process holds): try again at a later tick */
 };
 
 struct tailer;
 
 /* Opens the database (which must exist and be in WAL mode) with the two
- * connections the tailer needs, and the WAL file for reading. */
+ * read connections the tailer needs (one holds the pin), and the WAL and
+ * wal-index files for reading. Nothing is written and no write lock is
+ * ever taken. */
 int tailer_open(const char *db_path, struct tailer **out, struct tm_error *err);
 void tailer_close(struct tailer *t);
 
@@ -33,31 +37,25 @@ void tailer_close(struct tailer *t);
  * connection is opened); err says what it is not. */
 int tailer_check_file(const char *db_path, struct tm_error *err);
 
-/* Takes / releases the database's write lock (BEGIN IMMEDIATE on the
- * locker connection; nothing is written). While held, no transaction can
- * commit, so the WAL's end is fixed. Polls for at most ~250 ms and
- * returns TAILER_BUSY (err set) when the application's writers never
- * paused that long; -1 on other errors. */
-int tailer_lock(struct tailer *t, struct tm_error *err);
-void tailer_unlock(struct tailer *t);
-
 /* Reads the WAL from the last commit seen, recording every new commit
  * with time max(now_ms, previous commit time). Returns TAILER_OK,
- * TAILER_BROKEN with err saying why continuity was lost (WAL reset with
- * unshipped commits, restarts missed, page size changed, WAL or database
- * file replaced), or -1 on I/O errors. */
+ * TAILER_BROKEN with err saying why continuity was lost (WAL restarted
+ * over commits not yet read, restarts missed, page size changed, WAL or
+ * database file replaced), or -1 on I/O errors. */
 int tailer_scan(struct tailer *t, int64_t now_ms, struct tm_error *err);
 
 /* Whether the WAL at `pos` is the one the archive ended on: same salts,
  * page size, and the checksum chain from frame 1 reaches pos exactly on a
- * commit frame. Call with the lock held. If so, the tailer continues
- * from there (1); otherwise 0. */
+ * commit frame. If so, the tailer continues from there (1); otherwise 0. */
 int tailer_resume_at(struct tailer *t, const struct wal_position *pos, uint32_t page_size,
                      struct tm_error *err);
 
-/* Forget everything: position the tailer at the WAL's current end (as a
- * fresh base snapshot will cover it). Call with the lock held. */
-int tailer_restart_at_end(struct tailer *t, struct tm_error *err);
+/* For a new generation: moves the pin to the WAL's end and positions the
+ * tailer exactly where the pin's snapshot stands, so that a snapshot
+ * (tailer_snapshot) and the commits scanned after it join without a gap.
+ * TAILER_OK; TAILER_LATER when the pin's position could not be read
+ * exactly (commits arriving at every attempt): try again; -1 on errors. */
+int tailer_restart_at_pin(struct tailer *t, struct tm_error *err);
 
 /* Commits seen but not yet acknowledged; valid until the next call. */
 const struct tailer_commit *tailer_pending(const struct tailer *t, size_t *count);
@@ -74,20 +72,66 @@ int tailer_read_frames(struct tailer *t, uint32_t first, uint32_t count, uint8_t
 const struct wal_header *tailer_header(const struct tailer *t);   /* NULL if no WAL yet */
 uint32_t tailer_page_size(const struct tailer *t);
 
-/* With the lock held and nothing pending: end the pinning read
- * transaction, optionally run a PASSIVE checkpoint, and pin again at the
- * WAL's current end. */
-int tailer_repin(struct tailer *t, int checkpoint, struct tm_error *err);
+/* Moves the pin to the WAL's current end by handing it over between the
+ * two connections: the new read transaction begins before the old one
+ * ends, so some pin is held at every instant; nothing waits for the
+ * application. TAILER_OK: moved. TAILER_LATER: kept where it was, because
+ * the new place would not protect what is not shipped yet (ship, then
+ * try again). -1 on errors (the old pin is kept). */
+int tailer_advance_pin(struct tailer *t, struct tm_error *err);
+
+/* Ends the pin, so that the application's next writer can restart the
+ * WAL (once its checkpoint copied it all) and no checkpoint waits for the
+ * sidecar. Only when nothing is pending and the wal-index's commit
+ * counter is known: a restart while unpinned is then followed by reading
+ * the old WAL's tail and proving with the counter that no commit was
+ * missed (tailer_scan; TAILER_BROKEN if one was). TAILER_OK or
+ * TAILER_LATER. tailer_advance_pin pins again. */
+int tailer_unpin(struct tailer *t);
+int tailer_pinned(const struct tailer *t);
+
+/* The pending commits that end at or before the pin's snapshot: ship
+ * exactly these before tailer_snapshot. *exact = 0 when the pin's
+ * position is not known exactly or not in the WAL followed (then 0). */
+size_t tailer_pending_through_pin(const struct tailer *t, int *exact);
+
+/* Whether the pin's snapshot is exactly the shipped position (a
+ * snapshot taken now belongs at the shipper's current index). */
+int tailer_pin_at_shipped(const struct tailer *t);
+
+/* Whether an application checkpoint that waits on readers (FULL,
+ * RESTART, TRUNCATE: another process holds the wal-index's CKPT and WRITE
+ * locks, so no frame can be appended meanwhile) may be waiting for the
+ * pin. Cheap (two fcntl F_GETLK calls and one read of the wal-index).
+ * When 1, ship what is committed and call tailer_advance_pin. */
+int tailer_pin_in_the_way(struct tailer *t);
+
+/* Whether another process holds the wal-index's CKPT or WRITE lock right
+ * now (a checkpoint or a transaction in progress). */
+int tailer_app_busy(struct tailer *t);
+/* Whether another process holds the CKPT lock (a checkpoint runs). */
+int tailer_app_checkpointing(struct tailer *t);
+
+/* A PASSIVE checkpoint on the connection that does not hold the pin
+ * (never waits, never blocks writers). *restartable = 1 when the WAL is
+ * then wholly backfilled and shipped, and the pin moved to where SQLite's
+ * next writer restarts the WAL. */
+int tailer_checkpoint(struct tailer *t, int *restartable, struct tm_error *err);
+
+/* Whether the pin is already where tailer_checkpoint would leave it:
+ * on slot 0, the WAL wholly backfilled and shipped (no application
+ * checkpoint can wait for it until something is written). */
+int tailer_restartable(struct tailer *t);
 
 /* Before closing an idle database's tailer (so that it holds no file or
- * memory while idle). With the lock held and nothing pending: ends the
- * pin and checkpoints (PASSIVE). *clean = 1 when the WAL is now wholly
- * backfilled and no other process's reader holds a WAL read mark: the
+ * memory while idle). With nothing pending: checkpoints (PASSIVE) and
+ * ends the pin. *clean = 1 when the WAL is now wholly backfilled and
+ * shipped and no other process's reader holds a WAL read mark: the
  * database file is then exactly the state shipped, every reader that
  * starts from now reads the database file only, and so the next writer
- * must restart the WAL (salt-1 and the checkpoint sequence one higher)
- * before it writes a frame. The caller keeps the header and position and
- * closes the tailer. *clean = 0: pinned again; keep the tailer open. */
+ * must restart the WAL (salt-1 one higher) before it writes a frame.
+ * The caller keeps the header and position and closes the tailer.
+ * *clean = 0: still pinned; keep the tailer open. */
 int tailer_release(struct tailer *t, int *clean, struct tm_error *err);
 
 /* After tailer_open on a database released cleanly at `pos` with WAL
@@ -97,13 +141,12 @@ int tailer_release(struct tailer *t, int *clean, struct tm_error *err);
  * (continuity not proven: start a new generation). released NULL: the
  * WAL was empty at the release and the caller proved that the database
  * file has not changed since, so the WAL, if any, holds every commit made
- * since: continue from its start. Call with the lock held. */
+ * since: continue from its start. */
 int tailer_resume_after_release(struct tailer *t, const struct wal_header *released, const struct wal_position *pos,
                                 uint32_t page_size, struct tm_error *err);
 
-/* Copy the database as of the pinned read transaction (== the shipped
- * position after tailer_repin) to a new file `path` with SQLite's backup
- * API; never takes the write lock. */
+/* Copy the database as of the pin's snapshot to a new file `path` with
+ * SQLite's backup API (a read transaction: never the write lock). */
 int tailer_snapshot(struct tailer *t, const char *path, uint32_t *page_count,
                     struct tm_error *err);
 

@@ -173,18 +173,14 @@ int sleep_database(struct db_context *ctx, int force)
 {
     struct tm_error err;
     size_t pending;
-    if (ctx->asleep || !ctx->tailer || ctx->need_generation || ctx->snapshot_due ||
-        tailer_lock(ctx->tailer, &err) != 0)
+    if (ctx->asleep || !ctx->tailer || ctx->need_generation || ctx->snapshot_due)
         return -1;
-    int clean = 0, released = 0, rc = ship_all_locked(ctx, &err);   /* everything committed, under the lock */
+    int clean = 0, rc = ship_all(ctx, &err);   /* everything committed */
     tailer_pending(ctx->tailer, &pending);
-    if (rc == 0 && !pending) {
-        released = 1;
+    if (rc == 0 && !pending)
         rc = tailer_release(ctx->tailer, &clean, &err);
-    }
     if (rc != 0 || pending || (!clean && !force)) {
-        tailer_unlock(ctx->tailer);
-        if (rc == 1 || (rc < 0 && released))   /* the WAL moved, or the pin could not be taken again */
+        if (rc == 1)   /* the WAL moved in a way that breaks continuity */
             restart_database(ctx, err.msg);
         return -1;
     }
@@ -204,7 +200,6 @@ int sleep_database(struct db_context *ctx, int force)
      * nothing about a write made in the same tick as the last one */
     if (ctx->released_empty && (!ctx->released_dev || time(NULL) - st.st_mtim.tv_sec < 2))
         ctx->released_clean = ctx->released_empty = 0;
-    tailer_unlock(ctx->tailer);
     tailer_close(ctx->tailer);
     ctx->tailer = NULL;
     if (ctx->released_clean)
@@ -212,6 +207,7 @@ int sleep_database(struct db_context *ctx, int force)
     delta_builder_suspend(ctx->deltas);
     ev_timer_stop(ctx->owner->loop, &ctx->sync_timer);
     ev_timer_stop(ctx->owner->loop, &ctx->scan_timer);
+    ev_timer_stop(ctx->owner->loop, &ctx->yield_timer);
     ctx->asleep = 1;
     ctx->tenants->awake--;
     log_debug("%s: asleep (%s)", ctx->cfg->name, ctx->released_clean ? "clean" : "made room");
@@ -251,13 +247,13 @@ static int resume_database(struct db_context *ctx, struct tm_error *err)
     if (tailer_open(ctx->cfg->path, &ctx->tailer, err) != 0)
         return -1;
     struct stat st;
-    if (stat(ctx->cfg->path, &st) != 0 || st.st_dev != ctx->released_dev || st.st_ino != ctx->released_ino)
+    if (stat(ctx->cfg->path, &st) != 0 || st.st_dev != ctx->released_dev || st.st_ino != ctx->released_ino) {
+        ctx->need_generation = 1;
         return start_generation(ctx, "the database file was replaced while it slept", err);
+    }
     /* an empty WAL continues only if nothing was checkpointed since */
     int unchanged = st.st_size == ctx->released_size && st.st_mtim.tv_sec == ctx->released_mtime.tv_sec &&
                     st.st_mtim.tv_nsec == ctx->released_mtime.tv_nsec;
-    if (tailer_lock(ctx->tailer, err) != 0)
-        return -1;
     int resumed = 0;
     if (ctx->released_empty && unchanged)
         resumed = tailer_resume_after_release(ctx->tailer, NULL, &ctx->released_pos, ctx->released_page_size, err);
@@ -266,9 +262,10 @@ static int resume_database(struct db_context *ctx, struct tm_error *err)
                                               ctx->released_page_size, err);
     else if (!ctx->released_empty)
         resumed = tailer_resume_at(ctx->tailer, &ctx->released_pos, ctx->released_page_size, err);
-    int continued = continue_locked(ctx, resumed, err);
+    int continued = continue_archive(ctx, resumed, err);
     if (continued != 0)
         return continued < 0 ? -1 : 0;
+    ctx->need_generation = 1;
     return start_generation(ctx, "the WAL changed in a way that does not continue the archive while it slept", err);
 }
 
@@ -296,7 +293,7 @@ static int wake_database(struct db_context *ctx)
         ctx->release_loaded = 0;
     }
     int rc = first ? start_database(ctx, &err) : resume_database(ctx, &err);
-    if (rc != 0) {
+    if (rc != 0 && rc != TAILER_LATER) {   /* later: its new generation starts at a tick */
         report(ctx, "cannot open (will retry when it is written)", &err);
         note_capture(ctx, "cannot open", &err);
         tailer_close(ctx->tailer);
@@ -313,6 +310,7 @@ static int wake_database(struct db_context *ctx)
     ctx->last_active_ms = ctx->woke_ms - (ctx->woken_by_write ? 0 : ctx->cfg->sync_interval_ms);
     ctx->woken_by_write = 0;
     ev_timer_again(ctx->owner->loop, &ctx->sync_timer);
+    ev_timer_again(ctx->owner->loop, &ctx->yield_timer);
     schedule_scan(ctx->owner->loop, ctx);
     if (!ctx->woken_before)
         catch_up_missed_snapshot(ctx);
@@ -557,6 +555,7 @@ static void on_tenant_deleted(void *arg, void *db)
     ctx->snapshot_due = 0;
     ev_timer_stop(td->owner->loop, &ctx->sync_timer);
     ev_timer_stop(td->owner->loop, &ctx->scan_timer);
+    ev_timer_stop(td->owner->loop, &ctx->yield_timer);
     kick_uploaders(ctx);
     discovery_untrack(td->discovery, ctx->relpath);
 }

@@ -43,10 +43,18 @@
  *
  *    0  iVersion 3007000       16  mxFrame: last frame of the last commit
  *    4  unused                 20  nPage
- *    8  iChange                24  aFrameCksum[2]: checksum at mxFrame
+ *    8  iChange: +1 at every     24  aFrameCksum[2]: checksum at mxFrame
+ *       commit (a restart keeps it)
  *   12  isInit (1 byte)        32  aSalt[2]: the WAL header's salts, as
  *   13  bigEndCksum (1 byte)       bytes 16..23 of that header
- *   14  szPage (2 bytes)       40  aCksum[2]: native checksum of 0..39 */
+ *   14  szPage (2 bytes)       40  aCksum[2]: native checksum of 0..39
+ *
+ * The checkpoint information follows the two copies (WalCkptInfo):
+ *
+ *   96  nBackfill: frames 1..nBackfill are copied into the database file
+ *  100  aReadMark[0..4]: the frame each reader slot's readers stand at
+ *  120  the lock bytes: WRITE 120, CKPT 121, RECOVER 122, READ(0..4)
+ *       123..127 (fcntl byte-range locks, never written) */
 #include "wal.h"
 
 #include <errno.h>
@@ -200,7 +208,7 @@ static int host_is_big_endian(void)
 
 int wal_index_read(int fd, struct wal_index_state *out, struct tm_error *err)
 {
-    uint8_t copies[2 * WAL_INDEX_HEADER_BYTES];
+    uint8_t copies[2 * WAL_INDEX_HEADER_BYTES + 4];   /* + nBackfill */
     size_t got;
     if (read_at(fd, copies, sizeof copies, 0, &got) != 0)
         return tm_error_set(err, "cannot read the wal-index: %s", strerror(errno));
@@ -215,6 +223,8 @@ int wal_index_read(int fd, struct wal_index_state *out, struct tm_error *err)
     out->max_frame = get_native32(h + 16);
     out->salt1 = get_be32(h + 32);
     out->salt2 = get_be32(h + 36);
+    out->backfilled = get_native32(copies + 2 * WAL_INDEX_HEADER_BYTES);
+    out->changes = get_native32(h + 8);
     return 1;
 }
 

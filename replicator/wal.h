@@ -89,9 +89,11 @@ int wal_read_header(int fd, struct wal_header *out, struct tm_error *err);
 struct wal_index_state {
     uint32_t max_frame;
     uint32_t salt1, salt2;
+    uint32_t backfilled;      /* nBackfill: frames already in the database file */
+    uint32_t changes;         /* iChange: one more at every commit, kept across WAL restarts */
 };
 
-/* Read the wal-index header from the -shm file open on fd. Returns 1 with
+/* Read the wal-index header (and nBackfill) from the -shm file open on fd. Returns 1 with
  * *out filled when the header is consistent (both copies equal, valid
  * checksum), 0 when it is not (being written, or a writer died while
  * writing it: SQLite's next connection will recover it), -1 on I/O error. */

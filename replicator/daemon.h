@@ -174,7 +174,8 @@ int unchanged_since_snapshot(const struct db_context *ctx);
  * not exist: the sidecar waits for the file, not for its directory. */
 int waiting_check_directory(const struct config_db *cfg, struct tm_error *err);
 /* Looks at the database file (its header only; nothing is opened with
- * SQLite, nothing locked). Not a WAL database yet: starts or goes on
+ * SQLite, nothing locked); 0 at once while the tailer is open. Not a WAL
+ * database yet: starts or goes on
  * waiting (logged once, the sync timer stopped, the file and its
  * directory watched) and returns 1. Otherwise returns 0, after leaving
  * the wait if there was one (the sync timer then fires at once and

@@ -41,7 +41,6 @@
 
 #include "../common/clock.h"
 #include "../common/log.h"
-#include "tailer.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -134,11 +133,6 @@ static void wait_for(struct db_context *ctx, enum wait_reason reason, ssize_t si
     describe(ctx, reason, size);
     ctx->waiting = reason;
     if (!before) {
-        if (ctx->tailer) {   /* its file went away: the archive cannot continue onto another */
-            tailer_close(ctx->tailer);
-            ctx->tailer = NULL;
-            ctx->need_generation = 1;
-        }
         ctx->waiting_since_ms = clock_now_ms();
         ctx->failing = 0;
         note_capture(ctx, NULL, NULL);   /* waiting is not failing: database_missing covers it */
@@ -170,7 +164,11 @@ static void stop_waiting(struct db_context *ctx)
 
 int waiting_check(struct db_context *ctx)
 {
-    if (ctx->tenants || ctx->redis)   /* a directory's databases are found once they are WAL databases */
+    /* A directory's databases are found once they are WAL databases. With
+     * the tailer open, the file is not opened here: closing a descriptor
+     * of it would drop the tailer's POSIX locks on it (a lost file shows
+     * up as TAILER_BROKEN, and restart_database looks after closing). */
+    if (ctx->tenants || ctx->redis || ctx->tailer)
         return 0;
     ssize_t size;
     enum wait_reason reason = probe_file(ctx->cfg->path, &size);

@@ -117,9 +117,9 @@ def test_sidecar_started_before_the_database_exists():
 
 def test_database_deleted_and_created_again():
     """The application removes its database (db, -wal, -shm) while the
-    sidecar runs, then creates it again: the sidecar waits, then follows
-    the new file in a new generation; the old generation's restores stay
-    exact."""
+    sidecar runs, then creates it again: the sidecar waits (also after a
+    restart), then follows the new file in a new generation; the old
+    generation's restores stay exact."""
     port = free_port()
     env = Env("recreate")
     try:
@@ -132,9 +132,12 @@ def test_database_deleted_and_created_again():
         before_delete = int(time.time() * 1000)
         time.sleep(0.3)
         remove_database(env.db)
-        wait_until(lambda: waiting_reason(port)[1] == ["waiting for '%s' to be created" % env.db], 10,
-                   "the sidecar to wait for the deleted database")
-        check(env.replicator.poll() is None, "the sidecar exited: " + env.tail_log())
+        waiting = (200, ["waiting for '%s' to be created" % env.db])
+        wait_until(lambda: waiting_reason(port) == waiting, 10, "the sidecar to wait for the deleted database")
+        # the same after a restart (a SIGTERM while waiting is a clean stop)
+        env.stop()
+        env.start()
+        check(waiting_reason(port) == waiting, "after a restart: %r" % (waiting_reason(port),))
         env.log = os.path.join(env.dir, "commits-new.log")
         env.write_py(400, "--delay-ms", "10")   # more rows than before: an old state cannot pass for a new one
         time.sleep(0.6)
@@ -142,6 +145,7 @@ def test_database_deleted_and_created_again():
         env.stop()
         log = env.full_log()
         check("was deleted or replaced" in log and "cannot start" not in log, log[-3000:])
+        check(log.count("waiting for '%s' to be created" % env.db) == 2, "once per process: " + log[-3000:])
         check(len(generations(env)) == 2, "generations: %r" % generations(env))
         # the old database, before it was deleted
         verify_point(env, old_commits, before_delete)

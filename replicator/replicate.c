@@ -28,6 +28,11 @@
  * When the tailer or shipper reports that continuity is lost, the database
  * is reopened and a new generation begins with a fresh snapshot.
  *
+ * A configured database whose file is missing, empty or in rollback-journal
+ * mode (at start, or deleted while followed) waits instead (waiting.c):
+ * its sync timer stops, inotify events about the file look at it again,
+ * and it starts as above once it is a WAL database.
+ *
  * Replicas never hold up capture: commits are released from the WAL once
  * published in the spool (on the database's disk); each replica catches
  * up from its queue, in order, when it can. S3 transfers run on this loop

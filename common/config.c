@@ -7,8 +7,9 @@
  *   encryption: none | { key-file: PATH | [PATH...], recipient-file: PATH }
  *   state-dir: PATH            spool-limit: SIZE         retention: RETENTION
  *   metrics: { listen: HOST:PORT }                       log-format: logfmt | json
- *   alerts: { webhook: URL, command: PATH, failure-after, lag-threshold, reminder }
- *   dbs: [ { path, name, sync-interval, snapshot-interval,
+ *   alerts: { webhook: URL, command: PATH, failure-after, lag-threshold, reminder,
+ *             missing-alert-after: DURATION | off }
+ *   dbs: [ { path, name, sync-interval, snapshot-interval, missing-alert-after,
  *            snapshot: { schedule: CRON }, checkpoint-pages, retention: RETENTION,
  *            drill: off | { schedule: CRON, staging: PATH, check-sql: SQL },
  *            replicas: [ REPLICA... ] } ]
@@ -167,6 +168,18 @@ static int get_duration(struct loader *ld, yaml_node_t *node, const char *key, i
     if (rc != 0)
         return fail_at(ld, node, parse_err.hint, "'%s': %s", key, parse_err.msg);
     return 0;
+}
+
+static int is_off(const yaml_node_t *node);
+
+/* A duration, or `off` (stored as 0). */
+static int get_duration_or_off(struct loader *ld, yaml_node_t *node, const char *key, int64_t *out)
+{
+    if (is_off(node)) {
+        *out = 0;
+        return 0;
+    }
+    return get_duration(ld, node, key, out);
 }
 
 static int get_count(struct loader *ld, yaml_node_t *node, const char *key, uint32_t *out)
@@ -365,7 +378,8 @@ static int parse_metrics(struct loader *ld, yaml_node_t *node, struct config *cf
 
 static int parse_alerts(struct loader *ld, yaml_node_t *node, struct config_alerts *alerts)
 {
-    static const char *hint = "write 'alerts: { webhook: URL, command: PATH, failure-after: 30s, lag-threshold: 60s, reminder: 1h }'";
+    static const char *hint = "write 'alerts: { webhook: URL, command: PATH, failure-after: 30s, lag-threshold: 60s, "
+                              "reminder: 1h, missing-alert-after: 10m }'";
     if (node->type != YAML_MAPPING_NODE)
         return fail_at(ld, node, hint, "'alerts' must be a mapping");
     if (unique_keys(ld, node) != 0)
@@ -387,6 +401,8 @@ static int parse_alerts(struct loader *ld, yaml_node_t *node, struct config_aler
             rc = get_duration(ld, v, key, &alerts->lag_threshold_ms);
         else if (strcmp(key, "reminder") == 0)
             rc = get_duration(ld, v, key, &alerts->reminder_ms);
+        else if (strcmp(key, "missing-alert-after") == 0)
+            rc = get_duration_or_off(ld, v, key, &alerts->missing_alert_after_ms);
         else
             rc = fail_at(ld, k, hint, "unknown key '%s' in 'alerts'", key);
         if (rc != 0)
@@ -412,6 +428,8 @@ static int db_defaults(struct loader *ld, const struct config *cfg, struct confi
         db->snapshot_spread_ms = db->dir ? 3600 * 1000 : 0;
     if (db->retention.enabled < 0)   /* not set on the database */
         db->retention = cfg->retention;
+    if (db->missing_alert_after_ms < 0)
+        db->missing_alert_after_ms = cfg->alerts.missing_alert_after_ms;
     if (!db->drill.schedule) {
         if (!(db->drill.schedule = strdup("0 4 1 * *")))
             return tm_error_set(ld->err, "out of memory");
@@ -707,7 +725,8 @@ static int parse_db(struct loader *ld, yaml_node_t *node, enum db_kind kind, str
     db->drill.enabled = 1;
     db->retention.enabled = -1;
     db->snapshot_spread_ms = -1;
-    yaml_node_t *replicas_node = NULL;
+    db->missing_alert_after_ms = -1;
+    yaml_node_t *replicas_node = NULL, *missing_alert_node = NULL;
     if (unique_keys(ld, node) != 0)
         return -1;
     for (yaml_node_pair_t *pair = node->data.mapping.pairs.start;
@@ -752,6 +771,10 @@ static int parse_db(struct loader *ld, yaml_node_t *node, enum db_kind kind, str
             rc = get_count(ld, v, key, &db->checkpoint_pages);
         else if (strcmp(key, "deltas") == 0 && kind == DB_SQLITE)
             rc = get_bool(ld, v, key, &db->deltas);
+        else if (strcmp(key, "missing-alert-after") == 0 && kind == DB_SQLITE) {
+            rc = get_duration_or_off(ld, v, key, &db->missing_alert_after_ms);
+            missing_alert_node = k;
+        }
         else if (strcmp(key, "replicas") == 0) {
             replicas_node = v;
             rc = parse_replicas(ld, v, db);
@@ -759,7 +782,7 @@ static int parse_db(struct loader *ld, yaml_node_t *node, enum db_kind kind, str
             rc = fail_at(ld, k, "redis keys are: name, addr, username, password, sync-interval, snapshot-interval, snapshot, retention, drill, replicas",
                          "unknown key '%s' in redis entry", key);
         else
-            rc = fail_at(ld, k, "database keys are: path (or dir, pattern, recursive, max-open, idle-after, metrics-per-database), name, sync-interval, snapshot-interval, snapshot, checkpoint-pages, deltas, retention, drill, replicas",
+            rc = fail_at(ld, k, "database keys are: path (or dir, pattern, recursive, max-open, idle-after, metrics-per-database), name, sync-interval, snapshot-interval, snapshot, checkpoint-pages, deltas, missing-alert-after, retention, drill, replicas",
                          "unknown key '%s' in database entry", key);
         if (rc != 0)
             return -1;
@@ -776,6 +799,10 @@ static int parse_db(struct loader *ld, yaml_node_t *node, enum db_kind kind, str
     } else if (db->path && db->dir) {
         return fail_at(ld, node, "one entry per 'path' (a database) or per 'dir' (every database in a directory)",
                        "database entry has both 'path' and 'dir'");
+    } else if (db->dir && missing_alert_node) {
+        return fail_at(ld, missing_alert_node, "databases under 'dir:' are followed once they appear; "
+                       "'missing-alert-after' is for a database configured with 'path:'",
+                       "'missing-alert-after' goes with 'path:', not 'dir:'");
     } else if (db->dir) {
         if (dir_entry_defaults(ld, node, db) != 0)
             return -1;
@@ -983,7 +1010,7 @@ static int parse_root(struct loader *ld, yaml_node_t *root, struct config *cfg)
     int seen_encryption = 0, seen_dbs = 0;
     retention_defaults(&cfg->retention);
     cfg->alerts = (struct config_alerts){.failure_after_ms = 30000, .lag_threshold_ms = 60000,
-                                         .reminder_ms = 3600 * 1000};
+                                         .reminder_ms = 3600 * 1000, .missing_alert_after_ms = 600 * 1000};
     if (unique_keys(ld, root) != 0)
         return -1;
     for (yaml_node_pair_t *pair = root->data.mapping.pairs.start;

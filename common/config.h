@@ -66,6 +66,9 @@ struct config_db {
     char *redis_password;            /* Redis: password, or NULL (wiped on free) */
     int64_t sync_interval_ms;        /* default 1s */
     int64_t snapshot_interval_ms;    /* 0: none */
+    int64_t missing_alert_after_ms;  /* a `path:` database still missing (or not in WAL mode) this
+                                        long fires database_missing; 0 (`off`): never; default
+                                        alerts: { missing-alert-after } */
     int snapshot_cron_set;           /* snapshot: { schedule } */
     struct cron snapshot_cron;       /* default "0 3 * * *" when no interval is set either */
     char *snapshot_schedule;
@@ -107,6 +110,7 @@ struct config_alerts {
     int64_t failure_after_ms;        /* a replica failing this long fires; default 30s */
     int64_t lag_threshold_ms;        /* replication lag above this fires; default 60s */
     int64_t reminder_ms;             /* repeat while an incident lasts; default 1h */
+    int64_t missing_alert_after_ms;  /* default of every database's missing-alert-after; 10m, 0 off */
 };
 
 struct config {

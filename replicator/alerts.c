@@ -10,6 +10,9 @@
  *   capture_failing   the sidecar has not been following the database (or
  *                     Redis: connection refused, credentials, replication
  *                     disabled) for failure-after
+ *   database_missing  a configured database has been missing, empty or in
+ *                     rollback-journal mode for its missing-alert-after
+ *                     (the sidecar waits for it: waiting.c)
  * With the defaults (failure-after 30 s, evaluated every second, delivery
  * started at once) a failure reaches the receiver well within 60 s.
  *
@@ -322,6 +325,12 @@ static void evaluate_db(struct alerts *a, const struct db_status *db, int64_t no
         snprintf(message, sizeof message, "nothing captured for %.0f s: %s",
                  (double)(now_ms - db->capture_failing_since_ms) / 1000.0, db->capture_error);
         holds(a, "capture_failing", db->name, "", message, now_ms);
+    }
+    if (db->waiting_since_ms && db->missing_alert_after_ms &&
+        now_ms - db->waiting_since_ms >= db->missing_alert_after_ms) {
+        snprintf(message, sizeof message, "not replicated for %.0f s: %s",
+                 (double)(now_ms - db->waiting_since_ms) / 1000.0, db->waiting_reason);
+        holds(a, "database_missing", db->name, "", message, now_ms);
     }
     if (db->snapshot_failing) {
         snprintf(message, sizeof message, "the last snapshot failed: %s", db->snapshot_error);

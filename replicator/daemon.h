@@ -33,6 +33,14 @@
 struct replicator;
 struct tenant_dir;
 
+/* Why a configured database is not followed yet (waiting.c). */
+enum wait_reason {
+    WAIT_NONE = 0,
+    WAIT_MISSING,                    /* no file */
+    WAIT_EMPTY,                      /* shorter than a SQLite header */
+    WAIT_ROLLBACK,                   /* a SQLite database in rollback-journal mode */
+};
+
 struct db_context {
     struct replicator *owner;
     const struct config_db *cfg;
@@ -108,6 +116,13 @@ struct db_context {
     dev_t released_dev;
     ino_t released_ino;
     int changed_since_snapshot;      /* a commit shipped since the newest snapshot (or unknown) */
+    /* A configured database whose file is not a WAL database yet
+     * (waiting.c): nothing is opened; inotify says when to look again. */
+    enum wait_reason waiting;        /* WAIT_NONE: not waiting */
+    int64_t waiting_since_ms;
+    char waiting_reason[PATH_MAX + 200];   /* for the log, /healthz and the alert */
+    int db_watch;                    /* while waiting: the database file's writes; -1: none */
+    ev_timer wait_timer;             /* while waiting: look again soon after an event, and every minute */
 };
 
 struct tenant_dir;
@@ -159,6 +174,29 @@ void schedule_scan(struct ev_loop *loop, struct db_context *ctx);
 struct db_context *add_context(struct replicator *rep);
 void remove_context(struct replicator *rep, struct db_context *ctx);
 int unchanged_since_snapshot(const struct db_context *ctx);
+
+/* waiting.c: a configured database that does not exist yet, is empty,
+ * or is not in WAL mode. */
+/* Fails (err names the directory) when the database's directory does
+ * not exist: the sidecar waits for the file, not for its directory. */
+int waiting_check_directory(const struct config_db *cfg, struct tm_error *err);
+/* Looks at the database file (its header only; nothing is opened with
+ * SQLite, nothing locked); 0 at once while the tailer is open. Not a WAL
+ * database yet: starts or goes on
+ * waiting (logged once, the sync timer stopped, the file and its
+ * directory watched) and returns 1. Otherwise returns 0, after leaving
+ * the wait if there was one (the sync timer then fires at once and
+ * starts the database; what else may be wrong with the file is
+ * start_database's to report). */
+int waiting_check(struct db_context *ctx);
+/* 1 when inotify event ev concerns ctx's database file (its name in the
+ * directory, or the file's own watch); keeps db_watch in step. */
+int waiting_event(struct db_context *ctx, const struct inotify_event *ev);
+/* While waiting: look at the file again in SCAN_DELAY_S (bursts of
+ * events cost one look). */
+void waiting_recheck_soon(struct db_context *ctx);
+/* Stops the wait's timer and watch (stopping, or freeing ctx). */
+void waiting_stop(struct db_context *ctx);
 
 /* tenants.c: the databases of `dir:` entries */
 int tenants_start(struct replicator *rep, struct tm_error *err);

@@ -249,7 +249,6 @@ static void render_entry_sums(const struct db_status *dbs, size_t count, FILE *o
 
 void metrics_render(const struct db_status *dbs, size_t count, int64_t now_ms, FILE *out)
 {
-    (void)now_ms;
     REPLICA_METRIC("tidemark_replica_lag_seconds", "gauge",
                    "Age of the oldest committed transaction not yet on the replica (0 when caught up): the current RPO.",
                    (double)r->lag_ms / 1000.0);
@@ -268,7 +267,12 @@ void metrics_render(const struct db_status *dbs, size_t count, int64_t now_ms, F
                    r->queued);
     DB_METRIC("tidemark_capture_up", "gauge",
               "1 while the sidecar follows the database (its WAL, or the Redis replication stream).",
-              db->capture_failing_since_ms ? 0 : 1);
+              db->capture_failing_since_ms || db->waiting_since_ms ? 0 : 1);
+    DB_METRIC("tidemark_database_waiting", "gauge",
+              "1 while a configured database is missing, empty or not in WAL mode: the sidecar waits for it.",
+              db->waiting_since_ms ? 1 : 0);
+    DB_METRIC("tidemark_database_waiting_seconds", "gauge", "How long the database has been waited for (0: it is not).",
+              db->waiting_since_ms ? (double)(now_ms - db->waiting_since_ms) / 1000.0 : 0);
     DB_METRIC("tidemark_spool_bytes", "gauge", "Bytes of objects waiting in the spool for some replica.",
               db->spool_bytes);
     DB_METRIC("tidemark_spool_limit_bytes", "gauge", "The configured spool-limit.", db->spool_limit);
@@ -296,12 +300,54 @@ void metrics_render(const struct db_status *dbs, size_t count, int64_t now_ms, F
     render_entry_sums(dbs, count, out);
 }
 
+/* A database waited for longer than its missing-alert-after is a
+ * problem; one waited for less is only listed (see health_render). */
+static int missing_too_long(const struct db_status *db, int64_t now_ms)
+{
+    return db->waiting_since_ms && db->missing_alert_after_ms &&
+           now_ms - db->waiting_since_ms >= db->missing_alert_after_ms;
+}
+
+/* "waiting": the databases the sidecar waits for, with since when. */
+static void render_waiting(const struct db_status *dbs, size_t count, int64_t now_ms, FILE *out)
+{
+    int first = 1;
+    fprintf(out, ", \"waiting\": [");
+    for (size_t i = 0; i < count; i++) {
+        if (!dbs[i].waiting_since_ms)
+            continue;
+        char since[40];
+        clock_format_ms(dbs[i].waiting_since_ms, since, sizeof since);
+        fprintf(out, "%s{\"db\": ", first ? "" : ", ");
+        json_write_string(out, dbs[i].name);
+        fprintf(out, ", \"reason\": ");
+        json_write_string(out, dbs[i].waiting_reason);
+        fprintf(out, ", \"since\": \"%s\", \"seconds\": %.1f}", since,
+                (double)(now_ms - dbs[i].waiting_since_ms) / 1000.0);
+        first = 0;
+    }
+    fprintf(out, "]");
+}
+
 int health_render(const struct db_status *dbs, size_t count, const struct config_alerts *thresholds,
                   int64_t now_ms, FILE *out)
 {
     int healthy = 1, first = 1;
     fprintf(out, "{\"problems\": [");
     for (size_t i = 0; i < count; i++) {
+        if (missing_too_long(&dbs[i], now_ms)) {
+            char reason[1200];
+            snprintf(reason, sizeof reason, "still not replicated after %.0f s (missing-alert-after %.0f s): %s",
+                     (double)(now_ms - dbs[i].waiting_since_ms) / 1000.0,
+                     (double)dbs[i].missing_alert_after_ms / 1000.0, dbs[i].waiting_reason);
+            healthy = 0;
+            fprintf(out, "%s{\"db\": ", first ? "" : ", ");
+            json_write_string(out, dbs[i].name);
+            fprintf(out, ", \"reason\": ");
+            json_write_string(out, reason);
+            fprintf(out, "}");
+            first = 0;
+        }
         for (size_t j = 0; j < dbs[i].replica_count; j++) {
             const struct replica_status *r = &dbs[i].replicas[j];
             char reason[1200] = "";
@@ -343,7 +389,9 @@ int health_render(const struct db_status *dbs, size_t count, const struct config
             first = 0;
         }
     }
-    fprintf(out, "], \"status\": \"%s\"}\n", healthy ? "ok" : "unhealthy");
+    fprintf(out, "]");
+    render_waiting(dbs, count, now_ms, out);
+    fprintf(out, ", \"status\": \"%s\"}\n", healthy ? "ok" : "unhealthy");
     return healthy;
 }
 

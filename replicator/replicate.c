@@ -28,6 +28,11 @@
  * When the tailer or shipper reports that continuity is lost, the database
  * is reopened and a new generation begins with a fresh snapshot.
  *
+ * A configured database whose file is missing, empty or in rollback-journal
+ * mode (at start, or deleted while followed) waits instead (waiting.c):
+ * its sync timer stops, inotify events about the file look at it again,
+ * and it starts as above once it is a WAL database.
+ *
  * Replicas never hold up capture: commits are released from the WAL once
  * published in the spool (on the database's disk); each replica catches
  * up from its queue, in order, when it can. S3 transfers run on this loop
@@ -286,6 +291,8 @@ void restart_database(struct db_context *ctx, const char *why)
     tailer_close(ctx->tailer);
     ctx->tailer = NULL;
     ctx->need_generation = 1;
+    if (waiting_check(ctx))   /* deleted: its backups stay; a new generation when it is back */
+        return;
     struct tm_error err;
     int rc = start_database(ctx, &err);
     if (rc != 0 && rc != TAILER_LATER) {
@@ -419,6 +426,8 @@ static void sync_database(struct db_context *ctx)
     struct tm_error err;
     watch_wal(ctx);
     if (!ctx->tailer || ctx->need_generation) {
+        if (waiting_check(ctx))
+            return;
         int started = start_database(ctx, &err);
         if (started == TAILER_LATER)
             return;
@@ -691,6 +700,11 @@ void snapshot_for_client(struct db_context *ctx, struct control_client *client)
 {
     if (ctx->waiter_count == SNAPSHOT_WAITERS_MAX)
         return control_reply(client, "error: too many snapshot requests waiting; try again later");
+    if (ctx->waiting) {
+        char line[sizeof ctx->waiting_reason + 16];
+        snprintf(line, sizeof line, "error: %s", ctx->waiting_reason);
+        return control_reply(client, line);
+    }
     if (!ctx->waiters && !(ctx->waiters = calloc(SNAPSHOT_WAITERS_MAX, sizeof *ctx->waiters)))
         return control_reply(client, "error: out of memory");
     struct tm_error err;
@@ -728,6 +742,8 @@ static void snapshot_requested(struct db_context *ctx)
 {
     if (ctx->redis)
         return redis_capture_snapshot(ctx->redis);
+    if (ctx->waiting)   /* following it starts with a snapshot */
+        return;
     if (ctx->tenants && unchanged_since_snapshot(ctx)) {   /* an idle database writes nothing */
         log_debug("%s: unchanged since its last snapshot: scheduled snapshot skipped", ctx->cfg->name);
         return;
@@ -856,15 +872,23 @@ static void on_inotify(struct ev_loop *loop, ev_io *w, int revents)
             log_warn("inotify events were lost (queue overflow): looking at every database again");
             tenants_handle_overflow(rep);
             for (size_t i = 0; i < rep->configured_count; i++)
-                if (!rep->dbs[i]->redis)
+                if (rep->dbs[i]->waiting)
+                    waiting_recheck_soon(rep->dbs[i]);
+                else if (!rep->dbs[i]->redis)
                     schedule_scan(loop, rep->dbs[i]);
             continue;
         }
         if (tenants_handle_event(rep, ev))
             continue;
-        for (size_t i = 0; i < rep->configured_count; i++)
-            if (wal_event(rep->dbs[i], ev))
-                schedule_scan(loop, rep->dbs[i]);
+        for (size_t i = 0; i < rep->configured_count; i++) {
+            struct db_context *ctx = rep->dbs[i];
+            int seen = wal_event(ctx, ev);
+            seen |= waiting_event(ctx, ev);   /* the database file itself */
+            if (seen && ctx->waiting)
+                waiting_recheck_soon(ctx);
+            else if (seen)
+                schedule_scan(loop, ctx);
+        }
     }
     /* stop reading while scans are pending (resume_inotify) */
     for (size_t i = 0; i < rep->db_count; i++)
@@ -928,6 +952,11 @@ static void on_stop(struct ev_loop *loop, ev_signal *w, int revents)
         ev_periodic_stop(loop, &ctx->drill_periodic);
         if (ctx->redis) {
             redis_capture_stop(ctx->redis);
+            kick_uploaders(ctx);
+            continue;
+        }
+        if (ctx->waiting) {   /* nothing to ship */
+            waiting_stop(ctx);
             kick_uploaders(ctx);
             continue;
         }
@@ -1164,6 +1193,10 @@ static int setup_database(struct replicator *rep, struct db_context *ctx,
     ctx->cfg = cfg;
     ctx->watch = -1;
     ctx->wal_watch = -1;
+    ctx->db_watch = -1;
+    /* before the spool: its default place is beside the database */
+    if (cfg->kind == DB_SQLITE && waiting_check_directory(cfg, err) != 0)
+        return -1;
     if (open_replicas(ctx, err) != 0)
         return -1;
     if (cfg->kind == DB_REDIS)
@@ -1182,7 +1215,7 @@ static int setup_database(struct replicator *rep, struct db_context *ctx,
     snprintf(copy, sizeof copy, "%s", cfg->path);
     if (!ctx->dir || asprintf(&ctx->wal_name, "%s-wal", basename(copy)) < 0)
         return tm_error_set(err, "out of memory");
-    ctx->watch = inotify_add_watch(rep->inotify_fd, ctx->dir, IN_CREATE | IN_MOVED_TO | IN_DELETE);
+    ctx->watch = inotify_add_watch(rep->inotify_fd, ctx->dir, IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE);
     if (ctx->watch < 0)
         return tm_error_set(err, "cannot watch directory '%s': %s", ctx->dir, strerror(errno));
     watch_wal(ctx);
@@ -1191,15 +1224,22 @@ static int setup_database(struct replicator *rep, struct db_context *ctx,
     ev_timer_init(&ctx->waiter_timer, on_waiters, 0., 0.05);
     ctx->waiter_timer.data = ctx;
     kick_uploaders(ctx);   /* what the spool held from before goes first */
-    int started = start_database(ctx, err);
+    int once = rep->opts && rep->opts->snapshot_once;
+    int waiting = waiting_check(ctx);   /* not a WAL database yet: followed once it is (waiting.c) */
+    if (waiting && once)
+        return tm_error_set(err, "nothing to snapshot: %s", ctx->waiting_reason);
+    int started = waiting ? 0 : start_database(ctx, err);
     if (started != 0 && started != TAILER_LATER)   /* later: at the first tick */
         return -1;
     ev_timer_init(&ctx->scan_timer, on_scan, SCAN_DELAY_S, 0.);
     ctx->scan_timer.data = ctx;
     start_common_timers(rep, ctx);
-    if (!rep->opts || !rep->opts->snapshot_once)
+    if (waiting)
+        ev_timer_stop(rep->loop, &ctx->sync_timer);   /* started again when the wait ends */
+    else if (!once)
         catch_up_missed_snapshot(ctx);
-    log_info("%s: replicating '%s' every %lldms to %zu replica(s)", cfg->name, cfg->path,
+    log_info("%s: %s '%s' every %lldms to %zu replica(s)", cfg->name,
+             waiting ? "once it is a WAL database, replicating" : "replicating", cfg->path,
              (long long)cfg->sync_interval_ms, ctx->replica_count);
     return 0;
 }
@@ -1210,6 +1250,7 @@ static void free_database(struct replicator *rep, struct db_context *ctx)
     for (size_t i = 0; i < ctx->waiter_count; i++)
         control_reply(ctx->waiters[i].client, "error: the database is no longer replicated (deleted)");
     ctx->waiter_count = 0;
+    waiting_stop(ctx);
     tailer_close(ctx->tailer);
     redis_capture_free(ctx->redis);
     control_close(ctx->control);
@@ -1328,7 +1369,9 @@ static void fill_db_status(const struct db_context *ctx, struct db_status *out, 
         .drill_rto_ms = ctx->drill_rto_ms, .drill_rpo_ms = ctx->drill_rpo_ms,
         .replicas = replicas, .replica_count = ctx->replica_count,
         .capture_failing_since_ms = ctx->redis ? redis_capture_failing_since(ctx->redis) : ctx->failing_since_ms,
-        .capture_error = ctx->redis ? redis_capture_error(ctx->redis) : ctx->failing_error};
+        .capture_error = ctx->redis ? redis_capture_error(ctx->redis) : ctx->failing_error,
+        .waiting_since_ms = ctx->waiting ? ctx->waiting_since_ms : 0, .waiting_reason = ctx->waiting_reason,
+        .missing_alert_after_ms = ctx->cfg->missing_alert_after_ms};
     for (size_t j = 0; j < ctx->replica_count; j++) {
         const struct uploader *u = &ctx->uploaders[j];
         replicas[j] = (struct replica_status){

@@ -329,6 +329,30 @@ static void test_dir_entries(void)
     ASSERT_STR_CONTAINS(err.msg, "'recursive' must be true or false");
 }
 
+static void test_missing_alert_after(void)
+{
+    struct config *cfg;
+    struct tm_error err;
+    /* default 10m; the alerts section sets every database's; a database its own; off */
+    ASSERT_EQ(load("encryption: none\ndbs:\n  - path: /a.db\n    replicas: [ { path: /b } ]\n", &err, &cfg), 0);
+    ASSERT_EQ(cfg->dbs[0].missing_alert_after_ms, 600000);
+    config_free(cfg);
+    ASSERT_EQ(load("encryption: none\nalerts: { missing-alert-after: 2m }\ndbs:\n  - path: /a.db\n"
+                   "    replicas: [ { path: /b } ]\n  - path: /c.db\n    missing-alert-after: 1.5s\n"
+                   "    replicas: [ { path: /b } ]\n  - path: /d.db\n    missing-alert-after: off\n"
+                   "    replicas: [ { path: /b } ]\n", &err, &cfg), 0);
+    ASSERT_EQ(cfg->dbs[0].missing_alert_after_ms, 120000);
+    ASSERT_EQ(cfg->dbs[1].missing_alert_after_ms, 1500);
+    ASSERT_EQ(cfg->dbs[2].missing_alert_after_ms, 0);
+    config_free(cfg);
+    ASSERT_EQ(load("encryption: none\ndbs:\n  - path: /a.db\n    missing-alert-after: 0\n"
+                   "    replicas: [ { path: /b } ]\n", &err, &cfg), -1);
+    ASSERT_STR_CONTAINS(err.msg, ":4:26: 'missing-alert-after': invalid duration '0'");
+    ASSERT_EQ(load("encryption: none\ndbs:\n  - dir: /t\n    missing-alert-after: 5m\n"
+                   "    replicas: [ { path: /b } ]\n", &err, &cfg), -1);
+    ASSERT_STR_CONTAINS(err.msg, ":4:5: 'missing-alert-after' goes with 'path:', not 'dir:'");
+}
+
 int main(void)
 {
     if (sodium_init() < 0)
@@ -346,6 +370,7 @@ int main(void)
         {"config: snapshot schedules, retention defaults and overrides, drills", test_schedules_retention_drill},
         {"config: redis entries, their defaults and mistakes", test_redis_entries},
         {"config: dir entries, databases under them by name, mistakes", test_dir_entries},
+        {"config: missing-alert-after: default, alerts section, per database, off", test_missing_alert_after},
     };
     return harness_run(cases, sizeof cases / sizeof *cases);
 }

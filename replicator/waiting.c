@@ -1,0 +1,243 @@
+/* waiting.c - a configured database that is not a WAL database yet: the
+ * sidecar waits for it instead of stopping.
+ *
+ * DESIGN
+ *
+ * A sidecar often starts before its application (systemd units started
+ * together, Kubernetes native sidecars, which start before the app
+ * container), and an application may delete its database and create it
+ * again. A `path:` database whose file is missing, empty (shorter than a
+ * SQLite header) or in rollback-journal mode is therefore not an error:
+ * the database waits, with the reason logged once, shown on /healthz and
+ * in the metrics (tidemark_database_waiting), and the database_missing
+ * alert once it lasts missing-alert-after. Other databases and Redis run
+ * as usual. tidemark never changes the journal mode itself (it never
+ * writes to the database): a rollback-journal database waits until the
+ * application sets PRAGMA journal_mode=WAL.
+ *
+ * Nothing polls while a database waits: its sync timer is stopped, no
+ * SQLite connection is open, and inotify says when to look again:
+ *
+ *  - the directory's watch (replicate.c: files created, moved in or out,
+ *    deleted) sees the file appear, and NAME-wal appear;
+ *  - once the file exists, a watch on the file itself sees it written
+ *    (IN_MODIFY, IN_CLOSE_WRITE): `PRAGMA journal_mode=WAL` rewrites the
+ *    header (bytes 18 and 19 become 2) without creating NAME-wal, so the
+ *    header write is the only sign of the switch.
+ *
+ * Each look reads the file's first 100 bytes; a burst of events costs one
+ * look (SCAN_DELAY_S later). A look every WAIT_RECHECK_S as well covers
+ * lost events (a file system whose writes inotify cannot see).
+ *
+ * The first look that finds a WAL database ends the wait: the sync timer
+ * fires at once and start_database follows the database with a first
+ * snapshot, resuming the archive only if the WAL provably continues it
+ * (its salts and checksum chain), else in a new generation. A database
+ * that disappears while followed (the tailer reports it deleted or
+ * replaced) comes back here with need_generation set, so whatever file
+ * appears next starts a new generation: an old generation never
+ * continues onto another file. The backups already made stay. */
+#include "daemon.h"
+
+#include "../common/clock.h"
+#include "../common/log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define WAIT_RECHECK_S 60.0
+#define SQLITE_HEADER_BYTES 100
+
+/* What the file at path is, from its header: WAIT_NONE for a SQLite
+ * database in WAL mode, and for anything that is not a reason to wait
+ * (not a SQLite database, unreadable: start_database says what). */
+static enum wait_reason probe_file(const char *path, ssize_t *size)
+{
+    *size = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? WAIT_MISSING : WAIT_NONE;
+    unsigned char header[SQLITE_HEADER_BYTES];
+    ssize_t got = pread(fd, header, sizeof header, 0);
+    close(fd);
+    if (got < 0)
+        return WAIT_NONE;
+    *size = got;
+    if (got < (ssize_t)sizeof header)
+        return WAIT_EMPTY;
+    if (memcmp(header, "SQLite format 3", 16) != 0)
+        return WAIT_NONE;
+    return header[18] == 2 && header[19] == 2 ? WAIT_NONE : WAIT_ROLLBACK;
+}
+
+static void describe(struct db_context *ctx, enum wait_reason reason, ssize_t size)
+{
+    const char *path = ctx->cfg->path;
+    if (reason == WAIT_MISSING)
+        snprintf(ctx->waiting_reason, sizeof ctx->waiting_reason, "waiting for '%s' to be created", path);
+    else if (reason == WAIT_EMPTY && size == 0)
+        snprintf(ctx->waiting_reason, sizeof ctx->waiting_reason,
+                 "'%s' is empty: waiting for the application to create the database", path);
+    else if (reason == WAIT_EMPTY)
+        snprintf(ctx->waiting_reason, sizeof ctx->waiting_reason,
+                 "'%s' holds %zd bytes, less than a SQLite header: waiting for the application to write it",
+                 path, size);
+    else
+        snprintf(ctx->waiting_reason, sizeof ctx->waiting_reason,
+                 "'%s' is in rollback-journal mode; tidemark never changes the journal mode: the application "
+                 "must set PRAGMA journal_mode=WAL", path);
+}
+
+/* Watches the directory (again, if it was removed and made again) and,
+ * while the file exists, its writes. 1 when a watch was added: the file
+ * must be looked at again (a write just before it went unseen). */
+static int watch_files(struct db_context *ctx, enum wait_reason reason)
+{
+    int fd = ctx->owner->inotify_fd, added = 0;
+    if (ctx->watch < 0) {
+        ctx->watch = inotify_add_watch(fd, ctx->dir, IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE);
+        added = ctx->watch >= 0;
+    }
+    if (ctx->db_watch < 0 && reason != WAIT_MISSING) {
+        ctx->db_watch = inotify_add_watch(fd, ctx->cfg->path, IN_MODIFY | IN_CLOSE_WRITE);
+        added |= ctx->db_watch >= 0;
+    }
+    return added;
+}
+
+static void unwatch_file(struct db_context *ctx)
+{
+    if (ctx->db_watch >= 0)
+        inotify_rm_watch(ctx->owner->inotify_fd, ctx->db_watch);
+    ctx->db_watch = -1;
+}
+
+static void on_wait_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    waiting_check(w->data);
+}
+
+/* Starts or goes on waiting for `reason`; logged when the wait starts,
+ * and when it turns into the one reason the user must act on. */
+static void wait_for(struct db_context *ctx, enum wait_reason reason, ssize_t size)
+{
+    struct ev_loop *loop = ctx->owner->loop;
+    enum wait_reason before = ctx->waiting;
+    describe(ctx, reason, size);
+    ctx->waiting = reason;
+    if (!before) {
+        ctx->waiting_since_ms = clock_now_ms();
+        ctx->failing = 0;
+        note_capture(ctx, NULL, NULL);   /* waiting is not failing: database_missing covers it */
+        ev_timer_stop(loop, &ctx->sync_timer);
+        ev_timer_init(&ctx->wait_timer, on_wait_timer, WAIT_RECHECK_S, WAIT_RECHECK_S);
+        ctx->wait_timer.data = ctx;
+        ev_timer_start(loop, &ctx->wait_timer);
+    }
+    if (!before || (reason == WAIT_ROLLBACK && before != WAIT_ROLLBACK))
+        log_event(reason == WAIT_ROLLBACK ? LOG_WARN : LOG_INFO, ctx->cfg->name, NULL, "%s", ctx->waiting_reason);
+    else if (reason != before)
+        log_debug("%s: %s", ctx->cfg->name, ctx->waiting_reason);
+}
+
+/* A WAL database now: the sync timer starts it at once. */
+static void stop_waiting(struct db_context *ctx)
+{
+    struct ev_loop *loop = ctx->owner->loop;
+    log_event(LOG_INFO, ctx->cfg->name, NULL, "'%s' is a WAL database now (waited %.1f s): replicating",
+              ctx->cfg->path, (double)(clock_now_ms() - ctx->waiting_since_ms) / 1000.0);
+    waiting_stop(ctx);
+    ctx->waiting = WAIT_NONE;
+    ctx->waiting_since_ms = 0;
+    ctx->waiting_reason[0] = '\0';
+    ev_timer_stop(loop, &ctx->sync_timer);
+    ev_timer_set(&ctx->sync_timer, 0., ctx->sync_timer.repeat);
+    ev_timer_start(loop, &ctx->sync_timer);
+}
+
+int waiting_check(struct db_context *ctx)
+{
+    /* A directory's databases are found once they are WAL databases. With
+     * the tailer open, the file is not opened here: closing a descriptor
+     * of it would drop the tailer's POSIX locks on it (a lost file shows
+     * up as TAILER_BROKEN, and restart_database looks after closing). */
+    if (ctx->tenants || ctx->redis || ctx->tailer)
+        return 0;
+    ssize_t size;
+    enum wait_reason reason = probe_file(ctx->cfg->path, &size);
+    if (reason == WAIT_MISSING)
+        unwatch_file(ctx);
+    if (reason != WAIT_NONE && watch_files(ctx, reason))
+        reason = probe_file(ctx->cfg->path, &size);
+    if (reason == WAIT_NONE) {
+        if (ctx->waiting)
+            stop_waiting(ctx);
+        unwatch_file(ctx);
+        return 0;
+    }
+    wait_for(ctx, reason, size);
+    return 1;
+}
+
+int waiting_event(struct db_context *ctx, const struct inotify_event *ev)
+{
+    if (ctx->tenants || ctx->redis)
+        return 0;
+    if (ctx->db_watch >= 0 && ev->wd == ctx->db_watch) {
+        if (ev->mask & IN_IGNORED)
+            ctx->db_watch = -1;   /* the file is gone */
+        return 1;
+    }
+    if (ev->wd == ctx->watch && (ev->mask & IN_IGNORED)) {
+        log_event(LOG_ERROR, ctx->cfg->name, NULL, "the database's directory '%s' was removed", ctx->dir);
+        ctx->watch = -1;
+        return 1;
+    }
+    if (ev->wd != ctx->watch || !ev->len)
+        return 0;
+    const char *base = strrchr(ctx->cfg->path, '/');
+    return strcmp(ev->name, base ? base + 1 : ctx->cfg->path) == 0;
+}
+
+void waiting_recheck_soon(struct db_context *ctx)
+{
+    struct ev_loop *loop = ctx->owner->loop;
+    if (!ctx->waiting || (ev_is_active(&ctx->wait_timer) && ev_timer_remaining(loop, &ctx->wait_timer) <= SCAN_DELAY_S))
+        return;
+    ev_timer_stop(loop, &ctx->wait_timer);
+    ev_timer_set(&ctx->wait_timer, SCAN_DELAY_S, WAIT_RECHECK_S);
+    ev_timer_start(loop, &ctx->wait_timer);
+}
+
+void waiting_stop(struct db_context *ctx)
+{
+    if (!ctx->owner)
+        return;
+    ev_timer_stop(ctx->owner->loop, &ctx->wait_timer);
+    unwatch_file(ctx);
+}
+
+int waiting_check_directory(const struct config_db *cfg, struct tm_error *err)
+{
+    char copy[PATH_MAX];
+    snprintf(copy, sizeof copy, "%s", cfg->path);
+    const char *dir = dirname(copy);
+    struct stat st;
+    if (stat(dir, &st) == 0)
+        return S_ISDIR(st.st_mode) ? 0 : tm_error_set(err, "'%s', the directory of database '%s', is not a directory",
+                                                      dir, cfg->path);
+    if (errno != ENOENT && errno != ENOTDIR)
+        return tm_error_set(err, "cannot look at directory '%s' of database '%s': %s", dir, cfg->path,
+                            strerror(errno));
+    tm_error_set(err, "directory '%s' of database '%s' does not exist", dir, cfg->path);
+    return tm_error_hint(err, "the sidecar waits for the database file to appear, not for its directory: create "
+                              "the directory (or mount the volume) before starting the sidecar, or fix 'path' in "
+                              "the configuration");
+}

@@ -55,6 +55,7 @@
 #include "spool.h"
 #include "tailer.h"
 #include "alerts.h"
+#include "capture_probe.h"
 #include "control.h"
 #include "metrics.h"
 #include "status.h"
@@ -75,6 +76,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+static int capture_hidden(struct db_context *ctx);
 
 void report(struct db_context *ctx, const char *what, const struct tm_error *err)
 {
@@ -225,10 +227,16 @@ void restart_database(struct db_context *ctx, const char *why)
     tailer_close(ctx->tailer);
     ctx->tailer = NULL;
     ctx->need_generation = 1;
+    if (capture_hidden(ctx))   /* another engine: reported; the sync tick retries */
+        return;
     struct tm_error err;
     if (start_database(ctx, &err) != 0) {
         report(ctx, "cannot start a new generation (will retry)", &err);
         ctx->failing = 1;
+        note_capture(ctx, "cannot start a new generation", &err);
+        /* a file there that cannot be followed is reported at once; a
+         * missing one is waited for */
+        ctx->reopen_failing = access(ctx->cfg->path, F_OK) == 0;
     }
 }
 
@@ -293,10 +301,56 @@ void note_capture(struct db_context *ctx, const char *what, const struct tm_erro
     snprintf(ctx->failing_error, sizeof ctx->failing_error, "%s: %s", what, err->msg);
 }
 
+/* ------------------------------------------------------- capture probe
+ * Before a database is (re)opened and on every sync tick: does anything
+ * hide its commits from the sidecar (capture_probe.h)? If so its cause is
+ * logged once (and when it clears), reported at once on /healthz, in
+ * metrics and by the capture_failing alert, and the tailer is closed:
+ * nothing is read or checkpointed through a wal-index that does not
+ * describe the WAL, and no lock of the sidecar's keeps the other engine
+ * out. Returns 1 when the database must not be opened or followed now. */
+static int capture_hidden(struct db_context *ctx)
+{
+    struct tm_error err;
+    if (!ctx->probe &&
+        capture_probe_new(ctx->cfg->path, ctx->cfg->sync_interval_ms, &ctx->probe, &err) != 0)
+        return 0;
+    struct capture_view view = {0};
+    if (ctx->tailer && tailer_header(ctx->tailer)) {
+        size_t count;
+        const struct tailer_commit *pending = tailer_pending(ctx->tailer, &count);
+        view = (struct capture_view){.has_wal = 1, .hdr = *tailer_header(ctx->tailer),
+                                     .committed_end = count ? pending[count - 1].end : tailer_shipped(ctx->tailer)};
+    }
+    int cause = capture_probe_check(ctx->probe, ctx->tailer ? &view : NULL, clock_now_ms(), &err);
+    if (cause <= 0) {
+        if (cause < 0)
+            log_debug("%s: capture probe: %s", ctx->cfg->name, err.msg);
+        if (ctx->capture_cause) {
+            log_event(LOG_INFO, ctx->cfg->name, NULL, "the other engine is gone: following the database again");
+            note_capture(ctx, NULL, NULL);
+        }
+        ctx->capture_cause = 0;
+        return 0;
+    }
+    if (cause != ctx->capture_cause)
+        report(ctx, "commits cannot be captured", &err);
+    ctx->capture_cause = cause;
+    note_capture(ctx, "not capturing", &err);
+    if (ctx->tailer) {
+        tailer_close(ctx->tailer);
+        ctx->tailer = NULL;
+    }
+    return 1;
+}
+/* ------------------------------------------------- end of capture probe */
+
 static void sync_database(struct db_context *ctx)
 {
     struct tm_error err;
     watch_wal(ctx);
+    if (capture_hidden(ctx))
+        return;
     if (!ctx->tailer || ctx->need_generation) {
         if (start_database(ctx, &err) != 0) {
             if (!ctx->failing)
@@ -306,6 +360,7 @@ static void sync_database(struct db_context *ctx)
             return;
         }
         ctx->failing = 0;
+        ctx->reopen_failing = 0;
     }
     int status = tailer_scan(ctx->tailer, clock_now_ms(), &err);
     if (status == TAILER_BROKEN)
@@ -1048,7 +1103,8 @@ static int setup_database(struct replicator *rep, struct db_context *ctx,
     ev_timer_init(&ctx->waiter_timer, on_waiters, 0., 0.05);
     ctx->waiter_timer.data = ctx;
     kick_uploaders(ctx);   /* what the spool held from before goes first */
-    if (start_database(ctx, err) != 0)
+    /* another engine holding the files: reported, retried at each sync tick */
+    if (!capture_hidden(ctx) && start_database(ctx, err) != 0)
         return -1;
     ev_timer_init(&ctx->scan_timer, on_scan, SCAN_DELAY_S, 0.);
     ctx->scan_timer.data = ctx;
@@ -1067,6 +1123,7 @@ static void free_database(struct replicator *rep, struct db_context *ctx)
         control_reply(ctx->waiters[i].client, "error: the database is no longer replicated (deleted)");
     ctx->waiter_count = 0;
     tailer_close(ctx->tailer);
+    capture_probe_free(ctx->probe);
     redis_capture_free(ctx->redis);
     control_close(ctx->control);
     for (size_t j = 0; j < ctx->replica_count; j++) {
@@ -1183,7 +1240,8 @@ static void fill_db_status(const struct db_context *ctx, struct db_status *out, 
         .drill_rto_ms = ctx->drill_rto_ms, .drill_rpo_ms = ctx->drill_rpo_ms,
         .replicas = replicas, .replica_count = ctx->replica_count,
         .capture_failing_since_ms = ctx->redis ? redis_capture_failing_since(ctx->redis) : ctx->failing_since_ms,
-        .capture_error = ctx->redis ? redis_capture_error(ctx->redis) : ctx->failing_error};
+        .capture_error = ctx->redis ? redis_capture_error(ctx->redis) : ctx->failing_error,
+        .capture_cause_named = ctx->capture_cause != 0 || ctx->reopen_failing};
     for (size_t j = 0; j < ctx->replica_count; j++) {
         const struct uploader *u = &ctx->uploaders[j];
         replicas[j] = (struct replica_status){

@@ -32,6 +32,7 @@ struct db_status {
     int snapshot_failing, retention_failing, drill_failing;
     int64_t capture_failing_since_ms;  /* not following the database / Redis since; 0: it is */
     const char *capture_error;         /* why, "" when it is */
+    int capture_cause_named;           /* the cause is known for sure (another engine): reported at once */
     const char *snapshot_error;    /* "" when none */
     uint64_t errors_wal, errors_spool, errors_snapshot, errors_retention, errors_drill;
     int drill_result;              /* -1 none this run, 0 failed, 1 passed */

@@ -29,12 +29,21 @@
  * removed) is caught by what it leaves: valid committed frames beyond the
  * wal-index's end. A SQLite writer puts frames there too, for a moment:
  * it appends its transaction and publishes it in the wal-index right
- * after; frames without a commit frame are a transaction still being
- * written. So the probe counts only a commit frame (salts equal to the
- * header's, the checksum chain unbroken from the tailer's committed end),
- * and only when the same frame (same number, same checksum) is still
- * there, with the tailer's committed end unchanged, after grace_ms (a
- * sync interval: seen at two checks in a row). The search reads at most PROBE_FRAMES_PER_CHECK frames
+ * after, once the WAL is synced (with synchronous=FULL, that fsync can
+ * take a long time on a busy disk); frames without a commit frame are a
+ * transaction still being written. So the probe counts only a commit
+ * frame (salts equal to the header's, the checksum chain unbroken from
+ * the tailer's committed end), and only when the same frame (same number,
+ * same checksum) is still there, with the tailer's committed end
+ * unchanged, after grace_ms (a sync interval: seen at two checks in a
+ * row) during which no SQLite writer was in a transaction. A SQLite
+ * writer holds the WAL write lock (byte 120 of DB-shm) from its first
+ * frame until it has published its commit; F_GETLK on the tailer's own
+ * descriptor of DB-shm sees another process's lock (never ours). While
+ * the lock is held the grace time starts over. An engine writing blind
+ * never takes it; a SQLite writer that died between its commit frame and
+ * publishing leaves it free, and its frames count until the next SQLite
+ * writer publishes (see below). The search reads at most PROBE_FRAMES_PER_CHECK frames
  * per call and goes on from where it stopped at the next call; when
  * nothing lies past the end (the usual case) it costs an fstat.
  *
@@ -42,7 +51,9 @@
  * (a snapshot or checkpoint through a wal-index that no longer describes
  * the WAL would read or copy the wrong pages), and a blind writer cannot
  * be seen any more: the WAL gives no sign of who writes it. The cause is
- * kept until the WAL file is emptied, deleted or replaced.
+ * kept until the WAL file is emptied, deleted or replaced, or the
+ * wal-index changes (a SQLite writer published a commit: the frames were
+ * a dead SQLite writer's, overwritten by the next one).
  *
  * The probe takes no lock and holds no descriptor between calls. The WAL
  * and DB-tshm are opened and closed on each call (SQLite never locks the
@@ -81,12 +92,14 @@ struct beyond_search {
 };
 
 struct capture_probe {
-    char *db_path, *wal_path, *tshm_path;
+    char *db_path, *wal_path, *shm_path, *tshm_path;
     int64_t grace_ms;
     struct beyond_search search;
     int sticky;                    /* CAPTURE_UNPUBLISHED seen on this WAL file */
     dev_t sticky_dev;
     ino_t sticky_ino;
+    int sticky_index_read;         /* sticky_index holds the wal-index then */
+    struct wal_index_state sticky_index;
     char sticky_msg[sizeof ((struct tm_error *)0)->msg];
 };
 
@@ -104,8 +117,9 @@ int capture_probe_new(const char *db_path, int64_t grace_ms, struct capture_prob
     p->grace_ms = grace_ms;
     p->db_path = strdup(db_path);
     p->wal_path = path_with_suffix(db_path, "-wal");
+    p->shm_path = path_with_suffix(db_path, "-shm");
     p->tshm_path = path_with_suffix(db_path, "-tshm");
-    if (!p->db_path || !p->wal_path || !p->tshm_path) {
+    if (!p->db_path || !p->wal_path || !p->shm_path || !p->tshm_path) {
         capture_probe_free(p);
         return tm_error_set(err, "out of memory");
     }
@@ -119,6 +133,7 @@ void capture_probe_free(struct capture_probe *p)
         return;
     free(p->db_path);
     free(p->wal_path);
+    free(p->shm_path);
     free(p->tshm_path);
     free(p);
 }
@@ -244,6 +259,16 @@ static int search_commit(int fd, const struct wal_header *hdr, off_t wal_size, s
     return found;
 }
 
+/* Does another process hold SQLite's WAL write lock (wal-index byte
+ * 120)? 1 yes or cannot tell, 0 no. */
+static int sqlite_writer_active(int wal_index_fd)
+{
+    struct flock probe = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 120, .l_len = 1};
+    if (wal_index_fd < 0 || fcntl(wal_index_fd, F_GETLK, &probe) != 0)
+        return 1;
+    return probe.l_type != F_UNLCK;
+}
+
 static int unpublished_frames(struct capture_probe *p, const struct capture_view *view, int64_t now_ms,
                               struct tm_error *err)
 {
@@ -282,6 +307,8 @@ static int unpublished_frames(struct capture_probe *p, const struct capture_view
             s->found_ms = now_ms;
         }
     }
+    if (s->found && sqlite_writer_active(view->wal_index_fd))
+        s->found_ms = now_ms;   /* maybe its commit, being synced: not yet published */
     if (s->found && now_ms - s->found_ms >= p->grace_ms - p->grace_ms / GRACE_JITTER_DIVISOR) {
         tm_error_set(err, "'%s' holds committed transactions that the wal-index ('%s-shm') does not publish "
                      "(frames %u-%u, for %.1f s): another engine writes this WAL without SQLite's shared memory "
@@ -292,6 +319,8 @@ static int unpublished_frames(struct capture_probe *p, const struct capture_view
         p->sticky = 1;
         p->sticky_dev = st.st_dev;
         p->sticky_ino = st.st_ino;
+        struct tm_error ignored;
+        p->sticky_index_read = wal_index_read(view->wal_index_fd, &p->sticky_index, &ignored) == 1;
         snprintf(p->sticky_msg, sizeof p->sticky_msg, "%s", err->msg);
         s->active = 0;
         rc = CAPTURE_UNPUBLISHED;
@@ -301,12 +330,31 @@ done:
     return rc;
 }
 
-/* The sticky cause holds while the WAL file is the same one, not empty. */
-static int still_unpublished(struct capture_probe *p)
+/* Has a SQLite writer published a commit since the cause was seen (the
+ * wal-index changed)? Then SQLite's writers own this WAL after all (one
+ * of them died between writing a commit and publishing it, and the next
+ * one went on). The wal-index is opened here only with no connection of
+ * ours on the database (closing it would drop our POSIX locks). */
+static int wal_index_moved(struct capture_probe *p, const struct capture_view *following)
+{
+    int fd = following ? following->wal_index_fd : open(p->shm_path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    struct wal_index_state now;
+    struct tm_error ignored;
+    int read = fd >= 0 && wal_index_read(fd, &now, &ignored) == 1;
+    if (!following && fd >= 0)
+        close(fd);
+    return read && p->sticky_index_read &&
+           (now.max_frame != p->sticky_index.max_frame || now.salt1 != p->sticky_index.salt1 ||
+            now.salt2 != p->sticky_index.salt2);
+}
+
+/* The sticky cause holds while the WAL file is the same one, not empty,
+ * and no SQLite writer has published since. */
+static int still_unpublished(struct capture_probe *p, const struct capture_view *following)
 {
     struct stat st;
     if (stat(p->wal_path, &st) != 0 || st.st_dev != p->sticky_dev || st.st_ino != p->sticky_ino ||
-        st.st_size < WAL_HEADER_BYTES + WAL_FRAME_HEADER_BYTES)
+        st.st_size < WAL_HEADER_BYTES + WAL_FRAME_HEADER_BYTES || wal_index_moved(p, following))
         p->sticky = 0;
     return p->sticky;
 }
@@ -314,10 +362,11 @@ static int still_unpublished(struct capture_probe *p)
 int capture_probe_check(struct capture_probe *p, const struct capture_view *following, int64_t now_ms,
                         struct tm_error *err)
 {
-    if (p->sticky && still_unpublished(p)) {
+    if (p->sticky && still_unpublished(p, following)) {
         tm_error_set(err, "%s", p->sticky_msg);
         tm_error_hint(err, "stop the other engine (or switch the application to SQLite or libSQL); the sidecar "
-                      "follows the database again once the WAL is emptied or replaced, or when it restarts; %s",
+                      "follows the database again once the WAL is emptied or replaced, a SQLite writer publishes "
+                      "a commit, or the sidecar restarts; %s",
                       RUNBOOK_HINT);
         return CAPTURE_UNPUBLISHED;
     }

@@ -22,6 +22,7 @@ struct capture_view {
     int has_wal;                        /* 0: it found no WAL yet (the rest unset) */
     struct wal_header hdr;              /* the WAL header it follows */
     struct wal_position committed_end;  /* end of the last commit it has seen */
+    int wal_index_fd;                   /* its -shm, for F_GETLK of SQLite's WAL write lock */
 };
 
 struct capture_probe;
@@ -45,7 +46,8 @@ void capture_probe_free(struct capture_probe *p);
  *                         database or WAL file, where SQLite never locks;
  *   CAPTURE_FOREIGN_SHM   DB-tshm with the Turso engine's magic exists;
  *   CAPTURE_UNPUBLISHED   the same committed frames have stayed past the
- *                         wal-index's end for longer than grace_ms. This
+ *                         wal-index's end for longer than grace_ms, with
+ *                         no SQLite writer in a transaction then. This
  *                         one is sticky: once seen it is returned by every
  *                         later call (nothing can tell that the writer
  *                         has gone), until the WAL file is replaced;

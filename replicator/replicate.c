@@ -320,7 +320,8 @@ static int capture_hidden(struct db_context *ctx)
         size_t count;
         const struct tailer_commit *pending = tailer_pending(ctx->tailer, &count);
         view = (struct capture_view){.has_wal = 1, .hdr = *tailer_header(ctx->tailer),
-                                     .committed_end = count ? pending[count - 1].end : tailer_shipped(ctx->tailer)};
+                                     .committed_end = count ? pending[count - 1].end : tailer_shipped(ctx->tailer),
+                                     .wal_index_fd = tailer_wal_index_fd(ctx->tailer)};
     }
     int cause = capture_probe_check(ctx->probe, ctx->tailer ? &view : NULL, clock_now_ms(), &err);
     if (cause <= 0) {

@@ -514,6 +514,8 @@ const struct wal_header *tailer_header(const struct tailer *t)
 
 uint32_t tailer_page_size(const struct tailer *t) { return t->page_size; }
 
+int tailer_wal_index_fd(const struct tailer *t) { return t->shm_fd; }
+
 int tailer_repin(struct tailer *t, int checkpoint, struct tm_error *err)
 {
     if (!t->locked || t->pending_count > 0)

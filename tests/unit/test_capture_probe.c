@@ -61,7 +61,8 @@ static void make_wal(const char *path, int txns, int big_last, struct capture_vi
     snprintf(side, sizeof side, "%s-wal", path);
     int fd = open(side, O_RDONLY);
     struct tm_error err;
-    *view = (struct capture_view){.has_wal = 1};
+    snprintf(side, sizeof side, "%s-shm", path);
+    *view = (struct capture_view){.has_wal = 1, .wal_index_fd = open(side, O_RDWR | O_CREAT, 0644)};
     wal_read_header(fd, &view->hdr, &err);
     struct wal_position start = wal_position_start(&view->hdr), last;
     ends->count = 0;
@@ -184,6 +185,33 @@ static void test_an_overwritten_commit_starts_over(void)
     capture_probe_free(p);
 }
 
+static pid_t lock_in_child(const char *path, off_t start, off_t len);
+static void stop_child(pid_t pid);
+
+static void test_no_count_while_a_sqlite_writer_holds_the_write_lock(void)
+{
+    char path[300], shm[320];
+    db_path(path, sizeof path, "writer.db");
+    struct capture_view view;
+    struct commit_ends ends;
+    make_wal(path, 3, 0, &view, &ends);
+    view.committed_end = ends.ends[ends.count - 2];
+    snprintf(shm, sizeof shm, "%s-shm", path);
+    pid_t writer = lock_in_child(shm, 120, 1);   /* SQLite's WAL write lock: committing, syncing */
+    ASSERT_TRUE(writer > 0);
+    struct capture_probe *p = new_probe(path);
+    struct tm_error err;
+    int causes = 0;
+    for (int64_t t = 0; t <= 5000; t += 1000)
+        causes += capture_probe_check(p, &view, t, &err) != CAPTURE_VISIBLE;
+    stop_child(writer);
+    ASSERT_EQ(causes, 0);
+    /* the grace time counts from the last check that saw the lock */
+    ASSERT_EQ(capture_probe_check(p, &view, 5500, &err), CAPTURE_VISIBLE);
+    ASSERT_EQ(capture_probe_check(p, &view, 6000, &err), CAPTURE_UNPUBLISHED);
+    capture_probe_free(p);
+}
+
 static void write_file(const char *path, const void *bytes, size_t len)
 {
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -290,6 +318,7 @@ int main(void)
         {"a_moving_end_is_a_writer_publishing", test_a_moving_end_is_a_writer_publishing},
         {"frames_without_a_commit_never_count", test_frames_without_a_commit_never_count},
         {"an_overwritten_commit_starts_over", test_an_overwritten_commit_starts_over},
+        {"no_count_while_a_sqlite_writer_holds_the_write_lock", test_no_count_while_a_sqlite_writer_holds_the_write_lock},
         {"turso_coordination_file_named", test_turso_coordination_file_named},
         {"whole_file_locks_named_sqlite_locks_not", test_whole_file_locks_named_sqlite_locks_not},
     };

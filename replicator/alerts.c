@@ -9,7 +9,8 @@
  *   spool_near_limit  the spool holds 90 % of spool-limit or more
  *   capture_failing   the sidecar has not been following the database (or
  *                     Redis: connection refused, credentials, replication
- *                     disabled) for failure-after
+ *                     disabled) for failure-after; at once when another
+ *                     engine is known to hide its commits (capture_probe.h)
  *   database_missing  a configured database has been missing, empty or in
  *                     rollback-journal mode for its missing-alert-after
  *                     (the sidecar waits for it: waiting.c)
@@ -321,7 +322,8 @@ static void evaluate_db(struct alerts *a, const struct db_status *db, int64_t no
             holds(a, "replica_lag", db->name, r->name, message, now_ms);
         }
     }
-    if (db->capture_failing_since_ms && now_ms - db->capture_failing_since_ms >= a->cfg->failure_after_ms) {
+    if (db->capture_failing_since_ms &&
+        (db->capture_cause_named || now_ms - db->capture_failing_since_ms >= a->cfg->failure_after_ms)) {
         snprintf(message, sizeof message, "nothing captured for %.0f s: %s",
                  (double)(now_ms - db->capture_failing_since_ms) / 1000.0, db->capture_error);
         holds(a, "capture_failing", db->name, "", message, now_ms);

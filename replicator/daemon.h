@@ -65,6 +65,9 @@ struct db_context {
     int failing;                     /* last attempt failed (logged once) */
     int64_t failing_since_ms;        /* SQLite: cannot start or read the WAL since; 0: fine */
     char failing_error[512];
+    struct capture_probe *probe;     /* what hides its commits (capture_probe.h); made on first use */
+    int capture_cause;               /* enum capture_cause named by the probe now; 0: none */
+    int reopen_failing;              /* its files were replaced and cannot be opened again */
     ev_child retention_child;        /* a `tidemark retention` run in progress */
     ev_timer retention_timer;        /* at least daily */
     ev_child drill_child;            /* a `tidemark drill` run in progress */

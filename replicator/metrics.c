@@ -369,8 +369,8 @@ int health_render(const struct db_status *dbs, size_t count, const struct config
             fprintf(out, "}");
             first = 0;
         }
-        if (dbs[i].capture_failing_since_ms &&
-            now_ms - dbs[i].capture_failing_since_ms >= thresholds->failure_after_ms) {
+        if (dbs[i].capture_failing_since_ms && (dbs[i].capture_cause_named ||
+            now_ms - dbs[i].capture_failing_since_ms >= thresholds->failure_after_ms)) {
             healthy = 0;
             fprintf(out, "%s{\"db\": ", first ? "" : ", ");
             json_write_string(out, dbs[i].name);

@@ -60,6 +60,7 @@
 #include "spool.h"
 #include "tailer.h"
 #include "alerts.h"
+#include "capture_probe.h"
 #include "control.h"
 #include "metrics.h"
 #include "status.h"
@@ -80,6 +81,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+static int capture_hidden(struct db_context *ctx);
 
 void report(struct db_context *ctx, const char *what, const struct tm_error *err)
 {
@@ -293,11 +295,17 @@ void restart_database(struct db_context *ctx, const char *why)
     ctx->need_generation = 1;
     if (waiting_check(ctx))   /* deleted: its backups stay; a new generation when it is back */
         return;
+    if (capture_hidden(ctx))   /* another engine: reported; the sync tick retries */
+        return;
     struct tm_error err;
     int rc = start_database(ctx, &err);
     if (rc != 0 && rc != TAILER_LATER) {
         report(ctx, "cannot start a new generation (will retry)", &err);
         ctx->failing = 1;
+        note_capture(ctx, "cannot start a new generation", &err);
+        /* a file there that cannot be followed is reported at once; a
+         * missing one is waited for */
+        ctx->reopen_failing = access(ctx->cfg->path, F_OK) == 0;
     }
 }
 
@@ -421,10 +429,57 @@ static void keep_pin_moving(struct db_context *ctx, int quiet)
     update_yield_timer(ctx);
 }
 
+/* ------------------------------------------------------- capture probe
+ * Before a database is (re)opened and on every sync tick: does anything
+ * hide its commits from the sidecar (capture_probe.h)? If so its cause is
+ * logged once (and when it clears), reported at once on /healthz, in
+ * metrics and by the capture_failing alert, and the tailer is closed:
+ * nothing is read or checkpointed through a wal-index that does not
+ * describe the WAL, and no lock of the sidecar's keeps the other engine
+ * out. Returns 1 when the database must not be opened or followed now. */
+static int capture_hidden(struct db_context *ctx)
+{
+    struct tm_error err;
+    if (!ctx->probe &&
+        capture_probe_new(ctx->cfg->path, ctx->cfg->sync_interval_ms, &ctx->probe, &err) != 0)
+        return 0;
+    struct capture_view view = {0};
+    if (ctx->tailer && tailer_header(ctx->tailer)) {
+        size_t count;
+        const struct tailer_commit *pending = tailer_pending(ctx->tailer, &count);
+        view = (struct capture_view){.has_wal = 1, .hdr = *tailer_header(ctx->tailer),
+                                     .committed_end = count ? pending[count - 1].end : tailer_shipped(ctx->tailer),
+                                     .wal_index_fd = tailer_wal_index_fd(ctx->tailer)};
+    }
+    int cause = capture_probe_check(ctx->probe, ctx->tailer ? &view : NULL, clock_now_ms(), &err);
+    if (cause <= 0) {
+        if (cause < 0)
+            log_debug("%s: capture probe: %s", ctx->cfg->name, err.msg);
+        if (ctx->capture_cause) {
+            log_event(LOG_INFO, ctx->cfg->name, NULL, "the other engine is gone: following the database again");
+            note_capture(ctx, NULL, NULL);
+        }
+        ctx->capture_cause = 0;
+        return 0;
+    }
+    if (cause != ctx->capture_cause)
+        report(ctx, "commits cannot be captured", &err);
+    ctx->capture_cause = cause;
+    note_capture(ctx, "not capturing", &err);
+    if (ctx->tailer) {
+        tailer_close(ctx->tailer);
+        ctx->tailer = NULL;
+    }
+    return 1;
+}
+/* ------------------------------------------------- end of capture probe */
+
 static void sync_database(struct db_context *ctx)
 {
     struct tm_error err;
     watch_wal(ctx);
+    if (capture_hidden(ctx))
+        return;
     if (!ctx->tailer || ctx->need_generation) {
         if (waiting_check(ctx))
             return;
@@ -439,6 +494,7 @@ static void sync_database(struct db_context *ctx)
             return;
         }
         ctx->failing = 0;
+        ctx->reopen_failing = 0;
     }
     int status = tailer_scan(ctx->tailer, clock_now_ms(), &err);
     if (status == TAILER_BROKEN)
@@ -1228,7 +1284,8 @@ static int setup_database(struct replicator *rep, struct db_context *ctx,
     int waiting = waiting_check(ctx);   /* not a WAL database yet: followed once it is (waiting.c) */
     if (waiting && once)
         return tm_error_set(err, "nothing to snapshot: %s", ctx->waiting_reason);
-    int started = waiting ? 0 : start_database(ctx, err);
+    /* another engine holding the files: reported, retried at each sync tick */
+    int started = waiting || capture_hidden(ctx) ? 0 : start_database(ctx, err);
     if (started != 0 && started != TAILER_LATER)   /* later: at the first tick */
         return -1;
     ev_timer_init(&ctx->scan_timer, on_scan, SCAN_DELAY_S, 0.);
@@ -1252,6 +1309,7 @@ static void free_database(struct replicator *rep, struct db_context *ctx)
     ctx->waiter_count = 0;
     waiting_stop(ctx);
     tailer_close(ctx->tailer);
+    capture_probe_free(ctx->probe);
     redis_capture_free(ctx->redis);
     control_close(ctx->control);
     for (size_t j = 0; j < ctx->replica_count; j++) {
@@ -1371,7 +1429,8 @@ static void fill_db_status(const struct db_context *ctx, struct db_status *out, 
         .capture_failing_since_ms = ctx->redis ? redis_capture_failing_since(ctx->redis) : ctx->failing_since_ms,
         .capture_error = ctx->redis ? redis_capture_error(ctx->redis) : ctx->failing_error,
         .waiting_since_ms = ctx->waiting ? ctx->waiting_since_ms : 0, .waiting_reason = ctx->waiting_reason,
-        .missing_alert_after_ms = ctx->cfg->missing_alert_after_ms};
+        .missing_alert_after_ms = ctx->cfg->missing_alert_after_ms,
+        .capture_cause_named = ctx->capture_cause != 0 || ctx->reopen_failing};
     for (size_t j = 0; j < ctx->replica_count; j++) {
         const struct uploader *u = &ctx->uploaders[j];
         replicas[j] = (struct replica_status){

@@ -35,6 +35,7 @@ struct db_status {
     int64_t waiting_since_ms;          /* a configured database not (yet) a WAL database since; 0: it is */
     const char *waiting_reason;        /* what it waits for, "" when it does not */
     int64_t missing_alert_after_ms;    /* waiting this long is a problem (database_missing); 0: never */
+    int capture_cause_named;           /* the cause is known for sure (another engine): reported at once */
     const char *snapshot_error;    /* "" when none */
     uint64_t errors_wal, errors_spool, errors_snapshot, errors_retention, errors_drill;
     int drill_result;              /* -1 none this run, 0 failed, 1 passed */

@@ -898,6 +898,8 @@ const struct wal_header *tailer_header(const struct tailer *t)
 
 uint32_t tailer_page_size(const struct tailer *t) { return t->page_size; }
 
+int tailer_wal_index_fd(const struct tailer *t) { return t->shm_fd; }
+
 /* Whether the pin's snapshot is in the WAL followed (or both are "no WAL"). */
 static int pin_in_followed_wal(const struct tailer *t)
 {

@@ -70,6 +70,10 @@ void tailer_ack(struct tailer *t, size_t count);
 int tailer_read_frames(struct tailer *t, uint32_t first, uint32_t count, uint8_t *buf,
                        struct tm_error *err);
 const struct wal_header *tailer_header(const struct tailer *t);   /* NULL if no WAL yet */
+/* The wal-index (-shm) file, open read-only: for lock queries (F_GETLK)
+ * by the capture probe. Never close it (that would drop the tailer's
+ * POSIX locks on the file). */
+int tailer_wal_index_fd(const struct tailer *t);
 uint32_t tailer_page_size(const struct tailer *t);
 
 /* Moves the pin to the WAL's current end by handing it over between the

@@ -260,8 +260,9 @@ def kill_and_restore(bench, template, rows, trials):
                                        "--update-rows", str(rows), "--rate", str(RATE),
                                        "--summary", os.path.join(run.work, "writer.json")])
             time.sleep(rng.uniform(3.0, 6.0))
-            run.stop(signal.SIGKILL)
+            run.proc.send_signal(signal.SIGKILL)
             writer.send_signal(signal.SIGKILL)
+            run.proc.wait()
             writer.wait()
             commits = read_log(log)
             last = max(commits)
@@ -345,7 +346,7 @@ def print_peer_table(r):
         lines.append(("app %s checkpoint p50 / p99 / max ms" % mode, f(c["alone"]), f(c["tidemark"]),
                       fmt("litestream", c, f),
                       "%.2f (p99)" % ratio(c["tidemark"][mode]["p99_ms"], c["litestream"][mode]["p99_ms"])
-                      if "litestream" in c and c["litestream"][mode]["p99_ms"] else "-"))
+                      if "litestream" in c and c["litestream"][mode]["p99_ms"] >= 1.0 else "-"))
     k = p.get("kill", {})
     if "tidemark" in k:
         f = lambda d: "%.0f / %.0f rows (%.0f / %.0f ms)%s" % (d["rows_lost_p50"], d["rows_lost_max"], d["ms_lost_p50"],

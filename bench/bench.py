@@ -13,8 +13,11 @@ what compare across runs).
   2. RTO: restore of a database after a phase of heavy updates, against
      the least any checked restore must do: decompress the same final
      image (zstd -d), write it, integrity_check it. At several sizes.
-  3. Application overhead: the writer's throughput with and without the
-     sidecar, interleaved runs.
+  3. Application overhead: the throughput of an application writer
+     (bench/app_writer.py: a realistic one, one row inserted and 20
+     updated per transaction, and a single-row one) alone, beside
+     tidemark and beside Litestream 0.3.13, interleaved runs, medians;
+     the sidecars' CPU seconds and peak RSS (bench/peer.py).
   4. Shipping throughput: WAL bytes per CPU-second of the sidecar (read,
      hash, compress, encrypt, spool, copy to the replica) against zstd -1
      on the same WAL.
@@ -26,13 +29,18 @@ what compare across runs).
      sidecar on an empty directory), descriptors, CPU and objects per
      hour while idle, the busy ones' data loss at kill -9 disasters; and
      10,000 databases for the memory figure.
+  8. Peer comparison (bench/peer.py): the application's own checkpoints
+     (TRUNCATE every ~200 ms, busy_timeout 5000; PASSIVE, FULL, RESTART),
+     rows lost at kill -9 of the sidecar and restore time of the latest
+     point, alone / beside tidemark / beside Litestream 0.3.13 (installed
+     from bench/package-lock.json by make bench).
 
 BENCH_SCALE=N scales sizes and durations (default 1: about 8 minutes on
 2 cores). Prints a table, writes bench/results/<UTC time>.json and a PNG
 chart (gnuplot). `bench.py --nightly` is the nightly RPO job
 (bench/nightly-rpo).
 """
-import argparse, json, os, random, resource, shutil, signal, sqlite3, statistics, subprocess, sys, tempfile, time
+import argparse, json, os, random, resource, shutil, signal, sqlite3, subprocess, sys, tempfile, time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -401,36 +409,6 @@ def scenario_objects(bench, seconds):
     return row
 
 
-def writer_throughput(db_path, log, seconds, start):
-    if os.path.exists(log):
-        os.unlink(log)
-    subprocess.run([WRITER_PY, db_path, log, "--count", "100000000", "--delay-ms", "0", "--seconds", str(seconds),
-                    "--start", str(start)], check=True)
-    return len(read_log(log)) / seconds
-
-
-def scenario_overhead(bench, pairs, seconds):
-    work = bench.workdir("overhead")
-    db_path = os.path.join(work, "app.db")
-    create_db(db_path)
-    config = bench.config(work)
-    solo, attached = [], []
-    for run in range(pairs):
-        solo.append(writer_throughput(db_path, os.path.join(work, "solo.log"), seconds, 1 + 2 * run * 10**8))
-        sidecar = start_sidecar(config, os.path.join(work, "sidecar.log"))
-        wait_for(lambda: os.path.isdir(os.path.join(work, "backup", "app")), 10)
-        attached.append(writer_throughput(db_path, os.path.join(work, "with.log"), seconds, 1 + (2 * run + 1) * 10**8))
-        sidecar.send_signal(signal.SIGTERM)
-        sidecar.wait()
-    shutil.rmtree(work, ignore_errors=True)
-    row = {"solo_txn_per_s": statistics.mean(solo), "with_sidecar_txn_per_s": statistics.mean(attached),
-           "runs": pairs, "seconds_each": seconds}
-    row["ratio"] = row["with_sidecar_txn_per_s"] / row["solo_txn_per_s"]
-    print("  overhead: %.0f txn/s alone, %.0f with the sidecar" % (row["solo_txn_per_s"],
-                                                                   row["with_sidecar_txn_per_s"]), flush=True)
-    return row
-
-
 def scenario_shipping(bench, megabytes):
     """The sidecar ships a burst of big transactions; its CPU time against
     zstd -1's on the same WAL bytes."""
@@ -714,6 +692,8 @@ def print_table(r):
     i = r.get("idle")
     i and lines.append(("idle %d s: objects, CPU" % i["seconds"], "%d, %.2f%%" % (i["objects_written"], i["cpu_percent"]),
                   "0, ~0%", "target: 0 objects"))
+    if len(lines) == 1:
+        return
     widths = [max(len(str(l[c])) for l in lines) for c in range(4)]
     for l in lines:
         print("  ".join(str(l[c]).ljust(widths[c]) for c in range(4)))
@@ -769,7 +749,7 @@ def full_run(scale, only):
             r["objects"] = scenario_objects(bench, seconds=int(60 * scale))
         if wanted("overhead"):
             print("3. application overhead", flush=True)
-            r["overhead"] = scenario_overhead(bench, pairs=3, seconds=5 * scale)
+            r["overhead"] = peer.scenario_overhead(bench, rounds=3, seconds=8 * scale, megabytes=int(64 * scale))
         if wanted("shipping"):
             print("4. shipping throughput", flush=True)
             r["shipping"] = scenario_shipping(bench, megabytes=int(128 * scale))
@@ -780,6 +760,9 @@ def full_run(scale, only):
             print("7. database per tenant", flush=True)
             r["tenants"] = [scenario_tenants(bench, int(1000 * scale)),
                             scenario_tenants(bench, int(10000 * scale), memory_only=True)]
+        if wanted("peer"):
+            print("8. peer comparison: the application's checkpoints, kill -9, restore", flush=True)
+            r["peer"] = peer.scenario_peer(bench, scale, megabytes=int(64 * scale))
         if wanted("idle"):
             print("6. idle", flush=True)
             r["idle"] = scenario_idle(bench, seconds=int(os.environ.get("BENCH_IDLE_SECONDS", 60 * scale)))
@@ -787,6 +770,7 @@ def full_run(scale, only):
         bench.close()
     print()
     print_table(r)
+    peer.print_peer_table(r)
     path = results_path(".json")
     with open(path, "w") as f:
         json.dump(r, f, indent=1)
@@ -829,7 +813,7 @@ def nightly(args):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--nightly", action="store_true", help="the nightly RPO job (bench/nightly-rpo)")
-    p.add_argument("--only", action="append", choices=["rpo", "rto", "overhead", "shipping", "snapshot", "idle", "tenants"],
+    p.add_argument("--only", action="append", choices=["rpo", "rto", "overhead", "shipping", "snapshot", "idle", "tenants", "peer"],
                    help="run only these scenarios (repeatable)")
     p.add_argument("--max-rpo", default="15m", help="nightly: fail when p99 RPO exceeds this (default 15m)")
     p.add_argument("--max-rto", default="1h", help="nightly: fail when the restore takes longer (default 1h)")
@@ -847,6 +831,12 @@ def main():
         return nightly(args)
     full_run(float(os.environ.get("BENCH_SCALE", "1")), args.only)
     return 0
+
+
+# bench/peer.py imports its helpers from this file: run as a script, it must
+# find this module under its own name, not load a second copy.
+sys.modules.setdefault("bench", sys.modules[__name__])
+import peer  # noqa: E402  (after every helper it imports is defined)
 
 
 if __name__ == "__main__":

@@ -418,8 +418,12 @@ static void keep_pin_moving(struct db_context *ctx, int quiet)
         if (rc == 0 && restartable)
             ctx->checkpoints++;
     } else if (shipped_frame >= ctx->checkpoint_floor + ctx->cfg->checkpoint_pages && tailer_pinned(ctx->tailer)) {
-        /* as large as the application lets its WAL grow: let it restart */
-        rc = let_go_of_pin(ctx, &err);
+        /* As large as the application lets its WAL grow: let it restart.
+         * Only while the sidecar keeps up (this tick shipped at most a few
+         * checkpoint-pages): the loop must come back within milliseconds
+         * to read the old WAL's tail; behind, the pin moves instead. */
+        int keeping_up = shipped_frame - ctx->checkpoint_floor <= KEEPING_UP_CHECKPOINTS * ctx->cfg->checkpoint_pages;
+        rc = keeping_up ? let_go_of_pin(ctx, &err) : move_pin(ctx, &err);
     }
     kick_uploaders(ctx);
     if (rc == TAILER_BROKEN)
@@ -1132,20 +1136,29 @@ static void on_yield_poll(struct ev_loop *loop, ev_timer *w, int revents)
     int rc = TAILER_OK;
     if (!tailer_pinned(ctx->tailer)) {
         /* Unpinned: read every millisecond (a restart's old frames are
-         * read before the new WAL overwrites them) and pin again as soon
-         * as the WAL restarted, or after REPIN_AFTER_MS, once no
-         * checkpoint runs. */
-        rc = ship_all(ctx, &err);
+         * read before the new WAL overwrites them; only that tail is
+         * shipped here) and pin again as soon as the WAL restarted, or
+         * after REPIN_AFTER_MS, once no checkpoint runs. */
+        rc = tailer_scan(ctx->tailer, clock_now_ms(), &err);
+        if (rc == TAILER_OK && tailer_switching(ctx->tailer))
+            rc = ship_all(ctx, &err);
+        if (rc == TAILER_OK && tailer_switching(ctx->tailer))
+            rc = tailer_scan(ctx->tailer, clock_now_ms(), &err);   /* follow the new WAL */
         const struct wal_header *hdr = tailer_header(ctx->tailer);
         int restarted = !hdr || hdr->salt1 != ctx->unpinned_salt1 || hdr->salt2 != ctx->unpinned_salt2;
-        if (rc == 0 && !tailer_app_checkpointing(ctx->tailer) &&
+        if (clock_now_ms() - ctx->unpinned_ms > 30)
+            log_debug("%s: unpinned for %lld ms: rc %d restarted %d checkpointing %d", ctx->cfg->name,
+                      (long long)(clock_now_ms() - ctx->unpinned_ms), rc, restarted, tailer_app_checkpointing(ctx->tailer));
+        if (rc == TAILER_OK && !tailer_app_checkpointing(ctx->tailer) &&
             (restarted || clock_now_ms() - ctx->unpinned_ms >= REPIN_AFTER_MS)) {
             int pinned = tailer_advance_pin(ctx->tailer, &err);
+            if (pinned == TAILER_LATER && ship_all(ctx, &err) == 0)   /* slot 0 needs all shipped */
+                pinned = tailer_advance_pin(ctx->tailer, &err);
             log_debug("%s: pin again after %lld ms (%s): %d", ctx->cfg->name,
                       (long long)(clock_now_ms() - ctx->unpinned_ms), restarted ? "restarted" : "timeout", pinned);
             ctx->pin_moves += pinned == TAILER_OK;
         }
-        rc = rc == 1 ? TAILER_BROKEN : rc;
+        rc = rc == TAILER_OK || rc == TAILER_LATER ? TAILER_OK : rc;
     } else if (tailer_pin_in_the_way(ctx->tailer)) {
         rc = let_go_of_pin(ctx, &err);
         if (rc == TAILER_OK) {

@@ -314,12 +314,15 @@ static int hand_over(struct tailer *t, int any, struct tm_error *err)
     int rc = take_pin(t, next, 0, &fresh, err);
     if (rc != 0)
         return rc;
-    if (!any && t->pin.conn >= 0 && !pin_protects(t, &fresh)) {
+    if (!any && !pin_protects(t, &fresh)) {
         end_read(t, next);
         return TAILER_LATER;
     }
     end_read(t, t->pin.conn);
     fresh.covers_shipped = fresh.slot0 && pin_protects(t, &fresh);
+    log_debug("pin on connection %d: salt-1 %u frame %u slot0 %d maybe %d covers %d (shipped %u pending %zu)",
+              fresh.conn, fresh.salt1, fresh.frame, fresh.slot0, fresh.maybe_slot0, fresh.covers_shipped,
+              t->shipped.frame, t->pending_count);
     t->pin = fresh;
     t->restart_unsafe |= !pin_safe(&t->pin);
     return TAILER_OK;
@@ -338,6 +341,8 @@ int tailer_unpin(struct tailer *t)
 }
 
 int tailer_pinned(const struct tailer *t) { return t->pin.conn >= 0; }
+
+int tailer_switching(const struct tailer *t) { return t->switching; }
 
 int tailer_advance_pin(struct tailer *t, struct tm_error *err)
 {
@@ -625,8 +630,8 @@ static int follow_new_header(struct tailer *t, const struct wal_header *fresh, s
         if (rc != 0)
             return rc;
         t->switching = 1;
-        log_debug("WAL '%s' restarted (salt-1 %u): %u frame(s) of the old one kept to ship", t->wal_path,
-                  fresh->salt1, t->tail_frames);
+        log_debug("WAL '%s' restarted (salt-1 %u): %u frame(s) of the old one kept to ship (pin conn %d slot0 %d frame %u salt-1 %u)", t->wal_path,
+                  fresh->salt1, t->tail_frames, t->pin.conn, t->pin.slot0, t->pin.frame, t->pin.salt1);
         return TAILER_OK;
     }
     if (t->pending_count > 0) {

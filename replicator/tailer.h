@@ -93,6 +93,9 @@ int tailer_advance_pin(struct tailer *t, struct tm_error *err);
  * TAILER_LATER. tailer_advance_pin pins again. */
 int tailer_unpin(struct tailer *t);
 int tailer_pinned(const struct tailer *t);
+/* A restart was seen: the old WAL's tail (pending) is shipped before the
+ * new WAL is followed. */
+int tailer_switching(const struct tailer *t);
 
 /* The pending commits that end at or before the pin's snapshot: ship
  * exactly these before tailer_snapshot. *exact = 0 when the pin's

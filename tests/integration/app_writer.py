@@ -14,6 +14,10 @@ application does beside a sidecar that must never make it wait:
                        turn: CREATE TABLE, ALTER TABLE ADD COLUMN, CREATE
                        INDEX, DROP INDEX, DROP TABLE; and a VACUUM instead
                        once --vacuum-seconds have passed since the last
+  --bulk-every K       after every K-th transaction one speedtest1-like
+                       bulk step (SQLite's speedtest1 is not packaged in
+                       Debian): a 30000-row INSERT, CREATE INDEX, a large
+                       UPDATE, a large DELETE, DROP TABLE, in turn
   --checkpoint MODE    PRAGMA wal_checkpoint(MODE) from this same connection
                        every 150-300 ms (between transactions), each call
                        recorded in --results as a JSON line: mode, phase,
@@ -95,6 +99,27 @@ class Schema:
         self.table += 1
         return ["DROP TABLE %s" % name]
 
+class Bulk:
+    """speedtest1-like steps, in turn, each one statement (one large
+    transaction) on table b: insert 30000 rows (~4 MB, more than the WAL
+    autocheckpoint), index them, update a third, delete half, drop the
+    table."""
+    ROWS = 30000
+
+    def __init__(self):
+        self.steps = 0
+
+    def next_statements(self):
+        step = self.steps % 5
+        self.steps += 1
+        if step == 0:
+            return ["CREATE TABLE IF NOT EXISTS b(k INTEGER PRIMARY KEY, v INTEGER, s TEXT)",
+                    "INSERT INTO b(v, s) SELECT abs(random()) %% 100000, hex(randomblob(60)) FROM "
+                    "(WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < %d) SELECT n FROM c)"
+                    % self.ROWS]
+        return [["CREATE INDEX b_v ON b(v)"], ["UPDATE b SET v = v + 1 WHERE k % 3 = 0"],
+                ["DELETE FROM b WHERE k % 2 = 0"], ["DROP TABLE b"]][step - 1]
+
 class App:
     def __init__(self, a):
         self.a = a
@@ -169,6 +194,7 @@ def main():
     p.add_argument("--busy-timeout", type=int, default=5000)
     p.add_argument("--schema-every", type=int, default=0)
     p.add_argument("--vacuum-seconds", type=float, default=0, help="a VACUUM as the schema change this often")
+    p.add_argument("--bulk-every", type=int, default=0, help="a speedtest1-like bulk step after every K-th txn")
     p.add_argument("--checkpoint", choices=["PASSIVE", "FULL", "RESTART", "TRUNCATE"])
     p.add_argument("--results")
     p.add_argument("--phase-file")
@@ -181,6 +207,7 @@ def main():
     log = open(a.log, "a")
     results = open(a.results, "a") if a.results else None
     schema = Schema(a.vacuum_seconds)
+    bulk = Bulk()
     started = time.time()
     next_checkpoint = started + random.uniform(0.15, 0.30)
     pending = None          # a checkpoint record waiting for the next commit's salt
@@ -196,6 +223,8 @@ def main():
             pending = None
         if a.schema_every and i % a.schema_every == 0:
             app.schema_change(schema.next_statements())
+        if a.bulk_every and i % a.bulk_every == 0:
+            app.schema_change(bulk.next_statements())
         if a.checkpoint and time.time() >= next_checkpoint:
             pending = app.checkpoint(phase)
             next_checkpoint = time.time() + random.uniform(0.15, 0.30)
@@ -212,8 +241,8 @@ def main():
         pending["salt_after_next"] = -1
         results.write(json.dumps(pending) + "\n")
     app.db.close()
-    print("# app_writer: %d transactions, %d schema changes (%d VACUUM), %d busy errors"
-          % (i - a.start, schema.changes, schema.vacuums, app.error_count))
+    print("# app_writer: %d transactions, %d schema changes (%d VACUUM), %d bulk steps, %d busy errors"
+          % (i - a.start, schema.changes, schema.vacuums, bulk.steps, app.error_count))
 
 if __name__ == "__main__":
     main()

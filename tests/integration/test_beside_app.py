@@ -55,15 +55,17 @@ FILLER_MB = 16                # the database's size before the series: a snapsho
 
 
 def p99(values):
-    """The 99th percentile (nearest rank): over 40 to 100 calls, the largest."""
+    """The 99th percentile (nearest rank): of 40 calls the largest, of 100
+    the second largest."""
     ordered = sorted(values)
     return ordered[max(0, -(-len(ordered) * 99 // 100) - 1)] if ordered else 0.0
 
 def read_jsonl(path):
+    """The complete lines of a JSON-lines file (a writer may be appending)."""
     if not os.path.exists(path):
         return []
     with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+        return [json.loads(line) for line in f if line.endswith("\n") and line.strip()]
 
 def generations_listed(env):
     proc = subprocess.run([TIDEMARK, "list", "-c", env.config, "--json"], capture_output=True, text=True)

@@ -68,6 +68,9 @@
 
 #include <errno.h>
 #include <ev.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <time.h>
 #include <libgen.h>
 #include <limits.h>
 #include <signal.h>
@@ -119,7 +122,98 @@ static void snapshot_path(const struct db_context *ctx, char *out, size_t len)
 
 /* Takes a base snapshot at the tailer's shipped position and stores it at
  * the shipper's current index. Expects the pin to be at that position. */
-static int take_snapshot(struct db_context *ctx, struct tm_error *err)
+/* A snapshot's compression, encryption and spool write (about 4 ms a
+ * MiB) run on a worker thread, while this thread keeps following the
+ * WAL: commits are stamped when they happen, and an application's
+ * checkpoint that waits for the pin is let through (the pending frames
+ * are read into memory first, as nothing can be shipped meanwhile). The
+ * two threads share nothing: the worker has the shipper and the spool,
+ * this one the tailer. */
+struct snapshot_job {
+    struct shipper *shipper;
+    const char *path;
+    uint32_t page_size, pages;
+    int64_t taken_ms;
+    const struct wal_position *pos;
+    int rc;
+    struct tm_error err;
+    atomic_int done;
+};
+
+static void *snapshot_worker(void *arg)
+{
+    struct snapshot_job *job = arg;
+    job->rc = shipper_snapshot(job->shipper, job->path, job->page_size, job->pages, job->taken_ms, job->pos,
+                               &job->err);
+    atomic_store(&job->done, 1);
+    return NULL;
+}
+
+/* One look while the worker writes: scan, and get out of a waiting
+ * checkpoint's way without shipping. Fills `broken` when continuity is
+ * lost (the caller restarts once the worker is done). */
+static void follow_beside_worker(struct db_context *ctx, char *broken, size_t broken_len)
+{
+    struct tm_error err;
+    struct tailer *t = ctx->tailer;
+    int rc = tailer_scan(t, clock_now_ms(), &err);
+    if (rc == TAILER_BROKEN) {
+        snprintf(broken, broken_len, "%s", err.msg);
+        return;
+    }
+    if (!tailer_pinned(t)) {
+        const struct wal_header *hdr = tailer_header(t);
+        int restarted = !hdr || hdr->salt1 != ctx->unpinned_salt1 || hdr->salt2 != ctx->unpinned_salt2;
+        if (!tailer_app_checkpointing(t) && (restarted || clock_now_ms() - ctx->unpinned_ms >= REPIN_AFTER_MS) &&
+            tailer_advance_pin(t, &err) == TAILER_OK)
+            ctx->pin_moves++;
+        return;
+    }
+    if (!tailer_pin_in_the_way(t))
+        return;
+    if (tailer_advance_pin(t, &err) == TAILER_OK && !tailer_pin_in_the_way(t)) {
+        ctx->pin_moves++;
+        return;
+    }
+    rc = tailer_detach(t, &err);
+    if (rc == TAILER_BROKEN)
+        snprintf(broken, broken_len, "%s", err.msg);
+    if (rc != 0 || tailer_unpin(t) != TAILER_OK)
+        return;
+    const struct wal_header *hdr = tailer_header(t);
+    ctx->unpinned_salt1 = hdr ? hdr->salt1 : 0;
+    ctx->unpinned_salt2 = hdr ? hdr->salt2 : 0;
+    ctx->unpinned_ms = clock_now_ms();
+    ctx->yields++;
+}
+
+static int write_snapshot_beside(struct db_context *ctx, struct snapshot_job *job, char *broken, size_t broken_len)
+{
+    pthread_t worker;
+    atomic_init(&job->done, 0);
+    if (pthread_create(&worker, NULL, snapshot_worker, job) != 0) {
+        snapshot_worker(job);   /* no thread: write it here */
+        return job->rc;
+    }
+    while (!atomic_load(&job->done)) {
+        struct timespec pause = {0, (long)(YIELD_FAST_POLL_S * 1e9)};
+        nanosleep(&pause, NULL);
+        if (!broken[0])
+            follow_beside_worker(ctx, broken, broken_len);
+    }
+    pthread_join(worker, NULL);
+    return job->rc;
+}
+
+/* While a snapshot copies the database: go on unless an application
+ * checkpoint waits for the pin (the snapshot is tried again later). */
+static int snapshot_may_go_on(void *arg)
+{
+    struct db_context *ctx = arg;
+    return !tailer_pin_in_the_way(ctx->tailer);
+}
+
+static int take_snapshot(struct db_context *ctx, int may_give_way, struct tm_error *err)
 {
     char path[PATH_MAX];
     snapshot_path(ctx, path, sizeof path);
@@ -128,11 +222,25 @@ static int take_snapshot(struct db_context *ctx, struct tm_error *err)
     int have_wal = tailer_header(ctx->tailer) != NULL;
     uint32_t pages;
     uint64_t bytes_before = ctx->shipper.bytes_shipped;
-    int rc = tailer_snapshot(ctx->tailer, path, &pages, err);
-    if (rc == 0)
-        rc = shipper_snapshot(&ctx->shipper, path, tailer_page_size(ctx->tailer), pages, taken_ms,
-                              have_wal ? &pos : NULL, err);
+    int rc = tailer_snapshot(ctx->tailer, path, &pages, may_give_way ? snapshot_may_go_on : NULL, ctx, err);
+    if (rc == TAILER_LATER)
+        return rc;
+    /* the copy is made: the pin need not stay for the compression */
+    if (rc == 0 && tailer_advance_pin(ctx->tailer, err) == TAILER_OK)
+        ctx->pin_moves++;
+    char broken[sizeof err->msg] = "";
+    if (rc == 0) {
+        struct snapshot_job job = {.shipper = &ctx->shipper, .path = path, .page_size = tailer_page_size(ctx->tailer),
+                                   .pages = pages, .taken_ms = taken_ms, .pos = have_wal ? &pos : NULL};
+        rc = write_snapshot_beside(ctx, &job, broken, sizeof broken);
+        if (rc != 0)
+            *err = job.err;
+    }
     unlink(path);
+    if (broken[0]) {   /* continuity was lost while the snapshot was written */
+        restart_database(ctx, broken);
+        return rc == 0 ? 0 : -1;
+    }
     if (rc == 0) {
         ctx->snapshots++;
         ctx->snapshot_last_bytes = ctx->shipper.bytes_shipped - bytes_before;
@@ -232,7 +340,7 @@ int start_generation(struct db_context *ctx, const char *reason, struct tm_error
     ctx->checkpoint_floor = tailer_shipped(ctx->tailer).frame;
     shipper_new_generation(&ctx->shipper, clock_now_ms());
     log_info("%s: new generation %s (%s)", ctx->cfg->name, ctx->shipper.generation, reason);
-    if (take_snapshot(ctx, err) != 0)
+    if (take_snapshot(ctx, 0, err) != 0)   /* a new generation does not give way: it is rare */
         return -1;
     ctx->need_generation = 0;
     ctx->generation_started = 1;
@@ -699,6 +807,15 @@ static void on_retention_timer(struct ev_loop *loop, ev_timer *w, int revents)
     run_retention(w->data);
 }
 
+/* `tidemark snapshot` clients whose snapshot was postponed: the one
+ * just taken is theirs. */
+static void answer_postponed_waiters(struct db_context *ctx)
+{
+    for (size_t i = 0; i < ctx->waiter_count; i++)
+        if (!ctx->waiters[i].name[0])
+            snprintf(ctx->waiters[i].name, sizeof ctx->waiters[i].name, "%s", spool_last_published(ctx->spool));
+}
+
 /* A base snapshot now, in the current generation; 0, TAILER_LATER when
  * commits arrived at every attempt to read the pin's place, or -1 with
  * err set (also reported in the log). */
@@ -722,12 +839,17 @@ static int snapshot_now(struct db_context *ctx, struct tm_error *err)
         return ctx->need_generation ? -1 : 0;
     }
     if (rc == 0)
-        rc = take_snapshot(ctx, err);
+        rc = take_snapshot(ctx, 1, err);
     kick_uploaders(ctx);
+    if (rc == TAILER_LATER) {
+        log_debug("%s: snapshot postponed by %d ms: %s", ctx->cfg->name, SNAPSHOT_BUSY_RETRY_MS, err->msg);
+        return TAILER_LATER;
+    }
     if (rc != 0) {
         report(ctx, "snapshot failed (will retry in a minute)", err);
         return -1;
     }
+    answer_postponed_waiters(ctx);
     run_retention(ctx);
     return 0;
 }
@@ -740,7 +862,7 @@ void on_waiters(struct ev_loop *loop, ev_timer *w, int revents)
     struct db_context *ctx = w->data;
     for (size_t i = 0; i < ctx->waiter_count;) {
         struct snapshot_waiter *waiter = &ctx->waiters[i];
-        if (spool_pending(ctx->spool, waiter->name)) {
+        if (!waiter->name[0] || spool_pending(ctx->spool, waiter->name)) {   /* not taken yet, or not stored */
             i++;
             continue;
         }
@@ -769,7 +891,15 @@ void snapshot_for_client(struct db_context *ctx, struct control_client *client)
         return control_reply(client, "error: out of memory");
     struct tm_error err;
     log_info("%s: snapshot requested through the control socket", ctx->cfg->name);
-    if (snapshot_now(ctx, &err) != 0) {
+    int rc = snapshot_now(ctx, &err);
+    if (rc == TAILER_LATER) {   /* taken at a later tick; the client waits */
+        ctx->snapshot_due = 1;
+        ctx->snapshot_not_before_ms = clock_now_ms() + SNAPSHOT_BUSY_RETRY_MS;
+        ctx->waiters[ctx->waiter_count++] = (struct snapshot_waiter){.client = client};
+        ev_timer_again(ctx->owner->loop, &ctx->waiter_timer);
+        return;
+    }
+    if (rc != 0) {
         char line[900];
         snprintf(line, sizeof line, "error: %s", err.msg);
         return control_reply(client, line);
@@ -866,7 +996,10 @@ void catch_up_missed_snapshot(struct db_context *ctx)
     if (ctx->redis)   /* the first connection asks for a full resynchronisation */
         return redis_capture_snapshot(ctx->redis);
     struct tm_error err;
-    snapshot_now(ctx, &err);
+    if (snapshot_now(ctx, &err) == TAILER_LATER) {
+        ctx->snapshot_due = 1;
+        ctx->snapshot_not_before_ms = clock_now_ms() + SNAPSHOT_BUSY_RETRY_MS;
+    }
 }
 
 /* Watches the WAL file itself for writes, once it exists (retried at

@@ -109,6 +109,8 @@
 #define SHM_READERS_AFTER_0 4
 /* The most of an old WAL's unshipped tail kept in memory after a restart. */
 #define TAIL_MAX_BYTES (64u * 1024 * 1024)
+/* Pages a snapshot copies between two looks at the application's locks. */
+#define SNAPSHOT_STEP_PAGES 256
 
 /* Where a pin's read transaction stands, from the wal-index read just
  * before and just after it began. */
@@ -201,6 +203,8 @@ static int open_connection(const char *path, sqlite3 **out, struct tm_error *err
     *out = db;
     return 0;
 }
+
+static int tail_covers_pending(const struct tailer *t);
 
 /* ------------------------------------------------------------ the pin */
 
@@ -332,7 +336,7 @@ int tailer_unpin(struct tailer *t)
 {
     if (t->pin.conn < 0)
         return TAILER_OK;
-    if (t->pending_count || !t->counter_known || t->switching)
+    if ((t->pending_count && !tail_covers_pending(t)) || !t->counter_known || t->switching)
         return TAILER_LATER;
     end_read(t, t->pin.conn);
     t->pin.conn = -1;
@@ -530,6 +534,53 @@ static void follow_from_start(struct tailer *t, const struct wal_header *fresh)
     t->index_max_seen = 0;
 }
 
+/* Appends to *buf (capacity *cap, *kept frames) the chain of valid
+ * frames of the followed WAL after *pos, up to frame `stop` (0: as far as
+ * it goes, within TAIL_MAX_BYTES); *last_commit and *commit_frames end at
+ * its last commit frame; commits past `scanned` are recorded. */
+static int read_chain_until(struct tailer *t, uint8_t **buf, size_t *cap, size_t *kept, struct wal_position *pos,
+                            struct wal_position *last_commit, uint32_t *commit_frames, uint32_t stop,
+                            struct tm_error *err)
+{
+    size_t frame_bytes = WAL_FRAME_HEADER_BYTES + t->hdr.page_size;
+    while (!stop || pos->frame < stop) {
+        if ((*kept + 1) * frame_bytes > TAIL_MAX_BYTES) {
+            tm_error_set(err, "more than %u MiB of the WAL not shipped", TAIL_MAX_BYTES >> 20);
+            return TAILER_BROKEN;
+        }
+        if ((*kept + 1) * frame_bytes > *cap) {
+            size_t bigger = *cap ? *cap * 2 : 64 * frame_bytes;
+            uint8_t *grown = realloc(*buf, bigger);
+            if (!grown)
+                return tm_error_set(err, "out of memory");
+            *buf = grown;
+            *cap = bigger;
+        }
+        uint8_t *frame = *buf + *kept * frame_bytes;
+        ssize_t got = pread(t->wal_fd, frame, frame_bytes, (off_t)wal_frame_offset(&t->hdr, pos->frame + 1));
+        struct wal_position next;
+        if (got != (ssize_t)frame_bytes || !wal_frame_follows(&t->hdr, pos, frame, &next))
+            break;
+        struct wal_frame_header fh;
+        wal_frame_header_decode(frame, &fh);
+        (*kept)++;
+        *pos = next;
+        if (fh.db_size_after_commit) {
+            *last_commit = next;
+            *commit_frames = (uint32_t)*kept;
+            if (next.frame > t->scanned.frame && record_commit(t, &next, fh.db_size_after_commit, err) != 0)
+                return -1;
+        }
+    }
+    return 0;
+}
+
+static int read_chain(struct tailer *t, uint8_t **buf, size_t *cap, size_t *kept, struct wal_position *pos,
+                      struct wal_position *last_commit, uint32_t *commit_frames, struct tm_error *err)
+{
+    return read_chain_until(t, buf, cap, kept, pos, last_commit, commit_frames, 0, err);
+}
+
 /* After a restart: reads the old WAL's frames after `shipped` - a chain
  * of valid frames, as far as it goes - into memory, so that what was not
  * shipped yet can still be, and records the commits past `scanned` (a
@@ -538,43 +589,19 @@ static void follow_from_start(struct tailer *t, const struct wal_header *fresh)
  * reaches the new WAL's end. 0, TAILER_BROKEN or -1. */
 static int recover_tail(struct tailer *t, struct tm_error *err)
 {
-    size_t frame_bytes = WAL_FRAME_HEADER_BYTES + t->hdr.page_size, cap = 0, kept = 0;
-    uint8_t *buf = NULL;
-    struct wal_position pos = t->shipped, last_commit = t->shipped;
-    uint32_t commit_frames = 0;
-    for (;;) {
-        if (kept * frame_bytes + frame_bytes > TAIL_MAX_BYTES) {
-            free(buf);
-            tm_error_set(err, "the WAL restarted with more than %u MiB of the old one not shipped", TAIL_MAX_BYTES >> 20);
-            return TAILER_BROKEN;
-        }
-        if ((kept + 1) * frame_bytes > cap) {
-            size_t bigger = cap ? cap * 2 : 64 * frame_bytes;
-            uint8_t *grown = realloc(buf, bigger);
-            if (!grown) {
-                free(buf);
-                return tm_error_set(err, "out of memory");
-            }
-            buf = grown;
-            cap = bigger;
-        }
-        uint8_t *frame = buf + kept * frame_bytes;
-        ssize_t got = pread(t->wal_fd, frame, frame_bytes, (off_t)wal_frame_offset(&t->hdr, pos.frame + 1));
-        struct wal_position next;
-        if (got != (ssize_t)frame_bytes || !wal_frame_follows(&t->hdr, &pos, frame, &next))
-            break;
-        struct wal_frame_header fh;
-        wal_frame_header_decode(frame, &fh);
-        kept++;
-        pos = next;
-        if (fh.db_size_after_commit) {
-            last_commit = next;
-            commit_frames = kept;
-            if (next.frame > t->scanned.frame && record_commit(t, &next, fh.db_size_after_commit, err) != 0) {
-                free(buf);
-                return -1;
-            }
-        }
+    /* frames up to `scanned` may already be in memory (tailer_detach) */
+    int detached = tail_covers_pending(t);
+    size_t frame_bytes = WAL_FRAME_HEADER_BYTES + t->hdr.page_size, kept = detached ? t->tail_frames : 0;
+    size_t cap = detached ? kept * frame_bytes : 0;
+    uint8_t *buf = detached ? t->tail : NULL;
+    struct wal_position pos = detached ? t->scanned : t->shipped, last_commit = pos;
+    uint32_t commit_frames = (uint32_t)kept;
+    if (detached)
+        t->tail = NULL;   /* buf owns it now */
+    int rc = read_chain(t, &buf, &cap, &kept, &pos, &last_commit, &commit_frames, err);
+    if (rc != 0) {
+        free(buf);
+        return rc;
     }
     if (last_commit.frame < t->scanned.frame ||
         (t->scanned.frame > t->shipped.frame && last_commit.frame == t->scanned.frame &&
@@ -590,6 +617,37 @@ static int recover_tail(struct tailer *t, struct tm_error *err)
     t->tail_frames = commit_frames;
     if (last_commit.frame > t->scanned.frame)
         t->scanned = last_commit;
+    return 0;
+}
+
+/* Whether every pending frame is in memory (tailer_detach). */
+static int tail_covers_pending(const struct tailer *t)
+{
+    return t->tail && t->tail_first == t->shipped.frame + 1 &&
+           t->tail_first + t->tail_frames - 1 == t->scanned.frame;
+}
+
+int tailer_detach(struct tailer *t, struct tm_error *err)
+{
+    if (!t->pending_count || tail_covers_pending(t))
+        return 0;
+    if (t->switching)
+        return TAILER_LATER;
+    size_t frame_bytes = WAL_FRAME_HEADER_BYTES + t->hdr.page_size, cap = 0, kept = 0;
+    uint8_t *buf = NULL;
+    struct wal_position pos = t->shipped, last_commit = t->shipped;
+    uint32_t commit_frames = 0, stop = t->scanned.frame;
+    int rc = read_chain_until(t, &buf, &cap, &kept, &pos, &last_commit, &commit_frames, stop, err);
+    if (rc != 0 || last_commit.frame != t->scanned.frame ||
+        memcmp(last_commit.checksum, t->scanned.checksum, sizeof last_commit.checksum) != 0) {
+        free(buf);
+        return rc != 0 ? rc : tm_error_set(err, "the WAL of '%s' changed under frames not shipped", t->db_path);
+    }
+    free(t->tail);
+    t->tail = buf;
+    t->tail_first = t->shipped.frame + 1;
+    t->tail_frames = commit_frames;
+    (void)frame_bytes;
     return 0;
 }
 
@@ -874,6 +932,11 @@ void tailer_ack(struct tailer *t, size_t count)
     t->shipped = t->pending[count - 1].end;
     memmove(t->pending, t->pending + count, (t->pending_count - count) * sizeof *t->pending);
     t->pending_count -= count;
+    if (!t->pending_count && !t->switching && t->tail) {   /* a detached tail is shipped */
+        free(t->tail);
+        t->tail = NULL;
+        t->tail_frames = 0;
+    }
 }
 
 int tailer_read_frames(struct tailer *t, uint32_t first, uint32_t count, uint8_t *buf,
@@ -1049,7 +1112,7 @@ int tailer_resume_after_release(struct tailer *t, const struct wal_header *relea
 }
 
 int tailer_snapshot(struct tailer *t, const char *path, uint32_t *page_count,
-                    struct tm_error *err)
+                    int (*keep_going)(void *arg), void *arg, struct tm_error *err)
 {
     if (t->pin.conn < 0)
         return tm_error_set(err, "internal: snapshot of '%s' without a pin", t->db_path);
@@ -1067,16 +1130,25 @@ int tailer_snapshot(struct tailer *t, const char *path, uint32_t *page_count,
         sqlite3_close(dest);
         return -1;
     }
-    int rc = sqlite3_backup_step(backup, -1);
+    /* in steps, so that an application checkpoint waiting for the pin
+     * can make the copy give way (it is tried again later) */
+    int rc = SQLITE_OK, gave_way = 0;
+    while ((rc = sqlite3_backup_step(backup, SNAPSHOT_STEP_PAGES)) == SQLITE_OK) {
+        if (keep_going && !keep_going(arg)) {
+            gave_way = 1;
+            break;
+        }
+    }
     int pages = sqlite3_backup_pagecount(backup);
     sqlite3_backup_finish(backup);
-    if (rc != SQLITE_DONE) {
-        tm_error_set(err, "snapshot of '%s' failed: %s", t->db_path, sqlite3_errstr(rc));
-        sqlite3_close(dest);
-        unlink(path);
-        return -1;
-    }
     sqlite3_close(dest);
+    if (gave_way || rc != SQLITE_DONE) {
+        unlink(path);
+        if (gave_way)
+            return tm_error_set(err, "snapshot of '%s' gave way to the application's checkpoint", t->db_path),
+                   TAILER_LATER;
+        return tm_error_set(err, "snapshot of '%s' failed: %s", t->db_path, sqlite3_errstr(rc));
+    }
     *page_count = (uint32_t)pages;
     return 0;
 }

@@ -92,6 +92,12 @@ int tailer_advance_pin(struct tailer *t, struct tm_error *err);
  * missed (tailer_scan; TAILER_BROKEN if one was). TAILER_OK or
  * TAILER_LATER. tailer_advance_pin pins again. */
 int tailer_unpin(struct tailer *t);
+
+/* Reads every pending frame into memory (at most 64 MiB), so that they
+ * are shipped from there and need no pin: tailer_unpin is then possible
+ * while they wait (a snapshot being written, the spool full). 0,
+ * TAILER_LATER, TAILER_BROKEN or -1. */
+int tailer_detach(struct tailer *t, struct tm_error *err);
 int tailer_pinned(const struct tailer *t);
 /* A restart was seen: the old WAL's tail (pending) is shipped before the
  * new WAL is followed. */
@@ -153,8 +159,11 @@ int tailer_resume_after_release(struct tailer *t, const struct wal_header *relea
                                 uint32_t page_size, struct tm_error *err);
 
 /* Copy the database as of the pin's snapshot to a new file `path` with
- * SQLite's backup API (a read transaction: never the write lock). */
+ * SQLite's backup API (a read transaction: never the write lock), a few
+ * hundred pages at a time; between steps keep_going(arg) (may be NULL)
+ * says whether to go on: 0 gives way (TAILER_LATER: the file is removed,
+ * try again later). 0 or -1 on errors. */
 int tailer_snapshot(struct tailer *t, const char *path, uint32_t *page_count,
-                    struct tm_error *err);
+                    int (*keep_going)(void *arg), void *arg, struct tm_error *err);
 
 #endif

@@ -2,7 +2,9 @@
  *
  * uploader_kick takes the queue's head from the spool and hands it to
  * storage_put_file. A synchronous driver (file) answers at once and the
- * next object follows, up to BATCH_PER_TURN per turn of the loop; an
+ * next object follows, up to BATCH_PER_TURN per turn of the loop and
+ * for at most TURN_MS (then the loop's other work, such as getting out
+ * of an application checkpoint's way, runs before the next turn); an
  * asynchronous one (S3) calls on_uploaded later. Only one object per
  * replica is in flight, which keeps every replica's archive a prefix of
  * the spool's order: segment N is never stored before segment N-1. */
@@ -16,6 +18,7 @@
 #include <stdio.h>
 
 #define BATCH_PER_TURN 64
+#define TURN_MS 5
 #define BACKOFF_BASE_S 0.5
 #define BACKOFF_MAX_S 60.0
 
@@ -77,10 +80,12 @@ static uint64_t file_size(const char *path)
     return size > 0 ? (uint64_t)size : 0;
 }
 
-/* Uploads up to BATCH_PER_TURN objects or until one is in flight. */
+/* Uploads up to BATCH_PER_TURN objects, for at most TURN_MS, or until
+ * one is in flight. */
 static void upload_some(struct uploader *u)
 {
-    for (int done = 0; done < BATCH_PER_TURN; done++) {
+    int64_t started_ms = clock_now_ms();
+    for (int done = 0; done < BATCH_PER_TURN && (done == 0 || clock_now_ms() - started_ms < TURN_MS); done++) {
         char key[ARCHIVE_NAME_MAX], path[PATH_MAX];
         if (u->busy || ev_is_active(&u->retry_timer) ||
             !spool_queue_head(u->spool, u->queue, key, sizeof key, path, sizeof path))

@@ -1263,6 +1263,7 @@ static void on_yield_poll(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)revents;
     struct db_context *ctx = w->data;
+
     if (!ctx->tailer || ctx->need_generation)
         return;
     struct tm_error err;
@@ -1279,9 +1280,6 @@ static void on_yield_poll(struct ev_loop *loop, ev_timer *w, int revents)
             rc = tailer_scan(ctx->tailer, clock_now_ms(), &err);   /* follow the new WAL */
         const struct wal_header *hdr = tailer_header(ctx->tailer);
         int restarted = !hdr || hdr->salt1 != ctx->unpinned_salt1 || hdr->salt2 != ctx->unpinned_salt2;
-        if (clock_now_ms() - ctx->unpinned_ms > 30)
-            log_debug("%s: unpinned for %lld ms: rc %d restarted %d checkpointing %d", ctx->cfg->name,
-                      (long long)(clock_now_ms() - ctx->unpinned_ms), rc, restarted, tailer_app_checkpointing(ctx->tailer));
         if (rc == TAILER_OK && !tailer_app_checkpointing(ctx->tailer) &&
             (restarted || clock_now_ms() - ctx->unpinned_ms >= REPIN_AFTER_MS)) {
             int pinned = tailer_advance_pin(ctx->tailer, &err);

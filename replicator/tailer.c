@@ -688,8 +688,8 @@ static int follow_new_header(struct tailer *t, const struct wal_header *fresh, s
         if (rc != 0)
             return rc;
         t->switching = 1;
-        log_debug("WAL '%s' restarted (salt-1 %u): %u frame(s) of the old one kept to ship (pin conn %d slot0 %d frame %u salt-1 %u)", t->wal_path,
-                  fresh->salt1, t->tail_frames, t->pin.conn, t->pin.slot0, t->pin.frame, t->pin.salt1);
+        log_debug("WAL '%s' restarted (salt-1 %u): %u frame(s) of the old one kept to ship", t->wal_path,
+                  fresh->salt1, t->tail_frames);
         return TAILER_OK;
     }
     if (t->pending_count > 0) {

@@ -66,7 +66,7 @@ static int file_write_begin(void *self, const char *key, void **handle, struct t
     if (fsutil_make_dirs(w->dir_path, err) != 0)
         goto fail;
     snprintf(w->temp_path, sizeof w->temp_path, "%s/.tmp.%s.%d.%u", w->dir_path, slash + 1,
-             (int)getpid(), fs->temp_counter++);
+             (int)getpid(), __atomic_fetch_add(&fs->temp_counter, 1, __ATOMIC_RELAXED));   /* uploads run on threads */
     w->fd = open(w->temp_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (w->fd < 0) {
         tm_error_set(err, "cannot create '%s': %s", w->temp_path, strerror(errno));

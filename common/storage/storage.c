@@ -3,18 +3,43 @@
  * other; callers never see a driver. */
 #include "storage.h"
 
+#include "../http.h"
+
 #include <errno.h>
+#include <ev.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #define COPY_BLOCK (256 * 1024)
 
+/* A driver without put_file (file: a copy and two fsyncs, which a
+ * loaded disk can make take hundreds of milliseconds) has its uploads
+ * run on a thread each once attached to the loop: the loop hears of the
+ * end through an ev_async and calls `done` from there, as for a network
+ * driver. */
+struct put_job {
+    struct storage *st;
+    char *key, *path;
+    storage_done_fn done;
+    void *arg;
+    int rc;
+    struct tm_error err;
+    struct put_job *next;
+};
+
 struct storage {
     const struct storage_driver *driver;
     void *self;
     char *description;
+    struct ev_loop *loop;            /* set by storage_attach: puts run on threads */
+    ev_async puts_done;
+    pthread_mutex_t puts_lock;
+    struct put_job *finished;        /* newest first, under puts_lock */
+    int puts_in_flight;              /* under puts_lock */
 };
 
 struct storage_writer {
@@ -46,6 +71,26 @@ void storage_free(struct storage *st)
 {
     if (!st)
         return;
+    if (st->loop) {
+        for (;;) {   /* a put still running on its thread uses st */
+            pthread_mutex_lock(&st->puts_lock);
+            int running = st->puts_in_flight;
+            pthread_mutex_unlock(&st->puts_lock);
+            if (!running)
+                break;
+            struct timespec pause = {0, 1000000};
+            nanosleep(&pause, NULL);
+        }
+        ev_async_stop(st->loop, &st->puts_done);
+        while (st->finished) {   /* finished, never reported: nobody waits any more */
+            struct put_job *job = st->finished;
+            st->finished = job->next;
+            free(job->key);
+            free(job->path);
+            free(job);
+        }
+        pthread_mutex_destroy(&st->puts_lock);
+    }
     st->driver->free(st->self);
     free(st->description);
     free(st);
@@ -229,11 +274,83 @@ static int copy_file(struct storage *st, const char *key, const char *path, stru
     return storage_write_commit(w, err);
 }
 
+static void *put_on_thread(void *arg)
+{
+    struct put_job *job = arg;
+    struct storage *st = job->st;
+    job->rc = copy_file(st, job->key, job->path, &job->err);
+    pthread_mutex_lock(&st->puts_lock);
+    job->next = st->finished;
+    st->finished = job;
+    st->puts_in_flight--;
+    pthread_mutex_unlock(&st->puts_lock);
+    ev_async_send(st->loop, &st->puts_done);
+    return NULL;
+}
+
+/* On the loop: report the puts whose thread finished, oldest first. */
+static void on_puts_done(struct ev_loop *loop, ev_async *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct storage *st = w->data;
+    pthread_mutex_lock(&st->puts_lock);
+    struct put_job *newest_first = st->finished, *oldest_first = NULL;
+    st->finished = NULL;
+    pthread_mutex_unlock(&st->puts_lock);
+    while (newest_first) {
+        struct put_job *job = newest_first;
+        newest_first = job->next;
+        job->next = oldest_first;
+        oldest_first = job;
+    }
+    while (oldest_first) {
+        struct put_job *job = oldest_first;
+        oldest_first = job->next;
+        job->done(job->arg, job->rc == 0 ? 0 : -1, &job->err);
+        free(job->key);
+        free(job->path);
+        free(job);
+    }
+}
+
+static int put_file_on_thread(struct storage *st, const char *key, const char *path, storage_done_fn done,
+                              void *arg, struct tm_error *err)
+{
+    struct put_job *job = calloc(1, sizeof *job);
+    if (!job || !(job->key = strdup(key)) || !(job->path = strdup(path))) {
+        if (job)
+            free(job->key);
+        free(job);
+        return tm_error_set(err, "out of memory");
+    }
+    *job = (struct put_job){.st = st, .key = job->key, .path = job->path, .done = done, .arg = arg};
+    pthread_attr_t attr;
+    pthread_t thread;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_mutex_lock(&st->puts_lock);
+    st->puts_in_flight++;
+    int started = pthread_create(&thread, &attr, put_on_thread, job) == 0;
+    if (!started)
+        st->puts_in_flight--;
+    pthread_mutex_unlock(&st->puts_lock);
+    pthread_attr_destroy(&attr);
+    if (started)
+        return STORAGE_PENDING;
+    free(job->key);
+    free(job->path);
+    free(job);
+    return copy_file(st, key, path, err);   /* no thread: here and now */
+}
+
 int storage_put_file(struct storage *st, const char *key, const char *path, storage_done_fn done,
                      void *arg, struct tm_error *err)
 {
     if (st->driver->put_file)
         return st->driver->put_file(st->self, key, path, done, arg, err);
+    if (st->loop)
+        return put_file_on_thread(st, key, path, done, arg, err);
     return copy_file(st, key, path, err);
 }
 
@@ -241,6 +358,13 @@ void storage_attach(struct storage *st, struct http_loop *hl)
 {
     if (st->driver->attach)
         st->driver->attach(st->self, hl);
+    if (st->driver->put_file || st->loop)
+        return;
+    st->loop = http_loop_ev(hl);
+    pthread_mutex_init(&st->puts_lock, NULL);
+    ev_async_init(&st->puts_done, on_puts_done);
+    st->puts_done.data = st;
+    ev_async_start(st->loop, &st->puts_done);
 }
 
 int storage_check(struct storage *st, int patient, struct storage_check *out, struct tm_error *err)

@@ -116,7 +116,9 @@ int storage_remove_many(struct storage *st, const char *const *keys, size_t coun
  * be called from the event loop. */
 int storage_put_file(struct storage *st, const char *key, const char *path, storage_done_fn done,
                      void *arg, struct tm_error *err);
-/* Network drivers run their transfers on hl's event loop from now on. */
+/* Network drivers run their transfers on hl's event loop from now on;
+ * the others run each storage_put_file on a thread of its own and report
+ * it on that loop (the loop never waits for a disk). */
 void storage_attach(struct storage *st, struct http_loop *hl);
 /* Reachable, writable, credentials accepted; versioning status. A
  * patient check retries transient errors as long as any request does; an

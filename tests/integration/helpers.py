@@ -118,6 +118,9 @@ class Env:
         if self.replicator:
             self.replicator.kill()
             self.replicator.wait()
+        if os.environ.get("KEEP_TEST_DIRS"):
+            print("# kept " + self.dir)
+            return
         shutil.rmtree(self.dir, ignore_errors=True)
 
 class FaultEnv(Env):

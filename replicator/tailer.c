@@ -49,33 +49,46 @@
  * (nBackfill only grows within one WAL; a restart changes the salts);
  * unequal ones mean commits arrived, and the attempt is repeated.
  *
- * Consequences the scanner checks: a WAL restart (new salts) is followed
- * from frame 1 of the new WAL when nothing is pending, everything the
- * wal-index ever published for the old WAL was read, and every pin held
- * since the previous scan was safe (on a slot 1..4, or on slot 0 taken
- * with everything shipped). The new salts themselves prove nothing: a
- * connection that never restarted a WAL itself writes random ones after
- * another connection's TRUNCATE. Anything else - commits pending or
- * unread across a restart, an unsafe pin, page size changed, the WAL or
- * database file replaced - means continuity cannot be proven, and the
- * caller starts a new generation from a fresh snapshot (TAILER_BROKEN).
+ * Restarts are also proven after the fact, which lets the sidecar hold
+ * no pin at times. The wal-index header counts commits (iChange: one
+ * more at every commit, kept across restarts). Each scan that reads the
+ * WAL up to the wal-index's end checks that the commits read since the
+ * last such scan are exactly those counted. When a restart is seen, the
+ * old WAL's frames after the shipped position - a chain of valid frames,
+ * as far as it goes; the new WAL overwrites it from frame 1, so its end
+ * is usually still there - are read into memory (to be shipped from
+ * there) before the new WAL is followed from its frame 1, and the next
+ * count proves that nothing was missed. The new salts themselves prove
+ * nothing: a connection that never restarted a WAL itself writes random
+ * ones after another connection's TRUNCATE. When the counter is not known
+ * yet, a restart is followed only if every pin held since the previous
+ * scan was safe (on a slot 1..4, or on slot 0 taken with everything
+ * shipped). Anything else - commits counted but not found, page size
+ * changed, the WAL or database file replaced - means continuity cannot
+ * be proven, and the caller starts a new generation from a fresh snapshot
+ * (TAILER_BROKEN): loud, never silent.
  *
- * Getting out of the application's way. A pin on slot 1..4 stops every
- * restart, so while the application writes the WAL grows; the daemon
- * moves the pin to the end every checkpoint-pages frames, so that the
- * application's own (automatic) checkpoints backfill behind it. When the
- * application is quiet, the daemon ships everything, moves the pin to the
- * end, runs a PASSIVE checkpoint (it never waits and never blocks a
- * writer) and, the WAL being wholly backfilled, moves the pin once more:
- * onto slot 0, where the application's next writer restarts the WAL.
- * An application's FULL, RESTART or TRUNCATE checkpoint first takes the
- * wal-index's CKPT and WRITE locks and then waits for the readers it
- * needs gone: while it waits no frame can be appended. The daemon polls
- * those two lock bytes (F_GETLK sees other processes' locks); when both
- * are held and the pin may be what the checkpointer waits for (a mark
- * below the end, or a slot 1..4 once everything is backfilled), it ships
- * what is committed and hands the pin over: to the end (the backfill can
- * proceed), then onto slot 0 (the restart can proceed).
+ * Getting out of the application's way (replicate.c drives it):
+ *
+ *  - An application's FULL, RESTART or TRUNCATE checkpoint takes the
+ *    wal-index's CKPT and WRITE locks, then waits (its busy handler) for
+ *    the readers it needs gone; meanwhile no frame can be appended. The
+ *    daemon polls those two lock bytes (F_GETLK sees other processes'
+ *    locks) every 10 ms; when both are held and the pin may be what the
+ *    checkpointer waits for, it ships what is committed and lets go of
+ *    the pin (tailer_unpin), looks at the WAL every millisecond while
+ *    unpinned, and pins again once the WAL restarted or after 20 ms.
+ *  - While the application writes, the pin holds the WAL back (a slot
+ *    1..4 stops every restart). Every checkpoint-pages frames, while the
+ *    sidecar keeps up, the daemon lets go of the pin so that the
+ *    application's own checkpoint and next writer restart the WAL.
+ *  - Once a tick passed without a commit, the daemon runs a PASSIVE
+ *    checkpoint (it never waits and never blocks a writer) and, the WAL
+ *    being wholly backfilled, moves the pin onto slot 0, where no
+ *    checkpoint waits for it and the next writer restarts the WAL.
+ *  - When nothing can be shipped for a while (a snapshot being written),
+ *    the pending frames can be read into memory (tailer_detach), so that
+ *    the pin can be let go all the same.
  *
  * Both connections disable checkpoint-on-close and keep the WAL file on
  * close (SQLITE_FCNTL_PERSIST_WAL), so stopping the sidecar never deletes

@@ -24,7 +24,7 @@
 #include "wal.h"
 
 #define SCAN_DELAY_S 0.005
-#define YIELD_POLL_S 0.01
+#define YIELD_POLL_S 0.005
 #define YIELD_FAST_POLL_S 0.001
 #define REPIN_AFTER_MS 20
 #define KEEPING_UP_CHECKPOINTS 4

@@ -280,17 +280,26 @@ static int move_pin(struct db_context *ctx, struct tm_error *err)
     return rc;
 }
 
-/* Ships what is committed and ends the pin (tailer_unpin), so that the
- * application's checkpoint or next writer can restart the WAL; when the
- * pin cannot end now, moves it to the end instead. The yield timer pins
+/* Ends the pin (tailer_unpin), so that the application's checkpoint or
+ * next writer can restart the WAL, with what is committed shipped or
+ * read into memory; when the pin cannot end now, moves it to the end
+ * instead. The yield timer pins
  * again once no checkpoint runs (REPIN_AFTER_S later at the earliest). */
-static int let_go_of_pin(struct db_context *ctx, struct tm_error *err)
+static int let_go_of_pin(struct db_context *ctx, int quickly, struct tm_error *err)
 {
-    int rc = ship_all(ctx, err);
-    if (rc != 0)
-        return rc == 1 ? TAILER_BROKEN : -1;
-    if (tailer_unpin(ctx->tailer) != TAILER_OK)
-        return move_pin(ctx, err);
+    /* quickly (a checkpoint waits): what is pending is read into memory
+     * and shipped at the next tick; otherwise shipped first */
+    int rc = tailer_scan(ctx->tailer, clock_now_ms(), err);
+    if (rc != TAILER_OK)
+        return rc == TAILER_BROKEN ? TAILER_BROKEN : -1;
+    int unpinned = quickly && tailer_detach(ctx->tailer, err) == 0 && tailer_unpin(ctx->tailer) == TAILER_OK;
+    if (!unpinned) {
+        rc = ship_all(ctx, err);
+        if (rc != 0)
+            return rc == 1 ? TAILER_BROKEN : -1;
+        if (tailer_unpin(ctx->tailer) != TAILER_OK)
+            return move_pin(ctx, err);
+    }
     const struct wal_header *hdr = tailer_header(ctx->tailer);
     ctx->unpinned_salt1 = hdr ? hdr->salt1 : 0;
     ctx->unpinned_salt2 = hdr ? hdr->salt2 : 0;
@@ -531,7 +540,7 @@ static void keep_pin_moving(struct db_context *ctx, int quiet)
          * checkpoint-pages): the loop must come back within milliseconds
          * to read the old WAL's tail; behind, the pin moves instead. */
         int keeping_up = shipped_frame - ctx->checkpoint_floor <= KEEPING_UP_CHECKPOINTS * ctx->cfg->checkpoint_pages;
-        rc = keeping_up ? let_go_of_pin(ctx, &err) : move_pin(ctx, &err);
+        rc = keeping_up ? let_go_of_pin(ctx, 0, &err) : move_pin(ctx, &err);
     }
     kick_uploaders(ctx);
     if (rc == TAILER_BROKEN)
@@ -1291,7 +1300,7 @@ static void on_yield_poll(struct ev_loop *loop, ev_timer *w, int revents)
         }
         rc = rc == TAILER_OK || rc == TAILER_LATER ? TAILER_OK : rc;
     } else if (tailer_pin_in_the_way(ctx->tailer)) {
-        rc = let_go_of_pin(ctx, &err);
+        rc = let_go_of_pin(ctx, 1, &err);
         if (rc == TAILER_OK) {
             ctx->yields++;
             log_debug("%s: pin let go for the application's checkpoint", ctx->cfg->name);

@@ -10,9 +10,10 @@
  * never committed and will overwrite (wal.c). Each commit is stamped with
  * the wall-clock time it was first seen; the scanner runs on inotify
  * events, so that time is within milliseconds of the real commit. Frames
- * are not copied into memory: they stay in the WAL until the shipper
- * reads them. What must never happen is that SQLite overwrites a frame
- * before it is shipped.
+ * stay in the WAL until the shipper reads them (read into memory only
+ * when the WAL restarts under them, or to let go of the pin, below).
+ * What must never happen is that SQLite overwrites a frame before it is
+ * shipped unseen.
  *
  * How SQLite reuses a WAL (its wal.c): frames are overwritten only when a
  * writer "restarts" the WAL, which it does only when (1) every frame is
@@ -651,6 +652,8 @@ int tailer_detach(struct tailer *t, struct tm_error *err)
     struct wal_position pos = t->shipped, last_commit = t->shipped;
     uint32_t commit_frames = 0, stop = t->scanned.frame;
     int rc = read_chain_until(t, &buf, &cap, &kept, &pos, &last_commit, &commit_frames, stop, err);
+    if (rc == TAILER_BROKEN)
+        rc = TAILER_LATER;   /* too much to keep in memory: ship it instead */
     if (rc != 0 || last_commit.frame != t->scanned.frame ||
         memcmp(last_commit.checksum, t->scanned.checksum, sizeof last_commit.checksum) != 0) {
         free(buf);

@@ -162,6 +162,7 @@ static void follow_beside_worker(struct db_context *ctx, char *broken, size_t br
         return;
     }
     if (!tailer_pinned(t)) {
+        tailer_detach(t, &err);
         const struct wal_header *hdr = tailer_header(t);
         int restarted = !hdr || hdr->salt1 != ctx->unpinned_salt1 || hdr->salt2 != ctx->unpinned_salt2;
         if (!tailer_app_checkpointing(t) && (restarted || clock_now_ms() - ctx->unpinned_ms >= REPIN_AFTER_MS) &&
@@ -1283,6 +1284,8 @@ static void on_yield_poll(struct ev_loop *loop, ev_timer *w, int revents)
          * shipped here) and pin again as soon as the WAL restarted, or
          * after REPIN_AFTER_MS, once no checkpoint runs. */
         rc = tailer_scan(ctx->tailer, clock_now_ms(), &err);
+        if (rc == TAILER_OK && !tailer_switching(ctx->tailer))
+            tailer_detach(ctx->tailer, &err);   /* no restart can take them now; shipped at the tick */
         if (rc == TAILER_OK && tailer_switching(ctx->tailer))
             rc = ship_all(ctx, &err);
         if (rc == TAILER_OK && tailer_switching(ctx->tailer))

@@ -123,6 +123,9 @@
 #define SHM_READERS_AFTER_0 4
 /* The most of an old WAL's unshipped tail kept in memory after a restart. */
 #define TAIL_MAX_BYTES (64u * 1024 * 1024)
+/* Commit counter sightings kept (about one a millisecond while commits
+ * arrive and the sidecar looks). */
+#define SIGHTINGS 1024
 /* Pages a snapshot copies between two looks at the application's locks. */
 #define SNAPSHOT_STEP_PAGES 256
 
@@ -158,13 +161,24 @@ struct tailer {
     int counter_known;              /* `counted` holds the wal-index's commit counter */
     uint32_t counted;               /* iChange when a scan last reached the wal-index's end */
     uint32_t recorded_since_count;  /* commits recorded since then */
-    uint8_t *tail;                  /* an old WAL's frames read into memory after a restart */
+    uint8_t *tail;                  /* frames read into memory: an old WAL's after a restart,
+                                       or the pending ones (tailer_detach) */
+    size_t tail_cap;                /* bytes allocated at tail */
     uint32_t tail_first, tail_frames;
     int switching;                  /* the WAL restarted: the new one is followed once the
                                        old one's tail is shipped */
     struct tailer_commit *pending;  /* commits after `shipped` */
     size_t pending_count, pending_cap;
     int64_t last_commit_ms;
+    int64_t last_stamp_ms;          /* of the last commit recorded */
+    /* When the wal-index's commit counter was seen at which value: a
+     * commit read late (after a restart, while a snapshot was written)
+     * is stamped with the time its number was first seen. A ring. */
+    struct sighting {
+        uint32_t changes;
+        int64_t ms;
+    } sightings[SIGHTINGS];
+    size_t sighting_next, sighting_count;
 };
 
 static int sql_fail(struct tm_error *err, sqlite3 *db, const char *what, const char *path)
@@ -310,8 +324,11 @@ static int pin_protects(const struct tailer *t, const struct pin *p)
         return 1;
     if (!t->have_header)
         return p->frame == 0;
-    return p->salt1 == t->hdr.salt1 && p->salt2 == t->hdr.salt2 && p->frame == t->shipped.frame &&
-           t->pending_count == 0;
+    if (p->salt1 != t->hdr.salt1 || p->salt2 != t->hdr.salt2)
+        return 0;
+    /* everything up to its frame is shipped, or in memory */
+    return (p->frame == t->shipped.frame && t->pending_count == 0) ||
+           (p->frame == t->scanned.frame && tail_covers_pending(t));
 }
 
 /* Whether no WAL restart can discard a frame not shipped while pin `p`
@@ -520,6 +537,34 @@ static int files_replaced(struct tailer *t, struct tm_error *err)
     return 0;
 }
 
+static void add_sighting(struct tailer *t, uint32_t changes, int64_t now_ms)
+{
+    if (t->sighting_count) {
+        size_t last = (t->sighting_next + SIGHTINGS - 1) % SIGHTINGS;
+        if (t->sightings[last].changes == changes)
+            return;
+    }
+    t->sightings[t->sighting_next] = (struct sighting){changes, now_ms};
+    t->sighting_next = (t->sighting_next + 1) % SIGHTINGS;
+    if (t->sighting_count < SIGHTINGS)
+        t->sighting_count++;
+}
+
+/* The time the counter was first seen at `changes` or beyond: 1, or 0
+ * when no sighting shows it. */
+static int first_sighting(const struct tailer *t, uint32_t changes, int64_t *ms)
+{
+    size_t oldest = (t->sighting_next + SIGHTINGS - t->sighting_count) % SIGHTINGS;
+    for (size_t i = 0; i < t->sighting_count; i++) {
+        const struct sighting *s = &t->sightings[(oldest + i) % SIGHTINGS];
+        if ((int32_t)(s->changes - changes) >= 0) {
+            *ms = s->ms;
+            return 1;
+        }
+    }
+    return 0;
+}
+
 static int record_commit(void *ctx, const struct wal_position *end, uint32_t db_size,
                          struct tm_error *err)
 {
@@ -536,7 +581,12 @@ static int record_commit(void *ctx, const struct wal_position *end, uint32_t db_
     t->recorded_since_count++;
     c->end = *end;
     c->db_size = db_size;
-    c->time_ms = t->last_commit_ms;
+    int64_t stamp = t->last_commit_ms, sighted;
+    if (t->counter_known && first_sighting(t, t->counted + t->recorded_since_count, &sighted) && sighted < stamp)
+        stamp = sighted;
+    if (stamp < t->last_stamp_ms)
+        stamp = t->last_stamp_ms;
+    c->time_ms = t->last_stamp_ms = stamp;
     return 0;
 }
 
@@ -606,7 +656,8 @@ static int recover_tail(struct tailer *t, struct tm_error *err)
     /* frames up to `scanned` may already be in memory (tailer_detach) */
     int detached = tail_covers_pending(t);
     size_t frame_bytes = WAL_FRAME_HEADER_BYTES + t->hdr.page_size, kept = detached ? t->tail_frames : 0;
-    size_t cap = detached ? kept * frame_bytes : 0;
+    size_t cap = detached ? t->tail_cap : 0;
+    (void)frame_bytes;
     uint8_t *buf = detached ? t->tail : NULL;
     struct wal_position pos = detached ? t->scanned : t->shipped, last_commit = pos;
     uint32_t commit_frames = (uint32_t)kept;
@@ -627,6 +678,7 @@ static int recover_tail(struct tailer *t, struct tm_error *err)
     }
     free(t->tail);
     t->tail = buf;
+    t->tail_cap = cap;
     t->tail_first = t->shipped.frame + 1;
     t->tail_frames = commit_frames;
     if (last_commit.frame > t->scanned.frame)
@@ -647,11 +699,24 @@ int tailer_detach(struct tailer *t, struct tm_error *err)
         return 0;
     if (t->switching)
         return TAILER_LATER;
-    size_t frame_bytes = WAL_FRAME_HEADER_BYTES + t->hdr.page_size, cap = 0, kept = 0;
+    size_t cap = 0, kept = 0;
     uint8_t *buf = NULL;
     struct wal_position pos = t->shipped, last_commit = t->shipped;
-    uint32_t commit_frames = 0, stop = t->scanned.frame;
-    int rc = read_chain_until(t, &buf, &cap, &kept, &pos, &last_commit, &commit_frames, stop, err);
+    uint32_t commit_frames = 0;
+    if (t->tail && t->tail_first == t->shipped.frame + 1) {
+        /* what is in memory already stays: read on from its last commit */
+        uint32_t end = t->tail_first + t->tail_frames - 1;
+        for (size_t i = 0; i < t->pending_count; i++)
+            if (t->pending[i].end.frame == end) {
+                buf = t->tail;
+                cap = t->tail_cap;
+                kept = commit_frames = t->tail_frames;
+                pos = last_commit = t->pending[i].end;
+                t->tail = NULL;
+                break;
+            }
+    }
+    int rc = read_chain_until(t, &buf, &cap, &kept, &pos, &last_commit, &commit_frames, t->scanned.frame, err);
     if (rc == TAILER_BROKEN)
         rc = TAILER_LATER;   /* too much to keep in memory: ship it instead */
     if (rc != 0 || last_commit.frame != t->scanned.frame ||
@@ -661,9 +726,9 @@ int tailer_detach(struct tailer *t, struct tm_error *err)
     }
     free(t->tail);
     t->tail = buf;
+    t->tail_cap = cap;
     t->tail_first = t->shipped.frame + 1;
     t->tail_frames = commit_frames;
-    (void)frame_bytes;
     return 0;
 }
 
@@ -672,6 +737,7 @@ static void finish_switch(struct tailer *t, const struct wal_header *fresh)
 {
     free(t->tail);
     t->tail = NULL;
+    t->tail_cap = 0;
     t->tail_frames = 0;
     t->switching = 0;
     if (fresh) {
@@ -805,6 +871,10 @@ int tailer_scan(struct tailer *t, int64_t now_ms, struct tm_error *err)
     int index_ok = read_index(t, &index, err);
     if (index_ok < 0)
         return -1;
+    if (index_ok)
+        add_sighting(t, index.changes, now_ms);
+    if (now_ms > t->last_commit_ms)
+        t->last_commit_ms = now_ms;
     if (t->switching) {
         if (t->pending_count)
             return TAILER_OK;   /* the old WAL's tail is shipped first */
@@ -951,6 +1021,7 @@ void tailer_ack(struct tailer *t, size_t count)
     if (!t->pending_count && !t->switching && t->tail) {   /* a detached tail is shipped */
         free(t->tail);
         t->tail = NULL;
+        t->tail_cap = 0;
         t->tail_frames = 0;
     }
 }

@@ -95,6 +95,7 @@ struct db_context {
     ev_timer yield_timer;            /* polls for an application checkpoint waiting on the pin */
     uint64_t pin_moves, yields;      /* pin handovers; of them, for an application's checkpoint */
     int64_t unpinned_ms;             /* when the pin was let go (tailer_unpin) */
+    unsigned generation_postponed;   /* ticks in a row start_generation had to wait */
     uint32_t unpinned_salt1, unpinned_salt2;   /* the WAL followed then */
     uint32_t quiet_checkpoint_frame, quiet_checkpoint_salt1;   /* where the last quiet checkpoint was tried */
     /* A database found under a `dir:` entry (see "Directories of

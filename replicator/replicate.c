@@ -14,8 +14,13 @@
  *    WAL, so each commit is stamped within a few milliseconds of being
  *    written (bursts of writes cost one scan);
  *  - the sync timer (sync-interval): scan, then ship all pending commits as
- *    one segment; when the shipped part of the WAL passes checkpoint-pages,
- *    take the write lock, ship the rest, checkpoint (PASSIVE) and re-pin;
+ *    one segment; every checkpoint-pages frames let go of the pin so that
+ *    the application restarts its WAL, and after a tick without commits
+ *    checkpoint (PASSIVE) and put the pin where the next writer restarts
+ *    the WAL (keep_pin_moving; the sidecar never takes the write lock);
+ *  - the yield timer (every 5 ms while the pin may be in the way): an
+ *    application's FULL/RESTART/TRUNCATE checkpoint waiting for the pin
+ *    makes the sidecar let go of it (on_yield_poll; tailer.c);
  *  - the snapshot schedule (a cron expression in UTC, by default daily at
  *    03:00, through an ev_periodic on the wall clock) and/or the
  *    snapshot-interval timer: a new base snapshot inside the current
@@ -334,18 +339,30 @@ static int ship_up_to_pin(struct db_context *ctx, struct tm_error *err)
     return tailer_pin_at_shipped(ctx->tailer) ? TAILER_OK : TAILER_LATER;
 }
 
+/* Postponed this many ticks in a row, a new generation is an error
+ * (capture_failing, /healthz). */
+#define GENERATION_POSTPONED_LOUD 5
+
 /* New generation: position exactly at the pin's snapshot, and snapshot.
  * 0; TAILER_LATER when commits kept arriving at every attempt to read
  * the pin's place (the caller tries again at the next tick); -1. */
 int start_generation(struct db_context *ctx, const char *reason, struct tm_error *err)
 {
     int rc = tailer_restart_at_pin(ctx->tailer, err);
-    if (rc != TAILER_OK) {
-        if (rc == TAILER_LATER)
-            log_event(LOG_INFO, ctx->cfg->name, NULL, "new generation postponed to the next tick (%s): "
-                      "commits arrived at every attempt to read the snapshot's place", reason);
+    if (rc == TAILER_LATER) {
+        /* nothing is captured meanwhile: loud once it lasts */
+        ctx->generation_postponed++;
+        tm_error_set(err, "new generation postponed %u time(s) (%s): commits arrived at every attempt to read "
+                     "the snapshot's place", ctx->generation_postponed, reason);
+        log_event(ctx->generation_postponed >= GENERATION_POSTPONED_LOUD ? LOG_ERROR : LOG_INFO, ctx->cfg->name, NULL,
+                  "%s", err->msg);
+        if (ctx->generation_postponed >= GENERATION_POSTPONED_LOUD)
+            note_capture(ctx, "cannot start a new generation", err);
         return rc;
     }
+    if (rc != TAILER_OK)
+        return rc;
+    ctx->generation_postponed = 0;
     ctx->pin_moves++;
     ctx->checkpoint_floor = tailer_shipped(ctx->tailer).frame;
     shipper_new_generation(&ctx->shipper, clock_now_ms());

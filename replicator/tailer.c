@@ -1151,8 +1151,12 @@ int tailer_release(struct tailer *t, int *clean, struct tm_error *err)
     if (tailer_checkpoint(t, &restartable, err) < 0)
         return -1;
     if (!restartable || !t->pin.slot0 || other_reader_on_wal(t) || !wholly_backfilled_and_shipped(t, err)) {
-        log_debug("'%s' not released: the WAL is not wholly backfilled and shipped, or another reader is on it",
-                  t->db_path);
+        struct wal_index_state index;
+        int index_ok = read_index(t, &index, err);
+        log_debug("'%s' not released (restartable %d, pin slot 0 %d known %d, wal-index %d: %u of %u frames "
+                  "backfilled; shipped %u, pending %zu, another reader %d)", t->db_path, restartable, t->pin.slot0,
+                  t->pin.known, index_ok, index_ok == 1 ? index.backfilled : 0, index_ok == 1 ? index.max_frame : 0,
+                  t->shipped.frame, t->pending_count, other_reader_on_wal(t));
         return 0;
     }
     /* From here every new reader takes slot 0, and the next writer must

@@ -19,7 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define TIDEMARK_VERSION "0.7.0"
+#define TIDEMARK_VERSION "0.8.0"
 
 static const char *usage_main =
     "usage: tidemark COMMAND [OPTIONS]\n"

@@ -28,6 +28,11 @@
 #define YIELD_FAST_POLL_S 0.001
 #define REPIN_AFTER_MS 20
 #define KEEPING_UP_CHECKPOINTS 4
+/* The application ran a checkpoint the pin gave way to this recently:
+ * it restarts its WAL itself. */
+#define OWN_CHECKPOINTS_MS 10000
+/* Quiet this long (and a whole tick), the sidecar checkpoints. */
+#define QUIET_CHECKPOINT_MS 1000
 #define STOP_DRAIN_S 10.0
 #define SNAPSHOT_WAITERS_MAX 8
 
@@ -96,6 +101,7 @@ struct db_context {
     uint64_t pin_moves, yields;      /* pin handovers; of them, for an application's checkpoint */
     int64_t unpinned_ms;             /* when the pin was let go (tailer_unpin) */
     unsigned generation_postponed;   /* ticks in a row start_generation had to wait */
+    int64_t last_yield_ms;           /* the pin last gave way to an application checkpoint */
     uint32_t unpinned_salt1, unpinned_salt2;   /* the WAL followed then */
     uint32_t quiet_checkpoint_frame, quiet_checkpoint_salt1;   /* where the last quiet checkpoint was tried */
     /* A database found under a `dir:` entry (see "Directories of

@@ -545,6 +545,7 @@ static void keep_pin_moving(struct db_context *ctx, int quiet)
          * finishing is not tried again until more is shipped */
         int restartable = 0;
         if (tailer_restartable(ctx->tailer) || tailer_app_busy(ctx->tailer) ||
+            clock_now_ms() - ctx->last_active_ms < QUIET_CHECKPOINT_MS ||
             (ctx->quiet_checkpoint_frame == shipped_frame && ctx->quiet_checkpoint_salt1 == salt1))
             return update_yield_timer(ctx);
         ctx->quiet_checkpoint_frame = shipped_frame;
@@ -558,7 +559,11 @@ static void keep_pin_moving(struct db_context *ctx, int quiet)
          * checkpoint-pages): the loop must come back within milliseconds
          * to read the old WAL's tail; behind, the pin moves instead. */
         int keeping_up = shipped_frame - ctx->checkpoint_floor <= KEEPING_UP_CHECKPOINTS * ctx->cfg->checkpoint_pages;
-        rc = keeping_up ? let_go_of_pin(ctx, 0, &err) : move_pin(ctx, &err);
+        /* an application that runs its own RESTART/TRUNCATE checkpoints
+         * restarts the WAL through them (the pin gives way, held safe by
+         * its WRITE lock): no window without a pin is opened for it */
+        int checkpoints_itself = ctx->last_yield_ms && clock_now_ms() - ctx->last_yield_ms < OWN_CHECKPOINTS_MS;
+        rc = keeping_up && !checkpoints_itself ? let_go_of_pin(ctx, 0, &err) : move_pin(ctx, &err);
     }
     kick_uploaders(ctx);
     if (rc == TAILER_BROKEN)
@@ -1323,6 +1328,7 @@ static void on_yield_poll(struct ev_loop *loop, ev_timer *w, int revents)
         rc = let_go_of_pin(ctx, 1, &err);
         if (rc == TAILER_OK) {
             ctx->yields++;
+            ctx->last_yield_ms = clock_now_ms();
             log_debug("%s: pin let go for the application's checkpoint", ctx->cfg->name);
         }
     }

@@ -523,9 +523,11 @@ static void update_yield_timer(struct db_context *ctx)
 }
 
 /* The pin (tailer.c) on each tick. While the application writes, the
- * pin moves to the WAL's end once checkpoint-pages frames are shipped
- * past it, so that the application's own checkpoints copy the WAL into
- * the database behind it. Once a tick passed without a commit, the
+ * pin is let go (or, when the sidecar is behind or the application runs
+ * its own RESTART/TRUNCATE checkpoints, moved to the WAL's end) once
+ * checkpoint-pages frames are shipped past it, so that the application's
+ * own checkpoints copy the WAL into the database and its writer restarts
+ * it. Once a tick and a second passed without a commit, the
  * sidecar checkpoints (PASSIVE) and puts the pin where the application's
  * next writer restarts the WAL - unless another process holds the
  * checkpoint or write lock right then (its own checkpoint or

@@ -82,8 +82,10 @@
  *  - While the application writes, the pin holds the WAL back (a slot
  *    1..4 stops every restart). Every checkpoint-pages frames, while the
  *    sidecar keeps up, the daemon lets go of the pin so that the
- *    application's own checkpoint and next writer restart the WAL.
- *  - Once a tick passed without a commit, the daemon runs a PASSIVE
+ *    application's own checkpoint and next writer restart the WAL
+ *    (not for an application seen running RESTART/TRUNCATE checkpoints
+ *    itself: those restart it, and the pin only moves).
+ *  - Once a tick (and a second) passed without a commit, the daemon runs a PASSIVE
  *    checkpoint (it never waits and never blocks a writer) and, the WAL
  *    being wholly backfilled, moves the pin onto slot 0, where no
  *    checkpoint waits for it and the next writer restarts the WAL.

@@ -154,6 +154,27 @@ static void *snapshot_worker(void *arg)
     return NULL;
 }
 
+/* The pin was just let go (tailer_unpin): remember the WAL followed and
+ * when, for repin_due. */
+static void note_unpinned(struct db_context *ctx)
+{
+    const struct wal_header *hdr = tailer_header(ctx->tailer);
+    ctx->unpinned_salt1 = hdr ? hdr->salt1 : 0;
+    ctx->unpinned_salt2 = hdr ? hdr->salt2 : 0;
+    ctx->unpinned_ms = clock_now_ms();
+}
+
+/* Unpinned: whether to pin again now - no checkpoint runs, and the WAL
+ * restarted since the pin was let go or REPIN_AFTER_MS passed. *restarted
+ * says which. */
+static int repin_due(struct db_context *ctx, int *restarted)
+{
+    const struct wal_header *hdr = tailer_header(ctx->tailer);
+    *restarted = !hdr || hdr->salt1 != ctx->unpinned_salt1 || hdr->salt2 != ctx->unpinned_salt2;
+    return !tailer_app_checkpointing(ctx->tailer) &&
+           (*restarted || clock_now_ms() - ctx->unpinned_ms >= REPIN_AFTER_MS);
+}
+
 /* One look while the worker writes: scan, and get out of a waiting
  * checkpoint's way without shipping. Fills `broken` when continuity is
  * lost (the caller restarts once the worker is done). */
@@ -168,10 +189,8 @@ static void follow_beside_worker(struct db_context *ctx, char *broken, size_t br
     }
     if (!tailer_pinned(t)) {
         tailer_detach(t, &err);
-        const struct wal_header *hdr = tailer_header(t);
-        int restarted = !hdr || hdr->salt1 != ctx->unpinned_salt1 || hdr->salt2 != ctx->unpinned_salt2;
-        if (!tailer_app_checkpointing(t) && (restarted || clock_now_ms() - ctx->unpinned_ms >= REPIN_AFTER_MS) &&
-            tailer_advance_pin(t, &err) == TAILER_OK)
+        int restarted;
+        if (repin_due(ctx, &restarted) && tailer_advance_pin(t, &err) == TAILER_OK)
             ctx->pin_moves++;
         return;
     }
@@ -186,10 +205,7 @@ static void follow_beside_worker(struct db_context *ctx, char *broken, size_t br
         snprintf(broken, broken_len, "%s", err.msg);
     if (rc != 0 || tailer_unpin(t) != TAILER_OK)
         return;
-    const struct wal_header *hdr = tailer_header(t);
-    ctx->unpinned_salt1 = hdr ? hdr->salt1 : 0;
-    ctx->unpinned_salt2 = hdr ? hdr->salt2 : 0;
-    ctx->unpinned_ms = clock_now_ms();
+    note_unpinned(ctx);
     ctx->yields++;
 }
 
@@ -306,10 +322,7 @@ static int let_go_of_pin(struct db_context *ctx, int quickly, struct tm_error *e
         if (tailer_unpin(ctx->tailer) != TAILER_OK)
             return move_pin(ctx, err);
     }
-    const struct wal_header *hdr = tailer_header(ctx->tailer);
-    ctx->unpinned_salt1 = hdr ? hdr->salt1 : 0;
-    ctx->unpinned_salt2 = hdr ? hdr->salt2 : 0;
-    ctx->unpinned_ms = clock_now_ms();
+    note_unpinned(ctx);
     ctx->yield_timer.repeat = YIELD_FAST_POLL_S;   /* read every millisecond while unpinned */
     ev_timer_again(ctx->owner->loop, &ctx->yield_timer);
     ctx->checkpoint_floor = tailer_shipped(ctx->tailer).frame;
@@ -1314,10 +1327,8 @@ static void on_yield_poll(struct ev_loop *loop, ev_timer *w, int revents)
             rc = ship_all(ctx, &err);
         if (rc == TAILER_OK && tailer_switching(ctx->tailer))
             rc = tailer_scan(ctx->tailer, clock_now_ms(), &err);   /* follow the new WAL */
-        const struct wal_header *hdr = tailer_header(ctx->tailer);
-        int restarted = !hdr || hdr->salt1 != ctx->unpinned_salt1 || hdr->salt2 != ctx->unpinned_salt2;
-        if (rc == TAILER_OK && !tailer_app_checkpointing(ctx->tailer) &&
-            (restarted || clock_now_ms() - ctx->unpinned_ms >= REPIN_AFTER_MS)) {
+        int restarted;
+        if (rc == TAILER_OK && repin_due(ctx, &restarted)) {
             int pinned = tailer_advance_pin(ctx->tailer, &err);
             if (pinned == TAILER_LATER && ship_all(ctx, &err) == 0)   /* slot 0 needs all shipped */
                 pinned = tailer_advance_pin(ctx->tailer, &err);

@@ -242,7 +242,7 @@ def run_series(engine, db, log, mode, busy_ms, workdir, env=None):
                 calls = read_jsonl(files["results"])
                 if sum(1 for c in calls if c["phase"] == phase) >= CALLS_PER_PHASE:
                     break
-                if sum(1 for c in calls if c["busy"]) >= FAIL_FAST_BUSY:
+                if sum(1 for c in calls if c["busy"] and not is_waived(c, mode, env)) >= FAIL_FAST_BUSY:
                     failed_early = True
                     break
                 if writer.poll() is not None:
@@ -271,6 +271,12 @@ def describe(calls):
             by_phase.append("%s n=%d p50=%.1f max=%.1f" % (phase, len(ms), sorted(ms)[len(ms) // 2], max(ms)))
     return "; ".join(by_phase)
 
+def is_waived(call, mode, beside_sidecar):
+    """True for a call of the known limit described in check_calls: a
+    RESTART or TRUNCATE beside the sidecar in the snapshot phase. Such a
+    call is reported, not asserted, and does not stop a series early."""
+    return bool(beside_sidecar) and mode in ("RESTART", "TRUNCATE") and call["phase"] == "snapshot"
+
 def check_calls(mode, busy_ms, calls, baseline, errors):
     """The assertions on one series beside the sidecar; returns a list of
     failure messages (all of them, so one run shows everything)."""
@@ -285,12 +291,12 @@ def check_calls(mode, busy_ms, calls, baseline, errors):
     phases = len(PHASES)
     if calls is not baseline and mode in ("RESTART", "TRUNCATE"):
         phases -= 1
-        waived = [c for c in calls if c["phase"] == "snapshot"]
+        waived = [c for c in calls if is_waived(c, mode, True)]
         if waived:
             print("# %s, snapshot phase (known limit, not asserted): %d busy of %d, max %.0f ms"
                   % (tag, sum(1 for c in waived if c["busy"] or c["error"]), len(waived),
                      max(c["latency_ms"] for c in waived)))
-        calls = [c for c in calls if c["phase"] != "snapshot"]
+        calls = [c for c in calls if not is_waived(c, mode, True)]
     busy = [c for c in calls if c["busy"] or c["error"]]
     if busy:
         problems.append("%s: %d of %d checkpoint calls returned busy beside the sidecar (latencies %s ms; phases %s; "

@@ -25,14 +25,10 @@ else
 BUILD   := build/release
 endif
 
-COMMON_SRC  := common/error.c common/log.c common/clock.c common/crypto.c common/object.c \
-               common/archive.c common/json.c common/names.c common/config.c common/cron.c common/fsutil.c common/lease.c common/http.c common/storage/storage.c \
-               common/storage/file.c common/storage/s3.c common/storage/s3_request.c common/rdb.c
-REPL_SRC    := replicator/wal.c replicator/discovery.c replicator/tailer.c replicator/spool.c replicator/shipper.c \
-               replicator/uploader.c replicator/retention.c replicator/control.c replicator/metrics.c \
-               replicator/alerts.c replicator/capture_probe.c replicator/deltas.c replicator/resp.c replicator/redis.c \
-               replicator/tenants.c replicator/waiting.c replicator/replicate.c
-RESTORE_SRC := restore/targets.c restore/restore.c restore/redis_restore.c restore/page_writer.c restore/list.c restore/verify.c restore/drill.c
+# Every .c file of a folder is part of the library (main.c is the binary's).
+COMMON_SRC  := $(sort $(wildcard common/*.c common/storage/*.c))
+REPL_SRC    := $(sort $(wildcard replicator/*.c))
+RESTORE_SRC := $(sort $(wildcard restore/*.c))
 LIB_SRC     := $(COMMON_SRC) $(REPL_SRC) $(RESTORE_SRC)
 LIB_OBJ     := $(LIB_SRC:%.c=$(BUILD)/%.o)
 
@@ -53,9 +49,13 @@ $(BUILD)/tidemark: $(BUILD)/main.o $(BUILD)/libtidemark.a
 $(BUILD)/libtidemark.a: $(LIB_OBJ)
 	rm -f $@ && ar rcs $@ $^
 
-$(BUILD)/%.o: %.c $(wildcard common/*.h common/storage/*.h replicator/*.h restore/*.h)
+# -MMD: the compiler writes which headers each object includes (.d files),
+# so a header change rebuilds just the objects that use it.
+$(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c -o $@ $<
+	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+-include $(LIB_OBJ:.o=.d) $(BUILD)/main.d
 
 $(BUILD)/tests/%: tests/unit/%.c tests/unit/harness.c tests/unit/harness.h $(BUILD)/libtidemark.a
 	@mkdir -p $(dir $@)

@@ -5,16 +5,50 @@
 #include <stdio.h>
 #include <string.h>
 
-int tm_error_set(struct tm_error *err, const char *fmt, ...)
+static int set_message(struct tm_error *err, enum tm_error_code code, const char *fmt, va_list ap)
 {
     if (!err)
         return -1;
-    va_list ap;
-    va_start(ap, fmt);
+    err->code = code;
     vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-    va_end(ap);
     err->hint[0] = '\0';
     return -1;
+}
+
+int tm_error_set(struct tm_error *err, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    set_message(err, TM_ERR_FAILED, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+int tm_error_setc(struct tm_error *err, enum tm_error_code code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    set_message(err, code, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+enum tm_error_code tm_error_code(const struct tm_error *err)
+{
+    return err ? err->code : TM_ERR_FAILED;
+}
+
+const char *tm_error_code_name(enum tm_error_code code)
+{
+    switch (code) {
+    case TM_ERR_NOT_FOUND: return "not found";
+    case TM_ERR_TRANSIENT: return "transient";
+    case TM_ERR_CORRUPT: return "corrupt";
+    case TM_ERR_REFUSED: return "refused";
+    case TM_ERR_NO_MEMORY: return "out of memory";
+    case TM_ERR_FAILED: break;
+    }
+    return "failed";
 }
 
 int tm_error_hint(struct tm_error *err, const char *fmt, ...)

@@ -67,7 +67,7 @@ int lease_active(struct storage *st, const char *db, int64_t now_ms, char ***out
         uint8_t *data;
         size_t len;
         if (storage_read_all(st, key, &data, &len, err) != 0) {
-            if (strstr(err->msg, "does not exist"))
+            if (tm_error_code(err) == TM_ERR_NOT_FOUND)
                 continue;   /* released meanwhile */
             rc = -1;
             break;

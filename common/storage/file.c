@@ -167,7 +167,7 @@ static int file_read_begin(void *self, const char *key, void **handle, struct tm
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         if (errno == ENOENT)
-            return tm_error_set(err, "object '%s' does not exist", key);
+            return tm_error_setc(err, TM_ERR_NOT_FOUND, "object '%s' does not exist", key);
         return tm_error_set(err, "cannot open '%s': %s", path, strerror(errno));
     }
     struct file_reader *r = malloc(sizeof *r);

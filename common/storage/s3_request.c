@@ -412,7 +412,7 @@ enum outcome s3_classify(struct s3_endpoint *ep, const struct request *req, CURL
                      ep->bucket, region[0] ? ": the bucket is in " : "", region);
         tm_error_hint(err, "set 'region' to the bucket's region");
     } else if (status == 404 && (strcmp(code, "NoSuchKey") == 0 || !code[0]) && req->key) {
-        tm_error_set(err, "object '%s' does not exist in %s", req->key, ep->display);
+        tm_error_setc(err, TM_ERR_NOT_FOUND, "object '%s' does not exist in %s", req->key, ep->display);
     } else if (status == 403) {
         tm_error_set(err, "%s: %s %s: access denied%s%s", ep->display, req->method, what,
                      message[0] ? ": " : "", message);

@@ -416,16 +416,21 @@ static void unknown_key_hint(const struct config_section *section, const char *n
 {
     const char *closest = NULL;
     size_t closest_distance = strlen(name) / 3 + 1, used = 0;
+    int other_variant = 0;   /* a key of another kind of entry (a bucket for a file replica) */
     for (size_t i = 0; i < section->key_count; i++) {
         const char *candidate = section->keys[i].key;
-        size_t distance = key_taken(section, &section->keys[i]) ? edit_distance(name, candidate) : SIZE_MAX;
+        int taken = key_taken(section, &section->keys[i]);
+        size_t distance = taken ? edit_distance(name, candidate) : SIZE_MAX;
+        other_variant |= !taken && strcmp(name, candidate) == 0;
         if (distance < closest_distance) {
             closest = candidate;
             closest_distance = distance;
         }
     }
     hint[0] = '\0';
-    if (closest)
+    if (other_variant)
+        used = (size_t)snprintf(hint, size, "'%s' does not go in a %s; ", name, section->title);
+    else if (closest)
         used = (size_t)snprintf(hint, size, "did you mean '%s'? ", closest);
     used += (size_t)snprintf(hint + used, size - used, "%s keys are:", section->title);
     for (size_t i = 0, n = 0; i < section->key_count && used < size; i++)
@@ -505,6 +510,38 @@ int config_walk(struct config_loader *ld, const struct config_section *section, 
         config_apply_defaults(ld, section, node, base, &seen, 0) != 0)
         return -1;
     return section->finish ? section->finish(ld, node, base, &seen) : 0;
+}
+
+/* ---- the schema as documentation ------------------------------------------ */
+
+static const char *type_name(const struct config_key *key)
+{
+    static const char *const names[] = {
+        [CONFIG_STRING] = "string", [CONFIG_DURATION] = "duration", [CONFIG_DURATION_OFF] = "duration or off",
+        [CONFIG_COUNT] = "count", [CONFIG_WHOLE] = "whole number", [CONFIG_BOOL] = "bool", [CONFIG_SIZE] = "size",
+        [CONFIG_RATIO] = "ratio or off", [CONFIG_CRON] = "cron schedule", [CONFIG_ENUM] = "enum",
+        [CONFIG_SECTION] = "section", [CONFIG_CUSTOM] = "list or custom",
+    };
+    return names[key->type];
+}
+
+size_t config_schema_docs(struct config_key_doc *out, size_t max)
+{
+    size_t count = 0;
+    for (size_t s = 0; s < config_section_count; s++) {
+        const struct config_section *section = config_sections[s];
+        for (size_t i = 0; i < section->key_count; i++) {
+            const struct config_key *key = &section->keys[i];
+            if (!key_taken(section, key))
+                continue;
+            if (count < max)
+                out[count] = (struct config_key_doc){
+                    .section = section->title, .key = key->key, .type = type_name(key), .def = key->def,
+                    .doc = key->doc, .heading = key->heading ? key->heading : section->heading};
+            count++;
+        }
+    }
+    return count;
 }
 
 /* ---- loading ------------------------------------------------------------- */

@@ -160,4 +160,20 @@ int config_tenant_new(const struct config_db *entry, const char *relpath, struct
                       struct tm_error *err);
 void config_tenant_free(struct config_db *db);
 
+/* The schema (common/config_schema.c), for the documentation and its
+ * test: one entry per key each section takes (a key shared by variants,
+ * such as a database entry's and a Redis entry's `name`, once each). */
+struct config_key_doc {
+    const char *section;      /* "top-level", "database entry", "s3 replica", "retention", ... */
+    const char *key;
+    const char *type;         /* "string", "duration", "size", "section", "list", ... */
+    const char *def;          /* the default as written in the file, or NULL (none, or one
+                                 that depends on other keys: see doc) */
+    const char *doc;          /* one line */
+    const char *heading;      /* of the table in docs/configuration.md that lists it */
+};
+
+/* Fills up to max entries of out; returns the number of keys. */
+size_t config_schema_docs(struct config_key_doc *out, size_t max);
+
 #endif

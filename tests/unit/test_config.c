@@ -1,14 +1,17 @@
 /* test_config.c - configuration errors name file, line and column; key
- * file checks; durations and restore times. */
+ * file checks; durations and restore times; the schema's keys against
+ * docs/configuration.md. */
 #include "harness.h"
 
 #include "../../common/clock.h"
 #include "../../common/config.h"
 #include "../../common/crypto.h"
 
+#include <libgen.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 static const char *write_file(const char *name, const char *text, mode_t mode)
 {
@@ -75,6 +78,27 @@ static void test_unknown_key_has_position(void)
     ASSERT_EQ(load("encryption: none\ndbs:\n  - path: /data/app.db\n    sync-intervall: 1s\n", &err, &cfg), -1);
     ASSERT_STR_CONTAINS(err.msg, "c.yml:4:5: unknown key 'sync-intervall'");
     ASSERT_STR_CONTAINS(err.hint, "sync-interval");
+}
+
+/* The hint comes from the schema: the nearest key, or the kind of entry
+ * that takes it, then the keys this one takes. */
+static void test_unknown_key_hints(void)
+{
+    struct config *cfg;
+    struct tm_error err;
+    ASSERT_EQ(load("encryption: none\ndbs:\n  - path: /data/app.db\n    sync-intervall: 1s\n", &err, &cfg), -1);
+    ASSERT_STR_CONTAINS(err.hint, "did you mean 'sync-interval'? database entry keys are: path, dir, pattern");
+    ASSERT_EQ(load("encryption: none\nretention: { dayly: 3 }\ndbs:\n  - path: /a.db\n    replicas: [{path: /b}]\n",
+                   &err, &cfg), -1);
+    ASSERT_STR_CONTAINS(err.msg, ":2:14: unknown key 'dayly' in 'retention'");
+    ASSERT_STR_CONTAINS(err.hint, "did you mean 'daily'? retention keys are: daily, weekly, monthly, yearly, point-in-time");
+    ASSERT_EQ(load("encryption: none\ndbs:\n  - path: /a.db\n    replicas: [{path: /b, bucket: c}]\n", &err, &cfg), -1);
+    ASSERT_STR_CONTAINS(err.msg, ":4:27: unknown key 'bucket' in replica");
+    ASSERT_TRUE(strcmp(err.hint, "'bucket' does not go in a file replica; file replica keys are: type, name, path") == 0);
+    ASSERT_EQ(load("encryption: none\nlog-format: xml\ndbs:\n  - path: /a.db\n    replicas: [{path: /b}]\n",
+                   &err, &cfg), -1);
+    ASSERT_STR_CONTAINS(err.msg, ":2:13: unknown log-format 'xml'");
+    ASSERT_TRUE(strcmp(err.hint, "write 'log-format: logfmt' or 'log-format: json'") == 0);
 }
 
 static void test_bad_duration(void)
@@ -353,6 +377,139 @@ static void test_missing_alert_after(void)
     ASSERT_STR_CONTAINS(err.msg, ":4:5: 'missing-alert-after' goes with 'path:', not 'dir:'");
 }
 
+/* docs/configuration.md, from the project root (where tests run) or
+ * from beside this binary (build/MODE/tests/); malloc'd, or NULL. */
+static char *read_docs(void)
+{
+    char exe[1024], path[1100];
+    FILE *fp = fopen("docs/configuration.md", "rb");
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (!fp && len > 0) {
+        exe[len] = '\0';
+        snprintf(path, sizeof path, "%s/../../../docs/configuration.md", dirname(exe));
+        fp = fopen(path, "rb");
+    }
+    if (!fp)
+        return NULL;
+    static char text[256 * 1024];
+    size_t n = fread(text, 1, sizeof text - 1, fp);
+    fclose(fp);
+    text[n] = '\0';
+    return strdup(text);
+}
+
+/* The rows of the first table after the line `heading` (before the next
+ * heading), one row a line, as a fresh string; NULL without a table. */
+static char *table_under(const char *docs, const char *heading)
+{
+    char line[400];
+    snprintf(line, sizeof line, "\n%s\n", heading);
+    const char *at = strstr(docs, line);
+    if (!at)
+        return NULL;
+    at += strlen(line);
+    int fenced = 0;
+    for (const char *p = at; *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : p + strlen(p)) {
+        if (strncmp(p, "```", 3) == 0)
+            fenced = !fenced;
+        if (!fenced && p[0] == '#')
+            return NULL;
+        if (!fenced && p[0] == '|') {
+            const char *end = strstr(p, "\n\n");
+            return strndup(p, end ? (size_t)(end - p) : strlen(p));
+        }
+    }
+    return NULL;
+}
+
+/* The row of table whose first cell names `key` (`key` or `key: ...`), or NULL. */
+static const char *row_of(const char *table, const char *key, char *row, size_t size)
+{
+    char quoted[100], quoted_colon[100];
+    snprintf(quoted, sizeof quoted, "`%s`", key);
+    snprintf(quoted_colon, sizeof quoted_colon, "`%s:", key);
+    for (const char *p = table; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL) {
+        size_t len = strcspn(p, "\n");
+        snprintf(row, size, "%.*s", (int)len, p);
+        char *cell_end = strchr(row + 1, '|');
+        if (!cell_end)
+            continue;
+        *cell_end = '\0';
+        int named = strstr(row, quoted) || strstr(row, quoted_colon);
+        *cell_end = '|';
+        if (named)
+            return row;
+    }
+    return NULL;
+}
+
+/* Whether a section documented under `heading` takes `key`. */
+static int taken_under(const struct config_key_doc *keys, size_t count, const char *heading, const char *key)
+{
+    for (size_t i = 0; i < count; i++)
+        for (size_t j = 0; j < count; j++)
+            if (strcmp(keys[i].heading, heading) == 0 && strcmp(keys[j].section, keys[i].section) == 0 &&
+                strcmp(keys[j].key, key) == 0)
+                return 1;
+    return 0;
+}
+
+/* Every name in the first cell of every row of table is taken there. */
+static int table_keys_taken(const struct config_key_doc *keys, size_t count, const char *heading,
+                            const char *table, char *bad, size_t size)
+{
+    for (const char *p = table; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL) {
+        const char *cell_end = strchr(p + 1, '|');
+        for (const char *q = strchr(p, '`'); q && cell_end && q < cell_end; q = strchr(q, '`')) {
+            size_t len = strcspn(q + 1, "`: ");
+            snprintf(bad, size, "%.*s", (int)len, q + 1);
+            if (!taken_under(keys, count, heading, bad))
+                return 0;
+            q = strchr(q + 1, '`');
+            q = q ? q + 1 : NULL;
+        }
+    }
+    return 1;
+}
+
+/* Whether keys[i] is the first key documented under its heading. */
+static int first_under(const struct config_key_doc *keys, size_t i)
+{
+    for (size_t j = 0; j < i; j++)
+        if (strcmp(keys[j].heading, keys[i].heading) == 0)
+            return 0;
+    return 1;
+}
+
+/* docs/configuration.md lists every key the parser takes, in the table of
+ * its section, with its literal default; and documents no other key. */
+static void test_docs_match_schema(void)
+{
+    struct config_key_doc keys[256];
+    size_t count = config_schema_docs(keys, 256), wrong = 0;
+    ASSERT_TRUE(count > 60 && count <= 256);
+    char *docs = read_docs();
+    ASSERT_TRUE(docs != NULL);
+    for (size_t i = 0; i < count; i++) {
+        char *table = table_under(docs, keys[i].heading), row[1200], bad[100];
+        const char *documented = table ? row_of(table, keys[i].key, row, sizeof row) : NULL;
+        int scalar_default = keys[i].def && strcmp(keys[i].type, "section") != 0;
+        if (!documented)
+            fprintf(stderr, "  %s key '%s' is not in the table under '%s'\n", keys[i].section, keys[i].key,
+                    keys[i].heading);
+        else if (scalar_default && !strstr(documented, keys[i].def))
+            fprintf(stderr, "  the row of '%s' does not give its default '%s'\n", keys[i].key, keys[i].def);
+        else if (first_under(keys, i) && !table_keys_taken(keys, count, keys[i].heading, table, bad, sizeof bad))
+            fprintf(stderr, "  '%s' is documented under '%s' but not accepted there\n", bad, keys[i].heading);
+        else
+            wrong--;
+        wrong++;
+        free(table);
+    }
+    free(docs);
+    ASSERT_EQ(wrong, 0);
+}
+
 int main(void)
 {
     if (sodium_init() < 0)
@@ -360,6 +517,7 @@ int main(void)
     static const struct test_case cases[] = {
         {"config: valid file, defaults, ${VAR}", test_valid_config_defaults},
         {"config: unknown key reported at file:line:col with hint", test_unknown_key_has_position},
+        {"config: unknown keys: the nearest key, or the entry that takes it, and the keys taken", test_unknown_key_hints},
         {"config: bad duration reported at its position", test_bad_duration},
         {"config: encryption must be explicit", test_encryption_required},
         {"config: missing and group-readable key files refused", test_key_file_problems},
@@ -371,6 +529,7 @@ int main(void)
         {"config: redis entries, their defaults and mistakes", test_redis_entries},
         {"config: dir entries, databases under them by name, mistakes", test_dir_entries},
         {"config: missing-alert-after: default, alerts section, per database, off", test_missing_alert_after},
+        {"config: docs/configuration.md documents every key the schema takes, and only those", test_docs_match_schema},
     };
     return harness_run(cases, sizeof cases / sizeof *cases);
 }

@@ -1,12 +1,13 @@
 /* config_find.c - the configuration's databases by name (config.h): a
  * configured one, or one under a `dir:` entry (a tenant), made on demand
- * and kept with the configuration; replica selection; the keyring of the
- * encryption section. */
+ * and kept with the configuration; where each keeps its state; replica
+ * selection; the keyring of the encryption section. */
 #include "config.h"
 #include "config_schema.h"
 
 #include "names.h"
 
+#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +34,30 @@ void config_tenants_free(struct config_tenants *tenants)
         config_tenant_free(tenants->dbs[i]);
     free(tenants->dbs);
     free(tenants);
+}
+
+/* STATE-DIR/NAME, or .FILE-tidemark beside the database (same disk);
+ * a `dir:` entry's is the root of its databases' (DIR/.tidemark); a
+ * Redis entry's is under /var/lib/tidemark without state-dir. */
+int config_db_state_dir(const struct config *cfg, struct config_db *db, struct tm_error *err)
+{
+    char *dir = NULL, *base = NULL;
+    int len;
+    if (cfg->state_dir || db->kind == DB_REDIS)
+        len = asprintf(&db->state_dir, "%s/%s", cfg->state_dir ? cfg->state_dir : "/var/lib/tidemark", db->name);
+    else if (db->dir)
+        len = asprintf(&db->state_dir, "%s/.tidemark", db->dir);
+    else if ((dir = strdup(db->path)) && (base = strdup(db->path)))
+        len = asprintf(&db->state_dir, "%s/.%s-tidemark", dirname(dir), basename(base));
+    else
+        len = -1;
+    free(dir);
+    free(base);
+    if (len < 0) {
+        db->state_dir = NULL;
+        return tm_error_setc(err, TM_ERR_NO_MEMORY, "out of memory");
+    }
+    return 0;
 }
 
 int config_load_keys(const struct config *cfg, char *const *extra_files, size_t extra_count,

@@ -48,7 +48,7 @@ static int check_listen(struct config_loader *ld, yaml_node_t *value, void *fiel
 /* Checks that `path` holds a key now, so a typo is found at load time. */
 static int probe_key_file(struct config_loader *ld, yaml_node_t *node, const char *path, int want_public)
 {
-    struct crypto_keyring *probe;
+    struct crypto_keyring *probe = NULL;
     struct tm_error key_err;
     if (crypto_keyring_new(&probe, &key_err) != 0 || crypto_keyring_add_file(probe, path, &key_err) != 0) {
         crypto_keyring_free(probe);
@@ -619,30 +619,6 @@ static int parse_dbs(struct config_loader *ld, const struct config_key *key, yam
 
 /* ---- the top level ------------------------------------------------------------ */
 
-/* STATE-DIR/NAME, or .FILE-tidemark beside the database (same disk);
- * a `dir:` entry's is the root of its databases' (DIR/.tidemark); a
- * Redis entry's is under /var/lib/tidemark without state-dir. */
-static int set_state_dir(struct config_loader *ld, const struct config *cfg, struct config_db *db)
-{
-    char *dir = NULL, *base = NULL;
-    int len;
-    if (cfg->state_dir || db->kind == DB_REDIS)
-        len = asprintf(&db->state_dir, "%s/%s", cfg->state_dir ? cfg->state_dir : "/var/lib/tidemark", db->name);
-    else if (db->dir)
-        len = asprintf(&db->state_dir, "%s/.tidemark", db->dir);
-    else if ((dir = strdup(db->path)) && (base = strdup(db->path)))
-        len = asprintf(&db->state_dir, "%s/.%s-tidemark", dirname(dir), basename(base));
-    else
-        len = -1;
-    free(dir);
-    free(base);
-    if (len < 0) {
-        db->state_dir = NULL;
-        return config_out_of_memory(ld);
-    }
-    return 0;
-}
-
 /* Fills what the database entry left unset and depends on the rest. */
 static int db_defaults(struct config_loader *ld, const struct config *cfg, struct config_db *db)
 {
@@ -676,7 +652,7 @@ static int finish_root(struct config_loader *ld, yaml_node_t *root, void *base, 
         return config_fail_at(ld, root, "add 'dbs:' with at least one '- path: /var/lib/app/app.db' (or 'redis:' "
                               "with '- name: cache' and 'addr: HOST:PORT')", "no database configured");
     for (size_t i = 0; i < cfg->db_count; i++)
-        if (set_state_dir(ld, cfg, &cfg->dbs[i]) != 0 || db_defaults(ld, cfg, &cfg->dbs[i]) != 0)
+        if (config_db_state_dir(cfg, &cfg->dbs[i], ld->err) != 0 || db_defaults(ld, cfg, &cfg->dbs[i]) != 0)
             return -1;
     return 0;
 }

@@ -1,8 +1,9 @@
 /* config_schema.h - inside the configuration module only: the schema's
  * types (config_schema.c holds the tables) and the one mapping walker
  * (config.c) that reads every section of the file through them. Other
- * modules use config.h; this header is shared by config.c,
- * config_schema.c and the unit test. See config.c for the design. */
+ * modules use config.h (config_schema_docs lists the schema); this header
+ * is shared by config.c, config_schema.c and config_find.c. See config.c
+ * for the design. */
 #ifndef TM_CONFIG_SCHEMA_H
 #define TM_CONFIG_SCHEMA_H
 
@@ -123,6 +124,9 @@ yaml_node_t *config_seen_key(const struct config_section *section, const struct 
 /* The value node of `key` in a walked mapping, or NULL. */
 yaml_node_t *config_seen_value(const struct config_section *section, const struct config_seen *seen,
                                const char *key);
+
+/* db's state directory, from cfg's state-dir or beside it (config_find.c). */
+int config_db_state_dir(const struct config *cfg, struct config_db *db, struct tm_error *err);
 
 /* Databases found under `dir:` entries (config_find.c). */
 struct config_tenants *config_tenants_new(void);

@@ -2,7 +2,9 @@
  *
  * config_load parses, expands ${VAR}, fills defaults and validates the
  * whole file; any mistake fails the load with "FILE:LINE:COL: message"
- * and a hint, so nothing ever starts with a half-valid configuration. */
+ * and a hint, so nothing ever starts with a half-valid configuration.
+ * Every key is declared once, in the schema of config_schema.c (its type,
+ * default, checks and docs table); config.c explains the design. */
 #ifndef TM_CONFIG_H
 #define TM_CONFIG_H
 

@@ -25,13 +25,13 @@ static int is_url(const char *text)
     return strncmp(text, "https://", 8) == 0 || strncmp(text, "http://", 7) == 0;
 }
 
+static const struct config_section alerts_section, metrics_section;
+
 static int check_webhook(struct config_loader *ld, yaml_node_t *value, void *field)
 {
     if (is_url(*(char **)field))
         return 0;
-    return config_fail_at(ld, value, "write 'alerts: { webhook: URL, command: PATH, failure-after: 30s, "
-                          "lag-threshold: 60s, reminder: 1h, missing-alert-after: 10m }'",
-                          "'webhook' must be an http:// or https:// URL");
+    return config_fail_at(ld, value, alerts_section.shape_hint, "'webhook' must be an http:// or https:// URL");
 }
 
 static int check_listen(struct config_loader *ld, yaml_node_t *value, void *field)
@@ -40,8 +40,7 @@ static int check_listen(struct config_loader *ld, yaml_node_t *value, void *fiel
     char *end;
     long port = colon ? strtol(colon + 1, &end, 10) : 0;
     if (!colon || colon == listen || *end || port < 1 || port > 65535)
-        return config_fail_at(ld, value, "write 'metrics: { listen: 127.0.0.1:9187 }'",
-                              "'listen' must be HOST:PORT, e.g. 127.0.0.1:9187");
+        return config_fail_at(ld, value, metrics_section.shape_hint, "'listen' must be HOST:PORT, e.g. 127.0.0.1:9187");
     return 0;
 }
 

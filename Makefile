@@ -1,5 +1,7 @@
 # tidemark - continuous backup and point-in-time restore for SQLite/libSQL.
 #   make            build ./tidemark
+#   make check      the unit tests under ASan + UBSan, each test in its own
+#                   process with a timeout (the fast tier: under a minute)
 #   make test       install missing dependencies, build, run every test
 #   make demo       install, build, show replicate + restore end to end
 #   make bench      benchmarks (figures side by side with baselines)
@@ -36,8 +38,9 @@ FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BINS    := $(FUZZ_TARGETS:%=build/fuzz/%)
 UNIT_TESTS  := $(patsubst tests/unit/%.c,%,$(filter-out tests/unit/harness.c,$(wildcard tests/unit/test_*.c)))
 UNIT_BINS   := $(UNIT_TESTS:%=$(BUILD)/tests/%)
+UNIT_OBJ    := $(UNIT_TESTS:%=$(BUILD)/tests/unit/%.o) $(BUILD)/tests/unit/harness.o
 
-.PHONY: all deps test unit unit-tests demo bench nightly-rpo clean tidemark fuzz fuzz-targets torture valgrind
+.PHONY: all deps check test unit unit-tests demo bench nightly-rpo clean tidemark fuzz fuzz-targets torture valgrind
 all: tidemark
 
 tidemark: $(BUILD)/tidemark
@@ -55,11 +58,12 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
 
--include $(LIB_OBJ:.o=.d) $(BUILD)/main.d
+-include $(LIB_OBJ:.o=.d) $(BUILD)/main.d $(UNIT_OBJ:.o=.d)
 
-$(BUILD)/tests/%: tests/unit/%.c tests/unit/harness.c tests/unit/harness.h $(BUILD)/libtidemark.a
-	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< tests/unit/harness.c $(BUILD)/libtidemark.a $(LDLIBS)
+# A unit test binary: its object and the harness's (compiled by the rule
+# above, so they too have dependency files) with the library.
+$(UNIT_BINS): $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(BUILD)/tests/unit/harness.o $(BUILD)/libtidemark.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # The fault-injection shim the fault tests preload (tests/faults/faultfs.c);
 # built without sanitizers, as it runs inside any build of tidemark.
@@ -93,6 +97,12 @@ deps:
 unit: tidemark $(UNIT_BINS) $(BUILD)/faultfs.so
 
 unit-tests: $(UNIT_BINS)
+
+# The fast tier: the unit tests only, built with AddressSanitizer + UBSan;
+# the harness runs each test in a process of its own with a timeout.
+check:
+	$(MAKE) SANITIZE=1 unit-tests
+	@BUILD=build/sanitize tests/run --unit-only
 
 # The unit tests also run under AddressSanitizer + UBSan in every `make
 # test` (a second build in build/sanitize); SANITIZE=1 runs everything so.

@@ -36,9 +36,12 @@ LIB_OBJ     := $(LIB_SRC:%.c=$(BUILD)/%.o)
 
 FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BINS    := $(FUZZ_TARGETS:%=build/fuzz/%)
-UNIT_TESTS  := $(patsubst tests/unit/%.c,%,$(filter-out tests/unit/harness.c,$(wildcard tests/unit/test_*.c)))
+UNIT_TESTS  := $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/test_*.c))
 UNIT_BINS   := $(UNIT_TESTS:%=$(BUILD)/tests/%)
-UNIT_OBJ    := $(UNIT_TESTS:%=$(BUILD)/tests/unit/%.o) $(BUILD)/tests/unit/harness.o
+# The other .c files of tests/unit (the harness, shared checks) form a
+# library every unit test binary links.
+UNIT_SUPPORT_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(filter-out tests/unit/test_%,$(wildcard tests/unit/*.c)))
+UNIT_OBJ    := $(UNIT_TESTS:%=$(BUILD)/tests/unit/%.o) $(UNIT_SUPPORT_OBJ)
 
 .PHONY: all deps check test unit unit-tests demo bench nightly-rpo clean tidemark fuzz fuzz-targets torture valgrind
 all: tidemark
@@ -60,9 +63,12 @@ $(BUILD)/%.o: %.c
 
 -include $(LIB_OBJ:.o=.d) $(BUILD)/main.d $(UNIT_OBJ:.o=.d)
 
-# A unit test binary: its object and the harness's (compiled by the rule
-# above, so they too have dependency files) with the library.
-$(UNIT_BINS): $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(BUILD)/tests/unit/harness.o $(BUILD)/libtidemark.a
+# A unit test binary: its object with the test support library and
+# tidemark's (objects compiled by the rule above, so with dependency files).
+$(BUILD)/tests/unit/libsupport.a: $(UNIT_SUPPORT_OBJ)
+	rm -f $@ && ar rcs $@ $^
+
+$(UNIT_BINS): $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(BUILD)/tests/unit/libsupport.a $(BUILD)/libtidemark.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # The fault-injection shim the fault tests preload (tests/faults/faultfs.c);

@@ -28,6 +28,7 @@ static struct storage *open_replica(void)
     { struct storage *st = open_replica(); ASSERT_TRUE(st); contract_##check(st); storage_free(st); }
 
 CONTRACT_TEST(put_read)
+CONTRACT_TEST(empty_object)
 CONTRACT_TEST(missing_is_not_found)
 CONTRACT_TEST(list)
 CONTRACT_TEST(remove)
@@ -191,6 +192,7 @@ int main(void)
 {
     static const struct test_case cases[] = {
         {"file storage: put and read back, replace", test_put_read},
+        {"file storage: an empty object", test_empty_object},
         {"file storage: a missing object is not found", test_missing_is_not_found},
         {"file storage: list children sorted with sizes", test_list},
         {"file storage: remove and remove_many", test_remove},

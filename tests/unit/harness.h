@@ -42,6 +42,9 @@ extern int harness_failed;
     fprintf(stderr, "  %s:%d: %s == \"%s\", expected \"%s\"\n", __FILE__, __LINE__, #a, _a, _b); \
     harness_failed = 1; return; } } while (0)
 
+/* After calling a helper that asserts: stop the test if it failed. */
+#define ASSERT_PASSING() do { if (harness_failed) return; } while (0)
+
 /* Runs the tests the command line selects (all by default), each in its
  * own process; returns the process exit code: 0 all passed, 1 some
  * failed, 2 bad command line. */

@@ -93,9 +93,10 @@ torture: deps
 	@/usr/bin/python3 tests/integration/torture.py
 	@CORRUPTION_CASES=$${CORRUPTION_CASES:-1000} /usr/bin/python3 tests/integration/test_lifecycle.py test_verify_reports_every_damage
 
-# The unit tests under valgrind (memcheck, leaks).
+# The unit tests under valgrind (memcheck, leaks); a test's timeout is
+# longer there.
 valgrind: unit
-	@for t in $(UNIT_BINS); do valgrind --error-exitcode=9 --leak-check=full -q $$t || exit 1; done
+	@for t in $(UNIT_BINS); do HARNESS_TIMEOUT=$${HARNESS_TIMEOUT:-120} valgrind --error-exitcode=9 --leak-check=full -q $$t || exit 1; done
 
 deps:
 	@scripts/install-deps

@@ -16,6 +16,7 @@
 
 #include <errno.h>
 #include <ftw.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/wait.h>
@@ -43,6 +44,14 @@ __attribute__((constructor)) static void save_command_line(int argc, char **argv
     (void)envp;
     saved_argc = argc;
     saved_argv = argv;
+}
+
+const char *harness_program(void)
+{
+    static char path[PATH_MAX];
+    if (!path[0] && (saved_argc < 1 || !strchr(saved_argv[0], '/') || !realpath(saved_argv[0], path)))
+        snprintf(path, sizeof path, "/proc/self/exe");
+    return path;
 }
 
 const char *harness_tmpdir(void)

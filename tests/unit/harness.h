@@ -54,6 +54,11 @@ int harness_run(const struct test_case *cases, size_t count);
  * every selected test as "not ok" with `why`, and returns 1. */
 int harness_fail_all(const struct test_case *cases, size_t count, const char *why);
 
+/* The path of this test binary, for tests that run it again in another
+ * mode or find files beside it (argv[0] made absolute: /proc/self/exe
+ * would name valgrind's tool under valgrind). */
+const char *harness_program(void);
+
 /* A fresh empty directory for the running test's files (removed when the
  * test ends, whatever its outcome). */
 const char *harness_tmpdir(void);

@@ -1,8 +1,10 @@
 /* s3_server.c - starts and stops tests/s3/swift_server.py for a unit test
  * binary (see s3_server.h). The script is found from the binary's own
- * path (build/<kind>/tests/test_x lies three levels below the project
+ * path (harness_program) (build/<kind>/tests/test_x lies three levels below the project
  * root), so the tests run from any directory. */
 #include "s3_server.h"
+
+#include "harness.h"
 
 #include <curl/curl.h>
 #include <dirent.h>
@@ -28,10 +30,8 @@
  * holds the script. */
 static int find_root(char *root, size_t cap, struct tm_error *err)
 {
-    ssize_t n = readlink("/proc/self/exe", root, cap - 1);
-    if (n <= 0)
-        return tm_error_set(err, "cannot read /proc/self/exe: %s", strerror(errno));
-    root[n] = '\0';
+    if (!realpath(harness_program(), root) || strlen(root) >= cap)
+        return tm_error_set(err, "cannot resolve '%s': %s", harness_program(), strerror(errno));
     char script[PATH_MAX + 32];
     for (char *slash = strrchr(root, '/'); slash; slash = strrchr(root, '/')) {
         *slash = '\0';

@@ -105,7 +105,7 @@ static int writer_start(struct writer *w, const char *db_path)
         dup2(from[1], STDOUT_FILENO);
         close(to[1]);
         close(from[0]);
-        execl("/proc/self/exe", "test_tailer", "--sql-writer", db_path, (char *)NULL);
+        execl(harness_program(), "test_tailer", "--sql-writer", db_path, (char *)NULL);
         _exit(127);
     }
     close(to[0]);

@@ -1,10 +1,9 @@
 /* test_tailer.c - the WAL tailer (replicator/tailer.c) on real WAL files.
  *
- * The application is a real SQLite writer in another process (this
- * binary run again as `test_tailer --sql-writer DB`, reading one SQL
- * statement per line): for every statement it reports what SQLite says
- * it committed - the WAL's frame count after the commit (the wal hook),
- * the database size in pages, and a fingerprint of the table. The tests
+ * The application is a real SQLite writer in another process
+ * (sql_writer.h): for every statement it reports what SQLite says it
+ * committed - the WAL's frame count after the commit, the database size
+ * in pages, and a fingerprint of the table. The tests
  * then check that the tailer reports exactly those commit boundaries and
  * sizes, and that the frames it hands out, applied to a copy of the
  * database file, rebuild a database with exactly that fingerprint at
@@ -14,153 +13,22 @@
 
 #include "../../common/archive.h"
 #include "../../replicator/tailer.h"
+#include "sql_writer.h"
 
 #include <fcntl.h>
-#include <signal.h>
-#include <sqlite3.h>
 #include <stdlib.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-
-#define FINGERPRINT_SQL \
-    "SELECT count(*) || '/' || total(length(v)) || '/' || total(k * length(v)) FROM t"
-
-/* ------------------------------------------------ the writer process */
-
-static int on_wal_commit(void *arg, sqlite3 *db, const char *name, int frames)
-{
-    (void)db, (void)name;
-    *(int *)arg = frames;
-    return SQLITE_OK;
-}
-
-static void fingerprint(sqlite3 *db, char *out, size_t cap)
-{
-    sqlite3_stmt *stmt;
-    snprintf(out, cap, "-");
-    if (sqlite3_prepare_v2(db, FINGERPRINT_SQL, -1, &stmt, NULL) != SQLITE_OK)
-        return;
-    if (sqlite3_step(stmt) == SQLITE_ROW)
-        snprintf(out, cap, "%s", (const char *)sqlite3_column_text(stmt, 0));
-    sqlite3_finalize(stmt);
-}
-
-static long page_count(sqlite3 *db)
-{
-    sqlite3_stmt *stmt;
-    long pages = -1;
-    if (sqlite3_prepare_v2(db, "PRAGMA page_count", -1, &stmt, NULL) == SQLITE_OK &&
-        sqlite3_step(stmt) == SQLITE_ROW)
-        pages = sqlite3_column_int64(stmt, 0);
-    sqlite3_finalize(stmt);
-    return pages;
-}
-
-/* The writer: runs each line of stdin as SQL and answers
- * "RC FRAMES PAGES FINGERPRINT" (FRAMES 0: nothing committed to the WAL).
- * The wal hook replaces auto-checkpoints: the WAL only restarts when a
- * statement checkpoints it. */
-static int writer_main(const char *db_path)
-{
-    sqlite3 *db;
-    if (sqlite3_open(db_path, &db) != SQLITE_OK)
-        return 1;
-    sqlite3_busy_timeout(db, 5000);
-    int frames = 0;
-    sqlite3_wal_hook(db, on_wal_commit, &frames);
-    char line[8192], print[128];
-    while (fgets(line, sizeof line, stdin)) {
-        line[strcspn(line, "\n")] = '\0';
-        frames = 0;
-        int rc = sqlite3_exec(db, line, NULL, NULL, NULL);
-        fingerprint(db, print, sizeof print);
-        printf("%d %d %ld %s\n", rc, frames, page_count(db), print);
-        fflush(stdout);
-    }
-    sqlite3_close(db);
-    return 0;
-}
-
-struct writer {
-    pid_t pid;
-    FILE *to, *from;
-};
-
-/* What SQLite says a statement committed. */
-struct truth {
-    uint32_t end_frame;        /* frames in the WAL after the commit */
-    uint32_t db_size;          /* pages */
-    char print[128];           /* FINGERPRINT_SQL */
-};
-
-static int writer_start(struct writer *w, const char *db_path)
-{
-    int to[2], from[2];
-    if (pipe(to) != 0 || pipe(from) != 0)
-        return -1;
-    w->pid = fork();
-    if (w->pid == 0) {
-        dup2(to[0], STDIN_FILENO);
-        dup2(from[1], STDOUT_FILENO);
-        close(to[1]);
-        close(from[0]);
-        execl(harness_program(), "test_tailer", "--sql-writer", db_path, (char *)NULL);
-        _exit(127);
-    }
-    close(to[0]);
-    close(from[1]);
-    w->to = fdopen(to[1], "w");
-    w->from = fdopen(from[0], "r");
-    return w->pid > 0 && w->to && w->from ? 0 : -1;
-}
-
-/* Runs one statement in the writer; 0, or -1 if it failed. */
-static int writer_run(struct writer *w, const char *sql, struct truth *out)
-{
-    char line[256];
-    int rc;
-    fprintf(w->to, "%s\n", sql);
-    fflush(w->to);
-    if (!fgets(line, sizeof line, w->from) ||
-        sscanf(line, "%d %u %u %127s", &rc, &out->end_frame, &out->db_size, out->print) != 4 || rc != 0) {
-        fprintf(stderr, "  writer: '%s' gave '%s'\n", sql, line);
-        return -1;
-    }
-    return 0;
-}
-
-static void writer_stop(struct writer *w)
-{
-    fclose(w->to);
-    fclose(w->from);
-    waitpid(w->pid, NULL, 0);
-}
 
 /* ------------------------------------------- the database and its copy */
 
 struct fixture {
     char db[512];
     char image[512];           /* the database file before the first tailed commit, frames applied since */
-    struct writer writer;
+    struct sql_writer writer;
     struct tailer *tailer;
     uint32_t page_size;
 };
-
-static int copy_file(const char *from, const char *to)
-{
-    char buf[65536];
-    int in = open(from, O_RDONLY), out = open(to, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    ssize_t n = 0;
-    while (in >= 0 && out >= 0 && (n = read(in, buf, sizeof buf)) > 0)
-        if (write(out, buf, (size_t)n) != n)
-            n = -1;
-    if (in >= 0)
-        close(in);
-    if (out >= 0)
-        close(out);
-    return in >= 0 && out >= 0 && n == 0 ? 0 : -1;
-}
 
 /* A WAL database with table t, created by a writer that then closed (so
  * the file holds everything and there is no WAL); its copy as the image;
@@ -171,14 +39,8 @@ static int fixture_open(struct fixture *f)
     memset(f, 0, sizeof *f);
     snprintf(f->db, sizeof f->db, "%s/app.db", harness_tmpdir());
     snprintf(f->image, sizeof f->image, "%s/image.db", harness_tmpdir());
-    struct truth truth;
-    struct writer creator;
-    if (writer_start(&creator, f->db) != 0 ||
-        writer_run(&creator, "PRAGMA journal_mode=WAL", &truth) != 0 ||
-        writer_run(&creator, "CREATE TABLE t(k INTEGER PRIMARY KEY, v TEXT)", &truth) != 0)
-        return -1;
-    writer_stop(&creator);
-    if (copy_file(f->db, f->image) != 0 || writer_start(&f->writer, f->db) != 0)
+    if (sql_writer_create(f->db) != 0 || sql_writer_copy_file(f->db, f->image) != 0 ||
+        sql_writer_start(&f->writer, f->db) != 0)
         return -1;
     struct tm_error err;
     if (tailer_open(f->db, &f->tailer, &err) != 0 || tailer_restart_at_pin(f->tailer, &err) != TAILER_OK) {
@@ -192,25 +54,7 @@ static int fixture_open(struct fixture *f)
 static void fixture_close(struct fixture *f)
 {
     tailer_close(f->tailer);
-    writer_stop(&f->writer);
-}
-
-/* The image's fingerprint (opened as immutable: no WAL, no locks). */
-static int image_fingerprint(const struct fixture *f, char *out, size_t cap)
-{
-    /* the frames carry page 1 of a WAL database: read it as a plain one */
-    int fd = open(f->image, O_RDWR);
-    if (fd < 0 || pwrite(fd, "\1\1", 2, 18) != 2)
-        return -1;
-    close(fd);
-    char uri[600];
-    snprintf(uri, sizeof uri, "file:%s?immutable=1", f->image);
-    sqlite3 *db;
-    if (sqlite3_open_v2(uri, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, NULL) != SQLITE_OK)
-        return -1;
-    fingerprint(db, out, cap);
-    sqlite3_close(db);
-    return 0;
+    sql_writer_stop(&f->writer);
 }
 
 /* Reads the frames of the next pending commit from the tailer, checks
@@ -244,7 +88,7 @@ static void apply_commit(struct fixture *f, uint32_t first, const struct tailer_
 /* Scans; the pending commits must be exactly `truths` (frame ends, sizes;
  * in the WAL with salt-1 `salt1`), their frames must rebuild each
  * fingerprint; then they are acknowledged (shipped). */
-static void ship_and_check(struct fixture *f, const struct truth *truths, size_t n, uint32_t salt1)
+static void ship_and_check(struct fixture *f, const struct sql_truth *truths, size_t n, uint32_t salt1)
 {
     size_t count;
     const struct tailer_commit *pending = tailer_pending(f->tailer, &count);
@@ -260,7 +104,7 @@ static void ship_and_check(struct fixture *f, const struct truth *truths, size_t
         apply_commit(f, next, &pending[i]);
         ASSERT_PASSING();
         char print[128];
-        ASSERT_EQ(image_fingerprint(f, print, sizeof print), 0);
+        ASSERT_EQ(sql_writer_file_fingerprint(f->image, print, sizeof print), 0);
         ASSERT_STR_EQ(print, truths[i].print);
         next = pending[i].end.frame + 1;
     }
@@ -278,33 +122,14 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Rows of growing size (the later ones span pages), then an update and a
- * delete that rewrite pages written before. */
-static int write_transactions(struct fixture *f, int first, int count, struct truth *truths)
-{
-    char sql[256];
-    for (int i = 0; i < count; i++) {
-        int k = first + i;
-        if (k % 5 == 4)
-            snprintf(sql, sizeof sql, "UPDATE t SET v = 'short' WHERE k = %d", k - 2);
-        else if (k % 5 == 0)
-            snprintf(sql, sizeof sql, "DELETE FROM t WHERE k = %d", k - 4);
-        else
-            snprintf(sql, sizeof sql, "INSERT INTO t VALUES (%d, hex(zeroblob(%d)))", k, 900 * k);
-        if (writer_run(&f->writer, sql, &truths[i]) != 0)
-            return -1;
-    }
-    return 0;
-}
-
 /* ------------------------------------------------------------ the tests */
 
 static void test_commits_frames_and_sizes_are_exact(void)
 {
     struct fixture f;
     ASSERT_EQ(fixture_open(&f), 0);
-    struct truth truths[12];
-    ASSERT_EQ(write_transactions(&f, 1, 12, truths), 0);
+    struct sql_truth truths[12];
+    ASSERT_EQ(sql_writer_transactions(&f.writer, 1, 12, truths), 0);
     struct tm_error err;
     ASSERT_EQ(tailer_scan(f.tailer, now_ms(), &err), TAILER_OK);
     const struct wal_header *hdr = tailer_header(f.tailer);
@@ -319,7 +144,7 @@ static void test_commits_frames_and_sizes_are_exact(void)
     tailer_pending(f.tailer, &count);
     ASSERT_EQ(count, 0);
     /* later commits continue the same WAL */
-    ASSERT_EQ(write_transactions(&f, 13, 3, truths), 0);
+    ASSERT_EQ(sql_writer_transactions(&f.writer, 13, 3, truths), 0);
     ASSERT_EQ(tailer_scan(f.tailer, now_ms(), &err), TAILER_OK);
     ship_and_check(&f, truths, 3, hdr->salt1);
     ASSERT_PASSING();
@@ -333,9 +158,9 @@ static void test_restart_after_the_sidecars_checkpoint(void)
 {
     struct fixture f;
     ASSERT_EQ(fixture_open(&f), 0);
-    struct truth truths[6];
+    struct sql_truth truths[6];
     struct tm_error err;
-    ASSERT_EQ(write_transactions(&f, 1, 6, truths), 0);
+    ASSERT_EQ(sql_writer_transactions(&f.writer, 1, 6, truths), 0);
     ASSERT_EQ(tailer_scan(f.tailer, now_ms(), &err), TAILER_OK);
     uint32_t old_salt1 = tailer_header(f.tailer)->salt1;
     ship_and_check(&f, truths, 6, old_salt1);
@@ -344,7 +169,7 @@ static void test_restart_after_the_sidecars_checkpoint(void)
     int restartable = 0;
     ASSERT_EQ(tailer_checkpoint(f.tailer, &restartable, &err), 0);
     ASSERT_EQ(restartable, 1);
-    ASSERT_EQ(write_transactions(&f, 7, 4, truths), 0);
+    ASSERT_EQ(sql_writer_transactions(&f.writer, 7, 4, truths), 0);
     ASSERT_TRUE(truths[0].end_frame < old_end);   /* SQLite wrote from frame 1 again */
     ASSERT_EQ(tailer_scan(f.tailer, now_ms(), &err), TAILER_OK);
     if (tailer_switching(f.tailer))
@@ -363,19 +188,19 @@ static void test_restart_while_unpinned_keeps_the_old_tail(void)
 {
     struct fixture f;
     ASSERT_EQ(fixture_open(&f), 0);
-    struct truth truths[10];
+    struct sql_truth truths[10];
     struct tm_error err;
-    ASSERT_EQ(write_transactions(&f, 1, 10, truths), 0);
+    ASSERT_EQ(sql_writer_transactions(&f.writer, 1, 10, truths), 0);
     ASSERT_EQ(tailer_scan(f.tailer, now_ms(), &err), TAILER_OK);
     uint32_t old_salt1 = tailer_header(f.tailer)->salt1;
     ship_and_check(&f, truths, 10, old_salt1);
     ASSERT_PASSING();
     ASSERT_EQ(tailer_unpin(f.tailer), TAILER_OK);
-    struct truth tail[2], after[1], ignored;
-    ASSERT_EQ(writer_run(&f.writer, "INSERT INTO t VALUES (101, 'tail one')", &tail[0]), 0);
-    ASSERT_EQ(writer_run(&f.writer, "INSERT INTO t VALUES (102, 'tail two')", &tail[1]), 0);
-    ASSERT_EQ(writer_run(&f.writer, "PRAGMA wal_checkpoint(RESTART)", &ignored), 0);
-    ASSERT_EQ(writer_run(&f.writer, "INSERT INTO t VALUES (103, 'new WAL')", &after[0]), 0);
+    struct sql_truth tail[2], after[1], ignored;
+    ASSERT_EQ(sql_writer_run(&f.writer, "INSERT INTO t VALUES (101, 'tail one')", &tail[0]), 0);
+    ASSERT_EQ(sql_writer_run(&f.writer, "INSERT INTO t VALUES (102, 'tail two')", &tail[1]), 0);
+    ASSERT_EQ(sql_writer_run(&f.writer, "PRAGMA wal_checkpoint(RESTART)", &ignored), 0);
+    ASSERT_EQ(sql_writer_run(&f.writer, "INSERT INTO t VALUES (103, 'new WAL')", &after[0]), 0);
     ASSERT_TRUE(after[0].end_frame < truths[9].end_frame);   /* the tail was not overwritten */
     ASSERT_EQ(tailer_scan(f.tailer, now_ms(), &err), TAILER_OK);
     ASSERT_EQ(tailer_switching(f.tailer), 1);
@@ -396,16 +221,16 @@ static void test_commits_lost_in_a_restart_are_detected(void)
 {
     struct fixture f;
     ASSERT_EQ(fixture_open(&f), 0);
-    struct truth truths[3], lost, ignored, big;
+    struct sql_truth truths[3], lost, ignored, big;
     struct tm_error err;
-    ASSERT_EQ(write_transactions(&f, 1, 3, truths), 0);
+    ASSERT_EQ(sql_writer_transactions(&f.writer, 1, 3, truths), 0);
     ASSERT_EQ(tailer_scan(f.tailer, now_ms(), &err), TAILER_OK);
     ship_and_check(&f, truths, 3, tailer_header(f.tailer)->salt1);
     ASSERT_PASSING();
     ASSERT_EQ(tailer_unpin(f.tailer), TAILER_OK);
-    ASSERT_EQ(writer_run(&f.writer, "INSERT INTO t VALUES (201, 'lost')", &lost), 0);
-    ASSERT_EQ(writer_run(&f.writer, "PRAGMA wal_checkpoint(RESTART)", &ignored), 0);
-    ASSERT_EQ(writer_run(&f.writer, "INSERT INTO t VALUES (202, hex(zeroblob(60000)))", &big), 0);
+    ASSERT_EQ(sql_writer_run(&f.writer, "INSERT INTO t VALUES (201, 'lost')", &lost), 0);
+    ASSERT_EQ(sql_writer_run(&f.writer, "PRAGMA wal_checkpoint(RESTART)", &ignored), 0);
+    ASSERT_EQ(sql_writer_run(&f.writer, "INSERT INTO t VALUES (202, hex(zeroblob(60000)))", &big), 0);
     ASSERT_TRUE(big.end_frame > lost.end_frame);   /* the lost commit's frames were overwritten */
     int status = TAILER_OK;
     for (int i = 0; i < 3 && status == TAILER_OK; i++)
@@ -421,9 +246,9 @@ static void test_resume_at_a_shipped_commit(void)
 {
     struct fixture f;
     ASSERT_EQ(fixture_open(&f), 0);
-    struct truth truths[5];
+    struct sql_truth truths[5];
     struct tm_error err;
-    ASSERT_EQ(write_transactions(&f, 1, 5, truths), 0);
+    ASSERT_EQ(sql_writer_transactions(&f.writer, 1, 5, truths), 0);
     ASSERT_EQ(tailer_scan(f.tailer, now_ms(), &err), TAILER_OK);
     size_t count;
     struct wal_position at = tailer_pending(f.tailer, &count)[2].end;
@@ -445,8 +270,9 @@ static void test_resume_at_a_shipped_commit(void)
 
 int main(int argc, char **argv)
 {
-    if (argc == 3 && strcmp(argv[1], "--sql-writer") == 0)
-        return writer_main(argv[2]);
+    int status;
+    if (sql_writer_main(argc, argv, &status))
+        return status;
     static const struct test_case cases[] = {
         {"tailer: commits, frames and sizes are exact", test_commits_frames_and_sizes_are_exact},
         {"tailer: restart after the sidecar's checkpoint", test_restart_after_the_sidecars_checkpoint},

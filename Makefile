@@ -1,5 +1,7 @@
 # tidemark - continuous backup and point-in-time restore for SQLite/libSQL.
 #   make            build ./tidemark
+#   make check      the unit tests under ASan + UBSan, each test in its own
+#                   process with a timeout (the fast tier: under a minute)
 #   make test       install missing dependencies, build, run every test
 #   make demo       install, build, show replicate + restore end to end
 #   make bench      benchmarks (figures side by side with baselines)
@@ -34,10 +36,14 @@ LIB_OBJ     := $(LIB_SRC:%.c=$(BUILD)/%.o)
 
 FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BINS    := $(FUZZ_TARGETS:%=build/fuzz/%)
-UNIT_TESTS  := $(patsubst tests/unit/%.c,%,$(filter-out tests/unit/harness.c,$(wildcard tests/unit/test_*.c)))
+UNIT_TESTS  := $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/test_*.c))
 UNIT_BINS   := $(UNIT_TESTS:%=$(BUILD)/tests/%)
+# The other .c files of tests/unit (the harness, shared checks) form a
+# library every unit test binary links.
+UNIT_SUPPORT_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(filter-out tests/unit/test_%,$(wildcard tests/unit/*.c)))
+UNIT_OBJ    := $(UNIT_TESTS:%=$(BUILD)/tests/unit/%.o) $(UNIT_SUPPORT_OBJ)
 
-.PHONY: all deps test unit unit-tests demo bench nightly-rpo clean tidemark fuzz fuzz-targets torture valgrind
+.PHONY: all deps check test unit unit-tests demo bench nightly-rpo clean tidemark fuzz fuzz-targets torture valgrind
 all: tidemark
 
 tidemark: $(BUILD)/tidemark
@@ -55,11 +61,15 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
 
--include $(LIB_OBJ:.o=.d) $(BUILD)/main.d
+-include $(LIB_OBJ:.o=.d) $(BUILD)/main.d $(UNIT_OBJ:.o=.d)
 
-$(BUILD)/tests/%: tests/unit/%.c tests/unit/harness.c tests/unit/harness.h $(BUILD)/libtidemark.a
-	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< tests/unit/harness.c $(BUILD)/libtidemark.a $(LDLIBS)
+# A unit test binary: its object with the test support library and
+# tidemark's (objects compiled by the rule above, so with dependency files).
+$(BUILD)/tests/unit/libsupport.a: $(UNIT_SUPPORT_OBJ)
+	rm -f $@ && ar rcs $@ $^
+
+$(UNIT_BINS): $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(BUILD)/tests/unit/libsupport.a $(BUILD)/libtidemark.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # The fault-injection shim the fault tests preload (tests/faults/faultfs.c);
 # built without sanitizers, as it runs inside any build of tidemark.
@@ -83,9 +93,10 @@ torture: deps
 	@/usr/bin/python3 tests/integration/torture.py
 	@CORRUPTION_CASES=$${CORRUPTION_CASES:-1000} /usr/bin/python3 tests/integration/test_lifecycle.py test_verify_reports_every_damage
 
-# The unit tests under valgrind (memcheck, leaks).
+# The unit tests under valgrind (memcheck, leaks); a test's timeout is
+# longer there.
 valgrind: unit
-	@for t in $(UNIT_BINS); do valgrind --error-exitcode=9 --leak-check=full -q $$t || exit 1; done
+	@for t in $(UNIT_BINS); do HARNESS_TIMEOUT=$${HARNESS_TIMEOUT:-120} valgrind --error-exitcode=9 --leak-check=full -q $$t || exit 1; done
 
 deps:
 	@scripts/install-deps
@@ -93,6 +104,12 @@ deps:
 unit: tidemark $(UNIT_BINS) $(BUILD)/faultfs.so
 
 unit-tests: $(UNIT_BINS)
+
+# The fast tier: the unit tests only, built with AddressSanitizer + UBSan;
+# the harness runs each test in a process of its own with a timeout.
+check:
+	$(MAKE) SANITIZE=1 unit-tests
+	@BUILD=build/sanitize tests/run --unit-only
 
 # The unit tests also run under AddressSanitizer + UBSan in every `make
 # test` (a second build in build/sanitize); SANITIZE=1 runs everything so.

@@ -43,7 +43,7 @@ static int join_path(const struct file_storage *fs, const char *key, char *out, 
                      struct tm_error *err)
 {
     if (strstr(key, "..") || key[0] == '/')
-        return tm_error_set(err, "invalid object key '%s'", key);
+        return tm_error_setc(err, TM_ERR_REFUSED, "invalid object key '%s'", key);
     if ((size_t)snprintf(out, len, "%s/%s", fs->root, key) >= len)
         return tm_error_set(err, "path too long for key '%s'", key);
     return 0;

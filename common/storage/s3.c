@@ -73,8 +73,16 @@ static int fetch_chunk(struct s3_reader *r, struct tm_error *err)
     struct request req = {.method = "GET", .key = r->key, .range = range, .body = {.fd = -1}};
     r->chunk.max = READ_CHUNK;
     r->resp.sink = &r->chunk;
-    if (s3_perform(&r->s3->ep, r->s3->easy, &req, &r->resp, err) != 0)
-        return -1;
+    if (s3_perform(&r->s3->ep, r->s3->easy, &req, &r->resp, err) != 0) {
+        if (r->fetched != 0 || r->resp.status != 416)
+            return -1;
+        /* 416 for the first range: the object exists and is empty (a
+         * missing one answers 404). */
+        r->total = 0;
+        r->chunk.len = 0;
+        r->chunk_pos = 0;
+        return 0;
+    }
     if (r->resp.status == 200)   /* server ignored Range: the whole object */
         r->total = r->chunk.len;
     else if (r->fetched == 0)

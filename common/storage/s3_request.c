@@ -393,15 +393,15 @@ enum outcome s3_classify(struct s3_endpoint *ep, const struct request *req, CURL
     s3_xml_text(resp->error_body.data, "Message", message, sizeof message);
     s3_xml_text(resp->error_body.data, "Region", region, sizeof region);
     if (status >= 500 || status == 408 || status == 429 || strcmp(code, "SlowDown") == 0) {
-        tm_error_set(err, "%s: %s %s: HTTP %ld %s", ep->display, req->method, what, status,
+        tm_error_setc(err, TM_ERR_TRANSIENT, "%s: %s %s: HTTP %ld %s", ep->display, req->method, what, status,
                      code[0] ? code : "(server error)");
         return OUTCOME_RETRY;
     }
     if (strcmp(code, "SignatureDoesNotMatch") == 0) {
-        tm_error_set(err, "%s: signature rejected by the server", ep->display);
+        tm_error_setc(err, TM_ERR_REFUSED, "%s: signature rejected by the server", ep->display);
         tm_error_hint(err, "the secret access key does not match the access key id (or 'region' is wrong)");
     } else if (strcmp(code, "InvalidAccessKeyId") == 0) {
-        tm_error_set(err, "%s: access key id not recognised by the server", ep->display);
+        tm_error_setc(err, TM_ERR_REFUSED, "%s: access key id not recognised by the server", ep->display);
         tm_error_hint(err, "check 'access-key-id', AWS_ACCESS_KEY_ID or the profile in ~/.aws/credentials");
     } else if (strcmp(code, "NoSuchBucket") == 0) {
         tm_error_set(err, "%s: bucket '%s' does not exist", ep->display, ep->bucket);
@@ -414,7 +414,7 @@ enum outcome s3_classify(struct s3_endpoint *ep, const struct request *req, CURL
     } else if (status == 404 && (strcmp(code, "NoSuchKey") == 0 || !code[0]) && req->key) {
         tm_error_setc(err, TM_ERR_NOT_FOUND, "object '%s' does not exist in %s", req->key, ep->display);
     } else if (status == 403) {
-        tm_error_set(err, "%s: %s %s: access denied%s%s", ep->display, req->method, what,
+        tm_error_setc(err, TM_ERR_REFUSED, "%s: %s %s: access denied%s%s", ep->display, req->method, what,
                      message[0] ? ": " : "", message);
         tm_error_hint(err, "the credentials need the permissions listed in docs/s3.md");
     } else {

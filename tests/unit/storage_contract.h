@@ -11,9 +11,8 @@
 /* An object written in several pieces reads back byte for byte, in
  * pieces or whole; a second write of the key replaces it. */
 void contract_put_read(struct storage *st);
-/* An empty object exists, is listed with size 0 and reads as no bytes.
- * (Not run on S3 yet: the S3 driver reads with a Range, which the server
- * answers 416 for an empty object.) */
+/* An empty object exists, is listed with size 0 and reads as no bytes
+ * (on S3, the first ranged GET of an empty object is answered 416). */
 void contract_empty_object(struct storage *st);
 /* A missing object: read_begin and read_all fail with TM_ERR_NOT_FOUND. */
 void contract_missing_is_not_found(struct storage *st);

@@ -45,6 +45,7 @@ static struct storage *open_replica(void)
 
 CONTRACT_TEST(put_read)
 CONTRACT_TEST(missing_is_not_found)
+CONTRACT_TEST(empty_object)
 CONTRACT_TEST(list)
 CONTRACT_TEST(remove)
 CONTRACT_TEST(abort_and_uncommitted)
@@ -165,7 +166,7 @@ static void test_wrong_secret_is_refused(void)
     size_t len;
     struct tm_error err = {0};
     ASSERT_EQ(storage_read_all(st, "anything", &data, &len, &err), -1);
-    ASSERT_TRUE(tm_error_code(&err) != TM_ERR_NOT_FOUND);
+    ASSERT_EQ(tm_error_code(&err), TM_ERR_REFUSED);
     ASSERT_STR_CONTAINS(err.msg, "signature rejected by the server");
     struct storage_check check;
     ASSERT_EQ(storage_check(st, 0, &check, &err), -1);
@@ -188,6 +189,7 @@ int main(void)
     static const struct test_case cases[] = {
         {"s3 storage: put and read back, replace", test_put_read},
         {"s3 storage: a missing object is not found", test_missing_is_not_found},
+        {"s3 storage: an empty object", test_empty_object},
         {"s3 storage: list children sorted with sizes", test_list},
         {"s3 storage: remove and remove_many", test_remove},
         {"s3 storage: aborted and uncommitted writes are invisible", test_abort_and_uncommitted},

@@ -1,19 +1,7 @@
-/* archive.c - archive layout and object payload formats.
+/* archive.c - the payload formats of archive objects, and their readers.
  *
- * Layout under a replica's root, for a database named NAME:
- *
- *   NAME/generations/GEN/snapshots/IIIIIIIIIIIIIIII-TTTTTTTTTTTTT.snap
- *   NAME/generations/GEN/segments/IIIIIIIIIIIIIIII-FFFFFFFFFFFFF-LLLLLLLLLLLLL.seg
- *   NAME/generations/GEN/deltas/AAAAAAAAAAAAAAAA-BBBBBBBBBBBBBBBB-FFFFFFFFFFFFF-LLLLLLLLLLLLL.delta
- *
- * GEN is a generation id "YYYYMMDDTHHMMSSmmmZ-xxxxxxxx" (start time, 8 hex
- * random digits). A generation is one unbroken history: a base snapshot
- * at index 0, then segments 0, 1, 2... each holding the transactions
- * committed after the previous one; later snapshots at index k hold the
- * database as of the end of segment k-1. I is a 16-hex-digit index, T, F
- * and L are Unix milliseconds (snapshot time, first and last commit time
- * of a segment) in decimal. Names are for planning only; every field they
- * carry is repeated inside the encrypted payload and checked on restore.
+ * Where objects live and what their names say: layout.c. This file is
+ * what they hold.
  *
  * Every object is stored in the envelope of object.c. Payloads (all
  * integers big-endian):
@@ -78,14 +66,11 @@
  * previous hash segment k will have. */
 #include "archive.h"
 
-#include "names.h"
-
 #include <inttypes.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #define SEGMENT_MAGIC "TMSEGMT1"
 #define SNAPSHOT_MAGIC "TMSNAPS1"
@@ -277,50 +262,6 @@ void archive_chain_start(const char *generation, uint8_t out[OBJECT_HASH_BYTES])
     char label[ARCHIVE_GEN_ID_BYTES + 32];
     int len = snprintf(label, sizeof label, "tidemark generation %s", generation);
     crypto_generichash(out, OBJECT_HASH_BYTES, (const uint8_t *)label, (size_t)len, NULL, 0);
-}
-
-void archive_generation_id_new(int64_t now_ms, char out[ARCHIVE_GEN_ID_BYTES + 1])
-{
-    time_t secs = (time_t)(now_ms / 1000);
-    struct tm parts;
-    gmtime_r(&secs, &parts);
-    char stamp[24];
-    strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%S", &parts);
-    snprintf(out, ARCHIVE_GEN_ID_BYTES + 1, "%s%03dZ-%08" PRIx32, stamp, (int)(now_ms % 1000),
-             randombytes_random());
-}
-
-void archive_db_dir(const char *db, char *out, size_t len)
-{
-    if (names_escape(db, out, len) != 0)
-        snprintf(out, len, "%s", "name-too-long");   /* config and discovery refuse such names first */
-}
-
-void archive_snapshot_key(const char *db, const char *gen, uint64_t index, int64_t time_ms,
-                          char *out, size_t len)
-{
-    char dir[ARCHIVE_NAME_MAX];
-    archive_db_dir(db, dir, sizeof dir);
-    snprintf(out, len, "%s/generations/%s/snapshots/%016" PRIx64 "-%013" PRId64 ".snap", dir, gen,
-             index, time_ms);
-}
-
-void archive_segment_key(const char *db, const char *gen, uint64_t index, int64_t first_ms,
-                         int64_t last_ms, char *out, size_t len)
-{
-    char dir[ARCHIVE_NAME_MAX];
-    archive_db_dir(db, dir, sizeof dir);
-    snprintf(out, len, "%s/generations/%s/segments/%016" PRIx64 "-%013" PRId64 "-%013" PRId64 ".seg",
-             dir, gen, index, first_ms, last_ms);
-}
-
-void archive_delta_key(const char *db, const char *gen, uint64_t first_index, uint64_t end_index,
-                       int64_t first_ms, int64_t last_ms, char *out, size_t len)
-{
-    char dir[ARCHIVE_NAME_MAX];
-    archive_db_dir(db, dir, sizeof dir);
-    snprintf(out, len, "%s/generations/%s/deltas/%016" PRIx64 "-%016" PRIx64 "-%013" PRId64 "-%013" PRId64
-             ".delta", dir, gen, first_index, end_index, first_ms, last_ms);
 }
 
 /* --------------------------------------------------------------- reading */
@@ -615,193 +556,4 @@ int redis_segment_read(struct storage *st, const char *name, const struct crypto
         rc = object_reader_finish(r, hash_out, err);
     object_reader_close(r);
     return rc;
-}
-
-/* ------------------------------------------------------------- catalogue */
-
-static int parse_hex64(const char *p, size_t digits, uint64_t *out)
-{
-    uint64_t value = 0;
-    for (size_t i = 0; i < digits; i++) {
-        char c = p[i];
-        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-        if (d < 0)
-            return -1;
-        value = value << 4 | (uint64_t)d;
-    }
-    *out = value;
-    return 0;
-}
-
-/* Whether `name` has the exact form archive_generation_id_new writes:
- * YYYYMMDDTHHMMSSmmmZ-xxxxxxxx. Anything else under generations/ (".."
- * from a hostile listing, stray folders) is not part of the archive. */
-static int generation_id_ok(const char *name)
-{
-    static const char form[] = "DDDDDDDDTDDDDDDDDDZ-HHHHHHHH";
-    if (strlen(name) != sizeof form - 1)
-        return 0;
-    for (size_t i = 0; form[i]; i++) {
-        char c = name[i];
-        int ok = form[i] == 'D'   ? c >= '0' && c <= '9'
-                 : form[i] == 'H' ? (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')
-                                  : c == form[i];
-        if (!ok)
-            return 0;
-    }
-    return 1;
-}
-
-/* Parses "<16 hex>-<dec>[-<dec>]<suffix>"; second_ms NULL for snapshots. */
-static int parse_leaf(const char *leaf, const char *suffix, uint64_t *index, int64_t *first_ms,
-                      int64_t *second_ms)
-{
-    if (strlen(leaf) < 18 || parse_hex64(leaf, 16, index) != 0 || leaf[16] != '-')
-        return -1;
-    char *end;
-    *first_ms = strtoll(leaf + 17, &end, 10);
-    if (end == leaf + 17)
-        return -1;
-    if (second_ms) {
-        if (*end != '-')
-            return -1;
-        const char *start = end + 1;
-        *second_ms = strtoll(start, &end, 10);
-        if (end == start)
-            return -1;
-    }
-    return strcmp(end, suffix) == 0 ? 0 : -1;
-}
-
-static int load_snapshots(struct storage *st, const char *dir, struct catalog_generation *gen,
-                          struct tm_error *err)
-{
-    struct storage_list list;
-    if (storage_list(st, dir, &list, err) != 0)
-        return -1;
-    gen->snapshots = calloc(list.count ? list.count : 1, sizeof *gen->snapshots);
-    if (!gen->snapshots) {
-        storage_list_release(&list);
-        return tm_error_set(err, "out of memory");
-    }
-    for (size_t i = 0; i < list.count; i++) {
-        struct catalog_snapshot *snap = &gen->snapshots[gen->snapshot_count];
-        if (list.entries[i].is_dir ||
-            parse_leaf(list.entries[i].name, ".snap", &snap->index, &snap->time_ms, NULL) != 0)
-            continue;
-        snap->size = list.entries[i].size;
-        snprintf(snap->key, sizeof snap->key, "%s/%s", dir, list.entries[i].name);
-        gen->snapshot_count++;
-    }
-    storage_list_release(&list);
-    return 0;
-}
-
-static int load_segments(struct storage *st, const char *dir, struct catalog_generation *gen,
-                         struct tm_error *err)
-{
-    struct storage_list list;
-    if (storage_list(st, dir, &list, err) != 0)
-        return -1;
-    gen->segments = calloc(list.count ? list.count : 1, sizeof *gen->segments);
-    if (!gen->segments) {
-        storage_list_release(&list);
-        return tm_error_set(err, "out of memory");
-    }
-    for (size_t i = 0; i < list.count; i++) {
-        struct catalog_segment *seg = &gen->segments[gen->segment_count];
-        if (list.entries[i].is_dir || parse_leaf(list.entries[i].name, ".seg", &seg->index,
-                                                 &seg->first_ms, &seg->last_ms) != 0)
-            continue;
-        seg->size = list.entries[i].size;
-        snprintf(seg->key, sizeof seg->key, "%s/%s", dir, list.entries[i].name);
-        gen->segment_count++;
-    }
-    storage_list_release(&list);
-    return 0;
-}
-
-static int compare_deltas(const void *a, const void *b)
-{
-    const struct catalog_delta *x = a, *y = b;
-    if (x->first_index != y->first_index)
-        return x->first_index < y->first_index ? -1 : 1;
-    return x->end_index < y->end_index ? -1 : x->end_index > y->end_index;
-}
-
-static int load_deltas(struct storage *st, const char *dir, struct catalog_generation *gen,
-                       struct tm_error *err)
-{
-    struct storage_list list;
-    if (storage_list(st, dir, &list, err) != 0)
-        return -1;
-    gen->deltas = calloc(list.count ? list.count : 1, sizeof *gen->deltas);
-    if (!gen->deltas) {
-        storage_list_release(&list);
-        return tm_error_set(err, "out of memory");
-    }
-    for (size_t i = 0; i < list.count; i++) {
-        struct catalog_delta *delta = &gen->deltas[gen->delta_count];
-        const char *leaf = list.entries[i].name;
-        if (list.entries[i].is_dir || strlen(leaf) < 17 || parse_hex64(leaf, 16, &delta->first_index) != 0 ||
-            leaf[16] != '-' || parse_leaf(leaf + 17, ".delta", &delta->end_index, &delta->first_ms,
-                                          &delta->last_ms) != 0 ||
-            delta->end_index <= delta->first_index)
-            continue;
-        delta->size = list.entries[i].size;
-        snprintf(delta->key, sizeof delta->key, "%s/%s", dir, leaf);
-        gen->delta_count++;
-    }
-    storage_list_release(&list);
-    qsort(gen->deltas, gen->delta_count, sizeof *gen->deltas, compare_deltas);
-    return 0;
-}
-
-int catalog_load(struct storage *st, const char *db, struct catalog *out, struct tm_error *err)
-{
-    memset(out, 0, sizeof *out);
-    char dir[ARCHIVE_NAME_MAX];
-    archive_db_dir(db, dir, sizeof dir);
-    strncat(dir, "/generations", sizeof dir - strlen(dir) - 1);
-    struct storage_list gens;
-    if (storage_list(st, dir, &gens, err) != 0)
-        return -1;
-    out->generations = calloc(gens.count ? gens.count : 1, sizeof *out->generations);
-    if (!out->generations) {
-        storage_list_release(&gens);
-        return tm_error_set(err, "out of memory");
-    }
-    int rc = 0;
-    for (size_t i = 0; i < gens.count && rc == 0; i++) {
-        if (!gens.entries[i].is_dir || !generation_id_ok(gens.entries[i].name))
-            continue;
-        struct catalog_generation *gen = &out->generations[out->generation_count++];
-        snprintf(gen->id, sizeof gen->id, "%s", gens.entries[i].name);
-        char sub[ARCHIVE_NAME_MAX];
-        snprintf(sub, sizeof sub, "%s/%s/snapshots", dir, gen->id);
-        rc = load_snapshots(st, sub, gen, err);
-        if (rc == 0) {
-            snprintf(sub, sizeof sub, "%s/%s/segments", dir, gen->id);
-            rc = load_segments(st, sub, gen, err);
-        }
-        if (rc == 0) {
-            snprintf(sub, sizeof sub, "%s/%s/deltas", dir, gen->id);
-            rc = load_deltas(st, sub, gen, err);
-        }
-    }
-    storage_list_release(&gens);
-    if (rc != 0)
-        catalog_release(out);
-    return rc;
-}
-
-void catalog_release(struct catalog *cat)
-{
-    for (size_t i = 0; i < cat->generation_count; i++) {
-        free(cat->generations[i].snapshots);
-        free(cat->generations[i].segments);
-        free(cat->generations[i].deltas);
-    }
-    free(cat->generations);
-    memset(cat, 0, sizeof *cat);
 }

@@ -263,7 +263,7 @@ static int rdb_begin(struct redis_link *l, struct tm_error *err)
 {
     struct redis_capture *rc = l->owner;
     l->rdb_time_ms = clock_now_ms();
-    archive_generation_id_new(l->rdb_time_ms, l->generation);
+    layout_generation_id_new(l->rdb_time_ms, l->generation);
     uint8_t chain[OBJECT_HASH_BYTES];
     archive_chain_start(l->generation, chain);
     archive_snapshot_key(rc->name, l->generation, 0, l->rdb_time_ms, l->rdb_key, sizeof l->rdb_key);

@@ -76,7 +76,7 @@ int shipper_resume(struct shipper *sh, struct wal_position *pos, uint32_t *page_
 
 void shipper_new_generation(struct shipper *sh, int64_t now_ms)
 {
-    archive_generation_id_new(now_ms, sh->generation);
+    layout_generation_id_new(now_ms, sh->generation);
     archive_chain_start(sh->generation, sh->chain);
     sh->has_generation = 1;
     sh->next_index = 0;

@@ -109,6 +109,8 @@ void txn_header_encode(const struct txn_header *h, uint8_t out[ARCHIVE_TXN_HEADE
 void txn_header_decode(const uint8_t in[ARCHIVE_TXN_HEADER_BYTES], struct txn_header *out);
 void archive_put_be32(uint8_t *p, uint32_t v);
 uint32_t archive_get_be32(const uint8_t *p);
+void archive_put_be64(uint8_t *p, uint64_t v);
+uint64_t archive_get_be64(const uint8_t *p);
 
 /* The chain hash a new generation starts from. */
 void archive_chain_start(const char *generation, uint8_t out[OBJECT_HASH_BYTES]);

@@ -12,11 +12,11 @@
  * immutable, so the log is a directory of records, newest last), where
  * every host sees the history; `tidemark list` shows the newest. */
 #include "drill.h"
-#include "../common/json.h"
 
 #include "targets.h"
 
 #include "../common/clock.h"
+#include "../common/drill_record.h"
 #include "../common/fsutil.h"
 #include "../common/layout.h"
 #include "restore.h"
@@ -132,37 +132,13 @@ static void drill_one(const struct config *cfg, const struct crypto_keyring *key
     remove_copy(scratch);
 }
 
-/* The record, one line of JSON. */
+/* The record, one line of JSON (common/drill_record.h). */
 static char *format_record(const struct config_db *db, const char *replica, const struct drill_result *r)
 {
-    char *text = NULL;
-    size_t len = 0;
-    FILE *fp = open_memstream(&text, &len);
-    if (!fp)
-        return NULL;
-    char started[40], point[40];
-    clock_format_ms(r->started_ms, started, sizeof started);
-    clock_format_ms(r->point_ms, point, sizeof point);
-    fprintf(fp, "{\"time\": \"%s\", \"db\": ", started);
-    json_write_string(fp, db->name);
-    fprintf(fp, ", \"replica\": ");
-    json_write_string(fp, replica);
-    fprintf(fp, ", \"ok\": %s, \"rto_ms\": %" PRId64, r->ok ? "true" : "false", r->rto_ms);
-    if (r->point_ms)
-        fprintf(fp, ", \"rpo_ms\": %" PRId64 ", \"point\": \"%s\"", r->rpo_ms, point);
-    if (db->drill.check_sql) {
-        fprintf(fp, ", \"check_sql\": ");
-        json_write_string(fp, db->drill.check_sql);
-        fprintf(fp, ", \"check_result\": ");
-        json_write_string(fp, r->check);
-    }
-    if (r->error[0]) {
-        fprintf(fp, ", \"error\": ");
-        json_write_string(fp, r->error);
-    }
-    fprintf(fp, "}");
-    fclose(fp);
-    return text;
+    struct drill_record record = {.started_ms = r->started_ms, .db = db->name, .replica = replica, .ok = r->ok,
+                                  .rto_ms = r->rto_ms, .rpo_ms = r->rpo_ms, .point_ms = r->point_ms,
+                                  .check_sql = db->drill.check_sql, .check_result = r->check, .error = r->error};
+    return drill_record_format(&record);
 }
 
 static int store_record(const struct config_db *db, size_t replica, const struct drill_result *r,

@@ -9,6 +9,7 @@
 #include "../../common/archive.h"
 #include "../../common/catalog.h"
 #include "../../common/crypto.h"
+#include "../../common/drill_record.h"
 #include "../../common/layout.h"
 
 #include <sodium.h>
@@ -395,6 +396,66 @@ static void test_header_bytes_are_the_format(void)
     ASSERT_TRUE(strcmp(err.msg, "invalid page size 1000 in delta header") == 0);
 }
 
+/* -------------------------------------------------------- drill records */
+
+static void test_drill_record_round_trip(void)
+{
+    struct drill_record rec = {.started_ms = T0, .db = "tenants/a \"b\".db", .replica = "s3", .ok = 1, .rto_ms = 520,
+                               .rpo_ms = 1300, .point_ms = T0 - 1300, .check_sql = "select 1",
+                               .check_result = "1", .error = ""};
+    char *text = drill_record_format(&rec);
+    ASSERT_TRUE(text != NULL);
+    ASSERT_TRUE(strcmp(text, "{\"time\": \"2026-11-22T05:15:42.000Z\", \"db\": \"tenants/a \\\"b\\\".db\", "
+                       "\"replica\": \"s3\", \"ok\": true, \"rto_ms\": 520, \"rpo_ms\": 1300, "
+                       "\"point\": \"2026-11-22T05:15:40.700Z\", \"check_sql\": \"select 1\", "
+                       "\"check_result\": \"1\"}") == 0);
+    struct drill_summary s;
+    struct tm_error err;
+    ASSERT_EQ(drill_record_parse(text, &s, &err), 0);
+    ASSERT_TRUE(strcmp(s.time, "2026-11-22T05:15:42.000Z") == 0);
+    ASSERT_EQ(s.ok, 1);
+    ASSERT_EQ(s.rto_ms, 520);
+    ASSERT_EQ(s.rpo_ms, 1300);
+    free(text);
+    /* a failed drill restored nothing: no rpo_ms; its error cannot pass for a field */
+    rec = (struct drill_record){.started_ms = T0, .db = "app", .replica = "r", .rto_ms = 7,
+                                .error = "\"rpo_ms\": 5, \"ok\": true"};
+    text = drill_record_format(&rec);
+    ASSERT_EQ(drill_record_parse(text, &s, &err), 0);
+    ASSERT_EQ(s.ok, 0);
+    ASSERT_EQ(s.rto_ms, 7);
+    ASSERT_EQ(s.rpo_ms, -1);
+    free(text);
+}
+
+static void test_drill_record_parser_takes_any_spacing(void)
+{
+    struct drill_summary s;
+    struct tm_error err;
+    /* `drill --json` prints an array; the first record counts */
+    ASSERT_EQ(drill_record_parse("[{\"time\":\"t1\",\"ok\":false,\"rto_ms\":1,\"rpo_ms\":2},\n{\"rto_ms\": 9}]\n", &s,
+                                 &err), 0);
+    ASSERT_TRUE(strcmp(s.time, "t1") == 0);
+    ASSERT_EQ(s.ok, 0);
+    ASSERT_EQ(s.rto_ms, 1);
+    ASSERT_EQ(s.rpo_ms, 2);
+    ASSERT_EQ(drill_record_parse(" {\n \"rpo_ms\" :\t30 , \"x\": null, \"ok\" : true, \"n\": -1.5e3 } ", &s, &err), 0);
+    ASSERT_EQ(s.rpo_ms, 30);
+    ASSERT_EQ(s.ok, 1);
+    ASSERT_EQ(s.rto_ms, -1);
+    ASSERT_TRUE(strcmp(s.time, "?") == 0);
+    ASSERT_EQ(drill_record_parse("{\"time\": \"\\u0041\\u00e9\"}", &s, &err), 0);
+    ASSERT_TRUE(strcmp(s.time, "A\xc3\xa9") == 0);
+    static const char *const malformed[] = {"", "[]", "{\"rto_ms\": 5", "{\"rto_ms\" 5}", "{\"a\": \"open}",
+                                            "{\"a\": [1]}", "{\"a\": \"\\x\"}", "null"};
+    for (size_t i = 0; i < sizeof malformed / sizeof *malformed; i++) {
+        ASSERT_EQ(drill_record_parse(malformed[i], &s, &err), -1);
+        ASSERT_EQ(tm_error_code(&err), TM_ERR_CORRUPT);
+    }
+    ASSERT_EQ(drill_record_parse("{\"rto_ms\": 5, oops}", &s, &err), -1);
+    ASSERT_EQ(s.rto_ms, 5);   /* what was read before the fault is kept */
+}
+
 int main(void)
 {
     if (sodium_init() < 0)
@@ -406,6 +467,8 @@ int main(void)
         {"catalog: a database with no archive has no generation", test_catalog_of_nothing},
         {"catalog: each object read back matches its name and chain", test_readers_match_the_names},
         {"format: header bytes at their documented offsets", test_header_bytes_are_the_format},
+        {"drill record: written and read back; an error text is not a field", test_drill_record_round_trip},
+        {"drill record: any spacing, arrays, escapes; malformed text refused", test_drill_record_parser_takes_any_spacing},
     };
     return harness_run(cases, sizeof cases / sizeof *cases);
 }

@@ -32,17 +32,19 @@ static int spool_writer_open(struct shipper *sh, const char *key, enum object_ki
     return object_writer_open(spool_incoming(sh->spool), name, kind, sh->key, out, err);
 }
 
-/* Commits the object and publishes it with the archive's new end. */
-static int spool_writer_publish(struct shipper *sh, struct object_writer *w, const char *key,
-                                const struct spool_position *next, uint8_t hash[OBJECT_HASH_BYTES],
-                                uint64_t *stored, struct tm_error *err)
+/* Publishes the object written at spool_incoming_name(key) with the
+ * archive's new end: `end` as the caller filled it (WAL position and page
+ * size, or Redis replication id and offset), completed with the
+ * shipper's generation and the given index, chain and snapshot time. */
+static int publish_position(struct shipper *sh, const char *key, struct spool_position end, uint64_t next_index,
+                            const uint8_t chain[OBJECT_HASH_BYTES], int64_t last_snapshot_ms,
+                            struct tm_error *err)
 {
-    struct spool_position pos = *next;
-    if (object_writer_commit(w, hash, stored, err) != 0)
-        return -1;
-    if (hash && pos.next_index != sh->next_index)   /* a segment: the chain moves on */
-        memcpy(pos.chain, hash, sizeof pos.chain);
-    return spool_publish(sh->spool, key, &pos, err);
+    snprintf(end.generation, sizeof end.generation, "%s", sh->generation);
+    end.next_index = next_index;
+    memcpy(end.chain, chain, sizeof end.chain);
+    end.last_snapshot_ms = last_snapshot_ms;
+    return spool_publish(sh->spool, key, &end, err);
 }
 
 /* ---------------------------------------------------------------- resume */
@@ -56,11 +58,7 @@ int shipper_resume(struct shipper *sh, struct wal_position *pos, uint32_t *page_
     if (!spool_position(sh->spool, &end))
         return 0;
     *found = end.wal.valid;   /* the generation is loaded either way */
-    snprintf(sh->generation, sizeof sh->generation, "%s", end.generation);
-    sh->has_generation = 1;
-    sh->next_index = end.next_index;
-    memcpy(sh->chain, end.chain, sizeof sh->chain);
-    sh->last_snapshot_ms = end.last_snapshot_ms;
+    shipper_continue(sh, &end);
     pos->salt1 = end.wal.salt1;
     pos->salt2 = end.wal.salt2;
     pos->frame = end.wal.frame;
@@ -74,12 +72,28 @@ int shipper_resume(struct shipper *sh, struct wal_position *pos, uint32_t *page_
     return 0;
 }
 
-void shipper_new_generation(struct shipper *sh, int64_t now_ms)
+void shipper_continue(struct shipper *sh, const struct spool_position *end)
 {
-    layout_generation_id_new(now_ms, sh->generation);
+    snprintf(sh->generation, sizeof sh->generation, "%s", end->generation);
+    sh->has_generation = 1;
+    sh->next_index = end->next_index;
+    memcpy(sh->chain, end->chain, sizeof sh->chain);
+    sh->last_snapshot_ms = end->last_snapshot_ms;
+}
+
+void shipper_use_generation(struct shipper *sh, const char *generation)
+{
+    snprintf(sh->generation, sizeof sh->generation, "%s", generation);
     archive_chain_start(sh->generation, sh->chain);
     sh->has_generation = 1;
     sh->next_index = 0;
+}
+
+void shipper_new_generation(struct shipper *sh, int64_t now_ms)
+{
+    char generation[ARCHIVE_GEN_ID_BYTES + 1];
+    layout_generation_id_new(now_ms, generation);
+    shipper_use_generation(sh, generation);
 }
 
 /* ------------------------------------------------------------- segments */
@@ -208,7 +222,7 @@ static int ship_delta(struct shipper *sh, int level, struct tm_error *err)
                       h.last_time_ms, key, sizeof key);
     uint8_t header[ARCHIVE_DELTA_HEADER_BYTES];
     delta_header_encode(&h, header);
-    struct spool_position end;
+    struct spool_position end;   /* a delta does not move the archive's end */
     if (!spool_position(sh->spool, &end))
         return tm_error_set(err, "internal: no archive position for a delta");
     struct object_writer *w = NULL;
@@ -223,7 +237,7 @@ static int ship_delta(struct shipper *sh, int level, struct tm_error *err)
         return -1;
     }
     uint64_t stored;
-    if (spool_writer_publish(sh, w, key, &end, NULL, &stored, err) != 0)
+    if (object_writer_commit(w, NULL, &stored, err) != 0 || spool_publish(sh->spool, key, &end, err) != 0)
         return -1;
     sh->deltas_shipped++;
     sh->bytes_shipped += stored;
@@ -260,6 +274,57 @@ int shipper_ship(struct shipper *sh, struct tailer *t, struct tm_error *err)
     return shipper_ship_first(sh, t, count, err);
 }
 
+/* ------------------------------------------------------------ publishing */
+
+int shipper_publish_segment(struct shipper *sh, const struct shipper_segment *seg,
+                            uint8_t hash_out[OBJECT_HASH_BYTES], struct tm_error *err)
+{
+    char key[ARCHIVE_NAME_MAX];
+    archive_segment_key(sh->db_name, sh->generation, sh->next_index, seg->first_ms, seg->last_ms, key, sizeof key);
+    struct object_writer *w = NULL;
+    int rc = spool_writer_open(sh, key, OBJECT_SEGMENT, &w, err);
+    if (rc == 0)
+        rc = object_write(w, seg->header, seg->header_len, err);
+    if (rc == 0)
+        rc = seg->write_body(seg->ctx, w, err);
+    if (rc != 0) {
+        object_writer_abort(w);
+        return rc;
+    }
+    uint8_t hash[OBJECT_HASH_BYTES];
+    uint64_t stored;
+    if (object_writer_commit(w, hash, &stored, err) != 0)
+        return -1;
+    if (publish_position(sh, key, seg->end, sh->next_index + 1, hash, sh->last_snapshot_ms, err) != 0)
+        return -1;
+    memcpy(sh->chain, hash, sizeof hash);
+    sh->next_index++;
+    sh->segments_shipped++;
+    sh->bytes_shipped += stored;
+    sh->commits_shipped += seg->commits;
+    sh->last_commit_shipped_ms = seg->last_ms;
+    log_debug("spooled segment %s (%llu %s, %llu bytes)", key, (unsigned long long)seg->commits, seg->what,
+              (unsigned long long)stored);
+    if (hash_out)
+        memcpy(hash_out, hash, sizeof hash);
+    return 0;
+}
+
+/* The body of an SQLite segment: the pending commits' frames. */
+struct commits_body {
+    struct shipper *sh;
+    struct tailer *tailer;
+    const struct tailer_commit *commits;
+    size_t count;
+    struct wal_position from;
+};
+
+static int write_commits(void *ctx, struct object_writer *w, struct tm_error *err)
+{
+    struct commits_body *body = ctx;
+    return write_transactions(body->sh, body->tailer, w, body->commits, body->count, body->from, err);
+}
+
 int shipper_ship_first(struct shipper *sh, struct tailer *t, size_t count, struct tm_error *err)
 {
     size_t pending_count;
@@ -282,44 +347,35 @@ int shipper_ship_first(struct shipper *sh, struct tailer *t, size_t count, struc
     };
     snprintf(h.generation, sizeof h.generation, "%s", sh->generation);
     memcpy(h.prev_hash, sh->chain, sizeof h.prev_hash);
-    char key[ARCHIVE_NAME_MAX];
-    archive_segment_key(sh->db_name, sh->generation, h.index, h.first_time_ms, h.last_time_ms, key,
-                        sizeof key);
     uint8_t header[ARCHIVE_HEADER_BYTES];
     segment_header_encode(&h, header);
-
-    struct object_writer *w = NULL;
-    int rc = spool_writer_open(sh, key, OBJECT_SEGMENT, &w, err);
-    if (rc == 0)
-        rc = object_write(w, header, sizeof header, err);
-    if (rc == 0)
-        rc = write_transactions(sh, t, w, pending, count, from, err);
-    if (rc != 0) {
-        object_writer_abort(w);
-        return rc;
-    }
-    struct spool_position next = {.next_index = h.index + 1, .wal = h.end, .page_size = h.page_size,
-                                  .last_snapshot_ms = sh->last_snapshot_ms};
-    snprintf(next.generation, sizeof next.generation, "%s", sh->generation);
+    struct commits_body body = {sh, t, pending, count, from};
+    struct shipper_segment seg = {.first_ms = h.first_time_ms, .last_ms = h.last_time_ms, .header = header,
+                                  .header_len = sizeof header, .write_body = write_commits, .ctx = &body,
+                                  .end = {.wal = h.end, .page_size = h.page_size}, .commits = count,
+                                  .what = "commits"};
     uint8_t hash[OBJECT_HASH_BYTES];
-    uint64_t stored;
-    if (spool_writer_publish(sh, w, key, &next, hash, &stored, err) != 0)
-        return -1;
-    memcpy(sh->chain, hash, sizeof hash);
-    sh->next_index++;
-    sh->segments_shipped++;
-    sh->bytes_shipped += stored;
-    sh->commits_shipped += count;
+    int rc = shipper_publish_segment(sh, &seg, hash, err);
+    if (rc != SHIPPER_OK)
+        return rc;
     sh->wal_bytes_since_snapshot += (uint64_t)(h.end.frame - from.frame) * hdr->page_size;
     sh->db_pages = pending[count - 1].db_size;
-    sh->last_commit_shipped_ms = h.last_time_ms;
-    log_debug("spooled segment %s (%zu commits, %llu bytes)", key, count, (unsigned long long)stored);
     tailer_ack(t, count);
     ship_deltas(sh, &h, hash);
     return SHIPPER_OK;
 }
 
 /* ------------------------------------------------------------- snapshots */
+
+int shipper_publish_snapshot(struct shipper *sh, const char *key, const struct spool_position *end,
+                             int64_t time_ms, uint64_t stored, struct tm_error *err)
+{
+    if (publish_position(sh, key, *end, sh->next_index, sh->chain, time_ms, err) != 0)
+        return -1;
+    sh->last_snapshot_ms = time_ms;
+    sh->bytes_shipped += stored;
+    return 0;
+}
 
 int shipper_snapshot(struct shipper *sh, const char *file, uint32_t page_size,
                      uint32_t page_count, int64_t time_ms, const struct wal_position *pos,
@@ -364,19 +420,15 @@ int shipper_snapshot(struct shipper *sh, const char *file, uint32_t page_size,
         object_writer_abort(w);
         return -1;
     }
-    struct spool_position next = {.next_index = h.index, .wal = h.wal, .page_size = page_size,
-                                  .last_snapshot_ms = time_ms};
-    snprintf(next.generation, sizeof next.generation, "%s", sh->generation);
-    memcpy(next.chain, sh->chain, sizeof next.chain);
+    struct spool_position end = {.wal = h.wal, .page_size = page_size};
     uint64_t stored;
-    if (spool_writer_publish(sh, w, key, &next, NULL, &stored, err) != 0)
+    if (object_writer_commit(w, NULL, &stored, err) != 0 ||
+        shipper_publish_snapshot(sh, key, &end, time_ms, stored, err) != 0)
         return -1;
-    sh->last_snapshot_ms = time_ms;
     sh->wal_bytes_since_snapshot = 0;
     if (sh->deltas)
         delta_builder_reset(sh->deltas, h.index, page_size);
     sh->db_pages = page_count;
-    sh->bytes_shipped += stored;
     log_info("snapshot %s: %u pages, %llu bytes stored", key, page_count, (unsigned long long)stored);
     return 0;
 }

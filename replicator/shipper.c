@@ -121,7 +121,45 @@ static void record_pages(struct shipper *sh, struct recorded_pages *rec)
     rec->count = 0;
 }
 
-/* Streams the frames of `commits` into f, re-verifying the checksum chain
+/* Frames read back from the WAL, a batch at a time. */
+struct frame_batch {
+    uint8_t *bytes;
+    size_t frame_bytes;
+    uint32_t capacity;                   /* frames the buffer holds */
+    uint32_t first, count;               /* frames held: [first, first + count) */
+};
+
+/* Frame `wanted`, from the batch, or from the next batch read (up to
+ * frame `last`, its pages recorded first); NULL when the read fails. */
+static const uint8_t *batch_frame(struct shipper *sh, struct tailer *t, struct frame_batch *b,
+                                  struct recorded_pages *rec, uint32_t wanted, uint32_t last, struct tm_error *err)
+{
+    if (wanted >= b->first + b->count) {
+        record_pages(sh, rec);
+        b->first = wanted;
+        b->count = last - wanted + 1 < b->capacity ? last - wanted + 1 : b->capacity;
+        if (tailer_read_frames(t, b->first, b->count, b->bytes, err) != 0)
+            return NULL;
+    }
+    return b->bytes + (size_t)(wanted - b->first) * b->frame_bytes;
+}
+
+/* One frame into the segment: page number (4 bytes) then the page; the
+ * page is kept for the delta builder when `rec` is not NULL. */
+static int write_frame(struct object_writer *w, const uint8_t *frame, uint32_t page_size,
+                       struct recorded_pages *rec, struct tm_error *err)
+{
+    if (object_write(w, frame, 4, err) != 0 ||
+        object_write(w, frame + WAL_FRAME_HEADER_BYTES, page_size, err) != 0)
+        return -1;
+    if (rec) {
+        rec->numbers[rec->count] = archive_get_be32(frame);
+        rec->pages[rec->count++] = frame + WAL_FRAME_HEADER_BYTES;
+    }
+    return 0;
+}
+
+/* Streams the frames of `commits` into w, re-verifying the checksum chain
  * from `from`. Returns SHIPPER_BROKEN if the WAL no longer matches. */
 static int write_transactions(struct shipper *sh, struct tailer *t, struct object_writer *w,
                               const struct tailer_commit *commits, size_t count,
@@ -135,18 +173,11 @@ static int write_transactions(struct shipper *sh, struct tailer *t, struct objec
         record = 0;
     }
     const struct wal_header *hdr = tailer_header(t);
-    size_t frame_bytes = WAL_FRAME_HEADER_BYTES + hdr->page_size;
-    uint32_t batch_frames = FRAME_BATCH_BYTES / frame_bytes ? FRAME_BATCH_BYTES / frame_bytes : 1;
-    uint8_t *batch = malloc((size_t)batch_frames * frame_bytes);
-    struct recorded_pages rec = {malloc(batch_frames * sizeof *rec.numbers), malloc(batch_frames * sizeof *rec.pages), 0};
-    if (!batch || !rec.numbers || !rec.pages) {
-        free(batch);
-        free(rec.numbers);
-        free(rec.pages);
-        return tm_error_set(err, "out of memory");
-    }
-    uint32_t batch_first = 0, batch_count = 0;   /* frames held in batch */
-    int rc = SHIPPER_OK;
+    struct frame_batch batch = {.frame_bytes = WAL_FRAME_HEADER_BYTES + hdr->page_size};
+    batch.capacity = FRAME_BATCH_BYTES / batch.frame_bytes ? FRAME_BATCH_BYTES / batch.frame_bytes : 1;
+    batch.bytes = malloc((size_t)batch.capacity * batch.frame_bytes);
+    struct recorded_pages rec = {malloc(batch.capacity * sizeof *rec.numbers), malloc(batch.capacity * sizeof *rec.pages), 0};
+    int rc = batch.bytes && rec.numbers && rec.pages ? SHIPPER_OK : tm_error_set(err, "out of memory");
     struct wal_position pos = from;
     uint32_t last_frame = commits[count - 1].end.frame;
     for (size_t c = 0; c < count && rc == SHIPPER_OK; c++) {
@@ -156,31 +187,16 @@ static int write_transactions(struct shipper *sh, struct tailer *t, struct objec
         txn_header_encode(&txn, txn_bytes);
         rc = object_write(w, txn_bytes, sizeof txn_bytes, err);
         while (rc == SHIPPER_OK && pos.frame < commits[c].end.frame) {
+            const uint8_t *frame = batch_frame(sh, t, &batch, &rec, pos.frame + 1, last_frame, err);
             struct wal_position next;
-            uint32_t wanted = pos.frame + 1;
-            if (wanted >= batch_first + batch_count) {
-                record_pages(sh, &rec);
-                batch_first = wanted;
-                batch_count = last_frame - wanted + 1 < batch_frames ? last_frame - wanted + 1 : batch_frames;
-                if (tailer_read_frames(t, batch_first, batch_count, batch, err) != 0) {
-                    rc = -1;
-                    break;
-                }
-            }
-            const uint8_t *frame = batch + (size_t)(wanted - batch_first) * frame_bytes;
-            if (!wal_frame_follows(hdr, &pos, frame, &next)) {
+            if (!frame) {
+                rc = -1;
+            } else if (!wal_frame_follows(hdr, &pos, frame, &next)) {
                 tm_error_set(err, "WAL frame %u changed after it was scanned", pos.frame + 1);
                 rc = SHIPPER_BROKEN;
-                break;
-            }
-            pos = next;
-            /* page number (4 bytes) then the page */
-            rc = object_write(w, frame, 4, err);
-            if (rc == 0)
-                rc = object_write(w, frame + WAL_FRAME_HEADER_BYTES, hdr->page_size, err);
-            if (rc == 0 && record) {
-                rec.numbers[rec.count] = archive_get_be32(frame);
-                rec.pages[rec.count++] = frame + WAL_FRAME_HEADER_BYTES;
+            } else {
+                pos = next;
+                rc = write_frame(w, frame, hdr->page_size, record ? &rec : NULL, err);
             }
         }
         if (rc == SHIPPER_OK && (pos.checksum[0] != commits[c].end.checksum[0] ||
@@ -190,7 +206,7 @@ static int write_transactions(struct shipper *sh, struct tailer *t, struct objec
         }
     }
     record_pages(sh, &rec);
-    free(batch);
+    free(batch.bytes);
     free(rec.numbers);
     free(rec.pages);
     return rc;

@@ -80,6 +80,15 @@ static void put_code_point(char *out, size_t len, size_t *used, unsigned code)
     }
 }
 
+static int hex_digit(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if ((c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'))
+        return (c | 0x20) - 'a' + 10;
+    return -1;
+}
+
 /* The escape after a backslash at *p (advanced past it); -1 if invalid. */
 static int read_escape(const char **p, char *out, size_t len, size_t *used)
 {
@@ -95,7 +104,7 @@ static int read_escape(const char **p, char *out, size_t len, size_t *used)
     unsigned code = 0;
     for (int i = 0; i < 4; i++) {
         char h = *(*p)++;
-        int d = h >= '0' && h <= '9' ? h - '0' : h >= 'a' && h <= 'f' ? h - 'a' + 10 : h >= 'A' && h <= 'F' ? h - 'A' + 10 : -1;
+        int d = hex_digit(h);
         if (d < 0)
             return -1;
         code = code << 4 | (unsigned)d;

@@ -180,21 +180,21 @@ int layout_is_drill_record(const char *leaf)
     return len >= 6 && strcmp(leaf + len - 5, ".json") == 0;
 }
 
-void archive_snapshot_key(const char *db, const char *gen, uint64_t index, int64_t time_ms,
+void layout_snapshot_key(const char *db, const char *gen, uint64_t index, int64_t time_ms,
                           char *out, size_t len)
 {
     struct layout_name n = {.index = index, .first_ms = time_ms};
     layout_object_key(db, gen, LAYOUT_SNAPSHOT, &n, out, len);
 }
 
-void archive_segment_key(const char *db, const char *gen, uint64_t index, int64_t first_ms,
+void layout_segment_key(const char *db, const char *gen, uint64_t index, int64_t first_ms,
                          int64_t last_ms, char *out, size_t len)
 {
     struct layout_name n = {.index = index, .first_ms = first_ms, .last_ms = last_ms};
     layout_object_key(db, gen, LAYOUT_SEGMENT, &n, out, len);
 }
 
-void archive_delta_key(const char *db, const char *gen, uint64_t first_index, uint64_t end_index,
+void layout_delta_key(const char *db, const char *gen, uint64_t first_index, uint64_t end_index,
                        int64_t first_ms, int64_t last_ms, char *out, size_t len)
 {
     struct layout_name n = {.index = first_index, .end_index = end_index, .first_ms = first_ms,

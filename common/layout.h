@@ -82,11 +82,11 @@ void layout_drill_key(const char *db, int64_t started_ms, const char *replica, c
 int layout_is_drill_record(const char *leaf);
 
 /* Shorthands of layout_object_key. */
-void archive_snapshot_key(const char *db, const char *gen, uint64_t index, int64_t time_ms,
+void layout_snapshot_key(const char *db, const char *gen, uint64_t index, int64_t time_ms,
                           char *out, size_t len);
-void archive_segment_key(const char *db, const char *gen, uint64_t index, int64_t first_ms,
+void layout_segment_key(const char *db, const char *gen, uint64_t index, int64_t first_ms,
                          int64_t last_ms, char *out, size_t len);
-void archive_delta_key(const char *db, const char *gen, uint64_t first_index, uint64_t end_index,
+void layout_delta_key(const char *db, const char *gen, uint64_t first_index, uint64_t end_index,
                        int64_t first_ms, int64_t last_ms, char *out, size_t len);
 
 #endif

@@ -244,7 +244,7 @@ static int rdb_begin(struct redis_link *l, struct tm_error *err)
     layout_generation_id_new(l->rdb_time_ms, l->generation);
     uint8_t chain[OBJECT_HASH_BYTES];
     archive_chain_start(l->generation, chain);
-    archive_snapshot_key(rc->name, l->generation, 0, l->rdb_time_ms, l->rdb_key, sizeof l->rdb_key);
+    layout_snapshot_key(rc->name, l->generation, 0, l->rdb_time_ms, l->rdb_key, sizeof l->rdb_key);
     spool_incoming_name(rc->deps.spool, l->rdb_key, l->rdb_incoming, sizeof l->rdb_incoming);
     if (object_writer_open(spool_incoming(rc->deps.spool), l->rdb_incoming, OBJECT_SNAPSHOT, rc->deps.key,
                            &l->rdb_writer, err) != 0)

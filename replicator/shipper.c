@@ -176,7 +176,8 @@ static int write_transactions(struct shipper *sh, struct tailer *t, struct objec
     struct frame_batch batch = {.frame_bytes = WAL_FRAME_HEADER_BYTES + hdr->page_size};
     batch.capacity = FRAME_BATCH_BYTES / batch.frame_bytes ? FRAME_BATCH_BYTES / batch.frame_bytes : 1;
     batch.bytes = malloc((size_t)batch.capacity * batch.frame_bytes);
-    struct recorded_pages rec = {malloc(batch.capacity * sizeof *rec.numbers), malloc(batch.capacity * sizeof *rec.pages), 0};
+    struct recorded_pages rec = {malloc(batch.capacity * sizeof *rec.numbers),
+                                 malloc(batch.capacity * sizeof *rec.pages), 0};
     int rc = batch.bytes && rec.numbers && rec.pages ? SHIPPER_OK : tm_error_set(err, "out of memory");
     struct wal_position pos = from;
     uint32_t last_frame = commits[count - 1].end.frame;
@@ -234,7 +235,7 @@ static int ship_delta(struct shipper *sh, int level, struct tm_error *err)
     struct delta_header h;
     delta_builder_header(sh->deltas, level, sh->generation, sh->db_pages, &h);
     char key[ARCHIVE_NAME_MAX];
-    archive_delta_key(sh->db_name, sh->generation, h.first_index, h.end_index, h.first_time_ms,
+    layout_delta_key(sh->db_name, sh->generation, h.first_index, h.end_index, h.first_time_ms,
                       h.last_time_ms, key, sizeof key);
     uint8_t header[ARCHIVE_DELTA_HEADER_BYTES];
     delta_header_encode(&h, header);
@@ -296,7 +297,7 @@ int shipper_publish_segment(struct shipper *sh, const struct shipper_segment *se
                             uint8_t hash_out[OBJECT_HASH_BYTES], struct tm_error *err)
 {
     char key[ARCHIVE_NAME_MAX];
-    archive_segment_key(sh->db_name, sh->generation, sh->next_index, seg->first_ms, seg->last_ms, key, sizeof key);
+    layout_segment_key(sh->db_name, sh->generation, sh->next_index, seg->first_ms, seg->last_ms, key, sizeof key);
     struct object_writer *w = NULL;
     int rc = spool_writer_open(sh, key, OBJECT_SEGMENT, &w, err);
     if (rc == 0)
@@ -409,7 +410,7 @@ int shipper_snapshot(struct shipper *sh, const char *file, uint32_t page_size,
                                               {pos->checksum[0], pos->checksum[1]}};
     }
     char key[ARCHIVE_NAME_MAX];
-    archive_snapshot_key(sh->db_name, sh->generation, h.index, time_ms, key, sizeof key);
+    layout_snapshot_key(sh->db_name, sh->generation, h.index, time_ms, key, sizeof key);
     uint8_t header[ARCHIVE_HEADER_BYTES];
     snapshot_header_encode(&h, header);
 

@@ -333,7 +333,8 @@ static int delta_check_header(void *ctx, const struct delta_header *h, struct tm
         h->last_time_ms != delta->last_ms)
         return tm_error_setc(err, TM_ERR_CORRUPT, "its header does not match its name (generation, indexes or times)");
     if (h->page_size != rs->page_size)
-        return tm_error_setc(err, TM_ERR_CORRUPT, "page size %u differs from the snapshot's %u", h->page_size, rs->page_size);
+        return tm_error_setc(err, TM_ERR_CORRUPT, "page size %u differs from the snapshot's %u", h->page_size,
+                             rs->page_size);
     if (memcmp(h->chain_in, rs->chain, OBJECT_HASH_BYTES) != 0)
         return tm_error_setc(err, TM_ERR_CORRUPT, "it does not follow the previous object (chain hash mismatch)");
     return 0;

@@ -79,12 +79,12 @@ static int put_stray(struct storage *st, const char *key)
 static void test_layout_keys(void)
 {
     char key[ARCHIVE_NAME_MAX];
-    archive_snapshot_key(DB, GEN1, 0x1f, T0, key, sizeof key);
+    layout_snapshot_key(DB, GEN1, 0x1f, T0, key, sizeof key);
     ASSERT_TRUE(strcmp(key, DIR "/generations/" GEN1 "/snapshots/000000000000001f-1795324542000.snap") == 0);
-    archive_segment_key(DB, GEN1, 2, T0, T0 + 5, key, sizeof key);
+    layout_segment_key(DB, GEN1, 2, T0, T0 + 5, key, sizeof key);
     ASSERT_TRUE(strcmp(key, DIR "/generations/" GEN1
                        "/segments/0000000000000002-1795324542000-1795324542005.seg") == 0);
-    archive_delta_key("app", GEN1, 4, 0x10, 12, T0, key, sizeof key);
+    layout_delta_key("app", GEN1, 4, 0x10, 12, T0, key, sizeof key);
     ASSERT_TRUE(strcmp(key, "app/generations/" GEN1
                        "/deltas/0000000000000004-0000000000000010-0000000000012-1795324542000.delta") == 0);
     layout_lease_key(DB, "h_1", 42, T0, key, sizeof key);
@@ -155,7 +155,7 @@ static int write_sqlite_generation(struct storage *st, const struct crypto_keyri
     snprintf(snap.generation, sizeof snap.generation, "%s", GEN1);
     memcpy(snap.chain_hash, chain, sizeof chain);
     snapshot_header_encode(&snap, header);
-    archive_snapshot_key(DB, GEN1, 0, T0, name, sizeof name);
+    layout_snapshot_key(DB, GEN1, 0, T0, name, sizeof name);
     const void *snap_parts[] = {header, page};
     const size_t snap_lens[] = {ARCHIVE_HEADER_BYTES, PAGE};
     if (put_object(st, name, OBJECT_SNAPSHOT, key, snap_parts, snap_lens, 2, NULL, &out->snapshot_size) != 0)
@@ -171,7 +171,7 @@ static int write_sqlite_generation(struct storage *st, const struct crypto_keyri
         uint8_t txn_bytes[ARCHIVE_TXN_HEADER_BYTES], number[4];
         txn_header_encode(&txn, txn_bytes);
         archive_put_be32(number, 1);
-        archive_segment_key(DB, GEN1, i, seg.first_time_ms, seg.last_time_ms, name, sizeof name);
+        layout_segment_key(DB, GEN1, i, seg.first_time_ms, seg.last_time_ms, name, sizeof name);
         const void *parts[] = {header, txn_bytes, number, page};
         const size_t lens[] = {ARCHIVE_HEADER_BYTES, sizeof txn_bytes, 4, PAGE};
         if (put_object(st, name, OBJECT_SEGMENT, key, parts, lens, 4, chain, &out->segment_sizes[i]) != 0)
@@ -186,7 +186,7 @@ static int write_sqlite_generation(struct storage *st, const struct crypto_keyri
         delta_header_encode(&d, header);
         uint8_t number[4];
         archive_put_be32(number, 1);
-        archive_delta_key(DB, GEN1, d.first_index, d.end_index, d.first_time_ms, d.last_time_ms, name, sizeof name);
+        layout_delta_key(DB, GEN1, d.first_index, d.end_index, d.first_time_ms, d.last_time_ms, name, sizeof name);
         const void *parts[] = {header, number, page};
         const size_t lens[] = {ARCHIVE_DELTA_HEADER_BYTES, 4, PAGE};
         if (put_object(st, name, OBJECT_DELTA, key, parts, lens, 3, NULL, &out->delta_sizes[i]) != 0)
@@ -207,7 +207,7 @@ static int write_redis_generation(struct storage *st, const struct crypto_keyrin
     archive_chain_start(GEN2, snap.chain_hash);
     redis_snapshot_header_encode(&snap, header);
     archive_put_be32(chunk_len, (uint32_t)strlen(rdb));
-    archive_snapshot_key(DB, GEN2, 0, snap.time_ms, name, sizeof name);
+    layout_snapshot_key(DB, GEN2, 0, snap.time_ms, name, sizeof name);
     const void *snap_parts[] = {header, chunk_len, rdb, end};
     const size_t snap_lens[] = {sizeof header, 4, strlen(rdb), 4};
     if (put_object(st, name, OBJECT_SNAPSHOT, key, snap_parts, snap_lens, 4, NULL, &out->redis_sizes[0]) != 0)
@@ -220,7 +220,7 @@ static int write_redis_generation(struct storage *st, const struct crypto_keyrin
     redis_segment_header_encode(&seg, header);
     archive_put_be64(unit_head, (uint64_t)seg.first_time_ms);
     archive_put_be32(unit_head + 8, (uint32_t)strlen(unit));
-    archive_segment_key(DB, GEN2, 0, seg.first_time_ms, seg.last_time_ms, name, sizeof name);
+    layout_segment_key(DB, GEN2, 0, seg.first_time_ms, seg.last_time_ms, name, sizeof name);
     const void *parts[] = {header, unit_head, unit};
     const size_t lens[] = {sizeof header, sizeof unit_head, strlen(unit)};
     return put_object(st, name, OBJECT_SEGMENT, key, parts, lens, 3, NULL, &out->redis_sizes[1]);

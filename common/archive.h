@@ -116,8 +116,14 @@ uint64_t archive_get_be64(const uint8_t *p);
 void archive_chain_start(const char *generation, uint8_t out[OBJECT_HASH_BYTES]);
 
 /* --------------------------------------------------------------- reading
- * The one place segment and snapshot payloads are parsed. Callbacks may be
- * NULL; each returns 0 to go on or -1 (err set) to stop the read. */
+ * The one place payloads are parsed. Callbacks may be NULL; each returns
+ * 0 to go on or -1 (err set) to stop the read, and the reader then fails
+ * with the callback's error. Errors of the readers themselves carry a
+ * code: TM_ERR_NOT_FOUND when the object is missing (from the storage),
+ * TM_ERR_CORRUPT when it fails a check (envelope, authentication, header,
+ * body, payload hash). Errors of the envelope and the storage name the
+ * object; those of the payload ("not a segment payload") do not, and the
+ * caller says which object it read. */
 
 typedef int (*archive_page_fn)(void *ctx, uint32_t page_number, const uint8_t *page,
                                struct tm_error *err);

@@ -65,13 +65,12 @@
  * i+1's is segment i's payload hash. A snapshot at index k carries the
  * previous hash segment k will have. */
 #include "archive.h"
-#include "archive.h"
 
+#include <sodium.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sodium.h>
 
 /* ------------------------------------------------------------ integers */
 

@@ -1,19 +1,7 @@
-/* archive.c - archive layout and object payload formats.
+/* archive.c - the payload formats of archive objects, and their readers.
  *
- * Layout under a replica's root, for a database named NAME:
- *
- *   NAME/generations/GEN/snapshots/IIIIIIIIIIIIIIII-TTTTTTTTTTTTT.snap
- *   NAME/generations/GEN/segments/IIIIIIIIIIIIIIII-FFFFFFFFFFFFF-LLLLLLLLLLLLL.seg
- *   NAME/generations/GEN/deltas/AAAAAAAAAAAAAAAA-BBBBBBBBBBBBBBBB-FFFFFFFFFFFFF-LLLLLLLLLLLLL.delta
- *
- * GEN is a generation id "YYYYMMDDTHHMMSSmmmZ-xxxxxxxx" (start time, 8 hex
- * random digits). A generation is one unbroken history: a base snapshot
- * at index 0, then segments 0, 1, 2... each holding the transactions
- * committed after the previous one; later snapshots at index k hold the
- * database as of the end of segment k-1. I is a 16-hex-digit index, T, F
- * and L are Unix milliseconds (snapshot time, first and last commit time
- * of a segment) in decimal. Names are for planning only; every field they
- * carry is repeated inside the encrypted payload and checked on restore.
+ * Where objects live and what their names say: layout.c. This file is
+ * what they hold.
  *
  * Every object is stored in the envelope of object.c. Payloads (all
  * integers big-endian):
@@ -78,20 +66,13 @@
  * previous hash segment k will have. */
 #include "archive.h"
 
-#include "names.h"
-
-#include <inttypes.h>
 #include <sodium.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-#define SEGMENT_MAGIC "TMSEGMT1"
-#define SNAPSHOT_MAGIC "TMSNAPS1"
-#define DELTA_MAGIC "TMDELTA1"
-#define REDIS_SNAPSHOT_MAGIC "TMRDBSN1"
-#define REDIS_SEGMENT_MAGIC "TMRSEGM1"
+/* ------------------------------------------------------------ integers */
 
 void archive_put_be32(uint8_t *p, uint32_t v)
 {
@@ -106,170 +87,289 @@ uint32_t archive_get_be32(const uint8_t *p)
     return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
 }
 
-static void put_be64(uint8_t *p, uint64_t v)
+void archive_put_be64(uint8_t *p, uint64_t v)
 {
     archive_put_be32(p, (uint32_t)(v >> 32));
     archive_put_be32(p + 4, (uint32_t)v);
 }
 
-static uint64_t get_be64(const uint8_t *p)
+uint64_t archive_get_be64(const uint8_t *p)
 {
     return ((uint64_t)archive_get_be32(p) << 32) | archive_get_be32(p + 4);
 }
 
-static void put_gen(uint8_t *p, const char *gen)
-{
-    memset(p, 0, ARCHIVE_GEN_ID_BYTES);
-    memcpy(p, gen, strnlen(gen, ARCHIVE_GEN_ID_BYTES));
-}
+/* --------------------------------------------------------------- headers
+ * Every payload header is one table of fields (the byte layouts above):
+ * where each field sits in the header, its type, and which member of the
+ * kind's struct holds it. One encoder and one decoder walk the tables;
+ * bytes no field names are written as zeros and not read. */
 
-static void get_gen(const uint8_t *p, char *out)
-{
-    memcpy(out, p, ARCHIVE_GEN_ID_BYTES);
-    out[ARCHIVE_GEN_ID_BYTES] = '\0';
-}
+enum field_type {
+    FIELD_BE32,       /* uint32_t */
+    FIELD_BE64,       /* uint64_t or int64_t, two's complement */
+    FIELD_GEN,        /* char[ARCHIVE_GEN_ID_BYTES + 1], NUL padded */
+    FIELD_HASH,       /* uint8_t[OBJECT_HASH_BYTES] */
+    FIELD_REPLID,     /* char[ARCHIVE_REPLID_BYTES + 1], NUL padded */
+};
+
+struct header_field {
+    uint16_t at;      /* offset in the header */
+    uint16_t type;    /* enum field_type */
+    size_t member;    /* offset in the struct */
+};
+
+struct header_format {
+    const char *what;                       /* "segment", for errors */
+    enum object_kind kind;                  /* of the envelope */
+    const char *magic;                      /* 8 bytes; NULL: none */
+    size_t bytes;
+    const struct header_field *fields;
+    size_t field_count;
+    int (*check)(void *h, struct tm_error *err);   /* after decoding; may be NULL */
+};
+
+#define FIELD(at, type, st, member) {at, type, offsetof(struct st, member)}
+#define FORMAT(what, kind, magic, bytes, fields, check) \
+    {what, kind, magic, bytes, fields, sizeof fields / sizeof *fields, check}
+
+static const struct header_field segment_fields[] = {
+    FIELD(8, FIELD_BE32, segment_header, page_size),
+    FIELD(12, FIELD_BE32, segment_header, txn_count),
+    FIELD(16, FIELD_BE64, segment_header, index),
+    FIELD(24, FIELD_BE64, segment_header, first_time_ms),
+    FIELD(32, FIELD_BE64, segment_header, last_time_ms),
+    FIELD(40, FIELD_GEN, segment_header, generation),
+    FIELD(72, FIELD_HASH, segment_header, prev_hash),
+    FIELD(104, FIELD_BE32, segment_header, end.salt1),
+    FIELD(108, FIELD_BE32, segment_header, end.salt2),
+    FIELD(112, FIELD_BE32, segment_header, first_frame),
+    FIELD(116, FIELD_BE32, segment_header, end.frame),
+    FIELD(120, FIELD_BE32, segment_header, end.checksum[0]),
+    FIELD(124, FIELD_BE32, segment_header, end.checksum[1]),
+};
+
+static const struct header_field snapshot_fields[] = {
+    FIELD(8, FIELD_BE32, snapshot_header, page_size),
+    FIELD(12, FIELD_BE32, snapshot_header, page_count),
+    FIELD(16, FIELD_BE64, snapshot_header, index),
+    FIELD(24, FIELD_BE64, snapshot_header, time_ms),
+    FIELD(32, FIELD_GEN, snapshot_header, generation),
+    FIELD(64, FIELD_HASH, snapshot_header, chain_hash),
+    FIELD(96, FIELD_BE32, snapshot_header, wal.valid),
+    FIELD(100, FIELD_BE32, snapshot_header, wal.salt1),
+    FIELD(104, FIELD_BE32, snapshot_header, wal.salt2),
+    FIELD(108, FIELD_BE32, snapshot_header, wal.frame),
+    FIELD(112, FIELD_BE32, snapshot_header, wal.checksum[0]),
+    FIELD(116, FIELD_BE32, snapshot_header, wal.checksum[1]),
+};
+
+static const struct header_field delta_fields[] = {
+    FIELD(8, FIELD_BE32, delta_header, page_size),
+    FIELD(12, FIELD_BE32, delta_header, page_count),
+    FIELD(16, FIELD_BE64, delta_header, first_index),
+    FIELD(24, FIELD_BE64, delta_header, end_index),
+    FIELD(32, FIELD_BE64, delta_header, first_time_ms),
+    FIELD(40, FIELD_BE64, delta_header, last_time_ms),
+    FIELD(48, FIELD_BE32, delta_header, db_size),
+    FIELD(52, FIELD_BE32, delta_header, txn_count),
+    FIELD(56, FIELD_GEN, delta_header, generation),
+    FIELD(88, FIELD_HASH, delta_header, chain_in),
+    FIELD(120, FIELD_HASH, delta_header, chain_out),
+};
+
+static const struct header_field redis_snapshot_fields[] = {
+    FIELD(8, FIELD_BE64, redis_snapshot_header, index),
+    FIELD(16, FIELD_BE64, redis_snapshot_header, time_ms),
+    FIELD(24, FIELD_GEN, redis_snapshot_header, generation),
+    FIELD(56, FIELD_HASH, redis_snapshot_header, chain_hash),
+    FIELD(88, FIELD_REPLID, redis_snapshot_header, replid),
+    FIELD(128, FIELD_BE64, redis_snapshot_header, offset),
+};
+
+static const struct header_field redis_segment_fields[] = {
+    FIELD(8, FIELD_BE32, redis_segment_header, unit_count),
+    FIELD(16, FIELD_BE64, redis_segment_header, index),
+    FIELD(24, FIELD_BE64, redis_segment_header, first_time_ms),
+    FIELD(32, FIELD_BE64, redis_segment_header, last_time_ms),
+    FIELD(40, FIELD_GEN, redis_segment_header, generation),
+    FIELD(72, FIELD_HASH, redis_segment_header, prev_hash),
+    FIELD(104, FIELD_REPLID, redis_segment_header, replid),
+    FIELD(144, FIELD_BE64, redis_segment_header, start_offset),
+    FIELD(152, FIELD_BE64, redis_segment_header, end_offset),
+};
+
+static const struct header_field txn_fields[] = {
+    FIELD(0, FIELD_BE64, txn_header, time_ms),
+    FIELD(8, FIELD_BE32, txn_header, db_size),
+    FIELD(12, FIELD_BE32, txn_header, frame_count),
+};
 
 static int page_size_ok(uint32_t page_size)
 {
     return page_size >= 512 && page_size <= 65536 && !(page_size & (page_size - 1));
 }
 
+static int check_page_size(uint32_t page_size, const char *what, struct tm_error *err)
+{
+    if (page_size_ok(page_size))
+        return 0;
+    return tm_error_setc(err, TM_ERR_CORRUPT, "invalid page size %u in %s header", page_size, what);
+}
+
+static int check_segment(void *header, struct tm_error *err)
+{
+    struct segment_header *h = header;
+    h->end.valid = 1;   /* a segment always ends at a WAL position */
+    return check_page_size(h->page_size, "segment", err);
+}
+
+static int check_snapshot(void *header, struct tm_error *err)
+{
+    return check_page_size(((struct snapshot_header *)header)->page_size, "snapshot", err);
+}
+
+static int check_delta(void *header, struct tm_error *err)
+{
+    struct delta_header *h = header;
+    if (check_page_size(h->page_size, "delta", err) != 0)
+        return -1;
+    if (h->end_index <= h->first_index)
+        return tm_error_setc(err, TM_ERR_CORRUPT, "delta covers no segment (%llu to %llu)",
+                             (unsigned long long)h->first_index, (unsigned long long)h->end_index);
+    return 0;
+}
+
+static int check_redis_segment(void *header, struct tm_error *err)
+{
+    struct redis_segment_header *h = header;
+    if (h->end_offset < h->start_offset)
+        return tm_error_setc(err, TM_ERR_CORRUPT, "Redis segment ends before it starts (offsets %llu to %llu)",
+                             (unsigned long long)h->start_offset, (unsigned long long)h->end_offset);
+    return 0;
+}
+
+static const struct header_format segment_format =
+    FORMAT("segment", OBJECT_SEGMENT, "TMSEGMT1", ARCHIVE_HEADER_BYTES, segment_fields, check_segment);
+static const struct header_format snapshot_format =
+    FORMAT("snapshot", OBJECT_SNAPSHOT, "TMSNAPS1", ARCHIVE_HEADER_BYTES, snapshot_fields, check_snapshot);
+static const struct header_format delta_format =
+    FORMAT("delta", OBJECT_DELTA, "TMDELTA1", ARCHIVE_DELTA_HEADER_BYTES, delta_fields, check_delta);
+static const struct header_format redis_snapshot_format =
+    FORMAT("Redis snapshot", OBJECT_SNAPSHOT, "TMRDBSN1", ARCHIVE_REDIS_HEADER_BYTES, redis_snapshot_fields, NULL);
+static const struct header_format redis_segment_format =
+    FORMAT("Redis segment", OBJECT_SEGMENT, "TMRSEGM1", ARCHIVE_REDIS_HEADER_BYTES, redis_segment_fields,
+           check_redis_segment);
+static const struct header_format txn_format =
+    FORMAT("transaction", OBJECT_SEGMENT, NULL, ARCHIVE_TXN_HEADER_BYTES, txn_fields, NULL);
+
+/* A fixed-size text field: the string, NUL padded (cut at `size`). */
+static void put_text(uint8_t *p, const char *text, size_t size)
+{
+    memset(p, 0, size);
+    memcpy(p, text, strnlen(text, size));
+}
+
+static void get_text(const uint8_t *p, char *out, size_t size)
+{
+    memcpy(out, p, size);
+    out[size] = '\0';
+}
+
+static void header_encode(const struct header_format *fmt, const void *h, uint8_t *out)
+{
+    memset(out, 0, fmt->bytes);
+    if (fmt->magic)
+        memcpy(out, fmt->magic, 8);
+    for (size_t i = 0; i < fmt->field_count; i++) {
+        const struct header_field *f = &fmt->fields[i];
+        const uint8_t *member = (const uint8_t *)h + f->member;
+        uint32_t v32;
+        uint64_t v64;
+        switch (f->type) {
+        case FIELD_BE32: memcpy(&v32, member, 4); archive_put_be32(out + f->at, v32); break;
+        case FIELD_BE64: memcpy(&v64, member, 8); archive_put_be64(out + f->at, v64); break;
+        case FIELD_GEN: put_text(out + f->at, (const char *)member, ARCHIVE_GEN_ID_BYTES); break;
+        case FIELD_HASH: memcpy(out + f->at, member, OBJECT_HASH_BYTES); break;
+        case FIELD_REPLID: put_text(out + f->at, (const char *)member, ARCHIVE_REPLID_BYTES); break;
+        }
+    }
+}
+
+/* Fills *h from the header; fails (TM_ERR_CORRUPT) on a wrong magic or
+ * a value the kind's check refuses. */
+static int header_decode(const struct header_format *fmt, const uint8_t *in, void *h, struct tm_error *err)
+{
+    if (fmt->magic && memcmp(in, fmt->magic, 8) != 0)
+        return tm_error_setc(err, TM_ERR_CORRUPT, "not a %s payload (bad magic)", fmt->what);
+    for (size_t i = 0; i < fmt->field_count; i++) {
+        const struct header_field *f = &fmt->fields[i];
+        uint8_t *member = (uint8_t *)h + f->member;
+        uint32_t v32;
+        uint64_t v64;
+        switch (f->type) {
+        case FIELD_BE32: v32 = archive_get_be32(in + f->at); memcpy(member, &v32, 4); break;
+        case FIELD_BE64: v64 = archive_get_be64(in + f->at); memcpy(member, &v64, 8); break;
+        case FIELD_GEN: get_text(in + f->at, (char *)member, ARCHIVE_GEN_ID_BYTES); break;
+        case FIELD_HASH: memcpy(member, in + f->at, OBJECT_HASH_BYTES); break;
+        case FIELD_REPLID: get_text(in + f->at, (char *)member, ARCHIVE_REPLID_BYTES); break;
+        }
+    }
+    return fmt->check ? fmt->check(h, err) : 0;
+}
+
 void segment_header_encode(const struct segment_header *h, uint8_t out[ARCHIVE_HEADER_BYTES])
 {
-    memset(out, 0, ARCHIVE_HEADER_BYTES);
-    memcpy(out, SEGMENT_MAGIC, 8);
-    archive_put_be32(out + 8, h->page_size);
-    archive_put_be32(out + 12, h->txn_count);
-    put_be64(out + 16, h->index);
-    put_be64(out + 24, (uint64_t)h->first_time_ms);
-    put_be64(out + 32, (uint64_t)h->last_time_ms);
-    put_gen(out + 40, h->generation);
-    memcpy(out + 72, h->prev_hash, OBJECT_HASH_BYTES);
-    archive_put_be32(out + 104, h->end.salt1);
-    archive_put_be32(out + 108, h->end.salt2);
-    archive_put_be32(out + 112, h->first_frame);
-    archive_put_be32(out + 116, h->end.frame);
-    archive_put_be32(out + 120, h->end.checksum[0]);
-    archive_put_be32(out + 124, h->end.checksum[1]);
+    header_encode(&segment_format, h, out);
 }
 
 int segment_header_decode(const uint8_t in[ARCHIVE_HEADER_BYTES], struct segment_header *out,
                           struct tm_error *err)
 {
-    if (memcmp(in, SEGMENT_MAGIC, 8) != 0)
-        return tm_error_set(err, "not a segment payload (bad magic)");
-    out->page_size = archive_get_be32(in + 8);
-    if (!page_size_ok(out->page_size))
-        return tm_error_set(err, "invalid page size %u in segment header", out->page_size);
-    out->txn_count = archive_get_be32(in + 12);
-    out->index = get_be64(in + 16);
-    out->first_time_ms = (int64_t)get_be64(in + 24);
-    out->last_time_ms = (int64_t)get_be64(in + 32);
-    get_gen(in + 40, out->generation);
-    memcpy(out->prev_hash, in + 72, OBJECT_HASH_BYTES);
-    out->end.valid = 1;
-    out->end.salt1 = archive_get_be32(in + 104);
-    out->end.salt2 = archive_get_be32(in + 108);
-    out->first_frame = archive_get_be32(in + 112);
-    out->end.frame = archive_get_be32(in + 116);
-    out->end.checksum[0] = archive_get_be32(in + 120);
-    out->end.checksum[1] = archive_get_be32(in + 124);
-    return 0;
+    return header_decode(&segment_format, in, out, err);
 }
 
 void snapshot_header_encode(const struct snapshot_header *h, uint8_t out[ARCHIVE_HEADER_BYTES])
 {
-    memset(out, 0, ARCHIVE_HEADER_BYTES);
-    memcpy(out, SNAPSHOT_MAGIC, 8);
-    archive_put_be32(out + 8, h->page_size);
-    archive_put_be32(out + 12, h->page_count);
-    put_be64(out + 16, h->index);
-    put_be64(out + 24, (uint64_t)h->time_ms);
-    put_gen(out + 32, h->generation);
-    memcpy(out + 64, h->chain_hash, OBJECT_HASH_BYTES);
-    archive_put_be32(out + 96, h->wal.valid);
-    archive_put_be32(out + 100, h->wal.salt1);
-    archive_put_be32(out + 104, h->wal.salt2);
-    archive_put_be32(out + 108, h->wal.frame);
-    archive_put_be32(out + 112, h->wal.checksum[0]);
-    archive_put_be32(out + 116, h->wal.checksum[1]);
+    header_encode(&snapshot_format, h, out);
 }
 
 int snapshot_header_decode(const uint8_t in[ARCHIVE_HEADER_BYTES], struct snapshot_header *out,
                            struct tm_error *err)
 {
-    if (memcmp(in, SNAPSHOT_MAGIC, 8) != 0)
-        return tm_error_set(err, "not a snapshot payload (bad magic)");
-    out->page_size = archive_get_be32(in + 8);
-    if (!page_size_ok(out->page_size))
-        return tm_error_set(err, "invalid page size %u in snapshot header", out->page_size);
-    out->page_count = archive_get_be32(in + 12);
-    out->index = get_be64(in + 16);
-    out->time_ms = (int64_t)get_be64(in + 24);
-    get_gen(in + 32, out->generation);
-    memcpy(out->chain_hash, in + 64, OBJECT_HASH_BYTES);
-    out->wal.valid = archive_get_be32(in + 96);
-    out->wal.salt1 = archive_get_be32(in + 100);
-    out->wal.salt2 = archive_get_be32(in + 104);
-    out->wal.frame = archive_get_be32(in + 108);
-    out->wal.checksum[0] = archive_get_be32(in + 112);
-    out->wal.checksum[1] = archive_get_be32(in + 116);
-    return 0;
+    return header_decode(&snapshot_format, in, out, err);
 }
 
 void delta_header_encode(const struct delta_header *h, uint8_t out[ARCHIVE_DELTA_HEADER_BYTES])
 {
-    memset(out, 0, ARCHIVE_DELTA_HEADER_BYTES);
-    memcpy(out, DELTA_MAGIC, 8);
-    archive_put_be32(out + 8, h->page_size);
-    archive_put_be32(out + 12, h->page_count);
-    put_be64(out + 16, h->first_index);
-    put_be64(out + 24, h->end_index);
-    put_be64(out + 32, (uint64_t)h->first_time_ms);
-    put_be64(out + 40, (uint64_t)h->last_time_ms);
-    archive_put_be32(out + 48, h->db_size);
-    archive_put_be32(out + 52, h->txn_count);
-    put_gen(out + 56, h->generation);
-    memcpy(out + 88, h->chain_in, OBJECT_HASH_BYTES);
-    memcpy(out + 120, h->chain_out, OBJECT_HASH_BYTES);
+    header_encode(&delta_format, h, out);
 }
 
 int delta_header_decode(const uint8_t in[ARCHIVE_DELTA_HEADER_BYTES], struct delta_header *out,
                         struct tm_error *err)
 {
-    if (memcmp(in, DELTA_MAGIC, 8) != 0)
-        return tm_error_set(err, "not a delta payload (bad magic)");
-    out->page_size = archive_get_be32(in + 8);
-    if (!page_size_ok(out->page_size))
-        return tm_error_set(err, "invalid page size %u in delta header", out->page_size);
-    out->page_count = archive_get_be32(in + 12);
-    out->first_index = get_be64(in + 16);
-    out->end_index = get_be64(in + 24);
-    if (out->end_index <= out->first_index)
-        return tm_error_set(err, "delta covers no segment (%llu to %llu)",
-                            (unsigned long long)out->first_index, (unsigned long long)out->end_index);
-    out->first_time_ms = (int64_t)get_be64(in + 32);
-    out->last_time_ms = (int64_t)get_be64(in + 40);
-    out->db_size = archive_get_be32(in + 48);
-    out->txn_count = archive_get_be32(in + 52);
-    get_gen(in + 56, out->generation);
-    memcpy(out->chain_in, in + 88, OBJECT_HASH_BYTES);
-    memcpy(out->chain_out, in + 120, OBJECT_HASH_BYTES);
-    return 0;
+    return header_decode(&delta_format, in, out, err);
+}
+
+void redis_snapshot_header_encode(const struct redis_snapshot_header *h,
+                                  uint8_t out[ARCHIVE_REDIS_HEADER_BYTES])
+{
+    header_encode(&redis_snapshot_format, h, out);
+}
+
+void redis_segment_header_encode(const struct redis_segment_header *h,
+                                 uint8_t out[ARCHIVE_REDIS_HEADER_BYTES])
+{
+    header_encode(&redis_segment_format, h, out);
 }
 
 void txn_header_encode(const struct txn_header *h, uint8_t out[ARCHIVE_TXN_HEADER_BYTES])
 {
-    put_be64(out, (uint64_t)h->time_ms);
-    archive_put_be32(out + 8, h->db_size);
-    archive_put_be32(out + 12, h->frame_count);
+    header_encode(&txn_format, h, out);
 }
 
 void txn_header_decode(const uint8_t in[ARCHIVE_TXN_HEADER_BYTES], struct txn_header *out)
 {
-    out->time_ms = (int64_t)get_be64(in);
-    out->db_size = archive_get_be32(in + 8);
-    out->frame_count = archive_get_be32(in + 12);
+    header_decode(&txn_format, in, out, NULL);   /* no magic, no check: cannot fail */
 }
 
 void archive_chain_start(const char *generation, uint8_t out[OBJECT_HASH_BYTES])
@@ -279,58 +379,54 @@ void archive_chain_start(const char *generation, uint8_t out[OBJECT_HASH_BYTES])
     crypto_generichash(out, OBJECT_HASH_BYTES, (const uint8_t *)label, (size_t)len, NULL, 0);
 }
 
-void archive_generation_id_new(int64_t now_ms, char out[ARCHIVE_GEN_ID_BYTES + 1])
+/* --------------------------------------------------------------- reading
+ * Every reader opens the object, reads and decodes its header (open_read),
+ * hands it to the visitor, reads its body, and checks the trailer
+ * (end_read). */
+
+/* Opens object `name` of fmt's kind and decodes its payload header into
+ * *header; on success *out is open and the caller ends it (end_read or
+ * object_reader_close). */
+static int open_read(struct storage *st, const char *name, const struct header_format *fmt,
+                     const struct crypto_keyring *key, struct object_reader **out, void *header,
+                     struct tm_error *err)
 {
-    time_t secs = (time_t)(now_ms / 1000);
-    struct tm parts;
-    gmtime_r(&secs, &parts);
-    char stamp[24];
-    strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%S", &parts);
-    snprintf(out, ARCHIVE_GEN_ID_BYTES + 1, "%s%03dZ-%08" PRIx32, stamp, (int)(now_ms % 1000),
-             randombytes_random());
+    uint8_t bytes[ARCHIVE_REDIS_HEADER_BYTES];   /* the largest header */
+    if (object_reader_open(st, name, fmt->kind, key, out, err) != 0)
+        return -1;
+    if (object_read(*out, bytes, fmt->bytes, err) != 0 || header_decode(fmt, bytes, header, err) != 0) {
+        object_reader_close(*out);
+        return -1;
+    }
+    return 0;
 }
 
-void archive_db_dir(const char *db, char *out, size_t len)
+/* After the body: when rc is 0, checks the trailer (the payload hash,
+ * into hash_out if not NULL). Closes r either way; returns the outcome. */
+static int end_read(struct object_reader *r, int rc, uint8_t hash_out[OBJECT_HASH_BYTES], struct tm_error *err)
 {
-    if (names_escape(db, out, len) != 0)
-        snprintf(out, len, "%s", "name-too-long");   /* config and discovery refuse such names first */
+    if (rc == 0)
+        rc = object_reader_finish(r, hash_out, err);
+    object_reader_close(r);
+    return rc;
 }
 
-void archive_snapshot_key(const char *db, const char *gen, uint64_t index, int64_t time_ms,
-                          char *out, size_t len)
+/* Reads a 4-byte page number and its page into buf (4 + page_size bytes). */
+static int read_numbered_page(struct object_reader *r, uint8_t *buf, uint32_t page_size, uint32_t *page_number,
+                              struct tm_error *err)
 {
-    char dir[ARCHIVE_NAME_MAX];
-    archive_db_dir(db, dir, sizeof dir);
-    snprintf(out, len, "%s/generations/%s/snapshots/%016" PRIx64 "-%013" PRId64 ".snap", dir, gen,
-             index, time_ms);
+    if (object_read(r, buf, 4 + (size_t)page_size, err) != 0)
+        return -1;
+    *page_number = archive_get_be32(buf);
+    return 0;
 }
-
-void archive_segment_key(const char *db, const char *gen, uint64_t index, int64_t first_ms,
-                         int64_t last_ms, char *out, size_t len)
-{
-    char dir[ARCHIVE_NAME_MAX];
-    archive_db_dir(db, dir, sizeof dir);
-    snprintf(out, len, "%s/generations/%s/segments/%016" PRIx64 "-%013" PRId64 "-%013" PRId64 ".seg",
-             dir, gen, index, first_ms, last_ms);
-}
-
-void archive_delta_key(const char *db, const char *gen, uint64_t first_index, uint64_t end_index,
-                       int64_t first_ms, int64_t last_ms, char *out, size_t len)
-{
-    char dir[ARCHIVE_NAME_MAX];
-    archive_db_dir(db, dir, sizeof dir);
-    snprintf(out, len, "%s/generations/%s/deltas/%016" PRIx64 "-%016" PRIx64 "-%013" PRId64 "-%013" PRId64
-             ".delta", dir, gen, first_index, end_index, first_ms, last_ms);
-}
-
-/* --------------------------------------------------------------- reading */
 
 static int read_transactions(struct object_reader *r, const struct segment_header *h,
                              const struct segment_visitor *v, struct tm_error *err)
 {
     uint8_t *frame = malloc(4 + (size_t)h->page_size);
     if (!frame)
-        return tm_error_set(err, "out of memory");
+        return tm_error_setc(err, TM_ERR_NO_MEMORY, "out of memory");
     int rc = 0;
     for (uint32_t t = 0; rc == 0 && t < h->txn_count; t++) {
         uint8_t txn_bytes[ARCHIVE_TXN_HEADER_BYTES];
@@ -341,11 +437,11 @@ static int read_transactions(struct object_reader *r, const struct segment_heade
         if (v && v->on_txn)
             rc = v->on_txn(v->ctx, &txn, err);
         for (uint32_t f = 0; rc == 0 && f < txn.frame_count; f++) {
-            if ((rc = object_read(r, frame, 4 + (size_t)h->page_size, err)) != 0)
+            uint32_t page_number;
+            if ((rc = read_numbered_page(r, frame, h->page_size, &page_number, err)) != 0)
                 break;
-            uint32_t page_number = archive_get_be32(frame);
             if (page_number == 0)
-                rc = tm_error_set(err, "page number 0 in a transaction");
+                rc = tm_error_setc(err, TM_ERR_CORRUPT, "page number 0 in a transaction");
             else if (v && v->on_page)
                 rc = v->on_page(v->ctx, page_number, frame + 4, err);
         }
@@ -354,37 +450,19 @@ static int read_transactions(struct object_reader *r, const struct segment_heade
     return rc;
 }
 
-/* Opens object `name` and reads its fixed payload header. */
-static int open_with_header(struct storage *st, const char *name, enum object_kind kind,
-                            const struct crypto_keyring *key, struct object_reader **out,
-                            uint8_t header[ARCHIVE_HEADER_BYTES], struct tm_error *err)
-{
-    if (object_reader_open(st, name, kind, key, out, err) != 0)
-        return -1;
-    if (object_read(*out, header, ARCHIVE_HEADER_BYTES, err) != 0) {
-        object_reader_close(*out);
-        return -1;
-    }
-    return 0;
-}
-
 int segment_read(struct storage *st, const char *name, const struct crypto_keyring *key,
                  const struct segment_visitor *visitor, struct segment_header *header_out,
                  uint8_t hash_out[OBJECT_HASH_BYTES], struct tm_error *err)
 {
     struct object_reader *r;
-    uint8_t header[ARCHIVE_HEADER_BYTES];
-    if (open_with_header(st, name, OBJECT_SEGMENT, key, &r, header, err) != 0)
+    if (open_read(st, name, &segment_format, key, &r, header_out, err) != 0)
         return -1;
-    int rc = segment_header_decode(header, header_out, err);
-    if (rc == 0 && visitor && visitor->on_header)
+    int rc = 0;
+    if (visitor && visitor->on_header)
         rc = visitor->on_header(visitor->ctx, header_out, err);
     if (rc == 0)
         rc = read_transactions(r, header_out, visitor, err);
-    if (rc == 0)
-        rc = object_reader_finish(r, hash_out, err);
-    object_reader_close(r);
-    return rc;
+    return end_read(r, rc, hash_out, err);
 }
 
 int snapshot_read(struct storage *st, const char *name, const struct crypto_keyring *key,
@@ -392,11 +470,10 @@ int snapshot_read(struct storage *st, const char *name, const struct crypto_keyr
                   struct tm_error *err)
 {
     struct object_reader *r;
-    uint8_t header[ARCHIVE_HEADER_BYTES];
-    if (open_with_header(st, name, OBJECT_SNAPSHOT, key, &r, header, err) != 0)
+    if (open_read(st, name, &snapshot_format, key, &r, header_out, err) != 0)
         return -1;
-    int rc = snapshot_header_decode(header, header_out, err);
-    if (rc == 0 && visitor && visitor->on_header)
+    int rc = 0;
+    if (visitor && visitor->on_header)
         rc = visitor->on_header(visitor->ctx, header_out, err);
     if (rc != 0 || !visitor || !visitor->on_page) {
         object_reader_close(r);
@@ -404,17 +481,14 @@ int snapshot_read(struct storage *st, const char *name, const struct crypto_keyr
     }
     uint8_t *page = malloc(header_out->page_size);
     if (!page)
-        rc = tm_error_set(err, "out of memory");
+        rc = tm_error_setc(err, TM_ERR_NO_MEMORY, "out of memory");
     for (uint32_t i = 0; rc == 0 && i < header_out->page_count; i++) {
         rc = object_read(r, page, header_out->page_size, err);
         if (rc == 0)
             rc = visitor->on_page(visitor->ctx, i + 1, page, err);
     }
     free(page);
-    if (rc == 0)
-        rc = object_reader_finish(r, NULL, err);
-    object_reader_close(r);
-    return rc;
+    return end_read(r, rc, NULL, err);
 }
 
 int delta_read(struct storage *st, const char *name, const struct crypto_keyring *key,
@@ -422,137 +496,46 @@ int delta_read(struct storage *st, const char *name, const struct crypto_keyring
                struct tm_error *err)
 {
     struct object_reader *r;
-    if (object_reader_open(st, name, OBJECT_DELTA, key, &r, err) != 0)
+    if (open_read(st, name, &delta_format, key, &r, header_out, err) != 0)
         return -1;
-    uint8_t header[ARCHIVE_DELTA_HEADER_BYTES];
-    int rc = object_read(r, header, sizeof header, err);
-    if (rc == 0)
-        rc = delta_header_decode(header, header_out, err);
-    if (rc == 0 && visitor && visitor->on_header)
+    int rc = 0;
+    if (visitor && visitor->on_header)
         rc = visitor->on_header(visitor->ctx, header_out, err);
     uint8_t *page = rc == 0 ? malloc(4 + (size_t)header_out->page_size) : NULL;
     if (rc == 0 && !page)
-        rc = tm_error_set(err, "out of memory");
+        rc = tm_error_setc(err, TM_ERR_NO_MEMORY, "out of memory");
     uint32_t previous = 0;
     for (uint32_t i = 0; rc == 0 && i < header_out->page_count; i++) {
-        if ((rc = object_read(r, page, 4 + (size_t)header_out->page_size, err)) != 0)
+        uint32_t page_number;
+        if ((rc = read_numbered_page(r, page, header_out->page_size, &page_number, err)) != 0)
             break;
-        uint32_t page_number = archive_get_be32(page);
         if (page_number <= previous)
-            rc = tm_error_set(err, "page numbers do not ascend (%u after %u)", page_number, previous);
+            rc = tm_error_setc(err, TM_ERR_CORRUPT, "page numbers do not ascend (%u after %u)", page_number,
+                               previous);
         else if (visitor && visitor->on_page)
             rc = visitor->on_page(visitor->ctx, page_number, page + 4, err);
         previous = page_number;
     }
     free(page);
-    if (rc == 0)
-        rc = object_reader_finish(r, NULL, err);
-    object_reader_close(r);
-    return rc;
+    return end_read(r, rc, NULL, err);
 }
 
 /* ----------------------------------------------------------------- Redis */
 
-static void put_replid(uint8_t *p, const char *replid)
-{
-    memset(p, 0, ARCHIVE_REPLID_BYTES);
-    memcpy(p, replid, strnlen(replid, ARCHIVE_REPLID_BYTES));
-}
-
-static void get_replid(const uint8_t *p, char *out)
-{
-    memcpy(out, p, ARCHIVE_REPLID_BYTES);
-    out[ARCHIVE_REPLID_BYTES] = '\0';
-}
-
-void redis_snapshot_header_encode(const struct redis_snapshot_header *h,
-                                  uint8_t out[ARCHIVE_REDIS_HEADER_BYTES])
-{
-    memset(out, 0, ARCHIVE_REDIS_HEADER_BYTES);
-    memcpy(out, REDIS_SNAPSHOT_MAGIC, 8);
-    put_be64(out + 8, h->index);
-    put_be64(out + 16, (uint64_t)h->time_ms);
-    put_gen(out + 24, h->generation);
-    memcpy(out + 56, h->chain_hash, OBJECT_HASH_BYTES);
-    put_replid(out + 88, h->replid);
-    put_be64(out + 128, h->offset);
-}
-
-static int redis_snapshot_header_decode(const uint8_t in[ARCHIVE_REDIS_HEADER_BYTES],
-                                        struct redis_snapshot_header *out, struct tm_error *err)
-{
-    if (memcmp(in, REDIS_SNAPSHOT_MAGIC, 8) != 0)
-        return tm_error_set(err, "not a Redis snapshot payload (bad magic)");
-    out->index = get_be64(in + 8);
-    out->time_ms = (int64_t)get_be64(in + 16);
-    get_gen(in + 24, out->generation);
-    memcpy(out->chain_hash, in + 56, OBJECT_HASH_BYTES);
-    get_replid(in + 88, out->replid);
-    out->offset = get_be64(in + 128);
-    return 0;
-}
-
-void redis_segment_header_encode(const struct redis_segment_header *h,
-                                 uint8_t out[ARCHIVE_REDIS_HEADER_BYTES])
-{
-    memset(out, 0, ARCHIVE_REDIS_HEADER_BYTES);
-    memcpy(out, REDIS_SEGMENT_MAGIC, 8);
-    archive_put_be32(out + 8, h->unit_count);
-    put_be64(out + 16, h->index);
-    put_be64(out + 24, (uint64_t)h->first_time_ms);
-    put_be64(out + 32, (uint64_t)h->last_time_ms);
-    put_gen(out + 40, h->generation);
-    memcpy(out + 72, h->prev_hash, OBJECT_HASH_BYTES);
-    put_replid(out + 104, h->replid);
-    put_be64(out + 144, h->start_offset);
-    put_be64(out + 152, h->end_offset);
-}
-
-static int redis_segment_header_decode(const uint8_t in[ARCHIVE_REDIS_HEADER_BYTES],
-                                       struct redis_segment_header *out, struct tm_error *err)
-{
-    if (memcmp(in, REDIS_SEGMENT_MAGIC, 8) != 0)
-        return tm_error_set(err, "not a Redis segment payload (bad magic)");
-    out->unit_count = archive_get_be32(in + 8);
-    out->index = get_be64(in + 16);
-    out->first_time_ms = (int64_t)get_be64(in + 24);
-    out->last_time_ms = (int64_t)get_be64(in + 32);
-    get_gen(in + 40, out->generation);
-    memcpy(out->prev_hash, in + 72, OBJECT_HASH_BYTES);
-    get_replid(in + 104, out->replid);
-    out->start_offset = get_be64(in + 144);
-    out->end_offset = get_be64(in + 152);
-    if (out->end_offset < out->start_offset)
-        return tm_error_set(err, "Redis segment ends before it starts (offsets %llu to %llu)",
-                            (unsigned long long)out->start_offset, (unsigned long long)out->end_offset);
-    return 0;
-}
-
 #define REDIS_READ_CHUNK (64 * 1024)
 
-int redis_snapshot_read(struct storage *st, const char *name, const struct crypto_keyring *key,
-                        const struct redis_snapshot_visitor *visitor, struct redis_snapshot_header *header_out,
-                        struct tm_error *err)
+/* The RDB's chunks (4-byte length, bytes; a zero length ends them), to
+ * on_data REDIS_READ_CHUNK bytes at a time at most. */
+static int read_rdb_chunks(struct object_reader *r, const struct redis_snapshot_visitor *visitor,
+                           struct tm_error *err)
 {
-    struct object_reader *r;
-    if (object_reader_open(st, name, OBJECT_SNAPSHOT, key, &r, err) != 0)
-        return -1;
-    uint8_t header[ARCHIVE_REDIS_HEADER_BYTES];
-    int rc = object_read(r, header, sizeof header, err);
-    if (rc == 0)
-        rc = redis_snapshot_header_decode(header, header_out, err);
-    if (rc == 0 && visitor && visitor->on_header)
-        rc = visitor->on_header(visitor->ctx, header_out, err);
-    if (rc != 0 || !visitor || !visitor->on_data) {
-        object_reader_close(r);
-        return rc;
-    }
     uint8_t *buf = malloc(REDIS_READ_CHUNK);
     if (!buf)
-        rc = tm_error_set(err, "out of memory");
+        return tm_error_setc(err, TM_ERR_NO_MEMORY, "out of memory");
+    int rc = 0;
     for (;;) {
         uint8_t length_bytes[4];
-        if (rc != 0 || (rc = object_read(r, length_bytes, 4, err)) != 0)
+        if ((rc = object_read(r, length_bytes, 4, err)) != 0)
             break;
         uint32_t remaining = archive_get_be32(length_bytes);
         if (remaining == 0)
@@ -564,12 +547,50 @@ int redis_snapshot_read(struct storage *st, const char *name, const struct crypt
                 rc = visitor->on_data(visitor->ctx, buf, take, err);
             remaining -= take;
         }
+        if (rc != 0)
+            break;
     }
     free(buf);
-    if (rc == 0)
-        rc = object_reader_finish(r, NULL, err);
-    object_reader_close(r);
     return rc;
+}
+
+int redis_snapshot_read(struct storage *st, const char *name, const struct crypto_keyring *key,
+                        const struct redis_snapshot_visitor *visitor, struct redis_snapshot_header *header_out,
+                        struct tm_error *err)
+{
+    struct object_reader *r;
+    if (open_read(st, name, &redis_snapshot_format, key, &r, header_out, err) != 0)
+        return -1;
+    int rc = 0;
+    if (visitor && visitor->on_header)
+        rc = visitor->on_header(visitor->ctx, header_out, err);
+    if (rc != 0 || !visitor || !visitor->on_data) {
+        object_reader_close(r);
+        return rc;
+    }
+    return end_read(r, read_rdb_chunks(r, visitor, err), NULL, err);
+}
+
+/* Reads one unit (8-byte time, 4-byte length, bytes) into *unit, grown
+ * as needed. */
+static int read_unit(struct object_reader *r, uint8_t **unit, size_t *cap, int64_t *time_ms, uint32_t *len,
+                     struct tm_error *err)
+{
+    uint8_t unit_header[12];
+    if (object_read(r, unit_header, sizeof unit_header, err) != 0)
+        return -1;
+    *time_ms = (int64_t)archive_get_be64(unit_header);
+    *len = archive_get_be32(unit_header + 8);
+    if (*len == 0 || *len > ARCHIVE_REDIS_UNIT_MAX)
+        return tm_error_setc(err, TM_ERR_CORRUPT, "invalid unit length %u in a Redis segment", *len);
+    if (*len > *cap) {
+        uint8_t *grown = realloc(*unit, *len);
+        if (!grown)
+            return tm_error_setc(err, TM_ERR_NO_MEMORY, "out of memory");
+        *unit = grown;
+        *cap = *len;
+    }
+    return object_read(r, *unit, *len, err);
 }
 
 int redis_segment_read(struct storage *st, const char *name, const struct crypto_keyring *key,
@@ -577,231 +598,20 @@ int redis_segment_read(struct storage *st, const char *name, const struct crypto
                        uint8_t hash_out[OBJECT_HASH_BYTES], struct tm_error *err)
 {
     struct object_reader *r;
-    if (object_reader_open(st, name, OBJECT_SEGMENT, key, &r, err) != 0)
+    if (open_read(st, name, &redis_segment_format, key, &r, header_out, err) != 0)
         return -1;
-    uint8_t header[ARCHIVE_REDIS_HEADER_BYTES];
-    int rc = object_read(r, header, sizeof header, err);
-    if (rc == 0)
-        rc = redis_segment_header_decode(header, header_out, err);
-    if (rc == 0 && visitor && visitor->on_header)
+    int rc = 0;
+    if (visitor && visitor->on_header)
         rc = visitor->on_header(visitor->ctx, header_out, err);
     uint8_t *unit = NULL;
     size_t unit_cap = 0;
     for (uint32_t i = 0; rc == 0 && i < header_out->unit_count; i++) {
-        uint8_t unit_header[12];
-        if ((rc = object_read(r, unit_header, sizeof unit_header, err)) != 0)
-            break;
-        int64_t time_ms = (int64_t)get_be64(unit_header);
-        uint32_t len = archive_get_be32(unit_header + 8);
-        if (len == 0 || len > ARCHIVE_REDIS_UNIT_MAX) {
-            rc = tm_error_set(err, "invalid unit length %u in a Redis segment", len);
-            break;
-        }
-        if (len > unit_cap) {
-            uint8_t *grown = realloc(unit, len);
-            if (!grown) {
-                rc = tm_error_set(err, "out of memory");
-                break;
-            }
-            unit = grown;
-            unit_cap = len;
-        }
-        rc = object_read(r, unit, len, err);
+        int64_t time_ms;
+        uint32_t len;
+        rc = read_unit(r, &unit, &unit_cap, &time_ms, &len, err);
         if (rc == 0 && visitor && visitor->on_unit)
             rc = visitor->on_unit(visitor->ctx, time_ms, unit, len, err);
     }
     free(unit);
-    if (rc == 0)
-        rc = object_reader_finish(r, hash_out, err);
-    object_reader_close(r);
-    return rc;
-}
-
-/* ------------------------------------------------------------- catalogue */
-
-static int parse_hex64(const char *p, size_t digits, uint64_t *out)
-{
-    uint64_t value = 0;
-    for (size_t i = 0; i < digits; i++) {
-        char c = p[i];
-        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-        if (d < 0)
-            return -1;
-        value = value << 4 | (uint64_t)d;
-    }
-    *out = value;
-    return 0;
-}
-
-/* Whether `name` has the exact form archive_generation_id_new writes:
- * YYYYMMDDTHHMMSSmmmZ-xxxxxxxx. Anything else under generations/ (".."
- * from a hostile listing, stray folders) is not part of the archive. */
-static int generation_id_ok(const char *name)
-{
-    static const char form[] = "DDDDDDDDTDDDDDDDDDZ-HHHHHHHH";
-    if (strlen(name) != sizeof form - 1)
-        return 0;
-    for (size_t i = 0; form[i]; i++) {
-        char c = name[i];
-        int ok = form[i] == 'D'   ? c >= '0' && c <= '9'
-                 : form[i] == 'H' ? (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')
-                                  : c == form[i];
-        if (!ok)
-            return 0;
-    }
-    return 1;
-}
-
-/* Parses "<16 hex>-<dec>[-<dec>]<suffix>"; second_ms NULL for snapshots. */
-static int parse_leaf(const char *leaf, const char *suffix, uint64_t *index, int64_t *first_ms,
-                      int64_t *second_ms)
-{
-    if (strlen(leaf) < 18 || parse_hex64(leaf, 16, index) != 0 || leaf[16] != '-')
-        return -1;
-    char *end;
-    *first_ms = strtoll(leaf + 17, &end, 10);
-    if (end == leaf + 17)
-        return -1;
-    if (second_ms) {
-        if (*end != '-')
-            return -1;
-        const char *start = end + 1;
-        *second_ms = strtoll(start, &end, 10);
-        if (end == start)
-            return -1;
-    }
-    return strcmp(end, suffix) == 0 ? 0 : -1;
-}
-
-static int load_snapshots(struct storage *st, const char *dir, struct catalog_generation *gen,
-                          struct tm_error *err)
-{
-    struct storage_list list;
-    if (storage_list(st, dir, &list, err) != 0)
-        return -1;
-    gen->snapshots = calloc(list.count ? list.count : 1, sizeof *gen->snapshots);
-    if (!gen->snapshots) {
-        storage_list_release(&list);
-        return tm_error_set(err, "out of memory");
-    }
-    for (size_t i = 0; i < list.count; i++) {
-        struct catalog_snapshot *snap = &gen->snapshots[gen->snapshot_count];
-        if (list.entries[i].is_dir ||
-            parse_leaf(list.entries[i].name, ".snap", &snap->index, &snap->time_ms, NULL) != 0)
-            continue;
-        snap->size = list.entries[i].size;
-        snprintf(snap->key, sizeof snap->key, "%s/%s", dir, list.entries[i].name);
-        gen->snapshot_count++;
-    }
-    storage_list_release(&list);
-    return 0;
-}
-
-static int load_segments(struct storage *st, const char *dir, struct catalog_generation *gen,
-                         struct tm_error *err)
-{
-    struct storage_list list;
-    if (storage_list(st, dir, &list, err) != 0)
-        return -1;
-    gen->segments = calloc(list.count ? list.count : 1, sizeof *gen->segments);
-    if (!gen->segments) {
-        storage_list_release(&list);
-        return tm_error_set(err, "out of memory");
-    }
-    for (size_t i = 0; i < list.count; i++) {
-        struct catalog_segment *seg = &gen->segments[gen->segment_count];
-        if (list.entries[i].is_dir || parse_leaf(list.entries[i].name, ".seg", &seg->index,
-                                                 &seg->first_ms, &seg->last_ms) != 0)
-            continue;
-        seg->size = list.entries[i].size;
-        snprintf(seg->key, sizeof seg->key, "%s/%s", dir, list.entries[i].name);
-        gen->segment_count++;
-    }
-    storage_list_release(&list);
-    return 0;
-}
-
-static int compare_deltas(const void *a, const void *b)
-{
-    const struct catalog_delta *x = a, *y = b;
-    if (x->first_index != y->first_index)
-        return x->first_index < y->first_index ? -1 : 1;
-    return x->end_index < y->end_index ? -1 : x->end_index > y->end_index;
-}
-
-static int load_deltas(struct storage *st, const char *dir, struct catalog_generation *gen,
-                       struct tm_error *err)
-{
-    struct storage_list list;
-    if (storage_list(st, dir, &list, err) != 0)
-        return -1;
-    gen->deltas = calloc(list.count ? list.count : 1, sizeof *gen->deltas);
-    if (!gen->deltas) {
-        storage_list_release(&list);
-        return tm_error_set(err, "out of memory");
-    }
-    for (size_t i = 0; i < list.count; i++) {
-        struct catalog_delta *delta = &gen->deltas[gen->delta_count];
-        const char *leaf = list.entries[i].name;
-        if (list.entries[i].is_dir || strlen(leaf) < 17 || parse_hex64(leaf, 16, &delta->first_index) != 0 ||
-            leaf[16] != '-' || parse_leaf(leaf + 17, ".delta", &delta->end_index, &delta->first_ms,
-                                          &delta->last_ms) != 0 ||
-            delta->end_index <= delta->first_index)
-            continue;
-        delta->size = list.entries[i].size;
-        snprintf(delta->key, sizeof delta->key, "%s/%s", dir, leaf);
-        gen->delta_count++;
-    }
-    storage_list_release(&list);
-    qsort(gen->deltas, gen->delta_count, sizeof *gen->deltas, compare_deltas);
-    return 0;
-}
-
-int catalog_load(struct storage *st, const char *db, struct catalog *out, struct tm_error *err)
-{
-    memset(out, 0, sizeof *out);
-    char dir[ARCHIVE_NAME_MAX];
-    archive_db_dir(db, dir, sizeof dir);
-    strncat(dir, "/generations", sizeof dir - strlen(dir) - 1);
-    struct storage_list gens;
-    if (storage_list(st, dir, &gens, err) != 0)
-        return -1;
-    out->generations = calloc(gens.count ? gens.count : 1, sizeof *out->generations);
-    if (!out->generations) {
-        storage_list_release(&gens);
-        return tm_error_set(err, "out of memory");
-    }
-    int rc = 0;
-    for (size_t i = 0; i < gens.count && rc == 0; i++) {
-        if (!gens.entries[i].is_dir || !generation_id_ok(gens.entries[i].name))
-            continue;
-        struct catalog_generation *gen = &out->generations[out->generation_count++];
-        snprintf(gen->id, sizeof gen->id, "%s", gens.entries[i].name);
-        char sub[ARCHIVE_NAME_MAX];
-        snprintf(sub, sizeof sub, "%s/%s/snapshots", dir, gen->id);
-        rc = load_snapshots(st, sub, gen, err);
-        if (rc == 0) {
-            snprintf(sub, sizeof sub, "%s/%s/segments", dir, gen->id);
-            rc = load_segments(st, sub, gen, err);
-        }
-        if (rc == 0) {
-            snprintf(sub, sizeof sub, "%s/%s/deltas", dir, gen->id);
-            rc = load_deltas(st, sub, gen, err);
-        }
-    }
-    storage_list_release(&gens);
-    if (rc != 0)
-        catalog_release(out);
-    return rc;
-}
-
-void catalog_release(struct catalog *cat)
-{
-    for (size_t i = 0; i < cat->generation_count; i++) {
-        free(cat->generations[i].snapshots);
-        free(cat->generations[i].segments);
-        free(cat->generations[i].deltas);
-    }
-    free(cat->generations);
-    memset(cat, 0, sizeof *cat);
+    return end_read(r, rc, hash_out, err);
 }

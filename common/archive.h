@@ -1,23 +1,29 @@
-/* archive.h - the archive's layout and the payload formats of its objects.
- * Byte layouts at the top of archive.c and in docs/format.md. */
+/* archive.h - the archive in three layers, and the middle one here:
+ *   layout.h   where every object lives: keys made and names parsed;
+ *   archive.h  what an object's payload holds: its header and body
+ *              formats, one reader per kind (byte layouts at the top of
+ *              archive.c and in docs/format.md), inside the envelope of
+ *              object.h;
+ *   catalog.h  what a replica holds, from listings alone.
+ * This header includes the other two for the modules that use all three. */
 #ifndef TM_ARCHIVE_H
 #define TM_ARCHIVE_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+#include "catalog.h"
 #include "error.h"
+#include "layout.h"
 #include "object.h"
 #include "storage/storage.h"
 
-#define ARCHIVE_GEN_ID_BYTES 32        /* fixed field, NUL padded */
 #define ARCHIVE_HEADER_BYTES 128       /* segment and snapshot payload headers */
 #define ARCHIVE_TXN_HEADER_BYTES 16
 #define ARCHIVE_DELTA_HEADER_BYTES 192
 #define ARCHIVE_REDIS_HEADER_BYTES 192
 #define ARCHIVE_REPLID_BYTES 40
 #define ARCHIVE_REDIS_UNIT_MAX (1024u * 1024 * 1024)   /* a MULTI block's bytes, at most */
-#define ARCHIVE_NAME_MAX 512
 
 /* Where the tailer was in the WAL; `valid` is 0 when there was no WAL. */
 struct archive_wal_position {
@@ -103,27 +109,21 @@ void txn_header_encode(const struct txn_header *h, uint8_t out[ARCHIVE_TXN_HEADE
 void txn_header_decode(const uint8_t in[ARCHIVE_TXN_HEADER_BYTES], struct txn_header *out);
 void archive_put_be32(uint8_t *p, uint32_t v);
 uint32_t archive_get_be32(const uint8_t *p);
+void archive_put_be64(uint8_t *p, uint64_t v);
+uint64_t archive_get_be64(const uint8_t *p);
 
 /* The chain hash a new generation starts from. */
 void archive_chain_start(const char *generation, uint8_t out[OBJECT_HASH_BYTES]);
-/* A new generation id: "20261124T001500123Z-9f3a1b2c" (sorts by time). */
-void archive_generation_id_new(int64_t now_ms, char out[ARCHIVE_GEN_ID_BYTES + 1]);
-
-/* Object keys. */
-/* The first key component of database `db`'s objects: its name, escaped
- * (common/names.h). Every key below is built on it. */
-void archive_db_dir(const char *db, char *out, size_t len);
-
-void archive_snapshot_key(const char *db, const char *gen, uint64_t index, int64_t time_ms,
-                          char *out, size_t len);
-void archive_segment_key(const char *db, const char *gen, uint64_t index, int64_t first_ms,
-                         int64_t last_ms, char *out, size_t len);
-void archive_delta_key(const char *db, const char *gen, uint64_t first_index, uint64_t end_index,
-                       int64_t first_ms, int64_t last_ms, char *out, size_t len);
 
 /* --------------------------------------------------------------- reading
- * The one place segment and snapshot payloads are parsed. Callbacks may be
- * NULL; each returns 0 to go on or -1 (err set) to stop the read. */
+ * The one place payloads are parsed. Callbacks may be NULL; each returns
+ * 0 to go on or -1 (err set) to stop the read, and the reader then fails
+ * with the callback's error. Errors of the readers themselves carry a
+ * code: TM_ERR_NOT_FOUND when the object is missing (from the storage),
+ * TM_ERR_CORRUPT when it fails a check (envelope, authentication, header,
+ * body, payload hash). Errors of the envelope and the storage name the
+ * object; those of the payload ("not a segment payload") do not, and the
+ * caller says which object it read. */
 
 typedef int (*archive_page_fn)(void *ctx, uint32_t page_number, const uint8_t *page,
                                struct tm_error *err);
@@ -192,48 +192,5 @@ struct redis_segment_visitor {
 int redis_segment_read(struct storage *st, const char *name, const struct crypto_keyring *key,
                        const struct redis_segment_visitor *visitor, struct redis_segment_header *header_out,
                        uint8_t hash_out[OBJECT_HASH_BYTES], struct tm_error *err);
-
-/* ------------------------------------------------------------- catalogue */
-
-struct catalog_snapshot {
-    uint64_t index;
-    int64_t time_ms;
-    uint64_t size;
-    char key[ARCHIVE_NAME_MAX];
-};
-
-struct catalog_segment {
-    uint64_t index;
-    int64_t first_ms, last_ms;
-    uint64_t size;
-    char key[ARCHIVE_NAME_MAX];
-};
-
-struct catalog_delta {
-    uint64_t first_index, end_index;      /* segments [first, end) */
-    int64_t first_ms, last_ms;
-    uint64_t size;
-    char key[ARCHIVE_NAME_MAX];
-};
-
-struct catalog_generation {
-    char id[ARCHIVE_GEN_ID_BYTES + 1];
-    struct catalog_delta *deltas;         /* sorted by first_index, then end_index */
-    size_t delta_count;
-    struct catalog_snapshot *snapshots;   /* sorted by index */
-    size_t snapshot_count;
-    struct catalog_segment *segments;     /* sorted by index */
-    size_t segment_count;
-};
-
-struct catalog {
-    struct catalog_generation *generations;   /* oldest first */
-    size_t generation_count;
-};
-
-/* What the archive holds for database `db`, from listings alone (names
- * and sizes; nothing is decrypted). Unrecognised names are ignored. */
-int catalog_load(struct storage *st, const char *db, struct catalog *out, struct tm_error *err);
-void catalog_release(struct catalog *cat);
 
 #endif

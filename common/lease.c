@@ -1,7 +1,7 @@
 /* lease.c - leases that keep retention off what is being read (lease.h). */
 #include "lease.h"
 
-#include "archive.h"
+#include "layout.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -17,9 +17,7 @@ int lease_take(struct storage *st, const char *db, const char *generation, int64
     for (char *p = host; *p; p++)
         if (*p == '/' || *p == ' ')
             *p = '_';
-    char dir[ARCHIVE_NAME_MAX];
-    archive_db_dir(db, dir, sizeof dir);
-    snprintf(key_out, key_len, "%s/leases/%s-%d-%" PRId64 ".lease", dir, host, (int)getpid(), now_ms);
+    layout_lease_key(db, host, (int)getpid(), now_ms, key_out, key_len);
     char body[128];
     int len = snprintf(body, sizeof body, "generation %s\nexpires %" PRId64 "\n", generation,
                        (int64_t)(now_ms + LEASE_HOLD_MS));
@@ -53,8 +51,7 @@ int lease_active(struct storage *st, const char *db, int64_t now_ms, char ***out
     *out = NULL;
     *count = 0;
     char dir[ARCHIVE_NAME_MAX];
-    archive_db_dir(db, dir, sizeof dir);
-    strncat(dir, "/leases", sizeof dir - strlen(dir) - 1);
+    layout_area_dir(db, LAYOUT_LEASES, dir, sizeof dir);
     struct storage_list list;
     if (storage_list(st, dir, &list, err) != 0)
         return -1;
@@ -63,7 +60,7 @@ int lease_active(struct storage *st, const char *db, int64_t now_ms, char ***out
         if (list.entries[i].is_dir)
             continue;
         char key[1024];
-        snprintf(key, sizeof key, "%s/%s", dir, list.entries[i].name);
+        layout_child_key(dir, list.entries[i].name, key, sizeof key);
         uint8_t *data;
         size_t len;
         if (storage_read_all(st, key, &data, &len, err) != 0) {

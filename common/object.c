@@ -162,7 +162,7 @@ int object_writer_open(struct storage *st, const char *name, enum object_kind ki
 {
     struct object_writer *w = calloc(1, sizeof *w);
     if (!w)
-        return tm_error_set(err, "out of memory");
+        return tm_error_setc(err, TM_ERR_NO_MEMORY, "out of memory");
     w->keys = keys;
     snprintf(w->name, sizeof w->name, "%s", name);
     w->zstd = ZSTD_createCCtx();
@@ -172,7 +172,7 @@ int object_writer_open(struct storage *st, const char *name, enum object_kind ki
     w->cipher = malloc(CHUNK_CIPHER_MAX + 4);
     if (!w->zstd || !w->zstd_out || !w->chunk || !w->cipher) {
         writer_free(w);
-        return tm_error_set(err, "out of memory");
+        return tm_error_setc(err, TM_ERR_NO_MEMORY, "out of memory");
     }
     ZSTD_CCtx_setParameter(w->zstd, ZSTD_c_compressionLevel, ZSTD_LEVEL);
     ZSTD_CCtx_setParameter(w->zstd, ZSTD_c_checksumFlag, 1);
@@ -284,7 +284,7 @@ static int source_read_exact(struct object_reader *r, void *buf, size_t len, int
 
 static int corrupt(struct object_reader *r, struct tm_error *err, const char *what)
 {
-    return tm_error_set(err, "object '%s' is corrupt: %s", r->name, what);
+    return tm_error_setc(err, TM_ERR_CORRUPT, "object '%s' is corrupt: %s", r->name, what);
 }
 
 /* Refills r->in with the next compressed bytes; leaves in_used 0 at end. */
@@ -411,7 +411,8 @@ static int check_header(struct object_reader *r, enum object_kind kind,
         return corrupt(r, err, "unknown compression");
     if (h[10] == ENC_NONE) {
         if (r->keys) {
-            tm_error_set(err, "object '%s' is not encrypted but an encryption key is configured", r->name);
+            tm_error_setc(err, TM_ERR_CORRUPT, "object '%s' is not encrypted but an encryption key is configured",
+                          r->name);
             return tm_error_hint(err, "refusing it: an unencrypted object in an encrypted archive may have been planted");
         }
         return 0;
@@ -419,7 +420,8 @@ static int check_header(struct object_reader *r, enum object_kind kind,
     if (h[10] != CRYPTO_SCHEME_SYMMETRIC && h[10] != CRYPTO_SCHEME_SEALED)
         return corrupt(r, err, "unknown encryption");
     if (!r->keys) {
-        tm_error_set(err, "object '%s' is encrypted but the configuration has 'encryption: none'", r->name);
+        tm_error_setc(err, TM_ERR_REFUSED, "object '%s' is encrypted but the configuration has 'encryption: none'",
+                      r->name);
         return tm_error_hint(err, "set encryption.key-file to the key the backups were made with");
     }
     uint8_t sealed[CRYPTO_SEALED_KEY_BYTES] = {0};
@@ -443,7 +445,7 @@ int object_reader_open(struct storage *st, const char *name, enum object_kind ki
     struct crypto_object_key object_key = {0};
     struct object_reader *r = calloc(1, sizeof *r);
     if (!r)
-        return tm_error_set(err, "out of memory");
+        return tm_error_setc(err, TM_ERR_NO_MEMORY, "out of memory");
     r->keys = keys;
     snprintf(r->name, sizeof r->name, "%s", name);
     r->zstd = ZSTD_createDCtx();
@@ -457,7 +459,7 @@ int object_reader_open(struct storage *st, const char *name, enum object_kind ki
     r->zstd_hint = 1;
     if (!r->zstd || !r->in || !r->cipher || !r->out) {
         object_reader_close(r);
-        return tm_error_set(err, "out of memory");
+        return tm_error_setc(err, TM_ERR_NO_MEMORY, "out of memory");
     }
     crypto_generichash_init(&r->hash, NULL, 0, OBJECT_HASH_BYTES);
     if (storage_read_begin(st, name, &r->source, err) != 0) {

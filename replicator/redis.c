@@ -154,12 +154,6 @@ static void buffer_consume(struct buffer *b, size_t len)
     b->len -= len;
 }
 
-static void put_be64(uint8_t *p, uint64_t v)
-{
-    archive_put_be32(p, (uint32_t)(v >> 32));
-    archive_put_be32(p + 4, (uint32_t)v);
-}
-
 static const char *addr_of(const struct redis_link *l)
 {
     return l->owner->deps.cfg->redis_addr;
@@ -192,11 +186,17 @@ static void send_ack(struct redis_link *l)
 
 /* ------------------------------------------------------------- segments */
 
+static int write_units(void *ctx, struct object_writer *w, struct tm_error *err)
+{
+    struct redis_link *l = ctx;
+    return object_write(w, l->segment.data, l->segment.len, err);
+}
+
 /* Publishes the main link's complete units as one segment. */
 static int publish_segment(struct redis_link *l, struct tm_error *err)
 {
     struct redis_capture *rc = l->owner;
-    struct shipper *sh = rc->deps.counters;
+    struct shipper *sh = rc->deps.shipper;
     if (l->unit_count == 0 || l->is_next)
         return 0;
     struct redis_segment_header h = {.unit_count = l->unit_count, .index = sh->next_index,
@@ -205,37 +205,15 @@ static int publish_segment(struct redis_link *l, struct tm_error *err)
     snprintf(h.generation, sizeof h.generation, "%s", sh->generation);
     memcpy(h.prev_hash, sh->chain, sizeof h.prev_hash);
     snprintf(h.replid, sizeof h.replid, "%s", l->replid);
-    char key[ARCHIVE_NAME_MAX], name[ARCHIVE_NAME_MAX + 24];
-    archive_segment_key(rc->name, sh->generation, h.index, h.first_time_ms, h.last_time_ms, key, sizeof key);
     uint8_t header[ARCHIVE_REDIS_HEADER_BYTES];
     redis_segment_header_encode(&h, header);
-    spool_incoming_name(rc->deps.spool, key, name, sizeof name);
-    struct object_writer *w;
-    if (object_writer_open(spool_incoming(rc->deps.spool), name, OBJECT_SEGMENT, rc->deps.key, &w, err) != 0)
+    struct shipper_segment seg = {.first_ms = l->first_ms, .last_ms = l->last_ms, .header = header,
+                                  .header_len = sizeof header, .write_body = write_units, .ctx = l,
+                                  .end = {.repl_offset = h.end_offset}, .commits = l->unit_count,
+                                  .what = "commands"};
+    snprintf(seg.end.replid, sizeof seg.end.replid, "%s", l->replid);
+    if (shipper_publish_segment(sh, &seg, NULL, err) != 0)
         return -1;
-    uint8_t hash[OBJECT_HASH_BYTES];
-    uint64_t stored;
-    if (object_write(w, header, sizeof header, err) != 0 ||
-        object_write(w, l->segment.data, l->segment.len, err) != 0) {
-        object_writer_abort(w);
-        return -1;
-    }
-    if (object_writer_commit(w, hash, &stored, err) != 0)
-        return -1;
-    struct spool_position pos = {.next_index = h.index + 1, .last_snapshot_ms = sh->last_snapshot_ms,
-                                 .repl_offset = h.end_offset};
-    snprintf(pos.generation, sizeof pos.generation, "%s", sh->generation);
-    snprintf(pos.replid, sizeof pos.replid, "%s", l->replid);
-    memcpy(pos.chain, hash, sizeof pos.chain);
-    if (spool_publish(rc->deps.spool, key, &pos, err) != 0)
-        return -1;
-    memcpy(sh->chain, hash, sizeof sh->chain);
-    sh->next_index++;
-    sh->segments_shipped++;
-    sh->bytes_shipped += stored;
-    sh->commits_shipped += l->unit_count;
-    sh->last_commit_shipped_ms = l->last_ms;
-    log_debug("spooled segment %s (%u commands, %llu bytes)", key, l->unit_count, (unsigned long long)stored);
     l->segment.len = 0;
     l->unit_count = 0;
     l->segment_start_offset = l->unit_end_offset;
@@ -246,7 +224,7 @@ static int publish_segment(struct redis_link *l, struct tm_error *err)
 static int add_unit(struct redis_link *l, int64_t now_ms, const uint8_t *data, size_t len)
 {
     uint8_t head[12];
-    put_be64(head, (uint64_t)now_ms);
+    archive_put_be64(head, (uint64_t)now_ms);
     archive_put_be32(head + 8, (uint32_t)len);
     if (buffer_append(&l->segment, head, sizeof head) != 0 || buffer_append(&l->segment, data, len) != 0)
         return -1;
@@ -263,10 +241,10 @@ static int rdb_begin(struct redis_link *l, struct tm_error *err)
 {
     struct redis_capture *rc = l->owner;
     l->rdb_time_ms = clock_now_ms();
-    archive_generation_id_new(l->rdb_time_ms, l->generation);
+    layout_generation_id_new(l->rdb_time_ms, l->generation);
     uint8_t chain[OBJECT_HASH_BYTES];
     archive_chain_start(l->generation, chain);
-    archive_snapshot_key(rc->name, l->generation, 0, l->rdb_time_ms, l->rdb_key, sizeof l->rdb_key);
+    layout_snapshot_key(rc->name, l->generation, 0, l->rdb_time_ms, l->rdb_key, sizeof l->rdb_key);
     spool_incoming_name(rc->deps.spool, l->rdb_key, l->rdb_incoming, sizeof l->rdb_incoming);
     if (object_writer_open(spool_incoming(rc->deps.spool), l->rdb_incoming, OBJECT_SNAPSHOT, rc->deps.key,
                            &l->rdb_writer, err) != 0)
@@ -298,23 +276,15 @@ static int rdb_data(struct redis_link *l, const uint8_t *data, size_t len, struc
 static int rdb_publish(struct redis_link *l, struct tm_error *err)
 {
     struct redis_capture *rc = l->owner;
-    struct shipper *sh = rc->deps.counters;
     /* segments were published while it was written: it takes the next name */
     if (spool_adopt(rc->deps.spool, l->rdb_incoming, l->rdb_key, err) != 0)
         return -1;
     spool_incoming_name(rc->deps.spool, l->rdb_key, l->rdb_incoming, sizeof l->rdb_incoming);
-    snprintf(sh->generation, sizeof sh->generation, "%s", l->generation);
-    sh->has_generation = 1;
-    sh->next_index = 0;
-    archive_chain_start(sh->generation, sh->chain);
-    struct spool_position pos = {.next_index = 0, .last_snapshot_ms = l->rdb_time_ms, .repl_offset = l->rdb_offset};
-    snprintf(pos.generation, sizeof pos.generation, "%s", sh->generation);
-    snprintf(pos.replid, sizeof pos.replid, "%s", l->replid);
-    memcpy(pos.chain, sh->chain, sizeof pos.chain);
-    if (spool_publish(rc->deps.spool, l->rdb_key, &pos, err) != 0)
+    shipper_use_generation(rc->deps.shipper, l->generation);
+    struct spool_position end = {.repl_offset = l->rdb_offset};
+    snprintf(end.replid, sizeof end.replid, "%s", l->replid);
+    if (shipper_publish_snapshot(rc->deps.shipper, l->rdb_key, &end, l->rdb_time_ms, l->rdb_stored, err) != 0)
         return -1;
-    sh->last_snapshot_ms = l->rdb_time_ms;
-    sh->bytes_shipped += l->rdb_stored;
     l->rdb_ready = 0;
     log_info("snapshot %s: RDB of %llu bytes (replication offset %" PRIu64 "), %llu bytes stored", l->rdb_key,
              (unsigned long long)l->rdb_check.bytes, l->rdb_offset, (unsigned long long)l->rdb_stored);
@@ -455,7 +425,7 @@ static int process_line_states(struct redis_link *l)
             l->owner->retry_s = RETRY_MIN_S;
             l->owner->failing_since_ms = 0;
             log_event(LOG_INFO, l->owner->name, NULL, "continuing the replication stream of %s at offset %" PRIu64
-                      " (generation %s)", addr_of(l), l->offset, l->owner->deps.counters->generation);
+                      " (generation %s)", addr_of(l), l->offset, l->owner->deps.shipper->generation);
             return 1;
         }
         disconnect(l, "Redis at %s answered PSYNC with '%s'", addr_of(l), line);
@@ -630,7 +600,7 @@ static void try_switch(struct redis_capture *rc)
     ev_timer_stop(rc->deps.loop, &rc->retry_timer);
     rc->retry_s = RETRY_MIN_S;
     log_event(LOG_INFO, rc->name, NULL, "scheduled snapshot in place: the previous generation runs past it, "
-              "and the stream continues in generation %s", rc->deps.counters->generation);
+              "and the stream continues in generation %s", rc->deps.shipper->generation);
 }
 
 /* ------------------------------------------------------------- the socket */
@@ -857,13 +827,8 @@ int redis_capture_start(const struct redis_capture_deps *deps, struct redis_capt
     /* continue where the archive ends, if it is a Redis archive */
     struct spool_position end;
     if (spool_position(deps->spool, &end) && end.replid[0]) {
-        struct shipper *sh = deps->counters;
         struct redis_link *l = rc->main;
-        snprintf(sh->generation, sizeof sh->generation, "%s", end.generation);
-        sh->has_generation = 1;
-        sh->next_index = end.next_index;
-        memcpy(sh->chain, end.chain, sizeof sh->chain);
-        sh->last_snapshot_ms = end.last_snapshot_ms;
+        shipper_continue(deps->shipper, &end);
         snprintf(l->replid, sizeof l->replid, "%s", end.replid);
         l->offset = l->unit_end_offset = l->segment_start_offset = end.repl_offset;
         l->have_position = 1;

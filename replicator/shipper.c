@@ -32,17 +32,19 @@ static int spool_writer_open(struct shipper *sh, const char *key, enum object_ki
     return object_writer_open(spool_incoming(sh->spool), name, kind, sh->key, out, err);
 }
 
-/* Commits the object and publishes it with the archive's new end. */
-static int spool_writer_publish(struct shipper *sh, struct object_writer *w, const char *key,
-                                const struct spool_position *next, uint8_t hash[OBJECT_HASH_BYTES],
-                                uint64_t *stored, struct tm_error *err)
+/* Publishes the object written at spool_incoming_name(key) with the
+ * archive's new end: `end` as the caller filled it (WAL position and page
+ * size, or Redis replication id and offset), completed with the
+ * shipper's generation and the given index, chain and snapshot time. */
+static int publish_position(struct shipper *sh, const char *key, struct spool_position end, uint64_t next_index,
+                            const uint8_t chain[OBJECT_HASH_BYTES], int64_t last_snapshot_ms,
+                            struct tm_error *err)
 {
-    struct spool_position pos = *next;
-    if (object_writer_commit(w, hash, stored, err) != 0)
-        return -1;
-    if (hash && pos.next_index != sh->next_index)   /* a segment: the chain moves on */
-        memcpy(pos.chain, hash, sizeof pos.chain);
-    return spool_publish(sh->spool, key, &pos, err);
+    snprintf(end.generation, sizeof end.generation, "%s", sh->generation);
+    end.next_index = next_index;
+    memcpy(end.chain, chain, sizeof end.chain);
+    end.last_snapshot_ms = last_snapshot_ms;
+    return spool_publish(sh->spool, key, &end, err);
 }
 
 /* ---------------------------------------------------------------- resume */
@@ -56,11 +58,7 @@ int shipper_resume(struct shipper *sh, struct wal_position *pos, uint32_t *page_
     if (!spool_position(sh->spool, &end))
         return 0;
     *found = end.wal.valid;   /* the generation is loaded either way */
-    snprintf(sh->generation, sizeof sh->generation, "%s", end.generation);
-    sh->has_generation = 1;
-    sh->next_index = end.next_index;
-    memcpy(sh->chain, end.chain, sizeof sh->chain);
-    sh->last_snapshot_ms = end.last_snapshot_ms;
+    shipper_continue(sh, &end);
     pos->salt1 = end.wal.salt1;
     pos->salt2 = end.wal.salt2;
     pos->frame = end.wal.frame;
@@ -74,12 +72,28 @@ int shipper_resume(struct shipper *sh, struct wal_position *pos, uint32_t *page_
     return 0;
 }
 
-void shipper_new_generation(struct shipper *sh, int64_t now_ms)
+void shipper_continue(struct shipper *sh, const struct spool_position *end)
 {
-    archive_generation_id_new(now_ms, sh->generation);
+    snprintf(sh->generation, sizeof sh->generation, "%s", end->generation);
+    sh->has_generation = 1;
+    sh->next_index = end->next_index;
+    memcpy(sh->chain, end->chain, sizeof sh->chain);
+    sh->last_snapshot_ms = end->last_snapshot_ms;
+}
+
+void shipper_use_generation(struct shipper *sh, const char *generation)
+{
+    snprintf(sh->generation, sizeof sh->generation, "%s", generation);
     archive_chain_start(sh->generation, sh->chain);
     sh->has_generation = 1;
     sh->next_index = 0;
+}
+
+void shipper_new_generation(struct shipper *sh, int64_t now_ms)
+{
+    char generation[ARCHIVE_GEN_ID_BYTES + 1];
+    layout_generation_id_new(now_ms, generation);
+    shipper_use_generation(sh, generation);
 }
 
 /* ------------------------------------------------------------- segments */
@@ -107,7 +121,45 @@ static void record_pages(struct shipper *sh, struct recorded_pages *rec)
     rec->count = 0;
 }
 
-/* Streams the frames of `commits` into f, re-verifying the checksum chain
+/* Frames read back from the WAL, a batch at a time. */
+struct frame_batch {
+    uint8_t *bytes;
+    size_t frame_bytes;
+    uint32_t capacity;                   /* frames the buffer holds */
+    uint32_t first, count;               /* frames held: [first, first + count) */
+};
+
+/* Frame `wanted`, from the batch, or from the next batch read (up to
+ * frame `last`, its pages recorded first); NULL when the read fails. */
+static const uint8_t *batch_frame(struct shipper *sh, struct tailer *t, struct frame_batch *b,
+                                  struct recorded_pages *rec, uint32_t wanted, uint32_t last, struct tm_error *err)
+{
+    if (wanted >= b->first + b->count) {
+        record_pages(sh, rec);
+        b->first = wanted;
+        b->count = last - wanted + 1 < b->capacity ? last - wanted + 1 : b->capacity;
+        if (tailer_read_frames(t, b->first, b->count, b->bytes, err) != 0)
+            return NULL;
+    }
+    return b->bytes + (size_t)(wanted - b->first) * b->frame_bytes;
+}
+
+/* One frame into the segment: page number (4 bytes) then the page; the
+ * page is kept for the delta builder when `rec` is not NULL. */
+static int write_frame(struct object_writer *w, const uint8_t *frame, uint32_t page_size,
+                       struct recorded_pages *rec, struct tm_error *err)
+{
+    if (object_write(w, frame, 4, err) != 0 ||
+        object_write(w, frame + WAL_FRAME_HEADER_BYTES, page_size, err) != 0)
+        return -1;
+    if (rec) {
+        rec->numbers[rec->count] = archive_get_be32(frame);
+        rec->pages[rec->count++] = frame + WAL_FRAME_HEADER_BYTES;
+    }
+    return 0;
+}
+
+/* Streams the frames of `commits` into w, re-verifying the checksum chain
  * from `from`. Returns SHIPPER_BROKEN if the WAL no longer matches. */
 static int write_transactions(struct shipper *sh, struct tailer *t, struct object_writer *w,
                               const struct tailer_commit *commits, size_t count,
@@ -121,18 +173,12 @@ static int write_transactions(struct shipper *sh, struct tailer *t, struct objec
         record = 0;
     }
     const struct wal_header *hdr = tailer_header(t);
-    size_t frame_bytes = WAL_FRAME_HEADER_BYTES + hdr->page_size;
-    uint32_t batch_frames = FRAME_BATCH_BYTES / frame_bytes ? FRAME_BATCH_BYTES / frame_bytes : 1;
-    uint8_t *batch = malloc((size_t)batch_frames * frame_bytes);
-    struct recorded_pages rec = {malloc(batch_frames * sizeof *rec.numbers), malloc(batch_frames * sizeof *rec.pages), 0};
-    if (!batch || !rec.numbers || !rec.pages) {
-        free(batch);
-        free(rec.numbers);
-        free(rec.pages);
-        return tm_error_set(err, "out of memory");
-    }
-    uint32_t batch_first = 0, batch_count = 0;   /* frames held in batch */
-    int rc = SHIPPER_OK;
+    struct frame_batch batch = {.frame_bytes = WAL_FRAME_HEADER_BYTES + hdr->page_size};
+    batch.capacity = FRAME_BATCH_BYTES / batch.frame_bytes ? FRAME_BATCH_BYTES / batch.frame_bytes : 1;
+    batch.bytes = malloc((size_t)batch.capacity * batch.frame_bytes);
+    struct recorded_pages rec = {malloc(batch.capacity * sizeof *rec.numbers),
+                                 malloc(batch.capacity * sizeof *rec.pages), 0};
+    int rc = batch.bytes && rec.numbers && rec.pages ? SHIPPER_OK : tm_error_set(err, "out of memory");
     struct wal_position pos = from;
     uint32_t last_frame = commits[count - 1].end.frame;
     for (size_t c = 0; c < count && rc == SHIPPER_OK; c++) {
@@ -142,31 +188,16 @@ static int write_transactions(struct shipper *sh, struct tailer *t, struct objec
         txn_header_encode(&txn, txn_bytes);
         rc = object_write(w, txn_bytes, sizeof txn_bytes, err);
         while (rc == SHIPPER_OK && pos.frame < commits[c].end.frame) {
+            const uint8_t *frame = batch_frame(sh, t, &batch, &rec, pos.frame + 1, last_frame, err);
             struct wal_position next;
-            uint32_t wanted = pos.frame + 1;
-            if (wanted >= batch_first + batch_count) {
-                record_pages(sh, &rec);
-                batch_first = wanted;
-                batch_count = last_frame - wanted + 1 < batch_frames ? last_frame - wanted + 1 : batch_frames;
-                if (tailer_read_frames(t, batch_first, batch_count, batch, err) != 0) {
-                    rc = -1;
-                    break;
-                }
-            }
-            const uint8_t *frame = batch + (size_t)(wanted - batch_first) * frame_bytes;
-            if (!wal_frame_follows(hdr, &pos, frame, &next)) {
+            if (!frame) {
+                rc = -1;
+            } else if (!wal_frame_follows(hdr, &pos, frame, &next)) {
                 tm_error_set(err, "WAL frame %u changed after it was scanned", pos.frame + 1);
                 rc = SHIPPER_BROKEN;
-                break;
-            }
-            pos = next;
-            /* page number (4 bytes) then the page */
-            rc = object_write(w, frame, 4, err);
-            if (rc == 0)
-                rc = object_write(w, frame + WAL_FRAME_HEADER_BYTES, hdr->page_size, err);
-            if (rc == 0 && record) {
-                rec.numbers[rec.count] = archive_get_be32(frame);
-                rec.pages[rec.count++] = frame + WAL_FRAME_HEADER_BYTES;
+            } else {
+                pos = next;
+                rc = write_frame(w, frame, hdr->page_size, record ? &rec : NULL, err);
             }
         }
         if (rc == SHIPPER_OK && (pos.checksum[0] != commits[c].end.checksum[0] ||
@@ -176,7 +207,7 @@ static int write_transactions(struct shipper *sh, struct tailer *t, struct objec
         }
     }
     record_pages(sh, &rec);
-    free(batch);
+    free(batch.bytes);
     free(rec.numbers);
     free(rec.pages);
     return rc;
@@ -204,11 +235,11 @@ static int ship_delta(struct shipper *sh, int level, struct tm_error *err)
     struct delta_header h;
     delta_builder_header(sh->deltas, level, sh->generation, sh->db_pages, &h);
     char key[ARCHIVE_NAME_MAX];
-    archive_delta_key(sh->db_name, sh->generation, h.first_index, h.end_index, h.first_time_ms,
+    layout_delta_key(sh->db_name, sh->generation, h.first_index, h.end_index, h.first_time_ms,
                       h.last_time_ms, key, sizeof key);
     uint8_t header[ARCHIVE_DELTA_HEADER_BYTES];
     delta_header_encode(&h, header);
-    struct spool_position end;
+    struct spool_position end;   /* a delta does not move the archive's end */
     if (!spool_position(sh->spool, &end))
         return tm_error_set(err, "internal: no archive position for a delta");
     struct object_writer *w = NULL;
@@ -223,7 +254,7 @@ static int ship_delta(struct shipper *sh, int level, struct tm_error *err)
         return -1;
     }
     uint64_t stored;
-    if (spool_writer_publish(sh, w, key, &end, NULL, &stored, err) != 0)
+    if (object_writer_commit(w, NULL, &stored, err) != 0 || spool_publish(sh->spool, key, &end, err) != 0)
         return -1;
     sh->deltas_shipped++;
     sh->bytes_shipped += stored;
@@ -260,6 +291,57 @@ int shipper_ship(struct shipper *sh, struct tailer *t, struct tm_error *err)
     return shipper_ship_first(sh, t, count, err);
 }
 
+/* ------------------------------------------------------------ publishing */
+
+int shipper_publish_segment(struct shipper *sh, const struct shipper_segment *seg,
+                            uint8_t hash_out[OBJECT_HASH_BYTES], struct tm_error *err)
+{
+    char key[ARCHIVE_NAME_MAX];
+    layout_segment_key(sh->db_name, sh->generation, sh->next_index, seg->first_ms, seg->last_ms, key, sizeof key);
+    struct object_writer *w = NULL;
+    int rc = spool_writer_open(sh, key, OBJECT_SEGMENT, &w, err);
+    if (rc == 0)
+        rc = object_write(w, seg->header, seg->header_len, err);
+    if (rc == 0)
+        rc = seg->write_body(seg->ctx, w, err);
+    if (rc != 0) {
+        object_writer_abort(w);
+        return rc;
+    }
+    uint8_t hash[OBJECT_HASH_BYTES];
+    uint64_t stored;
+    if (object_writer_commit(w, hash, &stored, err) != 0)
+        return -1;
+    if (publish_position(sh, key, seg->end, sh->next_index + 1, hash, sh->last_snapshot_ms, err) != 0)
+        return -1;
+    memcpy(sh->chain, hash, sizeof hash);
+    sh->next_index++;
+    sh->segments_shipped++;
+    sh->bytes_shipped += stored;
+    sh->commits_shipped += seg->commits;
+    sh->last_commit_shipped_ms = seg->last_ms;
+    log_debug("spooled segment %s (%llu %s, %llu bytes)", key, (unsigned long long)seg->commits, seg->what,
+              (unsigned long long)stored);
+    if (hash_out)
+        memcpy(hash_out, hash, sizeof hash);
+    return 0;
+}
+
+/* The body of an SQLite segment: the pending commits' frames. */
+struct commits_body {
+    struct shipper *sh;
+    struct tailer *tailer;
+    const struct tailer_commit *commits;
+    size_t count;
+    struct wal_position from;
+};
+
+static int write_commits(void *ctx, struct object_writer *w, struct tm_error *err)
+{
+    struct commits_body *body = ctx;
+    return write_transactions(body->sh, body->tailer, w, body->commits, body->count, body->from, err);
+}
+
 int shipper_ship_first(struct shipper *sh, struct tailer *t, size_t count, struct tm_error *err)
 {
     size_t pending_count;
@@ -282,44 +364,35 @@ int shipper_ship_first(struct shipper *sh, struct tailer *t, size_t count, struc
     };
     snprintf(h.generation, sizeof h.generation, "%s", sh->generation);
     memcpy(h.prev_hash, sh->chain, sizeof h.prev_hash);
-    char key[ARCHIVE_NAME_MAX];
-    archive_segment_key(sh->db_name, sh->generation, h.index, h.first_time_ms, h.last_time_ms, key,
-                        sizeof key);
     uint8_t header[ARCHIVE_HEADER_BYTES];
     segment_header_encode(&h, header);
-
-    struct object_writer *w = NULL;
-    int rc = spool_writer_open(sh, key, OBJECT_SEGMENT, &w, err);
-    if (rc == 0)
-        rc = object_write(w, header, sizeof header, err);
-    if (rc == 0)
-        rc = write_transactions(sh, t, w, pending, count, from, err);
-    if (rc != 0) {
-        object_writer_abort(w);
-        return rc;
-    }
-    struct spool_position next = {.next_index = h.index + 1, .wal = h.end, .page_size = h.page_size,
-                                  .last_snapshot_ms = sh->last_snapshot_ms};
-    snprintf(next.generation, sizeof next.generation, "%s", sh->generation);
+    struct commits_body body = {sh, t, pending, count, from};
+    struct shipper_segment seg = {.first_ms = h.first_time_ms, .last_ms = h.last_time_ms, .header = header,
+                                  .header_len = sizeof header, .write_body = write_commits, .ctx = &body,
+                                  .end = {.wal = h.end, .page_size = h.page_size}, .commits = count,
+                                  .what = "commits"};
     uint8_t hash[OBJECT_HASH_BYTES];
-    uint64_t stored;
-    if (spool_writer_publish(sh, w, key, &next, hash, &stored, err) != 0)
-        return -1;
-    memcpy(sh->chain, hash, sizeof hash);
-    sh->next_index++;
-    sh->segments_shipped++;
-    sh->bytes_shipped += stored;
-    sh->commits_shipped += count;
+    int rc = shipper_publish_segment(sh, &seg, hash, err);
+    if (rc != SHIPPER_OK)
+        return rc;
     sh->wal_bytes_since_snapshot += (uint64_t)(h.end.frame - from.frame) * hdr->page_size;
     sh->db_pages = pending[count - 1].db_size;
-    sh->last_commit_shipped_ms = h.last_time_ms;
-    log_debug("spooled segment %s (%zu commits, %llu bytes)", key, count, (unsigned long long)stored);
     tailer_ack(t, count);
     ship_deltas(sh, &h, hash);
     return SHIPPER_OK;
 }
 
 /* ------------------------------------------------------------- snapshots */
+
+int shipper_publish_snapshot(struct shipper *sh, const char *key, const struct spool_position *end,
+                             int64_t time_ms, uint64_t stored, struct tm_error *err)
+{
+    if (publish_position(sh, key, *end, sh->next_index, sh->chain, time_ms, err) != 0)
+        return -1;
+    sh->last_snapshot_ms = time_ms;
+    sh->bytes_shipped += stored;
+    return 0;
+}
 
 int shipper_snapshot(struct shipper *sh, const char *file, uint32_t page_size,
                      uint32_t page_count, int64_t time_ms, const struct wal_position *pos,
@@ -337,7 +410,7 @@ int shipper_snapshot(struct shipper *sh, const char *file, uint32_t page_size,
                                               {pos->checksum[0], pos->checksum[1]}};
     }
     char key[ARCHIVE_NAME_MAX];
-    archive_snapshot_key(sh->db_name, sh->generation, h.index, time_ms, key, sizeof key);
+    layout_snapshot_key(sh->db_name, sh->generation, h.index, time_ms, key, sizeof key);
     uint8_t header[ARCHIVE_HEADER_BYTES];
     snapshot_header_encode(&h, header);
 
@@ -364,19 +437,15 @@ int shipper_snapshot(struct shipper *sh, const char *file, uint32_t page_size,
         object_writer_abort(w);
         return -1;
     }
-    struct spool_position next = {.next_index = h.index, .wal = h.wal, .page_size = page_size,
-                                  .last_snapshot_ms = time_ms};
-    snprintf(next.generation, sizeof next.generation, "%s", sh->generation);
-    memcpy(next.chain, sh->chain, sizeof next.chain);
+    struct spool_position end = {.wal = h.wal, .page_size = page_size};
     uint64_t stored;
-    if (spool_writer_publish(sh, w, key, &next, NULL, &stored, err) != 0)
+    if (object_writer_commit(w, NULL, &stored, err) != 0 ||
+        shipper_publish_snapshot(sh, key, &end, time_ms, stored, err) != 0)
         return -1;
-    sh->last_snapshot_ms = time_ms;
     sh->wal_bytes_since_snapshot = 0;
     if (sh->deltas)
         delta_builder_reset(sh->deltas, h.index, page_size);
     sh->db_pages = page_count;
-    sh->bytes_shipped += stored;
     log_info("snapshot %s: %u pages, %llu bytes stored", key, page_count, (unsigned long long)stored);
     return 0;
 }

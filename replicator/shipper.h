@@ -42,7 +42,47 @@ enum shipper_status {
 int shipper_resume(struct shipper *sh, struct wal_position *pos, uint32_t *page_size,
                    int *found, struct tm_error *err);
 
+/* Continues the archive whose end the spool recorded (its generation,
+ * index, chain and newest snapshot). */
+void shipper_continue(struct shipper *sh, const struct spool_position *end);
+
+/* Starts generation `generation` (a new id, or a Redis resync's) at index
+ * 0, chained from its start hash. */
+void shipper_use_generation(struct shipper *sh, const char *generation);
 void shipper_new_generation(struct shipper *sh, int64_t now_ms);
+
+/* ------------------------------------------------------------ publishing
+ * The one publisher of segments, SQLite's (shipper_ship) and Redis'
+ * (redis.c): the object at the shipper's next index, named by layout.h,
+ * its header then its body through the spool's writer; then the
+ * archive's new end in the spool, then the chain, index and counters. */
+
+struct shipper_segment {
+    int64_t first_ms, last_ms;           /* first and last commit (or unit): its name */
+    const uint8_t *header;               /* its payload header, encoded by the caller */
+    size_t header_len;
+    /* writes the body after the header: 0, SHIPPER_BROKEN or -1 */
+    int (*write_body)(void *ctx, struct object_writer *w, struct tm_error *err);
+    void *ctx;
+    /* the archive's end after it, the caller's part: WAL position and page
+     * size, or Redis replication id and offset (the rest is the shipper's) */
+    struct spool_position end;
+    uint64_t commits;                    /* transactions or units it holds */
+    const char *what;                    /* "commits", "commands": for the log */
+};
+
+/* Publishes `seg`; hash_out (may be NULL) receives its hash. Returns 0,
+ * or what write_body returned (SHIPPER_BROKEN, -1), or -1 when the
+ * object or the spool failed: then nothing is published and the shipper
+ * is unchanged. */
+int shipper_publish_segment(struct shipper *sh, const struct shipper_segment *seg,
+                            uint8_t hash_out[OBJECT_HASH_BYTES], struct tm_error *err);
+
+/* Publishes snapshot `key`, committed in the spool's incoming storage
+ * (stored bytes), as the archive's new end at the shipper's index: `end`
+ * as for segments; the newest snapshot is now time_ms. */
+int shipper_publish_snapshot(struct shipper *sh, const char *key, const struct spool_position *end,
+                             int64_t time_ms, uint64_t stored, struct tm_error *err);
 
 /* Publishes the tailer's pending commits as one segment in the spool and
  * acknowledges them in the tailer, then the deltas the segment completes

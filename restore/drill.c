@@ -12,12 +12,13 @@
  * immutable, so the log is a directory of records, newest last), where
  * every host sees the history; `tidemark list` shows the newest. */
 #include "drill.h"
-#include "../common/json.h"
 
 #include "targets.h"
 
 #include "../common/clock.h"
+#include "../common/drill_record.h"
 #include "../common/fsutil.h"
+#include "../common/layout.h"
 #include "restore.h"
 
 #include <inttypes.h>
@@ -89,7 +90,7 @@ static void drill_one(const struct config *cfg, const struct crypto_keyring *key
     char scratch[PATH_MAX], index[16];
     snprintf(index, sizeof index, "%zu", replica);
     char file_name[ARCHIVE_NAME_MAX];
-    archive_db_dir(db->name, file_name, sizeof file_name);   /* a directory's database: one file name */
+    layout_db_dir(db->name, file_name, sizeof file_name);   /* a directory's database: one file name */
     snprintf(scratch, sizeof scratch, "%s/%s-%s-%d.db", db->drill.staging, file_name, db->replicas[replica].name,
              (int)getpid());
     if (fsutil_make_dirs(db->drill.staging, &err) != 0) {
@@ -131,37 +132,13 @@ static void drill_one(const struct config *cfg, const struct crypto_keyring *key
     remove_copy(scratch);
 }
 
-/* The record, one line of JSON. */
+/* The record, one line of JSON (common/drill_record.h). */
 static char *format_record(const struct config_db *db, const char *replica, const struct drill_result *r)
 {
-    char *text = NULL;
-    size_t len = 0;
-    FILE *fp = open_memstream(&text, &len);
-    if (!fp)
-        return NULL;
-    char started[40], point[40];
-    clock_format_ms(r->started_ms, started, sizeof started);
-    clock_format_ms(r->point_ms, point, sizeof point);
-    fprintf(fp, "{\"time\": \"%s\", \"db\": ", started);
-    json_write_string(fp, db->name);
-    fprintf(fp, ", \"replica\": ");
-    json_write_string(fp, replica);
-    fprintf(fp, ", \"ok\": %s, \"rto_ms\": %" PRId64, r->ok ? "true" : "false", r->rto_ms);
-    if (r->point_ms)
-        fprintf(fp, ", \"rpo_ms\": %" PRId64 ", \"point\": \"%s\"", r->rpo_ms, point);
-    if (db->drill.check_sql) {
-        fprintf(fp, ", \"check_sql\": ");
-        json_write_string(fp, db->drill.check_sql);
-        fprintf(fp, ", \"check_result\": ");
-        json_write_string(fp, r->check);
-    }
-    if (r->error[0]) {
-        fprintf(fp, ", \"error\": ");
-        json_write_string(fp, r->error);
-    }
-    fprintf(fp, "}");
-    fclose(fp);
-    return text;
+    struct drill_record record = {.started_ms = r->started_ms, .db = db->name, .replica = replica, .ok = r->ok,
+                                  .rto_ms = r->rto_ms, .rpo_ms = r->rpo_ms, .point_ms = r->point_ms,
+                                  .check_sql = db->drill.check_sql, .check_result = r->check, .error = r->error};
+    return drill_record_format(&record);
 }
 
 static int store_record(const struct config_db *db, size_t replica, const struct drill_result *r,
@@ -171,10 +148,7 @@ static int store_record(const struct config_db *db, size_t replica, const struct
     if (storage_open_replica(&db->replicas[replica], &st, err) != 0)
         return -1;
     char key[512];
-    char dir[ARCHIVE_NAME_MAX];
-    archive_db_dir(db->name, dir, sizeof dir);
-    snprintf(key, sizeof key, "%s/drills/%013" PRId64 "-%s.json", dir, r->started_ms,
-             db->replicas[replica].name);
+    layout_drill_key(db->name, r->started_ms, db->replicas[replica].name, key, sizeof key);
     struct storage_writer *w;
     int rc = storage_write_begin(st, key, &w, err);
     if (rc == 0 && (rc = storage_write(w, record, strlen(record), err)) != 0)
@@ -251,8 +225,7 @@ int drill_run(const struct config *cfg, const struct crypto_keyring *key, const 
 int drill_latest(struct storage *st, const char *db, char **record, int *found, struct tm_error *err)
 {
     char dir[ARCHIVE_NAME_MAX];
-    archive_db_dir(db, dir, sizeof dir);
-    strncat(dir, "/drills", sizeof dir - strlen(dir) - 1);
+    layout_area_dir(db, LAYOUT_DRILLS, dir, sizeof dir);
     *found = 0;
     *record = NULL;
     struct storage_list list;
@@ -261,11 +234,10 @@ int drill_latest(struct storage *st, const char *db, char **record, int *found, 
     int rc = 0;
     for (size_t i = list.count; i-- > 0;) {
         const struct storage_entry *e = &list.entries[i];
-        size_t len = strlen(e->name);
-        if (e->is_dir || len < 6 || strcmp(e->name + len - 5, ".json") != 0)
+        if (e->is_dir || !layout_is_drill_record(e->name))
             continue;
         char key[1024];
-        snprintf(key, sizeof key, "%s/%s", dir, e->name);
+        layout_child_key(dir, e->name, key, sizeof key);
         uint8_t *data;
         size_t size;
         if ((rc = storage_read_all(st, key, &data, &size, err)) == 0) {

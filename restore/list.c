@@ -8,6 +8,7 @@
 
 #include "../common/archive.h"
 #include "../common/clock.h"
+#include "../common/drill_record.h"
 #include "drill.h"
 #include "restore.h"
 
@@ -40,21 +41,14 @@ static void summarise(const struct catalog_generation *gen, struct generation_su
 }
 
 /* "2026-11-24T04:00:01.234Z ok, RTO 0.52 s, RPO 1.30 s" from a drill
- * record (drill.c writes it, so its fields are known). */
+ * record (common/drill_record.h; what cannot be read shows as "?" and -1). */
 static void drill_summary(const char *record, char *out, size_t len)
 {
-    char when[40] = "?";
-    long long rto = -1, rpo = -1;
-    const char *p;
-    if ((p = strstr(record, "\"time\": \"")))
-        sscanf(p + 9, "%39[^\"]", when);
-    if ((p = strstr(record, "\"rto_ms\": ")))
-        rto = strtoll(p + 10, NULL, 10);
-    if ((p = strstr(record, "\"rpo_ms\": ")))
-        rpo = strtoll(p + 10, NULL, 10);
-    int ok = strstr(record, "\"ok\": true") != NULL;
-    snprintf(out, len, "%s %s, RTO %.2f s, RPO %.2f s", when, ok ? "ok" : "FAILED", (double)rto / 1000.0,
-             (double)rpo / 1000.0);
+    struct drill_summary s;
+    struct tm_error ignored;
+    drill_record_parse(record, &s, &ignored);
+    snprintf(out, len, "%s %s, RTO %.2f s, RPO %.2f s", s.time, s.ok ? "ok" : "FAILED", (double)s.rto_ms / 1000.0,
+             (double)s.rpo_ms / 1000.0);
 }
 
 static void print_text(const char *db, const char *replica, const struct catalog *cat, const char *drill)

@@ -140,7 +140,7 @@ static int snapshot_check_header(void *ctx, const struct snapshot_header *h, str
     struct snapshot_apply *apply = ctx;
     if (strcmp(h->generation, apply->rs->generation) != 0 || h->index != apply->snap->index ||
         h->time_ms != apply->snap->time_ms)
-        return tm_error_set(err, "its header does not match its name (generation, index or time)");
+        return tm_error_setc(err, TM_ERR_CORRUPT, "its header does not match its name (generation, index or time)");
     apply->rs->page_size = h->page_size;
     return 0;
 }
@@ -179,14 +179,14 @@ static int segment_check_header(void *ctx, const struct segment_header *h, struc
     struct segment_apply *apply = ctx;
     struct restore_state *rs = apply->rs;
     if (strcmp(h->generation, rs->generation) != 0 || h->index != apply->seg->index)
-        return tm_error_set(err, "its header does not match its name (generation or index)");
+        return tm_error_setc(err, TM_ERR_CORRUPT, "its header does not match its name (generation or index)");
     if (h->first_time_ms != apply->seg->first_ms || h->last_time_ms != apply->seg->last_ms)
-        return tm_error_set(err, "its header does not match its name (commit times)");
+        return tm_error_setc(err, TM_ERR_CORRUPT, "its header does not match its name (commit times)");
     if (h->page_size != rs->page_size)
-        return tm_error_set(err, "page size %u differs from the snapshot's %u", h->page_size,
-                            rs->page_size);
+        return tm_error_setc(err, TM_ERR_CORRUPT, "page size %u differs from the snapshot's %u", h->page_size,
+                             rs->page_size);
     if (memcmp(h->prev_hash, rs->chain, OBJECT_HASH_BYTES) != 0)
-        return tm_error_set(err, "it does not follow the previous segment (chain hash mismatch)");
+        return tm_error_setc(err, TM_ERR_CORRUPT, "it does not follow the previous segment (chain hash mismatch)");
     return 0;
 }
 
@@ -331,11 +331,12 @@ static int delta_check_header(void *ctx, const struct delta_header *h, struct tm
     if (strcmp(h->generation, rs->generation) != 0 || h->first_index != delta->first_index ||
         h->end_index != delta->end_index || h->first_time_ms != delta->first_ms ||
         h->last_time_ms != delta->last_ms)
-        return tm_error_set(err, "its header does not match its name (generation, indexes or times)");
+        return tm_error_setc(err, TM_ERR_CORRUPT, "its header does not match its name (generation, indexes or times)");
     if (h->page_size != rs->page_size)
-        return tm_error_set(err, "page size %u differs from the snapshot's %u", h->page_size, rs->page_size);
+        return tm_error_setc(err, TM_ERR_CORRUPT, "page size %u differs from the snapshot's %u", h->page_size,
+                             rs->page_size);
     if (memcmp(h->chain_in, rs->chain, OBJECT_HASH_BYTES) != 0)
-        return tm_error_set(err, "it does not follow the previous object (chain hash mismatch)");
+        return tm_error_setc(err, TM_ERR_CORRUPT, "it does not follow the previous object (chain hash mismatch)");
     return 0;
 }
 
@@ -423,8 +424,8 @@ static int apply_segments(struct restore_state *rs, const struct catalog_generat
         char last[40];
         clock_format_ms(rs->last_verified_ms, last, sizeof last);
         if (seg->index != expected) {
-            tm_error_set(err, "segment %016" PRIx64 " of generation %s is missing from the replica "
-                         "(the next one present is '%s')", expected, gen->id, seg->key);
+            tm_error_setc(err, TM_ERR_NOT_FOUND, "segment %016" PRIx64 " of generation %s is missing from the replica "
+                          "(the next one present is '%s')", expected, gen->id, seg->key);
             return tm_error_hint(err, "the last consistent point reachable is %s: restore with --timestamp %s, or from another replica",
                                  last, last);
         }

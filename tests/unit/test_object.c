@@ -362,10 +362,10 @@ static void test_catalog_parses_names(void)
     struct crypto_keyring *key = key_from(9);
     char name[ARCHIVE_NAME_MAX];
     uint8_t hash[OBJECT_HASH_BYTES];
-    archive_snapshot_key("db1", "20261124T001500123Z-00000001", 0, 1795324542000LL, name, sizeof name);
+    layout_snapshot_key("db1", "20261124T001500123Z-00000001", 0, 1795324542000LL, name, sizeof name);
     ASSERT_EQ(write_object(st, name, key, 10, hash), 0);
     for (int i = 0; i < 3; i++) {
-        archive_segment_key("db1", "20261124T001500123Z-00000001", (uint64_t)i, 1795324542100LL + i,
+        layout_segment_key("db1", "20261124T001500123Z-00000001", (uint64_t)i, 1795324542100LL + i,
                             1795324542200LL + i, name, sizeof name);
         ASSERT_EQ(write_object(st, name, key, 10, hash), 0);
     }

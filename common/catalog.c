@@ -1,0 +1,143 @@
+/* catalog.c - the catalog of a replica (catalog.h): one listing of
+ * NAME/generations, then one of each kind's folder in every generation,
+ * every name parsed by layout.c. One loader serves every kind; a table
+ * says where each kind's entries go. */
+#include "catalog.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* How one kind's entries are made and kept in a generation. */
+struct kind_entries {
+    enum layout_kind kind;
+    size_t entry_size;
+    /* fills entry from its parsed name, size and key */
+    void (*fill)(void *entry, const struct layout_name *n, uint64_t size, const char *key);
+    /* hands the array (count entries) to the generation */
+    void (*attach)(struct catalog_generation *gen, void *entries, size_t count);
+};
+
+static void fill_snapshot(void *entry, const struct layout_name *n, uint64_t size, const char *key)
+{
+    struct catalog_snapshot *snap = entry;
+    *snap = (struct catalog_snapshot){.index = n->index, .time_ms = n->first_ms, .size = size};
+    snprintf(snap->key, sizeof snap->key, "%s", key);
+}
+
+static void fill_segment(void *entry, const struct layout_name *n, uint64_t size, const char *key)
+{
+    struct catalog_segment *seg = entry;
+    *seg = (struct catalog_segment){.index = n->index, .first_ms = n->first_ms, .last_ms = n->last_ms,
+                                    .size = size};
+    snprintf(seg->key, sizeof seg->key, "%s", key);
+}
+
+static void fill_delta(void *entry, const struct layout_name *n, uint64_t size, const char *key)
+{
+    struct catalog_delta *delta = entry;
+    *delta = (struct catalog_delta){.first_index = n->index, .end_index = n->end_index,
+                                    .first_ms = n->first_ms, .last_ms = n->last_ms, .size = size};
+    snprintf(delta->key, sizeof delta->key, "%s", key);
+}
+
+static void attach_snapshots(struct catalog_generation *gen, void *entries, size_t count)
+{
+    gen->snapshots = entries;
+    gen->snapshot_count = count;
+}
+
+static void attach_segments(struct catalog_generation *gen, void *entries, size_t count)
+{
+    gen->segments = entries;
+    gen->segment_count = count;
+}
+
+static int compare_deltas(const void *a, const void *b)
+{
+    const struct catalog_delta *x = a, *y = b;
+    if (x->first_index != y->first_index)
+        return x->first_index < y->first_index ? -1 : 1;
+    return x->end_index < y->end_index ? -1 : x->end_index > y->end_index;
+}
+
+static void attach_deltas(struct catalog_generation *gen, void *entries, size_t count)
+{
+    qsort(entries, count, sizeof *gen->deltas, compare_deltas);
+    gen->deltas = entries;
+    gen->delta_count = count;
+}
+
+static const struct kind_entries kinds[] = {
+    {LAYOUT_SNAPSHOT, sizeof(struct catalog_snapshot), fill_snapshot, attach_snapshots},
+    {LAYOUT_SEGMENT, sizeof(struct catalog_segment), fill_segment, attach_segments},
+    {LAYOUT_DELTA, sizeof(struct catalog_delta), fill_delta, attach_deltas},
+};
+
+/* The objects of one kind in generation `gen` (listing order: by name). */
+static int load_kind(struct storage *st, const char *db, struct catalog_generation *gen,
+                     const struct kind_entries *k, struct tm_error *err)
+{
+    char dir[ARCHIVE_NAME_MAX];
+    layout_kind_dir(db, gen->id, k->kind, dir, sizeof dir);
+    struct storage_list list;
+    if (storage_list(st, dir, &list, err) != 0)
+        return -1;
+    char *entries = calloc(list.count ? list.count : 1, k->entry_size);
+    if (!entries) {
+        storage_list_release(&list);
+        return tm_error_setc(err, TM_ERR_NO_MEMORY, "out of memory");
+    }
+    size_t count = 0;
+    for (size_t i = 0; i < list.count; i++) {
+        const struct storage_entry *e = &list.entries[i];
+        struct layout_name n;
+        if (e->is_dir || layout_parse_leaf(k->kind, e->name, &n) != 0)
+            continue;
+        char key[ARCHIVE_NAME_MAX];
+        layout_child_key(dir, e->name, key, sizeof key);
+        k->fill(entries + count++ * k->entry_size, &n, e->size, key);
+    }
+    storage_list_release(&list);
+    k->attach(gen, entries, count);
+    return 0;
+}
+
+int catalog_load(struct storage *st, const char *db, struct catalog *out, struct tm_error *err)
+{
+    memset(out, 0, sizeof *out);
+    char dir[ARCHIVE_NAME_MAX];
+    layout_area_dir(db, LAYOUT_GENERATIONS, dir, sizeof dir);
+    struct storage_list gens;
+    if (storage_list(st, dir, &gens, err) != 0)
+        return -1;
+    out->generations = calloc(gens.count ? gens.count : 1, sizeof *out->generations);
+    if (!out->generations) {
+        storage_list_release(&gens);
+        return tm_error_setc(err, TM_ERR_NO_MEMORY, "out of memory");
+    }
+    int rc = 0;
+    for (size_t i = 0; i < gens.count && rc == 0; i++) {
+        if (!gens.entries[i].is_dir || !layout_generation_id_ok(gens.entries[i].name))
+            continue;
+        struct catalog_generation *gen = &out->generations[out->generation_count++];
+        snprintf(gen->id, sizeof gen->id, "%s", gens.entries[i].name);
+        for (size_t k = 0; k < sizeof kinds / sizeof *kinds && rc == 0; k++)
+            rc = load_kind(st, db, gen, &kinds[k], err);
+    }
+    storage_list_release(&gens);
+    if (rc != 0)
+        catalog_release(out);
+    return rc;
+}
+
+void catalog_release(struct catalog *cat)
+{
+    for (size_t i = 0; i < cat->generation_count; i++) {
+        free(cat->generations[i].snapshots);
+        free(cat->generations[i].segments);
+        free(cat->generations[i].deltas);
+    }
+    free(cat->generations);
+    memset(cat, 0, sizeof *cat);
+}

@@ -1,0 +1,199 @@
+/* drill_record.c - writing and reading drill records (drill_record.h).
+ *
+ * The reader takes the one-level JSON the writer makes: an object whose
+ * values are strings, numbers, true, false or null (or an array whose
+ * first element is such an object). It keeps the fields readers use and
+ * skips the others, whatever their order or spacing. */
+#include "drill_record.h"
+
+#include "clock.h"
+#include "json.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+char *drill_record_format(const struct drill_record *r)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *fp = open_memstream(&text, &len);
+    if (!fp)
+        return NULL;
+    char started[40], point[40];
+    clock_format_ms(r->started_ms, started, sizeof started);
+    clock_format_ms(r->point_ms, point, sizeof point);
+    fprintf(fp, "{\"time\": \"%s\", \"db\": ", started);
+    json_write_string(fp, r->db);
+    fprintf(fp, ", \"replica\": ");
+    json_write_string(fp, r->replica);
+    fprintf(fp, ", \"ok\": %s, \"rto_ms\": %" PRId64, r->ok ? "true" : "false", r->rto_ms);
+    if (r->point_ms)
+        fprintf(fp, ", \"rpo_ms\": %" PRId64 ", \"point\": \"%s\"", r->rpo_ms, point);
+    if (r->check_sql) {
+        fprintf(fp, ", \"check_sql\": ");
+        json_write_string(fp, r->check_sql);
+        fprintf(fp, ", \"check_result\": ");
+        json_write_string(fp, r->check_result ? r->check_result : "");
+    }
+    if (r->error && r->error[0]) {
+        fprintf(fp, ", \"error\": ");
+        json_write_string(fp, r->error);
+    }
+    fprintf(fp, "}");
+    if (fclose(fp) != 0) {
+        free(text);
+        return NULL;
+    }
+    return text;
+}
+
+/* ---------------------------------------------------------------- reading */
+
+static const char *skip_space(const char *p)
+{
+    while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
+        p++;
+    return p;
+}
+
+/* Appends one byte to out (len bytes, NUL kept; the rest is cut). */
+static void put_byte(char *out, size_t len, size_t *used, unsigned byte)
+{
+    if (out && *used + 1 < len)
+        out[(*used)++] = (char)byte;
+}
+
+/* A code point from \uXXXX, as UTF-8. */
+static void put_code_point(char *out, size_t len, size_t *used, unsigned code)
+{
+    if (code < 0x80) {
+        put_byte(out, len, used, code);
+    } else if (code < 0x800) {
+        put_byte(out, len, used, 0xc0 | code >> 6);
+        put_byte(out, len, used, 0x80 | (code & 0x3f));
+    } else {
+        put_byte(out, len, used, 0xe0 | code >> 12);
+        put_byte(out, len, used, 0x80 | ((code >> 6) & 0x3f));
+        put_byte(out, len, used, 0x80 | (code & 0x3f));
+    }
+}
+
+static int hex_digit(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if ((c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'))
+        return (c | 0x20) - 'a' + 10;
+    return -1;
+}
+
+/* The escape after a backslash at *p (advanced past it); -1 if invalid. */
+static int read_escape(const char **p, char *out, size_t len, size_t *used)
+{
+    static const char plain[] = "\"\\/bfnrt", meant[] = "\"\\/\b\f\n\r\t";
+    char c = *(*p)++;
+    const char *at = c ? strchr(plain, c) : NULL;
+    if (at) {
+        put_byte(out, len, used, (unsigned char)meant[at - plain]);
+        return 0;
+    }
+    if (c != 'u')
+        return -1;
+    unsigned code = 0;
+    for (int i = 0; i < 4; i++) {
+        char h = *(*p)++;
+        int d = hex_digit(h);
+        if (d < 0)
+            return -1;
+        code = code << 4 | (unsigned)d;
+    }
+    put_code_point(out, len, used, code);
+    return 0;
+}
+
+/* The string whose opening quote is at *p, into out (NULL: skipped);
+ * *p is left after its closing quote. */
+static int read_string(const char **p, char *out, size_t len)
+{
+    size_t used = 0;
+    const char *s = *p + 1;
+    for (;;) {
+        unsigned char c = (unsigned char)*s++;
+        if (c == '"')
+            break;
+        if (c < 0x20)   /* the end of the text included */
+            return -1;
+        if (c != '\\')
+            put_byte(out, len, &used, c);
+        else if (read_escape(&s, out, len, &used) != 0)
+            return -1;
+    }
+    if (out)
+        out[used] = '\0';
+    *p = s;
+    return 0;
+}
+
+/* The value of member `key` at *p: kept in *out if readers use it. */
+static int read_value(const char **p, const char *key, struct drill_summary *out)
+{
+    const char *s = *p;
+    if (*s == '"')
+        return read_string(p, strcmp(key, "time") == 0 ? out->time : NULL, sizeof out->time);
+    static const char *const words[] = {"true", "false", "null"};
+    for (size_t i = 0; i < sizeof words / sizeof *words; i++)
+        if (strncmp(s, words[i], strlen(words[i])) == 0) {
+            if (strcmp(key, "ok") == 0)
+                out->ok = i == 0;
+            *p = s + strlen(words[i]);
+            return 0;
+        }
+    char *end;
+    strtod(s, &end);
+    if (end == s)
+        return -1;
+    if (strcmp(key, "rto_ms") == 0)
+        out->rto_ms = strtoll(s, NULL, 10);
+    else if (strcmp(key, "rpo_ms") == 0)
+        out->rpo_ms = strtoll(s, NULL, 10);
+    *p = end;
+    return 0;
+}
+
+/* The members of the object whose '{' is at p. */
+static int read_members(const char *p, struct drill_summary *out)
+{
+    p = skip_space(p + 1);
+    if (*p == '}')
+        return 0;
+    for (;;) {
+        char key[32];
+        if (*p != '"' || read_string(&p, key, sizeof key) != 0)
+            return -1;
+        p = skip_space(p);
+        if (*p != ':')
+            return -1;
+        p = skip_space(p + 1);
+        if (read_value(&p, key, out) != 0)
+            return -1;
+        p = skip_space(p);
+        if (*p == '}')
+            return 0;
+        if (*p != ',')
+            return -1;
+        p = skip_space(p + 1);
+    }
+}
+
+int drill_record_parse(const char *text, struct drill_summary *out, struct tm_error *err)
+{
+    *out = (struct drill_summary){.time = "?", .ok = 0, .rto_ms = -1, .rpo_ms = -1};
+    const char *p = skip_space(text);
+    if (*p == '[')
+        p = skip_space(p + 1);
+    if (*p != '{' || read_members(p, out) != 0)
+        return tm_error_setc(err, TM_ERR_CORRUPT, "not a drill record (malformed JSON)");
+    return 0;
+}

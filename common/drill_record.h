@@ -1,0 +1,47 @@
+/* drill_record.h - the record of a restore drill: one line of JSON that
+ * `tidemark drill` stores as NAME/drills/MS-REPLICA.json (layout.h) and
+ * prints (--json), and that `list` and the daemon's metrics read back.
+ * Writer and parser live together so that they cannot drift apart.
+ *
+ *   {"time": "2026-11-24T04:00:01.234Z", "db": "app", "replica": "s3",
+ *    "ok": true, "rto_ms": 520, "rpo_ms": 1300, "point": "...",
+ *    "check_sql": "...", "check_result": "...", "error": "..."}
+ *
+ * rpo_ms and point only when a point was restored; check_sql and
+ * check_result only when a check is configured; error only on failure. */
+#ifndef TM_DRILL_RECORD_H
+#define TM_DRILL_RECORD_H
+
+#include <stdint.h>
+
+#include "error.h"
+
+/* What a drill found, for the writer. */
+struct drill_record {
+    int64_t started_ms;          /* "time" */
+    const char *db, *replica;
+    int ok;
+    int64_t rto_ms;
+    int64_t rpo_ms, point_ms;    /* point_ms 0: nothing restored, neither written */
+    const char *check_sql;       /* NULL: no check configured */
+    const char *check_result;
+    const char *error;           /* NULL or "": none */
+};
+
+/* The record as one line of JSON (malloc'd; NULL when out of memory). */
+char *drill_record_format(const struct drill_record *r);
+
+/* What readers of a record use. */
+struct drill_summary {
+    char time[40];               /* as recorded; "?" when absent */
+    int ok;                      /* "ok" is true */
+    int64_t rto_ms, rpo_ms;      /* -1 when absent */
+};
+
+/* Reads a record, or the first record of a JSON array of them (the
+ * output of `drill --json`). *out is filled with the defaults first, then
+ * with every field read, so that it holds what could be read even on
+ * failure. Fails (TM_ERR_CORRUPT) on text that is not such JSON. */
+int drill_record_parse(const char *text, struct drill_summary *out, struct tm_error *err);
+
+#endif

@@ -20,15 +20,13 @@
  * last point that can be restored consistently. */
 #include "restore.h"
 
-#include "../common/names.h"
-#include "targets.h"
+#include "../common/targets.h"
 
 #include "page_writer.h"
 #include "redis_restore.h"
 
 #include "../common/archive.h"
 #include "../common/clock.h"
-#include "../common/fsutil.h"
 #include "../common/lease.h"
 #include "../common/log.h"
 #include "../common/object.h"
@@ -71,51 +69,6 @@ struct restore_state {
 };
 
 #define PREFETCH_WINDOW 32
-
-/* Opens one replica for reading and proves it answers; `patient` when no
- * other replica would be tried after it. */
-static int open_reachable(const struct config_db *db, const struct config_replica *rep, int patient,
-                          struct storage **out, struct tm_error *err)
-{
-    struct stat st;
-    if (rep->type == REPLICA_FILE && (stat(rep->path, &st) != 0 || !S_ISDIR(st.st_mode))) {
-        tm_error_set(err, "replica '%s': directory '%s' does not exist", rep->name, rep->path);
-        return tm_error_hint(err, "check 'path' of replica '%s' of database '%s' in the configuration",
-                             rep->name, db->name);
-    }
-    if (storage_open_replica(rep, out, err) != 0)
-        return -1;
-    struct storage_check check;
-    if (storage_check(*out, patient, &check, err) != 0) {
-        storage_free(*out);
-        *out = NULL;
-        return -1;
-    }
-    return 0;
-}
-
-int restore_open_replica(const struct config_db *db, const char *replica,
-                         struct storage **out, struct tm_error *err)
-{
-    if (replica) {
-        for (size_t i = 0; i < db->replica_count; i++)
-            if (config_replica_selected(db, i, replica))
-                return open_reachable(db, &db->replicas[i], 1, out, err);
-        tm_error_set(err, "database '%s' has no replica '%s'", db->name, replica);
-        return tm_error_hint(err, "give a replica name from the configuration or its index (0 = first)");
-    }
-    /* The first replica that answers. */
-    for (size_t i = 0; i < db->replica_count; i++) {
-        if (open_reachable(db, &db->replicas[i], i + 1 == db->replica_count, out, err) == 0) {
-            if (i > 0)
-                log_warn("using replica '%s': the ones before it are unreachable", db->replicas[i].name);
-            return 0;
-        }
-        if (i + 1 < db->replica_count)
-            log_warn("replica '%s' unusable: %s", db->replicas[i].name, err->msg);
-    }
-    return -1;
-}
 
 /* Pages go through the page writer: a page rewritten many times by the
  * segments replayed is written to the file once or a few times. */
@@ -502,30 +455,14 @@ static int check_output(const struct restore_options *opts, struct tm_error *err
     return 0;
 }
 
-static void print_outcome(const struct restore_state *rs, const struct restore_options *opts,
-                          const char *gen)
+static void fill_outcome(const struct restore_state *rs, struct restore_outcome *out)
 {
-    char point[40], snapshot[40], target[40];
-    clock_format_ms(rs->last_commit_ms ? rs->last_commit_ms : rs->snapshot_ms, point, sizeof point);
-    clock_format_ms(rs->snapshot_ms, snapshot, sizeof snapshot);
-    printf("restored '%s' to %s\n", opts->db_name, opts->output);
-    if (rs->last_commit_ms)
-        printf("  point:        %s (commit time of the last transaction included)\n", point);
-    else
-        printf("  point:        %s (the snapshot; no transaction after it is included)\n", point);
-    if (opts->has_target) {
-        clock_format_ms(opts->target_ms, target, sizeof target);
-        printf("  target:       %s%s\n", target,
-               rs->stopped ? "" : " (after the last transaction in the archive: restored the latest point)");
-    } else {
-        printf("  target:       latest\n");
-    }
-    printf("  snapshot:     %s (generation %s)\n", snapshot, gen);
-    printf("  transactions: %" PRIu64 " applied after the snapshot, from %" PRIu64 " segment(s) and %"
-           PRIu64 " delta(s)\n", rs->transactions_applied, rs->segments_read, rs->deltas_read);
-    printf("  size:         %" PRIu64 " bytes (%u pages of %u)\n",
-           (uint64_t)rs->db_size * rs->page_size, rs->db_size, rs->page_size);
-    printf("  integrity:    ok\n");
+    *out = (struct restore_outcome){
+        .point_ms = rs->last_commit_ms ? rs->last_commit_ms : rs->snapshot_ms, .snapshot_ms = rs->snapshot_ms,
+        .after_snapshot = rs->last_commit_ms != 0, .reached_target = rs->stopped,
+        .transactions = rs->transactions_applied, .segments = rs->segments_read, .deltas = rs->deltas_read,
+        .bytes = (uint64_t)rs->db_size * rs->page_size, .pages = rs->db_size, .page_size = rs->page_size};
+    snprintf(out->generation, sizeof out->generation, "%s", rs->generation);
 }
 
 static int restore_into(struct restore_state *rs, const struct restore_options *opts,
@@ -571,80 +508,23 @@ static int restore_into(struct restore_state *rs, const struct restore_options *
     return rc;
 }
 
-/* Several databases to one point in time (a consistent point across
- * tenants): each into OUTPUT/NAME. Without --timestamp, the point is
- * this command's start. Every database is tried; the exit code says
- * whether all of them were restored. */
-static int restore_selected(const struct config *cfg, const struct crypto_keyring *key,
-                            const struct restore_options *opts)
+int restore_database(const struct config_db *db, const struct crypto_keyring *key,
+                     const struct restore_options *opts, struct restore_outcome *out, struct tm_error *err)
 {
-    struct tm_error err;
-    struct targets targets;
-    if (targets_select(cfg, opts->db_name, opts->replica, &targets, &err) != 0) {
-        tm_error_print(&err);
-        return 1;
-    }
-    struct restore_options each = *opts;
-    each.skip_not_yet = 1;
-    if (!each.has_target) {
-        each.has_target = 1;
-        each.target_ms = clock_now_ms();
-    }
-    char point[64];
-    clock_format_ms(each.target_ms, point, sizeof point);
-    printf("restoring %zu database(s) matching '%s' to %s into %s/\n", targets.count, opts->db_name, point,
-           opts->output);
-    size_t failed = 0, skipped = 0;
-    for (size_t i = 0; i < targets.count; i++) {
-        char output[PATH_MAX], parent[PATH_MAX];
-        snprintf(output, sizeof output, "%s/%s", opts->output, targets.dbs[i]->name);
-        snprintf(parent, sizeof parent, "%s", output);
-        *strrchr(parent, '/') = '\0';
-        each.db_name = targets.dbs[i]->name;
-        each.output = output;
-        if (fsutil_make_dirs(parent, &err) != 0) {
-            tm_error_print(&err);
-            failed++;
-            continue;
-        }
-        int rc = restore_run(cfg, key, &each);
-        skipped += rc == RESTORE_EXIT_SKIPPED;
-        failed += rc != 0 && rc != RESTORE_EXIT_SKIPPED;
-    }
-    printf("%zu of %zu database(s) restored to %s", targets.count - failed - skipped, targets.count, point);
-    if (skipped)
-        printf(", %zu skipped (created after it)", skipped);
-    printf("%s\n", failed ? "; see the errors above" : "");
-    targets_release(&targets);
-    return failed ? 1 : 0;
-}
-
-int restore_run(const struct config *cfg, const struct crypto_keyring *key,
-                const struct restore_options *opts)
-{
-    struct tm_error err;
-    if (names_is_glob(opts->db_name))
-        return restore_selected(cfg, key, opts);
-    const struct config_db *db = config_find_db(cfg, opts->db_name, &err);
-    if (db && db->dir)
-        return restore_selected(cfg, key, opts);
-    if (db && db->kind == DB_REDIS)
-        return redis_restore_run(db, key, opts);
+    if (db->kind == DB_REDIS)
+        return redis_restore(db, key, opts, out, err);
     struct restore_state rs = {.key = key, .fd = -1};
-    if (!db || check_output(opts, &err) != 0 ||
-        restore_open_replica(db, opts->replica, &rs.st, &err) != 0) {
-        tm_error_print(&err);
-        return 1;
-    }
+    if (check_output(opts, err) != 0 || targets_open_replica(db, opts->replica, &rs.st, err) != 0)
+        return -1;
     char temp[PATH_MAX];
     snprintf(temp, sizeof temp, "%s.tidemark-restore-%d", opts->output, (int)getpid());
     int rc = 0;
     if (storage_fetch_is_useful(rs.st)) {
         snprintf(rs.prefetch_dir, sizeof rs.prefetch_dir, "%s.d", temp);
-        rc = storage_file_open(rs.prefetch_dir, &rs.local, &err);
+        rc = storage_file_open(rs.prefetch_dir, &rs.local, err);
     }
     if (rc == 0)
-        rc = restore_into(&rs, opts, temp, &err);
+        rc = restore_into(&rs, opts, temp, err);
     lease_release(rs.st, rs.lease);
     if (rs.local) {
         prefetch_drop_window(&rs);
@@ -656,29 +536,15 @@ int restore_run(const struct config *cfg, const struct crypto_keyring *key,
         if (opts->force)
             unlink_sidecars(opts->output);
         if (rename(temp, opts->output) != 0 || fsync_parent(opts->output) != 0)
-            rc = tm_error_set(&err, "cannot move the restored database to '%s': %s", opts->output,
+            rc = tm_error_set(err, "cannot move the restored database to '%s': %s", opts->output,
                               strerror(errno));
-    }
-    if (rc == RESTORE_NOT_YET && opts->skip_not_yet) {
-        unlink(temp);
-        printf("skipped '%s': it did not exist yet at the target (%s)\n", opts->db_name, err.hint);
-        storage_free(rs.st);
-        return RESTORE_EXIT_SKIPPED;
     }
     if (rc != 0) {
         unlink(temp);
         unlink_sidecars(temp);
-        tm_error_print(&err);
-        fprintf(stderr, "nothing was written at '%s'\n", opts->output);
     } else {
-        if (!opts->quiet)
-            print_outcome(&rs, opts, rs.generation);
-        if (opts->outcome)
-            *opts->outcome = (struct restore_outcome){
-                .point_ms = rs.last_commit_ms ? rs.last_commit_ms : rs.snapshot_ms,
-                .transactions = rs.transactions_applied, .segments = rs.segments_read,
-                .bytes = (uint64_t)rs.db_size * rs.page_size};
+        fill_outcome(&rs, out);
     }
     storage_free(rs.st);
-    return rc == 0 ? 0 : 1;
+    return rc;
 }

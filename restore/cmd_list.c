@@ -1,20 +1,21 @@
-/* list.c - `tidemark list`: what each replica holds, from listings alone
- * (nothing is decrypted): generations, snapshots, the restorable time
- * range, object count and bytes; as text or --json. */
-#include "list.h"
-#include "../common/json.h"
-
-#include "targets.h"
+/* cmd_list.c - `tidemark list`: what each replica holds, from listings
+ * alone (nothing is decrypted): generations, snapshots, the restorable time
+ * range, object count and bytes, the last drill; as text or --json. */
+#include "cmd_list.h"
 
 #include "../common/archive.h"
 #include "../common/clock.h"
+#include "../common/report.h"
+#include "../common/targets.h"
 #include "drill.h"
-#include "restore.h"
 
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+static const struct cli_option *const options[] = {&cli_opt_config, &cli_opt_replica, &cli_opt_json,
+                                                    &cli_opt_verbose, NULL};
 
 struct generation_summary {
     uint64_t objects, bytes;
@@ -57,9 +58,9 @@ static void drill_summary(const char *record, char *out, size_t len)
              (double)rpo / 1000.0);
 }
 
-static void print_text(const char *db, const char *replica, const struct catalog *cat, const char *drill)
+static void print_text(const struct catalog *cat, const char *drill)
 {
-    printf("database %s, replica %s: %zu generation(s)\n", db, replica, cat->generation_count);
+    printf(" %zu generation(s)\n", cat->generation_count);
     for (size_t g = 0; g < cat->generation_count; g++) {
         const struct catalog_generation *gen = &cat->generations[g];
         struct generation_summary sum;
@@ -86,14 +87,9 @@ static void print_text(const char *db, const char *replica, const struct catalog
     printf("  last drill: %s\n", summary);
 }
 
-static void print_json(const char *db, const char *replica, const struct catalog *cat, const char *drill,
-                       int first_db)
+static void print_json(const struct catalog *cat, const char *drill)
 {
-    printf("%s{\"database\":", first_db ? "" : ",");
-    json_write_string(stdout, db);
-    printf(",\"replica\":");
-    json_write_string(stdout, replica);
-    printf(",\"generations\":[");
+    printf(", \"generations\": [");
     for (size_t g = 0; g < cat->generation_count; g++) {
         const struct catalog_generation *gen = &cat->generations[g];
         struct generation_summary sum;
@@ -114,51 +110,75 @@ static void print_json(const char *db, const char *replica, const struct catalog
         }
         printf("]}");
     }
-    printf("],\"last_drill\":%s}", drill ? drill : "null");
+    printf("], \"last_drill\": %s", drill ? drill : "null");
 }
 
-int list_run(const struct config *cfg, const char *db_name, const char *replica, int json)
+/* One database on its replica (the one --replica names, else the first
+ * that answers). */
+static int list_database(const struct config_db *db, const char *replica, struct report *rep)
 {
     struct tm_error err;
-    struct targets targets;
-    if (targets_select(cfg, db_name, replica, &targets, &err) != 0) {
+    struct storage *st;
+    struct catalog cat;
+    if (targets_open_replica(db, replica, &st, &err) != 0) {
         tm_error_print(&err);
         return 1;
     }
-    int rc = 0, printed = 0;
-    if (json)
-        printf("[");
-    for (size_t i = 0; i < targets.count; i++) {
-        const struct config_db *db = targets.dbs[i];
-        struct storage *st;
-        struct catalog cat;
-        if (restore_open_replica(db, replica, &st, &err) != 0) {
-            tm_error_print(&err);
-            rc = 1;
-            continue;
-        }
-        if (catalog_load(st, db->name, &cat, &err) != 0) {
-            tm_error_print(&err);
-            rc = 1;
-        } else {
-            char *drill = NULL;
-            int found = 0;
-            if (drill_latest(st, db->name, &drill, &found, &err) != 0) {
-                tm_error_print(&err);
-                rc = 1;
-            }
-            if (json)
-                print_json(db->name, storage_describe(st), &cat, drill, printed == 0);
-            else
-                print_text(db->name, storage_describe(st), &cat, drill);
-            free(drill);
-            printed++;
-            catalog_release(&cat);
-        }
+    int rc = 0;
+    if (catalog_load(st, db->name, &cat, &err) != 0) {
+        tm_error_print(&err);
         storage_free(st);
+        return 1;
     }
-    if (json)
-        printf("]\n");
-    targets_release(&targets);
+    char *drill = NULL;
+    int found = 0;
+    if (drill_latest(st, db->name, &drill, &found, &err) != 0) {
+        tm_error_print(&err);
+        rc = 1;
+    }
+    report_open(rep, db->name, storage_describe(st));
+    if (rep->json)
+        print_json(&cat, drill);
+    else
+        print_text(&cat, drill);
+    report_close(rep);
+    free(drill);
+    catalog_release(&cat);
+    storage_free(st);
     return rc;
 }
+
+static int run(const struct cli_args *args)
+{
+    struct config *cfg;
+    if (cli_load_config(args, CLI_NO_KEYS, &cfg, NULL) != 0)
+        return 1;
+    const char *replica = cli_value(args, "replica");
+    struct tm_error err;
+    struct targets_iter it;
+    if (targets_begin(&it, cfg, cli_name(args), replica, TARGETS_ONE_REPLICA, &err) != 0) {
+        tm_error_print(&err);
+        cli_release_config(cfg, NULL);
+        return 1;
+    }
+    struct report rep;
+    report_begin(&rep, stdout, cli_flag(args, "json"));
+    int rc = 0;
+    const struct config_db *db;
+    size_t index;
+    while (targets_next(&it, &db, &index))
+        rc |= list_database(db, replica, &rep);
+    report_end(&rep);
+    targets_end(&it, &err);
+    cli_release_config(cfg, NULL);
+    return rc;
+}
+
+const struct cli_command cmd_list = {
+    .name = "list",
+    .summary = "what the replicas hold",
+    .options = options,
+    .max_names = 1,
+    .description = "Lists generations, snapshots, the restorable range, object count and bytes.\n",
+    .run = run,
+};

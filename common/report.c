@@ -53,3 +53,27 @@ void report_string(struct report *r, const char *key, const char *value)
     fprintf(r->out, ", \"%s\": ", key);
     json_write_string(r->out, value);
 }
+
+int report_walk(const struct config *cfg, const char *pattern, const char *replica, enum targets_walk walk,
+                int json, report_each_fn each, void *ctx)
+{
+    struct tm_error err;
+    struct targets_iter it;
+    if (targets_begin(&it, cfg, pattern, replica, walk, &err) != 0) {
+        tm_error_print(&err);
+        return 1;
+    }
+    struct report out;
+    report_begin(&out, stdout, json);
+    int failed = 0;
+    const struct config_db *db;
+    size_t index;
+    while (targets_next(&it, &db, &index))
+        failed |= each(ctx, db, index, &out) != 0;
+    report_end(&out);
+    if (targets_end(&it, &err) != 0) {
+        tm_error_print(&err);
+        return 1;
+    }
+    return failed;
+}

@@ -10,7 +10,6 @@
 #include "../common/lease.h"
 #include "../common/log.h"
 #include "../common/report.h"
-#include "../common/targets.h"
 #include "retention.h"
 
 #include <inttypes.h>
@@ -27,6 +26,21 @@ struct retention_options {
     int64_t now_ms;               /* --now: plan as of that time */
 };
 
+/* A snapshot's time and the rules that keep it, as printed; 0 for an
+ * object that is not a snapshot. */
+struct snapshot_words {
+    char when[40], why[160];
+};
+
+static int describe_snapshot(const struct retention_object *o, struct snapshot_words *words)
+{
+    if (!o->is_snapshot)
+        return 0;
+    clock_format_ms(o->time_ms, words->when, sizeof words->when);
+    retention_rules_text(o->rules, words->why, sizeof words->why);
+    return 1;
+}
+
 static void print_text(const struct retention_plan *plan, int dry_run)
 {
     char window[40];
@@ -36,15 +50,12 @@ static void print_text(const struct retention_plan *plan, int dry_run)
            "restorable\n", dry_run ? "would delete" : "deleted", plan->deleted_snapshots,
            plan->deleted_segments, plan->deleted_bytes, plan->deleted_deltas, plan->kept_snapshots,
            plan->kept_segments, plan->kept_deltas, window);
+    struct snapshot_words words;
     for (size_t i = 0; i < plan->count; i++) {
         const struct retention_object *o = &plan->objects[i];
-        if (!o->is_snapshot)
-            continue;
-        char when[40], why[160];
-        clock_format_ms(o->time_ms, when, sizeof when);
-        retention_rules_text(o->rules, why, sizeof why);
-        printf("  %-7s snapshot %s  generation %s%s%s\n", o->rules ? "keep" : (dry_run ? "delete?" : "deleted"),
-               when, o->generation, o->rules ? "  kept by: " : "", why);
+        if (describe_snapshot(o, &words))
+            printf("  %-7s snapshot %s  generation %s%s%s\n", o->rules ? "keep" : (dry_run ? "delete?" : "deleted"),
+                   words.when, o->generation, o->rules ? "  kept by: " : "", words.why);
     }
 }
 
@@ -59,15 +70,13 @@ static void print_json(const struct retention_plan *plan, int dry_run)
            plan->deleted_segments, plan->deleted_deltas, plan->deleted_bytes, plan->kept_snapshots,
            plan->kept_segments, plan->kept_deltas);
     int first_snapshot = 1;
+    struct snapshot_words words;
     for (size_t i = 0; i < plan->count; i++) {
         const struct retention_object *o = &plan->objects[i];
-        if (!o->is_snapshot)
+        if (!describe_snapshot(o, &words))
             continue;
-        char when[40], why[160];
-        clock_format_ms(o->time_ms, when, sizeof when);
-        retention_rules_text(o->rules, why, sizeof why);
         printf("%s{\"key\": \"%s\", \"time\": \"%s\", \"time_ms\": %" PRId64 ", \"keep\": %s, \"kept_by\": \"%s\"}",
-               first_snapshot ? "" : ", ", o->key, when, o->time_ms, o->rules ? "true" : "false", why);
+               first_snapshot ? "" : ", ", o->key, words.when, o->time_ms, o->rules ? "true" : "false", words.why);
         first_snapshot = 0;
     }
     printf("]");
@@ -119,37 +128,26 @@ static int run_replica(const struct config_db *db, const struct config_replica *
     return rc;
 }
 
-static int run_targets(const struct config *cfg, const char *pattern, const char *replica,
-                       const struct retention_options *opts, struct report *out)
+struct retention_run {
+    const struct retention_options *opts;
+    const char *replica;           /* --replica, or NULL */
+};
+
+static int retention_one(void *ctx, const struct config_db *db, size_t r, struct report *out)
 {
+    const struct retention_run *run = ctx;
     struct tm_error err;
-    struct targets_iter it;
-    if (targets_begin(&it, cfg, pattern, replica, TARGETS_EACH_REPLICA, &err) != 0) {
+    if (!db->retention.enabled) {
+        if (!out->json && (r == 0 || run->replica))
+            printf("database %s: retention is off\n", db->name);
+        return 0;
+    }
+    if (run_replica(db, &db->replicas[r], run->opts, out, &err) != 0) {
+        tm_error_prefix(&err, "database '%s', replica '%s': ", db->name, db->replicas[r].name);
         tm_error_print(&err);
         return 1;
     }
-    int failed = 0;
-    const struct config_db *db;
-    size_t r;
-    report_begin(out, stdout, out->json);
-    while (targets_next(&it, &db, &r)) {
-        if (!db->retention.enabled) {
-            if (!out->json && (r == 0 || replica))
-                printf("database %s: retention is off\n", db->name);
-            continue;
-        }
-        if (run_replica(db, &db->replicas[r], opts, out, &err) != 0) {
-            tm_error_prefix(&err, "database '%s', replica '%s': ", db->name, db->replicas[r].name);
-            tm_error_print(&err);
-            failed = 1;
-        }
-    }
-    report_end(out);
-    if (targets_end(&it, &err) != 0) {
-        tm_error_print(&err);
-        return 1;
-    }
-    return failed;
+    return 0;
 }
 
 static int run(const struct cli_args *args)
@@ -160,8 +158,9 @@ static int run(const struct cli_args *args)
     struct config *cfg;
     if (cli_load_config(args, CLI_NO_KEYS, &cfg, NULL) != 0)
         return 1;
-    struct report out = {.json = cli_flag(args, "json")};
-    int rc = run_targets(cfg, cli_name(args), cli_value(args, "replica"), &opts, &out);
+    struct retention_run run = {&opts, cli_value(args, "replica")};
+    int rc = report_walk(cfg, cli_name(args), run.replica, TARGETS_EACH_REPLICA, cli_flag(args, "json"),
+                         retention_one, &run);
     cli_release_config(cfg, NULL);
     return rc;
 }

@@ -4,7 +4,6 @@
 #include "cmd_drill.h"
 
 #include "../common/report.h"
-#include "../common/targets.h"
 #include "drill.h"
 
 #include <stdlib.h>
@@ -24,9 +23,9 @@ static void print_text(const struct config_db *db, const char *replica, const st
 }
 
 /* One drill, recorded and printed; 1 when it failed or was not recorded. */
-static int drill_one(const struct crypto_keyring *key, const struct config_db *db, size_t replica,
-                     struct report *out)
+static int drill_one(void *ctx, const struct config_db *db, size_t replica, struct report *out)
 {
+    const struct crypto_keyring *key = ctx;
     struct tm_error err;
     struct drill_result result;
     const char *replica_name = db->replicas[replica].name;
@@ -48,36 +47,14 @@ static int drill_one(const struct crypto_keyring *key, const struct config_db *d
     return failed;
 }
 
-static int drill_targets(const struct config *cfg, const struct crypto_keyring *key, const struct cli_args *args)
-{
-    struct tm_error err;
-    struct targets_iter it;
-    if (targets_begin(&it, cfg, cli_name(args), cli_value(args, "replica"), TARGETS_EACH_REPLICA, &err) != 0) {
-        tm_error_print(&err);
-        return 1;
-    }
-    struct report out;
-    report_begin(&out, stdout, cli_flag(args, "json"));
-    int failed = 0;
-    const struct config_db *db;
-    size_t replica;
-    while (targets_next(&it, &db, &replica))
-        failed |= drill_one(key, db, replica, &out);
-    report_end(&out);
-    if (targets_end(&it, &err) != 0) {
-        tm_error_print(&err);
-        return 1;
-    }
-    return failed;
-}
-
 static int run(const struct cli_args *args)
 {
     struct config *cfg;
     struct crypto_keyring *key;
     if (cli_load_config(args, CLI_KEYS_TO_READ, &cfg, &key) != 0)
         return 1;
-    int rc = drill_targets(cfg, key, args);
+    int rc = report_walk(cfg, cli_name(args), cli_value(args, "replica"), TARGETS_EACH_REPLICA,
+                         cli_flag(args, "json"), drill_one, key);
     cli_release_config(cfg, key);
     return rc;
 }

@@ -20,6 +20,7 @@ static const struct cli_option *const options[] = {&cli_opt_config, &cli_opt_rep
 struct generation_summary {
     uint64_t objects, bytes;
     int64_t from_ms, to_ms;
+    char from[40], to[40];    /* from_ms and to_ms as printed */
 };
 
 static void summarise(const struct catalog_generation *gen, struct generation_summary *out)
@@ -38,6 +39,8 @@ static void summarise(const struct catalog_generation *gen, struct generation_su
         out->to_ms = gen->snapshots[gen->snapshot_count - 1].time_ms;
     if (gen->segment_count && gen->segments[gen->segment_count - 1].last_ms > out->to_ms)
         out->to_ms = gen->segments[gen->segment_count - 1].last_ms;
+    clock_format_ms(out->from_ms, out->from, sizeof out->from);
+    clock_format_ms(out->to_ms, out->to, sizeof out->to);
 }
 
 /* "2026-11-24T04:00:01.234Z ok, RTO 0.52 s, RPO 1.30 s" from a drill
@@ -65,12 +68,9 @@ static void print_text(const struct catalog *cat, const char *drill)
         const struct catalog_generation *gen = &cat->generations[g];
         struct generation_summary sum;
         summarise(gen, &sum);
-        char from[40], to[40];
-        clock_format_ms(sum.from_ms, from, sizeof from);
-        clock_format_ms(sum.to_ms, to, sizeof to);
         printf("  generation %s\n", gen->id);
         if (gen->snapshot_count)
-            printf("    restorable from %s to %s\n", from, to);
+            printf("    restorable from %s to %s\n", sum.from, sum.to);
         else
             printf("    not restorable: no snapshot\n");
         printf("    %" PRIu64 " objects, %" PRIu64 " bytes (%zu segments, %zu deltas)\n", sum.objects, sum.bytes,
@@ -94,13 +94,10 @@ static void print_json(const struct catalog *cat, const char *drill)
         const struct catalog_generation *gen = &cat->generations[g];
         struct generation_summary sum;
         summarise(gen, &sum);
-        char from[40], to[40];
-        clock_format_ms(sum.from_ms, from, sizeof from);
-        clock_format_ms(sum.to_ms, to, sizeof to);
         printf("%s{\"id\":\"%s\",\"restorable\":%s,\"from\":\"%s\",\"to\":\"%s\",\"from_ms\":%" PRId64
                ",\"to_ms\":%" PRId64 ",\"objects\":%" PRIu64 ",\"bytes\":%" PRIu64
                ",\"segments\":%zu,\"deltas\":%zu,\"snapshots\":[",
-               g ? "," : "", gen->id, gen->snapshot_count ? "true" : "false", from, to, sum.from_ms,
+               g ? "," : "", gen->id, gen->snapshot_count ? "true" : "false", sum.from, sum.to, sum.from_ms,
                sum.to_ms, sum.objects, sum.bytes, gen->segment_count, gen->delta_count);
         for (size_t s = 0; s < gen->snapshot_count; s++) {
             char when[40];
@@ -115,8 +112,10 @@ static void print_json(const struct catalog *cat, const char *drill)
 
 /* One database on its replica (the one --replica names, else the first
  * that answers). */
-static int list_database(const struct config_db *db, const char *replica, struct report *rep)
+static int list_database(void *ctx, const struct config_db *db, size_t index, struct report *rep)
 {
+    const char *replica = ctx;   /* --replica, or NULL: the first that answers */
+    (void)index;
     struct tm_error err;
     struct storage *st;
     struct catalog cat;
@@ -154,22 +153,8 @@ static int run(const struct cli_args *args)
     if (cli_load_config(args, CLI_NO_KEYS, &cfg, NULL) != 0)
         return 1;
     const char *replica = cli_value(args, "replica");
-    struct tm_error err;
-    struct targets_iter it;
-    if (targets_begin(&it, cfg, cli_name(args), replica, TARGETS_ONE_REPLICA, &err) != 0) {
-        tm_error_print(&err);
-        cli_release_config(cfg, NULL);
-        return 1;
-    }
-    struct report rep;
-    report_begin(&rep, stdout, cli_flag(args, "json"));
-    int rc = 0;
-    const struct config_db *db;
-    size_t index;
-    while (targets_next(&it, &db, &index))
-        rc |= list_database(db, replica, &rep);
-    report_end(&rep);
-    targets_end(&it, &err);
+    int rc = report_walk(cfg, cli_name(args), replica, TARGETS_ONE_REPLICA, cli_flag(args, "json"), list_database,
+                         (void *)replica);
     cli_release_config(cfg, NULL);
     return rc;
 }

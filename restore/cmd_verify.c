@@ -7,7 +7,6 @@
 #include "../common/clock.h"
 #include "../common/json.h"
 #include "../common/report.h"
-#include "../common/targets.h"
 #include "verify.h"
 
 static const struct cli_option opt_deep = {"deep", 0, NULL, 0, 0,
@@ -34,62 +33,47 @@ static void print_problem(void *ctx, const char *object, const char *what)
     printf("}");
 }
 
+struct verify_run {
+    const struct config *cfg;
+    const struct crypto_keyring *key;
+    int deep;
+};
+
 /* One replica: its record, and an alert when it has problems. */
-static int verify_one(const struct config *cfg, const struct crypto_keyring *key, const struct config_db *db,
-                      size_t replica, int deep, struct report *out)
+static int verify_one(void *ctx, const struct config_db *db, size_t replica, struct report *out)
 {
+    const struct verify_run *run = ctx;
     const char *replica_name = db->replicas[replica].name;
     struct problem_printer printer = {out->json, 0};
     struct verify_report rep = {print_problem, &printer, 0, 0};
     report_open(out, db->name, replica_name);
     printf(out->json ? ", \"problems\": [" : "\n");
-    verify_replica(key, db, replica, deep, &rep);
+    verify_replica(run->key, db, replica, run->deep, &rep);
     if (rep.problems) {
         char message[300];
         snprintf(message, sizeof message, "verify found %zu problem(s) in %zu object(s) checked", rep.problems,
                  rep.objects);
         struct alert alert = {"verify_failed", db->name, replica_name, message, clock_now_ms()};
-        alert_notify(&cfg->alerts, &alert, 15.0);
+        alert_notify(&run->cfg->alerts, &alert, 15.0);
     }
     if (out->json)
         printf("], \"objects_checked\": %zu, \"ok\": %s", rep.objects, rep.problems ? "false" : "true");
     else
-        printf("  %zu object(s) checked%s: %s\n", rep.objects, deep ? ", newest point restored" : "",
+        printf("  %zu object(s) checked%s: %s\n", rep.objects, run->deep ? ", newest point restored" : "",
                rep.problems ? "PROBLEMS FOUND" : "ok");
     report_close(out);
     return rep.problems ? 1 : 0;
 }
 
-static int verify_targets(const struct config *cfg, const struct crypto_keyring *key, const struct cli_args *args)
-{
-    struct tm_error err;
-    struct targets_iter it;
-    if (targets_begin(&it, cfg, cli_name(args), cli_value(args, "replica"), TARGETS_EACH_REPLICA, &err) != 0) {
-        tm_error_print(&err);
-        return 1;
-    }
-    struct report out;
-    report_begin(&out, stdout, cli_flag(args, "json"));
-    int failed = 0;
-    const struct config_db *db;
-    size_t replica;
-    while (targets_next(&it, &db, &replica))
-        failed |= verify_one(cfg, key, db, replica, cli_flag(args, "deep"), &out);
-    report_end(&out);
-    if (targets_end(&it, &err) != 0) {
-        tm_error_print(&err);
-        return 1;
-    }
-    return failed;
-}
-
-static int run(const struct cli_args *args)
+static int run_verify(const struct cli_args *args)
 {
     struct config *cfg;
     struct crypto_keyring *key;
     if (cli_load_config(args, CLI_KEYS_TO_READ, &cfg, &key) != 0)
         return 1;
-    int rc = verify_targets(cfg, key, args);
+    struct verify_run run = {cfg, key, cli_flag(args, "deep")};
+    int rc = report_walk(cfg, cli_name(args), cli_value(args, "replica"), TARGETS_EACH_REPLICA,
+                         cli_flag(args, "json"), verify_one, &run);
     cli_release_config(cfg, key);
     return rc;
 }
@@ -104,5 +88,5 @@ const struct cli_command cmd_verify = {
         "archive: the chain has no gap, overlap or reordering, every generation starts from a\n"
         "snapshot, times are consistent. --deep also restores the newest point into a scratch\n"
         "file and runs integrity_check. Exit status 0 only when everything checks.\n",
-    .run = run,
+    .run = run_verify,
 };

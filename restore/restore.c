@@ -93,7 +93,8 @@ static int snapshot_check_header(void *ctx, const struct snapshot_header *h, str
     struct snapshot_apply *apply = ctx;
     if (strcmp(h->generation, apply->rs->generation) != 0 || h->index != apply->snap->index ||
         h->time_ms != apply->snap->time_ms)
-        return tm_error_set(err, "its header does not match its name (generation, index or time)");
+        return tm_error_setc(err, TM_ERR_CORRUPT, "snapshot '%s': its header does not match its name (generation, "
+                             "index or time)", apply->snap->key);
     apply->rs->page_size = h->page_size;
     return 0;
 }
@@ -111,7 +112,7 @@ static int apply_snapshot(struct restore_state *rs, const struct catalog_snapsho
     struct snapshot_visitor visitor = {snapshot_check_header, snapshot_write_page, &apply};
     struct snapshot_header h;
     if (snapshot_read(rs->st, snap->key, rs->key, &visitor, &h, err) != 0)
-        return strstr(err->msg, snap->key) ? -1 : tm_error_prefix(err, "snapshot '%s': ", snap->key);
+        return -1;   /* the reader and snapshot_check_header name the snapshot */
     rs->db_size = h.page_count;
     memcpy(rs->chain, h.chain_hash, sizeof rs->chain);
     rs->snapshot_ms = h.time_ms;
@@ -131,15 +132,19 @@ static int segment_check_header(void *ctx, const struct segment_header *h, struc
 {
     struct segment_apply *apply = ctx;
     struct restore_state *rs = apply->rs;
+    const char *key = apply->seg->key;
     if (strcmp(h->generation, rs->generation) != 0 || h->index != apply->seg->index)
-        return tm_error_set(err, "its header does not match its name (generation or index)");
+        return tm_error_setc(err, TM_ERR_CORRUPT, "segment '%s': its header does not match its name (generation "
+                             "or index)", key);
     if (h->first_time_ms != apply->seg->first_ms || h->last_time_ms != apply->seg->last_ms)
-        return tm_error_set(err, "its header does not match its name (commit times)");
+        return tm_error_setc(err, TM_ERR_CORRUPT, "segment '%s': its header does not match its name (commit "
+                             "times)", key);
     if (h->page_size != rs->page_size)
-        return tm_error_set(err, "page size %u differs from the snapshot's %u", h->page_size,
-                            rs->page_size);
+        return tm_error_setc(err, TM_ERR_CORRUPT, "segment '%s': page size %u differs from the snapshot's %u", key,
+                             h->page_size, rs->page_size);
     if (memcmp(h->prev_hash, rs->chain, OBJECT_HASH_BYTES) != 0)
-        return tm_error_set(err, "it does not follow the previous segment (chain hash mismatch)");
+        return tm_error_setc(err, TM_ERR_CORRUPT, "segment '%s': it does not follow the previous segment (chain "
+                             "hash mismatch)", key);
     return 0;
 }
 
@@ -284,11 +289,14 @@ static int delta_check_header(void *ctx, const struct delta_header *h, struct tm
     if (strcmp(h->generation, rs->generation) != 0 || h->first_index != delta->first_index ||
         h->end_index != delta->end_index || h->first_time_ms != delta->first_ms ||
         h->last_time_ms != delta->last_ms)
-        return tm_error_set(err, "its header does not match its name (generation, indexes or times)");
+        return tm_error_setc(err, TM_ERR_CORRUPT, "delta '%s': its header does not match its name (generation, "
+                             "indexes or times)", delta->key);
     if (h->page_size != rs->page_size)
-        return tm_error_set(err, "page size %u differs from the snapshot's %u", h->page_size, rs->page_size);
+        return tm_error_setc(err, TM_ERR_CORRUPT, "delta '%s': page size %u differs from the snapshot's %u",
+                             delta->key, h->page_size, rs->page_size);
     if (memcmp(h->chain_in, rs->chain, OBJECT_HASH_BYTES) != 0)
-        return tm_error_set(err, "it does not follow the previous object (chain hash mismatch)");
+        return tm_error_setc(err, TM_ERR_CORRUPT, "delta '%s': it does not follow the previous object (chain hash "
+                             "mismatch)", delta->key);
     return 0;
 }
 
@@ -303,7 +311,7 @@ static int apply_delta(struct restore_state *rs, const struct catalog_delta *del
     struct delta_visitor visitor = {delta_check_header, delta_write_page, &apply};
     struct delta_header h;
     if (delta_read(rs->st, delta->key, rs->key, &visitor, &h, err) != 0)
-        return strstr(err->msg, delta->key) ? -1 : tm_error_prefix(err, "delta '%s': ", delta->key);
+        return -1;   /* the reader and delta_check_header name the delta */
     memcpy(rs->chain, h.chain_out, sizeof rs->chain);
     rs->db_size = h.db_size;
     rs->last_commit_ms = h.last_time_ms;
@@ -381,11 +389,11 @@ static int apply_segments(struct restore_state *rs, const struct catalog_generat
             return tm_error_hint(err, "the last consistent point reachable is %s: restore with --timestamp %s, or from another replica",
                                  last, last);
         }
-        struct storage *source;
+        struct storage *source = NULL;
         char key[ARCHIVE_NAME_MAX];
         if (segment_source(rs, gen, i, expected, opts, &source, key, sizeof key, err) != 0 ||
             apply_segment(rs, source, key, seg, opts, err) != 0) {
-            if (!strstr(err->msg, seg->key))
+            if (source != rs->st)   /* prefetching it, or reading its local copy (named "segment-N") */
                 tm_error_prefix(err, "segment '%s': ", seg->key);
             return tm_error_hint(err, "the last consistent point reachable is %s: restore with --timestamp %s, or from another replica",
                                  last, last);

@@ -259,14 +259,12 @@ static int redis_unit_time(void *ctx, int64_t time_ms, const uint8_t *data, size
 /* A Redis generation: its RDB (payload hash and CRC64), then its
  * segments: names, chain and replication offsets continuous from the
  * RDB's, arrival times never going backwards. */
-static void verify_redis_generation(struct storage *st, const struct crypto_keyring *key,
-                                    const struct catalog_generation *gen, struct verify_report *rep)
+/* The RDBs; the first one's chain hash and replication offset are where
+ * the segments continue from (*have_chain set when it was read). */
+static void verify_redis_snapshots(struct storage *st, const struct crypto_keyring *key,
+                                   const struct catalog_generation *gen, uint8_t chain[OBJECT_HASH_BYTES],
+                                   uint64_t *offset, int *have_chain, struct verify_report *rep)
 {
-    uint8_t chain[OBJECT_HASH_BYTES];
-    uint64_t offset = 0;
-    int have_chain = 0;
-    if (gen->snapshot_count == 0)
-        problem(rep, gen->id, "generation has no snapshot: none of it can be restored");
     for (size_t i = 0; i < gen->snapshot_count; i++) {
         const struct catalog_snapshot *snap = &gen->snapshots[i];
         struct rdb_check check;
@@ -284,11 +282,22 @@ static void verify_redis_generation(struct storage *st, const struct crypto_keyr
         if (strcmp(h.generation, gen->id) != 0 || h.index != snap->index || h.time_ms != snap->time_ms)
             problem(rep, snap->key, "its header does not match its name (moved or renamed object)");
         if (h.index == 0) {
-            memcpy(chain, h.chain_hash, sizeof chain);
-            offset = h.offset;
-            have_chain = 1;
+            memcpy(chain, h.chain_hash, OBJECT_HASH_BYTES);
+            *offset = h.offset;
+            *have_chain = 1;
         }
     }
+}
+
+static void verify_redis_generation(struct storage *st, const struct crypto_keyring *key,
+                                    const struct catalog_generation *gen, struct verify_report *rep)
+{
+    uint8_t chain[OBJECT_HASH_BYTES];
+    uint64_t offset = 0;
+    int have_chain = 0;
+    if (gen->snapshot_count == 0)
+        problem(rep, gen->id, "generation has no snapshot: none of it can be restored");
+    verify_redis_snapshots(st, key, gen, chain, &offset, &have_chain, rep);
     struct redis_times times = {INT64_MIN, 0};
     for (size_t i = 0; i < gen->segment_count; i++) {
         const struct catalog_segment *seg = &gen->segments[i];

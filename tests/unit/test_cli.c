@@ -6,6 +6,7 @@
 #include "../../common/cli.h"
 #include "../../common/cmd_keygen.h"
 #include "../../common/cmd_version.h"
+#include "../../common/report.h"
 #include "../../replicator/cmd_replicate.h"
 #include "../../replicator/cmd_retention.h"
 #include "../../replicator/cmd_snapshot.h"
@@ -135,6 +136,41 @@ static void test_help_lists_each_commands_options(void)
     ASSERT_TRUE(clean);
 }
 
+/* The shared printer: one JSON array, "database" and "replica" first in
+ * each record; in text, the line every record starts with. */
+static void test_report_framing(void)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *fp = open_memstream(&text, &len);
+    struct report r;
+    report_begin(&r, fp, 1);
+    report_open(&r, "tenants/a \"b\".db", "s3");
+    fprintf(fp, ", \"ok\": true");
+    report_close(&r);
+    report_item(&r, "{\"time\": 1}");
+    report_end(&r);
+    fclose(fp);
+    int ok = strcmp(text, "[{\"database\": \"tenants/a \\\"b\\\".db\", \"replica\": \"s3\", \"ok\": true},\n"
+                          "{\"time\": 1}]\n") == 0;
+    if (!ok)
+        fprintf(stderr, "  JSON: %s", text);
+    free(text);
+    ASSERT_TRUE(ok);
+    fp = open_memstream(&text, &len);
+    report_begin(&r, fp, 0);
+    report_open(&r, "app", "local");
+    fprintf(fp, " 2 generation(s)\n");
+    report_close(&r);
+    report_end(&r);
+    fclose(fp);
+    ok = strcmp(text, "database app, replica local: 2 generation(s)\n") == 0;
+    if (!ok)
+        fprintf(stderr, "  text: %s", text);
+    free(text);
+    ASSERT_TRUE(ok);
+}
+
 int main(void)
 {
     static const struct test_case cases[] = {
@@ -142,6 +178,7 @@ int main(void)
         {"cli: required options and the number of NAMEs", test_required_options_and_names},
         {"cli: options and NAMEs in any order, repeatable options", test_values_in_any_order},
         {"cli: --help lists every option of each command", test_help_lists_each_commands_options},
+        {"report: JSON array with \"database\" and \"replica\", text line prefix", test_report_framing},
     };
     return harness_run(cases, sizeof cases / sizeof *cases);
 }

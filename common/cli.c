@@ -89,7 +89,7 @@ static void refused_option(const struct cli_command *command, int result, char *
                  command->options[known]->value_name);
     } else if (known >= 0) {
         snprintf(problem, len, "--%s takes no value", command->options[known]->name);
-    } else if (optopt && optopt != 'h') {
+    } else if (optopt) {
         snprintf(problem, len, "'tidemark %s' does not take the option -%c", command->name, optopt);
     } else {
         int name_len = (int)strcspn(given, "=");

@@ -32,7 +32,7 @@ static int drill_one(void *ctx, const struct config_db *db, size_t replica, stru
     drill_replica(key, db, replica, &result);
     char *record;
     int failed = !result.ok;
-    if (drill_record(db, replica, &result, &record, &err) != 0) {
+    if (drill_store(db, replica, &result, &record, &err) != 0) {
         tm_error_prefix(&err, "drill of '%s' on replica '%s' could not be recorded: ", db->name, replica_name);
         tm_error_print(&err);
         failed = 1;

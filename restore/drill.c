@@ -176,8 +176,8 @@ static int store_record(const struct config_db *db, size_t replica, const struct
     return rc;
 }
 
-int drill_record(const struct config_db *db, size_t replica, const struct drill_result *r, char **record,
-                 struct tm_error *err)
+int drill_store(const struct config_db *db, size_t replica, const struct drill_result *r, char **record,
+                struct tm_error *err)
 {
     *record = format_record(db, db->replicas[replica].name, r);
     if (!*record)

@@ -24,8 +24,8 @@ void drill_replica(const struct crypto_keyring *key, const struct config_db *db,
 /* Formats the drill's record, one line of JSON (*record, malloc'd, NULL
  * when out of memory), and stores it in the replica it concerns:
  * "NAME/drills/<unix ms>-<replica>.json". */
-int drill_record(const struct config_db *db, size_t replica, const struct drill_result *r, char **record,
-                 struct tm_error *err);
+int drill_store(const struct config_db *db, size_t replica, const struct drill_result *r, char **record,
+                struct tm_error *err);
 
 /* The newest drill record of db in st (a JSON object, malloc'd), or NULL
  * with *found = 0. For `list`. */

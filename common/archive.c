@@ -394,11 +394,12 @@ static int open_read(struct storage *st, const char *name, const struct header_f
     uint8_t bytes[ARCHIVE_REDIS_HEADER_BYTES];   /* the largest header */
     if (object_reader_open(st, name, fmt->kind, key, out, err) != 0)
         return -1;
-    if (object_read(*out, bytes, fmt->bytes, err) != 0 || header_decode(fmt, bytes, header, err) != 0) {
+    int rc = object_read(*out, bytes, fmt->bytes, err);   /* the envelope's errors name the object */
+    if (rc == 0 && header_decode(fmt, bytes, header, err) != 0)
+        rc = tm_error_prefix(err, "object '%s': ", name);
+    if (rc != 0)
         object_reader_close(*out);
-        return -1;
-    }
-    return 0;
+    return rc;
 }
 
 /* After the body: when rc is 0, checks the trailer (the payload hash,

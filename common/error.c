@@ -1,5 +1,6 @@
 /* error.c - filling and printing struct tm_error (see error.h). */
 #include "error.h"
+#include "log.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -78,6 +79,10 @@ int tm_error_prefix(struct tm_error *err, const char *fmt, ...)
 
 void tm_error_print(const struct tm_error *err)
 {
+    if (log_is_json()) {   /* `log-format: json` is set: one JSON log line */
+        log_error_hint(err->msg, err->hint);
+        return;
+    }
     fprintf(stderr, "error: %s\n", err->msg);
     if (err->hint[0])
         fprintf(stderr, "HINT: %s\n", err->hint);

@@ -50,7 +50,8 @@ int tm_error_hint(struct tm_error *err, const char *fmt, ...)
 int tm_error_prefix(struct tm_error *err, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
-/* Print "error: msg" and "HINT: hint" to stderr. */
+/* Print "error: msg" and "HINT: hint" to stderr; once `log-format: json`
+ * is set (log_set_json), one JSON log line with fields msg and hint. */
 void tm_error_print(const struct tm_error *err);
 
 #endif

@@ -11,6 +11,7 @@ static int log_json;
 
 void log_set_level(enum log_level level) { log_threshold = level; }
 void log_set_json(int json) { log_json = json; }
+int log_is_json(void) { return log_json; }
 
 /* A quoted value: \" \\ \n escaped (the same rules suit logfmt and JSON). */
 static void put_quoted(FILE *fp, const char *text)
@@ -54,17 +55,12 @@ static void put_field(FILE *fp, const char *key, const char *value, int first)
         fputs(value, fp);
 }
 
-void log_event(enum log_level level, const char *db, const char *replica, const char *fmt, ...)
+/* One line: ts, level, db and replica when given, msg, hint when given. */
+static void emit(enum log_level level, const char *db, const char *replica, const char *message, const char *hint)
 {
     static const char *names[] = {"debug", "info", "warn", "error"};
-    if (level < log_threshold)
-        return;
-    char when[40], message[2048];
+    char when[40];
     clock_format_ms(clock_now_ms(), when, sizeof when);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(message, sizeof message, fmt, ap);
-    va_end(ap);
     char line[4096];
     FILE *fp = fmemopen(line, sizeof line, "w");
     if (!fp)
@@ -82,6 +78,8 @@ void log_event(enum log_level level, const char *db, const char *replica, const 
     if (replica)
         put_field(fp, "replica", replica, 0);
     put_field(fp, "msg", message, 0);
+    if (hint)
+        put_field(fp, "hint", hint, 0);
     if (log_json)
         fputc('}', fp);
     fputc('\n', fp);
@@ -90,4 +88,21 @@ void log_event(enum log_level level, const char *db, const char *replica, const 
     line[sizeof line - 2] = '\n';
     line[sizeof line - 1] = '\0';
     fputs(line, stderr);
+}
+
+void log_event(enum log_level level, const char *db, const char *replica, const char *fmt, ...)
+{
+    if (level < log_threshold)
+        return;
+    char message[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(message, sizeof message, fmt, ap);
+    va_end(ap);
+    emit(level, db, replica, message, NULL);
+}
+
+void log_error_hint(const char *message, const char *hint)
+{
+    emit(LOG_ERROR, NULL, NULL, message, hint && hint[0] ? hint : NULL);
 }

@@ -10,10 +10,15 @@ enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
 /* Process configuration, set once by main() before any work. */
 void log_set_level(enum log_level level);
 void log_set_json(int json);
+int log_is_json(void);
 
 /* db and replica may be NULL. */
 void log_event(enum log_level level, const char *db, const char *replica, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+
+/* An error and its hint (NULL or "": none) as one log line, "hint" a
+ * field of its own; tm_error_print uses it under `log-format: json`. */
+void log_error_hint(const char *message, const char *hint);
 
 #define log_msg(level, ...) log_event(level, NULL, NULL, __VA_ARGS__)
 #define log_debug(...) log_event(LOG_DEBUG, NULL, NULL, __VA_ARGS__)

@@ -3,10 +3,8 @@
  *
  * alerts_evaluate runs every second. A rule that becomes true opens an
  * incident and sends "firing"; while it stays true a "reminder" goes out
- * every `reminder`; when it clears, "resolved". Delivery never blocks the
- * loop: the webhook is an HTTP POST on the loop's curl multi handle
- * (retried with backoff), the command a child process (killed after 30 s).
- * Every alert is also logged. */
+ * every `reminder`; when it clears, "resolved". Delivery (webhook,
+ * command, log line) is common/alert.h's and never blocks the loop. */
 #ifndef TM_ALERTS_H
 #define TM_ALERTS_H
 
@@ -27,12 +25,6 @@ int alerts_new(struct ev_loop *loop, struct http_loop *hl, const struct config_a
 void alerts_free(struct alerts *a);
 
 void alerts_evaluate(struct alerts *a, const struct db_status *dbs, size_t count, int64_t now_ms);
-
-/* Outside the daemon (`tidemark verify`): sends one "firing" alert and
- * waits for its delivery, at most timeout_s (a hanging command is left
- * running). Nothing happens when neither webhook nor command is set. */
-void alerts_notify(const struct config_alerts *cfg, const char *rule, const char *db, const char *replica,
-                   const char *message, double timeout_s);
 
 /* Incidents open right now (for tests and /healthz). */
 size_t alerts_open(const struct alerts *a);

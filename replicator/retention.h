@@ -1,5 +1,5 @@
 /* retention.h - grandfather-father-son retention of one replica's archive
- * of one database, and the `tidemark retention` command.
+ * of one database (the `tidemark retention` command is cmd_retention.c).
  *
  * retention_plan decides from the catalogue alone (names, times, sizes)
  * which snapshots and segments stay and why; retention_apply deletes the
@@ -62,16 +62,5 @@ void retention_rules_text(unsigned rules, char *out, size_t len);
  * ever touched). */
 int retention_apply(struct storage *st, const struct retention_plan *plan, size_t *deleted,
                     struct tm_error *err);
-
-struct retention_options {
-    const char *db_name;          /* NULL: every database */
-    const char *replica;          /* NULL: every replica */
-    int dry_run, json;
-    int has_now;
-    int64_t now_ms;               /* --now: plan as of that time */
-};
-
-/* The command: plan (and apply) for each database and replica; 0 on success. */
-int retention_run(const struct config *cfg, const struct retention_options *opts);
 
 #endif

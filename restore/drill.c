@@ -13,8 +13,6 @@
  * every host sees the history; `tidemark list` shows the newest. */
 #include "drill.h"
 
-#include "targets.h"
-
 #include "../common/clock.h"
 #include "../common/drill_record.h"
 #include "../common/fsutil.h"
@@ -29,13 +27,6 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-
-struct drill_result {
-    int ok;
-    int64_t started_ms, rto_ms, rpo_ms, point_ms;
-    char check[128];         /* the check query's first value */
-    char error[600];
-};
 
 static int64_t monotonic_ms(void)
 {
@@ -81,8 +72,8 @@ static void remove_copy(const char *path)
     unlink(side);
 }
 
-static void drill_one(const struct config *cfg, const struct crypto_keyring *key, const struct config_db *db,
-                      size_t replica, struct drill_result *out)
+void drill_replica(const struct crypto_keyring *key, const struct config_db *db, size_t replica,
+                   struct drill_result *out)
 {
     memset(out, 0, sizeof *out);
     out->started_ms = clock_now_ms();
@@ -97,14 +88,14 @@ static void drill_one(const struct config *cfg, const struct crypto_keyring *key
         snprintf(out->error, sizeof out->error, "%s", err.msg);
         return;
     }
-    struct restore_outcome outcome;
+    struct restore_outcome outcome = {0};
     /* Redis: a directory with dump.rdb, which the restore loads into a
      * private redis-server as its check */
     int redis = db->kind == DB_REDIS;
     struct restore_options opts = {.db_name = db->name, .output = scratch, .replica = index, .force = 1,
-                                   .quiet = 1, .outcome = &outcome, .redis_rdb = redis};
+                                   .redis_rdb = redis};
     int64_t t0 = monotonic_ms();
-    int rc = restore_run(cfg, key, &opts);
+    int rc = restore_database(db, key, &opts, &outcome, &err);
     out->rto_ms = monotonic_ms() - t0;
     if (redis) {
         char dump[PATH_MAX + 16];
@@ -114,12 +105,12 @@ static void drill_one(const struct config *cfg, const struct crypto_keyring *key
         out->point_ms = outcome.point_ms;
         out->rpo_ms = clock_now_ms() - outcome.point_ms;
         if (rc != 0)
-            snprintf(out->error, sizeof out->error, "the restore failed (its error is above)");
+            snprintf(out->error, sizeof out->error, "the restore failed: %s", err.msg);
         out->ok = rc == 0;
         return;
     }
     if (rc != 0) {
-        snprintf(out->error, sizeof out->error, "the restore failed (its error is above)");
+        snprintf(out->error, sizeof out->error, "the restore failed: %s", err.msg);
         remove_copy(scratch);
         return;
     }
@@ -159,67 +150,13 @@ static int store_record(const struct config_db *db, size_t replica, const struct
     return rc;
 }
 
-/* Drills of one database on the selected replicas; *printed counts the
- * JSON records written so far. Returns 1 when a drill failed. */
-static int drill_database(const struct config *cfg, const struct crypto_keyring *key, const struct config_db *db,
-                          const struct drill_options *opts, size_t *printed)
+int drill_store(const struct config_db *db, size_t replica, const struct drill_result *r, char **record,
+                struct tm_error *err)
 {
-    struct tm_error err;
-    int failed = 0, matched = 0;
-    for (size_t r = 0; r < db->replica_count; r++) {
-        if (!config_replica_selected(db, r, opts->replica))
-            continue;
-        struct drill_result result;
-        drill_one(cfg, key, db, r, &result);
-        char *record = format_record(db, db->replicas[r].name, &result);
-        if (!record) {
-            fprintf(stderr, "error: out of memory\n");
-            return 1;
-        }
-        if (store_record(db, r, &result, record, &err) != 0) {
-            tm_error_prefix(&err, "drill of '%s' on replica '%s' could not be recorded: ", db->name,
-                            db->replicas[r].name);
-            tm_error_print(&err);
-            failed = 1;
-        }
-        if (opts->json)
-            printf("%s%s", (*printed)++ ? ",\n" : "", record);
-        else if (result.ok)
-            printf("drill %s on replica %s: ok; RTO %.2f s (restore with checks), RPO %.2f s (newest restorable "
-                   "transaction's age)%s%s\n", db->name, db->replicas[r].name, (double)result.rto_ms / 1000.0,
-                   (double)result.rpo_ms / 1000.0, db->drill.check_sql ? "; check-sql returned " : "",
-                   db->drill.check_sql ? result.check : "");
-        else
-            printf("drill %s on replica %s: FAILED: %s\n", db->name, db->replicas[r].name, result.error);
-        failed |= !result.ok;
-        matched++;
-        free(record);
-    }
-    if (!matched) {
-        fprintf(stderr, "error: database '%s' has no replica '%s'\n", db->name, opts->replica);
-        return 1;
-    }
-    return failed;
-}
-
-int drill_run(const struct config *cfg, const struct crypto_keyring *key, const struct drill_options *opts)
-{
-    struct tm_error err;
-    struct targets targets;
-    if (targets_select(cfg, opts->db_name, opts->replica, &targets, &err) != 0) {
-        tm_error_print(&err);
-        return 1;
-    }
-    int failed = 0;
-    size_t printed = 0;
-    if (opts->json)
-        printf("[");
-    for (size_t i = 0; i < targets.count; i++)
-        failed |= drill_database(cfg, key, targets.dbs[i], opts, &printed);
-    if (opts->json)
-        printf("]\n");
-    targets_release(&targets);
-    return failed;
+    *record = format_record(db, db->replicas[replica].name, r);
+    if (!*record)
+        return tm_error_setc(err, TM_ERR_NO_MEMORY, "out of memory");
+    return store_record(db, replica, r, *record, err);
 }
 
 int drill_latest(struct storage *st, const char *db, char **record, int *found, struct tm_error *err)

@@ -1,5 +1,6 @@
-/* drill.h - the `tidemark drill` command: a real restore test that
- * measures RTO and RPO, recorded in the replica itself. */
+/* drill.h - restore drills: a real restore test that measures RTO and
+ * RPO, recorded in the replica itself (the `tidemark drill` command is
+ * cmd_drill.c; the sidecar runs it on the drill schedule). */
 #ifndef TM_DRILL_H
 #define TM_DRILL_H
 
@@ -7,14 +8,24 @@
 #include "../common/crypto.h"
 #include "../common/storage/storage.h"
 
-struct drill_options {
-    const char *db_name;     /* required */
-    const char *replica;     /* name or index; NULL: every replica */
-    int json;
+struct drill_result {
+    int ok;
+    int64_t started_ms, rto_ms, rpo_ms, point_ms;
+    char check[128];         /* the check query's first value */
+    char error[600];         /* why it failed, the restore's own error included */
 };
 
-/* Exit code: 0 only when every drill passed. */
-int drill_run(const struct config *cfg, const struct crypto_keyring *key, const struct drill_options *opts);
+/* One drill of db on replica `replica` (index): restore the newest point
+ * into the staging directory, run check-sql, measure RTO and RPO, remove
+ * the copy. The outcome, failures included, is in *out. */
+void drill_replica(const struct crypto_keyring *key, const struct config_db *db, size_t replica,
+                   struct drill_result *out);
+
+/* Formats the drill's record, one line of JSON (*record, malloc'd, NULL
+ * when out of memory), and stores it in the replica it concerns:
+ * "NAME/drills/<unix ms>-<replica>.json". */
+int drill_store(const struct config_db *db, size_t replica, const struct drill_result *r, char **record,
+                struct tm_error *err);
 
 /* The newest drill record of db in st (a JSON object, malloc'd), or NULL
  * with *found = 0. For `list`. */

@@ -26,6 +26,7 @@
 #include "../common/lease.h"
 #include "../common/log.h"
 #include "../common/rdb.h"
+#include "../common/targets.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -364,33 +365,18 @@ static int check_output_dir(const char *output, struct tm_error *err)
     return 0;
 }
 
-static void print_outcome(const struct redis_restore *rr, const char *gen)
+static void fill_outcome(const struct redis_restore *rr, struct restore_outcome *out)
 {
-    char point[40], snapshot[40], target[40];
-    clock_format_ms(rr->last_unit_ms ? rr->last_unit_ms : rr->snapshot_ms, point, sizeof point);
-    clock_format_ms(rr->snapshot_ms, snapshot, sizeof snapshot);
-    printf("restored Redis '%s' to %s%s\n", rr->opts->db_name, rr->opts->output,
-           rr->opts->redis_rdb ? "/dump.rdb" : "/" AOF_DIR " (redis-server --appendonly yes --dir DIR)");
-    printf("  point:        %s (%s)\n", point, rr->last_unit_ms ? "arrival time of the last command included"
-                                                                  : "the snapshot; no command after it");
-    if (rr->opts->has_target) {
-        clock_format_ms(rr->opts->target_ms, target, sizeof target);
-        printf("  target:       %s\n", target);
-    } else {
-        printf("  target:       latest\n");
-    }
-    printf("  snapshot:     %s (generation %s, RDB of %" PRIu64 " bytes, CRC64 checked)\n", snapshot, gen,
-           rr->rdb_bytes);
-    printf("  commands:     %" PRIu64 " applied after the snapshot, from %" PRIu64 " segment(s)\n", rr->units_applied,
-           rr->segments_read);
-    printf("  check:        %s\n", rr->checked_by_loading ? "loaded by redis-server" :
-                                   "not loaded (redis-server not installed)");
+    *out = (struct restore_outcome){
+        .point_ms = rr->last_unit_ms ? rr->last_unit_ms : rr->snapshot_ms, .snapshot_ms = rr->snapshot_ms,
+        .after_snapshot = rr->last_unit_ms != 0, .transactions = rr->units_applied, .segments = rr->segments_read,
+        .bytes = rr->rdb_bytes, .loaded = rr->checked_by_loading};
+    snprintf(out->generation, sizeof out->generation, "%s", rr->generation);
 }
 
-int redis_restore_run(const struct config_db *db, const struct crypto_keyring *key,
-                      const struct restore_options *opts)
+int redis_restore(const struct config_db *db, const struct crypto_keyring *key, const struct restore_options *opts,
+                  struct restore_outcome *out, struct tm_error *err)
 {
-    struct tm_error err = {0};
     struct redis_restore rr = {.key = key, .opts = opts, .fd = -1};
     char temp[PATH_MAX], aof_dir[PATH_MAX + 32];
     snprintf(temp, sizeof temp, "%s.tidemark-restore-%d", opts->output, (int)getpid());
@@ -398,37 +384,36 @@ int redis_restore_run(const struct config_db *db, const struct crypto_keyring *k
     struct catalog cat = {0};
     const struct catalog_generation *gen = NULL;
     const struct catalog_snapshot *snap = NULL;
-    int rc = check_output_dir(opts->output, &err);
+    int rc = check_output_dir(opts->output, err);
     if (rc == 0)
-        rc = restore_open_replica(db, opts->replica, &rr.st, &err);
+        rc = targets_open_replica(db, opts->replica, &rr.st, err);
     if (rc == 0)
-        rc = catalog_load(rr.st, db->name, &cat, &err);
+        rc = catalog_load(rr.st, db->name, &cat, err);
     if (rc == 0)
-        rc = restore_plan(&cat, opts, &gen, &snap, &err);
+        rc = restore_plan(&cat, opts, &gen, &snap, err);
     char lease[512] = "";
-    if (rc == 0 && lease_take(rr.st, db->name, gen->id, clock_now_ms(), lease, sizeof lease, &err) != 0) {
+    if (rc == 0 && lease_take(rr.st, db->name, gen->id, clock_now_ms(), lease, sizeof lease, err) != 0) {
         log_warn("could not record that this restore reads generation %s (retention may run meanwhile): %s",
-                 gen->id, err.msg);
+                 gen->id, err->msg);
         lease[0] = '\0';
-        memset(&err, 0, sizeof err);
     }
     if (rc == 0) {
         snprintf(rr.generation, sizeof rr.generation, "%s", gen->id);
         if (mkdir(temp, 0700) != 0 || mkdir(aof_dir, 0700) != 0)
-            rc = tm_error_set(&err, "cannot create '%s': %s", aof_dir, strerror(errno));
+            rc = tm_error_set(err, "cannot create '%s': %s", aof_dir, strerror(errno));
     }
     if (rc == 0)
-        rc = write_base(&rr, snap, aof_dir, &err);
+        rc = write_base(&rr, snap, aof_dir, err);
     if (rc == 0)
-        rc = write_incr(&rr, gen, aof_dir, &err);
+        rc = write_incr(&rr, gen, aof_dir, err);
     if (rc == 0)
-        rc = write_manifest(aof_dir, &err);
+        rc = write_manifest(aof_dir, err);
     if (rc == 0) {
-        int loaded = load_in_redis(temp, opts->redis_rdb, &err);
+        int loaded = load_in_redis(temp, opts->redis_rdb, err);
         if (loaded < 0)
             rc = -1;
         else if (loaded == 1 && opts->redis_rdb)
-            rc = tm_error_set(&err, "--format rdb needs redis-server (apt-get install redis-server)");
+            rc = tm_error_set(err, "--format rdb needs redis-server (apt-get install redis-server)");
         rr.checked_by_loading = loaded == 0;
     }
     if (rc == 0 && opts->redis_rdb)
@@ -436,23 +421,15 @@ int redis_restore_run(const struct config_db *db, const struct crypto_keyring *k
     if (rc == 0) {
         rmdir(opts->output);   /* an empty directory given as the output */
         if (rename(temp, opts->output) != 0)
-            rc = tm_error_set(&err, "cannot move the restored files to '%s': %s", opts->output, strerror(errno));
+            rc = tm_error_set(err, "cannot move the restored files to '%s': %s", opts->output, strerror(errno));
     }
-    if (rc != 0) {
+    if (rc != 0)
         remove_tree(temp);
-        tm_error_print(&err);
-        fprintf(stderr, "nothing was written at '%s'\n", opts->output);
-    } else {
-        if (!opts->quiet)
-            print_outcome(&rr, gen->id);
-        if (opts->outcome)
-            *opts->outcome = (struct restore_outcome){
-                .point_ms = rr.last_unit_ms ? rr.last_unit_ms : rr.snapshot_ms, .transactions = rr.units_applied,
-                .segments = rr.segments_read, .bytes = rr.rdb_bytes};
-    }
+    else
+        fill_outcome(&rr, out);
     if (lease[0])
         lease_release(rr.st, lease);
     catalog_release(&cat);
     storage_free(rr.st);
-    return rc == 0 ? 0 : 1;
+    return rc;
 }

@@ -11,8 +11,9 @@
 #include "../common/crypto.h"
 #include "restore.h"
 
-/* Returns the process exit code; prints the outcome or the error. */
-int redis_restore_run(const struct config_db *db, const struct crypto_keyring *key,
-                      const struct restore_options *opts);
+/* restore_database for a `redis:` entry (restore.h): 0 with *out
+ * filled; -1 or RESTORE_NOT_YET with err set. Prints nothing. */
+int redis_restore(const struct config_db *db, const struct crypto_keyring *key, const struct restore_options *opts,
+                  struct restore_outcome *out, struct tm_error *err);
 
 #endif

@@ -20,15 +20,13 @@
  * last point that can be restored consistently. */
 #include "restore.h"
 
-#include "../common/names.h"
-#include "targets.h"
+#include "../common/targets.h"
 
 #include "page_writer.h"
 #include "redis_restore.h"
 
 #include "../common/archive.h"
 #include "../common/clock.h"
-#include "../common/fsutil.h"
 #include "../common/lease.h"
 #include "../common/log.h"
 #include "../common/object.h"
@@ -72,51 +70,6 @@ struct restore_state {
 
 #define PREFETCH_WINDOW 32
 
-/* Opens one replica for reading and proves it answers; `patient` when no
- * other replica would be tried after it. */
-static int open_reachable(const struct config_db *db, const struct config_replica *rep, int patient,
-                          struct storage **out, struct tm_error *err)
-{
-    struct stat st;
-    if (rep->type == REPLICA_FILE && (stat(rep->path, &st) != 0 || !S_ISDIR(st.st_mode))) {
-        tm_error_set(err, "replica '%s': directory '%s' does not exist", rep->name, rep->path);
-        return tm_error_hint(err, "check 'path' of replica '%s' of database '%s' in the configuration",
-                             rep->name, db->name);
-    }
-    if (storage_open_replica(rep, out, err) != 0)
-        return -1;
-    struct storage_check check;
-    if (storage_check(*out, patient, &check, err) != 0) {
-        storage_free(*out);
-        *out = NULL;
-        return -1;
-    }
-    return 0;
-}
-
-int restore_open_replica(const struct config_db *db, const char *replica,
-                         struct storage **out, struct tm_error *err)
-{
-    if (replica) {
-        for (size_t i = 0; i < db->replica_count; i++)
-            if (config_replica_selected(db, i, replica))
-                return open_reachable(db, &db->replicas[i], 1, out, err);
-        tm_error_set(err, "database '%s' has no replica '%s'", db->name, replica);
-        return tm_error_hint(err, "give a replica name from the configuration or its index (0 = first)");
-    }
-    /* The first replica that answers. */
-    for (size_t i = 0; i < db->replica_count; i++) {
-        if (open_reachable(db, &db->replicas[i], i + 1 == db->replica_count, out, err) == 0) {
-            if (i > 0)
-                log_warn("using replica '%s': the ones before it are unreachable", db->replicas[i].name);
-            return 0;
-        }
-        if (i + 1 < db->replica_count)
-            log_warn("replica '%s' unusable: %s", db->replicas[i].name, err->msg);
-    }
-    return -1;
-}
-
 /* Pages go through the page writer: a page rewritten many times by the
  * segments replayed is written to the file once or a few times. */
 #define PAGE_WRITER_BYTES (16 * 1024 * 1024)
@@ -140,7 +93,8 @@ static int snapshot_check_header(void *ctx, const struct snapshot_header *h, str
     struct snapshot_apply *apply = ctx;
     if (strcmp(h->generation, apply->rs->generation) != 0 || h->index != apply->snap->index ||
         h->time_ms != apply->snap->time_ms)
-        return tm_error_setc(err, TM_ERR_CORRUPT, "its header does not match its name (generation, index or time)");
+        return tm_error_setc(err, TM_ERR_CORRUPT, "snapshot '%s': its header does not match its name (generation, "
+                             "index or time)", apply->snap->key);
     apply->rs->page_size = h->page_size;
     return 0;
 }
@@ -158,7 +112,7 @@ static int apply_snapshot(struct restore_state *rs, const struct catalog_snapsho
     struct snapshot_visitor visitor = {snapshot_check_header, snapshot_write_page, &apply};
     struct snapshot_header h;
     if (snapshot_read(rs->st, snap->key, rs->key, &visitor, &h, err) != 0)
-        return strstr(err->msg, snap->key) ? -1 : tm_error_prefix(err, "snapshot '%s': ", snap->key);
+        return -1;   /* the reader and snapshot_check_header name the snapshot */
     rs->db_size = h.page_count;
     memcpy(rs->chain, h.chain_hash, sizeof rs->chain);
     rs->snapshot_ms = h.time_ms;
@@ -178,15 +132,19 @@ static int segment_check_header(void *ctx, const struct segment_header *h, struc
 {
     struct segment_apply *apply = ctx;
     struct restore_state *rs = apply->rs;
+    const char *key = apply->seg->key;
     if (strcmp(h->generation, rs->generation) != 0 || h->index != apply->seg->index)
-        return tm_error_setc(err, TM_ERR_CORRUPT, "its header does not match its name (generation or index)");
+        return tm_error_setc(err, TM_ERR_CORRUPT, "segment '%s': its header does not match its name (generation "
+                             "or index)", key);
     if (h->first_time_ms != apply->seg->first_ms || h->last_time_ms != apply->seg->last_ms)
-        return tm_error_setc(err, TM_ERR_CORRUPT, "its header does not match its name (commit times)");
+        return tm_error_setc(err, TM_ERR_CORRUPT, "segment '%s': its header does not match its name (commit "
+                             "times)", key);
     if (h->page_size != rs->page_size)
-        return tm_error_setc(err, TM_ERR_CORRUPT, "page size %u differs from the snapshot's %u", h->page_size,
-                             rs->page_size);
+        return tm_error_setc(err, TM_ERR_CORRUPT, "segment '%s': page size %u differs from the snapshot's %u", key,
+                             h->page_size, rs->page_size);
     if (memcmp(h->prev_hash, rs->chain, OBJECT_HASH_BYTES) != 0)
-        return tm_error_setc(err, TM_ERR_CORRUPT, "it does not follow the previous segment (chain hash mismatch)");
+        return tm_error_setc(err, TM_ERR_CORRUPT, "segment '%s': it does not follow the previous segment (chain "
+                             "hash mismatch)", key);
     return 0;
 }
 
@@ -331,12 +289,14 @@ static int delta_check_header(void *ctx, const struct delta_header *h, struct tm
     if (strcmp(h->generation, rs->generation) != 0 || h->first_index != delta->first_index ||
         h->end_index != delta->end_index || h->first_time_ms != delta->first_ms ||
         h->last_time_ms != delta->last_ms)
-        return tm_error_setc(err, TM_ERR_CORRUPT, "its header does not match its name (generation, indexes or times)");
+        return tm_error_setc(err, TM_ERR_CORRUPT, "delta '%s': its header does not match its name (generation, "
+                             "indexes or times)", delta->key);
     if (h->page_size != rs->page_size)
-        return tm_error_setc(err, TM_ERR_CORRUPT, "page size %u differs from the snapshot's %u", h->page_size,
-                             rs->page_size);
+        return tm_error_setc(err, TM_ERR_CORRUPT, "delta '%s': page size %u differs from the snapshot's %u",
+                             delta->key, h->page_size, rs->page_size);
     if (memcmp(h->chain_in, rs->chain, OBJECT_HASH_BYTES) != 0)
-        return tm_error_setc(err, TM_ERR_CORRUPT, "it does not follow the previous object (chain hash mismatch)");
+        return tm_error_setc(err, TM_ERR_CORRUPT, "delta '%s': it does not follow the previous object (chain hash "
+                             "mismatch)", delta->key);
     return 0;
 }
 
@@ -351,7 +311,7 @@ static int apply_delta(struct restore_state *rs, const struct catalog_delta *del
     struct delta_visitor visitor = {delta_check_header, delta_write_page, &apply};
     struct delta_header h;
     if (delta_read(rs->st, delta->key, rs->key, &visitor, &h, err) != 0)
-        return strstr(err->msg, delta->key) ? -1 : tm_error_prefix(err, "delta '%s': ", delta->key);
+        return -1;   /* the reader and delta_check_header name the delta */
     memcpy(rs->chain, h.chain_out, sizeof rs->chain);
     rs->db_size = h.db_size;
     rs->last_commit_ms = h.last_time_ms;
@@ -429,11 +389,11 @@ static int apply_segments(struct restore_state *rs, const struct catalog_generat
             return tm_error_hint(err, "the last consistent point reachable is %s: restore with --timestamp %s, or from another replica",
                                  last, last);
         }
-        struct storage *source;
+        struct storage *source = NULL;
         char key[ARCHIVE_NAME_MAX];
         if (segment_source(rs, gen, i, expected, opts, &source, key, sizeof key, err) != 0 ||
             apply_segment(rs, source, key, seg, opts, err) != 0) {
-            if (!strstr(err->msg, seg->key))
+            if (source != rs->st)   /* prefetching it, or reading its local copy (named "segment-N") */
                 tm_error_prefix(err, "segment '%s': ", seg->key);
             return tm_error_hint(err, "the last consistent point reachable is %s: restore with --timestamp %s, or from another replica",
                                  last, last);
@@ -503,30 +463,14 @@ static int check_output(const struct restore_options *opts, struct tm_error *err
     return 0;
 }
 
-static void print_outcome(const struct restore_state *rs, const struct restore_options *opts,
-                          const char *gen)
+static void fill_outcome(const struct restore_state *rs, struct restore_outcome *out)
 {
-    char point[40], snapshot[40], target[40];
-    clock_format_ms(rs->last_commit_ms ? rs->last_commit_ms : rs->snapshot_ms, point, sizeof point);
-    clock_format_ms(rs->snapshot_ms, snapshot, sizeof snapshot);
-    printf("restored '%s' to %s\n", opts->db_name, opts->output);
-    if (rs->last_commit_ms)
-        printf("  point:        %s (commit time of the last transaction included)\n", point);
-    else
-        printf("  point:        %s (the snapshot; no transaction after it is included)\n", point);
-    if (opts->has_target) {
-        clock_format_ms(opts->target_ms, target, sizeof target);
-        printf("  target:       %s%s\n", target,
-               rs->stopped ? "" : " (after the last transaction in the archive: restored the latest point)");
-    } else {
-        printf("  target:       latest\n");
-    }
-    printf("  snapshot:     %s (generation %s)\n", snapshot, gen);
-    printf("  transactions: %" PRIu64 " applied after the snapshot, from %" PRIu64 " segment(s) and %"
-           PRIu64 " delta(s)\n", rs->transactions_applied, rs->segments_read, rs->deltas_read);
-    printf("  size:         %" PRIu64 " bytes (%u pages of %u)\n",
-           (uint64_t)rs->db_size * rs->page_size, rs->db_size, rs->page_size);
-    printf("  integrity:    ok\n");
+    *out = (struct restore_outcome){
+        .point_ms = rs->last_commit_ms ? rs->last_commit_ms : rs->snapshot_ms, .snapshot_ms = rs->snapshot_ms,
+        .after_snapshot = rs->last_commit_ms != 0, .reached_target = rs->stopped,
+        .transactions = rs->transactions_applied, .segments = rs->segments_read, .deltas = rs->deltas_read,
+        .bytes = (uint64_t)rs->db_size * rs->page_size, .pages = rs->db_size, .page_size = rs->page_size};
+    snprintf(out->generation, sizeof out->generation, "%s", rs->generation);
 }
 
 static int restore_into(struct restore_state *rs, const struct restore_options *opts,
@@ -572,80 +516,23 @@ static int restore_into(struct restore_state *rs, const struct restore_options *
     return rc;
 }
 
-/* Several databases to one point in time (a consistent point across
- * tenants): each into OUTPUT/NAME. Without --timestamp, the point is
- * this command's start. Every database is tried; the exit code says
- * whether all of them were restored. */
-static int restore_selected(const struct config *cfg, const struct crypto_keyring *key,
-                            const struct restore_options *opts)
+int restore_database(const struct config_db *db, const struct crypto_keyring *key,
+                     const struct restore_options *opts, struct restore_outcome *out, struct tm_error *err)
 {
-    struct tm_error err;
-    struct targets targets;
-    if (targets_select(cfg, opts->db_name, opts->replica, &targets, &err) != 0) {
-        tm_error_print(&err);
-        return 1;
-    }
-    struct restore_options each = *opts;
-    each.skip_not_yet = 1;
-    if (!each.has_target) {
-        each.has_target = 1;
-        each.target_ms = clock_now_ms();
-    }
-    char point[64];
-    clock_format_ms(each.target_ms, point, sizeof point);
-    printf("restoring %zu database(s) matching '%s' to %s into %s/\n", targets.count, opts->db_name, point,
-           opts->output);
-    size_t failed = 0, skipped = 0;
-    for (size_t i = 0; i < targets.count; i++) {
-        char output[PATH_MAX], parent[PATH_MAX];
-        snprintf(output, sizeof output, "%s/%s", opts->output, targets.dbs[i]->name);
-        snprintf(parent, sizeof parent, "%s", output);
-        *strrchr(parent, '/') = '\0';
-        each.db_name = targets.dbs[i]->name;
-        each.output = output;
-        if (fsutil_make_dirs(parent, &err) != 0) {
-            tm_error_print(&err);
-            failed++;
-            continue;
-        }
-        int rc = restore_run(cfg, key, &each);
-        skipped += rc == RESTORE_EXIT_SKIPPED;
-        failed += rc != 0 && rc != RESTORE_EXIT_SKIPPED;
-    }
-    printf("%zu of %zu database(s) restored to %s", targets.count - failed - skipped, targets.count, point);
-    if (skipped)
-        printf(", %zu skipped (created after it)", skipped);
-    printf("%s\n", failed ? "; see the errors above" : "");
-    targets_release(&targets);
-    return failed ? 1 : 0;
-}
-
-int restore_run(const struct config *cfg, const struct crypto_keyring *key,
-                const struct restore_options *opts)
-{
-    struct tm_error err;
-    if (names_is_glob(opts->db_name))
-        return restore_selected(cfg, key, opts);
-    const struct config_db *db = config_find_db(cfg, opts->db_name, &err);
-    if (db && db->dir)
-        return restore_selected(cfg, key, opts);
-    if (db && db->kind == DB_REDIS)
-        return redis_restore_run(db, key, opts);
+    if (db->kind == DB_REDIS)
+        return redis_restore(db, key, opts, out, err);
     struct restore_state rs = {.key = key, .fd = -1};
-    if (!db || check_output(opts, &err) != 0 ||
-        restore_open_replica(db, opts->replica, &rs.st, &err) != 0) {
-        tm_error_print(&err);
-        return 1;
-    }
+    if (check_output(opts, err) != 0 || targets_open_replica(db, opts->replica, &rs.st, err) != 0)
+        return -1;
     char temp[PATH_MAX];
     snprintf(temp, sizeof temp, "%s.tidemark-restore-%d", opts->output, (int)getpid());
     int rc = 0;
     if (storage_fetch_is_useful(rs.st)) {
         snprintf(rs.prefetch_dir, sizeof rs.prefetch_dir, "%s.d", temp);
-        rc = storage_file_open(rs.prefetch_dir, &rs.local, &err);
+        rc = storage_file_open(rs.prefetch_dir, &rs.local, err);
     }
     if (rc == 0)
-        rc = restore_into(&rs, opts, temp, &err);
+        rc = restore_into(&rs, opts, temp, err);
     lease_release(rs.st, rs.lease);
     if (rs.local) {
         prefetch_drop_window(&rs);
@@ -657,29 +544,15 @@ int restore_run(const struct config *cfg, const struct crypto_keyring *key,
         if (opts->force)
             unlink_sidecars(opts->output);
         if (rename(temp, opts->output) != 0 || fsync_parent(opts->output) != 0)
-            rc = tm_error_set(&err, "cannot move the restored database to '%s': %s", opts->output,
+            rc = tm_error_set(err, "cannot move the restored database to '%s': %s", opts->output,
                               strerror(errno));
-    }
-    if (rc == RESTORE_NOT_YET && opts->skip_not_yet) {
-        unlink(temp);
-        printf("skipped '%s': it did not exist yet at the target (%s)\n", opts->db_name, err.hint);
-        storage_free(rs.st);
-        return RESTORE_EXIT_SKIPPED;
     }
     if (rc != 0) {
         unlink(temp);
         unlink_sidecars(temp);
-        tm_error_print(&err);
-        fprintf(stderr, "nothing was written at '%s'\n", opts->output);
     } else {
-        if (!opts->quiet)
-            print_outcome(&rs, opts, rs.generation);
-        if (opts->outcome)
-            *opts->outcome = (struct restore_outcome){
-                .point_ms = rs.last_commit_ms ? rs.last_commit_ms : rs.snapshot_ms,
-                .transactions = rs.transactions_applied, .segments = rs.segments_read,
-                .bytes = (uint64_t)rs.db_size * rs.page_size};
+        fill_outcome(&rs, out);
     }
     storage_free(rs.st);
-    return rc == 0 ? 0 : 1;
+    return rc;
 }

@@ -1,4 +1,5 @@
-/* restore.h - the `tidemark restore` command. */
+/* restore.h - rebuilding a database as of a point in time from one
+ * replica (the `tidemark restore` command is cmd_restore.c). */
 #ifndef TM_RESTORE_H
 #define TM_RESTORE_H
 
@@ -9,33 +10,39 @@
 #include "../common/crypto.h"
 #include "../common/storage/storage.h"
 
-/* What a successful restore produced. */
+/* What a successful restore produced (for the command's report, drills'
+ * RPO). */
 struct restore_outcome {
     int64_t point_ms;        /* commit time of the last transaction included (or the snapshot's) */
-    uint64_t transactions, segments, bytes;
+    int64_t snapshot_ms;
+    int after_snapshot;      /* transactions after the snapshot are included (point_ms is one's) */
+    int reached_target;      /* stopped before a transaction after the target */
+    char generation[ARCHIVE_GEN_ID_BYTES + 1];
+    uint64_t transactions, segments, deltas;
+    uint64_t bytes;          /* the database's size (Redis: the RDB's) */
+    uint32_t pages, page_size;
+    int loaded;              /* Redis: checked by loading it into a private redis-server */
 };
 
 struct restore_options {
     const char *db_name;
     const char *output;
-    const char *replica;     /* name or index; NULL: the first */
+    const char *replica;     /* name or index; NULL: the first that answers */
     int64_t target_ms;       /* valid when has_target */
     int has_target;
     int force;
-    int quiet;               /* no report on success (verify --deep, drills) */
     int no_deltas;           /* segments only (--no-deltas) */
     int redis_rdb;           /* Redis: a dump.rdb instead of appendonlydir/ (--format rdb) */
-    struct restore_outcome *outcome;   /* filled on success when not NULL */
-    int skip_not_yet;        /* a database whose first backup is after the target is skipped
-                                (restore_run returns RESTORE_EXIT_SKIPPED): restoring many */
 };
 
-#define RESTORE_NOT_YET 2        /* restore_plan: every backup is after the target */
-#define RESTORE_EXIT_SKIPPED 3
+#define RESTORE_NOT_YET 2        /* every backup is after the target */
 
-/* Returns the process exit code; prints the outcome or the error. */
-int restore_run(const struct config *cfg, const struct crypto_keyring *key,
-                const struct restore_options *opts);
+/* Restores database db (SQLite, or a `redis:` entry: redis_restore.h) as
+ * opts says, at opts->output. Prints nothing. Returns 0 with *out filled;
+ * -1, or RESTORE_NOT_YET when every backup is after the target, with err
+ * set (naming the object concerned) and nothing written at the output. */
+int restore_database(const struct config_db *db, const struct crypto_keyring *key,
+                     const struct restore_options *opts, struct restore_outcome *out, struct tm_error *err);
 
 /* The generation and snapshot a restore to opts' target starts from:
  * the newest snapshot at or before it, across generations. -1, or
@@ -43,10 +50,5 @@ int restore_run(const struct config *cfg, const struct crypto_keyring *key,
 int restore_plan(const struct catalog *cat, const struct restore_options *opts,
                  const struct catalog_generation **gen_out, const struct catalog_snapshot **snap_out,
                  struct tm_error *err);
-
-/* Opens the replica chosen by `replica` (name or 0-based index; NULL for
- * the first) of database db; shared by restore and list. */
-int restore_open_replica(const struct config_db *db, const char *replica,
-                         struct storage **out, struct tm_error *err);
 
 #endif

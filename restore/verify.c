@@ -27,14 +27,10 @@
  * there are deltas: with them and from the segments alone, and the two
  * files must be identical. */
 #include "verify.h"
-#include "../common/json.h"
-
-#include "targets.h"
 
 #include "../common/archive.h"
-#include "../common/clock.h"
 #include "../common/rdb.h"
-#include "../replicator/alerts.h"
+#include "../common/targets.h"
 #include "restore.h"
 
 #include <inttypes.h>
@@ -44,17 +40,10 @@
 #include <string.h>
 #include <unistd.h>
 
-struct report {
-    const char *db, *replica;
-    int json;
-    size_t objects, problems;
-    int first_problem;
-};
-
-static void problem(struct report *rep, const char *object, const char *fmt, ...)
+static void problem(struct verify_report *rep, const char *object, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-static void problem(struct report *rep, const char *object, const char *fmt, ...)
+static void problem(struct verify_report *rep, const char *object, const char *fmt, ...)
 {
     char what[900];
     va_list ap;
@@ -62,16 +51,7 @@ static void problem(struct report *rep, const char *object, const char *fmt, ...
     vsnprintf(what, sizeof what, fmt, ap);
     va_end(ap);
     rep->problems++;
-    if (rep->json) {
-        printf("%s{\"object\": ", rep->first_problem ? "" : ", ");
-        json_write_string(stdout, object);
-        printf(", \"problem\": ");
-        json_write_string(stdout, what);
-        printf("}");
-        rep->first_problem = 0;
-    } else {
-        printf("  PROBLEM %s: %s\n", object, what);
-    }
+    rep->problem(rep->ctx, object, what);
 }
 
 /* Reads every page of a snapshot so its payload hash is checked. */
@@ -107,7 +87,7 @@ static const struct catalog_snapshot *snapshot_at(const struct catalog_generatio
 
 static void verify_snapshots(struct storage *st, const struct crypto_keyring *key,
                              const struct catalog_generation *gen, uint8_t (*chains)[OBJECT_HASH_BYTES],
-                             struct report *rep)
+                             struct verify_report *rep)
 {
     struct snapshot_visitor visitor = {NULL, ignore_page, NULL};
     for (size_t i = 0; i < gen->snapshot_count; i++) {
@@ -143,7 +123,7 @@ struct segment_facts {
 
 static void verify_segments(struct storage *st, const struct crypto_keyring *key,
                             const struct catalog_generation *gen, uint8_t (*chains)[OBJECT_HASH_BYTES],
-                            struct segment_facts *facts, struct report *rep)
+                            struct segment_facts *facts, struct verify_report *rep)
 {
     uint8_t previous_hash[OBJECT_HASH_BYTES];
     int have_previous = 0;
@@ -218,7 +198,7 @@ static long segment_position(const struct catalog_generation *gen, uint64_t inde
 
 static void verify_deltas(struct storage *st, const struct crypto_keyring *key,
                           const struct catalog_generation *gen, const struct segment_facts *facts,
-                          struct report *rep)
+                          struct verify_report *rep)
 {
     struct delta_visitor visitor = {NULL, ignore_page, NULL};
     for (size_t i = 0; i < gen->delta_count; i++) {
@@ -279,14 +259,12 @@ static int redis_unit_time(void *ctx, int64_t time_ms, const uint8_t *data, size
 /* A Redis generation: its RDB (payload hash and CRC64), then its
  * segments: names, chain and replication offsets continuous from the
  * RDB's, arrival times never going backwards. */
-static void verify_redis_generation(struct storage *st, const struct crypto_keyring *key,
-                                    const struct catalog_generation *gen, struct report *rep)
+/* The RDBs; the first one's chain hash and replication offset are where
+ * the segments continue from (*have_chain set when it was read). */
+static void verify_redis_snapshots(struct storage *st, const struct crypto_keyring *key,
+                                   const struct catalog_generation *gen, uint8_t chain[OBJECT_HASH_BYTES],
+                                   uint64_t *offset, int *have_chain, struct verify_report *rep)
 {
-    uint8_t chain[OBJECT_HASH_BYTES];
-    uint64_t offset = 0;
-    int have_chain = 0;
-    if (gen->snapshot_count == 0)
-        problem(rep, gen->id, "generation has no snapshot: none of it can be restored");
     for (size_t i = 0; i < gen->snapshot_count; i++) {
         const struct catalog_snapshot *snap = &gen->snapshots[i];
         struct rdb_check check;
@@ -304,11 +282,22 @@ static void verify_redis_generation(struct storage *st, const struct crypto_keyr
         if (strcmp(h.generation, gen->id) != 0 || h.index != snap->index || h.time_ms != snap->time_ms)
             problem(rep, snap->key, "its header does not match its name (moved or renamed object)");
         if (h.index == 0) {
-            memcpy(chain, h.chain_hash, sizeof chain);
-            offset = h.offset;
-            have_chain = 1;
+            memcpy(chain, h.chain_hash, OBJECT_HASH_BYTES);
+            *offset = h.offset;
+            *have_chain = 1;
         }
     }
+}
+
+static void verify_redis_generation(struct storage *st, const struct crypto_keyring *key,
+                                    const struct catalog_generation *gen, struct verify_report *rep)
+{
+    uint8_t chain[OBJECT_HASH_BYTES];
+    uint64_t offset = 0;
+    int have_chain = 0;
+    if (gen->snapshot_count == 0)
+        problem(rep, gen->id, "generation has no snapshot: none of it can be restored");
+    verify_redis_snapshots(st, key, gen, chain, &offset, &have_chain, rep);
     struct redis_times times = {INT64_MIN, 0};
     for (size_t i = 0; i < gen->segment_count; i++) {
         const struct catalog_segment *seg = &gen->segments[i];
@@ -344,7 +333,7 @@ static void verify_redis_generation(struct storage *st, const struct crypto_keyr
 }
 
 static void verify_generation(struct storage *st, const struct crypto_keyring *key,
-                              const struct catalog_generation *gen, struct report *rep)
+                              const struct catalog_generation *gen, struct verify_report *rep)
 {
     if (gen->snapshot_count == 0) {
         problem(rep, gen->id, "generation has no snapshot: none of it can be restored");
@@ -387,8 +376,8 @@ static int same_contents(const char *a, const char *b)
 /* Restores the newest point into a scratch file and checks it; with
  * deltas in the replica, a second time from the segments alone, and the
  * two must be identical. */
-static void verify_deep(const struct config *cfg, const struct crypto_keyring *key, const struct config_db *db,
-                        const char *replica, int has_deltas, struct report *rep)
+static void verify_deep(const struct crypto_keyring *key, const struct config_db *db, const char *replica,
+                        int has_deltas, struct verify_report *rep)
 {
     char scratch[256], plain[300];
     const char *tmp = getenv("TMPDIR");
@@ -396,22 +385,24 @@ static void verify_deep(const struct config *cfg, const struct crypto_keyring *k
              (int)getpid());
     snprintf(plain, sizeof plain, "%s.segments-only", scratch);
     struct restore_options opts = {.db_name = db->name, .output = scratch, .replica = replica, .force = 1,
-                                   .quiet = 1, .redis_rdb = db->kind == DB_REDIS};
+                                   .redis_rdb = db->kind == DB_REDIS};
+    struct restore_outcome outcome;
+    struct tm_error err;
     if (db->kind == DB_REDIS) {   /* a directory holding dump.rdb, loaded by redis-server */
-        if (restore_run(cfg, key, &opts) != 0)
-            problem(rep, db->name, "restoring the newest point failed (see the error above)");
+        if (restore_database(db, key, &opts, &outcome, &err) != 0)
+            problem(rep, db->name, "restoring the newest point failed: %s", err.msg);
         snprintf(plain, sizeof plain, "%s/dump.rdb", scratch);
         unlink(plain);
         rmdir(scratch);
         return;
     }
-    if (restore_run(cfg, key, &opts) != 0) {
-        problem(rep, db->name, "restoring the newest point failed (see the error above)");
+    if (restore_database(db, key, &opts, &outcome, &err) != 0) {
+        problem(rep, db->name, "restoring the newest point failed: %s", err.msg);
     } else if (has_deltas) {
         opts.output = plain;
         opts.no_deltas = 1;
-        if (restore_run(cfg, key, &opts) != 0)
-            problem(rep, db->name, "restoring the newest point from segments alone failed (see the error above)");
+        if (restore_database(db, key, &opts, &outcome, &err) != 0)
+            problem(rep, db->name, "restoring the newest point from segments alone failed: %s", err.msg);
         else if (!same_contents(scratch, plain))
             problem(rep, db->name, "the newest point restored with deltas differs from the one replayed from "
                     "segments alone: restore with --no-deltas");
@@ -420,85 +411,30 @@ static void verify_deep(const struct config *cfg, const struct crypto_keyring *k
     unlink(scratch);
 }
 
-static int verify_replica(const struct config *cfg, const struct crypto_keyring *key, const struct config_db *db,
-                          size_t index, const struct verify_options *opts, int *first)
+void verify_replica(const struct crypto_keyring *key, const struct config_db *db, size_t index, int deep,
+                    struct verify_report *rep)
 {
-    const struct config_replica *cfg_rep = &db->replicas[index];
-    struct report rep = {db->name, cfg_rep->name, opts->json, 0, 0, 1};
-    if (opts->json) {
-        printf("%s{\"db\": ", *first ? "" : ",\n");
-        json_write_string(stdout, db->name);
-        printf(", \"replica\": ");
-        json_write_string(stdout, cfg_rep->name);
-        printf(", \"problems\": [");
-    } else {
-        printf("database %s, replica %s:\n", db->name, cfg_rep->name);
-    }
-    *first = 0;
     struct storage *st = NULL;
     struct catalog cat = {0};
     struct tm_error err;
     char replica_index[16];
     snprintf(replica_index, sizeof replica_index, "%zu", index);
-    if (restore_open_replica(db, replica_index, &st, &err) != 0 || catalog_load(st, db->name, &cat, &err) != 0) {
-        problem(&rep, cfg_rep->name, "%s", err.msg);
+    if (targets_open_replica(db, replica_index, &st, &err) != 0 || catalog_load(st, db->name, &cat, &err) != 0) {
+        problem(rep, db->replicas[index].name, "%s", err.msg);
     } else {
         if (cat.generation_count == 0)
-            problem(&rep, db->name, "no backup in this replica");
+            problem(rep, db->name, "no backup in this replica");
+        size_t deltas = 0;
         for (size_t g = 0; g < cat.generation_count; g++) {
             if (db->kind == DB_REDIS)
-                verify_redis_generation(st, key, &cat.generations[g], &rep);
+                verify_redis_generation(st, key, &cat.generations[g], rep);
             else
-                verify_generation(st, key, &cat.generations[g], &rep);
-        }
-        size_t deltas = 0;
-        for (size_t g = 0; g < cat.generation_count; g++)
+                verify_generation(st, key, &cat.generations[g], rep);
             deltas += cat.generations[g].delta_count;
-        if (opts->deep && cat.generation_count)
-            verify_deep(cfg, key, db, replica_index, deltas > 0, &rep);
+        }
+        if (deep && cat.generation_count)
+            verify_deep(key, db, replica_index, deltas > 0, rep);
     }
     catalog_release(&cat);
     storage_free(st);
-    if (rep.problems) {
-        char message[300];
-        snprintf(message, sizeof message, "verify found %zu problem(s) in %zu object(s) checked", rep.problems,
-                 rep.objects);
-        alerts_notify(&cfg->alerts, "verify_failed", db->name, cfg_rep->name, message, 15.0);
-    }
-    if (opts->json)
-        printf("], \"objects_checked\": %zu, \"ok\": %s}", rep.objects, rep.problems ? "false" : "true");
-    else
-        printf("  %zu object(s) checked%s: %s\n", rep.objects, opts->deep ? ", newest point restored" : "",
-               rep.problems ? "PROBLEMS FOUND" : "ok");
-    return rep.problems ? 1 : 0;
-}
-
-int verify_run(const struct config *cfg, const struct crypto_keyring *key, const struct verify_options *opts)
-{
-    struct tm_error err;
-    struct targets targets;
-    if (targets_select(cfg, opts->db_name, opts->replica, &targets, &err) != 0) {
-        tm_error_print(&err);
-        return 1;
-    }
-    int failed = 0, first = 1, matched = 0;
-    if (opts->json)
-        printf("[");
-    for (size_t d = 0; d < targets.count; d++) {
-        const struct config_db *db = targets.dbs[d];
-        for (size_t r = 0; r < db->replica_count; r++) {
-            if (!config_replica_selected(db, r, opts->replica))
-                continue;
-            matched++;
-            failed |= verify_replica(cfg, key, db, r, opts, &first);
-        }
-    }
-    if (opts->json)
-        printf("]\n");
-    targets_release(&targets);
-    if (opts->replica && !matched) {
-        fprintf(stderr, "error: no replica '%s'\n", opts->replica);
-        return 1;
-    }
-    return failed;
 }

@@ -1,4 +1,5 @@
-/* verify.h - the `tidemark verify` command: every object of a replica
+/* verify.h - checking a replica (the `tidemark verify` command is
+ * cmd_verify.c): every object of a replica
  * decrypted and checked, and the archive's structure (chain, order, gaps,
  * times) proven, without writing anything. */
 #ifndef TM_VERIFY_H
@@ -7,14 +8,19 @@
 #include "../common/config.h"
 #include "../common/crypto.h"
 
-struct verify_options {
-    const char *db_name;     /* NULL: every database */
-    const char *replica;     /* name or index; NULL: every replica */
-    int deep;                /* also restore the newest point and integrity_check it */
-    int json;
+/* Where the problems found go, and the counts. */
+struct verify_report {
+    void (*problem)(void *ctx, const char *object, const char *what);   /* each problem, as found */
+    void *ctx;
+    size_t objects;          /* objects read and checked */
+    size_t problems;
 };
 
-/* Exit code: 0 only when every object and every check passed. */
-int verify_run(const struct config *cfg, const struct crypto_keyring *key, const struct verify_options *opts);
+/* Checks replica `replica` (index) of db: every object read, the
+ * archive's structure, and with deep the newest point restored into a
+ * scratch file and integrity_check'ed. Every problem, unreachable
+ * replica included, goes to rep->problem with the object it concerns. */
+void verify_replica(const struct crypto_keyring *key, const struct config_db *db, size_t replica, int deep,
+                    struct verify_report *rep);
 
 #endif

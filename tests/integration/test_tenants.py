@@ -339,7 +339,7 @@ def test_directories_and_files_come_and_go():
         # retention and drills take the entry's name and globs too
         proc = env.tidemark("retention", "tenants", "--dry-run", "--json")
         check(proc.returncode == 0, proc.stderr)
-        retained = [entry["db"] for entry in json.loads(proc.stdout)]
+        retained = [entry["database"] for entry in json.loads(proc.stdout)]
         for relpath in ("a.db", "new/deep/b.db", "gone/c.db", odd):
             check("tenants/" + relpath in retained, "retention skipped tenants/%s: %s" % (relpath, proc.stdout[:500]))
         proc = env.tidemark("drill", "tenants/new/*")

@@ -1,25 +1,27 @@
-/* list.c - `tidemark list`: what each replica holds, from listings alone
- * (nothing is decrypted): generations, snapshots, the restorable time
- * range, object count and bytes; as text or --json. */
-#include "list.h"
-#include "../common/json.h"
-
-#include "targets.h"
+/* cmd_list.c - `tidemark list`: what each replica holds, from listings
+ * alone (nothing is decrypted): generations, snapshots, the restorable time
+ * range, object count and bytes, the last drill; as text or --json. */
+#include "cmd_list.h"
 
 #include "../common/archive.h"
 #include "../common/clock.h"
 #include "../common/drill_record.h"
+#include "../common/report.h"
+#include "../common/targets.h"
 #include "drill.h"
-#include "restore.h"
 
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+static const struct cli_option *const options[] = {&cli_opt_config, &cli_opt_replica, &cli_opt_json,
+                                                    &cli_opt_verbose, NULL};
+
 struct generation_summary {
     uint64_t objects, bytes;
     int64_t from_ms, to_ms;
+    char from[40], to[40];    /* from_ms and to_ms as printed */
 };
 
 static void summarise(const struct catalog_generation *gen, struct generation_summary *out)
@@ -38,6 +40,8 @@ static void summarise(const struct catalog_generation *gen, struct generation_su
         out->to_ms = gen->snapshots[gen->snapshot_count - 1].time_ms;
     if (gen->segment_count && gen->segments[gen->segment_count - 1].last_ms > out->to_ms)
         out->to_ms = gen->segments[gen->segment_count - 1].last_ms;
+    clock_format_ms(out->from_ms, out->from, sizeof out->from);
+    clock_format_ms(out->to_ms, out->to, sizeof out->to);
 }
 
 /* "2026-11-24T04:00:01.234Z ok, RTO 0.52 s, RPO 1.30 s" from a drill
@@ -51,19 +55,16 @@ static void drill_summary(const char *record, char *out, size_t len)
              (double)s.rpo_ms / 1000.0);
 }
 
-static void print_text(const char *db, const char *replica, const struct catalog *cat, const char *drill)
+static void print_text(const struct catalog *cat, const char *drill)
 {
-    printf("database %s, replica %s: %zu generation(s)\n", db, replica, cat->generation_count);
+    printf(" %zu generation(s)\n", cat->generation_count);
     for (size_t g = 0; g < cat->generation_count; g++) {
         const struct catalog_generation *gen = &cat->generations[g];
         struct generation_summary sum;
         summarise(gen, &sum);
-        char from[40], to[40];
-        clock_format_ms(sum.from_ms, from, sizeof from);
-        clock_format_ms(sum.to_ms, to, sizeof to);
         printf("  generation %s\n", gen->id);
         if (gen->snapshot_count)
-            printf("    restorable from %s to %s\n", from, to);
+            printf("    restorable from %s to %s\n", sum.from, sum.to);
         else
             printf("    not restorable: no snapshot\n");
         printf("    %" PRIu64 " objects, %" PRIu64 " bytes (%zu segments, %zu deltas)\n", sum.objects, sum.bytes,
@@ -80,25 +81,17 @@ static void print_text(const char *db, const char *replica, const struct catalog
     printf("  last drill: %s\n", summary);
 }
 
-static void print_json(const char *db, const char *replica, const struct catalog *cat, const char *drill,
-                       int first_db)
+static void print_json(const struct catalog *cat, const char *drill)
 {
-    printf("%s{\"database\":", first_db ? "" : ",");
-    json_write_string(stdout, db);
-    printf(",\"replica\":");
-    json_write_string(stdout, replica);
-    printf(",\"generations\":[");
+    printf(", \"generations\": [");
     for (size_t g = 0; g < cat->generation_count; g++) {
         const struct catalog_generation *gen = &cat->generations[g];
         struct generation_summary sum;
         summarise(gen, &sum);
-        char from[40], to[40];
-        clock_format_ms(sum.from_ms, from, sizeof from);
-        clock_format_ms(sum.to_ms, to, sizeof to);
         printf("%s{\"id\":\"%s\",\"restorable\":%s,\"from\":\"%s\",\"to\":\"%s\",\"from_ms\":%" PRId64
                ",\"to_ms\":%" PRId64 ",\"objects\":%" PRIu64 ",\"bytes\":%" PRIu64
                ",\"segments\":%zu,\"deltas\":%zu,\"snapshots\":[",
-               g ? "," : "", gen->id, gen->snapshot_count ? "true" : "false", from, to, sum.from_ms,
+               g ? "," : "", gen->id, gen->snapshot_count ? "true" : "false", sum.from, sum.to, sum.from_ms,
                sum.to_ms, sum.objects, sum.bytes, gen->segment_count, gen->delta_count);
         for (size_t s = 0; s < gen->snapshot_count; s++) {
             char when[40];
@@ -108,51 +101,63 @@ static void print_json(const char *db, const char *replica, const struct catalog
         }
         printf("]}");
     }
-    printf("],\"last_drill\":%s}", drill ? drill : "null");
+    printf("], \"last_drill\": %s", drill ? drill : "null");
 }
 
-int list_run(const struct config *cfg, const char *db_name, const char *replica, int json)
+/* One database on its replica (the one --replica names, else the first
+ * that answers). */
+static int list_database(void *ctx, const struct config_db *db, size_t index, struct report *rep)
 {
+    const char *replica = ctx;   /* --replica, or NULL: the first that answers */
+    (void)index;
     struct tm_error err;
-    struct targets targets;
-    if (targets_select(cfg, db_name, replica, &targets, &err) != 0) {
+    struct storage *st;
+    struct catalog cat;
+    if (targets_open_replica(db, replica, &st, &err) != 0) {
         tm_error_print(&err);
         return 1;
     }
-    int rc = 0, printed = 0;
-    if (json)
-        printf("[");
-    for (size_t i = 0; i < targets.count; i++) {
-        const struct config_db *db = targets.dbs[i];
-        struct storage *st;
-        struct catalog cat;
-        if (restore_open_replica(db, replica, &st, &err) != 0) {
-            tm_error_print(&err);
-            rc = 1;
-            continue;
-        }
-        if (catalog_load(st, db->name, &cat, &err) != 0) {
-            tm_error_print(&err);
-            rc = 1;
-        } else {
-            char *drill = NULL;
-            int found = 0;
-            if (drill_latest(st, db->name, &drill, &found, &err) != 0) {
-                tm_error_print(&err);
-                rc = 1;
-            }
-            if (json)
-                print_json(db->name, storage_describe(st), &cat, drill, printed == 0);
-            else
-                print_text(db->name, storage_describe(st), &cat, drill);
-            free(drill);
-            printed++;
-            catalog_release(&cat);
-        }
+    int rc = 0;
+    if (catalog_load(st, db->name, &cat, &err) != 0) {
+        tm_error_print(&err);
         storage_free(st);
+        return 1;
     }
-    if (json)
-        printf("]\n");
-    targets_release(&targets);
+    char *drill = NULL;
+    int found = 0;
+    if (drill_latest(st, db->name, &drill, &found, &err) != 0) {
+        tm_error_print(&err);
+        rc = 1;
+    }
+    report_open(rep, db->name, storage_describe(st));
+    if (rep->json)
+        print_json(&cat, drill);
+    else
+        print_text(&cat, drill);
+    report_close(rep);
+    free(drill);
+    catalog_release(&cat);
+    storage_free(st);
     return rc;
 }
+
+static int run(const struct cli_args *args)
+{
+    struct config *cfg;
+    if (cli_load_config(args, CLI_NO_KEYS, &cfg, NULL) != 0)
+        return 1;
+    const char *replica = cli_value(args, "replica");
+    int rc = report_walk(cfg, cli_name(args), replica, TARGETS_ONE_REPLICA, cli_flag(args, "json"), list_database,
+                         (void *)replica);
+    cli_release_config(cfg, NULL);
+    return rc;
+}
+
+const struct cli_command cmd_list = {
+    .name = "list",
+    .summary = "what the replicas hold",
+    .options = options,
+    .max_names = 1,
+    .description = "Lists generations, snapshots, the restorable range, object count and bytes.\n",
+    .run = run,
+};

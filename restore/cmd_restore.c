@@ -1,0 +1,218 @@
+/* cmd_restore.c - `tidemark restore`: one database rebuilt as of a point
+ * in time (restore.c, redis_restore.c), or every database a glob or a
+ * `dir:` entry selects, each into OUTPUT/NAME, to one point in time. */
+#include "cmd_restore.h"
+
+#include "../common/clock.h"
+#include "../common/fsutil.h"
+#include "../common/names.h"
+#include "../common/targets.h"
+#include "restore.h"
+
+#include <inttypes.h>
+#include <limits.h>
+#include <string.h>
+
+static const struct cli_option opt_output = {"output", 'o', "PATH", 1, 0,
+                                             "where to write the database (Redis: a new or empty directory)"};
+static const struct cli_option opt_timestamp = {"timestamp", 0, "TIME", 0, 0,
+                                                "the point in time (RFC 3339 or Unix seconds); default: latest"};
+static const struct cli_option opt_force = {"force", 0, NULL, 0, 0, "replace PATH if it exists"};
+static const struct cli_option opt_no_deltas = {"no-deltas", 0, NULL, 0, 0, "replay every segment, use no delta"};
+static const struct cli_option opt_format = {"format", 0, "aof|rdb", 0, 0,
+                                             "Redis: appendonlydir/ (aof, the default) or dump.rdb (rdb)"};
+static const struct cli_option *const options[] = {
+    &cli_opt_config, &opt_output, &opt_timestamp, &cli_opt_replica, &opt_force, &cli_opt_key_file,
+    &opt_no_deltas, &opt_format, &cli_opt_verbose, NULL};
+
+#define EXIT_SKIPPED 3   /* restoring many: a database created after the target */
+
+static void print_sqlite_outcome(const struct restore_options *opts, const struct restore_outcome *out)
+{
+    char point[40], snapshot[40], target[40];
+    clock_format_ms(out->point_ms, point, sizeof point);
+    clock_format_ms(out->snapshot_ms, snapshot, sizeof snapshot);
+    printf("restored '%s' to %s\n", opts->db_name, opts->output);
+    if (out->after_snapshot)
+        printf("  point:        %s (commit time of the last transaction included)\n", point);
+    else
+        printf("  point:        %s (the snapshot; no transaction after it is included)\n", point);
+    if (opts->has_target) {
+        clock_format_ms(opts->target_ms, target, sizeof target);
+        printf("  target:       %s%s\n", target,
+               out->reached_target ? "" : " (after the last transaction in the archive: restored the latest point)");
+    } else {
+        printf("  target:       latest\n");
+    }
+    printf("  snapshot:     %s (generation %s)\n", snapshot, out->generation);
+    printf("  transactions: %" PRIu64 " applied after the snapshot, from %" PRIu64 " segment(s) and %" PRIu64
+           " delta(s)\n", out->transactions, out->segments, out->deltas);
+    printf("  size:         %" PRIu64 " bytes (%u pages of %u)\n", out->bytes, out->pages, out->page_size);
+    printf("  integrity:    ok\n");
+}
+
+static void print_redis_outcome(const struct restore_options *opts, const struct restore_outcome *out)
+{
+    char point[40], snapshot[40], target[40];
+    clock_format_ms(out->point_ms, point, sizeof point);
+    clock_format_ms(out->snapshot_ms, snapshot, sizeof snapshot);
+    printf("restored Redis '%s' to %s%s\n", opts->db_name, opts->output,
+           opts->redis_rdb ? "/dump.rdb" : "/appendonlydir (redis-server --appendonly yes --dir DIR)");
+    printf("  point:        %s (%s)\n", point, out->after_snapshot ? "arrival time of the last command included"
+                                                                   : "the snapshot; no command after it");
+    if (opts->has_target) {
+        clock_format_ms(opts->target_ms, target, sizeof target);
+        printf("  target:       %s\n", target);
+    } else {
+        printf("  target:       latest\n");
+    }
+    printf("  snapshot:     %s (generation %s, RDB of %" PRIu64 " bytes, CRC64 checked)\n", snapshot,
+           out->generation, out->bytes);
+    printf("  commands:     %" PRIu64 " applied after the snapshot, from %" PRIu64 " segment(s)\n",
+           out->transactions, out->segments);
+    printf("  check:        %s\n", out->loaded ? "loaded by redis-server" : "not loaded (redis-server not installed)");
+}
+
+/* One database: prints its outcome or its error. skip_not_yet: a
+ * database whose backups all follow the target is skipped (EXIT_SKIPPED). */
+static int restore_one(const struct config_db *db, const struct crypto_keyring *key,
+                       const struct restore_options *opts, int skip_not_yet)
+{
+    struct tm_error err;
+    struct restore_outcome out;
+    int rc = restore_database(db, key, opts, &out, &err);
+    if (rc == RESTORE_NOT_YET && skip_not_yet) {
+        printf("skipped '%s': it did not exist yet at the target (%s)\n", opts->db_name, err.hint);
+        return EXIT_SKIPPED;
+    }
+    if (rc != 0) {
+        tm_error_print(&err);
+        fprintf(stderr, "nothing was written at '%s'\n", opts->output);
+        return 1;
+    }
+    if (db->kind == DB_REDIS)
+        print_redis_outcome(opts, &out);
+    else
+        print_sqlite_outcome(opts, &out);
+    return 0;
+}
+
+/* Creates the directories above OUTPUT/NAME and restores into it. */
+static int restore_into_tree(const struct config_db *db, const struct crypto_keyring *key,
+                             const struct restore_options *opts)
+{
+    char output[PATH_MAX], parent[PATH_MAX];
+    struct tm_error err;
+    snprintf(output, sizeof output, "%s/%s", opts->output, db->name);
+    snprintf(parent, sizeof parent, "%s", output);
+    *strrchr(parent, '/') = '\0';
+    if (fsutil_make_dirs(parent, &err) != 0) {
+        tm_error_print(&err);
+        return 1;
+    }
+    struct restore_options each = *opts;
+    each.db_name = db->name;
+    each.output = output;
+    return restore_one(db, key, &each, 1);
+}
+
+/* Several databases to one point in time (a consistent point across
+ * tenants): each into OUTPUT/NAME. Without --timestamp, the point is
+ * this command's start. Every database is tried; the exit code says
+ * whether all of them were restored. */
+static int restore_selected(const struct config *cfg, const struct crypto_keyring *key,
+                            const struct restore_options *opts)
+{
+    struct tm_error err;
+    struct targets_iter it;
+    if (targets_begin(&it, cfg, opts->db_name, opts->replica, TARGETS_ONE_REPLICA, &err) != 0) {
+        tm_error_print(&err);
+        return 1;
+    }
+    struct restore_options at = *opts;
+    if (!at.has_target) {
+        at.has_target = 1;
+        at.target_ms = clock_now_ms();
+    }
+    char point[64];
+    clock_format_ms(at.target_ms, point, sizeof point);
+    printf("restoring %zu database(s) matching '%s' to %s into %s/\n", it.selected.count, opts->db_name, point,
+           opts->output);
+    size_t failed = 0, skipped = 0;
+    const struct config_db *db;
+    size_t replica;
+    while (targets_next(&it, &db, &replica)) {
+        int rc = restore_into_tree(db, key, &at);
+        skipped += rc == EXIT_SKIPPED;
+        failed += rc != 0 && rc != EXIT_SKIPPED;
+    }
+    printf("%zu of %zu database(s) restored to %s", it.selected.count - failed - skipped, it.selected.count, point);
+    if (skipped)
+        printf(", %zu skipped (created after it)", skipped);
+    printf("%s\n", failed ? "; see the errors above" : "");
+    targets_end(&it, &err);
+    return failed ? 1 : 0;
+}
+
+static int restore_named(const struct config *cfg, const struct crypto_keyring *key,
+                         const struct restore_options *opts)
+{
+    struct tm_error err;
+    if (names_is_glob(opts->db_name))
+        return restore_selected(cfg, key, opts);
+    const struct config_db *db = config_find_db(cfg, opts->db_name, &err);
+    if (!db) {
+        tm_error_print(&err);
+        return 1;
+    }
+    if (db->dir)
+        return restore_selected(cfg, key, opts);
+    return restore_one(db, key, opts, 0);
+}
+
+static int run(const struct cli_args *args)
+{
+    struct restore_options opts = {.db_name = cli_name(args), .output = cli_value(args, "output"),
+                                   .replica = cli_value(args, "replica"), .force = cli_flag(args, "force"),
+                                   .no_deltas = cli_flag(args, "no-deltas")};
+    const char *format = cli_value(args, "format");
+    if (format && strcmp(format, "rdb") != 0 && strcmp(format, "aof") != 0) {
+        fprintf(stderr, "error: --format is 'aof' (appendonlydir/, the default) or 'rdb' (dump.rdb)\n");
+        cli_print_help(args->command, stderr);
+        return CLI_USAGE_ERROR;
+    }
+    opts.redis_rdb = format && strcmp(format, "rdb") == 0;
+    if (cli_time(args, "timestamp", &opts.target_ms, &opts.has_target) != 0)
+        return CLI_USAGE_ERROR;
+    struct config *cfg;
+    struct crypto_keyring *key;
+    if (cli_load_config(args, CLI_KEYS_TO_READ, &cfg, &key) != 0)
+        return 1;
+    int rc = restore_named(cfg, key, &opts);
+    cli_release_config(cfg, key);
+    return rc;
+}
+
+const struct cli_command cmd_restore = {
+    .name = "restore",
+    .summary = "rebuild database NAME at PATH",
+    .options = options,
+    .min_names = 1,
+    .max_names = 1,
+    .description =
+        "Rebuilds database NAME as it was at TIME (RFC 3339 such as 2026-11-23T03:15:42Z or\n"
+        "2026-11-23T05:15:42+02:00, or Unix seconds); without --timestamp, the latest point.\n"
+        "Transactions seen at or before TIME are included. The result is checked with\n"
+        "PRAGMA integrity_check before it is moved to PATH. PATH must not exist unless --force.\n"
+        "Reads from the first replica that answers, or the one --replica names (0 = first).\n"
+        "--key-file FILE (repeatable) adds keys to those of the configuration: the secret key\n"
+        "of a pair, or the old keys of backups made before a key rotation.\n"
+        "--no-deltas replays every segment instead of jumping over them with deltas (the\n"
+        "same result, more objects read; for a damaged delta, or to cross-check).\n"
+        "NAME may be a glob or a `dir:` entry: each database it selects is restored into\n"
+        "PATH/NAME, all to the same point in time.\n"
+        "For a `redis:` entry PATH is a new or empty directory: it receives appendonlydir/\n"
+        "(load it with redis-server --appendonly yes --dir PATH), or with --format rdb a\n"
+        "dump.rdb; either is checked by loading it into a private redis-server.\n",
+    .run = run,
+};

@@ -357,7 +357,9 @@ static void test_readers_match_the_names(void)
     /* an SQLite segment read as a Redis one: the payload's magic refuses it */
     ASSERT_EQ(redis_segment_read(st, g1->segments[0].key, key, NULL, &rseg, NULL, &err), -1);
     ASSERT_EQ(tm_error_code(&err), TM_ERR_CORRUPT);
-    ASSERT_TRUE(strcmp(err.msg, "not a Redis segment payload (bad magic)") == 0);
+    char expected[600];
+    snprintf(expected, sizeof expected, "object '%s': not a Redis segment payload (bad magic)", g1->segments[0].key);
+    ASSERT_STR_EQ(err.msg, expected);
     ASSERT_EQ(segment_read(st, DIR "/generations/" GEN1 "/segments/gone.seg", key, NULL, &(struct segment_header){0},
                            NULL, &err), -1);
     ASSERT_EQ(tm_error_code(&err), TM_ERR_NOT_FOUND);

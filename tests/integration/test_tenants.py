@@ -366,22 +366,36 @@ def test_scheduled_snapshots_spread_and_skipped_when_unchanged():
     """Every minute, spread over 20 s: a database written since its last
     snapshot gets one at minute + its share of the window (fixed by its
     name, the same FNV-1a), even while asleep; unchanged ones write
-    nothing. Takes up to a minute and a half (one schedule minute)."""
+    nothing. Takes up to a minute and a half (one schedule minute, and up
+    to 20 s more when a.db's slot is near at the start)."""
     env = TenantEnv("spread", '    idle-after: 1s\n    snapshot: { schedule: "* * * * *", spread: 20s }\n')
+
+    def next_slot(relpath, after_ms):
+        """The first scheduled time of relpath after after_ms: a minute
+        plus its share of the spread."""
+        slot = after_ms // 60000 * 60000 + fnv1a("tenants/" + relpath) % 20000
+        return slot if slot > after_ms else slot + 60000
+
     try:
         for relpath in ("a.db", "b.db", "c.db"):
             env.create(relpath)
         env.start()
+        # The write and the databases falling asleep (a few seconds) must
+        # all come before a.db's next slot: the slot asserted is the first
+        # one after the write, and it must find the database asleep.
+        if next_slot("a.db", now_ms()) - now_ms() < 20000:
+            time.sleep((next_slot("a.db", now_ms()) + 1000 - now_ms()) / 1000.0)
         env.write("a.db", 5)
         wait_until(lambda: env.log().count("asleep") >= 3, 15, "the databases to sleep")
         start = now_ms()
-        next_minute = (start // 60000 + 1) * 60000
-        time.sleep((next_minute + 20000 + 2500 - now_ms()) / 1000.0)
+        expected = next_slot("a.db", start)
+        # until every database's slot has passed once (b and c unchanged)
+        last_slot = max(next_slot(r, start) for r in ("a.db", "b.db", "c.db"))
+        time.sleep((last_slot + 2500 - now_ms()) / 1000.0)
         env.stop()
         a, b, c = (snapshot_times(env, r) for r in ("a.db", "b.db", "c.db"))
         check(len(b) == 1 and len(c) == 1, "unchanged databases took scheduled snapshots: b %s, c %s" % (b, c))
         check(len(a) == 2, "a.db, written since its snapshot, has snapshots %s" % a)
-        expected = next_minute + fnv1a("tenants/a.db") % 20000
         check(expected <= a[1] <= expected + 1500, "a.db's scheduled snapshot at %s, expected at %s (its share of "
               "the spread) + one sync" % (iso(a[1]), iso(expected)))
     finally:

@@ -83,11 +83,11 @@ static int spool_is_full(struct db_context *ctx)
     uint64_t waiting = spool_bytes(ctx->spool), limit = ctx->owner->cfg->spool_limit;
     int full = waiting >= limit;
     if (full && !ctx->spool_full)
-        log_error("%s: ALERT: spool full: %llu bytes wait for replicas (spool-limit %llu); new commits "
-                  "stay in the WAL until a replica catches up", ctx->cfg->name,
-                  (unsigned long long)waiting, (unsigned long long)limit);
+        log_event(LOG_ERROR, ctx->cfg->name, NULL, "ALERT: spool full: %llu bytes wait for replicas (spool-limit "
+                  "%llu); new commits stay in the WAL until a replica catches up", (unsigned long long)waiting,
+                  (unsigned long long)limit);
     else if (!full && ctx->spool_full)
-        log_info("%s: spool below its limit again; shipping resumes", ctx->cfg->name);
+        log_event(LOG_INFO, ctx->cfg->name, NULL, "spool below its limit again; shipping resumes");
     ctx->spool_full = full;
     return full;
 }
@@ -130,7 +130,7 @@ int database_start_generation(struct db_context *ctx, const char *reason, struct
     ctx->pin_moves++;
     ctx->checkpoint_floor = tailer_shipped(ctx->tailer).frame;
     shipper_new_generation(&ctx->shipper, clock_now_ms());
-    log_info("%s: new generation %s (%s)", ctx->cfg->name, ctx->shipper.generation, reason);
+    log_event(LOG_INFO, ctx->cfg->name, NULL, "new generation %s (%s)", ctx->shipper.generation, reason);
     if (snapshots_take(ctx, 0, err) != 0)   /* a new generation does not give way: it is rare */
         return -1;
     ctx->need_generation = 0;
@@ -177,8 +177,8 @@ int database_start(struct db_context *ctx, struct tm_error *err)
     if (continued < 0)
         return -1;
     if (continued) {
-        log_info("%s: resumed generation %s at segment %llu", ctx->cfg->name,
-                 ctx->shipper.generation, (unsigned long long)ctx->shipper.next_index);
+        log_event(LOG_INFO, ctx->cfg->name, NULL, "resumed generation %s at segment %llu", ctx->shipper.generation,
+                  (unsigned long long)ctx->shipper.next_index);
         return 0;
     }
     ctx->need_generation = 1;
@@ -188,7 +188,7 @@ int database_start(struct db_context *ctx, struct tm_error *err)
 
 void database_restart(struct db_context *ctx, const char *why)
 {
-    log_warn("%s: %s; reopening and starting a new generation", ctx->cfg->name, why);
+    log_event(LOG_WARN, ctx->cfg->name, NULL, "%s; reopening and starting a new generation", why);
     tailer_close(ctx->tailer);
     ctx->tailer = NULL;
     ctx->need_generation = 1;
@@ -247,7 +247,7 @@ static int capture_hidden(struct db_context *ctx)
     int cause = capture_probe_check(ctx->probe, ctx->tailer ? &view : NULL, clock_now_ms(), &err);
     if (cause <= 0) {
         if (cause < 0)
-            log_debug("%s: capture probe: %s", ctx->cfg->name, err.msg);
+            log_event(LOG_DEBUG, ctx->cfg->name, NULL, "capture probe: %s", err.msg);
         if (ctx->capture_cause) {
             log_event(LOG_INFO, ctx->cfg->name, NULL, "the other engine is gone: following the database again");
             database_note_capture(ctx, NULL, NULL);
@@ -317,7 +317,7 @@ static void sync_database(struct db_context *ctx)
         return;
     }
     if (ctx->failing)
-        log_info("%s: shipping recovered", ctx->cfg->name);
+        log_event(LOG_INFO, ctx->cfg->name, NULL, "shipping recovered");
     ctx->failing = 0;
     database_note_capture(ctx, NULL, NULL);
     snapshots_if_wal_grew(ctx);
@@ -414,8 +414,8 @@ int database_check_replica(const struct config_db *db, size_t i, struct storage 
     if (storage_check(replica, 0, &check, err) != 0) {
         if (!check.transient)
             return -1;
-        log_error("%s: replica '%s' is unreachable: %s (objects wait in the spool)", db->name,
-                  cfg->name, err->msg);
+        log_event(LOG_ERROR, db->name, NULL, "replica '%s' is unreachable: %s (objects wait in the spool)", cfg->name,
+                  err->msg);
         return 0;
     }
     if (check.versioning == 0 && cfg->s3.require_versioning) {
@@ -426,11 +426,11 @@ int database_check_replica(const struct config_db *db, size_t i, struct storage 
                                   "'require-versioning: false'", cfg->s3.bucket);
     }
     if (check.versioning == 0)
-        log_warn("%s: replica '%s': bucket '%s' has versioning off: a deleted or overwritten backup "
-                 "cannot be recovered (set require-versioning: true to refuse this)",
-                 db->name, cfg->name, cfg->s3.bucket);
+        log_event(LOG_WARN, db->name, NULL, "replica '%s': bucket '%s' has versioning off: a deleted or overwritten "
+                  "backup cannot be recovered (set require-versioning: true to refuse this)", cfg->name,
+                  cfg->s3.bucket);
     else if (check.versioning == 1)
-        log_info("%s: replica '%s': bucket versioning is enabled", db->name, cfg->name);
+        log_event(LOG_INFO, db->name, NULL, "replica '%s': bucket versioning is enabled", cfg->name);
     return 0;
 }
 
@@ -454,11 +454,10 @@ static int open_replicas(struct db_context *ctx, struct tm_error *err)
     if (rc != 0)
         return -1;
     if (replicas_removed)
-        log_warn("%s: %zu replica(s) no longer configured: their queued objects were dropped from the spool",
-                 ctx->cfg->name, replicas_removed);
+        log_event(LOG_WARN, ctx->cfg->name, NULL, "%zu replica(s) no longer configured: their queued objects were "
+                  "dropped from the spool", replicas_removed);
     if (replica_added) {
-        log_info("%s: a replica was added: starting a new generation so that it gets a snapshot",
-                 ctx->cfg->name);
+        log_event(LOG_INFO, ctx->cfg->name, NULL, "a replica was added: starting a new generation so that it gets a snapshot");
         ctx->need_generation = 1;
     }
     for (size_t i = 0; i < count; i++) {
@@ -475,7 +474,7 @@ static int open_replicas(struct db_context *ctx, struct tm_error *err)
     for (size_t i = 0; i < count; i++)
         queued += spool_queue_length(ctx->spool, i);
     if (queued)
-        log_info("%s: %zu object(s) in the spool from before; uploading them first", ctx->cfg->name, queued);
+        log_event(LOG_INFO, ctx->cfg->name, NULL, "%zu object(s) in the spool from before; uploading them first", queued);
     return 0;
 }
 
@@ -535,8 +534,8 @@ static int setup_redis(struct replicator *rep, struct db_context *ctx, struct tm
     if (ctx->shipper.last_snapshot_ms && (!rep->opts || !rep->opts->snapshot_once))
         schedules_catch_up(ctx);
     start_common_timers(rep, ctx);
-    log_info("%s: capturing Redis at %s, segments every %lldms, to %zu replica(s)", cfg->name, cfg->redis_addr,
-             (long long)cfg->sync_interval_ms, ctx->replica_count);
+    log_event(LOG_INFO, cfg->name, NULL, "capturing Redis at %s, segments every %lldms, to %zu replica(s)",
+              cfg->redis_addr, (long long)cfg->sync_interval_ms, ctx->replica_count);
     return 0;
 }
 
@@ -592,9 +591,9 @@ int database_setup(struct replicator *rep, struct db_context *ctx,
         ev_timer_stop(rep->loop, &ctx->sync_timer);   /* started again when the wait ends */
     else if (!once)
         schedules_catch_up(ctx);
-    log_info("%s: %s '%s' every %lldms to %zu replica(s)", cfg->name,
-             waiting ? "once it is a WAL database, replicating" : "replicating", cfg->path,
-             (long long)cfg->sync_interval_ms, ctx->replica_count);
+    log_event(LOG_INFO, cfg->name, NULL, "%s '%s' every %lldms to %zu replica(s)",
+              waiting ? "once it is a WAL database, replicating" : "replicating", cfg->path,
+              (long long)cfg->sync_interval_ms, ctx->replica_count);
     return 0;
 }
 

@@ -4,7 +4,7 @@
  * The HTTP side is deliberately small: each connection is read until the
  * end of the request head (at most 4 KiB, 5 s), answered with one
  * HTTP/1.0 response built in memory, and closed. Rendering reads a
- * status snapshot (status.h) that replicate.c fills on demand.
+ * status snapshot (status.h) that monitoring.c fills on demand.
  *
  * Metric names follow Prometheus conventions: prefix tidemark_, units in
  * the name, counters end in _total, labels db and replica. */

@@ -272,7 +272,7 @@ static void on_yield_poll(struct ev_loop *loop, ev_timer *w, int revents)
             int pinned = tailer_advance_pin(ctx->tailer, &err);
             if (pinned == TAILER_LATER && database_ship_all(ctx, &err) == 0)   /* slot 0 needs all shipped */
                 pinned = tailer_advance_pin(ctx->tailer, &err);
-            log_debug("%s: pin again after %lld ms (%s): %d", ctx->cfg->name,
+            log_event(LOG_DEBUG, ctx->cfg->name, NULL, "pin again after %lld ms (%s): %d",
                       (long long)(clock_now_ms() - ctx->unpinned_ms), restarted ? "restarted" : "timeout", pinned);
             ctx->pin_moves += pinned == TAILER_OK;
         }
@@ -282,7 +282,7 @@ static void on_yield_poll(struct ev_loop *loop, ev_timer *w, int revents)
         if (rc == TAILER_OK) {
             ctx->yields++;
             ctx->last_yield_ms = clock_now_ms();
-            log_debug("%s: pin let go for the application's checkpoint", ctx->cfg->name);
+            log_event(LOG_DEBUG, ctx->cfg->name, NULL, "pin let go for the application's checkpoint");
         }
     }
     double period = tailer_pinned(ctx->tailer) ? YIELD_POLL_S : YIELD_FAST_POLL_S;

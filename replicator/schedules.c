@@ -83,9 +83,9 @@ static void on_child_done(struct ev_loop *loop, ev_child *w, int revents)
         ctx->errors_retention += !ok;
     }
     if (ok)
-        log_info("%s: %s finished", ctx->cfg->name, what);
+        log_event(LOG_INFO, ctx->cfg->name, NULL, "%s finished", what);
     else
-        log_error("%s: %s failed (exit status %d)%s", ctx->cfg->name, what,
+        log_event(LOG_ERROR, ctx->cfg->name, NULL, "%s failed (exit status %d)%s", what,
                   WIFEXITED(w->rstatus) ? WEXITSTATUS(w->rstatus) : -1,
                   w == &ctx->drill_child ? "" : "; nothing is deleted after an error, it runs again after the next snapshot");
 }
@@ -101,13 +101,13 @@ void schedules_spawn_tidemark(struct replicator *rep, const char *name, const ch
     char self[PATH_MAX];
     ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
     if (len <= 0) {
-        log_error("%s: cannot run %s: /proc/self/exe: %s", name, command, strerror(errno));
+        log_event(LOG_ERROR, name, NULL, "cannot run %s: /proc/self/exe: %s", command, strerror(errno));
         return;
     }
     self[len] = '\0';
     pid_t pid = fork();
     if (pid < 0) {
-        log_error("%s: cannot run %s: fork: %s", name, command, strerror(errno));
+        log_event(LOG_ERROR, name, NULL, "cannot run %s: fork: %s", command, strerror(errno));
         return;
     }
     if (pid == 0) {
@@ -143,7 +143,7 @@ static void on_drill_schedule(struct ev_loop *loop, ev_periodic *w, int revents)
     (void)loop;
     (void)revents;
     struct db_context *ctx = w->data;
-    log_info("%s: scheduled restore drill", ctx->cfg->name);
+    log_event(LOG_INFO, ctx->cfg->name, NULL, "scheduled restore drill");
     spawn_command(ctx, "drill", &ctx->drill_child);
 }
 
@@ -178,7 +178,7 @@ static void snapshot_requested(struct db_context *ctx)
     if (ctx->waiting)   /* following it starts with a snapshot */
         return;
     if (ctx->tenant && unchanged_since_snapshot(ctx)) {   /* an idle database writes nothing */
-        log_debug("%s: unchanged since its last snapshot: scheduled snapshot skipped", ctx->cfg->name);
+        log_event(LOG_DEBUG, ctx->cfg->name, NULL, "unchanged since its last snapshot: scheduled snapshot skipped");
         return;
     }
     ctx->snapshot_due = 1;
@@ -233,8 +233,8 @@ void schedules_catch_up(struct db_context *ctx)
         return;
     char when[40];
     clock_format_ms(due, when, sizeof when);
-    log_info("%s: the snapshot due at %s was missed while the sidecar was down: taking it now",
-             ctx->cfg->name, when);
+    log_event(LOG_INFO, ctx->cfg->name, NULL, "the snapshot due at %s was missed while the sidecar was down: "
+              "taking it now", when);
     if (ctx->redis)   /* the first connection asks for a full resynchronisation */
         return redis_capture_snapshot(ctx->redis);
     struct tm_error err;

@@ -221,7 +221,7 @@ int snapshots_now(struct db_context *ctx, struct tm_error *err)
         rc = snapshots_take(ctx, 1, err);
     database_kick_uploaders(ctx);
     if (rc == TAILER_LATER) {
-        log_debug("%s: snapshot postponed by %d ms: %s", ctx->cfg->name, SNAPSHOT_BUSY_RETRY_MS, err->msg);
+        log_event(LOG_DEBUG, ctx->cfg->name, NULL, "snapshot postponed by %d ms: %s", SNAPSHOT_BUSY_RETRY_MS, err->msg);
         return TAILER_LATER;
     }
     if (rc != 0) {
@@ -269,7 +269,7 @@ void snapshots_for_client(struct db_context *ctx, struct control_client *client)
     if (!ctx->waiters && !(ctx->waiters = calloc(SNAPSHOT_WAITERS_MAX, sizeof *ctx->waiters)))
         return control_reply(client, "error: out of memory");
     struct tm_error err;
-    log_info("%s: snapshot requested through the control socket", ctx->cfg->name);
+    log_event(LOG_INFO, ctx->cfg->name, NULL, "snapshot requested through the control socket");
     int rc = snapshots_now(ctx, &err);
     if (rc == TAILER_LATER) {   /* taken at a later tick; the client waits */
         ctx->snapshot_due = 1;

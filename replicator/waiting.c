@@ -146,7 +146,7 @@ static void wait_for(struct db_context *ctx, enum wait_reason reason, ssize_t si
     if (!before || (reason == WAIT_ROLLBACK && before != WAIT_ROLLBACK))
         log_event(reason == WAIT_ROLLBACK ? LOG_WARN : LOG_INFO, ctx->cfg->name, NULL, "%s", ctx->waiting_reason);
     else if (reason != before)
-        log_debug("%s: %s", ctx->cfg->name, ctx->waiting_reason);
+        log_event(LOG_DEBUG, ctx->cfg->name, NULL, "%s", ctx->waiting_reason);
 }
 
 /* A WAL database now: the sync timer starts it at once. */

@@ -8,11 +8,14 @@
  *   snapshots.c   base snapshots and `tidemark snapshot` (snapshots.h)
  *   schedules.c   snapshot schedules, retention, drills (schedules.h)
  *   waiting.c     a configured database not in WAL mode yet (waiting.h)
- *   tenants.c     the databases of `dir:` entries (tenants.h)
+ *   tenants.c     the databases of `dir:` entries (tenants.h), one of
+ *   tenant.c      them asleep and awake (tenant.h, tenants.c's only)
  *   monitoring.c  status for /metrics, /healthz, alerts (monitoring.h)
  *
- * Not an interface for anything else: replicate.h is the daemon's.
- * Everything here runs on the loop's thread. */
+ * Each module's state in a context is a struct of its header (ctx->pin,
+ * ctx->snapshot, ctx->schedule, ctx->tenant). Not an interface for
+ * anything else: replicate.h is the daemon's. Everything here runs on
+ * the loop's thread (a snapshot's worker thread aside: snapshots.c). */
 #ifndef TM_DAEMON_H
 #define TM_DAEMON_H
 
@@ -27,15 +30,16 @@
 #include "../common/error.h"
 #include "../common/storage/storage.h"
 #include "control.h"
+#include "pin.h"
 #include "replicate.h"
+#include "schedules.h"
 #include "shipper.h"
+#include "snapshots.h"
 #include "wal.h"
 
 /* A write seen by inotify: the WAL is scanned this much later (bursts of
  * writes cost one scan). */
 #define SCAN_DELAY_S 0.005
-/* `tidemark snapshot` clients one database keeps waiting at most. */
-#define SNAPSHOT_WAITERS_MAX 8
 
 struct replicator;
 struct tenant_dir;
@@ -62,54 +66,30 @@ struct db_context {
     struct tailer *tailer;           /* NULL while (re)starting */
     struct shipper shipper;
     int need_generation;             /* start a new generation when possible */
+    int generation_started;          /* database_start made a new generation (and its snapshot) */
+    unsigned generation_postponed;   /* ticks in a row a new generation had to wait */
     char *dir;                       /* the database's directory (a configured one) */
     char *wal_name;
     int watch;                       /* the directory: files created, moved in, deleted */
     int wal_watch;                   /* the WAL file: writes; -1 while it has none */
     ev_timer scan_timer;
     ev_timer sync_timer;
-    ev_timer snapshot_timer;         /* snapshot-interval */
-    ev_periodic snapshot_periodic;   /* snapshot: { schedule } (wall clock, UTC) */
+    int64_t last_active_ms;          /* last commit seen, or wake */
     int failing;                     /* last attempt failed (logged once) */
     int64_t failing_since_ms;        /* SQLite: cannot start or read the WAL since; 0: fine */
     char failing_error[512];
     struct capture_probe *probe;     /* what hides its commits (capture_probe.h); made on first use */
     int capture_cause;               /* enum capture_cause named by the probe now; 0: none */
     int reopen_failing;              /* its files were replaced and cannot be opened again */
-    ev_child retention_child;        /* a `tidemark retention` run in progress */
-    ev_timer retention_timer;        /* at least daily */
-    ev_child drill_child;            /* a `tidemark drill` run in progress */
     struct control_server *control;  /* STATE-DIR/control.sock */
-    struct snapshot_waiter {         /* `tidemark snapshot` clients waiting for the replicas */
-        struct control_client *client;
-        char name[ARCHIVE_NAME_MAX + 24];
-    } *waiters;                      /* SNAPSHOT_WAITERS_MAX, made on the first request */
-    size_t waiter_count;
-    ev_timer waiter_timer;
-    int generation_started;          /* database_start made a new generation (and its snapshot) */
-    /* for metrics and alerts (status.h) */
-    uint64_t checkpoints, snapshots, snapshot_last_bytes;
-    double snapshot_last_seconds;
-    int snapshot_failing, retention_failing, drill_failing, drill_result;
-    char snapshot_error[512];
-    uint64_t errors_wal, errors_spool, errors_snapshot, errors_retention, errors_drill;
-    int64_t drill_time_ms, drill_rto_ms, drill_rpo_ms;
-    int snapshot_due;                /* a snapshot is wanted (schedule, WAL volume) */
-    int64_t snapshot_not_before_ms;  /* retry time after a failed attempt */
-    int snapshot_busy_logged;        /* "commits keep arriving" said once */
-    ev_periodic drill_periodic;      /* drill: { schedule } */
-    uint32_t checkpoint_floor;       /* shipped WAL frame when the pin last moved */
-    ev_timer yield_timer;            /* polls for an application checkpoint waiting on the pin */
-    uint64_t pin_moves, yields;      /* pin handovers; of them, for an application's checkpoint */
-    int64_t unpinned_ms;             /* when the pin was let go (tailer_unpin) */
-    unsigned generation_postponed;   /* ticks in a row a new generation had to wait */
-    int64_t last_yield_ms;           /* the pin last gave way to an application checkpoint */
-    uint32_t unpinned_salt1, unpinned_salt2;   /* the WAL followed then */
-    uint32_t quiet_checkpoint_frame, quiet_checkpoint_salt1;   /* where the last quiet checkpoint was tried */
+    struct pin_state pin;            /* pin.h */
+    struct snapshot_state snapshot;  /* snapshots.h */
+    struct schedule_state schedule;  /* schedules.h */
+    uint64_t checkpoints;            /* for metrics (status.h) */
+    uint64_t errors_wal, errors_spool;
     /* A database found under a `dir:` entry: its state (tenants.c);
      * NULL for a configured one. */
     struct tenant_state *tenant;
-    int64_t last_active_ms;          /* last commit seen, or wake */
     /* A configured database whose file is not a WAL database yet
      * (waiting.c): nothing is opened; inotify says when to look again. */
     enum wait_reason waiting;        /* WAIT_NONE: not waiting */

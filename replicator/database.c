@@ -127,8 +127,8 @@ int database_start_generation(struct db_context *ctx, const char *reason, struct
     if (rc != TAILER_OK)
         return rc;
     ctx->generation_postponed = 0;
-    ctx->pin_moves++;
-    ctx->checkpoint_floor = tailer_shipped(ctx->tailer).frame;
+    ctx->pin.moves++;
+    ctx->pin.checkpoint_floor = tailer_shipped(ctx->tailer).frame;
     shipper_new_generation(&ctx->shipper, clock_now_ms());
     log_event(LOG_INFO, ctx->cfg->name, NULL, "new generation %s (%s)", ctx->shipper.generation, reason);
     if (snapshots_take(ctx, 0, err) != 0)   /* a new generation does not give way: it is rare */
@@ -150,7 +150,7 @@ int database_continue_archive(struct db_context *ctx, int resumed, struct tm_err
     if (rc < 0)
         return -1;
     if (rc == 0 && tailer_advance_pin(ctx->tailer, err) == TAILER_OK)   /* a pin placed by what is shipped */
-        ctx->pin_moves++;
+        ctx->pin.moves++;
     return rc == 0;
 }
 
@@ -360,8 +360,8 @@ static void on_scan(struct ev_loop *loop, ev_timer *w, int revents)
     const struct tailer_commit *pending = tailer_pending(ctx->tailer, &count);
     if (count)   /* written: the pin may be in the way again */
         pin_update_yield_timer(ctx);
-    if (count && pending[count - 1].end.frame >= ctx->checkpoint_floor + ctx->cfg->checkpoint_pages &&
-        tailer_shipped(ctx->tailer).frame >= ctx->checkpoint_floor)
+    if (count && pending[count - 1].end.frame >= ctx->pin.checkpoint_floor + ctx->cfg->checkpoint_pages &&
+        tailer_shipped(ctx->tailer).frame >= ctx->pin.checkpoint_floor)
         sync_database(ctx);
 }
 
@@ -600,9 +600,9 @@ int database_setup(struct replicator *rep, struct db_context *ctx,
 /* Frees one database's context; its tailer, spool, uploaders, timers. */
 void database_free(struct replicator *rep, struct db_context *ctx)
 {
-    for (size_t i = 0; i < ctx->waiter_count; i++)
-        control_reply(ctx->waiters[i].client, "error: the database is no longer replicated (deleted)");
-    ctx->waiter_count = 0;
+    for (size_t i = 0; i < ctx->snapshot.waiter_count; i++)
+        control_reply(ctx->snapshot.waiters[i].client, "error: the database is no longer replicated (deleted)");
+    ctx->snapshot.waiter_count = 0;
     waiting_stop(ctx);
     tailer_close(ctx->tailer);
     capture_probe_free(ctx->probe);
@@ -620,15 +620,15 @@ void database_free(struct replicator *rep, struct db_context *ctx)
     delta_builder_free(ctx->deltas);
     ev_timer_stop(rep->loop, &ctx->sync_timer);
     ev_timer_stop(rep->loop, &ctx->scan_timer);
-    ev_timer_stop(rep->loop, &ctx->yield_timer);
-    ev_timer_stop(rep->loop, &ctx->snapshot_timer);
-    ev_timer_stop(rep->loop, &ctx->retention_timer);
-    ev_timer_stop(rep->loop, &ctx->waiter_timer);
-    ev_periodic_stop(rep->loop, &ctx->snapshot_periodic);
-    ev_periodic_stop(rep->loop, &ctx->drill_periodic);
+    ev_timer_stop(rep->loop, &ctx->pin.yield_timer);
+    ev_timer_stop(rep->loop, &ctx->schedule.snapshot_timer);
+    ev_timer_stop(rep->loop, &ctx->schedule.retention_timer);
+    ev_timer_stop(rep->loop, &ctx->snapshot.waiter_timer);
+    ev_periodic_stop(rep->loop, &ctx->schedule.snapshot_periodic);
+    ev_periodic_stop(rep->loop, &ctx->schedule.drill_periodic);
     free(ctx->dir);
     free(ctx->wal_name);
-    free(ctx->waiters);
+    free(ctx->snapshot.waiters);
     tenants_free_state(ctx);
     free(ctx);
 }

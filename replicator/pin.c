@@ -58,9 +58,9 @@ static void on_yield_poll(struct ev_loop *loop, ev_timer *w, int revents);
 static void note_unpinned(struct db_context *ctx)
 {
     const struct wal_header *hdr = tailer_header(ctx->tailer);
-    ctx->unpinned_salt1 = hdr ? hdr->salt1 : 0;
-    ctx->unpinned_salt2 = hdr ? hdr->salt2 : 0;
-    ctx->unpinned_ms = clock_now_ms();
+    ctx->pin.unpinned_salt1 = hdr ? hdr->salt1 : 0;
+    ctx->pin.unpinned_salt2 = hdr ? hdr->salt2 : 0;
+    ctx->pin.unpinned_ms = clock_now_ms();
 }
 
 /* Unpinned: whether to pin again now - no checkpoint runs, and the WAL
@@ -69,9 +69,9 @@ static void note_unpinned(struct db_context *ctx)
 static int repin_due(struct db_context *ctx, int *restarted)
 {
     const struct wal_header *hdr = tailer_header(ctx->tailer);
-    *restarted = !hdr || hdr->salt1 != ctx->unpinned_salt1 || hdr->salt2 != ctx->unpinned_salt2;
+    *restarted = !hdr || hdr->salt1 != ctx->pin.unpinned_salt1 || hdr->salt2 != ctx->pin.unpinned_salt2;
     return !tailer_app_checkpointing(ctx->tailer) &&
-           (*restarted || clock_now_ms() - ctx->unpinned_ms >= REPIN_AFTER_MS);
+           (*restarted || clock_now_ms() - ctx->pin.unpinned_ms >= REPIN_AFTER_MS);
 }
 
 /* One look while the worker writes: scan, and get out of a waiting
@@ -90,13 +90,13 @@ void pin_follow_beside_worker(struct db_context *ctx, char *broken, size_t broke
         tailer_detach(t, &err);
         int restarted;
         if (repin_due(ctx, &restarted) && tailer_advance_pin(t, &err) == TAILER_OK)
-            ctx->pin_moves++;
+            ctx->pin.moves++;
         return;
     }
     if (!tailer_pin_in_the_way(t))
         return;
     if (tailer_advance_pin(t, &err) == TAILER_OK && !tailer_pin_in_the_way(t)) {
-        ctx->pin_moves++;
+        ctx->pin.moves++;
         return;
     }
     rc = tailer_detach(t, &err);
@@ -105,7 +105,7 @@ void pin_follow_beside_worker(struct db_context *ctx, char *broken, size_t broke
     if (rc != 0 || tailer_unpin(t) != TAILER_OK)
         return;
     note_unpinned(ctx);
-    ctx->yields++;
+    ctx->pin.yields++;
 }
 
 
@@ -118,8 +118,8 @@ static int move_pin(struct db_context *ctx, struct tm_error *err)
         return rc == 1 ? TAILER_BROKEN : -1;
     rc = tailer_advance_pin(ctx->tailer, err);
     if (rc == TAILER_OK) {
-        ctx->pin_moves++;
-        ctx->checkpoint_floor = tailer_shipped(ctx->tailer).frame;
+        ctx->pin.moves++;
+        ctx->pin.checkpoint_floor = tailer_shipped(ctx->tailer).frame;
     }
     return rc;
 }
@@ -145,9 +145,9 @@ static int let_go_of_pin(struct db_context *ctx, int quickly, struct tm_error *e
             return move_pin(ctx, err);
     }
     note_unpinned(ctx);
-    ctx->yield_timer.repeat = YIELD_FAST_POLL_S;   /* read every millisecond while unpinned */
-    ev_timer_again(ctx->owner->loop, &ctx->yield_timer);
-    ctx->checkpoint_floor = tailer_shipped(ctx->tailer).frame;
+    ctx->pin.yield_timer.repeat = YIELD_FAST_POLL_S;   /* read every millisecond while unpinned */
+    ev_timer_again(ctx->owner->loop, &ctx->pin.yield_timer);
+    ctx->pin.checkpoint_floor = tailer_shipped(ctx->tailer).frame;
     return TAILER_OK;
 }
 
@@ -181,10 +181,10 @@ int pin_ship_up_to(struct db_context *ctx, struct tm_error *err)
 void pin_update_yield_timer(struct db_context *ctx)
 {
     int needed = ctx->tailer && !ctx->need_generation && !tailer_restartable(ctx->tailer);
-    if (needed && !ev_is_active(&ctx->yield_timer))
-        ev_timer_again(ctx->owner->loop, &ctx->yield_timer);
-    else if (!needed && ev_is_active(&ctx->yield_timer))
-        ev_timer_stop(ctx->owner->loop, &ctx->yield_timer);
+    if (needed && !ev_is_active(&ctx->pin.yield_timer))
+        ev_timer_again(ctx->owner->loop, &ctx->pin.yield_timer);
+    else if (!needed && ev_is_active(&ctx->pin.yield_timer))
+        ev_timer_stop(ctx->owner->loop, &ctx->pin.yield_timer);
 }
 
 /* The pin (tailer.c) on each tick. While the application writes, the
@@ -203,8 +203,8 @@ void pin_keep_moving(struct db_context *ctx, int quiet)
     struct tm_error err;
     int rc = TAILER_OK;
     uint32_t shipped_frame = tailer_shipped(ctx->tailer).frame;
-    if (shipped_frame < ctx->checkpoint_floor)
-        ctx->checkpoint_floor = 0;   /* the WAL restarted */
+    if (shipped_frame < ctx->pin.checkpoint_floor)
+        ctx->pin.checkpoint_floor = 0;   /* the WAL restarted */
     const struct wal_header *hdr = tailer_header(ctx->tailer);
     uint32_t salt1 = hdr ? hdr->salt1 : 0;
     if (quiet) {
@@ -213,23 +213,24 @@ void pin_keep_moving(struct db_context *ctx, int quiet)
         int restartable = 0;
         if (tailer_restartable(ctx->tailer) || tailer_app_busy(ctx->tailer) ||
             clock_now_ms() - ctx->last_active_ms < QUIET_CHECKPOINT_MS ||
-            (ctx->quiet_checkpoint_frame == shipped_frame && ctx->quiet_checkpoint_salt1 == salt1))
+            (ctx->pin.quiet_checkpoint_frame == shipped_frame && ctx->pin.quiet_checkpoint_salt1 == salt1))
             return pin_update_yield_timer(ctx);
-        ctx->quiet_checkpoint_frame = shipped_frame;
-        ctx->quiet_checkpoint_salt1 = salt1;
+        ctx->pin.quiet_checkpoint_frame = shipped_frame;
+        ctx->pin.quiet_checkpoint_salt1 = salt1;
         rc = tailer_checkpoint(ctx->tailer, &restartable, &err);
         if (rc == 0 && restartable)
             ctx->checkpoints++;
-    } else if (shipped_frame >= ctx->checkpoint_floor + ctx->cfg->checkpoint_pages && tailer_pinned(ctx->tailer)) {
+    } else if (shipped_frame >= ctx->pin.checkpoint_floor + ctx->cfg->checkpoint_pages && tailer_pinned(ctx->tailer)) {
         /* As large as the application lets its WAL grow: let it restart.
          * Only while the sidecar keeps up (this tick shipped at most a few
          * checkpoint-pages): the loop must come back within milliseconds
          * to read the old WAL's tail; behind, the pin moves instead. */
-        int keeping_up = shipped_frame - ctx->checkpoint_floor <= KEEPING_UP_CHECKPOINTS * ctx->cfg->checkpoint_pages;
+        int keeping_up =
+            shipped_frame - ctx->pin.checkpoint_floor <= KEEPING_UP_CHECKPOINTS * ctx->cfg->checkpoint_pages;
         /* an application that runs its own RESTART/TRUNCATE checkpoints
          * restarts the WAL through them (the pin gives way, held safe by
          * its WRITE lock): no window without a pin is opened for it */
-        int checkpoints_itself = ctx->last_yield_ms && clock_now_ms() - ctx->last_yield_ms < OWN_CHECKPOINTS_MS;
+        int checkpoints_itself = ctx->pin.last_yield_ms && clock_now_ms() - ctx->pin.last_yield_ms < OWN_CHECKPOINTS_MS;
         rc = keeping_up && !checkpoints_itself ? let_go_of_pin(ctx, 0, &err) : move_pin(ctx, &err);
     }
     database_kick_uploaders(ctx);
@@ -273,15 +274,15 @@ static void on_yield_poll(struct ev_loop *loop, ev_timer *w, int revents)
             if (pinned == TAILER_LATER && database_ship_all(ctx, &err) == 0)   /* slot 0 needs all shipped */
                 pinned = tailer_advance_pin(ctx->tailer, &err);
             log_event(LOG_DEBUG, ctx->cfg->name, NULL, "pin again after %lld ms (%s): %d",
-                      (long long)(clock_now_ms() - ctx->unpinned_ms), restarted ? "restarted" : "timeout", pinned);
-            ctx->pin_moves += pinned == TAILER_OK;
+                      (long long)(clock_now_ms() - ctx->pin.unpinned_ms), restarted ? "restarted" : "timeout", pinned);
+            ctx->pin.moves += pinned == TAILER_OK;
         }
         rc = rc == TAILER_OK || rc == TAILER_LATER ? TAILER_OK : rc;
     } else if (tailer_pin_in_the_way(ctx->tailer)) {
         rc = let_go_of_pin(ctx, 1, &err);
         if (rc == TAILER_OK) {
-            ctx->yields++;
-            ctx->last_yield_ms = clock_now_ms();
+            ctx->pin.yields++;
+            ctx->pin.last_yield_ms = clock_now_ms();
             log_event(LOG_DEBUG, ctx->cfg->name, NULL, "pin let go for the application's checkpoint");
         }
     }
@@ -301,6 +302,6 @@ static void on_yield_poll(struct ev_loop *loop, ev_timer *w, int revents)
 
 void pin_init_yield_timer(struct db_context *ctx)
 {
-    ev_timer_init(&ctx->yield_timer, on_yield_poll, YIELD_POLL_S, YIELD_POLL_S);
-    ctx->yield_timer.data = ctx;
+    ev_timer_init(&ctx->pin.yield_timer, on_yield_poll, YIELD_POLL_S, YIELD_POLL_S);
+    ctx->pin.yield_timer.data = ctx;
 }

@@ -4,15 +4,29 @@
 #ifndef TM_PIN_H
 #define TM_PIN_H
 
+#include <ev.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "../common/error.h"
-#include "daemon.h"
+
+struct db_context;
 
 /* The yield timer's period while pinned, and while unpinned (the WAL is
  * then read every millisecond). */
 #define YIELD_POLL_S 0.005
 #define YIELD_FAST_POLL_S 0.001
+
+/* The pin's bookkeeping, in each database's context (ctx->pin). */
+struct pin_state {
+    ev_timer yield_timer;            /* polls for an application checkpoint waiting on the pin */
+    uint32_t checkpoint_floor;       /* shipped WAL frame when the pin last moved */
+    uint64_t moves, yields;          /* pin handovers; of them, for an application's checkpoint */
+    int64_t unpinned_ms;             /* when the pin was let go (tailer_unpin) */
+    int64_t last_yield_ms;           /* the pin last gave way to an application checkpoint */
+    uint32_t unpinned_salt1, unpinned_salt2;   /* the WAL followed then */
+    uint32_t quiet_checkpoint_frame, quiet_checkpoint_salt1;   /* where the last quiet checkpoint was tried */
+};
 
 /* Sets the yield timer up (not started); once per context. */
 void pin_init_yield_timer(struct db_context *ctx);

@@ -162,15 +162,15 @@ static void stop_watchers(struct ev_loop *loop, struct db_context *ctx)
 {
     control_close(ctx->control);
     ctx->control = NULL;
-    ctx->waiter_count = 0;
-    ev_timer_stop(loop, &ctx->waiter_timer);
+    ctx->snapshot.waiter_count = 0;
+    ev_timer_stop(loop, &ctx->snapshot.waiter_timer);
     ev_timer_stop(loop, &ctx->sync_timer);
     ev_timer_stop(loop, &ctx->scan_timer);
-    ev_timer_stop(loop, &ctx->yield_timer);
-    ev_timer_stop(loop, &ctx->snapshot_timer);
-    ev_periodic_stop(loop, &ctx->snapshot_periodic);
-    ev_timer_stop(loop, &ctx->retention_timer);
-    ev_periodic_stop(loop, &ctx->drill_periodic);
+    ev_timer_stop(loop, &ctx->pin.yield_timer);
+    ev_timer_stop(loop, &ctx->schedule.snapshot_timer);
+    ev_periodic_stop(loop, &ctx->schedule.snapshot_periodic);
+    ev_timer_stop(loop, &ctx->schedule.retention_timer);
+    ev_periodic_stop(loop, &ctx->schedule.drill_periodic);
 }
 
 /* Stopping: ships what the database has committed into its spool and

@@ -56,8 +56,8 @@ static void read_drill_report(struct db_context *ctx)
     fclose(fp);
     text[got] = '\0';
     const char *rto = strstr(text, "\"rto_ms\": "), *rpo = strstr(text, "\"rpo_ms\": ");
-    ctx->drill_rto_ms = rto ? strtoll(rto + 10, NULL, 10) : 0;
-    ctx->drill_rpo_ms = rpo ? strtoll(rpo + 10, NULL, 10) : 0;
+    ctx->schedule.drill_rto_ms = rto ? strtoll(rto + 10, NULL, 10) : 0;
+    ctx->schedule.drill_rpo_ms = rpo ? strtoll(rpo + 10, NULL, 10) : 0;
 }
 
 /* Retention and drills run as child processes (`tidemark retention|drill
@@ -70,24 +70,26 @@ static void on_child_done(struct ev_loop *loop, ev_child *w, int revents)
     (void)revents;
     struct db_context *ctx = w->data;
     ev_child_stop(loop, w);
-    const char *what = w == &ctx->drill_child ? "drill" : "retention";
+    const char *what = w == &ctx->schedule.drill_child ? "drill" : "retention";
     int ok = WIFEXITED(w->rstatus) && WEXITSTATUS(w->rstatus) == 0;
-    if (w == &ctx->drill_child) {
-        ctx->drill_failing = !ok;
-        ctx->drill_result = ok;
+    if (w == &ctx->schedule.drill_child) {
+        ctx->schedule.drill_failing = !ok;
+        ctx->schedule.drill_result = ok;
         read_drill_report(ctx);
-        ctx->drill_time_ms = clock_now_ms();
-        ctx->errors_drill += !ok;
+        ctx->schedule.drill_time_ms = clock_now_ms();
+        ctx->schedule.errors_drill += !ok;
     } else {
-        ctx->retention_failing = !ok;
-        ctx->errors_retention += !ok;
+        ctx->schedule.retention_failing = !ok;
+        ctx->schedule.errors_retention += !ok;
     }
     if (ok)
         log_event(LOG_INFO, ctx->cfg->name, NULL, "%s finished", what);
     else
         log_event(LOG_ERROR, ctx->cfg->name, NULL, "%s failed (exit status %d)%s", what,
                   WIFEXITED(w->rstatus) ? WEXITSTATUS(w->rstatus) : -1,
-                  w == &ctx->drill_child ? "" : "; nothing is deleted after an error, it runs again after the next snapshot");
+                  w == &ctx->schedule.drill_child ? ""
+                                                  : "; nothing is deleted after an error, it runs again after the next "
+                                                    "snapshot");
 }
 
 /* Runs `tidemark COMMAND -c FILE NAME` as a child watched by `watcher`
@@ -129,13 +131,14 @@ static void spawn_command(struct db_context *ctx, const char *command, ev_child 
 {
     char report_path[PATH_MAX + 32];
     drill_report_path(ctx, report_path, sizeof report_path);
-    schedules_spawn_tidemark(ctx->owner, ctx->cfg->name, command, watcher == &ctx->drill_child ? report_path : NULL, watcher);
+    const char *out = watcher == &ctx->schedule.drill_child ? report_path : NULL;
+    schedules_spawn_tidemark(ctx->owner, ctx->cfg->name, command, out, watcher);
 }
 
 void schedules_run_retention(struct db_context *ctx)
 {
     if (ctx->cfg->retention.enabled && !ctx->tenant)   /* a directory's: daily, for all of them */
-        spawn_command(ctx, "retention", &ctx->retention_child);
+        spawn_command(ctx, "retention", &ctx->schedule.retention_child);
 }
 
 static void on_drill_schedule(struct ev_loop *loop, ev_periodic *w, int revents)
@@ -144,7 +147,7 @@ static void on_drill_schedule(struct ev_loop *loop, ev_periodic *w, int revents)
     (void)revents;
     struct db_context *ctx = w->data;
     log_event(LOG_INFO, ctx->cfg->name, NULL, "scheduled restore drill");
-    spawn_command(ctx, "drill", &ctx->drill_child);
+    spawn_command(ctx, "drill", &ctx->schedule.drill_child);
 }
 
 static ev_tstamp next_drill(ev_periodic *w, ev_tstamp now)
@@ -181,8 +184,8 @@ static void snapshot_requested(struct db_context *ctx)
         log_event(LOG_DEBUG, ctx->cfg->name, NULL, "unchanged since its last snapshot: scheduled snapshot skipped");
         return;
     }
-    ctx->snapshot_due = 1;
-    ctx->snapshot_not_before_ms = 0;
+    ctx->snapshot.due = 1;
+    ctx->snapshot.not_before_ms = 0;
     if (tenants_asleep(ctx))
         return tenants_wake_later(ctx);   /* taken at its first tick awake */
     snapshots_if_due(ctx);
@@ -239,8 +242,8 @@ void schedules_catch_up(struct db_context *ctx)
         return redis_capture_snapshot(ctx->redis);
     struct tm_error err;
     if (snapshots_now(ctx, &err) == TAILER_LATER) {
-        ctx->snapshot_due = 1;
-        ctx->snapshot_not_before_ms = clock_now_ms() + SNAPSHOT_BUSY_RETRY_MS;
+        ctx->snapshot.due = 1;
+        ctx->snapshot.not_before_ms = clock_now_ms() + SNAPSHOT_BUSY_RETRY_MS;
     }
 }
 
@@ -249,36 +252,37 @@ void schedules_start_snapshots(struct replicator *rep, struct db_context *ctx)
     const struct config_db *cfg = ctx->cfg;
     if (cfg->snapshot_interval_ms) {
         double snapshot_s = (double)cfg->snapshot_interval_ms / 1000.0;
-        ev_timer_init(&ctx->snapshot_timer, on_snapshot_interval, snapshot_s, snapshot_s);
-        ctx->snapshot_timer.data = ctx;
-        ev_timer_start(rep->loop, &ctx->snapshot_timer);
+        ev_timer_init(&ctx->schedule.snapshot_timer, on_snapshot_interval, snapshot_s, snapshot_s);
+        ctx->schedule.snapshot_timer.data = ctx;
+        ev_timer_start(rep->loop, &ctx->schedule.snapshot_timer);
     }
     if (cfg->snapshot_cron_set) {
-        ev_periodic_init(&ctx->snapshot_periodic, on_snapshot_schedule, 0., 0., next_scheduled_snapshot);
-        ctx->snapshot_periodic.data = ctx;
-        ev_periodic_start(rep->loop, &ctx->snapshot_periodic);
+        ev_periodic_init(&ctx->schedule.snapshot_periodic, on_snapshot_schedule, 0., 0., next_scheduled_snapshot);
+        ctx->schedule.snapshot_periodic.data = ctx;
+        ev_periodic_start(rep->loop, &ctx->schedule.snapshot_periodic);
     }
 }
 
 void schedules_start_retention_and_drills(struct replicator *rep, struct db_context *ctx)
 {
     const struct config_db *cfg = ctx->cfg;
-    ev_child_init(&ctx->retention_child, on_child_done, 0, 0);
-    ctx->retention_child.data = ctx;
-    ev_child_init(&ctx->drill_child, on_child_done, 0, 0);
-    ctx->drill_child.data = ctx;
-    ctx->drill_result = -1;
+    ev_child_init(&ctx->schedule.retention_child, on_child_done, 0, 0);
+    ctx->schedule.retention_child.data = ctx;
+    ev_child_init(&ctx->schedule.drill_child, on_child_done, 0, 0);
+    ctx->schedule.drill_child.data = ctx;
+    ctx->schedule.drill_result = -1;
     int drill_can_decrypt = !rep->key || !crypto_keyring_public_only(rep->key);
     if (cfg->drill.enabled && !drill_can_decrypt)
         log_event(LOG_WARN, cfg->name, NULL, "drills are not run by this sidecar: it holds only the public "
                   "key (recipient-file), and a drill must decrypt; run 'tidemark drill --key-file SECRET' "
                   "from the restore host, or set 'drill: off'");
     if (cfg->drill.enabled && drill_can_decrypt) {
-        ev_periodic_init(&ctx->drill_periodic, on_drill_schedule, 0., 0., next_drill);
-        ctx->drill_periodic.data = ctx;
-        ev_periodic_start(rep->loop, &ctx->drill_periodic);
+        ev_periodic_init(&ctx->schedule.drill_periodic, on_drill_schedule, 0., 0., next_drill);
+        ctx->schedule.drill_periodic.data = ctx;
+        ev_periodic_start(rep->loop, &ctx->schedule.drill_periodic);
     }
-    ev_timer_init(&ctx->retention_timer, on_retention_timer, 60., 86400.);   /* a minute after start, then daily */
-    ctx->retention_timer.data = ctx;
-    ev_timer_start(rep->loop, &ctx->retention_timer);
+    /* a minute after start, then daily */
+    ev_timer_init(&ctx->schedule.retention_timer, on_retention_timer, 60., 86400.);
+    ctx->schedule.retention_timer.data = ctx;
+    ev_timer_start(rep->loop, &ctx->schedule.retention_timer);
 }

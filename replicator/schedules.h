@@ -4,8 +4,25 @@
 #define TM_SCHEDULES_H
 
 #include <ev.h>
+#include <stdint.h>
 
-#include "daemon.h"
+struct db_context;
+struct replicator;
+
+/* A database's schedules and children (ctx->schedule). */
+struct schedule_state {
+    ev_timer snapshot_timer;         /* snapshot-interval */
+    ev_periodic snapshot_periodic;   /* snapshot: { schedule } (wall clock, UTC) */
+    ev_child retention_child;        /* a `tidemark retention` run in progress */
+    ev_timer retention_timer;        /* at least daily */
+    ev_child drill_child;            /* a `tidemark drill` run in progress */
+    ev_periodic drill_periodic;      /* drill: { schedule } */
+    /* for metrics and alerts (status.h) */
+    int retention_failing, drill_failing;
+    int drill_result;                /* -1 none this run, 0 failed, 1 passed */
+    uint64_t errors_retention, errors_drill;
+    int64_t drill_time_ms, drill_rto_ms, drill_rpo_ms;
+};
 
 /* Starts the snapshot-interval timer and the snapshot schedule, as
  * configured; once per context. */

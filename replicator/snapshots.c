@@ -114,7 +114,7 @@ int snapshots_take(struct db_context *ctx, int may_give_way, struct tm_error *er
         return rc;
     /* the copy is made: the pin need not stay for the compression */
     if (rc == 0 && tailer_advance_pin(ctx->tailer, err) == TAILER_OK)
-        ctx->pin_moves++;
+        ctx->pin.moves++;
     char broken[sizeof err->msg] = "";
     if (rc == 0) {
         struct snapshot_job job = {.shipper = &ctx->shipper, .path = path, .page_size = tailer_page_size(ctx->tailer),
@@ -129,14 +129,14 @@ int snapshots_take(struct db_context *ctx, int may_give_way, struct tm_error *er
         return rc == 0 ? 0 : -1;
     }
     if (rc == 0) {
-        ctx->snapshots++;
-        ctx->snapshot_last_bytes = ctx->shipper.bytes_shipped - bytes_before;
-        ctx->snapshot_last_seconds = (double)(clock_now_ms() - taken_ms) / 1000.0;
-        ctx->snapshot_failing = 0;
+        ctx->snapshot.taken++;
+        ctx->snapshot.last_bytes = ctx->shipper.bytes_shipped - bytes_before;
+        ctx->snapshot.last_seconds = (double)(clock_now_ms() - taken_ms) / 1000.0;
+        ctx->snapshot.failing = 0;
     } else {
-        ctx->errors_snapshot++;
-        ctx->snapshot_failing = 1;
-        snprintf(ctx->snapshot_error, sizeof ctx->snapshot_error, "%s", err->msg);
+        ctx->snapshot.errors++;
+        ctx->snapshot.failing = 1;
+        snprintf(ctx->snapshot.error, sizeof ctx->snapshot.error, "%s", err->msg);
     }
     return rc;
 }
@@ -156,7 +156,7 @@ int snapshots_take(struct db_context *ctx, int may_give_way, struct tm_error *er
 void snapshots_if_wal_grew(struct db_context *ctx)
 {
     double ratio = ctx->cfg->snapshot_wal_ratio;
-    if (ratio <= 0 || ctx->snapshot_due)
+    if (ratio <= 0 || ctx->snapshot.due)
         return;
     double threshold = ratio * (double)ctx->shipper.db_pages * tailer_page_size(ctx->tailer);
     if (threshold < WAL_SNAPSHOT_FLOOR_BYTES)
@@ -165,34 +165,33 @@ void snapshots_if_wal_grew(struct db_context *ctx)
         return;
     log_event(LOG_INFO, ctx->cfg->name, NULL, "%.0f MiB of WAL shipped since the last snapshot (wal-ratio %g): "
               "taking a snapshot", (double)ctx->shipper.wal_bytes_since_snapshot / 1048576.0, ratio);
-    ctx->snapshot_due = 1;
+    ctx->snapshot.due = 1;
 }
 
 /* Takes the due snapshot, if any and if its retry time has come. */
 void snapshots_if_due(struct db_context *ctx)
 {
     int64_t now = clock_now_ms();
-    if (!ctx->snapshot_due || now < ctx->snapshot_not_before_ms)
+    if (!ctx->snapshot.due || now < ctx->snapshot.not_before_ms)
         return;
     struct tm_error err;
     int rc = snapshots_now(ctx, &err);
     if (rc == 0) {
-        ctx->snapshot_due = 0;
-        ctx->snapshot_busy_logged = 0;
+        ctx->snapshot.due = 0;
+        ctx->snapshot.busy_logged = 0;
         return;
     }
-    ctx->snapshot_not_before_ms = now + (rc == TAILER_LATER ? SNAPSHOT_BUSY_RETRY_MS : SNAPSHOT_RETRY_MS);
+    ctx->snapshot.not_before_ms = now + (rc == TAILER_LATER ? SNAPSHOT_BUSY_RETRY_MS : SNAPSHOT_RETRY_MS);
 }
-
-
 
 /* `tidemark snapshot` clients whose snapshot was postponed: the one
  * just taken is theirs. */
 static void answer_postponed_waiters(struct db_context *ctx)
 {
-    for (size_t i = 0; i < ctx->waiter_count; i++)
-        if (!ctx->waiters[i].name[0])
-            snprintf(ctx->waiters[i].name, sizeof ctx->waiters[i].name, "%s", spool_last_published(ctx->spool));
+    struct snapshot_state *snap = &ctx->snapshot;
+    for (size_t i = 0; i < snap->waiter_count; i++)
+        if (!snap->waiters[i].name[0])
+            snprintf(snap->waiters[i].name, sizeof snap->waiters[i].name, "%s", spool_last_published(ctx->spool));
 }
 
 /* A base snapshot now, in the current generation; 0, TAILER_LATER when
@@ -207,10 +206,10 @@ int snapshots_now(struct db_context *ctx, struct tm_error *err)
         rc = pin_ship_up_to(ctx, err);
     if (rc == TAILER_LATER) {
         database_kick_uploaders(ctx);
-        if (!ctx->snapshot_busy_logged)
+        if (!ctx->snapshot.busy_logged)
             log_event(LOG_WARN, ctx->cfg->name, NULL, "snapshot postponed (retried every %d ms until it "
                       "succeeds): %s", SNAPSHOT_BUSY_RETRY_MS, err->msg);
-        ctx->snapshot_busy_logged = 1;
+        ctx->snapshot.busy_logged = 1;
         return TAILER_LATER;
     }
     if (rc == TAILER_BROKEN) {
@@ -239,8 +238,9 @@ static void on_waiters(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)revents;
     struct db_context *ctx = w->data;
-    for (size_t i = 0; i < ctx->waiter_count;) {
-        struct snapshot_waiter *waiter = &ctx->waiters[i];
+    struct snapshot_state *snap = &ctx->snapshot;
+    for (size_t i = 0; i < snap->waiter_count;) {
+        struct snapshot_waiter *waiter = &snap->waiters[i];
         if (!waiter->name[0] || spool_pending(ctx->spool, waiter->name)) {   /* not taken yet, or not stored */
             i++;
             continue;
@@ -249,9 +249,9 @@ static void on_waiters(struct ev_loop *loop, ev_timer *w, int revents)
         spool_key_of(waiter->name, key, sizeof key);
         snprintf(line, sizeof line, "stored %s", key);
         control_reply(waiter->client, line);
-        *waiter = ctx->waiters[--ctx->waiter_count];
+        *waiter = snap->waiters[--snap->waiter_count];
     }
-    if (!ctx->waiter_count)
+    if (!snap->waiter_count)
         ev_timer_stop(loop, w);
 }
 
@@ -259,23 +259,24 @@ static void on_waiters(struct ev_loop *loop, ev_timer *w, int revents)
  * every replica has it (on_waiters). */
 void snapshots_for_client(struct db_context *ctx, struct control_client *client)
 {
-    if (ctx->waiter_count == SNAPSHOT_WAITERS_MAX)
+    struct snapshot_state *snap = &ctx->snapshot;
+    if (snap->waiter_count == SNAPSHOT_WAITERS_MAX)
         return control_reply(client, "error: too many snapshot requests waiting; try again later");
     if (ctx->waiting) {
         char line[sizeof ctx->waiting_reason + 16];
         snprintf(line, sizeof line, "error: %s", ctx->waiting_reason);
         return control_reply(client, line);
     }
-    if (!ctx->waiters && !(ctx->waiters = calloc(SNAPSHOT_WAITERS_MAX, sizeof *ctx->waiters)))
+    if (!snap->waiters && !(snap->waiters = calloc(SNAPSHOT_WAITERS_MAX, sizeof *snap->waiters)))
         return control_reply(client, "error: out of memory");
     struct tm_error err;
     log_event(LOG_INFO, ctx->cfg->name, NULL, "snapshot requested through the control socket");
     int rc = snapshots_now(ctx, &err);
     if (rc == TAILER_LATER) {   /* taken at a later tick; the client waits */
-        ctx->snapshot_due = 1;
-        ctx->snapshot_not_before_ms = clock_now_ms() + SNAPSHOT_BUSY_RETRY_MS;
-        ctx->waiters[ctx->waiter_count++] = (struct snapshot_waiter){.client = client};
-        ev_timer_again(ctx->owner->loop, &ctx->waiter_timer);
+        snap->due = 1;
+        snap->not_before_ms = clock_now_ms() + SNAPSHOT_BUSY_RETRY_MS;
+        snap->waiters[snap->waiter_count++] = (struct snapshot_waiter){.client = client};
+        ev_timer_again(ctx->owner->loop, &snap->waiter_timer);
         return;
     }
     if (rc != 0) {
@@ -283,14 +284,14 @@ void snapshots_for_client(struct db_context *ctx, struct control_client *client)
         snprintf(line, sizeof line, "error: %s", err.msg);
         return control_reply(client, line);
     }
-    struct snapshot_waiter *waiter = &ctx->waiters[ctx->waiter_count++];
+    struct snapshot_waiter *waiter = &snap->waiters[snap->waiter_count++];
     waiter->client = client;
     snprintf(waiter->name, sizeof waiter->name, "%s", spool_last_published(ctx->spool));
-    ev_timer_again(ctx->owner->loop, &ctx->waiter_timer);
+    ev_timer_again(ctx->owner->loop, &snap->waiter_timer);
 }
 
 void snapshots_init_waiters(struct db_context *ctx)
 {
-    ev_timer_init(&ctx->waiter_timer, on_waiters, 0., 0.05);
-    ctx->waiter_timer.data = ctx;
+    ev_timer_init(&ctx->snapshot.waiter_timer, on_waiters, 0., 0.05);
+    ctx->snapshot.waiter_timer.data = ctx;
 }

@@ -4,13 +4,43 @@
 #ifndef TM_SNAPSHOTS_H
 #define TM_SNAPSHOTS_H
 
+#include <ev.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../common/archive.h"
 #include "../common/error.h"
 #include "control.h"
-#include "daemon.h"
+
+struct db_context;
+
+/* `tidemark snapshot` clients one database keeps waiting at most. */
+#define SNAPSHOT_WAITERS_MAX 8
 
 /* A due snapshot found the application's checkpoint in its way: tried
  * again this much later (it stays due). */
 #define SNAPSHOT_BUSY_RETRY_MS 500
+
+/* A `tidemark snapshot` client waiting for the replicas. */
+struct snapshot_waiter {
+    struct control_client *client;
+    char name[ARCHIVE_NAME_MAX + 24];    /* the snapshot's spool name; "": not taken yet */
+};
+
+/* Snapshots of one database (ctx->snapshot). */
+struct snapshot_state {
+    int due;                         /* a snapshot is wanted (schedule, WAL volume) */
+    int64_t not_before_ms;           /* retry time after a failed attempt */
+    int busy_logged;                 /* "commits keep arriving" said once */
+    struct snapshot_waiter *waiters; /* SNAPSHOT_WAITERS_MAX, made on the first request */
+    size_t waiter_count;
+    ev_timer waiter_timer;
+    /* for metrics and alerts (status.h) */
+    uint64_t taken, last_bytes, errors;
+    double last_seconds;
+    int failing;
+    char error[512];
+};
 
 /* Takes a base snapshot at the tailer's shipped position and stores it
  * at the shipper's current index; expects the pin at that position.

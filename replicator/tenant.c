@@ -109,7 +109,7 @@ int tenant_sleep(struct db_context *ctx, int force)
     struct tenant_release *r = &ctx->tenant->release;
     struct tm_error err;
     size_t pending;
-    if (ctx->tenant->asleep || !ctx->tailer || ctx->need_generation || ctx->snapshot_due)
+    if (ctx->tenant->asleep || !ctx->tailer || ctx->need_generation || ctx->snapshot.due)
         return -1;
     int clean = 0, rc = database_ship_all(ctx, &err);   /* everything committed */
     tailer_pending(ctx->tailer, &pending);
@@ -143,7 +143,7 @@ int tenant_sleep(struct db_context *ctx, int force)
     delta_builder_suspend(ctx->deltas);
     ev_timer_stop(ctx->owner->loop, &ctx->sync_timer);
     ev_timer_stop(ctx->owner->loop, &ctx->scan_timer);
-    ev_timer_stop(ctx->owner->loop, &ctx->yield_timer);
+    ev_timer_stop(ctx->owner->loop, &ctx->pin.yield_timer);
     ctx->tenant->asleep = 1;
     ctx->tenant->dir->awake--;
     log_event(LOG_DEBUG, ctx->cfg->name, NULL, "asleep (%s)", r->clean ? "clean" : "made room");
@@ -163,7 +163,7 @@ static int make_room(struct tenant_dir *td)
     int64_t now = clock_now_ms();
     for (size_t i = rep->configured_count; i < rep->db_count; i++) {
         struct db_context *ctx = rep->dbs[i];
-        if (!tenant_of(ctx, td) || ctx->tenant->asleep || !ctx->tailer || ctx->snapshot_due)
+        if (!tenant_of(ctx, td) || ctx->tenant->asleep || !ctx->tailer || ctx->snapshot.due)
             continue;
         size_t pending;
         tailer_pending(ctx->tailer, &pending);
@@ -249,7 +249,7 @@ int tenant_wake(struct db_context *ctx)
     ctx->last_active_ms = ctx->tenant->woke_ms - (ctx->tenant->woken_by_write ? 0 : ctx->cfg->sync_interval_ms);
     ctx->tenant->woken_by_write = 0;
     ev_timer_again(ctx->owner->loop, &ctx->sync_timer);
-    ev_timer_again(ctx->owner->loop, &ctx->yield_timer);
+    ev_timer_again(ctx->owner->loop, &ctx->pin.yield_timer);
     database_scan_soon(ctx);
     if (!ctx->tenant->woken_before)
         schedules_catch_up(ctx);

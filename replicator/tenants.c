@@ -225,7 +225,7 @@ static int setup_tenant(struct tenant_dir *td, const char *relpath, struct db_co
     }
     *ts = (struct tenant_state){.dir = td, .own_cfg = cfg, .relpath = strdup(relpath), .asleep = 1};
     *ctx = (struct db_context){.owner = rep, .cfg = cfg, .tenant = ts, .watch = -1, .wal_watch = -1,
-                               .drill_result = -1};
+                               .schedule.drill_result = -1};
     ctx->uploaders = calloc(td->replica_count, sizeof *ctx->uploaders);
     int replica_added = 0;
     int rc = ts->relpath && ctx->uploaders ? 0 : tm_error_set(err, "out of memory");
@@ -324,10 +324,10 @@ static void on_tenant_deleted(void *arg, void *db)
         td->waiting--;
     }
     ctx->tenant->deleted = 1;
-    ctx->snapshot_due = 0;
+    ctx->snapshot.due = 0;
     ev_timer_stop(td->owner->loop, &ctx->sync_timer);
     ev_timer_stop(td->owner->loop, &ctx->scan_timer);
-    ev_timer_stop(td->owner->loop, &ctx->yield_timer);
+    ev_timer_stop(td->owner->loop, &ctx->pin.yield_timer);
     database_kick_uploaders(ctx);
     discovery_untrack(td->discovery, ctx->tenant->relpath);
 }

@@ -4,7 +4,7 @@
  * The HTTP side is deliberately small: each connection is read until the
  * end of the request head (at most 4 KiB, 5 s), answered with one
  * HTTP/1.0 response built in memory, and closed. Rendering reads a
- * status snapshot (status.h) that replicate.c fills on demand.
+ * status snapshot (status.h) that monitoring.c fills on demand.
  *
  * Metric names follow Prometheus conventions: prefix tidemark_, units in
  * the name, counters end in _total, labels db and replica. */
@@ -301,7 +301,7 @@ void metrics_render(const struct db_status *dbs, size_t count, int64_t now_ms, F
 }
 
 /* A database waited for longer than its missing-alert-after is a
- * problem; one waited for less is only listed (see health_render). */
+ * problem; one waited for less is only listed (see metrics_render_health). */
 static int missing_too_long(const struct db_status *db, int64_t now_ms)
 {
     return db->waiting_since_ms && db->missing_alert_after_ms &&
@@ -329,66 +329,75 @@ static void render_waiting(const struct db_status *dbs, size_t count, int64_t no
     fprintf(out, "]");
 }
 
-int health_render(const struct db_status *dbs, size_t count, const struct config_alerts *thresholds,
+/* One entry of "problems" (replica NULL: the database's own). */
+static void render_problem(FILE *out, int *first, const char *db, const char *replica, const char *reason)
+{
+    fprintf(out, "%s{\"db\": ", *first ? "" : ", ");
+    json_write_string(out, db);
+    if (replica) {
+        fprintf(out, ", \"replica\": ");
+        json_write_string(out, replica);
+    }
+    fprintf(out, ", \"reason\": ");
+    json_write_string(out, reason);
+    fprintf(out, "}");
+    *first = 0;
+}
+
+/* What is wrong with replica r now, in reason (len bytes); "" when
+ * nothing is. */
+static void replica_problem(const struct replica_status *r, const struct config_alerts *thresholds, int64_t now_ms,
+                            char *reason, size_t len)
+{
+    reason[0] = '\0';
+    if (r->failing_since_ms && now_ms - r->failing_since_ms >= thresholds->failure_after_ms)
+        snprintf(reason, len, "failing for %.0f s: %s", (double)(now_ms - r->failing_since_ms) / 1000.0,
+                 r->last_error);
+    else if (r->lag_ms > thresholds->lag_threshold_ms)
+        snprintf(reason, len, "lag %.1f s above %.0f s", (double)r->lag_ms / 1000.0,
+                 (double)thresholds->lag_threshold_ms / 1000.0);
+}
+
+/* The problems of one database and its replicas; 1 when it has any. */
+static int render_db_problems(const struct db_status *db, const struct config_alerts *thresholds, int64_t now_ms,
+                              FILE *out, int *first)
+{
+    int problems = 0;
+    char reason[1200];
+    if (missing_too_long(db, now_ms)) {
+        snprintf(reason, sizeof reason, "still not replicated after %.0f s (missing-alert-after %.0f s): %s",
+                 (double)(now_ms - db->waiting_since_ms) / 1000.0, (double)db->missing_alert_after_ms / 1000.0,
+                 db->waiting_reason);
+        render_problem(out, first, db->name, NULL, reason);
+        problems = 1;
+    }
+    for (size_t j = 0; j < db->replica_count; j++) {
+        replica_problem(&db->replicas[j], thresholds, now_ms, reason, sizeof reason);
+        if (!reason[0])
+            continue;
+        render_problem(out, first, db->name, db->replicas[j].name, reason);
+        problems = 1;
+    }
+    if (db->capture_failing_since_ms && (db->capture_cause_named ||
+        now_ms - db->capture_failing_since_ms >= thresholds->failure_after_ms)) {
+        render_problem(out, first, db->name, NULL, db->capture_error[0] ? db->capture_error : "not capturing");
+        problems = 1;
+    }
+    if (db->snapshot_failing) {
+        render_problem(out, first, db->name, NULL, "the last snapshot failed");
+        problems = 1;
+    }
+    return problems;
+}
+
+int metrics_render_health(const struct db_status *dbs, size_t count, const struct config_alerts *thresholds,
                   int64_t now_ms, FILE *out)
 {
     int healthy = 1, first = 1;
     fprintf(out, "{\"problems\": [");
-    for (size_t i = 0; i < count; i++) {
-        if (missing_too_long(&dbs[i], now_ms)) {
-            char reason[1200];
-            snprintf(reason, sizeof reason, "still not replicated after %.0f s (missing-alert-after %.0f s): %s",
-                     (double)(now_ms - dbs[i].waiting_since_ms) / 1000.0,
-                     (double)dbs[i].missing_alert_after_ms / 1000.0, dbs[i].waiting_reason);
+    for (size_t i = 0; i < count; i++)
+        if (render_db_problems(&dbs[i], thresholds, now_ms, out, &first))
             healthy = 0;
-            fprintf(out, "%s{\"db\": ", first ? "" : ", ");
-            json_write_string(out, dbs[i].name);
-            fprintf(out, ", \"reason\": ");
-            json_write_string(out, reason);
-            fprintf(out, "}");
-            first = 0;
-        }
-        for (size_t j = 0; j < dbs[i].replica_count; j++) {
-            const struct replica_status *r = &dbs[i].replicas[j];
-            char reason[1200] = "";
-            if (r->failing_since_ms && now_ms - r->failing_since_ms >= thresholds->failure_after_ms)
-                snprintf(reason, sizeof reason, "failing for %.0f s: %s",
-                         (double)(now_ms - r->failing_since_ms) / 1000.0, r->last_error);
-            else if (r->lag_ms > thresholds->lag_threshold_ms)
-                snprintf(reason, sizeof reason, "lag %.1f s above %.0f s", (double)r->lag_ms / 1000.0,
-                         (double)thresholds->lag_threshold_ms / 1000.0);
-            if (!reason[0])
-                continue;
-            healthy = 0;
-            fprintf(out, "%s{\"db\": ", first ? "" : ", ");
-            json_write_string(out, dbs[i].name);
-            fprintf(out, ", \"replica\": ");
-            json_write_string(out, r->name);
-            fprintf(out, ", \"reason\": ");
-            json_write_string(out, reason);
-            fprintf(out, "}");
-            first = 0;
-        }
-        if (dbs[i].capture_failing_since_ms && (dbs[i].capture_cause_named ||
-            now_ms - dbs[i].capture_failing_since_ms >= thresholds->failure_after_ms)) {
-            healthy = 0;
-            fprintf(out, "%s{\"db\": ", first ? "" : ", ");
-            json_write_string(out, dbs[i].name);
-            fprintf(out, ", \"reason\": ");
-            json_write_string(out, dbs[i].capture_error[0] ? dbs[i].capture_error : "not capturing");
-            fprintf(out, "}");
-            first = 0;
-        }
-        if (dbs[i].snapshot_failing) {
-            healthy = 0;
-            fprintf(out, "%s{\"db\": ", first ? "" : ", ");
-            json_write_string(out, dbs[i].name);
-            fprintf(out, ", \"reason\": ");
-            json_write_string(out, "the last snapshot failed");
-            fprintf(out, "}");
-            first = 0;
-        }
-    }
     fprintf(out, "]");
     render_waiting(dbs, count, now_ms, out);
     fprintf(out, ", \"status\": \"%s\"}\n", healthy ? "ok" : "unhealthy");
@@ -422,7 +431,7 @@ static void respond(struct metrics_conn *c)
         metrics_render(dbs, count, now, out);
     } else if (strncmp(c->request, "GET /healthz ", 13) == 0) {
         c->server->status(c->server->arg, &dbs, &count);
-        status = health_render(dbs, count, c->server->thresholds, now, out) ? 200 : 503;
+        status = metrics_render_health(dbs, count, c->server->thresholds, now, out) ? 200 : 503;
         type = "application/json";
     } else {
         status = 404;

@@ -24,7 +24,7 @@ void metrics_close(struct metrics_server *server);
 /* The two documents, for the server and for tests. */
 void metrics_render(const struct db_status *dbs, size_t count, int64_t now_ms, FILE *out);
 /* Returns 1 when healthy; writes the JSON body. */
-int health_render(const struct db_status *dbs, size_t count, const struct config_alerts *thresholds,
+int metrics_render_health(const struct db_status *dbs, size_t count, const struct config_alerts *thresholds,
                   int64_t now_ms, FILE *out);
 
 #endif

@@ -115,7 +115,7 @@ static void record_pages(struct shipper *sh, struct recorded_pages *rec)
     struct tm_error err;
     if (rec->count && delta_builder_active(sh->deltas) &&
         delta_builder_pages(sh->deltas, rec->numbers, rec->pages, rec->count, &err) != 0) {
-        log_warn("%s: deltas stopped until the next snapshot: %s", sh->db_name, err.msg);
+        log_event(LOG_WARN, sh->db_name, NULL, "deltas stopped until the next snapshot: %s", err.msg);
         delta_builder_disable(sh->deltas);
     }
     rec->count = 0;
@@ -277,7 +277,7 @@ static void ship_deltas(struct shipper *sh, const struct segment_header *seg,
             continue;
         }
         if (ship_delta(sh, level, &err) != 0) {
-            log_warn("%s: deltas stopped until the next snapshot: %s", sh->db_name, err.msg);
+            log_event(LOG_WARN, sh->db_name, NULL, "deltas stopped until the next snapshot: %s", err.msg);
             delta_builder_disable(sh->deltas);
             return;
         }

@@ -1,5 +1,5 @@
 /* status.h - what the sidecar knows about each database and replica at
- * one moment: filled by replicate.c on demand, read by the metrics
+ * one moment: filled by monitoring.c on demand, read by the metrics
  * endpoint (metrics.c) and the alert rules (alerts.c). */
 #ifndef TM_STATUS_H
 #define TM_STATUS_H

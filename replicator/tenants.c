@@ -38,16 +38,24 @@
  * loop's one curl multi handle, whose connection pool every upload
  * reuses), one lock on the entry's state directory, and one retention
  * and one drill child for all of them (`tidemark retention|drill ENTRY`).
+ *
+ * Putting one database to sleep and waking it is tenant.c's (tenant.h,
+ * which also holds the state kept here); the rest of the daemon sees
+ * tenants.h only.
  */
 
-#include "daemon.h"
+#include "tenants.h"
 
 #include "../common/clock.h"
 #include "../common/cron.h"
 #include "../common/fsutil.h"
 #include "../common/log.h"
+#include "database.h"
 #include "deltas.h"
 #include "discovery.h"
+#include "schedules.h"
+#include "snapshots.h"
+#include "tenant.h"
 #include "spool.h"
 #include "tailer.h"
 #include "uploader.h"
@@ -73,260 +81,14 @@
 #define RESCAN_S 60.0
 #define SLEEP_RETRY_MS (10 * 1000)
 
-struct tenant_dir {
-    struct replicator *owner;
-    const struct config_db *entry;
-    struct discovery *discovery;
-    struct storage **replicas;       /* shared by its databases */
-    size_t replica_count;
-    int lock_fd;                     /* on the entry's state directory */
-    size_t awake;                    /* databases with their files open */
-    size_t max_open;                 /* max-open, within the descriptor limit */
-    size_t waiting;                  /* databases waiting to wake */
-    ev_idle waker;                   /* wakes waiting databases, WAKE_BATCH at a time */
-    ev_timer housekeeping;           /* sleeps idle ones, frees deleted ones */
-    ev_timer rescan;                 /* walks the tree again */
-    ev_timer retention_timer;
-    ev_child retention_child;
-    ev_periodic drill_periodic;
-    ev_child drill_child;
-    struct control_server *control;  /* ENTRY-STATE/control.sock: "snapshot NAME" */
-};
-
-static int is_tenant_of(const struct db_context *ctx, const struct tenant_dir *td)
-{
-    return ctx->tenants == td;
-}
-
-/* A sleeping database's release, kept in its state directory (the file
- * `released`) so that a restarted sidecar wakes it with the same proof
- * instead of a new generation and snapshot: written at each clean sleep,
- * removed at each wake, and used only while the archive ends exactly
- * where it says (nothing was shipped after it). */
-static void release_path(const struct db_context *ctx, char *out, size_t len)
-{
-    snprintf(out, len, "%s/released", ctx->cfg->state_dir);
-}
-
-static void forget_release(struct db_context *ctx)
-{
-    char path[PATH_MAX + 16];
-    release_path(ctx, path, sizeof path);
-    if (unlink(path) == 0) {
-        struct tm_error err;
-        fsutil_fsync_dir(ctx->cfg->state_dir, &err);
-    }
-}
-
-static void save_release(struct db_context *ctx)
-{
-    char path[PATH_MAX + 16], text[512];
-    release_path(ctx, path, sizeof path);
-    const struct wal_position *p = &ctx->released_pos;
-    int len = snprintf(text, sizeof text,
-                       "empty %d header %u %u %u %u position %u %u %u %u %u page-size %u file %llu %llu %lld %lld %ld\n",
-                       ctx->released_empty, ctx->released_hdr.salt1, ctx->released_hdr.salt2,
-                       ctx->released_hdr.checkpoint_seq, ctx->released_hdr.page_size, p->salt1, p->salt2, p->frame,
-                       p->checksum[0], p->checksum[1], ctx->released_page_size,
-                       (unsigned long long)ctx->released_dev, (unsigned long long)ctx->released_ino,
-                       (long long)ctx->released_size, (long long)ctx->released_mtime.tv_sec,
-                       (long)ctx->released_mtime.tv_nsec);
-    struct tm_error err;
-    if (fsutil_replace_file(path, text, (size_t)len, &err) != 0)
-        log_debug("%s: release not kept (a restart will start a new generation): %s", ctx->cfg->name, err.msg);
-}
-
-/* 1 when the state directory held a release this context now has. */
-static int load_release(struct db_context *ctx)
-{
-    char path[PATH_MAX + 16], text[512];
-    release_path(ctx, path, sizeof path);
-    FILE *fp = fopen(path, "r");
-    if (!fp)
-        return 0;
-    size_t got = fread(text, 1, sizeof text - 1, fp);
-    fclose(fp);
-    text[got] = '\0';
-    struct wal_position *p = &ctx->released_pos;
-    unsigned long long dev, ino;
-    long long size, mtime_s;
-    long mtime_ns;
-    int empty;
-    if (sscanf(text, "empty %d header %u %u %u %u position %u %u %u %u %u page-size %u file %llu %llu %lld %lld %ld",
-               &empty, &ctx->released_hdr.salt1, &ctx->released_hdr.salt2, &ctx->released_hdr.checkpoint_seq,
-               &ctx->released_hdr.page_size, &p->salt1, &p->salt2, &p->frame, &p->checksum[0], &p->checksum[1],
-               &ctx->released_page_size, &dev, &ino, &size, &mtime_s, &mtime_ns) != 16)
-        return 0;
-    ctx->released_empty = empty;
-    ctx->released_clean = 1;
-    ctx->released_dev = (dev_t)dev;
-    ctx->released_ino = (ino_t)ino;
-    ctx->released_size = (off_t)size;
-    ctx->released_mtime.tv_sec = (time_t)mtime_s;
-    ctx->released_mtime.tv_nsec = mtime_ns;
-    return 1;
-}
-
-/* Puts an awake database to sleep; `force` (making room for another)
- * also when its release cannot be proven clean. 0 asleep, -1 not now. */
-int sleep_database(struct db_context *ctx, int force)
-{
-    struct tm_error err;
-    size_t pending;
-    if (ctx->asleep || !ctx->tailer || ctx->need_generation || ctx->snapshot_due)
-        return -1;
-    int clean = 0, rc = ship_all(ctx, &err);   /* everything committed */
-    tailer_pending(ctx->tailer, &pending);
-    if (rc == 0 && !pending)
-        rc = tailer_release(ctx->tailer, &clean, &err);
-    if (rc != 0 || pending || (!clean && !force)) {
-        if (rc == 1)   /* the WAL moved in a way that breaks continuity */
-            restart_database(ctx, err.msg);
-        return -1;
-    }
-    const struct wal_header *hdr = tailer_header(ctx->tailer);
-    ctx->released_clean = clean;
-    ctx->released_empty = clean && !hdr;
-    if (hdr)
-        ctx->released_hdr = *hdr;
-    ctx->released_pos = tailer_shipped(ctx->tailer);
-    ctx->released_page_size = tailer_page_size(ctx->tailer);
-    struct stat st = {0};
-    ctx->released_dev = stat(ctx->cfg->path, &st) == 0 ? st.st_dev : 0;
-    ctx->released_ino = ctx->released_dev ? st.st_ino : 0;
-    ctx->released_mtime = st.st_mtim;
-    ctx->released_size = st.st_size;
-    /* file times are coarse (a clock tick): an unchanged time proves
-     * nothing about a write made in the same tick as the last one */
-    if (ctx->released_empty && (!ctx->released_dev || time(NULL) - st.st_mtim.tv_sec < 2))
-        ctx->released_clean = ctx->released_empty = 0;
-    tailer_close(ctx->tailer);
-    ctx->tailer = NULL;
-    if (ctx->released_clean)
-        save_release(ctx);
-    delta_builder_suspend(ctx->deltas);
-    ev_timer_stop(ctx->owner->loop, &ctx->sync_timer);
-    ev_timer_stop(ctx->owner->loop, &ctx->scan_timer);
-    ev_timer_stop(ctx->owner->loop, &ctx->yield_timer);
-    ctx->asleep = 1;
-    ctx->tenants->awake--;
-    log_debug("%s: asleep (%s)", ctx->cfg->name, ctx->released_clean ? "clean" : "made room");
-    return 0;
-}
-
-/* Room for one more awake database: the least recently active one with
- * nothing pending and no commit for a sync interval goes to sleep; when
- * every awake one is busy, the one
- * awake longest (at least one sync interval: a time slice), after
- * shipping what it has. So busy databases beyond max-open take turns
- * and none waits for ever. */
-static int make_room(struct tenant_dir *td)
-{
-    struct replicator *rep = td->owner;
-    struct db_context *idle = NULL, *longest = NULL;
-    int64_t now = clock_now_ms();
-    for (size_t i = rep->configured_count; i < rep->db_count; i++) {
-        struct db_context *ctx = rep->dbs[i];
-        if (!is_tenant_of(ctx, td) || ctx->asleep || !ctx->tailer || ctx->snapshot_due)
-            continue;
-        size_t pending;
-        tailer_pending(ctx->tailer, &pending);
-        int quiet = !pending && now - ctx->last_active_ms >= ctx->cfg->sync_interval_ms;   /* no commit this tick */
-        if (quiet && (!idle || ctx->last_active_ms < idle->last_active_ms))
-            idle = ctx;
-        if (now - ctx->woke_ms >= ctx->cfg->sync_interval_ms && (!longest || ctx->woke_ms < longest->woke_ms))
-            longest = ctx;
-    }
-    struct db_context *chosen = idle ? idle : longest;
-    return chosen && sleep_database(chosen, 1) == 0;
-}
-
-/* Opens a sleeping database again and continues its archive (see above). */
-static int resume_database(struct db_context *ctx, struct tm_error *err)
-{
-    if (tailer_open(ctx->cfg->path, &ctx->tailer, err) != 0)
-        return -1;
-    struct stat st;
-    if (stat(ctx->cfg->path, &st) != 0 || st.st_dev != ctx->released_dev || st.st_ino != ctx->released_ino) {
-        ctx->need_generation = 1;
-        return start_generation(ctx, "the database file was replaced while it slept", err);
-    }
-    /* an empty WAL continues only if nothing was checkpointed since */
-    int unchanged = st.st_size == ctx->released_size && st.st_mtim.tv_sec == ctx->released_mtime.tv_sec &&
-                    st.st_mtim.tv_nsec == ctx->released_mtime.tv_nsec;
-    int resumed = 0;
-    if (ctx->released_empty && unchanged)
-        resumed = tailer_resume_after_release(ctx->tailer, NULL, &ctx->released_pos, ctx->released_page_size, err);
-    else if (ctx->released_clean && !ctx->released_empty)
-        resumed = tailer_resume_after_release(ctx->tailer, &ctx->released_hdr, &ctx->released_pos,
-                                              ctx->released_page_size, err);
-    else if (!ctx->released_empty)
-        resumed = tailer_resume_at(ctx->tailer, &ctx->released_pos, ctx->released_page_size, err);
-    int continued = continue_archive(ctx, resumed, err);
-    if (continued != 0)
-        return continued < 0 ? -1 : 0;
-    ctx->need_generation = 1;
-    return start_generation(ctx, "the WAL changed in a way that does not continue the archive while it slept", err);
-}
-
-/* Wakes a waiting database if there is room: 1 awake, 0 still waiting. */
-static int wake_database(struct db_context *ctx)
-{
-    struct tenant_dir *td = ctx->tenants;
-    if (!ctx->asleep || ctx->deleted)
-        return 1;
-    if (td->awake >= td->max_open && !make_room(td))
-        return 0;
-    struct tm_error err;
-    if (delta_builder_wake(ctx->deltas, &err) != 0)
-        report(ctx, "deltas stopped until the next snapshot", &err);
-    int first = !ctx->shipper.has_generation;
-    forget_release(ctx);   /* from now on the WAL is pinned again, or a new generation starts */
-    if (first && ctx->release_loaded) {   /* after a restart: the release kept on disk */
-        struct wal_position pos;
-        uint32_t page_size;
-        int found;
-        if (shipper_resume(&ctx->shipper, &pos, &page_size, &found, &err) == 0 && ctx->shipper.has_generation &&
-            page_size == ctx->released_page_size &&
-            (ctx->released_empty ? !found : found && memcmp(&pos, &ctx->released_pos, sizeof pos) == 0))
-            first = 0;
-        ctx->release_loaded = 0;
-    }
-    int rc = first ? start_database(ctx, &err) : resume_database(ctx, &err);
-    if (rc != 0 && rc != TAILER_LATER) {   /* later: its new generation starts at a tick */
-        report(ctx, "cannot open (will retry when it is written)", &err);
-        note_capture(ctx, "cannot open", &err);
-        tailer_close(ctx->tailer);
-        ctx->tailer = NULL;
-        delta_builder_suspend(ctx->deltas);
-        return 1;
-    }
-    note_capture(ctx, NULL, NULL);
-    ctx->asleep = 0;
-    td->awake++;
-    /* woken by a write: active now; otherwise (the start's catch-up, a
-     * snapshot) it may make room for another at once */
-    ctx->woke_ms = clock_now_ms();
-    ctx->last_active_ms = ctx->woke_ms - (ctx->woken_by_write ? 0 : ctx->cfg->sync_interval_ms);
-    ctx->woken_by_write = 0;
-    ev_timer_again(ctx->owner->loop, &ctx->sync_timer);
-    ev_timer_again(ctx->owner->loop, &ctx->yield_timer);
-    schedule_scan(ctx->owner->loop, ctx);
-    if (!ctx->woken_before)
-        catch_up_missed_snapshot(ctx);
-    ctx->woken_before = 1;
-    kick_uploaders(ctx);
-    return 1;
-}
-
 /* Queues a wake (taken by the idle watcher). */
-void wake_later(struct db_context *ctx)
+void tenants_wake_later(struct db_context *ctx)
 {
-    if (!ctx->asleep || ctx->deleted || ctx->wants_open)
+    if (!ctx->tenant || !ctx->tenant->asleep || ctx->tenant->deleted || ctx->tenant->wants_open)
         return;
-    ctx->wants_open = 1;
-    ctx->tenants->waiting++;
-    ev_idle_start(ctx->owner->loop, &ctx->tenants->waker);
+    ctx->tenant->wants_open = 1;
+    ctx->tenant->dir->waiting++;
+    ev_idle_start(ctx->owner->loop, &ctx->tenant->dir->waker);
 }
 
 static void on_waker(struct ev_loop *loop, ev_idle *w, int revents)
@@ -337,13 +99,13 @@ static void on_waker(struct ev_loop *loop, ev_idle *w, int revents)
     size_t woken = 0, stuck = 0;
     for (size_t i = rep->configured_count; i < rep->db_count && woken < WAKE_BATCH; i++) {
         struct db_context *ctx = rep->dbs[i];
-        if (!is_tenant_of(ctx, td) || !ctx->wants_open)
+        if (!tenant_of(ctx, td) || !ctx->tenant->wants_open)
             continue;
-        if (!wake_database(ctx)) {
+        if (!tenant_wake(ctx)) {
             stuck = 1;   /* no room: the housekeeping tick tries again */
             break;
         }
-        ctx->wants_open = 0;
+        ctx->tenant->wants_open = 0;
         td->waiting--;
         woken++;
     }
@@ -361,7 +123,7 @@ static void release_deleted(struct replicator *rep, struct db_context *ctx)
     char state_dir[PATH_MAX];
     snprintf(state_dir, sizeof state_dir, "%s", ctx->cfg->state_dir);
     log_info("%s: released (its backups stay, under retention)", ctx->cfg->name);
-    remove_context(rep, ctx);
+    replicate_remove_context(rep, ctx);
     struct tm_error err;
     if (fsutil_remove_tree(state_dir, &err) != 0)
         log_warn("%s", err.msg);
@@ -378,9 +140,9 @@ static void on_housekeeping(struct ev_loop *loop, ev_timer *w, int revents)
     size_t slept = 0;
     for (size_t i = rep->db_count; i-- > rep->configured_count;) {
         struct db_context *ctx = rep->dbs[i];
-        if (!is_tenant_of(ctx, td))
+        if (!tenant_of(ctx, td))
             continue;
-        if (ctx->deleted) {
+        if (ctx->tenant->deleted) {
             int drained = 1;
             for (size_t j = 0; j < ctx->replica_count; j++)
                 drained &= uploader_idle(&ctx->uploaders[j]);
@@ -388,9 +150,9 @@ static void on_housekeeping(struct ev_loop *loop, ev_timer *w, int revents)
                 release_deleted(rep, ctx);
             continue;
         }
-        if (ctx->asleep || now - ctx->last_active_ms < td->entry->idle_after_ms)
+        if (ctx->tenant->asleep || now - ctx->last_active_ms < td->entry->idle_after_ms)
             continue;
-        if (sleep_database(ctx, 0) == 0)
+        if (tenant_sleep(ctx, 0) == 0)
             slept++;
         else
             ctx->last_active_ms = now - td->entry->idle_after_ms + SLEEP_RETRY_MS;   /* not every second */
@@ -417,9 +179,33 @@ static struct db_context *find_tenant_context(struct tenant_dir *td, const char 
 {
     struct replicator *rep = td->owner;
     for (size_t i = rep->configured_count; i < rep->db_count; i++)
-        if (is_tenant_of(rep->dbs[i], td) && strcmp(rep->dbs[i]->relpath, relpath) == 0)
+        if (tenant_of(rep->dbs[i], td) && strcmp(rep->dbs[i]->tenant->relpath, relpath) == 0)
             return rep->dbs[i];
     return NULL;
+}
+
+/* A directory's database's own spool (queues for the entry's replicas)
+ * and delta page store; *replica_added: a replica is new to the spool. */
+static int open_tenant_spool(struct db_context *ctx, size_t replica_count, int *replica_added,
+                             struct tm_error *err)
+{
+    const struct config_db *cfg = ctx->cfg;
+    const char **names = calloc(replica_count, sizeof *names);
+    if (!names)
+        return tm_error_set(err, "out of memory");
+    for (size_t i = 0; i < replica_count; i++)
+        names[i] = cfg->replicas[i].name;
+    size_t replicas_removed = 0;
+    int rc = spool_open(cfg->state_dir, names, replica_count, 0, &ctx->spool, replica_added, &replicas_removed,
+                        err);
+    free(names);
+    if (rc == 0 && cfg->deltas) {
+        char store[PATH_MAX];
+        snprintf(store, sizeof store, "%s/delta-pages", cfg->state_dir);
+        rc = delta_builder_open(store, &ctx->deltas, err);
+        delta_builder_suspend(ctx->deltas);
+    }
+    return rc;
 }
 
 /* A database of the directory: its spool and uploaders, sharing the
@@ -430,33 +216,23 @@ static int setup_tenant(struct tenant_dir *td, const char *relpath, struct db_co
     struct config_db *cfg;
     if (config_tenant_new(td->entry, relpath, &cfg, err) != 0)
         return -1;
-    struct db_context *ctx = add_context(rep);
+    struct tenant_state *ts = calloc(1, sizeof *ts);
+    struct db_context *ctx = ts ? replicate_add_context(rep) : NULL;
     if (!ctx) {
+        free(ts);
         config_tenant_free(cfg);
         return tm_error_set(err, "out of memory");
     }
-    *ctx = (struct db_context){.owner = rep, .cfg = cfg, .own_cfg = cfg, .tenants = td, .watch = -1,
-                               .wal_watch = -1, .asleep = 1, .drill_result = -1};
-    ctx->relpath = strdup(relpath);
+    *ts = (struct tenant_state){.dir = td, .own_cfg = cfg, .relpath = strdup(relpath), .asleep = 1};
+    *ctx = (struct db_context){.owner = rep, .cfg = cfg, .tenant = ts, .watch = -1, .wal_watch = -1,
+                               .schedule.drill_result = -1};
     ctx->uploaders = calloc(td->replica_count, sizeof *ctx->uploaders);
-    const char **names = calloc(td->replica_count, sizeof *names);
-    int rc = ctx->relpath && ctx->uploaders && names ? 0 : tm_error_set(err, "out of memory");
-    for (size_t i = 0; rc == 0 && i < td->replica_count; i++)
-        names[i] = cfg->replicas[i].name;
     int replica_added = 0;
-    size_t replicas_removed = 0;
+    int rc = ts->relpath && ctx->uploaders ? 0 : tm_error_set(err, "out of memory");
     if (rc == 0)
-        rc = spool_open(cfg->state_dir, names, td->replica_count, 0, &ctx->spool, &replica_added,
-                        &replicas_removed, err);
-    free(names);
-    if (rc == 0 && cfg->deltas) {
-        char store[PATH_MAX];
-        snprintf(store, sizeof store, "%s/delta-pages", cfg->state_dir);
-        rc = delta_builder_open(store, &ctx->deltas, err);
-        delta_builder_suspend(ctx->deltas);
-    }
+        rc = open_tenant_spool(ctx, td->replica_count, &replica_added, err);
     if (rc != 0) {
-        remove_context(rep, ctx);
+        replicate_remove_context(rep, ctx);
         return -1;
     }
     ctx->replicas = td->replicas;
@@ -467,13 +243,9 @@ static int setup_tenant(struct tenant_dir *td, const char *relpath, struct db_co
     ctx->need_generation = replica_added;
     ctx->shipper = (struct shipper){.db_name = cfg->name, .key = rep->key, .spool = ctx->spool,
                                     .deltas = ctx->deltas};
-    ctx->release_loaded = !replica_added && load_release(ctx);
-    ev_timer_init(&ctx->scan_timer, on_scan, SCAN_DELAY_S, 0.);
-    ctx->scan_timer.data = ctx;
-    init_sync_and_snapshot_timers(rep, ctx);   /* the sync timer runs only while awake */
-    ev_timer_init(&ctx->waiter_timer, on_waiters, 0., 0.05);
-    ctx->waiter_timer.data = ctx;
-    kick_uploaders(ctx);   /* what its spool held from before */
+    ts->release.loaded = !replica_added && tenant_load_release(ctx);
+    database_init_timers(rep, ctx);   /* the sync timer runs only while awake */
+    database_kick_uploaders(ctx);   /* what its spool held from before */
     *out = ctx;
     return 0;
 }
@@ -499,8 +271,8 @@ static void on_tenant_found(void *arg, const char *relpath)
     struct tenant_dir *td = arg;
     struct tm_error err;
     struct db_context *ctx = find_tenant_context(td, relpath);
-    if (ctx && ctx->deleted) {   /* deleted, and created again before it was freed */
-        ctx->deleted = 0;
+    if (ctx && ctx->tenant->deleted) {   /* deleted, and created again before it was freed */
+        ctx->tenant->deleted = 0;
         ctx->need_generation = 1;
     } else if (!ctx) {
         char path[PATH_MAX * 2];
@@ -524,7 +296,7 @@ static void on_tenant_found(void *arg, const char *relpath)
     }
     if (discovery_track(td->discovery, relpath, ctx, &err) != 0)
         log_event(LOG_ERROR, td->entry->name, NULL, "'%s': %s", relpath, err.msg);
-    wake_later(ctx);
+    tenants_wake_later(ctx);
 }
 
 /* discovery: the database's file is gone. What its WAL still holds
@@ -534,30 +306,30 @@ static void on_tenant_deleted(void *arg, void *db)
 {
     struct tenant_dir *td = arg;
     struct db_context *ctx = db;
-    log_info("%s: deleted; no longer replicated (its backups stay, under retention)", ctx->cfg->name);
-    if (!ctx->asleep && ctx->tailer && !ctx->need_generation) {
+    log_event(LOG_INFO, ctx->cfg->name, NULL, "deleted; no longer replicated (its backups stay, under retention)");
+    if (!ctx->tenant->asleep && ctx->tailer && !ctx->need_generation) {
         struct tm_error err;
         if (tailer_scan(ctx->tailer, clock_now_ms(), &err) == TAILER_OK)
             shipper_ship(&ctx->shipper, ctx->tailer, &err);
     }
-    if (!ctx->asleep) {
+    if (!ctx->tenant->asleep) {
         tailer_close(ctx->tailer);
         ctx->tailer = NULL;
         delta_builder_suspend(ctx->deltas);
-        ctx->asleep = 1;
+        ctx->tenant->asleep = 1;
         td->awake--;
     }
-    if (ctx->wants_open) {
-        ctx->wants_open = 0;
+    if (ctx->tenant->wants_open) {
+        ctx->tenant->wants_open = 0;
         td->waiting--;
     }
-    ctx->deleted = 1;
-    ctx->snapshot_due = 0;
+    ctx->tenant->deleted = 1;
+    ctx->snapshot.due = 0;
     ev_timer_stop(td->owner->loop, &ctx->sync_timer);
     ev_timer_stop(td->owner->loop, &ctx->scan_timer);
-    ev_timer_stop(td->owner->loop, &ctx->yield_timer);
-    kick_uploaders(ctx);
-    discovery_untrack(td->discovery, ctx->relpath);
+    ev_timer_stop(td->owner->loop, &ctx->pin.yield_timer);
+    database_kick_uploaders(ctx);
+    discovery_untrack(td->discovery, ctx->tenant->relpath);
 }
 
 /* discovery: its WAL was written. */
@@ -565,13 +337,13 @@ static void on_tenant_written(void *arg, void *db)
 {
     (void)arg;
     struct db_context *ctx = db;
-    if (ctx->deleted)
+    if (ctx->tenant->deleted)
         return;
-    if (ctx->asleep) {
-        ctx->woken_by_write = 1;
-        return wake_later(ctx);
+    if (ctx->tenant->asleep) {
+        ctx->tenant->woken_by_write = 1;
+        return tenants_wake_later(ctx);
     }
-    schedule_scan(ctx->owner->loop, ctx);
+    database_scan_soon(ctx);
 }
 
 static void on_tenants_overflow(void *arg)
@@ -579,7 +351,7 @@ static void on_tenants_overflow(void *arg)
     struct tenant_dir *td = arg;
     struct replicator *rep = td->owner;
     for (size_t i = rep->configured_count; i < rep->db_count; i++)
-        if (is_tenant_of(rep->dbs[i], td))
+        if (tenant_of(rep->dbs[i], td))
             on_tenant_written(td, rep->dbs[i]);
 }
 
@@ -602,20 +374,20 @@ static void on_tenant_control(void *arg, const char *command, struct control_cli
     struct replicator *rep = td->owner;
     struct db_context *ctx = NULL;
     for (size_t i = rep->configured_count; i < rep->db_count && !ctx; i++)
-        if (is_tenant_of(rep->dbs[i], td) && !rep->dbs[i]->deleted && strcmp(rep->dbs[i]->cfg->name, name) == 0)
+        if (tenant_of(rep->dbs[i], td) && !rep->dbs[i]->tenant->deleted && strcmp(rep->dbs[i]->cfg->name, name) == 0)
             ctx = rep->dbs[i];
     if (!ctx)
         return control_reply(client, "error: the sidecar does not follow a database of that name (is its file a "
                                      "SQLite database in WAL mode, under the entry's directory?)");
-    if (ctx->asleep && (!wake_database(ctx) || ctx->asleep))
-        return control_reply(client, ctx->asleep && !ctx->failing_since_ms
+    if (ctx->tenant->asleep && (!tenant_wake(ctx) || ctx->tenant->asleep))
+        return control_reply(client, ctx->tenant->asleep && !ctx->failing_since_ms
                                      ? "error: max-open databases are busy right now; try again in a moment"
                                      : "error: the database cannot be opened (see the sidecar's log)");
-    if (ctx->wants_open) {   /* woken here: no longer waiting in the queue */
-        ctx->wants_open = 0;
+    if (ctx->tenant->wants_open) {   /* woken here: no longer waiting in the queue */
+        ctx->tenant->wants_open = 0;
         td->waiting--;
     }
-    snapshot_for_client(ctx, client);
+    snapshots_for_client(ctx, client);
 }
 
 void tenants_handle_overflow(struct replicator *rep)
@@ -643,7 +415,7 @@ static void on_tenant_retention(struct ev_loop *loop, ev_timer *w, int revents)
     (void)revents;
     struct tenant_dir *td = w->data;
     if (td->entry->retention.enabled)
-        spawn_tidemark(td->owner, td->entry->name, "retention", NULL, &td->retention_child);
+        schedules_spawn_tidemark(td->owner, td->entry->name, "retention", NULL, &td->retention_child);
 }
 
 static void on_tenant_drill(struct ev_loop *loop, ev_periodic *w, int revents)
@@ -652,7 +424,7 @@ static void on_tenant_drill(struct ev_loop *loop, ev_periodic *w, int revents)
     (void)revents;
     struct tenant_dir *td = w->data;
     log_event(LOG_INFO, td->entry->name, NULL, "scheduled restore drills");
-    spawn_tidemark(td->owner, td->entry->name, "drill", NULL, &td->drill_child);
+    schedules_spawn_tidemark(td->owner, td->entry->name, "drill", NULL, &td->drill_child);
 }
 
 static ev_tstamp next_tenant_drill(ev_periodic *w, ev_tstamp now)
@@ -689,7 +461,7 @@ static int start_tenant_dir(struct replicator *rep, struct tenant_dir *td, const
             return -1;
         td->replica_count++;
         storage_attach(td->replicas[i], rep->http);
-        if (check_replica(entry, i, td->replicas[i], err) != 0)
+        if (database_check_replica(entry, i, td->replicas[i], err) != 0)
             return -1;
     }
     static const struct discovery_events events = {.found = on_tenant_found, .deleted = on_tenant_deleted,
@@ -777,3 +549,25 @@ void tenants_free(struct replicator *rep)
     free(rep->tenant_dirs);
 }
 
+
+int tenants_asleep(const struct db_context *ctx)
+{
+    return ctx->tenant && ctx->tenant->asleep;
+}
+
+int tenants_sleep_before_stop(struct db_context *ctx)
+{
+    struct tenant_state *ts = ctx->tenant;
+    return ts && (ts->asleep || ts->deleted || tenant_sleep(ctx, 0) == 0);
+}
+
+void tenants_free_state(struct db_context *ctx)
+{
+    struct tenant_state *ts = ctx->tenant;
+    if (!ts)
+        return;
+    free(ts->relpath);
+    config_tenant_free(ts->own_cfg);
+    free(ts);
+    ctx->tenant = NULL;
+}

@@ -18,7 +18,7 @@
  * Nothing polls while a database waits: its sync timer is stopped, no
  * SQLite connection is open, and inotify says when to look again:
  *
- *  - the directory's watch (replicate.c: files created, moved in or out,
+ *  - the directory's watch (database.c: files created, moved in or out,
  *    deleted) sees the file appear, and NAME-wal appear;
  *  - once the file exists, a watch on the file itself sees it written
  *    (IN_MODIFY, IN_CLOSE_WRITE): `PRAGMA journal_mode=WAL` rewrites the
@@ -30,14 +30,16 @@
  * lost events (a file system whose writes inotify cannot see).
  *
  * The first look that finds a WAL database ends the wait: the sync timer
- * fires at once and start_database follows the database with a first
+ * fires at once and database_start follows the database with a first
  * snapshot, resuming the archive only if the WAL provably continues it
  * (its salts and checksum chain), else in a new generation. A database
  * that disappears while followed (the tailer reports it deleted or
  * replaced) comes back here with need_generation set, so whatever file
  * appears next starts a new generation: an old generation never
  * continues onto another file. The backups already made stay. */
-#include "daemon.h"
+#include "waiting.h"
+
+#include "database.h"
 
 #include "../common/clock.h"
 #include "../common/log.h"
@@ -55,7 +57,7 @@
 
 /* What the file at path is, from its header: WAIT_NONE for a SQLite
  * database in WAL mode, and for anything that is not a reason to wait
- * (not a SQLite database, unreadable: start_database says what). */
+ * (not a SQLite database, unreadable: database_start says what). */
 static enum wait_reason probe_file(const char *path, ssize_t *size)
 {
     *size = 0;
@@ -135,7 +137,7 @@ static void wait_for(struct db_context *ctx, enum wait_reason reason, ssize_t si
     if (!before) {
         ctx->waiting_since_ms = clock_now_ms();
         ctx->failing = 0;
-        note_capture(ctx, NULL, NULL);   /* waiting is not failing: database_missing covers it */
+        database_note_capture(ctx, NULL, NULL);   /* waiting is not failing: database_missing covers it */
         ev_timer_stop(loop, &ctx->sync_timer);
         ev_timer_init(&ctx->wait_timer, on_wait_timer, WAIT_RECHECK_S, WAIT_RECHECK_S);
         ctx->wait_timer.data = ctx;
@@ -144,7 +146,7 @@ static void wait_for(struct db_context *ctx, enum wait_reason reason, ssize_t si
     if (!before || (reason == WAIT_ROLLBACK && before != WAIT_ROLLBACK))
         log_event(reason == WAIT_ROLLBACK ? LOG_WARN : LOG_INFO, ctx->cfg->name, NULL, "%s", ctx->waiting_reason);
     else if (reason != before)
-        log_debug("%s: %s", ctx->cfg->name, ctx->waiting_reason);
+        log_event(LOG_DEBUG, ctx->cfg->name, NULL, "%s", ctx->waiting_reason);
 }
 
 /* A WAL database now: the sync timer starts it at once. */
@@ -167,8 +169,8 @@ int waiting_check(struct db_context *ctx)
     /* A directory's databases are found once they are WAL databases. With
      * the tailer open, the file is not opened here: closing a descriptor
      * of it would drop the tailer's POSIX locks on it (a lost file shows
-     * up as TAILER_BROKEN, and restart_database looks after closing). */
-    if (ctx->tenants || ctx->redis || ctx->tailer)
+     * up as TAILER_BROKEN, and database_restart looks after closing). */
+    if (ctx->tenant || ctx->redis || ctx->tailer)
         return 0;
     ssize_t size;
     enum wait_reason reason = probe_file(ctx->cfg->path, &size);
@@ -188,7 +190,7 @@ int waiting_check(struct db_context *ctx)
 
 int waiting_event(struct db_context *ctx, const struct inotify_event *ev)
 {
-    if (ctx->tenants || ctx->redis)
+    if (ctx->tenant || ctx->redis)
         return 0;
     if (ctx->db_watch >= 0 && ev->wd == ctx->db_watch) {
         if (ev->mask & IN_IGNORED)

@@ -1,0 +1,307 @@
+/* pin.c - the pin: the sidecar's read transaction on the WAL, kept out
+ * of the application's way.
+ *
+ * DESIGN
+ *
+ * The tailer (tailer.c) holds a read transaction - the pin - so that no
+ * frame it has not shipped can be overwritten by a WAL restart. A pin
+ * held for ever would let the WAL grow for ever, so this file moves it
+ * on, on the loop's thread (docs/design.md, "The pin and the
+ * application"):
+ *
+ *  - on each sync tick (pin_keep_moving): while the application writes,
+ *    once checkpoint-pages frames are shipped past the place where the
+ *    pin last let go or moved, the pin is let go (no read transaction at
+ *    all: the application's own checkpoints backfill the WAL and its next
+ *    writer restarts it), or, when the sidecar is behind or the
+ *    application runs its own RESTART/TRUNCATE checkpoints, moved to the
+ *    WAL's end. After a tick and a second without a commit, the sidecar
+ *    checkpoints (PASSIVE) and hands the pin over onto mark 0, where the
+ *    next writer restarts the WAL;
+ *  - the yield timer (on_yield_poll, every YIELD_POLL_S while the pin
+ *    may be in the way, every YIELD_FAST_POLL_S while unpinned): an
+ *    application's FULL/RESTART/TRUNCATE checkpoint waiting for the pin
+ *    makes the sidecar read what is pending into memory and let go;
+ *    while unpinned the WAL is read every millisecond, and the pin is
+ *    taken again once no checkpoint runs and the WAL restarted, or
+ *    REPIN_AFTER_MS passed;
+ *  - while a snapshot's worker thread writes (snapshots.c), the loop's
+ *    thread does the same through pin_follow_beside_worker, without
+ *    shipping (the worker has the shipper).
+ *
+ * Continuity lost on the way (TAILER_BROKEN) restarts the database
+ * (database_restart): a new generation with a snapshot. */
+#include "pin.h"
+
+#include "../common/clock.h"
+#include "../common/log.h"
+#include "database.h"
+#include "tailer.h"
+
+#include <stdio.h>
+
+/* Unpinned: pin again once the WAL restarted, or this long after. */
+#define REPIN_AFTER_MS 20
+/* The sidecar keeps up while a tick ships at most this many times
+ * checkpoint-pages: only then is the pin let go (else it moves). */
+#define KEEPING_UP_CHECKPOINTS 4
+/* The application ran a checkpoint the pin gave way to this recently:
+ * it restarts its WAL itself. */
+#define OWN_CHECKPOINTS_MS 10000
+/* Quiet this long (and a whole tick), the sidecar checkpoints. */
+#define QUIET_CHECKPOINT_MS 1000
+
+static void on_yield_poll(struct ev_loop *loop, ev_timer *w, int revents);
+
+/* The pin was just let go (tailer_unpin): remember the WAL followed and
+ * when, for repin_due. */
+static void note_unpinned(struct db_context *ctx)
+{
+    const struct wal_header *hdr = tailer_header(ctx->tailer);
+    ctx->pin.unpinned_salt1 = hdr ? hdr->salt1 : 0;
+    ctx->pin.unpinned_salt2 = hdr ? hdr->salt2 : 0;
+    ctx->pin.unpinned_ms = clock_now_ms();
+}
+
+/* Unpinned: whether to pin again now - no checkpoint runs, and the WAL
+ * restarted since the pin was let go or REPIN_AFTER_MS passed. *restarted
+ * says which. */
+static int repin_due(struct db_context *ctx, int *restarted)
+{
+    const struct wal_header *hdr = tailer_header(ctx->tailer);
+    *restarted = !hdr || hdr->salt1 != ctx->pin.unpinned_salt1 || hdr->salt2 != ctx->pin.unpinned_salt2;
+    return !tailer_app_checkpointing(ctx->tailer) &&
+           (*restarted || clock_now_ms() - ctx->pin.unpinned_ms >= REPIN_AFTER_MS);
+}
+
+/* One look while the worker writes: scan, and get out of a waiting
+ * checkpoint's way without shipping. Fills `broken` when continuity is
+ * lost (the caller restarts once the worker is done). */
+void pin_follow_beside_worker(struct db_context *ctx, char *broken, size_t broken_len)
+{
+    struct tm_error err;
+    struct tailer *t = ctx->tailer;
+    int rc = tailer_scan(t, clock_now_ms(), &err);
+    if (rc == TAILER_BROKEN) {
+        snprintf(broken, broken_len, "%s", err.msg);
+        return;
+    }
+    if (!tailer_pinned(t)) {
+        tailer_detach(t, &err);
+        int restarted;
+        if (repin_due(ctx, &restarted) && tailer_advance_pin(t, &err) == TAILER_OK)
+            ctx->pin.moves++;
+        return;
+    }
+    if (!tailer_pin_in_the_way(t))
+        return;
+    if (tailer_advance_pin(t, &err) == TAILER_OK && !tailer_pin_in_the_way(t)) {
+        ctx->pin.moves++;
+        return;
+    }
+    rc = tailer_detach(t, &err);
+    if (rc == TAILER_BROKEN)
+        snprintf(broken, broken_len, "%s", err.msg);
+    if (rc != 0 || tailer_unpin(t) != TAILER_OK)
+        return;
+    note_unpinned(ctx);
+    ctx->pin.yields++;
+}
+
+
+/* Moves the pin to the WAL's end (tailer.c), shipping first what the
+ * move needs shipped. TAILER_OK, TAILER_LATER, 1 (continuity lost) or -1. */
+static int move_pin(struct db_context *ctx, struct tm_error *err)
+{
+    int rc = database_ship_all(ctx, err);
+    if (rc != 0)
+        return rc == 1 ? TAILER_BROKEN : -1;
+    rc = tailer_advance_pin(ctx->tailer, err);
+    if (rc == TAILER_OK) {
+        ctx->pin.moves++;
+        ctx->pin.checkpoint_floor = tailer_shipped(ctx->tailer).frame;
+    }
+    return rc;
+}
+
+/* Ends the pin (tailer_unpin), so that the application's checkpoint or
+ * next writer can restart the WAL, with what is committed shipped or
+ * read into memory; when the pin cannot end now, moves it to the end
+ * instead. The yield timer pins
+ * again once no checkpoint runs (REPIN_AFTER_S later at the earliest). */
+static int let_go_of_pin(struct db_context *ctx, int quickly, struct tm_error *err)
+{
+    /* quickly (a checkpoint waits): what is pending is read into memory
+     * and shipped at the next tick; otherwise shipped first */
+    int rc = tailer_scan(ctx->tailer, clock_now_ms(), err);
+    if (rc != TAILER_OK)
+        return rc == TAILER_BROKEN ? TAILER_BROKEN : -1;
+    int unpinned = quickly && tailer_detach(ctx->tailer, err) == 0 && tailer_unpin(ctx->tailer) == TAILER_OK;
+    if (!unpinned) {
+        rc = database_ship_all(ctx, err);
+        if (rc != 0)
+            return rc == 1 ? TAILER_BROKEN : -1;
+        if (tailer_unpin(ctx->tailer) != TAILER_OK)
+            return move_pin(ctx, err);
+    }
+    note_unpinned(ctx);
+    ctx->pin.yield_timer.repeat = YIELD_FAST_POLL_S;   /* read every millisecond while unpinned */
+    ev_timer_again(ctx->owner->loop, &ctx->pin.yield_timer);
+    ctx->pin.checkpoint_floor = tailer_shipped(ctx->tailer).frame;
+    return TAILER_OK;
+}
+
+/* Moves the pin to the WAL's end and ships exactly the commits up to
+ * it, so that a snapshot of the pin's state belongs at the shipper's
+ * next index. TAILER_OK, TAILER_LATER (try again), TAILER_BROKEN, -1. */
+int pin_ship_up_to(struct db_context *ctx, struct tm_error *err)
+{
+    int rc = move_pin(ctx, err);
+    if (rc != TAILER_OK)
+        return rc;
+    int status = tailer_scan(ctx->tailer, clock_now_ms(), err);
+    if (status != TAILER_OK)
+        return status < 0 ? -1 : TAILER_BROKEN;
+    int exact;
+    size_t count = tailer_pending_through_pin(ctx->tailer, &exact);
+    if (!exact) {
+        tm_error_set(err, "the pin of '%s' is not at a commit the sidecar has read yet", ctx->cfg->path);
+        return TAILER_LATER;
+    }
+    status = shipper_ship_first(&ctx->shipper, ctx->tailer, count, err);
+    if (status != SHIPPER_OK)
+        return status < 0 ? -1 : TAILER_BROKEN;
+    return tailer_pin_at_shipped(ctx->tailer) ? TAILER_OK : TAILER_LATER;
+}
+
+/* The yield timer runs while the pin may be in the way of an
+ * application's checkpoint: always, except when the pin is where the
+ * WAL can restart (slot 0, the WAL wholly copied into the database: no
+ * checkpoint waits for it) and nothing was written since. */
+void pin_update_yield_timer(struct db_context *ctx)
+{
+    int needed = ctx->tailer && !ctx->need_generation && !tailer_restartable(ctx->tailer);
+    if (needed && !ev_is_active(&ctx->pin.yield_timer))
+        ev_timer_again(ctx->owner->loop, &ctx->pin.yield_timer);
+    else if (!needed && ev_is_active(&ctx->pin.yield_timer))
+        ev_timer_stop(ctx->owner->loop, &ctx->pin.yield_timer);
+}
+
+/* The pin (tailer.c) on each tick. While the application writes, the
+ * pin is let go (or, when the sidecar is behind or the application runs
+ * its own RESTART/TRUNCATE checkpoints, moved to the WAL's end) once
+ * checkpoint-pages frames are shipped past it, so that the application's
+ * own checkpoints copy the WAL into the database and its writer restarts
+ * it. Once a tick and a second passed without a commit, the
+ * sidecar checkpoints (PASSIVE) and puts the pin where the application's
+ * next writer restarts the WAL - unless another process holds the
+ * checkpoint or write lock right then (its own checkpoint or
+ * transaction: a PASSIVE checkpoint of ours meanwhile would make its
+ * checkpoint return busy). */
+void pin_keep_moving(struct db_context *ctx, int quiet)
+{
+    struct tm_error err;
+    int rc = TAILER_OK;
+    uint32_t shipped_frame = tailer_shipped(ctx->tailer).frame;
+    if (shipped_frame < ctx->pin.checkpoint_floor)
+        ctx->pin.checkpoint_floor = 0;   /* the WAL restarted */
+    const struct wal_header *hdr = tailer_header(ctx->tailer);
+    uint32_t salt1 = hdr ? hdr->salt1 : 0;
+    if (quiet) {
+        /* once per place: a checkpoint another reader keeps from
+         * finishing is not tried again until more is shipped */
+        int restartable = 0;
+        if (tailer_restartable(ctx->tailer) || tailer_app_busy(ctx->tailer) ||
+            clock_now_ms() - ctx->last_active_ms < QUIET_CHECKPOINT_MS ||
+            (ctx->pin.quiet_checkpoint_frame == shipped_frame && ctx->pin.quiet_checkpoint_salt1 == salt1))
+            return pin_update_yield_timer(ctx);
+        ctx->pin.quiet_checkpoint_frame = shipped_frame;
+        ctx->pin.quiet_checkpoint_salt1 = salt1;
+        rc = tailer_checkpoint(ctx->tailer, &restartable, &err);
+        if (rc == 0 && restartable)
+            ctx->checkpoints++;
+    } else if (shipped_frame >= ctx->pin.checkpoint_floor + ctx->cfg->checkpoint_pages && tailer_pinned(ctx->tailer)) {
+        /* As large as the application lets its WAL grow: let it restart.
+         * Only while the sidecar keeps up (this tick shipped at most a few
+         * checkpoint-pages): the loop must come back within milliseconds
+         * to read the old WAL's tail; behind, the pin moves instead. */
+        int keeping_up =
+            shipped_frame - ctx->pin.checkpoint_floor <= KEEPING_UP_CHECKPOINTS * ctx->cfg->checkpoint_pages;
+        /* an application that runs its own RESTART/TRUNCATE checkpoints
+         * restarts the WAL through them (the pin gives way, held safe by
+         * its WRITE lock): no window without a pin is opened for it */
+        int checkpoints_itself = ctx->pin.last_yield_ms && clock_now_ms() - ctx->pin.last_yield_ms < OWN_CHECKPOINTS_MS;
+        rc = keeping_up && !checkpoints_itself ? let_go_of_pin(ctx, 0, &err) : move_pin(ctx, &err);
+    }
+    database_kick_uploaders(ctx);
+    if (rc == TAILER_BROKEN)
+        database_restart(ctx, err.msg);
+    else if (rc < 0)
+        database_report(ctx, "cannot move the pin (kept where it was)", &err);
+    pin_update_yield_timer(ctx);
+}
+
+
+/* An application's FULL, RESTART or TRUNCATE checkpoint waits (its busy
+ * handler) for the readers it needs gone; when the pin may be one of
+ * them, ship what is committed and move the pin out of its way (tailer.c,
+ * "Getting out of the application's way"). Polled every YIELD_POLL_S:
+ * two fcntl calls when no checkpoint waits. */
+static void on_yield_poll(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)revents;
+    struct db_context *ctx = w->data;
+
+    if (!ctx->tailer || ctx->need_generation)
+        return;
+    struct tm_error err;
+    int rc = TAILER_OK;
+    if (!tailer_pinned(ctx->tailer)) {
+        /* Unpinned: read every millisecond (a restart's old frames are
+         * read before the new WAL overwrites them; only that tail is
+         * shipped here) and pin again as soon as the WAL restarted, or
+         * after REPIN_AFTER_MS, once no checkpoint runs. */
+        rc = tailer_scan(ctx->tailer, clock_now_ms(), &err);
+        if (rc == TAILER_OK && !tailer_switching(ctx->tailer))
+            tailer_detach(ctx->tailer, &err);   /* no restart can take them now; shipped at the tick */
+        if (rc == TAILER_OK && tailer_switching(ctx->tailer))
+            rc = database_ship_all(ctx, &err);
+        if (rc == TAILER_OK && tailer_switching(ctx->tailer))
+            rc = tailer_scan(ctx->tailer, clock_now_ms(), &err);   /* follow the new WAL */
+        int restarted;
+        if (rc == TAILER_OK && repin_due(ctx, &restarted)) {
+            int pinned = tailer_advance_pin(ctx->tailer, &err);
+            if (pinned == TAILER_LATER && database_ship_all(ctx, &err) == 0)   /* slot 0 needs all shipped */
+                pinned = tailer_advance_pin(ctx->tailer, &err);
+            log_event(LOG_DEBUG, ctx->cfg->name, NULL, "pin again after %lld ms (%s): %d",
+                      (long long)(clock_now_ms() - ctx->pin.unpinned_ms), restarted ? "restarted" : "timeout", pinned);
+            ctx->pin.moves += pinned == TAILER_OK;
+        }
+        rc = rc == TAILER_OK || rc == TAILER_LATER ? TAILER_OK : rc;
+    } else if (tailer_pin_in_the_way(ctx->tailer)) {
+        rc = let_go_of_pin(ctx, 1, &err);
+        if (rc == TAILER_OK) {
+            ctx->pin.yields++;
+            ctx->pin.last_yield_ms = clock_now_ms();
+            log_event(LOG_DEBUG, ctx->cfg->name, NULL, "pin let go for the application's checkpoint");
+        }
+    }
+    double period = tailer_pinned(ctx->tailer) ? YIELD_POLL_S : YIELD_FAST_POLL_S;
+    if (w->repeat != period) {
+        w->repeat = period;
+        ev_timer_again(loop, w);
+    }
+    database_kick_uploaders(ctx);
+    if (rc == TAILER_BROKEN)
+        database_restart(ctx, err.msg);
+    else if (rc < 0)
+        database_report(ctx, "cannot move the pin for the application's checkpoint", &err);
+    else
+        pin_update_yield_timer(ctx);
+}
+
+void pin_init_yield_timer(struct db_context *ctx)
+{
+    ev_timer_init(&ctx->pin.yield_timer, on_yield_poll, YIELD_POLL_S, YIELD_POLL_S);
+    ctx->pin.yield_timer.data = ctx;
+}

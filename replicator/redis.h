@@ -30,13 +30,8 @@ struct redis_capture_deps {
     const struct crypto_keyring *key;    /* NULL: encryption none */
     struct spool *spool;
     /* Publishes the capture's segments and snapshots (shipper.h), and so
-     * holds the generation, index, chain and counters, for status.
-     * `counters` is its former name, kept until replicate.c uses `shipper`
-     * (issue 17 merge). */
-    union {
-        struct shipper *shipper;
-        struct shipper *counters;
-    };
+     * holds the generation, index, chain and counters, for status. */
+    struct shipper *shipper;
     void (*published)(void *arg);        /* an object entered the spool: kick the uploaders */
     void *arg;
 };

@@ -22,6 +22,7 @@
 
 #include "../common/clock.h"
 #include "../common/cron.h"
+#include "../common/drill_record.h"
 #include "../common/log.h"
 #include "redis.h"
 #include "snapshots.h"
@@ -43,8 +44,8 @@ static void drill_report_path(const struct db_context *ctx, char *out, size_t le
     snprintf(out, len, "%s/last-drill.json", ctx->cfg->state_dir);
 }
 
-/* RTO and RPO of the last drill, from its JSON report (drill.c writes
- * it, so its fields are known): the first replica's record. */
+/* RTO and RPO of the last drill, from its JSON report (the first
+ * replica's record; common/drill_record.h reads it). */
 static void read_drill_report(struct db_context *ctx)
 {
     char path[PATH_MAX + 32], text[4096];
@@ -55,9 +56,11 @@ static void read_drill_report(struct db_context *ctx)
     size_t got = fread(text, 1, sizeof text - 1, fp);
     fclose(fp);
     text[got] = '\0';
-    const char *rto = strstr(text, "\"rto_ms\": "), *rpo = strstr(text, "\"rpo_ms\": ");
-    ctx->schedule.drill_rto_ms = rto ? strtoll(rto + 10, NULL, 10) : 0;
-    ctx->schedule.drill_rpo_ms = rpo ? strtoll(rpo + 10, NULL, 10) : 0;
+    struct drill_summary drill;
+    struct tm_error ignored;   /* what cannot be read stays -1: reported as 0 */
+    drill_record_parse(text, &drill, &ignored);
+    ctx->schedule.drill_rto_ms = drill.rto_ms < 0 ? 0 : drill.rto_ms;
+    ctx->schedule.drill_rpo_ms = drill.rpo_ms < 0 ? 0 : drill.rpo_ms;
 }
 
 /* Retention and drills run as child processes (`tidemark retention|drill

@@ -1,4 +1,5 @@
 /* tailer.c - following a live SQLite WAL, with nothing written to the
+ * database and the write lock never taken.
  *
  * FILES
  *
@@ -11,7 +12,6 @@
  * memory, the commit counter's proof, following a new or emptied WAL),
  * tailer_detach, resuming after a release. tailer_internal.h holds
  * struct tailer and what the three files share.
- * database and the write lock never taken.
  *
  * DESIGN
  *

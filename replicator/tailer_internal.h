@@ -73,13 +73,13 @@ struct tailer {
 /* Sets err to `what` on `path` with the connection's error; -1. */
 int tailer_sql_fail(struct tm_error *err, sqlite3 *db, const char *what, const char *path);
 /* wal_scan's callback: records the commit ending at `end` as pending,
- * stamped with the time it was first seen. */
+ * stamped with the time it was first seen; 0, or -1 (out of memory). */
 int tailer_record_commit(void *ctx, const struct wal_position *end, uint32_t db_size, struct tm_error *err);
 
 /* tailer_pin.c */
 
-/* Begins a read transaction on connection `conn` (and reads a page, so
- * that it holds its snapshot); 0 or -1. */
+/* Begins a read transaction on connection `conn` and reads through it,
+ * so that it holds a snapshot from now on; 0 or -1. */
 int tailer_begin_read(struct tailer *t, int conn, struct tm_error *err);
 /* Ends connection `conn`'s read transaction, if any (conn -1: none). */
 void tailer_end_read(struct tailer *t, int conn);

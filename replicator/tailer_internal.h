@@ -1,0 +1,115 @@
+/* tailer_internal.h - private to the tailer's files (tailer.c,
+ * tailer_pin.c, tailer_restart.c): struct tailer and the functions they
+ * share. Nothing else includes it; the tailer's interface is tailer.h.
+ * The design: the DESIGN comment in tailer.c. */
+#ifndef TM_TAILER_INTERNAL_H
+#define TM_TAILER_INTERNAL_H
+
+#include "tailer.h"
+
+#include <sqlite3.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/stat.h>
+
+/* Commit counter sightings kept (about one a millisecond while commits
+ * arrive and the sidecar looks). */
+#define SIGHTINGS 1024
+
+/* Where a pin's read transaction stands, from the wal-index read just
+ * before and just after it began. */
+struct pin {
+    int conn;                       /* the connection holding it; -1: none */
+    int known;                      /* salts and frame are exact */
+    uint32_t salt1, salt2;          /* the WAL it began in (the wal-index's salts) */
+    uint32_t frame;                 /* the end of the last commit its snapshot holds */
+    int slot0;                      /* on read-mark slot 0 (WAL wholly backfilled at its start) */
+    int maybe_slot0;                /* slot 0 cannot be ruled out */
+    int covers_shipped;             /* on slot 0, taken with everything up to `frame` shipped */
+};
+
+struct tailer {
+    char *db_path;
+    char *wal_path;
+    int shm_fd;                     /* the wal-index, read only */
+    sqlite3 *conn[2];               /* two read connections: the pin is handed over between them */
+    sqlite3_stmt *pin_stmt[2];
+    struct pin pin;
+    int wal_fd;
+    struct stat db_stat, wal_stat;
+    int have_header;                /* hdr holds the WAL we follow */
+    struct wal_header hdr;
+    uint32_t page_size;             /* of the database, fixed for our life */
+    struct wal_position shipped;    /* everything up to here is shipped */
+    struct wal_position scanned;    /* end of the last commit seen */
+    uint32_t index_max_seen;        /* the highest mxFrame the wal-index published for hdr's WAL */
+    int restart_unsafe;             /* since the last scan, a pin was held under which a
+                                       restart could have discarded frames not shipped */
+    int counter_known;              /* `counted` holds the wal-index's commit counter */
+    uint32_t counted;               /* iChange when a scan last reached the wal-index's end */
+    uint32_t recorded_since_count;  /* commits recorded since then */
+    uint8_t *tail;                  /* frames read into memory: an old WAL's after a restart,
+                                       or the pending ones (tailer_detach) */
+    size_t tail_cap;                /* bytes allocated at tail */
+    uint32_t tail_first, tail_frames;
+    int switching;                  /* the WAL restarted: the new one is followed once the
+                                       old one's tail is shipped */
+    struct tailer_commit *pending;  /* commits after `shipped` */
+    size_t pending_count, pending_cap;
+    int64_t last_commit_ms;
+    int64_t last_stamp_ms;          /* of the last commit recorded */
+    /* When the wal-index's commit counter was seen at which value: a
+     * commit read late (after a restart, while a snapshot was written)
+     * is stamped with the time its number was first seen. A ring. */
+    struct sighting {
+        uint32_t changes;
+        int64_t ms;
+    } sightings[SIGHTINGS];
+    size_t sighting_next, sighting_count;
+};
+
+/* tailer.c */
+
+/* Sets err to `what` on `path` with the connection's error; -1. */
+int tailer_sql_fail(struct tm_error *err, sqlite3 *db, const char *what, const char *path);
+/* wal_scan's callback: records the commit ending at `end` as pending,
+ * stamped with the time it was first seen; 0, or -1 (out of memory). */
+int tailer_record_commit(void *ctx, const struct wal_position *end, uint32_t db_size, struct tm_error *err);
+
+/* tailer_pin.c */
+
+/* Begins a read transaction on connection `conn` and reads through it,
+ * so that it holds a snapshot from now on; 0 or -1. */
+int tailer_begin_read(struct tailer *t, int conn, struct tm_error *err);
+/* Ends connection `conn`'s read transaction, if any (conn -1: none). */
+void tailer_end_read(struct tailer *t, int conn);
+/* The wal-index header and nBackfill: 1 when consistent, 0 when being
+ * rewritten, -1 on I/O errors. */
+int tailer_read_index(struct tailer *t, struct wal_index_state *index, struct tm_error *err);
+/* Begins a read transaction on `conn` and reads where it stands into
+ * *out: 0, TAILER_LATER (never exact; only without keep_inexact) or -1. */
+int tailer_take_pin(struct tailer *t, int conn, int keep_inexact, struct pin *out, struct tm_error *err);
+/* Whether a pin at `p` keeps everything not yet shipped safe. */
+int tailer_pin_protects(const struct tailer *t, const struct pin *p);
+/* Whether no WAL restart can discard a frame not shipped while `p` is held. */
+int tailer_pin_safe(const struct pin *p);
+/* Hands the pin over to the other connection if the new place is safe
+ * (or `any` place): TAILER_OK, TAILER_LATER or -1. */
+int tailer_hand_over(struct tailer *t, int any, struct tm_error *err);
+
+/* tailer_restart.c */
+
+/* Whether every pending frame is in memory (tailer_detach). */
+int tailer_tail_covers_pending(const struct tailer *t);
+/* The old WAL's tail is shipped: follow the new WAL (NULL: none yet). */
+void tailer_finish_switch(struct tailer *t, const struct wal_header *fresh);
+/* Decides what a WAL header different from the one followed means:
+ * TAILER_OK, TAILER_BROKEN or -1. */
+int tailer_follow_new_header(struct tailer *t, const struct wal_header *fresh, struct tm_error *err);
+/* The WAL restarted and has no frame yet: TAILER_OK or TAILER_BROKEN. */
+int tailer_follow_empty_wal(struct tailer *t, const struct wal_index_state *index, struct tm_error *err);
+/* At a scan that read the WAL up to the wal-index's end: TAILER_OK when
+ * the commits read are those counted, else TAILER_BROKEN. */
+int tailer_check_commit_count(struct tailer *t, const struct wal_index_state *index, struct tm_error *err);
+
+#endif

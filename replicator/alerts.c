@@ -71,7 +71,7 @@ static void holds(struct alerts *a, const char *rule, const char *db, const char
         }
     }
     if (!free_slot) {
-        log_error("alert %s on %s: too many open incidents; not tracked", rule, db);
+        log_event(LOG_ERROR, db, NULL, "alert %s: too many open incidents; not tracked", rule);
         return;
     }
     *free_slot = (struct incident){.active = 1, .seen = 1, .since_ms = now_ms};

@@ -121,7 +121,7 @@ static int run_replica(const struct config_db *db, const struct config_replica *
         report_close(out);
     }
     if (rc == 0 && !opts->dry_run && deleted)
-        log_info("%s: retention deleted %zu object(s) from replica '%s'", db->name, deleted, rep->name);
+        log_event(LOG_INFO, db->name, rep->name, "retention deleted %zu object(s)", deleted);
     retention_plan_release(&plan);
     catalog_release(&cat);
     storage_free(st);

@@ -3,10 +3,11 @@
  * through inotify as they are created, written and deleted.
  *
  * The sidecar shares one inotify descriptor between every entry and
- * database; replicate.c hands each event to discovery_handle first. Each
- * watched directory costs one inotify watch (no descriptor), whatever the
- * number of databases in it, and every event names the file: a write to
- * TENANT.db-wal wakes that database and no other. */
+ * database; the loop hands each event to tenants.c, which offers it to
+ * discovery_handle first. Each watched directory costs one inotify watch
+ * (no descriptor), whatever the number of databases in it, and every event
+ * names the file: a write to TENANT.db-wal wakes that database and no
+ * other. */
 #ifndef TM_DISCOVERY_H
 #define TM_DISCOVERY_H
 

@@ -3,7 +3,7 @@
  *
  * DESIGN
  *
- * The tailer (tailer.c) holds a read transaction - the pin - so that no
+ * The tailer (tailer_pin.c) holds a read transaction - the pin - so that no
  * frame it has not shipped can be overwritten by a WAL restart. A pin
  * held for ever would let the WAL grow for ever, so this file moves it
  * on, on the loop's thread (docs/design.md, "The pin and the
@@ -109,7 +109,7 @@ void pin_follow_beside_worker(struct db_context *ctx, char *broken, size_t broke
 }
 
 
-/* Moves the pin to the WAL's end (tailer.c), shipping first what the
+/* Moves the pin to the WAL's end (tailer_pin.c), shipping first what the
  * move needs shipped. TAILER_OK, TAILER_LATER, 1 (continuity lost) or -1. */
 static int move_pin(struct db_context *ctx, struct tm_error *err)
 {
@@ -187,7 +187,7 @@ void pin_update_yield_timer(struct db_context *ctx)
         ev_timer_stop(ctx->owner->loop, &ctx->pin.yield_timer);
 }
 
-/* The pin (tailer.c) on each tick. While the application writes, the
+/* The pin (tailer_pin.c) on each tick. While the application writes, the
  * pin is let go (or, when the sidecar is behind or the application runs
  * its own RESTART/TRUNCATE checkpoints, moved to the WAL's end) once
  * checkpoint-pages frames are shipped past it, so that the application's
@@ -244,7 +244,7 @@ void pin_keep_moving(struct db_context *ctx, int quiet)
 
 /* An application's FULL, RESTART or TRUNCATE checkpoint waits (its busy
  * handler) for the readers it needs gone; when the pin may be one of
- * them, ship what is committed and move the pin out of its way (tailer.c,
+ * them, ship what is committed and move the pin out of its way (tailer_pin.c,
  * "Getting out of the application's way"). Polled every YIELD_POLL_S:
  * two fcntl calls when no checkpoint waits. */
 static void on_yield_poll(struct ev_loop *loop, ev_timer *w, int revents)

@@ -81,7 +81,7 @@
  * be proven, and the caller starts a new generation from a fresh snapshot
  * (TAILER_BROKEN): loud, never silent.
  *
- * Getting out of the application's way (replicate.c drives it):
+ * Getting out of the application's way (replicator/pin.c drives it):
  *
  *  - An application's FULL, RESTART or TRUNCATE checkpoint takes the
  *    wal-index's CKPT and WRITE locks, then waits (its busy handler) for

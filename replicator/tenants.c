@@ -122,7 +122,7 @@ static void release_deleted(struct replicator *rep, struct db_context *ctx)
 {
     char state_dir[PATH_MAX];
     snprintf(state_dir, sizeof state_dir, "%s", ctx->cfg->state_dir);
-    log_info("%s: released (its backups stay, under retention)", ctx->cfg->name);
+    log_event(LOG_INFO, ctx->cfg->name, NULL, "released (its backups stay, under retention)");
     replicate_remove_context(rep, ctx);
     struct tm_error err;
     if (fsutil_remove_tree(state_dir, &err) != 0)
@@ -292,7 +292,7 @@ static void on_tenant_found(void *arg, const char *relpath)
             discovery_track(td->discovery, relpath, NULL, &err);
             return;
         }
-        log_info("%s: found; replicating '%s'", ctx->cfg->name, ctx->cfg->path);
+        log_event(LOG_INFO, ctx->cfg->name, NULL, "found; replicating '%s'", ctx->cfg->path);
     }
     if (discovery_track(td->discovery, relpath, ctx, &err) != 0)
         log_event(LOG_ERROR, td->entry->name, NULL, "'%s': %s", relpath, err.msg);

@@ -393,8 +393,8 @@ int redis_restore(const struct config_db *db, const struct crypto_keyring *key, 
         rc = restore_plan(&cat, opts, &gen, &snap, err);
     char lease[512] = "";
     if (rc == 0 && lease_take(rr.st, db->name, gen->id, clock_now_ms(), lease, sizeof lease, err) != 0) {
-        log_warn("could not record that this restore reads generation %s (retention may run meanwhile): %s",
-                 gen->id, err->msg);
+        log_event(LOG_WARN, db->name, NULL, "could not record that this restore reads generation %s (retention may "
+                  "run meanwhile): %s", gen->id, err->msg);
         lease[0] = '\0';
     }
     if (rc == 0) {

@@ -483,8 +483,8 @@ static int restore_into(struct restore_state *rs, const struct restore_options *
         return -1;
     int rc = restore_plan(&cat, opts, &gen, &snap, err);
     if (rc == 0 && lease_take(rs->st, opts->db_name, gen->id, clock_now_ms(), rs->lease, sizeof rs->lease, err) != 0) {
-        log_warn("could not record that this restore reads generation %s (retention may run meanwhile): %s",
-                 gen->id, err->msg);
+        log_event(LOG_WARN, opts->db_name, NULL, "could not record that this restore reads generation %s (retention "
+                  "may run meanwhile): %s", gen->id, err->msg);
         rs->lease[0] = '\0';
     }
     if (rc == 0) {

@@ -200,26 +200,6 @@ static void file_read_end(void *handle)
     free(r);
 }
 
-static int list_append(struct storage_list *out, size_t *cap, const char *name, uint64_t size,
-                       int is_dir)
-{
-    if (out->count == *cap) {
-        size_t bigger = *cap ? *cap * 2 : 64;
-        struct storage_entry *grown = realloc(out->entries, bigger * sizeof *grown);
-        if (!grown)
-            return -1;
-        out->entries = grown;
-        *cap = bigger;
-    }
-    struct storage_entry *e = &out->entries[out->count];
-    if (!(e->name = strdup(name)))
-        return -1;
-    e->size = size;
-    e->is_dir = is_dir;
-    out->count++;
-    return 0;
-}
-
 static int file_list(void *self, const char *dir, struct storage_list *out, struct tm_error *err)
 {
     char path[PATH_MAX];
@@ -231,7 +211,6 @@ static int file_list(void *self, const char *dir, struct storage_list *out, stru
             return 0;
         return tm_error_set(err, "cannot list '%s': %s", path, strerror(errno));
     }
-    size_t cap = 0;
     struct dirent *ent;
     int rc = 0;
     while ((ent = readdir(d)) != NULL) {
@@ -240,8 +219,8 @@ static int file_list(void *self, const char *dir, struct storage_list *out, stru
         struct stat st;
         if (fstatat(dirfd(d), ent->d_name, &st, 0) != 0)
             continue; /* removed while listing */
-        if (list_append(out, &cap, ent->d_name, S_ISDIR(st.st_mode) ? 0 : (uint64_t)st.st_size,
-                        S_ISDIR(st.st_mode)) != 0) {
+        if (storage_list_add(out, ent->d_name, S_ISDIR(st.st_mode) ? 0 : (uint64_t)st.st_size,
+                             S_ISDIR(st.st_mode)) != 0) {
             rc = tm_error_set(err, "out of memory");
             break;
         }

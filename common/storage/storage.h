@@ -50,6 +50,7 @@ struct storage_entry {
 struct storage_list {
     struct storage_entry *entries;
     size_t count;
+    size_t cap;        /* entries allocated (storage_list_add) */
 };
 
 struct storage_driver {
@@ -86,6 +87,9 @@ int storage_open_replica(const struct config_replica *cfg, struct storage **out,
 int storage_new(const struct storage_driver *driver, void *self, const char *description,
                 struct storage **out, struct tm_error *err);
 void storage_free(struct storage *st);
+/* Adds a copy of `name` to a listing being made (drivers' list); -1 when
+ * out of memory. storage_list_release frees what it added. */
+int storage_list_add(struct storage_list *out, const char *name, uint64_t size, int is_dir);
 const char *storage_describe(const struct storage *st);   /* "file:/var/backups/x" */
 
 int storage_write_begin(struct storage *st, const char *key, struct storage_writer **out,

@@ -61,7 +61,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #define SEGMENT_CUT_BYTES (16 * 1024 * 1024)
 #define NEXT_BUFFER_MAX (256 * 1024 * 1024)   /* units a next link may hold before it is main */
@@ -213,6 +212,8 @@ static int rdb_end(struct redis_link *l, struct tm_error *err)
     return 0;
 }
 
+/* ------------------------------------------------------------- input */
+
 /* Passes RDB bytes through; returns 1 once the RDB is complete. */
 int redis_rdb_receive(struct redis_link *l)
 {
@@ -350,6 +351,8 @@ void redis_try_switch(struct redis_capture *rc)
     log_event(LOG_INFO, rc->name, NULL, "scheduled snapshot in place: the previous generation runs past it, "
               "and the stream continues in generation %s", rc->deps.shipper->generation);
 }
+
+/* ------------------------------------------------------------- timers */
 
 static void on_retry(struct ev_loop *loop, ev_timer *w, int revents)
 {

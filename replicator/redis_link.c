@@ -38,7 +38,7 @@
 #define RETRY_MAX_S 30.0
 #define NEXT_RETRY_S 60.0
 
-/* ------------------------------------------------------------- buffers, commands */
+/* ------------------------------------------------------------- buffers */
 
 int redis_buffer_append(struct buffer *b, const void *data, size_t len)
 {
@@ -94,7 +94,7 @@ void redis_link_send_ack(struct redis_link *l)
     send_command(l, args, 3);
 }
 
-/* ------------------------------------------------------------- handshake and PSYNC */
+/* ------------------------------------------------------------- handshake */
 
 static void handshake_refused(struct redis_link *l, const char *command, const char *reply)
 {

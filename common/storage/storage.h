@@ -87,9 +87,6 @@ int storage_open_replica(const struct config_replica *cfg, struct storage **out,
 int storage_new(const struct storage_driver *driver, void *self, const char *description,
                 struct storage **out, struct tm_error *err);
 void storage_free(struct storage *st);
-/* Adds a copy of `name` to a listing being made (drivers' list); -1 when
- * out of memory. storage_list_release frees what it added. */
-int storage_list_add(struct storage_list *out, const char *name, uint64_t size, int is_dir);
 const char *storage_describe(const struct storage *st);   /* "file:/var/backups/x" */
 
 int storage_write_begin(struct storage *st, const char *key, struct storage_writer **out,
@@ -111,6 +108,9 @@ void storage_read_end(struct storage_reader *r);
 int storage_list(struct storage *st, const char *dir, struct storage_list *out,
                  struct tm_error *err);
 void storage_list_release(struct storage_list *list);
+/* Adds a copy of `name` to a listing being made (drivers' list); -1 when
+ * out of memory. storage_list_release frees what it added. */
+int storage_list_add(struct storage_list *out, const char *name, uint64_t size, int is_dir);
 int storage_remove(struct storage *st, const char *key, struct tm_error *err);
 /* Several objects, in batches where the driver can (S3 DeleteObjects). */
 int storage_remove_many(struct storage *st, const char *const *keys, size_t count, struct tm_error *err);

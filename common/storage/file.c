@@ -37,6 +37,7 @@ struct file_writer {
 
 struct file_reader {
     int fd;
+    char *path;        /* for messages */
 };
 
 static int join_path(const struct file_storage *fs, const char *key, char *out, size_t len,
@@ -171,7 +172,8 @@ static int file_read_begin(void *self, const char *key, void **handle, struct tm
         return tm_error_set(err, "cannot open '%s': %s", path, strerror(errno));
     }
     struct file_reader *r = malloc(sizeof *r);
-    if (!r) {
+    if (!r || !(r->path = strdup(path))) {
+        free(r);
         close(fd);
         return tm_error_set(err, "out of memory");
     }
@@ -188,7 +190,7 @@ static int file_read(void *handle, void *buf, size_t len, size_t *got, struct tm
         n = read(r->fd, buf, len);
     } while (n < 0 && errno == EINTR);
     if (n < 0)
-        return tm_error_set(err, "read error: %s", strerror(errno));
+        return tm_error_set(err, "cannot read '%s': %s", r->path, strerror(errno));
     *got = (size_t)n;
     return 0;
 }
@@ -197,6 +199,7 @@ static void file_read_end(void *handle)
 {
     struct file_reader *r = handle;
     close(r->fd);
+    free(r->path);
     free(r);
 }
 

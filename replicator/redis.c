@@ -44,145 +44,26 @@
  *
  * Any error closes the link, logs once per distinct message, and the main
  * link retries after 1 s, doubling up to 30 s (a failed next link is
- * retried at the next schedule, or after 60 s). */
-#include "redis.h"
+ * retried at the next schedule, or after 60 s).
+ *
+ * FILES: this file is the capture (what a link receives: the RDB into the
+ * spool, the stream into units and segments; the switch to a scheduled
+ * snapshot; the interface of redis.h); redis_link.c is the connection
+ * (socket, handshake, PSYNC and its reply, disconnects and retries);
+ * redis_internal.h holds the structures both share. */
+#include "redis_internal.h"
 
-#include "../common/archive.h"
 #include "../common/clock.h"
 #include "../common/log.h"
-#include "../common/object.h"
-#include "../common/rdb.h"
 #include "resp.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #define SEGMENT_CUT_BYTES (16 * 1024 * 1024)
 #define NEXT_BUFFER_MAX (256 * 1024 * 1024)   /* units a next link may hold before it is main */
-#define READ_BYTES (64 * 1024)
-#define RETRY_MIN_S 1.0
-#define RETRY_MAX_S 30.0
-#define NEXT_RETRY_S 60.0
-
-enum link_state { IDLE, CONNECTING, HANDSHAKE, PSYNC_REPLY, RDB_START, RDB, STREAM };
-
-struct buffer {
-    uint8_t *data;
-    size_t len, cap;
-};
-
-struct redis_link {
-    struct redis_capture *owner;
-    int is_next;                         /* a scheduled snapshot's link, not main yet */
-    enum link_state state;
-    int fd;
-    ev_io read_watcher, write_watcher;
-    struct buffer in, out;
-    int replies_left;
-    int want_full_sync;
-    char error[512];                     /* last error, "" when streaming */
-    /* the stream */
-    char replid[ARCHIVE_REPLID_BYTES + 1];
-    uint64_t offset;                     /* after the last byte processed */
-    uint64_t unit_end_offset;            /* after the last complete unit */
-    int have_position;
-    /* the RDB of a full resynchronisation */
-    struct object_writer *rdb_writer;
-    char generation[ARCHIVE_GEN_ID_BYTES + 1];   /* the generation it starts */
-    char rdb_key[ARCHIVE_NAME_MAX];
-    char rdb_incoming[ARCHIVE_NAME_MAX + 24];    /* its name in the spool's incoming/ */
-    int64_t rdb_time_ms;
-    uint64_t rdb_offset, rdb_stored;
-    int rdb_eof_form;
-    char rdb_mark[ARCHIVE_REPLID_BYTES];
-    uint64_t rdb_remaining;
-    struct rdb_check rdb_check;
-    int rdb_ready;                       /* next link: stored, waiting to be published */
-    /* units of the next segment */
-    struct buffer segment;
-    uint32_t unit_count;
-    int64_t first_ms, last_ms;
-    uint64_t segment_start_offset;
-};
-
-struct redis_capture {
-    struct redis_capture_deps deps;
-    const char *name;
-    struct redis_link *main, *next;
-    ev_timer retry_timer, ack_timer, next_retry_timer;
-    double retry_s;
-    int stopping;
-    int64_t failing_since_ms;            /* main link not streaming since; 0 when it is */
-};
-
-static void disconnect(struct redis_link *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void connect_now(struct redis_link *l);
-static void try_switch(struct redis_capture *rc);
-
-/* ---------------------------------------------------------------- helpers */
-
-static int buffer_append(struct buffer *b, const void *data, size_t len)
-{
-    if (b->len + len > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->len + len)
-            cap *= 2;
-        uint8_t *grown = realloc(b->data, cap);
-        if (!grown)
-            return -1;
-        b->data = grown;
-        b->cap = cap;
-    }
-    memcpy(b->data + b->len, data, len);
-    b->len += len;
-    return 0;
-}
-
-static void buffer_consume(struct buffer *b, size_t len)
-{
-    memmove(b->data, b->data + len, b->len - len);
-    b->len -= len;
-}
-
-static const char *addr_of(const struct redis_link *l)
-{
-    return l->owner->deps.cfg->redis_addr;
-}
-
-/* Appends a RESP array of the given arguments to the output buffer. */
-static int send_command(struct redis_link *l, const char *const *args, int argc)
-{
-    char head[32];
-    int len = snprintf(head, sizeof head, "*%d\r\n", argc);
-    if (buffer_append(&l->out, head, (size_t)len) != 0)
-        return -1;
-    for (int i = 0; i < argc; i++) {
-        len = snprintf(head, sizeof head, "$%zu\r\n", strlen(args[i]));
-        if (buffer_append(&l->out, head, (size_t)len) != 0 || buffer_append(&l->out, args[i], strlen(args[i])) != 0 ||
-            buffer_append(&l->out, "\r\n", 2) != 0)
-            return -1;
-    }
-    ev_io_start(l->owner->deps.loop, &l->write_watcher);
-    return 0;
-}
-
-static void send_ack(struct redis_link *l)
-{
-    char offset[32];
-    snprintf(offset, sizeof offset, "%" PRIu64, l->offset);
-    const char *args[] = {"REPLCONF", "ACK", offset};
-    send_command(l, args, 3);
-}
 
 /* ------------------------------------------------------------- segments */
 
@@ -226,7 +107,7 @@ static int add_unit(struct redis_link *l, int64_t now_ms, const uint8_t *data, s
     uint8_t head[12];
     archive_put_be64(head, (uint64_t)now_ms);
     archive_put_be32(head + 8, (uint32_t)len);
-    if (buffer_append(&l->segment, head, sizeof head) != 0 || buffer_append(&l->segment, data, len) != 0)
+    if (redis_buffer_append(&l->segment, head, sizeof head) != 0 || redis_buffer_append(&l->segment, data, len) != 0)
         return -1;
     if (l->unit_count++ == 0)
         l->first_ms = now_ms;
@@ -237,7 +118,7 @@ static int add_unit(struct redis_link *l, int64_t now_ms, const uint8_t *data, s
 /* ------------------------------------------------------------- the RDB */
 
 /* The RDB that follows +FULLRESYNC starts a new generation. */
-static int rdb_begin(struct redis_link *l, struct tm_error *err)
+int redis_rdb_begin(struct redis_link *l, struct tm_error *err)
 {
     struct redis_capture *rc = l->owner;
     l->rdb_time_ms = clock_now_ms();
@@ -294,7 +175,7 @@ static int rdb_publish(struct redis_link *l, struct tm_error *err)
 
 /* The RDB is complete: check and store it, then stream. The main link
  * publishes it at once (after its old generation's last units); a next
- * link keeps it until it takes over (try_switch). */
+ * link keeps it until it takes over (redis_try_switch). */
 static int rdb_end(struct redis_link *l, struct tm_error *err)
 {
     int unchecked;
@@ -321,7 +202,7 @@ static int rdb_end(struct redis_link *l, struct tm_error *err)
     l->rdb_ready = 1;
     l->state = STREAM;
     l->error[0] = '\0';
-    send_ack(l);
+    redis_link_send_ack(l);
     if (!l->is_next) {
         if (rdb_publish(l, err) != 0)
             return -1;
@@ -333,122 +214,8 @@ static int rdb_end(struct redis_link *l, struct tm_error *err)
 
 /* ------------------------------------------------------------- input */
 
-static void handshake_refused(struct redis_link *l, const char *command, const char *reply)
-{
-    if (strncmp(reply, "WRONGPASS", 9) == 0 || strstr(reply, "invalid password") || strstr(reply, "invalid username"))
-        return disconnect(l, "Redis at %s rejected the credentials (%s): check 'username' and 'password'",
-                          addr_of(l), reply);
-    if (strncmp(reply, "NOAUTH", 6) == 0)
-        return disconnect(l, "Redis at %s requires a password (%s): set 'password' (and 'username' for an ACL user)",
-                          addr_of(l), reply);
-    if (strstr(reply, "without any password configured") || strstr(reply, "no password is set"))
-        return disconnect(l, "Redis at %s has no password set (%s): remove 'password' from the configuration",
-                          addr_of(l), reply);
-    if (strncmp(reply, "NOPERM", 6) == 0)
-        return disconnect(l, "Redis at %s: the ACL user may not run %s (%s): grant it '+psync +replconf +ping'",
-                          addr_of(l), command, reply);
-    if (strcmp(command, "PSYNC") == 0 || strcmp(command, "REPLCONF") == 0)
-        return disconnect(l, "Redis at %s refuses replication (%s answered '%s'): managed services often disable "
-                          "PSYNC/SYNC; use a self-managed replica of it for the sidecar, or a Redis with "
-                          "'appendonly yes' on the same host", addr_of(l), command, reply);
-    disconnect(l, "Redis at %s refused %s: %s", addr_of(l), command, reply);
-}
-
-static void send_psync(struct redis_link *l)
-{
-    char offset[32];
-    snprintf(offset, sizeof offset, "%" PRIu64, l->unit_end_offset + 1);
-    if (l->have_position && !l->want_full_sync) {
-        const char *psync[] = {"PSYNC", l->replid, offset};
-        send_command(l, psync, 3);
-    } else {
-        const char *psync[] = {"PSYNC", "?", "-1"};
-        send_command(l, psync, 3);
-    }
-}
-
-/* One handshake or PSYNC line; returns 1 to go on, 0 for more input. */
-static int process_line_states(struct redis_link *l)
-{
-    while (l->in.len && l->in.data[0] == '\n')
-        buffer_consume(&l->in, 1);   /* keep-alives while the master prepares the RDB */
-    size_t line_len, consumed;
-    int got = resp_line(l->in.data, l->in.len, &line_len, &consumed);
-    if (got == RESP_INCOMPLETE)
-        return 0;
-    if (got == RESP_MALFORMED) {
-        disconnect(l, "Redis at %s sent a line over 64 KiB during the handshake", addr_of(l));
-        return 0;
-    }
-    char line[512];
-    snprintf(line, sizeof line, "%.*s", (int)(line_len < sizeof line - 1 ? line_len : sizeof line - 1),
-             (const char *)l->in.data);
-    buffer_consume(&l->in, consumed);
-    struct tm_error err;
-    if (l->state == HANDSHAKE) {
-        int is_auth = l->owner->deps.cfg->redis_password && l->replies_left == 3;
-        if (line[0] == '-') {
-            handshake_refused(l, is_auth ? "AUTH" : "REPLCONF", line + 1);
-            return 0;
-        }
-        if (--l->replies_left == 0) {
-            l->state = PSYNC_REPLY;
-            send_psync(l);
-        }
-        return 1;
-    }
-    if (l->state == PSYNC_REPLY) {
-        if (line[0] == '-') {
-            handshake_refused(l, "PSYNC", line + 1);
-            return 0;
-        }
-        char replid[ARCHIVE_REPLID_BYTES + 8] = "";
-        unsigned long long offset;
-        if (sscanf(line, "+FULLRESYNC %47s %llu", replid, &offset) == 2 && strlen(replid) == ARCHIVE_REPLID_BYTES) {
-            snprintf(l->replid, sizeof l->replid, "%s", replid);
-            l->rdb_offset = offset;
-            l->state = RDB_START;
-            log_event(LOG_INFO, l->owner->name, NULL, "full resynchronisation from %s (replication id %s, offset %llu)"
-                      ": a new generation starts with its RDB%s", addr_of(l), replid, offset,
-                      l->is_next ? " (scheduled snapshot; the current stream goes on meanwhile)" : "");
-            if (rdb_begin(l, &err) != 0) {
-                disconnect(l, "cannot start the snapshot: %s", err.msg);
-                return 0;
-            }
-            return 1;
-        }
-        if (strncmp(line, "+CONTINUE", 9) == 0 && !l->is_next) {
-            if (sscanf(line, "+CONTINUE %47s", replid) == 1 && strlen(replid) == ARCHIVE_REPLID_BYTES)
-                snprintf(l->replid, sizeof l->replid, "%s", replid);   /* after a failover */
-            l->state = STREAM;
-            l->error[0] = '\0';
-            l->owner->retry_s = RETRY_MIN_S;
-            l->owner->failing_since_ms = 0;
-            log_event(LOG_INFO, l->owner->name, NULL, "continuing the replication stream of %s at offset %" PRIu64
-                      " (generation %s)", addr_of(l), l->offset, l->owner->deps.shipper->generation);
-            return 1;
-        }
-        disconnect(l, "Redis at %s answered PSYNC with '%s'", addr_of(l), line);
-        return 0;
-    }
-    /* RDB_START: "$<length>" or "$EOF:<mark>" */
-    unsigned long long length;
-    if (strncmp(line, "$EOF:", 5) == 0 && strlen(line + 5) == ARCHIVE_REPLID_BYTES) {
-        l->rdb_eof_form = 1;
-        memcpy(l->rdb_mark, line + 5, ARCHIVE_REPLID_BYTES);
-    } else if (line[0] == '$' && sscanf(line + 1, "%llu", &length) == 1) {
-        l->rdb_eof_form = 0;
-        l->rdb_remaining = length;
-    } else {
-        disconnect(l, "Redis at %s sent '%s' where the RDB should start", addr_of(l), line);
-        return 0;
-    }
-    l->state = RDB;
-    return 1;
-}
-
 /* Passes RDB bytes through; returns 1 once the RDB is complete. */
-static int process_rdb(struct redis_link *l)
+int redis_rdb_receive(struct redis_link *l)
 {
     struct tm_error err;
     size_t take = l->in.len;
@@ -468,24 +235,39 @@ static int process_rdb(struct redis_link *l)
         done = l->rdb_remaining == 0;
     }
     if (rdb_data(l, l->in.data, take, &err) != 0) {
-        disconnect(l, "cannot write the snapshot: %s", err.msg);
+        redis_link_disconnect(l, "cannot write the snapshot: %s", err.msg);
         return 0;
     }
-    buffer_consume(&l->in, take + (done && l->rdb_eof_form ? ARCHIVE_REPLID_BYTES : 0));
+    redis_buffer_consume(&l->in, take + (done && l->rdb_eof_form ? ARCHIVE_REPLID_BYTES : 0));
     if (!done)
         return 0;
     if (rdb_end(l, &err) != 0) {
         l->want_full_sync = 1;
-        disconnect(l, "the RDB from %s was not stored: %s", addr_of(l), err.msg);
+        redis_link_disconnect(l, "the RDB from %s was not stored: %s", redis_link_addr(l), err.msg);
         return 0;
     }
     if (l->is_next)
-        try_switch(l->owner);
+        redis_try_switch(l->owner);
     return 1;
 }
 
+/* After new units: the main link cuts a segment at SEGMENT_CUT_BYTES and
+ * lets a ready next link take over; a next link gives up past
+ * NEXT_BUFFER_MAX. */
+static void after_units(struct redis_link *l)
+{
+    struct tm_error err;
+    if (!l->is_next && l->segment.len >= SEGMENT_CUT_BYTES && publish_segment(l, &err) != 0)
+        log_event(LOG_ERROR, l->owner->name, NULL, "cannot write to the spool: %s", err.msg);
+    if (l->is_next && l->segment.len >= NEXT_BUFFER_MAX)
+        redis_link_disconnect(l, "the scheduled snapshot's stream buffered %d MiB while the current stream had not "
+                              "yet reached its offset: given up (retried later)", NEXT_BUFFER_MAX >> 20);
+    else if (!l->is_next && l->owner->next && l->owner->next->rdb_ready)
+        redis_try_switch(l->owner);
+}
+
 /* Records the complete commands at the start of `in`. */
-static int process_stream(struct redis_link *l)
+int redis_stream_receive(struct redis_link *l)
 {
     size_t pos = 0, multi_start = 0;
     int in_multi = 0;
@@ -497,8 +279,8 @@ static int process_stream(struct redis_link *l)
             break;
         if (got == RESP_MALFORMED) {
             l->want_full_sync = 1;
-            disconnect(l, "the replication stream from %s is malformed at offset %" PRIu64
-                       " (a new generation will start)", addr_of(l), l->offset);
+            redis_link_disconnect(l, "the replication stream from %s is malformed at offset %" PRIu64
+                                  " (a new generation will start)", redis_link_addr(l), l->offset);
             return 0;
         }
         const uint8_t *command = l->in.data + pos;
@@ -518,11 +300,11 @@ static int process_stream(struct redis_link *l)
         } else if (strcmp(cmd.name, "PING") == 0 || strcmp(cmd.name, "REPLCONF") == 0) {
             l->unit_end_offset = l->offset;
             if (strcmp(cmd.arg1, "GETACK") == 0)
-                send_ack(l);
+                redis_link_send_ack(l);
             continue;
         }
         if (add_unit(l, now_ms, command, cmd.length) != 0) {
-            disconnect(l, "out of memory for the commands received");
+            redis_link_disconnect(l, "out of memory for the commands received");
             return 0;
         }
         l->unit_end_offset = l->offset;
@@ -531,33 +313,9 @@ static int process_stream(struct redis_link *l)
         l->offset -= pos - multi_start;
         pos = multi_start;
     }
-    buffer_consume(&l->in, pos);
-    struct tm_error err;
-    if (!l->is_next && l->segment.len >= SEGMENT_CUT_BYTES && publish_segment(l, &err) != 0)
-        log_event(LOG_ERROR, l->owner->name, NULL, "cannot write to the spool: %s", err.msg);
-    if (l->is_next && l->segment.len >= NEXT_BUFFER_MAX)
-        disconnect(l, "the scheduled snapshot's stream buffered %d MiB while the current stream had not yet "
-                   "reached its offset: given up (retried later)", NEXT_BUFFER_MAX >> 20);
-    else if (!l->is_next && l->owner->next && l->owner->next->rdb_ready)
-        try_switch(l->owner);
+    redis_buffer_consume(&l->in, pos);
+    after_units(l);
     return 0;
-}
-
-static void process_input(struct redis_link *l)
-{
-    for (;;) {
-        int more;
-        if (l->state == HANDSHAKE || l->state == PSYNC_REPLY || l->state == RDB_START)
-            more = process_line_states(l);
-        else if (l->state == RDB)
-            more = process_rdb(l);
-        else if (l->state == STREAM)
-            more = process_stream(l);
-        else
-            return;
-        if (!more || l->state == IDLE)
-            return;
-    }
 }
 
 /* ------------------------------------------------------------- switch */
@@ -565,7 +323,7 @@ static void process_input(struct redis_link *l)
 /* The next link's snapshot takes over once the main link has passed its
  * offset (or is gone): old generation's last units, new snapshot, and
  * the next link becomes main. */
-static void try_switch(struct redis_capture *rc)
+void redis_try_switch(struct redis_capture *rc)
 {
     struct redis_link *next = rc->next, *main = rc->main;
     if (!next || !next->rdb_ready)
@@ -587,198 +345,14 @@ static void try_switch(struct redis_capture *rc)
     rc->main = next;
     rc->next = NULL;
     rc->failing_since_ms = 0;
-    ev_io_stop(rc->deps.loop, &main->read_watcher);
-    ev_io_stop(rc->deps.loop, &main->write_watcher);
-    if (main->fd >= 0)
-        close(main->fd);
-    if (main->rdb_writer)
-        object_writer_abort(main->rdb_writer);
-    free(main->in.data);
-    free(main->out.data);
-    free(main->segment.data);
-    free(main);
+    redis_link_free(main);
     ev_timer_stop(rc->deps.loop, &rc->retry_timer);
     rc->retry_s = RETRY_MIN_S;
     log_event(LOG_INFO, rc->name, NULL, "scheduled snapshot in place: the previous generation runs past it, "
               "and the stream continues in generation %s", rc->deps.shipper->generation);
 }
 
-/* ------------------------------------------------------------- the socket */
-
-static void close_socket(struct redis_link *l)
-{
-    ev_io_stop(l->owner->deps.loop, &l->read_watcher);
-    ev_io_stop(l->owner->deps.loop, &l->write_watcher);
-    if (l->fd >= 0)
-        close(l->fd);
-    l->fd = -1;
-    if (l->rdb_writer) {
-        object_writer_abort(l->rdb_writer);
-        l->rdb_writer = NULL;
-        l->want_full_sync = 1;
-    }
-    l->in.len = l->out.len = 0;
-    l->offset = l->unit_end_offset;   /* an unfinished MULTI block is sent again */
-    l->state = IDLE;
-}
-
-static void free_link(struct redis_link *l)
-{
-    if (!l)
-        return;
-    close_socket(l);
-    free(l->in.data);
-    free(l->out.data);
-    free(l->segment.data);
-    free(l);
-}
-
-static void schedule_retry(struct redis_capture *rc)
-{
-    if (rc->stopping)
-        return;
-    ev_timer_stop(rc->deps.loop, &rc->retry_timer);
-    ev_timer_set(&rc->retry_timer, rc->retry_s, 0.);
-    ev_timer_start(rc->deps.loop, &rc->retry_timer);
-    rc->retry_s = rc->retry_s * 2 > RETRY_MAX_S ? RETRY_MAX_S : rc->retry_s * 2;
-}
-
-static void disconnect(struct redis_link *l, const char *fmt, ...)
-{
-    struct redis_capture *rc = l->owner;
-    char message[sizeof l->error];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(message, sizeof message, fmt, ap);
-    va_end(ap);
-    if (strcmp(message, l->error) != 0)
-        log_event(LOG_ERROR, rc->name, NULL, "%s%s", message, l->is_next ? " (scheduled snapshot)" : " (retrying)");
-    snprintf(l->error, sizeof l->error, "%s", message);
-    if (l->is_next) {   /* the current stream goes on; a snapshot is tried again later */
-        if (l->rdb_ready)
-            log_event(LOG_WARN, rc->name, NULL, "the scheduled snapshot was stored but not used");
-        rc->next = NULL;
-        free_link(l);
-        if (!rc->stopping) {
-            ev_timer_set(&rc->next_retry_timer, NEXT_RETRY_S, 0.);
-            ev_timer_start(rc->deps.loop, &rc->next_retry_timer);
-        }
-        return;
-    }
-    close_socket(l);
-    if (!rc->failing_since_ms)
-        rc->failing_since_ms = clock_now_ms();
-    schedule_retry(rc);
-    try_switch(rc);   /* a next link ready to take over does so now */
-}
-
-static void on_readable(struct ev_loop *loop, ev_io *w, int revents)
-{
-    (void)loop;
-    (void)revents;
-    struct redis_link *l = w->data;
-    uint8_t chunk[READ_BYTES];
-    ssize_t got = read(l->fd, chunk, sizeof chunk);
-    if (got < 0 && (errno == EAGAIN || errno == EINTR))
-        return;
-    if (got <= 0)
-        return disconnect(l, "the connection to Redis at %s was closed%s%s", addr_of(l),
-                          got < 0 ? ": " : " by the server", got < 0 ? strerror(errno) : "");
-    if (buffer_append(&l->in, chunk, (size_t)got) != 0)
-        return disconnect(l, "out of memory reading from Redis");
-    process_input(l);
-}
-
-static void send_handshake(struct redis_link *l)
-{
-    const struct config_db *cfg = l->owner->deps.cfg;
-    l->replies_left = 2;
-    if (cfg->redis_password) {
-        const char *auth_user[] = {"AUTH", cfg->redis_username, cfg->redis_password};
-        const char *auth[] = {"AUTH", cfg->redis_password};
-        if (cfg->redis_username)
-            send_command(l, auth_user, 3);
-        else
-            send_command(l, auth, 2);
-        l->replies_left = 3;
-    }
-    const char *port[] = {"REPLCONF", "listening-port", "0"};
-    const char *capa[] = {"REPLCONF", "capa", "eof", "capa", "psync2"};
-    send_command(l, port, 3);
-    send_command(l, capa, 5);
-    l->state = HANDSHAKE;
-    ev_io_start(l->owner->deps.loop, &l->read_watcher);
-}
-
-static void on_writable(struct ev_loop *loop, ev_io *w, int revents)
-{
-    (void)revents;
-    struct redis_link *l = w->data;
-    if (l->state == CONNECTING) {
-        int error = 0;
-        socklen_t len = sizeof error;
-        getsockopt(l->fd, SOL_SOCKET, SO_ERROR, &error, &len);
-        if (error)
-            return disconnect(l, "cannot connect to Redis at %s: %s", addr_of(l), strerror(error));
-        send_handshake(l);
-    }
-    while (l->out.len > 0) {
-        ssize_t sent = write(l->fd, l->out.data, l->out.len);
-        if (sent < 0 && (errno == EAGAIN || errno == EINTR))
-            return;
-        if (sent < 0)
-            return disconnect(l, "cannot write to Redis at %s: %s", addr_of(l), strerror(errno));
-        buffer_consume(&l->out, (size_t)sent);
-    }
-    ev_io_stop(loop, w);
-}
-
-static void connect_now(struct redis_link *l)
-{
-    const char *addr = addr_of(l);
-    char host[256], port[16] = "6379";
-    const char *colon = strrchr(addr, ':');
-    if (colon && colon != addr) {
-        snprintf(host, sizeof host, "%.*s", (int)(colon - addr), addr);
-        snprintf(port, sizeof port, "%s", colon + 1);
-    } else {
-        snprintf(host, sizeof host, "%s", addr);
-    }
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *found = NULL;
-    int lookup = getaddrinfo(host, port, &hints, &found);
-    if (lookup != 0)
-        return disconnect(l, "cannot resolve Redis address '%s': %s", addr, gai_strerror(lookup));
-    l->fd = socket(found->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (l->fd < 0) {
-        freeaddrinfo(found);
-        return disconnect(l, "cannot create a socket: %s", strerror(errno));
-    }
-    int one = 1;
-    setsockopt(l->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    setsockopt(l->fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
-    int connected = connect(l->fd, found->ai_addr, found->ai_addrlen);
-    freeaddrinfo(found);
-    if (connected != 0 && errno != EINPROGRESS)
-        return disconnect(l, "cannot connect to Redis at %s: %s", addr, strerror(errno));
-    l->state = CONNECTING;
-    ev_io_set(&l->read_watcher, l->fd, EV_READ);
-    ev_io_set(&l->write_watcher, l->fd, EV_WRITE);
-    ev_io_start(l->owner->deps.loop, &l->write_watcher);
-}
-
-static struct redis_link *new_link(struct redis_capture *rc, int is_next)
-{
-    struct redis_link *l = calloc(1, sizeof *l);
-    if (!l)
-        return NULL;
-    l->owner = rc;
-    l->is_next = is_next;
-    l->fd = -1;
-    ev_io_init(&l->read_watcher, on_readable, -1, EV_READ);
-    ev_io_init(&l->write_watcher, on_writable, -1, EV_WRITE);
-    l->read_watcher.data = l->write_watcher.data = l;
-    return l;
-}
+/* ------------------------------------------------------------- timers */
 
 static void on_retry(struct ev_loop *loop, ev_timer *w, int revents)
 {
@@ -786,7 +360,7 @@ static void on_retry(struct ev_loop *loop, ev_timer *w, int revents)
     (void)revents;
     struct redis_capture *rc = w->data;
     if (rc->main->state == IDLE && !rc->stopping)
-        connect_now(rc->main);
+        redis_link_connect(rc->main);
 }
 
 static void on_ack_timer(struct ev_loop *loop, ev_timer *w, int revents)
@@ -795,9 +369,9 @@ static void on_ack_timer(struct ev_loop *loop, ev_timer *w, int revents)
     (void)revents;
     struct redis_capture *rc = w->data;
     if (rc->main->state == STREAM)
-        send_ack(rc->main);
+        redis_link_send_ack(rc->main);
     if (rc->next && rc->next->state == STREAM)
-        send_ack(rc->next);
+        redis_link_send_ack(rc->next);
 }
 
 static void on_next_retry(struct ev_loop *loop, ev_timer *w, int revents)
@@ -812,7 +386,7 @@ static void on_next_retry(struct ev_loop *loop, ev_timer *w, int revents)
 int redis_capture_start(const struct redis_capture_deps *deps, struct redis_capture **out, struct tm_error *err)
 {
     struct redis_capture *rc = calloc(1, sizeof *rc);
-    if (!rc || !(rc->main = new_link(rc, 0))) {
+    if (!rc || !(rc->main = redis_link_new(rc, 0))) {
         free(rc);
         return tm_error_set(err, "out of memory");
     }
@@ -835,7 +409,7 @@ int redis_capture_start(const struct redis_capture_deps *deps, struct redis_capt
     }
     *out = rc;
     rc->failing_since_ms = clock_now_ms();   /* until it follows the stream */
-    connect_now(rc->main);
+    redis_link_connect(rc->main);
     return 0;
 }
 
@@ -845,7 +419,7 @@ void redis_capture_sync(struct redis_capture *rc)
     if (publish_segment(rc->main, &err) != 0)
         log_event(LOG_ERROR, rc->name, NULL, "cannot write to the spool (the commands stay in memory and are "
                   "retried): %s", err.msg);
-    try_switch(rc);
+    redis_try_switch(rc);
 }
 
 void redis_capture_snapshot(struct redis_capture *rc)
@@ -860,10 +434,10 @@ void redis_capture_snapshot(struct redis_capture *rc)
     }
     log_event(LOG_INFO, rc->name, NULL, "scheduled snapshot: a second connection to %s asks for a full "
               "resynchronisation", rc->deps.cfg->redis_addr);
-    if (!(rc->next = new_link(rc, 1)))
+    if (!(rc->next = redis_link_new(rc, 1)))
         return;
     rc->next->want_full_sync = 1;
-    connect_now(rc->next);
+    redis_link_connect(rc->next);
 }
 
 void redis_capture_stop(struct redis_capture *rc)
@@ -872,8 +446,8 @@ void redis_capture_stop(struct redis_capture *rc)
     struct tm_error err;
     if (publish_segment(rc->main, &err) != 0)
         log_event(LOG_ERROR, rc->name, NULL, "cannot write to the spool: %s", err.msg);
-    close_socket(rc->main);
-    free_link(rc->next);
+    redis_link_close(rc->main);
+    redis_link_free(rc->next);
     rc->next = NULL;
     ev_timer_stop(rc->deps.loop, &rc->retry_timer);
     ev_timer_stop(rc->deps.loop, &rc->ack_timer);
@@ -885,8 +459,8 @@ void redis_capture_free(struct redis_capture *rc)
     if (!rc)
         return;
     rc->stopping = 1;
-    free_link(rc->main);
-    free_link(rc->next);
+    redis_link_free(rc->main);
+    redis_link_free(rc->next);
     ev_timer_stop(rc->deps.loop, &rc->retry_timer);
     ev_timer_stop(rc->deps.loop, &rc->ack_timer);
     ev_timer_stop(rc->deps.loop, &rc->next_retry_timer);

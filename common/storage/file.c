@@ -37,6 +37,7 @@ struct file_writer {
 
 struct file_reader {
     int fd;
+    char *path;        /* for messages */
 };
 
 static int join_path(const struct file_storage *fs, const char *key, char *out, size_t len,
@@ -171,7 +172,8 @@ static int file_read_begin(void *self, const char *key, void **handle, struct tm
         return tm_error_set(err, "cannot open '%s': %s", path, strerror(errno));
     }
     struct file_reader *r = malloc(sizeof *r);
-    if (!r) {
+    if (!r || !(r->path = strdup(path))) {
+        free(r);
         close(fd);
         return tm_error_set(err, "out of memory");
     }
@@ -188,7 +190,7 @@ static int file_read(void *handle, void *buf, size_t len, size_t *got, struct tm
         n = read(r->fd, buf, len);
     } while (n < 0 && errno == EINTR);
     if (n < 0)
-        return tm_error_set(err, "read error: %s", strerror(errno));
+        return tm_error_set(err, "cannot read '%s': %s", r->path, strerror(errno));
     *got = (size_t)n;
     return 0;
 }
@@ -197,27 +199,8 @@ static void file_read_end(void *handle)
 {
     struct file_reader *r = handle;
     close(r->fd);
+    free(r->path);
     free(r);
-}
-
-static int list_append(struct storage_list *out, size_t *cap, const char *name, uint64_t size,
-                       int is_dir)
-{
-    if (out->count == *cap) {
-        size_t bigger = *cap ? *cap * 2 : 64;
-        struct storage_entry *grown = realloc(out->entries, bigger * sizeof *grown);
-        if (!grown)
-            return -1;
-        out->entries = grown;
-        *cap = bigger;
-    }
-    struct storage_entry *e = &out->entries[out->count];
-    if (!(e->name = strdup(name)))
-        return -1;
-    e->size = size;
-    e->is_dir = is_dir;
-    out->count++;
-    return 0;
 }
 
 static int file_list(void *self, const char *dir, struct storage_list *out, struct tm_error *err)
@@ -231,7 +214,6 @@ static int file_list(void *self, const char *dir, struct storage_list *out, stru
             return 0;
         return tm_error_set(err, "cannot list '%s': %s", path, strerror(errno));
     }
-    size_t cap = 0;
     struct dirent *ent;
     int rc = 0;
     while ((ent = readdir(d)) != NULL) {
@@ -240,8 +222,8 @@ static int file_list(void *self, const char *dir, struct storage_list *out, stru
         struct stat st;
         if (fstatat(dirfd(d), ent->d_name, &st, 0) != 0)
             continue; /* removed while listing */
-        if (list_append(out, &cap, ent->d_name, S_ISDIR(st.st_mode) ? 0 : (uint64_t)st.st_size,
-                        S_ISDIR(st.st_mode)) != 0) {
+        if (storage_list_add(out, ent->d_name, S_ISDIR(st.st_mode) ? 0 : (uint64_t)st.st_size,
+                             S_ISDIR(st.st_mode)) != 0) {
             rc = tm_error_set(err, "out of memory");
             break;
         }

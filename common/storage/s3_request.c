@@ -220,8 +220,8 @@ static void format_lock_until(int64_t retain_ms, char *out, size_t cap)
 }
 
 /* Builds the URL and headers of req on easy (reset first). */
-int s3_prepare_request(struct s3_endpoint *ep, CURL *easy, struct request *req,
-                           struct response *resp, struct tm_error *err)
+/* The URL: endpoint, bucket (path or host), encoded key, query. */
+static void build_url(const struct s3_endpoint *ep, struct request *req)
 {
     char encoded_key[2048] = "";
     if (req->key) {
@@ -240,23 +240,34 @@ int s3_prepare_request(struct s3_endpoint *ep, CURL *easy, struct request *req,
         size_t used = strlen(req->url);
         snprintf(req->url + used, sizeof req->url - used, "?%s", req->query);
     }
+}
+
+/* DeleteObjects wants a body checksum: Content-MD5 (which every S3
+ * server takes; OpenSSL's libcrypto computes it). */
+static int add_md5_header(struct request *req, struct tm_error *err)
+{
+    uint8_t md5[EVP_MAX_MD_SIZE];
+    unsigned md5_len = 0;
+    char b64[64], line[512];
+    if (!EVP_Digest(req->body.mem, req->body.len, md5, &md5_len, EVP_md5(), NULL))
+        return tm_error_set(err, "cannot compute an MD5 digest");
+    sodium_bin2base64(b64, sizeof b64, md5, md5_len, sodium_base64_VARIANT_ORIGINAL);
+    snprintf(line, sizeof line, "Content-MD5: %s", b64);
+    req->headers = curl_slist_append(req->headers, line);
+    return 0;
+}
+
+/* The headers curl signs along with its own: body hash, checksum,
+ * session token, range, object lock. */
+static int build_headers(const struct s3_endpoint *ep, struct request *req, struct tm_error *err)
+{
     char hash[65], line[512];
     if (sha256_hex_of_body(&req->body, hash, err) != 0)
         return -1;
     snprintf(line, sizeof line, "x-amz-content-sha256: %s", hash);
     req->headers = curl_slist_append(NULL, line);
-    if (req->checksum_header && req->body.mem) {
-        /* DeleteObjects wants a body checksum: Content-MD5 (which every
-         * S3 server takes; OpenSSL's libcrypto computes it). */
-        uint8_t md5[EVP_MAX_MD_SIZE];
-        unsigned md5_len = 0;
-        char b64[64];
-        if (!EVP_Digest(req->body.mem, req->body.len, md5, &md5_len, EVP_md5(), NULL))
-            return tm_error_set(err, "cannot compute an MD5 digest");
-        sodium_bin2base64(b64, sizeof b64, md5, md5_len, sodium_base64_VARIANT_ORIGINAL);
-        snprintf(line, sizeof line, "Content-MD5: %s", b64);
-        req->headers = curl_slist_append(req->headers, line);
-    }
+    if (req->checksum_header && req->body.mem && add_md5_header(req, err) != 0)
+        return -1;
     if (ep->session_token) {
         char *token_line = NULL;
         if (asprintf(&token_line, "x-amz-security-token: %s", ep->session_token) < 0)
@@ -278,8 +289,12 @@ int s3_prepare_request(struct s3_endpoint *ep, CURL *easy, struct request *req,
     }
     if (!req->headers)
         return tm_error_set(err, "out of memory");
+    return 0;
+}
 
-    curl_easy_reset(easy);
+/* Clears what a previous run left in resp, keeping where its body goes. */
+static void reset_response(struct response *resp)
+{
     struct buffer *sink = resp->sink;
     struct file_sink *file_sink = resp->file_sink;
     memset(resp, 0, offsetof(struct response, error_body));
@@ -290,6 +305,12 @@ int s3_prepare_request(struct s3_endpoint *ep, CURL *easy, struct request *req,
     resp->curl_error[0] = '\0';
     if (resp->sink)
         s3_buffer_reset(resp->sink);
+}
+
+/* The options every request has: URL, signing, callbacks, time-outs. */
+static void set_common_options(const struct s3_endpoint *ep, CURL *easy, struct request *req,
+                               struct response *resp)
+{
     curl_easy_setopt(easy, CURLOPT_URL, req->url);
     curl_easy_setopt(easy, CURLOPT_HTTPHEADER, req->headers);
     curl_easy_setopt(easy, CURLOPT_AWS_SIGV4, ep->sigv4);
@@ -308,6 +329,11 @@ int s3_prepare_request(struct s3_endpoint *ep, CURL *easy, struct request *req,
     curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
     if (ep->ca_file)
         curl_easy_setopt(easy, CURLOPT_CAINFO, ep->ca_file);
+}
+
+/* The method, and the body a PUT or POST sends. */
+static void set_method_options(CURL *easy, struct request *req)
+{
     if (strcmp(req->method, "PUT") == 0) {
         curl_easy_setopt(easy, CURLOPT_UPLOAD, 1L);
         curl_easy_setopt(easy, CURLOPT_INFILESIZE_LARGE, (curl_off_t)req->body.len);
@@ -324,6 +350,18 @@ int s3_prepare_request(struct s3_endpoint *ep, CURL *easy, struct request *req,
     } else if (strcmp(req->method, "GET") != 0) {
         curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, req->method);
     }
+}
+
+int s3_prepare_request(struct s3_endpoint *ep, CURL *easy, struct request *req,
+                       struct response *resp, struct tm_error *err)
+{
+    build_url(ep, req);
+    if (build_headers(ep, req, err) != 0)
+        return -1;
+    curl_easy_reset(easy);
+    reset_response(resp);
+    set_common_options(ep, easy, req, resp);
+    set_method_options(easy, req);
     return 0;
 }
 

@@ -186,6 +186,26 @@ void storage_list_release(struct storage_list *list)
     free(list->entries);
     list->entries = NULL;
     list->count = 0;
+    list->cap = 0;
+}
+
+int storage_list_add(struct storage_list *out, const char *name, uint64_t size, int is_dir)
+{
+    if (out->count == out->cap) {
+        size_t bigger = out->cap ? out->cap * 2 : 64;
+        struct storage_entry *grown = realloc(out->entries, bigger * sizeof *grown);
+        if (!grown)
+            return -1;
+        out->entries = grown;
+        out->cap = bigger;
+    }
+    struct storage_entry *e = &out->entries[out->count];
+    if (!(e->name = strdup(name)))
+        return -1;
+    e->size = size;
+    e->is_dir = is_dir;
+    out->count++;
+    return 0;
 }
 
 int storage_remove(struct storage *st, const char *key, struct tm_error *err)

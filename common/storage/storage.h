@@ -50,6 +50,7 @@ struct storage_entry {
 struct storage_list {
     struct storage_entry *entries;
     size_t count;
+    size_t cap;        /* entries allocated (storage_list_add) */
 };
 
 struct storage_driver {
@@ -107,6 +108,9 @@ void storage_read_end(struct storage_reader *r);
 int storage_list(struct storage *st, const char *dir, struct storage_list *out,
                  struct tm_error *err);
 void storage_list_release(struct storage_list *list);
+/* Adds a copy of `name` to a listing being made (drivers' list); -1 when
+ * out of memory. storage_list_release frees what it added. */
+int storage_list_add(struct storage_list *out, const char *name, uint64_t size, int is_dir);
 int storage_remove(struct storage *st, const char *key, struct tm_error *err);
 /* Several objects, in batches where the driver can (S3 DeleteObjects). */
 int storage_remove_many(struct storage *st, const char *const *keys, size_t count, struct tm_error *err);

@@ -1,0 +1,35 @@
+/* storage/s3_internal.h - the S3 driver's state, shared by its files and
+ * private to them: storage/s3.c (reading, listing, deleting, fetching,
+ * checks, the driver table) and storage/s3_upload.c (writes and uploads).
+ * The storage interface (storage.h) is the public one. */
+#ifndef TM_S3_INTERNAL_H
+#define TM_S3_INTERNAL_H
+
+#include "storage.h"
+
+#include "s3_request.h"
+
+struct put_op;
+
+struct s3_storage {
+    struct s3_endpoint ep;     /* where and as whom (s3_request.h) */
+    uint64_t part_size;
+    CURL *easy;                /* synchronous requests; keeps its connection */
+    CURLM *fetch_multi;        /* parallel downloads; keeps its connections */
+    struct http_loop *hl;      /* NULL until attached */
+    struct put_op *ops;        /* asynchronous uploads in flight */
+};
+
+/* The driver's write and upload operations (storage_driver in storage.h),
+ * in storage/s3_upload.c. */
+int s3_write_begin(void *self, const char *key, void **handle, struct tm_error *err);
+int s3_write(void *handle, const void *data, size_t len, struct tm_error *err);
+int s3_write_commit(void *handle, struct tm_error *err);
+void s3_write_abort(void *handle);
+int s3_put_file(void *self, const char *key, const char *path, storage_done_fn done,
+                void *arg, struct tm_error *err);
+/* Stops and frees the asynchronous uploads in flight, without calling
+ * their done functions (the storage is being freed). */
+void s3_uploads_cancel(struct s3_storage *s3);
+
+#endif

@@ -264,15 +264,6 @@ struct object_reader {
     size_t zstd_hint;        /* 0 once the zstd frame is complete */
 };
 
-/* One read from storage; a failure names the object (the driver's message
- * says why: "read error: Input/output error"). */
-static int source_read(struct object_reader *r, void *buf, size_t len, size_t *got, struct tm_error *err)
-{
-    if (storage_read(r->source, buf, len, got, err) != 0)
-        return tm_error_prefix(err, "reading '%s': ", r->name);
-    return 0;
-}
-
 /* Reads exactly len bytes from storage; *short_read set if it ended early. */
 static int source_read_exact(struct object_reader *r, void *buf, size_t len, int *short_read,
                              struct tm_error *err)
@@ -280,7 +271,7 @@ static int source_read_exact(struct object_reader *r, void *buf, size_t len, int
     size_t done = 0, got;
     *short_read = 0;
     while (done < len) {
-        if (source_read(r, (uint8_t *)buf + done, len - done, &got, err) != 0)
+        if (storage_read(r->source, (uint8_t *)buf + done, len - done, &got, err) != 0)
             return -1;
         if (got == 0) {
             *short_read = 1;
@@ -304,7 +295,7 @@ static int refill_input(struct object_reader *r, struct tm_error *err)
         if (r->source_eof)
             return 0;
         size_t got;
-        if (source_read(r, r->in, r->in_size, &got, err) != 0)
+        if (storage_read(r->source, r->in, r->in_size, &got, err) != 0)
             return -1;
         if (got == 0)
             r->source_eof = 1;
@@ -593,7 +584,7 @@ static int finish_stream(struct object_reader *r, const uint8_t computed[OBJECT_
         return corrupt(r, err, "truncated (the final encrypted chunk is missing)");
     uint8_t extra;
     size_t got;
-    if (source_read(r, &extra, 1, &got, err) != 0)
+    if (storage_read(r->source, &extra, 1, &got, err) != 0)
         return -1;
     if (got != 0)
         return corrupt(r, err, "bytes after the end of the object");

@@ -88,8 +88,9 @@ def torture(seconds, seed):
             if rng.random() < 0.15:
                 options += ["--vacuum-at", str(next_id + rng.randint(5, count - 5))]
             round_start_ms = int(time.time() * 1000)
+            writer_err = open(os.path.join(env.dir, "writer-%d.err" % rounds), "w+")
             writer = subprocess.Popen([WRITER_PY, env.db, env.log, "--count", str(count), "--start", str(next_id)]
-                                      + options, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                      + options, stdout=subprocess.DEVNULL, stderr=writer_err)
             time.sleep(rng.uniform(0.2, 1.5))
             event = rng.choice(EVENTS)
             if event in KILL_POINTS:
@@ -124,6 +125,15 @@ def torture(seconds, seed):
             writer.wait(timeout=300)
             if event == "kill-writer":
                 record_unlogged_commit(env, round_start_ms, int(time.time() * 1000))
+            # a writer that was not killed must have done its work: one that
+            # failed would leave the ground truth short (its next run would
+            # find ids the log lacks), so the round fails with its reason
+            writer_err.seek(0)
+            writer_failed = event != "kill-writer" and writer.returncode != 0
+            if writer_failed:
+                mismatches += 1
+                print("# round %d: the writer exited %d: %s" % (rounds, writer.returncode, writer_err.read()[-1500:]))
+            writer_err.close()
             commits = env.commits()
             history.append((next_id, rounds, event))
             next_id = max(commits) + 1 if commits else 1
@@ -132,7 +142,7 @@ def torture(seconds, seed):
             time.sleep(0.6)
             first = min(t0 for t0, t1 in commits.values())
             last = max(t1 for t0, t1 in commits.values())
-            round_ok = True
+            round_ok = not writer_failed
             for _ in range(3):
                 target = rng.randint(first, last + 500)
                 restores += 1

@@ -43,9 +43,17 @@
  * the lock is held the grace time starts over. An engine writing blind
  * never takes it; a SQLite writer that died between its commit frame and
  * publishing leaves it free, and its frames count until the next SQLite
- * writer publishes (see below). The search reads at most PROBE_FRAMES_PER_CHECK frames
- * per call and goes on from where it stopped at the next call; when
- * nothing lies past the end (the usual case) it costs an fstat.
+ * writer publishes (see below). Only one such commit can be a dead SQLite
+ * writer's: the next SQLite writer appends at the wal-index's end, over
+ * it, and publishes. So a single commit beyond the end counts only after
+ * DEAD_WRITER_GRACE_MS (a minute), two or more after grace_ms: a blind
+ * engine commits again and again, and is named within a few sync
+ * intervals, while the sidecar keeps its connections (and so SQLite's
+ * shared memory) through a dead writer's orphan, as SQLite's own
+ * connections would, instead of letting the next one to open recover it.
+ * The search reads at most PROBE_FRAMES_PER_CHECK frames per call and
+ * goes on from where it stopped at the next call; when nothing lies past
+ * the end (the usual case) it costs an fstat.
  *
  * Why once seen it stays: after it, the sidecar closes its connections
  * (a snapshot or checkpoint through a wal-index that no longer describes
@@ -77,6 +85,10 @@
 /* Checks come once per sync interval, a millisecond early or late: a
  * commit seen at two checks one interval apart counts. */
 #define GRACE_JITTER_DIVISOR 10
+/* One commit beyond the end, never followed by a second, may be a SQLite
+ * writer's that died before publishing it (see DESIGN): it counts only
+ * after this long. */
+#define DEAD_WRITER_GRACE_MS 60000
 #define TSHM_MAGIC "TSHMWAL\0"
 #define TSHM_MAGIC_BYTES 8
 #define RUNBOOK_HINT "see docs/runbook.md, \"Other engines beside the sidecar\""
@@ -87,6 +99,7 @@ struct beyond_search {
     struct wal_position from;      /* the tailer's committed end it started at */
     struct wal_position reached;   /* valid frames followed so far */
     int found;                     /* a commit frame ends at `commit` */
+    int second_found;              /* and another one follows it */
     struct wal_position commit;
     int64_t found_ms;              /* when it was first seen */
 };
@@ -295,13 +308,15 @@ static int unpublished_frames(struct capture_probe *p, const struct capture_view
     }
     if (s->found && !commit_still_there(fd, hdr, s))
         *s = (struct beyond_search){.active = 1, .from = view->committed_end, .reached = view->committed_end};
-    if (!s->found) {
+    if (!s->second_found) {
         int found = search_commit(fd, hdr, st.st_size, s);
         if (found < 0) {
             rc = tm_error_set(err, "out of memory");
             goto done;
         }
-        if (found) {
+        if (found && s->found) {
+            s->second_found = 1;
+        } else if (found) {
             s->found = 1;
             s->commit = s->reached;
             s->found_ms = now_ms;
@@ -309,13 +324,16 @@ static int unpublished_frames(struct capture_probe *p, const struct capture_view
     }
     if (s->found && sqlite_writer_active(view->wal_index_fd))
         s->found_ms = now_ms;   /* maybe its commit, being synced: not yet published */
-    if (s->found && now_ms - s->found_ms >= p->grace_ms - p->grace_ms / GRACE_JITTER_DIVISOR) {
+    int64_t grace_ms = s->second_found ? p->grace_ms : DEAD_WRITER_GRACE_MS;
+    if (s->found && now_ms - s->found_ms >= grace_ms - grace_ms / GRACE_JITTER_DIVISOR) {
         tm_error_set(err, "'%s' holds committed transactions that the wal-index ('%s-shm') does not publish "
                      "(frames %u-%u, for %.1f s): another engine writes this WAL without SQLite's shared memory "
-                     "(the Turso engine in its multiprocess_wal mode, or run with LIMBO_DISABLE_FILE_LOCK), and "
+                     "(the Turso engine in its multiprocess_wal mode, or run with LIMBO_DISABLE_FILE_LOCK)%s, and "
                      "tidemark cannot see its commits; stopped following the database",
                      p->wal_path, p->db_path, s->from.frame + 1, s->commit.frame,
-                     (double)(now_ms - s->found_ms) / 1000.0);
+                     (double)(now_ms - s->found_ms) / 1000.0,
+                     s->second_found ? "" : ", or a SQLite writer died between writing its commit and publishing it "
+                     "and none has written since");
         p->sticky = 1;
         p->sticky_dev = st.st_dev;
         p->sticky_ino = st.st_ino;

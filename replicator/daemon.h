@@ -114,6 +114,7 @@ struct replicator {
     ev_signal sigterm_watcher, sigint_watcher;
     ev_timer drain_timer;            /* stopping: wait for the replicas */
     int64_t stop_deadline_ms;
+    int64_t started_ms;              /* when this sidecar started (schedules_catch_up) */
     int exit_code;
     const struct replicate_options *opts;
     struct metrics_server *metrics;

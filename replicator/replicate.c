@@ -369,7 +369,8 @@ static void start_watchers(struct replicator *rep)
 int replicate_run(const struct config *cfg, const struct crypto_keyring *key,
                   const struct replicate_options *opts)
 {
-    struct replicator rep = {.cfg = cfg, .key = key, .inotify_fd = -1, .opts = opts, .entry_lock_fd = -1};
+    struct replicator rep = {.cfg = cfg, .key = key, .inotify_fd = -1, .opts = opts, .entry_lock_fd = -1,
+                             .started_ms = clock_now_ms()};
     struct tm_error err;
     rep.loop = ev_default_loop(EVFLAG_AUTO);
     raise_fd_limit();

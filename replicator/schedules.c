@@ -226,7 +226,10 @@ static ev_tstamp next_scheduled_snapshot(ev_periodic *w, ev_tstamp now)
 }
 
 /* A snapshot that the schedule or the interval asked for while the
- * sidecar was not running is taken as soon as it is back. */
+ * sidecar was not running is taken as soon as it is back. One due since
+ * the sidecar started was not missed: the schedule took it or skipped it
+ * (a directory's database, unchanged, asleep), even when this runs at a
+ * sleeping database's first wake. */
 void schedules_catch_up(struct db_context *ctx)
 {
     int64_t last = ctx->shipper.last_snapshot_ms, now = clock_now_ms();
@@ -235,7 +238,7 @@ void schedules_catch_up(struct db_context *ctx)
         due = next_snapshot_ms(ctx, last);
     if (ctx->cfg->snapshot_interval_ms && last + ctx->cfg->snapshot_interval_ms < due)
         due = last + ctx->cfg->snapshot_interval_ms;
-    if (due < 0 || due > now || (ctx->tenant && unchanged_since_snapshot(ctx)))
+    if (due < 0 || due > now || due >= ctx->owner->started_ms || (ctx->tenant && unchanged_since_snapshot(ctx)))
         return;
     char when[40];
     clock_format_ms(due, when, sizeof when);

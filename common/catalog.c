@@ -4,6 +4,9 @@
  * says where each kind's entries go. */
 #include "catalog.h"
 
+#include "archive.h"
+#include "crypto.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -140,4 +143,84 @@ void catalog_release(struct catalog *cat)
     }
     free(cat->generations);
     memset(cat, 0, sizeof *cat);
+}
+
+/* --------------------------------------------------------------- trust
+ * A snapshot counts only once its header is read with the key: a name
+ * can be planted by anyone who can write to the bucket. */
+
+struct expected_header {
+    const char *generation;
+    const struct catalog_snapshot *snap;
+};
+
+static int header_matches(const struct expected_header *want, const char *generation, uint64_t index,
+                          int64_t time_ms, struct tm_error *err)
+{
+    if (strcmp(generation, want->generation) != 0 || index != want->snap->index || time_ms != want->snap->time_ms)
+        return tm_error_setc(err, TM_ERR_CORRUPT, "its header does not match its name (generation, index or "
+                             "time)");
+    return 0;
+}
+
+static int sqlite_header_check(void *ctx, const struct snapshot_header *h, struct tm_error *err)
+{
+    return header_matches(ctx, h->generation, h->index, h->time_ms, err);
+}
+
+static int redis_header_check(void *ctx, const struct redis_snapshot_header *h, struct tm_error *err)
+{
+    return header_matches(ctx, h->generation, h->index, h->time_ms, err);
+}
+
+/* Reads the header only (no on_page / on_data: the reader stops there). */
+static int read_header(struct storage *st, const struct crypto_keyring *key, int redis,
+                       struct expected_header *want, struct tm_error *err)
+{
+    if (redis) {
+        struct redis_snapshot_visitor visitor = {redis_header_check, NULL, want};
+        struct redis_snapshot_header h;
+        return redis_snapshot_read(st, want->snap->key, key, &visitor, &h, err);
+    }
+    struct snapshot_visitor visitor = {sqlite_header_check, NULL, want};
+    struct snapshot_header h;
+    return snapshot_read(st, want->snap->key, key, &visitor, &h, err);
+}
+
+int catalog_check_snapshot(struct storage *st, const struct crypto_keyring *key, int redis, const char *generation,
+                           struct catalog_snapshot *snap, struct tm_error *err)
+{
+    struct expected_header want = {generation, snap};
+    struct tm_error read_err = {0};
+    snap->why[0] = '\0';
+    if (read_header(st, key, redis, &want, &read_err) == 0) {
+        snap->trust = CATALOG_VERIFIED;
+        return 0;
+    }
+    enum tm_error_code code = tm_error_code(&read_err);
+    /* crypto.c's missing_key: the object is under a key we do not hold */
+    int wrong_key = code == TM_ERR_FAILED && strncmp(read_err.msg, "wrong key", 9) == 0;
+    if (wrong_key && key && crypto_keyring_public_only(key)) {
+        snap->trust = CATALOG_ENVELOPE_ONLY;
+        return 0;
+    }
+    if (code == TM_ERR_CORRUPT || code == TM_ERR_NOT_FOUND || code == TM_ERR_REFUSED || wrong_key) {
+        snap->trust = CATALOG_REJECTED;
+        snprintf(snap->why, sizeof snap->why, "%s", read_err.msg);
+        return 0;
+    }
+    *err = read_err;
+    return tm_error_prefix(err, "snapshot '%s': ", snap->key);
+}
+
+int catalog_check_snapshots(struct storage *st, const struct crypto_keyring *key, int redis, struct catalog *cat,
+                            struct tm_error *err)
+{
+    for (size_t g = 0; g < cat->generation_count; g++) {
+        struct catalog_generation *gen = &cat->generations[g];
+        for (size_t s = 0; s < gen->snapshot_count; s++)
+            if (catalog_check_snapshot(st, key, redis, gen->id, &gen->snapshots[s], err) != 0)
+                return -1;
+    }
+    return 0;
 }

@@ -1,6 +1,8 @@
 /* catalog.h - what a replica holds for a database, from listings alone
  * (names and sizes; nothing is decrypted): the archive's generations and,
- * in each, its snapshots, segments and deltas. Names are parsed by
+ * in each, its snapshots, segments and deltas. A name proves nothing:
+ * catalog_check_snapshots reads each snapshot's header with the key,
+ * and decisions (retention) count only what it verified. Names are parsed by
  * layout.h; what an object holds is checked when it is read (archive.h). */
 #ifndef TM_CATALOG_H
 #define TM_CATALOG_H
@@ -12,11 +14,22 @@
 #include "layout.h"
 #include "storage/storage.h"
 
+/* What reading a snapshot's header showed (catalog_check_snapshots);
+ * a catalog fresh from the listing has every snapshot UNCHECKED. */
+enum catalog_trust {
+    CATALOG_UNCHECKED = 0,    /* known from its name only */
+    CATALOG_VERIFIED,         /* header read and authenticated with the key, and matches the name */
+    CATALOG_ENVELOPE_ONLY,    /* only a public key: a well-formed envelope sealed to a key pair, header unread */
+    CATALOG_REJECTED,         /* not a valid snapshot of this place (or not readable with the key): see why */
+};
+
 struct catalog_snapshot {
     uint64_t index;
     int64_t time_ms;
     uint64_t size;
     char key[ARCHIVE_NAME_MAX];
+    enum catalog_trust trust;
+    char why[256];            /* CATALOG_REJECTED: the reader's error */
 };
 
 struct catalog_segment {
@@ -54,5 +67,26 @@ struct catalog {
  * partial catalog is never returned, since retention plans from it. */
 int catalog_load(struct storage *st, const char *db, struct catalog *out, struct tm_error *err);
 void catalog_release(struct catalog *cat);
+
+struct crypto_keyring;
+
+/* Reads the payload header of every snapshot of cat (`redis`: Redis
+ * snapshots) with key and sets its trust: VERIFIED when the envelope
+ * authenticates what was read (with a symmetric key or a secret key,
+ * the first encrypted chunk's MAC covers the header; with `encryption:
+ * none` the checks are structural only) and the header's generation,
+ * index and time match the name; REJECTED (why set) when the object is
+ * missing, corrupt, of another kind or under a key we do not hold;
+ * ENVELOPE_ONLY when key holds only a public key (a sidecar with a key
+ * pair cannot read what it wrote) and the envelope is well formed. Only
+ * the header is read (on S3 the first ranged GET). Returns -1 (err set)
+ * on an error that says nothing about the object (network, memory): the
+ * trust values are then incomplete and must not be acted on. */
+int catalog_check_snapshots(struct storage *st, const struct crypto_keyring *key, int redis, struct catalog *cat,
+                            struct tm_error *err);
+
+/* The same for one snapshot of generation `generation`. */
+int catalog_check_snapshot(struct storage *st, const struct crypto_keyring *key, int redis, const char *generation,
+                           struct catalog_snapshot *snap, struct tm_error *err);
 
 #endif

@@ -18,7 +18,7 @@
 static const struct cli_option opt_dry_run = {"dry-run", 0, NULL, 0, 0, "delete nothing, show the plan"};
 static const struct cli_option opt_now = {"now", 0, "TIME", 0, 0, "plan as of another time"};
 static const struct cli_option *const options[] = {&cli_opt_config, &cli_opt_replica, &opt_dry_run, &cli_opt_json,
-                                                    &opt_now, &cli_opt_verbose, NULL};
+                                                    &opt_now, &cli_opt_key_file, &cli_opt_verbose, NULL};
 
 struct retention_options {
     int dry_run;
@@ -51,11 +51,20 @@ static void print_text(const struct retention_plan *plan, int dry_run)
            plan->deleted_segments, plan->deleted_bytes, plan->deleted_deltas, plan->kept_snapshots,
            plan->kept_segments, plan->kept_deltas, window);
     struct snapshot_words words;
+    if (plan->unverified_snapshots)
+        printf(" %zu snapshot(s) failed verification with the key: never counted as newest or kept (see below)\n",
+               plan->unverified_snapshots);
+    if (plan->envelope_only)
+        printf(" snapshot headers not verified: the configuration holds only the public key (planned from their "
+               "names; --key-file SECRET verifies them)\n");
     for (size_t i = 0; i < plan->count; i++) {
         const struct retention_object *o = &plan->objects[i];
-        if (describe_snapshot(o, &words))
-            printf("  %-7s snapshot %s  generation %s%s%s\n", o->rules ? "keep" : (dry_run ? "delete?" : "deleted"),
-                   words.when, o->generation, o->rules ? "  kept by: " : "", words.why);
+        if (!describe_snapshot(o, &words))
+            continue;
+        printf("  %-7s snapshot %s  generation %s%s%s\n", o->rules ? "keep" : (dry_run ? "delete?" : "deleted"),
+               words.when, o->generation, o->rules ? "  kept by: " : "", words.why);
+        if (o->unverified)
+            printf("          unverified: '%s': %s\n", o->key, o->problem);
     }
 }
 
@@ -64,9 +73,9 @@ static void print_json(const struct retention_plan *plan, int dry_run)
     char window[40];
     clock_format_ms(plan->window_start_ms, window, sizeof window);
     printf(", \"dry_run\": %s, \"point_in_time_from\": \"%s\", "
-           "\"deleted_snapshots\": %zu, \"deleted_segments\": %zu, \"deleted_deltas\": %zu, \"deleted_bytes\": %"
+           "\"unverified_snapshots\": %zu, \"deleted_snapshots\": %zu, \"deleted_segments\": %zu, \"deleted_deltas\": %zu, \"deleted_bytes\": %"
            PRIu64 ", \"kept_snapshots\": %zu, \"kept_segments\": %zu, \"kept_deltas\": %zu, \"snapshots\": [",
-           dry_run ? "true" : "false", window, plan->deleted_snapshots,
+           dry_run ? "true" : "false", window, plan->unverified_snapshots, plan->deleted_snapshots,
            plan->deleted_segments, plan->deleted_deltas, plan->deleted_bytes, plan->kept_snapshots,
            plan->kept_segments, plan->kept_deltas);
     int first_snapshot = 1;
@@ -75,15 +84,20 @@ static void print_json(const struct retention_plan *plan, int dry_run)
         const struct retention_object *o = &plan->objects[i];
         if (!describe_snapshot(o, &words))
             continue;
-        printf("%s{\"key\": \"%s\", \"time\": \"%s\", \"time_ms\": %" PRId64 ", \"keep\": %s, \"kept_by\": \"%s\"}",
-               first_snapshot ? "" : ", ", o->key, words.when, o->time_ms, o->rules ? "true" : "false", words.why);
+        printf("%s{\"key\": ", first_snapshot ? "" : ", ");
+        json_write_string(stdout, o->key);
+        printf(", \"time\": \"%s\", \"time_ms\": %" PRId64 ", \"keep\": %s, \"kept_by\": \"%s\", \"verified\": %s, "
+               "\"problem\": ", words.when, o->time_ms, o->rules ? "true" : "false", words.why,
+               o->unverified ? "false" : "true");
+        json_write_string(stdout, o->problem);
+        printf("}");
         first_snapshot = 0;
     }
     printf("]");
 }
 
 /* Plans and applies for one replica; 0, or -1 with err set. */
-static int run_replica(const struct config_db *db, const struct config_replica *rep,
+static int run_replica(const struct config_db *db, const struct config_replica *rep, const struct crypto_keyring *key,
                        const struct retention_options *opts, struct report *out, struct tm_error *err)
 {
     struct storage *st;
@@ -94,6 +108,11 @@ static int run_replica(const struct config_db *db, const struct config_replica *
     if (rc != 0) {
         storage_free(st);
         return tm_error_prefix(err, "listing failed, nothing deleted: ");
+    }
+    if (catalog_check_snapshots(st, key, db->kind == DB_REDIS, &cat, err) != 0) {
+        catalog_release(&cat);
+        storage_free(st);
+        return tm_error_prefix(err, "reading snapshot headers failed, nothing deleted: ");
     }
     struct retention_plan plan;
     int64_t now_ms = opts->has_now ? opts->now_ms : clock_now_ms();
@@ -130,6 +149,7 @@ static int run_replica(const struct config_db *db, const struct config_replica *
 
 struct retention_run {
     const struct retention_options *opts;
+    const struct crypto_keyring *key;   /* verifies snapshot headers (NULL: encryption: none) */
     const char *replica;           /* --replica, or NULL */
 };
 
@@ -142,7 +162,7 @@ static int retention_one(void *ctx, const struct config_db *db, size_t r, struct
             printf("database %s: retention is off\n", db->name);
         return 0;
     }
-    if (run_replica(db, &db->replicas[r], run->opts, out, &err) != 0) {
+    if (run_replica(db, &db->replicas[r], run->key, run->opts, out, &err) != 0) {
         tm_error_prefix(&err, "database '%s', replica '%s': ", db->name, db->replicas[r].name);
         tm_error_print(&err);
         return 1;
@@ -156,12 +176,13 @@ static int run(const struct cli_args *args)
     if (cli_time(args, "now", &opts.now_ms, &opts.has_now) != 0)
         return CLI_USAGE_ERROR;
     struct config *cfg;
-    if (cli_load_config(args, CLI_NO_KEYS, &cfg, NULL) != 0)
+    struct crypto_keyring *key = NULL;
+    if (cli_load_config(args, CLI_KEYS_TO_WRITE, &cfg, &key) != 0)
         return 1;
-    struct retention_run run = {&opts, cli_value(args, "replica")};
+    struct retention_run run = {&opts, key, cli_value(args, "replica")};
     int rc = report_walk(cfg, cli_name(args), run.replica, TARGETS_EACH_REPLICA, cli_flag(args, "json"),
                          retention_one, &run);
-    cli_release_config(cfg, NULL);
+    cli_release_config(cfg, key);
     return rc;
 }
 
@@ -173,7 +194,10 @@ const struct cli_command cmd_retention = {
     .description =
         "Applies the configured retention (daily/weekly/monthly/yearly snapshots by UTC calendar,\n"
         "every second of the point-in-time window) to each replica, and shows for each snapshot\n"
-        "the rule that keeps it. --dry-run deletes nothing; --now plans as of another time.\n"
+        "the rule that keeps it. Only snapshots whose header the key verifies count (others are\n"
+        "reported, and kept unless older than the newest verified one); with only a public key\n"
+        "configured, --key-file SECRET verifies them. --dry-run deletes nothing; --now plans as of\n"
+        "another time.\n"
         "The sidecar runs it by itself after each snapshot and at least daily.\n",
     .run = run,
 };

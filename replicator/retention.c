@@ -22,6 +22,16 @@
  * SAFETY: the plan comes from a complete listing (catalog_load fails on
  * any listing error, and then nothing is deleted); the newest snapshot is
  * never deleted; deletion goes oldest first and stops at the first error.
+ *
+ * TRUST: the rules above walk only snapshots whose header was verified
+ * with the key (catalog_check_snapshots: an encrypted chunk's MAC covers
+ * what was read). A snapshot that failed the check (planted, damaged,
+ * under another key) is never newest, kept by a calendar rule or an
+ * anchor; it stays (KEEP_UNVERIFIED, reported) unless it is older than
+ * the newest verified snapshot kept, since what we cannot read may still
+ * be a real snapshot, while one older than a kept, verified snapshot is
+ * deleted like any old snapshot. A rule that will trust an authenticated
+ * per-generation head (issue 18) belongs in apply_head-like steps here.
  */
 #include "retention.h"
 
@@ -52,6 +62,13 @@ static int64_t period_of(int64_t time_ms, unsigned rule)
     }
 }
 
+/* Counts for the rules: verified, or never checked (unit tests, or a
+ * key that cannot read the header; the plan says so). */
+static int trusted(const struct retention_object *o)
+{
+    return !o->unverified;
+}
+
 static int newest_first(const void *a, const void *b)
 {
     const struct retention_object *x = *(struct retention_object *const *)a;
@@ -75,6 +92,17 @@ static void apply_calendar_rule(struct retention_object **snapshots, size_t coun
     }
 }
 
+/* Unverified snapshots stay unless the newest verified one (kept, as
+ * newest) is newer: see TRUST above. */
+static void keep_unverified(struct retention_plan *plan, const struct retention_object *newest)
+{
+    for (size_t i = 0; i < plan->count; i++) {
+        struct retention_object *o = &plan->objects[i];
+        if (o->is_snapshot && !trusted(o) && (!newest || o->time_ms >= newest->time_ms))
+            o->rules |= KEEP_UNVERIFIED;
+    }
+}
+
 /* Point-in-time for one generation: objects [first, first + count). */
 static void apply_window(struct retention_object *objects, size_t count, int64_t window_start,
                          int newest_generation)
@@ -83,9 +111,9 @@ static void apply_window(struct retention_object *objects, size_t count, int64_t
     int64_t end = INT64_MIN;
     for (size_t i = 0; i < count; i++) {
         struct retention_object *o = &objects[i];
-        if (o->time_ms > end)
+        if (o->time_ms > end && (!o->is_snapshot || trusted(o)))
             end = o->time_ms;
-        if (!o->is_snapshot)
+        if (!o->is_snapshot || !trusted(o))
             continue;
         if (!oldest)
             oldest = o;
@@ -134,14 +162,17 @@ static int flatten(const struct catalog *cat, struct retention_plan *plan, size_
             struct retention_object *o = &plan->objects[plan->count++];
             if (s < gen->snapshot_count && snap_index <= delta_index && snap_index <= seg_index) {
                 const struct catalog_snapshot *snap = &gen->snapshots[s++];
-                *o = (struct retention_object){snap->key, gen->id, 1, 0, snap->index, snap->time_ms, snap->size, 0};
+                *o = (struct retention_object){snap->key, gen->id, 1, 0, snap->index, snap->time_ms, snap->size, 0,
+                                               snap->trust == CATALOG_REJECTED, snap->why};
+                plan->unverified_snapshots += o->unverified;
+                plan->envelope_only |= snap->trust == CATALOG_ENVELOPE_ONLY;
             } else if (d < gen->delta_count && delta_index <= seg_index) {
                 const struct catalog_delta *delta = &gen->deltas[d++];
                 *o = (struct retention_object){delta->key, gen->id, 0, 1, delta->first_index, delta->last_ms,
-                                               delta->size, 0};
+                                               delta->size, 0, 0, ""};
             } else {
                 const struct catalog_segment *seg = &gen->segments[k++];
-                *o = (struct retention_object){seg->key, gen->id, 0, 0, seg->index, seg->last_ms, seg->size, 0};
+                *o = (struct retention_object){seg->key, gen->id, 0, 0, seg->index, seg->last_ms, seg->size, 0, 0, ""};
             }
         }
     }
@@ -188,11 +219,12 @@ int retention_plan(const struct catalog *cat, const struct config_retention *rul
     }
     size_t snapshot_count = 0;
     for (size_t i = 0; i < out->count; i++)
-        if (out->objects[i].is_snapshot)
+        if (out->objects[i].is_snapshot && trusted(&out->objects[i]))
             snapshots[snapshot_count++] = &out->objects[i];
     qsort(snapshots, snapshot_count, sizeof *snapshots, newest_first);
     if (snapshot_count)
         snapshots[0]->rules |= KEEP_NEWEST;
+    keep_unverified(out, snapshot_count ? snapshots[0] : NULL);
     apply_calendar_rule(snapshots, snapshot_count, KEEP_DAILY, rules->daily);
     apply_calendar_rule(snapshots, snapshot_count, KEEP_WEEKLY, rules->weekly);
     apply_calendar_rule(snapshots, snapshot_count, KEEP_MONTHLY, rules->monthly);
@@ -242,7 +274,8 @@ void retention_rules_text(unsigned rules, char *out, size_t len)
     static const struct { unsigned rule; const char *name; } names[] = {
         {KEEP_NEWEST, "newest"}, {KEEP_DAILY, "daily"}, {KEEP_WEEKLY, "weekly"},
         {KEEP_MONTHLY, "monthly"}, {KEEP_YEARLY, "yearly"}, {KEEP_POINT_IN_TIME, "point-in-time"},
-        {KEEP_INCOMPLETE, "generation-without-snapshot"}, {KEEP_IN_USE, "in-use-by-a-restore"}};
+        {KEEP_INCOMPLETE, "generation-without-snapshot"}, {KEEP_IN_USE, "in-use-by-a-restore"},
+        {KEEP_UNVERIFIED, "unverified-kept-until-a-verified-one-is-newer"}};
     size_t used = 0;
     out[0] = '\0';
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)

@@ -1,9 +1,11 @@
 /* retention.h - grandfather-father-son retention of one replica's archive
  * of one database (the `tidemark retention` command is cmd_retention.c).
  *
- * retention_plan decides from the catalogue alone (names, times, sizes)
- * which snapshots and segments stay and why; retention_apply deletes the
- * rest. Planning is a pure function of the catalogue, the rules and "now",
+ * retention_plan decides from the catalogue (names, times, sizes, and
+ * what catalog_check_snapshots verified) which snapshots and segments
+ * stay and why; retention_apply deletes the rest. Only a snapshot whose
+ * header the key verified counts as newest, kept or an anchor: a name
+ * planted in the bucket never makes retention delete a real snapshot. Planning is a pure function of the catalogue, the rules and "now",
  * so it is tested over simulated years (tests/unit/test_retention.c). */
 #ifndef TM_RETENTION_H
 #define TM_RETENTION_H
@@ -25,6 +27,8 @@ enum retention_rule {
     KEEP_POINT_IN_TIME = 1 << 5,  /* needed for a second inside the window */
     KEEP_INCOMPLETE = 1 << 6,     /* a generation with no snapshot (yet) */
     KEEP_IN_USE = 1 << 7,         /* a restore, verify or drill reads its generation */
+    KEEP_UNVERIFIED = 1 << 8,     /* a snapshot not verified, not older than every kept verified
+                                     one: kept (never counted) and reported */
 };
 
 struct retention_object {
@@ -36,6 +40,8 @@ struct retention_object {
     int64_t time_ms;              /* snapshot time, or a segment's last commit */
     uint64_t size;
     unsigned rules;               /* 0: delete */
+    int unverified;               /* a snapshot the key did not verify (catalog_check_snapshots) */
+    const char *problem;          /* then why (into the catalogue), or "" */
 };
 
 struct retention_plan {
@@ -43,10 +49,16 @@ struct retention_plan {
     size_t count;
     size_t deleted_snapshots, deleted_segments, kept_snapshots, kept_segments;
     size_t deleted_deltas, kept_deltas;
+    size_t unverified_snapshots;        /* rejected by catalog_check_snapshots */
+    int envelope_only;                  /* some snapshot's header could not be read (public key only) */
     uint64_t deleted_bytes;
     int64_t window_start_ms;            /* every second after it stays restorable */
 };
 
+/* Snapshots a caller did not check (CATALOG_UNCHECKED) are planned from
+ * their names, as are ENVELOPE_ONLY ones (the plan says so); REJECTED
+ * ones never count: they stay while no kept verified snapshot is newer
+ * (they may be a real snapshot we cannot read), and go with the old. */
 int retention_plan(const struct catalog *cat, const struct config_retention *rules, int64_t now_ms,
                    struct retention_plan *out, struct tm_error *err);
 void retention_plan_release(struct retention_plan *plan);

@@ -206,6 +206,8 @@ int catalog_check_snapshot(struct storage *st, const struct crypto_keyring *key,
     }
     if (code == TM_ERR_CORRUPT || code == TM_ERR_NOT_FOUND || code == TM_ERR_REFUSED || wrong_key) {
         snap->trust = CATALOG_REJECTED;
+        if (!strstr(read_err.msg, snap->key))
+            tm_error_prefix(&read_err, "snapshot '%s': ", snap->key);
         snprintf(snap->why, sizeof snap->why, "%s", read_err.msg);
         return 0;
     }

@@ -52,7 +52,8 @@ static void print_text(const struct retention_plan *plan, int dry_run)
            plan->kept_segments, plan->kept_deltas, window);
     struct snapshot_words words;
     if (plan->unverified_snapshots)
-        printf(" %zu snapshot(s) failed verification with the key: never counted as newest or kept (see below)\n",
+        printf(" %zu snapshot(s) failed verification with the key: not counted by any rule, kept while no "
+               "verified snapshot is newer (see below)\n",
                plan->unverified_snapshots);
     if (plan->envelope_only)
         printf(" snapshot headers not verified: the configuration holds only the public key (planned from their "
@@ -64,7 +65,7 @@ static void print_text(const struct retention_plan *plan, int dry_run)
         printf("  %-7s snapshot %s  generation %s%s%s\n", o->rules ? "keep" : (dry_run ? "delete?" : "deleted"),
                words.when, o->generation, o->rules ? "  kept by: " : "", words.why);
         if (o->unverified)
-            printf("          unverified: '%s': %s\n", o->key, o->problem);
+            printf("          unverified: %s\n", o->problem);
     }
 }
 

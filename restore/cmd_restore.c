@@ -27,6 +27,17 @@ static const struct cli_option *const options[] = {
 
 #define EXIT_SKIPPED 3   /* restoring many: a database created after the target */
 
+/* The newer snapshots a restore skipped (restore.h), one line each. */
+static void print_skipped(const struct restore_outcome *out)
+{
+    const char *line = out->skipped;
+    for (unsigned i = 0; i < out->skipped_count && *line; i++) {
+        size_t len = strcspn(line, "\n");
+        printf("  skipped:      %.*s (fell back to an older snapshot)\n", (int)len, line);
+        line += len + (line[len] == '\n');
+    }
+}
+
 static void print_sqlite_outcome(const struct restore_options *opts, const struct restore_outcome *out)
 {
     char point[40], snapshot[40], target[40];
@@ -45,6 +56,7 @@ static void print_sqlite_outcome(const struct restore_options *opts, const struc
         printf("  target:       latest\n");
     }
     printf("  snapshot:     %s (generation %s)\n", snapshot, out->generation);
+    print_skipped(out);
     printf("  transactions: %" PRIu64 " applied after the snapshot, from %" PRIu64 " segment(s) and %" PRIu64
            " delta(s)\n", out->transactions, out->segments, out->deltas);
     printf("  size:         %" PRIu64 " bytes (%u pages of %u)\n", out->bytes, out->pages, out->page_size);

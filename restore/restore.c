@@ -17,7 +17,12 @@
  *
  * Any missing, corrupt or undecryptable object stops the restore before
  * anything is written at the output path, with the object named and the
- * last point that can be restored consistently. */
+ * last point that can be restored consistently; but a snapshot is only
+ * a starting point: when the one planned is missing, damaged or not a
+ * valid snapshot at all (a name planted in the bucket), the restore
+ * starts again from the next older snapshot, across generations, and
+ * replays every segment after it (apply_snapshot_or_older), and says
+ * which snapshot it skipped and why (restore_outcome.skipped). */
 #include "restore.h"
 
 #include "../common/targets.h"
@@ -59,6 +64,8 @@ struct restore_state {
     uint64_t segments_read;
     uint64_t deltas_read;
     int stopped;                        /* reached a transaction after the target */
+    unsigned skipped_count;             /* newer snapshots skipped: damaged or not valid */
+    char skipped[RESTORE_SKIPPED_BYTES];/* why, one line each */
     /* Prefetch from a network replica: the next segments are downloaded
      * in parallel into local files (PREFETCH_WINDOW at a time) and read
      * from there; nothing is applied before it is checked as usual. */
@@ -333,6 +340,8 @@ int restore_plan(const struct catalog *cat, const struct restore_options *opts,
         const struct catalog_generation *cand = &cat->generations[g];
         for (size_t s = 0; s < cand->snapshot_count; s++) {
             const struct catalog_snapshot *cs = &cand->snapshots[s];
+            if (cs->trust == CATALOG_REJECTED)   /* failed its check: see apply_snapshot_or_older */
+                continue;
             if (cs->time_ms < earliest)
                 earliest = cs->time_ms;
             if (opts->has_target && cs->time_ms > opts->target_ms)
@@ -358,6 +367,82 @@ int restore_plan(const struct catalog *cat, const struct restore_options *opts,
     *gen_out = gen;
     *snap_out = snap;
     return 0;
+}
+
+/* A snapshot failed to apply for a reason of its own (missing, damaged,
+ * not a snapshot of this place) rather than of the restore (disk, key). */
+static int snapshot_skippable(const struct tm_error *err)
+{
+    enum tm_error_code code = tm_error_code(err);
+    return code == TM_ERR_CORRUPT || code == TM_ERR_NOT_FOUND;
+}
+
+static void reject_snapshot(struct catalog *cat, const struct catalog_snapshot *snap, const char *why)
+{
+    for (size_t g = 0; g < cat->generation_count; g++)
+        for (size_t s = 0; s < cat->generations[g].snapshot_count; s++)
+            if (&cat->generations[g].snapshots[s] == snap) {
+                cat->generations[g].snapshots[s].trust = CATALOG_REJECTED;
+                snprintf(cat->generations[g].snapshots[s].why, sizeof snap->why, "%s", why);
+            }
+}
+
+/* Moves our lease (and the generation checked against) to generation `id`. */
+static void switch_generation(struct restore_state *rs, const struct restore_options *opts, const char *id)
+{
+    if (strcmp(rs->generation, id) == 0)
+        return;
+    lease_release(rs->st, rs->lease);
+    rs->lease[0] = '\0';
+    struct tm_error err;
+    if (lease_take(rs->st, opts->db_name, id, clock_now_ms(), rs->lease, sizeof rs->lease, &err) != 0) {
+        log_event(LOG_WARN, opts->db_name, NULL, "could not record that this restore reads generation %s (retention "
+                  "may run meanwhile): %s", id, err.msg);
+        rs->lease[0] = '\0';
+    }
+    snprintf(rs->generation, sizeof rs->generation, "%s", id);
+}
+
+/* Applies *snap; while it fails for a reason of its own, notes why in
+ * rs->skipped, empties the file and plans again without it (the next
+ * older snapshot at or before the target, *gen and *snap updated). When
+ * no older snapshot is left, fails with the first snapshot's error. */
+static int apply_snapshot_or_older(struct restore_state *rs, struct catalog *cat, const struct restore_options *opts,
+                                   const struct catalog_generation **gen, const struct catalog_snapshot **snap,
+                                   struct tm_error *err)
+{
+    struct tm_error first = {0}, attempt;
+    for (;;) {
+        struct tm_error *this_err = rs->skipped_count ? &attempt : err;   /* err: the first error */
+        if (apply_snapshot(rs, *snap, this_err) == 0)
+            return 0;
+        if (!snapshot_skippable(this_err)) {
+            if (this_err != err)
+                *err = *this_err;
+            return -1;
+        }
+        if (!rs->skipped_count)
+            first = *err;
+        size_t used = strlen(rs->skipped);
+        snprintf(rs->skipped + used, sizeof rs->skipped - used, "%s%s", used ? "\n" : "", this_err->msg);
+        rs->skipped_count++;
+        reject_snapshot(cat, *snap, this_err->msg);
+        page_writer_free(rs->pages);
+        rs->pages = NULL;
+        if (ftruncate(rs->fd, 0) != 0)
+            return tm_error_set(err, "cannot empty the temporary file: %s", strerror(errno));
+        struct tm_error plan_err;
+        if (restore_plan(cat, opts, gen, snap, &plan_err) != 0) {
+            *err = first;
+            if (rs->skipped_count > 1)
+                tm_error_hint(err, "no older snapshot at or before the target restores either (%u tried)",
+                              rs->skipped_count);
+            else
+                tm_error_hint(err, "no older snapshot at or before the target to fall back to");
+            return -1;
+        }
+        switch_generation(rs, opts, (*gen)->id);
+    }
 }
 
 static int apply_segments(struct restore_state *rs, const struct catalog_generation *gen,
@@ -471,6 +556,8 @@ static void fill_outcome(const struct restore_state *rs, struct restore_outcome 
         .transactions = rs->transactions_applied, .segments = rs->segments_read, .deltas = rs->deltas_read,
         .bytes = (uint64_t)rs->db_size * rs->page_size, .pages = rs->db_size, .page_size = rs->page_size};
     snprintf(out->generation, sizeof out->generation, "%s", rs->generation);
+    out->skipped_count = rs->skipped_count;
+    snprintf(out->skipped, sizeof out->skipped, "%s", rs->skipped);
 }
 
 static int restore_into(struct restore_state *rs, const struct restore_options *opts,
@@ -494,7 +581,7 @@ static int restore_into(struct restore_state *rs, const struct restore_options *
             rc = tm_error_set(err, "cannot create '%s': %s", temp, strerror(errno));
     }
     if (rc == 0)
-        rc = apply_snapshot(rs, snap, err);
+        rc = apply_snapshot_or_older(rs, &cat, opts, &gen, &snap, err);
     if (rc == 0)
         rc = apply_segments(rs, gen, snap, opts, err);
     if (rc == 0 && rs->pages)

@@ -10,6 +10,8 @@
 #include "../common/crypto.h"
 #include "../common/storage/storage.h"
 
+#define RESTORE_SKIPPED_BYTES 1024
+
 /* What a successful restore produced (for the command's report, drills'
  * RPO). */
 struct restore_outcome {
@@ -22,6 +24,9 @@ struct restore_outcome {
     uint64_t bytes;          /* the database's size (Redis: the RDB's) */
     uint32_t pages, page_size;
     int loaded;              /* Redis: checked by loading it into a private redis-server */
+    unsigned skipped_count;  /* newer snapshots skipped (missing, damaged, not valid): the restore
+                                fell back to an older one */
+    char skipped[RESTORE_SKIPPED_BYTES];   /* why, one line per snapshot (each names it) */
 };
 
 struct restore_options {
@@ -45,7 +50,9 @@ int restore_database(const struct config_db *db, const struct crypto_keyring *ke
                      const struct restore_options *opts, struct restore_outcome *out, struct tm_error *err);
 
 /* The generation and snapshot a restore to opts' target starts from:
- * the newest snapshot at or before it, across generations. -1, or
+ * the newest snapshot at or before it, across generations, leaving out
+ * snapshots marked CATALOG_REJECTED (the restore marks one so when it
+ * fails to apply, and plans again). -1, or
  * RESTORE_NOT_YET, with err set. */
 int restore_plan(const struct catalog *cat, const struct restore_options *opts,
                  const struct catalog_generation **gen_out, const struct catalog_snapshot **snap_out,

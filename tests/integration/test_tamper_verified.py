@@ -1,0 +1,171 @@
+#!/usr/bin/python3
+"""Issue 18, "decisions only from verified objects": objects planted in a
+real generation under plausible names (a fake snapshot, a fake segment)
+and a damaged newest snapshot. Retention counts a snapshot as newest or
+kept only once its header is verified with the key, and reports the
+others; restore of "latest" and of a time falls back to the next older
+verified snapshot, says which object it skipped and why, and restores
+exactly the writer's ground truth. Prints TAP.
+"""
+import json, os, re, subprocess, time
+
+from helpers import *
+
+NO_RETENTION = "    retention: off\n"
+
+
+def tidemark(*args):
+    return subprocess.run([TIDEMARK] + list(args), capture_output=True, text=True)
+
+
+def snapshot_files(env):
+    return archive_files(env, ".snap")
+
+
+def name_fields(path):
+    return [int(x, 16) if n == 0 else int(x) for n, x in
+            enumerate(os.path.basename(path).rsplit(".", 1)[0].split("-"))]
+
+
+def plant_fake_snapshot(env, real):
+    """An 8-byte file named as the next snapshot, 1 ms after `real`."""
+    index, time_ms = name_fields(real)
+    fake = os.path.join(os.path.dirname(real), "%016x-%013d.snap" % (index + 1, time_ms + 1))
+    with open(fake, "wb") as f:
+        f.write(b"TIDEMARK")
+    return fake
+
+
+def plant_fake_segment(env, time_ms):
+    """A segment after the last real one, its commits at time_ms."""
+    segs = archive_files(env, ".seg")
+    index = name_fields(segs[-1])[0] + 1
+    fake = os.path.join(os.path.dirname(segs[-1]), "%016x-%013d-%013d.seg" % (index, time_ms, time_ms))
+    with open(fake, "wb") as f:
+        f.write(b"TIDEMARK" + bytes(64))
+    return fake
+
+
+def retention_plan(env, config):
+    proc = tidemark("retention", "-c", config, "--dry-run", "--json")
+    check(proc.returncode == 0, "retention --dry-run failed: " + proc.stdout + proc.stderr)
+    return json.loads(proc.stdout)[0]
+
+
+def plan_entry(plan, path):
+    for s in plan["snapshots"]:
+        if s["key"].endswith(os.path.basename(path)):
+            return s
+    raise Failure("%s not in the plan: %r" % (os.path.basename(path), plan["snapshots"]))
+
+
+def check_latest(env, skipped, why):
+    """Restore latest: every committed row, and the fallback said."""
+    proc, out = env.restore()
+    check(proc.returncode == 0, "restore latest failed: " + proc.stdout + proc.stderr)
+    check(restored_ids(out) == len(env.commits()), "restore latest lacks rows")
+    check("skipped" in proc.stdout and os.path.basename(skipped) in proc.stdout and why in proc.stdout,
+          "the fallback is not said (object and why): " + proc.stdout)
+
+
+def check_at_time(env, skipped, target_ms):
+    commits = env.commits()
+    proc, out = env.restore(iso(target_ms))
+    check(proc.returncode == 0, "restore at %s failed: %s" % (iso(target_ms), proc.stdout + proc.stderr))
+    check(os.path.basename(skipped) in proc.stdout, "the skipped snapshot is not named: " + proc.stdout)
+    k = restored_ids(out)
+    must = [i for i, (t0, t1) in commits.items() if t1 <= target_ms - SLACK_MS]
+    must_not = [i for i, (t0, t1) in commits.items() if t0 > target_ms]
+    check(not must or k >= max(must), "restore at %s has %d rows, expected at least %d" % (iso(target_ms), k, max(must)))
+    check(not must_not or k < min(must_not), "restore at %s has %d rows, some after the target" % (iso(target_ms), k))
+
+# ------------------------------------------------------------------ tests
+
+def test_fake_snapshot_is_not_trusted():
+    """An 8-byte file named as a snapshot 1 ms after the only real one:
+    retention keeps the real one as newest and reports the fake (kept:
+    it is newer than every verified snapshot); restore of latest and of
+    a time after the fake's name fall back to the real snapshot."""
+    env = Env("fake-snap", extra_db=NO_RETENTION)
+    try:
+        env.replicate_writes(60, "--delay-ms", "10")
+        snaps = snapshot_files(env)
+        check(len(snaps) == 1, "expected the generation's one snapshot, found %r" % snaps)
+        real = snaps[0]
+        fake = plant_fake_snapshot(env, real)
+        config = env.write_config("retention.yml", env.key)
+        plan = retention_plan(env, config)
+        real_entry, fake_entry = plan_entry(plan, real), plan_entry(plan, fake)
+        check(real_entry["keep"] and "newest" in real_entry["kept_by"], "real snapshot: %r" % real_entry)
+        check(fake_entry["keep"] and "newest" not in fake_entry["kept_by"] and not fake_entry["verified"]
+              and fake_entry["problem"], "fake snapshot: %r" % fake_entry)
+        check(plan["deleted_snapshots"] == 0, "plan deletes snapshots: %r" % plan)
+        proc = tidemark("retention", "-c", config, "--dry-run")
+        check("unverified" in proc.stdout and os.path.basename(fake) in proc.stdout,
+              "the fake is not reported: " + proc.stdout)
+        check_latest(env, fake, "corrupt")
+        commits = env.commits()
+        check_at_time(env, fake, (min(t1 for _, t1 in commits.values()) + max(t1 for _, t1 in commits.values())) // 2)
+    finally:
+        env.cleanup()
+
+
+def test_damaged_newest_snapshot_falls_back():
+    """Bytes flipped in the newest of several real snapshots: retention
+    counts the one before it as newest, restore of latest and of a time
+    after the damaged one replay from the older snapshot, exactly."""
+    env = Env("damaged-snap", extra_db="    snapshot-interval: 1s\n" + NO_RETENTION)
+    try:
+        env.replicate_writes(200, "--delay-ms", "15")
+        snaps = sorted(snapshot_files(env), key=lambda p: name_fields(p)[1])
+        check(len(snaps) >= 2, "expected several snapshots, found %d" % len(snaps))
+        newest, previous = snaps[-1], snaps[-2]
+        with open(newest, "r+b") as f:
+            size = os.path.getsize(newest)
+            f.seek(size // 2)
+            byte = f.read(1)
+            f.seek(size // 2)
+            f.write(bytes([byte[0] ^ 0x55]))
+        config = env.write_config("retention.yml", env.key, extra_db="    snapshot-interval: 1s\n")
+        plan = retention_plan(env, config)
+        check("newest" in plan_entry(plan, previous)["kept_by"], "previous: %r" % plan_entry(plan, previous))
+        damaged = plan_entry(plan, newest)
+        check(damaged["keep"] and not damaged["verified"] and "newest" not in damaged["kept_by"],
+              "damaged: %r" % damaged)
+        check_latest(env, newest, "authentication failed")
+        check_at_time(env, newest, name_fields(newest)[1] + 100)
+    finally:
+        env.cleanup()
+
+
+def test_fake_segment_and_snapshot():
+    """A fake snapshot and a fake segment after the real tail: retention
+    keeps the real snapshot; a restore before the fake segment's time is
+    exact; restore of latest refuses at the fake segment, naming it and
+    the last consistent point, which then restores exactly."""
+    env = Env("fake-seg", extra_db=NO_RETENTION)
+    try:
+        env.replicate_writes(60, "--delay-ms", "10")
+        real = snapshot_files(env)[0]
+        fake_snap = plant_fake_snapshot(env, real)
+        last_commit = max(t1 for _, t1 in env.commits().values())
+        fake_seg = plant_fake_segment(env, last_commit + 5000)
+        config = env.write_config("retention.yml", env.key)
+        plan = retention_plan(env, config)
+        check("newest" in plan_entry(plan, real)["kept_by"], "real snapshot: %r" % plan_entry(plan, real))
+        check(plan["deleted_snapshots"] == 0 and plan["deleted_segments"] == 0, "plan deletes: %r" % plan)
+        check_at_time(env, fake_snap, last_commit + 1000)
+        proc, _ = env.restore()
+        check(proc.returncode != 0 and os.path.basename(fake_seg) in proc.stderr, "latest: " + proc.stdout + proc.stderr)
+        point = re.search(r"--timestamp (\S+)", proc.stderr)
+        check(point, "no last consistent point in: " + proc.stderr)
+        proc, out = env.restore(point.group(1).rstrip(","))
+        check(proc.returncode == 0, "restore at the point named: " + proc.stdout + proc.stderr)
+        check(restored_ids(out) == len(env.commits()), "restore at the point named lacks rows")
+    finally:
+        env.cleanup()
+
+
+if __name__ == "__main__":
+    sys.exit(run_tests([test_fake_snapshot_is_not_trusted, test_damaged_newest_snapshot_falls_back,
+                        test_fake_segment_and_snapshot]))

@@ -304,6 +304,56 @@ static void test_deltas_follow_their_segments(void)
     catalog_release(&cat);
 }
 
+/* Snapshots that failed verification (CATALOG_REJECTED: planted names,
+ * damaged objects) are never newest, kept by a rule or an anchor: the
+ * newest verified one is, and it and its segments stay; a rejected one
+ * newer than it stays (reported), an older one goes; with no verified
+ * snapshot at all nothing is deleted. */
+static void test_unverified_snapshots_never_count(void)
+{
+    struct catalog cat = {0};
+    int64_t now = at("2026-11-24T12:00:00Z");
+    add_generation(&cat, "G1", at("2026-11-01T00:00:00Z"), at("2026-11-24T00:00:00Z"), now);
+    struct catalog_generation *gen = &cat.generations[0];
+    size_t newest = gen->snapshot_count - 1, old = 9;   /* 11-24 and 11-10 */
+    gen->snapshots[newest].trust = CATALOG_REJECTED;
+    snprintf(gen->snapshots[newest].why, sizeof gen->snapshots[newest].why, "corrupt: authentication failed");
+    gen->snapshots[old].trust = CATALOG_REJECTED;
+    for (size_t i = 0; i < gen->snapshot_count; i++)
+        if (i != newest && i != old)
+            gen->snapshots[i].trust = CATALOG_VERIFIED;
+    struct config_retention nothing = {1, 0, 0, 0, 0, 0};
+    struct retention_plan plan;
+    struct tm_error err;
+    ASSERT_EQ(retention_plan(&cat, &nothing, now, &plan, &err), 0);
+    ASSERT_EQ(plan.unverified_snapshots, 2);
+    ASSERT_EQ(plan.kept_snapshots, 2);
+    uint64_t anchor_index = gen->snapshots[newest - 1].index;
+    for (size_t i = 0; i < plan.count; i++) {
+        const struct retention_object *o = &plan.objects[i];
+        if (o->is_snapshot && o->index == gen->snapshots[newest].index) {
+            ASSERT_EQ(o->rules, KEEP_UNVERIFIED);
+            ASSERT_TRUE(o->unverified && strcmp(o->problem, "corrupt: authentication failed") == 0);
+        } else if (o->is_snapshot && o->index == anchor_index) {
+            ASSERT_EQ(o->rules, KEEP_NEWEST | KEEP_POINT_IN_TIME);
+        } else if (o->is_snapshot) {
+            ASSERT_EQ(o->rules, 0);
+        } else {
+            ASSERT_EQ(o->rules != 0, o->index >= anchor_index);
+        }
+    }
+    retention_plan_release(&plan);
+
+    /* nothing verified: nothing deleted */
+    for (size_t i = 0; i < gen->snapshot_count; i++)
+        gen->snapshots[i].trust = CATALOG_REJECTED;
+    ASSERT_EQ(retention_plan(&cat, &default_rules, now, &plan, &err), 0);
+    ASSERT_EQ(plan.deleted_snapshots, 0);
+    ASSERT_EQ(plan.deleted_segments, 0);
+    retention_plan_release(&plan);
+    catalog_release(&cat);
+}
+
 int main(void)
 {
     static const struct test_case cases[] = {
@@ -314,6 +364,8 @@ int main(void)
         {"retention: across generations; the latest point always stays; no snapshot, no deletion",
          test_generations_and_fail_safes},
         {"retention: a delta stays exactly when the first segment it covers stays", test_deltas_follow_their_segments},
+        {"retention: snapshots that fail verification never count; newer ones stay, older ones go",
+         test_unverified_snapshots_never_count},
     };
     return harness_run(cases, sizeof cases / sizeof *cases);
 }

@@ -306,6 +306,73 @@ static void test_catalog_of_nothing(void)
     storage_free(st);
 }
 
+/* ------------------------------------------------ trust: headers checked */
+
+static int put_bytes(struct storage *st, const char *key, const void *data, size_t len)
+{
+    struct storage_writer *w;
+    struct tm_error err;
+    if (storage_write_begin(st, key, &w, &err) != 0)
+        return -1;
+    if (storage_write(w, data, len, &err) != 0) {
+        storage_write_abort(w);
+        return -1;
+    }
+    return storage_write_commit(w, &err);
+}
+
+static const struct catalog_snapshot *snapshot_named(const struct catalog_generation *gen, const char *leaf)
+{
+    for (size_t i = 0; i < gen->snapshot_count; i++)
+        if (strstr(gen->snapshots[i].key, leaf))
+            return &gen->snapshots[i];
+    return NULL;
+}
+
+/* Real snapshots verify (SQLite and Redis); a planted 8-byte file, a real
+ * snapshot copied under another name, and any snapshot read with another
+ * key are rejected with the reason; the key's owner is not needed to
+ * reject junk, only to verify. */
+static void test_check_snapshots(void)
+{
+    struct storage *st = open_store("trust");
+    struct crypto_keyring *key = key_from(5), *other = key_from(6);
+    struct written w;
+    ASSERT_EQ(write_sqlite_generation(st, key, &w), 0);
+    ASSERT_EQ(write_redis_generation(st, key, &w), 0);
+    const char *real = DIR "/generations/" GEN1 "/snapshots/0000000000000000-1795324542000.snap";
+    uint8_t *bytes = NULL;
+    size_t len = 0;
+    struct tm_error err;
+    ASSERT_EQ(storage_read_all(st, real, &bytes, &len, &err), 0);
+    ASSERT_EQ(put_bytes(st, DIR "/generations/" GEN1 "/snapshots/0000000000000001-1795324542001.snap", "TIDEMARK", 8), 0);
+    ASSERT_EQ(put_bytes(st, DIR "/generations/" GEN1 "/snapshots/0000000000000002-1795324542002.snap", bytes, len), 0);
+    free(bytes);
+    struct catalog cat;
+    ASSERT_EQ(catalog_load(st, DB, &cat, &err), 0);
+    struct catalog_generation *g1 = &cat.generations[0], *g2 = &cat.generations[1];
+    ASSERT_EQ(g1->snapshot_count, 3);
+    ASSERT_EQ(g1->snapshots[0].trust, CATALOG_UNCHECKED);
+    for (size_t i = 0; i < g1->snapshot_count; i++)
+        ASSERT_EQ(catalog_check_snapshot(st, key, 0, g1->id, &g1->snapshots[i], &err), 0);
+    ASSERT_EQ(catalog_check_snapshot(st, key, 1, g2->id, &g2->snapshots[0], &err), 0);
+    ASSERT_EQ(snapshot_named(g1, "0000000000000000-")->trust, CATALOG_VERIFIED);
+    ASSERT_EQ(g2->snapshots[0].trust, CATALOG_VERIFIED);
+    const struct catalog_snapshot *fake = snapshot_named(g1, "0000000000000001-");
+    ASSERT_EQ(fake->trust, CATALOG_REJECTED);
+    ASSERT_TRUE(strstr(fake->why, "shorter than its header") && strstr(fake->why, fake->key));
+    const struct catalog_snapshot *copy = snapshot_named(g1, "0000000000000002-");
+    ASSERT_EQ(copy->trust, CATALOG_REJECTED);
+    ASSERT_TRUE(strstr(copy->why, "does not match its name") && strstr(copy->why, copy->key));
+    ASSERT_EQ(catalog_check_snapshot(st, other, 0, g1->id, &g1->snapshots[0], &err), 0);
+    ASSERT_EQ(g1->snapshots[0].trust, CATALOG_REJECTED);
+    ASSERT_TRUE(strstr(g1->snapshots[0].why, "wrong key") != NULL);
+    catalog_release(&cat);
+    crypto_keyring_free(key);
+    crypto_keyring_free(other);
+    storage_free(st);
+}
+
 /* ------------------------------------------ reading back what was listed */
 
 static void test_readers_match_the_names(void)
@@ -468,6 +535,8 @@ int main(void)
         {"catalog: every kind of two generations; strays ignored", test_catalog_lists_every_kind},
         {"catalog: a database with no archive has no generation", test_catalog_of_nothing},
         {"catalog: each object read back matches its name and chain", test_readers_match_the_names},
+        {"catalog: snapshot headers verified with the key; planted, renamed, foreign ones rejected",
+         test_check_snapshots},
         {"format: header bytes at their documented offsets", test_header_bytes_are_the_format},
         {"drill record: written and read back; an error text is not a field", test_drill_record_round_trip},
         {"drill record: any spacing, arrays, escapes; malformed text refused", test_drill_record_parser_takes_any_spacing},

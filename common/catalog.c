@@ -199,7 +199,7 @@ int catalog_check_snapshot(struct storage *st, const struct crypto_keyring *key,
     }
     enum tm_error_code code = tm_error_code(&read_err);
     /* crypto.c's missing_key: the object is under a key we do not hold */
-    int wrong_key = code == TM_ERR_FAILED && strncmp(read_err.msg, "wrong key", 9) == 0;
+    int wrong_key = code == TM_ERR_FAILED && strstr(read_err.msg, "wrong key: ") != NULL;
     if (wrong_key && key && crypto_keyring_public_only(key)) {
         snap->trust = CATALOG_ENVELOPE_ONLY;
         return 0;

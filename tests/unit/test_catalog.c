@@ -329,6 +329,46 @@ static const struct catalog_snapshot *snapshot_named(const struct catalog_genera
     return NULL;
 }
 
+static struct crypto_keyring *pair_from(uint8_t fill, int public_only)
+{
+    uint8_t seed[CRYPTO_KEY_BYTES];
+    memset(seed, fill, sizeof seed);
+    struct crypto_keyring *keys = NULL;
+    struct tm_error err;
+    if (crypto_keyring_new(&keys, &err) == 0 && crypto_keyring_add_pair_seed(keys, seed, public_only, &err) != 0) {
+        crypto_keyring_free(keys);
+        keys = NULL;
+    }
+    return keys;
+}
+
+/* A sidecar with a key pair holds only the public key: it can tell a
+ * well-formed sealed envelope (ENVELOPE_ONLY) from junk (REJECTED), and
+ * the secret key verifies. */
+static void test_check_snapshots_public_key_only(void)
+{
+    struct storage *st = open_store("trust-pair");
+    struct crypto_keyring *sidecar = pair_from(7, 1), *restorer = pair_from(7, 0);
+    ASSERT_TRUE(sidecar && restorer);
+    struct written w;
+    ASSERT_EQ(write_sqlite_generation(st, sidecar, &w), 0);
+    ASSERT_EQ(put_bytes(st, DIR "/generations/" GEN1 "/snapshots/0000000000000001-1795324542001.snap", "TIDEMARK", 8), 0);
+    struct catalog cat;
+    struct tm_error err;
+    ASSERT_EQ(catalog_load(st, DB, &cat, &err), 0);
+    struct catalog_generation *g1 = &cat.generations[0];
+    ASSERT_EQ(catalog_check_snapshots(st, sidecar, 0, &cat, &err), 0);
+    ASSERT_EQ(snapshot_named(g1, "0000000000000000-")->trust, CATALOG_ENVELOPE_ONLY);
+    ASSERT_EQ(snapshot_named(g1, "0000000000000001-")->trust, CATALOG_REJECTED);
+    ASSERT_EQ(catalog_check_snapshots(st, restorer, 0, &cat, &err), 0);
+    ASSERT_EQ(snapshot_named(g1, "0000000000000000-")->trust, CATALOG_VERIFIED);
+    ASSERT_EQ(snapshot_named(g1, "0000000000000001-")->trust, CATALOG_REJECTED);
+    catalog_release(&cat);
+    crypto_keyring_free(sidecar);
+    crypto_keyring_free(restorer);
+    storage_free(st);
+}
+
 /* Real snapshots verify (SQLite and Redis); a planted 8-byte file, a real
  * snapshot copied under another name, and any snapshot read with another
  * key are rejected with the reason; the key's owner is not needed to
@@ -537,6 +577,8 @@ int main(void)
         {"catalog: each object read back matches its name and chain", test_readers_match_the_names},
         {"catalog: snapshot headers verified with the key; planted, renamed, foreign ones rejected",
          test_check_snapshots},
+        {"catalog: with only the public key, sealed envelopes are told from junk; the secret key verifies",
+         test_check_snapshots_public_key_only},
         {"format: header bytes at their documented offsets", test_header_bytes_are_the_format},
         {"drill record: written and read back; an error text is not a field", test_drill_record_round_trip},
         {"drill record: any spacing, arrays, escapes; malformed text refused", test_drill_record_parser_takes_any_spacing},

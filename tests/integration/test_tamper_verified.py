@@ -166,6 +166,37 @@ def test_fake_segment_and_snapshot():
         env.cleanup()
 
 
+def test_fake_snapshot_on_s3():
+    """The same fake snapshot put into a bucket with awscli: retention of
+    the S3 replica (headers read with ranged GETs) keeps the real
+    snapshot as newest, and restore from S3 falls back to it."""
+    import test_s3
+    if test_s3.ENDPOINT is None:
+        test_s3.start_server()
+    bucket = test_s3.new_bucket(versioning=False)
+    env = test_s3.file_and_s3("fake-snap-s3", bucket, extra_db=NO_RETENTION)
+    try:
+        env.replicate_writes(60, "--delay-ms", "10")
+        real = snapshot_files(env)[0]
+        fake = plant_fake_snapshot(env, real)   # in the file replica: the same key on S3 below
+        key = "prod/app/" + os.path.relpath(fake, env.backup)
+        test_s3.aws("s3", "cp", fake, "s3://%s/%s" % (bucket, key))
+        os.unlink(fake)
+        config = env.write_config("retention.yml", env.key)
+        proc = tidemark("retention", "-c", config, "--dry-run", "--json", "--replica", "s3")
+        check(proc.returncode == 0, "retention --dry-run on S3 failed: " + proc.stdout + proc.stderr)
+        plan = json.loads(proc.stdout)[0]
+        real_entry, fake_entry = plan_entry(plan, real), plan_entry(plan, fake)
+        check(real_entry["keep"] and "newest" in real_entry["kept_by"], "real snapshot: %r" % real_entry)
+        check(not fake_entry["verified"] and "newest" not in fake_entry["kept_by"], "fake: %r" % fake_entry)
+        proc, out = env.restore(extra=("--replica", "s3"))
+        check(proc.returncode == 0, "restore latest from S3 failed: " + proc.stdout + proc.stderr)
+        check(restored_ids(out) == len(env.commits()), "restore latest from S3 lacks rows")
+        check(os.path.basename(fake) in proc.stdout, "the fallback is not said: " + proc.stdout)
+    finally:
+        env.cleanup()
+
+
 if __name__ == "__main__":
     sys.exit(run_tests([test_fake_snapshot_is_not_trusted, test_damaged_newest_snapshot_falls_back,
-                        test_fake_segment_and_snapshot]))
+                        test_fake_segment_and_snapshot, test_fake_snapshot_on_s3]))

@@ -166,6 +166,39 @@ def test_fake_segment_and_snapshot():
         env.cleanup()
 
 
+def test_key_pair_sidecar_retention():
+    """A sidecar with a key pair holds only the public key: its retention
+    cannot read headers but still tells the planted file from a sealed
+    envelope (and says it planned from names); the secret key given with
+    --key-file verifies."""
+    env = Env("fake-snap-pair", extra_db=NO_RETENTION)
+    try:
+        pair = os.path.join(env.dir, "pair")
+        subprocess.run([TIDEMARK, "keygen", "--pair", "-o", pair], check=True, capture_output=True)
+        def pair_config(name, extra_db):
+            path = os.path.join(env.dir, name)
+            with open(path, "w") as f:
+                f.write("encryption:\n  recipient-file: %s.pub\ndbs:\n  - path: %s\n    sync-interval: 200ms\n%s"
+                        "    replicas:\n%s" % (pair, env.db, extra_db, env.replicas))
+            return path
+        env.config = pair_config("pair.yml", NO_RETENTION)
+        env.replicate_writes(30, "--delay-ms", "10")
+        real = snapshot_files(env)[0]
+        fake = plant_fake_snapshot(env, real)
+        config = pair_config("retention.yml", "")
+        for extra, note in (([], True), (["--key-file", pair], False)):
+            proc = tidemark("retention", "-c", config, "--dry-run", "--json", *extra)
+            check(proc.returncode == 0, "retention %r failed: %s" % (extra, proc.stdout + proc.stderr))
+            plan = json.loads(proc.stdout)[0]
+            real_entry, fake_entry = plan_entry(plan, real), plan_entry(plan, fake)
+            check(real_entry["keep"] and "newest" in real_entry["kept_by"], "real (%r): %r" % (extra, real_entry))
+            check(not fake_entry["verified"] and "newest" not in fake_entry["kept_by"], "fake: %r" % fake_entry)
+            text = tidemark("retention", "-c", config, "--dry-run", *extra).stdout
+            check(("only the public key" in text) == note, "public-key note (%r): %s" % (extra, text))
+    finally:
+        env.cleanup()
+
+
 def test_fake_snapshot_on_s3():
     """The same fake snapshot put into a bucket with awscli: retention of
     the S3 replica (headers read with ranged GETs) keeps the real
@@ -199,4 +232,4 @@ def test_fake_snapshot_on_s3():
 
 if __name__ == "__main__":
     sys.exit(run_tests([test_fake_snapshot_is_not_trusted, test_damaged_newest_snapshot_falls_back,
-                        test_fake_segment_and_snapshot, test_fake_snapshot_on_s3]))
+                        test_fake_segment_and_snapshot, test_key_pair_sidecar_retention, test_fake_snapshot_on_s3]))

@@ -158,8 +158,8 @@ static int header_matches(const struct expected_header *want, const char *genera
                           int64_t time_ms, struct tm_error *err)
 {
     if (strcmp(generation, want->generation) != 0 || index != want->snap->index || time_ms != want->snap->time_ms)
-        return tm_error_setc(err, TM_ERR_CORRUPT, "its header does not match its name (generation, index or "
-                             "time)");
+        return tm_error_setc(err, TM_ERR_CORRUPT, "snapshot '%s': its header does not match its name (generation, "
+                             "index or time)", want->snap->key);
     return 0;
 }
 
@@ -198,16 +198,13 @@ int catalog_check_snapshot(struct storage *st, const struct crypto_keyring *key,
         return 0;
     }
     enum tm_error_code code = tm_error_code(&read_err);
-    /* crypto.c's missing_key: the object is under a key we do not hold */
-    int wrong_key = code == TM_ERR_FAILED && strstr(read_err.msg, "wrong key: ") != NULL;
+    int wrong_key = code == TM_ERR_WRONG_KEY;   /* the object is under a key we do not hold */
     if (wrong_key && key && crypto_keyring_public_only(key)) {
         snap->trust = CATALOG_ENVELOPE_ONLY;
         return 0;
     }
     if (code == TM_ERR_CORRUPT || code == TM_ERR_NOT_FOUND || code == TM_ERR_REFUSED || wrong_key) {
-        snap->trust = CATALOG_REJECTED;
-        if (!strstr(read_err.msg, snap->key))
-            tm_error_prefix(&read_err, "snapshot '%s': ", snap->key);
+        snap->trust = CATALOG_REJECTED;   /* every such error names the object */
         snprintf(snap->why, sizeof snap->why, "%s", read_err.msg);
         return 0;
     }

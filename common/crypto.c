@@ -384,7 +384,7 @@ static int missing_key(const struct crypto_keyring *kr, uint8_t scheme,
     char id_hex[CRYPTO_KEY_ID_BYTES * 2 + 1], have[300];
     crypto_key_id_hex(key_id, id_hex);
     describe_keys(kr, have, sizeof have);
-    tm_error_set(err, "wrong key: encrypted with %s key id %s; the keys given are %s",
+    tm_error_setc(err, TM_ERR_WRONG_KEY, "wrong key: encrypted with %s key id %s; the keys given are %s",
                  scheme == CRYPTO_SCHEME_SEALED ? "the key pair with" : "the symmetric", id_hex, have);
     if (scheme == CRYPTO_SCHEME_SEALED)
         return tm_error_hint(err, "pass the secret key file of that pair with --key-file FILE "

@@ -46,6 +46,7 @@ const char *tm_error_code_name(enum tm_error_code code)
     case TM_ERR_TRANSIENT: return "transient";
     case TM_ERR_CORRUPT: return "corrupt";
     case TM_ERR_REFUSED: return "refused";
+    case TM_ERR_WRONG_KEY: return "wrong key";
     case TM_ERR_NO_MEMORY: return "out of memory";
     case TM_ERR_FAILED: break;
     }

@@ -16,6 +16,7 @@ enum tm_error_code {
     TM_ERR_TRANSIENT,        /* may work when tried again (network, throttling, busy) */
     TM_ERR_CORRUPT,          /* data exists but fails its checks (auth, chain, format) */
     TM_ERR_REFUSED,          /* the request is not allowed or not valid (usage, permission, config) */
+    TM_ERR_WRONG_KEY,        /* encrypted under a key that was not given */
     TM_ERR_NO_MEMORY,
 };
 

@@ -55,4 +55,11 @@ struct catalog {
 int catalog_load(struct storage *st, const char *db, struct catalog *out, struct tm_error *err);
 void catalog_release(struct catalog *cat);
 
+/* The newest time generation `gen`'s object names hold: its last
+ * commit (segments, deltas) or snapshot; INT64_MIN when it is empty.
+ * Generation ids are stamped by the clock of the host that made them, so
+ * after a clock step back ids sort in the wrong order: this is what says
+ * which generation holds the newest data (restore's "latest"). */
+int64_t catalog_generation_newest_ms(const struct catalog_generation *gen);
+
 #endif

@@ -27,9 +27,9 @@ static const struct cli_option *const options[] = {
 
 #define EXIT_SKIPPED 3   /* restoring many: a database created after the target */
 
-/* The measured bound between a commit and its stamp (docs/design.md
- * "Commit times"), for the reader of `point:`. */
-#define STAMP_BOUND "within STAMP_MS ms"
+/* How long after committing a commit is stamped (docs/design.md "Commit
+ * times", measured by bench/stamp_bound.py), for the reader of `point:`. */
+#define STAMP_BOUND "typically 5 ms after committing and at most a sync-interval later"
 
 /* "1.250 s", "3 min 20 s", "2 h 5 min", "3 d 4 h": how far apart two times are. */
 static void format_span(int64_t ms, char *buf, size_t len)
@@ -95,7 +95,7 @@ static void print_sqlite_outcome(const struct restore_options *opts, const struc
     printf("restored '%s' to %s\n", opts->db_name, opts->output);
     if (out->after_snapshot)
         printf("  point:        %s (the time the sidecar saw the last commit restored; commits are stamped when "
-               "seen, " STAMP_BOUND " of committing: docs/design.md \"Commit times\")\n", point);
+               "seen, " STAMP_BOUND ": docs/design.md \"Commit times\")\n", point);
     else
         printf("  point:        %s (the snapshot; no transaction after it is included)\n", point);
     print_target(opts, out, point);

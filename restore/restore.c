@@ -485,14 +485,19 @@ static int check_output(const struct restore_options *opts, struct tm_error *err
     return 0;
 }
 
-/* The first time after the target in any object name of the archive
- * (0: none), and where it is. */
-static int64_t next_in_archive(const struct catalog *cat, int64_t target_ms, char *generation, size_t len)
+/* The first time after the target in the object names of the other
+ * generations than `chosen` (0: none), and where it is. (In `chosen`
+ * itself, only a snapshot of the state restored can follow the last
+ * commit applied.) */
+static int64_t next_in_archive(const struct catalog *cat, const struct catalog_generation *chosen,
+                               int64_t target_ms, char *generation, size_t len)
 {
     int64_t next = 0;
     for (size_t g = 0; g < cat->generation_count; g++) {
         const struct catalog_generation *gen = &cat->generations[g];
         int64_t first = INT64_MAX;
+        if (gen == chosen)
+            continue;
         for (size_t i = 0; i < gen->snapshot_count; i++)
             if (gen->snapshots[i].time_ms > target_ms && gen->snapshots[i].time_ms < first)
                 first = gen->snapshots[i].time_ms;
@@ -509,26 +514,21 @@ static int64_t next_in_archive(const struct catalog *cat, int64_t target_ms, cha
 
 /* What the catalog says about the plan, for the report: how many
  * generations, the chosen one's newest time and whether the id order
- * would have chosen another, the archive's end, and (with a target) the
- * first time after it anywhere in the archive. */
+ * would have chosen another, and (with a target) the first time after
+ * it in another generation. */
 static void describe_plan(const struct catalog *cat, const struct catalog_generation *chosen,
                           const struct restore_options *opts, struct restore_outcome *out)
 {
     const struct catalog_generation *last_id = NULL;
     out->generation_count = cat->generation_count;
     out->generation_newest_ms = catalog_generation_newest_ms(chosen);
-    out->archive_end_ms = INT64_MIN;
-    for (size_t g = 0; g < cat->generation_count; g++) {
-        const struct catalog_generation *gen = &cat->generations[g];
-        int64_t newest = catalog_generation_newest_ms(gen);
-        if (newest > out->archive_end_ms)
-            out->archive_end_ms = newest;
-        if (newest_snapshot(gen, opts))
-            last_id = gen;
-    }
+    for (size_t g = 0; g < cat->generation_count; g++)
+        if (newest_snapshot(&cat->generations[g], opts))
+            last_id = &cat->generations[g];
     out->id_order_differs = last_id != chosen;
     if (opts->has_target)
-        out->next_ms = next_in_archive(cat, opts->target_ms, out->next_generation, sizeof out->next_generation);
+        out->next_ms =
+            next_in_archive(cat, chosen, opts->target_ms, out->next_generation, sizeof out->next_generation);
 }
 
 static void fill_outcome(const struct restore_state *rs, struct restore_outcome *out)

@@ -21,7 +21,6 @@ struct restore_outcome {
     int64_t next_ms;         /* with a target: the first time after it the archive holds (a commit
                               * in the generation restored, else any object's), 0 if none */
     char next_generation[ARCHIVE_GEN_ID_BYTES + 1];   /* where next_ms is */
-    int64_t archive_end_ms;  /* the newest time in the archive's object names */
     size_t generation_count; /* generations in the archive */
     int64_t generation_newest_ms;   /* the newest time in the chosen generation's names */
     int id_order_differs;    /* the generation whose id sorts last among the candidates is another */

@@ -1,9 +1,12 @@
 /* restore.c - `tidemark restore`: rebuild a database as of a point in time.
  *
- * Plan (from listings only): the newest generation whose first snapshot is
- * at or before the target; in it the newest snapshot at or before the
- * target; then the segments from that snapshot's index on, which must be
- * contiguous. Apply: write the snapshot's pages to a temporary file next to
+ * Plan (from listings only, restore_plan): the generation whose newest
+ * snapshot at or before the target is the newest (without a target: the
+ * generation whose names hold the newest time - by times, never by the
+ * sort order of generation ids, which carry the starting host's clock),
+ * and that snapshot; then the segments from that snapshot's index on,
+ * which must be contiguous. The times planned from are checked against
+ * each object's authenticated header as it is read. Apply: write the snapshot's pages to a temporary file next to
  * the output, then each segment's transactions in order, page by page,
  * stopping before the first transaction seen after the target. Wherever
  * a delta starts at the next index and its last commit is at or before

@@ -83,8 +83,9 @@ static void print_generation_choice(const struct restore_options *opts, const st
     else
         printf("  generation:   %s, of %zu: the one holding the newest commit or snapshot (%s)", out->generation,
                out->generation_count, newest);
-    printf("%s\n", out->id_order_differs ? "; its id does not sort last (ids carry the clock of the host that "
-                                            "started them: a clock stepped back)" : "");
+    printf("%s\n", out->id_order_differs ? "; its id does not sort last (an id carries the clock of the host "
+                                            "when the generation started: that clock was wrong, or stepped back)"
+                                          : "");
 }
 
 static void print_sqlite_outcome(const struct restore_options *opts, const struct restore_outcome *out)

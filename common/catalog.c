@@ -223,3 +223,18 @@ int catalog_check_snapshots(struct storage *st, const struct crypto_keyring *key
     }
     return 0;
 }
+
+int64_t catalog_generation_newest_ms(const struct catalog_generation *gen)
+{
+    int64_t newest = INT64_MIN;
+    for (size_t i = 0; i < gen->snapshot_count; i++)
+        if (gen->snapshots[i].trust != CATALOG_REJECTED && gen->snapshots[i].time_ms > newest)
+            newest = gen->snapshots[i].time_ms;
+    for (size_t i = 0; i < gen->segment_count; i++)
+        if (gen->segments[i].last_ms > newest)
+            newest = gen->segments[i].last_ms;
+    for (size_t i = 0; i < gen->delta_count; i++)
+        if (gen->deltas[i].last_ms > newest)
+            newest = gen->deltas[i].last_ms;
+    return newest;
+}

@@ -89,4 +89,11 @@ int catalog_check_snapshots(struct storage *st, const struct crypto_keyring *key
 int catalog_check_snapshot(struct storage *st, const struct crypto_keyring *key, int redis, const char *generation,
                            struct catalog_snapshot *snap, struct tm_error *err);
 
+/* The newest time generation `gen`'s object names hold: its last
+ * commit (segments, deltas) or snapshot; INT64_MIN when it is empty.
+ * Generation ids are stamped by the clock of the host that made them, so
+ * after a clock step back ids sort in the wrong order: this is what says
+ * which generation holds the newest data (restore's "latest"). */
+int64_t catalog_generation_newest_ms(const struct catalog_generation *gen);
+
 #endif

@@ -38,25 +38,82 @@ static void print_skipped(const struct restore_outcome *out)
     }
 }
 
+/* How long after committing a commit is stamped (docs/design.md "Commit
+ * times", measured by bench/stamp_bound.py), for the reader of `point:`. */
+#define STAMP_BOUND "typically 5 ms after committing and at most a sync-interval later"
+
+/* "1.250 s", "3 min 20 s", "2 h 5 min", "3 d 4 h": how far apart two times are. */
+static void format_span(int64_t ms, char *buf, size_t len)
+{
+    if (ms < 60000)
+        snprintf(buf, len, "%" PRId64 ".%03d s", ms / 1000, (int)(ms % 1000));
+    else if (ms < 3600000)
+        snprintf(buf, len, "%" PRId64 " min %" PRId64 " s", ms / 60000, ms / 1000 % 60);
+    else if (ms < 86400000)
+        snprintf(buf, len, "%" PRId64 " h %" PRId64 " min", ms / 3600000, ms / 60000 % 60);
+    else
+        snprintf(buf, len, "%" PRId64 " d %" PRId64 " h", ms / 86400000, ms / 3600000 % 24);
+}
+
+/* The `target:` line: what was restored for the time asked for, and why. */
+static void print_target(const struct restore_options *opts, const struct restore_outcome *out, const char *point)
+{
+    char target[40], next[40], span[40];
+    if (!opts->has_target) {
+        printf("  target:       latest (the newest point of the archive)\n");
+        return;
+    }
+    clock_format_ms(opts->target_ms, target, sizeof target);
+    const char *what = out->after_snapshot ? "the last commit" : "the snapshot, the last point";
+    if (out->next_ms && out->reached_target) {
+        clock_format_ms(out->next_ms, next, sizeof next);
+        printf("  target:       %s (restored to %s, %s at or before the time asked for; the next commit was "
+               "seen at %s)\n", target, point, what, next);
+    } else if (out->next_ms) {
+        clock_format_ms(out->next_ms, next, sizeof next);
+        printf("  target:       %s (restored to %s, %s at or before the time asked for and the end of its "
+               "generation; the archive's next point, at %s, is in generation %s)\n", target, point, what, next,
+               out->next_generation);
+    } else {
+        format_span(opts->target_ms - out->point_ms, span, sizeof span);
+        printf("  target:       %s (after the archive's end: restored the latest point, %s, %s before the time "
+               "asked for)\n", target, point, span);
+    }
+}
+
+/* The `generation:` line, when there is a choice: which and why. */
+static void print_generation_choice(const struct restore_options *opts, const struct restore_outcome *out)
+{
+    if (out->generation_count < 2)
+        return;
+    char newest[40];
+    clock_format_ms(out->generation_newest_ms, newest, sizeof newest);
+    if (opts->has_target)
+        printf("  generation:   %s, of %zu: the one whose newest snapshot at or before the target is the newest",
+               out->generation, out->generation_count);
+    else
+        printf("  generation:   %s, of %zu: the one holding the newest commit or snapshot (%s)", out->generation,
+               out->generation_count, newest);
+    printf("%s\n", out->id_order_differs ? "; its id does not sort last (an id carries the clock of the host "
+                                            "when the generation started: that clock was wrong, or stepped back)"
+                                          : "");
+}
+
 static void print_sqlite_outcome(const struct restore_options *opts, const struct restore_outcome *out)
 {
-    char point[40], snapshot[40], target[40];
+    char point[40], snapshot[40];
     clock_format_ms(out->point_ms, point, sizeof point);
     clock_format_ms(out->snapshot_ms, snapshot, sizeof snapshot);
     printf("restored '%s' to %s\n", opts->db_name, opts->output);
     if (out->after_snapshot)
-        printf("  point:        %s (commit time of the last transaction included)\n", point);
+        printf("  point:        %s (the time the sidecar saw the last commit restored; commits are stamped when "
+               "seen, " STAMP_BOUND ": docs/design.md \"Commit times\")\n", point);
     else
         printf("  point:        %s (the snapshot; no transaction after it is included)\n", point);
-    if (opts->has_target) {
-        clock_format_ms(opts->target_ms, target, sizeof target);
-        printf("  target:       %s%s\n", target,
-               out->reached_target ? "" : " (after the last transaction in the archive: restored the latest point)");
-    } else {
-        printf("  target:       latest\n");
-    }
+    print_target(opts, out, point);
     printf("  snapshot:     %s (generation %s)\n", snapshot, out->generation);
     print_skipped(out);
+    print_generation_choice(opts, out);
     printf("  transactions: %" PRIu64 " applied after the snapshot, from %" PRIu64 " segment(s) and %" PRIu64
            " delta(s)\n", out->transactions, out->segments, out->deltas);
     printf("  size:         %" PRIu64 " bytes (%u pages of %u)\n", out->bytes, out->pages, out->page_size);

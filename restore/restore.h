@@ -15,10 +15,17 @@
 /* What a successful restore produced (for the command's report, drills'
  * RPO). */
 struct restore_outcome {
-    int64_t point_ms;        /* commit time of the last transaction included (or the snapshot's) */
+    int64_t point_ms;        /* the time the last transaction included was seen (stamped:
+                              * docs/design.md "Commit times"), or the snapshot's */
     int64_t snapshot_ms;
     int after_snapshot;      /* transactions after the snapshot are included (point_ms is one's) */
     int reached_target;      /* stopped before a transaction after the target */
+    int64_t next_ms;         /* with a target: the first time after it the archive holds (a commit
+                              * in the generation restored, else any object's), 0 if none */
+    char next_generation[ARCHIVE_GEN_ID_BYTES + 1];   /* where next_ms is */
+    size_t generation_count; /* generations in the archive */
+    int64_t generation_newest_ms;   /* the newest time in the chosen generation's names */
+    int id_order_differs;    /* the generation whose id sorts last among the candidates is another */
     char generation[ARCHIVE_GEN_ID_BYTES + 1];
     uint64_t transactions, segments, deltas;
     uint64_t bytes;          /* the database's size (Redis: the RDB's) */
@@ -50,10 +57,15 @@ int restore_database(const struct config_db *db, const struct crypto_keyring *ke
                      const struct restore_options *opts, struct restore_outcome *out, struct tm_error *err);
 
 /* The generation and snapshot a restore to opts' target starts from:
- * the newest snapshot at or before it, across generations, leaving out
- * snapshots marked CATALOG_REJECTED (the restore marks one so when it
- * fails to apply, and plans again). -1, or
- * RESTORE_NOT_YET, with err set. */
+ * the generation whose newest usable snapshot at or before the target is
+ * the newest (by the times in the names, which restore checks against the
+ * verified headers as it reads them), and that snapshot; without a
+ * target, the generation whose names hold the newest time
+ * (catalog_generation_newest_ms), never the id that sorts last: ids are
+ * stamped by the host's clock when the generation starts. Ties go to
+ * the id that sorts last. Snapshots marked CATALOG_REJECTED are left out
+ * (the restore marks one so when it fails to apply, and plans again).
+ * -1, or RESTORE_NOT_YET, with err set. */
 int restore_plan(const struct catalog *cat, const struct restore_options *opts,
                  const struct catalog_generation **gen_out, const struct catalog_snapshot **snap_out,
                  struct tm_error *err);

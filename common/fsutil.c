@@ -157,6 +157,27 @@ int fsutil_ensure_private_dir(const char *path, struct tm_error *err)
     return fsutil_check_dir_is_ours(path, err);
 }
 
+int fsutil_ensure_private_path(const char *base, const char *path, struct tm_error *err)
+{
+    char partial[PATH_MAX];
+    size_t base_len = strlen(base), len = strlen(path);
+    if (len >= sizeof partial)
+        return tm_error_set(err, "path too long: '%s'", path);
+    if (strncmp(path, base, base_len) != 0 || (path[base_len] != '/' && path[base_len] != '\0'))
+        return tm_error_set(err, "'%s' is not under '%s'", path, base);
+    memcpy(partial, path, len + 1);
+    for (size_t i = base_len; i <= len; i++) {
+        if (partial[i] != '/' && partial[i] != '\0')
+            continue;
+        char saved = partial[i];
+        partial[i] = '\0';
+        if (fsutil_ensure_private_dir(partial, err) != 0)
+            return -1;
+        partial[i] = saved;
+    }
+    return 0;
+}
+
 int fsutil_pwritev_all(int fd, struct iovec *iov, int count, off_t offset)
 {
     while (count > 0) {

@@ -44,6 +44,10 @@ int fsutil_check_dir_is_ours(const char *path, struct tm_error *err);
  * missing parents) or, when it exists, checked with
  * fsutil_check_dir_is_ours. 0, or -1 with err set. */
 int fsutil_ensure_private_dir(const char *path, struct tm_error *err);
+/* fsutil_ensure_private_dir of `base` and of every directory from it down
+ * to `path`, which is base or below it ("BASE/a/b": BASE, BASE/a,
+ * BASE/a/b); the directories above base are not looked at. */
+int fsutil_ensure_private_path(const char *base, const char *path, struct tm_error *err);
 
 /* pwritev of all `count` buffers at `offset`, resuming after short writes
  * and EINTR (iov is consumed); 0, or -1 with errno set. */

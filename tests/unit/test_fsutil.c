@@ -205,6 +205,24 @@ static void test_ensure_private_dir_creates_path_0700(void)
     ASSERT_EQ(fsutil_ensure_private_dir(dir, &err), 0);   /* existing and ours: accepted */
 }
 
+static void test_ensure_private_path_checks_each_level_below_base(void)
+{
+    char base[PATH_MAX], mid[PATH_MAX], leaf[PATH_MAX];
+    tmp_path(base, sizeof base, "out");
+    tmp_path(mid, sizeof mid, "out/tenants");
+    tmp_path(leaf, sizeof leaf, "out/tenants/eu");
+    struct tm_error err;
+    ASSERT_EQ(fsutil_ensure_private_path(base, leaf, &err), 0);
+    struct stat st;
+    ASSERT_EQ(lstat(leaf, &st), 0);
+    ASSERT_EQ(st.st_mode & 0077, 0);
+    ASSERT_EQ(chmod(mid, 0777), 0);   /* one level below base made writable by anyone */
+    ASSERT_EQ(fsutil_ensure_private_path(base, leaf, &err), -1);
+    ASSERT_STR_CONTAINS(err.msg, mid);
+    ASSERT_EQ(fsutil_ensure_private_path(base, base, &err), 0);   /* base alone is still ours */
+    ASSERT_EQ(fsutil_ensure_private_path(mid, "/elsewhere", &err), -1);
+}
+
 int main(void)
 {
     static const struct test_case cases[] = {
@@ -221,6 +239,8 @@ int main(void)
         {"fsutil: a file or a missing path is not our directory", test_check_dir_refuses_file_and_missing},
         {"fsutil: ensure_private_dir creates the path 0700, accepts it again",
          test_ensure_private_dir_creates_path_0700},
+        {"fsutil: ensure_private_path checks base and every level below it",
+         test_ensure_private_path_checks_each_level_below_base},
     };
     return harness_run(cases, sizeof cases / sizeof *cases);
 }

@@ -5,14 +5,15 @@
  * target; then the segments from that snapshot's index on, which must be
  * contiguous. Apply: write the snapshot's pages to a temporary file in a
  * private directory made next to the output (mkdtemp, mode 0700: nobody
- * else can plant a link or a file in it, fsutil.h), then each segment's transactions in order, page by page,
- * stopping before the first transaction seen after the target. Wherever
- * a delta starts at the next index and its last commit is at or before
- * the target, the largest such delta is applied instead of its segments
- * (replicator/deltas.h: at most a few objects per level). Every
- * segment and delta is checked before its data is trusted: its generation,
- * index and page size, its link to the previous object (chain hash), the
- * authentication of every encrypted chunk and the payload hash. Then the
+ * else can plant a link or a file in it, fsutil.h), then each segment's
+ * transactions in order, page by page, stopping before the first
+ * transaction seen after the target. Wherever a delta starts at the next
+ * index and its last commit is at or before the target, the largest
+ * such delta is applied instead of its segments (replicator/deltas.h: at
+ * most a few objects per level). Every segment and delta is checked
+ * before its data is trusted: its generation, index and page size, its
+ * link to the previous object (chain hash), the authentication of every
+ * encrypted chunk and the payload hash. Then the
  * file is cut to the database size of the last transaction, fsync'd,
  * checked with PRAGMA integrity_check, and renamed over the output.
  *

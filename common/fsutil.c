@@ -1,4 +1,17 @@
-/* fsutil.c - durable-filesystem helpers (fsutil.h). */
+/* fsutil.c - durable-filesystem helpers (fsutil.h).
+ *
+ * LOCAL FILES ON A SHARED HOST. tidemark often runs as root, and writes
+ * temporary files next to a restore's output, scratch copies under
+ * /var/tmp and a socket for a private redis-server. Where another local
+ * user can write to the directory (/tmp, /var/tmp, a shared output
+ * directory), a name we can be expected to use may already hold their
+ * symbolic link (opening it would write through it, as root, anywhere)
+ * or their directory (whatever we put in it, they can read, replace or
+ * remove). So: files are created O_CREAT|O_EXCL|O_NOFOLLOW with mode
+ * 0600, under a name nobody can predict or in a directory only we can
+ * write; scratch directories are made fresh with mkdtemp, or, when the
+ * user named an existing one, checked with lstat (ours, a real
+ * directory, not writable by group or others) and refused otherwise. */
 #include "fsutil.h"
 
 #include <errno.h>
@@ -6,6 +19,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -52,7 +66,7 @@ int fsutil_replace_file(const char *path, const void *data, size_t len, struct t
     char *slash = strrchr(dir, '/');
     if (slash)
         *slash = '\0';
-    int fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    int fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0)
         return tm_error_set(err, "cannot create '%s': %s", temp, strerror(errno));
     const char *bytes = data;
@@ -81,6 +95,87 @@ int fsutil_replace_file(const char *path, const void *data, size_t len, struct t
         return tm_error_set(err, "cannot rename '%s': %s", temp, strerror(saved));
     }
     return fsutil_fsync_dir(slash ? dir : ".", err);
+}
+
+int fsutil_create_exclusive(const char *path, struct tm_error *err)
+{
+    int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd >= 0)
+        return fd;
+    if (errno == EEXIST || errno == ELOOP) {
+        tm_error_setc(err, TM_ERR_REFUSED, "cannot create '%s': something already exists there (a file or a "
+                      "symbolic link): not writing through it", path);
+        tm_error_hint(err, "nothing of tidemark's is named so; check who made it, remove it and try again");
+        return -1;
+    }
+    tm_error_set(err, "cannot create '%s': %s", path, strerror(errno));
+    return -1;
+}
+
+int fsutil_private_dir(char *template, struct tm_error *err)
+{
+    if (mkdtemp(template) != NULL)
+        return 0;
+    return tm_error_set(err, "cannot create a private directory '%s': %s", template, strerror(errno));
+}
+
+int fsutil_check_dir_is_ours(const char *path, struct tm_error *err)
+{
+    struct stat st;
+    if (lstat(path, &st) != 0)
+        return tm_error_setc(err, errno == ENOENT ? TM_ERR_NOT_FOUND : TM_ERR_FAILED, "cannot check directory "
+                             "'%s': %s", path, strerror(errno));
+    const char *wrong = NULL;
+    char owner[64];
+    if (S_ISLNK(st.st_mode))
+        wrong = "it is a symbolic link";
+    else if (!S_ISDIR(st.st_mode))
+        wrong = "it is not a directory";
+    else if (st.st_uid != geteuid()) {
+        snprintf(owner, sizeof owner, "it is owned by uid %u, not by uid %u running tidemark", (unsigned)st.st_uid,
+                 (unsigned)geteuid());
+        wrong = owner;
+    } else if (st.st_mode & (S_IWGRP | S_IWOTH))
+        wrong = st.st_mode & S_IWOTH ? "it is writable by other users" : "it is writable by its group";
+    if (!wrong)
+        return 0;
+    tm_error_setc(err, TM_ERR_REFUSED, "refusing to use directory '%s': %s", path, wrong);
+    return tm_error_hint(err, "another user could read or replace what tidemark writes there: give a directory "
+                         "of your own (mode 0700), or remove this one and let tidemark create it");
+}
+
+int fsutil_ensure_private_dir(const char *path, struct tm_error *err)
+{
+    if (mkdir(path, 0700) == 0)
+        return 0;
+    if (errno == ENOENT) {   /* missing parents: made 0700 like the directory */
+        if (fsutil_make_dirs(path, err) != 0)
+            return -1;
+    } else if (errno != EEXIST) {
+        return tm_error_set(err, "cannot create directory '%s': %s", path, strerror(errno));
+    }
+    return fsutil_check_dir_is_ours(path, err);
+}
+
+int fsutil_ensure_private_path(const char *base, const char *path, struct tm_error *err)
+{
+    char partial[PATH_MAX];
+    size_t base_len = strlen(base), len = strlen(path);
+    if (len >= sizeof partial)
+        return tm_error_set(err, "path too long: '%s'", path);
+    if (strncmp(path, base, base_len) != 0 || (path[base_len] != '/' && path[base_len] != '\0'))
+        return tm_error_set(err, "'%s' is not under '%s'", path, base);
+    memcpy(partial, path, len + 1);
+    for (size_t i = base_len; i <= len; i++) {
+        if (partial[i] != '/' && partial[i] != '\0')
+            continue;
+        char saved = partial[i];
+        partial[i] = '\0';
+        if (fsutil_ensure_private_dir(partial, err) != 0)
+            return -1;
+        partial[i] = saved;
+    }
+    return 0;
 }
 
 int fsutil_pwritev_all(int fd, struct iovec *iov, int count, off_t offset)

@@ -175,7 +175,7 @@ static int restore_into_tree(const struct config_db *db, const struct crypto_key
     snprintf(output, sizeof output, "%s/%s", opts->output, db->name);
     snprintf(parent, sizeof parent, "%s", output);
     *strrchr(parent, '/') = '\0';
-    if (fsutil_make_dirs(parent, &err) != 0) {
+    if (fsutil_ensure_private_path(opts->output, parent, &err) != 0) {   /* ours, or refused */
         tm_error_print(&err);
         return 1;
     }

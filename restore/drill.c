@@ -7,7 +7,11 @@
  *   RTO = wall time of the restore, and
  *   RPO = age of the newest restorable transaction at that moment
  * (what a disaster right then would have lost). The scratch copy is then
- * removed. Each drill is recorded in the replica it tested, as one small
+ * removed. It is made in a new private directory (mkdtemp) inside the
+ * staging directory, which is created 0700 or, when it exists, must be
+ * ours: a real directory, owned by the effective uid, not writable by
+ * group or others (fsutil_ensure_private_dir); otherwise the drill fails
+ * naming it, as another user could read or swap the copy. Each drill is recorded in the replica it tested, as one small
  * JSON object "NAME/drills/<unix ms>-<replica>.json" (objects are
  * immutable, so the log is a directory of records, newest last), where
  * every host sees the history; `tidemark list` shows the newest. */
@@ -62,33 +66,24 @@ static int run_check(const char *path, const char *sql, char *value, size_t len,
     return rc;
 }
 
-static void remove_copy(const char *path)
-{
-    char side[PATH_MAX + 8];
-    unlink(path);
-    snprintf(side, sizeof side, "%s-wal", path);
-    unlink(side);
-    snprintf(side, sizeof side, "%s-shm", path);
-    unlink(side);
-}
-
 void drill_replica(const struct crypto_keyring *key, const struct config_db *db, size_t replica,
                    struct drill_result *out)
 {
     memset(out, 0, sizeof *out);
     out->started_ms = clock_now_ms();
     struct tm_error err;
-    char scratch[PATH_MAX], index[16];
+    char work[PATH_MAX], scratch[PATH_MAX + ARCHIVE_NAME_MAX], index[16];
     snprintf(index, sizeof index, "%zu", replica);
     char file_name[ARCHIVE_NAME_MAX];
     layout_db_dir(db->name, file_name, sizeof file_name);   /* a directory's database: one file name */
-    snprintf(scratch, sizeof scratch, "%s/%s-%s-%d.db", db->drill.staging, file_name, db->replicas[replica].name,
-             (int)getpid());
-    if (fsutil_make_dirs(db->drill.staging, &err) != 0) {
+    snprintf(work, sizeof work, "%s/drill-XXXXXX", db->drill.staging);
+    if (fsutil_ensure_private_dir(db->drill.staging, &err) != 0 || fsutil_private_dir(work, &err) != 0) {
         snprintf(out->error, sizeof out->error, "%s", err.msg);
         return;
     }
+    snprintf(scratch, sizeof scratch, "%s/%s-%s.db", work, file_name, db->replicas[replica].name);
     struct restore_outcome outcome = {0};
+    struct tm_error ignored;   /* removing the scratch copy: nothing to report */
     /* Redis: a directory with dump.rdb, which the restore loads into a
      * private redis-server as its check */
     int redis = db->kind == DB_REDIS;
@@ -98,10 +93,7 @@ void drill_replica(const struct crypto_keyring *key, const struct config_db *db,
     int rc = restore_database(db, key, &opts, &outcome, &err);
     out->rto_ms = monotonic_ms() - t0;
     if (redis) {
-        char dump[PATH_MAX + 16];
-        snprintf(dump, sizeof dump, "%s/dump.rdb", scratch);
-        unlink(dump);
-        rmdir(scratch);
+        fsutil_remove_tree(work, &ignored);
         out->point_ms = outcome.point_ms;
         out->rpo_ms = clock_now_ms() - outcome.point_ms;
         if (rc != 0)
@@ -111,7 +103,7 @@ void drill_replica(const struct crypto_keyring *key, const struct config_db *db,
     }
     if (rc != 0) {
         snprintf(out->error, sizeof out->error, "the restore failed: %s", err.msg);
-        remove_copy(scratch);
+        fsutil_remove_tree(work, &ignored);
         return;
     }
     out->point_ms = outcome.point_ms;
@@ -120,7 +112,7 @@ void drill_replica(const struct crypto_keyring *key, const struct config_db *db,
         snprintf(out->error, sizeof out->error, "%s", err.msg);
     else
         out->ok = 1;
-    remove_copy(scratch);
+    fsutil_remove_tree(work, &ignored);
 }
 
 /* The record, one line of JSON (common/drill_record.h). */

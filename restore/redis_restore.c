@@ -3,7 +3,8 @@
  *
  * Plan (listings only, restore_plan): the newest snapshot at or before
  * the target, then the segments of its generation from index 0 on, which
- * must be contiguous. Into a temporary directory next to the output:
+ * must be contiguous. Into a temporary directory next to the output (new,
+ * mode 0700, an unpredictable name: fsutil_private_dir):
  *
  *   appendonlydir/appendonly.aof.1.base.rdb   the snapshot's RDB, its
  *                                             CRC64 trailer checked
@@ -15,7 +16,9 @@
  * Each segment is checked as in SQLite restores (header against name,
  * chain hash, payload hash) and its replication offsets must continue the
  * previous object's. Then the result is loaded into a private
- * redis-server (a Unix socket in the temporary directory, no TCP port)
+ * redis-server (a Unix socket in a private directory of its own under
+ * TMPDIR or /tmp, made with mkdtemp: nobody else can answer in its
+ * place; no TCP port)
  * to check that Redis accepts it; with --format rdb that server also
  * SAVEs, and only dump.rdb is kept. The directory is renamed into place
  * last, so a failed restore leaves nothing at the output path. */
@@ -23,6 +26,7 @@
 
 #include "../common/archive.h"
 #include "../common/clock.h"
+#include "../common/fsutil.h"
 #include "../common/lease.h"
 #include "../common/log.h"
 #include "../common/rdb.h"
@@ -133,8 +137,8 @@ static int create_file(struct redis_restore *rr, const char *dir, const char *na
                        struct tm_error *err)
 {
     snprintf(path, PATH_MAX, "%s/%s", dir, name);
-    rr->fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    return rr->fd < 0 ? tm_error_set(err, "cannot create '%s': %s", path, strerror(errno)) : 0;
+    rr->fd = fsutil_create_exclusive(path, err);
+    return rr->fd < 0 ? -1 : 0;
 }
 
 static int write_base(struct redis_restore *rr, const struct catalog_snapshot *snap, const char *dir,
@@ -207,11 +211,12 @@ static int write_manifest(const char *dir, struct tm_error *err)
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/" MANIFEST_NAME, dir);
     const char text[] = "file " BASE_NAME " seq 1 type b\nfile " INCR_NAME " seq 1 type i\n";
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0 || write_all(fd, (const uint8_t *)text, sizeof text - 1) != 0 || fsync(fd) != 0) {
+    int fd = fsutil_create_exclusive(path, err);
+    if (fd < 0)
+        return -1;
+    if (write_all(fd, (const uint8_t *)text, sizeof text - 1) != 0 || fsync(fd) != 0) {
         tm_error_set(err, "cannot write '%s': %s", path, strerror(errno));
-        if (fd >= 0)
-            close(fd);
+        close(fd);
         return -1;
     }
     close(fd);
@@ -260,13 +265,18 @@ static void sleep_ms(long ms)
  * checked), -1 with err set when Redis refuses the files. */
 static int load_in_redis(const char *dir, int save, struct tm_error *err)
 {
-    char sock[108], log_path[PATH_MAX];
-    snprintf(sock, sizeof sock, "/tmp/tidemark-restore-%d.sock", (int)getpid());
+    char sock_dir[80], sock[108], log_path[PATH_MAX];
+    const char *tmp = getenv("TMPDIR");
+    snprintf(sock_dir, sizeof sock_dir, "%s/tidemark-redis-XXXXXX", tmp && tmp[0] && strlen(tmp) < 50 ? tmp : "/tmp");
+    if (fsutil_private_dir(sock_dir, err) != 0)
+        return -1;
+    snprintf(sock, sizeof sock, "%s/redis.sock", sock_dir);
     snprintf(log_path, sizeof log_path, "%s/redis-check.log", dir);
-    unlink(sock);
     pid_t pid = fork();
-    if (pid < 0)
+    if (pid < 0) {
+        rmdir(sock_dir);
         return tm_error_set(err, "cannot start redis-server: %s", strerror(errno));
+    }
     if (pid == 0) {
         int log_fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
         if (log_fd >= 0) {
@@ -304,6 +314,7 @@ static int load_in_redis(const char *dir, int save, struct tm_error *err)
         waitpid(pid, NULL, 0);
     }
     unlink(sock);
+    rmdir(sock_dir);
     if (rc < 0 && !err->msg[0]) {
         char tail[300] = "";
         FILE *fp = fopen(log_path, "r");
@@ -324,22 +335,12 @@ static int load_in_redis(const char *dir, int save, struct tm_error *err)
 
 /* ---------------------------------------------------------------- files */
 
+/* rm -r of a directory this restore made (a symbolic link is removed,
+ * never followed). */
 static void remove_tree(const char *dir)
 {
-    DIR *d = opendir(dir);
-    if (d) {
-        struct dirent *e;
-        while ((e = readdir(d)) != NULL) {
-            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-                continue;
-            char path[PATH_MAX];
-            snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-            if (unlink(path) != 0)
-                remove_tree(path);
-        }
-        closedir(d);
-    }
-    rmdir(dir);
+    struct tm_error ignored;
+    fsutil_remove_tree(dir, &ignored);
 }
 
 /* The output must not exist, or be an empty directory. */
@@ -378,9 +379,7 @@ int redis_restore(const struct config_db *db, const struct crypto_keyring *key, 
                   struct restore_outcome *out, struct tm_error *err)
 {
     struct redis_restore rr = {.key = key, .opts = opts, .fd = -1};
-    char temp[PATH_MAX], aof_dir[PATH_MAX + 32];
-    snprintf(temp, sizeof temp, "%s.tidemark-restore-%d", opts->output, (int)getpid());
-    snprintf(aof_dir, sizeof aof_dir, "%s/" AOF_DIR, temp);
+    char temp[PATH_MAX] = "", aof_dir[PATH_MAX + 32];
     struct catalog cat = {0};
     const struct catalog_generation *gen = NULL;
     const struct catalog_snapshot *snap = NULL;
@@ -399,7 +398,13 @@ int redis_restore(const struct config_db *db, const struct crypto_keyring *key, 
     }
     if (rc == 0) {
         snprintf(rr.generation, sizeof rr.generation, "%s", gen->id);
-        if (mkdir(temp, 0700) != 0 || mkdir(aof_dir, 0700) != 0)
+        snprintf(temp, sizeof temp, "%s.tidemark-restore-XXXXXX", opts->output);
+        if (fsutil_private_dir(temp, err) != 0) {
+            rc = -1;
+            temp[0] = '\0';
+        }
+        snprintf(aof_dir, sizeof aof_dir, "%s/" AOF_DIR, temp);
+        if (rc == 0 && mkdir(aof_dir, 0700) != 0)
             rc = tm_error_set(err, "cannot create '%s': %s", aof_dir, strerror(errno));
     }
     if (rc == 0)
@@ -423,9 +428,9 @@ int redis_restore(const struct config_db *db, const struct crypto_keyring *key, 
         if (rename(temp, opts->output) != 0)
             rc = tm_error_set(err, "cannot move the restored files to '%s': %s", opts->output, strerror(errno));
     }
-    if (rc != 0)
+    if (rc != 0 && temp[0])
         remove_tree(temp);
-    else
+    else if (rc == 0)
         fill_outcome(&rr, out);
     if (lease[0])
         lease_release(rr.st, lease);

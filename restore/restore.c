@@ -6,8 +6,10 @@
  * sort order of generation ids, which carry the starting host's clock),
  * and that snapshot; then the segments from that snapshot's index on,
  * which must be contiguous. The times planned from are checked against
- * each object's authenticated header as it is read. Apply: write the snapshot's pages to a temporary file next to
- * the output, then each segment's transactions in order, page by page,
+ * each object's authenticated header as it is read. Apply: write the
+ * snapshot's pages to a temporary file in a private directory made next
+ * to the output (mkdtemp, mode 0700: nobody else can plant a link or a
+ * file in it, fsutil.h), then each segment's transactions in order, page by page,
  * stopping before the first transaction seen after the target. Wherever
  * a delta starts at the next index and its last commit is at or before
  * the target, the largest such delta is applied instead of its segments
@@ -35,6 +37,7 @@
 
 #include "../common/archive.h"
 #include "../common/clock.h"
+#include "../common/fsutil.h"
 #include "../common/lease.h"
 #include "../common/log.h"
 #include "../common/object.h"
@@ -75,7 +78,8 @@ struct restore_state {
      * in parallel into local files (PREFETCH_WINDOW at a time) and read
      * from there; nothing is applied before it is checked as usual. */
     struct storage *local;              /* file storage on prefetch_dir */
-    char prefetch_dir[PATH_MAX];
+    char prefetch_dir[PATH_MAX];        /* inside work_dir */
+    char work_dir[PATH_MAX];            /* OUTPUT.tidemark-restore-XXXXXX (mkdtemp), or "" */
     size_t window_start, window_end;    /* segment indexes fetched, in gen->segments */
     char lease[512];                    /* our lease on the generation (common/lease.h) */
 };
@@ -237,8 +241,8 @@ static int prefetch_window(struct restore_state *rs, const struct catalog_genera
         char name[64], path[PATH_MAX + 64];
         prefetch_name(i, name, sizeof name);
         snprintf(path, sizeof path, "%s/%s", rs->prefetch_dir, name);
-        if ((fds[count] = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0) {
-            rc = tm_error_set(err, "cannot create '%s': %s", path, strerror(errno));
+        if ((fds[count] = fsutil_create_exclusive(path, err)) < 0) {
+            rc = -1;
             break;
         }
         keys[count++] = seg->key;
@@ -640,8 +644,29 @@ static void fill_outcome(const struct restore_state *rs, struct restore_outcome 
     snprintf(out->skipped, sizeof out->skipped, "%s", rs->skipped);
 }
 
+/* The private directory the restore writes in, beside the output (a
+ * rename from it is atomic): new, 0700, its name unpredictable; the
+ * temporary database (and SQLite's journal of the integrity check) and
+ * the prefetched segments go in it, so nothing planted is ever opened. */
+static int make_work_dir(struct restore_state *rs, const struct restore_options *opts, char *temp, size_t len,
+                         struct tm_error *err)
+{
+    snprintf(rs->work_dir, sizeof rs->work_dir, "%s.tidemark-restore-XXXXXX", opts->output);
+    if (fsutil_private_dir(rs->work_dir, err) != 0) {
+        rs->work_dir[0] = '\0';
+        return -1;
+    }
+    snprintf(temp, len, "%s/restoring.db", rs->work_dir);
+    if (!storage_fetch_is_useful(rs->st))
+        return 0;
+    snprintf(rs->prefetch_dir, sizeof rs->prefetch_dir, "%s/prefetch", rs->work_dir);
+    if (fsutil_ensure_private_dir(rs->prefetch_dir, err) != 0)
+        return -1;
+    return storage_file_open(rs->prefetch_dir, &rs->local, err);
+}
+
 static int restore_into(struct restore_state *rs, const struct restore_options *opts,
-                        const char *temp, struct tm_error *err)
+                        char *temp, size_t temp_len, struct tm_error *err)
 {
     struct catalog cat;
     const struct catalog_generation *gen = NULL;
@@ -654,12 +679,13 @@ static int restore_into(struct restore_state *rs, const struct restore_options *
                   "may run meanwhile): %s", gen->id, err->msg);
         rs->lease[0] = '\0';
     }
+    if (rc == 0)
+        rc = make_work_dir(rs, opts, temp, temp_len, err);
     if (rc == 0) {
         describe_plan(&cat, gen, opts, &rs->plan);
         snprintf(rs->generation, sizeof rs->generation, "%s", gen->id);
-        rs->fd = open(temp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-        if (rs->fd < 0)
-            rc = tm_error_set(err, "cannot create '%s': %s", temp, strerror(errno));
+        if ((rs->fd = fsutil_create_exclusive(temp, err)) < 0)
+            rc = -1;
     }
     if (rc == 0)
         rc = apply_snapshot_or_older(rs, &cat, opts, &gen, &snap, err);
@@ -694,20 +720,12 @@ int restore_database(const struct config_db *db, const struct crypto_keyring *ke
     struct restore_state rs = {.key = key, .fd = -1};
     if (check_output(opts, err) != 0 || targets_open_replica(db, opts->replica, &rs.st, err) != 0)
         return -1;
-    char temp[PATH_MAX];
-    snprintf(temp, sizeof temp, "%s.tidemark-restore-%d", opts->output, (int)getpid());
-    int rc = 0;
-    if (storage_fetch_is_useful(rs.st)) {
-        snprintf(rs.prefetch_dir, sizeof rs.prefetch_dir, "%s.d", temp);
-        rc = storage_file_open(rs.prefetch_dir, &rs.local, err);
-    }
-    if (rc == 0)
-        rc = restore_into(&rs, opts, temp, err);
+    char temp[PATH_MAX + 16] = "";
+    int rc = restore_into(&rs, opts, temp, sizeof temp, err);
     lease_release(rs.st, rs.lease);
     if (rs.local) {
         prefetch_drop_window(&rs);
         storage_free(rs.local);
-        rmdir(rs.prefetch_dir);
     }
     if (rc == 0) {
         unlink_sidecars(temp);
@@ -717,12 +735,11 @@ int restore_database(const struct config_db *db, const struct crypto_keyring *ke
             rc = tm_error_set(err, "cannot move the restored database to '%s': %s", opts->output,
                               strerror(errno));
     }
-    if (rc != 0) {
-        unlink(temp);
-        unlink_sidecars(temp);
-    } else {
+    struct tm_error ignored;
+    if (rs.work_dir[0])   /* the temporary database if it was not moved, the prefetch directory */
+        fsutil_remove_tree(rs.work_dir, &ignored);
+    if (rc == 0)
         fill_outcome(&rs, out);
-    }
     storage_free(rs.st);
     return rc;
 }

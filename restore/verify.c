@@ -29,6 +29,7 @@
 #include "verify.h"
 
 #include "../common/archive.h"
+#include "../common/fsutil.h"
 #include "../common/rdb.h"
 #include "../common/targets.h"
 #include "restore.h"
@@ -375,25 +376,29 @@ static int same_contents(const char *a, const char *b)
 
 /* Restores the newest point into a scratch file and checks it; with
  * deltas in the replica, a second time from the segments alone, and the
- * two must be identical. */
+ * two must be identical. The copies go in a private directory made under
+ * TMPDIR (or /var/tmp) with mkdtemp, removed after (fsutil.h). */
 static void verify_deep(const struct crypto_keyring *key, const struct config_db *db, const char *replica,
                         int has_deltas, struct verify_report *rep)
 {
-    char scratch[256], plain[300];
+    char dir[256], scratch[300], plain[300];
     const char *tmp = getenv("TMPDIR");
-    snprintf(scratch, sizeof scratch, "%s/tidemark-verify-%d.db", tmp && strlen(tmp) < 150 ? tmp : "/var/tmp",
-             (int)getpid());
-    snprintf(plain, sizeof plain, "%s.segments-only", scratch);
+    snprintf(dir, sizeof dir, "%s/tidemark-verify-XXXXXX", tmp && tmp[0] && strlen(tmp) < 150 ? tmp : "/var/tmp");
+    struct tm_error err;
+    if (fsutil_private_dir(dir, &err) != 0) {
+        problem(rep, db->name, "%s", err.msg);
+        return;
+    }
+    snprintf(scratch, sizeof scratch, "%s/newest.db", dir);
+    snprintf(plain, sizeof plain, "%s/segments-only.db", dir);
     struct restore_options opts = {.db_name = db->name, .output = scratch, .replica = replica, .force = 1,
                                    .redis_rdb = db->kind == DB_REDIS};
     struct restore_outcome outcome;
-    struct tm_error err;
+    struct tm_error ignored;   /* removing the scratch copies: nothing to report */
     if (db->kind == DB_REDIS) {   /* a directory holding dump.rdb, loaded by redis-server */
         if (restore_database(db, key, &opts, &outcome, &err) != 0)
             problem(rep, db->name, "restoring the newest point failed: %s", err.msg);
-        snprintf(plain, sizeof plain, "%s/dump.rdb", scratch);
-        unlink(plain);
-        rmdir(scratch);
+        fsutil_remove_tree(dir, &ignored);
         return;
     }
     if (restore_database(db, key, &opts, &outcome, &err) != 0) {
@@ -406,9 +411,8 @@ static void verify_deep(const struct crypto_keyring *key, const struct config_db
         else if (!same_contents(scratch, plain))
             problem(rep, db->name, "the newest point restored with deltas differs from the one replayed from "
                     "segments alone: restore with --no-deltas");
-        unlink(plain);
     }
-    unlink(scratch);
+    fsutil_remove_tree(dir, &ignored);
 }
 
 void verify_replica(const struct crypto_keyring *key, const struct config_db *db, size_t index, int deep,

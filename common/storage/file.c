@@ -1,7 +1,9 @@
 /* storage/file.c - the local-directory replica driver.
  *
  * A key maps to root/key. Writes go to a hidden temporary file in the
- * target directory (".tmp.<name>.<pid>.<n>"), are fsync'd, renamed over
+ * target directory (".tmp.<name>.XXXXXX", made by mkostemp: a new file,
+ * mode 0600, an unpredictable name, never opened through a link someone
+ * planted in a shared replica directory), are fsync'd, renamed over
  * the final name and the directory is fsync'd, so an object is either
  * whole and durable or absent. Listing skips names starting with '.'
  * (temporaries left by a crash are never mistaken for objects). */
@@ -23,7 +25,6 @@
 
 struct file_storage {
     char *root;
-    unsigned temp_counter;
 };
 
 struct file_writer {
@@ -66,9 +67,8 @@ static int file_write_begin(void *self, const char *key, void **handle, struct t
     *slash = '\0';
     if (fsutil_make_dirs(w->dir_path, err) != 0)
         goto fail;
-    snprintf(w->temp_path, sizeof w->temp_path, "%s/.tmp.%s.%d.%u", w->dir_path, slash + 1,
-             (int)getpid(), __atomic_fetch_add(&fs->temp_counter, 1, __ATOMIC_RELAXED));   /* uploads run on threads */
-    w->fd = open(w->temp_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    snprintf(w->temp_path, sizeof w->temp_path, "%s/.tmp.%s.XXXXXX", w->dir_path, slash + 1);
+    w->fd = mkostemp(w->temp_path, O_CLOEXEC);   /* O_CREAT|O_EXCL, 0600 */
     if (w->fd < 0) {
         tm_error_set(err, "cannot create '%s': %s", w->temp_path, strerror(errno));
         goto fail;

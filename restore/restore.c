@@ -9,8 +9,9 @@
  * each object's authenticated header as it is read. Apply: write the
  * snapshot's pages to a temporary file in a private directory made next
  * to the output (mkdtemp, mode 0700: nobody else can plant a link or a
- * file in it, fsutil.h), then each segment's transactions in order, page by page,
- * stopping before the first transaction seen after the target. Wherever
+ * file in it, fsutil.h), then each segment's transactions in order,
+ * page by page, stopping before the first transaction seen after the
+ * target. Wherever
  * a delta starts at the next index and its last commit is at or before
  * the target, the largest such delta is applied instead of its segments
  * (replicator/deltas.h: at most a few objects per level). Every

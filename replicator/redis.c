@@ -266,54 +266,54 @@ static void after_units(struct redis_link *l)
         redis_try_switch(l->owner);
 }
 
-/* Records the complete commands at the start of `in`. */
+/* A unit past the archive's reader limit: it cannot be split (a MULTI
+ * block is one transaction) nor stored readably, so it is refused. The
+ * units before it end the generation (published at once by the RDB that
+ * follows, rdb_end); the next connection asks for a full
+ * resynchronisation, whose RDB holds the refused unit's effects. */
+static void refuse_unit(struct redis_link *l)
+{
+    log_event(LOG_ERROR, l->owner->name, NULL, "ALERT: a command or MULTI block over %u MiB at replication offset %"
+              PRIu64 " is refused: the archive cannot hold a unit that large, and a transaction is never split; "
+              "generation %s ends before it and a new one starts from a full resynchronisation (the points in "
+              "between cannot be restored)", ARCHIVE_REDIS_UNIT_MAX >> 20, l->offset,
+              l->owner->deps.shipper->generation);
+    l->want_full_sync = 1;
+    redis_link_disconnect(l, "a unit over %u MiB from %s was refused at offset %" PRIu64 " (a new generation will "
+                          "start)", ARCHIVE_REDIS_UNIT_MAX >> 20, redis_link_addr(l), l->offset);
+}
+
+/* Records the complete units at the start of `in` (redis_units.h: the
+ * cutter goes on where it stopped, and keeps an open MULTI block whole in
+ * `in` until its EXEC). */
 int redis_stream_receive(struct redis_link *l)
 {
-    size_t pos = 0, multi_start = 0;
-    int in_multi = 0;
     int64_t now_ms = clock_now_ms();
     for (;;) {
-        struct resp_command cmd;
-        int got = resp_command_parse(l->in.data + pos, l->in.len - pos, &cmd);
-        if (got == RESP_INCOMPLETE)
+        struct redis_unit unit;
+        int kind = redis_units_next(&l->units, l->in.data, l->in.len, &unit);
+        if (kind == REDIS_UNITS_MORE)
             break;
-        if (got == RESP_MALFORMED) {
+        if (kind == REDIS_UNITS_TOO_LARGE) {
+            refuse_unit(l);
+            return 0;
+        }
+        if (kind == REDIS_UNITS_MALFORMED) {
             l->want_full_sync = 1;
             redis_link_disconnect(l, "the replication stream from %s is malformed at offset %" PRIu64
                                   " (a new generation will start)", redis_link_addr(l), l->offset);
             return 0;
         }
-        const uint8_t *command = l->in.data + pos;
-        pos += cmd.length;
-        l->offset += cmd.length;
-        if (strcmp(cmd.name, "MULTI") == 0 && !in_multi) {
-            in_multi = 1;
-            multi_start = pos - cmd.length;
-            continue;
-        }
-        if (in_multi) {
-            if (strcmp(cmd.name, "EXEC") != 0)
-                continue;
-            in_multi = 0;
-            command = l->in.data + multi_start;
-            cmd.length = pos - multi_start;
-        } else if (strcmp(cmd.name, "PING") == 0 || strcmp(cmd.name, "REPLCONF") == 0) {
-            l->unit_end_offset = l->offset;
-            if (strcmp(cmd.arg1, "GETACK") == 0)
-                redis_link_send_ack(l);
-            continue;
-        }
-        if (add_unit(l, now_ms, command, cmd.length) != 0) {
+        l->offset += unit.length;
+        if (kind == REDIS_UNIT_WRITE && add_unit(l, now_ms, l->in.data + unit.start, unit.length) != 0) {
             redis_link_disconnect(l, "out of memory for the commands received");
             return 0;
         }
         l->unit_end_offset = l->offset;
+        if (unit.getack)
+            redis_link_send_ack(l);
     }
-    if (in_multi) {   /* kept whole in `in` until its EXEC arrives */
-        l->offset -= pos - multi_start;
-        pos = multi_start;
-    }
-    redis_buffer_consume(&l->in, pos);
+    redis_buffer_consume(&l->in, redis_units_release(&l->units));
     after_units(l);
     return 0;
 }

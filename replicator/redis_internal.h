@@ -11,6 +11,7 @@
 #include "../common/archive.h"
 #include "../common/object.h"
 #include "../common/rdb.h"
+#include "redis_units.h"
 
 #define RETRY_MIN_S 1.0
 
@@ -28,6 +29,7 @@ struct redis_link {
     int fd;
     ev_io read_watcher, write_watcher;
     struct buffer in, out;
+    struct redis_units units;            /* where the stream in `in` is cut (redis_units.h) */
     int replies_left;
     int want_full_sync;
     char error[512];                     /* last error, "" when streaming */

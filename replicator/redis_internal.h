@@ -32,6 +32,7 @@ struct redis_link {
     struct redis_units units;            /* where the stream in `in` is cut (redis_units.h) */
     int replies_left;
     int want_full_sync;
+    int held;                            /* not reading: the spool is full (redis.c, SPOOL LIMIT) */
     char error[512];                     /* last error, "" when streaming */
     /* the stream */
     char replid[ARCHIVE_REPLID_BYTES + 1];
@@ -64,6 +65,7 @@ struct redis_capture {
     ev_timer retry_timer, ack_timer, next_retry_timer;
     double retry_s;
     int stopping;
+    int spool_full;                      /* spool-limit reached (logged once per incident) */
     int64_t failing_since_ms;            /* main link not streaming since; 0 when it is */
 };
 

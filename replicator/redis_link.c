@@ -273,6 +273,7 @@ void redis_link_close(struct redis_link *l)
     if (l->fd >= 0)
         close(l->fd);
     l->fd = -1;
+    l->held = 0;
     if (l->rdb_writer) {
         object_writer_abort(l->rdb_writer);
         l->rdb_writer = NULL;

@@ -10,10 +10,11 @@
 
 #include <stdlib.h>
 
-/* The input buffer as redis_link.c keeps it: appended to, the released
- * bytes dropped from its start. */
+/* The input buffer as redis_link.c keeps it, appended to and the released
+ * bytes dropped from its start: here a window on the whole stream (no
+ * copy: dropping moves its start). */
 struct feed {
-    uint8_t *data;
+    const uint8_t *data;
     size_t len;
     uint64_t dropped;                    /* bytes released so far: stream offset of data[0] */
 };
@@ -25,9 +26,9 @@ struct seen {
     int getack;
 };
 
-/* Takes every unit the cutter finds in f, then releases; returns the
- * number of units put in out (at most cap), or -1 on MALFORMED/TOO_LARGE
- * (kind in *failed). */
+/* Takes every unit the cutter finds in f (at most cap kept in out, all
+ * counted in *count), then releases; -1 on MALFORMED or TOO_LARGE (kind
+ * in *failed). */
 static int take_units(struct redis_units *u, struct feed *f, struct seen *out, size_t cap, size_t *count,
                       int *failed)
 {
@@ -45,7 +46,7 @@ static int take_units(struct redis_units *u, struct feed *f, struct seen *out, s
         (*count)++;
     }
     size_t done = redis_units_release(u);
-    memmove(f->data, f->data + done, f->len - done);
+    f->data += done;
     f->len -= done;
     f->dropped += done;
     return 0;
@@ -57,19 +58,16 @@ static int cut(const uint8_t *stream, size_t len, size_t piece, size_t max_unit,
 {
     struct redis_units u;
     redis_units_init(&u, max_unit);
-    struct feed f = {.data = malloc(len + 1)};
+    struct feed f = {.data = stream};
     *count = 0;
     *failed = 0;
     int rc = 0;
     for (size_t at = 0; at < len && rc == 0; at += piece) {
-        size_t n = len - at < piece ? len - at : piece;
-        memcpy(f.data + f.len, stream + at, n);
-        f.len += n;
+        f.len += len - at < piece ? len - at : piece;
         rc = take_units(&u, &f, out, cap, count, failed);
     }
     if (examined)
         *examined = redis_units_examined(&u);
-    free(f.data);
     return rc;
 }
 

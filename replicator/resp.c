@@ -49,12 +49,12 @@ static int read_number(const uint8_t *buf, size_t len, size_t *pos, char prefix,
     size_t i = *pos + 1, digits = 0;
     for (; i < len && isdigit(buf[i]); i++, digits++) {
         number = number * 10 + (buf[i] - '0');
-        if (number > max)
+        if (number > max || digits >= 20)   /* however the line is cut: the same verdict */
             return RESP_MALFORMED;
     }
     *examined += (uint64_t)(i - *pos) + 2;
     if (i + 1 >= len)
-        return digits > 20 ? RESP_MALFORMED : RESP_INCOMPLETE;
+        return RESP_INCOMPLETE;
     if (!digits || buf[i] != '\r' || buf[i + 1] != '\n')
         return RESP_MALFORMED;
     *pos = i + 2;

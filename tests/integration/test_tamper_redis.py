@@ -99,11 +99,12 @@ class Env:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def send_multi_block(port, megabytes):
-    """One MULTI block of about `megabytes` MB of small SETs (the shape of
-    a Lua script's effects), through a raw socket; its command count."""
-    value = b"v" * 160
-    command = b"*3\r\n$3\r\nSET\r\n$11\r\nbig:%07d\r\n$160\r\n" + value + b"\r\n"
+def send_multi_block(port, megabytes, value_bytes=160):
+    """One MULTI block of about `megabytes` MB of SETs (small ones: the
+    shape of a Lua script's effects), through a raw socket; its command
+    count."""
+    value = b"v" * value_bytes
+    command = b"*3\r\n$3\r\nSET\r\n$11\r\nbig:%07d\r\n$" + b"%d" % value_bytes + b"\r\n" + value + b"\r\n"
     count = megabytes * 1024 * 1024 // (len(command) + 5)
     commands = b"".join(command % i for i in range(count))
     sock = socket.create_connection(("127.0.0.1", port))
@@ -224,6 +225,46 @@ def test_a_large_multi_block_is_captured_in_linear_time_and_restored_exactly():
         env.cleanup()
 
 
+def test_a_unit_over_1gib_is_refused_and_a_new_generation_starts():
+    """Opt-in (TAMPER_REDIS_HUGE=1: ~1.1 GB through redis-server, several
+    GB of memory): a MULTI block over the archive reader's 1 GiB limit is
+    refused at capture with an ALERT, the generation ends before it, a
+    full resynchronisation starts a new one, and restores on both sides
+    are exact (before: the unit was written, and no restore could read
+    its segment)."""
+    if os.environ.get("TAMPER_REDIS_HUGE") != "1":
+        from helpers import Skip
+        raise Skip("set TAMPER_REDIS_HUGE=1 (1.1 GB through redis-server)")
+    env = Env("huge", server_options=("--client-output-buffer-limit", "replica 0 0 0",
+                                       "--repl-diskless-sync-delay", "0"))
+    try:
+        env.start()
+        env.wait_capture()
+        redis.Redis(port=env.server.port).set("before", "1")
+        wait_until(env.caught_up, 10, "the sidecar to follow")
+        time.sleep(0.5)
+        before_block_ms = now_ms()
+        before = digest(env.server.port)
+        time.sleep(0.3)
+        count = send_multi_block(env.server.port, 1100, value_bytes=1 << 20)
+        try:
+            wait_until(lambda: "is refused" in env.log_text(), 60, "the refusal")
+            wait_until(lambda: env.log_text().count("RDB of") == 2, 90, "a new generation")
+            wait_until(env.caught_up, 30, "the sidecar to follow again")
+        except Failure as e:
+            raise Failure("%s:\n%s" % (e, env.log_text()[-2000:]))
+        check("ALERT: a command or MULTI block over 1024 MiB" in env.log_text(), "no ALERT:\n" + env.log_text()[-2000:])
+        after = digest(env.server.port)
+        time.sleep(0.5)
+        env.stop()
+        got, size = env.restore_redis()
+        check(got == after and size == count + 1, "latest restore: %d keys (expected %d)" % (size, count + 1))
+        got, size = env.restore_redis(before_block_ms)
+        check(got == before and size == 1, "restore before the block: %d keys" % size)
+    finally:
+        env.cleanup()
+
+
 def spool_files(state):
     """{inode: size} of the objects in the Redis spool (queues and incoming)."""
     objects = {}
@@ -308,6 +349,7 @@ def test_spool_limit_holds_redis_back_while_the_replica_is_unreachable():
 
 TESTS = [
     test_a_large_multi_block_is_captured_in_linear_time_and_restored_exactly,
+    test_a_unit_over_1gib_is_refused_and_a_new_generation_starts,
     test_spool_limit_holds_redis_back_while_the_replica_is_unreachable,
 ]
 

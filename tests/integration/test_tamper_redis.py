@@ -13,7 +13,7 @@ import os, shutil, socket, sqlite3, subprocess, sys, tempfile, threading, time
 import redis
 
 from helpers import TIDEMARK, Failure, check, iso, run_tests, wait_until
-from test_redis import RedisServer
+from test_redis import RedisServer, free_port
 
 BLOCK_MB = int(os.environ.get("TAMPER_REDIS_MB", "256"))
 
@@ -74,16 +74,30 @@ class Env:
     def restore_redis(self, target_ms=None):
         """Restores cache (latest, or at target_ms), loads it; its digest and size."""
         output = os.path.join(self.dir, "restored-%d" % time.monotonic_ns())
-        args = [TIDEMARK, "restore", "-c", self.config, "cache", "-o", output, "--format", "rdb"]
+        args = [TIDEMARK, "restore", "-c", self.config, "cache", "-o", output]
         if target_ms is not None:
             args += ["--timestamp", iso(target_ms)]
         proc = subprocess.run(args, capture_output=True, text=True)
         check(proc.returncode == 0, "restore failed: %s %s" % (proc.stdout, proc.stderr))
-        server = RedisServer(output, "--dbfilename", "dump.rdb", "--enable-debug-command", "local")
+        port = free_port()
+        log = open(os.path.join(self.dir, "restored-redis.log"), "ab")
+        server = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", output,
+                                   "--save", "", "--appendonly", "yes", "--enable-debug-command", "local"],
+                                  stdout=log, stderr=log)
         try:
-            return digest(server.port), redis.Redis(port=server.port).dbsize()
+            # loading a million keys takes a while on a busy machine
+            deadline = time.time() + 120
+            while True:
+                try:
+                    client = redis.Redis(port=port)
+                    client.ping()
+                    return digest(port), client.dbsize()
+                except redis.exceptions.ConnectionError:   # not listening yet, or still loading
+                    check(time.time() < deadline and server.poll() is None, "the restored redis-server did not start")
+                    time.sleep(0.1)
         finally:
-            server.stop()
+            server.kill()
+            server.wait()
             shutil.rmtree(output, ignore_errors=True)
 
     def stop(self):

@@ -124,6 +124,7 @@ static int publish_segment(struct redis_link *l, struct tm_error *err)
     if (shipper_publish_segment(sh, &seg, NULL, err) != 0)
         return -1;
     l->segment.len = 0;
+    redis_buffer_trim(&l->segment);
     l->unit_count = 0;
     l->segment_start_offset = l->unit_end_offset;
     rc->deps.published(rc->deps.arg);
@@ -383,6 +384,7 @@ int redis_stream_receive(struct redis_link *l)
             redis_link_send_ack(l);
     }
     redis_buffer_consume(&l->in, redis_units_release(&l->units));
+    redis_buffer_trim(&l->in);
     after_units(l);
     return 0;
 }

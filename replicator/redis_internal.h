@@ -72,6 +72,9 @@ struct redis_capture {
 /* redis_link.c: buffers and the connection. */
 int redis_buffer_append(struct buffer *b, const void *data, size_t len);
 void redis_buffer_consume(struct buffer *b, size_t len);
+/* A buffer grown past 32 MiB (for a large MULTI block) gives its memory
+ * back once it holds little again. */
+void redis_buffer_trim(struct buffer *b);
 const char *redis_link_addr(const struct redis_link *l);   /* the configured address */
 struct redis_link *redis_link_new(struct redis_capture *rc, int is_next);
 /* Starts connecting (a name lookup, then a non-blocking connect). */

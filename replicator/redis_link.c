@@ -65,6 +65,20 @@ void redis_buffer_consume(struct buffer *b, size_t len)
     b->len -= len;
 }
 
+#define BUFFER_KEEP_BYTES (32 * 1024 * 1024)
+
+void redis_buffer_trim(struct buffer *b)
+{
+    if (b->cap <= BUFFER_KEEP_BYTES || b->len > BUFFER_KEEP_BYTES / 4)
+        return;
+    size_t cap = b->len > 4096 ? b->len : 4096;
+    uint8_t *smaller = realloc(b->data, cap);
+    if (smaller) {   /* else it keeps its memory: nothing is lost */
+        b->data = smaller;
+        b->cap = cap;
+    }
+}
+
 const char *redis_link_addr(const struct redis_link *l)
 {
     return l->owner->deps.cfg->redis_addr;

@@ -12,7 +12,7 @@ import os, shutil, socket, sqlite3, subprocess, sys, tempfile, threading, time
 
 import redis
 
-from helpers import TIDEMARK, Failure, check, iso, run_tests, wait_until
+from helpers import TIDEMARK, MEMORY_SCALE, Failure, check, iso, run_tests, wait_until
 from test_redis import RedisServer, free_port
 
 BLOCK_MB = int(os.environ.get("TAMPER_REDIS_MB", "256"))
@@ -219,7 +219,9 @@ def test_a_large_multi_block_is_captured_in_linear_time_and_restored_exactly():
               "the SQLite database stopped shipping during the block: %d segments, largest gap %.1f s"
               % (len(window), max(gaps) if gaps else -1))
         after = digest(env.server.port)
-        time.sleep(0.5)
+        time.sleep(1.0)   # a sync tick: the block is published
+        rss_kib = int([l for l in open("/proc/%d/status" % env.sidecar.pid) if l.startswith("VmRSS:")][0].split()[1])
+        check(rss_kib < 96 * 1024 * MEMORY_SCALE, "the sidecar kept %d KiB after the block was published" % rss_kib)
         t0 = time.time()
         env.stop()
         writer.stop_flag.set()
@@ -232,8 +234,8 @@ def test_a_large_multi_block_is_captured_in_linear_time_and_restored_exactly():
         check(got == before and size == 1, "restore before the block: %d keys, digest %s vs %s" % (size, got, before))
         print("# stop %.1f s, restore latest %.1f s, restore before %.1f s" % (t1 - t0, t2 - t1, time.time() - t2))
         print("# %d MB block (%d commands): sent and executed in %.1f s, captured %.1f s after EXEC; "
-              "%d SQLite segments meanwhile, largest gap %.2f s" % (BLOCK_MB, count, executed - sent,
-              taken - executed, len(window), max(gaps)))
+              "%d SQLite segments meanwhile, largest gap %.2f s; sidecar RSS afterwards %.1f MiB"
+              % (BLOCK_MB, count, executed - sent, taken - executed, len(window), max(gaps), rss_kib / 1024.0))
     finally:
         writer.stop_flag.set()
         env.cleanup()

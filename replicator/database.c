@@ -528,7 +528,8 @@ static int setup_redis(struct replicator *rep, struct db_context *ctx, struct tm
     ctx->shipper = (struct shipper){.db_name = cfg->name, .key = rep->key, .spool = ctx->spool};
     database_kick_uploaders(ctx);
     struct redis_capture_deps deps = {.loop = rep->loop, .cfg = cfg, .key = rep->key, .spool = ctx->spool,
-                                      .shipper = &ctx->shipper, .published = redis_published, .arg = ctx};
+                                      .shipper = &ctx->shipper, .published = redis_published, .arg = ctx,
+                                      .spool_limit = rep->cfg->spool_limit};
     if (redis_capture_start(&deps, &ctx->redis, err) != 0)
         return -1;
     if (ctx->shipper.last_snapshot_ms && (!rep->opts || !rep->opts->snapshot_once))

@@ -42,6 +42,34 @@
  * next link becomes the main one: the old generation reaches past the
  * new snapshot's point, so every second stays restorable.
  *
+ * UNITS are cut from the stream by redis_units.c, which keeps its place
+ * in the input between reads: an open MULTI block (Redis 7 also wraps a
+ * Lua script's effects in one) waits whole in the input buffer until its
+ * EXEC, and is measured once however many reads it takes, so a large
+ * block costs time linear in its size on the loop every database
+ * shares. The archive's reader takes units of at most 1 GiB
+ * (ARCHIVE_REDIS_UNIT_MAX); a unit that passes it is refused as soon as
+ * it does, loudly (ALERT in the log; capture_failing while it lasts):
+ * splitting a block would split its transaction, and writing it would
+ * make a segment no restore can read. The generation ends with the units
+ * before it, and the link reconnects asking for a full
+ * resynchronisation: the new generation's RDB holds the refused unit's
+ * effects, and only the points between the two generations are lost.
+ *
+ * SPOOL LIMIT: like a database's (database.c), the spool may hold at
+ * most spool-limit bytes waiting for replicas. When it is reached (an
+ * ALERT is logged once, and the spool_near_limit alert holds), the main
+ * link publishes nothing more and stops reading: its commands wait in
+ * the master, which holds them for its replica (TCP backpressure) until
+ * its client-output-buffer-limit for replicas, then drops the link. No
+ * reconnection and no scheduled snapshot is started while the spool is
+ * full, so no RDB is added to it either. Each sync tick looks again;
+ * once the spool is below its limit the link reads on (nothing lost), or
+ * reconnects: PSYNC continues the stream when the master's backlog still
+ * holds it, else a full resynchronisation starts a new generation
+ * (logged). So the spool exceeds its limit by one object at most: the
+ * segment, or the RDB, that was on its way when it was reached.
+ *
  * Any error closes the link, logs once per distinct message, and the main
  * link retries after 1 s, doubling up to 30 s (a failed next link is
  * retried at the next schedule, or after 60 s).
@@ -96,6 +124,7 @@ static int publish_segment(struct redis_link *l, struct tm_error *err)
     if (shipper_publish_segment(sh, &seg, NULL, err) != 0)
         return -1;
     l->segment.len = 0;
+    redis_buffer_trim(&l->segment);
     l->unit_count = 0;
     l->segment_start_offset = l->unit_end_offset;
     rc->deps.published(rc->deps.arg);
@@ -115,12 +144,49 @@ static int add_unit(struct redis_link *l, int64_t now_ms, const uint8_t *data, s
     return 0;
 }
 
+/* ------------------------------------------------------------- spool limit */
+
+/* True when the spool holds spool-limit bytes or more (logged once per
+ * incident, and when it is over). */
+static int spool_full(struct redis_capture *rc)
+{
+    uint64_t waiting = spool_bytes(rc->deps.spool), limit = rc->deps.spool_limit;
+    int full = limit && waiting >= limit;
+    if (full && !rc->spool_full)
+        log_event(LOG_ERROR, rc->name, NULL, "ALERT: spool full: %llu bytes wait for replicas (spool-limit %llu); "
+                  "the capture stops reading from Redis (the master holds the commands until its replica output "
+                  "buffer limit, then drops the connection: a new generation may start) until a replica catches up",
+                  (unsigned long long)waiting, (unsigned long long)limit);
+    else if (!full && rc->spool_full)
+        log_event(LOG_INFO, rc->name, NULL, "spool below its limit again; the capture reads on");
+    rc->spool_full = full;
+    return full;
+}
+
+/* The main link stops reading while the spool is full, and reads on
+ * once it is not (its commands wait in the master meanwhile). */
+static void hold_or_resume(struct redis_capture *rc, int full)
+{
+    struct redis_link *l = rc->main;
+    if (full && !l->held && l->state == STREAM) {
+        ev_io_stop(rc->deps.loop, &l->read_watcher);
+        l->held = 1;
+    } else if (!full && l->held) {
+        l->held = 0;
+        if (l->fd >= 0)
+            ev_io_start(rc->deps.loop, &l->read_watcher);
+    }
+}
+
 /* ------------------------------------------------------------- the RDB */
 
 /* The RDB that follows +FULLRESYNC starts a new generation. */
 int redis_rdb_begin(struct redis_link *l, struct tm_error *err)
 {
     struct redis_capture *rc = l->owner;
+    if (spool_full(rc))
+        return tm_error_setc(err, TM_ERR_TRANSIENT, "the spool is full (spool-limit): no snapshot is added to it "
+                             "until a replica catches up");
     l->rdb_time_ms = clock_now_ms();
     layout_generation_id_new(l->rdb_time_ms, l->generation);
     uint8_t chain[OBJECT_HASH_BYTES];
@@ -251,14 +317,18 @@ int redis_rdb_receive(struct redis_link *l)
     return 1;
 }
 
-/* After new units: the main link cuts a segment at SEGMENT_CUT_BYTES and
- * lets a ready next link take over; a next link gives up past
- * NEXT_BUFFER_MAX. */
+/* After new units: the main link cuts a segment at SEGMENT_CUT_BYTES
+ * (or stops reading when the spool is full) and lets a ready next link
+ * take over; a next link gives up past NEXT_BUFFER_MAX. */
 static void after_units(struct redis_link *l)
 {
     struct tm_error err;
-    if (!l->is_next && l->segment.len >= SEGMENT_CUT_BYTES && publish_segment(l, &err) != 0)
-        log_event(LOG_ERROR, l->owner->name, NULL, "cannot write to the spool: %s", err.msg);
+    if (!l->is_next && l->segment.len >= SEGMENT_CUT_BYTES) {
+        int full = spool_full(l->owner);
+        hold_or_resume(l->owner, full);
+        if (!full && publish_segment(l, &err) != 0)
+            log_event(LOG_ERROR, l->owner->name, NULL, "cannot write to the spool: %s", err.msg);
+    }
     if (l->is_next && l->segment.len >= NEXT_BUFFER_MAX)
         redis_link_disconnect(l, "the scheduled snapshot's stream buffered %d MiB while the current stream had not "
                               "yet reached its offset: given up (retried later)", NEXT_BUFFER_MAX >> 20);
@@ -266,54 +336,55 @@ static void after_units(struct redis_link *l)
         redis_try_switch(l->owner);
 }
 
-/* Records the complete commands at the start of `in`. */
+/* A unit past the archive's reader limit: it cannot be split (a MULTI
+ * block is one transaction) nor stored readably, so it is refused. The
+ * units before it end the generation (published at once by the RDB that
+ * follows, rdb_end); the next connection asks for a full
+ * resynchronisation, whose RDB holds the refused unit's effects. */
+static void refuse_unit(struct redis_link *l)
+{
+    log_event(LOG_ERROR, l->owner->name, NULL, "ALERT: a command or MULTI block over %u MiB at replication offset %"
+              PRIu64 " is refused: the archive cannot hold a unit that large, and a transaction is never split; "
+              "generation %s ends before it and a new one starts from a full resynchronisation (the points in "
+              "between cannot be restored)", ARCHIVE_REDIS_UNIT_MAX >> 20, l->offset,
+              l->owner->deps.shipper->generation);
+    l->want_full_sync = 1;
+    redis_link_disconnect(l, "a unit over %u MiB from %s was refused at offset %" PRIu64 " (a new generation will "
+                          "start)", ARCHIVE_REDIS_UNIT_MAX >> 20, redis_link_addr(l), l->offset);
+}
+
+/* Records the complete units at the start of `in` (redis_units.h: the
+ * cutter goes on where it stopped, and keeps an open MULTI block whole in
+ * `in` until its EXEC). */
 int redis_stream_receive(struct redis_link *l)
 {
-    size_t pos = 0, multi_start = 0;
-    int in_multi = 0;
     int64_t now_ms = clock_now_ms();
     for (;;) {
-        struct resp_command cmd;
-        int got = resp_command_parse(l->in.data + pos, l->in.len - pos, &cmd);
-        if (got == RESP_INCOMPLETE)
+        struct redis_unit unit;
+        int kind = redis_units_next(&l->units, l->in.data, l->in.len, &unit);
+        if (kind == REDIS_UNITS_MORE)
             break;
-        if (got == RESP_MALFORMED) {
+        if (kind == REDIS_UNITS_TOO_LARGE) {
+            refuse_unit(l);
+            return 0;
+        }
+        if (kind == REDIS_UNITS_MALFORMED) {
             l->want_full_sync = 1;
             redis_link_disconnect(l, "the replication stream from %s is malformed at offset %" PRIu64
                                   " (a new generation will start)", redis_link_addr(l), l->offset);
             return 0;
         }
-        const uint8_t *command = l->in.data + pos;
-        pos += cmd.length;
-        l->offset += cmd.length;
-        if (strcmp(cmd.name, "MULTI") == 0 && !in_multi) {
-            in_multi = 1;
-            multi_start = pos - cmd.length;
-            continue;
-        }
-        if (in_multi) {
-            if (strcmp(cmd.name, "EXEC") != 0)
-                continue;
-            in_multi = 0;
-            command = l->in.data + multi_start;
-            cmd.length = pos - multi_start;
-        } else if (strcmp(cmd.name, "PING") == 0 || strcmp(cmd.name, "REPLCONF") == 0) {
-            l->unit_end_offset = l->offset;
-            if (strcmp(cmd.arg1, "GETACK") == 0)
-                redis_link_send_ack(l);
-            continue;
-        }
-        if (add_unit(l, now_ms, command, cmd.length) != 0) {
+        l->offset += unit.length;
+        if (kind == REDIS_UNIT_WRITE && add_unit(l, now_ms, l->in.data + unit.start, unit.length) != 0) {
             redis_link_disconnect(l, "out of memory for the commands received");
             return 0;
         }
         l->unit_end_offset = l->offset;
+        if (unit.getack)
+            redis_link_send_ack(l);
     }
-    if (in_multi) {   /* kept whole in `in` until its EXEC arrives */
-        l->offset -= pos - multi_start;
-        pos = multi_start;
-    }
-    redis_buffer_consume(&l->in, pos);
+    redis_buffer_consume(&l->in, redis_units_release(&l->units));
+    redis_buffer_trim(&l->in);
     after_units(l);
     return 0;
 }
@@ -359,8 +430,16 @@ static void on_retry(struct ev_loop *loop, ev_timer *w, int revents)
     (void)loop;
     (void)revents;
     struct redis_capture *rc = w->data;
-    if (rc->main->state == IDLE && !rc->stopping)
-        redis_link_connect(rc->main);
+    if (rc->main->state != IDLE || rc->stopping)
+        return;
+    if (spool_full(rc)) {   /* a reconnection may bring an RDB: not into a full spool */
+        snprintf(rc->main->error, sizeof rc->main->error, "the spool is full (spool-limit): not reconnecting to "
+                 "%s until a replica catches up", rc->deps.cfg->redis_addr);
+        ev_timer_set(&rc->retry_timer, RETRY_MIN_S, 0.);
+        ev_timer_start(rc->deps.loop, &rc->retry_timer);
+        return;
+    }
+    redis_link_connect(rc->main);
 }
 
 static void on_ack_timer(struct ev_loop *loop, ev_timer *w, int revents)
@@ -416,6 +495,10 @@ int redis_capture_start(const struct redis_capture_deps *deps, struct redis_capt
 void redis_capture_sync(struct redis_capture *rc)
 {
     struct tm_error err;
+    int full = spool_full(rc);
+    hold_or_resume(rc, full);
+    if (full)
+        return;   /* the units stay in memory; the link reads no more meanwhile */
     if (publish_segment(rc->main, &err) != 0)
         log_event(LOG_ERROR, rc->name, NULL, "cannot write to the spool (the commands stay in memory and are "
                   "retried): %s", err.msg);
@@ -428,6 +511,10 @@ void redis_capture_snapshot(struct redis_capture *rc)
         return;
     if (rc->next || rc->main->state == RDB_START || rc->main->state == RDB || rc->main->state == PSYNC_REPLY)
         return;   /* one is on its way */
+    if (spool_full(rc)) {
+        log_event(LOG_WARN, rc->name, NULL, "scheduled snapshot skipped: the spool is full (spool-limit)");
+        return;
+    }
     if (rc->main->state != STREAM) {   /* not following: the reconnection asks for a full sync */
         rc->main->want_full_sync = 1;
         return;

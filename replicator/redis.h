@@ -34,6 +34,10 @@ struct redis_capture_deps {
     struct shipper *shipper;
     void (*published)(void *arg);        /* an object entered the spool: kick the uploaders */
     void *arg;
+    /* spool-limit: at this many bytes waiting in the spool, the capture
+     * stops reading the stream and takes no new snapshot (redis.c,
+     * SPOOL LIMIT); 0: no limit */
+    uint64_t spool_limit;
 };
 
 /* Starts connecting (asynchronously); errors are logged and retried. */

@@ -11,6 +11,7 @@
 #include "../common/archive.h"
 #include "../common/object.h"
 #include "../common/rdb.h"
+#include "redis_units.h"
 
 #define RETRY_MIN_S 1.0
 
@@ -28,8 +29,10 @@ struct redis_link {
     int fd;
     ev_io read_watcher, write_watcher;
     struct buffer in, out;
+    struct redis_units units;            /* where the stream in `in` is cut (redis_units.h) */
     int replies_left;
     int want_full_sync;
+    int held;                            /* not reading: the spool is full (redis.c, SPOOL LIMIT) */
     char error[512];                     /* last error, "" when streaming */
     /* the stream */
     char replid[ARCHIVE_REPLID_BYTES + 1];
@@ -62,12 +65,16 @@ struct redis_capture {
     ev_timer retry_timer, ack_timer, next_retry_timer;
     double retry_s;
     int stopping;
+    int spool_full;                      /* spool-limit reached (logged once per incident) */
     int64_t failing_since_ms;            /* main link not streaming since; 0 when it is */
 };
 
 /* redis_link.c: buffers and the connection. */
 int redis_buffer_append(struct buffer *b, const void *data, size_t len);
 void redis_buffer_consume(struct buffer *b, size_t len);
+/* A buffer grown past 32 MiB (for a large MULTI block) gives its memory
+ * back once it holds little again. */
+void redis_buffer_trim(struct buffer *b);
 const char *redis_link_addr(const struct redis_link *l);   /* the configured address */
 struct redis_link *redis_link_new(struct redis_capture *rc, int is_next);
 /* Starts connecting (a name lookup, then a non-blocking connect). */

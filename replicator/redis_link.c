@@ -59,8 +59,24 @@ int redis_buffer_append(struct buffer *b, const void *data, size_t len)
 
 void redis_buffer_consume(struct buffer *b, size_t len)
 {
+    if (len == 0)
+        return;   /* an open MULTI block waits in place: no copy per read */
     memmove(b->data, b->data + len, b->len - len);
     b->len -= len;
+}
+
+#define BUFFER_KEEP_BYTES (32 * 1024 * 1024)
+
+void redis_buffer_trim(struct buffer *b)
+{
+    if (b->cap <= BUFFER_KEEP_BYTES || b->len > BUFFER_KEEP_BYTES / 4)
+        return;
+    size_t cap = b->len > 4096 ? b->len : 4096;
+    uint8_t *smaller = realloc(b->data, cap);
+    if (smaller) {   /* else it keeps its memory: nothing is lost */
+        b->data = smaller;
+        b->cap = cap;
+    }
 }
 
 const char *redis_link_addr(const struct redis_link *l)
@@ -271,12 +287,14 @@ void redis_link_close(struct redis_link *l)
     if (l->fd >= 0)
         close(l->fd);
     l->fd = -1;
+    l->held = 0;
     if (l->rdb_writer) {
         object_writer_abort(l->rdb_writer);
         l->rdb_writer = NULL;
         l->want_full_sync = 1;
     }
     l->in.len = l->out.len = 0;
+    redis_units_init(&l->units, ARCHIVE_REDIS_UNIT_MAX);
     l->offset = l->unit_end_offset;   /* an unfinished MULTI block is sent again */
     l->state = IDLE;
 }
@@ -433,6 +451,7 @@ struct redis_link *redis_link_new(struct redis_capture *rc, int is_next)
     l->owner = rc;
     l->is_next = is_next;
     l->fd = -1;
+    redis_units_init(&l->units, ARCHIVE_REDIS_UNIT_MAX);
     ev_io_init(&l->read_watcher, on_readable, -1, EV_READ);
     ev_io_init(&l->write_watcher, on_writable, -1, EV_WRITE);
     l->read_watcher.data = l->write_watcher.data = l;

@@ -43,6 +43,7 @@ static void test_malformed_input_is_refused(void)
         "*99999999999\r\n",                    /* over the argument limit */
         "*1\r\n$999999999999\r\n",             /* over 512 MB */
         "*1x\r\n",                             /* junk in a number */
+        "*1\r\n$000000000000000000003\r\nabc\r\n",   /* over 20 digits: refused however the line is cut */
     };
     struct resp_command cmd;
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)

@@ -133,7 +133,7 @@ static void test_sealed_round_trip(void)
     snprintf(path1, sizeof path1, "%s/a/sealed1.obj", harness_tmpdir());
     snprintf(path2, sizeof path2, "%s/a/sealed2.obj", harness_tmpdir());
     FILE *f1 = fopen(path1, "rb"), *f2 = fopen(path2, "rb");
-    uint8_t head1[100], head2[100];
+    uint8_t head1[200], head2[200];
     ASSERT_EQ(fread(head1, 1, sizeof head1, f1), sizeof head1);
     ASSERT_EQ(fread(head2, 1, sizeof head2, f2), sizeof head2);
     fclose(f1);

@@ -467,9 +467,10 @@ static int read_identity(struct object_reader *r, struct tm_error *err)
     return 0;
 }
 
-/* Refuses an object whose identity is not `expected` (version 3). The
- * identity it holds is shown with any byte outside printable ASCII as
- * '?': it came from the bucket. */
+/* Refuses an object whose identity is not `expected` (version 3), named
+ * by the key expected (a local copy's own name means nothing to the
+ * user). The identity it holds is shown with any byte outside printable
+ * ASCII as '?': it came from the bucket. */
 static int check_identity(struct object_reader *r, const char *expected, struct tm_error *err)
 {
     const uint8_t *stored = r->header + ENVELOPE_FIXED_BYTES + IDENTITY_LENGTH_BYTES;
@@ -481,7 +482,7 @@ static int check_identity(struct object_reader *r, const char *expected, struct 
         shown[i] = stored[i] >= 0x20 && stored[i] < 0x7f ? (char)stored[i] : '?';
     shown[len] = '\0';
     tm_error_setc(err, TM_ERR_CORRUPT, "object '%s' belongs to another database or place (it was written as '%s')",
-                  r->name, shown);
+                  expected, shown);
     return tm_error_hint(err, "refusing it: an object copied or moved from elsewhere in the bucket restores "
                               "another database's data");
 }

@@ -479,6 +479,10 @@ static void test_read_as_and_predating_objects(void)
     ASSERT_EQ(object_writer_commit(w, NULL, NULL, &err), 0);
     ASSERT_EQ(object_reader_open(st, "copy-1", "copy-1", OBJECT_SEGMENT, key, &r, &err), -1);
     ASSERT_STR_CONTAINS(err.msg, "object 'copy-1' belongs to another database or place");
+    /* a copy read as another key is named by that key */
+    ASSERT_EQ(object_reader_open(st, "copy-1", SEG_B, OBJECT_SEGMENT, key, &r, &err), -1);
+    ASSERT_STR_CONTAINS(err.msg, "object '" SEG_B "' belongs to another database or place (it was written as '"
+                        SEG_A "')");
     ASSERT_EQ(object_reader_open(st, "copy-1", SEG_A, OBJECT_SEGMENT, key, &r, &err), 0);
     ASSERT_EQ(object_reader_predates_binding(r), 0);
     ASSERT_EQ(object_read(r, back, sizeof back, &err), 0);

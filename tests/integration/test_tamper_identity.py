@@ -6,7 +6,8 @@ segment from one database to another (two configured databases, or two
 tenants of one `dir:` entry) makes restore and verify refuse, naming the
 object ("belongs to another database or place"), with the symmetric key,
 with a key pair, and (an accident, nothing authenticated) without
-encryption; the database left alone still restores exactly. An archive
+encryption, and for Redis archives; the database left alone still
+restores exactly. An archive
 written by tidemark 0.9 (envelope version 2, a committed fixture) still
 restores, and verify says its objects predate the binding. Prints TAP.
 """
@@ -202,6 +203,91 @@ def test_swaps_refused_without_encryption():
     run_mode("none")
 
 
+def test_redis_swaps_refused():
+    """Redis objects are bound too: two Redis servers followed by one
+    sidecar (symmetric key); cache1's generation copied in place of
+    cache2's, then one stream segment of cache1 over cache2's: restore
+    and verify of cache2 refuse naming the object; cache1 restores and
+    loads."""
+    try:
+        from test_redis import RedisServer
+    except ImportError as e:
+        raise Skip("no redis module: %s" % e)
+    if not shutil.which("redis-server"):
+        raise Skip("no redis-server")
+    work = tempfile.mkdtemp(prefix="tidemark-it-identity-redis-")
+    servers = []
+    try:
+        servers = [RedisServer(os.path.join(work, "server%d" % i), "--repl-diskless-sync-delay", "0") for i in (1, 2)]
+        key = os.path.join(work, "key")
+        subprocess.run([TIDEMARK, "keygen", "-o", key], check=True, stdout=subprocess.DEVNULL)
+        backup = os.path.join(work, "backup")
+
+        def config_for(root):
+            path = os.path.join(work, "tidemark-%s.yml" % os.path.basename(root))
+            with open(path, "w") as f:
+                f.write("encryption:\n  key-file: %s\nstate-dir: %s/state\nredis:\n" % (key, work))
+                for i, server in enumerate(servers, 1):
+                    f.write("  - name: cache%d\n    addr: 127.0.0.1:%d\n    sync-interval: 100ms\n    replicas:\n"
+                            "      - type: file\n        path: %s\n" % (i, server.port, root))
+            return path
+
+        def segments(root, name):
+            out = []
+            gens = os.path.join(root, name, "generations")
+            for gen in sorted(os.listdir(gens)) if os.path.isdir(gens) else []:
+                folder = os.path.join(gens, gen, "segments")
+                out += [os.path.join(folder, leaf) for leaf in sorted(os.listdir(folder))] if os.path.isdir(folder) else []
+            return out
+
+        log_path = os.path.join(work, "replicate.log")
+        log = open(log_path, "ab")
+        proc = subprocess.Popen([TIDEMARK, "replicate", "-c", config_for(backup)], stdout=log, stderr=log)
+        try:
+            wait_until(lambda: open(log_path).read().count("RDB of") >= 2, 20, "both RDBs to be stored")
+            for round_ in range(3):
+                for i, server in enumerate(servers, 1):
+                    server.client().set("cache%d-key-%d" % (i, round_), "value-%d" % round_)
+                time.sleep(0.4)
+            wait_until(lambda: all(len(segments(backup, "cache%d" % i)) >= 2 for i in (1, 2)), 15,
+                       "both Redis archives to have segments")
+        finally:
+            proc.terminate()
+            proc.wait(timeout=60)
+
+        def refused(root, victim_key, label):
+            config = config_for(root)
+            out = os.path.join(work, "restored-" + label)
+            run = tidemark("restore", "-c", config, "cache2", "-o", out)
+            expected = "object '%s' %s" % (victim_key, REFUSAL)
+            check(run.returncode != 0 and expected in run.stderr,
+                  "%s: restore of cache2 not refused naming %s: %s %s" % (label, victim_key, run.stdout, run.stderr))
+            run = tidemark("verify", "-c", config, "cache2")
+            check(run.returncode != 0 and expected in run.stdout, "%s: verify of cache2: %s" % (label, run.stdout))
+            run = tidemark("restore", "-c", config, "cache1", "-o", os.path.join(work, "cache1-" + label))
+            check(run.returncode == 0 and "loaded by redis-server" in run.stdout,
+                  "%s: cache1 (left alone) did not restore: %s %s" % (label, run.stdout, run.stderr))
+
+        # the generation
+        root = os.path.join(work, "attack-gen")
+        shutil.copytree(backup, root)
+        gen = sorted(os.listdir(os.path.join(root, "cache1", "generations")))[-1]
+        shutil.rmtree(os.path.join(root, "cache2", "generations"))
+        shutil.copytree(os.path.join(root, "cache1", "generations", gen), os.path.join(root, "cache2", "generations", gen))
+        snapshot = sorted(os.listdir(os.path.join(root, "cache2", "generations", gen, "snapshots")))[0]
+        refused(root, "cache2/generations/%s/snapshots/%s" % (gen, snapshot), "gen")
+        # one stream segment
+        root = os.path.join(work, "attack-seg")
+        shutil.copytree(backup, root)
+        target = segments(root, "cache2")[0]
+        shutil.copyfile(segments(root, "cache1")[0], target)
+        refused(root, os.path.relpath(target, root), "seg")
+    finally:
+        for server in servers:
+            server.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def test_archive_of_envelope_version_2_restores_and_is_noted():
     """An archive written by tidemark 0.9 (committed fixture, envelope
     version 2) restores exactly; verify passes it and says, for its
@@ -235,4 +321,5 @@ def test_archive_of_envelope_version_2_restores_and_is_noted():
 
 if __name__ == "__main__":
     sys.exit(run_tests([test_swaps_refused_with_the_symmetric_key, test_swaps_refused_with_a_key_pair,
-               test_swaps_refused_without_encryption, test_archive_of_envelope_version_2_restores_and_is_noted]))
+               test_swaps_refused_without_encryption, test_redis_swaps_refused,
+               test_archive_of_envelope_version_2_restores_and_is_noted]))

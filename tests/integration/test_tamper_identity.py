@@ -54,9 +54,11 @@ class World:
     def path(self, name):
         return os.path.join(self.dir, name if name.startswith("tenants/") else name + ".db")
 
-    def config_for(self, backup):
+    def config_for(self, backup, s3_replica=None):
+        """A config reading the file replica `backup`, or the S3 replica
+        given (tests/integration/test_s3.py's s3_replica)."""
         path = os.path.join(self.dir, "tidemark-%s.yml" % os.path.basename(backup))
-        replica = "    replicas:\n      - type: file\n        path: %s\n" % backup
+        replica = "    replicas:\n" + (s3_replica or "      - type: file\n        path: %s\n" % backup)
         with open(path, "w") as f:
             f.write(self.encryption + "dbs:\n")
             for name in ("a", "b"):
@@ -203,6 +205,28 @@ def test_swaps_refused_without_encryption():
     run_mode("none")
 
 
+def test_segment_swap_refused_through_s3_prefetch():
+    """Restore from S3 reads segments from local copies (prefetched, named
+    segment-N): each is still read as its key. One segment of a copied
+    over b's, the replica uploaded to a bucket: restore and verify of b
+    refuse naming the key; a restores exactly."""
+    import test_s3
+    test_s3.start_server()
+    world = World("key")
+    try:
+        world.build()
+        backup, _ = world.attack_copy("s3")
+        target = world.segments(backup, "b")[1]
+        shutil.copyfile(world.segments(backup, "a")[1], target)
+        bucket = test_s3.new_bucket(versioning=False)
+        test_s3.aws("s3", "cp", "--recursive", "--quiet", backup, "s3://%s/prod" % bucket)
+        config = world.config_for(os.path.join(world.dir, "s3"), test_s3.s3_replica(bucket, prefix="prod"))
+        world.check_refused(config, "b", os.path.relpath(target, backup), "s3")
+        world.check_exact(config, "a", "s3")
+    finally:
+        world.cleanup()
+
+
 def test_redis_swaps_refused():
     """Redis objects are bound too: two Redis servers followed by one
     sidecar (symmetric key); cache1's generation copied in place of
@@ -321,5 +345,6 @@ def test_archive_of_envelope_version_2_restores_and_is_noted():
 
 if __name__ == "__main__":
     sys.exit(run_tests([test_swaps_refused_with_the_symmetric_key, test_swaps_refused_with_a_key_pair,
-               test_swaps_refused_without_encryption, test_redis_swaps_refused,
+               test_swaps_refused_without_encryption, test_segment_swap_refused_through_s3_prefetch,
+               test_redis_swaps_refused,
                test_archive_of_envelope_version_2_restores_and_is_noted]))

@@ -384,16 +384,18 @@ void archive_chain_start(const char *generation, uint8_t out[OBJECT_HASH_BYTES])
  * hands it to the visitor, reads its body, and checks the trailer
  * (end_read). */
 
-/* Opens object `name` of fmt's kind and decodes its payload header into
- * *header; on success *out is open and the caller ends it (end_read or
- * object_reader_close). */
-static int open_read(struct storage *st, const char *name, const struct header_format *fmt,
+/* Opens object `name` of fmt's kind, written for `identity` (object.h),
+ * and decodes its payload header into *header; *predates_binding tells
+ * whether its envelope predates the identity binding. On success *out is
+ * open and the caller ends it (end_read or object_reader_close). */
+static int open_read(struct storage *st, const char *name, const char *identity, const struct header_format *fmt,
                      const struct crypto_keyring *key, struct object_reader **out, void *header,
-                     struct tm_error *err)
+                     int *predates_binding, struct tm_error *err)
 {
     uint8_t bytes[ARCHIVE_REDIS_HEADER_BYTES];   /* the largest header */
-    if (object_reader_open(st, name, fmt->kind, key, out, err) != 0)
+    if (object_reader_open(st, name, identity, fmt->kind, key, out, err) != 0)
         return -1;
+    *predates_binding = object_reader_predates_binding(*out);
     int rc = object_read(*out, bytes, fmt->bytes, err);   /* the envelope's errors name the object */
     if (rc == 0 && header_decode(fmt, bytes, header, err) != 0)
         rc = tm_error_prefix(err, "object '%s': ", name);
@@ -451,12 +453,13 @@ static int read_transactions(struct object_reader *r, const struct segment_heade
     return rc;
 }
 
-int segment_read(struct storage *st, const char *name, const struct crypto_keyring *key,
-                 const struct segment_visitor *visitor, struct segment_header *header_out,
-                 uint8_t hash_out[OBJECT_HASH_BYTES], struct tm_error *err)
+int segment_read_as(struct storage *st, const char *name, const char *identity, const struct crypto_keyring *key,
+                    const struct segment_visitor *visitor, struct segment_header *header_out,
+                    uint8_t hash_out[OBJECT_HASH_BYTES], struct tm_error *err)
 {
     struct object_reader *r;
-    if (open_read(st, name, &segment_format, key, &r, header_out, err) != 0)
+    if (open_read(st, name, identity, &segment_format, key, &r, header_out, &header_out->predates_binding,
+                  err) != 0)
         return -1;
     int rc = 0;
     if (visitor && visitor->on_header)
@@ -466,12 +469,26 @@ int segment_read(struct storage *st, const char *name, const struct crypto_keyri
     return end_read(r, rc, hash_out, err);
 }
 
+int segment_read(struct storage *st, const char *name, const struct crypto_keyring *key,
+                 const struct segment_visitor *visitor, struct segment_header *header_out,
+                 uint8_t hash_out[OBJECT_HASH_BYTES], struct tm_error *err)
+{
+    return segment_read_as(st, name, name, key, visitor, header_out, hash_out, err);
+}
+
 int snapshot_read(struct storage *st, const char *name, const struct crypto_keyring *key,
                   const struct snapshot_visitor *visitor, struct snapshot_header *header_out,
                   struct tm_error *err)
 {
+    return snapshot_read_as(st, name, name, key, visitor, header_out, err);
+}
+
+int snapshot_read_as(struct storage *st, const char *name, const char *identity, const struct crypto_keyring *key,
+                     const struct snapshot_visitor *visitor, struct snapshot_header *header_out,
+                     struct tm_error *err)
+{
     struct object_reader *r;
-    if (open_read(st, name, &snapshot_format, key, &r, header_out, err) != 0)
+    if (open_read(st, name, identity, &snapshot_format, key, &r, header_out, &header_out->predates_binding, err) != 0)
         return -1;
     int rc = 0;
     if (visitor && visitor->on_header)
@@ -497,7 +514,7 @@ int delta_read(struct storage *st, const char *name, const struct crypto_keyring
                struct tm_error *err)
 {
     struct object_reader *r;
-    if (open_read(st, name, &delta_format, key, &r, header_out, err) != 0)
+    if (open_read(st, name, name, &delta_format, key, &r, header_out, &header_out->predates_binding, err) != 0)
         return -1;
     int rc = 0;
     if (visitor && visitor->on_header)
@@ -560,7 +577,8 @@ int redis_snapshot_read(struct storage *st, const char *name, const struct crypt
                         struct tm_error *err)
 {
     struct object_reader *r;
-    if (open_read(st, name, &redis_snapshot_format, key, &r, header_out, err) != 0)
+    if (open_read(st, name, name, &redis_snapshot_format, key, &r, header_out, &header_out->predates_binding,
+                  err) != 0)
         return -1;
     int rc = 0;
     if (visitor && visitor->on_header)
@@ -598,8 +616,17 @@ int redis_segment_read(struct storage *st, const char *name, const struct crypto
                        const struct redis_segment_visitor *visitor, struct redis_segment_header *header_out,
                        uint8_t hash_out[OBJECT_HASH_BYTES], struct tm_error *err)
 {
+    return redis_segment_read_as(st, name, name, key, visitor, header_out, hash_out, err);
+}
+
+int redis_segment_read_as(struct storage *st, const char *name, const char *identity,
+                          const struct crypto_keyring *key, const struct redis_segment_visitor *visitor,
+                          struct redis_segment_header *header_out, uint8_t hash_out[OBJECT_HASH_BYTES],
+                          struct tm_error *err)
+{
     struct object_reader *r;
-    if (open_read(st, name, &redis_segment_format, key, &r, header_out, err) != 0)
+    if (open_read(st, name, identity, &redis_segment_format, key, &r, header_out, &header_out->predates_binding,
+                  err) != 0)
         return -1;
     int rc = 0;
     if (visitor && visitor->on_header)

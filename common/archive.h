@@ -41,6 +41,7 @@ struct segment_header {
     uint8_t prev_hash[OBJECT_HASH_BYTES];
     uint32_t first_frame;                 /* first WAL frame in the segment */
     struct archive_wal_position end;      /* after its last frame */
+    int predates_binding;                 /* read only: its envelope carries no identity (object.h) */
 };
 
 struct snapshot_header {
@@ -51,6 +52,7 @@ struct snapshot_header {
     char generation[ARCHIVE_GEN_ID_BYTES + 1];
     uint8_t chain_hash[OBJECT_HASH_BYTES];/* prev_hash of segment `index` */
     struct archive_wal_position wal;      /* WAL position it corresponds to */
+    int predates_binding;                 /* read only: its envelope carries no identity (object.h) */
 };
 
 /* A delta: the pages segments [first_index, end_index) changed, each as
@@ -65,6 +67,7 @@ struct delta_header {
     char generation[ARCHIVE_GEN_ID_BYTES + 1];
     uint8_t chain_in[OBJECT_HASH_BYTES];  /* prev hash of segment first_index */
     uint8_t chain_out[OBJECT_HASH_BYTES]; /* prev hash of segment end_index */
+    int predates_binding;                 /* read only: its envelope carries no identity (object.h) */
 };
 
 /* Redis (replicator/redis.c): a generation starts with the RDB of a full
@@ -78,6 +81,7 @@ struct redis_snapshot_header {
     uint8_t chain_hash[OBJECT_HASH_BYTES];
     char replid[ARCHIVE_REPLID_BYTES + 1];
     uint64_t offset;                      /* master replication offset of the RDB */
+    int predates_binding;                 /* read only: its envelope carries no identity (object.h) */
 };
 
 struct redis_segment_header {
@@ -88,6 +92,7 @@ struct redis_segment_header {
     uint8_t prev_hash[OBJECT_HASH_BYTES];
     char replid[ARCHIVE_REPLID_BYTES + 1];
     uint64_t start_offset, end_offset;    /* replication offsets before / after it */
+    int predates_binding;                 /* read only: its envelope carries no identity (object.h) */
 };
 
 struct txn_header {
@@ -123,7 +128,13 @@ void archive_chain_start(const char *generation, uint8_t out[OBJECT_HASH_BYTES])
  * TM_ERR_CORRUPT when it fails a check (envelope, authentication, header,
  * body, payload hash). Errors of the envelope and the storage name the
  * object; those of the payload ("not a segment payload") do not, and the
- * caller says which object it read. */
+ * caller says which object it read.
+ *
+ * Each reader reads object `name` as the object of that key: one written
+ * for another database or place (object.h) fails with TM_ERR_CORRUPT,
+ * "object 'NAME' belongs to another database or place". The header's
+ * predates_binding is set for objects written before the binding
+ * (envelope versions 1 and 2), which nothing ties to their place. */
 
 typedef int (*archive_page_fn)(void *ctx, uint32_t page_number, const uint8_t *page,
                                struct tm_error *err);
@@ -140,6 +151,10 @@ struct segment_visitor {
 int segment_read(struct storage *st, const char *name, const struct crypto_keyring *key,
                  const struct segment_visitor *visitor, struct segment_header *header_out,
                  uint8_t hash_out[OBJECT_HASH_BYTES], struct tm_error *err);
+/* The same for a local copy `name` of the segment whose key is identity. */
+int segment_read_as(struct storage *st, const char *name, const char *identity, const struct crypto_keyring *key,
+                    const struct segment_visitor *visitor, struct segment_header *header_out,
+                    uint8_t hash_out[OBJECT_HASH_BYTES], struct tm_error *err);
 
 struct snapshot_visitor {
     int (*on_header)(void *ctx, const struct snapshot_header *h, struct tm_error *err);
@@ -153,6 +168,10 @@ struct snapshot_visitor {
 int snapshot_read(struct storage *st, const char *name, const struct crypto_keyring *key,
                   const struct snapshot_visitor *visitor, struct snapshot_header *header_out,
                   struct tm_error *err);
+/* The same for a local copy `name` of the snapshot whose key is identity. */
+int snapshot_read_as(struct storage *st, const char *name, const char *identity, const struct crypto_keyring *key,
+                     const struct snapshot_visitor *visitor, struct snapshot_header *header_out,
+                     struct tm_error *err);
 
 struct delta_visitor {
     int (*on_header)(void *ctx, const struct delta_header *h, struct tm_error *err);
@@ -192,5 +211,11 @@ struct redis_segment_visitor {
 int redis_segment_read(struct storage *st, const char *name, const struct crypto_keyring *key,
                        const struct redis_segment_visitor *visitor, struct redis_segment_header *header_out,
                        uint8_t hash_out[OBJECT_HASH_BYTES], struct tm_error *err);
+/* The same for a local copy `name` (a spool file) of the segment whose key
+ * is identity. */
+int redis_segment_read_as(struct storage *st, const char *name, const char *identity,
+                          const struct crypto_keyring *key, const struct redis_segment_visitor *visitor,
+                          struct redis_segment_header *header_out, uint8_t hash_out[OBJECT_HASH_BYTES],
+                          struct tm_error *err);
 
 #endif

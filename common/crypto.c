@@ -9,7 +9,10 @@
  *   public      "tidemark-public-key-v1 " + 64 hex digits  any mode
  *
  * Symmetric: object key = crypto_kdf_derive_from_key(32, subkey 1,
- * "tidemark", raw); key id = BLAKE2b-128(message "tidemark key id v1",
+ * "tidemark", raw); the stream key of an object of envelope version 3 is
+ * BLAKE2b-256(message = "tidemark database key v3" || 0x00 || DB,
+ * key = object key), DB the database's key component (its escaped name);
+ * versions 1 and 2 used the object key itself. Key id = BLAKE2b-128(message "tidemark key id v1",
  * key = raw)[0..8]. Pairs are X25519 (crypto_box); key id =
  * BLAKE2b-128("tidemark recipient id v1" || public key)[0..8]; a sealed
  * object's data key is crypto_box_seal(data key, public key). */
@@ -26,6 +29,7 @@
 
 #define KDF_CONTEXT "tidemark"
 #define KDF_OBJECT_SUBKEY 1
+#define DATABASE_KEY_LABEL "tidemark database key v3"
 #define KEY_ID_LABEL "tidemark key id v1"
 #define RECIPIENT_ID_LABEL "tidemark recipient id v1"
 #define SECRET_PREFIX "tidemark-secret-key-v1 "
@@ -337,8 +341,25 @@ void crypto_object_key_wipe(struct crypto_object_key *key)
     key->stream_key = NULL;
 }
 
-int crypto_object_key_new(const struct crypto_keyring *kr, struct crypto_object_key *out,
-                          struct tm_error *err)
+/* The symmetric stream key of database `database` (object key itself
+ * when database is NULL: envelope versions 1 and 2). */
+static void symmetric_stream_key(const struct key_entry *entry, const char *database, size_t database_len,
+                                 uint8_t out[STREAM_KEY_BYTES])
+{
+    if (!database) {
+        memcpy(out, entry->secret, STREAM_KEY_BYTES);
+        return;
+    }
+    crypto_generichash_state state;
+    crypto_generichash_init(&state, entry->secret, STREAM_KEY_BYTES, STREAM_KEY_BYTES);
+    crypto_generichash_update(&state, (const uint8_t *)DATABASE_KEY_LABEL, sizeof DATABASE_KEY_LABEL);
+    crypto_generichash_update(&state, (const uint8_t *)database, database_len);
+    crypto_generichash_final(&state, out, STREAM_KEY_BYTES);
+    sodium_memzero(&state, sizeof state);
+}
+
+int crypto_object_key_new(const struct crypto_keyring *kr, const char *database, size_t database_len,
+                          struct crypto_object_key *out, struct tm_error *err)
 {
     memset(out, 0, sizeof *out);
     if (kr->count == 0)
@@ -349,7 +370,7 @@ int crypto_object_key_new(const struct crypto_keyring *kr, struct crypto_object_
     memcpy(out->key_id, writer->id, CRYPTO_KEY_ID_BYTES);
     if (writer->kind == KEY_SYMMETRIC) {
         out->scheme = CRYPTO_SCHEME_SYMMETRIC;
-        memcpy(out->stream_key, writer->secret, STREAM_KEY_BYTES);
+        symmetric_stream_key(writer, database, database_len, out->stream_key);
         return 0;
     }
     out->scheme = CRYPTO_SCHEME_SEALED;
@@ -394,8 +415,8 @@ static int missing_key(const struct crypto_keyring *kr, uint8_t scheme,
 
 int crypto_object_key_open(const struct crypto_keyring *kr, uint8_t scheme,
                            const uint8_t key_id[CRYPTO_KEY_ID_BYTES],
-                           const uint8_t sealed[CRYPTO_SEALED_KEY_BYTES],
-                           struct crypto_object_key *out, struct tm_error *err)
+                           const uint8_t sealed[CRYPTO_SEALED_KEY_BYTES], const char *database,
+                           size_t database_len, struct crypto_object_key *out, struct tm_error *err)
 {
     memset(out, 0, sizeof *out);
     const struct key_entry *entry = find_key(kr, key_id);
@@ -408,7 +429,7 @@ int crypto_object_key_open(const struct crypto_keyring *kr, uint8_t scheme,
     out->scheme = scheme;
     memcpy(out->key_id, key_id, CRYPTO_KEY_ID_BYTES);
     if (scheme == CRYPTO_SCHEME_SYMMETRIC) {
-        memcpy(out->stream_key, entry->secret, STREAM_KEY_BYTES);
+        symmetric_stream_key(entry, database, database_len, out->stream_key);
         return 0;
     }
     memcpy(out->sealed, sealed, CRYPTO_SEALED_KEY_BYTES);

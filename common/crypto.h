@@ -14,6 +14,13 @@
  *    envelope. A stolen sidecar host can write backups but not read them;
  *    restore, verify and drills need the secret key.
  *
+ * Since envelope version 3 (object.c) a symmetric stream key is derived
+ * per database: from the symmetric object key and the database's key
+ * component (the first component of the object's key, names.h), so an
+ * object written for one database does not even decrypt as another's.
+ * A sealed object's data key is random: the database and place it was
+ * written for are bound by the envelope's additional data (object.c).
+ *
  * A keyring holds one or more keys. The first key added is the one that
  * encrypts new objects; every key may be used to read: an object's key id
  * picks the key, so keys can be rotated and old backups stay readable with
@@ -81,17 +88,22 @@ int crypto_keyring_public_only(const struct crypto_keyring *kr);
 void crypto_keyring_free(struct crypto_keyring *kr);
 
 /* A new stream key for writing one object with the keyring's first key
- * (for a public key: a fresh data key, sealed into out->sealed). */
-int crypto_object_key_new(const struct crypto_keyring *kr, struct crypto_object_key *out,
-                          struct tm_error *err);
+ * (for a public key: a fresh data key, sealed into out->sealed), for the
+ * database whose key component is `database` (database_len bytes): a
+ * symmetric stream key is derived for it (see above). database NULL: the
+ * key of envelope versions 1 and 2, the same for every database (tests). */
+int crypto_object_key_new(const struct crypto_keyring *kr, const char *database, size_t database_len,
+                          struct crypto_object_key *out, struct tm_error *err);
 
 /* The stream key of an object read back: the key with `key_id` must be in
  * the keyring, able to decrypt (a secret key for the sealed scheme), and
- * `sealed` must open. Errors name the key id needed and the keys there are. */
+ * `sealed` must open. database as for crypto_object_key_new (NULL for an
+ * object of envelope version 1 or 2). Errors name the key id needed and
+ * the keys there are. */
 int crypto_object_key_open(const struct crypto_keyring *kr, uint8_t scheme,
                            const uint8_t key_id[CRYPTO_KEY_ID_BYTES],
-                           const uint8_t sealed[CRYPTO_SEALED_KEY_BYTES],
-                           struct crypto_object_key *out, struct tm_error *err);
+                           const uint8_t sealed[CRYPTO_SEALED_KEY_BYTES], const char *database,
+                           size_t database_len, struct crypto_object_key *out, struct tm_error *err);
 
 /* Wipes and frees out->stream_key. Safe on a zeroed struct. */
 void crypto_object_key_wipe(struct crypto_object_key *key);

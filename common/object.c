@@ -4,33 +4,65 @@
  *
  *   offset size  field
  *        0    8  magic "TIDEMARK"
- *        8    1  envelope version: 2 (written), 1 (still read)
+ *        8    1  envelope version: 3 (written), 2 and 1 (still read)
  *        9    1  kind: 'B' snapshot, 'G' segment, 'D' delta
  *       10    1  encryption: 0 none, 1 XChaCha20-Poly1305 secretstream under
  *                the symmetric key, 2 the same under a random data key
  *                sealed to a public key (crypto.h)
  *       11    1  compression: 1 zstd
  *       12    8  key id (crypto.h) of the key that encrypted it; zeros if none
- *       20   80  encryption 2 only: crypto_box_seal of the 32-byte data key
- *    20|100   24  secretstream header (encrypted objects only)
+ *       20    2  version 3 only: identity length L (big-endian, 1..1024)
+ *       22    L  version 3 only: the identity, the object's key in the
+ *                archive ("DB/generations/GEN/segments/LEAF", layout.h)
+ *    +  80  encryption 2 only: crypto_box_seal of the 32-byte data key
+ *    +  24  secretstream header (encrypted objects only)
  *
  * then the body. Unencrypted: one zstd frame (with its content checksum).
  * Encrypted: that same zstd frame cut into chunks of at most 64 KiB, each
  * stored as a 4-byte big-endian length followed by the secretstream
- * ciphertext of the chunk (length + 17 bytes); the 20 header bytes above
- * are the additional data of every chunk, so they cannot be altered; the
- * last chunk, and only it, carries TAG_FINAL, so truncation is detected.
+ * ciphertext of the chunk (length + 17 bytes); the header bytes before the
+ * sealed key (20, or 22 + L in version 3) are the additional data of every
+ * chunk, so they cannot be altered; the last chunk, and only it, carries
+ * TAG_FINAL, so truncation is detected.
  *
- * Version 2: the body is the zstd frame of the payload (the kind's own
- * format, archive.c) followed by a 32-byte BLAKE2b-256 of the frame's
- * bytes (the *object hash*, what segments chain on); in encrypted objects
- * both go through the chunks, so the trailer is authenticated too.
- * Hashing the compressed bytes rather than the payload costs a tenth as
- * much on typical pages: the payload hash was most of the CPU time of
- * both shipping and restoring (bench/bench.py, docs/performance.md).
+ * THE IDENTITY (version 3). An object is bound to the place it was written
+ * for: its key, which names the database (the first component), the kind,
+ * the generation and the index (and the times) at once. A reader names
+ * the identity it expects (the key it reads the object under, or for a
+ * local copy, the key it was fetched from) and refuses any other with
+ * TM_ERR_CORRUPT, "belongs to another database or place", before any
+ * decryption. What makes that hold against someone who can write to the
+ * bucket:
+ *  - the identity is in the additional data of every chunk: rewritten to
+ *    match the place it was copied to, the first chunk fails to
+ *    authenticate (both schemes: whoever holds the secret key of a pair is
+ *    sure the object was sealed for this place);
+ *  - under the symmetric scheme the stream key is also derived per
+ *    database (crypto.h): one database's objects do not decrypt as
+ *    another's at all;
+ *  - the object hash starts with the identity (below), so even without
+ *    encryption an object copied to another place and relabelled by
+ *    accident fails its hash; without a key nothing is authenticated.
+ * Nothing renames an object legitimately: the spool writes it under a
+ * temporary name for the key it is published under, every replica stores
+ * it under that key, retention only deletes.
+ *
+ * Version 3 and 2: the body is the zstd frame of the payload (the kind's
+ * own format, archive.c) followed by a 32-byte BLAKE2b-256 trailer, the
+ * *object hash* (what segments chain on): in version 3 of the identity
+ * section (the 2 + L bytes at offset 20) followed by the frame's bytes, in
+ * version 2 of the frame's bytes alone; in encrypted objects both go
+ * through the chunks, so the trailer is authenticated too. Hashing the
+ * compressed bytes rather than the payload costs a tenth as much on
+ * typical pages: the payload hash was most of the CPU time of both
+ * shipping and restoring (bench/bench.py, docs/performance.md).
  *
  * Version 1 (read only): the 32-byte BLAKE2b-256 of the payload is
- * appended to the payload itself, inside the zstd frame. */
+ * appended to the payload itself, inside the zstd frame.
+ *
+ * Versions 1 and 2 carry no identity (symmetric stream key: the object key
+ * itself, the same for every database); they are still read, and readers
+ * can tell (object_reader_predates_binding) so verify reports them. */
 #include "object.h"
 
 #include <sodium.h>
@@ -39,9 +71,12 @@
 #include <zstd.h>
 
 #define ENVELOPE_MAGIC "TIDEMARK"
-#define ENVELOPE_VERSION 2
+#define ENVELOPE_VERSION 3
+#define ENVELOPE_VERSION_FRAME_HASH 2     /* no identity */
 #define ENVELOPE_VERSION_PAYLOAD_HASH 1   /* hash inside the frame, of the payload */
 #define ENVELOPE_FIXED_BYTES 20
+#define IDENTITY_LENGTH_BYTES 2
+#define ENVELOPE_BOUND_MAX (ENVELOPE_FIXED_BYTES + IDENTITY_LENGTH_BYTES + OBJECT_IDENTITY_MAX)
 #define ENC_NONE 0
 #define COMPRESSION_ZSTD 1
 #define CHUNK_PLAIN_MAX (64 * 1024)
@@ -56,7 +91,8 @@ struct object_writer {
     struct storage_writer *sink;
     const struct crypto_keyring *keys;
     char name[512];
-    uint8_t header[ENVELOPE_FIXED_BYTES];
+    uint8_t header[ENVELOPE_BOUND_MAX];   /* fixed bytes and identity: the additional data */
+    size_t header_len;
     crypto_secretstream_xchacha20poly1305_state stream;
     crypto_generichash_state hash;
     ZSTD_CCtx *zstd;
@@ -68,8 +104,15 @@ struct object_writer {
     uint64_t stored_bytes;
 };
 
-static void build_header(uint8_t header[ENVELOPE_FIXED_BYTES], enum object_kind kind,
-                         const struct crypto_object_key *key)
+/* The length of the identity's first component: the database's. */
+static size_t identity_database_len(const char *identity)
+{
+    return strcspn(identity, "/");
+}
+
+/* Writes the fixed header and the identity section; returns its length. */
+static size_t build_header(uint8_t header[ENVELOPE_BOUND_MAX], enum object_kind kind,
+                           const struct crypto_object_key *key, const char *identity, size_t identity_len)
 {
     memcpy(header, ENVELOPE_MAGIC, 8);
     header[8] = ENVELOPE_VERSION;
@@ -80,6 +123,10 @@ static void build_header(uint8_t header[ENVELOPE_FIXED_BYTES], enum object_kind 
         memcpy(header + 12, key->key_id, CRYPTO_KEY_ID_BYTES);
     else
         memset(header + 12, 0, CRYPTO_KEY_ID_BYTES);
+    header[ENVELOPE_FIXED_BYTES] = (uint8_t)(identity_len >> 8);
+    header[ENVELOPE_FIXED_BYTES + 1] = (uint8_t)identity_len;
+    memcpy(header + ENVELOPE_FIXED_BYTES + IDENTITY_LENGTH_BYTES, identity, identity_len);
+    return ENVELOPE_FIXED_BYTES + IDENTITY_LENGTH_BYTES + identity_len;
 }
 
 static int sink_write(struct object_writer *w, const void *data, size_t len, struct tm_error *err)
@@ -95,7 +142,7 @@ static int flush_chunk(struct object_writer *w, int final, struct tm_error *err)
     uint8_t tag = final ? crypto_secretstream_xchacha20poly1305_TAG_FINAL
                         : crypto_secretstream_xchacha20poly1305_TAG_MESSAGE;
     crypto_secretstream_xchacha20poly1305_push(&w->stream, w->cipher + 4, &cipher_len, w->chunk,
-                                               w->chunk_used, w->header, sizeof w->header, tag);
+                                               w->chunk_used, w->header, w->header_len, tag);
     w->cipher[0] = (uint8_t)(cipher_len >> 24);
     w->cipher[1] = (uint8_t)(cipher_len >> 16);
     w->cipher[2] = (uint8_t)(cipher_len >> 8);
@@ -156,10 +203,14 @@ static void writer_free(struct object_writer *w)
     free(w);
 }
 
-int object_writer_open(struct storage *st, const char *name, enum object_kind kind,
+int object_writer_open(struct storage *st, const char *name, const char *identity, enum object_kind kind,
                        const struct crypto_keyring *keys, struct object_writer **out,
                        struct tm_error *err)
 {
+    size_t identity_len = strlen(identity);
+    if (identity_len == 0 || identity_len > OBJECT_IDENTITY_MAX)
+        return tm_error_set(err, "internal: object identity '%.80s' of %zu bytes (1 to %d)", identity,
+                            identity_len, OBJECT_IDENTITY_MAX);
     struct object_writer *w = calloc(1, sizeof *w);
     if (!w)
         return tm_error_setc(err, TM_ERR_NO_MEMORY, "out of memory");
@@ -176,23 +227,25 @@ int object_writer_open(struct storage *st, const char *name, enum object_kind ki
     }
     ZSTD_CCtx_setParameter(w->zstd, ZSTD_c_compressionLevel, ZSTD_LEVEL);
     ZSTD_CCtx_setParameter(w->zstd, ZSTD_c_checksumFlag, 1);
-    crypto_generichash_init(&w->hash, NULL, 0, OBJECT_HASH_BYTES);
     struct crypto_object_key object_key = {0};
     uint8_t stream_header[crypto_secretstream_xchacha20poly1305_HEADERBYTES];
     if (keys) {
-        if (crypto_object_key_new(keys, &object_key, err) != 0) {
+        if (crypto_object_key_new(keys, identity, identity_database_len(identity), &object_key, err) != 0) {
             writer_free(w);
             return -1;
         }
         crypto_secretstream_xchacha20poly1305_init_push(&w->stream, stream_header, object_key.stream_key);
     }
-    build_header(w->header, kind, keys ? &object_key : NULL);
+    w->header_len = build_header(w->header, kind, keys ? &object_key : NULL, identity, identity_len);
     crypto_object_key_wipe(&object_key);
+    /* the object hash starts with the identity section */
+    crypto_generichash_init(&w->hash, NULL, 0, OBJECT_HASH_BYTES);
+    crypto_generichash_update(&w->hash, w->header + ENVELOPE_FIXED_BYTES, w->header_len - ENVELOPE_FIXED_BYTES);
     if (storage_write_begin(st, name, &w->sink, err) != 0) {
         writer_free(w);
         return -1;
     }
-    if (sink_write(w, w->header, sizeof w->header, err) != 0 ||
+    if (sink_write(w, w->header, w->header_len, err) != 0 ||
         (object_key.scheme == CRYPTO_SCHEME_SEALED &&
          sink_write(w, object_key.sealed, sizeof object_key.sealed, err) != 0) ||
         (keys && sink_write(w, stream_header, sizeof stream_header, err) != 0)) {
@@ -248,9 +301,10 @@ struct object_reader {
     struct storage_reader *source;
     const struct crypto_keyring *keys;
     char name[512];
-    uint8_t header[ENVELOPE_FIXED_BYTES];
+    uint8_t header[ENVELOPE_BOUND_MAX];   /* as stored: the additional data */
+    size_t header_len;
     int encrypted;
-    int version;             /* envelope version: where the hash is */
+    int version;             /* envelope version: where the hash is, whether bound */
     crypto_secretstream_xchacha20poly1305_state stream;
     int final_seen;
     int source_eof;
@@ -321,7 +375,7 @@ static int refill_input(struct object_reader *r, struct tm_error *err)
     unsigned long long plain_len = 0;
     uint8_t tag = 0;
     if (crypto_secretstream_xchacha20poly1305_pull(&r->stream, r->in, &plain_len, &tag, r->cipher,
-                                                   cipher_len, r->header, sizeof r->header) != 0)
+                                                   cipher_len, r->header, r->header_len) != 0)
         return corrupt(r, err, "authentication failed (altered or damaged bytes)");
     if (tag == crypto_secretstream_xchacha20poly1305_TAG_FINAL)
         r->final_seen = 1;
@@ -393,18 +447,63 @@ void object_reader_close(struct object_reader *r)
     free(r);
 }
 
-/* Checks the fixed header; for an encrypted object, reads the sealed data
- * key if there is one and sets up the stream key in *object_key. */
-static int check_header(struct object_reader *r, enum object_kind kind,
+/* Reads the identity section of a version 3 object after its fixed
+ * header, and starts the object hash with it. */
+static int read_identity(struct object_reader *r, struct tm_error *err)
+{
+    int short_read;
+    uint8_t *section = r->header + ENVELOPE_FIXED_BYTES;
+    if (source_read_exact(r, section, IDENTITY_LENGTH_BYTES, &short_read, err) != 0)
+        return -1;
+    size_t len = ((size_t)section[0] << 8) | section[1];
+    if (short_read || len == 0 || len > OBJECT_IDENTITY_MAX)
+        return corrupt(r, err, short_read ? "shorter than its header" : "invalid identity length");
+    if (source_read_exact(r, section + IDENTITY_LENGTH_BYTES, len, &short_read, err) != 0)
+        return -1;
+    if (short_read)
+        return corrupt(r, err, "shorter than its header");
+    r->header_len = ENVELOPE_FIXED_BYTES + IDENTITY_LENGTH_BYTES + len;
+    crypto_generichash_update(&r->hash, section, IDENTITY_LENGTH_BYTES + len);
+    return 0;
+}
+
+/* Refuses an object whose identity is not `expected` (version 3), named
+ * by the key expected (a local copy's own name means nothing to the
+ * user). The identity it holds is shown with any byte outside printable
+ * ASCII as '?': it came from the bucket. */
+static int check_identity(struct object_reader *r, const char *expected, struct tm_error *err)
+{
+    const uint8_t *stored = r->header + ENVELOPE_FIXED_BYTES + IDENTITY_LENGTH_BYTES;
+    size_t len = r->header_len - ENVELOPE_FIXED_BYTES - IDENTITY_LENGTH_BYTES;
+    if (strlen(expected) == len && memcmp(stored, expected, len) == 0)
+        return 0;
+    char shown[OBJECT_IDENTITY_MAX + 1];
+    for (size_t i = 0; i < len; i++)
+        shown[i] = stored[i] >= 0x20 && stored[i] < 0x7f ? (char)stored[i] : '?';
+    shown[len] = '\0';
+    tm_error_setc(err, TM_ERR_CORRUPT, "object '%s' belongs to another database or place (it was written as '%s')",
+                  expected, shown);
+    return tm_error_hint(err, "refusing it: an object copied or moved from elsewhere in the bucket restores "
+                              "another database's data");
+}
+
+/* Checks the header (the fixed bytes read; the identity section read here
+ * for version 3) against the kind and identity expected; for an encrypted
+ * object, reads the sealed data key if there is one and sets up the
+ * stream key in *object_key. */
+static int check_header(struct object_reader *r, enum object_kind kind, const char *identity,
                         struct crypto_object_key *object_key, struct tm_error *err)
 {
     const uint8_t *h = r->header;
     if (memcmp(h, ENVELOPE_MAGIC, 8) != 0)
         return corrupt(r, err, "not a tidemark object (bad magic)");
-    if (h[8] != ENVELOPE_VERSION && h[8] != ENVELOPE_VERSION_PAYLOAD_HASH)
-        return tm_error_set(err, "object '%s' has envelope version %u; this tidemark reads versions 1 and %u",
+    if (h[8] != ENVELOPE_VERSION && h[8] != ENVELOPE_VERSION_FRAME_HASH && h[8] != ENVELOPE_VERSION_PAYLOAD_HASH)
+        return tm_error_set(err, "object '%s' has envelope version %u; this tidemark reads versions 1 to %u",
                             r->name, h[8], ENVELOPE_VERSION);
     r->version = h[8];
+    if (r->version == ENVELOPE_VERSION &&
+        (read_identity(r, err) != 0 || check_identity(r, identity, err) != 0))
+        return -1;
     if (h[9] != (uint8_t)kind)
         return corrupt(r, err, "unexpected object kind");
     if (h[11] != COMPRESSION_ZSTD)
@@ -432,13 +531,15 @@ static int check_header(struct object_reader *r, enum object_kind kind,
         if (short_read)
             return corrupt(r, err, "truncated in its sealed data key");
     }
-    if (crypto_object_key_open(r->keys, h[10], h + 12, sealed, object_key, err) != 0)
+    int bound = r->version == ENVELOPE_VERSION;
+    if (crypto_object_key_open(r->keys, h[10], h + 12, sealed, bound ? identity : NULL,
+                               bound ? identity_database_len(identity) : 0, object_key, err) != 0)
         return tm_error_prefix(err, "object '%s': ", r->name);
     r->encrypted = 1;
     return 0;
 }
 
-int object_reader_open(struct storage *st, const char *name, enum object_kind kind,
+int object_reader_open(struct storage *st, const char *name, const char *identity, enum object_kind kind,
                        const struct crypto_keyring *keys, struct object_reader **out,
                        struct tm_error *err)
 {
@@ -467,13 +568,14 @@ int object_reader_open(struct storage *st, const char *name, enum object_kind ki
         return -1;
     }
     int short_read;
-    if (source_read_exact(r, r->header, sizeof r->header, &short_read, err) != 0)
+    r->header_len = ENVELOPE_FIXED_BYTES;
+    if (source_read_exact(r, r->header, ENVELOPE_FIXED_BYTES, &short_read, err) != 0)
         goto fail;
     if (short_read) {
         corrupt(r, err, "shorter than its header");
         goto fail;
     }
-    if (check_header(r, kind, &object_key, err) != 0)
+    if (check_header(r, kind, identity, &object_key, err) != 0)
         goto fail;
     if (r->encrypted) {
         uint8_t stream_header[crypto_secretstream_xchacha20poly1305_HEADERBYTES];
@@ -493,6 +595,11 @@ fail:
     crypto_object_key_wipe(&object_key);
     object_reader_close(r);
     return -1;
+}
+
+int object_reader_predates_binding(const struct object_reader *r)
+{
+    return r->version != ENVELOPE_VERSION;
 }
 
 int object_read(struct object_reader *r, void *buf, size_t len, struct tm_error *err)

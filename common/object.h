@@ -2,6 +2,14 @@
  * stored in: payload -> BLAKE2b hash -> zstd -> XChaCha20-Poly1305
  * secretstream -> storage. Byte layout in object.c and docs/format.md.
  *
+ * Every object is bound to its *identity*: the key it is published under
+ * in the archive (layout.h), which names its database, kind, generation
+ * and index. The writer records it (authenticated, and the symmetric
+ * stream key is derived for its database); a reader names the identity it
+ * expects and gets TM_ERR_CORRUPT ("belongs to another database or place")
+ * for an object written for any other (object.c). Objects of envelope
+ * versions 1 and 2 predate the binding: still read, and reported.
+ *
  * Writers and readers stream: memory is bounded by a few 64-256 KiB
  * buffers whatever the object size. The payload's BLAKE2b-256 is
  * appended as a 32-byte trailer by the writer and checked by the reader,
@@ -17,6 +25,7 @@
 #include "storage/storage.h"
 
 #define OBJECT_HASH_BYTES 32
+#define OBJECT_IDENTITY_MAX 1024       /* bytes of an identity, at most */
 
 enum object_kind {
     OBJECT_SNAPSHOT = 'B',
@@ -27,8 +36,11 @@ enum object_kind {
 struct object_writer;
 struct object_reader;
 
-/* key may be NULL only for archives configured with `encryption: none`. */
-int object_writer_open(struct storage *st, const char *name, enum object_kind kind,
+/* Writes object `name` of st (a temporary name in the spool, or the key
+ * itself) for `identity`, the key it is published under in the archive
+ * (1 to OBJECT_IDENTITY_MAX bytes). key may be NULL only for archives
+ * configured with `encryption: none`. */
+int object_writer_open(struct storage *st, const char *name, const char *identity, enum object_kind kind,
                        const struct crypto_keyring *key, struct object_writer **out,
                        struct tm_error *err);
 int object_write(struct object_writer *w, const void *data, size_t len, struct tm_error *err);
@@ -39,12 +51,18 @@ int object_writer_commit(struct object_writer *w, uint8_t hash_out[OBJECT_HASH_B
                          uint64_t *stored_out, struct tm_error *err);
 void object_writer_abort(struct object_writer *w);
 
-/* Opens and checks the envelope header: magic, version, kind, and that it
- * is encrypted with `key` ("wrong key" is reported here, before any
- * decryption) or unencrypted when key is NULL. */
-int object_reader_open(struct storage *st, const char *name, enum object_kind kind,
+/* Opens object `name` of st and checks the envelope header: magic,
+ * version, that it was written for `identity` (the key it is read under,
+ * or for a local copy the key it was fetched from; TM_ERR_CORRUPT naming
+ * the object if not), kind, and that it is encrypted with `key` ("wrong
+ * key" is reported here, before any decryption) or unencrypted when key
+ * is NULL. */
+int object_reader_open(struct storage *st, const char *name, const char *identity, enum object_kind kind,
                        const struct crypto_keyring *key, struct object_reader **out,
                        struct tm_error *err);
+/* 1 when the object's envelope (version 1 or 2) predates the identity
+ * binding: nothing in it says which database or place it was written for. */
+int object_reader_predates_binding(const struct object_reader *r);
 /* Reads exactly len payload bytes; running out early is an error. */
 int object_read(struct object_reader *r, void *buf, size_t len, struct tm_error *err);
 /* After the last payload byte: checks the hash trailer and that nothing

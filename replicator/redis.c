@@ -193,7 +193,7 @@ int redis_rdb_begin(struct redis_link *l, struct tm_error *err)
     archive_chain_start(l->generation, chain);
     layout_snapshot_key(rc->name, l->generation, 0, l->rdb_time_ms, l->rdb_key, sizeof l->rdb_key);
     spool_incoming_name(rc->deps.spool, l->rdb_key, l->rdb_incoming, sizeof l->rdb_incoming);
-    if (object_writer_open(spool_incoming(rc->deps.spool), l->rdb_incoming, OBJECT_SNAPSHOT, rc->deps.key,
+    if (object_writer_open(spool_incoming(rc->deps.spool), l->rdb_incoming, l->rdb_key, OBJECT_SNAPSHOT, rc->deps.key,
                            &l->rdb_writer, err) != 0)
         return -1;
     struct redis_snapshot_header h = {.index = 0, .time_ms = l->rdb_time_ms, .offset = l->rdb_offset};

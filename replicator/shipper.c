@@ -23,13 +23,14 @@
 
 #define SNAPSHOT_READ_BYTES (256 * 1024)
 
-/* The spool's writer for one object. */
+/* The spool's writer for one object: written under a temporary name,
+ * bound to the key it is published under (object.h). */
 static int spool_writer_open(struct shipper *sh, const char *key, enum object_kind kind,
                              struct object_writer **out, struct tm_error *err)
 {
     char name[ARCHIVE_NAME_MAX + 24];
     spool_incoming_name(sh->spool, key, name, sizeof name);
-    return object_writer_open(spool_incoming(sh->spool), name, kind, sh->key, out, err);
+    return object_writer_open(spool_incoming(sh->spool), name, key, kind, sh->key, out, err);
 }
 
 /* Publishes the object written at spool_incoming_name(key) with the

@@ -33,6 +33,15 @@ static void print_problem(void *ctx, const char *object, const char *what)
     printf("}");
 }
 
+/* A generation with objects older than the identity binding (verify.h):
+ * a line of text; in JSON the count alone (objects_predating_binding). */
+static void print_note(void *ctx, const char *object, const char *what)
+{
+    struct problem_printer *p = ctx;
+    if (!p->json)
+        printf("  NOTE %s: %s\n", object, what);
+}
+
 struct verify_run {
     const struct config *cfg;
     const struct crypto_keyring *key;
@@ -45,7 +54,7 @@ static int verify_one(void *ctx, const struct config_db *db, size_t replica, str
     const struct verify_run *run = ctx;
     const char *replica_name = db->replicas[replica].name;
     struct problem_printer printer = {out->json, 0};
-    struct verify_report rep = {print_problem, &printer, 0, 0};
+    struct verify_report rep = {print_problem, &printer, 0, 0, print_note, 0};
     report_open(out, db->name, replica_name);
     printf(out->json ? ", \"problems\": [" : "\n");
     verify_replica(run->key, db, replica, run->deep, &rep);
@@ -57,9 +66,11 @@ static int verify_one(void *ctx, const struct config_db *db, size_t replica, str
         alert_notify(&run->cfg->alerts, &alert, 15.0);
     }
     if (out->json)
-        printf("], \"objects_checked\": %zu, \"ok\": %s", rep.objects, rep.problems ? "false" : "true");
+        printf("], \"objects_checked\": %zu, \"objects_predating_binding\": %zu, \"ok\": %s", rep.objects,
+               rep.predating, rep.problems ? "false" : "true");
     else
-        printf("  %zu object(s) checked%s: %s\n", rep.objects, run->deep ? ", newest point restored" : "",
+        printf("  %zu object(s) checked%s%s: %s\n", rep.objects, run->deep ? ", newest point restored" : "",
+               rep.predating ? ", some predate the identity binding (NOTE above)" : "",
                rep.problems ? "PROBLEMS FOUND" : "ok");
     report_close(out);
     return rep.problems ? 1 : 0;

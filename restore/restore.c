@@ -285,7 +285,7 @@ static int apply_segment(struct restore_state *rs, struct storage *source, const
                                       &apply};
     struct segment_header h;
     uint8_t hash[OBJECT_HASH_BYTES];
-    if (segment_read(source, key, rs->key, &visitor, &h, hash, err) != 0)
+    if (segment_read_as(source, key, seg->key, rs->key, &visitor, &h, hash, err) != 0)   /* a local copy: as seg->key */
         return -1;
     memcpy(rs->chain, hash, sizeof hash);
     rs->segments_read++;

@@ -21,6 +21,12 @@
  *    and its chain hashes in and out are those of the segments at its
  *    ends (its commit times too).
  *
+ * Every object is read as the object of its key: one written for another
+ * database or place is a problem ("belongs to another database or
+ * place", object.h). Objects written before that binding (envelope
+ * versions 1 and 2) are counted and noted per generation: they pass the
+ * checks above, but nothing in them ties them to this database.
+ *
  * Every problem is reported with the object it concerns; the exit status
  * is 0 only when there is none. --deep then restores the newest point into
  * a scratch file and runs integrity_check on it (restore.c), twice when
@@ -102,6 +108,7 @@ static void verify_snapshots(struct storage *st, const struct crypto_keyring *ke
             continue;
         }
         memcpy(chains[i], h.chain_hash, OBJECT_HASH_BYTES);
+        rep->predating += h.predates_binding != 0;
         if (strcmp(h.generation, gen->id) != 0 || h.index != snap->index || h.time_ms != snap->time_ms)
             problem(rep, snap->key, "its header (generation %s, index %" PRIu64 ", time %" PRId64
                     ") does not match its name", h.generation, h.index, h.time_ms);
@@ -162,6 +169,7 @@ static void verify_segments(struct storage *st, const struct crypto_keyring *key
             have_previous = 0;
             continue;
         }
+        rep->predating += h.predates_binding != 0;
         if (strcmp(h.generation, gen->id) != 0 || h.index != seg->index || h.first_time_ms != seg->first_ms ||
             h.last_time_ms != seg->last_ms)
             problem(rep, seg->key, "its header (generation %s, index %016" PRIx64 ") does not match its name "
@@ -211,6 +219,7 @@ static void verify_deltas(struct storage *st, const struct crypto_keyring *key,
             problem(rep, delta->key, "%s", err.msg);
             continue;
         }
+        rep->predating += h.predates_binding != 0;
         if (strcmp(h.generation, gen->id) != 0 || h.first_index != delta->first_index ||
             h.end_index != delta->end_index || h.first_time_ms != delta->first_ms || h.last_time_ms != delta->last_ms) {
             problem(rep, delta->key, "its header does not match its name (moved or renamed object)");
@@ -280,6 +289,7 @@ static void verify_redis_snapshots(struct storage *st, const struct crypto_keyri
             problem(rep, snap->key, "%s", err.msg);
             continue;
         }
+        rep->predating += h.predates_binding != 0;
         if (strcmp(h.generation, gen->id) != 0 || h.index != snap->index || h.time_ms != snap->time_ms)
             problem(rep, snap->key, "its header does not match its name (moved or renamed object)");
         if (h.index == 0) {
@@ -317,6 +327,7 @@ static void verify_redis_generation(struct storage *st, const struct crypto_keyr
             have_chain = 0;
             continue;
         }
+        rep->predating += h.predates_binding != 0;
         if (strcmp(h.generation, gen->id) != 0 || h.index != seg->index || h.first_time_ms != seg->first_ms ||
             h.last_time_ms != seg->last_ms)
             problem(rep, seg->key, "its header does not match its name (moved or renamed object)");
@@ -352,6 +363,19 @@ static void verify_generation(struct storage *st, const struct crypto_keyring *k
     verify_deltas(st, key, gen, facts, rep);
     free(chains);
     free(facts);
+}
+
+/* One line for a generation holding objects older than the binding. */
+static void note_predating(struct verify_report *rep, const struct catalog_generation *gen, size_t predating,
+                           size_t objects)
+{
+    if (!predating || !rep->note)
+        return;
+    char what[300];
+    snprintf(what, sizeof what, "%zu of its %zu object(s) predate the identity binding (envelope version 1 or 2, "
+             "written by tidemark 0.9 or earlier): checked, but nothing in them ties them to this database",
+             predating, objects);
+    rep->note(rep->ctx, gen->id, what);
 }
 
 /* 1 when the two files hold the same bytes, 0 when not (or unreadable). */
@@ -430,11 +454,13 @@ void verify_replica(const struct crypto_keyring *key, const struct config_db *db
             problem(rep, db->name, "no backup in this replica");
         size_t deltas = 0;
         for (size_t g = 0; g < cat.generation_count; g++) {
+            size_t objects = rep->objects, predating = rep->predating;
             if (db->kind == DB_REDIS)
                 verify_redis_generation(st, key, &cat.generations[g], rep);
             else
                 verify_generation(st, key, &cat.generations[g], rep);
             deltas += cat.generations[g].delta_count;
+            note_predating(rep, &cat.generations[g], rep->predating - predating, rep->objects - objects);
         }
         if (deep && cat.generation_count)
             verify_deep(key, db, replica_index, deltas > 0, rep);

@@ -14,6 +14,12 @@ struct verify_report {
     void *ctx;
     size_t objects;          /* objects read and checked */
     size_t problems;
+    /* Objects read whose envelope predates the identity binding (versions
+     * 1 and 2, object.h): not problems, but nothing ties them to their
+     * database or place. note (may be NULL) gets one line per generation
+     * holding any. */
+    void (*note)(void *ctx, const char *object, const char *what);
+    size_t predating;
 };
 
 /* Checks replica `replica` (index) of db: every object read, the

@@ -1,6 +1,10 @@
 /* fuzz_object.c - libFuzzer target: the object envelope and the segment
  * and snapshot decoders (common/object.c, common/archive.c) on arbitrary
- * bytes stored as an object, read without a key and with a fixed one. */
+ * bytes stored as an object, read without a key and with a fixed one.
+ * Envelope version 3 objects are bound to an identity: the input is
+ * stored as "object" and read as that key (the -v3 seeds were written for
+ * it, so decryption and the payload are reached) and once as another
+ * (the refusal path). */
 #include "../../common/archive.h"
 #include "../../common/crypto.h"
 #include "../../common/storage/storage.h"
@@ -62,6 +66,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         segment_read(store, "object", k, NULL, &seg, hash, &err);
         snapshot_read(store, "object", k, &visitor, &snap, &err);
         delta_read(store, "object", k, &delta_visitor, &delta, &err);
+        segment_read_as(store, "object", "db/generations/G/segments/0", k, NULL, &seg, hash, &err);
     }
     return 0;
 }

@@ -54,7 +54,7 @@ static int put_object(struct storage *st, const char *key_name, enum object_kind
 {
     struct object_writer *w;
     struct tm_error err;
-    if (object_writer_open(st, key_name, kind, key, &w, &err) != 0)
+    if (object_writer_open(st, key_name, key_name, kind, key, &w, &err) != 0)
         return -1;
     for (size_t i = 0; i < count; i++)
         if (object_write(w, parts[i], lens[i], &err) != 0) {

@@ -1,5 +1,6 @@
 /* test_object.c - object envelope round trips (encrypted and not), wrong
- * key, tampering, truncation, and the segment payload format. */
+ * key, tampering, truncation, the identity binding, and the segment
+ * payload format. */
 #include "harness.h"
 
 #include "../../common/archive.h"
@@ -41,13 +42,14 @@ static uint8_t pattern_byte(size_t done, size_t i)
     return (uint8_t)((done + i) % 251 < 100 ? (done + i) % 7 : (done * 31 + i) % 256);
 }
 
-/* Writes `len` pseudo-random but compressible bytes as object `name`. */
+/* Writes `len` pseudo-random but compressible bytes as object `name`,
+ * bound to its own name. */
 static int write_object(struct storage *st, const char *name, const struct crypto_keyring *key,
                         size_t len, uint8_t hash[OBJECT_HASH_BYTES])
 {
     struct object_writer *w;
     struct tm_error err;
-    if (object_writer_open(st, name, OBJECT_SEGMENT, key, &w, &err) != 0)
+    if (object_writer_open(st, name, name, OBJECT_SEGMENT, key, &w, &err) != 0)
         return -1;
     uint8_t block[1000];
     for (size_t done = 0; done < len; done += sizeof block) {
@@ -64,7 +66,7 @@ static int read_object(struct storage *st, const char *name, const struct crypto
                        size_t len, uint8_t hash[OBJECT_HASH_BYTES], struct tm_error *err)
 {
     struct object_reader *r;
-    if (object_reader_open(st, name, OBJECT_SEGMENT, key, &r, err) != 0)
+    if (object_reader_open(st, name, name, OBJECT_SEGMENT, key, &r, err) != 0)
         return -1;
     uint8_t block[1000];
     int rc = 0;
@@ -120,7 +122,7 @@ static void test_sealed_round_trip(void)
     ASSERT_TRUE(memcmp(crypto_keyring_writer_id(sidecar), crypto_keyring_writer_id(restorer),
                        CRYPTO_KEY_ID_BYTES) == 0);
     ASSERT_EQ(write_object(st, "a/sealed1.obj", sidecar, 300000, written), 0);
-    ASSERT_EQ(write_object(st, "a/sealed2.obj", sidecar, 300000, written), 0);
+    ASSERT_EQ(write_object(st, "a/sealed2.obj", sidecar, 300000, read_back), 0);
     ASSERT_EQ(read_object(st, "a/sealed1.obj", restorer, 300000, read_back, &err), 0);
     ASSERT_TRUE(memcmp(written, read_back, sizeof written) == 0);
     ASSERT_EQ(read_object(st, "a/sealed1.obj", sidecar, 300000, read_back, &err), -1);
@@ -131,14 +133,15 @@ static void test_sealed_round_trip(void)
     snprintf(path1, sizeof path1, "%s/a/sealed1.obj", harness_tmpdir());
     snprintf(path2, sizeof path2, "%s/a/sealed2.obj", harness_tmpdir());
     FILE *f1 = fopen(path1, "rb"), *f2 = fopen(path2, "rb");
-    uint8_t head1[100], head2[100];
+    uint8_t head1[200], head2[200];
     ASSERT_EQ(fread(head1, 1, sizeof head1, f1), sizeof head1);
     ASSERT_EQ(fread(head2, 1, sizeof head2, f2), sizeof head2);
     fclose(f1);
     fclose(f2);
     ASSERT_EQ(head1[10], CRYPTO_SCHEME_SEALED);
     ASSERT_TRUE(memcmp(head1, head2, 20) == 0);             /* same header and key id */
-    ASSERT_TRUE(memcmp(head1 + 20, head2 + 20, 80) != 0);   /* different sealed data keys */
+    ASSERT_EQ(head1[21], strlen("a/sealed1.obj"));          /* then the identity */
+    ASSERT_TRUE(memcmp(head1 + 35, head2 + 35, 80) != 0);   /* different sealed data keys */
 
     /* a damaged sealed data key does not open */
     FILE *fp = fopen(path1, "r+b");
@@ -300,7 +303,7 @@ static void test_hostile_zstd_window(void)
     ASSERT_EQ(storage_write(w, frame, out.pos, &err), 0);
     ASSERT_EQ(storage_write_commit(w, &err), 0);
     struct object_reader *r;
-    ASSERT_EQ(object_reader_open(st, "a/bomb.obj", OBJECT_SEGMENT, NULL, &r, &err), 0);
+    ASSERT_EQ(object_reader_open(st, "a/bomb.obj", "a/bomb.obj", OBJECT_SEGMENT, NULL, &r, &err), 0);
     uint8_t buf[100];
     ASSERT_EQ(object_read(r, buf, sizeof buf, &err), -1);
     ASSERT_STR_CONTAINS(err.msg, "is corrupt");
@@ -389,12 +392,177 @@ static void test_catalog_parses_names(void)
     storage_free(st);
 }
 
+/* The bytes of object `name`, into buf (returns the length). */
+static size_t object_bytes(const char *name, uint8_t *buf, size_t size)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", harness_tmpdir(), name);
+    FILE *fp = fopen(path, "rb");
+    size_t len = fp ? fread(buf, 1, size, fp) : 0;
+    if (fp)
+        fclose(fp);
+    return len;
+}
+
+static void put_object_bytes(struct storage *st, const char *name, const uint8_t *bytes, size_t len)
+{
+    struct storage_writer *w;
+    struct tm_error err;
+    if (storage_write_begin(st, name, &w, &err) != 0 || storage_write(w, bytes, len, &err) != 0 ||
+        storage_write_commit(w, &err) != 0)
+        fprintf(stderr, "%s\n", err.msg);
+}
+
+#define SEG_A "a/generations/20261124T001500123Z-9f3a1b2c/segments/0000000000000001-1795324542000-1795324542000.seg"
+#define SEG_B "b/generations/20261124T001500123Z-9f3a1b2c/segments/0000000000000001-1795324542000-1795324542000.seg"
+#define SEG_A2 "a/generations/20261124T001500123Z-9f3a1b2c/segments/0000000000000002-1795324542000-1795324542000.seg"
+
+/* An object copied to another database, or to another place of its own
+ * database, is refused naming the object, whatever the encryption; with
+ * its identity rewritten to match, the additional data (and under the
+ * symmetric scheme the per-database key) fails it, and without a key the
+ * object hash does (an accident; nothing authenticates). */
+static void test_identity_binding(void)
+{
+    struct storage *st = open_store();
+    struct crypto_keyring *sym = key_from(21), *sidecar = pair_from(22, 1), *restorer = pair_from(22, 0);
+    const struct crypto_keyring *writers[] = {sym, sidecar, NULL}, *readers[] = {sym, restorer, NULL};
+    static uint8_t bytes[400000];
+    for (size_t mode = 0; mode < 3; mode++) {
+        uint8_t hash[OBJECT_HASH_BYTES];
+        struct tm_error err;
+        ASSERT_EQ(write_object(st, SEG_A, writers[mode], 200000, hash), 0);
+        ASSERT_EQ(read_object(st, SEG_A, readers[mode], 200000, hash, &err), 0);
+        size_t len = object_bytes(SEG_A, bytes, sizeof bytes);
+        ASSERT_TRUE(len > 100 && len < sizeof bytes);
+        ASSERT_EQ(bytes[8], 3);
+        ASSERT_EQ((bytes[20] << 8) | bytes[21], strlen(SEG_A));
+        ASSERT_TRUE(memcmp(bytes + 22, SEG_A, strlen(SEG_A)) == 0);
+        static const char *elsewhere[] = {SEG_B, SEG_A2};
+        for (size_t place = 0; place < 2; place++) {
+            /* copied as is: refused before any decryption, naming both */
+            put_object_bytes(st, elsewhere[place], bytes, len);
+            ASSERT_EQ(read_object(st, elsewhere[place], readers[mode], 200000, hash, &err), -1);
+            ASSERT_EQ(err.code, TM_ERR_CORRUPT);
+            char expected[600];
+            snprintf(expected, sizeof expected, "object '%s' belongs to another database or place (it was "
+                     "written as '%s')", elsewhere[place], SEG_A);
+            ASSERT_STR_CONTAINS(err.msg, expected);
+            /* its identity rewritten to the new place (same length) */
+            memcpy(bytes + 22, elsewhere[place], strlen(SEG_A));
+            put_object_bytes(st, elsewhere[place], bytes, len);
+            memcpy(bytes + 22, SEG_A, strlen(SEG_A));
+            ASSERT_EQ(read_object(st, elsewhere[place], readers[mode], 200000, hash, &err), -1);
+            ASSERT_EQ(err.code, TM_ERR_CORRUPT);
+            ASSERT_STR_CONTAINS(err.msg, mode < 2 ? "authentication failed" : "checksum mismatch");
+        }
+    }
+    crypto_keyring_free(sym);
+    crypto_keyring_free(sidecar);
+    crypto_keyring_free(restorer);
+    storage_free(st);
+}
+
+/* A local copy (a spool file, a prefetched segment) is read as the key
+ * it was written for; objects of envelope versions 1 and 2 are read and
+ * said to predate the binding. */
+static void test_read_as_and_predating_objects(void)
+{
+    struct storage *st = open_store();
+    struct crypto_keyring *key = key_from(23);
+    struct object_writer *w;
+    struct object_reader *r;
+    struct tm_error err;
+    uint8_t payload[10] = "0123456789", back[10];
+    ASSERT_EQ(object_writer_open(st, "copy-1", SEG_A, OBJECT_SEGMENT, key, &w, &err), 0);
+    ASSERT_EQ(object_write(w, payload, sizeof payload, &err), 0);
+    ASSERT_EQ(object_writer_commit(w, NULL, NULL, &err), 0);
+    ASSERT_EQ(object_reader_open(st, "copy-1", "copy-1", OBJECT_SEGMENT, key, &r, &err), -1);
+    ASSERT_STR_CONTAINS(err.msg, "object 'copy-1' belongs to another database or place");
+    /* a copy read as another key is named by that key */
+    ASSERT_EQ(object_reader_open(st, "copy-1", SEG_B, OBJECT_SEGMENT, key, &r, &err), -1);
+    ASSERT_STR_CONTAINS(err.msg, "object '" SEG_B "' belongs to another database or place (it was written as '"
+                        SEG_A "')");
+    ASSERT_EQ(object_reader_open(st, "copy-1", SEG_A, OBJECT_SEGMENT, key, &r, &err), 0);
+    ASSERT_EQ(object_reader_predates_binding(r), 0);
+    ASSERT_EQ(object_read(r, back, sizeof back, &err), 0);
+    ASSERT_EQ(object_reader_finish(r, NULL, &err), 0);
+    object_reader_close(r);
+    ASSERT_TRUE(memcmp(back, payload, sizeof back) == 0);
+
+    /* the committed version 1 and 2 seeds (key 00 01 .. 1f) */
+    uint8_t raw[CRYPTO_KEY_BYTES];
+    for (size_t i = 0; i < sizeof raw; i++)
+        raw[i] = (uint8_t)i;
+    struct crypto_keyring *seed_key = NULL;
+    ASSERT_EQ(crypto_keyring_new(&seed_key, &err), 0);
+    ASSERT_EQ(crypto_keyring_add_bytes(seed_key, raw, &err), 0);
+    static const char *seeds[] = {"segment-key", "segment-v2-key"};
+    for (size_t i = 0; i < 2; i++) {
+        char source[512];
+        snprintf(source, sizeof source, "tests/fuzz/corpus/fuzz_object/%s", seeds[i]);
+        FILE *fp = fopen(source, "rb");
+        ASSERT_TRUE(fp != NULL);
+        static uint8_t bytes[200000];
+        size_t len = fread(bytes, 1, sizeof bytes, fp);
+        fclose(fp);
+        ASSERT_EQ(bytes[8], i + 1);
+        put_object_bytes(st, SEG_B, bytes, len);   /* under any name: nothing binds it */
+        struct segment_header h;
+        if (segment_read(st, SEG_B, seed_key, NULL, &h, NULL, &err) != 0) {
+            fprintf(stderr, "  %s: %s\n", seeds[i], err.msg);
+            ASSERT_TRUE(0);
+        }
+        ASSERT_EQ(h.predates_binding, 1);
+    }
+    struct segment_header h = {0};
+    uint8_t seg_payload[ARCHIVE_HEADER_BYTES];
+    snprintf(h.generation, sizeof h.generation, "20261124T001500123Z-9f3a1b2c");
+    h.page_size = 4096;
+    segment_header_encode(&h, seg_payload);
+    ASSERT_EQ(object_writer_open(st, SEG_A, SEG_A, OBJECT_SEGMENT, key, &w, &err), 0);
+    ASSERT_EQ(object_write(w, seg_payload, sizeof seg_payload, &err), 0);
+    ASSERT_EQ(object_writer_commit(w, NULL, NULL, &err), 0);
+    h.predates_binding = 1;
+    ASSERT_EQ(segment_read(st, SEG_A, key, NULL, &h, NULL, &err), 0);
+    ASSERT_EQ(h.predates_binding, 0);
+    crypto_keyring_free(seed_key);
+    crypto_keyring_free(key);
+    storage_free(st);
+}
+
+/* The symmetric stream key is derived per database: two databases, two
+ * keys, and neither is the key of versions 1 and 2. */
+static void test_stream_key_per_database(void)
+{
+    struct crypto_keyring *key = key_from(24);
+    struct crypto_object_key a, a2, b, legacy;
+    struct tm_error err;
+    ASSERT_EQ(crypto_object_key_new(key, "a", 1, &a, &err), 0);
+    ASSERT_EQ(crypto_object_key_new(key, "a", 1, &a2, &err), 0);
+    ASSERT_EQ(crypto_object_key_new(key, "b", 1, &b, &err), 0);
+    ASSERT_EQ(crypto_object_key_new(key, NULL, 0, &legacy, &err), 0);
+    ASSERT_TRUE(memcmp(a.stream_key, a2.stream_key, 32) == 0);
+    ASSERT_TRUE(memcmp(a.stream_key, b.stream_key, 32) != 0);
+    ASSERT_TRUE(memcmp(a.stream_key, legacy.stream_key, 32) != 0);
+    crypto_object_key_wipe(&a);
+    crypto_object_key_wipe(&a2);
+    crypto_object_key_wipe(&b);
+    crypto_object_key_wipe(&legacy);
+    crypto_keyring_free(key);
+}
+
 int main(void)
 {
     if (sodium_init() < 0)
         return 2;
     static const struct test_case cases[] = {
         {"object: encrypted 1 MB round trip, hash matches", test_round_trip_encrypted},
+        {"object: copied to another database or place: refused naming it, every encryption mode",
+         test_identity_binding},
+        {"object: a local copy is read as its key; versions 1 and 2 predate the binding",
+         test_read_as_and_predating_objects},
+        {"object: the symmetric stream key is derived per database", test_stream_key_per_database},
         {"object: unencrypted round trip", test_round_trip_plain},
         {"object: envelope version 1 objects are still read and checked", test_reads_envelope_version_1},
         {"object: wrong key and missing key are named", test_wrong_key},

@@ -109,7 +109,11 @@ static void test_publishes_a_segment(void)
     ASSERT_EQ(storage_file_open(dirname(dir), &st, &err), 0);
     struct redis_segment_header back;
     uint8_t read_hash[OBJECT_HASH_BYTES];
-    ASSERT_EQ(redis_segment_read(st, basename(leaf), NULL, NULL, &back, read_hash, &err), 0);
+    /* written under the spool's name, bound to the key it is published under */
+    ASSERT_EQ(redis_segment_read(st, basename(leaf), NULL, NULL, &back, read_hash, &err), -1);
+    ASSERT_EQ(err.code, TM_ERR_CORRUPT);
+    ASSERT_TRUE(strstr(err.msg, "belongs to another database or place") != NULL);
+    ASSERT_EQ(redis_segment_read_as(st, basename(leaf), key, NULL, NULL, &back, read_hash, &err), 0);
     ASSERT_TRUE(memcmp(read_hash, hash, sizeof hash) == 0);
     ASSERT_TRUE(memcmp(back.prev_hash, start, sizeof start) == 0);
     ASSERT_EQ(back.end_offset, 130);
@@ -151,7 +155,7 @@ static void test_snapshot_then_continue(void)
     struct object_writer *w;
     struct tm_error err;
     uint64_t stored;
-    ASSERT_EQ(object_writer_open(spool_incoming(sp), name, OBJECT_SNAPSHOT, NULL, &w, &err), 0);
+    ASSERT_EQ(object_writer_open(spool_incoming(sp), name, key, OBJECT_SNAPSHOT, NULL, &w, &err), 0);
     ASSERT_EQ(object_write(w, "x", 1, &err), 0);
     ASSERT_EQ(object_writer_commit(w, NULL, &stored, &err), 0);
     struct spool_position end = {.page_size = 4096, .wal = {1, 2, 3, 4, {5, 6}}};

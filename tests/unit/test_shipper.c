@@ -158,7 +158,7 @@ static void read_segment(struct fixture *f, const struct sql_truth *truths, size
     ASSERT_TRUE(check.fd >= 0);
     struct segment_visitor visitor = {.on_txn = on_txn, .on_page = on_page, .ctx = &check};
     struct tm_error err = {0};
-    int rc = segment_read(dir, name, f->key, &visitor, header, hash, &err);
+    int rc = segment_read_as(dir, name, key, f->key, &visitor, header, hash, &err);
     close(check.fd);
     storage_free(dir);
     if (rc == 0)
@@ -273,7 +273,7 @@ static void test_snapshot_holds_the_database_as_shipped(void)
     ASSERT_TRUE(image.fd >= 0);
     struct snapshot_visitor visitor = {.on_page = on_snapshot_page, .ctx = &image};
     struct snapshot_header h;
-    int rc = snapshot_read(dir, name, f.key, &visitor, &h, &err);
+    int rc = snapshot_read_as(dir, name, key, f.key, &visitor, &h, &err);
     close(image.fd);
     storage_free(dir);
     ASSERT_EQ(rc, 0);

@@ -140,4 +140,12 @@ int storage_fetch_is_useful(const struct storage *st);
 int storage_read_all(struct storage *st, const char *key, uint8_t **data, size_t *len,
                      struct tm_error *err);
 
+/* A small record read from the bucket (a lease, a drill record): the
+ * whole object into a malloc'd, NUL-terminated buffer the caller frees,
+ * reading at most max + 1 bytes: an object longer than max is refused as
+ * corrupt (TM_ERR_CORRUPT, naming it), its size never allocated. A
+ * missing object fails with TM_ERR_NOT_FOUND as storage_read_begin does. */
+int storage_read_capped(struct storage *st, const char *key, size_t max, char **data, size_t *len,
+                        struct tm_error *err);
+
 #endif

@@ -73,6 +73,9 @@ struct storage_driver {
     int (*fetch_files)(void *self, const char *const *keys, const int *fds, size_t count,
                        struct tm_error *err);
     int (*remove_many)(void *self, const char *const *keys, size_t count, struct tm_error *err);
+    /* read_begin fetching at most `range` bytes per request (a network
+     * driver's ranged GETs): what storage_read_capped uses. */
+    int (*read_begin_ranged)(void *self, const char *key, size_t range, void **handle, struct tm_error *err);
 };
 
 /* A local-directory replica rooted at `root` (created if missing). */

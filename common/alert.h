@@ -11,8 +11,10 @@
  *   {"text": "...", "state": "firing|reminder|resolved", "alert": RULE,
  *    "db": ..., "replica": ..., "message": ..., "since": ..., "time": ...}
  * The command gets TIDEMARK_ALERT, TIDEMARK_DB, TIDEMARK_REPLICA,
- * TIDEMARK_MESSAGE and TIDEMARK_STATE in its environment. Messages come
- * from tidemark's own errors, which never contain keys or secrets. */
+ * TIDEMARK_MESSAGE and TIDEMARK_STATE, PATH and HOME as its whole
+ * environment: nothing else of the sidecar's (AWS credentials, say) is
+ * inherited. Messages come from tidemark's own errors, which never
+ * contain keys or secrets. */
 #ifndef TM_ALERT_H
 #define TM_ALERT_H
 

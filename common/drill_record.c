@@ -68,7 +68,9 @@ static void put_byte(char *out, size_t len, size_t *used, unsigned byte)
 /* A code point from \uXXXX, as UTF-8. */
 static void put_code_point(char *out, size_t len, size_t *used, unsigned code)
 {
-    if (code < 0x80) {
+    if (code >= 0xd800 && code <= 0xdfff) {   /* a surrogate is no character: not valid UTF-8 */
+        put_byte(out, len, used, '?');
+    } else if (code < 0x80) {
         put_byte(out, len, used, code);
     } else if (code < 0x800) {
         put_byte(out, len, used, 0xc0 | code >> 6);
@@ -113,6 +115,31 @@ static int read_escape(const char **p, char *out, size_t len, size_t *used)
     return 0;
 }
 
+/* Bytes of the valid UTF-8 character at p (0: invalid). */
+static size_t utf8_length(const unsigned char *p)
+{
+    size_t n = *p < 0x80 ? 1 : (*p & 0xe0) == 0xc0 ? 2 : (*p & 0xf0) == 0xe0 ? 3 : (*p & 0xf8) == 0xf0 ? 4 : 0;
+    if (n == 2 && *p < 0xc2)
+        return 0;   /* overlong */
+    for (size_t i = 1; i < n; i++)
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;
+    return n;
+}
+
+/* Replaces every byte that is not part of valid UTF-8 with '?', so that
+ * what is read from a record can be written as valid JSON. */
+static void keep_valid_utf8(char *text)
+{
+    for (unsigned char *p = (unsigned char *)text; *p;) {
+        size_t n = utf8_length(p);
+        if (n == 0)
+            *p++ = '?';
+        else
+            p += n;
+    }
+}
+
 /* The string whose opening quote is at *p, into out (NULL: skipped);
  * *p is left after its closing quote. */
 static int read_string(const char **p, char *out, size_t len)
@@ -130,8 +157,10 @@ static int read_string(const char **p, char *out, size_t len)
         else if (read_escape(&s, out, len, &used) != 0)
             return -1;
     }
-    if (out)
+    if (out) {
         out[used] = '\0';
+        keep_valid_utf8(out);
+    }
     *p = s;
     return 0;
 }
@@ -140,8 +169,16 @@ static int read_string(const char **p, char *out, size_t len)
 static int read_value(const char **p, const char *key, struct drill_summary *out)
 {
     const char *s = *p;
-    if (*s == '"')
-        return read_string(p, strcmp(key, "time") == 0 ? out->time : NULL, sizeof out->time);
+    if (*s == '"') {
+        const struct { const char *key; char *into; size_t len; } kept[] = {
+            {"time", out->time, sizeof out->time}, {"point", out->point, sizeof out->point},
+            {"check_result", out->check_result, sizeof out->check_result},
+            {"error", out->error, sizeof out->error}};
+        for (size_t i = 0; i < sizeof kept / sizeof *kept; i++)
+            if (strcmp(key, kept[i].key) == 0)
+                return read_string(p, kept[i].into, kept[i].len);
+        return read_string(p, NULL, 0);
+    }
     static const char *const words[] = {"true", "false", "null"};
     for (size_t i = 0; i < sizeof words / sizeof *words; i++)
         if (strncmp(s, words[i], strlen(words[i])) == 0) {
@@ -196,4 +233,33 @@ int drill_record_parse(const char *text, struct drill_summary *out, struct tm_er
     if (*p != '{' || read_members(p, out) != 0)
         return tm_error_setc(err, TM_ERR_CORRUPT, "not a drill record (malformed JSON)");
     return 0;
+}
+
+static void write_ms(FILE *out, const char *key, int64_t ms)
+{
+    if (ms < 0)
+        fprintf(out, ", \"%s\": null", key);
+    else
+        fprintf(out, ", \"%s\": %" PRId64, key, ms);
+}
+
+static void write_optional(FILE *out, const char *key, const char *value)
+{
+    if (!value[0])
+        return;
+    fprintf(out, ", \"%s\": ", key);
+    json_write_string(out, value);
+}
+
+void drill_summary_write_json(const struct drill_summary *s, FILE *out)
+{
+    fputs("{\"time\": ", out);
+    json_write_string(out, s->time);
+    fprintf(out, ", \"ok\": %s", s->ok ? "true" : "false");
+    write_ms(out, "rto_ms", s->rto_ms);
+    write_ms(out, "rpo_ms", s->rpo_ms);
+    write_optional(out, "point", s->point);
+    write_optional(out, "check_result", s->check_result);
+    write_optional(out, "error", s->error);
+    fputc('}', out);
 }

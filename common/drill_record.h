@@ -13,6 +13,7 @@
 #define TM_DRILL_RECORD_H
 
 #include <stdint.h>
+#include <stdio.h>
 
 #include "error.h"
 
@@ -36,6 +37,9 @@ struct drill_summary {
     char time[40];               /* as recorded; "?" when absent */
     int ok;                      /* "ok" is true */
     int64_t rto_ms, rpo_ms;      /* -1 when absent */
+    char point[40];              /* "" when absent (as the strings below) */
+    char check_result[256];
+    char error[512];
 };
 
 /* Reads a record, or the first record of a JSON array of them (the
@@ -43,5 +47,11 @@ struct drill_summary {
  * with every field read, so that it holds what could be read even on
  * failure. Fails (TM_ERR_CORRUPT) on text that is not such JSON. */
 int drill_record_parse(const char *text, struct drill_summary *out, struct tm_error *err);
+
+/* A parsed record as a JSON object, made from its fields only (never the
+ * stored text: a record is bucket data anyone with write access could
+ * plant): {"time", "ok", "rto_ms", "rpo_ms" (null when absent), and
+ * "point", "check_result", "error" when present}. */
+void drill_summary_write_json(const struct drill_summary *s, FILE *out);
 
 #endif

@@ -1,5 +1,6 @@
 /* error.c - filling and printing struct tm_error (see error.h). */
 #include "error.h"
+#include "textsafe.h"
 #include "log.h"
 
 #include <stdarg.h>
@@ -84,7 +85,12 @@ void tm_error_print(const struct tm_error *err)
         log_error_hint(err->msg, err->hint);
         return;
     }
-    fprintf(stderr, "error: %s\n", err->msg);
-    if (err->hint[0])
-        fprintf(stderr, "HINT: %s\n", err->hint);
+    fputs("error: ", stderr);   /* messages name bucket objects: no control characters */
+    textsafe_print(stderr, err->msg);
+    fputc('\n', stderr);
+    if (err->hint[0]) {
+        fputs("HINT: ", stderr);
+        textsafe_print(stderr, err->hint);
+        fputc('\n', stderr);
+    }
 }

@@ -61,19 +61,19 @@ int lease_active(struct storage *st, const char *db, int64_t now_ms, char ***out
             continue;
         char key[1024];
         layout_child_key(dir, list.entries[i].name, key, sizeof key);
-        uint8_t *data;
+        char *text;
         size_t len;
-        if (storage_read_all(st, key, &data, &len, err) != 0) {
+        if (storage_read_capped(st, key, LEASE_RECORD_MAX, &text, &len, err) != 0) {
             if (tm_error_code(err) == TM_ERR_NOT_FOUND)
                 continue;   /* released meanwhile */
             rc = -1;
             break;
         }
-        char text[256], generation[64] = "";
+        char generation[64] = "";
         int64_t expires = 0;
-        snprintf(text, sizeof text, "%.*s", (int)(len < sizeof text - 1 ? len : sizeof text - 1), (char *)data);
-        free(data);
-        if (sscanf(text, "generation %63s\nexpires %" SCNd64, generation, &expires) != 2 || expires <= now_ms)
+        int fields = sscanf(text, "generation %63s\nexpires %" SCNd64, generation, &expires);
+        free(text);
+        if (fields != 2 || expires <= now_ms)
             continue;
         char **bigger = realloc(*out, (*count + 1) * sizeof *bigger);
         if (!bigger || !(bigger[*count] = strdup(generation))) {

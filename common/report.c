@@ -3,6 +3,7 @@
 #include "report.h"
 
 #include "json.h"
+#include "textsafe.h"
 
 void report_begin(struct report *r, FILE *out, int json)
 {
@@ -21,8 +22,12 @@ static void separate(struct report *r)
 void report_open(struct report *r, const char *db, const char *replica)
 {
     separate(r);
-    if (!r->json) {
-        fprintf(r->out, "database %s, replica %s:", db, replica);
+    if (!r->json) {   /* a database name can come from the bucket (a `dir:` entry's) */
+        fputs("database ", r->out);
+        textsafe_print(r->out, db);
+        fputs(", replica ", r->out);
+        textsafe_print(r->out, replica);
+        fputc(':', r->out);
         return;
     }
     fputs("{\"database\": ", r->out);

@@ -10,6 +10,7 @@
 #include "../common/lease.h"
 #include "../common/log.h"
 #include "../common/report.h"
+#include "../common/textsafe.h"
 #include "retention.h"
 
 #include <inttypes.h>
@@ -159,8 +160,9 @@ static int retention_one(void *ctx, const struct config_db *db, size_t r, struct
     const struct retention_run *run = ctx;
     struct tm_error err;
     if (!db->retention.enabled) {
+        char name[1024];   /* a `dir:` entry's database names come from the bucket */
         if (!out->json && (r == 0 || run->replica))
-            printf("database %s: retention is off\n", db->name);
+            printf("database %s: retention is off\n", textsafe(db->name, name, sizeof name));
         return 0;
     }
     if (run_replica(db, &db->replicas[r], run->key, run->opts, out, &err) != 0) {

@@ -6,6 +6,13 @@
  * HTTP/1.0 response built in memory, and closed. Rendering reads a
  * status snapshot (status.h) that monitoring.c fills on demand.
  *
+ * Nothing here blocks the loop every database shares: the response is
+ * written as the socket accepts it (an ev_io for writable, the rest kept
+ * in the connection's buffer), and a client that stops reading is closed
+ * after 5 s without progress. At most METRICS_CONNECTIONS_MAX connections
+ * are open at once; one more is closed at once, and counted
+ * (tidemark_metrics_connections_refused_total).
+ *
  * Metric names follow Prometheus conventions: prefix tidemark_, units in
  * the name, counters end in _total, labels db and replica. */
 #include "metrics.h"
@@ -15,16 +22,19 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <netdb.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #define REQUEST_MAX 4096
-#define REQUEST_TIMEOUT_S 5.0
+#define REQUEST_TIMEOUT_S 5.0   /* to read the request; then without write progress */
+#define METRICS_CONNECTIONS_MAX 32
+
+struct metrics_conn;
 
 struct metrics_server {
     struct ev_loop *loop;
@@ -33,14 +43,20 @@ struct metrics_server {
     const struct config_alerts *thresholds;
     status_fn status;
     void *arg;
+    struct metrics_conn *conns;   /* open connections, each owned here until closed */
+    size_t conn_count;
+    uint64_t refused;             /* connections closed at once: METRICS_CONNECTIONS_MAX were open */
 };
 
 struct metrics_conn {
     ev_io io;
     ev_timer timeout;
     struct metrics_server *server;
+    struct metrics_conn *next;
     char request[REQUEST_MAX + 1];
     size_t used;
+    char *response;               /* head and body, once answered (malloc'd) */
+    size_t response_len, sent;
 };
 
 /* ---------------------------------------------------------------- render */
@@ -408,12 +424,50 @@ int metrics_render_health(const struct db_status *dbs, size_t count, const struc
 
 static void conn_close(struct metrics_conn *c)
 {
-    ev_io_stop(c->server->loop, &c->io);
-    ev_timer_stop(c->server->loop, &c->timeout);
+    struct metrics_server *s = c->server;
+    for (struct metrics_conn **p = &s->conns; *p; p = &(*p)->next)
+        if (*p == c) {
+            *p = c->next;
+            break;
+        }
+    s->conn_count--;
+    ev_io_stop(s->loop, &c->io);
+    ev_timer_stop(s->loop, &c->timeout);
     close(c->io.fd);
+    free(c->response);
     free(c);
 }
 
+/* Sends what the socket takes now; closes when all is sent or the client
+ * is gone. */
+static void send_some(struct metrics_conn *c)
+{
+    while (c->sent < c->response_len) {
+        ssize_t n = send(c->io.fd, c->response + c->sent, c->response_len - c->sent, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            break;
+        if (n <= 0)
+            return conn_close(c);
+        c->sent += (size_t)n;
+        ev_timer_stop(c->server->loop, &c->timeout);   /* progress: another 5 s */
+        ev_timer_set(&c->timeout, REQUEST_TIMEOUT_S, 0.);
+        ev_timer_start(c->server->loop, &c->timeout);
+    }
+    if (c->sent == c->response_len)
+        conn_close(c);
+}
+
+static void on_conn_writable(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    send_some((struct metrics_conn *)w);
+}
+
+/* The response of the request read, sent from the loop as the client
+ * reads it. */
 static void respond(struct metrics_conn *c)
 {
     char *body = NULL;
@@ -429,6 +483,9 @@ static void respond(struct metrics_conn *c)
     if (strncmp(c->request, "GET /metrics ", 13) == 0 || strncmp(c->request, "GET /metrics?", 13) == 0) {
         c->server->status(c->server->arg, &dbs, &count);
         metrics_render(dbs, count, now, out);
+        metric_header(out, "tidemark_metrics_connections_refused_total", "counter",
+                      "Connections to this endpoint closed at once: the connection cap was reached.");
+        fprintf(out, "tidemark_metrics_connections_refused_total %" PRIu64 "\n", c->server->refused);
     } else if (strncmp(c->request, "GET /healthz ", 13) == 0) {
         c->server->status(c->server->arg, &dbs, &count);
         status = metrics_render_health(dbs, count, c->server->thresholds, now, out) ? 200 : 503;
@@ -438,28 +495,26 @@ static void respond(struct metrics_conn *c)
         fprintf(out, "not found: try /metrics or /healthz\n");
     }
     fclose(out);
-    char head[256];
-    int head_len = snprintf(head, sizeof head,
-                            "HTTP/1.0 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
-                            status, status == 200 ? "OK" : status == 503 ? "Service Unavailable" : "Not Found", type,
-                            body_len);
-    /* Small documents: sent with the socket made blocking for at most
-     * 2 s (SO_SNDTIMEO), so a scraper that stops reading cannot hold the
-     * loop longer than that. */
-    int fd = c->io.fd;
-    struct timeval tv = {2, 0};
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
-    if (send(fd, head, (size_t)head_len, MSG_NOSIGNAL) == head_len)
-        for (size_t sent = 0; sent < body_len;) {
-            ssize_t n = send(fd, body + sent, body_len - sent, MSG_NOSIGNAL);
-            if (n <= 0 && errno != EINTR)
-                break;
-            if (n > 0)
-                sent += (size_t)n;
-        }
+    char *response = NULL;
+    int len = body ? asprintf(&response,
+                              "HTTP/1.0 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n"
+                              "%.*s",
+                              status, status == 200 ? "OK" : status == 503 ? "Service Unavailable" : "Not Found",
+                              type, body_len, (int)body_len, body)
+                   : -1;
     free(body);
-    conn_close(c);
+    if (len < 0)
+        return conn_close(c);
+    c->response = response;
+    c->response_len = (size_t)len;
+    ev_io_stop(c->server->loop, &c->io);
+    ev_io_set(&c->io, c->io.fd, EV_WRITE);
+    ev_set_cb(&c->io, on_conn_writable);
+    ev_io_start(c->server->loop, &c->io);
+    ev_timer_stop(c->server->loop, &c->timeout);
+    ev_timer_set(&c->timeout, REQUEST_TIMEOUT_S, 0.);
+    ev_timer_start(c->server->loop, &c->timeout);
+    send_some(c);
 }
 
 static void on_conn_readable(struct ev_loop *loop, ev_io *w, int revents)
@@ -495,12 +550,16 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
     int fd = accept4(s->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0)
         return;
-    struct metrics_conn *c = calloc(1, sizeof *c);
+    struct metrics_conn *c = s->conn_count < METRICS_CONNECTIONS_MAX ? calloc(1, sizeof *c) : NULL;
     if (!c) {
+        s->refused++;
         close(fd);
         return;
     }
     c->server = s;
+    c->next = s->conns;
+    s->conns = c;
+    s->conn_count++;
     ev_io_init(&c->io, on_conn_readable, fd, EV_READ);
     ev_io_start(loop, &c->io);
     ev_timer_init(&c->timeout, on_conn_timeout, REQUEST_TIMEOUT_S, 0.);
@@ -547,6 +606,8 @@ void metrics_close(struct metrics_server *s)
 {
     if (!s)
         return;
+    while (s->conns)
+        conn_close(s->conns);
     ev_io_stop(s->loop, &s->io);
     close(s->fd);
     free(s);

@@ -4,6 +4,7 @@
 #include "cmd_drill.h"
 
 #include "../common/report.h"
+#include "../common/textsafe.h"
 #include "drill.h"
 
 #include <stdlib.h>
@@ -13,13 +14,18 @@ static const struct cli_option *const options[] = {&cli_opt_config, &cli_opt_rep
 
 static void print_text(const struct config_db *db, const char *replica, const struct drill_result *result)
 {
+    char name[1024];   /* a `dir:` entry's database names come from the bucket */
+    textsafe(db->name, name, sizeof name);
     if (result->ok)
         printf("drill %s on replica %s: ok; RTO %.2f s (restore with checks), RPO %.2f s (newest restorable "
-               "transaction's age)%s%s\n", db->name, replica, (double)result->rto_ms / 1000.0,
+               "transaction's age)%s%s\n", name, replica, (double)result->rto_ms / 1000.0,
                (double)result->rpo_ms / 1000.0, db->drill.check_sql ? "; check-sql returned " : "",
                db->drill.check_sql ? result->check : "");
-    else
-        printf("drill %s on replica %s: FAILED: %s\n", db->name, replica, result->error);
+    else {
+        printf("drill %s on replica %s: FAILED: ", name, replica);
+        textsafe_print(stdout, result->error);
+        putchar('\n');
+    }
 }
 
 /* One drill, recorded and printed; 1 when it failed or was not recorded. */

@@ -8,6 +8,7 @@
 #include "../common/drill_record.h"
 #include "../common/report.h"
 #include "../common/targets.h"
+#include "../common/textsafe.h"
 #include "drill.h"
 
 #include <inttypes.h>
@@ -78,7 +79,9 @@ static void print_text(const struct catalog *cat, const char *drill)
     char summary[200] = "none recorded (tidemark drill)";
     if (drill)
         drill_summary(drill, summary, sizeof summary);
-    printf("  last drill: %s\n", summary);
+    printf("  last drill: ");
+    textsafe_print(stdout, summary);   /* its time is the record's, as stored */
+    putchar('\n');
 }
 
 static void print_json(const struct catalog *cat, const char *drill)
@@ -101,7 +104,15 @@ static void print_json(const struct catalog *cat, const char *drill)
         }
         printf("]}");
     }
-    printf("], \"last_drill\": %s", drill ? drill : "null");
+    printf("], \"last_drill\": ");
+    if (drill) {   /* from the parsed fields only: the record is bucket data, never echoed */
+        struct drill_summary parsed;
+        struct tm_error ignored;
+        drill_record_parse(drill, &parsed, &ignored);
+        drill_summary_write_json(&parsed, stdout);
+    } else {
+        printf("null");
+    }
 }
 
 /* One database on its replica (the one --replica names, else the first

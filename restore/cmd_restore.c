@@ -7,6 +7,7 @@
 #include "../common/fsutil.h"
 #include "../common/names.h"
 #include "../common/targets.h"
+#include "../common/textsafe.h"
 #include "restore.h"
 
 #include <inttypes.h>
@@ -104,7 +105,9 @@ static void print_sqlite_outcome(const struct restore_options *opts, const struc
     char point[40], snapshot[40];
     clock_format_ms(out->point_ms, point, sizeof point);
     clock_format_ms(out->snapshot_ms, snapshot, sizeof snapshot);
-    printf("restored '%s' to %s\n", opts->db_name, opts->output);
+    char name[1024], output[2 * PATH_MAX];   /* a `dir:` entry's names come from the bucket */
+    printf("restored '%s' to %s\n", textsafe(opts->db_name, name, sizeof name),
+           textsafe(opts->output, output, sizeof output));
     if (out->after_snapshot)
         printf("  point:        %s (the time the sidecar saw the last commit restored; commits are stamped when "
                "seen, " STAMP_BOUND ": docs/design.md \"Commit times\")\n", point);
@@ -125,7 +128,9 @@ static void print_redis_outcome(const struct restore_options *opts, const struct
     char point[40], snapshot[40], target[40];
     clock_format_ms(out->point_ms, point, sizeof point);
     clock_format_ms(out->snapshot_ms, snapshot, sizeof snapshot);
-    printf("restored Redis '%s' to %s%s\n", opts->db_name, opts->output,
+    char name[1024], output[2 * PATH_MAX];   /* a `dir:` entry's names come from the bucket */
+    printf("restored Redis '%s' to %s%s\n", textsafe(opts->db_name, name, sizeof name),
+           textsafe(opts->output, output, sizeof output),
            opts->redis_rdb ? "/dump.rdb" : "/appendonlydir (redis-server --appendonly yes --dir DIR)");
     printf("  point:        %s (%s)\n", point, out->after_snapshot ? "arrival time of the last command included"
                                                                    : "the snapshot; no command after it");
@@ -151,7 +156,9 @@ static int restore_one(const struct config_db *db, const struct crypto_keyring *
     struct restore_outcome out;
     int rc = restore_database(db, key, opts, &out, &err);
     if (rc == RESTORE_NOT_YET && skip_not_yet) {
-        printf("skipped '%s': it did not exist yet at the target (%s)\n", opts->db_name, err.hint);
+        char name[1024];
+        printf("skipped '%s': it did not exist yet at the target (%s)\n", textsafe(opts->db_name, name, sizeof name),
+               err.hint);
         return EXIT_SKIPPED;
     }
     if (rc != 0) {

@@ -7,6 +7,7 @@
 #include "../common/clock.h"
 #include "../common/json.h"
 #include "../common/report.h"
+#include "../common/textsafe.h"
 #include "verify.h"
 
 static const struct cli_option opt_deep = {"deep", 0, NULL, 0, 0,
@@ -23,7 +24,9 @@ static void print_problem(void *ctx, const char *object, const char *what)
 {
     struct problem_printer *p = ctx;
     if (!p->json) {
-        printf("  PROBLEM %s: %s\n", object, what);
+        char safe_object[1024], safe_what[2048];   /* names from the bucket: no control characters */
+        printf("  PROBLEM %s: %s\n", textsafe(object, safe_object, sizeof safe_object),
+               textsafe(what, safe_what, sizeof safe_what));
         return;
     }
     printf("%s{\"object\": ", p->printed++ ? ", " : "");

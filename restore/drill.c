@@ -167,18 +167,9 @@ int drill_latest(struct storage *st, const char *db, char **record, int *found, 
             continue;
         char key[1024];
         layout_child_key(dir, e->name, key, sizeof key);
-        uint8_t *data;
         size_t size;
-        if ((rc = storage_read_all(st, key, &data, &size, err)) == 0) {
-            *record = realloc(data, size + 1);
-            if (!*record) {
-                free(data);
-                rc = tm_error_set(err, "out of memory");
-            } else {
-                (*record)[size] = '\0';
-                *found = 1;
-            }
-        }
+        if ((rc = storage_read_capped(st, key, DRILL_RECORD_MAX, record, &size, err)) == 0)
+            *found = 1;
         break;
     }
     storage_list_release(&list);

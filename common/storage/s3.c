@@ -43,6 +43,7 @@ struct s3_reader {
     char *key;
     uint64_t total;            /* object size */
     uint64_t fetched;          /* bytes fetched so far */
+    size_t range;              /* bytes per ranged GET (READ_CHUNK, or less for a capped read) */
     struct buffer chunk;
     size_t chunk_pos;
     struct response resp;
@@ -52,9 +53,9 @@ static int fetch_chunk(struct s3_reader *r, struct tm_error *err)
 {
     char range[64];
     snprintf(range, sizeof range, "bytes=%llu-%llu", (unsigned long long)r->fetched,
-             (unsigned long long)(r->fetched + READ_CHUNK - 1));
+             (unsigned long long)(r->fetched + r->range - 1));
     struct request req = {.method = "GET", .key = r->key, .range = range, .body = {.fd = -1}};
-    r->chunk.max = READ_CHUNK;
+    r->chunk.max = r->range;
     r->resp.sink = &r->chunk;
     if (s3_perform(&r->s3->ep, r->s3->easy, &req, &r->resp, err) != 0) {
         if (r->fetched != 0 || r->resp.status != 416)
@@ -77,7 +78,7 @@ static int fetch_chunk(struct s3_reader *r, struct tm_error *err)
     return 0;
 }
 
-static int s3_read_begin(void *self, const char *key, void **handle, struct tm_error *err)
+static int s3_read_begin_ranged(void *self, const char *key, size_t range, void **handle, struct tm_error *err)
 {
     struct s3_reader *r = calloc(1, sizeof *r);
     if (!r || !(r->key = strdup(key))) {
@@ -85,6 +86,7 @@ static int s3_read_begin(void *self, const char *key, void **handle, struct tm_e
         return tm_error_set(err, "out of memory");
     }
     r->s3 = self;
+    r->range = range;
     r->resp.error_body.max = S3_ERROR_BODY_MAX;
     if (fetch_chunk(r, err) != 0) {
         free(r->chunk.data);
@@ -95,6 +97,11 @@ static int s3_read_begin(void *self, const char *key, void **handle, struct tm_e
     }
     *handle = r;
     return 0;
+}
+
+static int s3_read_begin(void *self, const char *key, void **handle, struct tm_error *err)
+{
+    return s3_read_begin_ranged(self, key, READ_CHUNK, handle, err);
 }
 
 static int s3_read(void *handle, void *buf, size_t len, size_t *got, struct tm_error *err)
@@ -431,6 +438,7 @@ static const struct storage_driver s3_driver = {
     .write_commit = s3_write_commit,
     .write_abort = s3_write_abort,
     .read_begin = s3_read_begin,
+    .read_begin_ranged = s3_read_begin_ranged,
     .read = s3_read,
     .read_end = s3_read_end,
     .list = s3_list,

@@ -20,6 +20,15 @@ struct s3_storage {
     struct put_op *ops;        /* asynchronous uploads in flight */
 };
 
+/* S3 accepts at most 10,000 parts per multipart upload. */
+#define S3_MAX_PARTS 10000
+
+/* The part size for an object of `size` bytes: the configured one, or,
+ * when that would need more than S3_MAX_PARTS parts, the smallest whole
+ * number of MiB that needs no more (a 100 GiB spool file at 8 MiB parts
+ * would be 12,800 parts: it is sent in 9,310 parts of 11 MiB). */
+uint64_t s3_part_size_for(uint64_t configured, uint64_t size);
+
 /* The driver's write and upload operations (storage_driver in storage.h),
  * in storage/s3_upload.c. */
 int s3_write_begin(void *self, const char *key, void **handle, struct tm_error *err);

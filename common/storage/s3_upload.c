@@ -40,6 +40,7 @@ struct put_op {
     enum put_step step;
     char upload_id[1024];
     char (*etags)[128];
+    uint64_t part_size;        /* s3_part_size_for(configured, size) */
     uint32_t part_count;
     uint32_t part;             /* 1-based part being sent */
     int attempt, max_attempts;
@@ -95,8 +96,8 @@ static int step_request(struct put_op *op)
         op->resp.sink = &op->answer;
         break;
     case STEP_PART: {
-        uint64_t offset = (uint64_t)(op->part - 1) * op->s3->part_size;
-        uint64_t len = op->size - offset < op->s3->part_size ? op->size - offset : op->s3->part_size;
+        uint64_t offset = (uint64_t)(op->part - 1) * op->part_size;
+        uint64_t len = op->size - offset < op->part_size ? op->size - offset : op->part_size;
         snprintf(op->query, sizeof op->query, "partNumber=%u&uploadId=%s", op->part, encoded_id);
         op->req.method = "PUT";
         op->req.query = op->query;
@@ -207,7 +208,8 @@ static int op_new(struct s3_storage *s3, const char *key, const char *path, stru
         return -1;
     }
     op->size = (uint64_t)st.st_size;
-    op->part_count = (uint32_t)((op->size + s3->part_size - 1) / s3->part_size);
+    op->part_size = s3_part_size_for(s3->part_size, op->size);   /* the size is known: under 10,000 parts */
+    op->part_count = (uint32_t)((op->size + op->part_size - 1) / op->part_size);
     op->step = op->part_count > 1 ? STEP_INITIATE : STEP_SINGLE;
     op->key = strdup(key);
     op->etags = op->part_count > 1 ? calloc(op->part_count, sizeof *op->etags) : NULL;
@@ -220,6 +222,15 @@ static int op_new(struct s3_storage *s3, const char *key, const char *path, stru
     }
     *out = op;
     return 0;
+}
+
+uint64_t s3_part_size_for(uint64_t configured, uint64_t size)
+{
+    const uint64_t mib = 1024 * 1024;
+    if (configured == 0 || (size + configured - 1) / configured <= S3_MAX_PARTS)
+        return configured;
+    uint64_t least = (size + S3_MAX_PARTS - 1) / S3_MAX_PARTS;   /* bytes per part at most S3_MAX_PARTS parts */
+    return (least + mib - 1) / mib * mib;
 }
 
 /* Synchronous driver: the whole machine in this call. */

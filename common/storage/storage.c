@@ -257,6 +257,44 @@ int storage_read_all(struct storage *st, const char *key, uint8_t **data, size_t
     return 0;
 }
 
+int storage_read_capped(struct storage *st, const char *key, size_t max, char **data, size_t *len,
+                        struct tm_error *err)
+{
+    struct storage_reader *r = NULL;
+    if (!st->driver->read_begin_ranged) {
+        if (storage_read_begin(st, key, &r, err) != 0)
+            return -1;
+    } else {   /* a network driver: no byte past max + 1 is fetched */
+        if (!(r = calloc(1, sizeof *r)))
+            return tm_error_setc(err, TM_ERR_NO_MEMORY, "out of memory");
+        r->driver = st->driver;
+        if (st->driver->read_begin_ranged(st->self, key, max + 1, &r->handle, err) != 0) {
+            free(r);
+            return -1;
+        }
+    }
+    char *buf = malloc(max + 2);   /* max + 1 bytes read at most, and a NUL */
+    size_t used = 0, got = 1;
+    int rc = buf ? 0 : tm_error_setc(err, TM_ERR_NO_MEMORY, "out of memory");
+    while (rc == 0 && got > 0 && used <= max) {
+        rc = storage_read(r, buf + used, max + 1 - used, &got, err);
+        if (rc == 0)
+            used += got;
+    }
+    storage_read_end(r);
+    if (rc == 0 && used > max)
+        rc = tm_error_setc(err, TM_ERR_CORRUPT, "object '%s' is corrupt: larger than the %zu bytes such a record can hold",
+                           key, max);
+    if (rc != 0) {
+        free(buf);
+        return -1;
+    }
+    buf[used] = '\0';
+    *data = buf;
+    *len = used;
+    return 0;
+}
+
 int storage_open_replica(const struct config_replica *cfg, struct storage **out,
                          struct tm_error *err)
 {

@@ -73,6 +73,9 @@ struct storage_driver {
     int (*fetch_files)(void *self, const char *const *keys, const int *fds, size_t count,
                        struct tm_error *err);
     int (*remove_many)(void *self, const char *const *keys, size_t count, struct tm_error *err);
+    /* read_begin fetching at most `range` bytes per request (a network
+     * driver's ranged GETs): what storage_read_capped uses. */
+    int (*read_begin_ranged)(void *self, const char *key, size_t range, void **handle, struct tm_error *err);
 };
 
 /* A local-directory replica rooted at `root` (created if missing). */
@@ -139,5 +142,13 @@ int storage_fetch_is_useful(const struct storage *st);
 /* Whole small object into a malloc'd buffer the caller frees (tests, tools). */
 int storage_read_all(struct storage *st, const char *key, uint8_t **data, size_t *len,
                      struct tm_error *err);
+
+/* A small record read from the bucket (a lease, a drill record): the
+ * whole object into a malloc'd, NUL-terminated buffer the caller frees,
+ * reading at most max + 1 bytes: an object longer than max is refused as
+ * corrupt (TM_ERR_CORRUPT, naming it), its size never allocated. A
+ * missing object fails with TM_ERR_NOT_FOUND as storage_read_begin does. */
+int storage_read_capped(struct storage *st, const char *key, size_t max, char **data, size_t *len,
+                        struct tm_error *err);
 
 #endif

@@ -150,9 +150,13 @@ static int fs_read_begin(void *self, const char *key, void **handle, struct tm_e
     return storage_read_begin(fs->inner, key, (struct storage_reader **)handle, err);
 }
 
+static size_t bytes_read;   /* through fs_read, by every test of this process */
+
 static int fs_read(void *handle, void *buf, size_t len, size_t *got, struct tm_error *err)
 {
-    return storage_read(handle, buf, len, got, err);
+    int rc = storage_read(handle, buf, len, got, err);
+    bytes_read += rc == 0 ? *got : 0;
+    return rc;
 }
 
 static void fs_read_end(void *handle)
@@ -204,6 +208,47 @@ static void test_released_meanwhile_is_not_found(void)
     storage_free(fs.inner);
 }
 
+/* A planted lease of 1 MiB: lease_active fails as corrupt, naming it,
+ * after reading no more than LEASE_RECORD_MAX + 1 of its bytes. */
+static void test_oversized_lease_is_corrupt_and_not_read_whole(void)
+{
+    struct failing_store fs = {open_store("big"), "", TM_ERR_NOT_FOUND};
+    struct storage *st = NULL;
+    struct tm_error err;
+    ASSERT_EQ(storage_new(&failing_driver, &fs, "counting", &st, &err), 0);
+    const char *planted = "app/leases/host-1-1795324542000.lease";
+    size_t size = 1024 * 1024;
+    char *body = malloc(size);
+    ASSERT_TRUE(body != NULL);
+    int head = snprintf(body, size, "generation %s\nexpires %lld\n", GEN_A, NOW_MS + 1000);
+    memset(body + head, 'x', size - (size_t)head);
+    struct storage_writer *w;
+    ASSERT_EQ(storage_write_begin(fs.inner, planted, &w, &err), 0);
+    ASSERT_EQ(storage_write(w, body, size, &err), 0);
+    free(body);
+    ASSERT_EQ(storage_write_commit(w, &err), 0);
+    char **list = NULL;
+    size_t count = 0;
+    bytes_read = 0;
+    ASSERT_EQ(lease_active(st, "app", NOW_MS, &list, &count, &err), -1);
+    ASSERT_EQ(tm_error_code(&err), TM_ERR_CORRUPT);
+    ASSERT_STR_CONTAINS(err.msg, planted);
+    ASSERT_TRUE(bytes_read <= LEASE_RECORD_MAX + 1);
+    ASSERT_TRUE(list == NULL);
+    /* one byte under the cap is still read (and, not parsing, skipped) */
+    ASSERT_EQ(storage_remove(fs.inner, planted, &err), 0);
+    char exact[LEASE_RECORD_MAX];
+    memset(exact, ' ', sizeof exact);
+    ASSERT_EQ(storage_write_begin(fs.inner, planted, &w, &err), 0);
+    ASSERT_EQ(storage_write(w, exact, sizeof exact, &err), 0);
+    ASSERT_EQ(storage_write_commit(w, &err), 0);
+    ASSERT_EQ(lease_active(st, "app", NOW_MS, &list, &count, &err), 0);
+    ASSERT_EQ(count, 0);
+    lease_list_free(list, count);
+    storage_free(st);
+    storage_free(fs.inner);
+}
+
 int main(void)
 {
     static const struct test_case cases[] = {
@@ -212,6 +257,8 @@ int main(void)
         {"lease: a body that does not parse holds nothing", test_unreadable_bodies_are_skipped},
         {"lease: released between listing and read is skipped by its not-found code",
          test_released_meanwhile_is_not_found},
+        {"lease: a planted lease over LEASE_RECORD_MAX is corrupt, not read whole",
+         test_oversized_lease_is_corrupt_and_not_read_whole},
     };
     return harness_run(cases, sizeof cases / sizeof *cases);
 }

@@ -9,6 +9,8 @@
 #include "s3_server.h"
 #include "storage_contract.h"
 
+#include "../../common/storage/s3_internal.h"
+
 #include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -184,6 +186,51 @@ static void on_signal(int sig)
     raise(sig);
 }
 
+/* The part size keeps a known size under S3's 10,000 parts: the
+ * configured size while it does, else the least whole MiB that does. */
+static void test_part_size_stays_under_ten_thousand_parts(void)
+{
+    const uint64_t mib = 1024 * 1024, gib = 1024 * mib, part = 8 * mib;
+    ASSERT_EQ(s3_part_size_for(part, 0), part);
+    ASSERT_EQ(s3_part_size_for(part, 10000 * part), part);          /* exactly 10,000 parts */
+    ASSERT_EQ(s3_part_size_for(part, 10000 * part + 1), 9 * mib);   /* one byte more: a bigger part */
+    ASSERT_EQ(s3_part_size_for(part, 100 * gib), 11 * mib);         /* 100 GiB: 9,310 parts of 11 MiB */
+    ASSERT_EQ(s3_part_size_for(64 * mib, 100 * gib), 64 * mib);     /* a larger configured size is kept */
+    const uint64_t sizes[] = {78 * gib + 1, 100 * gib, 1024 * gib - 1, 5 * 1024 * gib};
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+        uint64_t chosen = s3_part_size_for(part, sizes[i]);
+        ASSERT_TRUE((sizes[i] + chosen - 1) / chosen <= S3_MAX_PARTS);
+        ASSERT_EQ(chosen % mib, 0);
+        ASSERT_TRUE((sizes[i] + (chosen - mib) - 1) / (chosen - mib) > S3_MAX_PARTS);   /* the least that fits */
+    }
+}
+
+/* A record read with a cap: an object over it is corrupt, named. */
+static void test_capped_read(void)
+{
+    struct storage *st = open_replica();
+    ASSERT_TRUE(st);
+    struct tm_error err;
+    struct storage_writer *w;
+    static char body[100000];
+    memset(body, 'x', sizeof body);
+    ASSERT_EQ(storage_write_begin(st, "app/leases/big.lease", &w, &err), 0);
+    ASSERT_EQ(storage_write(w, body, sizeof body, &err), 0);
+    ASSERT_EQ(storage_write_commit(w, &err), 0);
+    char *text = NULL;
+    size_t len = 0;
+    ASSERT_EQ(storage_read_capped(st, "app/leases/big.lease", 4096, &text, &len, &err), -1);
+    ASSERT_EQ(tm_error_code(&err), TM_ERR_CORRUPT);
+    ASSERT_STR_CONTAINS(err.msg, "app/leases/big.lease");
+    ASSERT_EQ(storage_read_capped(st, "app/leases/big.lease", sizeof body, &text, &len, &err), 0);
+    ASSERT_EQ(len, sizeof body);
+    ASSERT_EQ(text[len], '\0');
+    free(text);
+    ASSERT_EQ(storage_read_capped(st, "app/leases/none.lease", 4096, &text, &len, &err), -1);
+    ASSERT_EQ(tm_error_code(&err), TM_ERR_NOT_FOUND);
+    storage_free(st);
+}
+
 int main(void)
 {
     static const struct test_case cases[] = {
@@ -199,6 +246,8 @@ int main(void)
         {"s3 storage: fetch_files downloads whole objects", test_fetch_files},
         {"s3 storage: check reports versioning", test_check_reports_versioning},
         {"s3 storage: a wrong secret is refused", test_wrong_secret_is_refused},
+        {"s3 storage: part size grown to stay under 10,000 parts", test_part_size_stays_under_ten_thousand_parts},
+        {"s3 storage: a capped read refuses an object over the cap as corrupt", test_capped_read},
     };
     size_t count = sizeof cases / sizeof *cases;
     runner_pid = getpid();

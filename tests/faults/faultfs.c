@@ -13,7 +13,7 @@
  *
  *     OP ERROR NTH COUNT [MATCH]
  *
- *   OP     open | write (also pwritev) | fsync (also fdatasync) | rename | mkdir | unlink
+ *   OP     open (also mkostemp, mkstemp) | write (also pwritev) | fsync (also fdatasync) | rename | mkdir | unlink
  *          | read | opendir
  *   ERROR  EIO | ENOSPC | EACCES | EROFS | SHORT (write: half the bytes are
  *          written and the short count returned, as a full disk does) |
@@ -74,6 +74,7 @@ static int (*real_mkdir)(const char *, mode_t);
 static int (*real_unlink)(const char *);
 static int (*real_close)(int);
 static DIR *(*real_opendir)(const char *);
+static int (*real_mkostemp)(char *, int);
 
 __attribute__((constructor)) static void resolve(void)
 {
@@ -89,6 +90,7 @@ __attribute__((constructor)) static void resolve(void)
     real_unlink = dlsym(RTLD_NEXT, "unlink");
     real_close = dlsym(RTLD_NEXT, "close");
     real_opendir = dlsym(RTLD_NEXT, "opendir");
+    real_mkostemp = dlsym(RTLD_NEXT, "mkostemp");
 }
 
 static int under_root(const char *path)
@@ -238,6 +240,20 @@ int openat(int dirfd, const char *path, int flags, ...)
     track(fd, path);
     return fd;
 }
+
+/* libc's mkostemp opens its file without going through open(): it is
+ * an "open" here, and its descriptor is tracked like open's. */
+int mkostemp(char *template, int flags)
+{
+    int error = under_root(template) ? injected("open", template) : 0;
+    if (error > 0)
+        return fail_with(error);
+    int fd = real_mkostemp(template, flags);
+    track(fd, template);
+    return fd;
+}
+
+int mkstemp(char *template) { return mkostemp(template, 0); }
 
 int close(int fd)
 {

@@ -243,12 +243,16 @@ def test_idle_databases_hold_no_files_and_write_nothing():
         check(len(glob.glob(os.path.join(env.backup, "*", "generations", "*", "*", "*"))) == objects,
               "idle databases wrote objects")
         env.write("t077.db", 20)
-        time.sleep(1.0)
         # the writer first creates its scratch table (a commit of its own):
         # shipped as a commit, or inside the new generation's snapshot,
         # depending on where the snapshot lands; the 20 rows are checked
-        # exactly by the restore below
-        shipped = sample(metrics(port), 'tidemark_entry_commits_shipped_total{entry="tenants"}') - commits_before
+        # exactly by the restore below. The last commit ships at the next
+        # sync tick after the writer ends: wait for the 20, then settle.
+        def shipped_now():
+            return sample(metrics(port), 'tidemark_entry_commits_shipped_total{entry="tenants"}') - commits_before
+        wait_until(lambda: shipped_now() >= 20, 10, "the 20 commits to be shipped")
+        time.sleep(1.0)
+        shipped = shipped_now()
         check(shipped in (20, 21), "the entry's commit count grew by %s, not by the 20 commits (+1 schema)" % shipped)
         env.stop()
         out = os.path.join(env.dir, "t077.db")

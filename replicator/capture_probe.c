@@ -282,6 +282,30 @@ static int sqlite_writer_active(int wal_index_fd)
     return probe.l_type != F_UNLCK;
 }
 
+/* The commits past the end have waited their grace time: names the
+ * cause, and keeps it (sticky) for this WAL file (see DESIGN). */
+static int name_unpublished(struct capture_probe *p, const struct capture_view *view, const struct stat *wal_stat,
+                            int64_t now_ms, struct tm_error *err)
+{
+    struct beyond_search *s = &p->search;
+    tm_error_set(err, "'%s' holds committed transactions that the wal-index ('%s-shm') does not publish "
+                 "(frames %u-%u, for %.1f s): another engine writes this WAL without SQLite's shared memory "
+                 "(the Turso engine in its multiprocess_wal mode, or run with LIMBO_DISABLE_FILE_LOCK)%s, and "
+                 "tidemark cannot see its commits; stopped following the database",
+                 p->wal_path, p->db_path, s->from.frame + 1, s->commit.frame,
+                 (double)(now_ms - s->found_ms) / 1000.0,
+                 s->second_found ? "" : ", or a SQLite writer died between writing its commit and publishing it "
+                 "and none has written since");
+    p->sticky = 1;
+    p->sticky_dev = wal_stat->st_dev;
+    p->sticky_ino = wal_stat->st_ino;
+    struct tm_error ignored;
+    p->sticky_index_read = wal_index_read(view->wal_index_fd, &p->sticky_index, &ignored) == 1;
+    snprintf(p->sticky_msg, sizeof p->sticky_msg, "%s", err->msg);
+    s->active = 0;
+    return CAPTURE_UNPUBLISHED;
+}
+
 static int unpublished_frames(struct capture_probe *p, const struct capture_view *view, int64_t now_ms,
                               struct tm_error *err)
 {
@@ -325,24 +349,8 @@ static int unpublished_frames(struct capture_probe *p, const struct capture_view
     if (s->found && sqlite_writer_active(view->wal_index_fd))
         s->found_ms = now_ms;   /* maybe its commit, being synced: not yet published */
     int64_t grace_ms = s->second_found ? p->grace_ms : DEAD_WRITER_GRACE_MS;
-    if (s->found && now_ms - s->found_ms >= grace_ms - grace_ms / GRACE_JITTER_DIVISOR) {
-        tm_error_set(err, "'%s' holds committed transactions that the wal-index ('%s-shm') does not publish "
-                     "(frames %u-%u, for %.1f s): another engine writes this WAL without SQLite's shared memory "
-                     "(the Turso engine in its multiprocess_wal mode, or run with LIMBO_DISABLE_FILE_LOCK)%s, and "
-                     "tidemark cannot see its commits; stopped following the database",
-                     p->wal_path, p->db_path, s->from.frame + 1, s->commit.frame,
-                     (double)(now_ms - s->found_ms) / 1000.0,
-                     s->second_found ? "" : ", or a SQLite writer died between writing its commit and publishing it "
-                     "and none has written since");
-        p->sticky = 1;
-        p->sticky_dev = st.st_dev;
-        p->sticky_ino = st.st_ino;
-        struct tm_error ignored;
-        p->sticky_index_read = wal_index_read(view->wal_index_fd, &p->sticky_index, &ignored) == 1;
-        snprintf(p->sticky_msg, sizeof p->sticky_msg, "%s", err->msg);
-        s->active = 0;
-        rc = CAPTURE_UNPUBLISHED;
-    }
+    if (s->found && now_ms - s->found_ms >= grace_ms - grace_ms / GRACE_JITTER_DIVISOR)
+        rc = name_unpublished(p, view, &st, now_ms, err);
 done:
     close(fd);
     return rc;

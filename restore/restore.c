@@ -1,7 +1,7 @@
 /* restore.c - `tidemark restore`: rebuild a database as of a point in time.
  *
- * Plan (from listings only, restore_plan): the generation whose newest
- * snapshot at or before the target is the newest (without a target: the
+ * Plan (from listings only, restore_plan in plan.c): the generation whose
+ * newest snapshot at or before the target is the newest (without a target: the
  * generation whose names hold the newest time - by times, never by the
  * sort order of generation ids, which carry the starting host's clock),
  * and that snapshot; then the segments from that snapshot's index on,
@@ -74,7 +74,7 @@ struct restore_state {
     unsigned skipped_count;             /* newer snapshots skipped: damaged or not valid */
     char skipped[RESTORE_SKIPPED_BYTES];/* why, one line each */
     int64_t next_ms;                    /* when stopped: the first commit time after the target */
-    struct restore_outcome plan;        /* what the catalog says about the choice (describe_plan) */
+    struct restore_outcome plan;        /* what the catalog says about the choice (plan.c) */
     /* Prefetch from a network replica: the next segments are downloaded
      * in parallel into local files (PREFETCH_WINDOW at a time) and read
      * from there; nothing is applied before it is checked as usual. */
@@ -340,61 +340,6 @@ static int apply_delta(struct restore_state *rs, const struct catalog_delta *del
     return 0;
 }
 
-/* The newest snapshot of `gen` at or before the target (any without
- * one), or NULL. */
-static const struct catalog_snapshot *newest_snapshot(const struct catalog_generation *gen,
-                                                      const struct restore_options *opts)
-{
-    const struct catalog_snapshot *snap = NULL;
-    for (size_t s = 0; s < gen->snapshot_count; s++)
-        if (gen->snapshots[s].trust != CATALOG_REJECTED &&   /* failed its check: see apply_snapshot_or_older */
-            (!opts->has_target || gen->snapshots[s].time_ms <= opts->target_ms))
-            snap = &gen->snapshots[s];
-    return snap;
-}
-
-/* Picks the generation and snapshot for the target (restore.h). */
-int restore_plan(const struct catalog *cat, const struct restore_options *opts,
-                 const struct catalog_generation **gen_out, const struct catalog_snapshot **snap_out,
-                 struct tm_error *err)
-{
-    const struct catalog_generation *gen = NULL;
-    const struct catalog_snapshot *snap = NULL;
-    int64_t earliest = INT64_MAX, best = INT64_MIN;
-    for (size_t g = 0; g < cat->generation_count; g++) {
-        const struct catalog_generation *cand = &cat->generations[g];
-        for (size_t s = 0; s < cand->snapshot_count; s++)
-            if (cand->snapshots[s].trust != CATALOG_REJECTED && cand->snapshots[s].time_ms < earliest)
-                earliest = cand->snapshots[s].time_ms;
-        const struct catalog_snapshot *cs = newest_snapshot(cand, opts);
-        if (!cs)
-            continue;
-        /* by time, not by id; generations are listed by id, so >= gives
-         * a tie to the id that sorts last */
-        int64_t when = opts->has_target ? cs->time_ms : catalog_generation_newest_ms(cand);
-        if (!gen || when >= best) {
-            gen = cand;
-            snap = cs;
-            best = when;
-        }
-    }
-    if (!snap) {
-        if (earliest == INT64_MAX) {
-            tm_error_set(err, "no backup of '%s' in this replica", opts->db_name);
-            return tm_error_hint(err, "run 'tidemark list' to see what the replicas hold");
-        }
-        char target[40], first[40];
-        clock_format_ms(opts->target_ms, target, sizeof target);
-        clock_format_ms(earliest, first, sizeof first);
-        tm_error_set(err, "no backup of '%s' at or before %s", opts->db_name, target);
-        tm_error_hint(err, "the earliest restorable point is %s", first);
-        return RESTORE_NOT_YET;
-    }
-    *gen_out = gen;
-    *snap_out = snap;
-    return 0;
-}
-
 /* A snapshot failed to apply for a reason of its own (missing, damaged,
  * not a snapshot of this place) rather than of the restore (disk, key). */
 static int snapshot_skippable(const struct tm_error *err)
@@ -577,55 +522,9 @@ static int check_output(const struct restore_options *opts, struct tm_error *err
     return 0;
 }
 
-/* The first time after the target in the object names of the other
- * generations than `chosen` (0: none), and where it is. (In `chosen`
- * itself, only a snapshot of the state restored can follow the last
- * commit applied.) */
-static int64_t next_in_archive(const struct catalog *cat, const struct catalog_generation *chosen,
-                               int64_t target_ms, char *generation, size_t len)
-{
-    int64_t next = 0;
-    for (size_t g = 0; g < cat->generation_count; g++) {
-        const struct catalog_generation *gen = &cat->generations[g];
-        int64_t first = INT64_MAX;
-        if (gen == chosen)
-            continue;
-        for (size_t i = 0; i < gen->snapshot_count; i++)
-            if (gen->snapshots[i].time_ms > target_ms && gen->snapshots[i].time_ms < first)
-                first = gen->snapshots[i].time_ms;
-        for (size_t i = 0; i < gen->segment_count; i++)
-            if (gen->segments[i].first_ms > target_ms && gen->segments[i].first_ms < first)
-                first = gen->segments[i].first_ms;
-        if (first != INT64_MAX && (!next || first < next)) {
-            next = first;
-            snprintf(generation, len, "%s", gen->id);
-        }
-    }
-    return next;
-}
-
-/* What the catalog says about the plan, for the report: how many
- * generations, the chosen one's newest time and whether the id order
- * would have chosen another, and (with a target) the first time after
- * it in another generation. */
-static void describe_plan(const struct catalog *cat, const struct catalog_generation *chosen,
-                          const struct restore_options *opts, struct restore_outcome *out)
-{
-    const struct catalog_generation *last_id = NULL;
-    out->generation_count = cat->generation_count;
-    out->generation_newest_ms = catalog_generation_newest_ms(chosen);
-    for (size_t g = 0; g < cat->generation_count; g++)
-        if (newest_snapshot(&cat->generations[g], opts))
-            last_id = &cat->generations[g];
-    out->id_order_differs = last_id != chosen;
-    if (opts->has_target)
-        out->next_ms =
-            next_in_archive(cat, chosen, opts->target_ms, out->next_generation, sizeof out->next_generation);
-}
-
 static void fill_outcome(const struct restore_state *rs, struct restore_outcome *out)
 {
-    *out = rs->plan;   /* describe_plan's fields */
+    *out = rs->plan;   /* restore_describe_plan's fields */
     out->point_ms = rs->last_commit_ms ? rs->last_commit_ms : rs->snapshot_ms;
     out->snapshot_ms = rs->snapshot_ms;
     out->after_snapshot = rs->last_commit_ms != 0;
@@ -683,7 +582,7 @@ static int restore_into(struct restore_state *rs, const struct restore_options *
     if (rc == 0)
         rc = make_work_dir(rs, opts, temp, temp_len, err);
     if (rc == 0) {
-        describe_plan(&cat, gen, opts, &rs->plan);
+        restore_describe_plan(&cat, gen, opts, &rs->plan);
         snprintf(rs->generation, sizeof rs->generation, "%s", gen->id);
         if ((rs->fd = fsutil_create_exclusive(temp, err)) < 0)
             rc = -1;
@@ -691,7 +590,7 @@ static int restore_into(struct restore_state *rs, const struct restore_options *
     if (rc == 0)
         rc = apply_snapshot_or_older(rs, &cat, opts, &gen, &snap, err);
     if (rc == 0)   /* the fallback may have chosen another generation */
-        describe_plan(&cat, gen, opts, &rs->plan);
+        restore_describe_plan(&cat, gen, opts, &rs->plan);
     if (rc == 0)
         rc = apply_segments(rs, gen, snap, opts, err);
     if (rc == 0 && rs->pages)

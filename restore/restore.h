@@ -70,4 +70,12 @@ int restore_plan(const struct catalog *cat, const struct restore_options *opts,
                  const struct catalog_generation **gen_out, const struct catalog_snapshot **snap_out,
                  struct tm_error *err);
 
+/* What the catalog says about the plan, for the report (the
+ * generation_count, generation_newest_ms, id_order_differs, next_ms and
+ * next_generation fields of *out): how many generations, the chosen
+ * one's newest time and whether the id order would have chosen another,
+ * and (with a target) the first time after it in another generation. */
+void restore_describe_plan(const struct catalog *cat, const struct catalog_generation *chosen,
+                           const struct restore_options *opts, struct restore_outcome *out);
+
 #endif

@@ -1,0 +1,118 @@
+/* plan.c - which generation and snapshot a restore starts from, and what
+ * the catalog says about that choice (restore.h: restore_plan,
+ * restore_describe_plan).
+ *
+ * The plan is made from listings: the times in object names. Those are
+ * checked against each object's authenticated header as it is read
+ * (restore.c); a snapshot that fails its check is marked
+ * CATALOG_REJECTED and the plan is made again without it. Generations
+ * are chosen by time, never by the sort order of their ids, which carry
+ * the clock of the host that started them. */
+#include "restore.h"
+
+#include "../common/clock.h"
+
+#include <stdint.h>
+#include <stdio.h>
+
+/* The newest snapshot of `gen` at or before the target (any without
+ * one), or NULL. */
+static const struct catalog_snapshot *newest_snapshot(const struct catalog_generation *gen,
+                                                      const struct restore_options *opts)
+{
+    const struct catalog_snapshot *snap = NULL;
+    for (size_t s = 0; s < gen->snapshot_count; s++)
+        if (gen->snapshots[s].trust != CATALOG_REJECTED &&   /* failed its check: see apply_snapshot_or_older */
+            (!opts->has_target || gen->snapshots[s].time_ms <= opts->target_ms))
+            snap = &gen->snapshots[s];
+    return snap;
+}
+
+/* Picks the generation and snapshot for the target (restore.h). */
+int restore_plan(const struct catalog *cat, const struct restore_options *opts,
+                 const struct catalog_generation **gen_out, const struct catalog_snapshot **snap_out,
+                 struct tm_error *err)
+{
+    const struct catalog_generation *gen = NULL;
+    const struct catalog_snapshot *snap = NULL;
+    int64_t earliest = INT64_MAX, best = INT64_MIN;
+    for (size_t g = 0; g < cat->generation_count; g++) {
+        const struct catalog_generation *cand = &cat->generations[g];
+        for (size_t s = 0; s < cand->snapshot_count; s++)
+            if (cand->snapshots[s].trust != CATALOG_REJECTED && cand->snapshots[s].time_ms < earliest)
+                earliest = cand->snapshots[s].time_ms;
+        const struct catalog_snapshot *cs = newest_snapshot(cand, opts);
+        if (!cs)
+            continue;
+        /* by time, not by id; generations are listed by id, so >= gives
+         * a tie to the id that sorts last */
+        int64_t when = opts->has_target ? cs->time_ms : catalog_generation_newest_ms(cand);
+        if (!gen || when >= best) {
+            gen = cand;
+            snap = cs;
+            best = when;
+        }
+    }
+    if (!snap) {
+        if (earliest == INT64_MAX) {
+            tm_error_set(err, "no backup of '%s' in this replica", opts->db_name);
+            return tm_error_hint(err, "run 'tidemark list' to see what the replicas hold");
+        }
+        char target[40], first[40];
+        clock_format_ms(opts->target_ms, target, sizeof target);
+        clock_format_ms(earliest, first, sizeof first);
+        tm_error_set(err, "no backup of '%s' at or before %s", opts->db_name, target);
+        tm_error_hint(err, "the earliest restorable point is %s", first);
+        return RESTORE_NOT_YET;
+    }
+    *gen_out = gen;
+    *snap_out = snap;
+    return 0;
+}
+
+/* The first time after the target in the object names of the other
+ * generations than `chosen` (0: none), and where it is. (In `chosen`
+ * itself, only a snapshot of the state restored can follow the last
+ * commit applied.) */
+static int64_t next_in_archive(const struct catalog *cat, const struct catalog_generation *chosen,
+                               int64_t target_ms, char *generation, size_t len)
+{
+    int64_t next = 0;
+    for (size_t g = 0; g < cat->generation_count; g++) {
+        const struct catalog_generation *gen = &cat->generations[g];
+        int64_t first = INT64_MAX;
+        if (gen == chosen)
+            continue;
+        for (size_t i = 0; i < gen->snapshot_count; i++)
+            if (gen->snapshots[i].time_ms > target_ms && gen->snapshots[i].time_ms < first)
+                first = gen->snapshots[i].time_ms;
+        for (size_t i = 0; i < gen->segment_count; i++)
+            if (gen->segments[i].first_ms > target_ms && gen->segments[i].first_ms < first)
+                first = gen->segments[i].first_ms;
+        if (first != INT64_MAX && (!next || first < next)) {
+            next = first;
+            snprintf(generation, len, "%s", gen->id);
+        }
+    }
+    return next;
+}
+
+/* What the catalog says about the plan, for the report: how many
+ * generations, the chosen one's newest time and whether the id order
+ * would have chosen another, and (with a target) the first time after
+ * it in another generation. */
+void restore_describe_plan(const struct catalog *cat, const struct catalog_generation *chosen,
+                           const struct restore_options *opts, struct restore_outcome *out)
+{
+    const struct catalog_generation *last_id = NULL;
+    out->generation_count = cat->generation_count;
+    out->generation_newest_ms = catalog_generation_newest_ms(chosen);
+    for (size_t g = 0; g < cat->generation_count; g++)
+        if (newest_snapshot(&cat->generations[g], opts))
+            last_id = &cat->generations[g];
+    out->id_order_differs = last_id != chosen;
+    if (opts->has_target)
+        out->next_ms =
+            next_in_archive(cat, chosen, opts->target_ms, out->next_generation, sizeof out->next_generation);
+}
+

@@ -77,6 +77,17 @@ void database_kick_uploaders(struct db_context *ctx)
         uploader_kick(&ctx->uploaders[i]);
 }
 
+/* A database that cannot be started: failing until it starts. A file
+ * there that cannot be followed (not a database, unreadable) is reported
+ * at once, however it came (replaced under a running tailer, or found
+ * after waiting); a missing one is waited for. */
+static void note_start_failure(struct db_context *ctx, const char *what, const struct tm_error *err)
+{
+    ctx->failing = 1;
+    database_note_capture(ctx, what, err);
+    ctx->reopen_failing = access(ctx->cfg->path, F_OK) == 0;
+}
+
 /* True (and logged once per incident) when the spool is at its limit. */
 static int spool_is_full(struct db_context *ctx)
 {
@@ -200,11 +211,7 @@ void database_restart(struct db_context *ctx, const char *why)
     int rc = database_start(ctx, &err);
     if (rc != 0 && rc != TAILER_LATER) {
         database_report(ctx, "cannot start a new generation (will retry)", &err);
-        ctx->failing = 1;
-        database_note_capture(ctx, "cannot start a new generation", &err);
-        /* a file there that cannot be followed is reported at once; a
-         * missing one is waited for */
-        ctx->reopen_failing = access(ctx->cfg->path, F_OK) == 0;
+        note_start_failure(ctx, "cannot start a new generation", &err);
     }
 }
 
@@ -283,8 +290,7 @@ static void sync_database(struct db_context *ctx)
         if (started != 0) {
             if (!ctx->failing)
                 database_report(ctx, "cannot start (will retry)", &err);
-            ctx->failing = 1;
-            database_note_capture(ctx, "cannot start", &err);
+            note_start_failure(ctx, "cannot start", &err);
             return;
         }
         ctx->failing = 0;

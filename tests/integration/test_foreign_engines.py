@@ -253,10 +253,33 @@ def test_replaced_database_that_cannot_be_opened_reported():
         env.cleanup()
 
 
+def test_file_found_after_waiting_that_cannot_be_opened_reported():
+    """The database moved away (the sidecar waits for it), then a file it
+    cannot open put in its place: reported at once, as when the tailer
+    sees the replacement itself (a race in the test above, which CI hit:
+    then it took failure-after, a minute)."""
+    env = EngineEnv("found-junk")
+    try:
+        env.create_db()
+        env.start()
+        env.write_py(20, "--delay-ms", "5")
+        time.sleep(1.5)
+        os.rename(env.db, env.db + ".good")
+        wait_until(lambda: "to be created" in env.full_log(), 5, "the sidecar to wait for the database")
+        with open(env.db + ".junk", "w") as f:
+            f.write("not a database\n" * 300)
+        os.rename(env.db + ".junk", env.db)
+        took = reported_loudly(env, "is not a SQLite database")
+        print("# a file it cannot open, found after waiting: reported %.1f s after" % took)
+    finally:
+        env.cleanup()
+
+
 if __name__ == "__main__":
     sys.exit(run_tests([
         test_default_mode_lock_reported_then_followed_once_the_engine_closes,
         test_multiprocess_wal_reported_and_engine_wal_kept,
         test_blind_writer_frames_beyond_the_wal_index_reported,
         test_replaced_database_that_cannot_be_opened_reported,
+        test_file_found_after_waiting_that_cannot_be_opened_reported,
     ]))

@@ -263,19 +263,14 @@ static void sleep_ms(long ms)
 /* Loads DIR's appendonlydir into a private redis-server; with `save`, it
  * also writes DIR/dump.rdb. 0, 1 when no redis-server is installed (not
  * checked), -1 with err set when Redis refuses the files. */
-static int load_in_redis(const char *dir, int save, struct tm_error *err)
+/* Starts a private redis-server on `sock` over `dir`, its output into
+ * log_path. The child's pid, or -1 (err set). */
+static pid_t start_check_server(const char *dir, const char *sock, const char *log_path, struct tm_error *err)
 {
-    char sock_dir[80], sock[108], log_path[PATH_MAX];
-    const char *tmp = getenv("TMPDIR");
-    snprintf(sock_dir, sizeof sock_dir, "%s/tidemark-redis-XXXXXX", tmp && tmp[0] && strlen(tmp) < 50 ? tmp : "/tmp");
-    if (fsutil_private_dir(sock_dir, err) != 0)
-        return -1;
-    snprintf(sock, sizeof sock, "%s/redis.sock", sock_dir);
-    snprintf(log_path, sizeof log_path, "%s/redis-check.log", dir);
     pid_t pid = fork();
     if (pid < 0) {
-        rmdir(sock_dir);
-        return tm_error_set(err, "cannot start redis-server: %s", strerror(errno));
+        tm_error_set(err, "cannot start redis-server: %s", strerror(errno));
+        return -1;
     }
     if (pid == 0) {
         int log_fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
@@ -288,46 +283,78 @@ static int load_in_redis(const char *dir, int save, struct tm_error *err)
                "--dbfilename", "dump.rdb", "--daemonize", "no", (char *)NULL);
         _exit(127);
     }
+    return pid;
+}
+
+/* Waits for the server to answer PING: 0 it did; 1 redis-server could not
+ * be run; -1 it exited or did not answer in time (*pid set to -1 once it
+ * has exited). */
+static int wait_for_pong(pid_t *pid, const char *sock)
+{
     char reply[512] = "";
-    int rc = -1;
     for (int waited_ms = 0; waited_ms < LOAD_TIMEOUT_S * 1000; waited_ms += 20) {
         int status;
-        if (waitpid(pid, &status, WNOHANG) == pid) {
-            pid = -1;
-            if (WIFEXITED(status) && WEXITSTATUS(status) == 127)
-                rc = 1;
-            break;
+        if (waitpid(*pid, &status, WNOHANG) == *pid) {
+            *pid = -1;
+            return WIFEXITED(status) && WEXITSTATUS(status) == 127 ? 1 : -1;
         }
-        if (ask(sock, "*1\r\n$4\r\nPING\r\n", reply, sizeof reply) == 0 && strcmp(reply, "+PONG") == 0) {
-            rc = 0;
-            break;
-        }
+        if (ask(sock, "*1\r\n$4\r\nPING\r\n", reply, sizeof reply) == 0 && strcmp(reply, "+PONG") == 0)
+            return 0;
         sleep_ms(20);
     }
+    return -1;
+}
+
+static void stop_check_server(pid_t pid, const char *sock)
+{
+    char reply[512];
+    if (pid <= 0)
+        return;
+    ask(sock, "*2\r\n$8\r\nSHUTDOWN\r\n$6\r\nNOSAVE\r\n", reply, sizeof reply);
+    for (int waited = 0; waited < 100 && waitpid(pid, NULL, WNOHANG) != pid; waited++)
+        sleep_ms(20);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+}
+
+/* Why Redis did not load the files: the last line of its log that says. */
+static int load_failure(const char *log_path, struct tm_error *err)
+{
+    char tail[300] = "";
+    FILE *fp = fopen(log_path, "r");
+    if (fp) {
+        char line[300];
+        while (fgets(line, sizeof line, fp))
+            if (strstr(line, "#") || strstr(line, "Bad") || strstr(line, "rror"))
+                snprintf(tail, sizeof tail, "%s", line);
+        fclose(fp);
+    }
+    tail[strcspn(tail, "\n")] = '\0';
+    return tm_error_set(err, "Redis does not load the restored files: %s", tail[0] ? tail : "see redis-check.log");
+}
+
+static int load_in_redis(const char *dir, int save, struct tm_error *err)
+{
+    char sock_dir[80], sock[108], log_path[PATH_MAX], reply[512] = "";
+    const char *tmp = getenv("TMPDIR");
+    snprintf(sock_dir, sizeof sock_dir, "%s/tidemark-redis-XXXXXX", tmp && tmp[0] && strlen(tmp) < 50 ? tmp : "/tmp");
+    if (fsutil_private_dir(sock_dir, err) != 0)
+        return -1;
+    snprintf(sock, sizeof sock, "%s/redis.sock", sock_dir);
+    snprintf(log_path, sizeof log_path, "%s/redis-check.log", dir);
+    pid_t pid = start_check_server(dir, sock, log_path, err);
+    if (pid < 0) {
+        rmdir(sock_dir);
+        return -1;
+    }
+    int rc = wait_for_pong(&pid, sock);
     if (rc == 0 && save && (ask(sock, "*1\r\n$4\r\nSAVE\r\n", reply, sizeof reply) != 0 || strcmp(reply, "+OK") != 0))
         rc = tm_error_set(err, "the restored data loaded, but SAVE failed: %s", reply);
-    if (pid > 0) {
-        ask(sock, "*2\r\n$8\r\nSHUTDOWN\r\n$6\r\nNOSAVE\r\n", reply, sizeof reply);
-        for (int waited = 0; waited < 100 && waitpid(pid, NULL, WNOHANG) != pid; waited++)
-            sleep_ms(20);
-        kill(pid, SIGKILL);
-        waitpid(pid, NULL, 0);
-    }
+    stop_check_server(pid, sock);
     unlink(sock);
     rmdir(sock_dir);
-    if (rc < 0 && !err->msg[0]) {
-        char tail[300] = "";
-        FILE *fp = fopen(log_path, "r");
-        if (fp) {
-            char line[300];
-            while (fgets(line, sizeof line, fp))
-                if (strstr(line, "#") || strstr(line, "Bad") || strstr(line, "rror"))
-                    snprintf(tail, sizeof tail, "%s", line);
-            fclose(fp);
-        }
-        tail[strcspn(tail, "\n")] = '\0';
-        rc = tm_error_set(err, "Redis does not load the restored files: %s", tail[0] ? tail : "see redis-check.log");
-    }
+    if (rc < 0 && !err->msg[0])
+        rc = load_failure(log_path, err);
     if (rc >= 0)
         unlink(log_path);
     return rc;

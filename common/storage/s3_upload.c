@@ -24,6 +24,10 @@
 #include <unistd.h>
 
 #define RETRY_ATTEMPTS_IN_LOOP 3   /* then the uploader reports and backs off */
+/* An abort has its own budget: the upload already failed, and an upload
+ * left open keeps its parts (and their cost) until a lifecycle rule or
+ * someone removes it; a flaky link should not leave one behind. */
+#define ABORT_ATTEMPTS S3_RETRY_ATTEMPTS
 
 /* ------------------------------------------------------------ uploads */
 
@@ -126,6 +130,24 @@ static int step_request(struct put_op *op)
 
 enum step_result { STEP_NEXT, STEP_RETRY, STEP_FINISHED };
 
+/* After an abort request (the upload already failed, op->err says why):
+ * retried on transient errors; an upload the server no longer knows is
+ * gone, which is what the abort wanted; one that stays open is named in
+ * the error, so that the log says which upload to remove. */
+static enum step_result abort_finished(struct put_op *op, enum outcome outcome, const struct tm_error *abort_err)
+{
+    if (outcome == OUTCOME_RETRY && ++op->attempt < ABORT_ATTEMPTS)
+        return STEP_RETRY;
+    if (outcome != OUTCOME_OK && op->resp.status != 404) {
+        struct tm_error first = op->err;
+        tm_error_set(&op->err, "%s; its multipart upload %s stays open (abort failed: %s)", first.msg,
+                     op->upload_id, abort_err->msg);
+        op->err.code = first.code;
+    }
+    op->step = STEP_DONE;
+    return STEP_FINISHED;
+}
+
 /* Moves the machine on after a request ended. */
 static enum step_result step_finished(struct put_op *op, CURLcode result)
 {
@@ -138,16 +160,15 @@ static enum step_result step_finished(struct put_op *op, CURLcode result)
         tm_error_set(&err, "%s: completing the upload of '%s' failed: %s", op->s3->ep.display, op->key, code);
         outcome = strcmp(code, "InternalError") == 0 || strcmp(code, "SlowDown") == 0 ? OUTCOME_RETRY : OUTCOME_FAIL;
     }
-    if (op->step == STEP_ABORT) {   /* best effort: the upload already failed */
-        op->step = STEP_DONE;
-        return STEP_FINISHED;
-    }
+    if (op->step == STEP_ABORT)
+        return abort_finished(op, outcome, &err);
     if (outcome == OUTCOME_RETRY && ++op->attempt < op->max_attempts)
         return STEP_RETRY;
     if (outcome != OUTCOME_OK) {
         op->failed = 1;
         op->err = err;
         op->step = op->upload_id[0] ? STEP_ABORT : STEP_DONE;
+        op->attempt = 0;
         return op->step == STEP_DONE ? STEP_FINISHED : STEP_NEXT;
     }
     op->attempt = 0;

@@ -60,6 +60,18 @@
  *                                              (ms), 4 length, the bytes (one
  *                                              command or MULTI ... EXEC block)
  *
+ * A generation's head (NAME/generations/GEN/head, the one key that is
+ * rewritten; kind 'H'), 192 bytes, nothing after them:
+ *
+ *    0  8 magic "TMHEAD01"              96  8 written at (ms)
+ *    8  8 next index N: segments       104  8 newest snapshot time (ms), 0
+ *         [0, N) stored before it      112  8 newest snapshot index
+ *   16  8 last commit of segment N-1   120 32 successor generation id, NUL
+ *         (ms), 0 if N = 0                    padded ("" while current)
+ *   24 32 generation id                152 40 zero
+ *   56 32 chain: prev hash of segment N
+ *   88  8 counter (only grows)
+ *
  * The envelope appends the BLAKE2b-256 of the payload. Chain: segment 0's
  * previous hash is BLAKE2b-256("tidemark generation " + GEN); segment
  * i+1's is segment i's payload hash. A snapshot at index k carries the
@@ -198,6 +210,18 @@ static const struct header_field redis_segment_fields[] = {
     FIELD(152, FIELD_BE64, redis_segment_header, end_offset),
 };
 
+static const struct header_field head_fields[] = {
+    FIELD(8, FIELD_BE64, archive_head, next_index),
+    FIELD(16, FIELD_BE64, archive_head, last_commit_ms),
+    FIELD(24, FIELD_GEN, archive_head, generation),
+    FIELD(56, FIELD_HASH, archive_head, chain),
+    FIELD(88, FIELD_BE64, archive_head, counter),
+    FIELD(96, FIELD_BE64, archive_head, written_ms),
+    FIELD(104, FIELD_BE64, archive_head, snapshot_ms),
+    FIELD(112, FIELD_BE64, archive_head, snapshot_index),
+    FIELD(120, FIELD_GEN, archive_head, successor),
+};
+
 static const struct header_field txn_fields[] = {
     FIELD(0, FIELD_BE64, txn_header, time_ms),
     FIELD(8, FIELD_BE32, txn_header, db_size),
@@ -248,6 +272,15 @@ static int check_redis_segment(void *header, struct tm_error *err)
     return 0;
 }
 
+static int check_head(void *header, struct tm_error *err)
+{
+    struct archive_head *h = header;
+    if (h->snapshot_ms != 0 && h->snapshot_index > h->next_index)
+        return tm_error_setc(err, TM_ERR_CORRUPT, "head names a snapshot after its last segment (index %llu of %llu)",
+                             (unsigned long long)h->snapshot_index, (unsigned long long)h->next_index);
+    return 0;
+}
+
 static const struct header_format segment_format =
     FORMAT("segment", OBJECT_SEGMENT, "TMSEGMT1", ARCHIVE_HEADER_BYTES, segment_fields, check_segment);
 static const struct header_format snapshot_format =
@@ -259,6 +292,8 @@ static const struct header_format redis_snapshot_format =
 static const struct header_format redis_segment_format =
     FORMAT("Redis segment", OBJECT_SEGMENT, "TMRSEGM1", ARCHIVE_REDIS_HEADER_BYTES, redis_segment_fields,
            check_redis_segment);
+static const struct header_format head_format =
+    FORMAT("head", OBJECT_HEAD, "TMHEAD01", ARCHIVE_HEAD_BYTES, head_fields, check_head);
 static const struct header_format txn_format =
     FORMAT("transaction", OBJECT_SEGMENT, NULL, ARCHIVE_TXN_HEADER_BYTES, txn_fields, NULL);
 
@@ -360,6 +395,16 @@ void redis_segment_header_encode(const struct redis_segment_header *h,
                                  uint8_t out[ARCHIVE_REDIS_HEADER_BYTES])
 {
     header_encode(&redis_segment_format, h, out);
+}
+
+void head_encode(const struct archive_head *h, uint8_t out[ARCHIVE_HEAD_BYTES])
+{
+    header_encode(&head_format, h, out);
+}
+
+int head_decode(const uint8_t in[ARCHIVE_HEAD_BYTES], struct archive_head *out, struct tm_error *err)
+{
+    return header_decode(&head_format, in, out, err);
 }
 
 void txn_header_encode(const struct txn_header *h, uint8_t out[ARCHIVE_TXN_HEADER_BYTES])
@@ -570,6 +615,18 @@ static int read_rdb_chunks(struct object_reader *r, const struct redis_snapshot_
     }
     free(buf);
     return rc;
+}
+
+int head_read(struct storage *st, const char *name, const struct crypto_keyring *key, struct archive_head *out,
+              struct tm_error *err)
+{
+    struct object_reader *r;
+    if (open_read(st, name, name, &head_format, key, &r, out, &out->predates_binding, err) != 0)
+        return -1;
+    int rc = 0;
+    if (!layout_is_head_of(name, out->generation))
+        rc = tm_error_setc(err, TM_ERR_CORRUPT, "head '%s' names generation '%s'", name, out->generation);
+    return end_read(r, rc, NULL, err);
 }
 
 int redis_snapshot_read(struct storage *st, const char *name, const struct crypto_keyring *key,

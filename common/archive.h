@@ -23,6 +23,7 @@
 #define ARCHIVE_DELTA_HEADER_BYTES 192
 #define ARCHIVE_REDIS_HEADER_BYTES 192
 #define ARCHIVE_REPLID_BYTES 40
+#define ARCHIVE_HEAD_BYTES 192
 #define ARCHIVE_REDIS_UNIT_MAX (1024u * 1024 * 1024)   /* a MULTI block's bytes, at most */
 
 /* Where the tailer was in the WAL; `valid` is 0 when there was no WAL. */
@@ -95,6 +96,25 @@ struct redis_segment_header {
     int predates_binding;                 /* read only: its envelope carries no identity (object.h) */
 };
 
+/* A generation's head: the newest end of the generation the sidecar had
+ * stored on a replica when it wrote it, rewritten at most every few
+ * seconds while commits flow (replicator/shipper.c). It is what tells a
+ * missing tail (segments deleted from the end) and a missing newer
+ * generation from "no more commits"; `counter` only grows, so an older
+ * copy put back is told from the newest one a host has seen (heads.h). */
+struct archive_head {
+    uint64_t next_index;                  /* segments [0, next_index) were stored before it */
+    int64_t last_commit_ms;               /* last commit (unit) of segment next_index - 1; 0: none */
+    char generation[ARCHIVE_GEN_ID_BYTES + 1];
+    uint8_t chain[OBJECT_HASH_BYTES];     /* prev hash of segment next_index */
+    uint64_t counter;                     /* only grows, across heads of all generations of one spool */
+    int64_t written_ms;                   /* when the sidecar wrote it */
+    int64_t snapshot_ms;                  /* newest snapshot of the generation; 0: none */
+    uint64_t snapshot_index;              /* its index */
+    char successor[ARCHIVE_GEN_ID_BYTES + 1];   /* the generation that followed it; "" while current */
+    int predates_binding;                 /* read only: its envelope carries no identity (never, for heads) */
+};
+
 struct txn_header {
     int64_t time_ms;          /* when the sidecar saw the commit */
     uint32_t db_size;         /* pages after the commit */
@@ -110,6 +130,8 @@ int snapshot_header_decode(const uint8_t in[ARCHIVE_HEADER_BYTES], struct snapsh
 void delta_header_encode(const struct delta_header *h, uint8_t out[ARCHIVE_DELTA_HEADER_BYTES]);
 int delta_header_decode(const uint8_t in[ARCHIVE_DELTA_HEADER_BYTES], struct delta_header *out,
                         struct tm_error *err);
+void head_encode(const struct archive_head *h, uint8_t out[ARCHIVE_HEAD_BYTES]);
+int head_decode(const uint8_t in[ARCHIVE_HEAD_BYTES], struct archive_head *out, struct tm_error *err);
 void txn_header_encode(const struct txn_header *h, uint8_t out[ARCHIVE_TXN_HEADER_BYTES]);
 void txn_header_decode(const uint8_t in[ARCHIVE_TXN_HEADER_BYTES], struct txn_header *out);
 void archive_put_be32(uint8_t *p, uint32_t v);
@@ -184,6 +206,11 @@ struct delta_visitor {
 int delta_read(struct storage *st, const char *name, const struct crypto_keyring *key,
                const struct delta_visitor *visitor, struct delta_header *header_out,
                struct tm_error *err);
+
+/* Reads head `name` (the whole object: its header and hash trailer). A
+ * head whose generation is not the one its key names is TM_ERR_CORRUPT. */
+int head_read(struct storage *st, const char *name, const struct crypto_keyring *key, struct archive_head *out,
+              struct tm_error *err);
 
 void redis_snapshot_header_encode(const struct redis_snapshot_header *h,
                                   uint8_t out[ARCHIVE_REDIS_HEADER_BYTES]);

@@ -106,6 +106,25 @@ static int load_kind(struct storage *st, const char *db, struct catalog_generati
     return 0;
 }
 
+/* Whether generation `gen` has a head: its folder's listing. */
+static int find_head(struct storage *st, const char *db, struct catalog_generation *gen, struct tm_error *err)
+{
+    char dir[ARCHIVE_NAME_MAX];
+    layout_area_dir(db, LAYOUT_GENERATIONS, dir, sizeof dir);
+    char gen_dir[ARCHIVE_NAME_MAX];
+    layout_child_key(dir, gen->id, gen_dir, sizeof gen_dir);
+    struct storage_list list;
+    if (storage_list(st, gen_dir, &list, err) != 0)
+        return -1;
+    layout_head_key(db, gen->id, gen->head_key, sizeof gen->head_key);
+    gen->head_state = CATALOG_HEAD_ABSENT;
+    for (size_t i = 0; i < list.count; i++)
+        if (!list.entries[i].is_dir && strcmp(list.entries[i].name, "head") == 0)
+            gen->head_state = CATALOG_HEAD_LISTED;
+    storage_list_release(&list);
+    return 0;
+}
+
 int catalog_load(struct storage *st, const char *db, struct catalog *out, struct tm_error *err)
 {
     memset(out, 0, sizeof *out);
@@ -125,6 +144,7 @@ int catalog_load(struct storage *st, const char *db, struct catalog *out, struct
             continue;
         struct catalog_generation *gen = &out->generations[out->generation_count++];
         snprintf(gen->id, sizeof gen->id, "%s", gens.entries[i].name);
+        rc = find_head(st, db, gen, err);
         for (size_t k = 0; k < sizeof kinds / sizeof *kinds && rc == 0; k++)
             rc = load_kind(st, db, gen, &kinds[k], err);
     }
@@ -140,6 +160,7 @@ void catalog_release(struct catalog *cat)
         free(cat->generations[i].snapshots);
         free(cat->generations[i].segments);
         free(cat->generations[i].deltas);
+        free(cat->generations[i].head);
     }
     free(cat->generations);
     memset(cat, 0, sizeof *cat);
@@ -221,6 +242,50 @@ int catalog_check_snapshots(struct storage *st, const struct crypto_keyring *key
             if (catalog_check_snapshot(st, key, redis, gen->id, &gen->snapshots[s], err) != 0)
                 return -1;
     }
+    return 0;
+}
+
+/* Reads generation gen's head, when one is listed. */
+static int check_head(struct storage *st, const struct crypto_keyring *key, struct catalog_generation *gen,
+                      struct tm_error *err)
+{
+    if (gen->head_state == CATALOG_HEAD_ABSENT)
+        return 0;
+    struct archive_head head;
+    struct tm_error read_err = {0};
+    gen->head_why[0] = '\0';
+    if (head_read(st, gen->head_key, key, &head, &read_err) == 0) {   /* its generation is its key's */
+        free(gen->head);
+        if (!(gen->head = malloc(sizeof *gen->head)))
+            return tm_error_setc(err, TM_ERR_NO_MEMORY, "out of memory");
+        *gen->head = head;
+        gen->head_state = CATALOG_HEAD_VERIFIED;
+        return 0;
+    }
+    enum tm_error_code code = tm_error_code(&read_err);
+    if (code == TM_ERR_WRONG_KEY && key && crypto_keyring_public_only(key)) {
+        gen->head_state = CATALOG_HEAD_ENVELOPE_ONLY;
+        return 0;
+    }
+    if (code == TM_ERR_NOT_FOUND) {   /* deleted since the listing */
+        gen->head_state = CATALOG_HEAD_ABSENT;
+        return 0;
+    }
+    if (code == TM_ERR_CORRUPT || code == TM_ERR_REFUSED || code == TM_ERR_WRONG_KEY) {
+        gen->head_state = CATALOG_HEAD_REJECTED;
+        snprintf(gen->head_why, sizeof gen->head_why, "%s", read_err.msg);
+        return 0;
+    }
+    *err = read_err;
+    return tm_error_prefix(err, "head '%s': ", gen->head_key);
+}
+
+int catalog_check_heads(struct storage *st, const struct crypto_keyring *key, struct catalog *cat,
+                        struct tm_error *err)
+{
+    for (size_t g = 0; g < cat->generation_count; g++)
+        if (check_head(st, key, &cat->generations[g], err) != 0)
+            return -1;
     return 0;
 }
 

@@ -46,8 +46,24 @@ struct catalog_delta {
     char key[ARCHIVE_NAME_MAX];
 };
 
+/* A generation's head (archive.h: struct archive_head), as
+ * catalog_check_heads found it. */
+enum catalog_head_state {
+    CATALOG_HEAD_ABSENT = 0,  /* no head object (written before heads, or deleted) */
+    CATALOG_HEAD_LISTED,      /* listed, not read yet */
+    CATALOG_HEAD_VERIFIED,    /* read and authenticated with the key: `head` is set */
+    CATALOG_HEAD_ENVELOPE_ONLY,/* only a public key: well formed, unread */
+    CATALOG_HEAD_REJECTED,    /* not a valid head of this generation: see why */
+};
+
+struct archive_head;
+
 struct catalog_generation {
     char id[ARCHIVE_GEN_ID_BYTES + 1];
+    enum catalog_head_state head_state;
+    char head_key[ARCHIVE_NAME_MAX];
+    struct archive_head *head;            /* HEAD_VERIFIED only (owned) */
+    char head_why[256];                   /* HEAD_REJECTED: the reader's error */
     struct catalog_delta *deltas;         /* sorted by first_index, then end_index */
     size_t delta_count;
     struct catalog_snapshot *snapshots;   /* sorted by index */
@@ -88,6 +104,12 @@ int catalog_check_snapshots(struct storage *st, const struct crypto_keyring *key
 /* The same for one snapshot of generation `generation`. */
 int catalog_check_snapshot(struct storage *st, const struct crypto_keyring *key, int redis, const char *generation,
                            struct catalog_snapshot *snap, struct tm_error *err);
+
+/* Reads the head of every generation that has one (one small GET each)
+ * with key and sets head_state (and head); -1 (err set) only on an error
+ * that says nothing about the object (network, memory). */
+int catalog_check_heads(struct storage *st, const struct crypto_keyring *key, struct catalog *cat,
+                        struct tm_error *err);
 
 /* The newest time generation `gen`'s object names hold: its last
  * commit (segments, deltas) or snapshot; INT64_MIN when it is empty.

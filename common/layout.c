@@ -5,6 +5,7 @@
  *   NAME/generations/GEN/snapshots/IIIIIIIIIIIIIIII-TTTTTTTTTTTTT.snap
  *   NAME/generations/GEN/segments/IIIIIIIIIIIIIIII-FFFFFFFFFFFFF-LLLLLLLLLLLLL.seg
  *   NAME/generations/GEN/deltas/AAAAAAAAAAAAAAAA-BBBBBBBBBBBBBBBB-FFFFFFFFFFFFF-LLLLLLLLLLLLL.delta
+ *   NAME/generations/GEN/head
  *   NAME/leases/HOST-PID-MS.lease
  *   NAME/drills/MMMMMMMMMMMMM-REPLICA.json
  *
@@ -18,6 +19,9 @@
  * zero-padded to 13 digits. Names are for planning only; every field they
  * carry is repeated inside the encrypted payload (archive.c) and checked
  * on restore.
+ *
+ * The head is the one key rewritten: the generation's newest end, as the
+ * sidecar had stored it (archive.h, format in archive.c).
  *
  * A lease's HOST is the host name with '/' and ' ' replaced by '_', MS
  * when it was taken; a drill record's M is when the drill started, its
@@ -200,4 +204,20 @@ void layout_delta_key(const char *db, const char *gen, uint64_t first_index, uin
     struct layout_name n = {.index = first_index, .end_index = end_index, .first_ms = first_ms,
                             .last_ms = last_ms};
     layout_object_key(db, gen, LAYOUT_DELTA, &n, out, len);
+}
+
+void layout_head_key(const char *db, const char *gen, char *out, size_t len)
+{
+    char dir[ARCHIVE_NAME_MAX];
+    layout_area_dir(db, LAYOUT_GENERATIONS, dir, sizeof dir);
+    snprintf(out, len, "%s/%s/head", dir, gen);
+}
+
+int layout_is_head_of(const char *key, const char *gen)
+{
+    char tail[ARCHIVE_GEN_ID_BYTES + 32];
+    int tail_len = snprintf(tail, sizeof tail, "/generations/%s/head", gen);
+    size_t key_len = strlen(key);
+    return layout_generation_id_ok(gen) && tail_len > 0 && key_len > (size_t)tail_len &&
+           strcmp(key + key_len - (size_t)tail_len, tail) == 0;
 }

@@ -6,6 +6,7 @@
  * into one key component, common/names.h) are
  *
  *   NAME/generations/GEN/snapshots|segments|deltas/LEAF   the archive
+ *   NAME/generations/GEN/head                             its newest end
  *   NAME/leases/HOST-PID-MS.lease                         restore leases
  *   NAME/drills/MS-REPLICA.json                           drill records
  *
@@ -71,6 +72,11 @@ void layout_generation_id_new(int64_t now_ms, char out[ARCHIVE_GEN_ID_BYTES + 1]
  * Anything else under generations/ ("..", stray folders) is not part of
  * the archive. */
 int layout_generation_id_ok(const char *name);
+
+/* "NAME/generations/GEN/head": generation GEN's head (archive.h). */
+void layout_head_key(const char *db, const char *gen, char *out, size_t len);
+/* Whether `key` is the head key of generation `gen` (of any database). */
+int layout_is_head_of(const char *key, const char *gen);
 
 /* A lease of a restore started at now_ms by this host and process. */
 void layout_lease_key(const char *db, const char *host, int pid, int64_t now_ms, char *out, size_t len);

@@ -5,7 +5,7 @@
  *   offset size  field
  *        0    8  magic "TIDEMARK"
  *        8    1  envelope version: 3 (written), 2 and 1 (still read)
- *        9    1  kind: 'B' snapshot, 'G' segment, 'D' delta
+ *        9    1  kind: 'B' snapshot, 'G' segment, 'D' delta, 'H' head
  *       10    1  encryption: 0 none, 1 XChaCha20-Poly1305 secretstream under
  *                the symmetric key, 2 the same under a random data key
  *                sealed to a public key (crypto.h)

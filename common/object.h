@@ -31,6 +31,7 @@ enum object_kind {
     OBJECT_SNAPSHOT = 'B',
     OBJECT_SEGMENT = 'G',
     OBJECT_DELTA = 'D',
+    OBJECT_HEAD = 'H',       /* a generation's head (archive.h), the one key rewritten */
 };
 
 struct object_writer;

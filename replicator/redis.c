@@ -503,6 +503,7 @@ void redis_capture_sync(struct redis_capture *rc)
         log_event(LOG_ERROR, rc->name, NULL, "cannot write to the spool (the commands stay in memory and are "
                   "retried): %s", err.msg);
     redis_try_switch(rc);
+    shipper_tick(rc->deps.shipper, clock_now_ms());
 }
 
 void redis_capture_snapshot(struct redis_capture *rc)

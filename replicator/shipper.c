@@ -12,6 +12,7 @@
  * and the deltas a segment completes are published right after it. */
 #include "shipper.h"
 
+#include "../common/clock.h"
 #include "../common/log.h"
 
 #include <errno.h>
@@ -77,13 +78,32 @@ void shipper_continue(struct shipper *sh, const struct spool_position *end)
 {
     snprintf(sh->generation, sizeof sh->generation, "%s", end->generation);
     sh->has_generation = 1;
+    sh->head_ready = 1;   /* a generation is published from its snapshot on */
+    sh->head_due = 1;
     sh->next_index = end->next_index;
     memcpy(sh->chain, end->chain, sizeof sh->chain);
     sh->last_snapshot_ms = end->last_snapshot_ms;
 }
 
+/* The end of the current generation, as a head states it. */
+static void current_end(const struct shipper *sh, struct shipper_end *out)
+{
+    snprintf(out->generation, sizeof out->generation, "%s", sh->generation);
+    out->next_index = sh->next_index;
+    memcpy(out->chain, sh->chain, sizeof out->chain);
+    out->last_commit_ms = sh->generation_last_commit_ms;
+    out->snapshot_ms = sh->last_snapshot_ms;
+}
+
 void shipper_use_generation(struct shipper *sh, const char *generation)
 {
+    if (sh->has_generation && sh->head_ready && strcmp(sh->generation, generation) != 0) {
+        current_end(sh, &sh->predecessor);   /* its last head names the new one, once that has its snapshot */
+        sh->has_predecessor = 1;
+    }
+    sh->head_ready = 0;
+    sh->head_due = 0;
+    sh->generation_last_commit_ms = 0;
     snprintf(sh->generation, sizeof sh->generation, "%s", generation);
     archive_chain_start(sh->generation, sh->chain);
     sh->has_generation = 1;
@@ -289,7 +309,69 @@ int shipper_ship(struct shipper *sh, struct tailer *t, struct tm_error *err)
 {
     size_t count;
     tailer_pending(t, &count);
-    return shipper_ship_first(sh, t, count, err);
+    int rc = shipper_ship_first(sh, t, count, err);
+    if (rc == SHIPPER_OK)
+        shipper_tick(sh, clock_now_ms());
+    return rc;
+}
+
+/* ----------------------------------------------------------------- heads */
+
+/* Publishes the head of end->generation; successor "" for the current one.
+ * A head does not move the archive's end (like a delta). */
+static int publish_head(struct shipper *sh, const struct shipper_end *end, const char *successor, int64_t now_ms,
+                        struct tm_error *err)
+{
+    struct archive_head h = {.next_index = end->next_index, .last_commit_ms = end->last_commit_ms,
+                             .counter = spool_sequence(sh->spool), .written_ms = now_ms,
+                             .snapshot_ms = end->snapshot_ms};
+    snprintf(h.generation, sizeof h.generation, "%s", end->generation);
+    snprintf(h.successor, sizeof h.successor, "%s", successor);
+    memcpy(h.chain, end->chain, sizeof h.chain);
+    char key[ARCHIVE_NAME_MAX];
+    layout_head_key(sh->db_name, end->generation, key, sizeof key);
+    uint8_t payload[ARCHIVE_HEAD_BYTES];
+    head_encode(&h, payload);
+    struct spool_position position;
+    if (!spool_position(sh->spool, &position))
+        return tm_error_set(err, "internal: no archive position for a head");
+    struct object_writer *w = NULL;
+    if (spool_writer_open(sh, key, OBJECT_HEAD, &w, err) != 0)
+        return -1;
+    if (object_write(w, payload, sizeof payload, err) != 0) {
+        object_writer_abort(w);
+        return -1;
+    }
+    if (object_writer_commit(w, NULL, NULL, err) != 0 || spool_publish(sh->spool, key, &position, err) != 0)
+        return -1;
+    sh->heads_written++;
+    return 0;
+}
+
+void shipper_tick(struct shipper *sh, int64_t now_ms)
+{
+    struct tm_error err;
+    if (!sh->has_generation || !sh->head_ready)
+        return;
+    if (sh->has_predecessor) {
+        if (publish_head(sh, &sh->predecessor, sh->generation, now_ms, &err) != 0) {
+            log_event(LOG_WARN, sh->db_name, NULL, "cannot write the head of generation %s: %s",
+                      sh->predecessor.generation, err.msg);
+            return;
+        }
+        sh->has_predecessor = 0;
+    }
+    if (!sh->head_due || now_ms - sh->head_written_ms < SHIPPER_HEAD_INTERVAL_MS)
+        return;
+    struct shipper_end end;
+    current_end(sh, &end);
+    if (publish_head(sh, &end, "", now_ms, &err) != 0) {
+        log_event(LOG_WARN, sh->db_name, NULL, "cannot write the head of generation %s: %s", sh->generation,
+                  err.msg);
+        return;
+    }
+    sh->head_due = 0;
+    sh->head_written_ms = now_ms;
 }
 
 /* ------------------------------------------------------------ publishing */
@@ -321,6 +403,8 @@ int shipper_publish_segment(struct shipper *sh, const struct shipper_segment *se
     sh->bytes_shipped += stored;
     sh->commits_shipped += seg->commits;
     sh->last_commit_shipped_ms = seg->last_ms;
+    sh->generation_last_commit_ms = seg->last_ms;
+    sh->head_due = 1;
     log_debug("spooled segment %s (%llu %s, %llu bytes)", key, (unsigned long long)seg->commits, seg->what,
               (unsigned long long)stored);
     if (hash_out)
@@ -391,6 +475,8 @@ int shipper_publish_snapshot(struct shipper *sh, const char *key, const struct s
     if (publish_position(sh, key, *end, sh->next_index, sh->chain, time_ms, err) != 0)
         return -1;
     sh->last_snapshot_ms = time_ms;
+    sh->head_ready = 1;
+    sh->head_due = 1;
     sh->bytes_shipped += stored;
     return 0;
 }

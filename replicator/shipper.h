@@ -13,6 +13,16 @@
 #include "spool.h"
 #include "tailer.h"
 
+#define SHIPPER_HEAD_INTERVAL_MS 5000   /* a head at most this often while objects flow */
+
+/* The end of a generation, as its head states it (archive.h). */
+struct shipper_end {
+    char generation[ARCHIVE_GEN_ID_BYTES + 1];
+    uint64_t next_index;
+    uint8_t chain[OBJECT_HASH_BYTES];
+    int64_t last_commit_ms, snapshot_ms;
+};
+
 struct shipper {
     const char *db_name;
     const struct crypto_keyring *key;        /* NULL: encryption none */
@@ -27,6 +37,14 @@ struct shipper {
     uint64_t wal_bytes_since_snapshot;   /* frames shipped since the newest snapshot, in bytes */
     uint32_t db_pages;                   /* database size after the last commit shipped */
     int64_t last_commit_shipped_ms;
+    /* heads (shipper_tick) */
+    int head_ready;                      /* the generation has its snapshot: heads may name it */
+    int head_due;                        /* objects published since its last head */
+    int64_t head_written_ms;
+    int64_t generation_last_commit_ms;   /* last commit of the generation shipped by this process, 0: none */
+    int has_predecessor;                 /* the generation before, whose last head names this one */
+    struct shipper_end predecessor;
+    uint64_t heads_written;
 };
 
 enum shipper_status {
@@ -94,6 +112,13 @@ int shipper_ship(struct shipper *sh, struct tailer *t, struct tm_error *err);
 /* The same for only the first `count` pending commits (those up to the
  * pin, before a snapshot of the pin's state). */
 int shipper_ship_first(struct shipper *sh, struct tailer *t, size_t count, struct tm_error *err);
+
+/* Publishes the generation's head (archive.h) when objects were published
+ * since the last one and SHIPPER_HEAD_INTERVAL_MS passed (and first, once
+ * the generation has its snapshot, the last head of the generation before
+ * it, naming this one as its successor). Called after shipping and on
+ * every sync tick; a failure is logged, and tried again at the next. */
+void shipper_tick(struct shipper *sh, int64_t now_ms);
 
 /* Stores the snapshot file (a database copy) at the current index. */
 int shipper_snapshot(struct shipper *sh, const char *file, uint32_t page_size,

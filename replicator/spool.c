@@ -32,7 +32,14 @@
  * POSITION file: "key value" lines: seq, last, generation, next-index,
  * chain (hex), wal (valid salt1 salt2 frame checksum0 checksum1),
  * page-size, last-snapshot (ms; for schedules missed while stopped),
- * redis (replication id and offset the archive ends at; Redis only). */
+ * redis (replication id and offset the archive ends at; Redis only),
+ * archive (the last published object that is not a head: what
+ * spool_last_published names).
+ *
+ * Heads (NAME/generations/GEN/head, archive.h) are published like any
+ * object, after the objects they name, so that a replica, which takes its
+ * queue in order, never holds a head naming objects it does not have;
+ * they do not move the position. */
 #include "spool.h"
 
 #include "../common/fsutil.h"
@@ -65,6 +72,7 @@ struct spool {
     size_t queue_count;
     uint64_t next_seq;
     char last[ARCHIVE_NAME_MAX + 24];  /* SEQ.FLAT of the last published object */
+    char last_archive[ARCHIVE_NAME_MAX + 24];  /* the same, heads left out ("" if none) */
     int has_position;
     struct spool_position position;
     uint64_t bytes;
@@ -101,6 +109,8 @@ static int position_save(struct spool *sp, struct tm_error *err)
                        sp->next_seq, sp->last, p->generation, p->next_index, chain_hex, p->wal.valid,
                        p->wal.salt1, p->wal.salt2, p->wal.frame, p->wal.checksum[0], p->wal.checksum[1],
                        p->page_size, p->last_snapshot_ms);
+    if (sp->last_archive[0] && len > 0 && (size_t)len < sizeof text)
+        len += snprintf(text + len, sizeof text - (size_t)len, "archive %s\n", sp->last_archive);
     if (p->replid[0] && len > 0 && (size_t)len < sizeof text)
         len += snprintf(text + len, sizeof text - (size_t)len, "redis %s %" PRIu64 "\n", p->replid, p->repl_offset);
     snprintf(path, sizeof path, "%s/position", sp->dir);
@@ -130,6 +140,8 @@ static int position_load(struct spool *sp, struct tm_error *err)
             fields++;
         else if (strncmp(line, "last ", 5) == 0 && ++fields)
             snprintf(sp->last, sizeof sp->last, "%s", line + 5);
+        else if (strncmp(line, "archive ", 8) == 0)   /* optional */
+            snprintf(sp->last_archive, sizeof sp->last_archive, "%s", line + 8);
         else if (strncmp(line, "generation ", 11) == 0 && ++fields)
             snprintf(p->generation, sizeof p->generation, "%s", line + 11);
         else if (strncmp(line, "chain ", 6) == 0 && ++fields)
@@ -423,6 +435,12 @@ int spool_adopt(struct spool *sp, const char *written_as, const char *key, struc
     return 0;
 }
 
+static int is_head(const char *key)
+{
+    size_t len = strlen(key);
+    return len > 5 && strcmp(key + len - 5, "/head") == 0;
+}
+
 int spool_publish(struct spool *sp, const char *key, const struct spool_position *pos,
                   struct tm_error *err)
 {
@@ -434,16 +452,20 @@ int spool_publish(struct spool *sp, const char *key, const struct spool_position
         return tm_error_set(err, "spool object '%s' is missing: %s", path, strerror(errno));
     /* 2. the commit point */
     struct spool_position saved_position = sp->position;
-    char saved_last[sizeof sp->last];
+    char saved_last[sizeof sp->last], saved_archive[sizeof sp->last_archive];
     memcpy(saved_last, sp->last, sizeof saved_last);
+    memcpy(saved_archive, sp->last_archive, sizeof saved_archive);
     int saved_has = sp->has_position;
     sp->position = *pos;
     snprintf(sp->last, sizeof sp->last, "%s", name);
+    if (!is_head(key))
+        snprintf(sp->last_archive, sizeof sp->last_archive, "%s", name);
     sp->next_seq++;
     sp->has_position = 1;
     if (position_save(sp, err) != 0) {
         sp->position = saved_position;
         memcpy(sp->last, saved_last, sizeof saved_last);
+        memcpy(sp->last_archive, saved_archive, sizeof saved_archive);
         sp->next_seq--;
         sp->has_position = saved_has;
         unlink(path);
@@ -501,7 +523,12 @@ int spool_queue_done(struct spool *sp, size_t replica, struct tm_error *err)
     return 0;
 }
 
-const char *spool_last_published(const struct spool *sp) { return sp->last; }
+const char *spool_last_published(const struct spool *sp)
+{
+    return sp->last_archive[0] ? sp->last_archive : sp->last;
+}
+
+uint64_t spool_sequence(const struct spool *sp) { return sp->next_seq; }
 
 int spool_pending(const struct spool *sp, const char *name)
 {

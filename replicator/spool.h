@@ -63,10 +63,14 @@ int spool_adopt(struct spool *sp, const char *written_as, const char *key, struc
 int spool_publish(struct spool *sp, const char *key, const struct spool_position *pos,
                   struct tm_error *err);
 
-/* The name of the last object published ("SEQ.FLAT"), "" if none, and
+/* The name of the last object published ("SEQ.FLAT"; heads left out),
+ * "" if none, and
  * whether some replica still has to take that object (or an older one). */
 const char *spool_last_published(const struct spool *sp);
 int spool_pending(const struct spool *sp, const char *name);
+/* The sequence number the next object published gets: it only grows,
+ * across restarts (a head's counter, archive.h). */
+uint64_t spool_sequence(const struct spool *sp);
 /* The archive key of a published name. */
 void spool_key_of(const char *name, char *key, size_t len);
 

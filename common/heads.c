@@ -52,7 +52,7 @@ static void add_finding(struct heads_report *out, enum heads_finding_kind kind, 
 
 /* The index up to which gen's objects reach: segments [0, end) are held
  * or covered by a snapshot (a snapshot at index k holds the state after
- * segment k - 1). */
+ * segment k - 1) or a delta (one over [a, b) holds it after b - 1). */
 static uint64_t held_end(const struct catalog_generation *gen)
 {
     uint64_t end = 0;
@@ -61,6 +61,9 @@ static uint64_t held_end(const struct catalog_generation *gen)
     for (size_t s = 0; s < gen->snapshot_count; s++)
         if (gen->snapshots[s].trust != CATALOG_REJECTED && gen->snapshots[s].index > end)
             end = gen->snapshots[s].index;
+    for (size_t d = 0; d < gen->delta_count; d++)
+        if (gen->deltas[d].end_index > end)
+            end = gen->deltas[d].end_index;
     return end;
 }
 
@@ -83,10 +86,14 @@ static void check_tail(const struct catalog *cat, const struct catalog_generatio
             clock_format_ms(h->last_commit_ms, last, sizeof last);
         else
             snprintf(last, sizeof last, "unknown");
+        char missing[80];
+        if (h->next_index - end == 1)
+            snprintf(missing, sizeof missing, "segment %" PRIu64 " is", end);
+        else
+            snprintf(missing, sizeof missing, "segments %" PRIu64 " to %" PRIu64 " are", end, h->next_index - 1);
         add_finding(out, HEADS_MISSING_TAIL, gen->id,
                     "generation %s: its head (written %s) names %" PRIu64 " segments (last commit %s), the replica "
-                    "holds %" PRIu64 ": segments %" PRIu64 " to %" PRIu64 " are missing",
-                    gen->id, written, h->next_index, last, end, end, h->next_index - 1);
+                    "holds %" PRIu64 ": %s missing", gen->id, written, h->next_index, last, end, missing);
     }
     if (h->successor[0] && !find_generation(cat, h->successor))
         add_finding(out, HEADS_MISSING_GENERATION, h->successor,
@@ -154,6 +161,24 @@ void heads_examine(const struct catalog *cat, const struct heads_seen *seen, str
     }
     if (seen && seen->has)
         check_seen(cat, seen, out);
+}
+
+int heads_check(struct storage *st, const struct crypto_keyring *key, const char *seen_dir, const char *db,
+                struct catalog *cat, struct heads_report *out, struct tm_error *err)
+{
+    if (catalog_check_heads(st, key, cat, err) != 0)
+        return -1;
+    char path[4096 + ARCHIVE_NAME_MAX];
+    heads_seen_path(seen_dir, storage_describe(st), db, path, sizeof path);
+    struct heads_seen seen;
+    struct tm_error seen_err = {0};
+    int seen_rc = heads_seen_load(path, &seen, &seen_err);
+    heads_examine(cat, &seen, out);
+    if (seen_rc == 0)   /* an authenticated head is one the sidecar wrote, whatever else is wrong */
+        seen_rc = heads_seen_record(path, cat, &seen, &seen_err);
+    if (seen_rc != 0)
+        snprintf(out->seen_problem, sizeof out->seen_problem, "%s", seen_err.msg);
+    return 0;
 }
 
 /* ------------------------------------------------------------ seen file */

@@ -111,10 +111,11 @@ static int run_replica(const struct config_db *db, const struct config_replica *
         storage_free(st);
         return tm_error_prefix(err, "listing failed, nothing deleted: ");
     }
-    if (catalog_check_snapshots(st, key, db->kind == DB_REDIS, &cat, err) != 0) {
+    if (catalog_check_snapshots(st, key, db->kind == DB_REDIS, &cat, err) != 0 ||
+        catalog_check_heads(st, key, &cat, err) != 0) {
         catalog_release(&cat);
         storage_free(st);
-        return tm_error_prefix(err, "reading snapshot headers failed, nothing deleted: ");
+        return tm_error_prefix(err, "reading snapshot headers or heads failed, nothing deleted: ");
     }
     struct retention_plan plan;
     int64_t now_ms = opts->has_now ? opts->now_ms : clock_now_ms();

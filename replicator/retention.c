@@ -30,8 +30,15 @@
  * anchor; it stays (KEEP_UNVERIFIED, reported) unless it is older than
  * the newest verified snapshot kept, since what we cannot read may still
  * be a real snapshot, while one older than a kept, verified snapshot is
- * deleted like any old snapshot. A rule that will trust an authenticated
- * per-generation head (issue 18) belongs in apply_head-like steps here.
+ * deleted like any old snapshot.
+ *
+ * HEADS (archive.h): each generation's head goes with its tail: it is
+ * deleted, before any object of its generation, exactly when the
+ * generation's newest segment is (or when nothing of a generation without
+ * segments stays), so a head never names segments retention removed, and
+ * a missing tail stays an attack, never a retention run. The newest
+ * verified head (by the time it was written) keeps the newest snapshot and
+ * segment it names (KEEP_HEAD), whatever the calendar says.
  */
 #include "retention.h"
 
@@ -146,7 +153,7 @@ static int flatten(const struct catalog *cat, struct retention_plan *plan, size_
     size_t total = 0;
     for (size_t g = 0; g < cat->generation_count; g++)
         total += cat->generations[g].snapshot_count + cat->generations[g].segment_count +
-                 cat->generations[g].delta_count;
+                 cat->generations[g].delta_count + 1;   /* its head */
     plan->objects = calloc(total ? total : 1, sizeof *plan->objects);
     *gen_starts = calloc(cat->generation_count + 1, sizeof **gen_starts);
     if (!plan->objects || !*gen_starts)
@@ -154,6 +161,9 @@ static int flatten(const struct catalog *cat, struct retention_plan *plan, size_
     for (size_t g = 0; g < cat->generation_count; g++) {
         const struct catalog_generation *gen = &cat->generations[g];
         (*gen_starts)[g] = plan->count;
+        if (gen->head_state != CATALOG_HEAD_ABSENT)   /* first: deleted before the tail it names */
+            plan->objects[plan->count++] = (struct retention_object){.key = gen->head_key, .generation = gen->id,
+                                                                     .is_head = 1, .problem = ""};
         size_t s = 0, k = 0, d = 0;
         while (s < gen->snapshot_count || k < gen->segment_count || d < gen->delta_count) {
             uint64_t snap_index = s < gen->snapshot_count ? gen->snapshots[s].index : UINT64_MAX;
@@ -163,16 +173,16 @@ static int flatten(const struct catalog *cat, struct retention_plan *plan, size_
             if (s < gen->snapshot_count && snap_index <= delta_index && snap_index <= seg_index) {
                 const struct catalog_snapshot *snap = &gen->snapshots[s++];
                 *o = (struct retention_object){snap->key, gen->id, 1, 0, snap->index, snap->time_ms, snap->size, 0,
-                                               snap->trust == CATALOG_REJECTED, snap->why};
+                                               snap->trust == CATALOG_REJECTED, snap->why, 0};
                 plan->unverified_snapshots += o->unverified;
                 plan->envelope_only |= snap->trust == CATALOG_ENVELOPE_ONLY;
             } else if (d < gen->delta_count && delta_index <= seg_index) {
                 const struct catalog_delta *delta = &gen->deltas[d++];
                 *o = (struct retention_object){delta->key, gen->id, 0, 1, delta->first_index, delta->last_ms,
-                                               delta->size, 0, 0, ""};
+                                               delta->size, 0, 0, "", 0};
             } else {
                 const struct catalog_segment *seg = &gen->segments[k++];
-                *o = (struct retention_object){seg->key, gen->id, 0, 0, seg->index, seg->last_ms, seg->size, 0, 0, ""};
+                *o = (struct retention_object){seg->key, gen->id, 0, 0, seg->index, seg->last_ms, seg->size, 0, 0, "", 0};
             }
         }
     }
@@ -180,9 +190,55 @@ static int flatten(const struct catalog *cat, struct retention_plan *plan, size_
     return 0;
 }
 
+/* The newest verified head's newest snapshot and segment stay. */
+static void keep_what_the_newest_head_names(const struct catalog *cat, struct retention_plan *plan)
+{
+    const struct catalog_generation *newest = NULL;
+    for (size_t g = 0; g < cat->generation_count; g++) {
+        const struct catalog_generation *gen = &cat->generations[g];
+        if (gen->head_state == CATALOG_HEAD_VERIFIED && (!newest || gen->head->written_ms > newest->head->written_ms))
+            newest = gen;
+    }
+    if (!newest)
+        return;
+    for (size_t i = 0; i < plan->count; i++) {
+        struct retention_object *o = &plan->objects[i];
+        if (o->is_head || o->is_delta || strcmp(o->generation, newest->id) != 0)
+            continue;
+        if ((o->is_snapshot && trusted(o) && o->time_ms == newest->head->snapshot_ms) ||
+            (!o->is_snapshot && newest->head->next_index && o->index == newest->head->next_index - 1))
+            o->rules |= KEEP_HEAD;
+    }
+}
+
+/* Each head stays exactly when its generation's newest segment does (or,
+ * without segments, while anything of its generation stays). */
+static void settle_heads(struct retention_plan *plan)
+{
+    for (size_t i = 0; i < plan->count; i++) {
+        struct retention_object *head = &plan->objects[i];
+        if (!head->is_head)
+            continue;
+        const struct retention_object *tail = NULL;
+        int anything_kept = 0;
+        for (size_t j = i + 1; j < plan->count && strcmp(plan->objects[j].generation, head->generation) == 0; j++) {
+            const struct retention_object *o = &plan->objects[j];
+            anything_kept |= o->rules != 0;
+            if (!o->is_snapshot && !o->is_delta)
+                tail = o;   /* objects go by index: the last segment is the newest */
+        }
+        int keep = tail ? tail->rules != 0 : anything_kept;
+        head->rules = (head->rules & KEEP_IN_USE) | (keep ? KEEP_TAIL_KEPT : 0);
+    }
+}
+
 /* Counts an object in the plan's totals. */
 static void count_object(struct retention_plan *plan, const struct retention_object *o)
 {
+    if (o->is_head) {
+        plan->deleted_heads += !o->rules;
+        return;
+    }
     if (o->rules) {
         if (o->is_snapshot)
             plan->kept_snapshots++;
@@ -233,6 +289,8 @@ int retention_plan(const struct catalog *cat, const struct config_retention *rul
     for (size_t g = 0; g < cat->generation_count; g++)
         apply_window(&out->objects[gen_starts[g]], gen_starts[g + 1] - gen_starts[g], out->window_start_ms,
                      g + 1 == cat->generation_count);
+    keep_what_the_newest_head_names(cat, out);
+    settle_heads(out);
     for (size_t i = 0; i < out->count; i++)
         count_object(out, &out->objects[i]);
     free(snapshots);
@@ -248,7 +306,9 @@ void retention_protect(struct retention_plan *plan, char *const *generations, si
             if (strcmp(o->generation, generations[g]) != 0)
                 continue;
             if (!o->rules) {
-                if (o->is_snapshot)
+                if (o->is_head)
+                    plan->deleted_heads--;
+                else if (o->is_snapshot)
                     plan->deleted_snapshots--;
                 else if (o->is_delta)
                     plan->deleted_deltas--;
@@ -275,7 +335,8 @@ void retention_rules_text(unsigned rules, char *out, size_t len)
         {KEEP_NEWEST, "newest"}, {KEEP_DAILY, "daily"}, {KEEP_WEEKLY, "weekly"},
         {KEEP_MONTHLY, "monthly"}, {KEEP_YEARLY, "yearly"}, {KEEP_POINT_IN_TIME, "point-in-time"},
         {KEEP_INCOMPLETE, "generation-without-snapshot"}, {KEEP_IN_USE, "in-use-by-a-restore"},
-        {KEEP_UNVERIFIED, "unverified-kept-until-a-verified-one-is-newer"}};
+        {KEEP_UNVERIFIED, "unverified-kept-until-a-verified-one-is-newer"}, {KEEP_HEAD, "newest-head"},
+        {KEEP_TAIL_KEPT, "its-generation's-newest-segment-stays"}};
     size_t used = 0;
     out[0] = '\0';
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)

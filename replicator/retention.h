@@ -29,6 +29,8 @@ enum retention_rule {
     KEEP_IN_USE = 1 << 7,         /* a restore, verify or drill reads its generation */
     KEEP_UNVERIFIED = 1 << 8,     /* a snapshot not verified, not older than every kept verified
                                      one: kept (never counted) and reported */
+    KEEP_HEAD = 1 << 9,           /* the newest snapshot or segment the newest head names */
+    KEEP_TAIL_KEPT = 1 << 10,     /* a head: its generation's newest segment stays */
 };
 
 struct retention_object {
@@ -42,6 +44,7 @@ struct retention_object {
     unsigned rules;               /* 0: delete */
     int unverified;               /* a snapshot the key did not verify (catalog_check_snapshots) */
     const char *problem;          /* then why (into the catalogue), or "" */
+    int is_head;                  /* a generation's head: kept while its newest segment is */
 };
 
 struct retention_plan {
@@ -49,13 +52,20 @@ struct retention_plan {
     size_t count;
     size_t deleted_snapshots, deleted_segments, kept_snapshots, kept_segments;
     size_t deleted_deltas, kept_deltas;
+    size_t deleted_heads;
     size_t unverified_snapshots;        /* rejected by catalog_check_snapshots */
     int envelope_only;                  /* some snapshot's header could not be read (public key only) */
     uint64_t deleted_bytes;
     int64_t window_start_ms;            /* every second after it stays restorable */
 };
 
-/* Snapshots a caller did not check (CATALOG_UNCHECKED) are planned from
+/* Heads (catalog_check_heads, optional): a generation's head is deleted
+ * (first, before anything of its generation) exactly when its newest
+ * segment is, or, in a generation without segments, when nothing of it
+ * stays; so no head ever names a tail retention removed. The newest
+ * verified head's newest snapshot and segment always stay (KEEP_HEAD).
+ *
+ * Snapshots a caller did not check (CATALOG_UNCHECKED) are planned from
  * their names, as are ENVELOPE_ONLY ones (the plan says so); REJECTED
  * ones never count: they stay while no kept verified snapshot is newer
  * (they may be a real snapshot we cannot read), and go with the old. */

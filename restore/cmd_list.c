@@ -1,11 +1,16 @@
 /* cmd_list.c - `tidemark list`: what each replica holds, from listings
- * alone (nothing is decrypted): generations, snapshots, the restorable time
- * range, object count and bytes, the last drill; as text or --json. */
+ * (generations, snapshots, the restorable time range, object count and
+ * bytes, the last drill) and, when the configuration's key can be loaded,
+ * the generations' heads (common/heads.h: a few bytes each), what they say
+ * about the archive's end, and the newest head this host saw; as text or
+ * --json. */
 #include "cmd_list.h"
 
 #include "../common/archive.h"
 #include "../common/clock.h"
 #include "../common/drill_record.h"
+#include "../common/heads.h"
+#include "../common/json.h"
 #include "../common/report.h"
 #include "../common/targets.h"
 #include "../common/textsafe.h"
@@ -56,7 +61,56 @@ static void drill_summary(const char *record, char *out, size_t len)
              (double)s.rpo_ms / 1000.0);
 }
 
-static void print_text(const struct catalog *cat, const char *drill)
+/* What list knows about the heads. */
+struct list_heads {
+    int read;                 /* the heads were read (a key, or encryption none) */
+    struct heads_report report;
+    struct heads_seen seen;   /* after this listing */
+};
+
+/* "written T, N segments (last commit C)[, followed by GEN]", or why
+ * there is none. */
+static void head_text(const struct list_heads *heads, const struct catalog_generation *gen, char *out, size_t len)
+{
+    if (!heads->read && gen->head_state != CATALOG_HEAD_ABSENT) {
+        snprintf(out, len, "not read (no key in the configuration)");
+        return;
+    }
+    switch (gen->head_state) {
+    case CATALOG_HEAD_VERIFIED: {
+        char written[40], last[40] = "none";
+        clock_format_ms(gen->head->written_ms, written, sizeof written);
+        if (gen->head->last_commit_ms)
+            clock_format_ms(gen->head->last_commit_ms, last, sizeof last);
+        int used = snprintf(out, len, "written %s, %" PRIu64 " segments (last commit %s)", written,
+                            gen->head->next_index, last);
+        if (gen->head->successor[0] && used > 0 && (size_t)used < len)
+            snprintf(out + used, len - (size_t)used, ", followed by %s", gen->head->successor);
+        return;
+    }
+    case CATALOG_HEAD_REJECTED: snprintf(out, len, "REJECTED: %s", gen->head_why); return;
+    case CATALOG_HEAD_ENVELOPE_ONLY: snprintf(out, len, "present (a public key cannot read it)"); return;
+    case CATALOG_HEAD_LISTED: snprintf(out, len, "present, not read"); return;
+    case CATALOG_HEAD_ABSENT: snprintf(out, len, "none (written before heads, or deleted)"); return;
+    }
+}
+
+static void print_heads_text(const struct list_heads *heads)
+{
+    for (size_t i = 0; heads->read && i < heads->report.count; i++) {
+        printf("  PROBLEM %s: ", heads_finding_name(heads->report.findings[i].kind));
+        textsafe_print(stdout, heads->report.findings[i].text);
+        putchar('\n');
+    }
+    if (heads->seen.has) {
+        char written[40];
+        clock_format_ms(heads->seen.written_ms, written, sizeof written);
+        printf("  newest head seen from this host: generation %s, written %s, %" PRIu64 " segments\n",
+               heads->seen.generation, written, heads->seen.next_index);
+    }
+}
+
+static void print_text(const struct catalog *cat, const struct list_heads *heads, const char *drill)
 {
     printf(" %zu generation(s)\n", cat->generation_count);
     for (size_t g = 0; g < cat->generation_count; g++) {
@@ -75,7 +129,13 @@ static void print_text(const struct catalog *cat, const char *drill)
             clock_format_ms(gen->snapshots[s].time_ms, when, sizeof when);
             printf("    snapshot %s  %" PRIu64 " bytes\n", when, gen->snapshots[s].size);
         }
+        char head[400];
+        head_text(heads, gen, head, sizeof head);
+        printf("    head: ");
+        textsafe_print(stdout, head);
+        putchar('\n');
     }
+    print_heads_text(heads);
     char summary[200] = "none recorded (tidemark drill)";
     if (drill)
         drill_summary(drill, summary, sizeof summary);
@@ -84,7 +144,7 @@ static void print_text(const struct catalog *cat, const char *drill)
     putchar('\n');
 }
 
-static void print_json(const struct catalog *cat, const char *drill)
+static void print_json(const struct catalog *cat, const struct list_heads *heads, const char *drill)
 {
     printf(", \"generations\": [");
     for (size_t g = 0; g < cat->generation_count; g++) {
@@ -102,7 +162,22 @@ static void print_json(const struct catalog *cat, const char *drill)
             printf("%s{\"time\":\"%s\",\"time_ms\":%" PRId64 ",\"bytes\":%" PRIu64 "}", s ? "," : "",
                    when, gen->snapshots[s].time_ms, gen->snapshots[s].size);
         }
-        printf("]}");
+        char head[400];
+        head_text(heads, gen, head, sizeof head);
+        printf("],\"head\":");
+        json_write_string(stdout, head);
+        if (gen->head_state == CATALOG_HEAD_VERIFIED)
+            printf(",\"head_written_ms\":%" PRId64 ",\"head_segments\":%" PRIu64, gen->head->written_ms,
+                   gen->head->next_index);
+        printf("}");
+    }
+    printf("], \"head_problems\": [");
+    for (size_t i = 0; heads->read && i < heads->report.count; i++) {
+        char line[800];
+        snprintf(line, sizeof line, "%s: %s", heads_finding_name(heads->report.findings[i].kind),
+                 heads->report.findings[i].text);
+        printf("%s", i ? "," : "");
+        json_write_string(stdout, line);
     }
     printf("], \"last_drill\": ");
     if (drill) {   /* from the parsed fields only: the record is bucket data, never echoed */
@@ -115,11 +190,37 @@ static void print_json(const struct catalog *cat, const char *drill)
     }
 }
 
+struct list_run {
+    const char *replica;                  /* --replica, or NULL: the first that answers */
+    const struct crypto_keyring *key;
+    int have_key;                         /* the configuration's key loaded (or encryption none) */
+    const char *seen_dir;                 /* the configuration's state-dir */
+};
+
+/* Reads the heads when a key is at hand; the newest head seen after. */
+static void read_heads(const struct list_run *run, struct storage *st, const char *db, struct catalog *cat,
+                       struct list_heads *out)
+{
+    memset(out, 0, sizeof *out);
+    struct tm_error err;
+    char seen_path[4096 + ARCHIVE_NAME_MAX];
+    if (run->have_key) {
+        if (heads_check(st, run->key, run->seen_dir, db, cat, &out->report, &err) == 0)
+            out->read = 1;
+        else
+            tm_error_print(&err);
+    }
+    heads_seen_path(run->seen_dir, storage_describe(st), db, seen_path, sizeof seen_path);
+    if (heads_seen_load(seen_path, &out->seen, &err) != 0)
+        out->seen.has = 0;
+}
+
 /* One database on its replica (the one --replica names, else the first
  * that answers). */
 static int list_database(void *ctx, const struct config_db *db, size_t index, struct report *rep)
 {
-    const char *replica = ctx;   /* --replica, or NULL: the first that answers */
+    const struct list_run *run = ctx;
+    const char *replica = run->replica;
     (void)index;
     struct tm_error err;
     struct storage *st;
@@ -140,11 +241,14 @@ static int list_database(void *ctx, const struct config_db *db, size_t index, st
         tm_error_print(&err);
         rc = 1;
     }
+    struct list_heads heads;
+    read_heads(run, st, db->name, &cat, &heads);
+    rc |= heads.read && heads.report.count > 0;
     report_open(rep, db->name, storage_describe(st));
     if (rep->json)
-        print_json(&cat, drill);
+        print_json(&cat, &heads, drill);
     else
-        print_text(&cat, drill);
+        print_text(&cat, &heads, drill);
     report_close(rep);
     free(drill);
     catalog_release(&cat);
@@ -157,10 +261,14 @@ static int run(const struct cli_args *args)
     struct config *cfg;
     if (cli_load_config(args, CLI_NO_KEYS, &cfg, NULL) != 0)
         return 1;
-    const char *replica = cli_value(args, "replica");
-    int rc = report_walk(cfg, cli_name(args), replica, TARGETS_ONE_REPLICA, cli_flag(args, "json"), list_database,
-                         (void *)replica);
-    cli_release_config(cfg, NULL);
+    struct list_run list = {.replica = cli_value(args, "replica"), .seen_dir = cfg->state_dir};
+    struct crypto_keyring *key = NULL;
+    struct tm_error ignored;   /* without a key, heads are listed but not read */
+    list.have_key = config_load_keys(cfg, NULL, 0, &key, &ignored) == 0;
+    list.key = key;
+    int rc = report_walk(cfg, cli_name(args), list.replica, TARGETS_ONE_REPLICA, cli_flag(args, "json"),
+                         list_database, &list);
+    cli_release_config(cfg, key);
     return rc;
 }
 
@@ -169,6 +277,8 @@ const struct cli_command cmd_list = {
     .summary = "what the replicas hold",
     .options = options,
     .max_names = 1,
-    .description = "Lists generations, snapshots, the restorable range, object count and bytes.\n",
+    .description = "Lists generations, snapshots, the restorable range, object count and bytes, and\n"
+                   "(with the configuration's key) each generation's head and what the heads say\n"
+                   "about the archive's end; exits 1 when something they name is missing.\n",
     .run = run,
 };

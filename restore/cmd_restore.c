@@ -22,9 +22,11 @@ static const struct cli_option opt_force = {"force", 0, NULL, 0, 0, "replace PAT
 static const struct cli_option opt_no_deltas = {"no-deltas", 0, NULL, 0, 0, "replay every segment, use no delta"};
 static const struct cli_option opt_format = {"format", 0, "aof|rdb", 0, 0,
                                              "Redis: appendonlydir/ (aof, the default) or dump.rdb (rdb)"};
+static const struct cli_option opt_accept_missing_tail = {
+    "accept-missing-tail", 0, NULL, 0, 0, "restore what the replica holds when its heads say its end is missing"};
 static const struct cli_option *const options[] = {
     &cli_opt_config, &opt_output, &opt_timestamp, &cli_opt_replica, &opt_force, &cli_opt_key_file,
-    &opt_no_deltas, &opt_format, &cli_opt_verbose, NULL};
+    &opt_no_deltas, &opt_format, &opt_accept_missing_tail, &cli_opt_verbose, NULL};
 
 #define EXIT_SKIPPED 3   /* restoring many: a database created after the target */
 
@@ -35,6 +37,29 @@ static void print_skipped(const struct restore_outcome *out)
     for (unsigned i = 0; i < out->skipped_count && *line; i++) {
         size_t len = strcspn(line, "\n");
         printf("  skipped:      %.*s (fell back to an older snapshot)\n", (int)len, line);
+        line += len + (line[len] == '\n');
+    }
+}
+
+/* The `tail:` line (and one line per finding): whether the archive's end
+ * was checked against its heads (common/heads.h). */
+static void print_tail(const struct restore_outcome *out)
+{
+    static const char *const labels[] = {
+        [RESTORE_TAIL_NO_HEAD] = "not checked: no head (an archive written before heads)",
+        [RESTORE_TAIL_CHECKED] = "checked: ",
+        [RESTORE_TAIL_GAP_AFTER] = "something is missing after the point restored (the point itself is complete):",
+        [RESTORE_TAIL_ACCEPTED] = "INCOMPLETE, restored what the replica holds (--accept-missing-tail):",
+    };
+    if (out->tail == RESTORE_TAIL_CHECKED) {
+        printf("  tail:         %s%s\n", labels[out->tail], out->tail_note);
+        return;
+    }
+    printf("  tail:         %s\n", labels[out->tail]);
+    const char *line = out->tail_note;
+    while (out->tail != RESTORE_TAIL_NO_HEAD && *line) {
+        size_t len = strcspn(line, "\n");
+        printf("                %.*s\n", (int)len, line);
         line += len + (line[len] == '\n');
     }
 }
@@ -116,6 +141,7 @@ static void print_sqlite_outcome(const struct restore_options *opts, const struc
     print_target(opts, out, point);
     printf("  snapshot:     %s (generation %s)\n", snapshot, out->generation);
     print_skipped(out);
+    print_tail(out);
     print_generation_choice(opts, out);
     printf("  transactions: %" PRIu64 " applied after the snapshot, from %" PRIu64 " segment(s) and %" PRIu64
            " delta(s)\n", out->transactions, out->segments, out->deltas);
@@ -144,6 +170,7 @@ static void print_redis_outcome(const struct restore_options *opts, const struct
            out->generation, out->bytes);
     printf("  commands:     %" PRIu64 " applied after the snapshot, from %" PRIu64 " segment(s)\n",
            out->transactions, out->segments);
+    print_tail(out);
     printf("  check:        %s\n", out->loaded ? "loaded by redis-server" : "not loaded (redis-server not installed)");
 }
 
@@ -250,7 +277,8 @@ static int run(const struct cli_args *args)
 {
     struct restore_options opts = {.db_name = cli_name(args), .output = cli_value(args, "output"),
                                    .replica = cli_value(args, "replica"), .force = cli_flag(args, "force"),
-                                   .no_deltas = cli_flag(args, "no-deltas")};
+                                   .no_deltas = cli_flag(args, "no-deltas"),
+                                   .accept_missing_tail = cli_flag(args, "accept-missing-tail")};
     const char *format = cli_value(args, "format");
     if (format && strcmp(format, "rdb") != 0 && strcmp(format, "aof") != 0) {
         fprintf(stderr, "error: --format is 'aof' (appendonlydir/, the default) or 'rdb' (dump.rdb)\n");
@@ -264,6 +292,7 @@ static int run(const struct cli_args *args)
     struct crypto_keyring *key;
     if (cli_load_config(args, CLI_KEYS_TO_READ, &cfg, &key) != 0)
         return 1;
+    opts.seen_dir = cfg->state_dir;
     int rc = restore_named(cfg, key, &opts);
     cli_release_config(cfg, key);
     return rc;
@@ -285,6 +314,10 @@ const struct cli_command cmd_restore = {
         "of a pair, or the old keys of backups made before a key rotation.\n"
         "--no-deltas replays every segment instead of jumping over them with deltas (the\n"
         "same result, more objects read; for a damaged delta, or to cross-check).\n"
+        "Before anything is written, the archive's end is checked against the generations'\n"
+        "heads: when segments or a generation they name are missing, or a head is older than\n"
+        "one this host saw, the latest point is refused (an earlier TIME still restores);\n"
+        "--accept-missing-tail restores what the replica holds and says what is missing.\n"
         "NAME may be a glob or a `dir:` entry: each database it selects is restored into\n"
         "PATH/NAME, all to the same point in time.\n"
         "For a `redis:` entry PATH is a new or empty directory: it receives appendonlydir/\n"

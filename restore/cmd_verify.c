@@ -60,7 +60,7 @@ static int verify_one(void *ctx, const struct config_db *db, size_t replica, str
     struct verify_report rep = {print_problem, &printer, 0, 0, print_note, 0};
     report_open(out, db->name, replica_name);
     printf(out->json ? ", \"problems\": [" : "\n");
-    verify_replica(run->key, db, replica, run->deep, &rep);
+    verify_replica(run->key, db, replica, run->deep, run->cfg->state_dir, &rep);
     if (rep.problems) {
         char message[300];
         snprintf(message, sizeof message, "verify found %zu problem(s) in %zu object(s) checked", rep.problems,

@@ -11,7 +11,9 @@
 #include "restore.h"
 
 #include "../common/clock.h"
+#include "../common/log.h"
 
+#include <inttypes.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -116,3 +118,62 @@ void restore_describe_plan(const struct catalog *cat, const struct catalog_gener
             next_in_archive(cat, chosen, opts->target_ms, out->next_generation, sizeof out->next_generation);
 }
 
+
+/* The newest time any generation's names hold (INT64_MIN: none). */
+static int64_t archive_newest_ms(const struct catalog *cat)
+{
+    int64_t newest = INT64_MIN;
+    for (size_t g = 0; g < cat->generation_count; g++) {
+        int64_t gen_newest = catalog_generation_newest_ms(&cat->generations[g]);
+        if (gen_newest > newest)
+            newest = gen_newest;
+    }
+    return newest;
+}
+
+static void join_findings(const struct heads_report *report, char *out, size_t len)
+{
+    size_t used = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < report->count && used < len; i++)
+        used += (size_t)snprintf(out + used, len - used, "%s%s: %s", i ? "\n" : "",
+                                 heads_finding_name(report->findings[i].kind), report->findings[i].text);
+}
+
+int restore_check_tail(const struct catalog *cat, const struct heads_report *report,
+                       const struct restore_options *opts, struct restore_outcome *out, struct tm_error *err)
+{
+    if (report->count == 0) {
+        out->tail = report->newest ? RESTORE_TAIL_CHECKED : RESTORE_TAIL_NO_HEAD;
+        out->tail_note[0] = '\0';
+        if (report->newest) {
+            char written[40];
+            clock_format_ms(report->newest->head->written_ms, written, sizeof written);
+            snprintf(out->tail_note, sizeof out->tail_note, "the archive reaches its newest head (generation %s, "
+                     "written %s, %" PRIu64 " segments)", report->newest->id, written, report->newest->head->next_index);
+        }
+        return 0;
+    }
+    int at_the_end = !opts->has_target || opts->target_ms >= archive_newest_ms(cat);
+    join_findings(report, out->tail_note, sizeof out->tail_note);
+    if (at_the_end && !opts->accept_missing_tail) {
+        tm_error_setc(err, TM_ERR_CORRUPT, "the backup of '%s' is incomplete at its end, nothing restored: %s: %s",
+                      opts->db_name, heads_finding_name(report->findings[0].kind), report->findings[0].text);
+        return tm_error_hint(err, "try another replica (--replica); restore to a time before what is missing "
+                             "(--timestamp); or --accept-missing-tail restores what this replica holds and says so "
+                             "(docs/runbook.md)");
+    }
+    out->tail = at_the_end ? RESTORE_TAIL_ACCEPTED : RESTORE_TAIL_GAP_AFTER;
+    return 0;
+}
+
+int restore_check_heads(struct storage *st, const struct crypto_keyring *key, struct catalog *cat,
+                        const struct restore_options *opts, struct restore_outcome *out, struct tm_error *err)
+{
+    struct heads_report report;
+    if (heads_check(st, key, opts->seen_dir, opts->db_name, cat, &report, err) != 0)
+        return -1;
+    if (report.seen_problem[0])
+        log_event(LOG_WARN, opts->db_name, NULL, "the record of the newest head seen: %s", report.seen_problem);
+    return restore_check_tail(cat, &report, opts, out, err);
+}

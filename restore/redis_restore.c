@@ -415,6 +415,9 @@ int redis_restore(const struct config_db *db, const struct crypto_keyring *key, 
         rc = targets_open_replica(db, opts->replica, &rr.st, err);
     if (rc == 0)
         rc = catalog_load(rr.st, db->name, &cat, err);
+    struct restore_outcome tail = {0};
+    if (rc == 0)
+        rc = restore_check_heads(rr.st, key, &cat, opts, &tail, err);
     if (rc == 0)
         rc = restore_plan(&cat, opts, &gen, &snap, err);
     char lease[512] = "";
@@ -457,8 +460,11 @@ int redis_restore(const struct config_db *db, const struct crypto_keyring *key, 
     }
     if (rc != 0 && temp[0])
         remove_tree(temp);
-    else if (rc == 0)
+    else if (rc == 0) {
         fill_outcome(&rr, out);
+        out->tail = tail.tail;
+        snprintf(out->tail_note, sizeof out->tail_note, "%s", tail.tail_note);
+    }
     if (lease[0])
         lease_release(rr.st, lease);
     catalog_release(&cat);

@@ -8,9 +8,21 @@
 #include "../common/archive.h"
 #include "../common/config.h"
 #include "../common/crypto.h"
+#include "../common/heads.h"
 #include "../common/storage/storage.h"
 
 #define RESTORE_SKIPPED_BYTES 1024
+#define RESTORE_TAIL_BYTES 2048
+
+/* What the generations' heads (common/heads.h) said about the archive's
+ * end, for the report. */
+enum restore_tail {
+    RESTORE_TAIL_NO_HEAD = 0,     /* no head at all (an archive written before heads): not checked */
+    RESTORE_TAIL_CHECKED,         /* the archive reaches what the newest head names */
+    RESTORE_TAIL_GAP_AFTER,       /* something is missing, after the point restored */
+    RESTORE_TAIL_ACCEPTED,        /* something is missing at the end: restored what is there
+                                     (--accept-missing-tail) */
+};
 
 /* What a successful restore produced (for the command's report, drills'
  * RPO). */
@@ -34,6 +46,8 @@ struct restore_outcome {
     unsigned skipped_count;  /* newer snapshots skipped (missing, damaged, not valid): the restore
                                 fell back to an older one */
     char skipped[RESTORE_SKIPPED_BYTES];   /* why, one line per snapshot (each names it) */
+    enum restore_tail tail;
+    char tail_note[RESTORE_TAIL_BYTES];    /* the head checked, or the findings (one per line) */
 };
 
 struct restore_options {
@@ -45,6 +59,8 @@ struct restore_options {
     int force;
     int no_deltas;           /* segments only (--no-deltas) */
     int redis_rdb;           /* Redis: a dump.rdb instead of appendonlydir/ (--format rdb) */
+    int accept_missing_tail; /* restore what is there when the heads say the end is missing */
+    const char *seen_dir;    /* the configuration's state-dir, or NULL (heads_seen_path) */
 };
 
 #define RESTORE_NOT_YET 2        /* every backup is after the target */
@@ -69,6 +85,18 @@ int restore_database(const struct config_db *db, const struct crypto_keyring *ke
 int restore_plan(const struct catalog *cat, const struct restore_options *opts,
                  const struct catalog_generation **gen_out, const struct catalog_snapshot **snap_out,
                  struct tm_error *err);
+
+/* The archive's end against its heads (report: heads_check): a finding
+ * refuses a restore of the latest point or of a time at or after the
+ * newest time the archive holds (TM_ERR_CORRUPT, naming what is missing,
+ * with a hint), unless opts->accept_missing_tail; a restore to an earlier
+ * time goes on. Fills out->tail and out->tail_note. */
+int restore_check_tail(const struct catalog *cat, const struct heads_report *report,
+                       const struct restore_options *opts, struct restore_outcome *out, struct tm_error *err);
+/* heads_check then restore_check_tail (a seen record that cannot be
+ * read or written is logged as a warning). */
+int restore_check_heads(struct storage *st, const struct crypto_keyring *key, struct catalog *cat,
+                        const struct restore_options *opts, struct restore_outcome *out, struct tm_error *err);
 
 /* What the catalog says about the plan, for the report (the
  * generation_count, generation_newest_ms, id_order_differs, next_ms and

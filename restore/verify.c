@@ -9,14 +9,19 @@
  *  - a generation's segments form one run of consecutive indexes that
  *    starts at a snapshot with the same index (retention only removes
  *    every segment before its anchor snapshot, or all of them; anything
- *    else is a gap). Undetectable without an outside record: the loss of
- *    the newest segment, of a snapshot that segments bridge, or of the
- *    first segments of a run when a snapshot follows them exactly;
+ *    else is a gap). Undetectable from the listing alone: the loss of
+ *    the newest segments (the heads below tell), of a snapshot that
+ *    segments bridge, or of the first segments of a run when a snapshot
+ *    follows them exactly;
  *  - along a run, each segment's prev_hash is the hash of the one before,
  *    and the first one's is the chain hash its snapshot recorded;
  *  - commit times never go backwards along a run, and each segment's
  *    times lie within the range its name gives;
  *  - a generation has at least one snapshot;
+ *  - the archive's end against the generations' heads (heads.h): no
+ *    segment a head names is missing, no generation a head names as its
+ *    successor, no head older than the newest this host saw; generations
+ *    without a head (written before heads) are noted;
  *  - each delta matches its name, covers segments present in the replica,
  *    and its chain hashes in and out are those of the segments at its
  *    ends (its commit times too).
@@ -36,6 +41,7 @@
 
 #include "../common/archive.h"
 #include "../common/fsutil.h"
+#include "../common/heads.h"
 #include "../common/rdb.h"
 #include "../common/targets.h"
 #include "restore.h"
@@ -416,7 +422,8 @@ static void verify_deep(const struct crypto_keyring *key, const struct config_db
     snprintf(scratch, sizeof scratch, "%s/newest.db", dir);
     snprintf(plain, sizeof plain, "%s/segments-only.db", dir);
     struct restore_options opts = {.db_name = db->name, .output = scratch, .replica = replica, .force = 1,
-                                   .redis_rdb = db->kind == DB_REDIS};
+                                   .redis_rdb = db->kind == DB_REDIS,
+                                   .accept_missing_tail = 1};   /* a missing tail is reported above */
     struct restore_outcome outcome;
     struct tm_error ignored;   /* removing the scratch copies: nothing to report */
     if (db->kind == DB_REDIS) {   /* a directory holding dump.rdb, loaded by redis-server */
@@ -439,8 +446,29 @@ static void verify_deep(const struct crypto_keyring *key, const struct config_db
     fsutil_remove_tree(dir, &ignored);
 }
 
+/* The archive's end against its heads: each finding is a problem. */
+static void verify_heads(struct storage *st, const struct crypto_keyring *key, const char *seen_dir,
+                         const struct config_db *db, struct catalog *cat, struct verify_report *rep)
+{
+    struct heads_report heads;
+    struct tm_error err;
+    if (heads_check(st, key, seen_dir, db->name, cat, &heads, &err) != 0)
+        return problem(rep, db->name, "cannot read the heads: %s", err.msg);
+    for (size_t i = 0; i < heads.count; i++)
+        problem(rep, heads.findings[i].generation, "%s: %s", heads_finding_name(heads.findings[i].kind),
+                heads.findings[i].text);
+    if (heads.seen_problem[0] && rep->note)
+        rep->note(rep->ctx, db->name, heads.seen_problem);
+    if (heads.generations_without_head && rep->note) {
+        char what[200];
+        snprintf(what, sizeof what, "%zu generation(s) without a head (written before heads, tidemark 0.10 or "
+                 "earlier): their end is not checked", heads.generations_without_head);
+        rep->note(rep->ctx, db->name, what);
+    }
+}
+
 void verify_replica(const struct crypto_keyring *key, const struct config_db *db, size_t index, int deep,
-                    struct verify_report *rep)
+                    const char *seen_dir, struct verify_report *rep)
 {
     struct storage *st = NULL;
     struct catalog cat = {0};
@@ -462,6 +490,7 @@ void verify_replica(const struct crypto_keyring *key, const struct config_db *db
             deltas += cat.generations[g].delta_count;
             note_predating(rep, &cat.generations[g], rep->predating - predating, rep->objects - objects);
         }
+        verify_heads(st, key, seen_dir, db, &cat, rep);
         if (deep && cat.generation_count)
             verify_deep(key, db, replica_index, deltas > 0, rep);
     }

@@ -24,9 +24,12 @@ struct verify_report {
 
 /* Checks replica `replica` (index) of db: every object read, the
  * archive's structure, and with deep the newest point restored into a
- * scratch file and integrity_check'ed. Every problem, unreachable
- * replica included, goes to rep->problem with the object it concerns. */
+ * scratch file and integrity_check'ed; and the archive's end against the
+ * generations' heads and the newest head this host saw (common/heads.h;
+ * seen_dir: the configuration's state-dir or NULL). Every problem,
+ * unreachable replica included, goes to rep->problem with the object it
+ * concerns. */
 void verify_replica(const struct crypto_keyring *key, const struct config_db *db, size_t replica, int deep,
-                    struct verify_report *rep);
+                    const char *seen_dir, struct verify_report *rep);
 
 #endif

@@ -65,10 +65,11 @@
  *
  *    0  8 magic "TMHEAD01"              96  8 written at (ms)
  *    8  8 next index N: segments       104  8 newest snapshot time (ms), 0
- *         [0, N) stored before it      112  8 newest snapshot index
- *   16  8 last commit of segment N-1   120 32 successor generation id, NUL
- *         (ms), 0 if N = 0                    padded ("" while current)
- *   24 32 generation id                152 40 zero
+ *         [0, N) stored before it             if none
+ *   16  8 last commit of segment N-1   112  8 zero
+ *         (ms), 0 if N = 0             120 32 successor generation id, NUL
+ *   24 32 generation id                       padded ("" while current)
+ *                                      152 40 zero
  *   56 32 chain: prev hash of segment N
  *   88  8 counter (only grows)
  *
@@ -218,7 +219,6 @@ static const struct header_field head_fields[] = {
     FIELD(88, FIELD_BE64, archive_head, counter),
     FIELD(96, FIELD_BE64, archive_head, written_ms),
     FIELD(104, FIELD_BE64, archive_head, snapshot_ms),
-    FIELD(112, FIELD_BE64, archive_head, snapshot_index),
     FIELD(120, FIELD_GEN, archive_head, successor),
 };
 
@@ -275,9 +275,8 @@ static int check_redis_segment(void *header, struct tm_error *err)
 static int check_head(void *header, struct tm_error *err)
 {
     struct archive_head *h = header;
-    if (h->snapshot_ms != 0 && h->snapshot_index > h->next_index)
-        return tm_error_setc(err, TM_ERR_CORRUPT, "head names a snapshot after its last segment (index %llu of %llu)",
-                             (unsigned long long)h->snapshot_index, (unsigned long long)h->next_index);
+    if (!layout_generation_id_ok(h->generation) || (h->successor[0] && !layout_generation_id_ok(h->successor)))
+        return tm_error_setc(err, TM_ERR_CORRUPT, "head names a malformed generation id");
     return 0;
 }
 
@@ -624,7 +623,9 @@ int head_read(struct storage *st, const char *name, const struct crypto_keyring 
     if (open_read(st, name, name, &head_format, key, &r, out, &out->predates_binding, err) != 0)
         return -1;
     int rc = 0;
-    if (!layout_is_head_of(name, out->generation))
+    if (out->predates_binding)   /* heads came after the binding: one without it was made by hand */
+        rc = tm_error_setc(err, TM_ERR_CORRUPT, "head '%s' is in an envelope that names no place", name);
+    else if (!layout_is_head_of(name, out->generation))
         rc = tm_error_setc(err, TM_ERR_CORRUPT, "head '%s' names generation '%s'", name, out->generation);
     return end_read(r, rc, NULL, err);
 }

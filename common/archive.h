@@ -110,7 +110,6 @@ struct archive_head {
     uint64_t counter;                     /* only grows, across heads of all generations of one spool */
     int64_t written_ms;                   /* when the sidecar wrote it */
     int64_t snapshot_ms;                  /* newest snapshot of the generation; 0: none */
-    uint64_t snapshot_index;              /* its index */
     char successor[ARCHIVE_GEN_ID_BYTES + 1];   /* the generation that followed it; "" while current */
     int predates_binding;                 /* read only: its envelope carries no identity (never, for heads) */
 };

@@ -271,7 +271,7 @@ static int check_head(struct storage *st, const struct crypto_keyring *key, stru
         gen->head_state = CATALOG_HEAD_ABSENT;
         return 0;
     }
-    if (code == TM_ERR_CORRUPT || code == TM_ERR_REFUSED || code == TM_ERR_WRONG_KEY) {
+    if (code == TM_ERR_CORRUPT || code == TM_ERR_REFUSED) {   /* wrong key: the key's error, as for any object */
         gen->head_state = CATALOG_HEAD_REJECTED;
         snprintf(gen->head_why, sizeof gen->head_why, "%s", read_err.msg);
         return 0;

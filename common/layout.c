@@ -18,7 +18,8 @@
  * milliseconds (snapshot time, first and last commit time) in decimal,
  * zero-padded to 13 digits. Names are for planning only; every field they
  * carry is repeated inside the encrypted payload (archive.c) and checked
- * on restore.
+ * on restore, and the whole key is authenticated as the object's identity
+ * (object.c, envelope version 3).
  *
  * The head is the one key rewritten: the generation's newest end, as the
  * sidecar had stored it (archive.h, format in archive.c).

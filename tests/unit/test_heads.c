@@ -314,6 +314,62 @@ static void test_head_read_refuses_truncated_and_long_heads(void)
     storage_free(st);
 }
 
+/* The committed fuzz seeds (tests/fuzz/corpus/fuzz_head) are valid heads
+ * of "db/generations/20261124T001500123Z-9f3a1b2c/head" under the fuzz
+ * target's keys (symmetric 00 01 .. 1f; key pair from seed 20 21 .. 3f),
+ * so the fuzzer starts past decryption; a copy elsewhere is refused. */
+static void test_fuzz_seeds_are_valid_heads(void)
+{
+    struct storage *st = open_store();
+    uint8_t raw[CRYPTO_KEY_BYTES], seed[CRYPTO_KEY_BYTES];
+    for (size_t i = 0; i < sizeof raw; i++) {
+        raw[i] = (uint8_t)i;
+        seed[i] = (uint8_t)(0x20 + i);
+    }
+    struct crypto_keyring *key = NULL;
+    struct tm_error err = {0};
+    ASSERT_EQ(crypto_keyring_new(&key, &err), 0);
+    ASSERT_EQ(crypto_keyring_add_bytes(key, raw, &err), 0);
+    ASSERT_EQ(crypto_keyring_add_pair_seed(key, seed, 0, &err), 0);
+    static const char *seeds[] = {"head-none", "head-sym", "head-sealed", "head-sym-successor"};
+    const char *name = "db/generations/20261124T001500123Z-9f3a1b2c/head";
+    for (size_t i = 0; i < sizeof seeds / sizeof *seeds; i++) {
+        char source[512];
+        snprintf(source, sizeof source, "tests/fuzz/corpus/fuzz_head/%s", seeds[i]);
+        FILE *fp = fopen(source, "rb");
+        ASSERT_TRUE(fp != NULL);
+        static uint8_t bytes[4096];
+        size_t len = fread(bytes, 1, sizeof bytes, fp);
+        fclose(fp);
+        ASSERT_EQ(bytes[8], 3);                                   /* envelope version 3 */
+        ASSERT_EQ(bytes[9], OBJECT_HEAD);
+        ASSERT_EQ(put_raw(st, name, bytes, len), 0);
+        struct archive_head h;
+        if (head_read(st, name, i == 0 ? NULL : key, &h, &err) != 0) {
+            fprintf(stderr, "  %s: %s\n", seeds[i], err.msg);
+            ASSERT_TRUE(0);
+        }
+        ASSERT_EQ(h.next_index, 5);
+        ASSERT_EQ(h.counter, 12);
+        ASSERT_STR_EQ(h.successor, i == 3 ? "20261125T001500123Z-00000002" : "");
+        ASSERT_EQ(put_raw(st, "db/generations/20261125T001500123Z-00000002/head", bytes, len), 0);
+        ASSERT_EQ(head_read(st, "db/generations/20261125T001500123Z-00000002/head", i == 0 ? NULL : key, &h, &err),
+                  -1);
+        ASSERT_EQ(err.code, TM_ERR_CORRUPT);
+    }
+    FILE *fp = fopen("tests/fuzz/corpus/fuzz_head/head-payload", "rb");
+    ASSERT_TRUE(fp != NULL);
+    uint8_t payload[ARCHIVE_HEAD_BYTES + 1];
+    size_t len = fread(payload, 1, sizeof payload, fp);
+    fclose(fp);
+    ASSERT_EQ(len, ARCHIVE_HEAD_BYTES);
+    struct archive_head h;
+    ASSERT_EQ(head_decode(payload, &h, &err), 0);
+    ASSERT_STR_EQ(h.generation, "20261124T001500123Z-9f3a1b2c");
+    crypto_keyring_free(key);
+    storage_free(st);
+}
+
 /* -------------------------------------------------------------- layout */
 
 static void test_layout_head_keys(void)
@@ -880,6 +936,7 @@ int main(void)
         {"head: a payload naming another generation than its key is refused",
          test_head_read_refuses_a_payload_of_another_generation},
         {"head: truncated, long, cut or flipped heads are refused", test_head_read_refuses_truncated_and_long_heads},
+        {"head: the committed fuzz seeds are valid heads of their key", test_fuzz_seeds_are_valid_heads},
         {"layout: head keys and layout_is_head_of", test_layout_head_keys},
         {"catalog: heads listed, verified, rejected (copy, garbage, wrong key)", test_catalog_check_heads},
         {"examine: the listing reaches the head: no finding", test_examine_complete_archive},

@@ -566,6 +566,53 @@ static void test_no_predecessor_head_before_its_snapshot(void)
     bare_close(&b);
 }
 
+/* After a restart the shipper continues the spool's generation and
+ * publishes its head at the first tick, naming the spool's end; its
+ * counter keeps growing (the spool's sequence). */
+static void test_head_after_restart(void)
+{
+    struct bare b;
+    ASSERT_EQ(bare_open(&b), 0);
+    shipper_use_generation(&b.shipper, HEAD_GEN1);
+    ASSERT_EQ(bare_snapshot(&b, HEAD_T0), 0);
+    ASSERT_EQ(bare_segment(&b, HEAD_T0 + 10), 0);
+    ASSERT_EQ(bare_segment(&b, HEAD_T0 + 20), 0);
+    shipper_tick(&b.shipper, HEAD_T0 + 30);
+    uint8_t chain[OBJECT_HASH_BYTES];
+    memcpy(chain, b.shipper.chain, sizeof chain);
+    char key[ARCHIVE_NAME_MAX];
+    struct archive_head h;
+    uint64_t counter = 0;
+    while (spool_queue_length(b.spool, 0) > 0) {
+        int rc = take_queued(&b, key, sizeof key, &h);
+        ASSERT_TRUE(rc >= 0);
+        if (rc == 1)
+            counter = h.counter;
+    }
+    ASSERT_TRUE(counter > 0);
+
+    spool_free(b.spool);
+    int added;
+    size_t removed;
+    struct tm_error err = {0};
+    ASSERT_EQ(spool_open(b.state, queue_names, 1, 1, &b.spool, &added, &removed, &err), 0);
+    b.shipper = (struct shipper){.db_name = "app", .key = b.key, .spool = b.spool};
+    struct wal_position pos;
+    uint32_t page_size;
+    int found;
+    ASSERT_EQ(shipper_resume(&b.shipper, &pos, &page_size, &found, &err), 0);
+    ASSERT_STR_EQ(b.shipper.generation, HEAD_GEN1);
+    shipper_tick(&b.shipper, HEAD_T0 + 40);
+    ASSERT_EQ(spool_queue_length(b.spool, 0), 1);
+    ASSERT_EQ(take_queued(&b, key, sizeof key, &h), 1);
+    ASSERT_STR_EQ(key, "app/generations/" HEAD_GEN1 "/head");
+    ASSERT_EQ(h.next_index, 2);
+    ASSERT_TRUE(memcmp(h.chain, chain, OBJECT_HASH_BYTES) == 0);
+    ASSERT_EQ(h.snapshot_ms, HEAD_T0);
+    ASSERT_TRUE(h.counter > counter);
+    bare_close(&b);
+}
+
 int main(int argc, char **argv)
 {
     int status;
@@ -578,6 +625,7 @@ int main(int argc, char **argv)
         {"shipper: a snapshot holds the database as shipped", test_snapshot_holds_the_database_as_shipped},
         {"shipper: a head follows the objects it names, at most every interval", test_head_published_after_objects},
         {"shipper: the predecessor's last head names its successor", test_predecessor_head_names_its_successor},
+        {"shipper: after a restart the head names the spool's end", test_head_after_restart},
         {"shipper: no predecessor head for a generation without snapshot",
          test_no_predecessor_head_before_its_snapshot},
     };

@@ -468,6 +468,56 @@ static void test_catalog_check_heads(void)
     storage_free(st);
 }
 
+static struct crypto_keyring *pair_from(uint8_t fill, int public_only)
+{
+    uint8_t seed[CRYPTO_KEY_BYTES];
+    memset(seed, fill, sizeof seed);
+    struct crypto_keyring *keys = NULL;
+    struct tm_error err;
+    if (crypto_keyring_new(&keys, &err) == 0 && crypto_keyring_add_pair_seed(keys, seed, public_only, &err) != 0) {
+        crypto_keyring_free(keys);
+        keys = NULL;
+    }
+    return keys;
+}
+
+/* Sealed to a key pair: the sidecar (public key only) sees a well-formed
+ * head it cannot read (ENVELOPE_ONLY, no finding); the secret key reads it. */
+static void test_catalog_check_heads_sealed(void)
+{
+    struct storage *st = open_store();
+    struct crypto_keyring *sidecar = pair_from(41, 1), *restorer = pair_from(41, 0);
+    char name[ARCHIVE_NAME_MAX];
+    layout_segment_key("app", GEN1, 0, T0, T0 + 1, name, sizeof name);
+    ASSERT_EQ(put_raw(st, name, (const uint8_t *)"x", 1), 0);
+    layout_head_key("app", GEN1, name, sizeof name);
+    struct archive_head h = sample_head(GEN1, 1, 4, T0 + 10);
+    ASSERT_EQ(put_head(st, name, sidecar, &h), 0);
+    struct catalog cat;
+    struct tm_error err = {0};
+    ASSERT_EQ(catalog_load(st, "app", &cat, &err), 0);
+    ASSERT_EQ(catalog_check_heads(st, sidecar, &cat, &err), 0);
+    ASSERT_EQ(cat.generations[0].head_state, CATALOG_HEAD_ENVELOPE_ONLY);
+    ASSERT_TRUE(cat.generations[0].head == NULL);
+    struct heads_report report;
+    struct heads_seen seen = {.has = 1, .counter = 99, .next_index = 99, .written_ms = T0 + 99999};
+    snprintf(seen.generation, sizeof seen.generation, "%s", GEN1);
+    heads_examine(&cat, &seen, &report);
+    ASSERT_EQ(report.count, 0);
+    ASSERT_EQ(report.generations_without_head, 0);
+    ASSERT_TRUE(report.newest == NULL);
+    ASSERT_EQ(catalog_check_heads(st, restorer, &cat, &err), 0);
+    ASSERT_EQ(cat.generations[0].head_state, CATALOG_HEAD_VERIFIED);
+    ASSERT_EQ(cat.generations[0].head->counter, 4);
+    heads_examine(&cat, &seen, &report);                  /* now it is read: older than the one seen */
+    ASSERT_EQ(report.count, 1);
+    ASSERT_EQ(report.findings[0].kind, HEADS_ROLLED_BACK);
+    catalog_release(&cat);
+    crypto_keyring_free(sidecar);
+    crypto_keyring_free(restorer);
+    storage_free(st);
+}
+
 /* ------------------------------------------------------ heads_examine
  * Hand-built catalogues: generations with segments [0, segments) (and
  * snapshots), each with a head or not. */
@@ -939,6 +989,8 @@ int main(void)
         {"head: the committed fuzz seeds are valid heads of their key", test_fuzz_seeds_are_valid_heads},
         {"layout: head keys and layout_is_head_of", test_layout_head_keys},
         {"catalog: heads listed, verified, rejected (copy, garbage, wrong key)", test_catalog_check_heads},
+        {"catalog: a sealed head is envelope-only for the sidecar, read with the secret key",
+         test_catalog_check_heads_sealed},
         {"examine: the listing reaches the head: no finding", test_examine_complete_archive},
         {"examine: segments missing at the end, named exactly", test_examine_missing_tail},
         {"examine: a snapshot at k covers segments before k (not when rejected)",

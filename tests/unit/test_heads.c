@@ -755,6 +755,15 @@ static void test_examine_rolled_back_head(void)
     ASSERT_STR_EQ(report.findings[0].text, "the head of generation " GEN1 " is older than the one this host saw: "
                   "counter 10 and 3 segments, where the head written 2026-11-22T05:15:47.100Z had counter 12 and 5 "
                   "segments");
+    /* the counter alone: a head of the same length written before the one seen */
+    fake_generation(&f, 0, GEN1, first5, 5);
+    fake_head(&f, 0, 5, 11, T0 + 4000, NULL);
+    heads_examine(&f.cat, &seen, &report);
+    ASSERT_EQ(report.count, 1);
+    ASSERT_EQ(report.findings[0].kind, HEADS_ROLLED_BACK);
+    ASSERT_STR_CONTAINS(report.findings[0].text, "counter 11 and 5 segments, where the head written");
+    fake_generation(&f, 0, GEN1, first5, 5);
+    fake_head(&f, 0, 3, 10, T0 + 100, NULL);
     /* the same head as seen, or a newer one: nothing */
     seen = seen_head(GEN1, 10, 3, T0 + 100);
     heads_examine(&f.cat, &seen, &report);

@@ -291,6 +291,328 @@ static void test_snapshot_holds_the_database_as_shipped(void)
     fixture_close(&f);
 }
 
+/* ----------------------------------------------------------------- heads
+ * The generation's head (archive.h), published by shipper_tick: a spool
+ * and a shipper without a WAL, fed a snapshot file and segments with an
+ * empty body, at chosen times. */
+
+#define HEAD_GEN1 "20261124T001500123Z-00000001"
+#define HEAD_GEN2 "20261125T001500123Z-00000002"
+#define HEAD_T0 1795324542000LL
+
+struct bare {
+    char state[512], file[600];
+    struct spool *spool;
+    struct crypto_keyring *key;
+    struct shipper shipper;
+};
+
+static int bare_open(struct bare *b)
+{
+    memset(b, 0, sizeof *b);
+    snprintf(b->state, sizeof b->state, "%s/state", harness_tmpdir());
+    snprintf(b->file, sizeof b->file, "%s/page.db", harness_tmpdir());
+    uint8_t raw[CRYPTO_KEY_BYTES], page[4096] = {0};
+    memset(raw, 0x3c, sizeof raw);
+    struct tm_error err = {0};
+    int added;
+    size_t removed;
+    FILE *fp = fopen(b->file, "wb");
+    if (!fp || fwrite(page, 1, sizeof page, fp) != sizeof page || fclose(fp) != 0)
+        return -1;
+    if (crypto_keyring_new(&b->key, &err) != 0 || crypto_keyring_add_bytes(b->key, raw, &err) != 0 ||
+        spool_open(b->state, queue_names, 1, 1, &b->spool, &added, &removed, &err) != 0) {
+        fprintf(stderr, "  bare: %s\n", err.msg);
+        return -1;
+    }
+    b->shipper = (struct shipper){.db_name = "app", .key = b->key, .spool = b->spool};
+    return 0;
+}
+
+static void bare_close(struct bare *b)
+{
+    spool_free(b->spool);
+    crypto_keyring_free(b->key);
+}
+
+static int empty_body(void *ctx, struct object_writer *w, struct tm_error *err)
+{
+    (void)ctx, (void)w, (void)err;
+    return 0;
+}
+
+/* Publishes a segment with no transactions whose last commit is last_ms. */
+static int bare_segment(struct bare *b, int64_t last_ms)
+{
+    struct segment_header h = {.page_size = 4096, .index = b->shipper.next_index, .first_time_ms = last_ms,
+                               .last_time_ms = last_ms};
+    snprintf(h.generation, sizeof h.generation, "%s", b->shipper.generation);
+    memcpy(h.prev_hash, b->shipper.chain, sizeof h.prev_hash);
+    uint8_t header[ARCHIVE_HEADER_BYTES];
+    segment_header_encode(&h, header);
+    struct shipper_segment seg = {.first_ms = last_ms, .last_ms = last_ms, .header = header,
+                                  .header_len = sizeof header, .write_body = empty_body,
+                                  .end = {.page_size = 4096}, .what = "commits"};
+    struct tm_error err = {0};
+    if (shipper_publish_segment(&b->shipper, &seg, NULL, &err) != 0) {
+        fprintf(stderr, "  segment: %s\n", err.msg);
+        return -1;
+    }
+    return 0;
+}
+
+static int bare_snapshot(struct bare *b, int64_t time_ms)
+{
+    struct tm_error err = {0};
+    if (shipper_snapshot(&b->shipper, b->file, 4096, 1, time_ms, NULL, &err) != 0) {
+        fprintf(stderr, "  snapshot: %s\n", err.msg);
+        return -1;
+    }
+    return 0;
+}
+
+/* Takes the next object of the queue: its key into key; when it is a
+ * head, reads it (bound to its key, with the key) into *h and returns 1;
+ * 0 for another object, -1 when the queue is empty or the head does not
+ * read. */
+static int take_queued(struct bare *b, char *key, size_t key_len, struct archive_head *h)
+{
+    char path[PATH_MAX];
+    struct tm_error err = {0};
+    if (!spool_queue_head(b->spool, 0, key, key_len, path, sizeof path))
+        return -1;
+    int is_head = strstr(key, "/head") != NULL;
+    int rc = 0;
+    if (is_head) {
+        char *slash = strrchr(path, '/');
+        *slash = '\0';
+        struct storage *dir = NULL;
+        struct object_reader *r = NULL;
+        uint8_t payload[ARCHIVE_HEAD_BYTES];
+        rc = storage_file_open(path, &dir, &err);
+        if (rc == 0)
+            rc = object_reader_open(dir, slash + 1, key, OBJECT_HEAD, b->key, &r, &err);
+        if (rc == 0) {
+            rc = object_read(r, payload, sizeof payload, &err);
+            if (rc == 0)
+                rc = object_reader_finish(r, NULL, &err);
+            object_reader_close(r);
+        }
+        if (rc == 0)
+            rc = head_decode(payload, h, &err);
+        storage_free(dir);
+        if (rc != 0)
+            fprintf(stderr, "  head %s: %s\n", key, err.msg);
+    }
+    if (spool_queue_done(b->spool, 0, &err) != 0)
+        return -1;
+    return rc != 0 ? -1 : is_head;
+}
+
+/* A head follows the objects it names, at most every
+ * SHIPPER_HEAD_INTERVAL_MS and only when objects were published since the
+ * last one; none before the generation has its snapshot. */
+static void test_head_published_after_objects(void)
+{
+    struct bare b;
+    ASSERT_EQ(bare_open(&b), 0);
+    shipper_use_generation(&b.shipper, HEAD_GEN1);
+    int64_t t = HEAD_T0;
+    shipper_tick(&b.shipper, t);                          /* no snapshot yet: no head */
+    ASSERT_EQ(spool_queue_length(b.spool, 0), 0);
+    ASSERT_EQ(bare_segment(&b, t - 5), 0);               /* segment 0, before the snapshot (a pin's) */
+    shipper_tick(&b.shipper, t);
+    ASSERT_EQ(spool_queue_length(b.spool, 0), 1);
+    ASSERT_EQ(bare_snapshot(&b, t), 0);                   /* snapshot at index 1 */
+    ASSERT_EQ(spool_queue_length(b.spool, 0), 2);
+    shipper_tick(&b.shipper, t + 1);
+    ASSERT_EQ(spool_queue_length(b.spool, 0), 3);
+    ASSERT_EQ(b.shipper.heads_written, 1);
+
+    char key[ARCHIVE_NAME_MAX];
+    struct archive_head h;
+    ASSERT_EQ(take_queued(&b, key, sizeof key, &h), 0);
+    ASSERT_STR_CONTAINS(key, "/segments/");
+    ASSERT_EQ(take_queued(&b, key, sizeof key, &h), 0);
+    ASSERT_STR_CONTAINS(key, "/snapshots/");
+    ASSERT_EQ(take_queued(&b, key, sizeof key, &h), 1);
+    ASSERT_STR_EQ(key, "app/generations/" HEAD_GEN1 "/head");
+    ASSERT_STR_EQ(h.generation, HEAD_GEN1);
+    ASSERT_EQ(h.next_index, 1);
+    ASSERT_EQ(h.last_commit_ms, t - 5);
+    ASSERT_EQ(h.written_ms, t + 1);
+    ASSERT_EQ(h.snapshot_ms, t);
+    ASSERT_STR_EQ(h.successor, "");
+    ASSERT_TRUE(memcmp(h.chain, b.shipper.chain, OBJECT_HASH_BYTES) == 0);
+    uint64_t first_counter = h.counter;
+    ASSERT_TRUE(first_counter >= 2);                      /* after the two objects it names */
+
+    /* heads do not count as the archive's last object */
+    char last[ARCHIVE_NAME_MAX + 32], last_key[ARCHIVE_NAME_MAX];
+    snprintf(last, sizeof last, "%s", spool_last_published(b.spool));
+    spool_key_of(last, last_key, sizeof last_key);
+    ASSERT_STR_CONTAINS(last_key, "/snapshots/");
+
+    /* nothing new: no head, however long */
+    shipper_tick(&b.shipper, t + 60000);
+    ASSERT_EQ(spool_queue_length(b.spool, 0), 0);
+    /* new objects, but within the interval: not yet */
+    ASSERT_EQ(bare_segment(&b, t + 100), 0);
+    ASSERT_EQ(bare_segment(&b, t + 200), 0);
+    shipper_tick(&b.shipper, t + 1 + SHIPPER_HEAD_INTERVAL_MS - 1);
+    ASSERT_EQ(spool_queue_length(b.spool, 0), 2);
+    shipper_tick(&b.shipper, t + 1 + SHIPPER_HEAD_INTERVAL_MS);
+    ASSERT_EQ(spool_queue_length(b.spool, 0), 3);
+    ASSERT_EQ(b.shipper.heads_written, 2);
+    ASSERT_EQ(take_queued(&b, key, sizeof key, &h), 0);
+    ASSERT_EQ(take_queued(&b, key, sizeof key, &h), 0);
+    ASSERT_STR_CONTAINS(key, "/segments/0000000000000002-");
+    ASSERT_EQ(take_queued(&b, key, sizeof key, &h), 1);
+    ASSERT_EQ(h.next_index, 3);
+    ASSERT_EQ(h.last_commit_ms, t + 200);
+    ASSERT_EQ(h.written_ms, t + 1 + SHIPPER_HEAD_INTERVAL_MS);
+    ASSERT_TRUE(h.counter > first_counter);
+    ASSERT_TRUE(memcmp(h.chain, b.shipper.chain, OBJECT_HASH_BYTES) == 0);
+    snprintf(last, sizeof last, "%s", spool_last_published(b.spool));
+    spool_key_of(last, last_key, sizeof last_key);
+    ASSERT_STR_CONTAINS(last_key, "/segments/0000000000000002-");
+
+    /* ... and still after a restart (the position file keeps it) */
+    spool_free(b.spool);
+    int added;
+    size_t removed;
+    struct tm_error err = {0};
+    ASSERT_EQ(spool_open(b.state, queue_names, 1, 1, &b.spool, &added, &removed, &err), 0);
+    ASSERT_STR_EQ(spool_last_published(b.spool), last);
+    bare_close(&b);
+}
+
+/* After a new generation has its snapshot, the last head of the one
+ * before is published, naming it as successor, then the new one's. */
+static void test_predecessor_head_names_its_successor(void)
+{
+    struct bare b;
+    ASSERT_EQ(bare_open(&b), 0);
+    shipper_use_generation(&b.shipper, HEAD_GEN1);
+    int64_t t = HEAD_T0;
+    ASSERT_EQ(bare_snapshot(&b, t), 0);
+    ASSERT_EQ(bare_segment(&b, t + 10), 0);
+    ASSERT_EQ(bare_segment(&b, t + 20), 0);
+    shipper_tick(&b.shipper, t + 30);
+    ASSERT_EQ(b.shipper.heads_written, 1);
+    ASSERT_EQ(bare_segment(&b, t + 40), 0);              /* after its last regular head */
+    uint8_t gen1_chain[OBJECT_HASH_BYTES];
+    memcpy(gen1_chain, b.shipper.chain, sizeof gen1_chain);
+    char key[ARCHIVE_NAME_MAX];
+    struct archive_head h;
+    while (spool_queue_length(b.spool, 0) > 0)
+        ASSERT_TRUE(take_queued(&b, key, sizeof key, &h) >= 0);
+
+    shipper_use_generation(&b.shipper, HEAD_GEN2);
+    shipper_tick(&b.shipper, t + 100000);                 /* GEN2 has no snapshot: nothing yet */
+    ASSERT_EQ(spool_queue_length(b.spool, 0), 0);
+    ASSERT_EQ(bare_snapshot(&b, t + 100001), 0);
+    shipper_tick(&b.shipper, t + 100002);
+    ASSERT_EQ(spool_queue_length(b.spool, 0), 3);
+    ASSERT_EQ(b.shipper.heads_written, 3);
+    ASSERT_EQ(take_queued(&b, key, sizeof key, &h), 0);
+    ASSERT_STR_CONTAINS(key, "app/generations/" HEAD_GEN2 "/snapshots/");
+    ASSERT_EQ(take_queued(&b, key, sizeof key, &h), 1);
+    ASSERT_STR_EQ(key, "app/generations/" HEAD_GEN1 "/head");
+    ASSERT_STR_EQ(h.generation, HEAD_GEN1);
+    ASSERT_STR_EQ(h.successor, HEAD_GEN2);
+    ASSERT_EQ(h.next_index, 3);
+    ASSERT_EQ(h.last_commit_ms, t + 40);
+    ASSERT_EQ(h.snapshot_ms, t);
+    ASSERT_TRUE(memcmp(h.chain, gen1_chain, OBJECT_HASH_BYTES) == 0);
+    uint64_t predecessor_counter = h.counter;
+    ASSERT_EQ(take_queued(&b, key, sizeof key, &h), 1);
+    ASSERT_STR_EQ(key, "app/generations/" HEAD_GEN2 "/head");
+    ASSERT_STR_EQ(h.successor, "");
+    ASSERT_EQ(h.next_index, 0);
+    ASSERT_EQ(h.last_commit_ms, 0);
+    ASSERT_EQ(h.snapshot_ms, t + 100001);
+    ASSERT_TRUE(h.counter > predecessor_counter);
+    /* the predecessor's head is published once */
+    ASSERT_EQ(bare_segment(&b, t + 200000), 0);
+    shipper_tick(&b.shipper, t + 200000);
+    ASSERT_EQ(b.shipper.heads_written, 4);
+    ASSERT_EQ(take_queued(&b, key, sizeof key, &h), 0);
+    ASSERT_EQ(take_queued(&b, key, sizeof key, &h), 1);
+    ASSERT_STR_EQ(key, "app/generations/" HEAD_GEN2 "/head");
+    ASSERT_EQ(spool_queue_length(b.spool, 0), 0);
+    bare_close(&b);
+}
+
+/* A generation that never had its snapshot (no head) gets no head naming
+ * a successor: there is nothing a head could say about it. */
+static void test_no_predecessor_head_before_its_snapshot(void)
+{
+    struct bare b;
+    ASSERT_EQ(bare_open(&b), 0);
+    shipper_use_generation(&b.shipper, HEAD_GEN1);
+    ASSERT_EQ(bare_segment(&b, HEAD_T0), 0);
+    shipper_use_generation(&b.shipper, HEAD_GEN2);
+    ASSERT_EQ(bare_snapshot(&b, HEAD_T0 + 10), 0);
+    shipper_tick(&b.shipper, HEAD_T0 + 20);
+    ASSERT_EQ(b.shipper.heads_written, 1);
+    char key[ARCHIVE_NAME_MAX];
+    struct archive_head h;
+    ASSERT_EQ(take_queued(&b, key, sizeof key, &h), 0);
+    ASSERT_EQ(take_queued(&b, key, sizeof key, &h), 0);
+    ASSERT_EQ(take_queued(&b, key, sizeof key, &h), 1);
+    ASSERT_STR_EQ(h.generation, HEAD_GEN2);
+    ASSERT_EQ(spool_queue_length(b.spool, 0), 0);
+    bare_close(&b);
+}
+
+/* After a restart the shipper continues the spool's generation and
+ * publishes its head at the first tick, naming the spool's end; its
+ * counter keeps growing (the spool's sequence). */
+static void test_head_after_restart(void)
+{
+    struct bare b;
+    ASSERT_EQ(bare_open(&b), 0);
+    shipper_use_generation(&b.shipper, HEAD_GEN1);
+    ASSERT_EQ(bare_snapshot(&b, HEAD_T0), 0);
+    ASSERT_EQ(bare_segment(&b, HEAD_T0 + 10), 0);
+    ASSERT_EQ(bare_segment(&b, HEAD_T0 + 20), 0);
+    shipper_tick(&b.shipper, HEAD_T0 + 30);
+    uint8_t chain[OBJECT_HASH_BYTES];
+    memcpy(chain, b.shipper.chain, sizeof chain);
+    char key[ARCHIVE_NAME_MAX];
+    struct archive_head h;
+    uint64_t counter = 0;
+    while (spool_queue_length(b.spool, 0) > 0) {
+        int rc = take_queued(&b, key, sizeof key, &h);
+        ASSERT_TRUE(rc >= 0);
+        if (rc == 1)
+            counter = h.counter;
+    }
+    ASSERT_TRUE(counter > 0);
+
+    spool_free(b.spool);
+    int added;
+    size_t removed;
+    struct tm_error err = {0};
+    ASSERT_EQ(spool_open(b.state, queue_names, 1, 1, &b.spool, &added, &removed, &err), 0);
+    b.shipper = (struct shipper){.db_name = "app", .key = b.key, .spool = b.spool};
+    struct wal_position pos;
+    uint32_t page_size;
+    int found;
+    ASSERT_EQ(shipper_resume(&b.shipper, &pos, &page_size, &found, &err), 0);
+    ASSERT_STR_EQ(b.shipper.generation, HEAD_GEN1);
+    shipper_tick(&b.shipper, HEAD_T0 + 40);
+    ASSERT_EQ(spool_queue_length(b.spool, 0), 1);
+    ASSERT_EQ(take_queued(&b, key, sizeof key, &h), 1);
+    ASSERT_STR_EQ(key, "app/generations/" HEAD_GEN1 "/head");
+    ASSERT_EQ(h.next_index, 2);
+    ASSERT_TRUE(memcmp(h.chain, chain, OBJECT_HASH_BYTES) == 0);
+    ASSERT_EQ(h.snapshot_ms, HEAD_T0);
+    ASSERT_TRUE(h.counter > counter);
+    bare_close(&b);
+}
+
 int main(int argc, char **argv)
 {
     int status;
@@ -301,6 +623,11 @@ int main(int argc, char **argv)
     static const struct test_case cases[] = {
         {"shipper: segments hold exactly the commits, and chain", test_segments_hold_exactly_the_commits_and_chain},
         {"shipper: a snapshot holds the database as shipped", test_snapshot_holds_the_database_as_shipped},
+        {"shipper: a head follows the objects it names, at most every interval", test_head_published_after_objects},
+        {"shipper: the predecessor's last head names its successor", test_predecessor_head_names_its_successor},
+        {"shipper: after a restart the head names the spool's end", test_head_after_restart},
+        {"shipper: no predecessor head for a generation without snapshot",
+         test_no_predecessor_head_before_its_snapshot},
     };
     return harness_run(cases, sizeof cases / sizeof *cases);
 }

@@ -50,20 +50,25 @@ static void add_finding(struct heads_report *out, enum heads_finding_kind kind, 
     va_end(ap);
 }
 
+/* The index up to which gen's segments reach: [0, end). */
+static uint64_t segments_end(const struct catalog_generation *gen)
+{
+    return gen->segment_count ? gen->segments[gen->segment_count - 1].index + 1 : 0;
+}
+
 /* The index up to which gen's objects reach: segments [0, end) are held
  * or covered by a snapshot (a snapshot at index k holds the state after
- * segment k - 1) or a delta (one over [a, b) holds it after b - 1). */
+ * segment k - 1) that is not rejected; heads_check verifies those past
+ * the segments first, since a planted name must not hide a missing tail.
+ * Deltas do not count: the sidecar publishes a delta after the segments
+ * it covers, and retention deletes it before them, so a delta reaching
+ * past the segments means segments were removed by someone else. */
 static uint64_t held_end(const struct catalog_generation *gen)
 {
-    uint64_t end = 0;
-    if (gen->segment_count)
-        end = gen->segments[gen->segment_count - 1].index + 1;
+    uint64_t end = segments_end(gen);
     for (size_t s = 0; s < gen->snapshot_count; s++)
         if (gen->snapshots[s].trust != CATALOG_REJECTED && gen->snapshots[s].index > end)
             end = gen->snapshots[s].index;
-    for (size_t d = 0; d < gen->delta_count; d++)
-        if (gen->deltas[d].end_index > end)
-            end = gen->deltas[d].end_index;
     return end;
 }
 
@@ -163,10 +168,27 @@ void heads_examine(const struct catalog *cat, const struct heads_seen *seen, str
         check_seen(cat, seen, out);
 }
 
-int heads_check(struct storage *st, const struct crypto_keyring *key, const char *seen_dir, const char *db,
-                struct catalog *cat, struct heads_report *out, struct tm_error *err)
+/* Verifies the snapshots of headed generations that lie past their
+ * segments (the only ones held_end trusts beyond the segments). */
+static int check_snapshots_past_segments(struct storage *st, const struct crypto_keyring *key, int redis,
+                                         struct catalog *cat, struct tm_error *err)
 {
-    if (catalog_check_heads(st, key, cat, err) != 0)
+    for (size_t g = 0; g < cat->generation_count; g++) {
+        struct catalog_generation *gen = &cat->generations[g];
+        if (gen->head_state != CATALOG_HEAD_VERIFIED)
+            continue;
+        for (size_t s = 0; s < gen->snapshot_count; s++)
+            if (gen->snapshots[s].trust == CATALOG_UNCHECKED && gen->snapshots[s].index > segments_end(gen) &&
+                catalog_check_snapshot(st, key, redis, gen->id, &gen->snapshots[s], err) != 0)
+                return -1;
+    }
+    return 0;
+}
+
+int heads_check(struct storage *st, const struct crypto_keyring *key, int redis, const char *seen_dir,
+                const char *db, struct catalog *cat, struct heads_report *out, struct tm_error *err)
+{
+    if (catalog_check_heads(st, key, cat, err) != 0 || check_snapshots_past_segments(st, key, redis, cat, err) != 0)
         return -1;
     char path[4096 + ARCHIVE_NAME_MAX];
     heads_seen_path(seen_dir, storage_describe(st), db, path, sizeof path);
@@ -209,18 +231,22 @@ int heads_seen_load(const char *path, struct heads_seen *out, struct tm_error *e
     if (!fp)
         return errno == ENOENT ? 0 : tm_error_set(err, "cannot open '%s': %s", path, strerror(errno));
     char line[256];
-    int fields = 0;
+    unsigned fields = 0;   /* one bit per field seen */
     while (fgets(line, sizeof line, fp)) {
         line[strcspn(line, "\n")] = '\0';
-        if (sscanf(line, "counter %" SCNu64, &out->counter) == 1 ||
-            sscanf(line, "next-index %" SCNu64, &out->next_index) == 1 ||
-            sscanf(line, "written-ms %" SCNd64, &out->written_ms) == 1)
-            fields++;
-        else if (strncmp(line, "generation ", 11) == 0 && layout_generation_id_ok(line + 11) && ++fields)
+        if (sscanf(line, "counter %" SCNu64, &out->counter) == 1)
+            fields |= 1;
+        else if (sscanf(line, "next-index %" SCNu64, &out->next_index) == 1)
+            fields |= 2;
+        else if (sscanf(line, "written-ms %" SCNd64, &out->written_ms) == 1)
+            fields |= 4;
+        else if (strncmp(line, "generation ", 11) == 0 && layout_generation_id_ok(line + 11)) {
             snprintf(out->generation, sizeof out->generation, "%s", line + 11);
+            fields |= 8;
+        }
     }
     fclose(fp);
-    if (fields != 4) {
+    if (fields != 15) {
         memset(out, 0, sizeof *out);
         return tm_error_setc(err, TM_ERR_CORRUPT, "the record of heads seen '%s' is damaged", path);
     }

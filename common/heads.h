@@ -73,14 +73,16 @@ void heads_examine(const struct catalog *cat, const struct heads_seen *seen, str
 const char *heads_finding_name(enum heads_finding_kind kind);
 
 /* What a command that reads an archive does with heads: reads them
- * (catalog_check_heads), examines cat against the newest head this host
+ * (catalog_check_heads) and the snapshots of those generations that lie
+ * past their segments (catalog_check_snapshot; `redis`: Redis ones),
+ * examines cat against the newest head this host
  * saw for this replica (storage_describe(st)) and database, and records
  * the newest verified head. seen_dir: the configuration's state-dir, or
  * NULL (heads_seen_path). A damaged or unwritable seen record is not an
  * error of the archive: it is named in out->seen_problem. -1 (err set)
  * only when reading the heads failed (network, memory). */
-int heads_check(struct storage *st, const struct crypto_keyring *key, const char *seen_dir, const char *db,
-                struct catalog *cat, struct heads_report *out, struct tm_error *err);
+int heads_check(struct storage *st, const struct crypto_keyring *key, int redis, const char *seen_dir,
+                const char *db, struct catalog *cat, struct heads_report *out, struct tm_error *err);
 
 /* Where the newest head seen for (replica, db) is kept: under state_dir
  * (the configuration's state-dir) when set, else $XDG_STATE_HOME/tidemark

@@ -198,14 +198,14 @@ struct list_run {
 };
 
 /* Reads the heads when a key is at hand; the newest head seen after. */
-static void read_heads(const struct list_run *run, struct storage *st, const char *db, struct catalog *cat,
-                       struct list_heads *out)
+static void read_heads(const struct list_run *run, struct storage *st, const char *db, int redis,
+                       struct catalog *cat, struct list_heads *out)
 {
     memset(out, 0, sizeof *out);
     struct tm_error err;
     char seen_path[4096 + ARCHIVE_NAME_MAX];
     if (run->have_key) {
-        if (heads_check(st, run->key, run->seen_dir, db, cat, &out->report, &err) == 0)
+        if (heads_check(st, run->key, redis, run->seen_dir, db, cat, &out->report, &err) == 0)
             out->read = 1;
         else
             tm_error_print(&err);
@@ -242,7 +242,7 @@ static int list_database(void *ctx, const struct config_db *db, size_t index, st
         rc = 1;
     }
     struct list_heads heads;
-    read_heads(run, st, db->name, &cat, &heads);
+    read_heads(run, st, db->name, db->kind == DB_REDIS, &cat, &heads);
     rc |= heads.read && heads.report.count > 0;
     report_open(rep, db->name, storage_describe(st));
     if (rep->json)

@@ -167,11 +167,11 @@ int restore_check_tail(const struct catalog *cat, const struct heads_report *rep
     return 0;
 }
 
-int restore_check_heads(struct storage *st, const struct crypto_keyring *key, struct catalog *cat,
+int restore_check_heads(struct storage *st, const struct crypto_keyring *key, int redis, struct catalog *cat,
                         const struct restore_options *opts, struct restore_outcome *out, struct tm_error *err)
 {
     struct heads_report report;
-    if (heads_check(st, key, opts->seen_dir, opts->db_name, cat, &report, err) != 0)
+    if (heads_check(st, key, redis, opts->seen_dir, opts->db_name, cat, &report, err) != 0)
         return -1;
     if (report.seen_problem[0])
         log_event(LOG_WARN, opts->db_name, NULL, "the record of the newest head seen: %s", report.seen_problem);

@@ -417,7 +417,7 @@ int redis_restore(const struct config_db *db, const struct crypto_keyring *key, 
         rc = catalog_load(rr.st, db->name, &cat, err);
     struct restore_outcome tail = {0};
     if (rc == 0)
-        rc = restore_check_heads(rr.st, key, &cat, opts, &tail, err);
+        rc = restore_check_heads(rr.st, key, 1, &cat, opts, &tail, err);
     if (rc == 0)
         rc = restore_plan(&cat, opts, &gen, &snap, err);
     char lease[512] = "";

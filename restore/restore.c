@@ -573,7 +573,7 @@ static int restore_into(struct restore_state *rs, const struct restore_options *
     const struct catalog_snapshot *snap = NULL;
     if (catalog_load(rs->st, opts->db_name, &cat, err) != 0)
         return -1;
-    int rc = restore_check_heads(rs->st, rs->key, &cat, opts, &rs->plan, err);
+    int rc = restore_check_heads(rs->st, rs->key, 0, &cat, opts, &rs->plan, err);
     if (rc == 0)
         rc = restore_plan(&cat, opts, &gen, &snap, err);
     if (rc == 0 && lease_take(rs->st, opts->db_name, gen->id, clock_now_ms(), rs->lease, sizeof rs->lease, err) != 0) {

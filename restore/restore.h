@@ -95,7 +95,7 @@ int restore_check_tail(const struct catalog *cat, const struct heads_report *rep
                        const struct restore_options *opts, struct restore_outcome *out, struct tm_error *err);
 /* heads_check then restore_check_tail (a seen record that cannot be
  * read or written is logged as a warning). */
-int restore_check_heads(struct storage *st, const struct crypto_keyring *key, struct catalog *cat,
+int restore_check_heads(struct storage *st, const struct crypto_keyring *key, int redis, struct catalog *cat,
                         const struct restore_options *opts, struct restore_outcome *out, struct tm_error *err);
 
 /* What the catalog says about the plan, for the report (the

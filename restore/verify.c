@@ -452,7 +452,7 @@ static void verify_heads(struct storage *st, const struct crypto_keyring *key, c
 {
     struct heads_report heads;
     struct tm_error err;
-    if (heads_check(st, key, seen_dir, db->name, cat, &heads, &err) != 0)
+    if (heads_check(st, key, db->kind == DB_REDIS, seen_dir, db->name, cat, &heads, &err) != 0)
         return problem(rep, db->name, "cannot read the heads: %s", err.msg);
     for (size_t i = 0; i < heads.count; i++)
         problem(rep, heads.findings[i].generation, "%s: %s", heads_finding_name(heads.findings[i].kind),

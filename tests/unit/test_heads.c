@@ -49,7 +49,7 @@ static struct crypto_keyring *key_from(uint8_t fill)
 static struct archive_head sample_head(const char *gen, uint64_t next_index, uint64_t counter, int64_t written_ms)
 {
     struct archive_head h = {.next_index = next_index, .last_commit_ms = T0 + 17, .counter = counter,
-                             .written_ms = written_ms, .snapshot_ms = T0 - 5000, .snapshot_index = next_index / 2};
+                             .written_ms = written_ms, .snapshot_ms = T0 - 5000};
     snprintf(h.generation, sizeof h.generation, "%s", gen);
     for (size_t i = 0; i < sizeof h.chain; i++)
         h.chain[i] = (uint8_t)(0xa0 + i);
@@ -118,7 +118,7 @@ static void test_head_round_trip_every_field(void)
     ASSERT_EQ(archive_get_be64(bytes + 88), h.counter);
     ASSERT_EQ(archive_get_be64(bytes + 96), T0 + 999);
     ASSERT_EQ(archive_get_be64(bytes + 104), T0 - 5000);
-    ASSERT_EQ(archive_get_be64(bytes + 112), h.snapshot_index);
+    ASSERT_EQ(archive_get_be64(bytes + 112), 0);
     ASSERT_TRUE(memcmp(bytes + 120, GEN2, strlen(GEN2)) == 0);
     for (size_t i = 152; i < ARCHIVE_HEAD_BYTES; i++)
         ASSERT_EQ(bytes[i], 0);
@@ -133,7 +133,6 @@ static void test_head_round_trip_every_field(void)
     ASSERT_EQ(back.counter, h.counter);
     ASSERT_EQ(back.written_ms, h.written_ms);
     ASSERT_EQ(back.snapshot_ms, h.snapshot_ms);
-    ASSERT_EQ(back.snapshot_index, h.snapshot_index);
     ASSERT_STR_EQ(back.successor, GEN2);
 
     /* the current generation's head: no successor */
@@ -143,7 +142,7 @@ static void test_head_round_trip_every_field(void)
     ASSERT_STR_EQ(back.successor, "");
 }
 
-static void test_head_decode_refuses_bad_magic_and_snapshot_after_end(void)
+static void test_head_decode_refuses_bad_magic_and_malformed_ids(void)
 {
     struct archive_head h = sample_head(GEN1, 10, 3, T0);
     uint8_t bytes[ARCHIVE_HEAD_BYTES];
@@ -160,15 +159,19 @@ static void test_head_decode_refuses_bad_magic_and_snapshot_after_end(void)
     segment_header_encode(&seg, seg_bytes);
     ASSERT_EQ(head_decode(seg_bytes, &back, &err), -1);
     ASSERT_EQ(err.code, TM_ERR_CORRUPT);
-    /* a snapshot after the head's end is refused */
-    h.snapshot_index = 11;
+    /* generation ids that layout.c never writes are refused */
+    snprintf(h.successor, sizeof h.successor, "%s", "../../x");
     head_encode(&h, bytes);
     ASSERT_EQ(head_decode(bytes, &back, &err), -1);
     ASSERT_EQ(err.code, TM_ERR_CORRUPT);
-    ASSERT_STR_CONTAINS(err.msg, "index 11 of 10");
-    h.snapshot_index = 10;                            /* at the end: fine */
+    ASSERT_STR_CONTAINS(err.msg, "malformed generation id");
+    snprintf(h.successor, sizeof h.successor, "%s", GEN2);   /* well formed: fine */
     head_encode(&h, bytes);
     ASSERT_EQ(head_decode(bytes, &back, &err), 0);
+    snprintf(h.generation, sizeof h.generation, "%s", "not-a-generation");
+    head_encode(&h, bytes);
+    ASSERT_EQ(head_decode(bytes, &back, &err), -1);
+    ASSERT_EQ(err.code, TM_ERR_CORRUPT);
 }
 
 /* ----------------------------------------------------------- head_read */
@@ -455,13 +458,18 @@ static void test_catalog_check_heads(void)
     ASSERT_TRUE(report.newest == &cat.generations[0]);
     catalog_release(&cat);
 
-    /* garbage at a head's key; and the wrong key */
+    /* garbage at a head's key */
     ASSERT_EQ(put_raw(st, h2, (const uint8_t *)"not a head", 10), 0);
     ASSERT_EQ(catalog_load(st, "app", &cat, &err), 0);
-    ASSERT_EQ(catalog_check_heads(st, other, &cat, &err), 0);
-    ASSERT_EQ(cat.generations[0].head_state, CATALOG_HEAD_REJECTED);
-    ASSERT_STR_CONTAINS(cat.generations[0].head_why, "wrong key");
+    ASSERT_EQ(catalog_check_heads(st, key, &cat, &err), 0);
+    ASSERT_EQ(cat.generations[0].head_state, CATALOG_HEAD_VERIFIED);
     ASSERT_EQ(cat.generations[1].head_state, CATALOG_HEAD_REJECTED);
+    catalog_release(&cat);
+    /* the wrong key: the key's error, as for any object (not a finding) */
+    ASSERT_EQ(catalog_load(st, "app", &cat, &err), 0);
+    ASSERT_EQ(catalog_check_heads(st, other, &cat, &err), -1);
+    ASSERT_EQ(err.code, TM_ERR_WRONG_KEY);
+    ASSERT_STR_CONTAINS(err.msg, "wrong key");
     catalog_release(&cat);
     crypto_keyring_free(key);
     crypto_keyring_free(other);
@@ -565,7 +573,6 @@ static struct archive_head *fake_head(struct fake_archive *f, size_t g, uint64_t
     *gen->head = sample_head(gen->id, next_index, counter, written_ms);
     gen->head->last_commit_ms = next_index ? T0 + (int64_t)next_index - 1 : 0;
     gen->head->snapshot_ms = 0;
-    gen->head->snapshot_index = 0;
     snprintf(gen->head->successor, sizeof gen->head->successor, "%s", successor ? successor : "");
     gen->head_state = CATALOG_HEAD_VERIFIED;
     layout_head_key("app", gen->id, gen->head_key, sizeof gen->head_key);
@@ -636,7 +643,7 @@ static void test_examine_missing_tail(void)
     fake_head(&f, 0, 5, 10, T0 + 100, NULL);
     heads_examine(&f.cat, NULL, &report);
     ASSERT_EQ(report.count, 1);
-    ASSERT_STR_CONTAINS(report.findings[0].text, "the replica holds 4: segments 4 to 4 are missing");
+    ASSERT_STR_CONTAINS(report.findings[0].text, "the replica holds 4: segment 4 is missing");
     fake_release(&f);
 }
 
@@ -659,7 +666,7 @@ static void test_examine_snapshot_covers_segments_before_it(void)
     fake_head(&f, 0, 8, 10, T0 + 100, NULL);
     heads_examine(&f.cat, NULL, &report);
     ASSERT_EQ(report.count, 1);
-    ASSERT_STR_CONTAINS(report.findings[0].text, "the replica holds 7: segments 7 to 7 are missing");
+    ASSERT_STR_CONTAINS(report.findings[0].text, "the replica holds 7: segment 7 is missing");
     /* a snapshot at 4 with segments 0..1 is enough for a head at 4 */
     fake_generation(&f, 0, GEN1, first5, 2);
     fake_snapshot(&f, 0, 4, CATALOG_ENVELOPE_ONLY);
@@ -988,7 +995,7 @@ int main(void)
     static const struct test_case cases[] = {
         {"head: payload round trip of every field at its documented offset", test_head_round_trip_every_field},
         {"head: bad magic and a snapshot after the end are corrupt",
-         test_head_decode_refuses_bad_magic_and_snapshot_after_end},
+         test_head_decode_refuses_bad_magic_and_malformed_ids},
         {"head: read back from its own key (key and none); another kind refused", test_head_read_of_its_own_key},
         {"head: a copy at another generation's or database's key is refused",
          test_head_read_refuses_a_copy_elsewhere},

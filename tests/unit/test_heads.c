@@ -898,6 +898,7 @@ static void test_seen_load_missing_and_damaged(void)
         "generation " GEN1 "\ncounter 7\nnext-index 3\n",                          /* a field missing */
         "generation evil\ncounter 7\nnext-index 3\nwritten-ms 1795324542100\n",    /* not a generation id */
         "generation " GEN1 "\ncounter x\nnext-index 3\nwritten-ms 1795324542100\n",
+        "counter 1\ncounter 2\ncounter 3\ncounter 4\n",                               /* one field, four times */
     };
     for (size_t i = 0; i < sizeof damaged / sizeof *damaged; i++) {
         write_text(path, damaged[i]);

@@ -170,6 +170,7 @@ static void print_redis_outcome(const struct restore_options *opts, const struct
            out->generation, out->bytes);
     printf("  commands:     %" PRIu64 " applied after the snapshot, from %" PRIu64 " segment(s)\n",
            out->transactions, out->segments);
+    print_skipped(out);
     print_tail(out);
     printf("  check:        %s\n", out->loaded ? "loaded by redis-server" : "not loaded (redis-server not installed)");
 }

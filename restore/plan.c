@@ -177,3 +177,19 @@ int restore_check_heads(struct storage *st, const struct crypto_keyring *key, in
         log_event(LOG_WARN, opts->db_name, NULL, "the record of the newest head seen: %s", report.seen_problem);
     return restore_check_tail(cat, &report, opts, out, err);
 }
+
+int restore_snapshot_skippable(const struct tm_error *err)
+{
+    enum tm_error_code code = tm_error_code(err);
+    return code == TM_ERR_CORRUPT || code == TM_ERR_NOT_FOUND;
+}
+
+void restore_reject_snapshot(struct catalog *cat, const struct catalog_snapshot *snap, const char *why)
+{
+    for (size_t g = 0; g < cat->generation_count; g++)
+        for (size_t s = 0; s < cat->generations[g].snapshot_count; s++)
+            if (&cat->generations[g].snapshots[s] == snap) {
+                cat->generations[g].snapshots[s].trust = CATALOG_REJECTED;
+                snprintf(cat->generations[g].snapshots[s].why, sizeof snap->why, "%s", why);
+            }
+}

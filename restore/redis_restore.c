@@ -67,6 +67,8 @@ struct redis_restore {
     uint64_t units_applied, segments_read, rdb_bytes;
     int stopped;                      /* a unit after the target was seen */
     int checked_by_loading;
+    unsigned skipped_count;           /* newer snapshots skipped: missing, damaged or not valid */
+    char skipped[RESTORE_SKIPPED_BYTES];
 };
 
 static int write_all(int fd, const uint8_t *data, size_t len)
@@ -89,7 +91,7 @@ static int snapshot_header(void *ctx, const struct redis_snapshot_header *h, str
 {
     struct redis_restore *rr = ctx;
     if (strcmp(h->generation, rr->generation) != 0 || h->index != 0 || h->time_ms != rr->snapshot_ms)
-        return tm_error_set(err, "its header does not match its name (generation, index or time)");
+        return tm_error_setc(err, TM_ERR_CORRUPT, "its header does not match its name (generation, index or time)");
     memcpy(rr->chain, h->chain_hash, sizeof rr->chain);
     rr->offset = h->offset;
     return 0;
@@ -164,6 +166,49 @@ static int write_base(struct redis_restore *rr, const struct catalog_snapshot *s
     close(rr->fd);
     rr->fd = -1;
     return rc;
+}
+
+/* Writes *snap as the base; while it fails for a reason of its own,
+ * notes why in rr->skipped, removes the base file and plans again without
+ * it (the next older snapshot at or before the target, in an older
+ * generation: *gen and *snap updated, the lease moved). With none left,
+ * fails with the first snapshot's error. */
+static int write_base_or_older(struct redis_restore *rr, struct catalog *cat, const struct catalog_generation **gen,
+                               const struct catalog_snapshot **snap, const char *dir, char *lease, size_t lease_len,
+                               struct tm_error *err)
+{
+    struct tm_error first = {0}, attempt;
+    for (;;) {
+        struct tm_error *this_err = rr->skipped_count ? &attempt : err;
+        snprintf(rr->generation, sizeof rr->generation, "%s", (*gen)->id);
+        rr->rdb_bytes = 0;
+        if (write_base(rr, *snap, dir, this_err) == 0)
+            return 0;
+        if (!restore_snapshot_skippable(this_err)) {
+            if (this_err != err)
+                *err = *this_err;
+            return -1;
+        }
+        if (!rr->skipped_count)
+            first = *err;
+        size_t used = strlen(rr->skipped);
+        snprintf(rr->skipped + used, sizeof rr->skipped - used, "%s%s", used ? "\n" : "", this_err->msg);
+        rr->skipped_count++;
+        restore_reject_snapshot(cat, *snap, this_err->msg);
+        char base[PATH_MAX + 64];
+        snprintf(base, sizeof base, "%s/%s", dir, BASE_NAME);
+        unlink(base);
+        struct tm_error plan_err;
+        if (restore_plan(cat, rr->opts, gen, snap, &plan_err) != 0) {
+            *err = first;
+            return tm_error_hint(err, "no older snapshot at or before the target to fall back to (%u tried)",
+                                 rr->skipped_count);
+        }
+        if (lease[0])   /* the lease names the generation read: now the older one */
+            lease_release(rr->st, lease);
+        if (lease_take(rr->st, rr->opts->db_name, (*gen)->id, clock_now_ms(), lease, lease_len, &plan_err) != 0)
+            lease[0] = '\0';
+    }
 }
 
 static int write_incr(struct redis_restore *rr, const struct catalog_generation *gen, const char *dir,
@@ -398,8 +443,9 @@ static void fill_outcome(const struct redis_restore *rr, struct restore_outcome 
     *out = (struct restore_outcome){
         .point_ms = rr->last_unit_ms ? rr->last_unit_ms : rr->snapshot_ms, .snapshot_ms = rr->snapshot_ms,
         .after_snapshot = rr->last_unit_ms != 0, .transactions = rr->units_applied, .segments = rr->segments_read,
-        .bytes = rr->rdb_bytes, .loaded = rr->checked_by_loading};
+        .bytes = rr->rdb_bytes, .loaded = rr->checked_by_loading, .skipped_count = rr->skipped_count};
     snprintf(out->generation, sizeof out->generation, "%s", rr->generation);
+    snprintf(out->skipped, sizeof out->skipped, "%s", rr->skipped);
 }
 
 int redis_restore(const struct config_db *db, const struct crypto_keyring *key, const struct restore_options *opts,
@@ -438,7 +484,7 @@ int redis_restore(const struct config_db *db, const struct crypto_keyring *key, 
             rc = tm_error_set(err, "cannot create '%s': %s", aof_dir, strerror(errno));
     }
     if (rc == 0)
-        rc = write_base(&rr, snap, aof_dir, err);
+        rc = write_base_or_older(&rr, &cat, &gen, &snap, aof_dir, lease, sizeof lease, err);
     if (rc == 0)
         rc = write_incr(&rr, gen, aof_dir, err);
     if (rc == 0)

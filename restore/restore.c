@@ -342,21 +342,6 @@ static int apply_delta(struct restore_state *rs, const struct catalog_delta *del
 
 /* A snapshot failed to apply for a reason of its own (missing, damaged,
  * not a snapshot of this place) rather than of the restore (disk, key). */
-static int snapshot_skippable(const struct tm_error *err)
-{
-    enum tm_error_code code = tm_error_code(err);
-    return code == TM_ERR_CORRUPT || code == TM_ERR_NOT_FOUND;
-}
-
-static void reject_snapshot(struct catalog *cat, const struct catalog_snapshot *snap, const char *why)
-{
-    for (size_t g = 0; g < cat->generation_count; g++)
-        for (size_t s = 0; s < cat->generations[g].snapshot_count; s++)
-            if (&cat->generations[g].snapshots[s] == snap) {
-                cat->generations[g].snapshots[s].trust = CATALOG_REJECTED;
-                snprintf(cat->generations[g].snapshots[s].why, sizeof snap->why, "%s", why);
-            }
-}
 
 /* Moves our lease (and the generation checked against) to generation `id`. */
 static void switch_generation(struct restore_state *rs, const struct restore_options *opts, const char *id)
@@ -387,7 +372,7 @@ static int apply_snapshot_or_older(struct restore_state *rs, struct catalog *cat
         struct tm_error *this_err = rs->skipped_count ? &attempt : err;   /* err: the first error */
         if (apply_snapshot(rs, *snap, this_err) == 0)
             return 0;
-        if (!snapshot_skippable(this_err)) {
+        if (!restore_snapshot_skippable(this_err)) {
             if (this_err != err)
                 *err = *this_err;
             return -1;
@@ -397,7 +382,7 @@ static int apply_snapshot_or_older(struct restore_state *rs, struct catalog *cat
         size_t used = strlen(rs->skipped);
         snprintf(rs->skipped + used, sizeof rs->skipped - used, "%s%s", used ? "\n" : "", this_err->msg);
         rs->skipped_count++;
-        reject_snapshot(cat, *snap, this_err->msg);
+        restore_reject_snapshot(cat, *snap, this_err->msg);
         page_writer_free(rs->pages);
         rs->pages = NULL;
         if (ftruncate(rs->fd, 0) != 0)

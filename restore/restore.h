@@ -98,6 +98,13 @@ int restore_check_tail(const struct catalog *cat, const struct heads_report *rep
 int restore_check_heads(struct storage *st, const struct crypto_keyring *key, int redis, struct catalog *cat,
                         const struct restore_options *opts, struct restore_outcome *out, struct tm_error *err);
 
+/* Whether a snapshot failed for a reason of its own (missing, damaged,
+ * not valid here): the restore then falls back to the next older one. */
+int restore_snapshot_skippable(const struct tm_error *err);
+/* Marks `snap` (of cat) CATALOG_REJECTED with why, so that restore_plan
+ * leaves it out. */
+void restore_reject_snapshot(struct catalog *cat, const struct catalog_snapshot *snap, const char *why);
+
 /* What the catalog says about the plan, for the report (the
  * generation_count, generation_newest_ms, id_order_differs, next_ms and
  * next_generation fields of *out): how many generations, the chosen

@@ -28,7 +28,7 @@ def digest(port):
 
 class Env:
     """A redis-server, a SQLite database, and one sidecar capturing both."""
-    def __init__(self, name, server_options=(), top="", redis_replica=None):
+    def __init__(self, name, server_options=(), top="", redis_replica=None, redis_extra=""):
         self.dir = tempfile.mkdtemp(prefix="tidemark-tamper-redis-%s-" % name)
         self.server = RedisServer(os.path.join(self.dir, "server"), "--enable-debug-command", "local",
                                   *server_options)
@@ -41,9 +41,10 @@ class Env:
         with open(self.config, "w") as f:
             f.write("encryption:\n  key-file: %s\nstate-dir: %s/state\n%s"
                     "dbs:\n  - path: %s\n    sync-interval: 200ms\n    replicas:\n      - type: file\n        path: %s\n"
-                    "redis:\n  - name: cache\n    addr: 127.0.0.1:%d\n    sync-interval: 200ms\n"
+                    "redis:\n  - name: cache\n    addr: 127.0.0.1:%d\n    sync-interval: 200ms\n%s"
                     "    replicas:\n      - type: file\n        path: %s\n"
-                    % (self.key, self.dir, top, self.db, self.backup, self.server.port, self.redis_backup))
+                    % (self.key, self.dir, top, self.db, self.backup, self.server.port, redis_extra,
+                       self.redis_backup))
         self.sidecar = None
         self.sidecar_log = os.path.join(self.dir, "sidecar.log")
 
@@ -79,6 +80,7 @@ class Env:
             args += ["--timestamp", iso(target_ms)]
         proc = subprocess.run(args, capture_output=True, text=True)
         check(proc.returncode == 0, "restore failed: %s %s" % (proc.stdout, proc.stderr))
+        self.last_restore_output = proc.stdout
         port = free_port()
         log = open(os.path.join(self.dir, "restored-redis.log"), "ab")
         server = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", output,
@@ -360,12 +362,57 @@ def test_spool_limit_holds_redis_back_while_the_replica_is_unreachable():
         shutil.rmtree(holder, ignore_errors=True)
 
 
+def test_a_damaged_newest_rdb_falls_back_to_the_older_generation():
+    """Two generations (a scheduled snapshot is a new full resync); the
+    newest RDB damaged in the bucket: restore of the latest point falls
+    back to the older generation, replays its stream to its end, says
+    which snapshot it skipped and why, and the result is exactly the
+    dataset as it was when the newer generation began (before: the
+    restore failed on the damaged RDB)."""
+    env = Env("fallback", redis_extra="    snapshot-interval: 4s\n")
+    try:
+        env.start()
+        env.wait_capture()
+        client = redis.Redis(port=env.server.port)
+        for i in range(200):
+            client.set("before-%d" % i, "v%d" % i)
+        wait_until(env.caught_up, 30, "the capture to acknowledge the first writes")
+        at_switch = digest(env.server.port)
+        wait_until(lambda: env.log_text().count("RDB of") >= 2, 30,
+                   "the scheduled snapshot (a second generation):\n" + env.log_text()[-1500:])
+        for i in range(50):
+            client.set("after-%d" % i, "w%d" % i)
+        wait_until(env.caught_up, 30, "the capture to acknowledge the later writes")
+        time.sleep(0.6)
+        env.stop()
+        root = os.path.join(env.redis_backup, "cache", "generations")
+        generations = sorted(os.listdir(root))
+        check(len(generations) >= 2, "one generation only: %r" % generations)
+        newest = generations[-1]
+        snap_dir = os.path.join(root, newest, "snapshots")
+        snap = os.path.join(snap_dir, sorted(os.listdir(snap_dir))[0])
+        with open(snap, "r+b") as f:
+            f.seek(os.path.getsize(snap) // 2)
+            byte = f.read(1)
+            f.seek(-1, 1)
+            f.write(bytes([byte[0] ^ 0x5A]))
+        got, size = env.restore_redis()
+        out = env.last_restore_output
+        check("skipped:" in out and os.path.basename(snap) in out,
+              "the fallback is not said (object and why): " + out)
+        check(got == at_switch and size == 200,
+              "fell back to %d keys, digest %s; the older generation ended at %s (200 keys)" % (size, got, at_switch))
+    finally:
+        env.cleanup()
+
+
 # The 1.1 GB case runs only when asked for (TAMPER_REDIS_HUGE=1: several
 # GB of memory, too much for the default suite); tests/unit/test_redis_units.c
 # covers the refusal of a unit over the limit in every run.
 TESTS = [
     test_a_large_multi_block_is_captured_in_linear_time_and_restored_exactly,
     test_spool_limit_holds_redis_back_while_the_replica_is_unreachable,
+    test_a_damaged_newest_rdb_falls_back_to_the_older_generation,
 ] + ([test_a_unit_over_1gib_is_refused_and_a_new_generation_starts]
      if os.environ.get("TAMPER_REDIS_HUGE") == "1" else [])
 

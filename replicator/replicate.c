@@ -180,6 +180,7 @@ static void stop_database(struct replicator *rep, struct db_context *ctx)
     stop_watchers(rep->loop, ctx);
     if (ctx->redis) {
         redis_capture_stop(ctx->redis);
+        shipper_head_now(&ctx->shipper, clock_now_ms());
         return database_kick_uploaders(ctx);
     }
     if (ctx->waiting) {   /* nothing to ship */
@@ -202,6 +203,7 @@ static void stop_database(struct replicator *rep, struct db_context *ctx)
         database_report(ctx, "could not ship everything before stopping", &err);
         rep->exit_code = 1;
     }
+    shipper_head_now(&ctx->shipper, clock_now_ms());
     database_kick_uploaders(ctx);
 }
 
@@ -272,6 +274,7 @@ static int run_snapshot_once(struct replicator *rep, struct tm_error *err)
     char key[ARCHIVE_NAME_MAX];
     spool_key_of(spool_last_published(ctx->spool), key, sizeof key);
     log_event(LOG_INFO, ctx->cfg->name, NULL, "snapshot %s taken; waiting for the replicas", key);
+    shipper_head_now(&ctx->shipper, clock_now_ms());
     start_drain(rep, clock_now_ms() + rep->opts->timeout_ms);
     return 0;
 }

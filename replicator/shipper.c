@@ -348,7 +348,21 @@ static int publish_head(struct shipper *sh, const struct shipper_end *end, const
     return 0;
 }
 
+static void write_heads(struct shipper *sh, int64_t now_ms, int now);
+
 void shipper_tick(struct shipper *sh, int64_t now_ms)
+{
+    write_heads(sh, now_ms, 0);
+}
+
+void shipper_head_now(struct shipper *sh, int64_t now_ms)
+{
+    write_heads(sh, now_ms, 1);
+}
+
+/* The heads due: the predecessor's, then the current generation's (at
+ * once with `now`, else once the interval passed). */
+static void write_heads(struct shipper *sh, int64_t now_ms, int now)
 {
     struct tm_error err;
     if (!sh->has_generation || !sh->head_ready)
@@ -361,7 +375,7 @@ void shipper_tick(struct shipper *sh, int64_t now_ms)
         }
         sh->has_predecessor = 0;
     }
-    if (!sh->head_due || now_ms - sh->head_written_ms < SHIPPER_HEAD_INTERVAL_MS)
+    if (!sh->head_due || (!now && now_ms - sh->head_written_ms < SHIPPER_HEAD_INTERVAL_MS))
         return;
     struct shipper_end end;
     current_end(sh, &end);

@@ -178,13 +178,16 @@ int restore_check_heads(struct storage *st, const struct crypto_keyring *key, in
     return restore_check_tail(cat, &report, opts, out, err);
 }
 
-int restore_snapshot_skippable(const struct tm_error *err)
+/* Whether a snapshot failed for a reason of its own (missing, damaged,
+ * not valid here), rather than the restore's (disk, network, memory). */
+static int snapshot_skippable(const struct tm_error *err)
 {
     enum tm_error_code code = tm_error_code(err);
     return code == TM_ERR_CORRUPT || code == TM_ERR_NOT_FOUND;
 }
 
-void restore_reject_snapshot(struct catalog *cat, const struct catalog_snapshot *snap, const char *why)
+/* Marks `snap` (of cat) CATALOG_REJECTED with why: restore_plan leaves it out. */
+static void reject_snapshot(struct catalog *cat, const struct catalog_snapshot *snap, const char *why)
 {
     for (size_t g = 0; g < cat->generation_count; g++)
         for (size_t s = 0; s < cat->generations[g].snapshot_count; s++)
@@ -192,4 +195,29 @@ void restore_reject_snapshot(struct catalog *cat, const struct catalog_snapshot 
                 cat->generations[g].snapshots[s].trust = CATALOG_REJECTED;
                 snprintf(cat->generations[g].snapshots[s].why, sizeof snap->why, "%s", why);
             }
+}
+
+int restore_fall_back(struct catalog *cat, const struct restore_options *opts, struct restore_skips *skips,
+                      const struct tm_error *failure, const struct catalog_generation **gen,
+                      const struct catalog_snapshot **snap, struct tm_error *err)
+{
+    if (!snapshot_skippable(failure)) {
+        *err = *failure;
+        return 0;
+    }
+    if (!skips->count)
+        skips->first = *failure;
+    size_t used = strlen(skips->text);
+    snprintf(skips->text + used, sizeof skips->text - used, "%s%s", used ? "\n" : "", failure->msg);
+    skips->count++;
+    reject_snapshot(cat, *snap, failure->msg);
+    struct tm_error plan_err;
+    if (restore_plan(cat, opts, gen, snap, &plan_err) == 0)
+        return 1;
+    *err = skips->first;
+    if (skips->count > 1)
+        tm_error_hint(err, "no older snapshot at or before the target restores either (%u tried)", skips->count);
+    else
+        tm_error_hint(err, "no older snapshot at or before the target to fall back to");
+    return 0;
 }

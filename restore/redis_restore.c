@@ -67,8 +67,7 @@ struct redis_restore {
     uint64_t units_applied, segments_read, rdb_bytes;
     int stopped;                      /* a unit after the target was seen */
     int checked_by_loading;
-    unsigned skipped_count;           /* newer snapshots skipped: missing, damaged or not valid */
-    char skipped[RESTORE_SKIPPED_BYTES];
+    struct restore_skips skips;       /* newer snapshots skipped: missing, damaged or not valid */
 };
 
 static int write_all(int fd, const uint8_t *data, size_t len)
@@ -169,7 +168,7 @@ static int write_base(struct redis_restore *rr, const struct catalog_snapshot *s
 }
 
 /* Writes *snap as the base; while it fails for a reason of its own,
- * notes why in rr->skipped, removes the base file and plans again without
+ * notes why in rr->skips, removes the base file and plans again without
  * it (the next older snapshot at or before the target, in an older
  * generation: *gen and *snap updated, the lease moved). With none left,
  * fails with the first snapshot's error. */
@@ -177,36 +176,20 @@ static int write_base_or_older(struct redis_restore *rr, struct catalog *cat, co
                                const struct catalog_snapshot **snap, const char *dir, char *lease, size_t lease_len,
                                struct tm_error *err)
 {
-    struct tm_error first = {0}, attempt;
     for (;;) {
-        struct tm_error *this_err = rr->skipped_count ? &attempt : err;
+        struct tm_error failure;
         snprintf(rr->generation, sizeof rr->generation, "%s", (*gen)->id);
         rr->rdb_bytes = 0;
-        if (write_base(rr, *snap, dir, this_err) == 0)
+        if (write_base(rr, *snap, dir, &failure) == 0)
             return 0;
-        if (!restore_snapshot_skippable(this_err)) {
-            if (this_err != err)
-                *err = *this_err;
+        if (!restore_fall_back(cat, rr->opts, &rr->skips, &failure, gen, snap, err))
             return -1;
-        }
-        if (!rr->skipped_count)
-            first = *err;
-        size_t used = strlen(rr->skipped);
-        snprintf(rr->skipped + used, sizeof rr->skipped - used, "%s%s", used ? "\n" : "", this_err->msg);
-        rr->skipped_count++;
-        restore_reject_snapshot(cat, *snap, this_err->msg);
         char base[PATH_MAX + 64];
         snprintf(base, sizeof base, "%s/%s", dir, BASE_NAME);
         unlink(base);
-        struct tm_error plan_err;
-        if (restore_plan(cat, rr->opts, gen, snap, &plan_err) != 0) {
-            *err = first;
-            return tm_error_hint(err, "no older snapshot at or before the target to fall back to (%u tried)",
-                                 rr->skipped_count);
-        }
         if (lease[0])   /* the lease names the generation read: now the older one */
             lease_release(rr->st, lease);
-        if (lease_take(rr->st, rr->opts->db_name, (*gen)->id, clock_now_ms(), lease, lease_len, &plan_err) != 0)
+        if (lease_take(rr->st, rr->opts->db_name, (*gen)->id, clock_now_ms(), lease, lease_len, &failure) != 0)
             lease[0] = '\0';
     }
 }
@@ -443,9 +426,9 @@ static void fill_outcome(const struct redis_restore *rr, struct restore_outcome 
     *out = (struct restore_outcome){
         .point_ms = rr->last_unit_ms ? rr->last_unit_ms : rr->snapshot_ms, .snapshot_ms = rr->snapshot_ms,
         .after_snapshot = rr->last_unit_ms != 0, .transactions = rr->units_applied, .segments = rr->segments_read,
-        .bytes = rr->rdb_bytes, .loaded = rr->checked_by_loading, .skipped_count = rr->skipped_count};
+        .bytes = rr->rdb_bytes, .loaded = rr->checked_by_loading, .skipped_count = rr->skips.count};
     snprintf(out->generation, sizeof out->generation, "%s", rr->generation);
-    snprintf(out->skipped, sizeof out->skipped, "%s", rr->skipped);
+    snprintf(out->skipped, sizeof out->skipped, "%s", rr->skips.text);
 }
 
 int redis_restore(const struct config_db *db, const struct crypto_keyring *key, const struct restore_options *opts,

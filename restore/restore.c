@@ -71,8 +71,7 @@ struct restore_state {
     uint64_t segments_read;
     uint64_t deltas_read;
     int stopped;                        /* reached a transaction after the target */
-    unsigned skipped_count;             /* newer snapshots skipped: damaged or not valid */
-    char skipped[RESTORE_SKIPPED_BYTES];/* why, one line each */
+    struct restore_skips skips;         /* newer snapshots skipped: missing, damaged or not valid */
     int64_t next_ms;                    /* when stopped: the first commit time after the target */
     struct restore_outcome plan;        /* what the catalog says about the choice (plan.c) */
     /* Prefetch from a network replica: the next segments are downloaded
@@ -360,43 +359,23 @@ static void switch_generation(struct restore_state *rs, const struct restore_opt
 }
 
 /* Applies *snap; while it fails for a reason of its own, notes why in
- * rs->skipped, empties the file and plans again without it (the next
+ * rs->skips, empties the file and plans again without it (the next
  * older snapshot at or before the target, *gen and *snap updated). When
  * no older snapshot is left, fails with the first snapshot's error. */
 static int apply_snapshot_or_older(struct restore_state *rs, struct catalog *cat, const struct restore_options *opts,
                                    const struct catalog_generation **gen, const struct catalog_snapshot **snap,
                                    struct tm_error *err)
 {
-    struct tm_error first = {0}, attempt;
     for (;;) {
-        struct tm_error *this_err = rs->skipped_count ? &attempt : err;   /* err: the first error */
-        if (apply_snapshot(rs, *snap, this_err) == 0)
+        struct tm_error failure;
+        if (apply_snapshot(rs, *snap, &failure) == 0)
             return 0;
-        if (!restore_snapshot_skippable(this_err)) {
-            if (this_err != err)
-                *err = *this_err;
+        if (!restore_fall_back(cat, opts, &rs->skips, &failure, gen, snap, err))
             return -1;
-        }
-        if (!rs->skipped_count)
-            first = *err;
-        size_t used = strlen(rs->skipped);
-        snprintf(rs->skipped + used, sizeof rs->skipped - used, "%s%s", used ? "\n" : "", this_err->msg);
-        rs->skipped_count++;
-        restore_reject_snapshot(cat, *snap, this_err->msg);
         page_writer_free(rs->pages);
         rs->pages = NULL;
         if (ftruncate(rs->fd, 0) != 0)
             return tm_error_set(err, "cannot empty the temporary file: %s", strerror(errno));
-        struct tm_error plan_err;
-        if (restore_plan(cat, opts, gen, snap, &plan_err) != 0) {
-            *err = first;
-            if (rs->skipped_count > 1)
-                tm_error_hint(err, "no older snapshot at or before the target restores either (%u tried)",
-                              rs->skipped_count);
-            else
-                tm_error_hint(err, "no older snapshot at or before the target to fall back to");
-            return -1;
-        }
         switch_generation(rs, opts, (*gen)->id);
     }
 }
@@ -525,8 +504,8 @@ static void fill_outcome(const struct restore_state *rs, struct restore_outcome 
     out->pages = rs->db_size;
     out->page_size = rs->page_size;
     snprintf(out->generation, sizeof out->generation, "%s", rs->generation);
-    out->skipped_count = rs->skipped_count;
-    snprintf(out->skipped, sizeof out->skipped, "%s", rs->skipped);
+    out->skipped_count = rs->skips.count;
+    snprintf(out->skipped, sizeof out->skipped, "%s", rs->skips.text);
 }
 
 /* The private directory the restore writes in, beside the output (a

@@ -98,12 +98,23 @@ int restore_check_tail(const struct catalog *cat, const struct heads_report *rep
 int restore_check_heads(struct storage *st, const struct crypto_keyring *key, int redis, struct catalog *cat,
                         const struct restore_options *opts, struct restore_outcome *out, struct tm_error *err);
 
-/* Whether a snapshot failed for a reason of its own (missing, damaged,
- * not valid here): the restore then falls back to the next older one. */
-int restore_snapshot_skippable(const struct tm_error *err);
-/* Marks `snap` (of cat) CATALOG_REJECTED with why, so that restore_plan
- * leaves it out. */
-void restore_reject_snapshot(struct catalog *cat, const struct catalog_snapshot *snap, const char *why);
+/* The newer snapshots a restore skipped (restore_fall_back). */
+struct restore_skips {
+    unsigned count;
+    char text[RESTORE_SKIPPED_BYTES];    /* why, one line per snapshot (each names it) */
+    struct tm_error first;               /* the first one's error */
+};
+
+/* After starting from *snap failed with *failure: when the snapshot
+ * failed for a reason of its own (missing, damaged, not valid here), notes
+ * it in skips, marks it CATALOG_REJECTED in cat and plans again: 1 with
+ * *gen and *snap the next older snapshot at or before the target, to try.
+ * 0 with err set when the failure is not the snapshot's (err = *failure)
+ * or no older snapshot is left (err = the first snapshot's error, with a
+ * hint). Both restores (SQLite, Redis) loop on it. */
+int restore_fall_back(struct catalog *cat, const struct restore_options *opts, struct restore_skips *skips,
+                      const struct tm_error *failure, const struct catalog_generation **gen,
+                      const struct catalog_snapshot **snap, struct tm_error *err);
 
 /* What the catalog says about the plan, for the report (the
  * generation_count, generation_newest_ms, id_order_differs, next_ms and

@@ -350,17 +350,32 @@ def test_planted_head():
         other_head = os.path.join(gen_dirs(env.backup, "other")[-1], "head")
         check(os.path.exists(other_head), "the other database has no head")
         check_clean(env)
-        for what, data in (("random bytes", os.urandom(256)), ("another database's head", open(other_head, "rb").read())):
-            with open(os.path.join(gen, "head"), "wb") as f:
+        other_gen = os.path.basename(os.path.dirname(other_head))
+        real_head = open(os.path.join(gen, "head"), "rb").read()
+        cases = (("random bytes", gen, os.urandom(256)),
+                 ("another database's head", gen, open(other_head, "rb").read()),
+                 # the other database's head under its own generation id in
+                 # this database: only the binding to the database tells
+                 ("another database's head in its generation", os.path.join(os.path.dirname(gen), other_gen),
+                  open(other_head, "rb").read()))
+        for n, (what, where, data) in enumerate(cases):
+            os.makedirs(where, exist_ok=True)
+            with open(os.path.join(where, "head"), "wb") as f:
                 f.write(data)
-            fresh = os.path.join(env.dir, "fresh-%d" % len(data))
-            for state in (None, fresh):
+            for state in (None, os.path.join(env.dir, "fresh-%d" % n)):
                 try:
-                    check_reported(env, "rejected head", os.path.basename(gen), state=state)
-                    check_refused(env, "rejected head", state=state)
+                    check_reported(env, "rejected head", os.path.basename(where), state=state)
+                    proc = check_refused(env, "rejected head", state=state)
                 except Failure as e:
                     raise Failure("%s (%s): %s" % (what, "fresh host" if state else "this host", e))
+            print("# %s: %s" % (what, proc.stderr.splitlines()[0][-170:]))
             check_accepted(env, "rejected head", 30)
+            if where == gen:
+                with open(os.path.join(gen, "head"), "wb") as f:
+                    f.write(real_head)
+            else:
+                shutil.rmtree(where)
+            check_clean(env)
     finally:
         env.cleanup()
 

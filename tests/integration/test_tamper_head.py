@@ -408,6 +408,7 @@ def test_retention_makes_no_finding():
         later = iso(int(time.time() * 1000) + 10 * 86400 * 1000)
         proc = env.tidemark("retention", "-c", config, "--now", later)
         check(proc.returncode == 0, "retention: " + proc.stdout + proc.stderr)
+        print("# " + " / ".join(l.strip() for l in proc.stdout.splitlines() if l.strip()))
         check(not segments_of(old) and not os.path.exists(os.path.join(old, "head")),
               "retention left the old generation's tail or head: %r"
               % [os.path.relpath(os.path.join(d, f), old) for d, _, fs in os.walk(old) for f in fs])

@@ -244,6 +244,26 @@ def test_deleted_newest_segments():
         proc = check_accepted(env, "missing tail", expected)
         check("point:        " + iso(held_end_ms) in proc.stdout, "the point is not the held end: " + proc.stdout)
         check_reported(env, "missing tail", missing)
+        proc = env.tidemark("verify", "-c", env.config, "--deep")
+        check(proc.returncode == 1 and "missing tail: " in proc.stdout and missing in proc.stdout,
+              "verify --deep: " + proc.stdout + proc.stderr)
+        drill_env = dict(env.run_env(), TMPDIR=env.dir)
+        proc = subprocess.run([TIDEMARK, "drill", "-c", env.config, "app"], capture_output=True, text=True, env=drill_env)
+        check(proc.returncode == 1 and "FAILED" in proc.stdout and "missing tail: " in proc.stdout,
+              "drill of an archive missing its tail: " + proc.stdout + proc.stderr)
+        # the head deleted with the tail: this host saw it (the commands
+        # above recorded it), so the archive rolled back
+        os.unlink(os.path.join(gen, "head"))
+        proc = check_refused(env, "rolled back")
+        check("is gone" in proc.stderr, "refusal: " + proc.stderr)
+        check_accepted(env, "rolled back", expected)
+        check_reported(env, "rolled back", "is gone")
+        # LIMIT (heads.h): a host that never saw the head cannot tell this
+        # archive from one written before heads; it restores what is held
+        # and says the tail was not checked
+        proc, out = env.restore(state=os.path.join(env.dir, "fresh-host"))
+        check(count_rows(env, proc, out) == expected and "tail:         not checked: no head" in proc.stdout,
+              "a host that never saw the head: " + proc.stdout + proc.stderr)
     finally:
         env.cleanup()
 
@@ -301,12 +321,19 @@ def test_deleted_newest_generation():
     (rewritten once its successor had a snapshot) names it, so restore of
     the latest point is refused ("missing generation") on any host, even
     one that never listed the archive; --accept-missing-tail restores
-    exactly the older generation's rows; verify and list report it."""
+    exactly the older generation's rows; verify and list report it. Also
+    the old generation's head copied over the new one's ("rejected
+    head"), and the full rollback: the predecessor's head put back as it
+    was before it named its successor ("rolled back" on this host, which
+    saw the newer generation; a host that never did restores the older
+    generation cleanly: the limit)."""
     env = HeadEnv("head-gen", extra_db=NO_RETENTION)
     try:
         env.create_db()
         env.start()
         write_and_settle(env, 40)
+        old_head = os.path.join(env.dir, "old-head")   # before it named a successor
+        shutil.copyfile(os.path.join(gen_dirs(env.backup)[0], "head"), old_head)
         new_generation_while_down(env, 10, start=41)
         env.start()
         env.write_py(10, "--delay-ms", "20", start=51)
@@ -317,12 +344,33 @@ def test_deleted_newest_generation():
         wait_for_head(env, new)
         env.stop()
         check_clean(env)
+        # the old generation's head copied over the new one's: it names
+        # another generation
+        new_head = open(os.path.join(new, "head"), "rb").read()
+        shutil.copyfile(old_head, os.path.join(new, "head"))
+        check_refused(env, "rejected head")
+        check_reported(env, "rejected head", os.path.basename(new))
+        with open(os.path.join(new, "head"), "wb") as f:
+            f.write(new_head)
+        check_clean(env)
         shutil.rmtree(new)
         proc = check_refused(env, "missing generation")
         check(os.path.basename(new) in proc.stderr, "the missing generation is not named: " + proc.stderr)
         check_refused(env, "missing generation", state=os.path.join(env.dir, "fresh-host"))
         check_accepted(env, "missing generation", 40)   # the old generation holds rows 1..40
         check_reported(env, "missing generation", os.path.basename(new))
+        # a full rollback: the predecessor's head put back as it was before
+        # it named a successor. This host saw the newer generation's head.
+        shutil.copyfile(old_head, os.path.join(old, "head"))
+        proc = check_refused(env, "rolled back")
+        check(os.path.basename(new) in proc.stderr and "is missing" in proc.stderr, "refusal: " + proc.stderr)
+        check_accepted(env, "rolled back", 40)
+        check_reported(env, "rolled back", os.path.basename(new))
+        # LIMIT: a host that never saw the newer generation restores the
+        # older one as the latest point, cleanly
+        proc, out = env.restore(state=os.path.join(env.dir, "fresh-host-2"))
+        check(count_rows(env, proc, out) == 40 and "tail:         checked" in proc.stdout,
+              "a host that never saw the newer generation: " + proc.stdout + proc.stderr)
     finally:
         env.cleanup()
 
@@ -470,9 +518,12 @@ def redis_head_segments(env, gen):
 
 def redis_archive(name):
     """A Redis archive of several segments; the sidecar still running."""
-    import test_redis
     if not shutil.which("redis-server"):
         raise Skip("redis-server is not installed")
+    try:
+        import test_redis
+    except ImportError as e:
+        raise Skip("the Python redis module: %s" % e)
     env = test_redis.Env(name, server_options=("--repl-diskless-sync-delay", "0"))
     env.start()
     env.wait_streaming()
@@ -496,6 +547,9 @@ def test_redis_deleted_newest_segment():
         check(len(segs) >= 2, "expected several Redis segments, found %d" % len(segs))
         check(redis_head_segments(env, gen) == segs[-1][0] + 1, "the Redis head does not name every segment: %r"
               % redis_head_segments(env, gen))
+        # the configuration's state-dir holds the record of the heads seen
+        seen = os.path.join(env.dir, "state", "seen-heads")
+        check(os.path.isdir(seen) and any(files for _, _, files in os.walk(seen)), "no record under state-dir: " + seen)
         os.unlink(segs[-1][3])
         output = os.path.join(env.dir, "restored")
         proc = subprocess.run([TIDEMARK, "restore", "-c", env.config, "cache", "-o", output],

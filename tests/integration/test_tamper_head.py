@@ -375,6 +375,49 @@ def test_deleted_newest_generation():
         env.cleanup()
 
 
+def test_older_generation_missing_tail():
+    """KNOWN PRODUCT BUG, left out of the run below: the newest segments of
+    an OLDER generation deleted (its head, rewritten naming its successor,
+    names them). A restore to a time inside what is missing (after the
+    last commit the replica holds of that generation, before the next
+    generation starts) exits 0 with fewer rows than were committed by then
+    and says "the point itself is complete": restore_check_tail
+    (restore/plan.c) refuses only when the target is at or after the
+    newest time of the whole archive, not of the generation restored.
+    (Observed: 23 of the 40 rows committed by the target, exit 0.) Run it
+    by name to check a fix."""
+    env = HeadEnv("head-older-gen", extra_db=NO_RETENTION)
+    try:
+        env.create_db()
+        env.start()
+        write_and_settle(env, 40)
+        new_generation_while_down(env, 10, start=41)
+        env.start()
+        env.write_py(10, "--delay-ms", "20", start=51)
+        time.sleep(0.5)
+        old, new = gen_dirs(env.backup)
+        wait_for_head(env, old, successor=os.path.basename(new))
+        wait_for_head(env, new)
+        env.stop()
+        segs = segments_of(old)
+        keep = len(segs) - 2
+        held_end_ms = segs[keep - 1][2]
+        expected, _ = rows_at(env, held_end_ms)
+        delete_tail(old, keep)
+        target = segs[-1][2] + 5   # after the old generation's last commit, before the new one starts
+        new_start = min(int(os.path.basename(p)[:-5].split("-")[1]) for p in glob.glob(os.path.join(new, "snapshots", "*.snap")))
+        check(target < new_start, "the target is not before the new generation")
+        k, proc = rows_at(env, (min(t0 for t0, _ in env.commits().values()) + held_end_ms) // 2)
+        check(k < expected and "something is missing after the point restored" in proc.stdout,
+              "a time before the gap: " + proc.stdout)
+        check_refused(env, "missing tail", target_ms=target)
+        proc, out = env.restore(iso(target), extra=("--accept-missing-tail",))
+        check(count_rows(env, proc, out) == expected and "INCOMPLETE" in proc.stdout,
+              "--accept-missing-tail at a time in the missing tail: " + proc.stdout + proc.stderr)
+    finally:
+        env.cleanup()
+
+
 def test_planted_head():
     """A head that is not this generation's: random bytes, then the real
     head of another database (same key, same replica) copied over it.
@@ -590,7 +633,9 @@ TESTS = [test_deleted_newest_segments, test_head_rolled_back, test_deleted_newes
          test_retention_makes_no_finding, test_deleted_newest_segments_on_s3, test_redis_deleted_newest_segment]
 
 if __name__ == "__main__":
-    # test_redis_head_uploaded_while_idle shows a known bug (its docstring):
-    # left out of the run, it runs only when named on the command line
-    named = [t for t in (test_redis_head_uploaded_while_idle,) if t.__name__ in sys.argv[1:]]
+    # test_redis_head_uploaded_while_idle and test_older_generation_missing_tail
+    # show known bugs (their docstrings): left out of the run, they run only
+    # when named on the command line
+    named = [t for t in (test_redis_head_uploaded_while_idle, test_older_generation_missing_tail)
+             if t.__name__ in sys.argv[1:]]
     sys.exit(run_tests(TESTS + named))

@@ -497,6 +497,11 @@ def test_retention_makes_no_finding():
         check(os.path.exists(os.path.join(old, "head")) and segments_of(old), "the old generation is not whole")
         config = env.write_config("retention.yml", env.key)   # retention on (the defaults)
         later = iso(int(time.time() * 1000) + 10 * 86400 * 1000)
+        proc = env.tidemark("retention", "-c", config, "--now", later, "--dry-run", "--json")
+        check(proc.returncode == 0, "retention --dry-run: " + proc.stdout + proc.stderr)
+        kept = [s for s in json.loads(proc.stdout)[0]["snapshots"] if s["keep"]]
+        check(len(kept) == 1 and os.path.basename(new) in kept[0]["key"] and "newest-head" in kept[0]["kept_by"],
+              "the newest head's snapshot is not kept by it: %r" % kept)
         proc = env.tidemark("retention", "-c", config, "--now", later)
         check(proc.returncode == 0, "retention: " + proc.stdout + proc.stderr)
         print("# " + " / ".join(l.strip() for l in proc.stdout.splitlines() if l.strip()))

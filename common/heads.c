@@ -34,16 +34,17 @@ const char *heads_finding_name(enum heads_finding_kind kind)
 }
 
 static void add_finding(struct heads_report *out, enum heads_finding_kind kind, const char *generation,
-                        const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+                        const char *about, const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
 static void add_finding(struct heads_report *out, enum heads_finding_kind kind, const char *generation,
-                        const char *fmt, ...)
+                        const char *about, const char *fmt, ...)
 {
     if (out->count >= HEADS_FINDINGS_MAX)
         return;
     struct heads_finding *f = &out->findings[out->count++];
     f->kind = kind;
     snprintf(f->generation, sizeof f->generation, "%s", generation);
+    snprintf(f->about, sizeof f->about, "%s", about);
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(f->text, sizeof f->text, fmt, ap);
@@ -96,12 +97,12 @@ static void check_tail(const struct catalog *cat, const struct catalog_generatio
             snprintf(missing, sizeof missing, "segment %" PRIu64 " is", end);
         else
             snprintf(missing, sizeof missing, "segments %" PRIu64 " to %" PRIu64 " are", end, h->next_index - 1);
-        add_finding(out, HEADS_MISSING_TAIL, gen->id,
+        add_finding(out, HEADS_MISSING_TAIL, gen->id, gen->id,
                     "generation %s: its head (written %s) names %" PRIu64 " segments (last commit %s), the replica "
                     "holds %" PRIu64 ": %s missing", gen->id, written, h->next_index, last, end, missing);
     }
     if (h->successor[0] && !find_generation(cat, h->successor))
-        add_finding(out, HEADS_MISSING_GENERATION, h->successor,
+        add_finding(out, HEADS_MISSING_GENERATION, h->successor, gen->id,
                     "generation %s, which followed %s (its head, written %s, says so), is missing", h->successor,
                     gen->id, written);
 }
@@ -125,7 +126,7 @@ static void check_seen(const struct catalog *cat, const struct heads_seen *seen,
     if (gen && gen->head_state == CATALOG_HEAD_VERIFIED) {
         const struct archive_head *h = gen->head;
         if (h->counter < seen->counter || h->next_index < seen->next_index)
-            add_finding(out, HEADS_ROLLED_BACK, gen->id,
+            add_finding(out, HEADS_ROLLED_BACK, gen->id, gen->id,
                         "the head of generation %s is older than the one this host saw: counter %" PRIu64
                         " and %" PRIu64 " segments, where the head written %s had counter %" PRIu64
                         " and %" PRIu64 " segments",
@@ -136,7 +137,7 @@ static void check_seen(const struct catalog *cat, const struct heads_seen *seen,
         return;   /* rejected (already a finding) or unreadable with a public key */
     if (newer_than_seen(out, seen))
         return;   /* a newer generation followed; retention may remove the old one */
-    add_finding(out, HEADS_ROLLED_BACK, seen->generation,
+    add_finding(out, HEADS_ROLLED_BACK, seen->generation, seen->generation,
                 "%s %s, whose head (written %s, %" PRIu64 " segments) this host saw, %s",
                 gen ? "the head of generation" : "generation", seen->generation, seen_at, seen->next_index,
                 gen ? "is gone" : "is missing");
@@ -154,7 +155,7 @@ void heads_examine(const struct catalog *cat, const struct heads_seen *seen, str
                 out->newest = gen;
             break;
         case CATALOG_HEAD_REJECTED:
-            add_finding(out, HEADS_REJECTED, gen->id, "generation %s: its head is not valid here: %s", gen->id,
+            add_finding(out, HEADS_REJECTED, gen->id, gen->id, "generation %s: its head is not valid here: %s", gen->id,
                         gen->head_why);
             break;
         case CATALOG_HEAD_ABSENT:

@@ -44,6 +44,8 @@ enum heads_finding_kind {
 struct heads_finding {
     enum heads_finding_kind kind;
     char generation[ARCHIVE_GEN_ID_BYTES + 1];
+    char about[ARCHIVE_GEN_ID_BYTES + 1];     /* the generation whose end it concerns (a missing
+                                                 generation: the one before it) */
     char text[640];                       /* one line, for people */
 };
 

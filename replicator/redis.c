@@ -503,7 +503,8 @@ void redis_capture_sync(struct redis_capture *rc)
         log_event(LOG_ERROR, rc->name, NULL, "cannot write to the spool (the commands stay in memory and are "
                   "retried): %s", err.msg);
     redis_try_switch(rc);
-    shipper_tick(rc->deps.shipper, clock_now_ms());
+    if (shipper_tick(rc->deps.shipper, clock_now_ms()))   /* an idle entry's head too goes up now */
+        rc->deps.published(rc->deps.arg);
 }
 
 void redis_capture_snapshot(struct redis_capture *rc)

@@ -37,15 +37,17 @@ static int spool_writer_open(struct shipper *sh, const char *key, enum object_ki
 /* Publishes the object written at spool_incoming_name(key) with the
  * archive's new end: `end` as the caller filled it (WAL position and page
  * size, or Redis replication id and offset), completed with the
- * shipper's generation and the given index, chain and snapshot time. */
+ * shipper's generation and the given index, chain, snapshot time and last
+ * commit time. */
 static int publish_position(struct shipper *sh, const char *key, struct spool_position end, uint64_t next_index,
                             const uint8_t chain[OBJECT_HASH_BYTES], int64_t last_snapshot_ms,
-                            struct tm_error *err)
+                            int64_t last_commit_ms, struct tm_error *err)
 {
     snprintf(end.generation, sizeof end.generation, "%s", sh->generation);
     end.next_index = next_index;
     memcpy(end.chain, chain, sizeof end.chain);
     end.last_snapshot_ms = last_snapshot_ms;
+    end.last_commit_ms = last_commit_ms;
     return spool_publish(sh->spool, key, &end, err);
 }
 
@@ -83,6 +85,7 @@ void shipper_continue(struct shipper *sh, const struct spool_position *end)
     sh->next_index = end->next_index;
     memcpy(sh->chain, end->chain, sizeof sh->chain);
     sh->last_snapshot_ms = end->last_snapshot_ms;
+    sh->generation_last_commit_ms = end->last_commit_ms;
 }
 
 /* The end of the current generation, as a head states it. */
@@ -348,44 +351,47 @@ static int publish_head(struct shipper *sh, const struct shipper_end *end, const
     return 0;
 }
 
-static void write_heads(struct shipper *sh, int64_t now_ms, int now);
+static int write_heads(struct shipper *sh, int64_t now_ms, int now);
 
-void shipper_tick(struct shipper *sh, int64_t now_ms)
+int shipper_tick(struct shipper *sh, int64_t now_ms)
 {
-    write_heads(sh, now_ms, 0);
+    return write_heads(sh, now_ms, 0);
 }
 
-void shipper_head_now(struct shipper *sh, int64_t now_ms)
+int shipper_head_now(struct shipper *sh, int64_t now_ms)
 {
-    write_heads(sh, now_ms, 1);
+    return write_heads(sh, now_ms, 1);
 }
 
 /* The heads due: the predecessor's, then the current generation's (at
  * once with `now`, else once the interval passed). */
-static void write_heads(struct shipper *sh, int64_t now_ms, int now)
+static int write_heads(struct shipper *sh, int64_t now_ms, int now)
 {
     struct tm_error err;
+    int published = 0;
     if (!sh->has_generation || !sh->head_ready)
-        return;
+        return 0;
     if (sh->has_predecessor) {
         if (publish_head(sh, &sh->predecessor, sh->generation, now_ms, &err) != 0) {
             log_event(LOG_WARN, sh->db_name, NULL, "cannot write the head of generation %s: %s",
                       sh->predecessor.generation, err.msg);
-            return;
+            return 0;
         }
         sh->has_predecessor = 0;
+        published = 1;
     }
     if (!sh->head_due || (!now && now_ms - sh->head_written_ms < SHIPPER_HEAD_INTERVAL_MS))
-        return;
+        return published;
     struct shipper_end end;
     current_end(sh, &end);
     if (publish_head(sh, &end, "", now_ms, &err) != 0) {
         log_event(LOG_WARN, sh->db_name, NULL, "cannot write the head of generation %s: %s", sh->generation,
                   err.msg);
-        return;
+        return published;
     }
     sh->head_due = 0;
     sh->head_written_ms = now_ms;
+    return 1;
 }
 
 /* ------------------------------------------------------------ publishing */
@@ -409,7 +415,7 @@ int shipper_publish_segment(struct shipper *sh, const struct shipper_segment *se
     uint64_t stored;
     if (object_writer_commit(w, hash, &stored, err) != 0)
         return -1;
-    if (publish_position(sh, key, seg->end, sh->next_index + 1, hash, sh->last_snapshot_ms, err) != 0)
+    if (publish_position(sh, key, seg->end, sh->next_index + 1, hash, sh->last_snapshot_ms, seg->last_ms, err) != 0)
         return -1;
     memcpy(sh->chain, hash, sizeof hash);
     sh->next_index++;
@@ -486,7 +492,7 @@ int shipper_ship_first(struct shipper *sh, struct tailer *t, size_t count, struc
 int shipper_publish_snapshot(struct shipper *sh, const char *key, const struct spool_position *end,
                              int64_t time_ms, uint64_t stored, struct tm_error *err)
 {
-    if (publish_position(sh, key, *end, sh->next_index, sh->chain, time_ms, err) != 0)
+    if (publish_position(sh, key, *end, sh->next_index, sh->chain, time_ms, sh->generation_last_commit_ms, err) != 0)
         return -1;
     sh->last_snapshot_ms = time_ms;
     sh->head_ready = 1;

@@ -117,12 +117,13 @@ int shipper_ship_first(struct shipper *sh, struct tailer *t, size_t count, struc
  * since the last one and SHIPPER_HEAD_INTERVAL_MS passed (and first, once
  * the generation has its snapshot, the last head of the generation before
  * it, naming this one as its successor). Called after shipping and on
- * every sync tick; a failure is logged, and tried again at the next. */
-void shipper_tick(struct shipper *sh, int64_t now_ms);
+ * every sync tick; a failure is logged, and tried again at the next.
+ * Returns 1 when a head was published: the caller kicks the uploaders. */
+int shipper_tick(struct shipper *sh, int64_t now_ms);
 /* The same without waiting for the interval: before stopping, before a
  * database of a `dir:` entry goes to sleep, after a one-off snapshot, so
  * that the head names everything shipped. */
-void shipper_head_now(struct shipper *sh, int64_t now_ms);
+int shipper_head_now(struct shipper *sh, int64_t now_ms);
 
 /* Stores the snapshot file (a database copy) at the current index. */
 int shipper_snapshot(struct shipper *sh, const char *file, uint32_t page_size,

@@ -32,6 +32,7 @@
  * POSITION file: "key value" lines: seq, last, generation, next-index,
  * chain (hex), wal (valid salt1 salt2 frame checksum0 checksum1),
  * page-size, last-snapshot (ms; for schedules missed while stopped),
+ * last-commit (ms: the generation's newest segment's, for its head),
  * redis (replication id and offset the archive ends at; Redis only),
  * archive (the last published object that is not a head: what
  * spool_last_published names).
@@ -105,10 +106,10 @@ static int position_save(struct spool *sp, struct tm_error *err)
     char text[2048], path[PATH_MAX];
     int len = snprintf(text, sizeof text,
                        "seq %" PRIu64 "\nlast %s\ngeneration %s\nnext-index %" PRIu64 "\nchain %s\n"
-                       "wal %u %u %u %u %u %u\npage-size %u\nlast-snapshot %" PRId64 "\n",
+                       "wal %u %u %u %u %u %u\npage-size %u\nlast-snapshot %" PRId64 "\nlast-commit %" PRId64 "\n",
                        sp->next_seq, sp->last, p->generation, p->next_index, chain_hex, p->wal.valid,
                        p->wal.salt1, p->wal.salt2, p->wal.frame, p->wal.checksum[0], p->wal.checksum[1],
-                       p->page_size, p->last_snapshot_ms);
+                       p->page_size, p->last_snapshot_ms, p->last_commit_ms);
     if (sp->last_archive[0] && len > 0 && (size_t)len < sizeof text)
         len += snprintf(text + len, sizeof text - (size_t)len, "archive %s\n", sp->last_archive);
     if (p->replid[0] && len > 0 && (size_t)len < sizeof text)
@@ -130,6 +131,7 @@ static int position_load(struct spool *sp, struct tm_error *err)
     while (fgets(line, sizeof line, fp)) {
         line[strcspn(line, "\n")] = '\0';
         if (sscanf(line, "last-snapshot %" SCNd64, &p->last_snapshot_ms) == 1 ||
+            sscanf(line, "last-commit %" SCNd64, &p->last_commit_ms) == 1 ||
             sscanf(line, "redis %40s %" SCNu64, p->replid, &p->repl_offset) == 2)
             continue;   /* optional */
         if (sscanf(line, "seq %" SCNu64, &sp->next_seq) == 1 ||

@@ -25,6 +25,7 @@ struct spool_position {
     struct archive_wal_position wal;      /* WAL position the last object ends at */
     uint32_t page_size;
     int64_t last_snapshot_ms;             /* time of the newest snapshot, 0 if none */
+    int64_t last_commit_ms;               /* last commit of the generation's newest segment, 0 if none */
     char replid[ARCHIVE_REPLID_BYTES + 1];/* Redis: the master's replication id, "" for SQLite */
     uint64_t repl_offset;                 /* Redis: replication offset the archive ends at */
 };

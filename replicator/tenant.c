@@ -120,7 +120,8 @@ int tenant_sleep(struct db_context *ctx, int force)
             database_restart(ctx, err.msg);
         return -1;
     }
-    shipper_head_now(&ctx->shipper, clock_now_ms());   /* asleep, it writes none */
+    if (shipper_head_now(&ctx->shipper, clock_now_ms()))   /* asleep, it writes none */
+        database_kick_uploaders(ctx);
     const struct wal_header *hdr = tailer_header(ctx->tailer);
     r->clean = clean;
     r->empty = clean && !hdr;

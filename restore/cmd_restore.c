@@ -46,9 +46,9 @@ static void print_skipped(const struct restore_outcome *out)
 static void print_tail(const struct restore_outcome *out)
 {
     static const char *const labels[] = {
-        [RESTORE_TAIL_NO_HEAD] = "not checked: no head (an archive written before heads)",
+        [RESTORE_TAIL_NO_HEAD] = "not checked: no head (written before heads, or deleted)",
         [RESTORE_TAIL_CHECKED] = "checked: ",
-        [RESTORE_TAIL_GAP_AFTER] = "something is missing after the point restored (the point itself is complete):",
+        [RESTORE_TAIL_GAP_ELSEWHERE] = "something is missing, but not in what was restored (the point is complete):",
         [RESTORE_TAIL_ACCEPTED] = "INCOMPLETE, restored what the replica holds (--accept-missing-tail):",
     };
     if (out->tail == RESTORE_TAIL_CHECKED) {

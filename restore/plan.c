@@ -16,6 +16,7 @@
 #include <inttypes.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 
 /* The newest snapshot of `gen` at or before the target (any without
  * one), or NULL. */
@@ -140,12 +141,38 @@ static void join_findings(const struct heads_report *report, char *out, size_t l
                                  heads_finding_name(report->findings[i].kind), report->findings[i].text);
 }
 
-int restore_check_tail(const struct catalog *cat, const struct heads_report *report,
-                       const struct restore_options *opts, struct restore_outcome *out, struct tm_error *err)
+/* The first finding that concerns what a restore from `chosen` to opts'
+ * target holds, or NULL: one about `chosen` when the target is at or
+ * after the newest time the replica holds of it (or latest), or one about
+ * a generation the replica lacks when the target is at or after the
+ * newest time of the whole archive. A finding about another generation
+ * leaves this point whole. */
+static const struct heads_finding *finding_at_point(const struct catalog *cat, const struct heads_report *report,
+                                                   const struct restore_options *opts,
+                                                   const struct catalog_generation *chosen)
 {
+    for (size_t i = 0; i < report->count; i++) {
+        const struct heads_finding *f = &report->findings[i];
+        const struct catalog_generation *about = NULL;
+        for (size_t g = 0; g < cat->generation_count && !about; g++)
+            if (strcmp(cat->generations[g].id, f->about) == 0)
+                about = &cat->generations[g];
+        if (about && about != chosen)
+            continue;
+        int64_t held_until = about ? catalog_generation_newest_ms(about) : archive_newest_ms(cat);
+        if (!opts->has_target || opts->target_ms >= held_until)
+            return f;
+    }
+    return NULL;
+}
+
+int restore_check_tail(const struct catalog *cat, const struct heads_report *report,
+                       const struct restore_options *opts, const struct catalog_generation *chosen,
+                       struct restore_outcome *out, struct tm_error *err)
+{
+    out->tail_note[0] = '\0';
     if (report->count == 0) {
         out->tail = report->newest ? RESTORE_TAIL_CHECKED : RESTORE_TAIL_NO_HEAD;
-        out->tail_note[0] = '\0';
         if (report->newest) {
             char written[40];
             clock_format_ms(report->newest->head->written_ms, written, sizeof written);
@@ -154,28 +181,27 @@ int restore_check_tail(const struct catalog *cat, const struct heads_report *rep
         }
         return 0;
     }
-    int at_the_end = !opts->has_target || opts->target_ms >= archive_newest_ms(cat);
+    const struct heads_finding *at_point = finding_at_point(cat, report, opts, chosen);
     join_findings(report, out->tail_note, sizeof out->tail_note);
-    if (at_the_end && !opts->accept_missing_tail) {
-        tm_error_setc(err, TM_ERR_CORRUPT, "the backup of '%s' is incomplete at its end, nothing restored: %s: %s",
-                      opts->db_name, heads_finding_name(report->findings[0].kind), report->findings[0].text);
+    if (at_point && !opts->accept_missing_tail) {
+        tm_error_setc(err, TM_ERR_CORRUPT, "the backup of '%s' is incomplete at the point asked for, nothing "
+                      "restored: %s: %s", opts->db_name, heads_finding_name(at_point->kind), at_point->text);
         return tm_error_hint(err, "try another replica (--replica); restore to a time before what is missing "
                              "(--timestamp); or --accept-missing-tail restores what this replica holds and says so "
                              "(docs/runbook.md)");
     }
-    out->tail = at_the_end ? RESTORE_TAIL_ACCEPTED : RESTORE_TAIL_GAP_AFTER;
+    out->tail = at_point ? RESTORE_TAIL_ACCEPTED : RESTORE_TAIL_GAP_ELSEWHERE;
     return 0;
 }
 
-int restore_check_heads(struct storage *st, const struct crypto_keyring *key, int redis, struct catalog *cat,
-                        const struct restore_options *opts, struct restore_outcome *out, struct tm_error *err)
+int restore_read_heads(struct storage *st, const struct crypto_keyring *key, int redis, struct catalog *cat,
+                       const struct restore_options *opts, struct heads_report *report, struct tm_error *err)
 {
-    struct heads_report report;
-    if (heads_check(st, key, redis, opts->seen_dir, opts->db_name, cat, &report, err) != 0)
+    if (heads_check(st, key, redis, opts->seen_dir, opts->db_name, cat, report, err) != 0)
         return -1;
-    if (report.seen_problem[0])
-        log_event(LOG_WARN, opts->db_name, NULL, "the record of the newest head seen: %s", report.seen_problem);
-    return restore_check_tail(cat, &report, opts, out, err);
+    if (report->seen_problem[0])
+        log_event(LOG_WARN, opts->db_name, NULL, "the record of the newest head seen: %s", report->seen_problem);
+    return 0;
 }
 
 /* Whether a snapshot failed for a reason of its own (missing, damaged,

@@ -445,8 +445,9 @@ int redis_restore(const struct config_db *db, const struct crypto_keyring *key, 
     if (rc == 0)
         rc = catalog_load(rr.st, db->name, &cat, err);
     struct restore_outcome tail = {0};
+    struct heads_report heads;
     if (rc == 0)
-        rc = restore_check_heads(rr.st, key, 1, &cat, opts, &tail, err);
+        rc = restore_read_heads(rr.st, key, 1, &cat, opts, &heads, err);
     if (rc == 0)
         rc = restore_plan(&cat, opts, &gen, &snap, err);
     char lease[512] = "";
@@ -468,6 +469,8 @@ int redis_restore(const struct config_db *db, const struct crypto_keyring *key, 
     }
     if (rc == 0)
         rc = write_base_or_older(&rr, &cat, &gen, &snap, aof_dir, lease, sizeof lease, err);
+    if (rc == 0)
+        rc = restore_check_tail(&cat, &heads, opts, gen, &tail, err);
     if (rc == 0)
         rc = write_incr(&rr, gen, aof_dir, err);
     if (rc == 0)

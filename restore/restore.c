@@ -72,6 +72,7 @@ struct restore_state {
     uint64_t deltas_read;
     int stopped;                        /* reached a transaction after the target */
     struct restore_skips skips;         /* newer snapshots skipped: missing, damaged or not valid */
+    struct heads_report heads;          /* what the heads say (restore_read_heads) */
     int64_t next_ms;                    /* when stopped: the first commit time after the target */
     struct restore_outcome plan;        /* what the catalog says about the choice (plan.c) */
     /* Prefetch from a network replica: the next segments are downloaded
@@ -537,7 +538,7 @@ static int restore_into(struct restore_state *rs, const struct restore_options *
     const struct catalog_snapshot *snap = NULL;
     if (catalog_load(rs->st, opts->db_name, &cat, err) != 0)
         return -1;
-    int rc = restore_check_heads(rs->st, rs->key, 0, &cat, opts, &rs->plan, err);
+    int rc = restore_read_heads(rs->st, rs->key, 0, &cat, opts, &rs->heads, err);
     if (rc == 0)
         rc = restore_plan(&cat, opts, &gen, &snap, err);
     if (rc == 0 && lease_take(rs->st, opts->db_name, gen->id, clock_now_ms(), rs->lease, sizeof rs->lease, err) != 0) {
@@ -557,6 +558,8 @@ static int restore_into(struct restore_state *rs, const struct restore_options *
         rc = apply_snapshot_or_older(rs, &cat, opts, &gen, &snap, err);
     if (rc == 0)   /* the fallback may have chosen another generation */
         restore_describe_plan(&cat, gen, opts, &rs->plan);
+    if (rc == 0)
+        rc = restore_check_tail(&cat, &rs->heads, opts, gen, &rs->plan, err);
     if (rc == 0)
         rc = apply_segments(rs, gen, snap, opts, err);
     if (rc == 0 && rs->pages)

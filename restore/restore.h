@@ -19,7 +19,7 @@
 enum restore_tail {
     RESTORE_TAIL_NO_HEAD = 0,     /* no head at all (an archive written before heads): not checked */
     RESTORE_TAIL_CHECKED,         /* the archive reaches what the newest head names */
-    RESTORE_TAIL_GAP_AFTER,       /* something is missing, after the point restored */
+    RESTORE_TAIL_GAP_ELSEWHERE,   /* something is missing, but not in what was restored */
     RESTORE_TAIL_ACCEPTED,        /* something is missing at the end: restored what is there
                                      (--accept-missing-tail) */
 };
@@ -86,17 +86,25 @@ int restore_plan(const struct catalog *cat, const struct restore_options *opts,
                  const struct catalog_generation **gen_out, const struct catalog_snapshot **snap_out,
                  struct tm_error *err);
 
-/* The archive's end against its heads (report: heads_check): a finding
- * refuses a restore of the latest point or of a time at or after the
- * newest time the archive holds (TM_ERR_CORRUPT, naming what is missing,
- * with a hint), unless opts->accept_missing_tail; a restore to an earlier
- * time goes on. Fills out->tail and out->tail_note. */
+/* Reads the heads and examines the archive against them (heads_check;
+ * a seen record that cannot be read or written is logged as a warning),
+ * before the plan. */
+int restore_read_heads(struct storage *st, const struct crypto_keyring *key, int redis, struct catalog *cat,
+                       const struct restore_options *opts, struct heads_report *report, struct tm_error *err);
+
+/* Once the generation the restore starts from is known (after any
+ * fallback), before anything is written at the output: a finding about
+ * what a restore from `chosen` to opts' target holds refuses it
+ * (TM_ERR_CORRUPT, naming what is missing, with a hint) unless
+ * opts->accept_missing_tail: one about `chosen` when the target is at or
+ * after the newest time the replica holds of it (or latest); one about a
+ * generation the replica lacks when the target is at or after the newest
+ * time of the whole archive. A finding about another generation leaves
+ * the point whole (RESTORE_TAIL_GAP_ELSEWHERE). Fills out->tail and
+ * out->tail_note. */
 int restore_check_tail(const struct catalog *cat, const struct heads_report *report,
-                       const struct restore_options *opts, struct restore_outcome *out, struct tm_error *err);
-/* heads_check then restore_check_tail (a seen record that cannot be
- * read or written is logged as a warning). */
-int restore_check_heads(struct storage *st, const struct crypto_keyring *key, int redis, struct catalog *cat,
-                        const struct restore_options *opts, struct restore_outcome *out, struct tm_error *err);
+                       const struct restore_options *opts, const struct catalog_generation *chosen,
+                       struct restore_outcome *out, struct tm_error *err);
 
 /* The newer snapshots a restore skipped (restore_fall_back). */
 struct restore_skips {

@@ -151,7 +151,7 @@ def check_refused(env, finding, target_ms=None, extra=(), state=None):
     proc, out = env.restore(iso(target_ms) if target_ms else None, extra=extra, state=state)
     check(proc.returncode == 1, "restore %s was not refused (exit %d): %s"
           % (iso(target_ms) if target_ms else "latest", proc.returncode, proc.stdout + proc.stderr))
-    check("is incomplete at its end, nothing restored: %s:" % finding in proc.stderr,
+    check("is incomplete at the point asked for, nothing restored: %s:" % finding in proc.stderr,
           "refusal does not name '%s': %s" % (finding, proc.stderr))
     check("--accept-missing-tail" in proc.stderr, "refusal gives no way out: " + proc.stderr)
     check(not glob.glob(out + "*"), "a refused restore wrote %r" % glob.glob(out + "*"))
@@ -239,7 +239,7 @@ def test_deleted_newest_segments():
         check_refused(env, "missing tail", target_ms=segs[-1][2])      # nor a time in what is missing
         first = min(t0 for t0, _ in env.commits().values())
         k, proc = rows_at(env, (first + held_end_ms) // 2)
-        check(0 < k < expected and "tail:         something is missing after the point restored" in proc.stdout
+        check(0 < k < expected and "tail:         something is missing, but not in what was restored" in proc.stdout
               and missing in proc.stdout, "restore before the gap (%d rows): %s" % (k, proc.stdout))
         proc = check_accepted(env, "missing tail", expected)
         check("point:        " + iso(held_end_ms) in proc.stdout, "the point is not the held end: " + proc.stdout)
@@ -376,16 +376,15 @@ def test_deleted_newest_generation():
 
 
 def test_older_generation_missing_tail():
-    """KNOWN PRODUCT BUG, left out of the run below: the newest segments of
-    an OLDER generation deleted (its head, rewritten naming its successor,
-    names them). A restore to a time inside what is missing (after the
-    last commit the replica holds of that generation, before the next
-    generation starts) exits 0 with fewer rows than were committed by then
-    and says "the point itself is complete": restore_check_tail
-    (restore/plan.c) refuses only when the target is at or after the
-    newest time of the whole archive, not of the generation restored.
-    (Observed: 23 of the 40 rows committed by the target, exit 0.) Run it
-    by name to check a fix."""
+    """The newest segments of an OLDER generation deleted (its head,
+    rewritten naming its successor, names them). A restore to a time
+    inside what is missing (after the last commit the replica holds of
+    that generation, before the next generation starts) is refused: the
+    check is against the generation restored, not the whole archive
+    (before the fix: exit 0 with 23 of the 40 rows committed by then). A
+    time before the gap restores exactly, and so does the latest point,
+    which the newer, complete generation holds; both say something is
+    missing elsewhere."""
     env = HeadEnv("head-older-gen", extra_db=NO_RETENTION)
     try:
         env.create_db()
@@ -408,9 +407,13 @@ def test_older_generation_missing_tail():
         new_start = min(int(os.path.basename(p)[:-5].split("-")[1]) for p in glob.glob(os.path.join(new, "snapshots", "*.snap")))
         check(target < new_start, "the target is not before the new generation")
         k, proc = rows_at(env, (min(t0 for t0, _ in env.commits().values()) + held_end_ms) // 2)
-        check(k < expected and "something is missing after the point restored" in proc.stdout,
+        check(k < expected and "something is missing, but not in what was restored" in proc.stdout,
               "a time before the gap: " + proc.stdout)
         check_refused(env, "missing tail", target_ms=target)
+        proc, out = env.restore()
+        check(proc.returncode == 0 and count_rows(env, proc, out) == len(env.commits()) and
+              "something is missing, but not in what was restored" in proc.stdout,
+              "the latest point, which the newer generation holds whole: " + proc.stdout + proc.stderr)
         proc, out = env.restore(iso(target), extra=("--accept-missing-tail",))
         check(count_rows(env, proc, out) == expected and "INCOMPLETE" in proc.stdout,
               "--accept-missing-tail at a time in the missing tail: " + proc.stdout + proc.stderr)
@@ -602,7 +605,7 @@ def test_redis_deleted_newest_segment():
         output = os.path.join(env.dir, "restored")
         proc = subprocess.run([TIDEMARK, "restore", "-c", env.config, "cache", "-o", output],
                               capture_output=True, text=True)
-        check(proc.returncode == 1 and "is incomplete at its end, nothing restored: missing tail:" in proc.stderr
+        check(proc.returncode == 1 and "is incomplete at the point asked for, nothing restored: missing tail:" in proc.stderr
               and "segment %d is missing" % segs[-1][0] in proc.stderr,
               "Redis restore latest (exit %d): %s" % (proc.returncode, proc.stdout + proc.stderr))
         check(not os.path.exists(output) or not os.listdir(output), "a refused Redis restore wrote into " + output)
@@ -613,14 +616,10 @@ def test_redis_deleted_newest_segment():
 
 
 def test_redis_head_uploaded_while_idle():
-    """KNOWN PRODUCT BUG, left out of the run below: while Redis is idle,
-    the head the sidecar spools 5 s after the last segment stays in the
-    spool (state/cache/queue/...) and reaches the replica only with the
-    next segment or at stop: redis_capture_sync (replicator/redis.c) calls
-    shipper_tick but does not kick the uploaders as the SQLite path
-    (sync_database) does. Until then the newest segments of an idle Redis
-    entry are named by no head in the replica (their deletion goes
-    unnoticed). Run it by name to check a fix."""
+    """While Redis is idle, the head the sidecar spools 5 s after the last
+    segment reaches the replica at once, with the sidecar running (before
+    the fix it stayed in the spool until the next segment or the stop:
+    redis_capture_sync did not kick the uploaders after shipper_tick)."""
     env, gen = redis_archive("head-redis-idle")
     try:
         names_all = lambda: segments_of(gen) and redis_head_segments(env, gen) == segments_of(gen)[-1][0] + 1
@@ -635,12 +634,8 @@ def test_redis_head_uploaded_while_idle():
 
 
 TESTS = [test_deleted_newest_segments, test_head_rolled_back, test_deleted_newest_generation, test_planted_head,
-         test_retention_makes_no_finding, test_deleted_newest_segments_on_s3, test_redis_deleted_newest_segment]
+         test_older_generation_missing_tail, test_retention_makes_no_finding, test_deleted_newest_segments_on_s3,
+         test_redis_deleted_newest_segment, test_redis_head_uploaded_while_idle]
 
 if __name__ == "__main__":
-    # test_redis_head_uploaded_while_idle and test_older_generation_missing_tail
-    # show known bugs (their docstrings): left out of the run, they run only
-    # when named on the command line
-    named = [t for t in (test_redis_head_uploaded_while_idle, test_older_generation_missing_tail)
-             if t.__name__ in sys.argv[1:]]
-    sys.exit(run_tests(TESTS + named))
+    sys.exit(run_tests(TESTS))

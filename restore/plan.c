@@ -141,12 +141,45 @@ static void join_findings(const struct heads_report *report, char *out, size_t l
                                  heads_finding_name(report->findings[i].kind), report->findings[i].text);
 }
 
+/* The oldest time generation gen's names hold (INT64_MAX: none). */
+static int64_t generation_oldest_ms(const struct catalog_generation *gen)
+{
+    int64_t oldest = INT64_MAX;
+    for (size_t i = 0; i < gen->snapshot_count; i++)
+        if (gen->snapshots[i].time_ms < oldest)
+            oldest = gen->snapshots[i].time_ms;
+    for (size_t i = 0; i < gen->segment_count; i++)
+        if (gen->segments[i].first_ms < oldest)
+            oldest = gen->segments[i].first_ms;
+    return oldest;
+}
+
+/* Whether a finding about generation `about` (NULL: one the replica
+ * lacks) concerns a restore from `chosen` to opts' target (or latest):
+ *  - about `chosen`: at or after the newest time the replica holds of it;
+ *  - about a generation the replica lacks: at or after the newest time of
+ *    the whole archive;
+ *  - about another generation holding newer data than `chosen`: at or
+ *    after its oldest time (the restore should have started there).
+ * A finding about an older generation, or one holding nothing, leaves the
+ * point whole. */
+static int concerns_point(const struct catalog *cat, const struct catalog_generation *about,
+                          const struct restore_options *opts, const struct catalog_generation *chosen)
+{
+    int64_t from;
+    if (about == chosen)
+        from = catalog_generation_newest_ms(chosen);
+    else if (!about)
+        from = archive_newest_ms(cat);
+    else if (catalog_generation_newest_ms(about) > catalog_generation_newest_ms(chosen))
+        from = generation_oldest_ms(about);
+    else
+        return 0;
+    return from != INT64_MAX && (!opts->has_target || opts->target_ms >= from);
+}
+
 /* The first finding that concerns what a restore from `chosen` to opts'
- * target holds, or NULL: one about `chosen` when the target is at or
- * after the newest time the replica holds of it (or latest), or one about
- * a generation the replica lacks when the target is at or after the
- * newest time of the whole archive. A finding about another generation
- * leaves this point whole. */
+ * target holds (concerns_point), or NULL. */
 static const struct heads_finding *finding_at_point(const struct catalog *cat, const struct heads_report *report,
                                                    const struct restore_options *opts,
                                                    const struct catalog_generation *chosen)
@@ -157,10 +190,7 @@ static const struct heads_finding *finding_at_point(const struct catalog *cat, c
         for (size_t g = 0; g < cat->generation_count && !about; g++)
             if (strcmp(cat->generations[g].id, f->about) == 0)
                 about = &cat->generations[g];
-        if (about && about != chosen)
-            continue;
-        int64_t held_until = about ? catalog_generation_newest_ms(about) : archive_newest_ms(cat);
-        if (!opts->has_target || opts->target_ms >= held_until)
+        if (concerns_point(cat, about, opts, chosen))
             return f;
     }
     return NULL;

@@ -99,8 +99,10 @@ int restore_read_heads(struct storage *st, const struct crypto_keyring *key, int
  * opts->accept_missing_tail: one about `chosen` when the target is at or
  * after the newest time the replica holds of it (or latest); one about a
  * generation the replica lacks when the target is at or after the newest
- * time of the whole archive. A finding about another generation leaves
- * the point whole (RESTORE_TAIL_GAP_ELSEWHERE). Fills out->tail and
+ * time of the whole archive; one about a generation holding newer data
+ * than `chosen` when the target reaches into it. A finding about an older
+ * generation, or one holding nothing, leaves the point whole
+ * (RESTORE_TAIL_GAP_ELSEWHERE). Fills out->tail and
  * out->tail_note. */
 int restore_check_tail(const struct catalog *cat, const struct heads_report *report,
                        const struct restore_options *opts, const struct catalog_generation *chosen,

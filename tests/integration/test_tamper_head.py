@@ -425,7 +425,11 @@ def test_planted_head():
     """A head that is not this generation's: random bytes, then the real
     head of another database (same key, same replica) copied over it.
     Each is a "rejected head" in verify and list, and restore of the
-    latest point is refused; --accept-missing-tail restores every row."""
+    latest point is refused; --accept-missing-tail restores every row.
+    The other database's head planted under its own generation id (a
+    generation holding nothing else) is reported by verify and list too;
+    a restore, which starts from the real generation whose own head
+    checks, goes on and names it."""
     env = HeadEnv("head-planted", extra_db=NO_RETENTION)
     try:
         other_db = os.path.join(env.dir, "other.db")
@@ -459,11 +463,23 @@ def test_planted_head():
             for state in (None, os.path.join(env.dir, "fresh-%d" % n)):
                 try:
                     check_reported(env, "rejected head", os.path.basename(where), state=state)
-                    proc = check_refused(env, "rejected head", state=state)
+                    if where == gen:
+                        proc = check_refused(env, "rejected head", state=state)
+                    else:
+                        # a generation holding nothing but the planted head:
+                        # the latest point (the real generation, whose own
+                        # head checks) is whole; the restore goes on and
+                        # names the rejected head on its tail: line
+                        proc, out = env.restore(state=state)
+                        k = count_rows(env, proc, out)
+                        check(k == 30 and "rejected head" in proc.stdout and
+                              "something is missing, but not in what was restored" in proc.stdout,
+                              "restore beside a planted empty generation: %s %s" % (proc.stdout, proc.stderr))
                 except Failure as e:
                     raise Failure("%s (%s): %s" % (what, "fresh host" if state else "this host", e))
-            print("# %s: %s" % (what, proc.stderr.splitlines()[0][-170:]))
-            check_accepted(env, "rejected head", 30)
+            print("# %s: %s" % (what, (proc.stderr or proc.stdout).splitlines()[0][-170:]))
+            if where == gen:
+                check_accepted(env, "rejected head", 30)
             if where == gen:
                 with open(os.path.join(gen, "head"), "wb") as f:
                     f.write(real_head)

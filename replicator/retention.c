@@ -37,8 +37,10 @@
  * generation's newest segment is (or when nothing of a generation without
  * segments stays), so a head never names segments retention removed, and
  * a missing tail stays an attack, never a retention run. The newest
- * verified head (by the time it was written) keeps the newest snapshot and
- * segment it names (KEEP_HEAD), whatever the calendar says.
+ * verified head's end (by the time it was written) stays restorable
+ * whatever the calendar says (KEEP_HEAD): its newest segment, with the
+ * snapshot before it and the segments between, unless a snapshot at or
+ * after its end holds it.
  */
 #include "retention.h"
 
@@ -190,7 +192,10 @@ static int flatten(const struct catalog *cat, struct retention_plan *plan, size_
     return 0;
 }
 
-/* The newest verified head's newest snapshot and segment stay. */
+/* The newest verified head's end stays restorable: unless a snapshot at
+ * or after its end holds it, the newest snapshot before its newest segment
+ * and every segment from there to that one stay (KEEP_HEAD), a run that
+ * restores (never a segment that no snapshot precedes). */
 static void keep_what_the_newest_head_names(const struct catalog *cat, struct retention_plan *plan)
 {
     const struct catalog_generation *newest = NULL;
@@ -199,14 +204,26 @@ static void keep_what_the_newest_head_names(const struct catalog *cat, struct re
         if (gen->head_state == CATALOG_HEAD_VERIFIED && (!newest || gen->head->written_ms > newest->head->written_ms))
             newest = gen;
     }
-    if (!newest)
+    if (!newest || newest->head->next_index == 0)
         return;
+    uint64_t last_segment = newest->head->next_index - 1;
+    struct retention_object *anchor = NULL;
     for (size_t i = 0; i < plan->count; i++) {
         struct retention_object *o = &plan->objects[i];
-        if (o->is_head || o->is_delta || strcmp(o->generation, newest->id) != 0)
+        if (!o->is_snapshot || !trusted(o) || strcmp(o->generation, newest->id) != 0)
             continue;
-        if ((o->is_snapshot && trusted(o) && o->time_ms == newest->head->snapshot_ms) ||
-            (!o->is_snapshot && newest->head->next_index && o->index == newest->head->next_index - 1))
+        if (o->index > last_segment)
+            return;   /* a snapshot holds the head's end */
+        if (!anchor || o->index >= anchor->index)
+            anchor = o;
+    }
+    if (!anchor)
+        return;
+    anchor->rules |= KEEP_HEAD;
+    for (size_t i = 0; i < plan->count; i++) {
+        struct retention_object *o = &plan->objects[i];
+        if (!o->is_snapshot && !o->is_head && strcmp(o->generation, newest->id) == 0 &&
+            o->index >= anchor->index && o->index <= last_segment)
             o->rules |= KEEP_HEAD;
     }
 }

@@ -29,7 +29,7 @@ enum retention_rule {
     KEEP_IN_USE = 1 << 7,         /* a restore, verify or drill reads its generation */
     KEEP_UNVERIFIED = 1 << 8,     /* a snapshot not verified, not older than every kept verified
                                      one: kept (never counted) and reported */
-    KEEP_HEAD = 1 << 9,           /* the newest snapshot or segment the newest head names */
+    KEEP_HEAD = 1 << 9,           /* the newest head's end: its newest segment and the run to it */
     KEEP_TAIL_KEPT = 1 << 10,     /* a head: its generation's newest segment stays */
 };
 
@@ -63,7 +63,7 @@ struct retention_plan {
  * (first, before anything of its generation) exactly when its newest
  * segment is, or, in a generation without segments, when nothing of it
  * stays; so no head ever names a tail retention removed. The newest
- * verified head's newest snapshot and segment always stay (KEEP_HEAD).
+ * verified head's end stays restorable (KEEP_HEAD: its newest segment and the run to it).
  *
  * Snapshots a caller did not check (CATALOG_UNCHECKED) are planned from
  * their names, as are ENVELOPE_ONLY ones (the plan says so); REJECTED

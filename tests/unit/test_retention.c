@@ -354,6 +354,80 @@ static void test_unverified_snapshots_never_count(void)
     catalog_release(&cat);
 }
 
+/* A verified head on a hand-built generation, naming segments [0, next_index). */
+static void set_head(struct catalog_generation *gen, uint64_t next_index, int64_t written_ms, const char *successor)
+{
+    gen->head = calloc(1, sizeof *gen->head);
+    gen->head->next_index = next_index;
+    gen->head->written_ms = written_ms;
+    snprintf(gen->head->generation, sizeof gen->head->generation, "%s", gen->id);
+    snprintf(gen->head->successor, sizeof gen->head->successor, "%s", successor);
+    gen->head_state = CATALOG_HEAD_VERIFIED;
+    snprintf(gen->head_key, sizeof gen->head_key, "app/generations/%s/head", gen->id);
+}
+
+static const struct retention_object *object_named(const struct retention_plan *plan, const char *key, size_t *at)
+{
+    for (size_t i = 0; i < plan->count; i++)
+        if (strcmp(plan->objects[i].key, key) == 0) {
+            *at = i;
+            return &plan->objects[i];
+        }
+    return NULL;
+}
+
+/* A generation's head goes exactly with its newest segment, and before
+ * anything of its generation; the newest head's end stays, but never as
+ * a segment no kept snapshot precedes. */
+static void test_heads_go_with_their_tails(void)
+{
+    struct catalog cat = {0};
+    int64_t now = at("2026-11-24T12:00:00Z");
+    add_generation(&cat, "G1", at("2026-11-01T00:00:00Z"), at("2026-11-10T00:00:00Z"), at("2026-11-11T00:00:00Z"));
+    add_generation(&cat, "G2", at("2026-11-11T00:00:00Z"), at("2026-11-24T00:00:00Z"), now);
+    struct catalog_generation *g1 = &cat.generations[0], *g2 = &cat.generations[1];
+    set_head(g1, g1->segments[g1->segment_count - 1].index + 1, at("2026-11-11T00:00:00Z"), "G2");
+    /* G2's head ends where its newest snapshot begins: that snapshot holds its end */
+    uint64_t g2_end = g2->snapshots[g2->snapshot_count - 1].index;
+    set_head(g2, g2_end, at("2026-11-24T02:59:00Z"), "");
+    struct config_retention rules = {1, 1, 0, 0, 0, 0};
+    struct retention_plan plan;
+    struct tm_error err;
+    ASSERT_EQ(retention_plan(&cat, &rules, now, &plan, &err), 0);
+    size_t head1_at = 0, head2_at = 0, seg_at = 0;
+    const struct retention_object *head1 = object_named(&plan, g1->head_key, &head1_at);
+    const struct retention_object *head2 = object_named(&plan, g2->head_key, &head2_at);
+    ASSERT_TRUE(head1 && head2 && head1->is_head && head2->is_head);
+    /* G1 holds nothing in the rules: its tail goes, and its head before it */
+    const struct retention_object *g1_tail = object_named(&plan, g1->segments[g1->segment_count - 1].key, &seg_at);
+    ASSERT_EQ(g1_tail->rules, 0);
+    ASSERT_EQ(head1->rules, 0);
+    for (size_t i = 0; i < plan.count; i++)
+        if (strcmp(plan.objects[i].generation, "G1") == 0 && !plan.objects[i].is_head)
+            ASSERT_TRUE(i > head1_at);
+    ASSERT_EQ(plan.deleted_heads, 1);
+    /* G2's head stays with its tail; the segment before its newest snapshot is not kept for it */
+    ASSERT_TRUE(head2->rules != 0);
+    const struct retention_object *before_end = NULL;
+    for (size_t i = 0; i < plan.count; i++)
+        if (strcmp(plan.objects[i].generation, "G2") == 0 && !plan.objects[i].is_snapshot &&
+            !plan.objects[i].is_head && plan.objects[i].index == g2_end - 1)
+            before_end = &plan.objects[i];
+    ASSERT_TRUE(before_end != NULL);
+    ASSERT_EQ(before_end->rules, 0);
+    retention_plan_release(&plan);
+
+    /* the head naming the newest segment: it and the run from the snapshot before it stay */
+    free(g2->head);
+    set_head(g2, g2->segments[g2->segment_count - 1].index + 1, now, "");
+    ASSERT_EQ(retention_plan(&cat, &rules, now, &plan, &err), 0);
+    const struct retention_object *newest = object_named(&plan, g2->segments[g2->segment_count - 1].key, &seg_at);
+    ASSERT_TRUE(newest->rules & KEEP_HEAD);
+    ASSERT_TRUE(object_named(&plan, g2->head_key, &head2_at)->rules != 0);
+    retention_plan_release(&plan);
+    catalog_release(&cat);
+}
+
 int main(void)
 {
     static const struct test_case cases[] = {
@@ -366,6 +440,8 @@ int main(void)
         {"retention: a delta stays exactly when the first segment it covers stays", test_deltas_follow_their_segments},
         {"retention: snapshots that fail verification never count; newer ones stay, older ones go",
          test_unverified_snapshots_never_count},
+        {"retention: a head goes with its tail; the newest head's end stays, as a run that restores",
+         test_heads_go_with_their_tails},
     };
     return harness_run(cases, sizeof cases / sizeof *cases);
 }

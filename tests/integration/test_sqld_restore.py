@@ -9,7 +9,7 @@ namespace) loads the point; the application's SAME replica at its next
 sync(), a FRESH replica and the HTTP API must then hold exactly the rows
 committed by that second. Plus the refusals. Prints TAP.
 """
-import base64, json, os, shutil, signal, sqlite3, subprocess, sys, time, urllib.request
+import base64, json, os, re, shutil, signal, sqlite3, subprocess, sys, time, urllib.request
 
 from helpers import *
 
@@ -279,6 +279,76 @@ def test_refusals_page_size_and_usage():
         env.cleanup()
 
 
+def runbook_sqld_blocks():
+    with open(os.path.join(ROOT, "docs", "runbook.md")) as f:
+        blocks = re.findall(r"```sh sqld\n(.*?)```", f.read(), re.S)
+    check(len(blocks) >= 4, "the runbook's sqld section has %d command blocks" % len(blocks))
+    return blocks
+
+
+def test_runbook_sqld_section():
+    """docs/runbook.md "Embedded replica with a self-hosted sqld primary",
+    every `sh sqld` block run as written by bash (set -e) after a wrong
+    DELETE: sqld then serves exactly the rows committed by TIME, and the
+    replica file deleted and synced again holds exactly them."""
+    env = Env("sqldR")
+    primary = os.path.join(env.dir, "primary")
+    sqld = Sqld(primary, PORT)
+    app = None
+    sqld_pid = os.path.join(env.dir, "sqld.pid")
+    try:
+        sqld.start()
+        with open(sqld_pid, "w") as f:
+            f.write(str(sqld.proc.pid))
+        app = App(env.db, sqld.url, env.log)
+        app_pid = os.path.join(env.dir, "app.pid")
+        with open(app_pid, "w") as f:
+            f.write(str(app.proc.pid))
+        env.start()
+        target_s, expected = damage(env, app)
+        prelude = """set -e
+export PATH="%(root)s:$PATH"
+export CONFIG=%(config)s DB_NAME=app TIME=%(time)s
+export SQLD_DB_PATH=%(primary)s SQLD_URL=%(url)s CHECK_TABLE=t REPLICA=%(replica)s
+wait_exit() {   # a zombie of this test counts as exited
+    while kill -0 "$1" 2>/dev/null && ! grep -q '^State:.*Z' "/proc/$1/status" 2>/dev/null; do sleep 0.1; done
+}
+stop_sqld() { pid=$(cat %(pid)s); kill -TERM "$pid"; wait_exit "$pid"; }
+start_sqld() {
+    %(sqld)s --db-path "$SQLD_DB_PATH" --http-listen-addr %(listen)s --no-welcome >>%(primary)s.log 2>&1 &
+    echo $! > %(pid)s
+}
+stop_application() { pid=$(cat %(app_pid)s); kill -TERM "$pid"; wait_exit "$pid"; }
+start_application() { true; }   # the test opens the replica again
+""" % {"root": ROOT, "config": env.config, "time": iso(target_s * 1000), "primary": primary, "url": sqld.url,
+       "replica": env.db, "pid": sqld_pid, "sqld": SQLD, "listen": "127.0.0.1:%d" % PORT, "app_pid": app_pid}
+        sqld.proc = None   # the runbook stops and starts it now
+        proc = subprocess.run(["bash", "-c", prelude + "\n".join(runbook_sqld_blocks())], capture_output=True,
+                              text=True, timeout=120, cwd=env.dir)
+        check(proc.returncode == 0, "the runbook failed:\n%s\n%s" % (proc.stdout[-2000:], proc.stderr[-2000:]))
+        check("loaded into sqld: namespace 'default'" in proc.stdout and '"value":"40"' in proc.stdout,
+              "runbook output: " + proc.stdout)
+        http = [tuple(r) for r in sqld.query("SELECT id, payload FROM t ORDER BY id")]
+        check(http == expected, "sqld after the runbook: %d rows" % len(http))
+        app.proc.wait(timeout=10)
+        app.proc = None
+        check(not os.path.exists(env.db), "the runbook did not delete the replica file")
+        app = App(env.db, sqld.url, env.log)
+        got = app.rows()
+        check(got == expected, "the replica synced again: %d rows %r.." % (len(got), got[:5]))
+    finally:
+        if app:
+            app.kill()
+        if os.path.exists(sqld_pid):
+            with open(sqld_pid) as f:
+                try:
+                    os.kill(int(f.read()), signal.SIGKILL)
+                except (ProcessLookupError, ValueError):
+                    pass
+        sqld.kill()
+        env.cleanup()
+
+
 if __name__ == "__main__":
     sys.exit(run_tests([test_stopped_sqld_replaced_and_replicas_resync, test_new_namespace_through_admin_api,
-                        test_refusals_page_size_and_usage]))
+                        test_refusals_page_size_and_usage, test_runbook_sqld_section]))

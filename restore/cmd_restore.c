@@ -364,6 +364,9 @@ static int restore_into_sqld(const struct config *cfg, const struct crypto_keyri
         tm_error_setc(&err, TM_ERR_REFUSED, "'%s' is not one SQLite database: --into-sqld loads one", opts->db_name);
         goto fail;
     }
+    /* refused before the restore's time is spent (checked again when loading) */
+    if (t->db_path ? sqld_check_stopped(t->db_path, t->ns, &err) : sqld_check_new_namespace(t->admin_url, t->ns, &err))
+        goto fail;
     char scratch[PATH_MAX], output[PATH_MAX];
     const char *tmpdir = getenv("TMPDIR");
     snprintf(scratch, sizeof scratch, "%s/tidemark-restore-XXXXXX", t->db_path ? t->db_path : tmpdir ? tmpdir : "/tmp");

@@ -280,16 +280,32 @@ static int make_aside_dir(const char *db_path, const char *ns, char *aside, size
     return tm_error_set(err, "cannot create a directory under '%s': too many", base);
 }
 
+/* DB-PATH/dbs/NS, or -1 for a name that is not one. */
+static int namespace_dir(const char *db_path, const char *ns, char *out, size_t len, struct tm_error *err)
+{
+    if (!*ns || strchr(ns, '/') || strcmp(ns, ".") == 0 || strcmp(ns, "..") == 0)
+        return tm_error_setc(err, TM_ERR_REFUSED, "'%s' is not a namespace name", ns);
+    snprintf(out, len, "%s/dbs/%s", db_path, ns);
+    return 0;
+}
+
+int sqld_check_stopped(const char *db_path, const char *ns, struct tm_error *err)
+{
+    char ns_dir[SQLD_PATH_BYTES];
+    if (namespace_dir(db_path, ns ? ns : "default", ns_dir, sizeof ns_dir, err) != 0)
+        return -1;
+    return check_stopped(db_path, ns_dir, err);
+}
+
 int sqld_replace_stopped(const char *restored_db, const char *db_path, const char *ns, struct sqld_report *out,
                          struct tm_error *err)
 {
     memset(out, 0, sizeof *out);
     ns = ns ? ns : "default";
     snprintf(out->ns, sizeof out->ns, "%s", ns);
-    if (!*ns || strchr(ns, '/') || strcmp(ns, ".") == 0 || strcmp(ns, "..") == 0)
-        return tm_error_setc(err, TM_ERR_REFUSED, "'%s' is not a namespace name", ns);
     char ns_dir[SQLD_PATH_BYTES], tmp[SQLD_PATH_BYTES], old_link[SQLD_PATH_BYTES];
-    snprintf(ns_dir, sizeof ns_dir, "%s/dbs/%s", db_path, ns);
+    if (namespace_dir(db_path, ns, ns_dir, sizeof ns_dir, err) != 0)
+        return -1;
     snprintf(out->data_path, sizeof out->data_path, "%s/data", ns_dir);
     snprintf(tmp, sizeof tmp, "%s/data" TMP_SUFFIX, ns_dir);
     if (check_stopped(db_path, ns_dir, err) != 0 || check_restored(restored_db, out, err) != 0)
@@ -866,6 +882,48 @@ done:
     return rc;
 }
 
+/* ns is a name sqld_create_namespace takes. */
+static int check_new_name(const char *ns, struct tm_error *err)
+{
+    if (!ns || strcmp(ns, "default") == 0) {
+        tm_error_setc(err, TM_ERR_REFUSED, "refusing to create namespace 'default' from a dump");
+        return tm_error_hint(err, "sqld answers 200 and loads nothing when `default` exists; use a new name, or "
+                                  "replace `default` with sqld stopped (--into-sqld)");
+    }
+    if (!valid_namespace(ns))
+        return tm_error_setc(err, TM_ERR_REFUSED, "'%s' is not a namespace name (letters, digits, '-', '_'; "
+                                                  "up to 63)", ns);
+    return 0;
+}
+
+static int refuse_existing(const char *ns, const char *admin, struct tm_error *err)
+{
+    tm_error_setc(err, TM_ERR_REFUSED, "namespace '%s' already exists in sqld at '%s'", ns, admin);
+    return tm_error_hint(err, "choose a new name; tidemark never loads into an existing namespace");
+}
+
+int sqld_check_new_namespace(const char *admin_url, const char *ns, struct tm_error *err)
+{
+    if (check_new_name(ns, err) != 0)
+        return -1;
+    struct response *resp = malloc(sizeof *resp);
+    if (!resp)
+        return tm_error_setc(err, TM_ERR_NO_MEMORY, "out of memory");
+    char admin[SQLD_PATH_BYTES], url[2 * SQLD_PATH_BYTES];
+    base_url(admin_url, admin, sizeof admin);
+    snprintf(url, sizeof url, "%s/v1/namespaces/%s/config", admin, ns);
+    long status = 0;
+    int rc = http_call("GET", url, NULL, NULL, 60, &status, resp, err);
+    if (rc != 0)
+        tm_error_hint(err, "is sqld running with --admin-listen-addr at this address?");
+    else if (status == 200)
+        rc = refuse_existing(ns, admin, err);
+    else if (status != 404)
+        rc = tm_error_set(err, "GET '%s': HTTP %ld: %s", url, status, response_excerpt(resp));
+    free(resp);
+    return rc;
+}
+
 /* A dump of restored_db beside it, as an absolute path (sqld reads it as
  * file:// on its own host). */
 static int dump_beside(const char *restored_db, struct sqld_report *out, struct tm_error *err)
@@ -902,15 +960,7 @@ int sqld_create_namespace(const char *restored_db, const char *admin_url, const 
 {
     memset(out, 0, sizeof *out);
     snprintf(out->ns, sizeof out->ns, "%s", ns ? ns : "");
-    if (!ns || strcmp(ns, "default") == 0) {
-        tm_error_setc(err, TM_ERR_REFUSED, "refusing to create namespace 'default' from a dump");
-        return tm_error_hint(err, "sqld answers 200 and loads nothing when `default` exists; use a new name, or "
-                                  "replace `default` with sqld stopped (--into-sqld)");
-    }
-    if (!valid_namespace(ns))
-        return tm_error_setc(err, TM_ERR_REFUSED, "'%s' is not a namespace name (letters, digits, '-', '_'; "
-                                                  "up to 63)", ns);
-    if (check_restored(restored_db, out, err) != 0 || dump_beside(restored_db, out, err) != 0)
+    if (check_new_name(ns, err) != 0 || check_restored(restored_db, out, err) != 0 || dump_beside(restored_db, out, err) != 0)
         return -1;
     struct response *resp = malloc(sizeof *resp);
     if (!resp) {
@@ -927,8 +977,7 @@ int sqld_create_namespace(const char *restored_db, const char *admin_url, const 
     int rc = http_call("POST", url, body, NULL, 3600, &status, resp, err);
     out->load_ms = clock_now_ms() - start;
     if (rc == 0 && status == 400 && strstr(resp->text, "already exists")) {
-        rc = tm_error_setc(err, TM_ERR_REFUSED, "namespace '%s' already exists in sqld at '%s'", ns, admin);
-        tm_error_hint(err, "choose a new name; tidemark never loads into an existing namespace");
+        rc = refuse_existing(ns, admin, err);
         goto keep;   /* not ours: never deleted */
     }
     if (rc == 0 && status != 200) {

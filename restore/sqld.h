@@ -68,6 +68,19 @@ int sqld_replace_stopped(const char *restored_db, const char *db_path, const cha
 int sqld_create_namespace(const char *restored_db, const char *admin_url, const char *http_url, const char *ns,
                           struct sqld_report *out, struct tm_error *err);
 
+/* The checks sqld_replace_stopped makes of the sqld side before it
+ * touches anything (a sqld --db-path, namespace directory present, sqld
+ * not running), for a caller that wants to refuse before spending time on
+ * a restore. 0, or -1 with err set (TM_ERR_REFUSED). */
+int sqld_check_stopped(const char *db_path, const char *ns, struct tm_error *err);
+
+/* The checks sqld_create_namespace makes before loading: ns is a name it
+ * takes (not "default"), and the admin API at admin_url answers that ns
+ * does not exist (GET /v1/namespaces/NS/config: 404). 0, or -1 with err
+ * set (TM_ERR_REFUSED; TM_ERR_TRANSIENT when the admin API cannot be
+ * reached). */
+int sqld_check_new_namespace(const char *admin_url, const char *ns, struct tm_error *err);
+
 /* Writes a dump of database db at dump_path (a new file, mode 0600) in
  * the form sqld's dump loader accepts: one statement per line for the
  * data (values by SQLite's quote(); text holding line breaks as

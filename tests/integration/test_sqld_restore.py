@@ -165,8 +165,8 @@ def test_stopped_sqld_replaced_and_replicas_resync():
         ns_dir = os.path.join(primary, "dbs", "default")
 
         proc = restore_into(env, target_s, "--into-sqld", primary)   # sqld still running
-        check(proc.returncode == 1 and "sqld is running" in proc.stderr, "not refused while sqld runs: %s %s"
-              % (proc.returncode, proc.stderr))
+        check(proc.returncode == 1 and "sqld is running" in proc.stderr and "restored '" not in proc.stdout,
+              "not refused before restoring while sqld runs: %s %s %s" % (proc.returncode, proc.stdout, proc.stderr))
         check(not os.path.exists(os.path.join(primary, "tidemark-replaced")) and
               not os.path.exists(os.path.join(ns_dir, "data.tidemark-tmp")), "files changed by a refused load")
         check(len(sqld.query("SELECT id FROM t")) == 40, "the damaged primary changed")
@@ -228,7 +228,8 @@ def test_new_namespace_through_admin_api():
         check(len(sqld.query("SELECT id FROM t")) == 40, "default changed")
 
         proc = restore_into(env, target_s, *load)
-        check(proc.returncode == 1 and "already exists" in proc.stderr, "existing namespace: %s" % proc.stderr)
+        check(proc.returncode == 1 and "already exists" in proc.stderr and "restored '" not in proc.stdout,
+              "existing namespace: %s" % proc.stderr)
         rows = [tuple(r) for r in sqld.query("SELECT id, payload FROM t ORDER BY id", ns="restored")]
         check(rows == expected, "a refused load changed the existing namespace")
         proc = restore_into(env, target_s, *(load[:-1] + ["default"]))

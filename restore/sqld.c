@@ -99,10 +99,10 @@
 
 /* ---- reading the restored file */
 
-/* Opens restored_db read-only and checks what sqld needs of it: page size
- * 4096, quick_check ok. Fills page_size; counts tables and rows when
- * tables/rows are given. */
-static int check_restored(const char *restored_db, struct sqld_report *out, struct tm_error *err)
+/* Opens restored_db read-only and checks it: quick_check ok and, when
+ * the file itself goes to sqld (need_4096), page size 4096. Fills
+ * out->page_size. */
+static int check_restored(const char *restored_db, int need_4096, struct sqld_report *out, struct tm_error *err)
 {
     sqlite3 *db = NULL;
     sqlite3_stmt *st = NULL;
@@ -119,7 +119,7 @@ static int check_restored(const char *restored_db, struct sqld_report *out, stru
     out->page_size = (uint32_t)sqlite3_column_int(st, 0);
     sqlite3_finalize(st);
     st = NULL;
-    if (out->page_size != SQLD_PAGE_SIZE) {
+    if (need_4096 && out->page_size != SQLD_PAGE_SIZE) {
         tm_error_setc(err, TM_ERR_REFUSED, "restored database '%s' has a page size of %u bytes; sqld needs %d",
                       restored_db, out->page_size, SQLD_PAGE_SIZE);
         tm_error_hint(err, "sqld panics at start on other page sizes; convert a copy first: sqlite3 COPY "
@@ -308,7 +308,7 @@ int sqld_replace_stopped(const char *restored_db, const char *db_path, const cha
         return -1;
     snprintf(out->data_path, sizeof out->data_path, "%s/data", ns_dir);
     snprintf(tmp, sizeof tmp, "%s/data" TMP_SUFFIX, ns_dir);
-    if (check_stopped(db_path, ns_dir, err) != 0 || check_restored(restored_db, out, err) != 0)
+    if (check_stopped(db_path, ns_dir, err) != 0 || check_restored(restored_db, 1, out, err) != 0)
         return -1;
     int64_t start = clock_now_ms();
     if (copy_file(restored_db, tmp, out->data_path, &out->bytes, err) != 0)
@@ -960,7 +960,8 @@ int sqld_create_namespace(const char *restored_db, const char *admin_url, const 
 {
     memset(out, 0, sizeof *out);
     snprintf(out->ns, sizeof out->ns, "%s", ns ? ns : "");
-    if (check_new_name(ns, err) != 0 || check_restored(restored_db, out, err) != 0 || dump_beside(restored_db, out, err) != 0)
+    if (check_new_name(ns, err) != 0 || check_restored(restored_db, 0, out, err) != 0 ||
+        dump_beside(restored_db, out, err) != 0)
         return -1;
     struct response *resp = malloc(sizeof *resp);
     if (!resp) {

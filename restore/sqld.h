@@ -59,7 +59,8 @@ int sqld_replace_stopped(const char *restored_db, const char *db_path, const cha
  * admin_url, HTTP API at http_url; sqld with --enable-namespaces and
  * --admin-listen-addr) from a dump of restored_db written next to it
  * (sqld reads it as file://, so it must run on this host and be able to
- * read the file). Refused: ns "default" or not a plain name
+ * read the file). The file must pass PRAGMA quick_check (any page size:
+ * sqld makes its own database). Refused: ns "default" or not a plain name
  * ([A-Za-z0-9_-], 1..63), an existing namespace (TM_ERR_REFUSED). After
  * the create, every table's row count and the total length of its
  * quoted values are compared through the HTTP API (header

@@ -225,7 +225,9 @@ def test_new_namespace_through_admin_api():
     """Route B: --into-sqld-admin creates a new namespace from a dump and
     checks it; its rows through HTTP (x-namespace-bin) are exactly those
     committed by the second before the DELETE; an existing name and
-    `default` are refused, and a refused load leaves the namespace alone."""
+    `default` are refused, and a refused load leaves the namespace alone;
+    a fresh replica of it (sync URL http://restored.localhost) gets them;
+    then --into-sqld --namespace replaces that namespace with sqld stopped."""
     env = Env("sqldB")
     sqld = Sqld(os.path.join(env.dir, "primary"), PORT, PORT + 1)
     app = None
@@ -257,6 +259,20 @@ def test_new_namespace_through_admin_api():
         check(rows == expected, "a refused load changed the existing namespace")
         proc = restore_into(env, target_s, *(load[:-1] + ["default"]))
         check(proc.returncode == 1 and "'default'" in proc.stderr, "default: %s" % proc.stderr)
+
+        # route A into the named namespace: its file replaced by the latest
+        # (damaged) point, sqld stopped; recovered at its first use
+        sqld.stop()
+        proc = subprocess.run([TIDEMARK, "restore", "-c", env.config, "app", "--into-sqld", sqld.db_path,
+                               "--namespace", "restored"], capture_output=True, text=True)
+        check(proc.returncode == 0 and "namespace 'restored'" in proc.stdout, "--namespace: %s" % proc.stderr)
+        sqld.start()
+        damaged = [(i, payload(i)) for i in range(1, 61) if i % 3]
+        rows = [tuple(r) for r in sqld.query("SELECT id, payload FROM t ORDER BY id", ns="restored")]
+        check(rows == damaged, "namespace restored replaced: %d rows" % len(rows))
+        if prefix:
+            rows = fresh_replica_rows(env, "http://restored.localhost:%d" % PORT, prefix)
+            check(rows == damaged, "a fresh replica of the replaced namespace: %d rows" % len(rows))
     finally:
         if app:
             app.kill()

@@ -307,14 +307,18 @@ def test_refusals_page_size_and_usage():
         with open(os.path.join(fake, "dbs", "default", "data"), "rb") as f:
             check(f.read() == b"old" * 100, "data changed by a refused load")
         check(sorted(os.listdir(fake)) == [".version", "dbs"], "left: %r" % os.listdir(fake))
-        for bad in (["--into-sqld", fake, "--into-sqld-admin", "http://x"],
-                    ["--into-sqld-admin", "http://x", "--namespace", "n"],
-                    ["--namespace", "n", "-o", os.path.join(env.dir, "x.db")],
-                    ["--into-sqld", fake, "--sqld-url", "http://x"],
-                    []):
+        for bad, said in ((["--into-sqld", fake, "--into-sqld-admin", "http://x"], "exclude each other"),
+                          (["--into-sqld-admin", "http://x", "--namespace", "n"], "needs --sqld-url"),
+                          (["--namespace", "n", "-o", os.path.join(env.dir, "x.db")], "go with --into-sqld"),
+                          (["--into-sqld", fake, "--sqld-url", "http://x"], "goes with --into-sqld-admin"),
+                          (["--into-sqld", fake, "--force"], "--force goes with -o"),
+                          ([], "-o PATH is required")):
             proc = subprocess.run([TIDEMARK, "restore", "-c", env.config, "app"] + bad, capture_output=True, text=True)
-            check(proc.returncode == 2 and proc.stderr.startswith("error: "), "%r: %d %s" % (bad, proc.returncode,
-                                                                                           proc.stderr))
+            check(proc.returncode == 2 and proc.stderr.startswith("error: ") and said in proc.stderr,
+                  "%r: %d %s" % (bad, proc.returncode, proc.stderr))
+        proc = subprocess.run([TIDEMARK, "restore", "-c", env.config, "app*", "--into-sqld", fake],
+                              capture_output=True, text=True)
+        check(proc.returncode == 2 and "cannot be a glob" in proc.stderr, "glob: %s" % proc.stderr)
     finally:
         env.cleanup()
 

@@ -122,8 +122,8 @@ static int check_restored(const char *restored_db, int need_4096, struct sqld_re
     if (need_4096 && out->page_size != SQLD_PAGE_SIZE) {
         tm_error_setc(err, TM_ERR_REFUSED, "restored database '%s' has a page size of %u bytes; sqld needs %d",
                       restored_db, out->page_size, SQLD_PAGE_SIZE);
-        tm_error_hint(err, "sqld panics at start on other page sizes; convert a copy first: sqlite3 COPY "
-                           "'PRAGMA page_size=4096; PRAGMA journal_mode=DELETE; VACUUM;'");
+        tm_error_hint(err, "sqld panics at start on other page sizes; convert a copy (restore with -o COPY "
+                           "first): sqlite3 COPY 'PRAGMA journal_mode=DELETE; PRAGMA page_size=4096; VACUUM;'");
         goto done;
     }
     if (sqlite3_prepare_v2(db, "PRAGMA quick_check", -1, &st, NULL) != SQLITE_OK || sqlite3_step(st) != SQLITE_ROW ||
@@ -331,7 +331,10 @@ int sqld_replace_stopped(const char *restored_db, const char *db_path, const cha
         tm_error_set(err, "cannot rename '%s' to '%s': %s", tmp, out->data_path, strerror(errno));
         goto fail_tmp;
     }
-    if (fsutil_fsync_dir(ns_dir, err) != 0 || fsutil_fsync_dir(out->aside_path, err) != 0)
+    char aside_parent[SQLD_PATH_BYTES];
+    snprintf(aside_parent, sizeof aside_parent, "%s/tidemark-replaced", db_path);
+    if (fsutil_fsync_dir(ns_dir, err) != 0 || fsutil_fsync_dir(out->aside_path, err) != 0 ||
+        fsutil_fsync_dir(aside_parent, err) != 0)
         return -1;
     out->install_ms = clock_now_ms() - start;
     return 0;

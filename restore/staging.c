@@ -118,12 +118,13 @@ int staging_publish_file(const char *copy, const char *target, const char *sql, 
     snprintf(dir, sizeof dir, "%s", target);
     char *slash = strrchr(dir, '/');
     if (!slash)
-        return tm_error_set(err, "publish: '%s' is not an absolute path", target);
+        return tm_error_set(err, "publish to '%s' failed: not an absolute path", target);
     slash == dir ? (void)(dir[1] = '\0') : (void)(*slash = '\0');
     snprintf(temp, sizeof temp, "%s.tidemark-XXXXXX", target);
     int fd = mkostemp(temp, O_CLOEXEC);
     if (fd < 0)
-        return tm_error_set(err, "publish: cannot create a temporary file beside '%s': %s", target, strerror(errno));
+        return tm_error_set(err, "publish to '%s' failed: cannot create a temporary file in its directory: %s",
+                            target, strerror(errno));
     struct stat old;
     mode_t mode = lstat(target, &old) == 0 && S_ISREG(old.st_mode) ? old.st_mode & 07777 : 0600;
     int rc = copy_into(copy, fd, temp, err);

@@ -200,7 +200,7 @@ static const struct config_section retention_section = {
  * (sqld routes a request by it): letters, digits, '-' and '_', no dot. */
 static int namespace_ok(const char *name)
 {
-    if (!name[0])
+    if (!name[0] || strlen(name) > 63)
         return 0;
     for (const char *p = name; *p; p++)
         if (!(*p == '-' || *p == '_' || (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
@@ -233,7 +233,7 @@ static int finish_publish_sqld(struct config_loader *ld, yaml_node_t *node, void
         return config_fail_at(ld, node, "name a staging namespace, e.g. 'namespace: staging': the drill deletes "
                               "and recreates it each time", "'publish' never replaces the 'default' namespace");
     if (!namespace_ok(sqld->name))
-        return config_fail_at(ld, node, "namespaces may use letters, digits, '-' and '_'",
+        return config_fail_at(ld, node, "namespaces may use letters, digits, '-' and '_' (up to 63)",
                               "invalid namespace '%s'", sqld->name);
     return 0;
 }

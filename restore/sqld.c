@@ -190,8 +190,10 @@ static int check_stopped(const char *db_path, const char *ns_dir, struct tm_erro
     return 0;
 }
 
-/* Copies src to a new file dst, fsynced; counts the bytes. */
-static int copy_file(const char *src, const char *dst, uint64_t *bytes, struct tm_error *err)
+/* Copies src to a new file dst, fsynced; counts the bytes. The copy
+ * gets the owner and mode of `like` when it exists (sqld may run as
+ * another user than tidemark: it must be able to open its data). */
+static int copy_file(const char *src, const char *dst, const char *like, uint64_t *bytes, struct tm_error *err)
 {
     int in = open(src, O_RDONLY | O_CLOEXEC);
     if (in < 0)
@@ -202,9 +204,16 @@ static int copy_file(const char *src, const char *dst, uint64_t *bytes, struct t
         close(in);
         return -1;
     }
+    struct stat old;
+    int rc = 0;
+    if (stat(like, &old) == 0 && (fchown(outfd, old.st_uid, old.st_gid) != 0 ||
+                                  fchmod(outfd, old.st_mode & 07777) != 0))
+        rc = tm_error_setc(err, TM_ERR_REFUSED, "cannot give '%s' the owner and mode of '%s': %s", dst, like,
+                           strerror(errno));
     static const size_t chunk = 1 << 20;
-    char *buf = malloc(chunk);
-    int rc = buf ? 0 : tm_error_setc(err, TM_ERR_NO_MEMORY, "out of memory copying '%s'", src);
+    char *buf = rc == 0 ? malloc(chunk) : NULL;
+    if (rc == 0 && !buf)
+        rc = tm_error_setc(err, TM_ERR_NO_MEMORY, "out of memory copying '%s'", src);
     *bytes = 0;
     while (rc == 0) {
         ssize_t n = read(in, buf, chunk);
@@ -286,7 +295,7 @@ int sqld_replace_stopped(const char *restored_db, const char *db_path, const cha
     if (check_stopped(db_path, ns_dir, err) != 0 || check_restored(restored_db, out, err) != 0)
         return -1;
     int64_t start = clock_now_ms();
-    if (copy_file(restored_db, tmp, &out->bytes, err) != 0)
+    if (copy_file(restored_db, tmp, out->data_path, &out->bytes, err) != 0)
         return -1;
     if (make_aside_dir(db_path, ns, out->aside_path, sizeof out->aside_path, err) != 0)
         goto fail_tmp;
@@ -922,8 +931,13 @@ int sqld_create_namespace(const char *restored_db, const char *admin_url, const 
         tm_error_hint(err, "choose a new name; tidemark never loads into an existing namespace");
         goto keep;   /* not ours: never deleted */
     }
-    if (rc == 0 && status != 200)
+    if (rc == 0 && status != 200) {
+        int unreadable = strstr(resp->text, "dump file path doesn't exist") != NULL;
         rc = tm_error_set(err, "POST '%s': HTTP %ld: %s", url, status, response_excerpt(resp));
+        if (unreadable)   /* the namespace is deleted below: that hint comes last */
+            tm_error_prefix(err, "sqld cannot read the dump '%s' (it reads file:// on its own host, as its own "
+                                 "user; with -o PATH the dump goes beside PATH): ", out->dump_path);
+    }
     if (rc == 0) {
         start = clock_now_ms();
         rc = check_namespace(restored_db, http, ns, out, resp, err);

@@ -23,8 +23,8 @@ struct sqld_report {
     int64_t install_ms;        /* A: copy + fsync + rename into dbs/NS/data; B: writing the dump */
     int64_t load_ms;           /* B: the create request (sqld loading the dump); A: 0 */
     int64_t first_query_ms;    /* B: the content check through the HTTP API; A: 0 (sqld is stopped) */
-    uint64_t rows_checked;     /* B: rows compared (sum over the tables); A: rows in the file */
-    uint64_t tables_checked;   /* tables (A: in the file; B: compared) */
+    uint64_t rows_checked;     /* B: rows compared (sum over the tables); A: 0 */
+    uint64_t tables_checked;   /* B: tables compared; A: 0 */
     uint64_t bytes;            /* A: the file installed; B: the dump's size */
     uint32_t page_size;        /* of the restored file */
     char ns[256];              /* the namespace loaded */
@@ -48,10 +48,10 @@ struct sqld_report {
  * database is aside/data + aside/data-wal); the temp is renamed over
  * data; the directory fsynced. The replication log is gone, so sqld at
  * its next start rebuilds it from data under a NEW log id, which makes
- * every embedded replica fetch the new history at its next sync(). A
- * namespace without a directory yet is created (default only: a named
- * one must exist in sqld's metastore, refused otherwise). 0, or -1 with
- * err set. */
+ * every embedded replica fetch the new history at its next sync().
+ * dbs/NS must exist (sqld made it: refused otherwise). 0, or -1 with err
+ * set (a failure after the first move leaves the moved files in
+ * out->aside_path and the old data in place: run again). */
 int sqld_replace_stopped(const char *restored_db, const char *db_path, const char *ns, struct sqld_report *out,
                          struct tm_error *err);
 

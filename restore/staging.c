@@ -119,7 +119,10 @@ int staging_publish_file(const char *copy, const char *target, const char *sql, 
     char *slash = strrchr(dir, '/');
     if (!slash)
         return tm_error_set(err, "publish to '%s' failed: not an absolute path", target);
-    slash == dir ? (void)(dir[1] = '\0') : (void)(*slash = '\0');
+    if (slash == dir)
+        dir[1] = '\0';   /* a file in / */
+    else
+        *slash = '\0';
     snprintf(temp, sizeof temp, "%s.tidemark-XXXXXX", target);
     int fd = mkostemp(temp, O_CLOEXEC);
     if (fd < 0)

@@ -624,6 +624,11 @@ static void free_db(struct config_db *db)
     free(db->drill.schedule);
     free(db->drill.staging);
     free(db->drill.check_sql);
+    free(db->drill.publish_file);
+    free(db->drill.publish_sqld.admin_url);
+    free(db->drill.publish_sqld.http_url);
+    free(db->drill.publish_sqld.name);
+    free(db->drill.after);
     free(db->replicas);
     free(db->path);
     free(db->name);

@@ -55,6 +55,16 @@ struct config_drill {
     char *schedule;
     char *staging;                   /* default /var/tmp/tidemark-drill */
     char *check_sql;                 /* optional query that must return a row */
+    /* publish: where the restored copy is left for a staging environment
+     * (restore/drill.c); both NULL: nowhere, the scratch copy is deleted */
+    char *publish_file;              /* PATH: replaced atomically by the copy */
+    struct config_publish_sqld {     /* { sqld-admin, sqld-url, namespace }: a staging namespace */
+        char *admin_url;             /* sqld's --admin-listen-addr, as http://HOST:PORT */
+        char *http_url;              /* sqld's HTTP API, for the first query */
+        char *name;                  /* the namespace, never "default" */
+    } publish_sqld;
+    char *after;                     /* run through /bin/sh -c after publishing; NULL: none */
+    int64_t after_timeout_ms;        /* default 5m: `after` is killed and the drill fails */
 };
 
 enum db_kind { DB_SQLITE, DB_REDIS };

@@ -10,6 +10,7 @@
 #include "crypto.h"
 
 #include <libgen.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -195,6 +196,85 @@ static const struct config_section retention_section = {
     KEYS(retention_keys), .heading = "## Retention",
 };
 
+/* A sqld namespace is addressed by the first label of a Host header
+ * (sqld routes a request by it): letters, digits, '-' and '_', no dot. */
+static int namespace_ok(const char *name)
+{
+    if (!name[0] || strlen(name) > 63)
+        return 0;
+    for (const char *p = name; *p; p++)
+        if (!(*p == '-' || *p == '_' || (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+              (*p >= '0' && *p <= '9')))
+            return 0;
+    return 1;
+}
+
+static const char publish_hint[] =
+    "write 'publish: /srv/staging/app.db' (a file the copy replaces) or 'publish: { sqld-admin: "
+    "http://127.0.0.1:9090, sqld-url: http://127.0.0.1:8080, namespace: staging }'";
+
+static int check_publish_url(struct config_loader *ld, yaml_node_t *value, void *field)
+{
+    if (is_url(*(char **)field))
+        return 0;
+    return config_fail_at(ld, value, publish_hint, "'%s' must be an http:// or https:// URL", *(char **)field);
+}
+
+/* All three keys; a staging namespace is never `default` (sqld's create
+ * loads nothing into an existing `default` and still answers 200). */
+static int finish_publish_sqld(struct config_loader *ld, yaml_node_t *node, void *base, const struct config_seen *seen)
+{
+    struct config_publish_sqld *sqld = base;
+    (void)seen;
+    if (!sqld->admin_url || !sqld->http_url || !sqld->name)
+        return config_fail_at(ld, node, publish_hint, "'publish' to sqld needs 'sqld-admin', 'sqld-url' and "
+                              "'namespace'");
+    if (strcmp(sqld->name, "default") == 0)
+        return config_fail_at(ld, node, "name a staging namespace, e.g. 'namespace: staging': the drill deletes "
+                              "and recreates it each time", "'publish' never replaces the 'default' namespace");
+    if (!namespace_ok(sqld->name))
+        return config_fail_at(ld, node, "namespaces may use letters, digits, '-' and '_' (up to 63)",
+                              "invalid namespace '%s'", sqld->name);
+    return 0;
+}
+
+static const struct config_key publish_sqld_keys[] = {
+    {.key = "sqld-admin", .type = CONFIG_STRING, .offset = FIELD(config_publish_sqld, admin_url),
+     .check = check_publish_url, .doc = "sqld's admin API (--admin-listen-addr) as a URL"},
+    {.key = "sqld-url", .type = CONFIG_STRING, .offset = FIELD(config_publish_sqld, http_url),
+     .check = check_publish_url, .doc = "sqld's HTTP API, where the first query is sent"},
+    {.key = "namespace", .type = CONFIG_STRING, .offset = FIELD(config_publish_sqld, name),
+     .doc = "the staging namespace, deleted and created from the copy (never default)"},
+};
+
+static const struct config_section publish_sqld_section = {
+    .title = "publish", .where = "'publish'", .shape_hint = publish_hint, KEYS(publish_sqld_keys),
+    .finish = finish_publish_sqld, .heading = "### `publish` to a staging sqld namespace",
+};
+
+/* publish: PATH | { sqld-admin, sqld-url, namespace } into the struct
+ * config_drill at field. */
+static int parse_publish(struct config_loader *ld, const struct config_key *key, yaml_node_t *node, void *field)
+{
+    struct config_drill *drill = field;
+    if (node->type == YAML_MAPPING_NODE)
+        return config_walk(ld, &publish_sqld_section, node, &drill->publish_sqld);
+    if (node->type != YAML_SCALAR_NODE)
+        return config_fail_at(ld, node, publish_hint, "'publish' must be a file path or a mapping");
+    if (config_get_string(ld, node, key->key, &drill->publish_file) != 0)
+        return -1;
+    if (drill->publish_file[0] != '/')
+        return config_fail_at(ld, node, publish_hint, "'publish' must be an absolute path");
+    return 0;
+}
+
+static int check_after_timeout(struct config_loader *ld, yaml_node_t *value, void *field)
+{
+    if (*(int64_t *)field >= 1000)
+        return 0;
+    return config_fail_at(ld, value, "e.g. 'after-timeout: 5m'", "'after-timeout' must be 1s or more");
+}
+
 static const struct config_key drill_keys[] = {
     {.key = "schedule", .type = CONFIG_CRON, .offset = FIELD(config_drill, schedule),
      .aux = FIELD(config_drill, cron), .def = "0 4 1 * *", .doc = "when drills run (cron, UTC)"},
@@ -202,6 +282,12 @@ static const struct config_key drill_keys[] = {
      .def = "/var/tmp/tidemark-drill", .doc = "where the scratch copy is restored"},
     {.key = "check-sql", .type = CONFIG_STRING, .offset = FIELD(config_drill, check_sql),
      .doc = "a query that must succeed and return a row"},
+    {.key = "publish", .type = CONFIG_CUSTOM, .parse = parse_publish,
+     .doc = "leave the copy for staging: a file PATH it replaces, or a sqld namespace"},
+    {.key = "after", .type = CONFIG_STRING, .offset = FIELD(config_drill, after),
+     .doc = "a command run after publishing (staging's smoke test); failing fails the drill"},
+    {.key = "after-timeout", .type = CONFIG_DURATION, .offset = FIELD(config_drill, after_timeout_ms), .def = "5m",
+     .check = check_after_timeout, .doc = "after is killed at this time, and the drill fails"},
 };
 
 static const struct config_section drill_section = {
@@ -505,6 +591,52 @@ static int finish_sqlite_entry(struct config_loader *ld, yaml_node_t *node, stru
     return 0;
 }
 
+/* path with its directory resolved (symlinks, "..") when it exists, so
+ * that two spellings of one file compare equal; else path as written. */
+static void resolved_path(const char *path, char *out, size_t len)
+{
+    char dir[PATH_MAX], resolved[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    const char *name = slash ? path + (slash - dir) + 1 : path;
+    if (slash)
+        *slash = '\0';
+    if (realpath(slash == dir ? "/" : slash ? dir : ".", resolved))
+        snprintf(out, len, "%s/%s", strcmp(resolved, "/") == 0 ? "" : resolved, name);
+    else
+        snprintf(out, len, "%s", path);
+}
+
+/* Whether a drill's publish file is the file of a database backed up
+ * (the drill would replace the live database with its restored copy). */
+static int publish_is_database(const char *publish, const char *db_path)
+{
+    char a[PATH_MAX + 256], b[PATH_MAX + 256];
+    resolved_path(publish, a, sizeof a);
+    resolved_path(db_path, b, sizeof b);
+    return strcmp(a, b) == 0;
+}
+
+/* publish: a `path:` database's drill only, and never onto it. */
+static int check_publish(struct config_loader *ld, yaml_node_t *node, const struct config_db *db,
+                         const struct config_seen *seen)
+{
+    const struct config_drill *drill = &db->drill;
+    if (!drill->publish_file && !drill->publish_sqld.name)
+        return 0;
+    yaml_node_t *at = config_seen_value(db->kind == DB_REDIS ? &redis_db_section : &sqlite_db_section, seen, "drill");
+    if (!at)
+        at = node;
+    if (db->kind == DB_REDIS || db->dir)
+        return config_fail_at(ld, at, "a drill of a Redis or 'dir:' entry keeps its scratch copy only",
+                              "'publish' goes with a 'path:' database");
+    if (drill->publish_file && publish_is_database(drill->publish_file, db->path))
+        return config_fail_at(ld, at, "publish to a staging copy, e.g. /srv/staging/app.db",
+                              "'publish' '%s' is the database '%s' itself: a drill never replaces it",
+                              drill->publish_file, db->name);
+    return 0;
+}
+
 static int finish_db(struct config_loader *ld, yaml_node_t *node, void *base, const struct config_seen *seen)
 {
     struct config_db *db = base;
@@ -515,6 +647,8 @@ static int finish_db(struct config_loader *ld, yaml_node_t *node, void *base, co
     if (!name_ok(db->name))
         return config_fail_at(ld, node, "names may use letters, digits, '-', '_' and '.'",
                               "invalid database name '%s'", db->name);
+    if (check_publish(ld, node, db, seen) != 0)
+        return -1;
     yaml_node_t *replicas = config_seen_value(&sqlite_db_section, seen, "replicas");
     if (db->replica_count == 0)
         return config_fail_at(ld, replicas ? replicas : node,
@@ -653,6 +787,13 @@ static int finish_root(struct config_loader *ld, yaml_node_t *root, void *base, 
     for (size_t i = 0; i < cfg->db_count; i++)
         if (config_db_state_dir(cfg, &cfg->dbs[i], ld->err) != 0 || db_defaults(ld, cfg, &cfg->dbs[i]) != 0)
             return -1;
+    for (size_t i = 0; i < cfg->db_count; i++)
+        for (size_t j = 0; j < cfg->db_count && cfg->dbs[i].drill.publish_file; j++)
+            if (cfg->dbs[j].path && publish_is_database(cfg->dbs[i].drill.publish_file, cfg->dbs[j].path))
+                return config_fail_at(ld, root, "publish to a staging copy, e.g. /srv/staging/app.db",
+                                      "the drill of '%s' publishes to '%s', the database '%s': a drill never "
+                                      "replaces a database backed up", cfg->dbs[i].name,
+                                      cfg->dbs[i].drill.publish_file, cfg->dbs[j].name);
     return 0;
 }
 
@@ -684,7 +825,8 @@ const struct config_section config_root_section = {
 /* Every section, each variant once: what docs/configuration.md documents. */
 const struct config_section *const config_sections[] = {
     &config_root_section, &encryption_section, &metrics_section, &alerts_section, &sqlite_db_section,
-    &redis_db_section, &snapshot_section, &retention_section, &drill_section, &file_replica_section,
+    &redis_db_section, &snapshot_section, &retention_section, &drill_section, &publish_sqld_section,
+    &file_replica_section,
     &s3_replica_section, &object_lock_section,
 };
 const size_t config_section_count = sizeof config_sections / sizeof *config_sections;

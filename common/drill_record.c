@@ -37,6 +37,16 @@ char *drill_record_format(const struct drill_record *r)
         fprintf(fp, ", \"check_result\": ");
         json_write_string(fp, r->check_result ? r->check_result : "");
     }
+    if (r->published && r->published[0]) {
+        fprintf(fp, ", \"published\": ");
+        json_write_string(fp, r->published);
+        fprintf(fp, ", \"served_ms\": %" PRId64, r->served_ms);
+    }
+    if (r->after) {
+        fprintf(fp, ", \"after\": ");
+        json_write_string(fp, r->after);
+        fprintf(fp, ", \"after_ms\": %" PRId64, r->after_ms);
+    }
     if (r->error && r->error[0]) {
         fprintf(fp, ", \"error\": ");
         json_write_string(fp, r->error);
@@ -173,7 +183,8 @@ static int read_value(const char **p, const char *key, struct drill_summary *out
         const struct { const char *key; char *into; size_t len; } kept[] = {
             {"time", out->time, sizeof out->time}, {"point", out->point, sizeof out->point},
             {"check_result", out->check_result, sizeof out->check_result},
-            {"error", out->error, sizeof out->error}};
+            {"error", out->error, sizeof out->error}, {"published", out->published, sizeof out->published},
+            {"after", out->after, sizeof out->after}};
         for (size_t i = 0; i < sizeof kept / sizeof *kept; i++)
             if (strcmp(key, kept[i].key) == 0)
                 return read_string(p, kept[i].into, kept[i].len);
@@ -195,6 +206,10 @@ static int read_value(const char **p, const char *key, struct drill_summary *out
         out->rto_ms = strtoll(s, NULL, 10);
     else if (strcmp(key, "rpo_ms") == 0)
         out->rpo_ms = strtoll(s, NULL, 10);
+    else if (strcmp(key, "served_ms") == 0)
+        out->served_ms = strtoll(s, NULL, 10);
+    else if (strcmp(key, "after_ms") == 0)
+        out->after_ms = strtoll(s, NULL, 10);
     *p = end;
     return 0;
 }
@@ -226,7 +241,7 @@ static int read_members(const char *p, struct drill_summary *out)
 
 int drill_record_parse(const char *text, struct drill_summary *out, struct tm_error *err)
 {
-    *out = (struct drill_summary){.time = "?", .ok = 0, .rto_ms = -1, .rpo_ms = -1};
+    *out = (struct drill_summary){.time = "?", .ok = 0, .rto_ms = -1, .rpo_ms = -1, .served_ms = -1, .after_ms = -1};
     const char *p = skip_space(text);
     if (*p == '[')
         p = skip_space(p + 1);
@@ -260,6 +275,12 @@ void drill_summary_write_json(const struct drill_summary *s, FILE *out)
     write_ms(out, "rpo_ms", s->rpo_ms);
     write_optional(out, "point", s->point);
     write_optional(out, "check_result", s->check_result);
+    write_optional(out, "published", s->published);
+    if (s->published[0])
+        write_ms(out, "served_ms", s->served_ms);
+    write_optional(out, "after", s->after);
+    if (s->after[0])
+        write_ms(out, "after_ms", s->after_ms);
     write_optional(out, "error", s->error);
     fputc('}', out);
 }

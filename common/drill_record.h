@@ -5,10 +5,16 @@
  *
  *   {"time": "2026-11-24T04:00:01.234Z", "db": "app", "replica": "s3",
  *    "ok": true, "rto_ms": 520, "rpo_ms": 1300, "point": "...",
- *    "check_sql": "...", "check_result": "...", "error": "..."}
+ *    "check_sql": "...", "check_result": "...", "published": "/srv/staging/app.db",
+ *    "served_ms": 610, "after": "passed", "after_ms": 1200, "error": "..."}
  *
  * rpo_ms and point only when a point was restored; check_sql and
- * check_result only when a check is configured; error only on failure. */
+ * check_result only when a check is configured; published and served_ms
+ * only when the copy was published (drill: { publish }): where ("PATH"
+ * or "sqld:NAMESPACE") and the time from the restore's start to the
+ * published copy answering its first query; after and after_ms only when
+ * drill: { after } ran: "passed", "exit N", "signal N", "timed out" or
+ * "not started", and its wall time; error only on failure. */
 #ifndef TM_DRILL_RECORD_H
 #define TM_DRILL_RECORD_H
 
@@ -27,6 +33,10 @@ struct drill_record {
     const char *check_sql;       /* NULL: no check configured */
     const char *check_result;
     const char *error;           /* NULL or "": none */
+    const char *published;       /* NULL or "": not published (neither it nor served_ms written) */
+    int64_t served_ms;
+    const char *after;           /* NULL: `after` did not run (neither it nor after_ms written) */
+    int64_t after_ms;
 };
 
 /* The record as one line of JSON (malloc'd; NULL when out of memory). */
@@ -40,6 +50,10 @@ struct drill_summary {
     char point[40];              /* "" when absent (as the strings below) */
     char check_result[256];
     char error[512];
+    char published[300];
+    int64_t served_ms;           /* -1 when absent */
+    char after[32];              /* "" when absent */
+    int64_t after_ms;            /* -1 when absent */
 };
 
 /* Reads a record, or the first record of a JSON array of them (the
@@ -51,7 +65,8 @@ int drill_record_parse(const char *text, struct drill_summary *out, struct tm_er
 /* A parsed record as a JSON object, made from its fields only (never the
  * stored text: a record is bucket data anyone with write access could
  * plant): {"time", "ok", "rto_ms", "rpo_ms" (null when absent), and
- * "point", "check_result", "error" when present}. */
+ * "point", "check_result", "published", "served_ms", "after", "after_ms",
+ * "error" when present}. */
 void drill_summary_write_json(const struct drill_summary *s, FILE *out);
 
 #endif

@@ -116,8 +116,13 @@ static void evaluate_db(struct alerts *a, const struct db_status *db, int64_t no
     }
     if (db->retention_failing)
         holds(a, "retention_failed", db->name, "", "the last retention run failed (see the log)", now_ms);
-    if (db->drill_failing)
-        holds(a, "drill_failed", db->name, "", "the last restore drill failed (see the log)", now_ms);
+    if (db->drill_failing) {
+        if (db->drill_error && db->drill_error[0])
+            snprintf(message, sizeof message, "the last restore drill failed: %s", db->drill_error);
+        else
+            snprintf(message, sizeof message, "the last restore drill failed (see the log)");
+        holds(a, "drill_failed", db->name, "", message, now_ms);
+    }
     if (db->spool_limit && db->spool_bytes * 10 >= db->spool_limit * 9) {
         snprintf(message, sizeof message, "the spool holds %llu of %llu bytes (spool-limit)",
                  (unsigned long long)db->spool_bytes, (unsigned long long)db->spool_limit);

@@ -24,6 +24,7 @@
 #include "../common/cron.h"
 #include "../common/drill_record.h"
 #include "../common/log.h"
+#include "../common/textsafe.h"
 #include "redis.h"
 #include "snapshots.h"
 #include "spool.h"
@@ -61,6 +62,7 @@ static void read_drill_report(struct db_context *ctx)
     drill_record_parse(text, &drill, &ignored);
     ctx->schedule.drill_rto_ms = drill.rto_ms < 0 ? 0 : drill.rto_ms;
     ctx->schedule.drill_rpo_ms = drill.rpo_ms < 0 ? 0 : drill.rpo_ms;
+    textsafe(drill.error, ctx->schedule.drill_error, sizeof ctx->schedule.drill_error);
 }
 
 /* Retention and drills run as child processes (`tidemark retention|drill
@@ -76,6 +78,7 @@ static void on_child_done(struct ev_loop *loop, ev_child *w, int revents)
     const char *what = w == &ctx->schedule.drill_child ? "drill" : "retention";
     int ok = WIFEXITED(w->rstatus) && WEXITSTATUS(w->rstatus) == 0;
     if (w == &ctx->schedule.drill_child) {
+        ctx->schedule.drill_error[0] = '\0';
         ctx->schedule.drill_failing = !ok;
         ctx->schedule.drill_result = ok;
         read_drill_report(ctx);
@@ -120,8 +123,8 @@ void schedules_spawn_tidemark(struct replicator *rep, const char *name, const ch
                               : open("/dev/null", O_WRONLY | O_CLOEXEC);
         if (out >= 0)
             dup2(out, STDOUT_FILENO);
-        if (report_path)
-            execl(self, self, command, "-c", rep->cfg->file, name, "--json", (char *)NULL);
+        if (report_path)   /* a database's drill: the sidecar raises drill_failed itself */
+            execl(self, self, command, "-c", rep->cfg->file, name, "--json", "--no-alert", (char *)NULL);
         else
             execl(self, self, command, "-c", rep->cfg->file, name, (char *)NULL);
         _exit(127);

@@ -22,6 +22,7 @@ struct schedule_state {
     int drill_result;                /* -1 none this run, 0 failed, 1 passed */
     uint64_t errors_retention, errors_drill;
     int64_t drill_time_ms, drill_rto_ms, drill_rpo_ms;
+    char drill_error[300];   /* why the last drill failed, from its report; "" unknown */
 };
 
 /* Starts the snapshot-interval timer and the snapshot schedule, as

@@ -40,6 +40,7 @@ struct db_status {
     uint64_t errors_wal, errors_spool, errors_snapshot, errors_retention, errors_drill;
     int drill_result;              /* -1 none this run, 0 failed, 1 passed */
     int64_t drill_rto_ms, drill_rpo_ms, drill_time_ms;
+    const char *drill_error;       /* why the last drill failed, "" when not known */
     struct replica_status *replicas;
     size_t replica_count;
 };

@@ -57,8 +57,13 @@ static void drill_summary(const char *record, char *out, size_t len)
     struct drill_summary s;
     struct tm_error ignored;
     drill_record_parse(record, &s, &ignored);
-    snprintf(out, len, "%s %s, RTO %.2f s, RPO %.2f s", s.time, s.ok ? "ok" : "FAILED", (double)s.rto_ms / 1000.0,
-             (double)s.rpo_ms / 1000.0);
+    int used = snprintf(out, len, "%s %s, RTO %.2f s, RPO %.2f s", s.time, s.ok ? "ok" : "FAILED",
+                        (double)s.rto_ms / 1000.0, (double)s.rpo_ms / 1000.0);
+    if (s.published[0] && used >= 0 && (size_t)used < len)
+        used += snprintf(out + used, len - (size_t)used, ", published %s, served %.2f s", s.published,
+                         (double)s.served_ms / 1000.0);
+    if (s.after[0] && used >= 0 && (size_t)used < len)
+        snprintf(out + used, len - (size_t)used, ", after %s (%.2f s)", s.after, (double)s.after_ms / 1000.0);
 }
 
 /* What list knows about the heads. */
@@ -136,7 +141,7 @@ static void print_text(const struct catalog *cat, const struct list_heads *heads
         putchar('\n');
     }
     print_heads_text(heads);
-    char summary[200] = "none recorded (tidemark drill)";
+    char summary[600] = "none recorded (tidemark drill)";
     if (drill)
         drill_summary(drill, summary, sizeof summary);
     printf("  last drill: ");

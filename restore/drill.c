@@ -14,7 +14,17 @@
  * naming it, as another user could read or swap the copy. Each drill is recorded in the replica it tested, as one small
  * JSON object "NAME/drills/<unix ms>-<replica>.json" (objects are
  * immutable, so the log is a directory of records, newest last), where
- * every host sees the history; `tidemark list` shows the newest. */
+ * every host sees the history; `tidemark list` shows the newest.
+ *
+ * DRILLS TO STAGING. With drill: { publish }, the checked copy is then
+ * left where a staging environment uses it (staging.c: a file replaced
+ * atomically, or a sqld namespace recreated from it), and
+ *   served = the restore's start to the published copy answering its
+ *            first query (restore + publish + first query)
+ * is measured: the RTO that counts, "staging serves the restored data".
+ * drill: { after } then runs the staging check with the figures in its
+ * environment. A failed publish or `after` fails the drill like a failed
+ * restore (recorded, exit status 1, the drill_failed alert). */
 #include "drill.h"
 
 #include "../common/clock.h"
@@ -22,6 +32,7 @@
 #include "../common/fsutil.h"
 #include "../common/layout.h"
 #include "restore.h"
+#include "sqld.h"
 
 #include <inttypes.h>
 #include <limits.h>
@@ -66,11 +77,77 @@ static int run_check(const char *path, const char *sql, char *value, size_t len,
     return rc;
 }
 
+/* Publishes the checked copy at scratch where drill: { publish } says;
+ * out->published and out->served_ms on success. t0: the restore's start. */
+static int publish_copy(const struct config_db *db, const char *scratch, int64_t t0, struct drill_result *out,
+                        struct tm_error *err)
+{
+    const struct config_drill *drill = &db->drill;
+    if (drill->publish_file) {
+        if (staging_publish_file(scratch, drill->publish_file, drill->check_sql, err) != 0)
+            return -1;
+        snprintf(out->published, sizeof out->published, "%s", drill->publish_file);
+    } else if (drill->publish_sqld.name) {
+        /* staging is replaced each time: the old namespace goes first */
+        const struct config_publish_sqld *sqld = &drill->publish_sqld;
+        struct sqld_report report;
+        int deleted;
+        if (sqld_delete_namespace(sqld->admin_url, sqld->name, &deleted, err) != 0 ||
+            sqld_create_namespace(scratch, sqld->admin_url, sqld->http_url, sqld->name, &report, err) != 0) {
+            tm_error_prefix(err, "publish to sqld namespace '%s' failed: ", sqld->name);
+            return -1;
+        }
+        snprintf(out->published, sizeof out->published, "sqld:%s", sqld->name);
+    } else {
+        return 0;
+    }
+    out->served_ms = monotonic_ms() - t0;
+    return 0;
+}
+
+/* Runs drill: { after } with the drill's figures; its result in out. */
+static int run_after(const struct config_db *db, const char *replica, struct drill_result *out, struct tm_error *err)
+{
+    const struct config_drill *drill = &db->drill;
+    struct staging_figures figures = {
+        .db = db->name, .replica = replica, .point_ms = out->point_ms, .rto_ms = out->rto_ms,
+        .served_ms = out->served_ms, .rpo_ms = out->rpo_ms, .published = out->published[0] ? out->published : NULL,
+        .published_file = out->published[0] ? drill->publish_file : NULL,
+        .sqld_url = out->published[0] ? drill->publish_sqld.http_url : NULL,
+        .sqld_namespace = out->published[0] ? drill->publish_sqld.name : NULL};
+    out->after_ran = 1;
+    return staging_run_after(drill->after, drill->after_timeout_ms, &figures, &out->after, err);
+}
+
+/* After a restore that succeeded: the check, publishing, `after`; ok
+ * when all passed, else the first failure in out->error. */
+static void check_publish_and_after(const struct config_db *db, const char *replica, const char *scratch,
+                                    int64_t t0, struct drill_result *out)
+{
+    struct tm_error err;
+    int redis = db->kind == DB_REDIS;
+    if (!redis && db->drill.check_sql &&
+        run_check(scratch, db->drill.check_sql, out->check, sizeof out->check, &err) != 0) {
+        snprintf(out->error, sizeof out->error, "%s", err.msg);
+        return;
+    }
+    if (!redis && publish_copy(db, scratch, t0, out, &err) != 0) {
+        snprintf(out->error, sizeof out->error, "%s", err.msg);
+        return;
+    }
+    if (db->drill.after && run_after(db, replica, out, &err) != 0) {
+        snprintf(out->error, sizeof out->error, "%s", err.msg);
+        return;
+    }
+    out->ok = 1;
+}
+
 void drill_replica(const struct crypto_keyring *key, const struct config_db *db, size_t replica,
                    struct drill_result *out)
 {
     memset(out, 0, sizeof *out);
     out->started_ms = clock_now_ms();
+    out->served_ms = -1;
     struct tm_error err;
     char work[PATH_MAX], scratch[PATH_MAX + ARCHIVE_NAME_MAX], index[16];
     snprintf(index, sizeof index, "%zu", replica);
@@ -92,26 +169,13 @@ void drill_replica(const struct crypto_keyring *key, const struct config_db *db,
     int64_t t0 = monotonic_ms();
     int rc = restore_database(db, key, &opts, &outcome, &err);
     out->rto_ms = monotonic_ms() - t0;
-    if (redis) {
-        fsutil_remove_tree(work, &ignored);
+    if (rc != 0)
+        snprintf(out->error, sizeof out->error, "the restore failed: %s", err.msg);
+    else {
         out->point_ms = outcome.point_ms;
         out->rpo_ms = clock_now_ms() - outcome.point_ms;
-        if (rc != 0)
-            snprintf(out->error, sizeof out->error, "the restore failed: %s", err.msg);
-        out->ok = rc == 0;
-        return;
+        check_publish_and_after(db, db->replicas[replica].name, scratch, t0, out);
     }
-    if (rc != 0) {
-        snprintf(out->error, sizeof out->error, "the restore failed: %s", err.msg);
-        fsutil_remove_tree(work, &ignored);
-        return;
-    }
-    out->point_ms = outcome.point_ms;
-    out->rpo_ms = clock_now_ms() - outcome.point_ms;
-    if (db->drill.check_sql && run_check(scratch, db->drill.check_sql, out->check, sizeof out->check, &err) != 0)
-        snprintf(out->error, sizeof out->error, "%s", err.msg);
-    else
-        out->ok = 1;
     fsutil_remove_tree(work, &ignored);
 }
 
@@ -120,7 +184,9 @@ static char *format_record(const struct config_db *db, const char *replica, cons
 {
     struct drill_record record = {.started_ms = r->started_ms, .db = db->name, .replica = replica, .ok = r->ok,
                                   .rto_ms = r->rto_ms, .rpo_ms = r->rpo_ms, .point_ms = r->point_ms,
-                                  .check_sql = db->drill.check_sql, .check_result = r->check, .error = r->error};
+                                  .check_sql = db->drill.check_sql, .check_result = r->check, .error = r->error,
+                                  .published = r->published, .served_ms = r->served_ms,
+                                  .after = r->after_ran ? r->after.text : NULL, .after_ms = r->after.elapsed_ms};
     return drill_record_format(&record);
 }
 

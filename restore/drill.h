@@ -7,17 +7,26 @@
 #include "../common/config.h"
 #include "../common/crypto.h"
 #include "../common/storage/storage.h"
+#include "staging.h"
 
 struct drill_result {
     int ok;
     int64_t started_ms, rto_ms, rpo_ms, point_ms;
+    int64_t served_ms;       /* start of the restore to the published copy answering its first
+                                query (restore + publish + first query); -1: not published */
+    char published[300];     /* where the copy was published: the file's path, or
+                                "sqld:NAMESPACE"; "" when it was not (or that failed) */
+    int after_ran;           /* `after` was run (or could not be started): after says how it ended */
+    struct staging_after_result after;
     char check[128];         /* the check query's first value */
     char error[600];         /* why it failed, the restore's own error included */
 };
 
 /* One drill of db on replica `replica` (index): restore the newest point
- * into the staging directory, run check-sql, measure RTO and RPO, remove
- * the copy. The outcome, failures included, is in *out. */
+ * into the staging directory, run check-sql, measure RTO and RPO; publish
+ * the checked copy (drill: { publish }) and run `after`; remove the
+ * scratch copy. A failed publish or `after` fails the drill. The outcome,
+ * failures included, is in *out. */
 void drill_replica(const struct crypto_keyring *key, const struct config_db *db, size_t replica,
                    struct drill_result *out);
 

@@ -1009,3 +1009,24 @@ keep:
     unlink(out->dump_path);
     return rc;
 }
+
+int sqld_delete_namespace(const char *admin_url, const char *ns, int *deleted, struct tm_error *err)
+{
+    *deleted = 0;
+    if (!ns || strcmp(ns, "default") == 0 || !valid_namespace(ns))
+        return tm_error_setc(err, TM_ERR_REFUSED, "refusing to delete namespace '%s'", ns ? ns : "(none)");
+    struct response *resp = malloc(sizeof *resp);
+    if (!resp)
+        return tm_error_setc(err, TM_ERR_NO_MEMORY, "out of memory");
+    char admin[SQLD_PATH_BYTES], url[2 * SQLD_PATH_BYTES];
+    base_url(admin_url, admin, sizeof admin);
+    snprintf(url, sizeof url, "%s/v1/namespaces/%s", admin, ns);
+    long status = 0;
+    int rc = http_call("DELETE", url, NULL, NULL, 60, &status, resp, err);
+    if (rc == 0 && status == 200)
+        *deleted = 1;
+    else if (rc == 0 && !(status == 404 && strstr(resp->text, "doesn't exist")))
+        rc = tm_error_set(err, "DELETE '%s': HTTP %ld: %s", url, status, response_excerpt(resp));
+    free(resp);
+    return rc;
+}

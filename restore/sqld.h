@@ -97,4 +97,11 @@ int sqld_check_new_namespace(const char *admin_url, const char *ns, struct tm_er
 int sqld_write_dump(const char *db, const char *dump_path, uint64_t *bytes_out, uint64_t *rows_out,
                     struct tm_error *err);
 
+/* Deletes namespace `ns` (never "default": refused) of a running sqld
+ * through its admin API (DELETE /v1/namespaces/NS): *deleted is 1 when it
+ * existed, 0 when sqld answered that it does not exist (404). Any other
+ * answer or a transport error: -1 with err set. For drills, which
+ * replace a staging namespace each time. */
+int sqld_delete_namespace(const char *admin_url, const char *ns, int *deleted, struct tm_error *err);
+
 #endif

@@ -538,6 +538,57 @@ static void test_drill_record_round_trip(void)
     free(text);
 }
 
+/* A drill to staging: where it was published, served_ms, how `after`
+ * ended; written only when they happened, read back, and written again
+ * from the parsed fields (list --json). */
+static void test_drill_record_staging_fields(void)
+{
+    struct drill_record rec = {.started_ms = T0, .db = "app", .replica = "file", .ok = 0, .rto_ms = 500,
+                               .rpo_ms = 1300, .point_ms = T0 - 1300, .published = "/srv/staging/app.db",
+                               .served_ms = 610, .after = "exit 1", .after_ms = 1200,
+                               .error = "after: './smoke' failed with exit status 1"};
+    char *text = drill_record_format(&rec);
+    ASSERT_TRUE(text != NULL);
+    ASSERT_TRUE(strcmp(text, "{\"time\": \"2026-11-22T05:15:42.000Z\", \"db\": \"app\", \"replica\": \"file\", "
+                       "\"ok\": false, \"rto_ms\": 500, \"rpo_ms\": 1300, \"point\": \"2026-11-22T05:15:40.700Z\", "
+                       "\"published\": \"/srv/staging/app.db\", \"served_ms\": 610, \"after\": \"exit 1\", "
+                       "\"after_ms\": 1200, \"error\": \"after: './smoke' failed with exit status 1\"}") == 0);
+    struct drill_summary s;
+    struct tm_error err;
+    ASSERT_EQ(drill_record_parse(text, &s, &err), 0);
+    free(text);
+    ASSERT_TRUE(strcmp(s.published, "/srv/staging/app.db") == 0 && strcmp(s.after, "exit 1") == 0);
+    ASSERT_EQ(s.served_ms, 610);
+    ASSERT_EQ(s.after_ms, 1200);
+    char *json = NULL;
+    size_t len = 0;
+    FILE *fp = open_memstream(&json, &len);
+    drill_summary_write_json(&s, fp);
+    fclose(fp);
+    ASSERT_TRUE(strcmp(json, "{\"time\": \"2026-11-22T05:15:42.000Z\", \"ok\": false, \"rto_ms\": 500, "
+                       "\"rpo_ms\": 1300, \"point\": \"2026-11-22T05:15:40.700Z\", \"published\": "
+                       "\"/srv/staging/app.db\", \"served_ms\": 610, \"after\": \"exit 1\", \"after_ms\": 1200, "
+                       "\"error\": \"after: './smoke' failed with exit status 1\"}") == 0);
+    free(json);
+    /* nothing published, after not run: neither written, both absent when read */
+    rec = (struct drill_record){.started_ms = T0, .db = "app", .replica = "r", .ok = 1, .rto_ms = 7,
+                                .published = "", .served_ms = 99, .after = NULL, .after_ms = 5};
+    text = drill_record_format(&rec);
+    ASSERT_TRUE(strstr(text, "published") == NULL && strstr(text, "served_ms") == NULL &&
+                strstr(text, "after") == NULL);
+    ASSERT_EQ(drill_record_parse(text, &s, &err), 0);
+    free(text);
+    ASSERT_TRUE(s.published[0] == '\0' && s.after[0] == '\0');
+    ASSERT_EQ(s.served_ms, -1);
+    ASSERT_EQ(s.after_ms, -1);
+    /* a planted over-long value is cut to the field, never past it */
+    char planted[2000];
+    snprintf(planted, sizeof planted, "{\"published\": \"%0900d\", \"after\": \"%0100d\"}", 0, 0);
+    ASSERT_EQ(drill_record_parse(planted, &s, &err), 0);
+    ASSERT_EQ(strlen(s.published), sizeof s.published - 1);
+    ASSERT_EQ(strlen(s.after), sizeof s.after - 1);
+}
+
 static void test_drill_record_parser_takes_any_spacing(void)
 {
     struct drill_summary s;
@@ -583,6 +634,7 @@ int main(void)
         {"format: header bytes at their documented offsets", test_header_bytes_are_the_format},
         {"drill record: written and read back; an error text is not a field", test_drill_record_round_trip},
         {"drill record: any spacing, arrays, escapes; malformed text refused", test_drill_record_parser_takes_any_spacing},
+        {"drill record: published, served_ms, after and after_ms, only when they happened", test_drill_record_staging_fields},
     };
     return harness_run(cases, sizeof cases / sizeof *cases);
 }

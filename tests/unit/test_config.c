@@ -268,6 +268,76 @@ static void test_schedules_retention_drill(void)
     ASSERT_STR_CONTAINS(err.msg, ":5:5: 'replicas' is given twice");
 }
 
+/* drill: { publish, after, after-timeout }: a staging file or sqld
+ * namespace, never the database itself nor `default`. */
+static void test_drill_publish(void)
+{
+    struct config *cfg;
+    struct tm_error err;
+    ASSERT_EQ(load("encryption: none\ndbs:\n  - path: /a.db\n    replicas: [{path: /b}]\n", &err, &cfg), 0);
+    const struct config_drill *d = &cfg->dbs[0].drill;
+    ASSERT_TRUE(!d->publish_file && !d->publish_sqld.name && !d->after);   /* the scratch copy only */
+    ASSERT_EQ(d->after_timeout_ms, 5LL * 60 * 1000);
+    config_free(cfg);
+    ASSERT_EQ(load("encryption: none\ndbs:\n  - path: /a.db\n    drill: { publish: /srv/staging/app.db, after: "
+                   "\"./smoke.sh\", after-timeout: 30s }\n    replicas: [{path: /b}]\n", &err, &cfg), 0);
+    d = &cfg->dbs[0].drill;
+    ASSERT_TRUE(strcmp(d->publish_file, "/srv/staging/app.db") == 0 && strcmp(d->after, "./smoke.sh") == 0);
+    ASSERT_EQ(d->after_timeout_ms, 30000);
+    ASSERT_TRUE(!d->publish_sqld.name);
+    config_free(cfg);
+    ASSERT_EQ(load("encryption: none\ndbs:\n  - path: /a.db\n    drill:\n      publish: { sqld-admin: "
+                   "http://127.0.0.1:9090, sqld-url: http://127.0.0.1:8080, namespace: staging-1 }\n"
+                   "    replicas: [{path: /b}]\n", &err, &cfg), 0);
+    d = &cfg->dbs[0].drill;
+    ASSERT_TRUE(!d->publish_file && strcmp(d->publish_sqld.name, "staging-1") == 0);
+    ASSERT_TRUE(strcmp(d->publish_sqld.admin_url, "http://127.0.0.1:9090") == 0);
+    ASSERT_TRUE(strcmp(d->publish_sqld.http_url, "http://127.0.0.1:8080") == 0);
+    config_free(cfg);
+    /* the database itself, however spelled, or another database of the file */
+    char dir[600], body[1600];
+    snprintf(dir, sizeof dir, "%s", harness_tmpdir());
+    snprintf(body, sizeof body, "encryption: none\ndbs:\n  - path: %s/app.db\n    drill: { publish: %s/./app.db }\n"
+             "    replicas: [{path: /b}]\n", dir, dir);
+    ASSERT_EQ(load(body, &err, &cfg), -1);
+    ASSERT_STR_CONTAINS(err.msg, ":4:12: 'publish' '");
+    ASSERT_STR_CONTAINS(err.msg, "/./app.db' is the database 'app' itself: a drill never replaces it");
+    snprintf(body, sizeof body, "encryption: none\ndbs:\n  - path: /a.db\n    drill: { publish: %s/other.db }\n"
+             "    replicas: [{path: /b}]\n  - path: %s/../%s/other.db\n    replicas: [{path: /c}]\n", dir, dir,
+             basename(dir));
+    ASSERT_EQ(load(body, &err, &cfg), -1);
+    ASSERT_STR_CONTAINS(err.msg, "the drill of 'a' publishes to '");
+    ASSERT_STR_CONTAINS(err.msg, "the database 'other': a drill never replaces a database backed up");
+    /* mistakes */
+    static const struct { const char *body, *error; } bad[] = {
+        {"    drill: { publish: relative.db }\n", ":4:23: 'publish' must be an absolute path"},
+        {"    drill: { publish: [a, b] }\n", ":4:23: 'publish' must be a file path or a mapping"},
+        {"    drill: { publish: { sqld-admin: http://h:1, sqld-url: http://h:2, namespace: default } }\n",
+         "'publish' never replaces the 'default' namespace"},
+        {"    drill: { publish: { sqld-admin: http://h:1, sqld-url: http://h:2, namespace: a.b } }\n",
+         "invalid namespace 'a.b'"},
+        {"    drill: { publish: { sqld-admin: http://h:1, namespace: s } }\n",
+         "'publish' to sqld needs 'sqld-admin', 'sqld-url' and 'namespace'"},
+        {"    drill: { publish: { sqld-admin: h:1, sqld-url: http://h:2, namespace: s } }\n",
+         "'h:1' must be an http:// or https:// URL"},
+        {"    drill: { publish: { sqld-admn: http://h:1 } }\n", "unknown key 'sqld-admn' in 'publish'"},
+        {"    drill: { after: ./x, after-timeout: 10ms }\n", "'after-timeout' must be 1s or more"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        snprintf(body, sizeof body, "encryption: none\ndbs:\n  - path: /a.db\n%s    replicas: [{path: /b}]\n",
+                 bad[i].body);
+        ASSERT_EQ(load(body, &err, &cfg), -1);
+        ASSERT_STR_CONTAINS(err.msg, bad[i].error);
+    }
+    /* a Redis or dir: entry's drill keeps its scratch copy */
+    ASSERT_EQ(load("encryption: none\nredis:\n  - name: c\n    addr: 127.0.0.1:6379\n    drill: { publish: /s.db }\n"
+                   "    replicas: [{path: /b}]\n", &err, &cfg), -1);
+    ASSERT_STR_CONTAINS(err.msg, ":5:12: 'publish' goes with a 'path:' database");
+    ASSERT_EQ(load("encryption: none\nredis:\n  - name: c\n    addr: 127.0.0.1:6379\n    drill: { after: ./x }\n"
+                   "    replicas: [{path: /b}]\n", &err, &cfg), 0);
+    config_free(cfg);
+}
+
 static void test_redis_entries(void)
 {
     struct config *cfg;
@@ -526,6 +596,7 @@ int main(void)
         {"config: s3 replica keys, state-dir, spool-limit, sizes", test_s3_replica},
         {"config: s3 replica mistakes named with their position", test_s3_replica_errors},
         {"config: snapshot schedules, retention defaults and overrides, drills", test_schedules_retention_drill},
+        {"config: drill publish (file, sqld namespace), after, after-timeout; never the database", test_drill_publish},
         {"config: redis entries, their defaults and mistakes", test_redis_entries},
         {"config: dir entries, databases under them by name, mistakes", test_dir_entries},
         {"config: missing-alert-after: default, alerts section, per database, off", test_missing_alert_after},

@@ -165,6 +165,19 @@ def restore_into(env, target_s, *args):
                           capture_output=True, text=True)
 
 
+def backup_latest_rows(env):
+    """The rows of the latest point of the sidecar's backup (None when the
+    restore fails, e.g. nothing shipped yet)."""
+    proc, out = env.restore()
+    if proc.returncode != 0:
+        return None
+    db = sqlite3.connect(out)
+    rows = [tuple(r) for r in db.execute("SELECT id, payload FROM t ORDER BY id")]
+    db.close()
+    os.unlink(out)
+    return rows
+
+
 def test_stopped_sqld_replaced_and_replicas_resync():
     """Route A: sqld stopped, --into-sqld replaces dbs/default/data and
     sets the replication log aside; after the start, the application's
@@ -214,6 +227,14 @@ def test_stopped_sqld_replaced_and_replicas_resync():
         # the restored primary takes writes again, and the old replica follows
         check(app.cmd("exec INSERT INTO t(id, payload) VALUES (100, 'after')")["ok"], "write after the load")
         check(fresh_replica_rows(env, sqld.url) == expected + [(100, "after")], "write after the load not served")
+        # the sidecar, started again beside the replica that sync() rewrote
+        # from the new history, backs it up: its latest point is the replica's
+        env.start()
+        app.sync_until_ok()
+        want = app.rows()
+        check(want == expected + [(100, "after")], "the application's replica after the write: %r" % want[-3:])
+        wait_until(lambda: backup_latest_rows(env) == want, 30,
+                   "the sidecar's latest point to be the reloaded replica's rows")
     finally:
         if app:
             app.kill()

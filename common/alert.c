@@ -1,6 +1,7 @@
 /* alert.c - delivery of alerts to a webhook and/or a command (alert.h). */
 #include "alert.h"
 
+#include "childenv.h"
 #include "clock.h"
 #include "log.h"
 
@@ -194,31 +195,15 @@ static void on_command_deadline(struct ev_loop *loop, ev_timer *w, int revents)
 
 #define COMMAND_ENV_MAX 8
 
-/* The command's whole environment: PATH, HOME and the TIDEMARK_* variables
- * alert.h documents, nothing inherited (the sidecar's environment holds
- * AWS credentials and the like). Built before fork: the child only execs.
- * Returns the count of malloc'd "NAME=value" strings in env (NULL-ended);
- * -1 when out of memory. */
+/* The command's whole environment (childenv.h): PATH, HOME and the
+ * TIDEMARK_* variables alert.h documents. Returns the count of malloc'd
+ * strings in env, or -1 when out of memory. */
 static int command_env(const struct alert *inc, const char *state, char *env[COMMAND_ENV_MAX])
 {
-    const char *path = getenv("PATH"), *home = getenv("HOME");
-    const struct { const char *name, *value; } vars[] = {
-        {"PATH", path && path[0] ? path : "/usr/local/bin:/usr/bin:/bin"}, {"HOME", home},
+    const struct childenv_var vars[] = {
         {"TIDEMARK_ALERT", inc->rule}, {"TIDEMARK_DB", inc->db}, {"TIDEMARK_REPLICA", inc->replica},
         {"TIDEMARK_MESSAGE", inc->message}, {"TIDEMARK_STATE", state}};
-    int count = 0;
-    for (size_t i = 0; i < sizeof vars / sizeof *vars; i++) {
-        if (!vars[i].value)
-            continue;
-        if (asprintf(&env[count], "%s=%s", vars[i].name, vars[i].value) < 0) {
-            while (count > 0)
-                free(env[--count]);
-            return -1;
-        }
-        count++;
-    }
-    env[count] = NULL;
-    return count;
+    return childenv_build(vars, sizeof vars / sizeof *vars, env, COMMAND_ENV_MAX);
 }
 
 static void deliver_command(struct alert_sender *a, const struct alert *inc, const char *state)
@@ -227,8 +212,7 @@ static void deliver_command(struct alert_sender *a, const struct alert *inc, con
     int env_count = command_env(inc, state, env);
     struct command_run *c = env_count >= 0 ? calloc(1, sizeof *c) : NULL;
     if (!c) {
-        while (env_count > 0)
-            free(env[--env_count]);
+        childenv_free(env, env_count);
         return;
     }
     pid_t pid = fork();
@@ -237,8 +221,7 @@ static void deliver_command(struct alert_sender *a, const struct alert *inc, con
         execle("/bin/sh", "sh", "-c", a->cfg->command, (char *)NULL, env);
         _exit(127);
     }
-    while (env_count > 0)
-        free(env[--env_count]);
+    childenv_free(env, env_count);
     if (pid < 0) {
         log_error("alert command: fork: %s", strerror(errno));
         free(c);

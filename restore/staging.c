@@ -22,6 +22,8 @@
  * its own (the sidecar never waits for it), so blocking here is fine. */
 #include "staging.h"
 
+#include "../common/childenv.h"
+
 #include "../common/clock.h"
 #include "../common/fsutil.h"
 
@@ -153,39 +155,25 @@ int staging_publish_file(const char *copy, const char *target, const char *sql, 
 
 #define AFTER_ENV_MAX 20
 
-/* The command's whole environment (malloc'd strings, NULL-ended); the
- * count, or -1 when out of memory. */
+/* The command's whole environment (common/childenv.h): PATH, HOME and the
+ * drill's TIDEMARK_DRILL_* figures. The count of malloc'd strings in env,
+ * or -1 when out of memory. */
 static int after_env(const struct staging_figures *f, char *env[AFTER_ENV_MAX])
 {
-    const char *path = getenv("PATH"), *home = getenv("HOME");
     char point[40], point_ms[24], rto[24], served[24], rpo[24];
     clock_format_ms(f->point_ms, point, sizeof point);
     snprintf(point_ms, sizeof point_ms, "%" PRId64, f->point_ms);
     snprintf(rto, sizeof rto, "%" PRId64, f->rto_ms);
     snprintf(served, sizeof served, "%" PRId64, f->served_ms);
     snprintf(rpo, sizeof rpo, "%" PRId64, f->rpo_ms);
-    const struct { const char *name, *value; } vars[] = {
-        {"PATH", path && path[0] ? path : "/usr/local/bin:/usr/bin:/bin"}, {"HOME", home},
+    const struct childenv_var vars[] = {
         {"TIDEMARK_DRILL_DB", f->db}, {"TIDEMARK_DRILL_REPLICA", f->replica},
         {"TIDEMARK_DRILL_POINT", f->point_ms ? point : NULL}, {"TIDEMARK_DRILL_POINT_MS", f->point_ms ? point_ms : NULL},
         {"TIDEMARK_DRILL_RTO_MS", rto}, {"TIDEMARK_DRILL_SERVED_MS", f->served_ms >= 0 ? served : NULL},
         {"TIDEMARK_DRILL_RPO_MS", f->point_ms ? rpo : NULL}, {"TIDEMARK_DRILL_PUBLISHED", f->published},
         {"TIDEMARK_DRILL_PUBLISHED_FILE", f->published_file}, {"TIDEMARK_DRILL_SQLD_URL", f->sqld_url},
         {"TIDEMARK_DRILL_NAMESPACE", f->sqld_namespace}};
-    _Static_assert(sizeof vars / sizeof *vars < AFTER_ENV_MAX, "raise AFTER_ENV_MAX");
-    int count = 0;
-    for (size_t i = 0; i < sizeof vars / sizeof *vars; i++) {
-        if (!vars[i].value)
-            continue;
-        if (asprintf(&env[count], "%s=%s", vars[i].name, vars[i].value) < 0) {
-            while (count > 0)
-                free(env[--count]);
-            return -1;
-        }
-        count++;
-    }
-    env[count] = NULL;
-    return count;
+    return childenv_build(vars, sizeof vars / sizeof *vars, env, AFTER_ENV_MAX);
 }
 
 /* Waits for pid until deadline_ms (monotonic); 0 with *status, or -1
@@ -233,8 +221,7 @@ int staging_run_after(const char *command, int64_t timeout_ms, const struct stag
         execle("/bin/sh", "sh", "-c", command, (char *)NULL, env);
         _exit(127);
     }
-    while (env_count > 0)
-        free(env[--env_count]);
+    childenv_free(env, env_count);
     if (pid < 0)
         return tm_error_set(err, "after: cannot start '%s': fork: %s", command, strerror(errno));
     setpgid(pid, pid);   /* also here: the group exists before any kill */

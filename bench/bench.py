@@ -44,7 +44,7 @@ BENCH_SCALE=N scales sizes and durations (default 1: about 8 minutes on
 chart (gnuplot). `bench.py --nightly` is the nightly RPO job
 (bench/nightly-rpo).
 """
-import argparse, json, os, random, re, resource, shutil, signal, socket, sqlite3, subprocess, sys, tempfile, time, urllib.request
+import argparse, base64, json, os, random, re, resource, shutil, signal, socket, sqlite3, subprocess, sys, tempfile, time, urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -371,22 +371,29 @@ def objects_read(restore_output):
     return 0
 
 
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 class SqldPrimary:
     """A self-hosted libSQL server (the sqld of the integration tests) over
     DIR, on a free port of 127.0.0.1; its database is DIR/dbs/default/data."""
 
-    def __init__(self, path):
+    def __init__(self, path, admin=False):
         self.path = path
         self.data = os.path.join(path, "dbs", "default", "data")
         self.proc = None
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
+        self.port = free_port()
+        self.admin_port = free_port() if admin else None   # with --enable-namespaces
 
     def start(self):
         log = open(self.path + ".log", "ab")
-        self.proc = subprocess.Popen([SQLD, "--db-path", self.path, "--http-listen-addr", "127.0.0.1:%d" % self.port,
-                                      "--no-welcome"], stdout=log, stderr=log)
+        args = [SQLD, "--db-path", self.path, "--http-listen-addr", "127.0.0.1:%d" % self.port, "--no-welcome"]
+        if self.admin_port:
+            args += ["--enable-namespaces", "--admin-listen-addr", "127.0.0.1:%d" % self.admin_port]
+        self.proc = subprocess.Popen(args, stdout=log, stderr=log)
         log.close()
 
     def stop(self):
@@ -395,12 +402,15 @@ class SqldPrimary:
         self.proc.wait()
         self.proc = None
 
-    def query(self, sql):
-        """The rows of one statement over the HTTP API (/v2/pipeline), as
+    def query(self, sql, ns=None):
+        """The rows of one statement over the HTTP API (/v2/pipeline), in
+        namespace `ns` (header x-namespace-bin) or the default one, as
         lists of strings; None while sqld does not answer."""
         body = json.dumps({"requests": [{"type": "execute", "stmt": {"sql": sql}}, {"type": "close"}]}).encode()
-        request = urllib.request.Request("http://127.0.0.1:%d/v2/pipeline" % self.port, data=body,
-                                         headers={"Content-Type": "application/json"})
+        headers = {"Content-Type": "application/json"}
+        if ns:
+            headers["x-namespace-bin"] = base64.b64encode(ns.encode()).decode().rstrip("=")
+        request = urllib.request.Request("http://127.0.0.1:%d/v2/pipeline" % self.port, data=body, headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=600) as response:
                 result = json.load(response)["results"][0]
@@ -436,13 +446,60 @@ def sqlite_rows(path, sql):
     return [line.split(" ") for line in out.splitlines()]
 
 
-def restore_into_sqld_available():
-    """Whether this tidemark has `restore --into-sqld` (restore/sqld.c)."""
+def restore_help():
     proc = subprocess.run([TIDEMARK, "restore", "--help"], capture_output=True, text=True)
-    return "--into-sqld DB-PATH" in proc.stdout + proc.stderr
+    return proc.stdout + proc.stderr
 
 
-def scenario_served(work, config, final, rounds=3):
+def scenario_served_namespace(work, config, final, rows, truth):
+    """RTO to served through a running sqld's admin API (route B: `restore
+    --into-sqld-admin`, a NEW namespace created from a dump of the
+    restored file, checked by tidemark through the HTTP API), until a
+    first query in that namespace answers the restored rows. One run."""
+    primary = SqldPrimary(os.path.join(work, "sqld-ns"), admin=True)
+    os.makedirs(primary.path)
+    primary.start()
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                urllib.request.urlopen("http://127.0.0.1:%d/" % primary.admin_port, timeout=5).close()   # "Welcome to the sqld admin API"
+                break
+            except OSError:
+                time.sleep(0.05)
+        started = time.time()
+        proc = subprocess.run([TIDEMARK, "restore", "-c", config, "app", "--replica", "file", "--into-sqld-admin",
+                               "http://127.0.0.1:%d" % primary.admin_port, "--sqld-url",
+                               "http://localhost:%d" % primary.port, "--namespace", "restored"],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise SystemExit("RTO to served (namespace): restore failed: " + proc.stdout + proc.stderr)
+        while primary.query("SELECT count(*) FROM t", ns="restored") != [[str(rows)]]:
+            if time.time() - started > 600:
+                raise SystemExit("RTO to served (namespace): no answer in 600 s")
+            time.sleep(0.01)
+        row = {"total_s": time.time() - started}
+        content = primary.query("SELECT count(*), sum(length(big)), sum(length(payload)) FROM t", ns="restored")
+        if content != truth:
+            raise SystemExit("RTO to served (namespace): sqld serves %r, the final image holds %r" % (content, truth))
+        dump = re.search(r"dump: +(\d+) bytes, written in (\d+) ms, loaded by sqld in (\d+) ms", proc.stdout)
+        check = re.search(r"through \S+ \((\d+) ms\)", proc.stdout)
+        if dump:
+            row.update({"dump_bytes": int(dump.group(1)), "dump_s": int(dump.group(2)) / 1000.0,
+                        "load_s": int(dump.group(3)) / 1000.0})
+        if check:
+            row["check_s"] = int(check.group(1)) / 1000.0
+        row["restore_s"] = row["total_s"] - sum(row.get(k, 0) for k in ("dump_s", "load_s", "check_s"))
+    finally:
+        primary.stop()
+        shutil.rmtree(primary.path, ignore_errors=True)
+    print("  RTO to served by sqld through a new namespace (restore --into-sqld-admin): %.2fs (restore %.2f, dump "
+          "%.2f, load %.2f, check %.2f)" % (row["total_s"], row["restore_s"], row.get("dump_s", 0),
+                                            row.get("load_s", 0), row.get("check_s", 0)), flush=True)
+    return row
+
+
+def scenario_served(work, config, final, rounds=3, namespace=True):
     """RTO "to served" for a self-hosted primary: the time from starting the
     restore until sqld answers the first query with the restored data.
     The primary is a sqld holding the final image, damaged by a DELETE and
@@ -451,7 +508,8 @@ def scenario_served(work, config, final, rounds=3):
     tidemark: `restore --into-sqld` where this tidemark has it, else the
     documented manual route (restore -o, the same replacement as the
     baseline's); then start and first query. `rounds` interleaved runs of
-    each; medians of every phase."""
+    each; medians of every phase. With `namespace`, also route B once
+    (scenario_served_namespace), where this tidemark has it."""
     if not os.path.exists(SQLD):
         print("  (no sqld at %s: RTO to served not measured)" % SQLD, flush=True)
         return None
@@ -460,7 +518,8 @@ def scenario_served(work, config, final, rounds=3):
     primary = SqldPrimary(os.path.join(work, "sqld"))
     os.makedirs(os.path.dirname(primary.data))
     restored = os.path.join(work, "served.db")
-    into_sqld = restore_into_sqld_available()
+    routes = restore_help()
+    into_sqld = "--into-sqld DB-PATH" in routes
 
     def damage():
         primary.start()
@@ -530,6 +589,8 @@ def scenario_served(work, config, final, rounds=3):
         row[route] = {key: percentile([p[key] for p in phases], 50) for key in phases[0]}
     row["ratio"] = row["tidemark"]["total_s"] / row["baseline"]["total_s"]
     t, b = row["tidemark"], row["baseline"]
+    if "--into-sqld-admin" in routes and namespace:
+        row["namespace"] = scenario_served_namespace(work, config, final, rows, truth)
     print("  RTO to served by sqld, %d rows (medians of %d): tidemark %s %.2fs (restore %.2f, %s %.2f, start to "
           "first query %.2f); baseline cp + start + first query %.2fs (%.2f, %.2f)"
           % (rows, rounds, "--into-sqld" if into_sqld else "-o + cp", t["total_s"], t["restore_s"],

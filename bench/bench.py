@@ -900,6 +900,11 @@ def print_table(r):
         v and lines.append(("RTO %d MB to served by sqld (s): restore" % (row["database_bytes"] // 1000000),
                             "%.2f: %.2f" % (v["tidemark"]["total_s"], v["tidemark"]["restore_s"]),
                             "%.2f cp + start + query" % v["baseline"]["total_s"], "%.2fx" % v["ratio"]))
+        n = v and v.get("namespace")
+        n and lines.append(("RTO %d MB to served, new namespace (s): load" % (row["database_bytes"] // 1000000),
+                            "%.2f: %.2f" % (n["total_s"], n.get("load_s", 0)),
+                            "%.2f cp + start + query" % v["baseline"]["total_s"],
+                            "%.2fx" % (n["total_s"] / v["baseline"]["total_s"])))
     b = r.get("objects")
     for replica in ("file", "s3"):
         if b and replica + "_deltas" in b:

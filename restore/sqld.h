@@ -82,21 +82,6 @@ int sqld_check_stopped(const char *db_path, const char *ns, struct tm_error *err
  * reached). */
 int sqld_check_new_namespace(const char *admin_url, const char *ns, struct tm_error *err);
 
-/* Writes a dump of database db at dump_path (a new file, mode 0600) in
- * the form sqld's dump loader accepts: one statement per line for the
- * data (values by SQLite's quote(); text holding line breaks as
- * replace('..\n..','\n',char(10)), as the sqlite3 shell does), schema
- * statements whose inner lines never end in ';' (the loader cuts a
- * statement at any line ending in ';': "/ * * /" is appended to such a
- * line of a trigger body), inside BEGIN TRANSACTION; ... COMMIT;.
- * Streaming: memory bounded by the largest row. Refused
- * (TM_ERR_REFUSED) for a schema statement with a line break inside a
- * quoted string or name. *bytes_out (may be NULL) gets the dump's size,
- * *rows_out (may be NULL) the rows written. 0, or -1 with err set
- * (nothing left at dump_path). */
-int sqld_write_dump(const char *db, const char *dump_path, uint64_t *bytes_out, uint64_t *rows_out,
-                    struct tm_error *err);
-
 /* Deletes namespace `ns` (never "default": refused) of a running sqld
  * through its admin API (DELETE /v1/namespaces/NS): *deleted is 1 when it
  * existed, 0 when sqld answered that it does not exist (404). Any other

@@ -11,7 +11,7 @@
  * the schema is refused, no file left. */
 #include "harness.h"
 
-#include "../../restore/sqld.h"
+#include "../../restore/sqldump.h"
 
 #include <sqlite3.h>
 #include <stdio.h>

@@ -9,13 +9,17 @@
 #include "../common/targets.h"
 #include "../common/textsafe.h"
 #include "restore.h"
+#include "sqld.h"
 
 #include <inttypes.h>
 #include <limits.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
-static const struct cli_option opt_output = {"output", 'o', "PATH", 1, 0,
-                                             "where to write the database (Redis: a new or empty directory)"};
+static const struct cli_option opt_output = {"output", 'o', "PATH", 0, 0,
+                                             "where to write the database (Redis: a new or empty directory); "
+                                             "required unless --into-sqld*"};
 static const struct cli_option opt_timestamp = {"timestamp", 0, "TIME", 0, 0,
                                                 "the point in time (RFC 3339 or Unix seconds); default: latest"};
 static const struct cli_option opt_force = {"force", 0, NULL, 0, 0, "replace PATH if it exists"};
@@ -24,9 +28,18 @@ static const struct cli_option opt_format = {"format", 0, "aof|rdb", 0, 0,
                                              "Redis: appendonlydir/ (aof, the default) or dump.rdb (rdb)"};
 static const struct cli_option opt_accept_missing_tail = {
     "accept-missing-tail", 0, NULL, 0, 0, "restore what the replica holds when its heads say its end is missing"};
+static const struct cli_option opt_into_sqld = {
+    "into-sqld", 0, "DB-PATH", 0, 0, "load the result into the STOPPED sqld whose --db-path is DB-PATH"};
+static const struct cli_option opt_into_sqld_admin = {
+    "into-sqld-admin", 0, "URL", 0, 0, "load the result as a new namespace through a running sqld's admin API"};
+static const struct cli_option opt_sqld_url = {"sqld-url", 0, "URL", 0, 0,
+                                               "with --into-sqld-admin: sqld's HTTP API, to check the content"};
+static const struct cli_option opt_namespace = {"namespace", 0, "NS", 0, 0,
+                                                "the sqld namespace (--into-sqld: default 'default')"};
 static const struct cli_option *const options[] = {
     &cli_opt_config, &opt_output, &opt_timestamp, &cli_opt_replica, &opt_force, &cli_opt_key_file,
-    &opt_no_deltas, &opt_format, &opt_accept_missing_tail, &cli_opt_verbose, NULL};
+    &opt_no_deltas, &opt_format, &opt_accept_missing_tail, &opt_into_sqld, &opt_into_sqld_admin, &opt_sqld_url,
+    &opt_namespace, &cli_opt_verbose, NULL};
 
 #define EXIT_SKIPPED 3   /* restoring many: a database created after the target */
 
@@ -274,6 +287,117 @@ static int restore_named(const struct config *cfg, const struct crypto_keyring *
     return restore_one(db, key, opts, 0);
 }
 
+
+/* ---- --into-sqld, --into-sqld-admin (sqld.h) */
+
+/* Where to load the result, when one of the --into-sqld options is given. */
+struct sqld_target {
+    const char *db_path;     /* --into-sqld: route A */
+    const char *admin_url;   /* --into-sqld-admin: route B */
+    const char *http_url;    /* --sqld-url */
+    const char *ns;          /* --namespace */
+};
+
+/* The combinations that make sense; prints the usage error. */
+static int check_sqld_options(const struct sqld_target *t, const struct restore_options *opts,
+                              const struct cli_args *args)
+{
+    const char *problem = NULL;
+    if (t->db_path && t->admin_url)
+        problem = "--into-sqld (a stopped sqld) and --into-sqld-admin (a running one) exclude each other";
+    else if (t->admin_url && (!t->http_url || !t->ns))
+        problem = "--into-sqld-admin needs --sqld-url (sqld's HTTP API, to check the load) and --namespace NS "
+                  "(a new namespace)";
+    else if (!t->db_path && !t->admin_url && (t->http_url || t->ns))
+        problem = "--sqld-url and --namespace go with --into-sqld or --into-sqld-admin";
+    else if (t->db_path && t->http_url)
+        problem = "--sqld-url goes with --into-sqld-admin (with --into-sqld sqld is stopped)";
+    else if (!t->db_path && !t->admin_url && !opts->output)
+        problem = "-o PATH is required (or --into-sqld / --into-sqld-admin)";
+    else if ((t->db_path || t->admin_url) && names_is_glob(opts->db_name))
+        problem = "--into-sqld and --into-sqld-admin load one database: NAME cannot be a glob";
+    else if ((t->db_path || t->admin_url) && opts->force)
+        problem = "--force goes with -o (with --into-sqld* nothing is replaced at -o)";
+    if (!problem)
+        return 0;
+    fprintf(stderr, "error: %s\n", problem);
+    cli_print_help(args->command, stderr);
+    return CLI_USAGE_ERROR;
+}
+
+static void print_sqld_replaced(const struct sqld_target *t, const struct sqld_report *rep)
+{
+    char path[2 * PATH_MAX];
+    printf("loaded into sqld: namespace '%s' of %s (sqld stopped)\n", rep->ns, textsafe(t->db_path, path, sizeof path));
+    printf("  data:         %s (%" PRIu64 " bytes, page size %u, installed in %" PRId64 " ms)\n",
+           textsafe(rep->data_path, path, sizeof path), rep->bytes, rep->page_size, rep->install_ms);
+    printf("  replaced:     the old data, data-wal, data-shm, wallog, snapshots/, to_compact/ are in %s (the "
+           "damaged database, for undo or its later writes; delete when done)\n",
+           textsafe(rep->aside_path, path, sizeof path));
+    printf("  next:         start sqld: it rebuilds its replication log from the file under a new log id; "
+           "embedded replicas fetch the restored data at their next sync() (no file to delete)\n");
+}
+
+static void print_sqld_created(const struct sqld_target *t, const struct sqld_report *rep)
+{
+    char url[2 * PATH_MAX];
+    printf("loaded into sqld: new namespace '%s' through %s\n", rep->ns, textsafe(t->admin_url, url, sizeof url));
+    printf("  dump:         %" PRIu64 " bytes, written in %" PRId64 " ms, loaded by sqld in %" PRId64 " ms\n",
+           rep->bytes, rep->install_ms, rep->load_ms);
+    printf("  check:        %" PRIu64 " table(s), %" PRIu64 " row(s): counts and value lengths equal the restored "
+           "file through %s (%" PRId64 " ms)\n", rep->tables_checked, rep->rows_checked,
+           textsafe(t->http_url, url, sizeof url), rep->first_query_ms);
+    printf("  next:         point the application at it: embedded replicas take the namespace from their sync "
+           "URL's first host label (http://%s.HOST:PORT)\n", rep->ns);
+}
+
+/* Restores into a private directory (or -o), loads the file into sqld,
+ * removes the private copy. */
+static int restore_into_sqld(const struct config *cfg, const struct crypto_keyring *key,
+                             struct restore_options *opts, const struct sqld_target *t)
+{
+    struct tm_error err;
+    const struct config_db *db = config_find_db(cfg, opts->db_name, &err);
+    if (!db)
+        goto fail;
+    if (db->kind == DB_REDIS || db->dir) {
+        tm_error_setc(&err, TM_ERR_REFUSED, "'%s' is not one SQLite database: --into-sqld loads one", opts->db_name);
+        goto fail;
+    }
+    /* refused before the restore's time is spent (checked again when loading) */
+    if (t->db_path ? sqld_check_stopped(t->db_path, t->ns, &err) : sqld_check_new_namespace(t->admin_url, t->ns, &err))
+        goto fail;
+    char scratch[PATH_MAX], output[PATH_MAX];
+    const char *tmpdir = getenv("TMPDIR");
+    snprintf(scratch, sizeof scratch, "%s/tidemark-restore-XXXXXX", t->db_path ? t->db_path : tmpdir ? tmpdir : "/tmp");
+    int own_output = !opts->output;
+    if (own_output) {
+        if (fsutil_private_dir(scratch, &err) != 0)
+            goto fail;
+        snprintf(output, sizeof output, "%s/restored.db", scratch);
+        opts->output = output;
+    }
+    int rc = restore_one(db, key, opts, 0);
+    if (rc == 0) {
+        struct sqld_report rep;
+        if (t->db_path ? sqld_replace_stopped(opts->output, t->db_path, t->ns, &rep, &err)
+                       : sqld_create_namespace(opts->output, t->admin_url, t->http_url, t->ns, &rep, &err)) {
+            tm_error_print(&err);
+            rc = 1;
+        } else if (t->db_path) {
+            print_sqld_replaced(t, &rep);
+        } else {
+            print_sqld_created(t, &rep);
+        }
+    }
+    if (own_output && fsutil_remove_tree(scratch, &err) != 0)
+        tm_error_print(&err);
+    return rc;
+fail:
+    tm_error_print(&err);
+    return 1;
+}
+
 static int run(const struct cli_args *args)
 {
     struct restore_options opts = {.db_name = cli_name(args), .output = cli_value(args, "output"),
@@ -289,12 +413,18 @@ static int run(const struct cli_args *args)
     opts.redis_rdb = format && strcmp(format, "rdb") == 0;
     if (cli_time(args, "timestamp", &opts.target_ms, &opts.has_target) != 0)
         return CLI_USAGE_ERROR;
+    struct sqld_target sqld = {.db_path = cli_value(args, "into-sqld"), .admin_url = cli_value(args, "into-sqld-admin"),
+                               .http_url = cli_value(args, "sqld-url"), .ns = cli_value(args, "namespace")};
+    int into_sqld = sqld.db_path || sqld.admin_url;
+    int usage = check_sqld_options(&sqld, &opts, args);
+    if (usage)
+        return usage;
     struct config *cfg;
     struct crypto_keyring *key;
     if (cli_load_config(args, CLI_KEYS_TO_READ, &cfg, &key) != 0)
         return 1;
     opts.seen_dir = cfg->state_dir;
-    int rc = restore_named(cfg, key, &opts);
+    int rc = into_sqld ? restore_into_sqld(cfg, key, &opts, &sqld) : restore_named(cfg, key, &opts);
     cli_release_config(cfg, key);
     return rc;
 }
@@ -323,6 +453,16 @@ const struct cli_command cmd_restore = {
         "PATH/NAME, all to the same point in time.\n"
         "For a `redis:` entry PATH is a new or empty directory: it receives appendonlydir/\n"
         "(load it with redis-server --appendonly yes --dir PATH), or with --format rdb a\n"
-        "dump.rdb; either is checked by loading it into a private redis-server.\n",
+        "dump.rdb; either is checked by loading it into a private redis-server.\n"
+        "Into a self-hosted libSQL server (sqld; docs/runbook.md), instead of -o:\n"
+        "--into-sqld DB-PATH [--namespace NS]: with sqld STOPPED (refused while it runs), the\n"
+        "restored file replaces DB-PATH/dbs/NS/data (NS: default), its replication log is\n"
+        "removed (the old files are kept in DB-PATH/tidemark-replaced/), so that sqld at its\n"
+        "next start makes a new log id and embedded replicas resync at their next sync().\n"
+        "--into-sqld-admin URL --sqld-url URL --namespace NS: creates the NEW namespace NS\n"
+        "(never 'default', never an existing one) on a running sqld on this host through its\n"
+        "admin API, from a dump of the restored file, then compares every table's row count\n"
+        "and value lengths through the HTTP API; a failed load or check deletes NS again.\n"
+        "With -o as well, the restored file is kept at PATH.\n",
     .run = run,
 };

@@ -4,6 +4,9 @@ executed in order by bash (set -e), with the variables set to a real
 incident: a live database, a sidecar, good commits, then a bad DELETE.
 The restored and promoted database must hold exactly the good commits,
 and the restarted sidecar must start a new generation. Prints TAP.
+The ```sh sqld blocks (section "Embedded replica with a self-hosted sqld
+primary") need a sqld and an embedded replica: test_sqld_restore.py
+(test_runbook_sqld_section) runs them.
 
 Blocks fenced ```bash are not run (examples for other deployments: a
 tenant directory, Redis, Turso Cloud, which needs an account and the

@@ -14,9 +14,11 @@ what compare across runs).
      the least any checked restore must do: decompress the same final
      image (zstd -d), write it, integrity_check it. At several sizes.
      And RTO "to served" for a self-hosted primary (an embedded replica's
-     sqld): from starting the restore until sqld answers a query with the
-     restored rows, against cp of the final image + sqld start + the
-     same query (`--only served` runs this scenario without scenario 2b).
+     sqld): from starting the restore (`--into-sqld` into the stopped
+     sqld) until sqld answers a query with the restored rows, against cp
+     of the final image + sqld start + the same query; and once through
+     a new namespace (`--into-sqld-admin`). `--only served` runs this
+     scenario without scenario 2b.
   3. Application overhead: the throughput of an application writer
      (bench/app_writer.py: a realistic one, one row inserted and 20
      updated per transaction, and a single-row one) alone, beside

@@ -7,6 +7,7 @@ and the restarted sidecar must start a new generation. Prints TAP.
 The ```sh sqld blocks (section "Embedded replica with a self-hosted sqld
 primary") need a sqld and an embedded replica: test_sqld_restore.py
 (test_runbook_sqld_section) runs them.
+
 Blocks fenced ```bash are not run (examples for other deployments: a
 tenant directory, Redis, Turso Cloud, which needs an account and the
 network); the runbook says so where they are.

@@ -4,7 +4,13 @@
  * Uploads (put_file) send the local file as one PUT when it fits in one
  * part, otherwise as a multipart upload: initiate, PUT each part straight
  * from the file (memory stays at curl's buffers whatever the size),
- * complete; a failed multipart upload is aborted. One state machine
+ * complete; a failed multipart upload is aborted. Starting an upload is
+ * not idempotent: when the answer to it is lost (a reset connection, a
+ * truncated body) the server may hold an upload the retry does not know,
+ * which would keep its parts, unseen, for ever. So after an upload whose
+ * start was tried more than once, the uploads in progress for its key are
+ * listed (GET ?uploads&prefix=KEY) and every one that is not ours is
+ * aborted: one sidecar writes a key, once. One state machine
  * (struct put_op) runs both ways: synchronously on the storage's easy
  * handle, or, once the storage is attached to an http_loop, on the
  * daemon's libev loop through curl's multi-socket API, reporting through
@@ -33,7 +39,11 @@
 
 /* One upload of a local file, as a state machine shared by the
  * synchronous and the event-loop drivers. */
-enum put_step { STEP_SINGLE, STEP_INITIATE, STEP_PART, STEP_COMPLETE, STEP_ABORT, STEP_DONE };
+enum put_step { STEP_SINGLE, STEP_INITIATE, STEP_PART, STEP_COMPLETE, STEP_ABORT, STEP_SWEEP_LIST,
+                STEP_SWEEP_ABORT, STEP_DONE };
+
+#define SWEEP_MAX 8                /* other uploads of the key aborted per upload, at most */
+#define SWEEP_KEY_BYTES 2048
 
 struct put_op {
     struct s3_storage *s3;
@@ -59,6 +69,11 @@ struct put_op {
     void *arg;
     int failed;
     struct tm_error err;
+    int initiate_sends;        /* times the start was sent */
+    int swept;
+    char orphans[SWEEP_MAX][256];   /* uploads of the key that are not ours (STEP_SWEEP_ABORT) */
+    int orphan_count, orphan_next;
+    char sweep_query[4096];
 };
 
 static int build_complete_xml(struct put_op *op)
@@ -94,6 +109,7 @@ static int step_request(struct put_op *op)
         op->req.body = (struct body){.fd = op->fd, .offset = 0, .len = op->size};
         break;
     case STEP_INITIATE:
+        op->initiate_sends++;
         op->req.method = "POST";
         op->req.query = "uploads=";
         op->req.lock_headers = 1;
@@ -118,6 +134,24 @@ static int step_request(struct put_op *op)
         op->resp.sink = &op->answer;
         break;
     case STEP_ABORT:
+        snprintf(op->query, sizeof op->query, "uploadId=%s", encoded_id);
+        op->req.method = "DELETE";
+        op->req.query = op->query;
+        break;
+    case STEP_SWEEP_LIST: {
+        char full[SWEEP_KEY_BYTES], encoded[3 * SWEEP_KEY_BYTES];
+        snprintf(full, sizeof full, "%s%s", op->s3->ep.prefix, op->key);
+        s3_uri_encode(full, 0, encoded, sizeof encoded);
+        /* parameters in sorted order: curl signs the query as written */
+        snprintf(op->sweep_query, sizeof op->sweep_query, "prefix=%s&uploads=", encoded);
+        op->req.key = NULL;   /* the bucket */
+        op->req.method = "GET";
+        op->req.query = op->sweep_query;
+        op->resp.sink = &op->answer;
+        break;
+    }
+    case STEP_SWEEP_ABORT:
+        s3_uri_encode(op->orphans[op->orphan_next], 0, encoded_id, sizeof encoded_id);
         snprintf(op->query, sizeof op->query, "uploadId=%s", encoded_id);
         op->req.method = "DELETE";
         op->req.query = op->query;
@@ -148,6 +182,62 @@ static enum step_result abort_finished(struct put_op *op, enum outcome outcome, 
     return STEP_FINISHED;
 }
 
+/* Where the machine goes when it would finish: to the sweep, once, when
+ * the server may hold an upload of ours we do not know (see the top): the
+ * start was sent more than once, or sent and no upload id came back;
+ * else done. */
+static enum step_result sweep_or_finish(struct put_op *op, enum step_result next)
+{
+    int doubtful = op->initiate_sends > 1 || (op->initiate_sends == 1 && !op->upload_id[0]);
+    if (next != STEP_FINISHED || !doubtful || op->swept)
+        return next;
+    op->swept = 1;
+    op->step = STEP_SWEEP_LIST;
+    op->attempt = 0;
+    return STEP_NEXT;
+}
+
+/* The uploads in progress for our key that are not ours, from a
+ * ListMultipartUploads answer. */
+static void collect_orphans(struct put_op *op)
+{
+    char full[SWEEP_KEY_BYTES];
+    snprintf(full, sizeof full, "%s%s", op->s3->ep.prefix, op->key);
+    op->orphan_count = 0;
+    const char *p = op->answer.data ? strstr(op->answer.data, "<Upload>") : NULL;
+    for (; p && op->orphan_count < SWEEP_MAX; p = strstr(p + 1, "<Upload>")) {
+        char key[SWEEP_KEY_BYTES], upload_id[sizeof op->orphans[0]];
+        const char *end = strstr(p, "</Upload>");
+        if (!end || !s3_xml_text(p, "Key", key, sizeof key) || !s3_xml_text(p, "UploadId", upload_id, sizeof upload_id))
+            break;
+        if (strcmp(key, full) == 0 && strcmp(upload_id, op->upload_id) != 0)
+            snprintf(op->orphans[op->orphan_count++], sizeof op->orphans[0], "%s", upload_id);
+    }
+}
+
+/* After a sweep request: retried on transient errors like an abort; the
+ * sweep never changes the upload's own outcome (best effort: what stays
+ * is what a lifecycle rule removes, docs/s3.md). */
+static enum step_result sweep_finished(struct put_op *op, enum outcome outcome)
+{
+    if (outcome == OUTCOME_RETRY && ++op->attempt < ABORT_ATTEMPTS)
+        return STEP_RETRY;
+    op->attempt = 0;
+    if (op->step == STEP_SWEEP_LIST) {
+        if (outcome == OUTCOME_OK)
+            collect_orphans(op);
+        op->orphan_next = 0;
+    } else {
+        op->orphan_next++;
+    }
+    if (op->orphan_next < op->orphan_count) {
+        op->step = STEP_SWEEP_ABORT;
+        return STEP_NEXT;
+    }
+    op->step = STEP_DONE;
+    return STEP_FINISHED;
+}
+
 /* Moves the machine on after a request ended. */
 static enum step_result step_finished(struct put_op *op, CURLcode result)
 {
@@ -161,7 +251,9 @@ static enum step_result step_finished(struct put_op *op, CURLcode result)
         outcome = strcmp(code, "InternalError") == 0 || strcmp(code, "SlowDown") == 0 ? OUTCOME_RETRY : OUTCOME_FAIL;
     }
     if (op->step == STEP_ABORT)
-        return abort_finished(op, outcome, &err);
+        return sweep_or_finish(op, abort_finished(op, outcome, &err));
+    if (op->step == STEP_SWEEP_LIST || op->step == STEP_SWEEP_ABORT)
+        return sweep_finished(op, outcome);
     if (outcome == OUTCOME_RETRY && ++op->attempt < op->max_attempts)
         return STEP_RETRY;
     if (outcome != OUTCOME_OK) {
@@ -169,20 +261,22 @@ static enum step_result step_finished(struct put_op *op, CURLcode result)
         op->err = err;
         op->step = op->upload_id[0] ? STEP_ABORT : STEP_DONE;
         op->attempt = 0;
-        return op->step == STEP_DONE ? STEP_FINISHED : STEP_NEXT;
+        return op->step == STEP_DONE ? sweep_or_finish(op, STEP_FINISHED) : STEP_NEXT;
     }
     op->attempt = 0;
     switch (op->step) {
     case STEP_SINGLE:
-    case STEP_COMPLETE:
         op->step = STEP_DONE;
         return STEP_FINISHED;
+    case STEP_COMPLETE:
+        op->step = STEP_DONE;
+        return sweep_or_finish(op, STEP_FINISHED);
     case STEP_INITIATE:
         if (!s3_xml_text(op->answer.data, "UploadId", op->upload_id, sizeof op->upload_id) || !op->upload_id[0]) {
             op->failed = 1;
             tm_error_set(&op->err, "%s: no UploadId in the answer to starting a multipart upload", op->s3->ep.display);
             op->step = STEP_DONE;
-            return STEP_FINISHED;
+            return sweep_or_finish(op, STEP_FINISHED);
         }
         op->step = STEP_PART;
         op->part = 1;

@@ -388,6 +388,53 @@ def test_injected_storage_faults_lose_nothing():
         env.cleanup()
 
 
+def test_lost_answers_to_starting_multipart_uploads_leave_none_behind():
+    """Starting a multipart upload is not idempotent: the answers to the
+    first two starts of each upload are lost after the server acted on
+    them (the first cut in half, the second a reset connection), so the
+    server holds uploads the sidecar never heard of. The sidecar lists the
+    key's uploads in progress and aborts the ones that are not its own: no
+    multipart upload is left behind, and the snapshot restores exactly
+    (before: two uploads stayed open for ever, unseen, holding their parts)."""
+    sys.path.insert(0, os.path.join(ROOT, "tests", "s3"))
+    from fault_proxy import FaultProxy
+    host, port = ENDPOINT[len("http://"):].split(":")
+    starts = {}
+    def lose_first_starts(method, target):
+        if method != "POST" or not ("?uploads=" in target or target.endswith("?uploads")):
+            return None   # not the start of a multipart upload (its completion is "?uploadId=")
+        key = target.split("?", 1)[0]
+        starts[key] = starts.get(key, 0) + 1
+        return {1: "truncate", 2: "reset"}.get(starts[key])
+    proxy = FaultProxy(host, int(port), rate=0.0, seed=1, rule=lose_first_starts)
+    bucket = new_bucket()
+    env = Env("s3lost", replicas=None)
+    env.config = env.write_config("tidemark.yml", env.key,
+                                  replicas=s3_replica(bucket, extra="        part-size: 5MiB\n").replace(ENDPOINT, proxy.endpoint))
+    try:
+        env.create_db()
+        db = sqlite3.connect(env.db)
+        db.execute("CREATE TABLE IF NOT EXISTS scratch(x BLOB)")
+        db.execute("INSERT INTO scratch SELECT randomblob(1000000) FROM (WITH RECURSIVE c(n) AS "
+                   "(SELECT 1 UNION ALL SELECT n+1 FROM c WHERE n<12) SELECT n FROM c)")
+        db.commit()
+        db.close()
+        env.start()
+        env.write_py(40, "--delay-ms", "10")
+        wait_until(lambda: queued(env, "s3") == 0, 120, "the bucket to catch up")
+        env.stop()
+        check(proxy.counts["truncate"] >= 1 and proxy.counts["reset"] >= 1,
+              "the starts' answers were not lost: %r (%r)" % (proxy.counts, starts))
+        uploads = aws("s3api", "list-multipart-uploads", "--bucket", bucket).stdout
+        check('"UploadId"' not in uploads, "multipart uploads left behind: " + uploads)
+        verify_timeline(env, points=3, extra=("--replica", "s3"))
+        print("# %d multipart start(s) whose answers were lost, %d request(s)" %
+              (proxy.counts["truncate"] + proxy.counts["reset"], proxy.requests))
+    finally:
+        proxy.close()
+        env.cleanup()
+
+
 def test_clear_errors_for_bad_settings():
     """Wrong secret, missing bucket, wrong region, and versioning off with
     require-versioning: the sidecar refuses to start, naming the replica."""
@@ -466,6 +513,7 @@ TESTS = [
     test_credentials_from_environment_and_shared_file,
     test_retention_on_s3,
     test_injected_storage_faults_lose_nothing,
+    test_lost_answers_to_starting_multipart_uploads_leave_none_behind,
     test_clear_errors_for_bad_settings,
     test_multipart_snapshot_bounded_memory,
 ]

@@ -11,7 +11,9 @@ seeded random generator, injects a fault instead:
   408      408 RequestTimeout, without forwarding
   stall    nothing is answered for `stall_seconds`, then the connection
            closes (the client's stall timeout must give up first)
-Counts of each fault are kept for the test (FaultProxy.counts).
+Counts of each fault are kept for the test (FaultProxy.counts). A test
+may also pass `rule(method, target)`, which names the fault for a request
+(or None) before the random draw: a chosen request's answer is lost.
 """
 import http.client, random, socket, socketserver, threading, time
 
@@ -19,8 +21,9 @@ FAULTS = ("503", "500", "reset", "truncate", "408", "stall")
 
 
 class FaultProxy:
-    def __init__(self, upstream_host, upstream_port, rate=0.2, seed=1, stall_seconds=6):
+    def __init__(self, upstream_host, upstream_port, rate=0.2, seed=1, stall_seconds=6, rule=None):
         self.upstream = (upstream_host, upstream_port)
+        self.rule = rule
         self.stall_seconds = stall_seconds
         self.rate = rate
         self.random = random.Random(seed)
@@ -43,9 +46,13 @@ class FaultProxy:
         self.endpoint = "http://127.0.0.1:%d" % self.port
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
-    def pick_fault(self):
+    def pick_fault(self, method="", target=""):
         with self.lock:
             self.requests += 1
+            chosen = self.rule(method, target) if self.rule else None
+            if chosen:
+                self.counts[chosen] += 1
+                return chosen
             if self.random.random() >= self.rate:
                 return None
             fault = self.random.choice(FAULTS)
@@ -72,7 +79,7 @@ class FaultProxy:
             wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             wfile.flush()
         body = rfile.read(length) if length else b""
-        fault = self.pick_fault()
+        fault = self.pick_fault(method, target)
         if fault == "reset":
             conn.shutdown(socket.SHUT_RDWR)
             return False

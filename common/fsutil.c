@@ -216,3 +216,38 @@ int fsutil_remove_tree(const char *path, struct tm_error *err)
         return 0;
     return tm_error_set(err, "cannot remove '%s': %s", path, strerror(errno));
 }
+
+int fsutil_copy_into(const char *from, int fd, const char *to_name, uint64_t *bytes, struct tm_error *err)
+{
+    static const size_t block = 1 << 20;
+    int in = open(from, O_RDONLY | O_CLOEXEC);
+    if (in < 0)
+        return tm_error_setc(err, TM_ERR_NOT_FOUND, "cannot open '%s': %s", from, strerror(errno));
+    char *buf = malloc(block);
+    int rc = buf ? 0 : tm_error_setc(err, TM_ERR_NO_MEMORY, "out of memory copying '%s'", from);
+    uint64_t copied = 0;
+    while (rc == 0) {
+        ssize_t got = read(in, buf, block);
+        if (got == 0)
+            break;
+        if (got < 0) {
+            if (errno != EINTR)
+                rc = tm_error_set(err, "cannot read '%s': %s", from, strerror(errno));
+            continue;
+        }
+        for (ssize_t done = 0; done < got && rc == 0;) {
+            ssize_t put = write(fd, buf + done, (size_t)(got - done));
+            if (put < 0 && errno != EINTR)
+                rc = tm_error_set(err, "cannot write '%s': %s", to_name, strerror(errno));
+            done += put > 0 ? put : 0;
+        }
+        copied += (uint64_t)got;
+    }
+    if (rc == 0 && fsync(fd) != 0)
+        rc = tm_error_set(err, "cannot fsync '%s': %s", to_name, strerror(errno));
+    free(buf);
+    close(in);
+    if (bytes)
+        *bytes = copied;
+    return rc;
+}

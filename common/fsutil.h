@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include <stdint.h>
+
 #include "error.h"
 
 /* mkdir -p with mode 0700 for the parts it creates. */
@@ -20,6 +22,11 @@ int fsutil_fsync_dir(const char *dir, struct tm_error *err);
 int fsutil_remove_tree(const char *path, struct tm_error *err);
 /* Writes data to path through a temporary file, fsync, rename, fsync dir. */
 int fsutil_replace_file(const char *path, const void *data, size_t len, struct tm_error *err);
+/* Copies all of file `from` into the open descriptor fd (named to_name in
+ * errors) in 1 MiB blocks, then fsyncs fd; *bytes (may be NULL) gets the
+ * bytes copied. 0, or -1 with err set (TM_ERR_NOT_FOUND when `from`
+ * cannot be opened). */
+int fsutil_copy_into(const char *from, int fd, const char *to_name, uint64_t *bytes, struct tm_error *err);
 /* ---- local files on a shared host
  * Every temporary or scratch file tidemark creates outside its state
  * directory goes through these: a new file is never opened through a

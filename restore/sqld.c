@@ -196,48 +196,18 @@ static int check_stopped(const char *db_path, const char *ns_dir, struct tm_erro
  * another user than tidemark: it must be able to open its data). */
 static int copy_file(const char *src, const char *dst, const char *like, uint64_t *bytes, struct tm_error *err)
 {
-    int in = open(src, O_RDONLY | O_CLOEXEC);
-    if (in < 0)
-        return tm_error_setc(err, TM_ERR_NOT_FOUND, "cannot open '%s': %s", src, strerror(errno));
     (void)unlink(dst);   /* a temp left by an interrupted run (ours: fixed name in the namespace dir) */
     int outfd = fsutil_create_exclusive(dst, err);
-    if (outfd < 0) {
-        close(in);
+    if (outfd < 0)
         return -1;
-    }
     struct stat old;
     int rc = 0;
     if (stat(like, &old) == 0 && (fchown(outfd, old.st_uid, old.st_gid) != 0 ||
                                   fchmod(outfd, old.st_mode & 07777) != 0))
         rc = tm_error_setc(err, TM_ERR_REFUSED, "cannot give '%s' the owner and mode of '%s': %s", dst, like,
                            strerror(errno));
-    static const size_t chunk = 1 << 20;
-    char *buf = rc == 0 ? malloc(chunk) : NULL;
-    if (rc == 0 && !buf)
-        rc = tm_error_setc(err, TM_ERR_NO_MEMORY, "out of memory copying '%s'", src);
-    *bytes = 0;
-    while (rc == 0) {
-        ssize_t n = read(in, buf, chunk);
-        if (n == 0)
-            break;
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            rc = tm_error_set(err, "cannot read '%s': %s", src, strerror(errno));
-            break;
-        }
-        for (ssize_t off = 0; off < n && rc == 0;) {
-            ssize_t w = write(outfd, buf + off, (size_t)(n - off));
-            if (w < 0 && errno != EINTR)
-                rc = tm_error_set(err, "cannot write '%s': %s", dst, strerror(errno));
-            off += w > 0 ? w : 0;
-        }
-        *bytes += (uint64_t)n;
-    }
-    if (rc == 0 && fsync(outfd) != 0)
-        rc = tm_error_set(err, "cannot fsync '%s': %s", dst, strerror(errno));
-    free(buf);
-    close(in);
+    if (rc == 0)
+        rc = fsutil_copy_into(src, outfd, dst, bytes, err);
     close(outfd);
     if (rc != 0)
         unlink(dst);

@@ -50,35 +50,6 @@ static int64_t monotonic_ms(void)
 
 /* ------------------------------------------------------------ publishing */
 
-/* Copies the file at `from` into the open fd, then fsyncs it. */
-static int copy_into(const char *from, int fd, const char *temp, struct tm_error *err)
-{
-    int in = open(from, O_RDONLY | O_CLOEXEC);
-    if (in < 0)
-        return tm_error_set(err, "cannot open the restored copy '%s': %s", from, strerror(errno));
-    char buf[1 << 16];
-    ssize_t got;
-    int rc = 0;
-    while (rc == 0 && (got = read(in, buf, sizeof buf)) != 0) {
-        if (got < 0) {
-            if (errno == EINTR)
-                continue;
-            rc = tm_error_set(err, "cannot read the restored copy '%s': %s", from, strerror(errno));
-            break;
-        }
-        for (ssize_t done = 0; done < got && rc == 0;) {
-            ssize_t put = write(fd, buf + done, (size_t)(got - done));
-            if (put < 0 && errno != EINTR)
-                rc = tm_error_set(err, "cannot write '%s': %s", temp, strerror(errno));
-            done += put > 0 ? put : 0;
-        }
-    }
-    close(in);
-    if (rc == 0 && fsync(fd) != 0)
-        rc = tm_error_set(err, "cannot fsync '%s': %s", temp, strerror(errno));
-    return rc;
-}
-
 /* Removes target's -wal, -shm and -journal (none there is fine). */
 static int remove_stale_companions(const char *target, struct tm_error *err)
 {
@@ -132,7 +103,7 @@ int staging_publish_file(const char *copy, const char *target, const char *sql, 
                             target, strerror(errno));
     struct stat old;
     mode_t mode = lstat(target, &old) == 0 && S_ISREG(old.st_mode) ? old.st_mode & 07777 : 0600;
-    int rc = copy_into(copy, fd, temp, err);
+    int rc = fsutil_copy_into(copy, fd, temp, NULL, err);
     if (rc == 0 && fchmod(fd, mode) != 0)
         rc = tm_error_set(err, "cannot set the mode of '%s': %s", temp, strerror(errno));
     if (close(fd) != 0 && rc == 0)

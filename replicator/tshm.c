@@ -60,7 +60,6 @@
  * Only the reader's own words are ever written here (its bitmap bit, its
  * frame, its owner), with atomic operations on the shared mapping, and
  * nothing else: not the header, not the seqlock, not the frame index. */
-#define _GNU_SOURCE
 #include "tshm.h"
 
 #include <errno.h>

@@ -425,7 +425,7 @@ int tailer_scan(struct tailer *t, int64_t now_ms, struct tm_error *err)
     if (index_ok)
         add_sighting(t, index.changes, now_ms);
     if (t->coord && index_ok && !t->switching &&
-        (t->have_header ? index.salt1 != t->hdr.salt1 || index.salt2 != t->hdr.salt2 : t->run_count > 0)) {
+        (t->have_header ? index.salt1 != t->hdr.salt1 || index.salt2 != t->hdr.salt2 : tailer_ahead_has_runs(t))) {
         /* the Turso route: the WAL followed is gone, maybe with frames
          * read ahead of it and of WALs gone since (tailer_ahead.c) */
         if (tailer_ahead_adopt(t, err) != 0)

@@ -34,6 +34,15 @@
  *    wrote (its last version) must be in it byte for byte, and its size
  *    must be the last commit's.
  *
+ * The copy is kept by a thread of its own (ahead_thread), woken by
+ * inotify at each write to the WAL: the daemon's loop can be busy for a
+ * few milliseconds (a segment written and synced, a snapshot compressed),
+ * long enough for a commit and a TRUNCATE to come and go. The thread
+ * shares only `struct ahead`, under its lock: the runs, and a copy of
+ * where the tailer stands (the cursor) that the loop's thread refreshes
+ * whenever it calls in here. It writes nothing but memory, and reads the
+ * WAL through the tailer's descriptor (pread).
+ *
  * Proven frames are then shipped from memory, one WAL after the other,
  * through the tailer's usual switch (tailer_restart.c), and the commit
  * counter checks their number as after any restart: a commit counted but
@@ -45,30 +54,67 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #define AHEAD_MAX_BYTES (16u * 1024 * 1024)
+/* WAL file generations kept at most */
+#define AHEAD_RUNS 8
+/* The thread looks even without an event this often (a watch lost with
+ * a WAL file re-created is added again then). */
+#define AHEAD_IDLE_MS 100
 
-static size_t frame_bytes(const struct tailer *t) { return WAL_FRAME_HEADER_BYTES + t->page_size; }
+struct ahead_run {
+    struct wal_header hdr;      /* the WAL it is a chain of */
+    struct wal_position from;   /* the chain starts after this (the scanned position, or frame 0) */
+    struct wal_position end;    /* and ends here */
+    uint8_t *frames;
+    size_t cap;
+    uint32_t count;
+    uint32_t proven;            /* its first frames proven committed, once its WAL is gone */
+};
 
-static uint8_t *run_frame(const struct tailer *t, const struct ahead_run *r, uint32_t i)
+struct ahead {
+    pthread_mutex_t lock;
+    /* fixed from the start */
+    int wal_fd;
+    const char *wal_path;
+    uint32_t page_size;
+    /* the thread */
+    pthread_t thread;
+    int running;
+    int stop_pipe[2];
+    int inotify_fd, watch;
+    /* under lock: where the tailer stands (the cursor), and the runs */
+    int have_header, switching;
+    struct wal_header hdr;
+    struct wal_position scanned;
+    struct ahead_run runs[AHEAD_RUNS];
+    size_t run_count;
+};
+
+static size_t frame_bytes(const struct ahead *a) { return WAL_FRAME_HEADER_BYTES + a->page_size; }
+
+static uint8_t *run_frame(const struct ahead *a, const struct ahead_run *r, uint32_t i)
 {
-    return r->frames + (size_t)i * frame_bytes(t);
+    return r->frames + (size_t)i * frame_bytes(a);
 }
 
-static int same_wal(const struct wal_header *a, uint32_t salt1, uint32_t salt2)
+static int same_wal(const struct wal_header *h, uint32_t salt1, uint32_t salt2)
 {
-    return a->salt1 == salt1 && a->salt2 == salt2;
+    return h->salt1 == salt1 && h->salt2 == salt2;
 }
 
-static size_t ahead_bytes(const struct tailer *t)
+static size_t ahead_bytes(const struct ahead *a)
 {
     size_t bytes = 0;
-    for (size_t i = 0; i < t->run_count; i++)
-        bytes += (size_t)t->runs[i].count * frame_bytes(t);
+    for (size_t i = 0; i < a->run_count; i++)
+        bytes += (size_t)a->runs[i].count * frame_bytes(a);
     return bytes;
 }
 
@@ -83,23 +129,21 @@ void tailer_ahead_note_published(struct tailer *t, const struct wal_position *en
 
 /* ------------------------------------------------------------- runs */
 
-static void drop_first_runs(struct tailer *t, size_t count)
+static void drop_first_runs(struct ahead *a, size_t count)
 {
-    for (size_t i = 0; i < count && i < t->run_count; i++)
-        free(t->runs[i].frames);
-    if (count > t->run_count)
-        count = t->run_count;
-    memmove(t->runs, t->runs + count, (t->run_count - count) * sizeof *t->runs);
-    t->run_count -= count;
-    memset(t->runs + t->run_count, 0, count * sizeof *t->runs);
+    if (count > a->run_count)
+        count = a->run_count;
+    for (size_t i = 0; i < count; i++)
+        free(a->runs[i].frames);
+    memmove(a->runs, a->runs + count, (a->run_count - count) * sizeof *a->runs);
+    a->run_count -= count;
+    memset(a->runs + a->run_count, 0, count * sizeof *a->runs);
 }
 
-void tailer_ahead_free(struct tailer *t) { drop_first_runs(t, t->run_count); }
-
-static int run_of(const struct tailer *t, uint32_t salt1, uint32_t salt2)
+static int run_of(const struct ahead *a, uint32_t salt1, uint32_t salt2)
 {
-    for (size_t i = 0; i < t->run_count; i++)
-        if (same_wal(&t->runs[i].hdr, salt1, salt2))
+    for (size_t i = 0; i < a->run_count; i++)
+        if (same_wal(&a->runs[i].hdr, salt1, salt2))
             return (int)i;
     return -1;
 }
@@ -113,16 +157,16 @@ static void run_restart(struct ahead_run *r, const struct wal_position *from)
 
 /* Keeps only the run's frames after `pos` (which must lie on its chain),
  * else starts it again at pos. */
-static void run_trim(const struct tailer *t, struct ahead_run *r, const struct wal_position *pos)
+static void run_trim(const struct ahead *a, struct ahead_run *r, const struct wal_position *pos)
 {
     if (r->from.frame == pos->frame)
         return;
     if (r->count && pos->frame > r->from.frame && pos->frame <= r->end.frame) {
         uint32_t dropped = pos->frame - r->from.frame;
         struct wal_frame_header fh;
-        wal_frame_header_decode(run_frame(t, r, dropped - 1), &fh);
+        wal_frame_header_decode(run_frame(a, r, dropped - 1), &fh);
         if (fh.checksum[0] == pos->checksum[0] && fh.checksum[1] == pos->checksum[1]) {
-            memmove(r->frames, run_frame(t, r, dropped), (size_t)(r->count - dropped) * frame_bytes(t));
+            memmove(r->frames, run_frame(a, r, dropped), (size_t)(r->count - dropped) * frame_bytes(a));
             r->count -= dropped;
             r->proven = r->proven > dropped ? r->proven - dropped : 0;
             r->from = *pos;
@@ -134,27 +178,28 @@ static void run_trim(const struct tailer *t, struct ahead_run *r, const struct w
 
 /* Runs of WALs older than the followed one are dropped; the followed
  * one's keeps only what lies after the scanned position. */
-static void keep_from_followed(struct tailer *t)
+static void keep_from_followed(struct ahead *a)
 {
-    if (!t->have_header)
+    if (!a->have_header)
         return;
     size_t older = 0;
-    while (older < t->run_count && !same_wal(&t->runs[older].hdr, t->hdr.salt1, t->hdr.salt2) &&
-           t->runs[older].hdr.checkpoint_seq <= t->hdr.checkpoint_seq)
+    while (older < a->run_count && !same_wal(&a->runs[older].hdr, a->hdr.salt1, a->hdr.salt2) &&
+           a->runs[older].hdr.checkpoint_seq <= a->hdr.checkpoint_seq)
         older++;
-    drop_first_runs(t, older);
-    if (t->run_count && same_wal(&t->runs[0].hdr, t->hdr.salt1, t->hdr.salt2) && !t->switching)
-        run_trim(t, &t->runs[0], &t->scanned);
+    drop_first_runs(a, older);
+    if (a->run_count && same_wal(&a->runs[0].hdr, a->hdr.salt1, a->hdr.salt2) && !a->switching)
+        run_trim(a, &a->runs[0], &a->scanned);
 }
 
 /* Appends the run's next frames from the WAL file, as far as they are
- * valid and written whole (and AHEAD_MAX_BYTES allows). */
-static int run_extend(struct tailer *t, struct ahead_run *r, struct tm_error *err)
+ * valid and written whole (and AHEAD_MAX_BYTES allows). 0 or -1. */
+static int run_extend(struct ahead *a, struct ahead_run *r)
 {
     struct stat st;
-    if (fstat(t->wal_fd, &st) != 0)
-        return tm_error_set(err, "cannot stat '%s': %s", t->wal_path, strerror(errno));
-    size_t one = frame_bytes(t), total = ahead_bytes(t);
+    if (fstat(a->wal_fd, &st) != 0)
+        return -1;
+    size_t one = frame_bytes(a), total = ahead_bytes(a);
+    struct tm_error ignored;
     while (wal_frame_offset(&r->hdr, r->end.frame + 1) + one <= (uint64_t)st.st_size) {
         if (total + one > AHEAD_MAX_BYTES)
             return 0;   /* a huge transaction: its frames stay in the WAL until published */
@@ -162,18 +207,16 @@ static int run_extend(struct tailer *t, struct ahead_run *r, struct tm_error *er
             size_t bigger = r->cap ? r->cap * 2 : 16 * one;
             uint8_t *grown = realloc(r->frames, bigger);
             if (!grown)
-                return tm_error_set(err, "out of memory");
+                return -1;
             r->frames = grown;
             r->cap = bigger;
         }
-        uint8_t *frame = run_frame(t, r, r->count);
-        int got = tailer_read_exactly(t->wal_fd, frame, one, (off_t)wal_frame_offset(&r->hdr, r->end.frame + 1),
-                                      t->wal_path, err);
-        if (got < 0)
-            return -1;
+        uint8_t *frame = run_frame(a, r, r->count);
+        int got = tailer_read_exactly(a->wal_fd, frame, one, (off_t)wal_frame_offset(&r->hdr, r->end.frame + 1),
+                                      a->wal_path, &ignored);
         struct wal_position next;
-        if (got == 0 || !wal_frame_follows(&r->hdr, &r->end, frame, &next))
-            return 0;
+        if (got <= 0 || !wal_frame_follows(&r->hdr, &r->end, frame, &next))
+            return got < 0 ? -1 : 0;
         r->end = next;
         r->count++;
         total += one;
@@ -184,65 +227,173 @@ static int run_extend(struct tailer *t, struct ahead_run *r, struct tm_error *er
 /* The run for the WAL whose header is on disk now: found, or started
  * (from the scanned position for the followed WAL, else frame 0). NULL
  * when no more can be kept. */
-static struct ahead_run *run_for(struct tailer *t, const struct wal_header *on_disk)
+static struct ahead_run *run_for(struct ahead *a, const struct wal_header *on_disk)
 {
-    int i = run_of(t, on_disk->salt1, on_disk->salt2);
+    int i = run_of(a, on_disk->salt1, on_disk->salt2);
     if (i >= 0)
-        return &t->runs[i];
-    if (t->run_count == AHEAD_RUNS)
+        return &a->runs[i];
+    if (a->run_count == AHEAD_RUNS)
         return NULL;
-    if (t->run_count && on_disk->checkpoint_seq <= t->runs[t->run_count - 1].hdr.checkpoint_seq)
-        tailer_ahead_free(t);   /* not the next WAL generation: the coordination was reset */
-    struct ahead_run *r = &t->runs[t->run_count++];
+    if (a->run_count && on_disk->checkpoint_seq <= a->runs[a->run_count - 1].hdr.checkpoint_seq)
+        drop_first_runs(a, a->run_count);   /* not the next WAL generation: the coordination was reset */
+    struct ahead_run *r = &a->runs[a->run_count++];
     memset(r, 0, sizeof *r);
     r->hdr = *on_disk;
-    int followed = t->have_header && same_wal(&t->hdr, on_disk->salt1, on_disk->salt2);
-    struct wal_position start = followed && !t->switching ? t->scanned : wal_position_start(on_disk);
+    int followed = a->have_header && same_wal(&a->hdr, on_disk->salt1, on_disk->salt2);
+    struct wal_position start = followed && !a->switching ? a->scanned : wal_position_start(on_disk);
     run_restart(r, &start);
     return r;
 }
 
-int tailer_read_ahead(struct tailer *t, struct tm_error *err)
+/* One look at the WAL file, under the lock. */
+static void read_ahead_locked(struct ahead *a)
 {
-    if (!t->coord)
-        return 0;
     uint8_t bytes[WAL_HEADER_BYTES];
-    int got = tailer_read_exactly(t->wal_fd, bytes, sizeof bytes, 0, t->wal_path, err);
-    if (got <= 0)
-        return got;
-    struct wal_header on_disk;
     struct tm_error ignored;
-    if (wal_header_parse(bytes, &on_disk, &ignored) != 0 || on_disk.page_size != t->page_size)
-        return 0;
-    keep_from_followed(t);
-    if (t->have_header && on_disk.checkpoint_seq < t->hdr.checkpoint_seq)
-        return 0;
-    struct ahead_run *r = run_for(t, &on_disk);
+    if (tailer_read_exactly(a->wal_fd, bytes, sizeof bytes, 0, a->wal_path, &ignored) != 1)
+        return;
+    struct wal_header on_disk;
+    if (wal_header_parse(bytes, &on_disk, &ignored) != 0 || on_disk.page_size != a->page_size)
+        return;
+    keep_from_followed(a);
+    if (a->have_header && on_disk.checkpoint_seq < a->hdr.checkpoint_seq)
+        return;
+    struct ahead_run *r = run_for(a, &on_disk);
     if (!r)
-        return 0;
+        return;
     uint32_t before = r->count;
-    if (run_extend(t, r, err) != 0)
-        return -1;
-    if (r->count == before && r->count) {
-        /* nothing follows the chain: rewritten after a failed commit?
-         * read it again from where it starts */
-        struct wal_position from = r->from;
-        run_restart(r, &from);
-        if (run_extend(t, r, err) != 0)
-            return -1;
+    if (run_extend(a, r) != 0 || r->count != before || !r->count)
+        return;
+    /* nothing follows the chain: rewritten after a failed commit? read
+     * it again from where it starts */
+    struct wal_position from = r->from;
+    run_restart(r, &from);
+    run_extend(a, r);
+}
+
+/* ----------------------------------------------------------- the thread */
+
+static void *ahead_thread(void *arg)
+{
+    struct ahead *a = arg;
+    char events[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+    for (;;) {
+        struct pollfd fds[2] = {{.fd = a->stop_pipe[0], .events = POLLIN}, {.fd = a->inotify_fd, .events = POLLIN}};
+        int ready = poll(fds, a->inotify_fd >= 0 ? 2 : 1, AHEAD_IDLE_MS);
+        if (ready < 0 && errno != EINTR)
+            break;
+        if (fds[0].revents)
+            break;
+        if (a->inotify_fd >= 0) {
+            ssize_t got;
+            while ((got = read(a->inotify_fd, events, sizeof events)) > 0)
+                for (char *p = events; p < events + got;) {
+                    struct inotify_event *ev = (struct inotify_event *)p;
+                    if (ev->mask & IN_IGNORED)
+                        a->watch = -1;
+                    p += sizeof *ev + ev->len;
+                }
+            if (a->watch < 0)
+                a->watch = inotify_add_watch(a->inotify_fd, a->wal_path, IN_MODIFY);
+        }
+        pthread_mutex_lock(&a->lock);
+        read_ahead_locked(a);
+        pthread_mutex_unlock(&a->lock);
     }
+    return NULL;
+}
+
+int tailer_ahead_start(struct tailer *t, struct tm_error *err)
+{
+    struct ahead *a = calloc(1, sizeof *a);
+    if (!a)
+        return tm_error_set(err, "out of memory");
+    pthread_mutex_init(&a->lock, NULL);
+    a->wal_fd = t->wal_fd;
+    a->wal_path = t->wal_path;
+    a->page_size = t->page_size;
+    a->stop_pipe[0] = a->stop_pipe[1] = -1;
+    a->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    a->watch = a->inotify_fd >= 0 ? inotify_add_watch(a->inotify_fd, t->wal_path, IN_MODIFY) : -1;
+    t->ahead = a;
+    if (pipe2(a->stop_pipe, O_CLOEXEC) != 0)
+        return tm_error_set(err, "cannot create a pipe: %s", strerror(errno));
+    int rc = pthread_create(&a->thread, NULL, ahead_thread, a);
+    if (rc != 0)
+        return tm_error_set(err, "cannot start the WAL reading thread: %s", strerror(rc));
+    a->running = 1;
     return 0;
 }
 
-/* ------------------------------------------------------------ proofs */
+void tailer_ahead_free(struct tailer *t)
+{
+    struct ahead *a = t->ahead;
+    if (!a)
+        return;
+    if (a->running) {
+        char stop = 1;
+        if (write(a->stop_pipe[1], &stop, 1) != 1)
+            pthread_cancel(a->thread);
+        pthread_join(a->thread, NULL);
+    }
+    for (int i = 0; i < 2; i++)
+        if (a->stop_pipe[i] >= 0)
+            close(a->stop_pipe[i]);
+    if (a->inotify_fd >= 0)
+        close(a->inotify_fd);
+    drop_first_runs(a, a->run_count);
+    pthread_mutex_destroy(&a->lock);
+    free(a);
+    t->ahead = NULL;
+}
+
+/* Takes the lock and tells the copy where the tailer stands now. */
+static struct ahead *enter(struct tailer *t)
+{
+    struct ahead *a = t->ahead;
+    pthread_mutex_lock(&a->lock);
+    a->have_header = t->have_header;
+    a->switching = t->switching;
+    a->hdr = t->hdr;
+    a->scanned = t->scanned;
+    keep_from_followed(a);
+    return a;
+}
+
+static void leave(struct ahead *a) { pthread_mutex_unlock(&a->lock); }
+
+int tailer_read_ahead(struct tailer *t, struct tm_error *err)
+{
+    (void)err;
+    if (!t->coord || !t->ahead)
+        return 0;
+    struct ahead *a = enter(t);
+    if (!a->running)
+        read_ahead_locked(a);
+    leave(a);
+    return 0;
+}
+
+int tailer_ahead_has_runs(struct tailer *t)
+{
+    if (!t->ahead)
+        return 0;
+    struct ahead *a = enter(t);
+    int any = a->run_count > 0;
+    leave(a);
+    return any;
+}
+
+/* ------------------------------------------------------------ proofs
+ * (all under the lock, on the loop's thread) */
 
 /* The number of the run's frames up to its last commit frame (0: none),
  * with that commit's database size. */
-static uint32_t last_commit_of(const struct tailer *t, const struct ahead_run *r, uint32_t *db_size)
+static uint32_t last_commit_of(const struct ahead *a, const struct ahead_run *r, uint32_t *db_size)
 {
     for (uint32_t i = r->count; i-- > 0;) {
         struct wal_frame_header fh;
-        wal_frame_header_decode(run_frame(t, r, i), &fh);
+        wal_frame_header_decode(run_frame(a, r, i), &fh);
         if (fh.db_size_after_commit) {
             *db_size = fh.db_size_after_commit;
             return i + 1;
@@ -261,7 +412,7 @@ static uint32_t proven_by_publication(const struct tailer *t, const struct ahead
             p->frame > r->end.frame || p->frame - r->from.frame <= best)
             continue;
         struct wal_frame_header fh;
-        wal_frame_header_decode(run_frame(t, r, p->frame - r->from.frame - 1), &fh);
+        wal_frame_header_decode(run_frame(t->ahead, r, p->frame - r->from.frame - 1), &fh);
         /* a frame's header holds the running checksum up to it */
         if (fh.db_size_after_commit && fh.checksum[0] == p->checksum[0] && fh.checksum[1] == p->checksum[1])
             best = p->frame - r->from.frame;
@@ -269,15 +420,15 @@ static uint32_t proven_by_publication(const struct tailer *t, const struct ahead
     return best;
 }
 
-/* Whether a later frame of runs[first..last] (up to each one's commit
- * limit) holds page `page` than frame `index` of run `run`. */
-static int rewritten_later(const struct tailer *t, size_t run, uint32_t index, size_t last, const uint32_t *limit,
+/* Whether a frame of runs[run..last] after frame `index` of run `run`
+ * (each run up to limit[]) holds page `page` too. */
+static int rewritten_later(const struct ahead *a, size_t run, uint32_t index, size_t last, const uint32_t *limit,
                            uint32_t page)
 {
     for (size_t j = run; j <= last; j++)
         for (uint32_t i = j == run ? index + 1 : 0; i < limit[j]; i++) {
             struct wal_frame_header fh;
-            wal_frame_header_decode(run_frame(t, &t->runs[j], i), &fh);
+            wal_frame_header_decode(run_frame(a, &a->runs[j], i), &fh);
             if (fh.page_number == page)
                 return 1;
         }
@@ -285,22 +436,23 @@ static int rewritten_later(const struct tailer *t, size_t run, uint32_t index, s
 }
 
 /* Whether the database file holds the last version of every page of
- * runs[first..last] (each up to limit[]) and is db_size pages long. */
-static int database_file_holds(struct tailer *t, size_t first, size_t last, const uint32_t *limit, uint32_t db_size,
+ * runs[0..last] (each up to limit[]) and is db_size pages long. */
+static int database_file_holds(const struct tailer *t, size_t last, const uint32_t *limit, uint32_t db_size,
                                struct tm_error *err)
 {
+    const struct ahead *a = t->ahead;
     int db_fd = open(t->db_path, O_RDONLY | O_CLOEXEC);
     if (db_fd < 0)
         return 0;
     struct stat st;
     uint8_t *page = malloc(t->page_size);
     int holds = page && fstat(db_fd, &st) == 0 && (uint64_t)st.st_size == (uint64_t)db_size * t->page_size;
-    for (size_t j = first; holds && j <= last; j++)
+    for (size_t j = 0; holds && j <= last; j++)
         for (uint32_t i = 0; holds && i < limit[j]; i++) {
-            const uint8_t *frame = run_frame(t, &t->runs[j], i);
+            const uint8_t *frame = run_frame(a, &a->runs[j], i);
             struct wal_frame_header fh;
             wal_frame_header_decode(frame, &fh);
-            if (fh.page_number > db_size || rewritten_later(t, j, i, last, limit, fh.page_number))
+            if (fh.page_number > db_size || rewritten_later(a, j, i, last, limit, fh.page_number))
                 continue;
             holds = tailer_read_exactly(db_fd, page, t->page_size, (off_t)(fh.page_number - 1) * t->page_size,
                                         t->db_path, err) == 1 &&
@@ -311,46 +463,66 @@ static int database_file_holds(struct tailer *t, size_t first, size_t last, cons
     return holds;
 }
 
+/* Whether runs[0..gone-1] are every WAL generation from the followed one
+ * (or the one after it, when nothing of the followed one was left
+ * unread) to the one just before `now`, each whole from where it had to
+ * start, and nothing of `now` copied into the database file yet. */
+static int consecutive_to_now(const struct tailer *t, size_t gone, const struct tshm_state *now)
+{
+    const struct ahead *a = t->ahead;
+    int first_is_followed = t->have_header && same_wal(&a->runs[0].hdr, t->hdr.salt1, t->hdr.salt2);
+    if (now->backfilled || a->runs[gone - 1].hdr.checkpoint_seq + 1 != now->checkpoint_seq)
+        return 0;
+    if (t->have_header && !first_is_followed && a->runs[0].hdr.checkpoint_seq != t->hdr.checkpoint_seq + 1)
+        return 0;
+    if (first_is_followed && a->runs[0].from.frame != t->scanned.frame)
+        return 0;
+    for (size_t j = 0; j < gone; j++) {
+        if (j && a->runs[j].hdr.checkpoint_seq != a->runs[j - 1].hdr.checkpoint_seq + 1)
+            return 0;
+        if ((j || !first_is_followed) && a->runs[j].from.frame != 0)   /* a later WAL's run: from its frame 1 */
+            return 0;
+    }
+    return 1;
+}
+
 /* Marks each gone run's proven frames; returns how many runs are gone
  * (runs[0..gone-1]: checkpoint_seq below the engine's current one). */
 static size_t prove_gone_runs(struct tailer *t, struct tm_error *err)
 {
+    struct ahead *a = t->ahead;
     struct tshm_state now;
     if (tshm_read(t->coord, &now, err) != 1)
         return 0;
     size_t gone = 0;
-    while (gone < t->run_count && t->runs[gone].hdr.checkpoint_seq < now.checkpoint_seq)
+    while (gone < a->run_count && a->runs[gone].hdr.checkpoint_seq < now.checkpoint_seq)
         gone++;
     if (!gone)
         return 0;
     uint32_t limit[AHEAD_RUNS] = {0}, db_size = 0;
-    /* every WAL generation from the followed one (or the one after it,
-     * when nothing of the followed one is left unread) to the last gone */
-    int first_is_followed = t->have_header && same_wal(&t->runs[0].hdr, t->hdr.salt1, t->hdr.salt2);
-    int consecutive = !now.backfilled && t->runs[gone - 1].hdr.checkpoint_seq + 1 == now.checkpoint_seq &&
-                      (!t->have_header || first_is_followed ||
-                       t->runs[0].hdr.checkpoint_seq == t->hdr.checkpoint_seq + 1);
     for (size_t j = 0; j < gone; j++) {
         uint32_t size_here = 0;
-        limit[j] = last_commit_of(t, &t->runs[j], &size_here);
+        limit[j] = last_commit_of(a, &a->runs[j], &size_here);
         if (size_here)
             db_size = size_here;
-        if (j && t->runs[j].hdr.checkpoint_seq != t->runs[j - 1].hdr.checkpoint_seq + 1)
-            consecutive = 0;
-        /* a later WAL's run starts at its frame 1; the followed one's at
-         * the scanned position */
-        if ((j || !first_is_followed) && t->runs[j].from.frame != 0)
-            consecutive = 0;
-        if (j == 0 && first_is_followed && t->runs[0].from.frame != t->scanned.frame)
-            consecutive = 0;
     }
-    int by_file = consecutive && db_size && database_file_holds(t, 0, gone - 1, limit, db_size, err);
+    int by_file = db_size && consecutive_to_now(t, gone, &now) && database_file_holds(t, gone - 1, limit, db_size, err);
     for (size_t j = 0; j < gone; j++) {
-        uint32_t published = proven_by_publication(t, &t->runs[j]);
-        t->runs[j].proven = by_file && limit[j] > published ? limit[j] : published;
+        uint32_t published = proven_by_publication(t, &a->runs[j]);
+        a->runs[j].proven = by_file && limit[j] > published ? limit[j] : published;
     }
-    log_debug("'%s': %zu WAL(s) gone with frames read ahead (%s)", t->wal_path, gone,
-              by_file ? "the database file holds them" : "only what was seen published counts");
+    /* a gone run with commits and none proven is a gap: it and the ones
+     * after it cannot be used */
+    for (size_t j = 0; j < gone; j++) {
+        uint32_t size_here;
+        if (a->runs[j].proven || !last_commit_of(a, &a->runs[j], &size_here))
+            continue;
+        log_debug("'%s': frames read ahead in WAL generation %u not proven committed", t->wal_path,
+                  a->runs[j].hdr.checkpoint_seq);
+        for (size_t k = j; k < gone; k++)
+            a->runs[k].proven = 0;
+        break;
+    }
     return gone;
 }
 
@@ -360,7 +532,8 @@ static size_t prove_gone_runs(struct tailer *t, struct tm_error *err)
  * pending frames already there) and records their commits. */
 static int adopt(struct tailer *t, struct ahead_run *r, uint32_t frames, struct tm_error *err)
 {
-    size_t one = frame_bytes(t), kept = t->pending_count && t->tail ? t->tail_frames : 0;
+    struct ahead *a = t->ahead;
+    size_t one = frame_bytes(a), kept = t->pending_count && t->tail ? t->tail_frames : 0;
     if (!kept)
         t->tail_first = t->shipped.frame + 1;
     size_t need = (kept + frames) * one;
@@ -375,7 +548,7 @@ static int adopt(struct tailer *t, struct ahead_run *r, uint32_t frames, struct 
     t->tail_frames = (uint32_t)(kept + frames);
     struct wal_position pos = r->from;
     for (uint32_t i = 0; i < frames; i++) {
-        const uint8_t *frame = run_frame(t, r, i);
+        const uint8_t *frame = run_frame(a, r, i);
         wal_frame_follows(&r->hdr, &pos, frame, &pos);
         struct wal_frame_header fh;
         wal_frame_header_decode(frame, &fh);
@@ -383,79 +556,87 @@ static int adopt(struct tailer *t, struct ahead_run *r, uint32_t frames, struct 
             return -1;
     }
     t->scanned = pos;
-    run_trim(t, r, &pos);
+    run_trim(a, r, &pos);
+    a->scanned = pos;
     return 0;
 }
 
-int tailer_ahead_adopt(struct tailer *t, struct tm_error *err)
+static int adopt_locked(struct tailer *t, struct tm_error *err)
 {
-    keep_from_followed(t);
-    if (!t->run_count)
+    struct ahead *a = t->ahead;
+    if (!a->run_count)
         return 0;
     /* the frames not shipped must already be in memory: the file's are gone */
     if (t->pending_count && !tailer_tail_covers_pending(t))
         return 0;
     struct tm_error why;
     size_t gone = prove_gone_runs(t, &why);
-    /* a gone run with commits and none proven is a gap: it and the
-     * ones after it cannot be used */
-    for (size_t j = 0; j < gone; j++) {
-        uint32_t db_size;
-        if (!t->runs[j].proven && last_commit_of(t, &t->runs[j], &db_size)) {
-            log_debug("'%s': frames read ahead in WAL generation %u not proven committed", t->wal_path,
-                      t->runs[j].hdr.checkpoint_seq);
-            for (size_t k = j; k < gone; k++)
-                t->runs[k].proven = 0;
-            break;
-        }
-    }
-    struct ahead_run *followed = t->have_header && t->run_count && same_wal(&t->runs[0].hdr, t->hdr.salt1, t->hdr.salt2)
-                                     ? &t->runs[0] : NULL;
+    struct ahead_run *followed = t->have_header && same_wal(&a->runs[0].hdr, t->hdr.salt1, t->hdr.salt2)
+                                     ? &a->runs[0] : NULL;
+    log_debug("'%s': %zu WAL(s) gone with frames read ahead; %u of the followed one's proven", t->wal_path, gone,
+              followed ? followed->proven : 0);
     if (!followed || !followed->proven || t->switching)
         return 0;
-    log_debug("'%s': frames %u-%u read ahead taken as committed", t->wal_path, followed->from.frame + 1,
-              followed->from.frame + followed->proven);
     return adopt(t, followed, followed->proven, err);
+}
+
+int tailer_ahead_adopt(struct tailer *t, struct tm_error *err)
+{
+    if (!t->ahead)
+        return 0;
+    struct ahead *a = enter(t);
+    int rc = adopt_locked(t, err);
+    leave(a);
+    return rc;
+}
+
+static int follow_next_locked(struct tailer *t, const struct wal_header *fresh, struct tm_error *err)
+{
+    struct ahead *a = t->ahead;
+    /* the WAL followed until now is done with: its run too */
+    size_t done = 0;
+    while (t->have_header && done < a->run_count && a->runs[done].hdr.checkpoint_seq <= t->hdr.checkpoint_seq)
+        done++;
+    drop_first_runs(a, done);
+    if (!a->run_count)
+        return 0;
+    struct ahead_run *r = &a->runs[0];
+    if (!r->proven || r->from.frame != 0 || (fresh && same_wal(&r->hdr, fresh->salt1, fresh->salt2)))
+        return 0;
+    t->hdr = r->hdr;
+    t->have_header = 1;
+    t->shipped = t->scanned = wal_position_start(&r->hdr);
+    t->index_max_seen = 0;
+    log_debug("'%s': WAL generation %u (gone) followed from what was read ahead: %u frame(s)", t->wal_path,
+              r->hdr.checkpoint_seq, r->proven);
+    if (adopt(t, r, r->proven, err) != 0)
+        return -1;
+    t->switching = 1;   /* shipped from memory first, then the next one */
+    a->hdr = t->hdr;
+    a->have_header = 1;
+    a->switching = 1;
+    return 1;
 }
 
 int tailer_ahead_follow_next(struct tailer *t, const struct wal_header *fresh, struct tm_error *err)
 {
-    if (!t->coord)
+    if (!t->coord || !t->ahead)
         return 0;
-    /* the WAL followed until now is done with: its run too */
-    size_t done = 0;
-    while (t->have_header && done < t->run_count && t->runs[done].hdr.checkpoint_seq <= t->hdr.checkpoint_seq)
-        done++;
-    drop_first_runs(t, done);
-    for (size_t j = 0; j < t->run_count; j++) {
-        struct ahead_run *r = &t->runs[j];
-        if (t->have_header && r->hdr.checkpoint_seq <= t->hdr.checkpoint_seq)
-            continue;
-        if (!r->proven || r->from.frame != 0 || (fresh && same_wal(&r->hdr, fresh->salt1, fresh->salt2)))
-            return 0;
-        drop_first_runs(t, j);
-        r = &t->runs[0];
-        t->hdr = r->hdr;
-        t->have_header = 1;
-        t->shipped = t->scanned = wal_position_start(&r->hdr);
-        t->index_max_seen = 0;
-        log_debug("'%s': WAL generation %u (gone) followed from what was read ahead: %u frame(s)", t->wal_path,
-                  r->hdr.checkpoint_seq, r->proven);
-        if (adopt(t, r, r->proven, err) != 0)
-            return -1;
-        t->switching = 1;   /* shipped from memory first, then the next one */
-        return 1;
-    }
-    return 0;
+    struct ahead *a = enter(t);
+    int rc = follow_next_locked(t, fresh, err);
+    leave(a);
+    return rc;
 }
 
-int tailer_ahead_has_next(const struct tailer *t)
+int tailer_ahead_has_next(struct tailer *t)
 {
-    if (!t->coord)
+    if (!t->coord || !t->ahead)
         return 0;
-    for (size_t j = 0; j < t->run_count; j++)
-        if ((!t->have_header || t->runs[j].hdr.checkpoint_seq > t->hdr.checkpoint_seq) && t->runs[j].proven &&
-            t->runs[j].from.frame == 0)
-            return 1;
-    return 0;
+    struct ahead *a = enter(t);
+    int found = 0;
+    for (size_t j = 0; j < a->run_count && !found; j++)
+        found = (!t->have_header || a->runs[j].hdr.checkpoint_seq > t->hdr.checkpoint_seq) && a->runs[j].proven &&
+                a->runs[j].from.frame == 0;
+    leave(a);
+    return found;
 }

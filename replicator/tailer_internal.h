@@ -14,9 +14,7 @@
 
 #include "tshm.h"
 
-/* The Turso route: WAL files read ahead at most (tailer_ahead.c), and
- * commit ends seen published kept. */
-#define AHEAD_RUNS 8
+/* The Turso route: commit ends seen published kept (tailer_ahead.c). */
 #define PUBLISHED_SEEN 16
 
 /* Commit counter sightings kept (about one a millisecond while commits
@@ -46,17 +44,9 @@ struct tailer {
     uint64_t coord_seq;             /* its seqlock at the last read: never goes back */
     uint64_t coord_transactions;    /* its commit counter then: never goes back */
     int coord_reset;                /* it went back: the file was re-created under us */
-    /* The Turso route's copy of what the engine writes (tailer_ahead.c). */
-    struct ahead_run {
-        struct wal_header hdr;      /* the WAL it is a chain of */
-        struct wal_position from;   /* the chain starts after this (the scanned position, or frame 0) */
-        struct wal_position end;    /* and ends here */
-        uint8_t *frames;
-        size_t cap;
-        uint32_t count;
-        uint32_t proven;            /* its first frames proven committed, once its WAL is gone */
-    } runs[AHEAD_RUNS];
-    size_t run_count;
+    /* The Turso route's copy of what the engine writes, kept by a thread
+     * of its own (tailer_ahead.c). */
+    struct ahead *ahead;
     struct wal_position published[PUBLISHED_SEEN];   /* commit ends seen published (a ring) */
     size_t published_next;
     sqlite3 *conn[2];               /* two read connections: the pin is handed over between them */
@@ -147,7 +137,13 @@ int tailer_read_exactly(int fd, uint8_t *buf, size_t len, off_t offset, const ch
 
 /* tailer_ahead.c (the Turso route's copy of the frames the engine writes) */
 
+/* Starts the thread that reads the WAL as the engine writes it. 0 or -1. */
+int tailer_ahead_start(struct tailer *t, struct tm_error *err);
+/* Stops it and frees the copy. */
+void tailer_ahead_free(struct tailer *t);
 void tailer_ahead_note_published(struct tailer *t, const struct wal_position *end);
+/* Whether any frame or WAL is held in the copy. */
+int tailer_ahead_has_runs(struct tailer *t);
 /* The WAL followed is gone (truncated or restarted: the coordination
  * file shows another): proves what was read ahead of it and of the WALs
  * after it, and takes the followed WAL's proven frames into memory as
@@ -161,8 +157,7 @@ int tailer_ahead_adopt(struct tailer *t, struct tm_error *err);
 int tailer_ahead_follow_next(struct tailer *t, const struct wal_header *fresh, struct tm_error *err);
 /* Whether a WAL after the one followed (or any, following none) is gone
  * with proven frames in memory: it is followed before the WAL on disk. */
-int tailer_ahead_has_next(const struct tailer *t);
-void tailer_ahead_free(struct tailer *t);
+int tailer_ahead_has_next(struct tailer *t);
 
 /* tailer_restart.c */
 

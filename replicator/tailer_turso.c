@@ -100,6 +100,8 @@ int tailer_turso_open(struct tailer *t, struct tm_error *err)
                             t->page_size);
     t->coord_seq = state.seq;
     t->coord_transactions = state.transactions;
+    if (tailer_ahead_start(t, err) != 0)
+        return -1;
     struct pin first;
     if (tailer_turso_take_pin(t, &first, err) != 0)
         return -1;
@@ -397,7 +399,7 @@ int tailer_turso_snapshot(struct tailer *t, const char *path, uint32_t *page_cou
 
 void tailer_turso_free(struct tailer *t)
 {
+    tailer_ahead_free(t);
     tshm_close(t->coord);
     t->coord = NULL;
-    tailer_ahead_free(t);
 }

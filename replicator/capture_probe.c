@@ -443,7 +443,9 @@ int capture_probe_check(struct capture_probe *p, const struct capture_view *foll
         return CAPTURE_UNPUBLISHED;
     }
     int rc = p->sqlite_only ? turso_coordination_file(p, err) : unknown_coordination_layout(p, err);
-    if (rc == 0)
+    /* the database file is opened only with no POSIX lock of ours on it
+     * (closing any descriptor of it would drop SQLite's: see DESIGN) */
+    if (rc == 0 && (!following || following->turso))
         rc = mvcc_database(p, err);
     if (rc == 0 && (!following || following->turso))
         rc = foreign_lock(p->db_path, err);

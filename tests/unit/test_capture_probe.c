@@ -349,6 +349,63 @@ static void test_whole_file_locks_named_sqlite_locks_not(void)
     capture_probe_free(p);
 }
 
+/* Whether a child process could take an exclusive POSIX lock on
+ * path's SQLite shared-lock range: 0 when someone holds a lock there. */
+static int lockable_from_child(const char *path)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        int fd = open(path, O_RDWR);
+        struct flock probe = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0x40000002, .l_len = 510};
+        _exit(fd >= 0 && fcntl(fd, F_GETLK, &probe) == 0 && probe.l_type == F_UNLCK ? 0 : 1);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+/* Following a database on the SQLite route, the probe must never open
+ * and close the database file: that would drop this process's POSIX
+ * locks on it, SQLite's read lock included (the application's last
+ * connection would then checkpoint and delete the WAL under it). */
+static void test_following_keeps_the_sqlite_read_lock(void)
+{
+    char path[300];
+    db_path(path, sizeof path, "held.db");
+    struct capture_view view;
+    struct commit_ends ends;
+    make_wal(path, 2, 0, &view, &ends);
+    sqlite3 *db;
+    ASSERT_EQ(sqlite3_open(path, &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db, "BEGIN; SELECT count(*) FROM t;", NULL, NULL, NULL), SQLITE_OK);
+    ASSERT_TRUE(!lockable_from_child(path));
+    struct capture_probe *p = new_probe(path);
+    struct tm_error err;
+    ASSERT_EQ(capture_probe_check(p, &view, 0, &err), CAPTURE_VISIBLE);
+    ASSERT_TRUE(!lockable_from_child(path));
+    sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+    sqlite3_close(db);
+    capture_probe_free(p);
+}
+
+/* The Turso engine's MVCC mode (file format 255) is named, not followed. */
+static void test_mvcc_named(void)
+{
+    char path[300];
+    db_path(path, sizeof path, "mvcc.db");
+    uint8_t header[100] = "SQLite format 3";
+    header[18] = header[19] = 255;
+    write_file(path, header, sizeof header);
+    struct capture_probe *p = new_probe(path);
+    struct tm_error err;
+    ASSERT_EQ(capture_probe_check(p, NULL, 0, &err), CAPTURE_MVCC);
+    ASSERT_STR_CONTAINS(err.msg, "MVCC journal mode");
+    header[18] = header[19] = 2;
+    write_file(path, header, sizeof header);
+    ASSERT_EQ(capture_probe_check(p, NULL, 0, &err), CAPTURE_VISIBLE);
+    capture_probe_free(p);
+}
+
 int main(void)
 {
     static const struct test_case cases[] = {
@@ -362,6 +419,8 @@ int main(void)
         {"no_count_while_a_sqlite_writer_holds_the_write_lock", test_no_count_while_a_sqlite_writer_holds_the_write_lock},
         {"turso_coordination_file_named", test_turso_coordination_file_named},
         {"whole_file_locks_named_sqlite_locks_not", test_whole_file_locks_named_sqlite_locks_not},
+        {"following_keeps_the_sqlite_read_lock", test_following_keeps_the_sqlite_read_lock},
+        {"mvcc_named", test_mvcc_named},
     };
     return harness_run(cases, sizeof cases / sizeof cases[0]);
 }

@@ -422,6 +422,10 @@ int tailer_scan(struct tailer *t, int64_t now_ms, struct tm_error *err)
     int index_ok = tailer_read_index(t, &index, err);
     if (index_ok < 0)
         return -1;
+    /* the Turso route: a counter gone back at this read is a re-created
+     * coordination file, not commits lost */
+    if (t->coord && t->coord_reset)
+        return tailer_turso_check(t, err);
     if (index_ok)
         add_sighting(t, index.changes, now_ms);
     if (t->coord && index_ok && !t->switching &&

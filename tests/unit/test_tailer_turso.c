@@ -905,6 +905,300 @@ static void read_ahead_then_truncate(int holds)
 static void test_read_ahead_adopted_when_the_file_holds_it(void) { read_ahead_then_truncate(1); }
 static void test_read_ahead_refused_when_the_file_does_not(void) { read_ahead_then_truncate(0); }
 
+/* The application restarts the WAL (a full PASSIVE checkpoint, then its
+ * next writer overwrites it from frame 1) while two commits at the old
+ * WAL's end are not read yet: they are shipped first, from memory, then
+ * the new WAL from its frame 1; the counter agrees. */
+static void test_restart_over_unread_commits(void)
+{
+    struct fixture f;
+    fixture_create(&f, "restart.db");
+    ASSERT_PASSING();
+    app_commits(&f, 1, 6);
+    ASSERT_PASSING();
+    create_tshm(&f);
+    publish(&f, 6, 0);
+    ASSERT_PASSING();
+    open_tailer(&f);
+    ASSERT_PASSING();
+    char image[450];
+    snprintf(image, sizeof image, "%s/image.db", harness_tmpdir());
+    snapshot_is(&f, "image.db", &f.truths[5]);
+    ASSERT_PASSING();
+    struct tm_error err;
+    ASSERT_EQ(scan(&f, &err), TAILER_OK);
+    ASSERT_EQ(tailer_unpin(f.tailer), TAILER_OK);
+    app_commit(&f, "INSERT INTO t(v) VALUES (randomblob(100))");
+    app_commit(&f, "INSERT INTO t(v) VALUES (randomblob(120))");
+    ASSERT_PASSING();
+    struct truth tail[2] = {f.truths[6], f.truths[7]};
+    int log = 0, done = 0;
+    ASSERT_EQ(sqlite3_wal_checkpoint_v2(f.app, "main", SQLITE_CHECKPOINT_PASSIVE, &log, &done), SQLITE_OK);
+    ASSERT_EQ(done, f.truths[7].end.frame);
+    struct wal_header old = f.hdr;
+    f.before_wal += f.count;
+    f.count = 0;
+    app_commit(&f, "INSERT INTO t(v) VALUES (randomblob(130))");
+    ASSERT_PASSING();
+    ASSERT_EQ(f.hdr.checkpoint_seq, old.checkpoint_seq + 1);
+    ASSERT_EQ(f.hdr.salt1, old.salt1 + 1);
+    ASSERT_TRUE(f.truths[0].end.frame < tail[0].end.frame);   /* the tail is still in the file */
+    publish(&f, 1, 0);
+    ASSERT_PASSING();
+    int status = scan(&f, &err);
+    if (status != TAILER_OK)
+        fprintf(stderr, "  scan: %s\n", err.msg);
+    ASSERT_EQ(status, TAILER_OK);
+    expect_pending(&f, tail, 2, &old);
+    ASSERT_PASSING();
+    ship_into(&f, image, tail, 2);
+    ASSERT_PASSING();
+    ASSERT_EQ(scan(&f, &err), TAILER_OK);
+    if (tailer_switching(f.tailer))
+        ASSERT_EQ(scan(&f, &err), TAILER_OK);
+    ASSERT_EQ(tailer_header(f.tailer)->salt1, f.hdr.salt1);
+    expect_pending(&f, f.truths, 1, &f.hdr);
+    ASSERT_PASSING();
+    ship_into(&f, image, f.truths, 1);
+    ASSERT_PASSING();
+    ASSERT_EQ(scan(&f, &err), TAILER_OK);
+    fixture_close(&f);
+}
+
+/* A VACUUM in the WAL shrinks the database below the file's size: the
+ * snapshot has the commit's size, and its rows. */
+static void test_snapshot_after_a_vacuum(void)
+{
+    struct fixture f;
+    fixture_create(&f, "vacuum.db");
+    ASSERT_PASSING();
+    app_commits(&f, 1, 9);
+    ASSERT_PASSING();
+    int log = 0, done = 0;
+    ASSERT_EQ(sqlite3_wal_checkpoint_v2(f.app, "main", SQLITE_CHECKPOINT_PASSIVE, &log, &done), SQLITE_OK);
+    ASSERT_EQ(done, f.truths[8].end.frame);
+    f.before_wal += f.count;   /* wholly checkpointed: the next writer restarts the WAL */
+    f.count = 0;
+    app_commit(&f, "DELETE FROM t");
+    app_commit(&f, "VACUUM");
+    ASSERT_PASSING();
+    struct stat st;
+    ASSERT_EQ(stat(f.db, &st), 0);
+    ASSERT_TRUE(f.truths[1].db_size < st.st_size / f.page_size);
+    create_tshm(&f);
+    publish(&f, 2, 0);
+    ASSERT_PASSING();
+    open_tailer(&f);
+    ASSERT_PASSING();
+    snapshot_is(&f, "vacuumed.db", &f.truths[1]);
+    ASSERT_PASSING();
+    fixture_close(&f);
+}
+
+/* Another layout at open: refused, naming the value found. */
+static void test_another_layout_refused_at_open(void)
+{
+    struct fixture f;
+    fixture_create(&f, "layout.db");
+    ASSERT_PASSING();
+    app_commits(&f, 1, 2);
+    ASSERT_PASSING();
+    create_tshm(&f);
+    publish(&f, 2, 0);
+    ASSERT_PASSING();
+    int fd = open(f.tshm, O_RDWR);
+    uint32_t slots = 128;
+    ASSERT_EQ(pwrite(fd, &slots, 4, 12), 4);
+    close(fd);
+    struct tm_error err;
+    ASSERT_EQ(tailer_open(f.db, TAILER_ENGINE_TURSO, &f.tailer, &err), -1);
+    ASSERT_TRUE(f.tailer == NULL);
+    ASSERT_EQ(err.code, TM_ERR_REFUSED);
+    ASSERT_STR_CONTAINS(err.msg, f.tshm);
+    ASSERT_STR_CONTAINS(err.msg, "reader slot count 128");
+    /* no slot was taken */
+    ASSERT_EQ(tshm_u64(&f, OFF_BITMAP), (long long)UINT64_MAX);
+    fixture_close(&f);
+}
+
+/* An engine killed while publishing leaves the seqlock odd: a scan does
+ * not hang and counts nothing new; once even again, the commits count. */
+static void test_a_stuck_seqlock_never_hangs(void)
+{
+    struct fixture f;
+    fixture_create(&f, "stuck.db");
+    ASSERT_PASSING();
+    app_commits(&f, 1, 4);
+    ASSERT_PASSING();
+    create_tshm(&f);
+    publish(&f, 2, 0);
+    ASSERT_PASSING();
+    open_tailer(&f);
+    ASSERT_PASSING();
+    publish(&f, 4, 0);
+    ASSERT_PASSING();
+    int fd = open(f.tshm, O_RDWR);
+    uint64_t odd = f.seq + 1;
+    ASSERT_EQ(pwrite(fd, &odd, 8, OFF_SEQ), 8);
+    struct tm_error err;
+    int64_t start = now_ms();
+    ASSERT_EQ(scan(&f, &err), TAILER_OK);
+    ASSERT_TRUE(now_ms() - start < 2000);
+    size_t count;
+    tailer_pending(f.tailer, &count);
+    ASSERT_EQ(count, 0);
+    ASSERT_EQ(pwrite(fd, &f.seq, 8, OFF_SEQ), 8);
+    close(fd);
+    ASSERT_EQ(scan(&f, &err), TAILER_OK);
+    expect_pending(&f, f.truths + 2, 2, &f.hdr);
+    ASSERT_PASSING();
+    fixture_close(&f);
+}
+
+/* Two WALs truncated before one scan, each with a commit the thread read
+ * ahead and nobody saw published: the database file holds the second
+ * one's end, and both are adopted, shipped one WAL after the other; the
+ * WAL after them is followed. */
+static void test_two_truncated_wals_adopted_in_order(void)
+{
+    struct fixture f;
+    fixture_create(&f, "two.db");
+    ASSERT_PASSING();
+    app_commits(&f, 1, 3);
+    ASSERT_PASSING();
+    create_tshm(&f);
+    publish(&f, 3, 0);
+    ASSERT_PASSING();
+    open_tailer(&f);
+    ASSERT_PASSING();
+    char image[450];
+    snprintf(image, sizeof image, "%s/image.db", harness_tmpdir());
+    snapshot_is(&f, "image.db", &f.truths[2]);
+    ASSERT_PASSING();
+    struct tm_error err;
+    ASSERT_EQ(scan(&f, &err), TAILER_OK);
+    ASSERT_EQ(tailer_unpin(f.tailer), TAILER_OK);
+    ASSERT_EQ(tailer_read_ahead(f.tailer, &err), 0);
+    /* generation 1: one commit (rewriting pages of earlier ones) */
+    app_commit(&f, "UPDATE t SET v = randomblob(250) WHERE k = (SELECT max(k) FROM t)");
+    ASSERT_PASSING();
+    struct truth first = f.truths[3];
+    struct wal_header first_hdr = f.hdr;
+    pause_ms(AHEAD_WAIT_MS);
+    app_truncate(&f);
+    ASSERT_PASSING();
+    /* generation 2: one commit */
+    app_commit(&f, "INSERT INTO t(v) VALUES (randomblob(5000))");
+    ASSERT_PASSING();
+    struct truth second = f.truths[0];
+    struct wal_header second_hdr = f.hdr;
+    ASSERT_EQ(second_hdr.checkpoint_seq, first_hdr.checkpoint_seq + 1);
+    pause_ms(AHEAD_WAIT_MS);
+    app_truncate(&f);
+    ASSERT_PASSING();
+    publish_truncated(&f, &second_hdr, f.before_wal);
+    ASSERT_PASSING();
+    int status = scan(&f, &err);
+    if (status != TAILER_OK)
+        fprintf(stderr, "  scan: %s\n", err.msg);
+    ASSERT_EQ(status, TAILER_OK);
+    expect_pending(&f, &first, 1, &first_hdr);
+    ASSERT_PASSING();
+    ship_into(&f, image, &first, 1);
+    ASSERT_PASSING();
+    status = scan(&f, &err);
+    if (status != TAILER_OK)
+        fprintf(stderr, "  scan: %s\n", err.msg);
+    ASSERT_EQ(status, TAILER_OK);
+    ASSERT_EQ(tailer_switching(f.tailer), 1);
+    expect_pending(&f, &second, 1, &second_hdr);
+    ASSERT_PASSING();
+    ship_into(&f, image, &second, 1);
+    ASSERT_PASSING();
+    /* then the WAL after them, the counter agreeing */
+    app_commits(&f, 4, 2);
+    ASSERT_PASSING();
+    ASSERT_EQ(f.hdr.checkpoint_seq, second_hdr.checkpoint_seq + 1);
+    publish(&f, 2, 0);
+    ASSERT_PASSING();
+    status = scan(&f, &err);
+    for (int i = 0; i < 2 && status == TAILER_OK && tailer_switching(f.tailer); i++)
+        status = scan(&f, &err);
+    if (status != TAILER_OK)
+        fprintf(stderr, "  scan: %s\n", err.msg);
+    ASSERT_EQ(status, TAILER_OK);
+    expect_pending(&f, f.truths, 2, &f.hdr);
+    ASSERT_PASSING();
+    ship_into(&f, image, f.truths, 2);
+    ASSERT_PASSING();
+    fixture_close(&f);
+}
+
+/* A commit the tailer saw published (its pin moved over it) but did not
+ * scan before a TRUNCATE; the next WAL is then already partly
+ * checkpointed (nbackfills > 0), so the database file proves nothing:
+ * the publication seen proves the commit, which is adopted. */
+static void test_read_ahead_proven_by_its_publication(void)
+{
+    struct fixture f;
+    fixture_create(&f, "seen.db");
+    ASSERT_PASSING();
+    app_commits(&f, 1, 3);
+    ASSERT_PASSING();
+    create_tshm(&f);
+    publish(&f, 3, 0);
+    ASSERT_PASSING();
+    open_tailer(&f);
+    ASSERT_PASSING();
+    char image[450];
+    snprintf(image, sizeof image, "%s/image.db", harness_tmpdir());
+    snapshot_is(&f, "image.db", &f.truths[2]);
+    ASSERT_PASSING();
+    struct tm_error err;
+    ASSERT_EQ(scan(&f, &err), TAILER_OK);
+    ASSERT_EQ(tailer_read_ahead(f.tailer, &err), 0);
+    app_commit(&f, "INSERT INTO t(v) VALUES (randomblob(700))");
+    ASSERT_PASSING();
+    struct truth seen = f.truths[3];
+    struct wal_header old = f.hdr;
+    pause_ms(AHEAD_WAIT_MS);
+    publish(&f, 4, 0);
+    ASSERT_PASSING();
+    ASSERT_EQ(tailer_advance_pin(f.tailer, &err), TAILER_OK);   /* reads the coordination file */
+    ASSERT_EQ(tshm_u64(&f, OFF_FRAMES + 8 * 63), seen.end.frame);
+    ASSERT_EQ(tailer_unpin(f.tailer), TAILER_OK);
+    app_truncate(&f);
+    ASSERT_PASSING();
+    app_commit(&f, "INSERT INTO t(v) VALUES (randomblob(800))");
+    app_commit(&f, "INSERT INTO t(v) VALUES (randomblob(900))");
+    ASSERT_PASSING();
+    int log = 0, done = 0;
+    ASSERT_EQ(sqlite3_wal_checkpoint_v2(f.app, "main", SQLITE_CHECKPOINT_PASSIVE, &log, &done), SQLITE_OK);
+    ASSERT_EQ(done, f.truths[1].end.frame);
+    ASSERT_EQ(f.hdr.checkpoint_seq, old.checkpoint_seq + 1);
+    publish(&f, 2, (uint32_t)done);
+    ASSERT_PASSING();
+    int status = scan(&f, &err);
+    if (status != TAILER_OK)
+        fprintf(stderr, "  scan: %s\n", err.msg);
+    ASSERT_EQ(status, TAILER_OK);
+    expect_pending(&f, &seen, 1, &old);
+    ASSERT_PASSING();
+    ship_into(&f, image, &seen, 1);
+    ASSERT_PASSING();
+    status = scan(&f, &err);
+    for (int i = 0; i < 2 && status == TAILER_OK && tailer_switching(f.tailer); i++)
+        status = scan(&f, &err);
+    if (status != TAILER_OK)
+        fprintf(stderr, "  scan: %s\n", err.msg);
+    ASSERT_EQ(status, TAILER_OK);
+    expect_pending(&f, f.truths, 2, &f.hdr);
+    ASSERT_PASSING();
+    ship_into(&f, image, f.truths, 2);
+    ASSERT_PASSING();
+    fixture_close(&f);
+}
+
 int main(void)
 {
     static const struct test_case cases[] = {
@@ -917,6 +1211,12 @@ int main(void)
         {"turso: coordination file replaced or changed", test_coordination_file_replaced_or_changed},
         {"turso: read ahead adopted when the file holds it", test_read_ahead_adopted_when_the_file_holds_it},
         {"turso: read ahead refused when the file does not", test_read_ahead_refused_when_the_file_does_not},
+        {"turso: restart over unread commits", test_restart_over_unread_commits},
+        {"turso: snapshot after a vacuum", test_snapshot_after_a_vacuum},
+        {"turso: another layout refused at open", test_another_layout_refused_at_open},
+        {"turso: a stuck seqlock never hangs", test_a_stuck_seqlock_never_hangs},
+        {"turso: two truncated WALs adopted in order", test_two_truncated_wals_adopted_in_order},
+        {"turso: read ahead proven by its publication", test_read_ahead_proven_by_its_publication},
     };
     return harness_run(cases, sizeof cases / sizeof *cases);
 }

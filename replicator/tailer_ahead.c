@@ -245,6 +245,35 @@ static struct ahead_run *run_for(struct ahead *a, const struct wal_header *on_di
     return r;
 }
 
+/* Nothing follows the run's chain: rewritten after a failed commit? Its
+ * frames are read again from where it starts, into a second run, which
+ * replaces it only if a frame differs or it is at least as long. A
+ * shorter read with the same frames is a WAL truncated or restarted
+ * meanwhile (the engine's TRUNCATE right after a commit): the frames held
+ * are what the proofs need, and are kept. */
+static void reread_run(struct ahead *a, struct ahead_run *r)
+{
+    struct ahead_run again = {.hdr = r->hdr};
+    run_restart(&again, &r->from);
+    /* as far as it went before (the bound counts the frames held, not these) */
+    uint32_t held = r->count;
+    r->count = 0;
+    int rc = run_extend(a, &again);
+    r->count = held;
+    if (rc != 0) {
+        free(again.frames);
+        return;
+    }
+    uint32_t common = again.count < r->count ? again.count : r->count;
+    int differs = common && memcmp(again.frames, r->frames, (size_t)common * frame_bytes(a)) != 0;
+    if (!differs && again.count < r->count) {
+        free(again.frames);
+        return;
+    }
+    free(r->frames);
+    *r = again;
+}
+
 /* One look at the WAL file, under the lock. */
 static void read_ahead_locked(struct ahead *a)
 {
@@ -264,11 +293,7 @@ static void read_ahead_locked(struct ahead *a)
     uint32_t before = r->count;
     if (run_extend(a, r) != 0 || r->count != before || !r->count)
         return;
-    /* nothing follows the chain: rewritten after a failed commit? read
-     * it again from where it starts */
-    struct wal_position from = r->from;
-    run_restart(r, &from);
-    run_extend(a, r);
+    reread_run(a, r);
 }
 
 /* ----------------------------------------------------------- the thread */

@@ -1199,6 +1199,184 @@ static void test_read_ahead_proven_by_its_publication(void)
     fixture_close(&f);
 }
 
+/* Pending commits read into memory (tailer_detach) let the slot go; a
+ * TRUNCATE then takes their frames from the WAL file, and they are
+ * shipped from memory all the same, then the next WAL. */
+static void test_detached_commits_survive_a_truncate(void)
+{
+    struct fixture f;
+    fixture_create(&f, "detach.db");
+    ASSERT_PASSING();
+    app_commits(&f, 1, 3);
+    ASSERT_PASSING();
+    create_tshm(&f);
+    publish(&f, 3, 0);
+    ASSERT_PASSING();
+    open_tailer(&f);
+    ASSERT_PASSING();
+    char image[450];
+    snprintf(image, sizeof image, "%s/image.db", harness_tmpdir());
+    snapshot_is(&f, "image.db", &f.truths[2]);
+    ASSERT_PASSING();
+    struct tm_error err;
+    ASSERT_EQ(scan(&f, &err), TAILER_OK);
+    app_commits(&f, 4, 3);
+    ASSERT_PASSING();
+    publish(&f, 6, 0);
+    ASSERT_PASSING();
+    ASSERT_EQ(scan(&f, &err), TAILER_OK);
+    expect_pending(&f, f.truths + 3, 3, &f.hdr);
+    ASSERT_PASSING();
+    ASSERT_EQ(tailer_needs_pin(f.tailer), 0);   /* 3 commits: little enough to hold in memory */
+    ASSERT_EQ(tailer_pin_in_the_way(f.tailer), 1);
+    ASSERT_EQ(tailer_unpin(f.tailer), TAILER_LATER);   /* only in the WAL yet */
+    ASSERT_EQ(tailer_detach(f.tailer, &err), 0);
+    ASSERT_EQ(tailer_unpin(f.tailer), TAILER_OK);
+    ASSERT_EQ(tailer_pin_in_the_way(f.tailer), 0);
+    ASSERT_EQ(tshm_u64(&f, OFF_BITMAP), (long long)UINT64_MAX);
+    struct truth detached[3] = {f.truths[3], f.truths[4], f.truths[5]};
+    struct wal_header old = f.hdr;
+    app_truncate(&f);
+    ASSERT_PASSING();
+    publish_truncated(&f, &old, f.before_wal);
+    ASSERT_PASSING();
+    int status = scan(&f, &err);
+    if (status != TAILER_OK)
+        fprintf(stderr, "  scan: %s\n", err.msg);
+    ASSERT_EQ(status, TAILER_OK);
+    expect_pending(&f, detached, 3, &old);
+    ASSERT_PASSING();
+    ship_into(&f, image, detached, 3);
+    ASSERT_PASSING();
+    ASSERT_EQ(scan(&f, &err), TAILER_OK);
+    app_commits(&f, 7, 2);
+    ASSERT_PASSING();
+    publish(&f, 2, 0);
+    ASSERT_PASSING();
+    status = scan(&f, &err);
+    for (int i = 0; i < 2 && status == TAILER_OK && tailer_switching(f.tailer); i++)
+        status = scan(&f, &err);
+    ASSERT_EQ(status, TAILER_OK);
+    expect_pending(&f, f.truths, 2, &f.hdr);
+    ASSERT_PASSING();
+    ship_into(&f, image, f.truths, 2);
+    ASSERT_PASSING();
+    fixture_close(&f);
+}
+
+/* The slot's owner word overwritten by another (an engine that
+ * re-created the file and gave the slot to one of its readers): the pin
+ * no longer stands, TAILER_BROKEN naming the slot. */
+static void test_slot_taken_over(void)
+{
+    struct fixture f;
+    fixture_create(&f, "taken.db");
+    ASSERT_PASSING();
+    app_commits(&f, 1, 2);
+    ASSERT_PASSING();
+    create_tshm(&f);
+    publish(&f, 2, 0);
+    ASSERT_PASSING();
+    open_tailer(&f);
+    ASSERT_PASSING();
+    struct tm_error err;
+    ASSERT_EQ(scan(&f, &err), TAILER_OK);
+    int fd = open(f.tshm, O_RDWR);
+    uint64_t engine_reader = (uint64_t)4242 << 32 | 1;
+    ASSERT_EQ(pwrite(fd, &engine_reader, 8, OFF_OWNERS + 8 * 63), 8);
+    close(fd);
+    ASSERT_EQ(scan(&f, &err), TAILER_BROKEN);
+    ASSERT_STR_CONTAINS(err.msg, "reader slot 63");
+    ASSERT_STR_CONTAINS(err.msg, "taken over");
+    fixture_close(&f);
+}
+
+/* A checkpoint that copied frames past the pin while the snapshot was
+ * made (nbackfills above the pin afterwards): the snapshot is not kept
+ * (TAILER_LATER, no file left). */
+static void test_snapshot_refused_when_backfilled_past_the_pin(void)
+{
+    struct fixture f;
+    fixture_create(&f, "past.db");
+    ASSERT_PASSING();
+    app_commits(&f, 1, 5);
+    ASSERT_PASSING();
+    create_tshm(&f);
+    publish(&f, 3, 0);
+    ASSERT_PASSING();
+    open_tailer(&f);
+    ASSERT_PASSING();
+    publish(&f, 5, f.truths[4].end.frame);
+    ASSERT_PASSING();
+    char path[450];
+    snprintf(path, sizeof path, "%s/past-pin.db", harness_tmpdir());
+    uint32_t pages = 0;
+    struct tm_error err;
+    ASSERT_EQ(tailer_snapshot(f.tailer, path, &pages, NULL, NULL, &err), TAILER_LATER);
+    ASSERT_STR_CONTAINS(err.msg, "moved under the snapshot's pin");
+    ASSERT_TRUE(access(path, F_OK) != 0);
+    /* the pin moved to the end: exact again */
+    ASSERT_EQ(tailer_advance_pin(f.tailer, &err), TAILER_OK);
+    snapshot_is(&f, "at-end.db", &f.truths[4]);
+    ASSERT_PASSING();
+    fixture_close(&f);
+}
+
+/* Another process holds the checkpointer's lock byte (a checkpoint that
+ * may have begun before the slot was stored): the snapshot waits for it,
+ * and gives up after its bound (TAILER_LATER); once it is free, it
+ * proceeds. */
+static void test_snapshot_waits_for_a_running_checkpoint(void)
+{
+    struct fixture f;
+    fixture_create(&f, "ckpt.db");
+    ASSERT_PASSING();
+    app_commits(&f, 1, 3);
+    ASSERT_PASSING();
+    create_tshm(&f);
+    publish(&f, 3, 0);
+    ASSERT_PASSING();
+    open_tailer(&f);
+    ASSERT_PASSING();
+    int other = open(f.tshm, O_RDWR);
+    struct flock lock = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 2, .l_len = 1};
+    ASSERT_EQ(fcntl(other, F_OFD_SETLK, &lock), 0);
+    ASSERT_EQ(tailer_app_checkpointing(f.tailer), 1);
+    ASSERT_EQ(tailer_app_busy(f.tailer), 1);
+    char path[450];
+    snprintf(path, sizeof path, "%s/waited.db", harness_tmpdir());
+    uint32_t pages = 0;
+    struct tm_error err;
+    int64_t start = now_ms();
+    ASSERT_EQ(tailer_snapshot(f.tailer, path, &pages, NULL, NULL, &err), TAILER_LATER);
+    int64_t waited = now_ms() - start;
+    ASSERT_TRUE(waited >= 1900 && waited < 5000);
+    ASSERT_STR_CONTAINS(err.msg, "checkpoint");
+    ASSERT_TRUE(access(path, F_OK) != 0);
+    close(other);   /* the lock goes with its open file description */
+    ASSERT_EQ(tailer_app_checkpointing(f.tailer), 0);
+    ASSERT_EQ(tailer_app_busy(f.tailer), 0);
+    snapshot_is(&f, "waited.db", &f.truths[2]);
+    ASSERT_PASSING();
+    fixture_close(&f);
+}
+
+/* No coordination file: the route refuses, saying how to get one. */
+static void test_no_coordination_file(void)
+{
+    struct fixture f;
+    fixture_create(&f, "none.db");
+    ASSERT_PASSING();
+    app_commits(&f, 1, 1);
+    ASSERT_PASSING();
+    struct tm_error err;
+    ASSERT_EQ(tailer_open(f.db, TAILER_ENGINE_TURSO, &f.tailer, &err), -1);
+    ASSERT_TRUE(f.tailer == NULL);
+    ASSERT_STR_CONTAINS(err.msg, f.tshm);
+    ASSERT_STR_CONTAINS(err.hint, "multiprocess_wal");
+    fixture_close(&f);
+}
+
 int main(void)
 {
     static const struct test_case cases[] = {
@@ -1217,6 +1395,11 @@ int main(void)
         {"turso: a stuck seqlock never hangs", test_a_stuck_seqlock_never_hangs},
         {"turso: two truncated WALs adopted in order", test_two_truncated_wals_adopted_in_order},
         {"turso: read ahead proven by its publication", test_read_ahead_proven_by_its_publication},
+        {"turso: detached commits survive a truncate", test_detached_commits_survive_a_truncate},
+        {"turso: slot taken over", test_slot_taken_over},
+        {"turso: snapshot refused when backfilled past the pin", test_snapshot_refused_when_backfilled_past_the_pin},
+        {"turso: snapshot waits for a running checkpoint", test_snapshot_waits_for_a_running_checkpoint},
+        {"turso: no coordination file", test_no_coordination_file},
     };
     return harness_run(cases, sizeof cases / sizeof *cases);
 }

@@ -1377,6 +1377,89 @@ static void test_no_coordination_file(void)
     fixture_close(&f);
 }
 
+/* Reopens the application's connection (as in fixture_create). */
+static void app_reopen(struct fixture *f)
+{
+    sqlite3_close(f->app);
+    ASSERT_EQ(sqlite3_open(f->db, &f->app), SQLITE_OK);
+    int on = 1;
+    sqlite3_db_config(f->app, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
+    ASSERT_EQ(sqlite3_exec(f->app, "PRAGMA wal_autocheckpoint=0; SELECT count(*) FROM t;", NULL, NULL, NULL),
+              SQLITE_OK);
+    sqlite3_file_control(f->app, "main", SQLITE_FCNTL_PERSIST_WAL, &on);
+    unlink(f->shm);
+}
+
+/* A writer that died between writing its commit frame and publishing it
+ * leaves a valid-looking transaction past max_frame (read ahead by the
+ * thread); the next writer overwrites it with another and publishes
+ * that. Only the published one is ever pending, scanned or adopted from
+ * the read-ahead copy after a TRUNCATE. */
+static void unpublished_commit_rewritten(int truncate_before_scan)
+{
+    struct fixture f;
+    fixture_create(&f, "dead.db");
+    ASSERT_PASSING();
+    app_commits(&f, 1, 3);
+    ASSERT_PASSING();
+    create_tshm(&f);
+    publish(&f, 3, 0);
+    ASSERT_PASSING();
+    open_tailer(&f);
+    ASSERT_PASSING();
+    char image[450];
+    snprintf(image, sizeof image, "%s/image.db", harness_tmpdir());
+    snapshot_is(&f, "image.db", &f.truths[2]);
+    ASSERT_PASSING();
+    struct tm_error err;
+    ASSERT_EQ(scan(&f, &err), TAILER_OK);
+    ASSERT_EQ(tailer_unpin(f.tailer), TAILER_OK);
+    ASSERT_EQ(tailer_read_ahead(f.tailer, &err), 0);
+    struct stat st;
+    ASSERT_EQ(stat(f.wal, &st), 0);
+    off_t published_end = st.st_size;
+    /* the dead writer's transaction, read ahead, never published */
+    app_commit(&f, "INSERT INTO t(v) VALUES (randomblob(300))");
+    ASSERT_PASSING();
+    struct truth dead = f.truths[3];
+    pause_ms(AHEAD_WAIT_MS);
+    /* gone with its process: the WAL as the next writer finds it (its
+     * frames are overwritten in place; here the file is cut first so
+     * that libsqlite3's recovery does not take the transaction) */
+    ASSERT_EQ(truncate(f.wal, published_end), 0);
+    f.count = 3;
+    app_reopen(&f);
+    ASSERT_PASSING();
+    app_commit(&f, "INSERT INTO t(v) VALUES (randomblob(9000))");
+    ASSERT_PASSING();
+    struct truth next = f.truths[3];
+    ASSERT_TRUE(next.end.frame > dead.end.frame);
+    ASSERT_TRUE(next.end.checksum[0] != dead.end.checksum[0] || next.end.checksum[1] != dead.end.checksum[1]);
+    pause_ms(AHEAD_WAIT_MS);
+    struct wal_header old = f.hdr;
+    if (truncate_before_scan) {
+        app_truncate(&f);
+        ASSERT_PASSING();
+        publish_truncated(&f, &old, f.before_wal);
+    } else {
+        publish(&f, 4, 0);
+    }
+    ASSERT_PASSING();
+    int status = scan(&f, &err);
+    if (status != TAILER_OK)
+        fprintf(stderr, "  scan: %s\n", err.msg);
+    ASSERT_EQ(status, TAILER_OK);
+    expect_pending(&f, &next, 1, &old);
+    ASSERT_PASSING();
+    ship_into(&f, image, &next, 1);
+    ASSERT_PASSING();
+    ASSERT_EQ(scan(&f, &err), TAILER_OK);
+    fixture_close(&f);
+}
+
+static void test_unpublished_commit_rewritten_never_ships(void) { unpublished_commit_rewritten(0); }
+static void test_unpublished_commit_rewritten_never_adopted(void) { unpublished_commit_rewritten(1); }
+
 int main(void)
 {
     static const struct test_case cases[] = {
@@ -1400,6 +1483,8 @@ int main(void)
         {"turso: snapshot refused when backfilled past the pin", test_snapshot_refused_when_backfilled_past_the_pin},
         {"turso: snapshot waits for a running checkpoint", test_snapshot_waits_for_a_running_checkpoint},
         {"turso: no coordination file", test_no_coordination_file},
+        {"turso: unpublished commit rewritten never ships", test_unpublished_commit_rewritten_never_ships},
+        {"turso: unpublished commit rewritten never adopted", test_unpublished_commit_rewritten_never_adopted},
     };
     return harness_run(cases, sizeof cases / sizeof *cases);
 }

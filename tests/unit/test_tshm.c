@@ -192,6 +192,12 @@ static void test_identify_magic_missing_and_wrong(void)
 
     const char *empty = write_file("empty.db-tshm", 0);
     ASSERT_EQ(tshm_identify(empty, &live, &err), 0);
+
+    char dir[512];   /* unreadable as a file: an I/O error, named */
+    snprintf(dir, sizeof dir, "%s/dir.db-tshm", harness_tmpdir());
+    ASSERT_EQ(mkdir(dir, 0755), 0);
+    ASSERT_EQ(tshm_identify(dir, &live, &err), -1);
+    ASSERT_STR_CONTAINS(err.msg, "dir.db-tshm");
 }
 
 static void test_identify_live_only_while_byte0_is_held(void)

@@ -70,6 +70,8 @@ static int repin_due(struct db_context *ctx, int *restarted)
 {
     const struct wal_header *hdr = tailer_header(ctx->tailer);
     *restarted = !hdr || hdr->salt1 != ctx->pin.unpinned_salt1 || hdr->salt2 != ctx->pin.unpinned_salt2;
+    if (!tailer_needs_pin(ctx->tailer))   /* the Turso route: unpinned unless too much waits */
+        return 0;
     return !tailer_app_checkpointing(ctx->tailer) &&
            (*restarted || clock_now_ms() - ctx->pin.unpinned_ms >= REPIN_AFTER_MS);
 }
@@ -264,6 +266,8 @@ static void on_yield_poll(struct ev_loop *loop, ev_timer *w, int revents)
         rc = tailer_scan(ctx->tailer, clock_now_ms(), &err);
         if (rc == TAILER_OK && !tailer_switching(ctx->tailer))
             tailer_detach(ctx->tailer, &err);   /* no restart can take them now; shipped at the tick */
+        if (rc == TAILER_OK && tailer_read_ahead(ctx->tailer, &err) != 0)
+            rc = -1;
         if (rc == TAILER_OK && tailer_switching(ctx->tailer))
             rc = database_ship_all(ctx, &err);
         if (rc == TAILER_OK && tailer_switching(ctx->tailer))

@@ -148,8 +148,9 @@ int tshm_check_layout(const uint8_t *bytes, size_t len, const char *path, struct
         return tm_error_setc(err, TM_ERR_REFUSED, "'%s' is %zu bytes long: shorter than the Turso engine's "
                              "coordination header (%d bytes)", path, len, TSHM_MAP_BYTES);
     if (memcmp(bytes, TSHM_MAGIC, TSHM_MAGIC_BYTES) != 0)
-        return tm_error_setc(err, TM_ERR_REFUSED, "'%s' is not a Turso engine coordination file (no 'TSHMWAL' "
-                             "magic)", path);
+        return tm_error_setc(err, TM_ERR_REFUSED, "'%s' is not a Turso engine coordination file: its magic is "
+                             "%02x %02x %02x %02x %02x %02x %02x %02x, not 'TSHMWAL\\0'", path, bytes[0], bytes[1],
+                             bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7]);
     for (size_t i = 0; i < sizeof expected_fields / sizeof *expected_fields; i++) {
         const struct expected_field *f = &expected_fields[i];
         uint32_t found = u32_at(bytes, f->offset);
@@ -218,7 +219,7 @@ int tshm_open(const char *path, struct tshm **out, struct tm_error *err)
         return -1;
     }
     uint8_t head[TSHM_MAP_BYTES];
-    ssize_t got = c->opened.st_size >= TSHM_MAP_BYTES ? pread(c->fd, head, sizeof head, 0) : 0;
+    ssize_t got = pread(c->fd, head, sizeof head, 0);   /* a short file: its length, named */
     if (tshm_check_layout(head, got > 0 ? (size_t)got : 0, path, err) != 0) {
         tshm_close(c);
         return -1;

@@ -70,6 +70,8 @@ static int repin_due(struct db_context *ctx, int *restarted)
 {
     const struct wal_header *hdr = tailer_header(ctx->tailer);
     *restarted = !hdr || hdr->salt1 != ctx->pin.unpinned_salt1 || hdr->salt2 != ctx->pin.unpinned_salt2;
+    if (!tailer_needs_pin(ctx->tailer))   /* the Turso route: unpinned unless too much waits */
+        return 0;
     return !tailer_app_checkpointing(ctx->tailer) &&
            (*restarted || clock_now_ms() - ctx->pin.unpinned_ms >= REPIN_AFTER_MS);
 }

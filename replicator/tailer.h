@@ -26,11 +26,28 @@ enum tailer_status {
 
 struct tailer;
 
-/* Opens the database (which must exist and be in WAL mode) with the two
- * read connections the tailer needs (one holds the pin), and the WAL and
- * wal-index files for reading. Nothing is written and no write lock is
- * ever taken. */
-int tailer_open(const char *db_path, struct tailer **out, struct tm_error *err);
+/* Which engine writes the database, so which route follows it (a
+ * database's `engine:`, the same order as the configuration's values). */
+enum tailer_engine {
+    TAILER_ENGINE_AUTO = 0,     /* the Turso route when a live DB-tshm is beside it (or no -shm is) */
+    TAILER_ENGINE_SQLITE = 1,   /* SQLite and libSQL: the wal-index (-shm) */
+    TAILER_ENGINE_TURSO = 2,    /* the Turso engine's multiprocess_wal mode: DB-tshm (tailer_turso.c) */
+};
+
+/* Which route `engine` means for the database at db_path now: *turso = 1
+ * for the Turso route. 0, or -1 on I/O errors. */
+int tailer_pick_route(const char *db_path, enum tailer_engine engine, int *turso, struct tm_error *err);
+
+/* Opens the database (which must exist and be in WAL mode) for the route
+ * `engine` picks. SQLite: the two read connections the tailer needs (one
+ * holds the pin), and the WAL and wal-index files for reading. Turso: the
+ * WAL and the engine's coordination file, where the pin is a reader slot;
+ * the database is never opened through libsqlite3 (which could checkpoint
+ * and delete the WAL under the engine). Nothing is written to the
+ * database or the WAL and no write lock is ever taken. */
+int tailer_open(const char *db_path, enum tailer_engine engine, struct tailer **out, struct tm_error *err);
+/* Whether the tailer follows the Turso route. */
+int tailer_is_turso(const struct tailer *t);
 void tailer_close(struct tailer *t);
 
 /* Whether db_path is a SQLite database in WAL mode (the header only: no
@@ -99,6 +116,11 @@ int tailer_unpin(struct tailer *t);
  * TAILER_LATER, TAILER_BROKEN or -1. */
 int tailer_detach(struct tailer *t, struct tm_error *err);
 int tailer_pinned(const struct tailer *t);
+/* Whether the pin should be held now. SQLite: always (it is let go only
+ * for the application, briefly). Turso: only while the frames not shipped
+ * are too many to read into memory; the engine never waits for a reader,
+ * so a pin held makes its RESTART/TRUNCATE checkpoints fail at once. */
+int tailer_needs_pin(const struct tailer *t);
 /* A restart was seen: the old WAL's tail (pending) is shipped before the
  * new WAL is followed. */
 int tailer_switching(const struct tailer *t);

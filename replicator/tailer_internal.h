@@ -12,6 +12,8 @@
 #include <stdint.h>
 #include <sys/stat.h>
 
+#include "tshm.h"
+
 /* Commit counter sightings kept (about one a millisecond while commits
  * arrive and the sidecar looks). */
 #define SIGHTINGS 1024
@@ -31,7 +33,14 @@ struct pin {
 struct tailer {
     char *db_path;
     char *wal_path;
-    int shm_fd;                     /* the wal-index, read only */
+    int shm_fd;                     /* the wal-index, read only (SQLite route) */
+    /* The Turso route (tailer_turso.c): the engine's coordination file,
+     * NULL on the SQLite route. No libsqlite3 connection then: conn[] stay
+     * NULL, the pin is a reader slot in it (pin.conn 0 while held). */
+    struct tshm *coord;
+    uint64_t coord_seq;             /* its seqlock at the last read: never goes back */
+    uint64_t coord_transactions;    /* its commit counter then: never goes back */
+    int coord_reset;                /* it went back: the file was re-created under us */
     sqlite3 *conn[2];               /* two read connections: the pin is handed over between them */
     sqlite3_stmt *pin_stmt[2];
     struct pin pin;
@@ -96,6 +105,24 @@ int tailer_pin_safe(const struct pin *p);
 /* Hands the pin over to the other connection if the new place is safe
  * (or `any` place): TAILER_OK, TAILER_LATER or -1. */
 int tailer_hand_over(struct tailer *t, int any, struct tm_error *err);
+
+/* tailer_turso.c (the Turso route; t->coord != NULL) */
+
+/* tailer_open's part for the route: the coordination file, the WAL, the
+ * first pin. 0 or -1. */
+int tailer_turso_open(struct tailer *t, struct tm_error *err);
+/* The coordination file's WAL state as a wal-index's: 1, 0 (being
+ * written at every attempt), -1 (no longer a layout read here). */
+int tailer_turso_read_index(struct tailer *t, struct wal_index_state *index, struct tm_error *err);
+/* Takes the reader slot, or moves it to the WAL's end: 0 (out->known
+ * when no WAL restart raced it), -1. */
+int tailer_turso_take_pin(struct tailer *t, struct pin *out, struct tm_error *err);
+/* At each scan: whether the coordination file is still the one followed,
+ * and the slot still stands (TAILER_OK, or TAILER_BROKEN with err). */
+int tailer_turso_check(struct tailer *t, struct tm_error *err);
+int tailer_turso_pin_in_the_way(struct tailer *t);
+int tailer_turso_needs_pin(const struct tailer *t);
+int tailer_turso_snapshot(struct tailer *t, const char *path, uint32_t *page_count, struct tm_error *err);
 
 /* tailer_restart.c */
 

@@ -184,7 +184,7 @@ static int make_room(struct tenant_dir *td)
 static int resume_database(struct db_context *ctx, struct tm_error *err)
 {
     struct tenant_release *r = &ctx->tenant->release;
-    if (tailer_open(ctx->cfg->path, &ctx->tailer, err) != 0)
+    if (tailer_open(ctx->cfg->path, (enum tailer_engine)ctx->cfg->engine, &ctx->tailer, err) != 0)
         return -1;
     struct stat st;
     if (stat(ctx->cfg->path, &st) != 0 || st.st_dev != r->dev || st.st_ino != r->ino) {

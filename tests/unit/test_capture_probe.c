@@ -74,7 +74,7 @@ static struct capture_probe *new_probe(const char *path)
 {
     struct capture_probe *p = NULL;
     struct tm_error err;
-    capture_probe_new(path, GRACE_MS, &p, &err);
+    capture_probe_new(path, GRACE_MS, 0, &p, &err);
     return p;
 }
 

@@ -25,6 +25,8 @@
 //                          <checkpointed>" (the result row; busy 1: the
 //                          checkpoint did not run to its end) or "<id> <ms>
 //                          error <message>" when the engine raised
+//   TURSO_CHECKPOINT_AFTER_MS=M  the checkpoint runs M ms after the commit
+//                          before it (default 0: right after it)
 import fs from 'fs';
 
 const [dbPath, logPath, countText, delayText, mode, startText] = process.argv.slice(2);
@@ -34,6 +36,7 @@ const payloadBytes = parseInt(process.env.TURSO_PAYLOAD_BYTES || '0', 10);
 const checkpointEvery = parseInt(process.env.TURSO_CHECKPOINT_EVERY || '0', 10);
 const checkpointMode = process.env.TURSO_CHECKPOINT_MODE || 'TRUNCATE';
 const checkpointLogPath = process.env.TURSO_CHECKPOINT_LOG;
+const checkpointAfterMs = parseFloat(process.env.TURSO_CHECKPOINT_AFTER_MS || '0');
 
 function payload(i) {
   const h = (BigInt(i) * 2654435761n) % 4294967296n;
@@ -93,8 +96,11 @@ async function write() {
     await db.exec('COMMIT');
     const t1 = Date.now();
     fs.writeSync(log, `${i} ${t0} ${t1}\n`);
-    if (checkpointEvery && (i - start + 1) % checkpointEvery === 0)
+    if (checkpointEvery && (i - start + 1) % checkpointEvery === 0) {
+      if (checkpointAfterMs)
+        await sleep(checkpointAfterMs);
       await checkpoint(db, checkpointLog, i);
+    }
     await sleep(delayMs);
   }
   fs.closeSync(log);

@@ -397,7 +397,7 @@ def test_writer_killed_then_restarted():
         logged = len(env.commits())
         next_id = env.kill_engine(engine)
         killed = now_ms()
-        recovered = "its last commit unlogged, recovered" if next_id - 1 > logged else "every commit logged"
+        recovered = "its last commit not logged" if next_id - 1 > logged else "every commit logged"
         time.sleep(1)
         engine = env.start_engine("multiprocess", delay_ms=3, payload_bytes=MULTI_FRAME_BYTES, start=next_id)
         time.sleep(2)
@@ -409,14 +409,14 @@ def test_writer_killed_then_restarted():
         # leaves a commit that the next engine process to open recovers from
         # the WAL, resetting the coordination file's transaction counter:
         # then continuity cannot be proven by the counter (one new generation)
+        counts = verify_span(env, following_from, points=5, extra_points=[killed + 500])
         lost = env.continuity_lost()
+        print("# writer killed after id %d (%s); %d new generation(s); restores exact at %s rows and latest"
+              % (next_id - 1, recovered, lost, counts))
         check(lost <= 1, "%d new generations for lost continuity:\n%s" % (lost, env.warnings()))
         for claimed in re.findall(r"counts (\d+) commit\(s\) since the last check", env.full_log()):
             check(int(claimed) <= len(env.commits()), "the sidecar's warning counts %s commits, %d were made:\n%s"
                   % (claimed, len(env.commits()), env.warnings()))
-        counts = verify_span(env, following_from, points=5, extra_points=[killed + 500])
-        print("# writer killed after id %d (%s); %d new generation(s); restores exact at %s rows and latest"
-              % (next_id - 1, recovered, lost, counts))
     finally:
         env.cleanup()
 

@@ -138,6 +138,22 @@ class EngineEnv(Env):
             head = f.read(96)
         return struct.unpack_from("<I", head, 88)[0], struct.unpack_from("<Q", head, 72)[0]
 
+    def reader_slots(self):
+        """{slot: (pid of its owner, frame)} of DB-tshm's taken reader slots."""
+        with open(self.db + "-tshm", "rb") as f:
+            head = f.read(712 + 8 * 64)
+        slots = {}
+        for i in range(64):
+            frame = struct.unpack_from("<Q", head, 200 + 8 * i)[0]
+            owner = struct.unpack_from("<Q", head, 712 + 8 * i)[0]
+            if frame != 2 ** 64 - 1:
+                slots[i] = (owner >> 32, frame)
+        return slots
+
+    def start_nowait(self):
+        self.replicator = subprocess.Popen([TIDEMARK, "replicate", "-c", self.config, "-v"],
+                                           stdout=self.replicator_log, stderr=self.replicator_log)
+
     def errors_logged(self):
         return [line for line in self.full_log().splitlines() if "level=error" in line]
 
@@ -240,6 +256,8 @@ def captured(name, sidecar_first, package="database"):
         following_from = now_ms()
         time.sleep(3.5)
         check(engine.poll() is None, "the writer exited beside the sidecar")
+        check("followed through the Turso engine's coordination file" in env.full_log(), "not the Turso route: "
+              + env.tail_log())
         env.stop_engine(engine)
         time.sleep(1.5)
         env.stop()
@@ -378,6 +396,55 @@ def test_sidecar_killed_writer_goes_on_then_restarted():
               + env.warnings(restarted_mark))
         gap = [killed + (restarted - killed) // 2]
         counts = verify_span(env, following_from, points=5, downtime=(killed, restarted), extra_points=gap)
+        print("# restores exact at %s rows and latest" % counts)
+    finally:
+        env.cleanup()
+
+
+def test_sidecar_killed_holding_its_reader_slot():
+    """kill -9 of the sidecar while it holds a reader slot of DB-tshm
+    (during its first snapshot of a database of a few MB): the slot is
+    left behind, the writer's TRUNCATEs still run to their end (the
+    engine finds the slot's lock free and reclaims it), and a new sidecar
+    captures the database exactly."""
+    engine_installed()
+    env = EngineEnv("turso-kill-pinned")
+    try:
+        engine = env.start_engine("multiprocess", delay_ms=2, payload_bytes=MULTI_FRAME_BYTES, checkpoint_every=20,
+                                  checkpoint_after_ms=5)
+        time.sleep(1.5)
+        for attempt in range(5):   # until killed with the slot held (not released just before)
+            env.start_nowait()
+            pid = env.replicator.pid
+            deadline = time.time() + 5
+            held = None
+            while held is None and time.time() < deadline and env.replicator.poll() is None:
+                held = next((slot for slot, (owner, frame) in env.reader_slots().items() if owner == pid), None)
+            check(held is not None, "the sidecar was never seen holding a reader slot: " + env.tail_log())
+            env.stop(signal.SIGKILL)
+            killed = now_ms()
+            if env.reader_slots().get(held, (0, 0))[0] == pid:
+                break
+        else:
+            raise Failure("5 sidecars killed, each had released its slot before it died")
+        time.sleep(1)
+        after_kill = [r for _, ms, r in env.checkpoints() if ms > killed]
+        slots_now = env.reader_slots()
+        print("# killed holding slot %d (attempt %d); then %d TRUNCATEs: %s; slot now %s"
+              % (held, attempt + 1, len(after_kill),
+                 {r: after_kill.count(r) for r in set(after_kill)}, slots_now.get(held, "free")))
+        check(after_kill and all(r == "ok" for r in after_kill),
+              "the writer's TRUNCATEs after the sidecar died holding a slot: %s" % after_kill)
+        check(slots_now.get(held, (0, 0))[0] != pid, "the dead sidecar's slot %d was never reclaimed" % held)
+        env.start()
+        wait_following(env)
+        following_from = now_ms()
+        time.sleep(1.5)
+        env.stop_engine(engine)
+        time.sleep(1.5)
+        env.stop()
+        check_no_errors(env)
+        counts = verify_span(env, following_from, points=3)
         print("# restores exact at %s rows and latest" % counts)
     finally:
         env.cleanup()
@@ -582,6 +649,7 @@ if __name__ == "__main__":
         test_sync_package_writer_sidecar_started_first,
         test_engine_checkpoints_under_the_writer,
         test_sidecar_killed_writer_goes_on_then_restarted,
+        test_sidecar_killed_holding_its_reader_slot,
         test_writer_killed_then_restarted,
         test_unknown_tshm_version_refused,
         test_tshm_version_changed_under_the_sidecar_refused,

@@ -266,6 +266,8 @@ static void on_yield_poll(struct ev_loop *loop, ev_timer *w, int revents)
         rc = tailer_scan(ctx->tailer, clock_now_ms(), &err);
         if (rc == TAILER_OK && !tailer_switching(ctx->tailer))
             tailer_detach(ctx->tailer, &err);   /* no restart can take them now; shipped at the tick */
+        if (rc == TAILER_OK && tailer_read_ahead(ctx->tailer, &err) != 0)
+            rc = -1;
         if (rc == TAILER_OK && tailer_switching(ctx->tailer))
             rc = database_ship_all(ctx, &err);
         if (rc == TAILER_OK && tailer_switching(ctx->tailer))

@@ -309,7 +309,7 @@ void tailer_close(struct tailer *t)
         close(t->wal_fd);
     if (t->shm_fd >= 0)
         close(t->shm_fd);
-    tshm_close(t->coord);
+    tailer_turso_free(t);
     free(t->pending);
     free(t->tail);
     free(t->db_path);
@@ -424,6 +424,9 @@ int tailer_scan(struct tailer *t, int64_t now_ms, struct tm_error *err)
         return -1;
     if (index_ok)
         add_sighting(t, index.changes, now_ms);
+    if (t->coord && index_ok && t->have_header && !t->switching &&
+        (index.salt1 != t->hdr.salt1 || index.salt2 != t->hdr.salt2) && tailer_turso_adopt_ahead(t, err) != 0)
+        return -1;
     if (now_ms > t->last_commit_ms)
         t->last_commit_ms = now_ms;
     if (t->switching) {

@@ -74,6 +74,14 @@ int tailer_resume_at(struct tailer *t, const struct wal_position *pos, uint32_t 
  * exactly (commits arriving at every attempt): try again; -1 on errors. */
 int tailer_restart_at_pin(struct tailer *t, struct tm_error *err);
 
+/* The Turso route: reads the frames the engine has written past the
+ * last commit seen - published or not yet - into memory, at once (on the
+ * WAL's inotify event and at each poll), so that a TRUNCATE checkpoint
+ * right after a commit does not take its frames unread. They count as
+ * commits only once proven (tailer_turso.c). 0, or -1 on I/O errors; the
+ * SQLite route: nothing. */
+int tailer_read_ahead(struct tailer *t, struct tm_error *err);
+
 /* Commits seen but not yet acknowledged; valid until the next call. */
 const struct tailer_commit *tailer_pending(const struct tailer *t, size_t *count);
 /* The WAL position everything before which is shipped. */

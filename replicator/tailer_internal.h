@@ -41,6 +41,16 @@ struct tailer {
     uint64_t coord_seq;             /* its seqlock at the last read: never goes back */
     uint64_t coord_transactions;    /* its commit counter then: never goes back */
     int coord_reset;                /* it went back: the file was re-created under us */
+    struct wal_position published;  /* the last commit end it was seen publishing (salts, frame,
+                                       checksum); frame 0: none seen in this WAL */
+    /* Frames read ahead: the chain of valid frames after `ahead_from`
+     * (the scanned position when read), published or not yet, read as
+     * soon as the engine writes them (tailer_read_ahead), so that a
+     * TRUNCATE right after a commit does not take them unread. */
+    uint8_t *ahead;
+    size_t ahead_cap;
+    uint32_t ahead_frames;
+    struct wal_position ahead_from, ahead_end;
     sqlite3 *conn[2];               /* two read connections: the pin is handed over between them */
     sqlite3_stmt *pin_stmt[2];
     struct pin pin;
@@ -123,6 +133,13 @@ int tailer_turso_check(struct tailer *t, struct tm_error *err);
 int tailer_turso_pin_in_the_way(struct tailer *t);
 int tailer_turso_needs_pin(const struct tailer *t);
 int tailer_turso_snapshot(struct tailer *t, const char *path, uint32_t *page_count, struct tm_error *err);
+/* The WAL followed was truncated or restarted (`index` shows another
+ * one): the frames read ahead past `scanned` that are proven committed
+ * are taken into memory as commits, before the restart is followed. 0,
+ * or -1 (out of memory). Unproven ones are left: the commit counter then
+ * says what was lost. */
+int tailer_turso_adopt_ahead(struct tailer *t, struct tm_error *err);
+void tailer_turso_free(struct tailer *t);
 
 /* tailer_restart.c */
 

@@ -70,13 +70,16 @@ static void make_wal(const char *path, int txns, int big_last, struct capture_vi
     close(fd);
 }
 
-static struct capture_probe *new_probe(const char *path)
+/* engine: the database's `engine:` (0 auto, 1 sqlite, 2 turso) */
+static struct capture_probe *new_probe_for(const char *path, int engine)
 {
     struct capture_probe *p = NULL;
     struct tm_error err;
-    capture_probe_new(path, GRACE_MS, 0, &p, &err);
+    capture_probe_new(path, GRACE_MS, engine, &p, &err);
     return p;
 }
+
+static struct capture_probe *new_probe(const char *path) { return new_probe_for(path, 0); }
 
 static void db_path(char *out, size_t len, const char *name)
 {
@@ -246,7 +249,8 @@ static void test_turso_coordination_file_named(void)
     db_path(path, sizeof path, "mp.db");
     snprintf(tshm, sizeof tshm, "%s-tshm", path);
     write_file(path, "x", 1);
-    struct capture_probe *p = new_probe(path);
+    struct capture_probe *p = new_probe_for(path, 1);   /* engine: sqlite */
+    struct capture_probe *automatic = new_probe(path);
     struct tm_error err;
     write_file(tshm, "NOTTSHM\0\1\0\0\0", 12);
     ASSERT_EQ(capture_probe_check(p, NULL, 0, &err), CAPTURE_VISIBLE);
@@ -254,9 +258,13 @@ static void test_turso_coordination_file_named(void)
     ASSERT_EQ(capture_probe_check(p, NULL, 0, &err), CAPTURE_FOREIGN_SHM);
     ASSERT_STR_CONTAINS(err.msg, "multiprocess_wal mode");
     ASSERT_STR_CONTAINS(err.msg, "no process has it open");
+    ASSERT_STR_CONTAINS(err.hint, "engine: auto");
+    /* engine: auto (and turso) follow it through the Turso route instead */
+    ASSERT_EQ(capture_probe_check(automatic, NULL, 0, &err), CAPTURE_VISIBLE);
     unlink(tshm);
     ASSERT_EQ(capture_probe_check(p, NULL, 0, &err), CAPTURE_VISIBLE);
     capture_probe_free(p);
+    capture_probe_free(automatic);
 }
 
 /* A child process holding a POSIX write lock [start, start+len) on path

@@ -19,7 +19,8 @@ What the route cannot take is refused loudly within 3 sync intervals
 DB-tshm of an unknown format version, the engine's default single-process
 mode (with the one-line change that makes it shareable), `engine: sqlite`
 forced on a multiprocess database, `engine: turso` on a SQLite one.
-Prints TAP.
+TURSO_TEST_PACKAGE=sync runs it all with @tursodatabase/sync as the
+writer. Prints TAP.
 """
 import os, re, signal, struct, subprocess, sys, time
 
@@ -34,9 +35,12 @@ ONE_LINE_CHANGE = "experimental: ['multiprocess_wal']"
 # so the engine's autocheckpoint (1000 frames) restarts the WAL every ~220
 # commits
 MULTI_FRAME_BYTES = 9000
+# TURSO_TEST_PACKAGE=sync runs every writer through Turso Sync's build of
+# the engine (@tursodatabase/sync in local mode) instead
+PACKAGE = os.environ.get("TURSO_TEST_PACKAGE", "database")
 
 
-def engine_installed(package="database"):
+def engine_installed(package=PACKAGE):
     if not os.path.isdir(os.path.join(HERE, "node_modules", "@tursodatabase", package)):
         raise Skip("@tursodatabase/%s not installed (scripts/install-deps)" % package)
 
@@ -56,7 +60,7 @@ class EngineEnv(Env):
                     "$TIDEMARK_DB\" >> %s' }\n" % (self.port, self.alerts) + text)
         self.engines = []
 
-    def start_engine(self, mode, delay_ms=20, extra_env=None, start=1, package="database", payload_bytes=0,
+    def start_engine(self, mode, delay_ms=20, extra_env=None, start=1, package=PACKAGE, payload_bytes=0,
                      checkpoint_every=0, checkpoint_after_ms=0):
         """A Turso-engine writer committing until SIGTERM; waits for it to
         open. checkpoint_every: its own TRUNCATE checkpoints, each
@@ -93,7 +97,7 @@ class EngineEnv(Env):
                 f.write("%d %d %d\n" % (rows, logged[max(logged)][1], killed_ms))
         return rows + 1
 
-    def engine_rows(self, mode, package="database"):
+    def engine_rows(self, mode, package=PACKAGE):
         """Rows of t as the engine itself reads them."""
         proc = subprocess.run(["node", TURSO_WRITER, self.db, "-", "count", mode], capture_output=True, text=True,
                               timeout=60, env=dict(os.environ, TURSO_PACKAGE=package))
@@ -237,7 +241,7 @@ def check_no_errors(env):
 # ---------------------------------------------------------------- capture
 
 
-def captured(name, sidecar_first, package="database"):
+def captured(name, sidecar_first, package=PACKAGE):
     """A multiprocess writer and the sidecar, one started before the
     other; restores at 4 instants over 3+ seconds and the latest are
     exact; the engine reads back every row it committed afterwards (the

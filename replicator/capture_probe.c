@@ -226,6 +226,43 @@ static int turso_coordination_file(struct capture_probe *p, struct tm_error *err
     return CAPTURE_FOREIGN_SHM;
 }
 
+/* A coordination file for the Turso route: refused by name when its
+ * version or layout is not the one tidemark reads (never guessed at). */
+static int unknown_coordination_layout(struct capture_probe *p, struct tm_error *err)
+{
+    int fd = open(p->tshm_path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0)
+        return errno == ENOENT ? 0 : tm_error_set(err, "cannot open '%s': %s", p->tshm_path, strerror(errno));
+    uint8_t head[TSHM_MAP_BYTES];
+    ssize_t got = pread(fd, head, sizeof head, 0);
+    close(fd);
+    if (got < TSHM_MAGIC_BYTES || memcmp(head, TSHM_MAGIC, TSHM_MAGIC_BYTES) != 0)
+        return 0;
+    if (tshm_check_layout(head, (size_t)got, p->tshm_path, err) == 0)
+        return 0;
+    return CAPTURE_TSHM_UNKNOWN;
+}
+
+/* The Turso engine's MVCC journal mode writes 255 as the file format
+ * versions (bytes 18 and 19 of the header) and keeps DB-log: not a WAL. */
+static int mvcc_database(struct capture_probe *p, struct tm_error *err)
+{
+    int fd = open(p->db_path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0)
+        return 0;
+    uint8_t header[20];
+    ssize_t got = pread(fd, header, sizeof header, 0);
+    close(fd);
+    if (got != (ssize_t)sizeof header || memcmp(header, "SQLite format 3", 16) != 0 ||
+        (header[18] != 255 && header[19] != 255))
+        return 0;
+    tm_error_set(err, "'%s' is in the Turso engine's MVCC journal mode (file format version 255): tidemark cannot "
+                 "follow it", p->db_path);
+    tm_error_hint(err, "open it in the engine's WAL journal mode with experimental: ['multiprocess_wal'], which "
+                  "tidemark follows; %s", RUNBOOK_HINT);
+    return CAPTURE_MVCC;
+}
+
 /* ---------------------------------------------------- frames beyond the end */
 
 static int read_frame(int fd, const struct wal_header *hdr, uint32_t frame, uint8_t *buf)
@@ -405,7 +442,9 @@ int capture_probe_check(struct capture_probe *p, const struct capture_view *foll
                       RUNBOOK_HINT);
         return CAPTURE_UNPUBLISHED;
     }
-    int rc = p->sqlite_only ? turso_coordination_file(p, err) : 0;
+    int rc = p->sqlite_only ? turso_coordination_file(p, err) : unknown_coordination_layout(p, err);
+    if (rc == 0)
+        rc = mvcc_database(p, err);
     if (rc == 0 && (!following || following->turso))
         rc = foreign_lock(p->db_path, err);
     if (rc == 0)

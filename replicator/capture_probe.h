@@ -15,6 +15,8 @@ enum capture_cause {
     CAPTURE_FOREIGN_LOCK = 1,   /* a whole-file lock on the database or WAL (Turso engine, default mode) */
     CAPTURE_FOREIGN_SHM = 2,    /* DB-tshm beside it (Turso engine, multiprocess_wal mode) */
     CAPTURE_UNPUBLISHED = 3,    /* committed WAL frames the wal-index does not publish */
+    CAPTURE_TSHM_UNKNOWN = 4,   /* DB-tshm in a layout the Turso route does not read (tshm.h) */
+    CAPTURE_MVCC = 5,           /* the Turso engine's MVCC journal mode (file format version 255) */
 };
 
 /* What the tailer follows, for the check of the WAL beyond it. */
@@ -51,6 +53,9 @@ void capture_probe_free(struct capture_probe *p);
  *                         database or WAL file, where SQLite never locks;
  *   CAPTURE_FOREIGN_SHM   DB-tshm with the Turso engine's magic exists,
  *                         and `engine: sqlite` forbids its route;
+ *   CAPTURE_TSHM_UNKNOWN  DB-tshm with the magic, but another version or
+ *                         layout than the one version tidemark reads;
+ *   CAPTURE_MVCC          the database is in the Turso engine's MVCC mode;
  *   CAPTURE_UNPUBLISHED   the same committed frames have stayed past the
  *                         wal-index's end for longer than grace_ms, with
  *                         no SQLite writer in a transaction then. This

@@ -259,7 +259,7 @@ static int capture_hidden(struct db_context *ctx)
         if (cause < 0)
             log_event(LOG_DEBUG, ctx->cfg->name, NULL, "capture probe: %s", err.msg);
         if (ctx->capture_cause) {
-            log_event(LOG_INFO, ctx->cfg->name, NULL, "the other engine is gone: following the database again");
+            log_event(LOG_INFO, ctx->cfg->name, NULL, "what hid the commits is gone: following the database again");
             database_note_capture(ctx, NULL, NULL);
         }
         ctx->capture_cause = 0;

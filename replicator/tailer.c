@@ -424,15 +424,24 @@ int tailer_scan(struct tailer *t, int64_t now_ms, struct tm_error *err)
         return -1;
     if (index_ok)
         add_sighting(t, index.changes, now_ms);
-    if (t->coord && index_ok && t->have_header && !t->switching &&
-        (index.salt1 != t->hdr.salt1 || index.salt2 != t->hdr.salt2) && tailer_turso_adopt_ahead(t, err) != 0)
-        return -1;
+    if (t->coord && index_ok && !t->switching &&
+        (t->have_header ? index.salt1 != t->hdr.salt1 || index.salt2 != t->hdr.salt2 : tailer_ahead_has_runs(t))) {
+        /* the Turso route: the WAL followed is gone, maybe with frames
+         * read ahead of it and of WALs gone since (tailer_ahead.c) */
+        if (tailer_ahead_adopt(t, err) != 0)
+            return -1;
+        if (!t->have_header && tailer_ahead_follow_next(t, found ? &fresh : NULL, err) < 0)
+            return -1;
+    }
     if (now_ms > t->last_commit_ms)
         t->last_commit_ms = now_ms;
     if (t->switching) {
         if (t->pending_count)
             return TAILER_OK;   /* the old WAL's tail is shipped first */
-        tailer_finish_switch(t, found ? &fresh : NULL);
+        if (tailer_finish_switch(t, found ? &fresh : NULL, err) != 0)
+            return -1;
+        if (t->switching)
+            return TAILER_OK;   /* a WAL gone since, followed from memory: shipped first */
     }
     if (!found) {
         int status = index_ok ? tailer_follow_empty_wal(t, &index, err) : TAILER_OK;

@@ -100,6 +100,8 @@ int tailer_turso_open(struct tailer *t, struct tm_error *err)
                             t->page_size);
     t->coord_seq = state.seq;
     t->coord_transactions = state.transactions;
+    if (tailer_ahead_start(t, err) != 0)
+        return -1;
     struct pin first;
     if (tailer_turso_take_pin(t, &first, err) != 0)
         return -1;
@@ -122,10 +124,10 @@ int tailer_turso_read_index(struct tailer *t, struct wal_index_state *index, str
         t->coord_reset = 1;
     t->coord_seq = state.seq;
     t->coord_transactions = state.transactions;
-    if (state.max_frame && (state.max_frame > t->published.frame || state.salt1 != t->published.salt1 ||
-                            state.salt2 != t->published.salt2))
-        t->published = (struct wal_position){.salt1 = state.salt1, .salt2 = state.salt2, .frame = state.max_frame,
-                                             .checksum = {state.checksum[0], state.checksum[1]}};
+    if (state.max_frame)
+        tailer_ahead_note_published(t, &(struct wal_position){.salt1 = state.salt1, .salt2 = state.salt2,
+                                                             .frame = state.max_frame,
+                                                             .checksum = {state.checksum[0], state.checksum[1]}});
     *index = (struct wal_index_state){.max_frame = state.max_frame, .salt1 = state.salt1, .salt2 = state.salt2,
                                       .backfilled = state.backfilled, .changes = (uint32_t)state.transactions};
     return 1;
@@ -230,7 +232,7 @@ static int wait_for_earlier_checkpoint(struct tailer *t, struct tm_error *err)
     return 0;
 }
 
-static int read_exactly(int fd, uint8_t *buf, size_t len, off_t offset, const char *path, struct tm_error *err)
+int tailer_read_exactly(int fd, uint8_t *buf, size_t len, off_t offset, const char *path, struct tm_error *err)
 {
     size_t done = 0;
     while (done < len) {
@@ -252,7 +254,7 @@ static int map_pages(struct tailer *t, uint32_t **last_frame, uint32_t *db_pages
     uint32_t pin = t->pin.frame;
     uint8_t bytes[WAL_FRAME_HEADER_BYTES];
     struct wal_frame_header fh;
-    if (read_exactly(t->wal_fd, bytes, sizeof bytes, (off_t)wal_frame_offset(&t->hdr, pin), t->wal_path, err) != 1)
+    if (tailer_read_exactly(t->wal_fd, bytes, sizeof bytes, (off_t)wal_frame_offset(&t->hdr, pin), t->wal_path, err) != 1)
         return tm_error_set(err, "cannot read frame %u of '%s'", pin, t->wal_path);
     wal_frame_header_decode(bytes, &fh);
     if (!fh.db_size_after_commit)
@@ -262,7 +264,7 @@ static int map_pages(struct tailer *t, uint32_t **last_frame, uint32_t *db_pages
     if (!map)
         return tm_error_set(err, "out of memory");
     for (uint32_t frame = 1; frame <= pin; frame++) {
-        if (read_exactly(t->wal_fd, bytes, sizeof bytes, (off_t)wal_frame_offset(&t->hdr, frame), t->wal_path,
+        if (tailer_read_exactly(t->wal_fd, bytes, sizeof bytes, (off_t)wal_frame_offset(&t->hdr, frame), t->wal_path,
                          err) != 1) {
             free(map);
             return tm_error_set(err, "cannot read frame %u of '%s'", frame, t->wal_path);
@@ -285,10 +287,10 @@ static int read_page(struct tailer *t, int db_fd, const uint32_t *last_frame, ui
 {
     if (last_frame && last_frame[page]) {
         off_t at = (off_t)wal_frame_offset(&t->hdr, last_frame[page]) + WAL_FRAME_HEADER_BYTES;
-        return read_exactly(t->wal_fd, buf, t->page_size, at, t->wal_path, err) == 1
+        return tailer_read_exactly(t->wal_fd, buf, t->page_size, at, t->wal_path, err) == 1
                    ? 0 : tm_error_set(err, "cannot read frame %u of '%s'", last_frame[page], t->wal_path);
     }
-    int got = read_exactly(db_fd, buf, t->page_size, (off_t)(page - 1) * t->page_size, t->db_path, err);
+    int got = tailer_read_exactly(db_fd, buf, t->page_size, (off_t)(page - 1) * t->page_size, t->db_path, err);
     if (got < 0)
         return -1;
     if (got == 0)
@@ -333,7 +335,7 @@ static int copy_pages(struct tailer *t, int db_fd, int out_fd, const uint32_t *l
 static int file_pages(struct tailer *t, int db_fd, uint32_t *db_pages, struct tm_error *err)
 {
     uint8_t header[100];
-    if (read_exactly(db_fd, header, sizeof header, 0, t->db_path, err) != 1)
+    if (tailer_read_exactly(db_fd, header, sizeof header, 0, t->db_path, err) != 1)
         return tm_error_set(err, "cannot read the header of '%s'", t->db_path);
     uint32_t in_header = (uint32_t)header[28] << 24 | (uint32_t)header[29] << 16 | (uint32_t)header[30] << 8 | header[31];
     struct stat st;
@@ -395,281 +397,9 @@ int tailer_turso_snapshot(struct tailer *t, const char *path, uint32_t *page_cou
     return 0;
 }
 
-/* --------------------------------------------------------- read ahead
- *
- * An application that checkpoints with TRUNCATE right after it commits
- * (Turso Sync does) empties the WAL within a millisecond of publishing
- * the commit: sooner than the sidecar, which holds no slot then, can
- * look. So the frames are read as the engine writes them - before it
- * publishes them - and kept (the `ahead` chain, at most AHEAD_MAX_BYTES).
- * Frames read before they are published prove nothing by themselves: a
- * writer that died between writing its commit frame and publishing it
- * leaves a valid-looking transaction that the next writer overwrites.
- * When the WAL followed is found truncated or restarted, the commits in
- * the chain are taken as committed only when proven, in one of two ways:
- *
- *  - the coordination file was seen publishing that commit's end: the
- *    same frame, salts and running checksum (the checksum covers every
- *    byte of every frame up to it, so these are the frames committed);
- *  - the database file holds them: the WAL now followed by the engine is
- *    the next one (checkpoint_seq one higher) with nothing copied into
- *    the database file yet, so the file is exactly the state at the old
- *    WAL's end, after its full backfill; every page the commits wrote
- *    (its last version) must be in it byte for byte, and the database
- *    size must be the last commit's.
- *
- * The commit counter then checks their number as for any restart: a
- * commit counted and not read, or read and not counted, is a new
- * generation, never a silent gap. */
-
-#define AHEAD_MAX_BYTES (16u * 1024 * 1024)
-
 void tailer_turso_free(struct tailer *t)
 {
+    tailer_ahead_free(t);
     tshm_close(t->coord);
     t->coord = NULL;
-    free(t->ahead);
-    t->ahead = NULL;
-}
-
-static size_t frame_bytes(const struct tailer *t) { return WAL_FRAME_HEADER_BYTES + t->page_size; }
-
-static void ahead_reset(struct tailer *t)
-{
-    t->ahead_frames = 0;
-    t->ahead_from = t->ahead_end = t->scanned;
-}
-
-/* Keeps only the frames after `scanned` (which moved since they were read). */
-static void ahead_trim(struct tailer *t)
-{
-    if (t->ahead_from.frame == t->scanned.frame && t->ahead_from.salt1 == t->scanned.salt1 &&
-        t->ahead_from.salt2 == t->scanned.salt2)
-        return;
-    if (t->ahead_frames && t->scanned.salt1 == t->ahead_from.salt1 && t->scanned.salt2 == t->ahead_from.salt2 &&
-        t->scanned.frame > t->ahead_from.frame && t->scanned.frame <= t->ahead_end.frame) {
-        uint32_t dropped = t->scanned.frame - t->ahead_from.frame;
-        /* the chain read must pass exactly through `scanned` */
-        const uint8_t *last_dropped = t->ahead + (size_t)(dropped - 1) * frame_bytes(t);
-        struct wal_frame_header fh;
-        wal_frame_header_decode(last_dropped, &fh);
-        if (fh.checksum[0] == t->scanned.checksum[0] && fh.checksum[1] == t->scanned.checksum[1]) {
-            memmove(t->ahead, t->ahead + (size_t)dropped * frame_bytes(t),
-                    (size_t)(t->ahead_frames - dropped) * frame_bytes(t));
-            t->ahead_frames -= dropped;
-            t->ahead_from = t->scanned;
-            return;
-        }
-    }
-    ahead_reset(t);
-}
-
-/* Appends the chain's next frames from the WAL file, as far as they are
- * valid and written whole. */
-static int ahead_extend(struct tailer *t, struct tm_error *err)
-{
-    struct stat st;
-    if (fstat(t->wal_fd, &st) != 0)
-        return tm_error_set(err, "cannot stat '%s': %s", t->wal_path, strerror(errno));
-    size_t one = frame_bytes(t);
-    while (wal_frame_offset(&t->hdr, t->ahead_end.frame + 1) + one <= (uint64_t)st.st_size) {
-        if ((size_t)(t->ahead_frames + 1) * one > AHEAD_MAX_BYTES)
-            return 0;   /* a huge transaction: its frames stay in the WAL until published */
-        if ((size_t)(t->ahead_frames + 1) * one > t->ahead_cap) {
-            size_t bigger = t->ahead_cap ? t->ahead_cap * 2 : 16 * one;
-            uint8_t *grown = realloc(t->ahead, bigger);
-            if (!grown)
-                return tm_error_set(err, "out of memory");
-            t->ahead = grown;
-            t->ahead_cap = bigger;
-        }
-        uint8_t *frame = t->ahead + (size_t)t->ahead_frames * one;
-        int got = read_exactly(t->wal_fd, frame, one, (off_t)wal_frame_offset(&t->hdr, t->ahead_end.frame + 1),
-                               t->wal_path, err);
-        if (got < 0)
-            return -1;
-        struct wal_position next;
-        if (got == 0 || !wal_frame_follows(&t->hdr, &t->ahead_end, frame, &next))
-            return 0;
-        t->ahead_end = next;
-        t->ahead_frames++;
-    }
-    return 0;
-}
-
-int tailer_read_ahead(struct tailer *t, struct tm_error *err)
-{
-    if (!t->coord || !t->have_header || t->switching)
-        return 0;
-    uint8_t bytes[WAL_HEADER_BYTES];
-    int got = read_exactly(t->wal_fd, bytes, sizeof bytes, 0, t->wal_path, err);
-    if (got <= 0)
-        return got;
-    struct wal_header on_disk;
-    struct tm_error ignored;
-    if (wal_header_parse(bytes, &on_disk, &ignored) != 0 || on_disk.salt1 != t->hdr.salt1 ||
-        on_disk.salt2 != t->hdr.salt2)
-        return 0;   /* restarted: what was read ahead is kept for the proof */
-    ahead_trim(t);
-    uint32_t before = t->ahead_frames;
-    if (ahead_extend(t, err) != 0)
-        return -1;
-    if (t->ahead_frames == before && t->ahead_frames) {
-        /* nothing follows the chain: maybe rewritten after a failed
-         * commit; read it again from `scanned` */
-        struct wal_position end = t->ahead_end;
-        ahead_reset(t);
-        if (ahead_extend(t, err) != 0)
-            return -1;
-        if (t->ahead_end.frame < end.frame)
-            log_debug("frames read ahead in '%s' were rewritten: chain now ends at %u (was %u)", t->wal_path,
-                      t->ahead_end.frame, end.frame);
-    }
-    return 0;
-}
-
-/* The commits of the chain read ahead: *count commit frames, the last one
- * ending at *last (frame index in the chain *last_index, 1-based). */
-static void ahead_commits(const struct tailer *t, uint32_t *count, struct wal_position *last, uint32_t *last_index,
-                          uint32_t *last_db_size, const struct wal_position *stop_at)
-{
-    *count = 0;
-    *last_index = 0;
-    struct wal_position pos = t->ahead_from;
-    for (uint32_t i = 0; i < t->ahead_frames; i++) {
-        const uint8_t *frame = t->ahead + (size_t)i * frame_bytes(t);
-        struct wal_position next;
-        if (!wal_frame_follows(&t->hdr, &pos, frame, &next))
-            break;
-        pos = next;
-        struct wal_frame_header fh;
-        wal_frame_header_decode(frame, &fh);
-        if (!fh.db_size_after_commit)
-            continue;
-        (*count)++;
-        *last = pos;
-        *last_index = i + 1;
-        *last_db_size = fh.db_size_after_commit;
-        if (stop_at && pos.frame == stop_at->frame)
-            break;
-    }
-}
-
-/* Proof 1: the coordination file was seen publishing a commit of the
- * chain, with the same running checksum: the chain's frames up to it. */
-static uint32_t proven_by_publication(const struct tailer *t)
-{
-    const struct wal_position *p = &t->published;
-    if (!p->frame || p->salt1 != t->hdr.salt1 || p->salt2 != t->hdr.salt2 || p->frame <= t->ahead_from.frame ||
-        p->frame > t->ahead_end.frame)
-        return 0;
-    uint32_t count, index, db_size;
-    struct wal_position last = t->ahead_from;
-    ahead_commits(t, &count, &last, &index, &db_size, p);
-    if (!count || last.frame != p->frame || last.checksum[0] != p->checksum[0] || last.checksum[1] != p->checksum[1])
-        return 0;
-    return index;
-}
-
-/* Whether the page images of the chain's first `frames` frames (each
- * page's last one) are the database file's, and its size db_size pages. */
-static int database_file_holds(struct tailer *t, uint32_t frames, uint32_t db_size, struct tm_error *err)
-{
-    int db_fd = open(t->db_path, O_RDONLY | O_CLOEXEC);
-    if (db_fd < 0)
-        return tm_error_set(err, "cannot open '%s': %s", t->db_path, strerror(errno)), 0;
-    struct stat st;
-    int holds = fstat(db_fd, &st) == 0 && (uint64_t)st.st_size == (uint64_t)db_size * t->page_size;
-    uint8_t *page = holds ? malloc(t->page_size) : NULL;
-    holds = holds && page;
-    for (uint32_t i = frames; holds && i-- > 0;) {
-        const uint8_t *frame = t->ahead + (size_t)i * frame_bytes(t);
-        struct wal_frame_header fh;
-        wal_frame_header_decode(frame, &fh);
-        int later = 0;   /* a later frame of the chain holds the page: that one counts */
-        for (uint32_t j = i + 1; j < frames && !later; j++) {
-            struct wal_frame_header other;
-            wal_frame_header_decode(t->ahead + (size_t)j * frame_bytes(t), &other);
-            later = other.page_number == fh.page_number;
-        }
-        if (later || fh.page_number > db_size)
-            continue;
-        holds = read_exactly(db_fd, page, t->page_size, (off_t)(fh.page_number - 1) * t->page_size, t->db_path,
-                             err) == 1 &&
-                memcmp(page, frame + WAL_FRAME_HEADER_BYTES, t->page_size) == 0;
-    }
-    free(page);
-    close(db_fd);
-    return holds;
-}
-
-/* Proof 2 (see above): the engine follows the next WAL, nothing of it
- * copied into the database file, and the file holds the chain's pages. */
-static uint32_t proven_by_database_file(struct tailer *t, struct tm_error *err)
-{
-    struct tshm_state now;
-    if (tshm_read(t->coord, &now, err) != 1 || now.checkpoint_seq != t->hdr.checkpoint_seq + 1 || now.backfilled)
-        return 0;
-    uint32_t count, index, db_size;
-    struct wal_position last = t->ahead_from;
-    ahead_commits(t, &count, &last, &index, &db_size, NULL);
-    if (!count || !database_file_holds(t, index, db_size, err))
-        return 0;
-    return index;
-}
-
-/* Moves the chain's first `frames` frames into the tail (which holds the
- * pending frames, if any) and records their commits. */
-static int adopt(struct tailer *t, uint32_t frames, struct tm_error *err)
-{
-    size_t one = frame_bytes(t), kept = t->tail ? t->tail_frames : 0;
-    if (!t->pending_count) {
-        kept = 0;
-        t->tail_first = t->shipped.frame + 1;
-    }
-    size_t need = (kept + frames) * one;
-    if (need > t->tail_cap) {
-        uint8_t *grown = realloc(t->tail, need);
-        if (!grown)
-            return tm_error_set(err, "out of memory");
-        t->tail = grown;
-        t->tail_cap = need;
-    }
-    memcpy(t->tail + kept * one, t->ahead, (size_t)frames * one);
-    t->tail_frames = (uint32_t)(kept + frames);
-    struct wal_position pos = t->ahead_from;
-    for (uint32_t i = 0; i < frames; i++) {
-        const uint8_t *frame = t->ahead + (size_t)i * one;
-        wal_frame_follows(&t->hdr, &pos, frame, &pos);
-        struct wal_frame_header fh;
-        wal_frame_header_decode(frame, &fh);
-        if (fh.db_size_after_commit && tailer_record_commit(t, &pos, fh.db_size_after_commit, err) != 0)
-            return -1;
-    }
-    t->scanned = pos;
-    ahead_trim(t);
-    return 0;
-}
-
-int tailer_turso_adopt_ahead(struct tailer *t, struct tm_error *err)
-{
-    ahead_trim(t);
-    if (!t->ahead_frames)
-        return 0;
-    /* the frames not shipped must already be in memory: the file's are gone */
-    if (t->pending_count && !tailer_tail_covers_pending(t))
-        return 0;
-    struct tm_error why;
-    uint32_t frames = proven_by_publication(t);
-    uint32_t by_file = proven_by_database_file(t, &why);
-    if (by_file > frames)
-        frames = by_file;
-    if (!frames) {
-        log_debug("'%s': %u frame(s) read ahead of frame %u not proven committed", t->wal_path, t->ahead_frames,
-                  t->scanned.frame);
-        return 0;
-    }
-    log_debug("'%s': frames %u-%u read ahead taken as committed (%s)", t->wal_path, t->ahead_from.frame + 1,
-              t->ahead_from.frame + frames, by_file >= frames ? "the database file holds them" : "seen published");
-    return adopt(t, frames, err);
 }

@@ -259,8 +259,20 @@ static void test_turso_coordination_file_named(void)
     ASSERT_STR_CONTAINS(err.msg, "multiprocess_wal mode");
     ASSERT_STR_CONTAINS(err.msg, "no process has it open");
     ASSERT_STR_CONTAINS(err.hint, "engine: auto");
-    /* engine: auto (and turso) follow it through the Turso route instead */
+    /* engine: auto (and turso) follow it through the Turso route instead,
+     * when it has the one layout that route reads */
+    ASSERT_EQ(capture_probe_check(automatic, NULL, 0, &err), CAPTURE_TSHM_UNKNOWN);
+    ASSERT_STR_CONTAINS(err.msg, "shorter than the Turso engine's coordination header");
+    uint8_t header[4096] = "TSHMWAL";
+    const uint32_t fields[][2] = {{8, 1}, {12, 64}, {16, 1}, {20, 4096}, {24, 8192}, {28, 64}, {32, 1}, {36, 262144}};
+    for (size_t i = 0; i < sizeof fields / sizeof *fields; i++)
+        memcpy(header + fields[i][0], &fields[i][1], 4);
+    write_file(tshm, (const char *)header, sizeof header);
     ASSERT_EQ(capture_probe_check(automatic, NULL, 0, &err), CAPTURE_VISIBLE);
+    header[8] = 2;
+    write_file(tshm, (const char *)header, sizeof header);
+    ASSERT_EQ(capture_probe_check(automatic, NULL, 0, &err), CAPTURE_TSHM_UNKNOWN);
+    ASSERT_STR_CONTAINS(err.msg, "format version 2");
     unlink(tshm);
     ASSERT_EQ(capture_probe_check(p, NULL, 0, &err), CAPTURE_VISIBLE);
     capture_probe_free(p);

@@ -408,13 +408,11 @@ int database_wal_event(struct db_context *ctx, const struct inotify_event *ev)
 void database_scan_soon(struct db_context *ctx)
 {
     if (ctx->tailer && tailer_is_turso(ctx->tailer) && !ctx->need_generation) {
-        /* the engine just wrote to its WAL: read the frames now, before a
-         * TRUNCATE can take them (tailer_read_ahead); the yield timer
-         * scans every millisecond, so no scan timer (which would stop the
-         * inotify reads meanwhile) */
-        struct tm_error err;
-        if (tailer_read_ahead(ctx->tailer, &err) != 0)
-            log_event(LOG_DEBUG, ctx->cfg->name, NULL, "read ahead: %s", err.msg);
+        /* the engine wrote to its WAL (its frames are being read by the
+         * tailer's own thread: tailer_ahead.c): poll every millisecond for
+         * the commit it publishes, for a while (pin.c) */
+        ctx->pin.wal_event_ms = clock_now_ms();
+        pin_update_yield_timer(ctx);
         return;
     }
     if (!ev_is_active(&ctx->scan_timer)) {

@@ -183,6 +183,11 @@ int pin_ship_up_to(struct db_context *ctx, struct tm_error *err)
 void pin_update_yield_timer(struct db_context *ctx)
 {
     int needed = ctx->tailer && !ctx->need_generation && !tailer_restartable(ctx->tailer);
+    /* the Turso route, unpinned: polled while the application writes (its
+     * WAL's inotify events restart the timer: database_scan_soon) */
+    if (needed && tailer_is_turso(ctx->tailer) && !tailer_pinned(ctx->tailer) &&
+        clock_now_ms() - ctx->pin.wal_event_ms > TURSO_POLL_AFTER_WRITE_MS)
+        needed = 0;
     if (needed && !ev_is_active(&ctx->pin.yield_timer))
         ev_timer_again(ctx->owner->loop, &ctx->pin.yield_timer);
     else if (!needed && ev_is_active(&ctx->pin.yield_timer))

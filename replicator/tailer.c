@@ -299,6 +299,7 @@ void tailer_close(struct tailer *t)
 {
     if (!t)
         return;
+    tailer_turso_free(t);   /* first: its thread reads the WAL descriptor */
     for (int i = 0; i < 2; i++) {
         if (t->conn[i] && !sqlite3_get_autocommit(t->conn[i]))
             sqlite3_exec(t->conn[i], "COMMIT", NULL, NULL, NULL);
@@ -309,7 +310,6 @@ void tailer_close(struct tailer *t)
         close(t->wal_fd);
     if (t->shm_fd >= 0)
         close(t->shm_fd);
-    tailer_turso_free(t);
     free(t->pending);
     free(t->tail);
     free(t->db_path);
@@ -422,10 +422,6 @@ int tailer_scan(struct tailer *t, int64_t now_ms, struct tm_error *err)
     int index_ok = tailer_read_index(t, &index, err);
     if (index_ok < 0)
         return -1;
-    /* the Turso route: a counter gone back at this read is a re-created
-     * coordination file, not commits lost */
-    if (t->coord && t->coord_reset)
-        return tailer_turso_check(t, err);
     if (index_ok)
         add_sighting(t, index.changes, now_ms);
     if (t->coord && index_ok && !t->switching &&

@@ -43,7 +43,6 @@ struct tailer {
     struct tshm *coord;
     uint64_t coord_seq;             /* its seqlock at the last read: never goes back */
     uint64_t coord_transactions;    /* its commit counter then: never goes back */
-    int coord_reset;                /* it went back: the file was re-created under us */
     /* The Turso route's copy of what the engine writes, kept by a thread
      * of its own (tailer_ahead.c). */
     struct ahead *ahead;

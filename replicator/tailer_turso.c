@@ -45,10 +45,13 @@
  *    checkpointer's lock byte after the store, and is checked afterwards.
  *
  * The file's identity is checked at every scan: a coordination file
- * replaced, re-created with its counter or seqlock gone back, or another
- * layout (an engine upgrade), or a slot taken over, means continuity can
- * no longer be proven: TAILER_BROKEN (a new generation), or the refusal
- * of a layout not read here when the tailer is opened again. */
+ * replaced, of another layout (an engine upgrade), or a slot taken over,
+ * means continuity can no longer be proven: TAILER_BROKEN (a new
+ * generation), or the refusal of a layout not read here when the tailer
+ * is opened again. A file whose state an engine process rebuilt in place
+ * (its seqlock and commit counter back to 0, after a writer died) only
+ * restarts the commit count: the WAL's salts and checksum chain still
+ * prove continuity as far as the WAL goes. */
 #include "tailer_internal.h"
 
 #include "../common/log.h"
@@ -120,8 +123,20 @@ int tailer_turso_read_index(struct tailer *t, struct wal_index_state *index, str
     int read = tshm_read(t->coord, &state, err);
     if (read <= 0)
         return read;
-    if (state.seq < t->coord_seq || state.transactions < t->coord_transactions)
-        t->coord_reset = 1;
+    if (state.seq < t->coord_seq || state.transactions < t->coord_transactions) {
+        /* An engine process that opened alone rebuilt the file's state from
+         * the WAL (after a writer died; it counts commits from 0 again).
+         * The WAL itself is the same (its salts and the checksum chain are
+         * checked as ever): the commit counter is counted again from here,
+         * and until it is known a restart is followed only under a pin. */
+        log_info("'%s-tshm': the Turso engine rebuilt its coordination state (commit counter %llu, was %llu): "
+                 "counting commits again from there", t->db_path, (unsigned long long)state.transactions,
+                 (unsigned long long)t->coord_transactions);
+        t->counter_known = 0;
+        t->recorded_since_count = 0;
+        t->sighting_count = t->sighting_next = 0;   /* they were of the old count */
+        t->restart_unsafe |= !tailer_pin_safe(&t->pin);
+    }
     t->coord_seq = state.seq;
     t->coord_transactions = state.transactions;
     if (state.max_frame)
@@ -135,11 +150,6 @@ int tailer_turso_read_index(struct tailer *t, struct wal_index_state *index, str
 
 int tailer_turso_check(struct tailer *t, struct tm_error *err)
 {
-    if (t->coord_reset) {
-        tm_error_set(err, "the Turso engine re-created its coordination file '%s-tshm' (its counters went back)",
-                     t->db_path);
-        return TAILER_BROKEN;
-    }
     if (!tshm_pin_intact(t->coord, err))
         return TAILER_BROKEN;
     return TAILER_OK;

@@ -70,6 +70,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define OFF_VERSION 8
@@ -101,10 +102,11 @@
 /* The low half of the owner word of tidemark's slot ("}M" and 1): the
  * engine's instances count from 1, so this tells ours apart in a dump. */
 #define TIDEMARK_INSTANCE 0x7d4d0001u
-/* A consistent read is tried this many times (a yield every
- * SPINS_PER_YIELD): an engine killed while publishing leaves the seqlock
- * odd for ever, and the loop must never hang on it. */
-#define READ_ATTEMPTS 20000
+/* A consistent read is tried for at most this long (a yield every
+ * SPINS_PER_YIELD attempts): an engine process paused while it publishes
+ * keeps the seqlock odd for a moment, one killed then for ever, and the
+ * loop must never hang on it. */
+#define READ_BUDGET_NS (2 * 1000 * 1000)
 #define SPINS_PER_YIELD 64
 
 struct tshm {
@@ -148,8 +150,9 @@ int tshm_check_layout(const uint8_t *bytes, size_t len, const char *path, struct
         return tm_error_setc(err, TM_ERR_REFUSED, "'%s' is %zu bytes long: shorter than the Turso engine's "
                              "coordination header (%d bytes)", path, len, TSHM_MAP_BYTES);
     if (memcmp(bytes, TSHM_MAGIC, TSHM_MAGIC_BYTES) != 0)
-        return tm_error_setc(err, TM_ERR_REFUSED, "'%s' is not a Turso engine coordination file (no 'TSHMWAL' "
-                             "magic)", path);
+        return tm_error_setc(err, TM_ERR_REFUSED, "'%s' is not a Turso engine coordination file: its magic is "
+                             "%02x %02x %02x %02x %02x %02x %02x %02x, not 'TSHMWAL\\0'", path, bytes[0], bytes[1],
+                             bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7]);
     for (size_t i = 0; i < sizeof expected_fields / sizeof *expected_fields; i++) {
         const struct expected_field *f = &expected_fields[i];
         uint32_t found = u32_at(bytes, f->offset);
@@ -218,7 +221,7 @@ int tshm_open(const char *path, struct tshm **out, struct tm_error *err)
         return -1;
     }
     uint8_t head[TSHM_MAP_BYTES];
-    ssize_t got = c->opened.st_size >= TSHM_MAP_BYTES ? pread(c->fd, head, sizeof head, 0) : 0;
+    ssize_t got = pread(c->fd, head, sizeof head, 0);   /* a short file: its length, named */
     if (tshm_check_layout(head, got > 0 ? (size_t)got : 0, path, err) != 0) {
         tshm_close(c);
         return -1;
@@ -277,9 +280,15 @@ int tshm_read(struct tshm *c, struct tshm_state *out, struct tm_error *err)
 {
     if (tshm_check_layout(c->map, TSHM_MAP_BYTES, c->path, err) != 0)
         return -1;
-    for (int attempt = 1; attempt <= READ_ATTEMPTS; attempt++) {
-        if (attempt % SPINS_PER_YIELD == 0)
+    struct timespec start, now;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    for (int attempt = 1;; attempt++) {
+        if (attempt % SPINS_PER_YIELD == 0) {
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            if ((now.tv_sec - start.tv_sec) * 1000000000L + (now.tv_nsec - start.tv_nsec) > READ_BUDGET_NS)
+                return 0;
             sched_yield();
+        }
         uint64_t before = load64(c, OFF_SEQ, __ATOMIC_ACQUIRE);
         if (before & 1)
             continue;
@@ -290,7 +299,6 @@ int tshm_read(struct tshm *c, struct tshm_state *out, struct tm_error *err)
         out->seq = before;
         return 1;
     }
-    return 0;
 }
 
 /* -------------------------------------------------------- reader slot */

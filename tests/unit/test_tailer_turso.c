@@ -755,8 +755,8 @@ static void test_truncate_proven_by_the_counter(void)
 }
 
 /* The coordination file replaced by another (renamed over it), or its
- * format version changed, or its counter gone back: TAILER_BROKEN,
- * naming it. */
+ * format version changed: TAILER_BROKEN, naming it. Its state rebuilt
+ * in place (counter and seqlock back to 0): followed on, counted anew. */
 static void test_coordination_file_replaced_or_changed(void)
 {
     struct fixture f;
@@ -806,14 +806,35 @@ static void test_coordination_file_replaced_or_changed(void)
     close(fd);
     ASSERT_EQ(scan(&f, &err), TAILER_OK);
 
-    /* its commit counter gone back: re-created under the tailer */
-    struct published p = {.max_frame = f.truths[1].end.frame, .checkpoint_seq = f.hdr.checkpoint_seq,
-                          .salt1 = f.hdr.salt1, .salt2 = f.hdr.salt2, .transactions = 2,
-                          .checksum = {f.truths[1].end.checksum[0], f.truths[1].end.checksum[1]}};
-    write_state(&f, &p);
+    /* its state rebuilt in place by an engine process (seqlock and
+     * commit counter from 0 again, after a writer died): the WAL is the
+     * same, so the tailer goes on and counts commits again from there */
+    f.seq = 0;
+    f.before_wal = 2 - f.count;   /* the rebuilt counter: 2 for the WAL's 2 commits */
+    publish(&f, 2, 0);
+    ASSERT_PASSING();
+    ASSERT_EQ(scan(&f, &err), TAILER_OK);
+    size_t count;
+    tailer_pending(f.tailer, &count);
+    ASSERT_EQ(count, 0);
+    app_commits(&f, 3, 2);
+    ASSERT_PASSING();
+    publish(&f, 4, 0);
+    ASSERT_PASSING();
+    ASSERT_EQ(scan(&f, &err), TAILER_OK);
+    expect_pending(&f, f.truths + 2, 2, &f.hdr);
+    ASSERT_PASSING();
+    tailer_ack(f.tailer, 2);
+    ASSERT_EQ(tailer_unpin(f.tailer), TAILER_OK);
+    /* and the new count proves as the old one did: a TRUNCATE over one
+     * commit never read is caught */
+    struct wal_header old = f.hdr;
+    app_truncate(&f);
+    ASSERT_PASSING();
+    publish_truncated(&f, &old, f.before_wal + 1);
     ASSERT_PASSING();
     ASSERT_EQ(scan(&f, &err), TAILER_BROKEN);
-    ASSERT_STR_CONTAINS(err.msg, "re-created its coordination file");
+    ASSERT_STR_CONTAINS(err.msg, "truncated with 1 commit(s) not read");
     fixture_close(&f);
 }
 

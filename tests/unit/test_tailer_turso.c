@@ -1481,6 +1481,104 @@ static void unpublished_commit_rewritten(int truncate_before_scan)
 static void test_unpublished_commit_rewritten_never_ships(void) { unpublished_commit_rewritten(0); }
 static void test_unpublished_commit_rewritten_never_adopted(void) { unpublished_commit_rewritten(1); }
 
+/* Unpinned, a commit is read ahead; the application then checkpoints
+ * the whole WAL and restarts it with a commit long enough to overwrite
+ * the first one's frames before any scan: the old WAL's tail is gone
+ * from the file, the read-ahead copy (the database file holds its pages)
+ * ships it, then the new WAL is followed; the counter agrees. */
+static void test_restart_overwriting_unread_commit_adopted(void)
+{
+    struct fixture f;
+    fixture_create(&f, "overwrite.db");
+    ASSERT_PASSING();
+    app_commits(&f, 1, 3);
+    ASSERT_PASSING();
+    create_tshm(&f);
+    publish(&f, 3, 0);
+    ASSERT_PASSING();
+    open_tailer(&f);
+    ASSERT_PASSING();
+    char image[450];
+    snprintf(image, sizeof image, "%s/image.db", harness_tmpdir());
+    snapshot_is(&f, "image.db", &f.truths[2]);
+    ASSERT_PASSING();
+    struct tm_error err;
+    ASSERT_EQ(scan(&f, &err), TAILER_OK);
+    ASSERT_EQ(tailer_unpin(f.tailer), TAILER_OK);
+    ASSERT_EQ(tailer_read_ahead(f.tailer, &err), 0);
+    app_commit(&f, "UPDATE base SET v = randomblob(310) WHERE k = 7");
+    ASSERT_PASSING();
+    struct truth unread = f.truths[3];
+    struct wal_header old = f.hdr;
+    pause_ms(AHEAD_WAIT_MS);
+    int log = 0, done = 0;
+    ASSERT_EQ(sqlite3_wal_checkpoint_v2(f.app, "main", SQLITE_CHECKPOINT_PASSIVE, &log, &done), SQLITE_OK);
+    ASSERT_EQ(done, unread.end.frame);
+    f.before_wal += f.count;
+    f.count = 0;
+    app_commit(&f, "INSERT INTO t(v) VALUES (randomblob(60000))");
+    ASSERT_PASSING();
+    ASSERT_EQ(f.hdr.checkpoint_seq, old.checkpoint_seq + 1);
+    ASSERT_TRUE(f.truths[0].end.frame > unread.end.frame);   /* overwritten */
+    publish(&f, 1, 0);
+    ASSERT_PASSING();
+    int status = scan(&f, &err);
+    if (status != TAILER_OK)
+        fprintf(stderr, "  scan: %s\n", err.msg);
+    ASSERT_EQ(status, TAILER_OK);
+    expect_pending(&f, &unread, 1, &old);
+    ASSERT_PASSING();
+    ship_into(&f, image, &unread, 1);
+    ASSERT_PASSING();
+    status = scan(&f, &err);
+    for (int i = 0; i < 2 && status == TAILER_OK && tailer_switching(f.tailer); i++)
+        status = scan(&f, &err);
+    if (status != TAILER_OK)
+        fprintf(stderr, "  scan: %s\n", err.msg);
+    ASSERT_EQ(status, TAILER_OK);
+    expect_pending(&f, f.truths, 1, &f.hdr);
+    ASSERT_PASSING();
+    ship_into(&f, image, f.truths, 1);
+    ASSERT_PASSING();
+    ASSERT_EQ(scan(&f, &err), TAILER_OK);
+    fixture_close(&f);
+}
+
+/* A tailer opened again resumes exactly at a shipped commit of the same
+ * WAL (and not at a position whose checksum differs), with the commits
+ * after it pending; after a TRUNCATE while it was closed, not at all. */
+static void test_resume_at_a_shipped_commit(void)
+{
+    struct fixture f;
+    fixture_create(&f, "resume.db");
+    ASSERT_PASSING();
+    app_commits(&f, 1, 5);
+    ASSERT_PASSING();
+    create_tshm(&f);
+    publish(&f, 5, 0);
+    ASSERT_PASSING();
+    struct tm_error err;
+    ASSERT_EQ(tailer_open(f.db, TAILER_ENGINE_TURSO, &f.tailer, &err), 0);
+    struct wal_position at = f.truths[2].end, wrong = at;
+    wrong.checksum[1] ^= 1;
+    ASSERT_EQ(tailer_resume_at(f.tailer, &wrong, f.page_size, &err), 0);
+    ASSERT_EQ(tailer_resume_at(f.tailer, &at, f.page_size, &err), 1);
+    ASSERT_EQ(tailer_shipped(f.tailer).frame, at.frame);
+    ASSERT_EQ(scan(&f, &err), TAILER_OK);
+    expect_pending(&f, f.truths + 3, 2, &f.hdr);
+    ASSERT_PASSING();
+    tailer_close(f.tailer);
+    f.tailer = NULL;
+    struct wal_header old = f.hdr;
+    app_truncate(&f);
+    ASSERT_PASSING();
+    publish_truncated(&f, &old, f.before_wal);
+    ASSERT_PASSING();
+    ASSERT_EQ(tailer_open(f.db, TAILER_ENGINE_TURSO, &f.tailer, &err), 0);
+    ASSERT_EQ(tailer_resume_at(f.tailer, &at, f.page_size, &err), 0);
+    fixture_close(&f);
+}
+
 int main(void)
 {
     static const struct test_case cases[] = {
@@ -1506,6 +1604,8 @@ int main(void)
         {"turso: no coordination file", test_no_coordination_file},
         {"turso: unpublished commit rewritten never ships", test_unpublished_commit_rewritten_never_ships},
         {"turso: unpublished commit rewritten never adopted", test_unpublished_commit_rewritten_never_adopted},
+        {"turso: restart overwriting an unread commit: adopted", test_restart_overwriting_unread_commit_adopted},
+        {"turso: resume at a shipped commit", test_resume_at_a_shipped_commit},
     };
     return harness_run(cases, sizeof cases / sizeof *cases);
 }

@@ -494,6 +494,15 @@ static void test_scan_reads_exactly_up_to_max_frame(void)
     ASSERT_EQ(scan(&f, &err), TAILER_OK);   /* nothing more */
     expect_pending(&f, f.truths + 4, 6, &f.hdr);
     ASSERT_PASSING();
+    int exact = -1;
+    ASSERT_EQ(tailer_pending_through_pin(f.tailer, &exact), 0);   /* the pin is at commit 4, shipped */
+    ASSERT_EQ(exact, 1);
+    ASSERT_EQ(tailer_pin_at_shipped(f.tailer), 1);
+    ASSERT_EQ(tailer_advance_pin(f.tailer, &err), TAILER_OK);
+    ASSERT_EQ(tshm_u64(&f, OFF_FRAMES + 8 * 63), f.truths[9].end.frame);
+    ASSERT_EQ(tailer_pending_through_pin(f.tailer, &exact), 6);
+    ASSERT_EQ(exact, 1);
+    ASSERT_EQ(tailer_pin_at_shipped(f.tailer), 0);
     publish(&f, 12, 0);
     ASSERT_PASSING();
     ASSERT_EQ(scan(&f, &err), TAILER_OK);
@@ -1579,6 +1588,42 @@ static void test_resume_at_a_shipped_commit(void)
     fixture_close(&f);
 }
 
+/* More frames pending than the tailer keeps in memory unpinned (16 MiB):
+ * the slot is needed; read into memory (tailer_detach), it is not. */
+static void test_pin_needed_for_many_pending_frames(void)
+{
+    struct fixture f;
+    fixture_create(&f, "many.db");
+    ASSERT_PASSING();
+    app_commits(&f, 1, 1);
+    ASSERT_PASSING();
+    create_tshm(&f);
+    publish(&f, 1, 0);
+    ASSERT_PASSING();
+    open_tailer(&f);
+    ASSERT_PASSING();
+    struct tm_error err;
+    ASSERT_EQ(scan(&f, &err), TAILER_OK);
+    for (int i = 0; i < 9; i++) {
+        app_commit(&f, "INSERT INTO t(v) VALUES (randomblob(2000000))");
+        ASSERT_PASSING();
+    }
+    ASSERT_TRUE((uint64_t)f.truths[9].end.frame * (WAL_FRAME_HEADER_BYTES + f.page_size) > 16u << 20);
+    publish(&f, 10, 0);
+    ASSERT_PASSING();
+    ASSERT_EQ(scan(&f, &err), TAILER_OK);
+    expect_pending(&f, f.truths + 1, 9, &f.hdr);
+    ASSERT_PASSING();
+    ASSERT_EQ(tailer_needs_pin(f.tailer), 1);
+    ASSERT_EQ(tailer_pin_in_the_way(f.tailer), 0);
+    ASSERT_EQ(tailer_unpin(f.tailer), TAILER_LATER);
+    ASSERT_EQ(tailer_detach(f.tailer, &err), 0);
+    ASSERT_EQ(tailer_needs_pin(f.tailer), 0);
+    ASSERT_EQ(tailer_pin_in_the_way(f.tailer), 1);
+    ASSERT_EQ(tailer_unpin(f.tailer), TAILER_OK);
+    fixture_close(&f);
+}
+
 int main(void)
 {
     static const struct test_case cases[] = {
@@ -1606,6 +1651,7 @@ int main(void)
         {"turso: unpublished commit rewritten never adopted", test_unpublished_commit_rewritten_never_adopted},
         {"turso: restart overwriting an unread commit: adopted", test_restart_overwriting_unread_commit_adopted},
         {"turso: resume at a shipped commit", test_resume_at_a_shipped_commit},
+        {"turso: pin needed for many pending frames", test_pin_needed_for_many_pending_frames},
     };
     return harness_run(cases, sizeof cases / sizeof *cases);
 }

@@ -74,12 +74,12 @@ int tailer_resume_at(struct tailer *t, const struct wal_position *pos, uint32_t 
  * exactly (commits arriving at every attempt): try again; -1 on errors. */
 int tailer_restart_at_pin(struct tailer *t, struct tm_error *err);
 
-/* The Turso route: reads the frames the engine has written past the
- * last commit seen - published or not yet - into memory, at once (on the
- * WAL's inotify event and at each poll), so that a TRUNCATE checkpoint
- * right after a commit does not take its frames unread. They count as
- * commits only once proven (tailer_turso.c). 0, or -1 on I/O errors; the
- * SQLite route: nothing. */
+/* The Turso route: tells the read-ahead copy (tailer_ahead.c: a thread
+ * that reads the frames the engine writes, published or not yet, on the
+ * WAL's inotify events, so that a TRUNCATE checkpoint right after a commit
+ * does not take them unread) where the tailer stands; reads the WAL here
+ * only when that thread could not be started. The frames count as commits
+ * only once proven. 0; the SQLite route: nothing. */
 int tailer_read_ahead(struct tailer *t, struct tm_error *err);
 
 /* Commits seen but not yet acknowledged; valid until the next call. */

@@ -277,9 +277,10 @@ int tailer_follow_empty_wal(struct tailer *t, const struct wal_index_state *inde
 int tailer_check_commit_count(struct tailer *t, const struct wal_index_state *index, struct tm_error *err)
 {
     if (t->counter_known && index->changes != t->counted + t->recorded_since_count) {
-        tm_error_set(err, "the wal-index counts %u commit(s) since the last check, the sidecar read %u: "
+        tm_error_set(err, "the %s counts %u commit(s) since the last check, the sidecar read %u: "
                      "commits were lost (the WAL restarted over frames not read)",
-                     index->changes - t->counted, t->recorded_since_count);
+                     t->coord ? "Turso engine's coordination file" : "wal-index", index->changes - t->counted,
+                     t->recorded_since_count);
         return TAILER_BROKEN;
     }
     t->counted = index->changes;

@@ -88,6 +88,7 @@ struct config_db {
                                         reaches this x the database size; default 1, 0 off */
     int snapshot_wal_ratio_set;
     uint32_t checkpoint_pages;       /* PASSIVE checkpoint threshold, default 1000 */
+    int engine;                      /* engine: 0 auto (default), 1 sqlite, 2 turso (enum tailer_engine) */
     int deltas;                      /* write deltas (replicator/deltas.h), default 1 */
     struct config_replica *replicas;
     size_t replica_count;

@@ -660,6 +660,9 @@ static int finish_db(struct config_loader *ld, yaml_node_t *node, void *base, co
 #define DB_FIELD(member) FIELD(config_db, member)
 #define DIR_HEADING "## Directory entry (`dbs[]` with `dir`): a database per tenant"
 
+/* The order of enum tailer_engine (replicator/tailer.h). */
+static const char *const db_engines[] = {"auto", "sqlite", "turso", NULL};
+
 static const struct config_key db_keys[] = {
     {.key = "path", .type = CONFIG_STRING, .offset = DB_FIELD(path), .variants = CONFIG_SQLITE,
      .doc = "the SQLite/libSQL database (WAL mode)"},
@@ -689,6 +692,9 @@ static const struct config_key db_keys[] = {
     {.key = "snapshot-interval", .type = CONFIG_DURATION, .offset = DB_FIELD(snapshot_interval_ms),
      .doc = "base snapshots every DURATION as well"},
     {.key = "snapshot", .type = CONFIG_SECTION, .section = &snapshot_section, .doc = "base snapshot schedule"},
+    {.key = "engine", .type = CONFIG_ENUM, .offset = DB_FIELD(engine), .variants = CONFIG_SQLITE, .values = db_engines,
+     .def = "auto", .doc = "which engine writes the database: auto, sqlite (SQLite, libSQL) or turso (the Turso "
+     "engine's multiprocess_wal mode)"},
     {.key = "checkpoint-pages", .type = CONFIG_COUNT, .offset = DB_FIELD(checkpoint_pages), .variants = CONFIG_SQLITE,
      .def = "1000", .doc = "WAL frames shipped past the pin before the sidecar lets go of it"},
     {.key = "deltas", .type = CONFIG_BOOL, .offset = DB_FIELD(deltas), .variants = CONFIG_SQLITE, .def = "true",

@@ -73,6 +73,8 @@
  * has locked, so a whole-file lock cannot appear on the database then. */
 #include "capture_probe.h"
 
+#include "tshm.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -89,8 +91,8 @@
  * writer's that died before publishing it (see DESIGN): it counts only
  * after this long. */
 #define DEAD_WRITER_GRACE_MS 60000
-#define TSHM_MAGIC "TSHMWAL\0"
-#define TSHM_MAGIC_BYTES 8
+/* enum tailer_engine's `sqlite` */
+#define ENGINE_SQLITE 1
 #define RUNBOOK_HINT "see docs/runbook.md, \"Other engines beside the sidecar\""
 
 /* The search past the tailer's committed end (all for one `from`). */
@@ -107,6 +109,7 @@ struct beyond_search {
 struct capture_probe {
     char *db_path, *wal_path, *shm_path, *tshm_path;
     int64_t grace_ms;
+    int sqlite_only;               /* `engine: sqlite`: DB-tshm is a cause */
     struct beyond_search search;
     int sticky;                    /* CAPTURE_UNPUBLISHED seen on this WAL file */
     dev_t sticky_dev;
@@ -122,12 +125,14 @@ static char *path_with_suffix(const char *path, const char *suffix)
     return asprintf(&out, "%s%s", path, suffix) < 0 ? NULL : out;
 }
 
-int capture_probe_new(const char *db_path, int64_t grace_ms, struct capture_probe **out, struct tm_error *err)
+int capture_probe_new(const char *db_path, int64_t grace_ms, int engine, struct capture_probe **out,
+                      struct tm_error *err)
 {
     struct capture_probe *p = calloc(1, sizeof *p);
     if (!p)
         return tm_error_set(err, "out of memory");
     p->grace_ms = grace_ms;
+    p->sqlite_only = engine == ENGINE_SQLITE;
     p->db_path = strdup(db_path);
     p->wal_path = path_with_suffix(db_path, "-wal");
     p->shm_path = path_with_suffix(db_path, "-shm");
@@ -190,7 +195,10 @@ static int foreign_lock(const char *path, struct tm_error *err)
     tm_error_set(err, "'%s' is locked as a whole by another process (%s): the Turso engine "
                  "(@tursodatabase/database) in its default single-process mode locks the file so that no "
                  "other process can read it; waiting for the lock to go away", path, owner);
-    tm_error_hint(err, "no other process can share such a database; %s", RUNBOOK_HINT);
+    tm_error_hint(err, "no other process can share such a database: open it in the engine's multi-process mode, "
+                  "which tidemark follows: connect(path, { experimental: ['multiprocess_wal'] }) (Python: "
+                  "experimental_features=\"multiprocess_wal\"; Rust: .experimental_multiprocess_wal(true)); %s",
+                  RUNBOOK_HINT);
     return CAPTURE_FOREIGN_LOCK;
 }
 
@@ -212,9 +220,47 @@ static int turso_coordination_file(struct capture_probe *p, struct tm_error *err
                  "('%s' beside it%s): that engine does not publish its commits in SQLite's wal-index (-shm), so "
                  "tidemark cannot see them; nothing of this database is captured",
                  p->db_path, p->tshm_path, live == 1 ? ", in use by a running process" : ", no process has it open");
-    tm_error_hint(err, "tidemark cannot capture this engine's databases yet; never open it with sqlite3 while the "
-                  "engine runs (a last connection checkpoints and deletes the WAL under it); %s", RUNBOOK_HINT);
+    tm_error_hint(err, "the configuration says `engine: sqlite`: set `engine: auto` (or turso) and tidemark follows "
+                  "this engine through its coordination file; never open it with sqlite3 while the engine runs (a "
+                  "last connection checkpoints and deletes the WAL under it); %s", RUNBOOK_HINT);
     return CAPTURE_FOREIGN_SHM;
+}
+
+/* A coordination file for the Turso route: refused by name when its
+ * version or layout is not the one tidemark reads (never guessed at). */
+static int unknown_coordination_layout(struct capture_probe *p, struct tm_error *err)
+{
+    int fd = open(p->tshm_path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0)
+        return errno == ENOENT ? 0 : tm_error_set(err, "cannot open '%s': %s", p->tshm_path, strerror(errno));
+    uint8_t head[TSHM_MAP_BYTES];
+    ssize_t got = pread(fd, head, sizeof head, 0);
+    close(fd);
+    if (got < TSHM_MAGIC_BYTES || memcmp(head, TSHM_MAGIC, TSHM_MAGIC_BYTES) != 0)
+        return 0;
+    if (tshm_check_layout(head, (size_t)got, p->tshm_path, err) == 0)
+        return 0;
+    return CAPTURE_TSHM_UNKNOWN;
+}
+
+/* The Turso engine's MVCC journal mode writes 255 as the file format
+ * versions (bytes 18 and 19 of the header) and keeps DB-log: not a WAL. */
+static int mvcc_database(struct capture_probe *p, struct tm_error *err)
+{
+    int fd = open(p->db_path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0)
+        return 0;
+    uint8_t header[20];
+    ssize_t got = pread(fd, header, sizeof header, 0);
+    close(fd);
+    if (got != (ssize_t)sizeof header || memcmp(header, "SQLite format 3", 16) != 0 ||
+        (header[18] != 255 && header[19] != 255))
+        return 0;
+    tm_error_set(err, "'%s' is in the Turso engine's MVCC journal mode (file format version 255): tidemark cannot "
+                 "follow it", p->db_path);
+    tm_error_hint(err, "open it in the engine's WAL journal mode with experimental: ['multiprocess_wal'], which "
+                  "tidemark follows; %s", RUNBOOK_HINT);
+    return CAPTURE_MVCC;
 }
 
 /* ---------------------------------------------------- frames beyond the end */
@@ -388,7 +434,7 @@ static int still_unpublished(struct capture_probe *p, const struct capture_view 
 int capture_probe_check(struct capture_probe *p, const struct capture_view *following, int64_t now_ms,
                         struct tm_error *err)
 {
-    if (p->sticky && still_unpublished(p, following)) {
+    if (p->sticky && (!following || !following->turso) && still_unpublished(p, following)) {
         tm_error_set(err, "%s", p->sticky_msg);
         tm_error_hint(err, "stop the other engine (or switch the application to SQLite or libSQL); the sidecar "
                       "follows the database again once the WAL is emptied or replaced, a SQLite writer publishes "
@@ -396,12 +442,16 @@ int capture_probe_check(struct capture_probe *p, const struct capture_view *foll
                       RUNBOOK_HINT);
         return CAPTURE_UNPUBLISHED;
     }
-    int rc = turso_coordination_file(p, err);
-    if (rc == 0 && !following)
+    int rc = p->sqlite_only ? turso_coordination_file(p, err) : unknown_coordination_layout(p, err);
+    /* the database file is opened only with no POSIX lock of ours on it
+     * (closing any descriptor of it would drop SQLite's: see DESIGN) */
+    if (rc == 0 && (!following || following->turso))
+        rc = mvcc_database(p, err);
+    if (rc == 0 && (!following || following->turso))
         rc = foreign_lock(p->db_path, err);
     if (rc == 0)
         rc = foreign_lock(p->wal_path, err);
-    if (rc == 0 && following && following->has_wal)
+    if (rc == 0 && following && following->has_wal && !following->turso)
         rc = unpublished_frames(p, following, now_ms, err);
     if (rc != 0)
         p->search.active = 0;

@@ -15,6 +15,8 @@ enum capture_cause {
     CAPTURE_FOREIGN_LOCK = 1,   /* a whole-file lock on the database or WAL (Turso engine, default mode) */
     CAPTURE_FOREIGN_SHM = 2,    /* DB-tshm beside it (Turso engine, multiprocess_wal mode) */
     CAPTURE_UNPUBLISHED = 3,    /* committed WAL frames the wal-index does not publish */
+    CAPTURE_TSHM_UNKNOWN = 4,   /* DB-tshm in a layout the Turso route does not read (tshm.h) */
+    CAPTURE_MVCC = 5,           /* the Turso engine's MVCC journal mode (file format version 255) */
 };
 
 /* What the tailer follows, for the check of the WAL beyond it. */
@@ -23,14 +25,19 @@ struct capture_view {
     struct wal_header hdr;              /* the WAL header it follows */
     struct wal_position committed_end;  /* end of the last commit it has seen */
     int wal_index_fd;                   /* its -shm, for F_GETLK of SQLite's WAL write lock */
+    int turso;                          /* it follows the Turso route (DB-tshm): it holds no POSIX
+                                           lock on the database, and there is no wal-index */
 };
 
 struct capture_probe;
 
 /* grace_ms: how long committed frames may stay beyond the wal-index
  * before they count (one sync interval: a commit being published right
- * now is not one). Holds no descriptor between calls. */
-int capture_probe_new(const char *db_path, int64_t grace_ms, struct capture_probe **out, struct tm_error *err);
+ * now is not one). engine: the database's `engine:` (enum tailer_engine):
+ * DB-tshm is a cause only when it is 1 (sqlite), the other two follow the
+ * Turso engine through it. Holds no descriptor between calls. */
+int capture_probe_new(const char *db_path, int64_t grace_ms, int engine, struct capture_probe **out,
+                      struct tm_error *err);
 void capture_probe_free(struct capture_probe *p);
 
 /* One check; a few system calls. `following` NULL: no connection of this
@@ -44,7 +51,11 @@ void capture_probe_free(struct capture_probe *p);
  *   CAPTURE_VISIBLE       nothing hides the commits (as far as one can see);
  *   CAPTURE_FOREIGN_LOCK  another process holds a lock over byte 0 of the
  *                         database or WAL file, where SQLite never locks;
- *   CAPTURE_FOREIGN_SHM   DB-tshm with the Turso engine's magic exists;
+ *   CAPTURE_FOREIGN_SHM   DB-tshm with the Turso engine's magic exists,
+ *                         and `engine: sqlite` forbids its route;
+ *   CAPTURE_TSHM_UNKNOWN  DB-tshm with the magic, but another version or
+ *                         layout than the one version tidemark reads;
+ *   CAPTURE_MVCC          the database is in the Turso engine's MVCC mode;
  *   CAPTURE_UNPUBLISHED   the same committed frames have stayed past the
  *                         wal-index's end for longer than grace_ms, with
  *                         no SQLite writer in a transaction then. This

@@ -170,7 +170,7 @@ int database_continue_archive(struct db_context *ctx, int resumed, struct tm_err
  * TAILER_LATER (try again at the next tick). */
 int database_start(struct db_context *ctx, struct tm_error *err)
 {
-    if (!ctx->tailer && tailer_open(ctx->cfg->path, &ctx->tailer, err) != 0)
+    if (!ctx->tailer && tailer_open(ctx->cfg->path, (enum tailer_engine)ctx->cfg->engine, &ctx->tailer, err) != 0)
         return -1;
     if (ctx->need_generation)
         return database_start_generation(ctx, "continuity with the archive was lost", err);
@@ -241,7 +241,7 @@ static int capture_hidden(struct db_context *ctx)
 {
     struct tm_error err;
     if (!ctx->probe &&
-        capture_probe_new(ctx->cfg->path, ctx->cfg->sync_interval_ms, &ctx->probe, &err) != 0)
+        capture_probe_new(ctx->cfg->path, ctx->cfg->sync_interval_ms, ctx->cfg->engine, &ctx->probe, &err) != 0)
         return 0;
     struct capture_view view = {0};
     if (ctx->tailer && tailer_header(ctx->tailer)) {
@@ -249,14 +249,17 @@ static int capture_hidden(struct db_context *ctx)
         const struct tailer_commit *pending = tailer_pending(ctx->tailer, &count);
         view = (struct capture_view){.has_wal = 1, .hdr = *tailer_header(ctx->tailer),
                                      .committed_end = count ? pending[count - 1].end : tailer_shipped(ctx->tailer),
-                                     .wal_index_fd = tailer_wal_index_fd(ctx->tailer)};
+                                     .wal_index_fd = tailer_wal_index_fd(ctx->tailer),
+                                     .turso = tailer_is_turso(ctx->tailer)};
+    } else if (ctx->tailer) {
+        view.turso = tailer_is_turso(ctx->tailer);
     }
     int cause = capture_probe_check(ctx->probe, ctx->tailer ? &view : NULL, clock_now_ms(), &err);
     if (cause <= 0) {
         if (cause < 0)
             log_event(LOG_DEBUG, ctx->cfg->name, NULL, "capture probe: %s", err.msg);
         if (ctx->capture_cause) {
-            log_event(LOG_INFO, ctx->cfg->name, NULL, "the other engine is gone: following the database again");
+            log_event(LOG_INFO, ctx->cfg->name, NULL, "what hid the commits is gone: following the database again");
             database_note_capture(ctx, NULL, NULL);
         }
         ctx->capture_cause = 0;
@@ -404,6 +407,14 @@ int database_wal_event(struct db_context *ctx, const struct inotify_event *ev)
 
 void database_scan_soon(struct db_context *ctx)
 {
+    if (ctx->tailer && tailer_is_turso(ctx->tailer) && !ctx->need_generation) {
+        /* the engine wrote to its WAL (its frames are being read by the
+         * tailer's own thread: tailer_ahead.c): poll every millisecond for
+         * the commit it publishes, for a while (pin.c) */
+        ctx->pin.wal_event_ms = clock_now_ms();
+        pin_update_yield_timer(ctx);
+        return;
+    }
     if (!ev_is_active(&ctx->scan_timer)) {
         ev_timer_set(&ctx->scan_timer, SCAN_DELAY_S, 0.);
         ev_timer_start(ctx->owner->loop, &ctx->scan_timer);

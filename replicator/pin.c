@@ -70,6 +70,8 @@ static int repin_due(struct db_context *ctx, int *restarted)
 {
     const struct wal_header *hdr = tailer_header(ctx->tailer);
     *restarted = !hdr || hdr->salt1 != ctx->pin.unpinned_salt1 || hdr->salt2 != ctx->pin.unpinned_salt2;
+    if (!tailer_needs_pin(ctx->tailer))   /* the Turso route: unpinned unless too much waits */
+        return 0;
     return !tailer_app_checkpointing(ctx->tailer) &&
            (*restarted || clock_now_ms() - ctx->pin.unpinned_ms >= REPIN_AFTER_MS);
 }
@@ -181,6 +183,11 @@ int pin_ship_up_to(struct db_context *ctx, struct tm_error *err)
 void pin_update_yield_timer(struct db_context *ctx)
 {
     int needed = ctx->tailer && !ctx->need_generation && !tailer_restartable(ctx->tailer);
+    /* the Turso route, unpinned: polled while the application writes (its
+     * WAL's inotify events restart the timer: database_scan_soon) */
+    if (needed && tailer_is_turso(ctx->tailer) && !tailer_pinned(ctx->tailer) &&
+        clock_now_ms() - ctx->pin.wal_event_ms > TURSO_POLL_AFTER_WRITE_MS)
+        needed = 0;
     if (needed && !ev_is_active(&ctx->pin.yield_timer))
         ev_timer_again(ctx->owner->loop, &ctx->pin.yield_timer);
     else if (!needed && ev_is_active(&ctx->pin.yield_timer))
@@ -264,6 +271,8 @@ static void on_yield_poll(struct ev_loop *loop, ev_timer *w, int revents)
         rc = tailer_scan(ctx->tailer, clock_now_ms(), &err);
         if (rc == TAILER_OK && !tailer_switching(ctx->tailer))
             tailer_detach(ctx->tailer, &err);   /* no restart can take them now; shipped at the tick */
+        if (rc == TAILER_OK && tailer_read_ahead(ctx->tailer, &err) != 0)
+            rc = -1;
         if (rc == TAILER_OK && tailer_switching(ctx->tailer))
             rc = database_ship_all(ctx, &err);
         if (rc == TAILER_OK && tailer_switching(ctx->tailer))

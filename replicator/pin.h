@@ -24,9 +24,14 @@ struct pin_state {
     uint64_t moves, yields;          /* pin handovers; of them, for an application's checkpoint */
     int64_t unpinned_ms;             /* when the pin was let go (tailer_unpin) */
     int64_t last_yield_ms;           /* the pin last gave way to an application checkpoint */
+    int64_t wal_event_ms;            /* the Turso route: the WAL was last written (inotify) */
     uint32_t unpinned_salt1, unpinned_salt2;   /* the WAL followed then */
     uint32_t quiet_checkpoint_frame, quiet_checkpoint_salt1;   /* where the last quiet checkpoint was tried */
 };
+
+/* The Turso route polls the WAL every millisecond only this long after
+ * its last write (then the WAL's inotify events wake it again). */
+#define TURSO_POLL_AFTER_WRITE_MS 500
 
 /* Sets the yield timer up (not started); once per context. */
 void pin_init_yield_timer(struct db_context *ctx);

@@ -146,6 +146,13 @@ static int check_database_file(const char *path, uint32_t *page_size, struct tm_
         return tm_error_set(err, "database '%s' is empty (not created yet)", path);
     if (got != (ssize_t)sizeof header || memcmp(header, "SQLite format 3", 16) != 0)
         return tm_error_set(err, "'%s' is not a SQLite database", path);
+    if (header[18] == 255 || header[19] == 255) {
+        tm_error_setc(err, TM_ERR_REFUSED, "database '%s' is in the Turso engine's MVCC journal mode (file format "
+                      "version 255): tidemark cannot follow it", path);
+        return tm_error_hint(err, "open it without MVCC (the engine's default WAL journal mode, with experimental: "
+                             "['multiprocess_wal'] so that the sidecar can share it); see docs/runbook.md, "
+                             "\"Other engines beside the sidecar\"");
+    }
     if (header[18] != 2 || header[19] != 2) {
         tm_error_set(err, "database '%s' is not in WAL mode", path);
         return tm_error_hint(err, "the application must use 'PRAGMA journal_mode=WAL' (tidemark never changes the database itself)");
@@ -218,8 +225,31 @@ static int open_wal_files(struct tailer *t, const char *db_path, struct tm_error
     return 0;
 }
 
-int tailer_open(const char *db_path, struct tailer **out, struct tm_error *err)
+int tailer_pick_route(const char *db_path, enum tailer_engine engine, int *turso, struct tm_error *err)
 {
+    *turso = engine == TAILER_ENGINE_TURSO;
+    if (engine != TAILER_ENGINE_AUTO)
+        return 0;
+    char tshm_path[PATH_MAX], shm_path[PATH_MAX];
+    snprintf(tshm_path, sizeof tshm_path, "%s-tshm", db_path);
+    snprintf(shm_path, sizeof shm_path, "%s-shm", db_path);
+    int live;
+    int is_tshm = tshm_identify(tshm_path, &live, err);
+    if (is_tshm < 0)
+        return -1;
+    /* a coordination file that an engine process has open, or with no
+     * SQLite wal-index beside it: the Turso engine writes this database */
+    *turso = is_tshm && (live || access(shm_path, F_OK) != 0);
+    return 0;
+}
+
+int tailer_is_turso(const struct tailer *t) { return t->coord != NULL; }
+
+int tailer_open(const char *db_path, enum tailer_engine engine, struct tailer **out, struct tm_error *err)
+{
+    int turso;
+    if (tailer_pick_route(db_path, engine, &turso, err) != 0)
+        return -1;
     struct tailer *t = calloc(1, sizeof *t);
     if (!t)
         return tm_error_set(err, "out of memory");
@@ -236,6 +266,12 @@ int tailer_open(const char *db_path, struct tailer **out, struct tm_error *err)
     memcpy(t->wal_path + len, "-wal", 5);
     if (check_database_file(db_path, &t->page_size, err) != 0)
         goto fail;
+    if (turso) {
+        if (tailer_turso_open(t, err) != 0)
+            goto fail;
+        *out = t;
+        return 0;
+    }
     if (open_connections(t, db_path, err) != 0)
         goto fail;
     /* The first read transaction opens (creates if needed) the WAL and
@@ -264,8 +300,8 @@ void tailer_close(struct tailer *t)
     if (!t)
         return;
     for (int i = 0; i < 2; i++) {
-        if (t->conn[i])
-            tailer_end_read(t, i);
+        if (t->conn[i] && !sqlite3_get_autocommit(t->conn[i]))
+            sqlite3_exec(t->conn[i], "COMMIT", NULL, NULL, NULL);
         sqlite3_finalize(t->pin_stmt[i]);
         sqlite3_close(t->conn[i]);
     }
@@ -273,6 +309,7 @@ void tailer_close(struct tailer *t)
         close(t->wal_fd);
     if (t->shm_fd >= 0)
         close(t->shm_fd);
+    tailer_turso_free(t);
     free(t->pending);
     free(t->tail);
     free(t->db_path);
@@ -375,6 +412,8 @@ int tailer_scan(struct tailer *t, int64_t now_ms, struct tm_error *err)
 {
     if (files_replaced(t, err))
         return TAILER_BROKEN;
+    if (t->coord && tailer_turso_check(t, err) != TAILER_OK)
+        return TAILER_BROKEN;
     struct wal_header fresh;
     int found = wal_read_header(t->wal_fd, &fresh, err);
     if (found < 0)
@@ -385,12 +424,24 @@ int tailer_scan(struct tailer *t, int64_t now_ms, struct tm_error *err)
         return -1;
     if (index_ok)
         add_sighting(t, index.changes, now_ms);
+    if (t->coord && index_ok && !t->switching &&
+        (t->have_header ? index.salt1 != t->hdr.salt1 || index.salt2 != t->hdr.salt2 : tailer_ahead_has_runs(t))) {
+        /* the Turso route: the WAL followed is gone, maybe with frames
+         * read ahead of it and of WALs gone since (tailer_ahead.c) */
+        if (tailer_ahead_adopt(t, err) != 0)
+            return -1;
+        if (!t->have_header && tailer_ahead_follow_next(t, found ? &fresh : NULL, err) < 0)
+            return -1;
+    }
     if (now_ms > t->last_commit_ms)
         t->last_commit_ms = now_ms;
     if (t->switching) {
         if (t->pending_count)
             return TAILER_OK;   /* the old WAL's tail is shipped first */
-        tailer_finish_switch(t, found ? &fresh : NULL);
+        if (tailer_finish_switch(t, found ? &fresh : NULL, err) != 0)
+            return -1;
+        if (t->switching)
+            return TAILER_OK;   /* a WAL gone since, followed from memory: shipped first */
     }
     if (!found) {
         int status = index_ok ? tailer_follow_empty_wal(t, &index, err) : TAILER_OK;
@@ -578,6 +629,8 @@ int tailer_snapshot(struct tailer *t, const char *path, uint32_t *page_count,
 {
     if (t->pin.conn < 0)
         return tm_error_set(err, "internal: snapshot of '%s' without a pin", t->db_path);
+    if (t->coord)   /* the engine never waits for the pin: nothing to give way to */
+        return tailer_turso_snapshot(t, path, page_count, err);
     sqlite3 *dest = NULL;
     unlink(path);
     if (sqlite3_open_v2(path, &dest, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) != SQLITE_OK) {

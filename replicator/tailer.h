@@ -26,11 +26,28 @@ enum tailer_status {
 
 struct tailer;
 
-/* Opens the database (which must exist and be in WAL mode) with the two
- * read connections the tailer needs (one holds the pin), and the WAL and
- * wal-index files for reading. Nothing is written and no write lock is
- * ever taken. */
-int tailer_open(const char *db_path, struct tailer **out, struct tm_error *err);
+/* Which engine writes the database, so which route follows it (a
+ * database's `engine:`, the same order as the configuration's values). */
+enum tailer_engine {
+    TAILER_ENGINE_AUTO = 0,     /* the Turso route when a live DB-tshm is beside it (or no -shm is) */
+    TAILER_ENGINE_SQLITE = 1,   /* SQLite and libSQL: the wal-index (-shm) */
+    TAILER_ENGINE_TURSO = 2,    /* the Turso engine's multiprocess_wal mode: DB-tshm (tailer_turso.c) */
+};
+
+/* Which route `engine` means for the database at db_path now: *turso = 1
+ * for the Turso route. 0, or -1 on I/O errors. */
+int tailer_pick_route(const char *db_path, enum tailer_engine engine, int *turso, struct tm_error *err);
+
+/* Opens the database (which must exist and be in WAL mode) for the route
+ * `engine` picks. SQLite: the two read connections the tailer needs (one
+ * holds the pin), and the WAL and wal-index files for reading. Turso: the
+ * WAL and the engine's coordination file, where the pin is a reader slot;
+ * the database is never opened through libsqlite3 (which could checkpoint
+ * and delete the WAL under the engine). Nothing is written to the
+ * database or the WAL and no write lock is ever taken. */
+int tailer_open(const char *db_path, enum tailer_engine engine, struct tailer **out, struct tm_error *err);
+/* Whether the tailer follows the Turso route. */
+int tailer_is_turso(const struct tailer *t);
 void tailer_close(struct tailer *t);
 
 /* Whether db_path is a SQLite database in WAL mode (the header only: no
@@ -56,6 +73,14 @@ int tailer_resume_at(struct tailer *t, const struct wal_position *pos, uint32_t 
  * TAILER_OK; TAILER_LATER when the pin's position could not be read
  * exactly (commits arriving at every attempt): try again; -1 on errors. */
 int tailer_restart_at_pin(struct tailer *t, struct tm_error *err);
+
+/* The Turso route: reads the frames the engine has written past the
+ * last commit seen - published or not yet - into memory, at once (on the
+ * WAL's inotify event and at each poll), so that a TRUNCATE checkpoint
+ * right after a commit does not take its frames unread. They count as
+ * commits only once proven (tailer_turso.c). 0, or -1 on I/O errors; the
+ * SQLite route: nothing. */
+int tailer_read_ahead(struct tailer *t, struct tm_error *err);
 
 /* Commits seen but not yet acknowledged; valid until the next call. */
 const struct tailer_commit *tailer_pending(const struct tailer *t, size_t *count);
@@ -99,6 +124,11 @@ int tailer_unpin(struct tailer *t);
  * TAILER_LATER, TAILER_BROKEN or -1. */
 int tailer_detach(struct tailer *t, struct tm_error *err);
 int tailer_pinned(const struct tailer *t);
+/* Whether the pin should be held now. SQLite: always (it is let go only
+ * for the application, briefly). Turso: only while the frames not shipped
+ * are too many to read into memory; the engine never waits for a reader,
+ * so a pin held makes its RESTART/TRUNCATE checkpoints fail at once. */
+int tailer_needs_pin(const struct tailer *t);
 /* A restart was seen: the old WAL's tail (pending) is shipped before the
  * new WAL is followed. */
 int tailer_switching(const struct tailer *t);

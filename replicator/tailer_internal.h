@@ -12,6 +12,11 @@
 #include <stdint.h>
 #include <sys/stat.h>
 
+#include "tshm.h"
+
+/* The Turso route: commit ends seen published kept (tailer_ahead.c). */
+#define PUBLISHED_SEEN 16
+
 /* Commit counter sightings kept (about one a millisecond while commits
  * arrive and the sidecar looks). */
 #define SIGHTINGS 1024
@@ -31,7 +36,18 @@ struct pin {
 struct tailer {
     char *db_path;
     char *wal_path;
-    int shm_fd;                     /* the wal-index, read only */
+    int shm_fd;                     /* the wal-index, read only (SQLite route) */
+    /* The Turso route (tailer_turso.c): the engine's coordination file,
+     * NULL on the SQLite route. No libsqlite3 connection then: conn[] stay
+     * NULL, the pin is a reader slot in it (pin.conn 0 while held). */
+    struct tshm *coord;
+    uint64_t coord_seq;             /* its seqlock at the last read: never goes back */
+    uint64_t coord_transactions;    /* its commit counter then: never goes back */
+    /* The Turso route's copy of what the engine writes, kept by a thread
+     * of its own (tailer_ahead.c). */
+    struct ahead *ahead;
+    struct wal_position published[PUBLISHED_SEEN];   /* commit ends seen published (a ring) */
+    size_t published_next;
     sqlite3 *conn[2];               /* two read connections: the pin is handed over between them */
     sqlite3_stmt *pin_stmt[2];
     struct pin pin;
@@ -97,12 +113,58 @@ int tailer_pin_safe(const struct pin *p);
  * (or `any` place): TAILER_OK, TAILER_LATER or -1. */
 int tailer_hand_over(struct tailer *t, int any, struct tm_error *err);
 
+/* tailer_turso.c (the Turso route; t->coord != NULL) */
+
+/* tailer_open's part for the route: the coordination file, the WAL, the
+ * first pin. 0 or -1. */
+int tailer_turso_open(struct tailer *t, struct tm_error *err);
+/* The coordination file's WAL state as a wal-index's: 1, 0 (being
+ * written at every attempt), -1 (no longer a layout read here). */
+int tailer_turso_read_index(struct tailer *t, struct wal_index_state *index, struct tm_error *err);
+/* Takes the reader slot, or moves it to the WAL's end: 0 (out->known
+ * when no WAL restart raced it), -1. */
+int tailer_turso_take_pin(struct tailer *t, struct pin *out, struct tm_error *err);
+/* At each scan: whether the coordination file is still the one followed,
+ * and the slot still stands (TAILER_OK, or TAILER_BROKEN with err). */
+int tailer_turso_check(struct tailer *t, struct tm_error *err);
+int tailer_turso_pin_in_the_way(struct tailer *t);
+int tailer_turso_needs_pin(const struct tailer *t);
+int tailer_turso_snapshot(struct tailer *t, const char *path, uint32_t *page_count, struct tm_error *err);
+void tailer_turso_free(struct tailer *t);
+/* pread of exactly len bytes: 1, 0 (the file is shorter), -1 (err). */
+int tailer_read_exactly(int fd, uint8_t *buf, size_t len, off_t offset, const char *path, struct tm_error *err);
+
+/* tailer_ahead.c (the Turso route's copy of the frames the engine writes) */
+
+/* Starts the thread that reads the WAL as the engine writes it. 0 or -1. */
+int tailer_ahead_start(struct tailer *t, struct tm_error *err);
+/* Stops it and frees the copy. */
+void tailer_ahead_free(struct tailer *t);
+void tailer_ahead_note_published(struct tailer *t, const struct wal_position *end);
+/* Whether any frame or WAL is held in the copy. */
+int tailer_ahead_has_runs(struct tailer *t);
+/* The WAL followed is gone (truncated or restarted: the coordination
+ * file shows another): proves what was read ahead of it and of the WALs
+ * after it, and takes the followed WAL's proven frames into memory as
+ * commits. 0, or -1 (out of memory). What is not proven is dropped: the
+ * commit counter then says what was lost. */
+int tailer_ahead_adopt(struct tailer *t, struct tm_error *err);
+/* A WAL after the one followed, gone too, whose proven frames are in
+ * memory: follows it (its frames pending, in the tail; switching set) and
+ * returns 1; 0 when none is left before `fresh` (NULL: the WAL on disk is
+ * empty). */
+int tailer_ahead_follow_next(struct tailer *t, const struct wal_header *fresh, struct tm_error *err);
+/* Whether a WAL after the one followed (or any, following none) is gone
+ * with proven frames in memory: it is followed before the WAL on disk. */
+int tailer_ahead_has_next(struct tailer *t);
+
 /* tailer_restart.c */
 
 /* Whether every pending frame is in memory (tailer_detach). */
 int tailer_tail_covers_pending(const struct tailer *t);
-/* The old WAL's tail is shipped: follow the new WAL (NULL: none yet). */
-void tailer_finish_switch(struct tailer *t, const struct wal_header *fresh);
+/* The old WAL's tail is shipped: follow the new WAL (NULL: none yet),
+ * or first a WAL gone since that the Turso route read ahead. 0 or -1. */
+int tailer_finish_switch(struct tailer *t, const struct wal_header *fresh, struct tm_error *err);
 /* Decides what a WAL header different from the one followed means:
  * TAILER_OK, TAILER_BROKEN or -1. */
 int tailer_follow_new_header(struct tailer *t, const struct wal_header *fresh, struct tm_error *err);

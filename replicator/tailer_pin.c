@@ -28,6 +28,8 @@
 
 int tailer_begin_read(struct tailer *t, int conn, struct tm_error *err)
 {
+    if (t->coord)
+        return tm_error_set(err, "internal: no read transaction on the Turso route");
     if (sqlite3_exec(t->conn[conn], "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
         return tailer_sql_fail(err, t->conn[conn], "cannot begin read transaction", t->db_path);
     int rc = sqlite3_step(t->pin_stmt[conn]);
@@ -42,6 +44,11 @@ int tailer_begin_read(struct tailer *t, int conn, struct tm_error *err)
 
 void tailer_end_read(struct tailer *t, int conn)
 {
+    if (t->coord) {   /* the reader slot */
+        if (conn >= 0)
+            tshm_unpin(t->coord);
+        return;
+    }
     if (conn >= 0 && !sqlite3_get_autocommit(t->conn[conn]))
         sqlite3_exec(t->conn[conn], "COMMIT", NULL, NULL, NULL);
 }
@@ -50,6 +57,8 @@ void tailer_end_read(struct tailer *t, int conn)
  * rewritten (after a few attempts), -1 on I/O errors. */
 int tailer_read_index(struct tailer *t, struct wal_index_state *index, struct tm_error *err)
 {
+    if (t->coord)
+        return tailer_turso_read_index(t, index, err);
     for (int attempt = 0; attempt < 3; attempt++) {
         int rc = wal_index_read(t->shm_fd, index, err);
         if (rc != 0)
@@ -134,6 +143,14 @@ int tailer_pin_safe(const struct pin *p)
  * (or `any` place, for a new generation). */
 int tailer_hand_over(struct tailer *t, int any, struct tm_error *err)
 {
+    if (t->coord) {   /* one slot, moved in place: it keeps every frame from a restart */
+        struct pin moved;
+        if (tailer_turso_take_pin(t, &moved, err) != 0)
+            return -1;
+        t->pin = moved;
+        t->restart_unsafe |= !tailer_pin_safe(&t->pin);
+        return TAILER_OK;
+    }
     int next = t->pin.conn == 0 ? 1 : 0;
     struct pin fresh;
     int rc = tailer_take_pin(t, next, 0, &fresh, err);
@@ -166,6 +183,8 @@ int tailer_unpin(struct tailer *t)
 }
 
 int tailer_pinned(const struct tailer *t) { return t->pin.conn >= 0; }
+
+int tailer_needs_pin(const struct tailer *t) { return t->coord ? tailer_turso_needs_pin(t) : 1; }
 
 int tailer_advance_pin(struct tailer *t, struct tm_error *err)
 {
@@ -221,16 +240,22 @@ static int shm_locked_by_other(const struct tailer *t, off_t start, off_t len)
 
 int tailer_app_busy(struct tailer *t)
 {
+    if (t->coord)
+        return tshm_locked_by_other(t->coord, TSHM_LOCK_WRITER) || tshm_locked_by_other(t->coord, TSHM_LOCK_CHECKPOINTER);
     return shm_locked_by_other(t, SHM_LOCK_WRITE, 2);
 }
 
 int tailer_app_checkpointing(struct tailer *t)
 {
+    if (t->coord)
+        return tshm_locked_by_other(t->coord, TSHM_LOCK_CHECKPOINTER);
     return shm_locked_by_other(t, SHM_LOCK_CKPT, 1);
 }
 
 int tailer_pin_in_the_way(struct tailer *t)
 {
+    if (t->coord)
+        return tailer_turso_pin_in_the_way(t);
     if (t->pin.conn < 0 || !shm_locked_by_other(t, SHM_LOCK_CKPT, 1) || !shm_locked_by_other(t, SHM_LOCK_WRITE, 1))
         return 0;
     struct wal_index_state index;
@@ -282,6 +307,8 @@ static int wholly_backfilled_and_shipped(struct tailer *t, struct tm_error *err)
 
 int tailer_restartable(struct tailer *t)
 {
+    if (t->coord)   /* the sidecar never checkpoints the engine's WAL */
+        return 0;
     struct tm_error ignored;
     return t->pin.conn >= 0 && t->pin.known && t->pin.slot0 && wholly_backfilled_and_shipped(t, &ignored);
 }
@@ -289,6 +316,8 @@ int tailer_restartable(struct tailer *t)
 int tailer_checkpoint(struct tailer *t, int *restartable, struct tm_error *err)
 {
     *restartable = 0;
+    if (t->coord)   /* never: a checkpoint writes the database (the engine runs its own) */
+        return 0;
     if (t->pin.known && t->pin.slot0 && wholly_backfilled_and_shipped(t, err)) {
         *restartable = 1;   /* nothing to do: already where the WAL can restart */
         return 0;
@@ -311,6 +340,8 @@ int tailer_release(struct tailer *t, int *clean, struct tm_error *err)
     *clean = 0;
     if (t->pending_count > 0)
         return tm_error_set(err, "internal: release needs nothing pending");
+    if (t->coord)   /* no clean release without a checkpoint of ours: kept open */
+        return 0;
     int restartable;
     if (tailer_checkpoint(t, &restartable, err) < 0)
         return -1;

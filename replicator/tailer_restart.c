@@ -166,21 +166,25 @@ static void follow_from_start(struct tailer *t, const struct wal_header *fresh)
 }
 
 /* The old WAL's tail is shipped: follow the new WAL (NULL: none yet). */
-void tailer_finish_switch(struct tailer *t, const struct wal_header *fresh)
+int tailer_finish_switch(struct tailer *t, const struct wal_header *fresh, struct tm_error *err)
 {
     free(t->tail);
     t->tail = NULL;
     t->tail_cap = 0;
     t->tail_frames = 0;
     t->switching = 0;
+    int gone_first = tailer_ahead_follow_next(t, fresh, err);
+    if (gone_first != 0)
+        return gone_first < 0 ? -1 : 0;
     if (fresh) {
         follow_from_start(t, fresh);
-        return;
+        return 0;
     }
     t->have_header = 0;
     memset(&t->shipped, 0, sizeof t->shipped);
     t->scanned = t->shipped;
     t->index_max_seen = 0;
+    return 0;
 }
 
 /* Decides what a WAL header different from the one followed means. */
@@ -239,6 +243,14 @@ int tailer_follow_empty_wal(struct tailer *t, const struct wal_index_state *inde
     if (!t->have_header || index->max_frame != 0 ||
         (index->salt1 == t->hdr.salt1 && index->salt2 == t->hdr.salt2))
         return TAILER_OK;
+    /* the Turso route: what is pending is in memory (tailer_ahead.c), and
+     * so are the WALs gone since, if any: ship them at once, one after the
+     * other (the switch), then the counter checks the whole */
+    if (t->coord && (t->switching || tailer_ahead_has_next(t) ||
+                     (t->pending_count && tailer_tail_covers_pending(t)))) {
+        t->switching = 1;
+        return TAILER_OK;
+    }
     if (t->counter_known) {
         uint32_t unread = index->changes - (t->counted + t->recorded_since_count);
         if (unread != 0) {

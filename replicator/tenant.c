@@ -102,6 +102,15 @@ int tenant_load_release(struct db_context *ctx)
     return 1;
 }
 
+/* Whether the database file's time proves it unchanged when it is the
+ * same at the wake: file times are coarse (a clock tick), and an
+ * unchanged time proves nothing about a write made in the same tick as
+ * the last one. What an empty WAL's release rests on (see resume_database). */
+static int file_time_settled(const struct stat *st)
+{
+    return time(NULL) - st->st_mtim.tv_sec >= 2;
+}
+
 /* Puts an awake database to sleep; `force` (making room for another)
  * also when its release cannot be proven clean. 0 asleep, -1 not now. */
 int tenant_sleep(struct db_context *ctx, int force)
@@ -109,10 +118,18 @@ int tenant_sleep(struct db_context *ctx, int force)
     struct tenant_release *r = &ctx->tenant->release;
     struct tm_error err;
     size_t pending;
+    struct stat st = {0};
     if (ctx->tenant->asleep || !ctx->tailer || ctx->need_generation || ctx->snapshot.due)
         return -1;
     int clean = 0, rc = database_ship_all(ctx, &err);   /* everything committed */
     tailer_pending(ctx->tailer, &pending);
+    /* An empty WAL's release is not proven while the database file's time
+     * is that recent (below): idle, it stays awake until it is, else its
+     * next write would start a new generation. Asked before the release,
+     * which ends the pin. */
+    if (rc == 0 && !pending && !force && !tailer_header(ctx->tailer) &&
+        (stat(ctx->cfg->path, &st) != 0 || !file_time_settled(&st)))
+        return -1;
     if (rc == 0 && !pending)
         rc = tailer_release(ctx->tailer, &clean, &err);
     if (rc != 0 || pending || (!clean && !force)) {
@@ -129,14 +146,11 @@ int tenant_sleep(struct db_context *ctx, int force)
         r->hdr = *hdr;
     r->pos = tailer_shipped(ctx->tailer);
     r->page_size = tailer_page_size(ctx->tailer);
-    struct stat st = {0};
     r->dev = stat(ctx->cfg->path, &st) == 0 ? st.st_dev : 0;
     r->ino = r->dev ? st.st_ino : 0;
     r->mtime = st.st_mtim;
     r->size = st.st_size;
-    /* file times are coarse (a clock tick): an unchanged time proves
-     * nothing about a write made in the same tick as the last one */
-    if (r->empty && (!r->dev || time(NULL) - st.st_mtim.tv_sec < 2))
+    if (r->empty && (!r->dev || !file_time_settled(&st)))   /* forced: a new generation at the wake */
         r->clean = r->empty = 0;
     tailer_close(ctx->tailer);
     ctx->tailer = NULL;
@@ -184,7 +198,7 @@ static int make_room(struct tenant_dir *td)
 static int resume_database(struct db_context *ctx, struct tm_error *err)
 {
     struct tenant_release *r = &ctx->tenant->release;
-    if (tailer_open(ctx->cfg->path, &ctx->tailer, err) != 0)
+    if (tailer_open(ctx->cfg->path, (enum tailer_engine)ctx->cfg->engine, &ctx->tailer, err) != 0)
         return -1;
     struct stat st;
     if (stat(ctx->cfg->path, &st) != 0 || st.st_dev != r->dev || st.st_ino != r->ino) {

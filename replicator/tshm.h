@@ -55,15 +55,17 @@ int tshm_open(const char *path, struct tshm **out, struct tm_error *err);
 void tshm_close(struct tshm *c);
 
 /* One consistent read of the published state: 1, 0 when the engine kept
- * it being written at every attempt (a bounded number: never hangs), -1
- * when the file is no longer one this reads (layout changed, err says). */
+ * it being written for 2 ms (never hangs), -1 when the file is no longer
+ * one this reads (layout changed, err says). */
 int tshm_read(struct tshm *c, struct tshm_state *out, struct tm_error *err);
 
 /* Takes a free reader slot pinning `frame` (the engine's checkpoints copy
  * no frame past it into the database file, and no WAL restart happens
  * while the slot is held). 0; -1 with err (every slot taken). */
 int tshm_pin(struct tshm *c, uint32_t frame, struct tm_error *err);
-/* Moves the held slot's frame (forward only, in place). */
+/* Moves the held slot's frame, in place. Within one WAL the caller only
+ * moves it forward (a checkpoint may already have copied up to it); a
+ * smaller number is a frame of a newer WAL. */
 void tshm_move_pin(struct tshm *c, uint32_t frame);
 /* Releases the slot (nothing if none is held). */
 void tshm_unpin(struct tshm *c);

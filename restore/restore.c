@@ -462,6 +462,9 @@ static void unlink_sidecars(const char *path)
     unlink(side);
     snprintf(side, sizeof side, "%s-journal", path);
     unlink(side);
+    /* the Turso engine's coordination file describes the WAL just removed */
+    snprintf(side, sizeof side, "%s-tshm", path);
+    unlink(side);
 }
 
 static int fsync_parent(const char *path)
@@ -482,7 +485,7 @@ static int check_output(const struct restore_options *opts, struct tm_error *err
     snprintf(side, sizeof side, "%s-wal", opts->output);
     if (!opts->force && (access(opts->output, F_OK) == 0 || access(side, F_OK) == 0)) {
         tm_error_set(err, "output '%s' already exists", opts->output);
-        return tm_error_hint(err, "choose another path, or add --force to replace it (its -wal and -shm files are removed too)");
+        return tm_error_hint(err, "choose another path, or add --force to replace it (its -wal, -shm and -tshm files are removed too)");
     }
     return 0;
 }

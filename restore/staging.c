@@ -50,10 +50,11 @@ static int64_t monotonic_ms(void)
 
 /* ------------------------------------------------------------ publishing */
 
-/* Removes target's -wal, -shm and -journal (none there is fine). */
+/* Removes target's -wal, -shm, -journal and -tshm (the Turso engine's
+ * coordination file; none there is fine). */
 static int remove_stale_companions(const char *target, struct tm_error *err)
 {
-    static const char *const suffixes[] = {"-wal", "-shm", "-journal"};
+    static const char *const suffixes[] = {"-wal", "-shm", "-journal", "-tshm"};
     for (size_t i = 0; i < sizeof suffixes / sizeof *suffixes; i++) {
         char path[PATH_MAX + 16];
         snprintf(path, sizeof path, "%s%s", target, suffixes[i]);

@@ -89,7 +89,7 @@ class TenantEnv:
         if self.replicator:
             self.replicator.kill()
             self.replicator.wait()
-        if os.environ.get("KEEP"):
+        if os.environ.get("KEEP_TEST_DIRS") or os.environ.get("KEEP"):
             print("# kept " + self.dir)
         else:
             shutil.rmtree(self.dir, ignore_errors=True)

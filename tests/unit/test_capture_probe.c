@@ -70,13 +70,16 @@ static void make_wal(const char *path, int txns, int big_last, struct capture_vi
     close(fd);
 }
 
-static struct capture_probe *new_probe(const char *path)
+/* engine: the database's `engine:` (0 auto, 1 sqlite, 2 turso) */
+static struct capture_probe *new_probe_for(const char *path, int engine)
 {
     struct capture_probe *p = NULL;
     struct tm_error err;
-    capture_probe_new(path, GRACE_MS, &p, &err);
+    capture_probe_new(path, GRACE_MS, engine, &p, &err);
     return p;
 }
+
+static struct capture_probe *new_probe(const char *path) { return new_probe_for(path, 0); }
 
 static void db_path(char *out, size_t len, const char *name)
 {
@@ -246,7 +249,8 @@ static void test_turso_coordination_file_named(void)
     db_path(path, sizeof path, "mp.db");
     snprintf(tshm, sizeof tshm, "%s-tshm", path);
     write_file(path, "x", 1);
-    struct capture_probe *p = new_probe(path);
+    struct capture_probe *p = new_probe_for(path, 1);   /* engine: sqlite */
+    struct capture_probe *automatic = new_probe(path);
     struct tm_error err;
     write_file(tshm, "NOTTSHM\0\1\0\0\0", 12);
     ASSERT_EQ(capture_probe_check(p, NULL, 0, &err), CAPTURE_VISIBLE);
@@ -254,9 +258,25 @@ static void test_turso_coordination_file_named(void)
     ASSERT_EQ(capture_probe_check(p, NULL, 0, &err), CAPTURE_FOREIGN_SHM);
     ASSERT_STR_CONTAINS(err.msg, "multiprocess_wal mode");
     ASSERT_STR_CONTAINS(err.msg, "no process has it open");
+    ASSERT_STR_CONTAINS(err.hint, "engine: auto");
+    /* engine: auto (and turso) follow it through the Turso route instead,
+     * when it has the one layout that route reads */
+    ASSERT_EQ(capture_probe_check(automatic, NULL, 0, &err), CAPTURE_TSHM_UNKNOWN);
+    ASSERT_STR_CONTAINS(err.msg, "shorter than the Turso engine's coordination header");
+    uint8_t header[4096] = "TSHMWAL";
+    const uint32_t fields[][2] = {{8, 1}, {12, 64}, {16, 1}, {20, 4096}, {24, 8192}, {28, 64}, {32, 1}, {36, 262144}};
+    for (size_t i = 0; i < sizeof fields / sizeof *fields; i++)
+        memcpy(header + fields[i][0], &fields[i][1], 4);
+    write_file(tshm, (const char *)header, sizeof header);
+    ASSERT_EQ(capture_probe_check(automatic, NULL, 0, &err), CAPTURE_VISIBLE);
+    header[8] = 2;
+    write_file(tshm, (const char *)header, sizeof header);
+    ASSERT_EQ(capture_probe_check(automatic, NULL, 0, &err), CAPTURE_TSHM_UNKNOWN);
+    ASSERT_STR_CONTAINS(err.msg, "format version 2");
     unlink(tshm);
     ASSERT_EQ(capture_probe_check(p, NULL, 0, &err), CAPTURE_VISIBLE);
     capture_probe_free(p);
+    capture_probe_free(automatic);
 }
 
 /* A child process holding a POSIX write lock [start, start+len) on path
@@ -329,6 +349,63 @@ static void test_whole_file_locks_named_sqlite_locks_not(void)
     capture_probe_free(p);
 }
 
+/* Whether a child process could take an exclusive POSIX lock on
+ * path's SQLite shared-lock range: 0 when someone holds a lock there. */
+static int lockable_from_child(const char *path)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        int fd = open(path, O_RDWR);
+        struct flock probe = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0x40000002, .l_len = 510};
+        _exit(fd >= 0 && fcntl(fd, F_GETLK, &probe) == 0 && probe.l_type == F_UNLCK ? 0 : 1);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+/* Following a database on the SQLite route, the probe must never open
+ * and close the database file: that would drop this process's POSIX
+ * locks on it, SQLite's read lock included (the application's last
+ * connection would then checkpoint and delete the WAL under it). */
+static void test_following_keeps_the_sqlite_read_lock(void)
+{
+    char path[300];
+    db_path(path, sizeof path, "held.db");
+    struct capture_view view;
+    struct commit_ends ends;
+    make_wal(path, 2, 0, &view, &ends);
+    sqlite3 *db;
+    ASSERT_EQ(sqlite3_open(path, &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db, "BEGIN; SELECT count(*) FROM t;", NULL, NULL, NULL), SQLITE_OK);
+    ASSERT_TRUE(!lockable_from_child(path));
+    struct capture_probe *p = new_probe(path);
+    struct tm_error err;
+    ASSERT_EQ(capture_probe_check(p, &view, 0, &err), CAPTURE_VISIBLE);
+    ASSERT_TRUE(!lockable_from_child(path));
+    sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+    sqlite3_close(db);
+    capture_probe_free(p);
+}
+
+/* The Turso engine's MVCC mode (file format 255) is named, not followed. */
+static void test_mvcc_named(void)
+{
+    char path[300];
+    db_path(path, sizeof path, "mvcc.db");
+    uint8_t header[100] = "SQLite format 3";
+    header[18] = header[19] = 255;
+    write_file(path, header, sizeof header);
+    struct capture_probe *p = new_probe(path);
+    struct tm_error err;
+    ASSERT_EQ(capture_probe_check(p, NULL, 0, &err), CAPTURE_MVCC);
+    ASSERT_STR_CONTAINS(err.msg, "MVCC journal mode");
+    header[18] = header[19] = 2;
+    write_file(path, header, sizeof header);
+    ASSERT_EQ(capture_probe_check(p, NULL, 0, &err), CAPTURE_VISIBLE);
+    capture_probe_free(p);
+}
+
 int main(void)
 {
     static const struct test_case cases[] = {
@@ -342,6 +419,8 @@ int main(void)
         {"no_count_while_a_sqlite_writer_holds_the_write_lock", test_no_count_while_a_sqlite_writer_holds_the_write_lock},
         {"turso_coordination_file_named", test_turso_coordination_file_named},
         {"whole_file_locks_named_sqlite_locks_not", test_whole_file_locks_named_sqlite_locks_not},
+        {"following_keeps_the_sqlite_read_lock", test_following_keeps_the_sqlite_read_lock},
+        {"mvcc_named", test_mvcc_named},
     };
     return harness_run(cases, sizeof cases / sizeof cases[0]);
 }

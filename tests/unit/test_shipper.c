@@ -52,7 +52,7 @@ static int fixture_open(struct fixture *f)
         sql_writer_start(&f->writer, f->db) != 0 || crypto_keyring_new(&f->key, &err) != 0 ||
         crypto_keyring_add_bytes(f->key, raw, &err) != 0 ||
         spool_open(f->state, queue_names, 1, 1, &f->spool, &added, &removed, &err) != 0 ||
-        tailer_open(f->db, &f->tailer, &err) != 0 || tailer_restart_at_pin(f->tailer, &err) != TAILER_OK) {
+        tailer_open(f->db, TAILER_ENGINE_SQLITE, &f->tailer, &err) != 0 || tailer_restart_at_pin(f->tailer, &err) != TAILER_OK) {
         fprintf(stderr, "  fixture: %s\n", err.msg);
         return -1;
     }

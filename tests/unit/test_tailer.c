@@ -43,7 +43,7 @@ static int fixture_open(struct fixture *f)
         sql_writer_start(&f->writer, f->db) != 0)
         return -1;
     struct tm_error err;
-    if (tailer_open(f->db, &f->tailer, &err) != 0 || tailer_restart_at_pin(f->tailer, &err) != TAILER_OK) {
+    if (tailer_open(f->db, TAILER_ENGINE_SQLITE, &f->tailer, &err) != 0 || tailer_restart_at_pin(f->tailer, &err) != TAILER_OK) {
         fprintf(stderr, "  tailer: %s\n", err.msg);
         return -1;
     }
@@ -254,7 +254,7 @@ static void test_resume_at_a_shipped_commit(void)
     struct wal_position at = tailer_pending(f.tailer, &count)[2].end;
     ASSERT_EQ(count, 5);
     tailer_close(f.tailer);
-    ASSERT_EQ(tailer_open(f.db, &f.tailer, &err), 0);
+    ASSERT_EQ(tailer_open(f.db, TAILER_ENGINE_SQLITE, &f.tailer, &err), 0);
     struct wal_position wrong = at;
     wrong.checksum[0] ^= 1;
     ASSERT_EQ(tailer_resume_at(f.tailer, &wrong, f.page_size, &err), 0);

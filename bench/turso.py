@@ -163,7 +163,12 @@ class TursoRun:
         last = max(read_log(self.log))
         got, exact = rows_restored(out, FIRST_ID)
         os.unlink(out)
-        return {"last_committed": last, "last_restored": got, "exact": exact and got == last}
+        with open(self.sidecar_log, errors="replace") as f:
+            lines = f.readlines()
+        return {"last_committed": last, "last_restored": got, "exact": exact and got == last,
+                # generations after the first: continuity lost (each after a warning)
+                "new_generations": max(0, sum(1 for line in lines if 'msg="new generation ' in line) - 1),
+                "warnings": [line.strip() for line in lines if " level=warn " in line or " level=error " in line]}
 
     def stop(self, sig=signal.SIGTERM):
         for proc in (self.writer, self.proc):
@@ -187,10 +192,25 @@ def rows_restored(path, first):
 
 
 def shipped_text(check):
+    generations = ", %d new generation(s)" % check["new_generations"] if check["new_generations"] else ""
     if check["exact"]:
-        return "all %d shipped (checked)" % (check["last_committed"] - FIRST_ID + 1)
-    return "NOT ALL SHIPPED: restore holds up to %d, the writer committed up to %d" % (
-        check["last_restored"], check["last_committed"])
+        return "all %d shipped (checked)%s" % (check["last_committed"] - FIRST_ID + 1, generations)
+    return "NOT ALL SHIPPED: restore holds up to %d, the writer committed up to %d%s" % (
+        check["last_restored"], check["last_committed"], generations)
+
+
+def print_warnings(check, most=2):
+    """The sidecar's first warnings of a run, under its line."""
+    for line in check["warnings"][:most]:
+        print("      sidecar: " + line, flush=True)
+    if len(check["warnings"]) > most:
+        print("      sidecar: ... and %d more warnings" % (len(check["warnings"]) - most), flush=True)
+
+
+def checked_text(row):
+    """What the table says after a figure of tidemark's runs."""
+    text = "" if row["shipped_exact"] else " NOT ALL SHIPPED"
+    return text + (", %d new gen." % row["new_generations"] if row["new_generations"] else "")
 
 
 # ----------------------------------------------------------- throughput
@@ -227,7 +247,9 @@ def throughput(bench, template, rows, mode, rounds, seconds):
                   "%.1f MB%s" % (mode, n + 1, kind + ":", sample["txn_per_s"], sample["cpu_s"],
                                  sample["peak_rss_kib"] / 1024, sample["largest_wal_bytes"] / 1e6,
                                  "; " + shipped_text(check) if check else ""), flush=True)
-    row = {"rounds": rounds, "seconds_each": seconds, "shipped_exact": all(c["exact"] for c in checks)}
+            check and print_warnings(check)
+    row = {"rounds": rounds, "seconds_each": seconds, "shipped_exact": all(c["exact"] for c in checks),
+           "new_generations": sum(c["new_generations"] for c in checks)}
     for kind, samples in runs.items():
         row[kind] = {key: median([s[key] for s in samples]) for key in samples[0]}
         row[kind]["runs"] = samples
@@ -268,7 +290,9 @@ def checkpoints(bench, template, rows, rounds, seconds):
                                            sum(1 for c in done if c[2] == 1), sum(1 for c in done if c[2] == -1),
                                            s["transactions"], s["largest_wal_bytes"] / 1e6,
                                            "; " + shipped_text(check) if check else ""), flush=True)
-    row = {"rate": RATE, "seconds_each": seconds, "rounds": rounds, "shipped_exact": all(c["exact"] for c in checks)}
+            check and print_warnings(check)
+    row = {"rate": RATE, "seconds_each": seconds, "rounds": rounds, "shipped_exact": all(c["exact"] for c in checks),
+           "new_generations": sum(c["new_generations"] for c in checks)}
     for kind, made in calls.items():
         ms = [c[1] for c in made]
         row[kind] = {"calls": len(ms), "p50_ms": percentile(ms, 50), "p99_ms": percentile(ms, 99),
@@ -451,8 +475,7 @@ def print_turso_table(r):
     lines = [("Turso engine %s, multiprocess_wal (medians)" % version, "alone", "tidemark", "tidemark / alone")]
     for mode, w in (o or {}).get("writers", {}).items():
         lines.append(("%s writer, txn/s (goal >= 97 %% of alone)" % mode, "%.0f" % w["alone"]["txn_per_s"],
-                      "%.0f (%.1f %%)%s" % (w["tidemark"]["txn_per_s"], 100 * w["tidemark"]["ratio"],
-                                            "" if w["shipped_exact"] else " NOT ALL SHIPPED"),
+                      "%.0f (%.1f %%)%s" % (w["tidemark"]["txn_per_s"], 100 * w["tidemark"]["ratio"], checked_text(w)),
                       "%.2f" % w["tidemark"]["ratio"]))
         lines.append(("  sidecar CPU-s to ship a %.0f s run (us per txn)" % w["seconds_each"], "",
                       "%.2f (%.1f)" % (w["tidemark"]["cpu_s"], w["tidemark"]["cpu_us_per_txn"]), ""))
@@ -466,7 +489,7 @@ def print_turso_table(r):
                                                                  d["calls"], ", %d failed" % d["failed"]
                                                                  if d["failed"] else "")
         lines.append(("app TRUNCATE every ~200 ms at %d txn/s: p50 / p99 / max" % c["rate"], f(c["alone"]),
-                      f(c["tidemark"]) + ("" if c["shipped_exact"] else " NOT ALL SHIPPED"),
+                      f(c["tidemark"]) + checked_text(c),
                       "%d busy" % c["tidemark"]["busy"]))
         lines.append(("  writer's transactions per %.0f s run (%d txn/s asked)" % (c["seconds_each"], c["rate"]),
                       " ".join("%d" % n for n in c["alone"]["transactions"]),

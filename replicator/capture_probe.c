@@ -206,16 +206,10 @@ static int foreign_lock(const char *path, struct tm_error *err)
 
 static int turso_coordination_file(struct capture_probe *p, struct tm_error *err)
 {
-    int fd = open(p->tshm_path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0)
-        return errno == ENOENT ? 0 : tm_error_set(err, "cannot open '%s': %s", p->tshm_path, strerror(errno));
-    char magic[TSHM_MAGIC_BYTES];
-    ssize_t got = pread(fd, magic, sizeof magic, 0);
-    pid_t pid = 0;
-    int live = got == (ssize_t)sizeof magic ? byte0_locked(fd, F_WRLCK, &pid) : 0;
-    close(fd);
-    if (got != (ssize_t)sizeof magic || memcmp(magic, TSHM_MAGIC, sizeof magic) != 0)
-        return 0;
+    int live = 0;
+    int is_tshm = tshm_identify(p->tshm_path, &live, err);
+    if (is_tshm <= 0)
+        return is_tshm;
     tm_error_set(err, "'%s' is written by the Turso engine (@tursodatabase/database) in its multiprocess_wal mode "
                  "('%s' beside it%s): that engine does not publish its commits in SQLite's wal-index (-shm), so "
                  "tidemark cannot see them; nothing of this database is captured",

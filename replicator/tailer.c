@@ -299,6 +299,7 @@ void tailer_close(struct tailer *t)
 {
     if (!t)
         return;
+    tailer_turso_free(t);   /* first: its thread reads the WAL descriptor */
     for (int i = 0; i < 2; i++) {
         if (t->conn[i] && !sqlite3_get_autocommit(t->conn[i]))
             sqlite3_exec(t->conn[i], "COMMIT", NULL, NULL, NULL);
@@ -309,7 +310,6 @@ void tailer_close(struct tailer *t)
         close(t->wal_fd);
     if (t->shm_fd >= 0)
         close(t->shm_fd);
-    tailer_turso_free(t);
     free(t->pending);
     free(t->tail);
     free(t->db_path);

@@ -341,8 +341,9 @@ static void *put_on_thread(void *arg)
     job->next = st->finished;
     st->finished = job;
     st->puts_in_flight--;
-    pthread_mutex_unlock(&st->puts_lock);
+    /* under the lock: once it is released, storage_free may free st */
     ev_async_send(st->loop, &st->puts_done);
+    pthread_mutex_unlock(&st->puts_lock);
     return NULL;
 }
 

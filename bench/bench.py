@@ -40,6 +40,12 @@ what compare across runs).
      rows lost at kill -9 of the sidecar and restore time of the latest
      point, alone / beside tidemark / beside Litestream 0.3.13 (installed
      from bench/package-lock.json by make bench).
+  Turso engine (bench/turso.py, `--only turso`): scenarios 3 and 1 with
+     the application on Turso's new engine (@tursodatabase/database 0.7.2
+     in multiprocess_wal mode, bench/turso_app_writer.mjs): throughput
+     alone and beside tidemark, the application's TRUNCATE checkpoints
+     that return busy, data lost at kill -9 and how soon commits are
+     stamped. Litestream cannot follow this engine (no -shm): not run.
 
 BENCH_SCALE=N scales sizes and durations (default 1: about 8 minutes on
 2 cores). Prints a table, writes bench/results/<UTC time>.json and a PNG
@@ -1011,6 +1017,13 @@ def full_run(scale, only):
         if wanted("peer"):
             print("8. peer comparison: the application's checkpoints, kill -9, restore", flush=True)
             r["peer"] = peer.scenario_peer(bench, scale, megabytes=int(64 * scale))
+        if wanted("turso") or wanted("turso-overhead"):
+            print("3t. application overhead on the Turso engine", flush=True)
+            r["turso_overhead"] = turso.scenario_overhead(bench, rounds=3, seconds=8 * scale,
+                                                          megabytes=int(64 * scale), scale=scale)
+        if wanted("turso") or wanted("turso-rpo"):
+            print("1t. RPO under load on the Turso engine", flush=True)
+            r["turso_rpo"] = turso.scenario_rpo(bench, trials=max(10, int(10 * scale)), scale=scale)
         if wanted("idle"):
             print("6. idle", flush=True)
             r["idle"] = scenario_idle(bench, seconds=int(os.environ.get("BENCH_IDLE_SECONDS", 60 * scale)))
@@ -1019,6 +1032,7 @@ def full_run(scale, only):
     print()
     print_table(r)
     peer.print_peer_table(r)
+    turso.print_turso_table(r)
     path = results_path(".json")
     with open(path, "w") as f:
         json.dump(r, f, indent=1)
@@ -1061,7 +1075,8 @@ def nightly(args):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--nightly", action="store_true", help="the nightly RPO job (bench/nightly-rpo)")
-    p.add_argument("--only", action="append", choices=["rpo", "rto", "served", "overhead", "shipping", "snapshot", "idle", "tenants", "peer"],
+    p.add_argument("--only", action="append", choices=["rpo", "rto", "served", "overhead", "shipping", "snapshot", "idle", "tenants", "peer",
+                                                  "turso", "turso-overhead", "turso-rpo"],
                    help="run only these scenarios (repeatable)")
     p.add_argument("--max-rpo", default="15m", help="nightly: fail when p99 RPO exceeds this (default 15m)")
     p.add_argument("--max-rto", default="1h", help="nightly: fail when the restore takes longer (default 1h)")
@@ -1085,6 +1100,7 @@ def main():
 # find this module under its own name, not load a second copy.
 sys.modules.setdefault("bench", sys.modules[__name__])
 import peer  # noqa: E402  (after every helper it imports is defined)
+import turso  # noqa: E402
 
 
 if __name__ == "__main__":

@@ -51,6 +51,7 @@ enum wait_reason {
     WAIT_MISSING,                    /* no file */
     WAIT_EMPTY,                      /* shorter than a SQLite header */
     WAIT_ROLLBACK,                   /* a SQLite database in rollback-journal mode */
+    WAIT_NO_TSHM,                    /* `engine: turso`, and the engine has no DB-tshm there yet */
 };
 
 struct db_context {

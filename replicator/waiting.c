@@ -7,7 +7,11 @@
  * together, Kubernetes native sidecars, which start before the app
  * container), and an application may delete its database and create it
  * again. A `path:` database whose file is missing, empty (shorter than a
- * SQLite header) or in rollback-journal mode is therefore not an error:
+ * SQLite header) or in rollback-journal mode, or, with `engine: turso`,
+ * has no coordination file of the Turso engine beside it yet (the engine
+ * has not opened it in its multiprocess_wal mode: the sidecar must not
+ * open it first, which would keep the engine out), is therefore not an
+ * error:
  * the database waits, with the reason logged once, shown on /healthz and
  * in the metrics (tidemark_database_waiting), and the database_missing
  * alert once it lasts missing-alert-after. Other databases and Redis run
@@ -40,6 +44,7 @@
 #include "waiting.h"
 
 #include "database.h"
+#include "tailer.h"
 
 #include "../common/clock.h"
 #include "../common/log.h"
@@ -47,6 +52,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -77,6 +83,24 @@ static enum wait_reason probe_file(const char *path, ssize_t *size)
     return header[18] == 2 && header[19] == 2 ? WAIT_NONE : WAIT_ROLLBACK;
 }
 
+/* Whether PATH-SUFFIX exists. */
+static int has_suffix_file(const char *path, const char *suffix)
+{
+    char side[PATH_MAX + 8];
+    snprintf(side, sizeof side, "%s%s", path, suffix);
+    return access(side, F_OK) == 0;
+}
+
+/* Why the database waits now: its file (probe_file), or with `engine:
+ * turso` the engine's coordination file not there yet. */
+static enum wait_reason wait_reason_now(const struct db_context *ctx, ssize_t *size)
+{
+    enum wait_reason reason = probe_file(ctx->cfg->path, size);
+    if (reason == WAIT_NONE && ctx->cfg->engine == TAILER_ENGINE_TURSO && !has_suffix_file(ctx->cfg->path, "-tshm"))
+        reason = WAIT_NO_TSHM;
+    return reason;
+}
+
 static void describe(struct db_context *ctx, enum wait_reason reason, ssize_t size)
 {
     const char *path = ctx->cfg->path;
@@ -89,6 +113,12 @@ static void describe(struct db_context *ctx, enum wait_reason reason, ssize_t si
         snprintf(ctx->waiting_reason, sizeof ctx->waiting_reason,
                  "'%s' holds %zd bytes, less than a SQLite header: waiting for the application to write it",
                  path, size);
+    else if (reason == WAIT_NO_TSHM)
+        snprintf(ctx->waiting_reason, sizeof ctx->waiting_reason,
+                 "`engine: turso`: waiting for the Turso engine to open '%s' with experimental: ['multiprocess_wal'] "
+                 "(no '%s-tshm' yet%s)", path, path,
+                 has_suffix_file(path, "-shm") ? "; a SQLite wal-index '-shm' is there: if SQLite or libSQL writes "
+                                                 "this database, set `engine: auto`" : "");
     else
         snprintf(ctx->waiting_reason, sizeof ctx->waiting_reason,
                  "'%s' is in rollback-journal mode; tidemark never changes the journal mode: the application "
@@ -143,8 +173,9 @@ static void wait_for(struct db_context *ctx, enum wait_reason reason, ssize_t si
         ctx->wait_timer.data = ctx;
         ev_timer_start(loop, &ctx->wait_timer);
     }
-    if (!before || (reason == WAIT_ROLLBACK && before != WAIT_ROLLBACK))
-        log_event(reason == WAIT_ROLLBACK ? LOG_WARN : LOG_INFO, ctx->cfg->name, NULL, "%s", ctx->waiting_reason);
+    int act = reason == WAIT_ROLLBACK || reason == WAIT_NO_TSHM;   /* the user may have to act */
+    if (!before || (act && before != reason))
+        log_event(act ? LOG_WARN : LOG_INFO, ctx->cfg->name, NULL, "%s", ctx->waiting_reason);
     else if (reason != before)
         log_event(LOG_DEBUG, ctx->cfg->name, NULL, "%s", ctx->waiting_reason);
 }
@@ -173,11 +204,11 @@ int waiting_check(struct db_context *ctx)
     if (ctx->tenant || ctx->redis || ctx->tailer)
         return 0;
     ssize_t size;
-    enum wait_reason reason = probe_file(ctx->cfg->path, &size);
+    enum wait_reason reason = wait_reason_now(ctx, &size);
     if (reason == WAIT_MISSING)
         unwatch_file(ctx);
     if (reason != WAIT_NONE && watch_files(ctx, reason))
-        reason = probe_file(ctx->cfg->path, &size);
+        reason = wait_reason_now(ctx, &size);
     if (reason == WAIT_NONE) {
         if (ctx->waiting)
             stop_waiting(ctx);
@@ -205,7 +236,10 @@ int waiting_event(struct db_context *ctx, const struct inotify_event *ev)
     if (ev->wd != ctx->watch || !ev->len)
         return 0;
     const char *base = strrchr(ctx->cfg->path, '/');
-    return strcmp(ev->name, base ? base + 1 : ctx->cfg->path) == 0;
+    base = base ? base + 1 : ctx->cfg->path;
+    size_t len = strlen(base);
+    /* the file itself, or (engine: turso) the engine's coordination file */
+    return strcmp(ev->name, base) == 0 || (strncmp(ev->name, base, len) == 0 && strcmp(ev->name + len, "-tshm") == 0);
 }
 
 void waiting_recheck_soon(struct db_context *ctx)

@@ -631,22 +631,44 @@ def test_engine_sqlite_forced_on_multiprocess_database_refused():
         env.cleanup()
 
 
-def test_engine_turso_forced_on_sqlite_database_refused():
-    """`engine: turso` on a SQLite database (WAL mode, no DB-tshm): the
-    configuration is refused at start, naming the missing coordination
-    file and the one-line change; nothing is created beside the database
-    and it is left as it was."""
+def test_engine_turso_waits_for_the_engine_to_open_the_database():
+    """`engine: turso`, the sidecar started first on a database the engine
+    has never opened (made by SQLite, as a restored copy is): the sidecar
+    never opens it (a libsqlite3 connection would keep the engine out:
+    'Database is already open without experimental multiprocess WAL'),
+    says what it waits for (warning naming DB-tshm, /healthz 'waiting'),
+    and follows the database once the engine opens it; restores exact,
+    the SQLite rows included."""
+    engine_installed()
     env = EngineEnv("turso-forced-turso", extra_db="    engine: turso\n")
     try:
         env.create_db()
-        env.write_py(20, "--delay-ms", "1")
-        proc = subprocess.run([TIDEMARK, "replicate", "-c", env.config], capture_output=True, text=True, timeout=30)
-        print("# engine: turso on a SQLite database: exit %d, %s" % (proc.returncode, proc.stderr.splitlines()[:1]))
-        check(proc.returncode != 0, "the sidecar accepted `engine: turso` on a SQLite database")
-        check("app.db-tshm" in proc.stderr and "engine: turso" in proc.stderr and ONE_LINE_CHANGE in proc.stderr,
-              "the refusal does not name the coordination file, the setting and the change: " + proc.stderr)
-        check(not os.path.exists(env.db + "-tshm"), "the sidecar created a .tshm beside a SQLite database")
-        check(restored_ids(env.db) == 20, "the database changed")
+        env.write_py(20, "--delay-ms", "1")   # ids 1-20, by SQLite; its last close removes -wal and -shm
+        env.start()
+        wait_until(lambda: "waiting for the Turso engine to open" in env.full_log(), 5,
+                   "the sidecar to say it waits for the engine: " + env.tail_log())
+        check("app.db-tshm" in env.full_log() and "level=warn" in env.full_log(),
+              "the wait is not a warning naming the coordination file: " + env.tail_log())
+        code, body = health(env.port)
+        check([w.get("db") for w in body.get("waiting", [])] == ["app"],
+              "/healthz does not list the database as waiting: %d %s" % (code, body))
+        time.sleep(1.5)
+        for side in ("-wal", "-shm", "-tshm"):
+            check(not os.path.exists(env.db + side), "the sidecar created %s beside a database it waits for" % side)
+        engine = env.start_engine("multiprocess", delay_ms=5, start=21)
+        wait_following(env)
+        following_from = now_ms()
+        time.sleep(3)
+        check(engine.poll() is None, "the writer exited beside the sidecar")
+        check("followed through the Turso engine's coordination file" in env.full_log(), "not the Turso route: "
+              + env.tail_log())
+        env.stop_engine(engine)
+        time.sleep(1.5)
+        env.stop()
+        check_no_errors(env)
+        counts = verify_span(env, following_from)
+        print("# engine: turso, sidecar first on a database the engine never opened: waited, then %d commits; "
+              "restores exact at %s rows and latest" % (len(env.commits()), counts))
     finally:
         env.cleanup()
 
@@ -664,5 +686,5 @@ if __name__ == "__main__":
         test_tshm_version_changed_under_the_sidecar_refused,
         test_default_mode_lock_reported_then_followed_once_the_engine_closes,
         test_engine_sqlite_forced_on_multiprocess_database_refused,
-        test_engine_turso_forced_on_sqlite_database_refused,
+        test_engine_turso_waits_for_the_engine_to_open_the_database,
     ]))

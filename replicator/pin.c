@@ -287,6 +287,11 @@ static void on_yield_poll(struct ev_loop *loop, ev_timer *w, int revents)
             ctx->pin.moves += pinned == TAILER_OK;
         }
         rc = rc == TAILER_OK || rc == TAILER_LATER ? TAILER_OK : rc;
+    } else if (tailer_is_turso(ctx->tailer) &&
+               (rc = tailer_scan(ctx->tailer, clock_now_ms(), &err)) != TAILER_OK) {
+        /* the Turso route, pinned (a new generation, a snapshot): the WAL
+         * is read at each poll all the same, so that commits are stamped
+         * when they happen and the commit count is known to let go */
     } else if (tailer_pin_in_the_way(ctx->tailer)) {
         rc = let_go_of_pin(ctx, 1, &err);
         if (rc == TAILER_OK) {

@@ -531,10 +531,18 @@ static size_t prove_gone_runs(struct tailer *t, struct tm_error *err)
         if (size_here)
             db_size = size_here;
     }
-    int by_file = db_size && consecutive_to_now(t, gone, &now) && database_file_holds(t, gone - 1, limit, db_size, err);
+    int consecutive = db_size && consecutive_to_now(t, gone, &now);
+    int by_file = consecutive && database_file_holds(t, gone - 1, limit, db_size, err);
+    log_debug("'%s': proof of %zu gone WAL(s) (first ckseq %u from %u, count %u, limit %u; followed ckseq %u "
+              "scanned %u; now ckseq %u backfilled %u): consecutive %d, database file %d", t->wal_path, gone,
+              a->runs[0].hdr.checkpoint_seq, a->runs[0].from.frame, a->runs[0].count, limit[0],
+              t->have_header ? t->hdr.checkpoint_seq : 0, t->scanned.frame, now.checkpoint_seq, now.backfilled,
+              consecutive, by_file);
     for (size_t j = 0; j < gone; j++) {
         uint32_t published = proven_by_publication(t, &a->runs[j]);
-        a->runs[j].proven = by_file && limit[j] > published ? limit[j] : published;
+        uint32_t proven = by_file && limit[j] > published ? limit[j] : published;
+        if (proven > a->runs[j].proven)   /* a proof stays: the database file moves on */
+            a->runs[j].proven = proven;
     }
     /* a gone run with commits and none proven is a gap: it and the ones
      * after it cannot be used */
@@ -625,6 +633,12 @@ static int follow_next_locked(struct tailer *t, const struct wal_header *fresh, 
     drop_first_runs(a, done);
     if (!a->run_count)
         return 0;
+    /* WALs gone since the proof at the followed one's end (a TRUNCATE
+     * while its tail was shipped): proven now, while the database file
+     * is still their state */
+    struct tm_error why;
+    if (!a->runs[0].proven)
+        prove_gone_runs(t, &why);
     struct ahead_run *r = &a->runs[0];
     if (!r->proven || r->from.frame != 0 || (fresh && same_wal(&r->hdr, fresh->salt1, fresh->salt2)))
         return 0;

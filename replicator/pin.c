@@ -89,7 +89,8 @@ void pin_follow_beside_worker(struct db_context *ctx, char *broken, size_t broke
         return;
     }
     if (!tailer_pinned(t)) {
-        tailer_detach(t, &err);
+        if (tailer_detach(t, &err) != 0)
+            log_event(LOG_DEBUG, ctx->cfg->name, NULL, "beside the snapshot: pending frames not read into memory");
         int restarted;
         if (repin_due(ctx, &restarted) && tailer_advance_pin(t, &err) == TAILER_OK)
             ctx->pin.moves++;
@@ -269,8 +270,8 @@ static void on_yield_poll(struct ev_loop *loop, ev_timer *w, int revents)
          * shipped here) and pin again as soon as the WAL restarted, or
          * after REPIN_AFTER_MS, once no checkpoint runs. */
         rc = tailer_scan(ctx->tailer, clock_now_ms(), &err);
-        if (rc == TAILER_OK && !tailer_switching(ctx->tailer))
-            tailer_detach(ctx->tailer, &err);   /* no restart can take them now; shipped at the tick */
+        if (rc == TAILER_OK && !tailer_switching(ctx->tailer) && tailer_detach(ctx->tailer, &err) != 0)
+            log_event(LOG_DEBUG, ctx->cfg->name, NULL, "unpinned: pending frames not read into memory");
         if (rc == TAILER_OK && tailer_read_ahead(ctx->tailer, &err) != 0)
             rc = -1;
         if (rc == TAILER_OK && tailer_switching(ctx->tailer))

@@ -582,7 +582,21 @@ void tailer_ack(struct tailer *t, size_t count)
         return;
     if (count > t->pending_count)
         count = t->pending_count;
+    struct wal_position before = t->shipped;
     t->shipped = t->pending[count - 1].end;
+    /* frames in memory (a detached or recovered tail) that are now
+     * shipped leave it, so that it still holds exactly what is pending:
+     * between a partial ship and the next look, nothing must depend on
+     * the WAL file still holding them */
+    uint32_t shipped_frames = t->shipped.frame - before.frame;
+    if (t->tail && t->tail_first == before.frame + 1 && shipped_frames < t->tail_frames &&
+        t->shipped.salt1 == before.salt1 && t->shipped.salt2 == before.salt2) {
+        size_t frame_bytes = WAL_FRAME_HEADER_BYTES + t->hdr.page_size;
+        memmove(t->tail, t->tail + (size_t)shipped_frames * frame_bytes,
+                (size_t)(t->tail_frames - shipped_frames) * frame_bytes);
+        t->tail_first += shipped_frames;
+        t->tail_frames -= shipped_frames;
+    }
     memmove(t->pending, t->pending + count, (t->pending_count - count) * sizeof *t->pending);
     t->pending_count -= count;
     if (!t->pending_count && !t->switching && t->tail) {   /* a detached tail is shipped */

@@ -45,8 +45,11 @@ int tailer_begin_read(struct tailer *t, int conn, struct tm_error *err)
 void tailer_end_read(struct tailer *t, int conn)
 {
     if (t->coord) {   /* the reader slot */
-        if (conn >= 0)
+        if (conn >= 0 && tshm_pinned(t->coord)) {
+            log_debug("'%s': reader slot let go (shipped %u, scanned %u, pending %zu, in memory %d)", t->db_path,
+                      t->shipped.frame, t->scanned.frame, t->pending_count, tailer_tail_covers_pending(t));
             tshm_unpin(t->coord);
+        }
         return;
     }
     if (conn >= 0 && !sqlite3_get_autocommit(t->conn[conn]))

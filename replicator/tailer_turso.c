@@ -176,8 +176,11 @@ int tailer_turso_take_pin(struct tailer *t, struct pin *out, struct tm_error *er
         if (tshm_pinned(t->coord) && before.salt1 == t->pin.salt1 && before.salt2 == t->pin.salt2 &&
             frame < tshm_pin_frame(t->coord))
             frame = tshm_pin_frame(t->coord);
+        int was_pinned = tshm_pinned(t->coord);
         if (tshm_pin(t->coord, frame, err) != 0)
             return -1;
+        if (!was_pinned)
+            log_debug("'%s': reader slot %d taken at frame %u", t->db_path, tshm_pin_slot(t->coord), frame);
         int after_ok = tailer_turso_read_index(t, &after, err);
         if (after_ok < 0)
             return -1;

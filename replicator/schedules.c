@@ -237,6 +237,8 @@ void schedules_catch_up(struct db_context *ctx)
 {
     int64_t last = ctx->shipper.last_snapshot_ms, now = clock_now_ms();
     int64_t due = INT64_MAX;
+    if (last <= 0)   /* no snapshot yet: the generation that starts takes the first one */
+        return;
     if (ctx->cfg->snapshot_cron_set)
         due = next_snapshot_ms(ctx, last);
     if (ctx->cfg->snapshot_interval_ms && last + ctx->cfg->snapshot_interval_ms < due)

@@ -247,10 +247,17 @@ def create_db(path):
     db.close()
 
 
-def scrape_while_writing():
+def scrape_while_writing(cache={}):
     """Starts a sidecar with metrics over `app` (path:) and a dir: entry
     `tenants` holding one database, lets a writer commit to each, and
-    returns the scrape once all is shipped."""
+    returns the scrapes before the writes and once all is shipped (made
+    once, for every test that asks)."""
+    if not cache:
+        cache["scrapes"] = run_sidecar_with_writers()
+    return cache["scrapes"]
+
+
+def run_sidecar_with_writers():
     port = free_port()
     env = Env("dashboard")
     tenants = os.path.join(env.dir, "tenants")
@@ -400,5 +407,24 @@ def test_queries_match_a_running_sidecar():
           "a metric gone from /metrics went unnoticed: %r" % found)
 
 
+def test_docs_name_every_metric():
+    """docs/monitoring.md's tables name every metric /metrics has, and no
+    document names one it does not have (a `tidemark_x_*` family aside)."""
+    _, text = scrape_while_writing()
+    samples, types = parse_scrape(text)
+    with open(os.path.join(ROOT, "docs", "monitoring.md")) as f:
+        monitoring = f.read()
+    undocumented = sorted(n for n in types if not re.search(r"`%s(\{[^`]*\})?`" % n, monitoring))
+    check(not undocumented, "docs/monitoring.md does not document %s" % ", ".join(undocumented))
+    documents = [os.path.join(ROOT, "README.md"), RULES, DASHBOARD] + \
+        [os.path.join(d, f) for d in (os.path.join(ROOT, "docs"),) for f in sorted(os.listdir(d)) if f.endswith(".md")]
+    for path in documents:
+        with open(path) as f:
+            named = set(re.findall(r"\btidemark_[a-z_]*[a-z](?![a-z_*])", f.read()))
+        unknown = sorted(named - set(types))
+        check(not unknown, "%s names metrics /metrics does not have: %s" % (os.path.relpath(path, ROOT), ", ".join(unknown)))
+
+
 if __name__ == "__main__":
-    sys.exit(run_tests([test_dashboard_structure, test_rules_structure, test_queries_match_a_running_sidecar]))
+    sys.exit(run_tests([test_dashboard_structure, test_rules_structure, test_queries_match_a_running_sidecar,
+                        test_docs_name_every_metric]))

@@ -279,7 +279,11 @@ def run_sidecar_with_writers():
         wait_until(lambda: value(scrape(port), 'tidemark_entry_commits_shipped_total{entry="tenants"}')
                    - value(before, 'tidemark_entry_commits_shipped_total{entry="tenants"}') >= 20, 20,
                    "the tenant's 20 commits shipped")
-        time.sleep(1.0)
+        def caught_up():
+            text = scrape(port)
+            return (value(text, 'tidemark_replica_lag_seconds{db="app",replica="file"}') == 0
+                    and value(text, 'tidemark_entry_replica_lag_max_seconds{entry="tenants",replica="file"}') == 0)
+        wait_until(caught_up, 20, "both replicas to catch up")
         text = scrape(port)
         env.stop()
         return before, text
@@ -387,7 +391,7 @@ def test_queries_match_a_running_sidecar():
         check(total(text, name) > total(before, name), "%s did not move: %s" % (name, total(text, name)))
     for name in sorted(still):
         check(total(text, name) == 0, "%s is %s on a healthy sidecar" % (name, total(text, name)))
-    check(value(text, 'tidemark_replica_lag_seconds{db="app",replica="file"}') == 0, "app still lags")
+    check(value(text, 'tidemark_replica_queued_objects{db="app",replica="file"}') == 0, "objects still queued")
     check(value(text, 'tidemark_capture_up{db="app"}') == 1, "capture of app not up")
     check(value(text, 'tidemark_snapshot_last_timestamp_seconds{db="app"}') > time.time() - 120, "no recent snapshot")
     print("# %d queries, %d tidemark metrics checked against the scrape" % (len(queries), len(used)))

@@ -10,6 +10,9 @@
 
 /* Milliseconds since the Unix epoch (CLOCK_REALTIME). */
 int64_t clock_now_ms(void);
+/* Milliseconds of CLOCK_MONOTONIC: for timeouts and budgets, which a
+ * change of the wall clock must not stretch or cut. */
+int64_t clock_monotonic_ms(void);
 
 /* Format ms as "2026-11-24T00:15:00.123Z" into buf (>= 32 bytes). */
 void clock_format_ms(int64_t ms, char *buf, size_t len);

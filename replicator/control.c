@@ -8,6 +8,8 @@
  * stays open until control_reply answers. */
 #include "control.h"
 
+#include "../common/clock.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -167,13 +169,6 @@ void control_close(struct control_server *s)
     free(s);
 }
 
-static int64_t monotonic_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 int control_request(const char *state_dir, const char *command, int64_t timeout_ms, char *reply,
                     size_t reply_len, int *no_daemon, struct tm_error *err)
 {
@@ -200,10 +195,10 @@ int control_request(const char *state_dir, const char *command, int64_t timeout_
         return tm_error_set(err, "cannot send to '%s': %s", addr.sun_path, strerror(errno));
     }
     size_t used = 0;
-    int64_t deadline = monotonic_ms() + timeout_ms;
+    int64_t deadline = clock_monotonic_ms() + timeout_ms;
     reply[0] = '\0';
     while (used + 1 < reply_len) {
-        int64_t left = deadline - monotonic_ms();
+        int64_t left = deadline - clock_monotonic_ms();
         struct pollfd pfd = {fd, POLLIN, 0};
         if (left <= 0 || poll(&pfd, 1, (int)(left > 1000 ? 1000 : left)) < 0) {
             if (left <= 0 || errno != EINTR) {

@@ -311,6 +311,7 @@ static void sync_database(struct db_context *ctx)
     if (spool_is_full(ctx))
         return database_kick_uploaders(ctx);
     uint64_t segments_before = ctx->shipper.segments_shipped;
+    pin_before_shipping(ctx);
     status = shipper_ship(&ctx->shipper, ctx->tailer, &err);
     database_kick_uploaders(ctx);
     if (ctx->shipper.segments_shipped != segments_before)

@@ -42,6 +42,9 @@
 
 /* Unpinned: pin again once the WAL restarted, or this long after. */
 #define REPIN_AFTER_MS 20
+/* A pin moved to be let go (pin_keep_moving) waits this long at most for
+ * the application's checkpoints to copy up to it. */
+#define LET_GO_WAIT_MS 500
 /* The sidecar keeps up while a tick ships at most this many times
  * checkpoint-pages: only then is the pin let go (else it moves). */
 #define KEEPING_UP_CHECKPOINTS 4
@@ -52,6 +55,16 @@
 #define QUIET_CHECKPOINT_MS 1000
 
 static void on_yield_poll(struct ev_loop *loop, ev_timer *w, int revents);
+
+/* The pin is let go only once the application's checkpoints have copied
+ * all but a little of the WAL (at most checkpoint-pages frames): copying
+ * a large WAL takes them tens of milliseconds, a window without a pin in
+ * which the application's writer may append and restart faster than the
+ * loop comes back to read. Pinned, they copy up to the pin meanwhile. */
+static int backfill_nearly_done(struct db_context *ctx)
+{
+    return tailer_backfill_behind(ctx->tailer) <= ctx->cfg->checkpoint_pages;
+}
 
 /* The pin was just let go (tailer_unpin): remember the WAL followed and
  * when, for repin_due. */
@@ -111,6 +124,19 @@ void pin_follow_beside_worker(struct db_context *ctx, char *broken, size_t broke
     ctx->pin.yields++;
 }
 
+
+void pin_before_shipping(struct db_context *ctx)
+{
+    struct tailer *t = ctx->tailer;
+    if (!t || tailer_pinned(t) || !tailer_needs_pin(t))
+        return;
+    struct tm_error err;
+    int rc = tailer_advance_pin(t, &err);
+    if (rc == TAILER_OK)
+        ctx->pin.moves++;
+    log_event(LOG_DEBUG, ctx->cfg->name, NULL, "pinned again before shipping after %lld ms: %d",
+              (long long)(clock_now_ms() - ctx->pin.unpinned_ms), rc);
+}
 
 /* Moves the pin to the WAL's end (tailer_pin.c), shipping first what the
  * move needs shipped. TAILER_OK, TAILER_LATER, 1 (continuity lost) or -1. */
@@ -239,7 +265,13 @@ void pin_keep_moving(struct db_context *ctx, int quiet)
          * restarts the WAL through them (the pin gives way, held safe by
          * its WRITE lock): no window without a pin is opened for it */
         int checkpoints_itself = ctx->pin.last_yield_ms && clock_now_ms() - ctx->pin.last_yield_ms < OWN_CHECKPOINTS_MS;
-        rc = keeping_up && !checkpoints_itself ? let_go_of_pin(ctx, 0, &err) : move_pin(ctx, &err);
+        if (keeping_up && !checkpoints_itself && backfill_nearly_done(ctx)) {
+            rc = let_go_of_pin(ctx, 0, &err);
+        } else {
+            rc = move_pin(ctx, &err);
+            if (rc == TAILER_OK && keeping_up && !checkpoints_itself)
+                ctx->pin.let_go_wanted_ms = clock_now_ms();   /* on_yield_poll lets go once copied */
+        }
     }
     database_kick_uploaders(ctx);
     if (rc == TAILER_BROKEN)
@@ -264,6 +296,9 @@ static void on_yield_poll(struct ev_loop *loop, ev_timer *w, int revents)
         return;
     struct tm_error err;
     int rc = TAILER_OK;
+    if (ctx->pin.let_go_wanted_ms && (!tailer_pinned(ctx->tailer) ||
+                                      clock_now_ms() - ctx->pin.let_go_wanted_ms > LET_GO_WAIT_MS))
+        ctx->pin.let_go_wanted_ms = 0;
     if (!tailer_pinned(ctx->tailer)) {
         /* Unpinned: read every millisecond (a restart's old frames are
          * read before the new WAL overwrites them; only that tail is
@@ -274,12 +309,14 @@ static void on_yield_poll(struct ev_loop *loop, ev_timer *w, int revents)
             log_event(LOG_DEBUG, ctx->cfg->name, NULL, "unpinned: pending frames not read into memory");
         if (rc == TAILER_OK && tailer_read_ahead(ctx->tailer, &err) != 0)
             rc = -1;
-        if (rc == TAILER_OK && tailer_switching(ctx->tailer))
+        if (rc == TAILER_OK && tailer_switching(ctx->tailer)) {
+            pin_before_shipping(ctx);   /* the new WAL is kept while the old one's tail is shipped */
             rc = database_ship_all(ctx, &err);
+        }
         if (rc == TAILER_OK && tailer_switching(ctx->tailer))
             rc = tailer_scan(ctx->tailer, clock_now_ms(), &err);   /* follow the new WAL */
         int restarted;
-        if (rc == TAILER_OK && repin_due(ctx, &restarted)) {
+        if (rc == TAILER_OK && !tailer_pinned(ctx->tailer) && repin_due(ctx, &restarted)) {
             int pinned = tailer_advance_pin(ctx->tailer, &err);
             if (pinned == TAILER_LATER && database_ship_all(ctx, &err) == 0)   /* slot 0 needs all shipped */
                 pinned = tailer_advance_pin(ctx->tailer, &err);
@@ -293,6 +330,9 @@ static void on_yield_poll(struct ev_loop *loop, ev_timer *w, int revents)
         /* the Turso route, pinned (a new generation, a snapshot): the WAL
          * is read at each poll all the same, so that commits are stamped
          * when they happen and the commit count is known to let go */
+    } else if (ctx->pin.let_go_wanted_ms && backfill_nearly_done(ctx)) {
+        ctx->pin.let_go_wanted_ms = 0;
+        rc = let_go_of_pin(ctx, 1, &err);   /* what came since the move is read into memory */
     } else if (tailer_pin_in_the_way(ctx->tailer)) {
         rc = let_go_of_pin(ctx, 1, &err);
         if (rc == TAILER_OK) {

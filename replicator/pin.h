@@ -23,6 +23,8 @@ struct pin_state {
     uint32_t checkpoint_floor;       /* shipped WAL frame when the pin last moved */
     uint64_t moves, yields;          /* pin handovers; of them, for an application's checkpoint */
     int64_t unpinned_ms;             /* when the pin was let go (tailer_unpin) */
+    int64_t let_go_wanted_ms;        /* the pin moved to let go once the application's checkpoints
+                                        have copied up to it (0: not wanted) */
     int64_t last_yield_ms;           /* the pin last gave way to an application checkpoint */
     int64_t wal_event_ms;            /* the Turso route: the WAL was last written (inotify) */
     uint32_t unpinned_salt1, unpinned_salt2;   /* the WAL followed then */
@@ -43,6 +45,14 @@ void pin_update_yield_timer(struct db_context *ctx);
  * shipped nothing. Continuity lost: restarts the database; an error is
  * logged, and the pin kept where it was. */
 void pin_keep_moving(struct db_context *ctx, int quiet);
+/* Before the loop's thread ships (tens of milliseconds for a large
+ * backlog, with no look at the WAL meanwhile): takes the pin again if it
+ * was let go, so that the application's writer cannot restart the WAL
+ * over frames not read yet. An application's checkpoint that waits for
+ * readers meanwhile waits for the shipping too (the yield timer lets go
+ * again after it). Left unpinned when the pin cannot protect yet (slot 0
+ * with frames not shipped): it is taken again later. */
+void pin_before_shipping(struct db_context *ctx);
 /* Moves the pin to the WAL's end and ships exactly the commits up to
  * it, so that a snapshot of the pin's state belongs at the shipper's
  * next index. TAILER_OK, TAILER_LATER (try again), TAILER_BROKEN, or -1

@@ -607,6 +607,20 @@ void tailer_ack(struct tailer *t, size_t count)
     }
 }
 
+int tailer_read_exactly(int fd, uint8_t *buf, size_t len, off_t offset, const char *path, struct tm_error *err)
+{
+    size_t done = 0;
+    while (done < len) {
+        ssize_t got = pread(fd, buf + done, len - done, offset + (off_t)done);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0)
+            return got < 0 ? tm_error_set(err, "cannot read '%s': %s", path, strerror(errno)) : 0;
+        done += (size_t)got;
+    }
+    return 1;
+}
+
 int tailer_read_frames(struct tailer *t, uint32_t first, uint32_t count, uint8_t *buf,
                        struct tm_error *err)
 {
@@ -615,16 +629,10 @@ int tailer_read_frames(struct tailer *t, uint32_t first, uint32_t count, uint8_t
         memcpy(buf, t->tail + (size_t)(first - t->tail_first) * (WAL_FRAME_HEADER_BYTES + t->hdr.page_size), len);
         return 0;
     }
-    off_t offset = (off_t)wal_frame_offset(&t->hdr, first);
-    size_t done = 0;
-    while (done < len) {
-        ssize_t got = pread(t->wal_fd, buf + done, len - done, offset + (off_t)done);
-        if (got <= 0)
-            return tm_error_set(err, "cannot read frames %u-%u of '%s': %s", first, first + count - 1,
-                                t->wal_path, got < 0 ? strerror(errno) : "short read");
-        done += (size_t)got;
-    }
-    return 0;
+    int got = tailer_read_exactly(t->wal_fd, buf, len, (off_t)wal_frame_offset(&t->hdr, first), t->wal_path, err);
+    if (got == 0)
+        tm_error_set(err, "cannot read frames %u-%u of '%s': short read", first, first + count - 1, t->wal_path);
+    return got == 1 ? 0 : -1;
 }
 
 const struct wal_header *tailer_header(const struct tailer *t)

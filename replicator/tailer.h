@@ -154,6 +154,10 @@ int tailer_pin_in_the_way(struct tailer *t);
 int tailer_app_busy(struct tailer *t);
 /* Whether another process holds the CKPT lock (a checkpoint runs). */
 int tailer_app_checkpointing(struct tailer *t);
+/* Frames of the WAL that a checkpoint has still to copy into the
+ * database (mxFrame - nBackfill of the wal-index); UINT32_MAX when it
+ * cannot be read. The Turso route: UINT32_MAX (never let go that way). */
+uint32_t tailer_backfill_behind(struct tailer *t);
 
 /* A PASSIVE checkpoint on the connection that does not hold the pin
  * (never waits, never blocks writers). *restartable = 1 when the WAL is

@@ -255,6 +255,15 @@ int tailer_app_checkpointing(struct tailer *t)
     return shm_locked_by_other(t, SHM_LOCK_CKPT, 1);
 }
 
+uint32_t tailer_backfill_behind(struct tailer *t)
+{
+    struct wal_index_state index;
+    struct tm_error ignored;
+    if (t->coord || tailer_read_index(t, &index, &ignored) != 1)
+        return UINT32_MAX;
+    return index.max_frame > index.backfilled ? index.max_frame - index.backfilled : 0;
+}
+
 int tailer_pin_in_the_way(struct tailer *t)
 {
     if (t->coord)

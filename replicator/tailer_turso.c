@@ -54,6 +54,8 @@
  * prove continuity as far as the WAL goes. */
 #include "tailer_internal.h"
 
+#include "../common/clock.h"
+
 #include "../common/log.h"
 
 #include <errno.h>
@@ -221,21 +223,14 @@ int tailer_turso_pin_in_the_way(struct tailer *t)
 
 /* ----------------------------------------------------------- snapshot */
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* A checkpoint that began before the slot was stored may copy past it:
  * wait until none holds the checkpointer's byte (those that begin later
  * see the slot). 0, or TAILER_LATER. */
 static int wait_for_earlier_checkpoint(struct tailer *t, struct tm_error *err)
 {
-    int64_t deadline = now_ms() + CHECKPOINT_WAIT_MS;
+    int64_t deadline = clock_monotonic_ms() + CHECKPOINT_WAIT_MS;
     while (tshm_locked_by_other(t->coord, TSHM_LOCK_CHECKPOINTER)) {
-        if (now_ms() >= deadline)
+        if (clock_monotonic_ms() >= deadline)
             return tm_error_set(err, "a checkpoint of the Turso engine on '%s' lasted more than %d ms", t->db_path,
                                 CHECKPOINT_WAIT_MS),
                    TAILER_LATER;
@@ -243,20 +238,6 @@ static int wait_for_earlier_checkpoint(struct tailer *t, struct tm_error *err)
         nanosleep(&pause, NULL);
     }
     return 0;
-}
-
-int tailer_read_exactly(int fd, uint8_t *buf, size_t len, off_t offset, const char *path, struct tm_error *err)
-{
-    size_t done = 0;
-    while (done < len) {
-        ssize_t got = pread(fd, buf + done, len - done, offset + (off_t)done);
-        if (got < 0 && errno == EINTR)
-            continue;
-        if (got <= 0)
-            return got < 0 ? tm_error_set(err, "cannot read '%s': %s", path, strerror(errno)) : 0;
-        done += (size_t)got;
-    }
-    return 1;
 }
 
 /* For each page, the last frame <= pin that holds it (0: none), and the

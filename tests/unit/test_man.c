@@ -359,8 +359,8 @@ static size_t key_documented(const char *page, const struct config_key_doc *key)
 static size_t documented_keys_exist(const char *page, const struct config_key_doc *keys, size_t count)
 {
     size_t unknown = 0;
-    char title[200], tag[300], key[100], *text = malloc(8192);
-    for (const char *p = section_start(page, "KEYS"); text && p && *p && !is_request(p, ".SH"); p = next_line(p)) {
+    char title[200], tag[300], key[100], text[8192];
+    for (const char *p = section_start(page, "KEYS"); p && *p && !is_request(p, ".SH"); p = next_line(p)) {
         if (!is_request(p, ".SS"))
             continue;
         subsection_title(p, title, sizeof title);
@@ -370,7 +370,7 @@ static size_t documented_keys_exist(const char *page, const struct config_key_do
         char *body = section ? subsection(page, "KEYS", section) : NULL;
         if (!section && ++unknown)
             fprintf(stderr, "  tidemark.yml.5: '.SS %s' under KEYS is not a section of the configuration\n", title);
-        for (size_t n = 0; body && entry(body, n, tag, sizeof tag, text, 8192) == 0; n++) {
+        for (size_t n = 0; body && entry(body, n, tag, sizeof tag, text, sizeof text) == 0; n++) {
             tag_key(tag, key, sizeof key);
             if (!section_takes(keys, count, section, key) && ++unknown)
                 fprintf(stderr, "  tidemark.yml.5: '%s' is documented under '%s', which does not take it\n", key,
@@ -378,7 +378,6 @@ static size_t documented_keys_exist(const char *page, const struct config_key_do
         }
         free(body);
     }
-    free(text);
     return unknown;
 }
 

@@ -431,6 +431,43 @@ static void fill_outcome(const struct redis_restore *rr, struct restore_outcome 
     snprintf(out->skipped, sizeof out->skipped, "%s", rr->skips.text);
 }
 
+/* The staging directory beside the output (private, removed on failure
+ * by the caller: *temp is empty when it was not made) and its AOF
+ * directory. */
+static int make_staging(const char *output, char *temp, size_t temp_len, char *aof_dir, size_t aof_len,
+                        struct tm_error *err)
+{
+    snprintf(temp, temp_len, "%s.tidemark-restore-XXXXXX", output);
+    if (fsutil_private_dir(temp, err) != 0) {
+        temp[0] = '\0';
+        return -1;
+    }
+    snprintf(aof_dir, aof_len, "%s/" AOF_DIR, temp);
+    if (mkdir(aof_dir, 0700) != 0)
+        return tm_error_set(err, "cannot create '%s': %s", aof_dir, strerror(errno));
+    return 0;
+}
+
+/* Loads the staged files in a scratch redis-server (the check), keeps
+ * the RDB only for --format rdb, and moves the staging directory to the
+ * output. */
+static int check_and_publish(struct redis_restore *rr, const char *temp, const char *aof_dir, struct tm_error *err)
+{
+    const struct restore_options *opts = rr->opts;
+    int loaded = load_in_redis(temp, opts->redis_rdb, err);
+    if (loaded < 0)
+        return -1;
+    if (loaded == 1 && opts->redis_rdb)
+        return tm_error_set(err, "--format rdb needs redis-server (apt-get install redis-server)");
+    rr->checked_by_loading = loaded == 0;
+    if (opts->redis_rdb)
+        remove_tree(aof_dir);
+    rmdir(opts->output);   /* an empty directory given as the output */
+    if (rename(temp, opts->output) != 0)
+        return tm_error_set(err, "cannot move the restored files to '%s': %s", opts->output, strerror(errno));
+    return 0;
+}
+
 int redis_restore(const struct config_db *db, const struct crypto_keyring *key, const struct restore_options *opts,
                   struct restore_outcome *out, struct tm_error *err)
 {
@@ -458,14 +495,7 @@ int redis_restore(const struct config_db *db, const struct crypto_keyring *key, 
     }
     if (rc == 0) {
         snprintf(rr.generation, sizeof rr.generation, "%s", gen->id);
-        snprintf(temp, sizeof temp, "%s.tidemark-restore-XXXXXX", opts->output);
-        if (fsutil_private_dir(temp, err) != 0) {
-            rc = -1;
-            temp[0] = '\0';
-        }
-        snprintf(aof_dir, sizeof aof_dir, "%s/" AOF_DIR, temp);
-        if (rc == 0 && mkdir(aof_dir, 0700) != 0)
-            rc = tm_error_set(err, "cannot create '%s': %s", aof_dir, strerror(errno));
+        rc = make_staging(opts->output, temp, sizeof temp, aof_dir, sizeof aof_dir, err);
     }
     if (rc == 0)
         rc = write_base_or_older(&rr, &cat, &gen, &snap, aof_dir, lease, sizeof lease, err);
@@ -475,21 +505,8 @@ int redis_restore(const struct config_db *db, const struct crypto_keyring *key, 
         rc = write_incr(&rr, gen, aof_dir, err);
     if (rc == 0)
         rc = write_manifest(aof_dir, err);
-    if (rc == 0) {
-        int loaded = load_in_redis(temp, opts->redis_rdb, err);
-        if (loaded < 0)
-            rc = -1;
-        else if (loaded == 1 && opts->redis_rdb)
-            rc = tm_error_set(err, "--format rdb needs redis-server (apt-get install redis-server)");
-        rr.checked_by_loading = loaded == 0;
-    }
-    if (rc == 0 && opts->redis_rdb)
-        remove_tree(aof_dir);
-    if (rc == 0) {
-        rmdir(opts->output);   /* an empty directory given as the output */
-        if (rename(temp, opts->output) != 0)
-            rc = tm_error_set(err, "cannot move the restored files to '%s': %s", opts->output, strerror(errno));
-    }
+    if (rc == 0)
+        rc = check_and_publish(&rr, temp, aof_dir, err);
     if (rc != 0 && temp[0])
         remove_tree(temp);
     else if (rc == 0) {

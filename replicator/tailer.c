@@ -408,6 +408,22 @@ static int committed_limit(struct tailer *t, const struct wal_header *hdr, uint3
     return 0;
 }
 
+/* tailer_scan when the WAL file is empty or missing (truncated after a
+ * full checkpoint): follow the emptied WAL and wait. */
+static int scan_without_wal(struct tailer *t, const struct wal_index_state *index, struct tm_error *err)
+{
+    int status = index ? tailer_follow_empty_wal(t, index, err) : TAILER_OK;
+    if (status != TAILER_OK)
+        return status;
+    if (t->pending_count > 0 && !t->counter_known) {
+        tm_error_set(err, "WAL was emptied while %zu commit(s) were not yet shipped", t->pending_count);
+        return TAILER_BROKEN;
+    }
+    if (!t->have_header)
+        t->restart_unsafe = !tailer_pin_safe(&t->pin);
+    return TAILER_OK;
+}
+
 int tailer_scan(struct tailer *t, int64_t now_ms, struct tm_error *err)
 {
     if (files_replaced(t, err))
@@ -443,19 +459,8 @@ int tailer_scan(struct tailer *t, int64_t now_ms, struct tm_error *err)
         if (t->switching)
             return TAILER_OK;   /* a WAL gone since, followed from memory: shipped first */
     }
-    if (!found) {
-        int status = index_ok ? tailer_follow_empty_wal(t, &index, err) : TAILER_OK;
-        if (status != TAILER_OK)
-            return status;
-        if (t->pending_count > 0 && !t->counter_known) {
-            tm_error_set(err, "WAL was emptied while %zu commit(s) were not yet shipped",
-                         t->pending_count);
-            return TAILER_BROKEN;
-        }
-        if (!t->have_header)
-            t->restart_unsafe = !tailer_pin_safe(&t->pin);
-        return TAILER_OK;   /* truncated after a full checkpoint; wait */
-    }
+    if (!found)
+        return scan_without_wal(t, index_ok ? &index : NULL, err);
     int status = tailer_follow_new_header(t, &fresh, err);
     if (status != TAILER_OK || t->switching)
         return status;

@@ -96,6 +96,31 @@ static int build_complete_xml(struct put_op *op)
 }
 
 /* Fills op->req for the current step. */
+/* One part of a multipart upload: its byte range of the file. */
+static void part_request(struct put_op *op, const char *encoded_id)
+{
+    uint64_t offset = (uint64_t)(op->part - 1) * op->part_size;
+    uint64_t len = op->size - offset < op->part_size ? op->size - offset : op->part_size;
+    snprintf(op->query, sizeof op->query, "partNumber=%u&uploadId=%s", op->part, encoded_id);
+    op->req.method = "PUT";
+    op->req.query = op->query;
+    op->req.body = (struct body){.fd = op->fd, .offset = offset, .len = len};
+}
+
+/* The listing of multipart uploads left under this key (the sweep). */
+static void sweep_list_request(struct put_op *op)
+{
+    char full[SWEEP_KEY_BYTES], encoded[3 * SWEEP_KEY_BYTES];
+    snprintf(full, sizeof full, "%s%s", op->s3->ep.prefix, op->key);
+    s3_uri_encode(full, 0, encoded, sizeof encoded);
+    /* parameters in sorted order: curl signs the query as written */
+    snprintf(op->sweep_query, sizeof op->sweep_query, "prefix=%s&uploads=", encoded);
+    op->req.key = NULL;   /* the bucket */
+    op->req.method = "GET";
+    op->req.query = op->sweep_query;
+    op->resp.sink = &op->answer;
+}
+
 static int step_request(struct put_op *op)
 {
     char encoded_id[1200];
@@ -115,15 +140,9 @@ static int step_request(struct put_op *op)
         op->req.lock_headers = 1;
         op->resp.sink = &op->answer;
         break;
-    case STEP_PART: {
-        uint64_t offset = (uint64_t)(op->part - 1) * op->part_size;
-        uint64_t len = op->size - offset < op->part_size ? op->size - offset : op->part_size;
-        snprintf(op->query, sizeof op->query, "partNumber=%u&uploadId=%s", op->part, encoded_id);
-        op->req.method = "PUT";
-        op->req.query = op->query;
-        op->req.body = (struct body){.fd = op->fd, .offset = offset, .len = len};
+    case STEP_PART:
+        part_request(op, encoded_id);
         break;
-    }
     case STEP_COMPLETE:
         if (!op->complete_xml && build_complete_xml(op) != 0)
             return tm_error_set(&op->err, "out of memory");
@@ -138,18 +157,9 @@ static int step_request(struct put_op *op)
         op->req.method = "DELETE";
         op->req.query = op->query;
         break;
-    case STEP_SWEEP_LIST: {
-        char full[SWEEP_KEY_BYTES], encoded[3 * SWEEP_KEY_BYTES];
-        snprintf(full, sizeof full, "%s%s", op->s3->ep.prefix, op->key);
-        s3_uri_encode(full, 0, encoded, sizeof encoded);
-        /* parameters in sorted order: curl signs the query as written */
-        snprintf(op->sweep_query, sizeof op->sweep_query, "prefix=%s&uploads=", encoded);
-        op->req.key = NULL;   /* the bucket */
-        op->req.method = "GET";
-        op->req.query = op->sweep_query;
-        op->resp.sink = &op->answer;
+    case STEP_SWEEP_LIST:
+        sweep_list_request(op);
         break;
-    }
     case STEP_SWEEP_ABORT:
         s3_uri_encode(op->orphans[op->orphan_next], 0, encoded_id, sizeof encoded_id);
         snprintf(op->query, sizeof op->query, "uploadId=%s", encoded_id);

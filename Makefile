@@ -179,5 +179,21 @@ install: tidemark
 	done
 	$(if $(SHARED_FILES),install -m 0644 $(SHARED_FILES) $(DESTDIR)$(DATADIR)/)
 
+# make deb: dpkg-buildpackage (debhelper, debian/) on a copy of this tree
+# in build/deb/tidemark-VERSION (its products land in build/deb/, not in
+# the parent directory of the checkout), the version from the project's
+# (common/cmd_version.c). -> build/deb/tidemark_VERSION_ARCH.deb
+VERSION := $(shell sed -n 's/^\#define TIDEMARK_VERSION "\(.*\)"/\1/p' common/cmd_version.c)
+DEB_SRC := build/deb/tidemark-$(VERSION)
+
+deb:
+	@test -n "$(VERSION)" || { echo "error: no TIDEMARK_VERSION in common/cmd_version.c" >&2; exit 1; }
+	rm -rf build/deb && mkdir -p $(DEB_SRC)
+	tar -cf - --exclude=./build --exclude=./tidemark --exclude=node_modules --exclude=./.git \
+	    --exclude=./demo --exclude=./tests/tmp . | tar -xf - -C $(DEB_SRC)
+	sed -i '1s/^tidemark ([^)]*)/tidemark ($(VERSION))/' $(DEB_SRC)/debian/changelog
+	cd $(DEB_SRC) && dpkg-buildpackage -b -us -uc
+	@ls build/deb/*.deb
+
 clean:
 	rm -rf build tidemark

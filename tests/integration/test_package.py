@@ -1,0 +1,384 @@
+#!/usr/bin/python3
+"""Issue 21, items 1 and 5: `make install`, `make deb` and the container
+files.
+
+The package is installed with dpkg in a real chroot, its maintainer
+scripts run: the chroot is an overlay of this machine's own root (its
+libraries, adduser, systemd-analyze) whose writes land in a tmpfs, made
+in a private mount namespace (the test re-runs itself under
+`unshare -m`), so the machine is left untouched and the overlay's upper
+directory shows exactly what the install changed. The installed binary
+then runs as the user the package created, replicates a small database
+for about two seconds and restores it, checked exactly against the
+writer's ground truth (helpers.py). Needs root (the suite runs as root);
+without it, or without overlayfs, the chroot test is skipped naming why.
+"""
+import glob, os, re, shutil, signal, subprocess, sys, tempfile, time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import helpers
+from helpers import ROOT, check, Failure, Skip, run_tests, verify_timeline
+
+NAMESPACE_MARK = "TIDEMARK_PACKAGE_TEST_NS"
+CONTAINER_TOOLS = ("docker", "podman", "buildah")
+
+
+def enter_private_mount_namespace():
+    """Re-runs this script in a mount namespace of its own (mounts vanish
+    with it), when root can make one; else returns the reason it cannot."""
+    if os.environ.get(NAMESPACE_MARK):
+        return os.environ[NAMESPACE_MARK] if os.environ[NAMESPACE_MARK] != "1" else None
+    reason = None
+    if os.geteuid() != 0:
+        reason = "not root: a chroot and mounts need root"
+    elif not shutil.which("unshare"):
+        reason = "no unshare(1) on this machine"
+    elif subprocess.run(["unshare", "-m", "--propagation", "private", "true"], capture_output=True).returncode:
+        reason = "unshare -m is refused here (no CAP_SYS_ADMIN?)"
+    if reason:
+        os.environ[NAMESPACE_MARK] = reason
+        return reason
+    os.environ[NAMESPACE_MARK] = "1"
+    sys.stdout.flush()
+    os.execvp("unshare", ["unshare", "-m", "--propagation", "private", sys.executable, os.path.abspath(__file__)]
+              + sys.argv[1:])
+
+
+def project_version():
+    with open(os.path.join(ROOT, "common/cmd_version.c")) as f:
+        found = re.search(r'^#define TIDEMARK_VERSION "([^"]+)"', f.read(), re.M)
+    check(found, "no TIDEMARK_VERSION in common/cmd_version.c")
+    return found.group(1)
+
+
+def optional_files():
+    """Files of the install contract shipped only when present (other
+    parts of issue 21 add them): {source in the tree: name installed}."""
+    found = {}
+    for page in sorted(glob.glob(os.path.join(ROOT, "docs/man/*.[15]"))):
+        found[page] = "share/man/man%s/%s" % (page[-1], os.path.basename(page))
+    for name in ("prometheus-rules.yml", "grafana-dashboard.json"):
+        if os.path.exists(os.path.join(ROOT, "config", name)):
+            found[os.path.join(ROOT, "config", name)] = "share/tidemark/" + name
+    return found
+
+
+def tree(top):
+    """{relative path: (type and mode as `ls -l` shows it, symlink target)}
+    of every file and symlink under top (directories left out)."""
+    out = {}
+    for d, dirs, files in os.walk(top):
+        for name in files + [x for x in dirs if os.path.islink(os.path.join(d, x))]:
+            path = os.path.join(d, name)
+            st = os.lstat(path)
+            kind = "l" if os.path.islink(path) else "-"
+            out[os.path.relpath(path, top)] = ("%s%04o" % (kind, st.st_mode & 0o7777),
+                                               os.readlink(path) if kind == "l" else None)
+    return out
+
+
+def make(*args, timeout=300):
+    proc = subprocess.run(["make", "--no-print-directory"] + list(args), cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+    check(proc.returncode == 0, "make %s failed (%d): %s" % (" ".join(args), proc.returncode, proc.stderr[-3000:]))
+    return proc
+
+
+# -- make install ------------------------------------------------------------
+
+def install_into(destdir, *args):
+    # -o tidemark: install the ./tidemark this suite built (a SANITIZE=1
+    # run's), never rebuild it
+    return make("-o", "tidemark", "install", "DESTDIR=" + destdir, *args)
+
+
+def test_make_install_destdir():
+    destdir = tempfile.mkdtemp(prefix="tidemark-it-install-")
+    try:
+        install_into(destdir)
+        expected = {"usr/local/bin/tidemark": ("-0755", None),
+                    "etc/tidemark/tidemark.yml": ("-0644", None),
+                    "usr/local/lib/systemd/system/tidemark.service": ("-0644", None)}
+        for source, name in optional_files().items():
+            expected["usr/local/" + name] = ("-0644", None)
+        got = tree(destdir)
+        check(got == expected, "make install DESTDIR installed:\n  %s\nexpected:\n  %s"
+              % ("\n  ".join("%s %s" % (v[0], k) for k, v in sorted(got.items())),
+                 "\n  ".join("%s %s" % (v[0], k) for k, v in sorted(expected.items()))))
+        with open(os.path.join(destdir, "usr/local/bin/tidemark"), "rb") as a, \
+                open(os.path.join(ROOT, "tidemark"), "rb") as b:
+            check(a.read() == b.read(), "the installed binary is not ./tidemark")
+        unit = open(os.path.join(destdir, "usr/local/lib/systemd/system/tidemark.service")).read()
+        check("\nExecStart=/usr/local/bin/tidemark replicate -c /etc/tidemark/tidemark.yml\n" in unit,
+              "unit's ExecStart: " + "".join(l for l in unit.splitlines(True) if l.startswith("ExecStart")))
+        # a second install keeps the configuration the administrator edited
+        config = os.path.join(destdir, "etc/tidemark/tidemark.yml")
+        with open(config, "a") as f:
+            f.write("# edited\n")
+        out = install_into(destdir).stdout
+        check(open(config).read().endswith("# edited\n"), "make install replaced an existing tidemark.yml")
+        check("kept %s" % config in out, "make install did not say it kept the configuration: " + out)
+    finally:
+        shutil.rmtree(destdir, ignore_errors=True)
+
+
+def test_make_install_prefix_paths():
+    """PREFIX, SYSCONFDIR and SYSTEMDUNITDIR move the files, and the unit
+    names the binary and configuration where they went."""
+    destdir = tempfile.mkdtemp(prefix="tidemark-it-install-")
+    try:
+        install_into(destdir, "PREFIX=/opt/tm", "SYSCONFDIR=/opt/tm/etc", "SYSTEMDUNITDIR=/etc/systemd/system")
+        got = sorted(tree(destdir))
+        expected = sorted(["opt/tm/bin/tidemark", "opt/tm/etc/tidemark/tidemark.yml",
+                           "etc/systemd/system/tidemark.service"]
+                          + ["opt/tm/" + name for name in optional_files().values()])
+        check(got == expected, "installed %s, expected %s" % (got, expected))
+        unit = open(os.path.join(destdir, "etc/systemd/system/tidemark.service")).read()
+        settings = "".join(line for line in unit.splitlines(True) if not line.startswith("#"))
+        check("\nExecStart=/opt/tm/bin/tidemark replicate -c /opt/tm/etc/tidemark/tidemark.yml\n" in settings
+              and "ReadOnlyPaths=/opt/tm/etc/tidemark\n" in settings and "/usr/local" not in settings
+              and "/etc/tidemark" not in settings.replace("/opt/tm/etc/tidemark", ""),
+              "unit paths not rewritten: " + settings)
+    finally:
+        shutil.rmtree(destdir, ignore_errors=True)
+
+
+# -- make deb ----------------------------------------------------------------
+
+_deb = []
+
+def built_deb():
+    """`make deb` once; the path of the package it made."""
+    if not _deb:
+        make("deb")
+        arch = subprocess.run(["dpkg", "--print-architecture"], capture_output=True, text=True).stdout.strip()
+        path = os.path.join(ROOT, "build/deb/tidemark_%s_%s.deb" % (project_version(), arch))
+        check(os.path.exists(path), "make deb made no %s: %s" % (path, os.listdir(os.path.join(ROOT, "build/deb"))))
+        _deb.append(path)
+    return _deb[0]
+
+
+def deb_field(deb, field):
+    return subprocess.run(["dpkg-deb", "-f", deb, field], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def owning_package(path):
+    """The Debian package that holds library `path` (as ldd names it)."""
+    candidates = [path, os.path.realpath(path)]
+    candidates += ["/usr" + p for p in candidates if not p.startswith("/usr/")]
+    for p in candidates:
+        proc = subprocess.run(["dpkg", "-S", p], capture_output=True, text=True)
+        if proc.returncode == 0:
+            return proc.stdout.split(":")[0].strip()
+    raise Failure("no Debian package holds %s" % path)
+
+
+def test_deb_contents_and_control():
+    deb = built_deb()
+    check(deb_field(deb, "Package") == "tidemark", "Package: " + deb_field(deb, "Package"))
+    check(deb_field(deb, "Version") == project_version(), "Version %r, the project's is %r"
+          % (deb_field(deb, "Version"), project_version()))
+    listing = subprocess.run(["dpkg-deb", "-c", deb], capture_output=True, text=True, check=True).stdout
+    files = {}
+    for line in listing.splitlines():
+        mode, owner, _, _, _, path = line.split(None, 5)
+        if not mode.startswith("d"):
+            files[path] = (mode, owner)
+    expected = {"./usr/bin/tidemark": ("-rwxr-xr-x", "root/root"),
+                "./etc/tidemark/tidemark.yml": ("-rw-r--r--", "root/root"),
+                "./lib/systemd/system/tidemark.service": ("-rw-r--r--", "root/root"),
+                "./usr/share/doc/tidemark/changelog.gz": ("-rw-r--r--", "root/root"),
+                "./usr/share/doc/tidemark/copyright": ("-rw-r--r--", "root/root")}
+    for source, name in optional_files().items():
+        expected["./usr/" + name + (".gz" if name.startswith("share/man/") else "")] = ("-rw-r--r--", "root/root")
+    check(files == expected, "the package holds:\n  %s\nexpected:\n  %s"
+          % ("\n  ".join("%s %s %s" % (m, o, p) for p, (m, o) in sorted(files.items())),
+             "\n  ".join("%s %s %s" % (m, o, p) for p, (m, o) in sorted(expected.items()))))
+    control = tempfile.mkdtemp(prefix="tidemark-it-debctl-")
+    try:
+        subprocess.run(["dpkg-deb", "-e", deb, control], check=True)
+        conffiles = open(os.path.join(control, "conffiles")).read()
+        check(conffiles == "/etc/tidemark/tidemark.yml\n", "conffiles: %r" % conffiles)
+        postinst = open(os.path.join(control, "postinst")).read()
+        check("adduser --system --group" in postinst and "deb-systemd-helper enable 'tidemark.service'" in postinst,
+              "postinst neither creates the user nor enables the unit: " + postinst)
+        started = [l for l in postinst.splitlines() if re.search(r"(deb-systemd-invoke|systemctl)\S* .*\bstart\b", l)]
+        check(not started, "postinst starts the unit: %s" % started)
+    finally:
+        shutil.rmtree(control, ignore_errors=True)
+
+
+def test_deb_depends_on_the_libraries_it_links():
+    """Every shared library the packaged binary loads (ldd) comes from a
+    package named in Depends; and adduser for the postinst."""
+    deb = built_deb()
+    depends = {d.split()[0] for d in deb_field(deb, "Depends").split(",")}
+    unpacked = tempfile.mkdtemp(prefix="tidemark-it-debx-")
+    try:
+        subprocess.run(["dpkg-deb", "-x", deb, unpacked], check=True)
+        ldd = subprocess.run(["ldd", os.path.join(unpacked, "usr/bin/tidemark")], capture_output=True, text=True,
+                             check=True).stdout
+    finally:
+        shutil.rmtree(unpacked, ignore_errors=True)
+    libraries = re.findall(r"=> (/\S+)", ldd)
+    check(len(libraries) >= 8, "ldd found too few libraries: " + ldd)
+    direct = subprocess.run(["objdump", "-p", os.path.join(ROOT, "tidemark")], capture_output=True, text=True)
+    needed = set(re.findall(r"NEEDED\s+(\S+)", direct.stdout))
+    missing = []
+    for lib in libraries:
+        if os.path.basename(lib) in needed and owning_package(lib) not in depends:
+            missing.append("%s (%s)" % (lib, owning_package(lib)))
+    check(not missing, "Depends (%s) lacks the packages of %s" % (", ".join(sorted(depends)), missing))
+    for package in ("libsqlite3-0", "libsodium23", "libzstd1", "libyaml-0-2", "libcurl4", "libssl3", "libev4",
+                    "libc6", "adduser"):
+        check(package in depends, "Depends lacks %s: %s" % (package, sorted(depends)))
+
+
+# -- the package installed in a chroot -----------------------------------------
+
+class OverlayRoot:
+    """A chroot over this machine's root: its writes land in a tmpfs
+    (`upper`), the machine's files stay as they are."""
+    def __init__(self):
+        self.top = tempfile.mkdtemp(prefix="tidemark-it-pkgroot-")
+        self.upper, work, self.root = (os.path.join(self.top, d) for d in ("upper", "work", "root"))
+        subprocess.run(["mount", "-t", "tmpfs", "tmpfs", self.top], check=True)
+        for d in (self.upper, work, self.root):
+            os.mkdir(d)
+        subprocess.run(["mount", "-t", "overlay", "overlay", "-o",
+                        "lowerdir=/,upperdir=%s,workdir=%s" % (self.upper, work), self.root], check=True)
+        subprocess.run(["mount", "--rbind", "/dev", self.path("/dev")], check=True)
+        subprocess.run(["mount", "-t", "proc", "proc", self.path("/proc")], check=True)
+
+    def path(self, inside):
+        return os.path.join(self.root, inside.lstrip("/"))
+
+    def command(self, args, user=None):
+        return ["chroot"] + (["--userspec=%s:%s" % (user, user)] if user else []) + [self.root] + list(args)
+
+    def run(self, *args, user=None):
+        return subprocess.run(self.command(args, user), capture_output=True, text=True, timeout=60)
+
+    def share(self, directory):
+        """The host's `directory` at the same path inside."""
+        os.makedirs(self.path(directory), exist_ok=True)
+        subprocess.run(["mount", "--bind", directory, self.path(directory)], check=True)
+
+    def cleanup(self):
+        subprocess.run(["umount", "-R", "-l", self.root])
+        subprocess.run(["umount", "-l", self.top])
+        os.rmdir(self.top)
+
+
+class InstalledEnv(helpers.Env):
+    """An Env whose sidecar and restores run the installed binary in the
+    chroot, as the user the package created."""
+    chroot = None
+
+    def start(self):
+        self.replicator = subprocess.Popen(
+            self.chroot.command(["/usr/bin/tidemark", "replicate", "-c", self.config, "-v"], user="tidemark"),
+            stdout=self.replicator_log, stderr=self.replicator_log)
+        time.sleep(0.5)
+        check(self.replicator.poll() is None, "installed replicator exited at start: " + self.tail_log())
+
+    def restore(self, target=None, output=None, config=None, extra=()):
+        output = output or os.path.join(self.dir, "restored-%d.db" % time.monotonic_ns())
+        args = ["/usr/bin/tidemark", "restore", "-c", config or self.config, "app", "-o", output] + list(extra)
+        if target is not None:
+            args += ["--timestamp", target]
+        return subprocess.run(self.chroot.command(args, user="tidemark"), capture_output=True, text=True), output
+
+
+def user_entry(root, name):
+    for line in open(root.path("/etc/passwd")):
+        fields = line.rstrip("\n").split(":")
+        if fields[0] == name:
+            return fields
+    raise Failure("no user %s in the chroot's /etc/passwd" % name)
+
+
+def check_installed_files(root):
+    for inside, mode in (("/usr/bin/tidemark", "-0755"), ("/etc/tidemark/tidemark.yml", "-0644"),
+                         ("/lib/systemd/system/tidemark.service", "-0644")):
+        got = tree(os.path.dirname(root.path(inside))).get(os.path.basename(inside), ("missing",))[0]
+        check(got == mode, "%s: %s, expected %s" % (inside, got, mode))
+    user = user_entry(root, "tidemark")
+    uid, gid = int(user[2]), int(user[3])
+    check(uid < 1000 and user[5] == "/var/lib/tidemark" and user[6] == "/usr/sbin/nologin",
+          "tidemark is not a system user with home /var/lib/tidemark: %s" % user)
+    for inside, owner, mode in (("/var/lib/tidemark", (uid, gid), 0o750), ("/etc/tidemark", (0, gid), 0o750)):
+        st = os.stat(root.path(inside))
+        check(((st.st_uid, st.st_gid), st.st_mode & 0o7777) == (owner, mode), "%s: owner %d:%d mode %04o, expected "
+              "%d:%d %04o" % (inside, st.st_uid, st.st_gid, st.st_mode & 0o7777, owner[0], owner[1], mode))
+    wants = root.path("/etc/systemd/system/multi-user.target.wants/tidemark.service")
+    check(os.path.islink(wants) and os.readlink(wants) == "/lib/systemd/system/tidemark.service",
+          "the unit is not enabled (no multi-user.target.wants link)")
+    query = root.run("dpkg-query", "-W", "-f", "${Conffiles}", "tidemark")
+    check(re.fullmatch(r"\s*/etc/tidemark/tidemark.yml [0-9a-f]{32}\s*", query.stdout),
+          "dpkg's conffiles for tidemark: %r" % query.stdout)
+    return uid, gid
+
+
+def replicate_and_restore(root, uid, gid):
+    """The installed binary, as user tidemark, replicates ~2 s of commits
+    with its spool in /var/lib/tidemark; restores match the ground truth."""
+    helpers.TIDEMARK = root.path("/usr/bin/tidemark")      # keygen in Env
+    InstalledEnv.chroot = root
+    env = InstalledEnv("package")
+    try:
+        with open(env.config) as f:
+            config = f.read()
+        with open(env.config, "w") as f:
+            f.write("state-dir: /var/lib/tidemark\n" + config)
+        env.create_db()
+        root.share(env.dir)
+        for d, dirs, files in os.walk(env.dir):
+            for name in [d] + [os.path.join(d, x) for x in files]:
+                os.chown(name, uid, gid)
+        env.start()
+        subprocess.run([helpers.WRITER_PY, env.db, env.log, "--count", "150"], user=uid, group=gid, extra_groups=[], check=True)
+        time.sleep(0.5)
+        env.stop()
+        spool = root.path("/var/lib/tidemark/app")
+        check(os.path.isdir(spool) and os.stat(spool).st_uid == uid, "no spool of user tidemark in /var/lib/tidemark")
+        counts = verify_timeline(env, points=4)
+        check(counts == sorted(counts) and counts[-1] > counts[0], "restored counts %s" % counts)
+    finally:
+        env.cleanup()
+
+
+def test_deb_installs_in_chroot():
+    reason = os.environ.get(NAMESPACE_MARK)
+    if reason and reason != "1":
+        raise Skip("no chroot: " + reason)
+    deb = built_deb()
+    root = OverlayRoot()
+    try:
+        shutil.copy(deb, root.path("/tmp/tidemark.deb"))
+        installed = root.run("dpkg", "-i", "/tmp/tidemark.deb")
+        check(installed.returncode == 0, "dpkg -i in the chroot failed: " + installed.stdout + installed.stderr)
+        uid, gid = check_installed_files(root)
+        verify = root.run("systemd-analyze", "verify", "/lib/systemd/system/tidemark.service")
+        check(verify.returncode == 0 and verify.stdout + verify.stderr == "",
+              "systemd-analyze verify: %d %s%s" % (verify.returncode, verify.stdout, verify.stderr))
+        version = root.run("/usr/bin/tidemark", "version", user="tidemark")
+        check(version.stdout == "tidemark %s\n" % project_version(), "installed version: %r %r"
+              % (version.stdout, version.stderr))
+        replicate_and_restore(root, uid, gid)
+        purged = root.run("dpkg", "--purge", "tidemark")
+        check(purged.returncode == 0, "dpkg --purge failed: " + purged.stdout + purged.stderr)
+        gone = [p for p in ("/usr/bin/tidemark", "/etc/tidemark", "/lib/systemd/system/tidemark.service",
+                            "/etc/systemd/system/multi-user.target.wants/tidemark.service")
+                if os.path.lexists(root.path(p))]
+        check(not gone, "left after purge: %s" % gone)
+        check(os.path.isdir(root.path("/var/lib/tidemark/app")), "purge removed the spool in /var/lib/tidemark")
+    finally:
+        root.cleanup()
+
+
+if __name__ == "__main__":
+    enter_private_mount_namespace()
+    sys.exit(run_tests([test_make_install_destdir, test_make_install_prefix_paths, test_deb_contents_and_control,
+                        test_deb_depends_on_the_libraries_it_links, test_deb_installs_in_chroot]))

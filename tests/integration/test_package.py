@@ -378,7 +378,148 @@ def test_deb_installs_in_chroot():
         root.cleanup()
 
 
+# -- the container image and the Kubernetes example ------------------------------
+
+KUBERNETES_EXAMPLE = os.path.join(ROOT, "config/kubernetes/app-with-tidemark.yaml")
+
+
+def kubernetes_example():
+    """(the tidemark.yml of the ConfigMap, parsed; the pod spec)"""
+    import yaml
+    with open(KUBERNETES_EXAMPLE) as f:
+        docs = [d for d in yaml.safe_load_all(f) if d]
+    kinds = sorted(d["kind"] for d in docs)
+    check(kinds == ["ConfigMap", "Deployment", "PersistentVolumeClaim"], "documents: %s" % kinds)
+    config_map = next(d for d in docs if d["kind"] == "ConfigMap")
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    return config_map, yaml.safe_load(config_map["data"]["tidemark.yml"]), deployment["spec"]["template"]["spec"]
+
+
+def mount_holding(container, path, volumes):
+    """The volume of `container` whose mount holds `path`."""
+    for mount in container["volumeMounts"]:
+        if path == mount["mountPath"] or path.startswith(mount["mountPath"].rstrip("/") + "/"):
+            return mount, volumes[mount["name"]]
+    raise Failure("no volume of container %s holds %s" % (container["name"], path))
+
+
+def test_kubernetes_example_is_a_native_sidecar():
+    config_map, config, pod = kubernetes_example()
+    sidecars = [c for c in pod.get("initContainers", []) if c.get("restartPolicy") == "Always"]
+    check([c["name"] for c in sidecars] == ["tidemark"], "native sidecars (initContainers with restartPolicy: "
+          "Always): %s" % [c["name"] for c in sidecars])
+    side, app = sidecars[0], pod["containers"][0]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    # the database's volume, at the same place in both containers
+    db = config["dbs"][0]["path"]
+    side_mount, volume = mount_holding(side, db, volumes)
+    app_mount, app_volume = mount_holding(app, db, volumes)
+    check(volume is app_volume and side_mount["mountPath"] == app_mount["mountPath"] and "persistentVolumeClaim"
+          in volume, "the sidecar's %s and the application's %s are not the same volume" % (side_mount, app_mount))
+    # the configuration from the ConfigMap, at the path the sidecar reads
+    check(side["args"][:2] == ["replicate", "-c"], "sidecar args: %s" % side["args"])
+    mount, volume = mount_holding(side, side["args"][2], volumes)
+    check(volume.get("configMap", {}).get("name") == config_map["metadata"]["name"]
+          and mount.get("subPath") in config_map["data"], "the configuration is not the ConfigMap's: %s" % mount)
+    # the key from a Secret; the S3 credentials from a Secret
+    mount, volume = mount_holding(side, config["encryption"]["recipient-file"], volumes)
+    check("secret" in volume, "the key's volume is not a Secret: %s" % volume)
+    env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in side["env"]}
+    replica = config["dbs"][0]["replicas"][0]
+    check(replica["access-key-id"] == "${AWS_ACCESS_KEY_ID}" and "AWS_ACCESS_KEY_ID" in env
+          and replica["secret-access-key"] == "${AWS_SECRET_ACCESS_KEY}" and "AWS_SECRET_ACCESS_KEY" in env,
+          "S3 credentials not from a Secret: %s" % env)
+    # probes on the configured metrics port, reachable from the kubelet
+    host, port = config["metrics"]["listen"].rsplit(":", 1)
+    ports = {p["name"]: p["containerPort"] for p in side["ports"]}
+    check(host == "0.0.0.0" and ports == {"metrics": int(port)}, "metrics listen %s, ports %s"
+          % (config["metrics"]["listen"], ports))
+    check(side["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"},
+          "readinessProbe: %s" % side["readinessProbe"])
+    check(side["livenessProbe"]["tcpSocket"] == {"port": "metrics"}, "livenessProbe: %s" % side["livenessProbe"])
+    check("startupProbe" not in side, "a startup probe would hold the application back until the database exists")
+
+
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_kubernetes_example_configuration_runs():
+    """The ConfigMap's configuration as it is, but for its paths (in a
+    temporary directory), the listen address and the S3 replica (a file
+    replica here): the sidecar holding only the public key follows a
+    database, /healthz answers 200, and restores with the secret key
+    match the ground truth."""
+    import json, urllib.request, yaml
+    helpers.TIDEMARK = os.path.join(ROOT, "tidemark")
+    _, config, _ = kubernetes_example()
+    env = helpers.Env("kubernetes")
+    try:
+        secret = os.path.join(env.dir, "backup-key")
+        subprocess.run([helpers.TIDEMARK, "keygen", "--pair", "-o", secret], check=True, capture_output=True)
+        port = free_port()
+        config["encryption"]["recipient-file"] = secret + ".pub"
+        config["metrics"]["listen"] = "127.0.0.1:%d" % port
+        config["dbs"][0]["path"] = env.db
+        config["dbs"][0]["replicas"] = [{"type": "file", "path": env.backup}]
+        with open(env.config, "w") as f:
+            yaml.safe_dump(config, f)
+        env.create_db()
+        env.start()
+        env.write_py(120)
+        with urllib.request.urlopen("http://127.0.0.1:%d/healthz" % port, timeout=5) as answer:
+            health = (answer.status, json.loads(answer.read()))
+        check(health[0] == 200 and health[1]["status"] == "ok", "/healthz: %s" % (health,))
+        time.sleep(0.5)
+        env.stop()
+        counts = verify_timeline(env, points=3, extra=("--key-file", secret))
+        check(counts[-1] > counts[0], "restored counts %s" % counts)
+    finally:
+        env.cleanup()
+
+
+def usable_container_tool():
+    """(tool, None) or (None, why no image can be built here)."""
+    found = [t for t in CONTAINER_TOOLS if shutil.which(t)]
+    if not found:
+        return None, "no container tool (%s) on this machine" % ", ".join(CONTAINER_TOOLS)
+    for tool in found:
+        if tool == "buildah" or subprocess.run([tool, "info"], capture_output=True, timeout=30).returncode == 0:
+            return tool, None
+    return None, "%s installed but not usable (`%s info` fails: no daemon running)" % (found[0], found[0])
+
+
+def test_dockerfile_installs_the_package():
+    with open(os.path.join(ROOT, "Dockerfile")) as f:
+        lines = [l.strip() for l in f if l.strip() and not l.startswith("#")]
+    bases = [l.split()[1] for l in lines if l.startswith("FROM ")]
+    check(bases and all(b.startswith("debian:12") for b in bases), "base images: %s" % bases)
+    text = "\n".join(lines)
+    check("RUN make deb" in text and "apt-get install" in text and "/tmp/tidemark_*.deb" in text
+          and 'ENTRYPOINT ["/usr/bin/tidemark"]' in text, "the Dockerfile does not install the package it builds")
+
+
+def test_container_image():
+    tool, why = usable_container_tool()
+    if not tool:
+        raise Skip(why)
+    tag = "tidemark-test:%s" % project_version()
+    build = [tool, "bud"] if tool == "buildah" else [tool, "build"]
+    proc = subprocess.run(build + ["-t", tag, ROOT], capture_output=True, text=True, timeout=900)
+    check(proc.returncode == 0, "image build failed: " + (proc.stdout + proc.stderr)[-3000:])
+    if tool == "buildah":
+        return
+    out = subprocess.run([tool, "run", "--rm", tag, "version"], capture_output=True, text=True, timeout=60)
+    check(out.stdout == "tidemark %s\n" % project_version(), "tidemark version in the image: %r %r"
+          % (out.stdout, out.stderr))
+
+
 if __name__ == "__main__":
     enter_private_mount_namespace()
     sys.exit(run_tests([test_make_install_destdir, test_make_install_prefix_paths, test_deb_contents_and_control,
-                        test_deb_depends_on_the_libraries_it_links, test_deb_installs_in_chroot]))
+                        test_deb_depends_on_the_libraries_it_links, test_deb_installs_in_chroot,
+                        test_kubernetes_example_is_a_native_sidecar, test_kubernetes_example_configuration_runs,
+                        test_dockerfile_installs_the_package, test_container_image]))

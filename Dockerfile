@@ -26,8 +26,9 @@ RUN apt-get update \
 # The package's system user; Kubernetes' runAsUser overrides it (the
 # sidecar must be able to write the database's directory: run it as the
 # application's user).
+# (No WORKDIR in /var/lib/tidemark: mode 0750, another uid could not
+# start there.)
 USER tidemark
-WORKDIR /var/lib/tidemark
 # metrics and /healthz when `metrics: listen: 0.0.0.0:9187` is configured
 EXPOSE 9187
 ENTRYPOINT ["/usr/bin/tidemark"]

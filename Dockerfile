@@ -20,9 +20,13 @@ RUN make deb
 # ca-certificates for S3 over HTTPS.
 FROM debian:12-slim
 COPY --from=build /src/build/deb/tidemark_*.deb /tmp/
+# /etc/tidemark: 0755 here, not the package's 0750 root:tidemark: the
+# configuration and key are mounted into it at run time, read by whichever
+# uid runs the container (Kubernetes' runAsUser).
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ca-certificates /tmp/tidemark_*.deb \
- && rm -rf /var/lib/apt/lists/* /tmp/tidemark_*.deb
+ && rm -rf /var/lib/apt/lists/* /tmp/tidemark_*.deb \
+ && dpkg-statoverride --remove /etc/tidemark && chmod 0755 /etc/tidemark
 # The package's system user; Kubernetes' runAsUser overrides it (the
 # sidecar must be able to write the database's directory: run it as the
 # application's user).

@@ -255,7 +255,9 @@ class OverlayRoot:
         return os.path.join(self.root, inside.lstrip("/"))
 
     def command(self, args, user=None):
-        return ["chroot"] + (["--userspec=%s:%s" % (user, user)] if user else []) + [self.root] + list(args)
+        """chroot's command line; user: a name (its group of that name) or UID:GID."""
+        spec = user if user is None or ":" in user else "%s:%s" % (user, user)
+        return ["chroot"] + (["--userspec=" + spec] if spec else []) + [self.root] + list(args)
 
     def run(self, *args, user=None):
         return subprocess.run(self.command(args, user), capture_output=True, text=True, timeout=60)
@@ -385,7 +387,7 @@ KUBERNETES_EXAMPLE = os.path.join(ROOT, "config/kubernetes/app-with-tidemark.yam
 
 
 def kubernetes_example():
-    """(the tidemark.yml of the ConfigMap, parsed; the pod spec)"""
+    """(the ConfigMap, the tidemark.yml it holds parsed, the pod spec)"""
     import yaml
     with open(KUBERNETES_EXAMPLE) as f:
         docs = [d for d in yaml.safe_load_all(f) if d]
@@ -448,38 +450,120 @@ def free_port():
         return s.getsockname()[1]
 
 
+def dockerfile_final_stage():
+    """The shell commands of the RUN lines of the Dockerfile's last stage."""
+    with open(os.path.join(ROOT, "Dockerfile")) as f:
+        text = f.read().replace("\\\n", " ")
+    last_stage = re.split(r"^FROM ", text, flags=re.M)[-1]
+    return [c.strip() for line in last_stage.splitlines() if line.startswith("RUN ")
+            for c in line[len("RUN "):].split("&&")]
+
+
+def make_image_root(root, deb):
+    """The image's final stage, emulated in `root`: the package copied in
+    and installed (dpkg -i for apt-get install: no network here), then
+    the stage's other commands as written."""
+    shutil.copy(deb, root.path("/tmp/"))
+    for command in dockerfile_final_stage():
+        if command.startswith("apt-get update"):
+            continue
+        if "apt-get install" in command:
+            check("/tmp/tidemark_*.deb" in command, "the image does not install the package: " + command)
+            command = "dpkg -i /tmp/tidemark_*.deb"
+        done = root.run("sh", "-c", command)
+        check(done.returncode == 0, "Dockerfile command %r failed: %s%s" % (command, done.stdout, done.stderr))
+
+
+def mount_in_pod(root, source, inside, read_only=False):
+    if os.path.isdir(source):
+        os.makedirs(root.path(inside), exist_ok=True)
+    subprocess.run(["mount", "--bind", source, root.path(inside)], check=True)
+    if read_only:
+        subprocess.run(["mount", "-o", "remount,bind,ro", root.path(inside)], check=True)
+
+
+class PodEnv(helpers.Env):
+    """The sidecar of the Kubernetes example: the image's root (read-only),
+    the volumes at the pod's paths, run as the pod's runAsUser."""
+    chroot = None
+    user = None
+
+    def start(self):
+        self.replicator = subprocess.Popen(
+            self.chroot.command(["/usr/bin/tidemark", "replicate", "-c", "/etc/tidemark/tidemark.yml", "-v"],
+                                user=self.user),
+            stdout=self.replicator_log, stderr=self.replicator_log)
+        time.sleep(0.5)
+        check(self.replicator.poll() is None, "the pod's sidecar exited at start: " + self.tail_log())
+
+
 def test_kubernetes_example_configuration_runs():
-    """The ConfigMap's configuration as it is, but for its paths (in a
-    temporary directory), the listen address and the S3 replica (a file
-    replica here): the sidecar holding only the public key follows a
-    database, /healthz answers 200, and restores with the secret key
-    match the ground truth."""
+    """The Kubernetes example, as close as this machine allows: the image
+    (the Dockerfile's last stage in a chroot, its root then read-only),
+    the ConfigMap's configuration unchanged but for the S3 replica (a file
+    replica) and the listen address, mounted with the key (public half,
+    root-owned 0444 as a Secret volume gives it) and the database volume
+    at the pod's paths, the sidecar run as the pod's runAsUser: it follows
+    the database an application writes, /healthz answers 200, restores
+    with the secret key match the ground truth."""
     import json, urllib.request, yaml
+    reason = os.environ.get(NAMESPACE_MARK)
+    if reason and reason != "1":
+        raise Skip("no chroot: " + reason)
+    _, config, pod = kubernetes_example()
+    uid, gid = pod["securityContext"]["runAsUser"], pod["securityContext"]["runAsGroup"]
+    db_inside = config["dbs"][0]["path"]
+    deb = built_deb()
     helpers.TIDEMARK = os.path.join(ROOT, "tidemark")
-    _, config, _ = kubernetes_example()
-    env = helpers.Env("kubernetes")
+    root = OverlayRoot()
+    env = PodEnv("kubernetes")
     try:
+        make_image_root(root, deb)
+        data, key_dir = os.path.join(env.dir, "data"), os.path.join(env.dir, "secret")
+        os.mkdir(data, 0o2775)
+        os.mkdir(key_dir, 0o755)
+        os.mkdir(env.backup, 0o700)
         secret = os.path.join(env.dir, "backup-key")
         subprocess.run([helpers.TIDEMARK, "keygen", "--pair", "-o", secret], check=True, capture_output=True)
+        public_inside = config["encryption"]["recipient-file"]
+        shutil.copy(secret + ".pub", os.path.join(key_dir, os.path.basename(public_inside)))
+        os.chmod(os.path.join(key_dir, os.path.basename(public_inside)), 0o444)
         port = free_port()
-        config["encryption"]["recipient-file"] = secret + ".pub"
         config["metrics"]["listen"] = "127.0.0.1:%d" % port
-        config["dbs"][0]["path"] = env.db
-        config["dbs"][0]["replicas"] = [{"type": "file", "path": env.backup}]
-        with open(env.config, "w") as f:
+        config["dbs"][0]["replicas"] = [{"type": "file", "path": "/backup"}]
+        pod_config = os.path.join(env.dir, "configmap-tidemark.yml")
+        with open(pod_config, "w") as f:
             yaml.safe_dump(config, f)
+        # the host's view, for the writer and the restores
+        env.db = os.path.join(data, os.path.basename(db_inside))
+        env.log = os.path.join(data, "commits.log")
+        env.config = env.write_config("restore.yml", secret)
         env.create_db()
+        for path in (env.dir, data, env.backup, env.db):
+            os.chown(path, uid, gid)
+        for inside in (os.path.dirname(db_inside), "/backup", os.path.dirname(public_inside)):
+            os.makedirs(root.path(inside), exist_ok=True)
+        subprocess.run(["mount", "-o", "remount,bind,ro", root.root], check=True)   # readOnlyRootFilesystem
+        mount_in_pod(root, data, os.path.dirname(db_inside))
+        mount_in_pod(root, env.backup, "/backup")
+        mount_in_pod(root, pod_config, "/etc/tidemark/tidemark.yml", read_only=True)
+        mount_in_pod(root, key_dir, os.path.dirname(public_inside), read_only=True)
+        PodEnv.chroot, PodEnv.user = root, "%d:%d" % (uid, gid)
         env.start()
-        env.write_py(120)
+        subprocess.run([helpers.WRITER_PY, env.db, env.log, "--count", "120"], user=uid, group=gid,
+                       extra_groups=[], check=True)
         with urllib.request.urlopen("http://127.0.0.1:%d/healthz" % port, timeout=5) as answer:
             health = (answer.status, json.loads(answer.read()))
         check(health[0] == 200 and health[1]["status"] == "ok", "/healthz: %s" % (health,))
         time.sleep(0.5)
         env.stop()
+        check(os.path.isdir(os.path.join(data, ".%s-tidemark" % os.path.basename(db_inside))),
+              "no state directory beside the database on the volume")
         counts = verify_timeline(env, points=3, extra=("--key-file", secret))
         check(counts[-1] > counts[0], "restored counts %s" % counts)
     finally:
         env.cleanup()
+        root.cleanup()
 
 
 def usable_container_tool():

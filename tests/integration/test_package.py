@@ -352,6 +352,22 @@ def replicate_and_restore(root, uid, gid):
         env.cleanup()
 
 
+def check_documented_drop_in(root):
+    """docs/deploy.md's drop-in for the unit passes systemd-analyze verify
+    beside the installed unit (then it is removed again)."""
+    with open(os.path.join(ROOT, "docs/deploy.md")) as f:
+        found = re.search(r"^# (/etc/systemd/system/tidemark\.service\.d/\S+).*\n((?:.+\n)+?)```", f.read(), re.M)
+    check(found, "no drop-in example in docs/deploy.md")
+    drop_in = root.path(found.group(1))
+    os.makedirs(os.path.dirname(drop_in))
+    with open(drop_in, "w") as f:
+        f.write(found.group(2))
+    verify = root.run("systemd-analyze", "verify", "/lib/systemd/system/tidemark.service")
+    shutil.rmtree(os.path.dirname(drop_in))
+    check(verify.returncode == 0 and verify.stdout + verify.stderr == "", "systemd-analyze verify with "
+          "docs/deploy.md's drop-in: %d %s%s" % (verify.returncode, verify.stdout, verify.stderr))
+
+
 def test_deb_installs_in_chroot():
     reason = os.environ.get(NAMESPACE_MARK)
     if reason and reason != "1":
@@ -366,6 +382,7 @@ def test_deb_installs_in_chroot():
         verify = root.run("systemd-analyze", "verify", "/lib/systemd/system/tidemark.service")
         check(verify.returncode == 0 and verify.stdout + verify.stderr == "",
               "systemd-analyze verify: %d %s%s" % (verify.returncode, verify.stdout, verify.stderr))
+        check_documented_drop_in(root)
         version = root.run("/usr/bin/tidemark", "version", user="tidemark")
         check(version.stdout == "tidemark %s\n" % project_version(), "installed version: %r %r"
               % (version.stdout, version.stderr))

@@ -6,6 +6,8 @@
 #   make demo       install, build, show replicate + restore end to end
 #   make bench      benchmarks (figures side by side with baselines)
 #   make SANITIZE=1 build with AddressSanitizer + UBSan (also for test)
+#   make install    install under PREFIX (/usr/local), DESTDIR honoured
+#   make deb        the Debian 12 package (debian/) into build/deb/
 
 CC      ?= cc
 PKGS    := sqlite3 libsodium libzstd yaml-0.1 libcurl libcrypto
@@ -43,7 +45,8 @@ UNIT_BINS   := $(UNIT_TESTS:%=$(BUILD)/tests/%)
 UNIT_SUPPORT_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(filter-out tests/unit/test_%,$(wildcard tests/unit/*.c)))
 UNIT_OBJ    := $(UNIT_TESTS:%=$(BUILD)/tests/unit/%.o) $(UNIT_SUPPORT_OBJ)
 
-.PHONY: all deps check test unit unit-tests demo bench nightly-rpo clean tidemark fuzz fuzz-targets torture valgrind
+.PHONY: all deps check test unit unit-tests demo bench nightly-rpo clean tidemark fuzz fuzz-targets torture valgrind \
+        install deb
 all: tidemark
 
 tidemark: $(BUILD)/tidemark
@@ -137,6 +140,60 @@ bench:
 nightly-rpo: deps
 	$(MAKE) tidemark
 	@bench/nightly-rpo
+
+# make install [PREFIX=/usr/local] [DESTDIR=...]: the binary, the manual
+# pages, the example configuration as SYSCONFDIR/tidemark/tidemark.yml
+# (never over an existing one: that is yours), the sidecar's systemd unit
+# with its paths rewritten to this PREFIX and SYSCONFDIR, and the
+# Prometheus rules and Grafana dashboard in share/tidemark. The nightly
+# RPO units stay in config/: they run bench/ from a checkout.
+PREFIX        ?= /usr/local
+BINDIR        ?= $(PREFIX)/bin
+MANDIR        ?= $(PREFIX)/share/man
+DATADIR       ?= $(PREFIX)/share/tidemark
+SYSCONFDIR    ?= /etc
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+MAN_PAGES     := $(wildcard docs/man/*.1 docs/man/*.5)
+SYSTEMD_UNITS := $(filter-out config/tidemark-nightly-rpo.%,$(wildcard config/*.service config/*.timer))
+SHARED_FILES  := $(wildcard config/prometheus-rules.yml config/grafana-dashboard.json)
+
+install: tidemark
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SYSCONFDIR)/tidemark $(DESTDIR)$(SYSTEMDUNITDIR) $(DESTDIR)$(DATADIR)
+	install -m 0755 tidemark $(DESTDIR)$(BINDIR)/tidemark
+	@for page in $(MAN_PAGES); do \
+	    section=$${page##*.}; \
+	    echo "install -m 0644 $$page $(DESTDIR)$(MANDIR)/man$$section/"; \
+	    install -d $(DESTDIR)$(MANDIR)/man$$section && \
+	    install -m 0644 $$page $(DESTDIR)$(MANDIR)/man$$section/ || exit 1; \
+	done
+	@if [ -e $(DESTDIR)$(SYSCONFDIR)/tidemark/tidemark.yml ]; then \
+	    echo "kept $(DESTDIR)$(SYSCONFDIR)/tidemark/tidemark.yml (the example is config/tidemark.example.yml)"; \
+	else \
+	    echo "install -m 0644 config/tidemark.example.yml $(DESTDIR)$(SYSCONFDIR)/tidemark/tidemark.yml"; \
+	    install -m 0644 config/tidemark.example.yml $(DESTDIR)$(SYSCONFDIR)/tidemark/tidemark.yml; \
+	fi
+	@for unit in $(SYSTEMD_UNITS); do \
+	    echo "install -m 0644 $$unit $(DESTDIR)$(SYSTEMDUNITDIR)/"; \
+	    sed -e 's|/usr/local/bin/tidemark|$(BINDIR)/tidemark|g' -e 's|/etc/tidemark|$(SYSCONFDIR)/tidemark|g' \
+	        $$unit > $(DESTDIR)$(SYSTEMDUNITDIR)/$${unit##*/} && chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/$${unit##*/} || exit 1; \
+	done
+	$(if $(SHARED_FILES),install -m 0644 $(SHARED_FILES) $(DESTDIR)$(DATADIR)/)
+
+# make deb: dpkg-buildpackage (debhelper, debian/) on a copy of this tree
+# in build/deb/tidemark-VERSION (its products land in build/deb/, not in
+# the parent directory of the checkout), the version from the project's
+# (common/cmd_version.c). -> build/deb/tidemark_VERSION_ARCH.deb
+VERSION := $(shell sed -n 's/^\#define TIDEMARK_VERSION "\(.*\)"/\1/p' common/cmd_version.c)
+DEB_SRC := build/deb/tidemark-$(VERSION)
+
+deb:
+	@test -n "$(VERSION)" || { echo "error: no TIDEMARK_VERSION in common/cmd_version.c" >&2; exit 1; }
+	rm -rf build/deb && mkdir -p $(DEB_SRC)
+	tar -cf - --exclude=./build --exclude=./tidemark --exclude=node_modules --exclude=./.git \
+	    --exclude=./demo --exclude=./tests/tmp . | tar -xf - -C $(DEB_SRC)
+	sed -i '1s/^tidemark ([^)]*)/tidemark ($(VERSION))/' $(DEB_SRC)/debian/changelog
+	cd $(DEB_SRC) && dpkg-buildpackage -b -us -uc
+	@ls build/deb/*.deb
 
 clean:
 	rm -rf build tidemark

@@ -107,6 +107,7 @@ static int spool_is_full(struct db_context *ctx)
  * (start a new generation), -1 on errors. */
 int database_ship_all(struct db_context *ctx, struct tm_error *err)
 {
+    pin_before_shipping(ctx);
     int status = tailer_scan(ctx->tailer, clock_now_ms(), err);
     if (status != TAILER_OK)
         return status < 0 ? -1 : 1;

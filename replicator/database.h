@@ -46,8 +46,9 @@ int database_continue_archive(struct db_context *ctx, int resumed, struct tm_err
  * again with a new generation; a missing file waits, an error is
  * reported and retried at the next tick. */
 void database_restart(struct db_context *ctx, const char *why);
-/* Ships everything committed so far: 0, 1 when continuity is lost
- * (start a new generation), -1 with err set. */
+/* Ships everything committed so far (taking the pin first if it was let
+ * go: pin_before_shipping): 0, 1 when continuity is lost (start a new
+ * generation), -1 with err set. */
 int database_ship_all(struct db_context *ctx, struct tm_error *err);
 /* Scans the WAL SCAN_DELAY_S from now, unless a scan is pending. */
 void database_scan_soon(struct db_context *ctx);

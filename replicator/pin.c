@@ -180,6 +180,29 @@ static int let_go_of_pin(struct db_context *ctx, int quickly, struct tm_error *e
     return TAILER_OK;
 }
 
+/* The second step of letting go (pin_keep_moving moved the pin to let
+ * go later): the application's checkpoints have copied up to the pin, so
+ * what came since the move is read into memory and the pin let go. Only
+ * from memory: shipping now would take the loop away while the copy
+ * falls behind again; if it cannot, the pin stays (and moves at a later
+ * tick). */
+static int let_go_once_copied(struct db_context *ctx, struct tm_error *err)
+{
+    int rc = tailer_scan(ctx->tailer, clock_now_ms(), err);
+    if (rc != TAILER_OK)
+        return rc == TAILER_BROKEN ? TAILER_BROKEN : -1;
+    log_event(LOG_DEBUG, ctx->cfg->name, NULL, "letting go %lld ms after the move",
+              (long long)(clock_now_ms() - ctx->pin.let_go_wanted_ms));
+    ctx->pin.let_go_wanted_ms = 0;
+    if (tailer_detach(ctx->tailer, err) != 0 || tailer_unpin(ctx->tailer) != TAILER_OK)
+        return TAILER_OK;
+    note_unpinned(ctx);
+    ctx->pin.yield_timer.repeat = YIELD_FAST_POLL_S;
+    ev_timer_again(ctx->owner->loop, &ctx->pin.yield_timer);
+    ctx->pin.checkpoint_floor = tailer_shipped(ctx->tailer).frame;
+    return TAILER_OK;
+}
+
 /* Moves the pin to the WAL's end and ships exactly the commits up to
  * it, so that a snapshot of the pin's state belongs at the shipper's
  * next index. TAILER_OK, TAILER_LATER (try again), TAILER_BROKEN, -1. */
@@ -269,7 +292,7 @@ void pin_keep_moving(struct db_context *ctx, int quiet)
             rc = let_go_of_pin(ctx, 0, &err);
         } else {
             rc = move_pin(ctx, &err);
-            if (rc == TAILER_OK && keeping_up && !checkpoints_itself)
+            if (rc == TAILER_OK && !checkpoints_itself)
                 ctx->pin.let_go_wanted_ms = clock_now_ms();   /* on_yield_poll lets go once copied */
         }
     }
@@ -309,10 +332,8 @@ static void on_yield_poll(struct ev_loop *loop, ev_timer *w, int revents)
             log_event(LOG_DEBUG, ctx->cfg->name, NULL, "unpinned: pending frames not read into memory");
         if (rc == TAILER_OK && tailer_read_ahead(ctx->tailer, &err) != 0)
             rc = -1;
-        if (rc == TAILER_OK && tailer_switching(ctx->tailer)) {
-            pin_before_shipping(ctx);   /* the new WAL is kept while the old one's tail is shipped */
-            rc = database_ship_all(ctx, &err);
-        }
+        if (rc == TAILER_OK && tailer_switching(ctx->tailer))
+            rc = database_ship_all(ctx, &err);   /* pinned first: the new WAL is kept meanwhile */
         if (rc == TAILER_OK && tailer_switching(ctx->tailer))
             rc = tailer_scan(ctx->tailer, clock_now_ms(), &err);   /* follow the new WAL */
         int restarted;
@@ -331,8 +352,7 @@ static void on_yield_poll(struct ev_loop *loop, ev_timer *w, int revents)
          * is read at each poll all the same, so that commits are stamped
          * when they happen and the commit count is known to let go */
     } else if (ctx->pin.let_go_wanted_ms && backfill_nearly_done(ctx)) {
-        ctx->pin.let_go_wanted_ms = 0;
-        rc = let_go_of_pin(ctx, 1, &err);   /* what came since the move is read into memory */
+        rc = let_go_once_copied(ctx, &err);
     } else if (tailer_pin_in_the_way(ctx->tailer)) {
         rc = let_go_of_pin(ctx, 1, &err);
         if (rc == TAILER_OK) {

@@ -149,6 +149,11 @@ static void keep_selected(struct status_list *list, size_t from, const char *pat
     list->count = kept;
 }
 
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(((const struct status_db *)a)->name, ((const struct status_db *)b)->name);
+}
+
 /* One configured entry: asks its sidecar, else reads its replicas.
  * Returns 0, or EXIT_CANNOT_TELL with err set. */
 static int gather_entry(const struct config *cfg, const struct config_db *entry, const char *pattern,
@@ -171,6 +176,7 @@ static int gather_entry(const struct config *cfg, const struct config_db *entry,
     for (size_t i = before; i < list->count; i++)
         list->dbs[i].from_sidecar = 1;
     keep_selected(list, before, pattern, entry->dir ? entry->name : NULL);
+    qsort(list->dbs + before, list->count - before, sizeof *list->dbs, by_name);   /* a dir: entry's */
     return 0;
 }
 

@@ -230,6 +230,44 @@ def test_names_colours_and_watch():
         env.cleanup()
 
 
+def test_dir_entry_databases():
+    """A `dir:` entry's databases come from the entry's control socket,
+    each with its replica; NAME selects one of them or the whole entry;
+    with no sidecar they are read from the replica."""
+    env = Env("status-dir")
+    try:
+        tenants = os.path.join(env.dir, "tenants")
+        os.makedirs(tenants)
+        with open(env.config, "w") as f:
+            f.write("encryption:\n  key-file: %s\ndbs:\n  - dir: %s\n    sync-interval: 200ms\n"
+                    "    replicas:\n      - type: file\n        path: %s\n" % (env.key, tenants, env.backup))
+        for name in ("a.db", "b.db"):
+            subprocess.run([WRITER_PY, os.path.join(tenants, name), os.path.join(env.dir, name + ".log"),
+                            "--count", "5", "--delay-ms", "5"], check=True)
+        env.start()
+        def both_following():
+            code, doc = status_json(env)
+            return code == 0 and [d["name"] for d in doc["databases"]] == ["tenants/a.db", "tenants/b.db"]
+        wait_until(both_following, 20, "both databases following")
+        code, doc = status_json(env)
+        check_schema(doc)
+        for db in doc["databases"]:
+            r = db["replicas"][0]
+            check(db["state"] == "following" and db["source"] == "sidecar" and r["state"] == "following"
+                  and r["newest_point_ms"] is not None, "tenant: %r" % db)
+        code, doc = status_json(env, "tenants/b.db")
+        check(code == 0 and [d["name"] for d in doc["databases"]] == ["tenants/b.db"], "NAME: %r" % doc)
+        code, doc = status_json(env, "tenants")
+        check(code == 0 and len(doc["databases"]) == 2, "the entry's NAME: %r" % doc)
+        env.stop()
+        code, doc = status_json(env)
+        check(code == 1 and [(d["name"], d["state"], d["source"]) for d in doc["databases"]]
+              == [("tenants/a.db", "not running", "replicas"), ("tenants/b.db", "not running", "replicas")],
+              "no sidecar: %r" % doc)
+    finally:
+        env.cleanup()
+
+
 def on_terminal(env, variables):
     """The text output with stdout on a pseudo-terminal."""
     master, slave = pty.openpty()
@@ -255,4 +293,5 @@ def on_terminal(env, variables):
 
 if __name__ == "__main__":
     sys.exit(run_tests([test_following_then_failing_file_replica, test_dead_s3_replica_is_failing,
-                        test_waiting_database, test_no_sidecar_reads_the_replicas, test_names_colours_and_watch]))
+                        test_waiting_database, test_no_sidecar_reads_the_replicas, test_names_colours_and_watch,
+                        test_dir_entry_databases]))

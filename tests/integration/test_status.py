@@ -7,7 +7,7 @@ replicas), the --json schema (keys checked exactly), colours only on a
 terminal, --watch. Values are checked against the writer's ground truth.
 Prints TAP.
 """
-import json, os, pty, select, signal, subprocess, sys, time
+import json, os, pty, select, shutil, signal, subprocess, sys, time
 
 from helpers import *
 
@@ -268,6 +268,42 @@ def test_dir_entry_databases():
         env.cleanup()
 
 
+def test_redis_entry():
+    """A `redis:` entry answers on its own control socket: following while
+    the sidecar streams from the server; failing with the capture's reason
+    once the server is gone."""
+    import test_redis
+    env = test_redis.Env("status-redis")
+    try:
+        with open(env.config) as f:
+            text = f.read()
+        with open(env.config, "w") as f:
+            f.write("alerts: { failure-after: 1s }\n" + text)
+        env.server.client().set("k", "v")
+        env.start()
+        env.wait_streaming()
+        wait_until(lambda: status(env).returncode == 0, 20, "the Redis entry protected")
+        code, doc = status_json(env)
+        check_schema(doc)
+        db = doc["databases"][0]
+        check(db["name"] == "cache" and db["state"] == "following" and db["replicas"][0]["newest_point_ms"],
+              "redis entry: %r" % db)
+        env.server.stop()
+        wait_until(lambda: status_json(env)[1]["databases"][0]["state"] == "failing", 30, "the entry failing")
+        code, doc = status_json(env)
+        db = doc["databases"][0]
+        print("# Redis gone: " + db["problem"])
+        check(code == 1 and "refused" in db["problem"] and db["replicas"][0]["state"] == "following",
+              "redis down: %r" % db)
+        env.stop()
+    finally:
+        if env.sidecar and env.sidecar.poll() is None:
+            env.sidecar.kill()
+            env.sidecar.wait()
+        env.server.stop()
+        shutil.rmtree(env.dir, ignore_errors=True)
+
+
 def on_terminal(env, variables):
     """The text output with stdout on a pseudo-terminal."""
     master, slave = pty.openpty()
@@ -294,4 +330,4 @@ def on_terminal(env, variables):
 if __name__ == "__main__":
     sys.exit(run_tests([test_following_then_failing_file_replica, test_dead_s3_replica_is_failing,
                         test_waiting_database, test_no_sidecar_reads_the_replicas, test_names_colours_and_watch,
-                        test_dir_entry_databases]))
+                        test_dir_entry_databases, test_redis_entry]))

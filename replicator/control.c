@@ -5,7 +5,8 @@
  * replaced, which is safe because the spool's lock guarantees a single
  * sidecar per state directory). Each accepted connection gets an ev_io
  * that reads one command line (bounded), hands it to the handler, and
- * stays open until control_reply answers. */
+ * stays open until control_reply (one line) or control_reply_document (a
+ * whole document, `tidemark status`) answers. */
 #include "control.h"
 
 #include <errno.h>

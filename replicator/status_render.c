@@ -166,6 +166,8 @@ static void put_db_lines(FILE *out, const struct status_db *db, int64_t now_ms)
 
 void status_render_text(const struct status_list *list, int64_t now_ms, int color, FILE *out)
 {
+    if (!list->count)
+        fputs("no database found (a dir: entry with no database yet)\n", out);
     for (size_t i = 0; i < list->count; i++) {
         const struct status_db *db = &list->dbs[i];
         if (i)
@@ -299,7 +301,7 @@ void status_render_json(const struct status_list *list, int64_t now_ms, FILE *ou
     for (size_t i = 0; i < list->count; i++)
         all &= status_db_protected(&list->dbs[i]);
     fprintf(out, "{\"time_ms\": %" PRId64 ", \"protected\": %s, \"databases\": [", now_ms,
-            all && list->count ? "true" : "false");
+            all ? "true" : "false");
     for (size_t i = 0; i < list->count; i++) {
         fputs(i ? ",\n  " : "\n  ", out);
         json_db(out, &list->dbs[i], now_ms);

@@ -155,7 +155,8 @@ static int by_name(const void *a, const void *b)
 }
 
 /* One configured entry: asks its sidecar, else reads its replicas.
- * Returns 0, or EXIT_CANNOT_TELL with err set. */
+ * Returns 0; EXIT_NOT_PROTECTED when no sidecar runs for it; or
+ * EXIT_CANNOT_TELL with err set. */
 static int gather_entry(const struct config *cfg, const struct config_db *entry, const char *pattern,
                         struct status_list *list, struct tm_error *err)
 {
@@ -165,7 +166,15 @@ static int gather_entry(const struct config *cfg, const struct config_db *entry,
     if (control_request_document(entry->state_dir, "status", STATUS_TIMEOUT_MS, &document, &no_daemon, err) != 0) {
         if (!no_daemon)
             return EXIT_CANNOT_TELL;
-        return add_not_running(cfg, entry, pattern, list, err) == 0 ? 0 : EXIT_CANNOT_TELL;
+        if (add_not_running(cfg, entry, pattern, list, err) != 0)
+            return EXIT_CANNOT_TELL;
+        if (list->count > before)
+            return EXIT_NOT_PROTECTED;
+        if (pattern && !selected(pattern, entry->name, NULL))
+            return 0;
+        /* not protected even when nothing was backed up from it yet */
+        fprintf(stderr, "no sidecar running for '%s' (and no database backed up from it yet)\n", entry->name);
+        return EXIT_NOT_PROTECTED;
     }
     int rc = strncmp(document, "error: ", 7) == 0
                  ? tm_error_set(err, "the sidecar of '%s' answered: %s", entry->name, document + 7)
@@ -180,8 +189,9 @@ static int gather_entry(const struct config *cfg, const struct config_db *entry,
     return 0;
 }
 
-/* Everything the command shows; the exit status (0 or EXIT_CANNOT_TELL
- * when an entry could not be asked, its error printed). */
+/* Everything the command shows; 0, EXIT_NOT_PROTECTED when no sidecar
+ * runs for an entry, or EXIT_CANNOT_TELL when one could not be asked (its
+ * error printed). */
 static int gather(const struct config *cfg, const char *pattern, struct status_list *list)
 {
     int rc = 0;
@@ -190,10 +200,11 @@ static int gather(const struct config *cfg, const char *pattern, struct status_l
         const struct config_db *entry = &cfg->dbs[i];
         if (pattern && !entry->dir && !selected(pattern, entry->name, NULL))
             continue;
-        if (gather_entry(cfg, entry, pattern, list, &err) != 0) {
+        int got = gather_entry(cfg, entry, pattern, list, &err);
+        if (got == EXIT_CANNOT_TELL)
             tm_error_print(&err);
-            rc = EXIT_CANNOT_TELL;
-        }
+        if (got > rc)
+            rc = got;
     }
     for (size_t i = 0; i < list->count; i++)
         if (read_replicas(cfg, &list->dbs[i], &err) != 0) {
@@ -209,7 +220,7 @@ static int show(const struct config *cfg, const char *pattern, int json, int col
 {
     struct status_list list = {0};
     int rc = gather(cfg, pattern, &list);
-    if (rc == 0 && !list.count && pattern) {
+    if (rc != EXIT_CANNOT_TELL && !list.count && pattern) {
         fprintf(stderr, "error: no database matches '%s'\n", pattern);
         status_list_release(&list);
         return CLI_USAGE_ERROR;

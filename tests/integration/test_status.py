@@ -241,6 +241,9 @@ def test_dir_entry_databases():
         with open(env.config, "w") as f:
             f.write("encryption:\n  key-file: %s\ndbs:\n  - dir: %s\n    sync-interval: 200ms\n"
                     "    replicas:\n      - type: file\n        path: %s\n" % (env.key, tenants, env.backup))
+        empty = status(env)   # no sidecar, nothing backed up yet: not protected either
+        check(empty.returncode == 1 and empty.stdout.startswith("no database found")
+              and "no sidecar running for 'tenants'" in empty.stderr, "empty entry: %r" % (empty,))
         for name in ("a.db", "b.db"):
             subprocess.run([WRITER_PY, os.path.join(tenants, name), os.path.join(env.dir, name + ".log"),
                             "--count", "5", "--delay-ms", "5"], check=True)

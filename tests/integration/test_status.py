@@ -131,7 +131,7 @@ def test_dead_s3_replica_is_failing():
     try:
         dead = ("      - type: s3\n        name: offsite\n        bucket: b\n"
                 "        endpoint: http://127.0.0.1:9\n        region: us-east-1\n"
-                "        access-key-id: AKIDTEST\n        secret-access-key: secretsecret\n")
+                "        access-key-id: AKIDTEST\n        secret-access-key: tmSECRETstatus0123456789\n")
         with_alerts(env, file_replica("local", env.backup) + dead)
         env.create_db()
         env.start()
@@ -149,6 +149,9 @@ def test_dead_s3_replica_is_failing():
               "offsite: %r" % off)
         print("# status answered in %.1f s with a dead S3 endpoint" % took)
         check(took < 15, "status took %.1f s with a dead S3 endpoint" % took)
+        for args in ((), ("--json",)):
+            proc = status(env, *args)
+            check("tmSECRET" not in proc.stdout + proc.stderr, "the S3 secret is in the output: %r" % proc.stdout)
         env.stop()
     finally:
         env.cleanup()

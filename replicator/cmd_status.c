@@ -174,6 +174,7 @@ static int gather_entry(const struct config *cfg, const struct config_db *entry,
             return 0;
         /* not protected even when nothing was backed up from it yet */
         fprintf(stderr, "no sidecar running for '%s' (and no database backed up from it yet)\n", entry->name);
+        list->idle_entries++;
         return EXIT_NOT_PROTECTED;
     }
     int rc = strncmp(document, "error: ", 7) == 0
@@ -230,9 +231,8 @@ static int show(const struct config *cfg, const char *pattern, int json, int col
         status_render_json(&list, now, stdout);
     else
         status_render_text(&list, now, color, stdout);
-    for (size_t i = 0; i < list.count && rc == 0; i++)
-        if (!status_db_protected(&list.dbs[i]))
-            rc = EXIT_NOT_PROTECTED;
+    if (rc == 0 && !status_list_protected(&list))
+        rc = EXIT_NOT_PROTECTED;
     fflush(stdout);
     status_list_release(&list);
     return rc;

@@ -15,6 +15,16 @@
 #define RED "\033[1;31m"
 #define RESET "\033[0m"
 
+int status_list_protected(const struct status_list *list)
+{
+    if (list->idle_entries)
+        return 0;
+    for (size_t i = 0; i < list->count; i++)
+        if (!status_db_protected(&list->dbs[i]))
+            return 0;
+    return 1;
+}
+
 int status_db_protected(const struct status_db *db)
 {
     if (!db->from_sidecar || strcmp(db->state, "following") != 0)
@@ -297,11 +307,8 @@ static void json_db(FILE *out, const struct status_db *db, int64_t now_ms)
 
 void status_render_json(const struct status_list *list, int64_t now_ms, FILE *out)
 {
-    int all = 1;
-    for (size_t i = 0; i < list->count; i++)
-        all &= status_db_protected(&list->dbs[i]);
     fprintf(out, "{\"time_ms\": %" PRId64 ", \"protected\": %s, \"databases\": [", now_ms,
-            all ? "true" : "false");
+            status_list_protected(list) ? "true" : "false");
     for (size_t i = 0; i < list->count; i++) {
         fputs(i ? ",\n  " : "\n  ", out);
         json_db(out, &list->dbs[i], now_ms);

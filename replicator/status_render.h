@@ -15,6 +15,9 @@
  * every replica is healthy. */
 int status_db_protected(const struct status_db *db);
 
+/* 1 when every database of list is protected (and no entry lacks a sidecar). */
+int status_list_protected(const struct status_list *list);
+
 /* A duration for people: "850 ms", "12.3 s", "4 min 10 s", "3 h 5 min", "2 d 4 h". */
 void status_format_duration(int64_t ms, char *out, size_t len);
 

@@ -87,6 +87,7 @@ struct status_db {
 struct status_list {
     struct status_db *dbs;         /* owned */
     size_t count;
+    size_t idle_entries;           /* entries no sidecar runs for that list no database: not protected */
 };
 
 /* Daemon side: the header, one database (its problems as /healthz words

@@ -247,6 +247,8 @@ def test_dir_entry_databases():
         empty = status(env)   # no sidecar, nothing backed up yet: not protected either
         check(empty.returncode == 1 and empty.stdout.startswith("no database found")
               and "no sidecar running for 'tenants'" in empty.stderr, "empty entry: %r" % (empty,))
+        code, doc = status_json(env)
+        check(code == 1 and doc["protected"] is False and doc["databases"] == [], "empty entry, JSON: %r" % doc)
         for name in ("a.db", "b.db"):
             subprocess.run([WRITER_PY, os.path.join(tenants, name), os.path.join(env.dir, name + ".log"),
                             "--count", "5", "--delay-ms", "5"], check=True)

@@ -186,6 +186,10 @@ static void test_text_output(void)
                         "last snapshot 2027-01-15T07:59:00.000Z (1 min 0 s ago); last drill none recorded\n");
     free(text);
     ASSERT_EQ(status_db_protected(db), 1);
+    ASSERT_EQ(status_list_protected(&list), 1);
+    list.idle_entries = 1;   /* an entry no sidecar runs for */
+    ASSERT_EQ(status_list_protected(&list), 0);
+    list.idle_entries = 0;
     out = open_memstream(&text, &len);
     status_render_text(&list, NOW, 1, out);
     fclose(out);

@@ -8,6 +8,7 @@
 #include "replicator/cmd_replicate.h"
 #include "replicator/cmd_retention.h"
 #include "replicator/cmd_snapshot.h"
+#include "replicator/cmd_status.h"
 #include "restore/cmd_drill.h"
 #include "restore/cmd_list.h"
 #include "restore/cmd_restore.h"
@@ -17,8 +18,8 @@
 #include <stdio.h>
 
 static const struct cli_command *const commands[] = {
-    &cmd_replicate, &cmd_restore, &cmd_list,   &cmd_verify,  &cmd_snapshot,
-    &cmd_drill,     &cmd_retention, &cmd_keygen, &cmd_version, NULL,
+    &cmd_replicate, &cmd_status,    &cmd_restore, &cmd_list,    &cmd_verify, &cmd_snapshot,
+    &cmd_drill,     &cmd_retention, &cmd_keygen,  &cmd_version, NULL,
 };
 
 int main(int argc, char **argv)

@@ -8,6 +8,7 @@
 
 #include "clock.h"
 #include "json.h"
+#include "layout.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -283,4 +284,29 @@ void drill_summary_write_json(const struct drill_summary *s, FILE *out)
         write_ms(out, "after_ms", s->after_ms);
     write_optional(out, "error", s->error);
     fputc('}', out);
+}
+
+int drill_latest(struct storage *st, const char *db, char **record, int *found, struct tm_error *err)
+{
+    char dir[ARCHIVE_NAME_MAX];
+    layout_area_dir(db, LAYOUT_DRILLS, dir, sizeof dir);
+    *found = 0;
+    *record = NULL;
+    struct storage_list list;
+    if (storage_list(st, dir, &list, err) != 0)
+        return -1;
+    int rc = 0;
+    for (size_t i = list.count; i-- > 0;) {
+        const struct storage_entry *e = &list.entries[i];
+        if (e->is_dir || !layout_is_drill_record(e->name))
+            continue;
+        char key[1024];
+        layout_child_key(dir, e->name, key, sizeof key);
+        size_t size;
+        if ((rc = storage_read_capped(st, key, DRILL_RECORD_MAX, record, &size, err)) == 0)
+            *found = 1;
+        break;
+    }
+    storage_list_release(&list);
+    return rc;
 }

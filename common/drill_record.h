@@ -1,6 +1,7 @@
 /* drill_record.h - the record of a restore drill: one line of JSON that
  * `tidemark drill` stores as NAME/drills/MS-REPLICA.json (layout.h) and
- * prints (--json), and that `list` and the daemon's metrics read back.
+ * prints (--json), and that `list`, `status` and the daemon's metrics read
+ * back (drill_latest finds the newest on a replica).
  * Writer and parser live together so that they cannot drift apart.
  *
  *   {"time": "2026-11-24T04:00:01.234Z", "db": "app", "replica": "s3",
@@ -22,6 +23,7 @@
 #include <stdio.h>
 
 #include "error.h"
+#include "storage/storage.h"
 
 /* What a drill found, for the writer. */
 struct drill_record {
@@ -68,5 +70,15 @@ int drill_record_parse(const char *text, struct drill_summary *out, struct tm_er
  * "point", "check_result", "published", "served_ms", "after", "after_ms",
  * "error" when present}. */
 void drill_summary_write_json(const struct drill_summary *s, FILE *out);
+
+/* A drill record is one line of a few hundred bytes (common/drill_record.h);
+ * a bigger object under drills/ is planted or damaged. */
+#define DRILL_RECORD_MAX (64 * 1024)
+
+/* The newest drill record of db in st (its text, malloc'd, NUL-terminated,
+ * unchecked: parse it, never echo it), or NULL with *found = 0. For `list`
+ * and `status`.
+ * A record larger than DRILL_RECORD_MAX fails as corrupt, naming it. */
+int drill_latest(struct storage *st, const char *db, char **record, int *found, struct tm_error *err);
 
 #endif

@@ -175,3 +175,12 @@ void alerts_free(struct alerts *a)
     alert_sender_free(a->sender);
     free(a);
 }
+
+void alerts_each_open(const struct alerts *a, const char *db, alerts_open_fn each, void *arg)
+{
+    for (size_t i = 0; a && i < INCIDENTS_MAX; i++) {
+        const struct incident *inc = &a->incidents[i];
+        if (inc->active && strcmp(inc->db, db) == 0)
+            each(arg, inc->rule, inc->replica, inc->message, inc->since_ms);
+    }
+}

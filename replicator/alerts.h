@@ -26,6 +26,12 @@ void alerts_free(struct alerts *a);
 
 void alerts_evaluate(struct alerts *a, const struct db_status *dbs, size_t count, int64_t now_ms);
 
+/* Each incident open right now for database db (`tidemark status`):
+ * its rule, replica ("" for the database's own), message and since when. */
+typedef void (*alerts_open_fn)(void *arg, const char *rule, const char *replica, const char *message,
+                               int64_t since_ms);
+void alerts_each_open(const struct alerts *a, const char *db, alerts_open_fn each, void *arg);
+
 /* Incidents open right now (for tests and /healthz). */
 size_t alerts_open(const struct alerts *a);
 

@@ -5,7 +5,8 @@
  * replaced, which is safe because the spool's lock guarantees a single
  * sidecar per state directory). Each accepted connection gets an ev_io
  * that reads one command line (bounded), hands it to the handler, and
- * stays open until control_reply answers. */
+ * stays open until control_reply (one line) or control_reply_document (a
+ * whole document, `tidemark status`) answers. */
 #include "control.h"
 
 #include "../common/clock.h"
@@ -19,6 +20,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -75,6 +77,27 @@ void control_reply(struct control_client *c, const char *line)
         len = (int)sizeof out - 1;
     ssize_t ignored = write(c->io.fd, out, (size_t)len);
     (void)ignored;
+    client_free(c);
+}
+
+void control_reply_document(struct control_client *c, const char *text, size_t len)
+{
+    /* Written whole, blocking for at most a second per write: the client
+     * reads at once, and a status document is small (kilobytes). */
+    int flags = fcntl(c->io.fd, F_GETFL);
+    if (flags >= 0)
+        fcntl(c->io.fd, F_SETFL, flags & ~O_NONBLOCK);
+    struct timeval limit = {1, 0};
+    setsockopt(c->io.fd, SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof limit);
+    size_t sent = 0;
+    while (sent < len) {
+        ssize_t wrote = write(c->io.fd, text + sent, len - sent);
+        if (wrote < 0 && errno == EINTR)
+            continue;
+        if (wrote <= 0)
+            break;   /* the client went away or stopped reading */
+        sent += (size_t)wrote;
+    }
     client_free(c);
 }
 
@@ -169,8 +192,9 @@ void control_close(struct control_server *s)
     free(s);
 }
 
-int control_request(const char *state_dir, const char *command, int64_t timeout_ms, char *reply,
-                    size_t reply_len, int *no_daemon, struct tm_error *err)
+/* Connects to the socket and sends the command line; the socket, or -1
+ * (err set; *no_daemon = 1 when nothing listens). */
+static int send_command(const char *state_dir, const char *command, int *no_daemon, struct tm_error *err)
 {
     *no_daemon = 0;
     struct sockaddr_un addr;
@@ -190,26 +214,47 @@ int control_request(const char *state_dir, const char *command, int64_t timeout_
     }
     char line[LINE_MAX_BYTES];
     int len = snprintf(line, sizeof line, "%s\n", command);
-    if (write(fd, line, (size_t)len) != len) {
+    if (len >= (int)sizeof line || write(fd, line, (size_t)len) != len) {
         close(fd);
-        return tm_error_set(err, "cannot send to '%s': %s", addr.sun_path, strerror(errno));
+        return tm_error_set(err, "cannot send to '%s': %s", addr.sun_path,
+                            len >= (int)sizeof line ? "command too long" : strerror(errno));
     }
+    return fd;
+}
+
+/* Waits until fd is readable or the deadline passes: 1 readable, 0 timed out. */
+static int wait_readable(int fd, int64_t deadline)
+{
+    for (;;) {
+        int64_t left = deadline - clock_monotonic_ms();
+        if (left <= 0)
+            return 0;
+        struct pollfd pfd = {fd, POLLIN, 0};
+        int ready = poll(&pfd, 1, (int)(left > 1000 ? 1000 : left));
+        if (ready < 0 && errno != EINTR)
+            return 0;
+        if (ready > 0 && (pfd.revents & (POLLIN | POLLHUP | POLLERR)))
+            return 1;
+    }
+}
+
+int control_request(const char *state_dir, const char *command, int64_t timeout_ms, char *reply,
+                    size_t reply_len, int *no_daemon, struct tm_error *err)
+{
+    int fd = send_command(state_dir, command, no_daemon, err);
+    if (fd < 0)
+        return -1;
     size_t used = 0;
     int64_t deadline = clock_monotonic_ms() + timeout_ms;
     reply[0] = '\0';
     while (used + 1 < reply_len) {
-        int64_t left = deadline - clock_monotonic_ms();
-        struct pollfd pfd = {fd, POLLIN, 0};
-        if (left <= 0 || poll(&pfd, 1, (int)(left > 1000 ? 1000 : left)) < 0) {
-            if (left <= 0 || errno != EINTR) {
-                close(fd);
-                return tm_error_set(err, "no answer from the sidecar within %lld s", (long long)(timeout_ms / 1000));
-            }
-            continue;
+        if (!wait_readable(fd, deadline)) {
+            close(fd);
+            return tm_error_set(err, "no answer from the sidecar within %lld s", (long long)(timeout_ms / 1000));
         }
-        if (!(pfd.revents & (POLLIN | POLLHUP)))
-            continue;
         ssize_t got = read(fd, reply + used, reply_len - 1 - used);
+        if (got < 0 && errno == EINTR)
+            continue;
         if (got <= 0)
             break;
         used += (size_t)got;
@@ -222,4 +267,48 @@ int control_request(const char *state_dir, const char *command, int64_t timeout_
     if (!reply[0])
         return tm_error_set(err, "the sidecar closed the connection without an answer");
     return 0;
+}
+
+int control_request_document(const char *state_dir, const char *command, int64_t timeout_ms, char **reply,
+                             int *no_daemon, struct tm_error *err)
+{
+    *reply = NULL;
+    int fd = send_command(state_dir, command, no_daemon, err);
+    if (fd < 0)
+        return -1;
+    size_t used = 0, cap = 0;
+    char *text = NULL;
+    int64_t deadline = clock_monotonic_ms() + timeout_ms;
+    for (;;) {
+        if (used + 4096 + 1 > cap) {
+            char *grown = cap + 65536 <= CONTROL_DOCUMENT_MAX ? realloc(text, cap + 65536) : NULL;
+            if (!grown) {
+                tm_error_set(err, "the sidecar's answer is too long (over %d bytes)", CONTROL_DOCUMENT_MAX);
+                break;
+            }
+            text = grown;
+            cap += 65536;
+        }
+        if (!wait_readable(fd, deadline)) {
+            tm_error_set(err, "no answer from the sidecar within %lld s", (long long)(timeout_ms / 1000));
+            break;
+        }
+        ssize_t got = read(fd, text + used, cap - 1 - used);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0) {
+            close(fd);
+            text[used] = '\0';
+            if (!used) {
+                free(text);
+                return tm_error_set(err, "the sidecar closed the connection without an answer");
+            }
+            *reply = text;
+            return 0;
+        }
+        used += (size_t)got;
+    }
+    close(fd);
+    free(text);
+    return -1;
 }

@@ -6,7 +6,9 @@
  * the sidecar's user may use it). The protocol is one line each way: the
  * client sends a command ("snapshot\n", or "snapshot NAME\n" to an
  * entry's socket); the daemon answers later with one line ("stored
- * KEY\n" or "error: MESSAGE\n") and closes. */
+ * KEY\n" or "error: MESSAGE\n") and closes. The one exception, "status"
+ * (`tidemark status`), is answered with a whole document (status_wire.h)
+ * followed by the end of the connection. */
 #ifndef TM_CONTROL_H
 #define TM_CONTROL_H
 
@@ -30,10 +32,20 @@ void control_close(struct control_server *server);
 /* Sends the answer line (newline added) and closes the connection. */
 void control_reply(struct control_client *client, const char *line);
 
+/* Sends a whole document (any number of lines) and closes the connection. */
+void control_reply_document(struct control_client *client, const char *text, size_t len);
+
+#define CONTROL_DOCUMENT_MAX (64 * 1024 * 1024)
+
 /* Client side: sends command, waits up to timeout_ms for the answer line.
  * Returns 0 with the answer in reply; -1 with err set; *no_daemon = 1 when
  * nothing listens (no socket, or connection refused). */
 int control_request(const char *state_dir, const char *command, int64_t timeout_ms, char *reply,
                     size_t reply_len, int *no_daemon, struct tm_error *err);
+
+/* The same for a command answered with a document: *reply (malloc'd, the
+ * caller frees it) holds everything the sidecar sent until it closed. */
+int control_request_document(const char *state_dir, const char *command, int64_t timeout_ms, char **reply,
+                             int *no_daemon, struct tm_error *err);
 
 #endif

@@ -41,6 +41,7 @@
 #include "capture_probe.h"
 #include "control.h"
 #include "deltas.h"
+#include "monitoring.h"
 #include "pin.h"
 #include "redis.h"
 #include "schedules.h"
@@ -497,11 +498,22 @@ static int open_replicas(struct db_context *ctx, struct tm_error *err)
     return 0;
 }
 
+static int is_this_database(const struct db_context *ctx, const void *arg)
+{
+    return ctx == arg;
+}
+
+/* "status" (`tidemark status`) and, for a SQLite database, "snapshot". */
 static void on_control_command(void *arg, const char *command, struct control_client *client)
 {
+    struct db_context *ctx = arg;
+    if (strcmp(command, "status") == 0)
+        return monitoring_reply_status(ctx->owner, is_this_database, ctx, client);
     if (strcmp(command, "snapshot") != 0)
-        return control_reply(client, "error: unknown command (known: snapshot)");
-    snapshots_for_client(arg, client);
+        return control_reply(client, "error: unknown command (known: snapshot, status)");
+    if (ctx->cfg->kind == DB_REDIS)
+        return control_reply(client, "error: a Redis entry's snapshots are taken on its schedule");
+    snapshots_for_client(ctx, client);
 }
 
 /* The sync and yield timers (set, not started) and the snapshot
@@ -572,6 +584,8 @@ int database_setup(struct replicator *rep, struct db_context *ctx,
         return -1;
     if (open_replicas(ctx, err) != 0)
         return -1;
+    if (control_listen(rep->loop, cfg->state_dir, on_control_command, ctx, &ctx->control, err) != 0)
+        return -1;
     if (cfg->kind == DB_REDIS)
         return setup_redis(rep, ctx, err);
     if (cfg->deltas) {
@@ -592,8 +606,6 @@ int database_setup(struct replicator *rep, struct db_context *ctx,
     if (ctx->watch < 0)
         return tm_error_set(err, "cannot watch directory '%s': %s", ctx->dir, strerror(errno));
     watch_wal(ctx);
-    if (control_listen(rep->loop, cfg->state_dir, on_control_command, ctx, &ctx->control, err) != 0)
-        return -1;
     snapshots_init_waiters(ctx);
     database_kick_uploaders(ctx);   /* what the spool held from before goes first */
     int once = rep->opts && rep->opts->snapshot_once;

@@ -374,9 +374,8 @@ static void replica_problem(const struct replica_status *r, const struct config_
                  (double)thresholds->lag_threshold_ms / 1000.0);
 }
 
-/* The problems of one database and its replicas; 1 when it has any. */
-static int render_db_problems(const struct db_status *db, const struct config_alerts *thresholds, int64_t now_ms,
-                              FILE *out, int *first)
+int metrics_db_problems(const struct db_status *db, const struct config_alerts *thresholds, int64_t now_ms,
+                        metrics_problem_fn each, void *arg)
 {
     int problems = 0;
     char reason[1200];
@@ -384,36 +383,51 @@ static int render_db_problems(const struct db_status *db, const struct config_al
         snprintf(reason, sizeof reason, "still not replicated after %.0f s (missing-alert-after %.0f s): %s",
                  (double)(now_ms - db->waiting_since_ms) / 1000.0, (double)db->missing_alert_after_ms / 1000.0,
                  db->waiting_reason);
-        render_problem(out, first, db->name, NULL, reason);
-        problems = 1;
+        each(arg, NULL, reason);
+        problems++;
     }
     for (size_t j = 0; j < db->replica_count; j++) {
         replica_problem(&db->replicas[j], thresholds, now_ms, reason, sizeof reason);
         if (!reason[0])
             continue;
-        render_problem(out, first, db->name, db->replicas[j].name, reason);
-        problems = 1;
+        each(arg, db->replicas[j].name, reason);
+        problems++;
     }
     if (db->capture_failing_since_ms && (db->capture_cause_named ||
         now_ms - db->capture_failing_since_ms >= thresholds->failure_after_ms)) {
-        render_problem(out, first, db->name, NULL, db->capture_error[0] ? db->capture_error : "not capturing");
-        problems = 1;
+        each(arg, NULL, db->capture_error[0] ? db->capture_error : "not capturing");
+        problems++;
     }
     if (db->snapshot_failing) {
-        render_problem(out, first, db->name, NULL, "the last snapshot failed");
-        problems = 1;
+        each(arg, NULL, "the last snapshot failed");
+        problems++;
     }
     return problems;
+}
+
+struct problem_writer {
+    FILE *out;
+    const char *db;
+    int first;
+};
+
+static void write_problem(void *arg, const char *replica, const char *reason)
+{
+    struct problem_writer *w = arg;
+    render_problem(w->out, &w->first, w->db, replica, reason);
 }
 
 int metrics_render_health(const struct db_status *dbs, size_t count, const struct config_alerts *thresholds,
                   int64_t now_ms, FILE *out)
 {
-    int healthy = 1, first = 1;
+    int healthy = 1;
+    struct problem_writer writer = {.out = out, .first = 1};
     fprintf(out, "{\"problems\": [");
-    for (size_t i = 0; i < count; i++)
-        if (render_db_problems(&dbs[i], thresholds, now_ms, out, &first))
+    for (size_t i = 0; i < count; i++) {
+        writer.db = dbs[i].name;
+        if (metrics_db_problems(&dbs[i], thresholds, now_ms, write_problem, &writer))
             healthy = 0;
+    }
     fprintf(out, "]");
     render_waiting(dbs, count, now_ms, out);
     fprintf(out, ", \"status\": \"%s\"}\n", healthy ? "ok" : "unhealthy");

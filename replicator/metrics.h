@@ -24,6 +24,12 @@ void metrics_close(struct metrics_server *server);
 /* The two documents, for the server and for tests. */
 void metrics_render(const struct db_status *dbs, size_t count, int64_t now_ms, FILE *out);
 /* Returns 1 when healthy; writes the JSON body. */
+/* What /healthz calls a problem of db (and of its replicas), each passed to
+ * `each` (replica NULL: the database's own) with its reason as /healthz
+ * words it. Returns how many there are (0: healthy). */
+typedef void (*metrics_problem_fn)(void *arg, const char *replica, const char *reason);
+int metrics_db_problems(const struct db_status *db, const struct config_alerts *thresholds, int64_t now_ms,
+                        metrics_problem_fn each, void *arg);
 int metrics_render_health(const struct db_status *dbs, size_t count, const struct config_alerts *thresholds,
                   int64_t now_ms, FILE *out);
 

@@ -14,6 +14,7 @@
 #include "redis.h"
 #include "spool.h"
 #include "status.h"
+#include "status_wire.h"
 #include "tailer.h"
 #include "tenants.h"
 #include "uploader.h"
@@ -21,6 +22,7 @@
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 
 static uint64_t file_bytes(const char *path)
@@ -120,6 +122,40 @@ static void fill_status(void *arg, const struct db_status **dbs, size_t *count)
         next += rep->dbs[i]->replica_count;
     }
     *count = rep->db_count;
+}
+
+static void write_alert(void *arg, const char *rule, const char *replica, const char *message, int64_t since_ms)
+{
+    status_wire_alert(arg, rule, replica, message, since_ms);
+}
+
+void monitoring_reply_status(struct replicator *rep, monitoring_select_fn select, const void *arg,
+                             struct control_client *client)
+{
+    const struct db_status *dbs;
+    size_t count;
+    fill_status(rep, &dbs, &count);
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    if (!out)
+        return control_reply(client, "error: out of memory");
+    int64_t now = clock_now_ms();
+    status_wire_begin(out);
+    for (size_t i = 0; i < count; i++) {
+        if (!select(rep->dbs[i], arg))
+            continue;
+        status_wire_db(out, &dbs[i], &rep->cfg->alerts, now);
+        alerts_each_open(rep->alerts, dbs[i].name, write_alert, out);
+        status_wire_replicas(out, &dbs[i], &rep->cfg->alerts, now);
+    }
+    status_wire_end(out);
+    if (fclose(out) != 0 || !text) {
+        free(text);
+        return control_reply(client, "error: out of memory");
+    }
+    control_reply_document(client, text, len);
+    free(text);
 }
 
 static void on_alert_tick(struct ev_loop *loop, ev_timer *w, int revents)

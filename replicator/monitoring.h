@@ -13,4 +13,10 @@ int monitoring_start(struct replicator *rep, struct tm_error *err);
 /* Stops and frees what monitoring_start made (also when it did not run). */
 void monitoring_free(struct replicator *rep);
 
+/* Answers the control command "status" (`tidemark status`) with the
+ * status document (status_wire.h) of the databases `select` accepts. */
+typedef int (*monitoring_select_fn)(const struct db_context *ctx, const void *arg);
+void monitoring_reply_status(struct replicator *rep, monitoring_select_fn select, const void *arg,
+                             struct control_client *client);
+
 #endif

@@ -53,6 +53,7 @@
 #include "database.h"
 #include "deltas.h"
 #include "discovery.h"
+#include "monitoring.h"
 #include "schedules.h"
 #include "snapshots.h"
 #include "tenant.h"
@@ -363,13 +364,21 @@ int tenants_handle_event(struct replicator *rep, const struct inotify_event *ev)
     return 0;
 }
 
+/* A database of entry td the sidecar follows (status). */
+static int is_followed_tenant(const struct db_context *ctx, const void *td)
+{
+    return tenant_of(ctx, td) && !ctx->tenant->deleted;
+}
+
 /* `tidemark snapshot ENTRY/RELPATH` through the entry's control socket:
  * the database is woken if it sleeps, then snapshotted as any other. */
 static void on_tenant_control(void *arg, const char *command, struct control_client *client)
 {
     struct tenant_dir *td = arg;
+    if (strcmp(command, "status") == 0)
+        return monitoring_reply_status(td->owner, is_followed_tenant, td, client);
     if (strncmp(command, "snapshot ", 9) != 0)
-        return control_reply(client, "error: unknown command (known: snapshot NAME)");
+        return control_reply(client, "error: unknown command (known: snapshot NAME, status)");
     const char *name = command + 9;
     struct replicator *rep = td->owner;
     struct db_context *ctx = NULL;

@@ -216,28 +216,3 @@ int drill_store(const struct config_db *db, size_t replica, const struct drill_r
         return tm_error_setc(err, TM_ERR_NO_MEMORY, "out of memory");
     return store_record(db, replica, r, *record, err);
 }
-
-int drill_latest(struct storage *st, const char *db, char **record, int *found, struct tm_error *err)
-{
-    char dir[ARCHIVE_NAME_MAX];
-    layout_area_dir(db, LAYOUT_DRILLS, dir, sizeof dir);
-    *found = 0;
-    *record = NULL;
-    struct storage_list list;
-    if (storage_list(st, dir, &list, err) != 0)
-        return -1;
-    int rc = 0;
-    for (size_t i = list.count; i-- > 0;) {
-        const struct storage_entry *e = &list.entries[i];
-        if (e->is_dir || !layout_is_drill_record(e->name))
-            continue;
-        char key[1024];
-        layout_child_key(dir, e->name, key, sizeof key);
-        size_t size;
-        if ((rc = storage_read_capped(st, key, DRILL_RECORD_MAX, record, &size, err)) == 0)
-            *found = 1;
-        break;
-    }
-    storage_list_release(&list);
-    return rc;
-}

@@ -36,13 +36,4 @@ void drill_replica(const struct crypto_keyring *key, const struct config_db *db,
 int drill_store(const struct config_db *db, size_t replica, const struct drill_result *r, char **record,
                 struct tm_error *err);
 
-/* A drill record is one line of a few hundred bytes (common/drill_record.h);
- * a bigger object under drills/ is planted or damaged. */
-#define DRILL_RECORD_MAX (64 * 1024)
-
-/* The newest drill record of db in st (its text, malloc'd, NUL-terminated,
- * unchecked: parse it, never echo it), or NULL with *found = 0. For `list`.
- * A record larger than DRILL_RECORD_MAX fails as corrupt, naming it. */
-int drill_latest(struct storage *st, const char *db, char **record, int *found, struct tm_error *err);
-
 #endif

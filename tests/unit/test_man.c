@@ -25,10 +25,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-/* Documented ahead of its command, which another branch adds (issue 21
- * item 3): its subsection is not "unknown" while the command is not in
- * main.c's list, and is checked like any other once it is. */
-static const char *const documented_ahead[] = {"status", NULL};
 
 /* ---- reading the pages ------------------------------------------------------ */
 
@@ -281,8 +277,6 @@ static size_t subsections_are_commands(const char *page)
         int known = 0;
         for (const struct cli_command *const *c = commands; *c && !known; c++)
             known = strcmp((*c)->name, title) == 0;
-        for (const char *const *ahead = documented_ahead; *ahead && !known; ahead++)
-            known = strcmp(*ahead, title) == 0;
         if (!known && ++unknown)
             fprintf(stderr, "  tidemark.1: '.SS %s' under COMMANDS is not a command of tidemark\n", title);
     }

@@ -10,6 +10,7 @@
 #include "../../replicator/cmd_replicate.h"
 #include "../../replicator/cmd_retention.h"
 #include "../../replicator/cmd_snapshot.h"
+#include "../../replicator/cmd_status.h"
 #include "../../restore/cmd_drill.h"
 #include "../../restore/cmd_list.h"
 #include "../../restore/cmd_restore.h"
@@ -19,7 +20,7 @@
 
 static const struct cli_command *const commands[] = {
     &cmd_replicate, &cmd_restore, &cmd_list, &cmd_verify, &cmd_snapshot,
-    &cmd_drill, &cmd_retention, &cmd_keygen, &cmd_version, NULL,
+    &cmd_drill, &cmd_retention, &cmd_status, &cmd_keygen, &cmd_version, NULL,
 };
 
 static char problem[300];

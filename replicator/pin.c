@@ -13,11 +13,18 @@
  *    once checkpoint-pages frames are shipped past the place where the
  *    pin last let go or moved, the pin is let go (no read transaction at
  *    all: the application's own checkpoints backfill the WAL and its next
- *    writer restarts it), or, when the sidecar is behind or the
- *    application runs its own RESTART/TRUNCATE checkpoints, moved to the
- *    WAL's end. After a tick and a second without a commit, the sidecar
- *    checkpoints (PASSIVE) and hands the pin over onto mark 0, where the
- *    next writer restarts the WAL;
+ *    writer restarts it) - but only once their copy has caught up to all
+ *    but checkpoint-pages frames: else the pin moves to the WAL's end and
+ *    the yield timer lets go when the copy has caught up
+ *    (let_go_once_copied, from memory only). An application that runs
+ *    its own RESTART/TRUNCATE checkpoints only gets the pin moved. After
+ *    a tick and a second without a commit, the sidecar checkpoints
+ *    (PASSIVE) and hands the pin over onto mark 0, where the next writer
+ *    restarts the WAL;
+ *  - nothing is shipped while unpinned (pin_before_shipping takes the pin
+ *    first): a backlog takes the loop tens of milliseconds, long enough
+ *    for a writer that never pauses to restart its WAL over frames not
+ *    read yet;
  *  - the yield timer (on_yield_poll, every YIELD_POLL_S while the pin
  *    may be in the way, every YIELD_FAST_POLL_S while unpinned): an
  *    application's FULL/RESTART/TRUNCATE checkpoint waiting for the pin
@@ -304,6 +311,32 @@ void pin_keep_moving(struct db_context *ctx, int quiet)
     pin_update_yield_timer(ctx);
 }
 
+/* The yield timer while unpinned: read every millisecond (a restart's
+ * old frames are read before the new WAL overwrites them; only that tail
+ * is shipped here, pinned first) and pin again as soon as the WAL
+ * restarted, or after REPIN_AFTER_MS, once no checkpoint runs. */
+static int follow_unpinned(struct db_context *ctx, struct tm_error *err)
+{
+    int rc = tailer_scan(ctx->tailer, clock_now_ms(), err);
+    if (rc == TAILER_OK && !tailer_switching(ctx->tailer) && tailer_detach(ctx->tailer, err) != 0)
+        log_event(LOG_DEBUG, ctx->cfg->name, NULL, "unpinned: pending frames not read into memory");
+    if (rc == TAILER_OK && tailer_read_ahead(ctx->tailer, err) != 0)
+        rc = -1;
+    if (rc == TAILER_OK && tailer_switching(ctx->tailer))
+        rc = database_ship_all(ctx, err);   /* pinned first: the new WAL is kept meanwhile */
+    if (rc == TAILER_OK && tailer_switching(ctx->tailer))
+        rc = tailer_scan(ctx->tailer, clock_now_ms(), err);   /* follow the new WAL */
+    int restarted;
+    if (rc == TAILER_OK && !tailer_pinned(ctx->tailer) && repin_due(ctx, &restarted)) {
+        int pinned = tailer_advance_pin(ctx->tailer, err);
+        if (pinned == TAILER_LATER && database_ship_all(ctx, err) == 0)   /* slot 0 needs all shipped */
+            pinned = tailer_advance_pin(ctx->tailer, err);
+        log_event(LOG_DEBUG, ctx->cfg->name, NULL, "pin again after %lld ms (%s): %d",
+                  (long long)(clock_now_ms() - ctx->pin.unpinned_ms), restarted ? "restarted" : "timeout", pinned);
+        ctx->pin.moves += pinned == TAILER_OK;
+    }
+    return rc == TAILER_OK || rc == TAILER_LATER ? TAILER_OK : rc;
+}
 
 /* An application's FULL, RESTART or TRUNCATE checkpoint waits (its busy
  * handler) for the readers it needs gone; when the pin may be one of
@@ -323,29 +356,7 @@ static void on_yield_poll(struct ev_loop *loop, ev_timer *w, int revents)
                                       clock_now_ms() - ctx->pin.let_go_wanted_ms > LET_GO_WAIT_MS))
         ctx->pin.let_go_wanted_ms = 0;
     if (!tailer_pinned(ctx->tailer)) {
-        /* Unpinned: read every millisecond (a restart's old frames are
-         * read before the new WAL overwrites them; only that tail is
-         * shipped here) and pin again as soon as the WAL restarted, or
-         * after REPIN_AFTER_MS, once no checkpoint runs. */
-        rc = tailer_scan(ctx->tailer, clock_now_ms(), &err);
-        if (rc == TAILER_OK && !tailer_switching(ctx->tailer) && tailer_detach(ctx->tailer, &err) != 0)
-            log_event(LOG_DEBUG, ctx->cfg->name, NULL, "unpinned: pending frames not read into memory");
-        if (rc == TAILER_OK && tailer_read_ahead(ctx->tailer, &err) != 0)
-            rc = -1;
-        if (rc == TAILER_OK && tailer_switching(ctx->tailer))
-            rc = database_ship_all(ctx, &err);   /* pinned first: the new WAL is kept meanwhile */
-        if (rc == TAILER_OK && tailer_switching(ctx->tailer))
-            rc = tailer_scan(ctx->tailer, clock_now_ms(), &err);   /* follow the new WAL */
-        int restarted;
-        if (rc == TAILER_OK && !tailer_pinned(ctx->tailer) && repin_due(ctx, &restarted)) {
-            int pinned = tailer_advance_pin(ctx->tailer, &err);
-            if (pinned == TAILER_LATER && database_ship_all(ctx, &err) == 0)   /* slot 0 needs all shipped */
-                pinned = tailer_advance_pin(ctx->tailer, &err);
-            log_event(LOG_DEBUG, ctx->cfg->name, NULL, "pin again after %lld ms (%s): %d",
-                      (long long)(clock_now_ms() - ctx->pin.unpinned_ms), restarted ? "restarted" : "timeout", pinned);
-            ctx->pin.moves += pinned == TAILER_OK;
-        }
-        rc = rc == TAILER_OK || rc == TAILER_LATER ? TAILER_OK : rc;
+        rc = follow_unpinned(ctx, &err);
     } else if (tailer_is_turso(ctx->tailer) &&
                (rc = tailer_scan(ctx->tailer, clock_now_ms(), &err)) != TAILER_OK) {
         /* the Turso route, pinned (a new generation, a snapshot): the WAL

@@ -5,7 +5,7 @@ Litestream 0.3.13, at several sizes, in one run (issue 22).
 Per size (BENCH_RESTORE_MB, default "256"; the issue's run is
 "256,1024,4096", which CI never runs):
   - a database built by SQLite itself (bench.build_db), then aged by
-    heavy updates (every 7th row grown, so pages split and move to the
+    heavy updates (an index on length(big), every 7th row grown, so pages split and move to the
     end of the file; every 53rd row deleted) and checkpointed;
   - two copies of it: tidemark follows one (file replica and the S3
     server of the tests), Litestream 0.3.13 the other (file replica,
@@ -59,10 +59,13 @@ def rounds_for(megabytes):
 # ------------------------------------------------------------- databases
 
 def age_database(path):
-    """Heavy updates before any sidecar sees the file: grown rows split
-    their pages (new pages at the end: the file is no longer in key
+    """Heavy updates before any sidecar sees the file: an index the later
+    updates churn (as an application's would; integrity_check then has
+    an index to cross-check, as it does in real databases), grown rows
+    split their pages (new pages at the end: the file is no longer in key
     order), deleted rows leave holes. Checkpointed, WAL emptied."""
     db = sqlite3.connect(path, isolation_level=None)
+    db.execute("CREATE INDEX t_big_length ON t(length(big))")
     db.execute("BEGIN")
     db.execute("UPDATE t SET big = randomblob(250 + (id * 7919) % 500), "
                "payload = payload || substr(hex(zeroblob(100)), 1, id % 97) WHERE id % 7 = 3")

@@ -23,6 +23,9 @@ Per size (BENCH_RESTORE_MB, default "256"; the issue's run is
     own, not the forking Python's), and tidemark's `phases:` line when it
     prints one. Rounds are interleaved (BENCH_RESTORE_ROUNDS, default 3
     up to 256 MB, else 1); figures are medians.
+BENCH_RESTORE_WITH=PATH restores with another tidemark binary (a branch's
+build, say) from the replicas this tree's tidemark made: before and after
+a change of the restore, on the same replicas.
 Every restore is checked exact: row count and sqlite3's .sha3sum of the
 content equal the source's (the source database itself once its writer
 stopped and its sidecar shipped everything), and the restores that did
@@ -30,7 +33,7 @@ not run integrity_check themselves pass it afterwards (not timed).
 """
 import glob, os, random, re, shutil, signal, sqlite3, statistics, subprocess, tempfile, time
 
-from bench import (SIDECARS, TIDEMARK, build_db, cpu_seconds, objects_read, restore_help, start_sidecar,
+from bench import (SIDECARS, TIDEMARK, build_db, cpu_seconds, objects_read, start_sidecar,
                    wait_for, wait_until_quiet)
 import peer
 
@@ -48,6 +51,19 @@ def sizes_mb():
     if not sizes or min(sizes) < 1:
         raise SystemExit("BENCH_RESTORE_MB: '%s' names no size of at least 1 MB" % text)
     return sizes
+
+
+def restorer():
+    """The tidemark binary that restores (BENCH_RESTORE_WITH, else ours)."""
+    path = os.environ.get("BENCH_RESTORE_WITH", TIDEMARK)
+    if not os.access(path, os.X_OK):
+        raise SystemExit("BENCH_RESTORE_WITH: '%s' is not an executable tidemark" % path)
+    return path
+
+
+def restorer_version():
+    proc = subprocess.run([restorer(), "version"], capture_output=True, text=True)
+    return (proc.stdout.strip().splitlines() or ["?"])[0]
 
 
 def rounds_for(megabytes):
@@ -216,7 +232,7 @@ def verify(out, truth, checked):
 
 
 def tidemark_round(config, replica, check, option, out, truth):
-    args = [TIDEMARK, "restore", "-c", config, "app", "-o", out, "--replica", replica]
+    args = [restorer(), "restore", "-c", config, "app", "-o", out, "--replica", replica]
     if option:
         args += ["--integrity-check", check]
     seconds, rss, text = timed(args)
@@ -280,7 +296,8 @@ def scenario_restore(bench, megabytes, update_seconds=None):
     if update_seconds is None:
         update_seconds = float(os.environ.get("BENCH_RESTORE_UPDATE_SECONDS", "10"))
     p = prepare(bench, megabytes, update_seconds)
-    option = "--integrity-check" in restore_help()
+    help_text = subprocess.run([restorer(), "restore", "--help"], capture_output=True, text=True)
+    option = "--integrity-check" in help_text.stdout + help_text.stderr
     replicas = ("file", "s3") if bench.endpoint else ("file",)
     checks = CHECKS if option else ("full",)
     out = os.path.join(p["work"], "restored.db")
@@ -304,7 +321,7 @@ def scenario_restore(bench, megabytes, update_seconds=None):
             ", Litestream %.2fs" % samples["litestream"][-1]["seconds"] if samples["litestream"] else ""), flush=True)
     row = {"megabytes": megabytes, "database_bytes": p["database_bytes"], "rows": p["truth"][0],
            "update_seconds": update_seconds, "update_txns": p["txns"], "rounds": rounds,
-           "integrity_check_option": option, "exact": True, "baseline": medians(samples["baseline"]), "tidemark": {}}
+           "integrity_check_option": option, "restored_with": restorer(), "restorer_version": restorer_version(), "exact": True, "baseline": medians(samples["baseline"]), "tidemark": {}}
     for replica in replicas:
         row["tidemark"][replica] = {check: medians(samples[replica + "/" + check]) if check in checks else None
                                     for check in CHECKS}

@@ -132,7 +132,7 @@ demo: deps
 	@scripts/demo
 
 bench:
-	@EXTRA_PACKAGES="zstd gnuplot-nox" BENCH_PEERS=1 scripts/install-deps
+	@EXTRA_PACKAGES="zstd gnuplot-nox time" BENCH_PEERS=1 scripts/install-deps
 	$(MAKE) tidemark
 	@bench/run
 

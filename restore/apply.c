@@ -391,13 +391,18 @@ static int run_job(void *ctx, size_t index, struct pipeline_job *out)
 /* Replays job `index`'s events into the callbacks; then the reader's
  * outcome. -1 with err set at the first failure. */
 static int replay_job(struct pipeline *p, size_t index, struct restore_job *job, struct job_apply *apply,
-                      struct tm_error *err)
+                      int64_t *wait_ns, struct tm_error *err)
 {
     uint8_t type;
     const uint8_t *data;
     size_t len;
     int rc = 0;
-    while (rc == 0 && pipeline_next(p, index, &type, &data, &len) == 1) {
+    for (;;) {
+        int64_t start = monotonic_ns();
+        int more = rc == 0 && pipeline_next(p, index, &type, &data, &len) == 1;
+        *wait_ns += monotonic_ns() - start;
+        if (!more)
+            break;
         if (type == EV_PAGE) {
             uint32_t page_number;
             memcpy(&page_number, data, sizeof page_number);
@@ -551,7 +556,7 @@ static int apply_job(struct restore_state *rs, struct pipeline *p, struct job_li
         return tm_error_hint(err, HINT_LAST_POINT, last, last);
     }
     struct job_apply apply = {rs, job, opts};
-    if ((p ? replay_job(p, index, job, &apply, err) : inline_job(rs, list, job, &apply, opts, err)) != 0) {
+    if ((p ? replay_job(p, index, job, &apply, &rs->wait_ns, err) : inline_job(rs, list, job, &apply, opts, err)) != 0) {
         if (job->kind == JOB_DELTA)
             return tm_error_hint(err, HINT_LAST_POINT " (or with --no-deltas)", last, last);
         if (job->kind == JOB_SEGMENT)
@@ -649,5 +654,8 @@ int restore_apply(struct restore_state *rs, struct catalog *cat, const struct re
     int64_t decode_ns = workers ? (int64_t)busy_ns - fetch_ns : monotonic_ns() - start - (rs->write_ns - write_start) - fetch_ns;
     rs->phases.fetch_us = fetch_ns / 1000;
     rs->phases.decode_us = decode_ns > 0 ? decode_ns / 1000 : 0;
+    log_debug("restore: objects applied in %lld ms by %u worker thread(s) and this one (%lld ms waiting for them, "
+              "%lld ms writing)", (long long)(monotonic_ns() - start) / 1000000, workers,
+              (long long)rs->wait_ns / 1000000, (long long)(rs->write_ns - write_start) / 1000000);
     return rc;
 }

@@ -12,8 +12,10 @@
 
 /* Pages go through the page writer (page_writer.h): a page rewritten many
  * times by the segments replayed is written to the file once or a few
- * times. */
-#define PAGE_WRITER_BYTES (16 * 1024 * 1024)
+ * times. As large as what the pipeline lets the worker of the object being
+ * applied decode ahead (pipeline.h): while the writer writes one batch
+ * out, the worker decodes the next. */
+#define PAGE_WRITER_BYTES (4 * 1024 * 1024)
 
 /* One SQLite restore under way: what restore.c sets up (key, st, fd,
  * generation, work_dir, heads, plan, lease) and what applying the objects
@@ -48,6 +50,7 @@ struct restore_state {
     char lease[512];                    /* our lease on the generation (common/lease.h) */
     struct restore_phases phases;       /* where the time went (restore.h) */
     int64_t write_ns;                   /* in write_page */
+    int64_t wait_ns;                    /* the writer waiting for the workers' next events */
 };
 
 /* Applies snapshot *snap of generation *gen (or, when it fails for a

@@ -7,14 +7,15 @@
  * next job only when it is within PIPELINE_LOOKAHEAD of the job being
  * consumed, so the slot's previous job has been consumed entirely. A
  * worker fills one block at a time (without the lock), queues it when
- * full, and waits when its job already holds PIPELINE_BLOCKS_PER_JOB
- * blocks. The consumer takes its job's blocks off the queue one by one and
+ * full, and waits when its job already holds its allowance of blocks
+ * (PIPELINE_BLOCKS_CURRENT for the job being consumed, else
+ * PIPELINE_BLOCKS_AHEAD). The consumer takes its job's blocks off the queue one by one and
  * returns each to a free list once read.
  *
  * Why it cannot deadlock: the job being consumed has been taken by a
  * worker or will be (every job before it has ended, so a worker is free
  * and the job is within the lookahead); its worker waits only for blocks
- * of its own job, which the consumer is reading; the consumer waits only
+ * of its own job, which the consumer is reading (no allowance is shared); the consumer waits only
  * for that job's next block or end. pipeline_stop wakes every waiting
  * worker and makes its next emit fail. */
 #include "pipeline.h"
@@ -109,7 +110,8 @@ int pipeline_emit(struct pipeline_job *job, uint8_t type, const void *a, size_t 
             queue_block(p, job, job->filling);
         job->filling = NULL;
         uint64_t start = now_ns();
-        while (!p->stopping && job->blocks >= PIPELINE_BLOCKS_PER_JOB)
+        while (!p->stopping &&
+               job->blocks >= (job->index == p->consumed ? PIPELINE_BLOCKS_CURRENT : PIPELINE_BLOCKS_AHEAD))
             pthread_cond_wait(&p->changed, &p->lock);
         job->wait_ns += now_ns() - start;
         if (!p->stopping && (job->filling = take_block(p)) != NULL)

@@ -4,11 +4,14 @@
  * A job's worker emits events (a type and up to two byte ranges, copied);
  * the consumer reads them back, job after job, in the order emitted.
  * Memory is bounded whatever the jobs' sizes: events are copied into
- * blocks of PIPELINE_BLOCK_BYTES, a job holds at most
- * PIPELINE_BLOCKS_PER_JOB of them (its worker waits for the consumer
- * beyond that), and workers start a job only within PIPELINE_LOOKAHEAD
- * jobs of the one being consumed: at most LOOKAHEAD x BLOCKS_PER_JOB
- * blocks exist at once (8 MiB).
+ * blocks of PIPELINE_BLOCK_BYTES; the job being consumed holds at most
+ * PIPELINE_BLOCKS_CURRENT of them, each later one PIPELINE_BLOCKS_AHEAD
+ * (a worker waits for the consumer beyond that), and workers start a job
+ * only within PIPELINE_LOOKAHEAD jobs of the one being consumed: at most
+ * CURRENT + (LOOKAHEAD - 1) x AHEAD blocks exist at once (11 MiB, plus
+ * the one the consumer reads). The current job's allowance lets its
+ * worker run ahead while the consumer writes out a batch of pages (the
+ * page writer's size: keep the two alike).
  *
  * Stopping: pipeline_stop (on the consumer's error, or when it needs no
  * more jobs) makes every worker's next pipeline_emit fail, waits for the
@@ -26,7 +29,8 @@
 #include "../common/error.h"
 
 #define PIPELINE_BLOCK_BYTES (256 * 1024)   /* an event fits in one (a 64 KiB page and headers) */
-#define PIPELINE_BLOCKS_PER_JOB 4
+#define PIPELINE_BLOCKS_CURRENT 16
+#define PIPELINE_BLOCKS_AHEAD 4
 #define PIPELINE_LOOKAHEAD 8
 #define PIPELINE_WORKERS_MAX 4
 

@@ -49,6 +49,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <libgen.h>
+#include <pthread.h>
 #include <limits.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -150,9 +151,61 @@ static int make_work_dir(struct restore_state *rs, const struct restore_options 
     return storage_file_open(rs->prefetch_dir, &rs->local, err);
 }
 
+/* The temporary file's fsync, on a thread of its own while the checks
+ * read the file: the disk's wait and the checks' CPU overlap. */
+struct background_fsync {
+    pthread_t thread;
+    int fd;
+    int started;
+    int rc, error;                      /* fsync's result and errno */
+    int64_t us;
+};
+
+static void *fsync_main(void *arg)
+{
+    struct background_fsync *bg = arg;
+    int64_t start = monotonic_us();
+    bg->rc = fsync(bg->fd);
+    bg->error = errno;
+    bg->us = monotonic_us() - start;
+    return NULL;
+}
+
+static void fsync_start(struct background_fsync *bg, int fd)
+{
+    *bg = (struct background_fsync){.fd = fd};
+    bg->started = pthread_create(&bg->thread, NULL, fsync_main, bg) == 0;
+    if (!bg->started)   /* no thread: in line */
+        fsync_main(bg);
+}
+
+/* Waits for the fsync; -1 with err set if it failed. */
+static int fsync_wait(struct background_fsync *bg, const char *temp, struct tm_error *err)
+{
+    if (bg->started)
+        pthread_join(bg->thread, NULL);
+    if (bg->rc != 0)
+        return tm_error_set(err, "cannot finish '%s': %s", temp, strerror(bg->error));
+    return 0;
+}
+
+/* The checks of the finished file (result_check.h), while it is fsync'd. */
+static int check_file(struct restore_state *rs, const struct restore_options *opts, const char *temp,
+                      struct tm_error *err)
+{
+    int rc = 0;
+    if (rs->db_size > 0)
+        rc = result_check_pages(rs->fd, temp, rs->page_size, rs->db_size,
+                                rs->pages ? page_writer_first_missing(rs->pages, rs->db_size) : 1, err);
+    if (rc == 0)
+        rc = result_check_sqlite(temp, opts->integrity, err);
+    return rc;
+}
+
 /* After the last page (rc: 0 if every object applied): writes the pages
- * held, cuts the file to the last transaction's size, fsyncs it, checks
- * it (result_check.h) and closes it. -1 with err set on failure. */
+ * held, cuts the file to the last transaction's size, checks it while it
+ * is fsync'd (both must pass), and closes it. -1 with err set on
+ * failure. */
 static int finish_file(struct restore_state *rs, const struct restore_options *opts, const char *temp, int rc,
                        struct tm_error *err)
 {
@@ -161,14 +214,21 @@ static int finish_file(struct restore_state *rs, const struct restore_options *o
         rc = page_writer_flush(rs->pages, err);
     rs->write_ns += monotonic_ns() - start;
     rs->phases.write_us = rs->write_ns / 1000;
-    start = monotonic_us();
-    if (rc == 0 && (ftruncate(rs->fd, (off_t)rs->db_size * rs->page_size) != 0 || fsync(rs->fd) != 0))
+    if (rc == 0 && ftruncate(rs->fd, (off_t)rs->db_size * rs->page_size) != 0)
         rc = tm_error_set(err, "cannot finish '%s': %s", temp, strerror(errno));
-    rs->phases.fsync_us = monotonic_us() - start;
-    start = monotonic_us();
-    if (rc == 0 && rs->db_size > 0)
-        rc = result_check_pages(rs->fd, temp, rs->page_size, rs->db_size,
-                                rs->pages ? page_writer_first_missing(rs->pages, rs->db_size) : 1, err);
+    if (rc == 0) {
+        struct background_fsync bg;
+        fsync_start(&bg, rs->fd);
+        start = monotonic_us();
+        rc = check_file(rs, opts, temp, err);
+        rs->phases.check_us = monotonic_us() - start;
+        struct tm_error fsync_err;
+        if (fsync_wait(&bg, temp, &fsync_err) != 0 && rc == 0) {
+            *err = fsync_err;
+            rc = -1;
+        }
+        rs->phases.fsync_us = bg.us;
+    }
     if (rs->pages)
         log_debug("restore: %llu page versions replayed, %llu page writes",
                   (unsigned long long)page_writer_pages_put(rs->pages),
@@ -177,9 +237,6 @@ static int finish_file(struct restore_state *rs, const struct restore_options *o
     rs->pages = NULL;
     close(rs->fd);
     rs->fd = -1;
-    if (rc == 0)
-        rc = result_check_sqlite(temp, opts->integrity, err);
-    rs->phases.check_us = monotonic_us() - start;
     return rc;
 }
 

@@ -289,6 +289,7 @@ int storage_read_capped(struct storage *st, const char *key, size_t max, char **
     } else {   /* a network driver: no byte past max + 1 is fetched */
         if (!(r = calloc(1, sizeof *r)))
             return tm_error_setc(err, TM_ERR_NO_MEMORY, "out of memory");
+        r->st = st;
         r->driver = st->driver;
         if (st->driver->read_begin_ranged(st->self, key, max + 1, &r->handle, err) != 0) {
             free(r);

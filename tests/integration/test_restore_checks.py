@@ -11,9 +11,11 @@
   (a byte flipped inside an encrypted chunk of a middle segment, its name
   kept) stops cleanly: exit 1, the error names the object, nothing at the
   output, no temporary directory left, the process gone promptly.
+- drill records carry the phases too (`drill --json`), and take the
+  same --integrity-check.
 Prints TAP.
 """
-import glob, os, re, subprocess, time
+import json, os, re, subprocess, time
 
 from helpers import *
 
@@ -83,6 +85,28 @@ def test_phases_add_up():
     os.unlink(out)
 
 
+def test_drill_records_phases():
+    """`drill --json --integrity-check quick`: the record carries the
+    restore's phases (ms); an unknown mode is refused as for restore."""
+    env = shared_env()
+    config = env.write_config("drill.yml", env.key, extra_db="    drill: { staging: %s }\n"
+                              % os.path.join(env.dir, "drill-scratch"))
+    proc = subprocess.run([TIDEMARK, "drill", "-c", config, "app", "--json", "--integrity-check", "quick",
+                           "--no-alert"], capture_output=True, text=True)
+    check(proc.returncode == 0, "drill failed: " + proc.stdout + proc.stderr)
+    record = json.loads(proc.stdout)
+    record = record[0] if isinstance(record, list) else record
+    phases = record.get("phases")
+    check(isinstance(phases, dict) and set(phases) == {"fetch_ms", "decrypt_decompress_ms", "write_ms", "fsync_ms",
+                                                       "check_ms", "total_ms"}, "record: %r" % record)
+    check(all(isinstance(v, int) and 0 <= v <= phases["total_ms"] + 1 for v in phases.values()), "phases: %r" % phases)
+    check(record["ok"] and phases["total_ms"] <= record["rto_ms"] + 1, "record: %r" % record)
+    proc = subprocess.run([TIDEMARK, "drill", "-c", config, "app", "--integrity-check", "most"],
+                          capture_output=True, text=True)
+    check(proc.returncode == 2 and "--integrity-check 'most' is not full, quick or none" in proc.stderr,
+          "drill with a bad mode: %d %s" % (proc.returncode, proc.stderr))
+
+
 def name_index(path):
     return int(os.path.basename(path).split("-")[0], 16)
 
@@ -134,7 +158,7 @@ def cleanup():
 if __name__ == "__main__":
     try:
         code = run_tests([test_each_mode_restores_exactly, test_unknown_mode_is_a_usage_error, test_phases_add_up,
-                          test_pipeline_stops_at_a_damaged_middle_segment])
+                          test_drill_records_phases, test_pipeline_stops_at_a_damaged_middle_segment])
     finally:
         cleanup()
     sys.exit(code)

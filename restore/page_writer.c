@@ -21,7 +21,9 @@
  * and every later one-page write into such a folio (the segments' pages,
  * after the snapshot's) walks all its blocks: 1 MiB and 16 MiB writes
  * made the restore's random rewrites three to five times slower. */
+#ifndef WRITE_BYTES
 #define WRITE_BYTES (64 * 1024)
+#endif
 
 struct page_writer {
     int fd;

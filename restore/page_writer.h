@@ -4,8 +4,10 @@
  * of heavy updates, many times the database's size, one pwrite per page.
  * The page writer keeps the latest version of up to a fixed number of
  * pages in memory (a later version replaces an earlier one in place) and
- * writes them out in page order when full and on flush. Memory is bounded
- * by max_bytes whatever the database size. */
+ * writes them out in page order when full and on flush, on a thread of its
+ * own while the next batch fills (page_writer.c). Memory is bounded by
+ * max_bytes whatever the database size. A write that fails is reported by
+ * a later page_writer_put or by page_writer_flush. One caller thread. */
 #ifndef TM_PAGE_WRITER_H
 #define TM_PAGE_WRITER_H
 

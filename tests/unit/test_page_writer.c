@@ -96,6 +96,27 @@ static void test_first_missing_page(void)
     close(fd);
 }
 
+static void test_write_failure_is_reported(void)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/readonly.db", harness_tmpdir());
+    close(open(path, O_RDWR | O_CREAT | O_TRUNC, 0600));
+    int fd = open(path, O_RDONLY);   /* every write fails (EBADF) */
+    struct page_writer *pw;
+    struct tm_error err;
+    ASSERT_EQ(page_writer_open(fd, PAGE, 8 * PAGE, &pw, &err), 0);
+    uint8_t page[PAGE] = {0};
+    int rc = 0;
+    for (uint32_t n = 1; n <= 100 && rc == 0; n++)   /* batches handed to the flusher */
+        rc = page_writer_put(pw, n, page, &err);
+    if (rc == 0)
+        rc = page_writer_flush(pw, &err);
+    ASSERT_EQ(rc, -1);
+    ASSERT_STR_CONTAINS(err.msg, "cannot write the restored file");
+    page_writer_free(pw);
+    close(fd);
+}
+
 /* A file of `pages` pages whose page 1 is an SQLite header saying
  * header_pages pages of header_page_size bytes. */
 static int fake_database(const char *path, uint32_t pages, uint32_t header_page_size, uint32_t header_pages)
@@ -146,6 +167,7 @@ int main(void)
 {
     static const struct test_case cases[] = {
         {"page writer: the first page never put (a hole)", test_first_missing_page},
+        {"page writer: a failed write (on the flusher thread) fails the restore", test_write_failure_is_reported},
         {"result check: size, header page size and page count against the archive", test_result_page_checks},
         {"page writer: the file holds the last version of every page", test_last_version_of_every_page},
         {"page writer: a page rewritten 100 times is written once", test_hot_pages_are_written_once},

@@ -59,9 +59,7 @@
 
 enum job_kind { JOB_SNAPSHOT, JOB_DELTA, JOB_SEGMENT, JOB_STOP, JOB_MISSING };
 
-/* One object to apply (or where the list ends), and what reading it
- * found: written by the worker that read it, read by the writer once the
- * pipeline has reported the job's end. */
+/* One object to apply, or where the list ends. */
 struct restore_job {
     enum job_kind kind;
     const struct catalog_snapshot *snap;
@@ -69,6 +67,15 @@ struct restore_job {
     const struct catalog_segment *seg;     /* SEGMENT; STOP: the first after the target; MISSING: the next present */
     size_t position;                       /* SEGMENT: in gen->segments */
     uint64_t expected;                     /* MISSING: the index missing */
+};
+
+/* What reading a job's object found: written by the worker that read it,
+ * read by the writer once the pipeline has reported the job's end. Kept
+ * for the jobs in flight only (OUTCOMES, a ring indexed by job number):
+ * job j + OUTCOMES starts only once the writer is past job j + 1
+ * (pipeline.h: PIPELINE_LOOKAHEAD), so no outcome is overwritten before
+ * the writer has read it, and memory does not grow with the segments. */
+struct job_outcome {
     int rc;
     struct tm_error err;
     union {
@@ -79,10 +86,13 @@ struct restore_job {
     uint8_t hash[OBJECT_HASH_BYTES];       /* SEGMENT: its payload hash */
 };
 
+#define OUTCOMES (2 * PIPELINE_LOOKAHEAD)
+
 struct job_list {
     struct restore_job *jobs;
     size_t count, cap;
     const struct catalog_generation *gen;
+    struct job_outcome outcomes[OUTCOMES];
 };
 
 static int64_t monotonic_ns(void)
@@ -191,24 +201,24 @@ static int delta_check_header(void *ctx, const struct delta_header *h, struct tm
 }
 
 /* After an object was read whole and every check passed: what it adds. */
-static void job_applied(struct restore_state *rs, const struct restore_job *job)
+static void job_applied(struct restore_state *rs, const struct restore_job *job, const struct job_outcome *out)
 {
     if (job->kind == JOB_SNAPSHOT) {
-        rs->db_size = job->h.snap.page_count;
-        memcpy(rs->chain, job->h.snap.chain_hash, sizeof rs->chain);
-        rs->snapshot_ms = job->h.snap.time_ms;
-        rs->last_verified_ms = job->h.snap.time_ms;
+        rs->db_size = out->h.snap.page_count;
+        memcpy(rs->chain, out->h.snap.chain_hash, sizeof rs->chain);
+        rs->snapshot_ms = out->h.snap.time_ms;
+        rs->last_verified_ms = out->h.snap.time_ms;
     } else if (job->kind == JOB_SEGMENT) {
-        memcpy(rs->chain, job->hash, sizeof rs->chain);
+        memcpy(rs->chain, out->hash, sizeof rs->chain);
         rs->segments_read++;
         if (!rs->stopped)
-            rs->last_verified_ms = job->h.seg.last_time_ms;
+            rs->last_verified_ms = out->h.seg.last_time_ms;
     } else if (job->kind == JOB_DELTA) {
-        memcpy(rs->chain, job->h.delta.chain_out, sizeof rs->chain);
-        rs->db_size = job->h.delta.db_size;
-        rs->last_commit_ms = job->h.delta.last_time_ms;
-        rs->last_verified_ms = job->h.delta.last_time_ms;
-        rs->transactions_applied += job->h.delta.txn_count;
+        memcpy(rs->chain, out->h.delta.chain_out, sizeof rs->chain);
+        rs->db_size = out->h.delta.db_size;
+        rs->last_commit_ms = out->h.delta.last_time_ms;
+        rs->last_verified_ms = out->h.delta.last_time_ms;
+        rs->transactions_applied += out->h.delta.txn_count;
         rs->deltas_read++;
     }
 }
@@ -297,21 +307,21 @@ struct job_visitor {
 };
 
 /* Reads job's object from st (`name`: its key, or a local copy of it)
- * through v; fills job's rc, err, header and hash. */
+ * through v; fills *out (rc, err, header, hash). */
 static int read_job(struct storage *st, const char *name, const struct crypto_keyring *key,
-                    struct restore_job *job, const struct job_visitor *v)
+                    const struct restore_job *job, struct job_outcome *out, const struct job_visitor *v)
 {
     if (job->kind == JOB_SNAPSHOT) {
         struct snapshot_visitor visitor = {v->snapshot_header, v->page, v->ctx};
-        job->rc = snapshot_read_as(st, name, job->snap->key, key, &visitor, &job->h.snap, &job->err);
+        out->rc = snapshot_read_as(st, name, job->snap->key, key, &visitor, &out->h.snap, &out->err);
     } else if (job->kind == JOB_SEGMENT) {
         struct segment_visitor visitor = {v->segment_header, v->txn, v->page, v->ctx};
-        job->rc = segment_read_as(st, name, job->seg->key, key, &visitor, &job->h.seg, job->hash, &job->err);
+        out->rc = segment_read_as(st, name, job->seg->key, key, &visitor, &out->h.seg, out->hash, &out->err);
     } else if (job->kind == JOB_DELTA) {
         struct delta_visitor visitor = {v->delta_header, v->page, v->ctx};
-        job->rc = delta_read(st, name, key, &visitor, &job->h.delta, &job->err);
+        out->rc = delta_read(st, name, key, &visitor, &out->h.delta, &out->err);
     }
-    return job->rc;
+    return out->rc;
 }
 
 /* The key of job's object, or NULL (STOP, MISSING). */
@@ -375,23 +385,23 @@ struct worker_ctx {
     const struct crypto_keyring *key;
 };
 
-static int run_job(void *ctx, size_t index, struct pipeline_job *out)
+static int run_job(void *ctx, size_t index, struct pipeline_job *events)
 {
     struct worker_ctx *w = ctx;
-    struct restore_job *job = &w->list->jobs[index];
-    struct recorder rec = {.out = out};
+    const struct restore_job *job = &w->list->jobs[index];
+    struct recorder rec = {.out = events};
     struct job_visitor v = {record_snapshot_header, record_segment_header, record_delta_header, record_txn,
                             record_page, &rec};
     const char *name = job_key(job);
-    return name ? read_job(w->st, name, w->key, job, &v) : 0;
+    return name ? read_job(w->st, name, w->key, job, &w->list->outcomes[index % OUTCOMES], &v) : 0;
 }
 
 /* ----------------------------------------------- the writer (this thread) */
 
 /* Replays job `index`'s events into the callbacks; then the reader's
  * outcome. -1 with err set at the first failure. */
-static int replay_job(struct pipeline *p, size_t index, struct restore_job *job, struct job_apply *apply,
-                      int64_t *wait_ns, struct tm_error *err)
+static int replay_job(struct pipeline *p, size_t index, const struct restore_job *job, const struct job_outcome *out,
+                      struct job_apply *apply, int64_t *wait_ns, struct tm_error *err)
 {
     uint8_t type;
     const uint8_t *data;
@@ -427,8 +437,8 @@ static int replay_job(struct pipeline *p, size_t index, struct restore_job *job,
     }
     if (rc != 0)
         return -1;
-    if (job->rc != 0) {   /* the job has ended: the worker's outcome is visible */
-        *err = job->err;
+    if (out->rc != 0) {   /* the job has ended: the worker's outcome is visible */
+        *err = out->err;
         return -1;
     }
     return 0;
@@ -508,22 +518,23 @@ static int segment_source(struct restore_state *rs, const struct catalog_generat
 }
 
 /* Reads job's object on this thread with the callbacks as its visitor. */
-static int inline_job(struct restore_state *rs, const struct job_list *list, struct restore_job *job,
-                      struct job_apply *apply, const struct restore_options *opts, struct tm_error *err)
+static int inline_job(struct restore_state *rs, const struct job_list *list, const struct restore_job *job,
+                      struct job_outcome *out, struct job_apply *apply, const struct restore_options *opts,
+                      struct tm_error *err)
 {
     struct job_visitor v = {snapshot_check_header, segment_check_header, delta_check_header, segment_begin_txn,
                             job->kind == JOB_SEGMENT ? segment_write_page : any_write_page, apply};
     if (job->kind != JOB_SEGMENT) {
-        if (read_job(rs->st, job_key(job), rs->key, job, &v) == 0)
+        if (read_job(rs->st, job_key(job), rs->key, job, out, &v) == 0)
             return 0;
-        *err = job->err;
+        *err = out->err;
         return -1;
     }
     struct storage *source = NULL;
     char name[ARCHIVE_NAME_MAX];
     int rc = segment_source(rs, list->gen, job->position, job->expected, opts, &source, name, sizeof name, err);
-    if (rc == 0 && read_job(source, name, rs->key, job, &v) != 0) {
-        *err = job->err;
+    if (rc == 0 && read_job(source, name, rs->key, job, out, &v) != 0) {
+        *err = out->err;
         rc = -1;
     }
     if (rc != 0 && source != rs->st)   /* prefetching it, or reading its local copy (named "segment-N") */
@@ -542,7 +553,8 @@ static int inline_job(struct restore_state *rs, const struct job_list *list, str
 static int apply_job(struct restore_state *rs, struct pipeline *p, struct job_list *list, size_t index,
                      const struct restore_options *opts, struct tm_error *err)
 {
-    struct restore_job *job = &list->jobs[index];
+    const struct restore_job *job = &list->jobs[index];
+    struct job_outcome *out = &list->outcomes[index % OUTCOMES];
     char last[40];
     clock_format_ms(rs->last_verified_ms, last, sizeof last);
     if (job->kind == JOB_STOP) {
@@ -556,14 +568,15 @@ static int apply_job(struct restore_state *rs, struct pipeline *p, struct job_li
         return tm_error_hint(err, HINT_LAST_POINT, last, last);
     }
     struct job_apply apply = {rs, job, opts};
-    if ((p ? replay_job(p, index, job, &apply, &rs->wait_ns, err) : inline_job(rs, list, job, &apply, opts, err)) != 0) {
+    if ((p ? replay_job(p, index, job, out, &apply, &rs->wait_ns, err)
+           : inline_job(rs, list, job, out, &apply, opts, err)) != 0) {
         if (job->kind == JOB_DELTA)
             return tm_error_hint(err, HINT_LAST_POINT " (or with --no-deltas)", last, last);
         if (job->kind == JOB_SEGMENT)
             return tm_error_hint(err, HINT_LAST_POINT, last, last);
         return -1;   /* the snapshot: the reader and snapshot_check_header name it */
     }
-    job_applied(rs, job);
+    job_applied(rs, job, out);
     return 0;
 }
 

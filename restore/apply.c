@@ -340,8 +340,11 @@ struct recorder {
     uint32_t page_size;
 };
 
-static int record_failed(struct tm_error *err)
+/* A failed pipeline_emit (rc -1 or -2) as the reader's error. */
+static int record_failed(int rc, struct tm_error *err)
 {
+    if (rc == -2)
+        return tm_error_setc(err, TM_ERR_NO_MEMORY, "out of memory (the restore's pipeline)");
     return tm_error_set(err, "the restore stopped");
 }
 
@@ -349,34 +352,38 @@ static int record_snapshot_header(void *ctx, const struct snapshot_header *h, st
 {
     struct recorder *rec = ctx;
     rec->page_size = h->page_size;
-    return pipeline_emit(rec->out, EV_HEADER, h, sizeof *h, NULL, 0) == 0 ? 0 : record_failed(err);
+    int rc = pipeline_emit(rec->out, EV_HEADER, h, sizeof *h, NULL, 0);
+    return rc == 0 ? 0 : record_failed(rc, err);
 }
 
 static int record_segment_header(void *ctx, const struct segment_header *h, struct tm_error *err)
 {
     struct recorder *rec = ctx;
     rec->page_size = h->page_size;
-    return pipeline_emit(rec->out, EV_HEADER, h, sizeof *h, NULL, 0) == 0 ? 0 : record_failed(err);
+    int rc = pipeline_emit(rec->out, EV_HEADER, h, sizeof *h, NULL, 0);
+    return rc == 0 ? 0 : record_failed(rc, err);
 }
 
 static int record_delta_header(void *ctx, const struct delta_header *h, struct tm_error *err)
 {
     struct recorder *rec = ctx;
     rec->page_size = h->page_size;
-    return pipeline_emit(rec->out, EV_HEADER, h, sizeof *h, NULL, 0) == 0 ? 0 : record_failed(err);
+    int rc = pipeline_emit(rec->out, EV_HEADER, h, sizeof *h, NULL, 0);
+    return rc == 0 ? 0 : record_failed(rc, err);
 }
 
 static int record_txn(void *ctx, const struct txn_header *txn, struct tm_error *err)
 {
     struct recorder *rec = ctx;
-    return pipeline_emit(rec->out, EV_TXN, txn, sizeof *txn, NULL, 0) == 0 ? 0 : record_failed(err);
+    int rc = pipeline_emit(rec->out, EV_TXN, txn, sizeof *txn, NULL, 0);
+    return rc == 0 ? 0 : record_failed(rc, err);
 }
 
 static int record_page(void *ctx, uint32_t page_number, const uint8_t *page, struct tm_error *err)
 {
     struct recorder *rec = ctx;
-    return pipeline_emit(rec->out, EV_PAGE, &page_number, sizeof page_number, page, rec->page_size) == 0
-               ? 0 : record_failed(err);
+    int rc = pipeline_emit(rec->out, EV_PAGE, &page_number, sizeof page_number, page, rec->page_size);
+    return rc == 0 ? 0 : record_failed(rc, err);
 }
 
 struct worker_ctx {

@@ -103,7 +103,7 @@ int pipeline_emit(struct pipeline_job *job, uint8_t type, const void *a, size_t 
     struct pipeline *p = job->p;
     size_t need = EVENT_HEADER_BYTES + a_len + b_len;
     if (need > PIPELINE_BLOCK_BYTES)
-        return -1;
+        return -2;
     if (!job->filling || job->filling->used + need > PIPELINE_BLOCK_BYTES) {
         pthread_mutex_lock(&p->lock);
         if (job->filling)
@@ -114,11 +114,12 @@ int pipeline_emit(struct pipeline_job *job, uint8_t type, const void *a, size_t 
                job->blocks >= (job->index == p->consumed ? PIPELINE_BLOCKS_CURRENT : PIPELINE_BLOCKS_AHEAD))
             pthread_cond_wait(&p->changed, &p->lock);
         job->wait_ns += now_ns() - start;
-        if (!p->stopping && (job->filling = take_block(p)) != NULL)
+        int stopping = p->stopping;
+        if (!stopping && (job->filling = take_block(p)) != NULL)
             job->blocks++;
         pthread_mutex_unlock(&p->lock);
         if (!job->filling)
-            return -1;
+            return stopping ? -1 : -2;
     }
     uint8_t *at = job->filling->data + job->filling->used;
     uint32_t len = (uint32_t)(a_len + b_len);

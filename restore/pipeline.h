@@ -49,7 +49,8 @@ int pipeline_start(unsigned workers, size_t job_count, pipeline_job_fn fn, void 
 
 /* From a job function: an event of `type` (1..255) whose data is a then
  * b (either may be empty; a_len + b_len + 5 <= PIPELINE_BLOCK_BYTES).
- * -1 when the pipeline is stopping: return at once. */
+ * -1 when the pipeline is stopping (return at once), -2 when out of
+ * memory (or the event too large for a block). */
 int pipeline_emit(struct pipeline_job *job, uint8_t type, const void *a, size_t a_len, const void *b, size_t b_len);
 
 /* The consumer: the next event of job `job` (the job after the last one

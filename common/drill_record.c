@@ -52,6 +52,11 @@ char *drill_record_format(const struct drill_record *r)
         fprintf(fp, ", \"error\": ");
         json_write_string(fp, r->error);
     }
+    if (r->phases)
+        fprintf(fp, ", \"phases\": {\"fetch_ms\": %" PRId64 ", \"decrypt_decompress_ms\": %" PRId64 ", \"write_ms\": %"
+                PRId64 ", \"fsync_ms\": %" PRId64 ", \"check_ms\": %" PRId64 ", \"total_ms\": %" PRId64 "}",
+                r->phases->fetch_ms, r->phases->decode_ms, r->phases->write_ms, r->phases->fsync_ms,
+                r->phases->check_ms, r->phases->total_ms);
     fprintf(fp, "}");
     if (fclose(fp) != 0) {
         free(text);

@@ -7,7 +7,9 @@
  *   {"time": "2026-11-24T04:00:01.234Z", "db": "app", "replica": "s3",
  *    "ok": true, "rto_ms": 520, "rpo_ms": 1300, "point": "...",
  *    "check_sql": "...", "check_result": "...", "published": "/srv/staging/app.db",
- *    "served_ms": 610, "after": "passed", "after_ms": 1200, "error": "..."}
+ *    "served_ms": 610, "after": "passed", "after_ms": 1200, "error": "...",
+ *    "phases": {"fetch_ms": 40, "decrypt_decompress_ms": 210, "write_ms": 90,
+ *               "fsync_ms": 30, "check_ms": 150, "total_ms": 480}}
  *
  * rpo_ms and point only when a point was restored; check_sql and
  * check_result only when a check is configured; published and served_ms
@@ -15,7 +17,9 @@
  * or "sqld:NAMESPACE") and the time from the restore's start to the
  * published copy answering its first query; after and after_ms only when
  * drill: { after } ran: "passed", "exit N", "signal N", "timed out" or
- * "not started", and its wall time; error only on failure. */
+ * "not started", and its wall time; error only on failure; phases only
+ * when an SQLite database was restored (where the restore's time went:
+ * restore.h, struct restore_phases). */
 #ifndef TM_DRILL_RECORD_H
 #define TM_DRILL_RECORD_H
 
@@ -24,6 +28,11 @@
 
 #include "error.h"
 #include "storage/storage.h"
+
+/* Where a drill's restore spent its time, in milliseconds. */
+struct drill_phases {
+    int64_t fetch_ms, decode_ms, write_ms, fsync_ms, check_ms, total_ms;
+};
 
 /* What a drill found, for the writer. */
 struct drill_record {
@@ -39,6 +48,7 @@ struct drill_record {
     int64_t served_ms;
     const char *after;           /* NULL: `after` did not run (neither it nor after_ms written) */
     int64_t after_ms;
+    const struct drill_phases *phases;   /* NULL: not written */
 };
 
 /* The record as one line of JSON (malloc'd; NULL when out of memory). */

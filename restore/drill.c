@@ -143,7 +143,7 @@ static void check_publish_and_after(const struct config_db *db, const char *repl
 }
 
 void drill_replica(const struct crypto_keyring *key, const struct config_db *db, size_t replica,
-                   struct drill_result *out)
+                   enum restore_integrity integrity, struct drill_result *out)
 {
     memset(out, 0, sizeof *out);
     out->started_ms = clock_now_ms();
@@ -165,7 +165,7 @@ void drill_replica(const struct crypto_keyring *key, const struct config_db *db,
      * private redis-server as its check */
     int redis = db->kind == DB_REDIS;
     struct restore_options opts = {.db_name = db->name, .output = scratch, .replica = index, .force = 1,
-                                   .redis_rdb = redis};
+                                   .redis_rdb = redis, .integrity = integrity};
     int64_t t0 = monotonic_ms();
     int rc = restore_database(db, key, &opts, &outcome, &err);
     out->rto_ms = monotonic_ms() - t0;
@@ -174,6 +174,10 @@ void drill_replica(const struct crypto_keyring *key, const struct config_db *db,
     else {
         out->point_ms = outcome.point_ms;
         out->rpo_ms = clock_now_ms() - outcome.point_ms;
+        out->has_phases = !redis;
+        const struct restore_phases *p = &outcome.phases;
+        out->phases = (struct drill_phases){p->fetch_us / 1000, p->decode_us / 1000, p->write_us / 1000,
+                                            p->fsync_us / 1000, p->check_us / 1000, p->total_us / 1000};
         check_publish_and_after(db, db->replicas[replica].name, scratch, t0, out);
     }
     fsutil_remove_tree(work, &ignored);
@@ -186,7 +190,8 @@ static char *format_record(const struct config_db *db, const char *replica, cons
                                   .rto_ms = r->rto_ms, .rpo_ms = r->rpo_ms, .point_ms = r->point_ms,
                                   .check_sql = db->drill.check_sql, .check_result = r->check, .error = r->error,
                                   .published = r->published, .served_ms = r->served_ms,
-                                  .after = r->after_ran ? r->after.text : NULL, .after_ms = r->after.elapsed_ms};
+                                  .after = r->after_ran ? r->after.text : NULL, .after_ms = r->after.elapsed_ms,
+                                  .phases = r->has_phases ? &r->phases : NULL};
     return drill_record_format(&record);
 }
 

@@ -5,8 +5,10 @@
 #define TM_DRILL_H
 
 #include "../common/config.h"
+#include "../common/drill_record.h"
 #include "../common/crypto.h"
 #include "../common/storage/storage.h"
+#include "restore.h"
 #include "staging.h"
 
 struct drill_result {
@@ -20,15 +22,17 @@ struct drill_result {
     struct staging_after_result after;
     char check[128];         /* the check query's first value */
     char error[600];         /* why it failed, the restore's own error included */
+    int has_phases;          /* an SQLite database was restored: phases says where the time went */
+    struct drill_phases phases;
 };
 
 /* One drill of db on replica `replica` (index): restore the newest point
- * into the staging directory, run check-sql, measure RTO and RPO; publish
+ * into the staging directory (SQLite's check of it: integrity), run check-sql, measure RTO and RPO; publish
  * the checked copy (drill: { publish }) and run `after`; remove the
  * scratch copy. A failed publish or `after` fails the drill. The outcome,
  * failures included, is in *out. */
 void drill_replica(const struct crypto_keyring *key, const struct config_db *db, size_t replica,
-                   struct drill_result *out);
+                   enum restore_integrity integrity, struct drill_result *out);
 
 /* Formats the drill's record, one line of JSON (*record, malloc'd, NULL
  * when out of memory), and stores it in the replica it concerns:

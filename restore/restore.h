@@ -24,6 +24,25 @@ enum restore_tail {
                                      (--accept-missing-tail) */
 };
 
+/* SQLite's check of the restored file before it is moved to the output
+ * (--integrity-check). The page-level checks (restore.c) run always. */
+enum restore_integrity {
+    RESTORE_CHECK_FULL = 0,       /* PRAGMA integrity_check (the default) */
+    RESTORE_CHECK_QUICK,          /* PRAGMA quick_check */
+    RESTORE_CHECK_NONE,           /* no SQLite check */
+};
+
+/* Where a restore's time went, in microseconds. fetch: reading objects
+ * from the replica; decode: authenticating, decrypting, decompressing and
+ * parsing them (busy time, summed over the threads that did it); write:
+ * applying pages to the temporary file; fsync: cutting it to size and
+ * making it durable; check: the page-level and SQLite checks; total: wall
+ * time of the whole restore (plan and rename included). Stages overlap
+ * when they run on several threads. */
+struct restore_phases {
+    int64_t fetch_us, decode_us, write_us, fsync_us, check_us, total_us;
+};
+
 /* What a successful restore produced (for the command's report, drills'
  * RPO). */
 struct restore_outcome {
@@ -48,6 +67,7 @@ struct restore_outcome {
     char skipped[RESTORE_SKIPPED_BYTES];   /* why, one line per snapshot (each names it) */
     enum restore_tail tail;
     char tail_note[RESTORE_TAIL_BYTES];    /* the head checked, or the findings (one per line) */
+    struct restore_phases phases;          /* SQLite restores: where the time went */
 };
 
 struct restore_options {
@@ -61,7 +81,12 @@ struct restore_options {
     int redis_rdb;           /* Redis: a dump.rdb instead of appendonlydir/ (--format rdb) */
     int accept_missing_tail; /* restore what is there when the heads say the end is missing */
     const char *seen_dir;    /* the configuration's state-dir, or NULL (heads_seen_path) */
+    enum restore_integrity integrity;   /* SQLite's check of the result (--integrity-check) */
 };
+
+/* "full", "quick" or "none" into *out; -1 for anything else. */
+int restore_integrity_parse(const char *text, enum restore_integrity *out);
+const char *restore_integrity_name(enum restore_integrity integrity);
 
 #define RESTORE_NOT_YET 2        /* every backup is after the target */
 

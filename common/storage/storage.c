@@ -9,6 +9,7 @@
 #include <ev.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <time.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +41,7 @@ struct storage {
     pthread_mutex_t puts_lock;
     struct put_job *finished;        /* newest first, under puts_lock */
     int puts_in_flight;              /* under puts_lock */
+    _Atomic uint64_t read_ns;        /* time spent in read_begin, read and fetch_files (any thread) */
 };
 
 struct storage_writer {
@@ -48,9 +50,22 @@ struct storage_writer {
 };
 
 struct storage_reader {
+    struct storage *st;
     const struct storage_driver *driver;
     void *handle;
 };
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t storage_read_ns(const struct storage *st)
+{
+    return atomic_load(&st->read_ns);
+}
 
 int storage_new(const struct storage_driver *driver, void *self, const char *description,
                 struct storage **out, struct tm_error *err)
@@ -139,8 +154,12 @@ int storage_read_begin(struct storage *st, const char *key, struct storage_reade
     struct storage_reader *r = calloc(1, sizeof *r);
     if (!r)
         return tm_error_set(err, "out of memory");
+    r->st = st;
     r->driver = st->driver;
-    if (st->driver->read_begin(st->self, key, &r->handle, err) != 0) {
+    uint64_t start = now_ns();
+    int rc = st->driver->read_begin(st->self, key, &r->handle, err);
+    atomic_fetch_add(&st->read_ns, now_ns() - start);
+    if (rc != 0) {
         free(r);
         return -1;
     }
@@ -151,7 +170,10 @@ int storage_read_begin(struct storage *st, const char *key, struct storage_reade
 int storage_read(struct storage_reader *r, void *buf, size_t len, size_t *got,
                  struct tm_error *err)
 {
-    return r->driver->read(r->handle, buf, len, got, err);
+    uint64_t start = now_ns();
+    int rc = r->driver->read(r->handle, buf, len, got, err);
+    atomic_fetch_add(&r->st->read_ns, now_ns() - start);
+    return rc;
 }
 
 void storage_read_end(struct storage_reader *r)
@@ -267,6 +289,7 @@ int storage_read_capped(struct storage *st, const char *key, size_t max, char **
     } else {   /* a network driver: no byte past max + 1 is fetched */
         if (!(r = calloc(1, sizeof *r)))
             return tm_error_setc(err, TM_ERR_NO_MEMORY, "out of memory");
+        r->st = st;
         r->driver = st->driver;
         if (st->driver->read_begin_ranged(st->self, key, max + 1, &r->handle, err) != 0) {
             free(r);
@@ -469,8 +492,12 @@ static int fetch_one(struct storage *st, const char *key, int fd, struct tm_erro
 int storage_fetch_files(struct storage *st, const char *const *keys, const int *fds, size_t count,
                         struct tm_error *err)
 {
-    if (st->driver->fetch_files)
-        return st->driver->fetch_files(st->self, keys, fds, count, err);
+    if (st->driver->fetch_files) {
+        uint64_t start = now_ns();
+        int rc = st->driver->fetch_files(st->self, keys, fds, count, err);
+        atomic_fetch_add(&st->read_ns, now_ns() - start);
+        return rc;
+    }
     for (size_t i = 0; i < count; i++)
         if (fetch_one(st, keys[i], fds[i], err) != 0)
             return -1;

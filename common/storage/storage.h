@@ -138,6 +138,10 @@ int storage_check(struct storage *st, int patient, struct storage_check *out, st
 int storage_fetch_files(struct storage *st, const char *const *keys, const int *fds, size_t count,
                         struct tm_error *err);
 int storage_fetch_is_useful(const struct storage *st);
+/* Nanoseconds spent so far fetching from st: in storage_read_begin,
+ * storage_read and storage_fetch_files, summed over every thread (a
+ * restore's "fetch" phase). */
+uint64_t storage_read_ns(const struct storage *st);
 
 /* Whole small object into a malloc'd buffer the caller frees (tests, tools). */
 int storage_read_all(struct storage *st, const char *key, uint8_t **data, size_t *len,

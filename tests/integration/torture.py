@@ -25,7 +25,7 @@ stamped when it comes back), and none that began after it.
 Prints TAP, one line per round, and a summary: rounds, restores checked,
 mismatches (the target is 0).
 """
-import os, random, signal, subprocess, sys, time
+import json, os, random, signal, subprocess, sys, time
 
 from helpers import *
 
@@ -62,6 +62,16 @@ def kill_at(env, event):
     if snapshot:
         snapshot.wait(timeout=120)
     return reached
+
+
+def replica_caught_up(env):
+    """Whether `tidemark status` says no object waits for any replica."""
+    proc = subprocess.run([TIDEMARK, "status", "-c", env.config, "--json"], capture_output=True, text=True)
+    try:
+        databases = json.loads(proc.stdout)["databases"]
+    except (ValueError, KeyError):
+        return False
+    return all(r.get("queued_objects") == 0 for db in databases for r in db.get("replicas", []))
 
 
 def torture(seconds, seed):
@@ -140,6 +150,11 @@ def torture(seconds, seed):
             # a writer killed mid-transaction leaves nothing half-done: the
             # database holds exactly the ids the log says were committed
             time.sleep(0.6)
+            if event.startswith("outage"):
+                # after a replica outage the uploader retries on its backoff:
+                # the replica holds the round's commits once nothing waits
+                # for it (a replica that never catches up fails the round)
+                wait_until(lambda: replica_caught_up(env), 30, "the replica to catch up after the outage")
             first = min(t0 for t0, t1 in commits.values())
             last = max(t1 for t0, t1 in commits.values())
             round_ok = not writer_failed

@@ -145,6 +145,17 @@ void pin_before_shipping(struct db_context *ctx)
               (long long)(clock_now_ms() - ctx->pin.unpinned_ms), rc);
 }
 
+/* The pin was just let go on purpose: remember where (note_unpinned),
+ * read the WAL every millisecond while unpinned, and count the next
+ * checkpoint-pages from what is shipped now. */
+static void after_letting_go(struct db_context *ctx)
+{
+    note_unpinned(ctx);
+    ctx->pin.yield_timer.repeat = YIELD_FAST_POLL_S;
+    ev_timer_again(ctx->owner->loop, &ctx->pin.yield_timer);
+    ctx->pin.checkpoint_floor = tailer_shipped(ctx->tailer).frame;
+}
+
 /* Moves the pin to the WAL's end (tailer_pin.c), shipping first what the
  * move needs shipped. TAILER_OK, TAILER_LATER, 1 (continuity lost) or -1. */
 static int move_pin(struct db_context *ctx, struct tm_error *err)
@@ -180,10 +191,7 @@ static int let_go_of_pin(struct db_context *ctx, int quickly, struct tm_error *e
         if (tailer_unpin(ctx->tailer) != TAILER_OK)
             return move_pin(ctx, err);
     }
-    note_unpinned(ctx);
-    ctx->pin.yield_timer.repeat = YIELD_FAST_POLL_S;   /* read every millisecond while unpinned */
-    ev_timer_again(ctx->owner->loop, &ctx->pin.yield_timer);
-    ctx->pin.checkpoint_floor = tailer_shipped(ctx->tailer).frame;
+    after_letting_go(ctx);
     return TAILER_OK;
 }
 
@@ -203,10 +211,7 @@ static int let_go_once_copied(struct db_context *ctx, struct tm_error *err)
     ctx->pin.let_go_wanted_ms = 0;
     if (tailer_detach(ctx->tailer, err) != 0 || tailer_unpin(ctx->tailer) != TAILER_OK)
         return TAILER_OK;
-    note_unpinned(ctx);
-    ctx->pin.yield_timer.repeat = YIELD_FAST_POLL_S;
-    ev_timer_again(ctx->owner->loop, &ctx->pin.yield_timer);
-    ctx->pin.checkpoint_floor = tailer_shipped(ctx->tailer).frame;
+    after_letting_go(ctx);
     return TAILER_OK;
 }
 

@@ -169,6 +169,27 @@ int tshm_check_layout(const uint8_t *bytes, size_t len, const char *path, struct
 
 /* --------------------------------------------------- open and identify */
 
+int tshm_header_written(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0)
+        return errno != ENOENT;
+    uint8_t head[TSHM_MAP_BYTES];
+    ssize_t got = pread(fd, head, sizeof head, 0);
+    close(fd);
+    if (got < 0)
+        return 1;
+    if (got < (ssize_t)sizeof head)
+        return 0;
+    static const uint8_t zero_magic[TSHM_MAGIC_BYTES];
+    if (memcmp(head, zero_magic, TSHM_MAGIC_BYTES) == 0)
+        return 0;
+    for (size_t i = 0; i < sizeof expected_fields / sizeof *expected_fields; i++)
+        if (u32_at(head, expected_fields[i].offset) == 0)
+            return 0;
+    return 1;
+}
+
 static int ofd_lock_probe(int fd, short type, off_t byte, int *held)
 {
     struct flock probe = {.l_type = type, .l_whence = SEEK_SET, .l_start = byte, .l_len = 1};

@@ -43,6 +43,14 @@ struct tshm;
  * takes no lock. */
 int tshm_identify(const char *path, int *live, struct tm_error *err);
 
+/* Whether the engine has finished writing path's header: 0 while the
+ * file is missing, shorter than TSHM_MAP_BYTES, or its magic or a layout
+ * constant still reads zero (the engine sizes the file, then writes the
+ * header: a sidecar looking in between must wait, not refuse); 1 once
+ * every one of them is set, whatever their values (tshm_check_layout
+ * judges those), and when the file cannot be read (tshm_open says why). */
+int tshm_header_written(const char *path);
+
 /* Whether the first `len` bytes of a coordination file have the layout
  * this file reads (magic, version 1 and its constants). 0, or -1 with err
  * naming each value found and what is supported. */

@@ -8,10 +8,10 @@
  * container), and an application may delete its database and create it
  * again. A `path:` database whose file is missing, empty (shorter than a
  * SQLite header) or in rollback-journal mode, or, with `engine: turso`,
- * has no coordination file of the Turso engine beside it yet (the engine
- * has not opened it in its multiprocess_wal mode: the sidecar must not
- * open it first, which would keep the engine out), is therefore not an
- * error:
+ * has no coordination file of the Turso engine beside it yet, or one
+ * whose header the engine has not finished writing (the engine has not
+ * opened it in its multiprocess_wal mode: the sidecar must not open it
+ * first, which would keep the engine out), is therefore not an error:
  * the database waits, with the reason logged once, shown on /healthz and
  * in the metrics (tidemark_database_waiting), and the database_missing
  * alert once it lasts missing-alert-after. Other databases and Redis run
@@ -31,7 +31,9 @@
  *
  * Each look reads the file's first 100 bytes; a burst of events costs one
  * look (SCAN_DELAY_S later). A look every WAIT_RECHECK_S as well covers
- * lost events (a file system whose writes inotify cannot see).
+ * lost events (a file system whose writes inotify cannot see). A DB-tshm
+ * without its header is looked at every HEADER_RECHECK_S: the engine
+ * writes the header through its mapping, which inotify does not see.
  *
  * The first look that finds a WAL database ends the wait: the sync timer
  * fires at once and database_start follows the database with a first
@@ -45,6 +47,7 @@
 
 #include "database.h"
 #include "tailer.h"
+#include "tshm.h"
 
 #include "../common/clock.h"
 #include "../common/log.h"
@@ -59,6 +62,9 @@
 #include <unistd.h>
 
 #define WAIT_RECHECK_S 60.0
+/* While DB-tshm exists without its header: the engine is writing it (or
+ * died doing so, and rewrites it when it opens again). */
+#define HEADER_RECHECK_S 0.1
 #define SQLITE_HEADER_BYTES 100
 
 /* What the file at path is, from its header: WAIT_NONE for a SQLite
@@ -91,12 +97,20 @@ static int has_suffix_file(const char *path, const char *suffix)
     return access(side, F_OK) == 0;
 }
 
+/* Whether PATH-tshm is there with its header written (tshm.h). */
+static int tshm_written(const char *path)
+{
+    char side[PATH_MAX + 8];
+    snprintf(side, sizeof side, "%s-tshm", path);
+    return tshm_header_written(side);
+}
+
 /* Why the database waits now: its file (probe_file), or with `engine:
  * turso` the engine's coordination file not there yet. */
 static enum wait_reason wait_reason_now(const struct db_context *ctx, ssize_t *size)
 {
     enum wait_reason reason = probe_file(ctx->cfg->path, size);
-    if (reason == WAIT_NONE && ctx->cfg->engine == TAILER_ENGINE_TURSO && !has_suffix_file(ctx->cfg->path, "-tshm"))
+    if (reason == WAIT_NONE && ctx->cfg->engine == TAILER_ENGINE_TURSO && !tshm_written(ctx->cfg->path))
         reason = WAIT_NO_TSHM;
     return reason;
 }
@@ -116,7 +130,8 @@ static void describe(struct db_context *ctx, enum wait_reason reason, ssize_t si
     else if (reason == WAIT_NO_TSHM)
         snprintf(ctx->waiting_reason, sizeof ctx->waiting_reason,
                  "`engine: turso`: waiting for the Turso engine to open '%s' with experimental: ['multiprocess_wal'] "
-                 "(no '%s-tshm' yet%s)", path, path,
+                 "(%s '%s-tshm' yet%s)", path,
+                 has_suffix_file(path, "-tshm") ? "no header in" : "no", path,
                  has_suffix_file(path, "-shm") ? "; a SQLite wal-index '-shm' is there: if SQLite or libSQL writes "
                                                  "this database, set `engine: auto`" : "");
     else
@@ -147,6 +162,15 @@ static void unwatch_file(struct db_context *ctx)
     if (ctx->db_watch >= 0)
         inotify_rm_watch(ctx->owner->inotify_fd, ctx->db_watch);
     ctx->db_watch = -1;
+}
+
+/* Looks again in `delay` seconds, then every WAIT_RECHECK_S. */
+static void recheck_in(struct db_context *ctx, double delay)
+{
+    struct ev_loop *loop = ctx->owner->loop;
+    ev_timer_stop(loop, &ctx->wait_timer);
+    ev_timer_set(&ctx->wait_timer, delay, WAIT_RECHECK_S);
+    ev_timer_start(loop, &ctx->wait_timer);
 }
 
 static void on_wait_timer(struct ev_loop *loop, ev_timer *w, int revents)
@@ -216,6 +240,8 @@ int waiting_check(struct db_context *ctx)
         return 0;
     }
     wait_for(ctx, reason, size);
+    if (reason == WAIT_NO_TSHM && has_suffix_file(ctx->cfg->path, "-tshm"))
+        recheck_in(ctx, HEADER_RECHECK_S);   /* writes through a mapping raise no inotify event */
     return 1;
 }
 
@@ -247,9 +273,7 @@ void waiting_recheck_soon(struct db_context *ctx)
     struct ev_loop *loop = ctx->owner->loop;
     if (!ctx->waiting || (ev_is_active(&ctx->wait_timer) && ev_timer_remaining(loop, &ctx->wait_timer) <= SCAN_DELAY_S))
         return;
-    ev_timer_stop(loop, &ctx->wait_timer);
-    ev_timer_set(&ctx->wait_timer, SCAN_DELAY_S, WAIT_RECHECK_S);
-    ev_timer_start(loop, &ctx->wait_timer);
+    recheck_in(ctx, SCAN_DELAY_S);
 }
 
 void waiting_stop(struct db_context *ctx)

@@ -637,7 +637,8 @@ def test_engine_turso_waits_for_the_engine_to_open_the_database():
     never opens it (a libsqlite3 connection would keep the engine out:
     'Database is already open without experimental multiprocess WAL'),
     says what it waits for (warning naming DB-tshm, /healthz 'waiting'),
-    and follows the database once the engine opens it; restores exact,
+    goes on waiting without an error while DB-tshm exists without its
+    header (the engine between creating and writing it), and follows the database once the engine opens it; restores exact,
     the SQLite rows included."""
     engine_installed()
     env = EngineEnv("turso-forced-turso", extra_db="    engine: turso\n")
@@ -655,7 +656,16 @@ def test_engine_turso_waits_for_the_engine_to_open_the_database():
         time.sleep(1.5)
         for side in ("-wal", "-shm", "-tshm"):
             check(not os.path.exists(env.db + side), "the sidecar created %s beside a database it waits for" % side)
-        engine = env.start_engine("multiprocess", delay_ms=5, start=21)
+        # The engine creates DB-tshm empty, sizes it, then writes its
+        # header: the sidecar looking in between keeps waiting, no error.
+        open(env.db + "-tshm", "wb").close()
+        time.sleep(1.0)
+        code, body = health(env.port)
+        reasons = [w.get("reason", "") for w in body.get("waiting", [])]
+        check(len(reasons) == 1 and "no header in" in reasons[0],
+              "an empty DB-tshm does not keep the database waiting: %d %s" % (code, body))
+        check_no_errors(env)
+        engine = env.start_engine("multiprocess", delay_ms=5, start=21)   # it initialises the empty file
         wait_following(env)
         following_from = now_ms()
         time.sleep(3)

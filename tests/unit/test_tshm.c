@@ -221,6 +221,47 @@ static void test_identify_live_only_while_byte0_is_held(void)
     ASSERT_EQ(live, 0);
 }
 
+/* ---- tshm_header_written ---- */
+
+/* The engine sizes the file (zeros), then writes the header field by
+ * field: until the last constant is there, the header is not written,
+ * and only then may the layout be judged. */
+static void test_header_written_only_once_complete(void)
+{
+    char missing[512];
+    snprintf(missing, sizeof missing, "%s/none.db-tshm", harness_tmpdir());
+    ASSERT_EQ(tshm_header_written(missing), 0);
+    ASSERT_EQ(tshm_header_written(write_file("empty.db-tshm", 0)), 0);
+    ASSERT_EQ(tshm_header_written(write_file("short.db-tshm", TSHM_MAP_BYTES - 1)), 0);
+
+    const char *path = make_tshm();
+    ASSERT_EQ(tshm_header_written(path), 1);
+    static const size_t constants[] = {OFF_VERSION, OFF_SLOTS, OFF_WORDS, OFF_BLOCK_CAPACITY,
+                                       OFF_HASH_SLOTS, OFF_MAX_BLOCKS, OFF_INDEX_CAPACITY};
+    for (size_t i = 0; i < sizeof constants / sizeof *constants; i++) {
+        path = make_tshm();
+        poke32(path, constants[i], 0);   /* not written yet */
+        ASSERT_EQ(tshm_header_written(path), 0);
+    }
+    path = make_tshm();
+    poke32(path, 0, 0);
+    poke32(path, 4, 0);   /* the magic not written yet */
+    ASSERT_EQ(tshm_header_written(path), 0);
+
+    /* written, whatever it says: tshm_check_layout refuses it by name */
+    path = make_tshm();
+    poke32(path, OFF_VERSION, 2);
+    ASSERT_EQ(tshm_header_written(path), 1);
+    path = make_tshm();
+    poke32(path, 4, 0x0058414c);
+    ASSERT_EQ(tshm_header_written(path), 1);
+
+    char dir[512];   /* unreadable as a file: tshm_open names the error */
+    snprintf(dir, sizeof dir, "%s/dir2.db-tshm", harness_tmpdir());
+    ASSERT_EQ(mkdir(dir, 0755), 0);
+    ASSERT_EQ(tshm_header_written(dir), 1);
+}
+
 /* ---- tshm_check_layout ---- */
 
 static uint8_t *good_header(void)
@@ -668,6 +709,7 @@ int main(void)
     static const struct test_case cases[] = {
         {"identify_magic_missing_and_wrong", test_identify_magic_missing_and_wrong},
         {"identify_live_only_while_byte0_is_held", test_identify_live_only_while_byte0_is_held},
+        {"header_written_only_once_complete", test_header_written_only_once_complete},
         {"check_layout_accepts_version_1", test_check_layout_accepts_version_1},
         {"check_layout_refuses_version_2", test_check_layout_refuses_version_2},
         {"check_layout_refuses_32_slots", test_check_layout_refuses_32_slots},

@@ -51,7 +51,7 @@ enum wait_reason {
     WAIT_MISSING,                    /* no file */
     WAIT_EMPTY,                      /* shorter than a SQLite header */
     WAIT_ROLLBACK,                   /* a SQLite database in rollback-journal mode */
-    WAIT_NO_TSHM,                    /* `engine: turso`, and the engine has no DB-tshm there yet */
+    WAIT_NO_TSHM,                    /* `engine: turso` and no DB-tshm yet, or one without its header */
 };
 
 struct db_context {

@@ -110,7 +110,11 @@ static int tshm_written(const char *path)
 static enum wait_reason wait_reason_now(const struct db_context *ctx, ssize_t *size)
 {
     enum wait_reason reason = probe_file(ctx->cfg->path, size);
-    if (reason == WAIT_NONE && ctx->cfg->engine == TAILER_ENGINE_TURSO && !tshm_written(ctx->cfg->path))
+    /* engine: auto too waits out a header being written: read as "no
+     * coordination file", it would send the sidecar down SQLite's route */
+    int turso_expected = ctx->cfg->engine == TAILER_ENGINE_TURSO ||
+                         (ctx->cfg->engine == TAILER_ENGINE_AUTO && has_suffix_file(ctx->cfg->path, "-tshm"));
+    if (reason == WAIT_NONE && turso_expected && !tshm_written(ctx->cfg->path))
         reason = WAIT_NO_TSHM;
     return reason;
 }
@@ -127,11 +131,14 @@ static void describe(struct db_context *ctx, enum wait_reason reason, ssize_t si
         snprintf(ctx->waiting_reason, sizeof ctx->waiting_reason,
                  "'%s' holds %zd bytes, less than a SQLite header: waiting for the application to write it",
                  path, size);
+    else if (reason == WAIT_NO_TSHM && has_suffix_file(path, "-tshm"))
+        snprintf(ctx->waiting_reason, sizeof ctx->waiting_reason,
+                 "waiting for the Turso engine to finish writing its coordination file '%s-tshm' (no header in it "
+                 "yet)", path);
     else if (reason == WAIT_NO_TSHM)
         snprintf(ctx->waiting_reason, sizeof ctx->waiting_reason,
                  "`engine: turso`: waiting for the Turso engine to open '%s' with experimental: ['multiprocess_wal'] "
-                 "(%s '%s-tshm' yet%s)", path,
-                 has_suffix_file(path, "-tshm") ? "no header in" : "no", path,
+                 "(no '%s-tshm' yet%s)", path, path,
                  has_suffix_file(path, "-shm") ? "; a SQLite wal-index '-shm' is there: if SQLite or libSQL writes "
                                                  "this database, set `engine: auto`" : "");
     else

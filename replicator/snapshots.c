@@ -5,9 +5,9 @@
  *
  * A snapshot is taken at the pin: the pin moves to the WAL's end and the
  * commits up to it are shipped (pin_ship_up_to), so that the copy
- * belongs at the shipper's next index. SQLite's backup API copies the
- * database under the pin (tailer_snapshot), 256 pages per step, and
- * gives way between steps when an application's checkpoint waits for the
+ * belongs at the shipper's next index. The database is copied under the
+ * pin (tailer_snapshot), 256 pages per batch, and gives way between
+ * batches when an application's checkpoint waits for the
  * pin: the snapshot stays due and is tried again SNAPSHOT_BUSY_RETRY_MS
  * later (the first snapshot of a new generation does not give way). Once
  * copied, the pin moves on; the compression, encryption and spool write

@@ -253,7 +253,7 @@ int tailer_open(const char *db_path, enum tailer_engine engine, struct tailer **
     struct tailer *t = calloc(1, sizeof *t);
     if (!t)
         return tm_error_set(err, "out of memory");
-    t->wal_fd = t->shm_fd = -1;
+    t->wal_fd = t->shm_fd = t->db_fd = -1;
     t->pin.conn = -1;
     size_t len = strlen(db_path);
     t->db_path = strdup(db_path);
@@ -266,6 +266,11 @@ int tailer_open(const char *db_path, enum tailer_engine engine, struct tailer **
     memcpy(t->wal_path + len, "-wal", 5);
     if (check_database_file(db_path, &t->page_size, err) != 0)
         goto fail;
+    t->db_fd = open(db_path, O_RDONLY | O_CLOEXEC);
+    if (t->db_fd < 0) {
+        tm_error_set(err, "cannot open database '%s': %s", db_path, strerror(errno));
+        goto fail;
+    }
     if (turso) {
         if (tailer_turso_open(t, err) != 0)
             goto fail;
@@ -308,6 +313,8 @@ void tailer_close(struct tailer *t)
     }
     if (t->wal_fd >= 0)
         close(t->wal_fd);
+    if (t->db_fd >= 0)
+        close(t->db_fd);
     if (t->shm_fd >= 0)
         close(t->shm_fd);
     free(t->pending);
@@ -651,13 +658,24 @@ int tailer_wal_index_fd(const struct tailer *t) { return t->shm_fd; }
 
 /* ----------------------------------------------------------- snapshot */
 
-int tailer_snapshot(struct tailer *t, const char *path, uint32_t *page_count,
-                    int (*keep_going)(void *arg), void *arg, struct tm_error *err)
+/* Whether the pin's place is known well enough to copy its image from
+ * the files (tailer_copy.c): its read mark told apart, and unless on mark
+ * 0 or before any frame, in the WAL followed. */
+static int pin_copyable(const struct tailer *t)
 {
-    if (t->pin.conn < 0)
-        return tm_error_set(err, "internal: snapshot of '%s' without a pin", t->db_path);
-    if (t->coord)   /* the engine never waits for the pin: nothing to give way to */
-        return tailer_turso_snapshot(t, path, page_count, err);
+    if (!t->pin.known || t->pin.maybe_slot0)
+        return 0;
+    if (t->pin.slot0 || t->pin.frame == 0)
+        return 1;
+    return t->have_header && t->pin.salt1 == t->hdr.salt1 && t->pin.salt2 == t->hdr.salt2;
+}
+
+/* The copy through SQLite's backup API, for a pin whose place is not
+ * known exactly: slower (its pager), but reads whatever the read
+ * transaction sees. */
+static int backup_api_copy(struct tailer *t, const char *path, uint32_t *page_count,
+                           int (*keep_going)(void *arg), void *arg, struct tm_error *err)
+{
     sqlite3 *dest = NULL;
     unlink(path);
     if (sqlite3_open_v2(path, &dest, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) != SQLITE_OK) {
@@ -693,4 +711,17 @@ int tailer_snapshot(struct tailer *t, const char *path, uint32_t *page_count,
     }
     *page_count = (uint32_t)pages;
     return 0;
+}
+
+int tailer_snapshot(struct tailer *t, const char *path, uint32_t *page_count,
+                    int (*keep_going)(void *arg), void *arg, struct tm_error *err)
+{
+    if (t->pin.conn < 0)
+        return tm_error_set(err, "internal: snapshot of '%s' without a pin", t->db_path);
+    if (t->coord)   /* the engine never waits for the pin: nothing to give way to */
+        return tailer_turso_snapshot(t, path, page_count, err);
+    if (!pin_copyable(t))
+        return backup_api_copy(t, path, page_count, keep_going, arg, err);
+    int from_wal = !t->pin.slot0 && t->pin.frame > 0;
+    return tailer_copy_pages(t, path, from_wal, page_count, keep_going, arg, err);
 }

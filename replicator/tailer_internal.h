@@ -1,5 +1,6 @@
 /* tailer_internal.h - private to the tailer's files (tailer.c,
- * tailer_pin.c, tailer_restart.c): struct tailer and the functions they
+ * tailer_pin.c, tailer_restart.c, tailer_copy.c, tailer_turso.c,
+ * tailer_ahead.c): struct tailer and the functions they
  * share. Nothing else includes it; the tailer's interface is tailer.h.
  * The design: the DESIGN comment in tailer.c. */
 #ifndef TM_TAILER_INTERNAL_H
@@ -52,6 +53,12 @@ struct tailer {
     sqlite3_stmt *pin_stmt[2];
     struct pin pin;
     int wal_fd;
+    /* The database file, read by snapshots (tailer_copy.c). Open for the
+     * tailer's life and closed after the connections: closing any
+     * descriptor of the file drops every POSIX lock this process holds
+     * on it, SQLite's included (a writer closing its last connection
+     * would then believe itself alone, and delete the WAL). */
+    int db_fd;
     struct stat db_stat, wal_stat;
     int have_header;                /* hdr holds the WAL we follow */
     struct wal_header hdr;
@@ -133,6 +140,16 @@ int tailer_turso_snapshot(struct tailer *t, const char *path, uint32_t *page_cou
 void tailer_turso_free(struct tailer *t);
 /* pread of exactly len bytes: 1, 0 (the file is shorter), -1 (err). */
 int tailer_read_exactly(int fd, uint8_t *buf, size_t len, off_t offset, const char *path, struct tm_error *err);
+
+/* tailer_copy.c */
+
+/* Copies the database as of the pin into a new file at path, from the
+ * database file and, when from_wal, the last frame <= pin.frame of each
+ * page in the WAL followed (the pin must be exactly at a commit end in
+ * it). keep_going (may be NULL) is asked between batches of pages. 0 with
+ * *page_count, TAILER_LATER when it gave way, -1; path removed unless 0. */
+int tailer_copy_pages(struct tailer *t, const char *path, int from_wal, uint32_t *page_count,
+                      int (*keep_going)(void *arg), void *arg, struct tm_error *err);
 
 /* tailer_ahead.c (the Turso route's copy of the frames the engine writes) */
 

@@ -34,8 +34,8 @@
  *    (tailer_detach), and a restart is followed as on the SQLite route;
  *    a truncation faster than that, right after a commit, loses the
  *    commit's frames, which the counter shows: a new generation, logged.
- *  - Snapshots are built from the files, page by page: with the pin at
- *    frame F, the database file holds every page that no WAL frame 1..F
+ *  - Snapshots are built from the files, page by page (tailer_copy.c):
+ *    with the pin at frame F, the database file holds every page that no WAL frame 1..F
  *    holds as it was at F (a checkpoint copies no frame past F, and a
  *    restart - which needs the WAL wholly copied - happens before any
  *    frame of this WAL). The image is each page's last frame <= F, else
@@ -75,7 +75,6 @@
 /* A snapshot waits at most this long for a checkpoint that may have
  * begun before its pin to end. */
 #define CHECKPOINT_WAIT_MS 2000
-#define SNAPSHOT_BATCH_PAGES 256
 
 /* ------------------------------------------------------------ opening */
 
@@ -240,106 +239,6 @@ static int wait_for_earlier_checkpoint(struct tailer *t, struct tm_error *err)
     return 0;
 }
 
-/* For each page, the last frame <= pin that holds it (0: none), and the
- * database size at the pin. The frames were checked when scanned; here
- * their salts are. */
-static int map_pages(struct tailer *t, uint32_t **last_frame, uint32_t *db_pages, struct tm_error *err)
-{
-    uint32_t pin = t->pin.frame;
-    uint8_t bytes[WAL_FRAME_HEADER_BYTES];
-    struct wal_frame_header fh;
-    if (tailer_read_exactly(t->wal_fd, bytes, sizeof bytes, (off_t)wal_frame_offset(&t->hdr, pin), t->wal_path, err) != 1)
-        return tm_error_set(err, "cannot read frame %u of '%s'", pin, t->wal_path);
-    wal_frame_header_decode(bytes, &fh);
-    if (!fh.db_size_after_commit)
-        return tm_error_set(err, "frame %u of '%s' is not a commit frame", pin, t->wal_path);
-    *db_pages = fh.db_size_after_commit;
-    uint32_t *map = calloc((size_t)*db_pages + 1, sizeof *map);
-    if (!map)
-        return tm_error_set(err, "out of memory");
-    for (uint32_t frame = 1; frame <= pin; frame++) {
-        if (tailer_read_exactly(t->wal_fd, bytes, sizeof bytes, (off_t)wal_frame_offset(&t->hdr, frame), t->wal_path,
-                         err) != 1) {
-            free(map);
-            return tm_error_set(err, "cannot read frame %u of '%s'", frame, t->wal_path);
-        }
-        wal_frame_header_decode(bytes, &fh);
-        if (fh.salt1 != t->hdr.salt1 || fh.salt2 != t->hdr.salt2) {
-            free(map);
-            return tm_error_set(err, "frame %u of '%s' changed under the pin", frame, t->wal_path);
-        }
-        if (fh.page_number <= *db_pages)
-            map[fh.page_number] = frame;
-    }
-    *last_frame = map;
-    return 0;
-}
-
-/* Page `page` as of the pin into buf: its last frame, else the file's. */
-static int read_page(struct tailer *t, int db_fd, const uint32_t *last_frame, uint32_t page, uint8_t *buf,
-                     struct tm_error *err)
-{
-    if (last_frame && last_frame[page]) {
-        off_t at = (off_t)wal_frame_offset(&t->hdr, last_frame[page]) + WAL_FRAME_HEADER_BYTES;
-        return tailer_read_exactly(t->wal_fd, buf, t->page_size, at, t->wal_path, err) == 1
-                   ? 0 : tm_error_set(err, "cannot read frame %u of '%s'", last_frame[page], t->wal_path);
-    }
-    int got = tailer_read_exactly(db_fd, buf, t->page_size, (off_t)(page - 1) * t->page_size, t->db_path, err);
-    if (got < 0)
-        return -1;
-    if (got == 0)
-        return tm_error_set(err, "page %u of '%s' is neither in the database file nor in the WAL", page, t->db_path);
-    return 0;
-}
-
-static int write_all(int fd, const uint8_t *buf, size_t len, const char *path, struct tm_error *err)
-{
-    while (len) {
-        ssize_t put = write(fd, buf, len);
-        if (put < 0 && errno == EINTR)
-            continue;
-        if (put < 0)
-            return tm_error_set(err, "cannot write '%s': %s", path, strerror(errno));
-        buf += put;
-        len -= (size_t)put;
-    }
-    return 0;
-}
-
-static int copy_pages(struct tailer *t, int db_fd, int out_fd, const uint32_t *last_frame, uint32_t db_pages,
-                      const char *path, struct tm_error *err)
-{
-    uint8_t *batch = malloc((size_t)SNAPSHOT_BATCH_PAGES * t->page_size);
-    if (!batch)
-        return tm_error_set(err, "out of memory");
-    int rc = 0;
-    for (uint32_t first = 1; first <= db_pages && rc == 0; first += SNAPSHOT_BATCH_PAGES) {
-        uint32_t count = db_pages - first + 1 < SNAPSHOT_BATCH_PAGES ? db_pages - first + 1 : SNAPSHOT_BATCH_PAGES;
-        for (uint32_t i = 0; i < count && rc == 0; i++)
-            rc = read_page(t, db_fd, last_frame, first + i, batch + (size_t)i * t->page_size, err);
-        if (rc == 0)
-            rc = write_all(out_fd, batch, (size_t)count * t->page_size, path, err);
-    }
-    free(batch);
-    return rc;
-}
-
-/* The database size with no WAL frame: from its header (offset 28),
- * valid when the change counter at 24 equals the version-valid-for at 92. */
-static int file_pages(struct tailer *t, int db_fd, uint32_t *db_pages, struct tm_error *err)
-{
-    uint8_t header[100];
-    if (tailer_read_exactly(db_fd, header, sizeof header, 0, t->db_path, err) != 1)
-        return tm_error_set(err, "cannot read the header of '%s'", t->db_path);
-    uint32_t in_header = (uint32_t)header[28] << 24 | (uint32_t)header[29] << 16 | (uint32_t)header[30] << 8 | header[31];
-    struct stat st;
-    if (fstat(db_fd, &st) != 0)
-        return tm_error_set(err, "cannot stat '%s': %s", t->db_path, strerror(errno));
-    uint32_t by_size = (uint32_t)(st.st_size / t->page_size);
-    *db_pages = in_header && memcmp(header + 24, header + 92, 4) == 0 ? in_header : by_size;
-    return 0;
-}
-
 /* After the copy: still the same WAL, nothing past the pin copied into
  * the database file, the slot still ours. */
 static int pin_held_throughout(struct tailer *t, struct tm_error *err)
@@ -363,24 +262,8 @@ int tailer_turso_snapshot(struct tailer *t, const char *path, uint32_t *page_cou
     int rc = wait_for_earlier_checkpoint(t, err);
     if (rc != 0)
         return rc;
-    int db_fd = open(t->db_path, O_RDONLY | O_CLOEXEC);
-    if (db_fd < 0)
-        return tm_error_set(err, "cannot open '%s': %s", t->db_path, strerror(errno));
-    uint32_t *last_frame = NULL, db_pages = 0;
-    rc = t->pin.frame ? map_pages(t, &last_frame, &db_pages, err) : file_pages(t, db_fd, &db_pages, err);
-    int out_fd = -1;
-    if (rc == 0) {
-        unlink(path);
-        out_fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-        if (out_fd < 0)
-            rc = tm_error_set(err, "cannot create snapshot file '%s': %s", path, strerror(errno));
-    }
-    if (rc == 0)
-        rc = copy_pages(t, db_fd, out_fd, last_frame, db_pages, path, err);
-    if (out_fd >= 0 && close(out_fd) != 0 && rc == 0)
-        rc = tm_error_set(err, "cannot write '%s': %s", path, strerror(errno));
-    close(db_fd);
-    free(last_frame);
+    uint32_t db_pages = 0;
+    rc = tailer_copy_pages(t, path, t->pin.frame > 0, &db_pages, NULL, NULL, err);
     if (rc == 0 && !pin_held_throughout(t, err))
         rc = TAILER_LATER;
     if (rc != 0) {

@@ -268,6 +268,80 @@ static void test_resume_at_a_shipped_commit(void)
     fixture_close(&f);
 }
 
+/* Pins at the last of the commits pending, all of them shipped. */
+static void ship_all_and_pin(struct fixture *f)
+{
+    struct tm_error err;
+    ASSERT_EQ(tailer_scan(f->tailer, now_ms(), &err), TAILER_OK);
+    size_t count;
+    tailer_pending(f->tailer, &count);
+    tailer_ack(f->tailer, count);
+    ASSERT_EQ(tailer_advance_pin(f->tailer, &err), TAILER_OK);
+    ASSERT_EQ(tailer_pin_at_shipped(f->tailer), 1);
+}
+
+/* A snapshot is the database exactly as of the pin, read page by page
+ * from the files while the application goes on: its later commits, and
+ * its checkpoint copying what it may into the database file, change
+ * nothing in it. Reading the file drops none of SQLite's locks: the
+ * application closing its connection afterwards finds the sidecar's
+ * still open, and leaves the WAL in place. */
+static void test_snapshot_is_the_database_at_the_pin(void)
+{
+    struct fixture f;
+    ASSERT_EQ(fixture_open(&f), 0);
+    struct sql_truth truths[12], checkpoint;
+    struct tm_error err;
+    ASSERT_EQ(sql_writer_transactions(&f.writer, 1, 6, truths), 0);
+    ship_all_and_pin(&f);
+    ASSERT_PASSING();
+    ASSERT_EQ(sql_writer_transactions(&f.writer, 7, 6, truths + 6), 0);
+    ASSERT_EQ(sql_writer_run(&f.writer, "PRAGMA wal_checkpoint(PASSIVE)", &checkpoint), 0);
+    ASSERT_TRUE(truths[11].db_size > truths[5].db_size);
+    char copy[600], print[128], wal[600];
+    snprintf(copy, sizeof copy, "%s/snapshot.db", harness_tmpdir());
+    uint32_t pages = 0;
+    ASSERT_EQ(tailer_snapshot(f.tailer, copy, &pages, NULL, NULL, &err), 0);
+    ASSERT_EQ(pages, truths[5].db_size);
+    ASSERT_EQ(sql_writer_file_fingerprint(copy, print, sizeof print), 0);
+    ASSERT_STR_EQ(print, truths[5].print);
+
+    sql_writer_stop(&f.writer);
+    snprintf(wal, sizeof wal, "%s-wal", f.db);
+    ASSERT_EQ(access(wal, F_OK), 0);
+    tailer_close(f.tailer);
+}
+
+static int give_way(void *arg)
+{
+    int *asked = arg;
+    (*asked)++;
+    return 0;
+}
+
+/* A copy told to give way stops at the next batch of pages: TAILER_LATER,
+ * and no file left behind. */
+static void test_snapshot_gives_way_and_leaves_nothing(void)
+{
+    struct fixture f;
+    ASSERT_EQ(fixture_open(&f), 0);
+    struct sql_truth truths[80];
+    struct tm_error err;
+    ASSERT_EQ(sql_writer_transactions(&f.writer, 1, 80, truths), 0);
+    ASSERT_TRUE(truths[79].db_size > 256);   /* more than one batch */
+    ship_all_and_pin(&f);
+    ASSERT_PASSING();
+    char copy[600];
+    snprintf(copy, sizeof copy, "%s/snapshot.db", harness_tmpdir());
+    uint32_t pages = 0;
+    int asked = 0;
+    ASSERT_EQ(tailer_snapshot(f.tailer, copy, &pages, give_way, &asked, &err), TAILER_LATER);
+    ASSERT_EQ(asked, 1);
+    ASSERT_STR_CONTAINS(err.msg, "gave way");
+    ASSERT_EQ(access(copy, F_OK), -1);
+    fixture_close(&f);
+}
+
 int main(int argc, char **argv)
 {
     int status;
@@ -279,6 +353,8 @@ int main(int argc, char **argv)
         {"tailer: restart while unpinned keeps the old tail", test_restart_while_unpinned_keeps_the_old_tail},
         {"tailer: commits lost in a restart are detected", test_commits_lost_in_a_restart_are_detected},
         {"tailer: resume at a shipped commit", test_resume_at_a_shipped_commit},
+        {"tailer: snapshot is the database at the pin", test_snapshot_is_the_database_at_the_pin},
+        {"tailer: snapshot gives way and leaves nothing", test_snapshot_gives_way_and_leaves_nothing},
     };
     return harness_run(cases, sizeof cases / sizeof *cases);
 }

@@ -52,6 +52,8 @@ char *drill_record_format(const struct drill_record *r)
         fprintf(fp, ", \"error\": ");
         json_write_string(fp, r->error);
     }
+    if (r->read_bytes)
+        fprintf(fp, ", \"read_bytes\": %" PRIu64, r->read_bytes);
     if (r->phases)
         fprintf(fp, ", \"phases\": {\"fetch_ms\": %" PRId64 ", \"decrypt_decompress_ms\": %" PRId64 ", \"write_ms\": %"
                 PRId64 ", \"fsync_ms\": %" PRId64 ", \"check_ms\": %" PRId64 ", \"total_ms\": %" PRId64 "}",
@@ -181,10 +183,20 @@ static int read_string(const char **p, char *out, size_t len)
     return 0;
 }
 
+/* Nested objects (phases) are read past, at most this deep: a record is
+ * bucket data, and anyone with write access could plant a deep one. */
+#define NESTING_MAX 4
+
+static int read_members(const char **at, struct drill_summary *out, int depth);
+
 /* The value of member `key` at *p: kept in *out if readers use it. */
-static int read_value(const char **p, const char *key, struct drill_summary *out)
+static int read_value(const char **p, const char *key, struct drill_summary *out, int depth)
 {
     const char *s = *p;
+    if (*s == '{') {   /* phases: not kept */
+        struct drill_summary nested;
+        return depth >= NESTING_MAX ? -1 : read_members(p, &nested, depth + 1);
+    }
     if (*s == '"') {
         const struct { const char *key; char *into; size_t len; } kept[] = {
             {"time", out->time, sizeof out->time}, {"point", out->point, sizeof out->point},
@@ -216,17 +228,17 @@ static int read_value(const char **p, const char *key, struct drill_summary *out
         out->served_ms = strtoll(s, NULL, 10);
     else if (strcmp(key, "after_ms") == 0)
         out->after_ms = strtoll(s, NULL, 10);
+    else if (strcmp(key, "read_bytes") == 0)
+        out->read_bytes = strtoll(s, NULL, 10);
     *p = end;
     return 0;
 }
 
-/* The members of the object whose '{' is at p. */
-static int read_members(const char *p, struct drill_summary *out)
+/* The members of the object whose '{' is at *at; *at ends past its '}'. */
+static int read_members(const char **at, struct drill_summary *out, int depth)
 {
-    p = skip_space(p + 1);
-    if (*p == '}')
-        return 0;
-    for (;;) {
+    const char *p = skip_space(*at + 1);
+    while (*p != '}') {
         char key[32];
         if (*p != '"' || read_string(&p, key, sizeof key) != 0)
             return -1;
@@ -234,24 +246,29 @@ static int read_members(const char *p, struct drill_summary *out)
         if (*p != ':')
             return -1;
         p = skip_space(p + 1);
-        if (read_value(&p, key, out) != 0)
+        if (read_value(&p, key, out, depth) != 0)
             return -1;
         p = skip_space(p);
-        if (*p == '}')
-            return 0;
-        if (*p != ',')
+        if (*p == ',') {
+            p = skip_space(p + 1);
+            if (*p != '"')
+                return -1;
+        } else if (*p != '}') {
             return -1;
-        p = skip_space(p + 1);
+        }
     }
+    *at = p + 1;
+    return 0;
 }
 
 int drill_record_parse(const char *text, struct drill_summary *out, struct tm_error *err)
 {
-    *out = (struct drill_summary){.time = "?", .ok = 0, .rto_ms = -1, .rpo_ms = -1, .served_ms = -1, .after_ms = -1};
+    *out = (struct drill_summary){.time = "?", .ok = 0, .rto_ms = -1, .rpo_ms = -1, .served_ms = -1, .after_ms = -1,
+                                 .read_bytes = -1};
     const char *p = skip_space(text);
     if (*p == '[')
         p = skip_space(p + 1);
-    if (*p != '{' || read_members(p, out) != 0)
+    if (*p != '{' || read_members(&p, out, 0) != 0)
         return tm_error_setc(err, TM_ERR_CORRUPT, "not a drill record (malformed JSON)");
     return 0;
 }
@@ -288,6 +305,8 @@ void drill_summary_write_json(const struct drill_summary *s, FILE *out)
     if (s->after[0])
         write_ms(out, "after_ms", s->after_ms);
     write_optional(out, "error", s->error);
+    if (s->read_bytes >= 0)
+        fprintf(out, ", \"read_bytes\": %" PRId64, s->read_bytes);
     fputc('}', out);
 }
 

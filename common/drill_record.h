@@ -49,6 +49,7 @@ struct drill_record {
     const char *after;           /* NULL: `after` did not run (neither it nor after_ms written) */
     int64_t after_ms;
     const struct drill_phases *phases;   /* NULL: not written */
+    uint64_t read_bytes;         /* the objects the restore applied, in bytes; 0: not written */
 };
 
 /* The record as one line of JSON (malloc'd; NULL when out of memory). */
@@ -66,6 +67,7 @@ struct drill_summary {
     int64_t served_ms;           /* -1 when absent */
     char after[32];              /* "" when absent */
     int64_t after_ms;            /* -1 when absent */
+    int64_t read_bytes;          /* -1 when absent */
 };
 
 /* Reads a record, or the first record of a JSON array of them (the

@@ -203,6 +203,9 @@ static int delta_check_header(void *ctx, const struct delta_header *h, struct tm
 /* After an object was read whole and every check passed: what it adds. */
 static void job_applied(struct restore_state *rs, const struct restore_job *job, const struct job_outcome *out)
 {
+    rs->read_bytes += job->kind == JOB_SNAPSHOT ? job->snap->size
+                      : job->kind == JOB_DELTA  ? job->delta->size
+                      : job->kind == JOB_SEGMENT ? job->seg->size : 0;
     if (job->kind == JOB_SNAPSHOT) {
         rs->db_size = out->h.snap.page_count;
         memcpy(rs->chain, out->h.snap.chain_hash, sizeof rs->chain);
@@ -291,6 +294,24 @@ static int plan_jobs(const struct catalog_generation *gen, const struct catalog_
         expected++;
     }
     return 0;
+}
+
+int restore_apply_replay(const struct catalog_generation *gen, const struct catalog_snapshot *snap,
+                         const struct restore_options *opts, struct restore_replay *out, struct tm_error *err)
+{
+    struct job_list list;
+    *out = (struct restore_replay){0};
+    int rc = plan_jobs(gen, snap, opts, &list, err);
+    for (size_t i = 0; rc == 0 && i < list.count; i++) {
+        const struct restore_job *job = &list.jobs[i];
+        if (job->kind == JOB_DELTA || job->kind == JOB_SEGMENT) {
+            out->objects++;
+            out->bytes += job->kind == JOB_DELTA ? job->delta->size : job->seg->size;
+        }
+        out->gap |= job->kind == JOB_MISSING;
+    }
+    free(list.jobs);
+    return rc;
 }
 
 /* ------------------------------------------- reading a job (any thread) */

@@ -35,6 +35,7 @@ struct restore_state {
     uint64_t transactions_applied;
     uint64_t segments_read;
     uint64_t deltas_read;
+    uint64_t read_bytes;                /* the sizes of the objects applied (their names') */
     int stopped;                        /* reached a transaction after the target */
     struct restore_skips skips;         /* newer snapshots skipped: missing, damaged or not valid */
     struct heads_report heads;          /* what the heads say (restore_read_heads) */
@@ -62,6 +63,18 @@ struct restore_state {
  * first failure; on return no thread is left running. */
 int restore_apply(struct restore_state *rs, struct catalog *cat, const struct restore_options *opts,
                   const struct catalog_generation **gen, const struct catalog_snapshot **snap, struct tm_error *err);
+
+/* What a restore from snapshot snap of gen to opts' target reads after
+ * the snapshot, from the names alone (the jobs described atop apply.c):
+ * the deltas and segments, their bytes, and whether the list ends at a
+ * missing segment (*gap). For `list`: the cost of the latest point. 0, or
+ * -1 (out of memory). */
+struct restore_replay {
+    uint64_t objects, bytes;
+    int gap;
+};
+int restore_apply_replay(const struct catalog_generation *gen, const struct catalog_snapshot *snap,
+                         const struct restore_options *opts, struct restore_replay *out, struct tm_error *err);
 
 /* Removes the prefetched segments still on disk (a network replica). */
 void restore_apply_drop_prefetch(struct restore_state *rs);

@@ -14,7 +14,9 @@
 #include "../common/report.h"
 #include "../common/targets.h"
 #include "../common/textsafe.h"
+#include "apply.h"
 #include "drill.h"
+#include "restore.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -64,6 +66,77 @@ static void drill_summary(const char *record, char *out, size_t len)
                          (double)s.served_ms / 1000.0);
     if (s.after[0] && used >= 0 && (size_t)used < len)
         snprintf(out + used, len - (size_t)used, ", after %s (%.2f s)", s.after, (double)s.after_ms / 1000.0);
+}
+
+/* What a restore of the latest point reads (an SQLite database's): the
+ * snapshot it starts from and the objects replayed after it, from the
+ * names (restore_plan, restore_apply_replay); and the time that takes at
+ * the rate of the last drill that said what it read (rto / read bytes),
+ * as drills run on the machine and replica a restore would. */
+struct latest_cost {
+    int known;                           /* a restorable latest point */
+    char snapshot[40];
+    uint64_t snapshot_bytes;
+    struct restore_replay replay;
+    double estimate_s;                   /* < 0: no drill to time it */
+};
+
+static void latest_cost(const struct catalog *cat, const char *drill, struct latest_cost *out)
+{
+    *out = (struct latest_cost){.estimate_s = -1};
+    const struct catalog_generation *gen;
+    const struct catalog_snapshot *snap;
+    struct restore_options latest = {0};
+    struct tm_error ignored;   /* nothing restorable: list says so per generation */
+    if (restore_plan(cat, &latest, &gen, &snap, &ignored) != 0 ||
+        restore_apply_replay(gen, snap, &latest, &out->replay, &ignored) != 0)
+        return;
+    out->known = 1;
+    clock_format_ms(snap->time_ms, out->snapshot, sizeof out->snapshot);
+    out->snapshot_bytes = snap->size;
+    struct drill_summary last;
+    if (!drill || drill_record_parse(drill, &last, &ignored) != 0 || !last.ok || last.read_bytes <= 0 ||
+        last.rto_ms < 0)
+        return;
+    double seconds_per_byte = (double)last.rto_ms / 1000.0 / (double)last.read_bytes;
+    out->estimate_s = (double)(out->snapshot_bytes + out->replay.bytes) * seconds_per_byte;
+}
+
+/* A replay larger than the snapshot and than this is worth a line: below
+ * it, a restore replays in well under a second anyway. */
+#define LONG_REPLAY_BYTES (16u * 1024 * 1024)
+
+static void print_latest_text(const struct latest_cost *cost)
+{
+    if (!cost->known)
+        return;
+    printf("  latest point: snapshot %s (%" PRIu64 " bytes), then %" PRIu64 " object(s) to replay (%" PRIu64 " bytes, "
+           "%.1fx the snapshot)%s\n", cost->snapshot, cost->snapshot_bytes, cost->replay.objects, cost->replay.bytes,
+           cost->snapshot_bytes ? (double)cost->replay.bytes / (double)cost->snapshot_bytes : 0.0,
+           cost->replay.gap ? ", up to a missing segment" : "");
+    if (cost->estimate_s >= 0)
+        printf("  estimated restore time: %.1f s (at the last drill's rate)\n", cost->estimate_s);
+    else
+        printf("  estimated restore time: unknown until a drill records what it read (tidemark drill)\n");
+    if (cost->replay.bytes > cost->snapshot_bytes && cost->replay.bytes > LONG_REPLAY_BYTES)
+        printf("  the replay is larger than the snapshot: `tidemark snapshot` shortens it now, snapshot: "
+               "{ wal-ratio } bounds it\n");
+}
+
+static void print_latest_json(const struct latest_cost *cost)
+{
+    printf(", \"latest\": ");
+    if (!cost->known) {
+        printf("null");
+        return;
+    }
+    printf("{\"snapshot\": \"%s\", \"snapshot_bytes\": %" PRIu64 ", \"replay_objects\": %" PRIu64
+           ", \"replay_bytes\": %" PRIu64 ", \"gap\": %s, \"estimated_restore_s\": ", cost->snapshot,
+           cost->snapshot_bytes, cost->replay.objects, cost->replay.bytes, cost->replay.gap ? "true" : "false");
+    if (cost->estimate_s >= 0)
+        printf("%.3f}", cost->estimate_s);
+    else
+        printf("null}");
 }
 
 /* What list knows about the heads. */
@@ -249,11 +322,17 @@ static int list_database(void *ctx, const struct config_db *db, size_t index, st
     struct list_heads heads;
     read_heads(run, st, db->name, db->kind == DB_REDIS, &cat, &heads);
     rc |= heads.read && heads.report.count > 0;
+    struct latest_cost cost = {0};
+    if (db->kind != DB_REDIS)
+        latest_cost(&cat, drill, &cost);
     report_open(rep, db->name, storage_describe(st));
-    if (rep->json)
+    if (rep->json) {
         print_json(&cat, &heads, drill);
-    else
+        print_latest_json(&cost);
+    } else {
         print_text(&cat, &heads, drill);
+        print_latest_text(&cost);
+    }
     report_close(rep);
     free(drill);
     catalog_release(&cat);

@@ -175,6 +175,7 @@ void drill_replica(const struct crypto_keyring *key, const struct config_db *db,
         out->point_ms = outcome.point_ms;
         out->rpo_ms = clock_now_ms() - outcome.point_ms;
         out->has_phases = !redis;
+        out->read_bytes = redis ? 0 : outcome.read_bytes;
         const struct restore_phases *p = &outcome.phases;
         out->phases = (struct drill_phases){p->fetch_us / 1000, p->decode_us / 1000, p->write_us / 1000,
                                             p->fsync_us / 1000, p->check_us / 1000, p->total_us / 1000};
@@ -191,7 +192,7 @@ static char *format_record(const struct config_db *db, const char *replica, cons
                                   .check_sql = db->drill.check_sql, .check_result = r->check, .error = r->error,
                                   .published = r->published, .served_ms = r->served_ms,
                                   .after = r->after_ran ? r->after.text : NULL, .after_ms = r->after.elapsed_ms,
-                                  .phases = r->has_phases ? &r->phases : NULL};
+                                  .phases = r->has_phases ? &r->phases : NULL, .read_bytes = r->read_bytes};
     return drill_record_format(&record);
 }
 

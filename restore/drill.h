@@ -23,6 +23,7 @@ struct drill_result {
     char check[128];         /* the check query's first value */
     char error[600];         /* why it failed, the restore's own error included */
     int has_phases;          /* an SQLite database was restored: phases says where the time went */
+    uint64_t read_bytes;     /* then: the sizes of the objects it applied (restore_outcome) */
     struct drill_phases phases;
 };
 

@@ -123,6 +123,7 @@ static void fill_outcome(const struct restore_state *rs, struct restore_outcome 
     out->segments = rs->segments_read;
     out->deltas = rs->deltas_read;
     out->bytes = (uint64_t)rs->db_size * rs->page_size;
+    out->read_bytes = rs->read_bytes;
     out->pages = rs->db_size;
     out->page_size = rs->page_size;
     snprintf(out->generation, sizeof out->generation, "%s", rs->generation);

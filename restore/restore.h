@@ -60,6 +60,7 @@ struct restore_outcome {
     char generation[ARCHIVE_GEN_ID_BYTES + 1];
     uint64_t transactions, segments, deltas;
     uint64_t bytes;          /* the database's size (Redis: the RDB's) */
+    uint64_t read_bytes;     /* SQLite: the sizes of the objects applied, the snapshot's included */
     uint32_t pages, page_size;
     int loaded;              /* Redis: checked by loading it into a private redis-server */
     unsigned skipped_count;  /* newer snapshots skipped (missing, damaged, not valid): the restore

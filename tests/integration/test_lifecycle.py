@@ -240,6 +240,51 @@ def test_drill_measures_rto_rpo_and_records_it():
     finally:
         env.cleanup()
 
+def test_list_estimates_the_latest_restore():
+    """list says what a restore of the latest point reads (the snapshot,
+    then the deltas and segments to replay: exactly the objects a restore
+    applies) and, once a drill has recorded what it read and how long it
+    took, the time that rate gives; the drill's bytes are those list
+    plans."""
+    env = Env("estimate")
+    try:
+        env.replicate_writes(60, "--delay-ms", "10")
+        proc = tidemark("list", "-c", env.config, "--json")
+        check(proc.returncode == 0, "list: " + proc.stdout + proc.stderr)
+        latest = json.loads(proc.stdout)[0]["latest"]
+        check(latest and latest["estimated_restore_s"] is None and latest["gap"] is False, "before a drill: %r" % latest)
+        newest = max(snapshots(env), key=lambda p: os.path.basename(p))
+        check(latest["snapshot_bytes"] == os.path.getsize(newest), "snapshot bytes %r, newest snapshot %s is %d bytes"
+              % (latest, newest, os.path.getsize(newest)))
+        proc, out = env.restore()
+        m = re.search(r"from (\d+) segment\(s\) and (\d+) delta\(s\)", proc.stdout)
+        check(proc.returncode == 0 and m, "restore: " + proc.stdout + proc.stderr)
+        check(latest["replay_objects"] == int(m.group(1)) + int(m.group(2)) > 0,
+              "list plans %d objects to replay, the restore applied %s segments and %s deltas"
+              % (latest["replay_objects"], m.group(1), m.group(2)))
+        text = tidemark("list", "-c", env.config).stdout
+        check("latest point: snapshot %s (%d bytes), then %d object(s) to replay (%d bytes"
+              % (latest["snapshot"], latest["snapshot_bytes"], latest["replay_objects"], latest["replay_bytes"]) in text
+              and "unknown until a drill records what it read" in text, "list text: " + text)
+
+        proc = tidemark("drill", "-c", env.config, "app", "--json")
+        check(proc.returncode == 0, "drill: " + proc.stdout + proc.stderr)
+        record = json.loads(proc.stdout)[0]
+        check(record.get("read_bytes") == latest["snapshot_bytes"] + latest["replay_bytes"],
+              "the drill read %r bytes, list plans %d + %d" % (record.get("read_bytes"), latest["snapshot_bytes"],
+                                                               latest["replay_bytes"]))
+        listed = json.loads(tidemark("list", "-c", env.config, "--json").stdout)[0]
+        check(listed["last_drill"].get("read_bytes") == record["read_bytes"], "list's last drill: %r" % listed["last_drill"])
+        expected = (latest["snapshot_bytes"] + latest["replay_bytes"]) * record["rto_ms"] / 1000.0 / record["read_bytes"]
+        got = listed["latest"]["estimated_restore_s"]
+        check(got is not None and abs(got - expected) < 0.001, "estimate %r s, the drill's rate gives %.3f s"
+              % (got, expected))
+        text = tidemark("list", "-c", env.config).stdout
+        check("estimated restore time: %.1f s (at the last drill's rate)" % expected in text, "list text: " + text)
+    finally:
+        env.cleanup()
+
+
 BUSY_WRITER = """
 import sqlite3, sys, time
 db = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=30)
@@ -361,6 +406,7 @@ TESTS = [
     test_sidecar_runs_retention_after_snapshots,
     test_verify_reports_every_damage,
     test_drill_measures_rto_rpo_and_records_it,
+    test_list_estimates_the_latest_restore,
     test_snapshot_command_with_and_without_sidecar,
     test_snapshots_under_a_writer_that_never_pauses,
     test_retention_spares_what_a_restore_reads,

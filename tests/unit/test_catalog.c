@@ -615,6 +615,35 @@ static void test_drill_record_parser_takes_any_spacing(void)
     }
     ASSERT_EQ(drill_record_parse("{\"rto_ms\": 5, oops}", &s, &err), -1);
     ASSERT_EQ(s.rto_ms, 5);   /* what was read before the fault is kept */
+    ASSERT_EQ(drill_record_parse("{\"rto_ms\": 5,}", &s, &err), -1);
+}
+
+/* A restore's phases (a nested object) and the bytes it read: written,
+ * and every member after the nested object still read; a planted record
+ * nested deeper than a record ever is refuses to parse, without
+ * recursing for ever. */
+static void test_drill_record_phases_and_read_bytes(void)
+{
+    struct drill_phases phases = {.fetch_ms = 1, .decode_ms = 2, .write_ms = 3, .fsync_ms = 4, .check_ms = 5,
+                                  .total_ms = 15};
+    struct drill_record rec = {.started_ms = T0, .db = "app", .replica = "file", .ok = 1, .rto_ms = 20,
+                               .rpo_ms = 1300, .point_ms = T0 - 1300, .phases = &phases, .read_bytes = 123456789};
+    char *text = drill_record_format(&rec);
+    ASSERT_TRUE(text != NULL);
+    ASSERT_STR_CONTAINS(text, "\"read_bytes\": 123456789, \"phases\": {\"fetch_ms\": 1, \"decrypt_decompress_ms\": 2, "
+                              "\"write_ms\": 3, \"fsync_ms\": 4, \"check_ms\": 5, \"total_ms\": 15}}");
+    struct drill_summary s;
+    struct tm_error err;
+    ASSERT_EQ(drill_record_parse(text, &s, &err), 0);
+    free(text);
+    ASSERT_EQ(s.read_bytes, 123456789);
+    ASSERT_EQ(s.rto_ms, 20);
+    ASSERT_EQ(drill_record_parse("{\"phases\": {\"total_ms\": 15, \"rto_ms\": 9}, \"rto_ms\": 20}", &s, &err), 0);
+    ASSERT_EQ(s.rto_ms, 20);   /* the nested member is not the record's */
+    ASSERT_EQ(s.read_bytes, -1);
+    ASSERT_EQ(drill_record_parse("{\"a\": {\"b\": {\"c\": {\"d\": {}}}}, \"rto_ms\": 3}", &s, &err), 0);
+    ASSERT_EQ(s.rto_ms, 3);
+    ASSERT_EQ(drill_record_parse("{\"a\": {\"b\": {\"c\": {\"d\": {\"e\": {}}}}}}", &s, &err), -1);
 }
 
 int main(void)
@@ -623,6 +652,7 @@ int main(void)
         return 2;
     static const struct test_case cases[] = {
         {"layout: every key, escaped database names", test_layout_keys},
+        {"drill record: phases and read bytes", test_drill_record_phases_and_read_bytes},
         {"layout: parses only the names it writes", test_layout_parses_only_its_names},
         {"catalog: every kind of two generations; strays ignored", test_catalog_lists_every_kind},
         {"catalog: a database with no archive has no generation", test_catalog_of_nothing},

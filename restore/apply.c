@@ -200,12 +200,21 @@ static int delta_check_header(void *ctx, const struct delta_header *h, struct tm
     return 0;
 }
 
+/* The stored size of a job's object (its name's); 0 for STOP and MISSING. */
+static uint64_t job_bytes(const struct restore_job *job)
+{
+    switch (job->kind) {
+    case JOB_SNAPSHOT: return job->snap->size;
+    case JOB_DELTA: return job->delta->size;
+    case JOB_SEGMENT: return job->seg->size;
+    default: return 0;
+    }
+}
+
 /* After an object was read whole and every check passed: what it adds. */
 static void job_applied(struct restore_state *rs, const struct restore_job *job, const struct job_outcome *out)
 {
-    rs->read_bytes += job->kind == JOB_SNAPSHOT ? job->snap->size
-                      : job->kind == JOB_DELTA  ? job->delta->size
-                      : job->kind == JOB_SEGMENT ? job->seg->size : 0;
+    rs->read_bytes += job_bytes(job);
     if (job->kind == JOB_SNAPSHOT) {
         rs->db_size = out->h.snap.page_count;
         memcpy(rs->chain, out->h.snap.chain_hash, sizeof rs->chain);
@@ -306,7 +315,7 @@ int restore_apply_replay(const struct catalog_generation *gen, const struct cata
         const struct restore_job *job = &list.jobs[i];
         if (job->kind == JOB_DELTA || job->kind == JOB_SEGMENT) {
             out->objects++;
-            out->bytes += job->kind == JOB_DELTA ? job->delta->size : job->seg->size;
+            out->bytes += job_bytes(job);
         }
         out->gap |= job->kind == JOB_MISSING;
     }

@@ -31,7 +31,8 @@
  *    makes the sidecar read what is pending into memory and let go;
  *    while unpinned the WAL is read every millisecond, and the pin is
  *    taken again once no checkpoint runs and the WAL restarted, or
- *    REPIN_AFTER_MS passed;
+ *    REPIN_AFTER_MS passed (meanwhile the tailer's guard thread holds a
+ *    restarted WAL, in case the loop is late: tailer_guard.c);
  *  - while a snapshot's worker thread writes (snapshots.c), the loop's
  *    thread does the same through pin_follow_beside_worker, without
  *    shipping (the worker has the shipper).
@@ -141,8 +142,9 @@ void pin_before_shipping(struct db_context *ctx)
     int rc = tailer_advance_pin(t, &err);
     if (rc == TAILER_OK)
         ctx->pin.moves++;
-    log_event(LOG_DEBUG, ctx->cfg->name, NULL, "pinned again before shipping after %lld ms: %d",
-              (long long)(clock_now_ms() - ctx->pin.unpinned_ms), rc);
+    log_event(LOG_DEBUG, ctx->cfg->name, NULL, "pinned again before shipping after %lld ms: %d (the guard has held "
+              "%llu restarted WAL(s) so far)", (long long)(clock_now_ms() - ctx->pin.unpinned_ms), rc,
+              (unsigned long long)tailer_guard_holds(t));
 }
 
 /* The pin was just let go on purpose: remember where (note_unpinned),
@@ -336,8 +338,9 @@ static int follow_unpinned(struct db_context *ctx, struct tm_error *err)
         int pinned = tailer_advance_pin(ctx->tailer, err);
         if (pinned == TAILER_LATER && database_ship_all(ctx, err) == 0)   /* slot 0 needs all shipped */
             pinned = tailer_advance_pin(ctx->tailer, err);
-        log_event(LOG_DEBUG, ctx->cfg->name, NULL, "pin again after %lld ms (%s): %d",
-                  (long long)(clock_now_ms() - ctx->pin.unpinned_ms), restarted ? "restarted" : "timeout", pinned);
+        log_event(LOG_DEBUG, ctx->cfg->name, NULL, "pin again after %lld ms (%s): %d (the guard has held %llu "
+                  "restarted WAL(s) so far)", (long long)(clock_now_ms() - ctx->pin.unpinned_ms),
+                  restarted ? "restarted" : "timeout", pinned, (unsigned long long)tailer_guard_holds(ctx->tailer));
         ctx->pin.moves += pinned == TAILER_OK;
     }
     return rc == TAILER_OK || rc == TAILER_LATER ? TAILER_OK : rc;

@@ -10,8 +10,11 @@
  * read-mark slot, unpinning), the application's locks, checkpoints and
  * release. tailer_restart.c: WAL restarts (the old WAL's tail read into
  * memory, the commit counter's proof, following a new or emptied WAL),
- * tailer_detach, resuming after a release. tailer_internal.h holds
- * struct tailer and what the three files share.
+ * tailer_detach, resuming after a release. tailer_guard.c: the thread
+ * that holds a WAL restarted while the pin is let go. tailer_copy.c:
+ * snapshots from the files. tailer_turso.c, tailer_ahead.c: the Turso
+ * engine's route. tailer_internal.h holds struct tailer and what the
+ * files share.
  *
  * DESIGN
  *
@@ -96,7 +99,10 @@
  *    sidecar keeps up, the daemon lets go of the pin so that the
  *    application's own checkpoint and next writer restart the WAL
  *    (not for an application seen running RESTART/TRUNCATE checkpoints
- *    itself: those restart it, and the pin only moves).
+ *    itself: those restart it, and the pin only moves). Once restarted,
+ *    the new WAL is held by the guard's read transaction until the pin
+ *    is taken again (tailer_guard.c), so that a loop that comes back
+ *    late does not find it restarted again over frames not read.
  *  - Once a tick (and a second) passed without a commit, the daemon runs a PASSIVE
  *    checkpoint (it never waits and never blocks a writer) and, the WAL
  *    being wholly backfilled, moves the pin onto slot 0, where no
@@ -105,9 +111,9 @@
  *    the pending frames can be read into memory (tailer_detach), so that
  *    the pin can be let go all the same.
  *
- * Both connections disable checkpoint-on-close and keep the WAL file on
- * close (SQLITE_FCNTL_PERSIST_WAL), so stopping the sidecar never deletes
- * the WAL it will want to resume from. */
+ * Every connection (the two, and the guard's) disables checkpoint-on-close
+ * and keeps the WAL file on close (SQLITE_FCNTL_PERSIST_WAL), so stopping
+ * the sidecar never deletes the WAL it will want to resume from. */
 #include "tailer_internal.h"
 
 #include <errno.h>
@@ -168,7 +174,7 @@ int tailer_check_file(const char *db_path, struct tm_error *err)
     return check_database_file(db_path, &page_size, err);
 }
 
-static int open_connection(const char *path, sqlite3 **out, struct tm_error *err)
+int tailer_open_connection(const char *path, int busy_timeout_ms, sqlite3 **out, struct tm_error *err)
 {
     sqlite3 *db = NULL;
     if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
@@ -179,7 +185,7 @@ static int open_connection(const char *path, sqlite3 **out, struct tm_error *err
     int on = 1;
     sqlite3_db_config(db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
     sqlite3_file_control(db, "main", SQLITE_FCNTL_PERSIST_WAL, &on);
-    sqlite3_busy_timeout(db, READ_BUSY_TIMEOUT_MS);
+    sqlite3_busy_timeout(db, busy_timeout_ms);
     *out = db;
     return 0;
 }
@@ -189,7 +195,7 @@ static int open_connection(const char *path, sqlite3 **out, struct tm_error *err
 static int open_connections(struct tailer *t, const char *db_path, struct tm_error *err)
 {
     for (int i = 0; i < 2; i++) {
-        if (open_connection(db_path, &t->conn[i], err) != 0)
+        if (tailer_open_connection(db_path, READ_BUSY_TIMEOUT_MS, &t->conn[i], err) != 0)
             return -1;
         if (sqlite3_prepare_v2(t->conn[i], "SELECT 1 FROM sqlite_master LIMIT 1", -1, &t->pin_stmt[i],
                                NULL) != SQLITE_OK) {
@@ -285,7 +291,7 @@ int tailer_open(const char *db_path, enum tailer_engine engine, struct tailer **
     if (tailer_begin_read(t, 0, err) != 0)
         goto fail;
     t->pin.conn = 0;
-    if (open_wal_files(t, db_path, err) != 0)
+    if (open_wal_files(t, db_path, err) != 0 || tailer_guard_start(t, err) != 0)
         goto fail;
     struct pin first;
     if (tailer_take_pin(t, 1, 1, &first, err) != 0)
@@ -304,7 +310,8 @@ void tailer_close(struct tailer *t)
 {
     if (!t)
         return;
-    tailer_turso_free(t);   /* first: its thread reads the WAL descriptor */
+    tailer_guard_free(t);   /* first: their threads read the tailer's descriptors */
+    tailer_turso_free(t);
     for (int i = 0; i < 2; i++) {
         if (t->conn[i] && !sqlite3_get_autocommit(t->conn[i]))
             sqlite3_exec(t->conn[i], "COMMIT", NULL, NULL, NULL);

@@ -115,8 +115,12 @@ int tailer_advance_pin(struct tailer *t, struct tm_error *err);
  * counter is known: a restart while unpinned is then followed by reading
  * the old WAL's tail and proving with the counter that no commit was
  * missed (tailer_scan; TAILER_BROKEN if one was). TAILER_OK or
- * TAILER_LATER. tailer_advance_pin pins again. */
+ * TAILER_LATER. tailer_advance_pin pins again. Until then, on the SQLite
+ * route, a thread of the tailer's holds the WAL the writer restarted, so
+ * that it does not restart again over frames not read (tailer_guard.c). */
 int tailer_unpin(struct tailer *t);
+/* How many times that thread has held a restarted WAL (for the log). */
+uint64_t tailer_guard_holds(const struct tailer *t);
 
 /* Reads every pending frame into memory (at most 64 MiB), so that they
  * are shipped from there and need no pin: tailer_unpin is then possible

@@ -1,6 +1,6 @@
 /* tailer_internal.h - private to the tailer's files (tailer.c,
  * tailer_pin.c, tailer_restart.c, tailer_copy.c, tailer_turso.c,
- * tailer_ahead.c): struct tailer and the functions they
+ * tailer_ahead.c, tailer_guard.c): struct tailer and the functions they
  * share. Nothing else includes it; the tailer's interface is tailer.h.
  * The design: the DESIGN comment in tailer.c. */
 #ifndef TM_TAILER_INTERNAL_H
@@ -50,6 +50,9 @@ struct tailer {
     struct wal_position published[PUBLISHED_SEEN];   /* commit ends seen published (a ring) */
     size_t published_next;
     sqlite3 *conn[2];               /* two read connections: the pin is handed over between them */
+    /* The SQLite route's guard: a thread that holds a restarted WAL
+     * while the pin is let go (tailer_guard.c); NULL on the Turso route. */
+    struct tailer_guard *guard;
     sqlite3_stmt *pin_stmt[2];
     struct pin pin;
     int wal_fd;
@@ -98,6 +101,10 @@ int tailer_sql_fail(struct tm_error *err, sqlite3 *db, const char *what, const c
 /* wal_scan's callback: records the commit ending at `end` as pending,
  * stamped with the time it was first seen; 0, or -1 (out of memory). */
 int tailer_record_commit(void *ctx, const struct wal_position *end, uint32_t db_size, struct tm_error *err);
+
+/* Opens a read connection to `path` that never checkpoints nor deletes
+ * the WAL at close, with this busy timeout; 0 or -1. */
+int tailer_open_connection(const char *path, int busy_timeout_ms, sqlite3 **out, struct tm_error *err);
 
 /* tailer_pin.c */
 
@@ -174,6 +181,18 @@ int tailer_ahead_follow_next(struct tailer *t, const struct wal_header *fresh, s
 /* Whether a WAL after the one followed (or any, following none) is gone
  * with proven frames in memory: it is followed before the WAL on disk. */
 int tailer_ahead_has_next(struct tailer *t);
+
+/* tailer_guard.c (the SQLite route's guard while the pin is let go) */
+
+/* Opens the guard's connection and starts its thread, disarmed; 0 or -1
+ * (t->guard is then freed by tailer_guard_free). */
+int tailer_guard_start(struct tailer *t, struct tm_error *err);
+/* Stops the thread (its read transaction ended) and frees the guard. */
+void tailer_guard_free(struct tailer *t);
+/* The pin was let go: hold the WAL once the writer restarts it. */
+void tailer_guard_arm(struct tailer *t);
+/* The pin is held again: the guard lets go of its hold, if any. */
+void tailer_guard_disarm(struct tailer *t);
 
 /* tailer_restart.c */
 

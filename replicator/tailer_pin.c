@@ -169,6 +169,7 @@ int tailer_hand_over(struct tailer *t, int any, struct tm_error *err)
               fresh.conn, fresh.salt1, fresh.frame, fresh.slot0, fresh.maybe_slot0, fresh.covers_shipped,
               t->shipped.frame, t->pending_count);
     t->pin = fresh;
+    tailer_guard_disarm(t);
     t->restart_unsafe |= !tailer_pin_safe(&t->pin);
     return TAILER_OK;
 }
@@ -182,6 +183,7 @@ int tailer_unpin(struct tailer *t)
     tailer_end_read(t, t->pin.conn);
     t->pin.conn = -1;
     t->pin.known = 0;
+    tailer_guard_arm(t);   /* until it is held again, a restarted WAL is held by the guard */
     return TAILER_OK;
 }
 

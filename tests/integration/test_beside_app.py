@@ -89,7 +89,8 @@ def check_one_generation(env):
     check(started == 1 and len(listed) == 1,
           "the sidecar started %d generation(s) (list shows %d): the application's writes or checkpoints broke "
           "its continuity: %s" % (started, len(listed),
-                                  "\n".join(l for l in log.splitlines() if "generation" in l or "restart" in l)[-2000:]))
+                                  "\n".join(l for l in log.splitlines()
+                                            if "level=warn" in l or "level=error" in l or "new generation" in l)[-3000:]))
 
 def schema_of(path):
     db = sqlite3.connect(path)

@@ -240,6 +240,48 @@ static void test_commits_lost_in_a_restart_are_detected(void)
     fixture_close(&f);
 }
 
+/* Unpinned, the writer restarts the WAL; from then on the tailer's guard
+ * holds the new WAL, so that the application's checkpoint cannot copy it
+ * all and its next writer cannot restart it a second time over frames
+ * not read (without the guard, commit d would overwrite b and c). Every
+ * commit is then read: the old WAL's tail, and the new WAL whole. */
+static void test_guard_holds_a_restarted_wal_until_pinned(void)
+{
+    struct fixture f;
+    ASSERT_EQ(fixture_open(&f), 0);
+    struct sql_truth truths[3], tail[1], after[3], ignored;
+    struct tm_error err;
+    ASSERT_EQ(sql_writer_transactions(&f.writer, 1, 3, truths), 0);
+    ASSERT_EQ(tailer_scan(f.tailer, now_ms(), &err), TAILER_OK);
+    uint32_t old_salt1 = tailer_header(f.tailer)->salt1;
+    ship_and_check(&f, truths, 3, old_salt1);
+    ASSERT_PASSING();
+    ASSERT_EQ(tailer_unpin(f.tailer), TAILER_OK);
+    ASSERT_EQ(tailer_guard_holds(f.tailer), 0);
+    ASSERT_EQ(sql_writer_run(&f.writer, "INSERT INTO t VALUES (301, 'old tail')", &tail[0]), 0);
+    ASSERT_EQ(sql_writer_run(&f.writer, "PRAGMA wal_checkpoint(RESTART)", &ignored), 0);
+    ASSERT_EQ(sql_writer_run(&f.writer, "INSERT INTO t VALUES (302, 'restarted')", &after[0]), 0);
+    ASSERT_TRUE(after[0].end_frame < tail[0].end_frame);   /* the WAL restarted */
+    for (int waited_ms = 0; waited_ms < 2000 && tailer_guard_holds(f.tailer) == 0; waited_ms++)
+        usleep(1000);
+    ASSERT_EQ(tailer_guard_holds(f.tailer), 1);
+    ASSERT_EQ(sql_writer_run(&f.writer, "INSERT INTO t VALUES (303, 'c')", &after[1]), 0);
+    ASSERT_EQ(sql_writer_run(&f.writer, "PRAGMA wal_checkpoint(PASSIVE)", &ignored), 0);
+    ASSERT_EQ(sql_writer_run(&f.writer, "INSERT INTO t VALUES (304, 'd')", &after[2]), 0);
+    ASSERT_TRUE(after[2].end_frame > after[1].end_frame);   /* no second restart */
+    ASSERT_EQ(tailer_scan(f.tailer, now_ms(), &err), TAILER_OK);
+    ASSERT_EQ(tailer_switching(f.tailer), 1);
+    ship_and_check(&f, tail, 1, old_salt1);
+    ASSERT_PASSING();
+    ASSERT_EQ(tailer_scan(f.tailer, now_ms(), &err), TAILER_OK);
+    ASSERT_EQ(tailer_header(f.tailer)->salt1, old_salt1 + 1);
+    ship_and_check(&f, after, 3, old_salt1 + 1);
+    ASSERT_PASSING();
+    ASSERT_EQ(tailer_advance_pin(f.tailer, &err), TAILER_OK);
+    ASSERT_EQ(tailer_guard_holds(f.tailer), 1);
+    fixture_close(&f);
+}
+
 /* A reopened tailer continues exactly at a shipped commit of the same
  * WAL (1), and not at a position whose checksum does not match (0). */
 static void test_resume_at_a_shipped_commit(void)
@@ -352,6 +394,7 @@ int main(int argc, char **argv)
         {"tailer: restart after the sidecar's checkpoint", test_restart_after_the_sidecars_checkpoint},
         {"tailer: restart while unpinned keeps the old tail", test_restart_while_unpinned_keeps_the_old_tail},
         {"tailer: commits lost in a restart are detected", test_commits_lost_in_a_restart_are_detected},
+        {"tailer: guard holds a restarted WAL until pinned", test_guard_holds_a_restarted_wal_until_pinned},
         {"tailer: resume at a shipped commit", test_resume_at_a_shipped_commit},
         {"tailer: snapshot is the database at the pin", test_snapshot_is_the_database_at_the_pin},
         {"tailer: snapshot gives way and leaves nothing", test_snapshot_gives_way_and_leaves_nothing},

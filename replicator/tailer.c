@@ -454,6 +454,10 @@ int tailer_scan(struct tailer *t, int64_t now_ms, struct tm_error *err)
         return -1;
     if (index_ok)
         add_sighting(t, index.changes, now_ms);
+    /* before anything is recorded: commits adopted below were made since
+     * the last scan, so its time would stamp them before they existed */
+    if (now_ms > t->last_commit_ms)
+        t->last_commit_ms = now_ms;
     if (t->coord && index_ok && !t->switching &&
         (t->have_header ? index.salt1 != t->hdr.salt1 || index.salt2 != t->hdr.salt2 : tailer_ahead_has_runs(t))) {
         /* the Turso route: the WAL followed is gone, maybe with frames
@@ -463,8 +467,6 @@ int tailer_scan(struct tailer *t, int64_t now_ms, struct tm_error *err)
         if (!t->have_header && tailer_ahead_follow_next(t, found ? &fresh : NULL, err) < 0)
             return -1;
     }
-    if (now_ms > t->last_commit_ms)
-        t->last_commit_ms = now_ms;
     if (t->switching) {
         if (t->pending_count)
             return TAILER_OK;   /* the old WAL's tail is shipped first */
@@ -478,8 +480,6 @@ int tailer_scan(struct tailer *t, int64_t now_ms, struct tm_error *err)
     int status = tailer_follow_new_header(t, &fresh, err);
     if (status != TAILER_OK || t->switching)
         return status;
-    if (now_ms > t->last_commit_ms)
-        t->last_commit_ms = now_ms;
     int same_wal = index_ok && index.salt1 == t->hdr.salt1 && index.salt2 == t->hdr.salt2;
     uint32_t limit = same_wal ? index.max_frame : 0;
     if (limit > t->index_max_seen)

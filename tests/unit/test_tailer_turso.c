@@ -851,7 +851,8 @@ static void test_coordination_file_replaced_or_changed(void)
  * tailer's thread; then a TRUNCATE checkpoint with the commit counted
  * comes before any scan. Case `holds`: the database file holds the
  * checkpointed pages: the commit is adopted (pending, its frames shipped
- * from memory, exact). Otherwise: TAILER_BROKEN. */
+ * from memory, exact, stamped no earlier than it was made: not with the
+ * time of the scan before it). Otherwise: TAILER_BROKEN. */
 static void read_ahead_then_truncate(int holds)
 {
     struct fixture f;
@@ -871,6 +872,8 @@ static void read_ahead_then_truncate(int holds)
     struct tm_error err;
     ASSERT_EQ(scan(&f, &err), TAILER_OK);
     ASSERT_EQ(tailer_unpin(f.tailer), TAILER_OK);
+    pause_ms(20);
+    int64_t written_from_ms = now_ms();
     /* two commits written, not published yet (the second spans pages) */
     app_commit(&f, "INSERT INTO t(v) VALUES (randomblob(500))");
     app_commit(&f, "INSERT INTO t(v) VALUES (randomblob(9000))");
@@ -911,6 +914,10 @@ static void read_ahead_then_truncate(int holds)
     ASSERT_EQ(status, TAILER_OK);
     expect_pending(&f, written, 2, &old);
     ASSERT_PASSING();
+    size_t count;
+    const struct tailer_commit *adopted = tailer_pending(f.tailer, &count);
+    for (size_t i = 0; i < count; i++)
+        ASSERT_TRUE(adopted[i].time_ms >= written_from_ms);
     ship_into(&f, image, written, 2);
     ASSERT_PASSING();
     /* the next WAL is followed after it, the counter agreeing */

@@ -14,7 +14,9 @@
  * in storage/s3_upload.c; the state both files share is in
  * storage/s3_internal.h. Reads fetch the object in ranges of READ_CHUNK
  * bytes (Range GET), so memory is bounded and a dropped connection costs
- * one range, retried from where it stopped.
+ * one range, retried from where it stopped; the ranges after the first
+ * are fetched ahead on a thread while the caller reads
+ * (storage/s3_read_ahead.c).
  * fetch_files downloads several whole objects at once into local files
  * (restore's prefetch), resuming a dropped transfer with a Range.
  *
@@ -47,6 +49,7 @@ struct s3_reader {
     struct buffer chunk;
     size_t chunk_pos;
     struct response resp;
+    struct s3_read_ahead *ahead;   /* the next ranges (whole reads of more than one range) */
 };
 
 static int fetch_chunk(struct s3_reader *r, struct tm_error *err)
@@ -78,7 +81,30 @@ static int fetch_chunk(struct s3_reader *r, struct tm_error *err)
     return 0;
 }
 
-static int s3_read_begin_ranged(void *self, const char *key, size_t range, void **handle, struct tm_error *err)
+/* After the first range of a whole read: the next ones fetched ahead
+ * (s3_read_ahead.c). Without a thread the read goes on one range after
+ * the other, as before. */
+static void start_reading_ahead(struct s3_reader *r)
+{
+    struct tm_error ignored;
+    if (r->fetched < r->total &&
+        s3_read_ahead_start(&r->s3->ep, r->key, r->fetched, r->total, r->range, &r->ahead, &ignored) != 0)
+        r->ahead = NULL;
+}
+
+/* The next range, from the thread reading ahead. */
+static int take_chunk_read_ahead(struct s3_reader *r, struct tm_error *err)
+{
+    if (s3_read_ahead_take(r->ahead, r->fetched, &r->chunk, err) != 0)
+        return -1;
+    r->fetched += r->chunk.len;
+    r->chunk_pos = 0;
+    return 0;
+}
+
+/* A read in ranges of `range` bytes; `whole`: of the whole object (the
+ * next ranges are fetched ahead), else capped (storage.c). */
+static int begin_read(void *self, const char *key, size_t range, int whole, void **handle, struct tm_error *err)
 {
     struct s3_reader *r = calloc(1, sizeof *r);
     if (!r || !(r->key = strdup(key))) {
@@ -95,13 +121,20 @@ static int s3_read_begin_ranged(void *self, const char *key, size_t range, void 
         free(r);
         return -1;
     }
+    if (whole)
+        start_reading_ahead(r);
     *handle = r;
     return 0;
 }
 
+static int s3_read_begin_ranged(void *self, const char *key, size_t range, void **handle, struct tm_error *err)
+{
+    return begin_read(self, key, range, 0, handle, err);
+}
+
 static int s3_read_begin(void *self, const char *key, void **handle, struct tm_error *err)
 {
-    return s3_read_begin_ranged(self, key, READ_CHUNK, handle, err);
+    return begin_read(self, key, READ_CHUNK, 1, handle, err);
 }
 
 static int s3_read(void *handle, void *buf, size_t len, size_t *got, struct tm_error *err)
@@ -111,7 +144,7 @@ static int s3_read(void *handle, void *buf, size_t len, size_t *got, struct tm_e
     if (r->chunk_pos == r->chunk.len) {
         if (r->fetched >= r->total)
             return 0;
-        if (fetch_chunk(r, err) != 0)
+        if ((r->ahead ? take_chunk_read_ahead(r, err) : fetch_chunk(r, err)) != 0)
             return -1;
     }
     size_t take = r->chunk.len - r->chunk_pos;
@@ -126,6 +159,7 @@ static int s3_read(void *handle, void *buf, size_t len, size_t *got, struct tm_e
 static void s3_read_end(void *handle)
 {
     struct s3_reader *r = handle;
+    s3_read_ahead_free(r->ahead);
     free(r->chunk.data);
     free(r->resp.error_body.data);
     free(r->key);

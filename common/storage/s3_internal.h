@@ -1,6 +1,8 @@
 /* storage/s3_internal.h - the S3 driver's state, shared by its files and
  * private to them: storage/s3.c (reading, listing, deleting, fetching,
- * checks, the driver table) and storage/s3_upload.c (writes and uploads).
+ * checks, the driver table), storage/s3_read_ahead.c (the next ranges of
+ * a read, fetched on a thread) and storage/s3_upload.c (writes and
+ * uploads).
  * The storage interface (storage.h) is the public one. */
 #ifndef TM_S3_INTERNAL_H
 #define TM_S3_INTERNAL_H
@@ -40,5 +42,18 @@ int s3_put_file(void *self, const char *key, const char *path, storage_done_fn d
 /* Stops and frees the asynchronous uploads in flight, without calling
  * their done functions (the storage is being freed). */
 void s3_uploads_cancel(struct s3_storage *s3);
+
+/* The ranges of `key` from `first_offset` on (`range` bytes each, up to
+ * `total`), fetched ahead on a thread of their own (s3_read_ahead.c).
+ * 0, or -1 with err set. */
+struct s3_read_ahead;
+int s3_read_ahead_start(struct s3_endpoint *ep, const char *key, uint64_t first_offset, uint64_t total,
+                        size_t range, struct s3_read_ahead **out, struct tm_error *err);
+/* The range at `offset` (the next one, in order), waited for: its bytes
+ * are swapped into *chunk, whose old buffer the thread reuses. 0, or -1
+ * with the range's error. */
+int s3_read_ahead_take(struct s3_read_ahead *a, uint64_t offset, struct buffer *chunk, struct tm_error *err);
+/* Stops the thread (a range in transfer is finished first) and frees. */
+void s3_read_ahead_free(struct s3_read_ahead *a);
 
 #endif

@@ -231,6 +231,104 @@ static void test_capped_read(void)
     storage_free(st);
 }
 
+/* ------------------------------------------- reads of several ranges */
+
+#define RANGE_BYTES (4u * 1024 * 1024)   /* storage/s3.c's READ_CHUNK */
+
+static uint8_t byte_at(size_t offset)
+{
+    return (uint8_t)((offset * 2654435761u) >> 13);
+}
+
+/* Writes an object of `size` bytes whose every byte says where it is. */
+static void put_patterned(struct storage *st, const char *key, size_t size)
+{
+    struct tm_error err;
+    struct storage_writer *w;
+    static uint8_t block[65536];
+    ASSERT_EQ(storage_write_begin(st, key, &w, &err), 0);
+    for (size_t done = 0; done < size;) {
+        size_t take = size - done < sizeof block ? size - done : sizeof block;
+        for (size_t i = 0; i < take; i++)
+            block[i] = byte_at(done + i);
+        ASSERT_EQ(storage_write(w, block, take, &err), 0);
+        done += take;
+    }
+    ASSERT_EQ(storage_write_commit(w, &err), 0);
+}
+
+/* Reads from r in pieces of an odd size until the end or an error;
+ * every byte must be the pattern's. Returns the bytes read, *rc the
+ * last storage_read's status. */
+static size_t read_checked(struct storage_reader *r, int *rc, struct tm_error *err)
+{
+    static uint8_t piece[100003];
+    size_t offset = 0, got = 0;
+    do {
+        *rc = storage_read(r, piece, sizeof piece, &got, err);
+        for (size_t i = 0; *rc == 0 && i < got; i++)
+            if (piece[i] != byte_at(offset + i)) {
+                fprintf(stderr, "  byte %zu differs\n", offset + i);
+                *rc = -2;
+                break;
+            }
+        offset += *rc == 0 ? got : 0;
+    } while (*rc == 0 && got > 0);
+    return offset;
+}
+
+/* An object of three ranges and a bit, read whole while the next ranges
+ * are fetched ahead: every byte in order, then the end; closed after a
+ * few bytes, the read stops at once. */
+static void test_read_of_several_ranges(void)
+{
+    struct storage *st = open_replica();
+    ASSERT_TRUE(st);
+    size_t size = 3 * RANGE_BYTES + 12345;
+    put_patterned(st, "app/big.snap", size);
+    ASSERT_PASSING();
+    struct storage_reader *r;
+    struct tm_error err;
+    int rc;
+    ASSERT_EQ(storage_read_begin(st, "app/big.snap", &r, &err), 0);
+    ASSERT_EQ(read_checked(r, &rc, &err), size);
+    ASSERT_EQ(rc, 0);
+    storage_read_end(r);
+    uint8_t first[10];
+    size_t got;
+    ASSERT_EQ(storage_read_begin(st, "app/big.snap", &r, &err), 0);
+    ASSERT_EQ(storage_read(r, first, sizeof first, &got, &err), 0);
+    ASSERT_EQ(got, sizeof first);
+    ASSERT_EQ(first[9], byte_at(9));
+    storage_read_end(r);
+    storage_free(st);
+}
+
+/* The object deleted while it is read: the ranges fetched before are
+ * read whole and exact, and the error comes at a range's start, naming
+ * the object; nothing after it. */
+static void test_range_failing_mid_read(void)
+{
+    struct storage *st = open_replica();
+    ASSERT_TRUE(st);
+    size_t size = 6 * RANGE_BYTES;
+    put_patterned(st, "app/gone.snap", size);
+    ASSERT_PASSING();
+    struct storage_reader *r;
+    struct tm_error err;
+    int rc;
+    ASSERT_EQ(storage_read_begin(st, "app/gone.snap", &r, &err), 0);
+    const char *keys[] = {"app/gone.snap"};
+    ASSERT_EQ(storage_remove_many(st, keys, 1, &err), 0);
+    size_t read = read_checked(r, &rc, &err);
+    ASSERT_EQ(rc, -1);
+    ASSERT_TRUE(read >= RANGE_BYTES && read < size);
+    ASSERT_EQ(read % RANGE_BYTES, 0);
+    ASSERT_STR_CONTAINS(err.msg, "app/gone.snap");
+    storage_read_end(r);
+    storage_free(st);
+}
+
 int main(void)
 {
     static const struct test_case cases[] = {
@@ -248,6 +346,8 @@ int main(void)
         {"s3 storage: a wrong secret is refused", test_wrong_secret_is_refused},
         {"s3 storage: part size grown to stay under 10,000 parts", test_part_size_stays_under_ten_thousand_parts},
         {"s3 storage: a capped read refuses an object over the cap as corrupt", test_capped_read},
+        {"s3 storage: a read of several ranges, fetched ahead", test_read_of_several_ranges},
+        {"s3 storage: a range failing mid-read is the error at its place", test_range_failing_mid_read},
     };
     size_t count = sizeof cases / sizeof *cases;
     runner_pid = getpid();

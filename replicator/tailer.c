@@ -197,7 +197,7 @@ static int open_connections(struct tailer *t, const char *db_path, struct tm_err
     for (int i = 0; i < 2; i++) {
         if (tailer_open_connection(db_path, READ_BUSY_TIMEOUT_MS, &t->conn[i], err) != 0)
             return -1;
-        if (sqlite3_prepare_v2(t->conn[i], "SELECT 1 FROM sqlite_master LIMIT 1", -1, &t->pin_stmt[i],
+        if (sqlite3_prepare_v2(t->conn[i], TAILER_READ_SQL, -1, &t->pin_stmt[i],
                                NULL) != SQLITE_OK) {
             tailer_sql_fail(err, t->conn[i], "cannot prepare", db_path);
             return -1;

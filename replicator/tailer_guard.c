@@ -67,19 +67,6 @@ struct tailer_guard {
 
 /* --------------------------------------------------------- the thread */
 
-static int guard_begin_read(struct tailer_guard *g)
-{
-    if (sqlite3_exec(g->conn, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
-        return -1;
-    int rc = sqlite3_step(g->read_stmt);
-    sqlite3_reset(g->read_stmt);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-        sqlite3_exec(g->conn, "ROLLBACK", NULL, NULL, NULL);
-        return -1;
-    }
-    return 0;
-}
-
 static void guard_end_read(struct tailer_guard *g)
 {
     if (!sqlite3_get_autocommit(g->conn))
@@ -120,7 +107,7 @@ static void guard_look(struct tailer_guard *g, int *holding, int64_t *held_since
 {
     uint32_t now1, now2;
     if (!*holding) {
-        if (restarted_since(g, *salt1, *salt2, &now1, &now2) && guard_begin_read(g) == 0) {
+        if (restarted_since(g, *salt1, *salt2, &now1, &now2) && tailer_read_txn_begin(g->conn, g->read_stmt) == 0) {
             *holding = 1;   /* (busy: tried again at the next look) */
             *held_since_ms = clock_now_ms();
             *salt1 = now1;
@@ -184,7 +171,7 @@ int tailer_guard_start(struct tailer *t, struct tm_error *err)
     t->guard = g;
     if (tailer_open_connection(t->db_path, 0, &g->conn, err) != 0)
         return -1;
-    if (sqlite3_prepare_v2(g->conn, "SELECT 1 FROM sqlite_master LIMIT 1", -1, &g->read_stmt, NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(g->conn, TAILER_READ_SQL, -1, &g->read_stmt, NULL) != SQLITE_OK)
         return tailer_sql_fail(err, g->conn, "cannot prepare", t->db_path);
     int rc = pthread_create(&g->thread, NULL, guard_thread, g);
     if (rc != 0)

@@ -106,7 +106,16 @@ int tailer_record_commit(void *ctx, const struct wal_position *end, uint32_t db_
  * the WAL at close, with this busy timeout; 0 or -1. */
 int tailer_open_connection(const char *path, int busy_timeout_ms, sqlite3 **out, struct tm_error *err);
 
+/* The statement whose first step makes a read transaction hold a
+ * snapshot (the pin's connections and the guard's). */
+#define TAILER_READ_SQL "SELECT 1 FROM sqlite_master LIMIT 1"
+
 /* tailer_pin.c */
+
+/* BEGIN on `db`, then a step of `read_stmt` (TAILER_READ_SQL), so that
+ * the transaction holds a snapshot; rolled back on failure. 0, -1 when
+ * BEGIN failed, -2 when the read did (the connection's error says why). */
+int tailer_read_txn_begin(sqlite3 *db, sqlite3_stmt *read_stmt);
 
 /* Begins a read transaction on connection `conn` and reads through it,
  * so that it holds a snapshot from now on; 0 or -1. */

@@ -26,19 +26,27 @@
 
 /* ------------------------------------------------------------ the pin */
 
+int tailer_read_txn_begin(sqlite3 *db, sqlite3_stmt *read_stmt)
+{
+    if (sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
+        return -1;
+    int rc = sqlite3_step(read_stmt);
+    sqlite3_reset(read_stmt);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+        return -2;
+    }
+    return 0;
+}
+
 int tailer_begin_read(struct tailer *t, int conn, struct tm_error *err)
 {
     if (t->coord)
         return tm_error_set(err, "internal: no read transaction on the Turso route");
-    if (sqlite3_exec(t->conn[conn], "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
-        return tailer_sql_fail(err, t->conn[conn], "cannot begin read transaction", t->db_path);
-    int rc = sqlite3_step(t->pin_stmt[conn]);
-    sqlite3_reset(t->pin_stmt[conn]);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-        tailer_sql_fail(err, t->conn[conn], "cannot read", t->db_path);
-        sqlite3_exec(t->conn[conn], "ROLLBACK", NULL, NULL, NULL);
-        return -1;
-    }
+    int rc = tailer_read_txn_begin(t->conn[conn], t->pin_stmt[conn]);
+    if (rc != 0)
+        return tailer_sql_fail(err, t->conn[conn], rc == -1 ? "cannot begin read transaction" : "cannot read",
+                               t->db_path);
     return 0;
 }
 

@@ -50,7 +50,8 @@ struct restore_state {
     size_t window_start, window_end;    /* segment indexes fetched, in gen->segments */
     char lease[512];                    /* our lease on the generation (common/lease.h) */
     struct restore_phases phases;       /* where the time went (restore.h) */
-    int64_t write_ns;                   /* in write_page */
+    int64_t write_ns;                   /* writing pages (write_page, replay_job) */
+    int time_each_write;                /* inline: write_page times each page */
     int64_t wait_ns;                    /* the writer waiting for the workers' next events */
 };
 

@@ -59,6 +59,10 @@ int pipeline_emit(struct pipeline_job *job, uint8_t type, const void *a, size_t 
  * consumed). */
 int pipeline_next(struct pipeline *p, size_t job, uint8_t *type, const uint8_t **data, size_t *len);
 
+/* The consumer's own: the nanoseconds pipeline_next has waited for the
+ * workers so far. */
+uint64_t pipeline_consumer_wait_ns(const struct pipeline *p);
+
 /* Stops the workers (their emits fail), joins them, frees p. Returns the
  * nanoseconds the workers spent running job functions, not counting their
  * waits for the consumer (their busy time, summed). NULL: 0. */

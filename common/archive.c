@@ -458,13 +458,17 @@ static int end_read(struct object_reader *r, int rc, uint8_t hash_out[OBJECT_HAS
     return rc;
 }
 
-/* Reads a 4-byte page number and its page into buf (4 + page_size bytes). */
-static int read_numbered_page(struct object_reader *r, uint8_t *buf, uint32_t page_size, uint32_t *page_number,
-                              struct tm_error *err)
+/* Reads a 4-byte page number and its page: *page points at the page, in
+ * the reader's buffer or in scratch (4 + page_size bytes; object.h
+ * object_read_view). */
+static int read_numbered_page(struct object_reader *r, uint8_t *scratch, uint32_t page_size, uint32_t *page_number,
+                              const uint8_t **page, struct tm_error *err)
 {
-    if (object_read(r, buf, 4 + (size_t)page_size, err) != 0)
+    const uint8_t *frame;
+    if (object_read_view(r, scratch, 4 + (size_t)page_size, &frame, err) != 0)
         return -1;
-    *page_number = archive_get_be32(buf);
+    *page_number = archive_get_be32(frame);
+    *page = frame + 4;
     return 0;
 }
 
@@ -485,12 +489,13 @@ static int read_transactions(struct object_reader *r, const struct segment_heade
             rc = v->on_txn(v->ctx, &txn, err);
         for (uint32_t f = 0; rc == 0 && f < txn.frame_count; f++) {
             uint32_t page_number;
-            if ((rc = read_numbered_page(r, frame, h->page_size, &page_number, err)) != 0)
+            const uint8_t *page;
+            if ((rc = read_numbered_page(r, frame, h->page_size, &page_number, &page, err)) != 0)
                 break;
             if (page_number == 0)
                 rc = tm_error_setc(err, TM_ERR_CORRUPT, "page number 0 in a transaction");
             else if (v && v->on_page)
-                rc = v->on_page(v->ctx, page_number, frame + 4, err);
+                rc = v->on_page(v->ctx, page_number, page, err);
         }
     }
     free(frame);
@@ -541,15 +546,16 @@ int snapshot_read_as(struct storage *st, const char *name, const char *identity,
         object_reader_close(r);
         return rc;
     }
-    uint8_t *page = malloc(header_out->page_size);
-    if (!page)
+    uint8_t *scratch = malloc(header_out->page_size);
+    if (!scratch)
         rc = tm_error_setc(err, TM_ERR_NO_MEMORY, "out of memory");
     for (uint32_t i = 0; rc == 0 && i < header_out->page_count; i++) {
-        rc = object_read(r, page, header_out->page_size, err);
+        const uint8_t *page;
+        rc = object_read_view(r, scratch, header_out->page_size, &page, err);
         if (rc == 0)
             rc = visitor->on_page(visitor->ctx, i + 1, page, err);
     }
-    free(page);
+    free(scratch);
     return end_read(r, rc, NULL, err);
 }
 
@@ -569,13 +575,14 @@ int delta_read(struct storage *st, const char *name, const struct crypto_keyring
     uint32_t previous = 0;
     for (uint32_t i = 0; rc == 0 && i < header_out->page_count; i++) {
         uint32_t page_number;
-        if ((rc = read_numbered_page(r, page, header_out->page_size, &page_number, err)) != 0)
+        const uint8_t *data;
+        if ((rc = read_numbered_page(r, page, header_out->page_size, &page_number, &data, err)) != 0)
             break;
         if (page_number <= previous)
             rc = tm_error_setc(err, TM_ERR_CORRUPT, "page numbers do not ascend (%u after %u)", page_number,
                                previous);
         else if (visitor && visitor->on_page)
-            rc = visitor->on_page(visitor->ctx, page_number, page + 4, err);
+            rc = visitor->on_page(visitor->ctx, page_number, data, err);
         previous = page_number;
     }
     free(page);

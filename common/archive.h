@@ -157,6 +157,8 @@ void archive_chain_start(const char *generation, uint8_t out[OBJECT_HASH_BYTES])
  * predates_binding is set for objects written before the binding
  * (envelope versions 1 and 2), which nothing ties to their place. */
 
+/* A page, valid only during the call (it may point into the reader's own
+ * buffer: object.h object_read_view); copy what must outlive it. */
 typedef int (*archive_page_fn)(void *ctx, uint32_t page_number, const uint8_t *page,
                                struct tm_error *err);
 

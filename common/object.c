@@ -423,17 +423,23 @@ static int fill_output(struct object_reader *r, int *ended, struct tm_error *err
     return 0;
 }
 
+/* Refills the decompressed output once it is all read. */
+static int refill_payload(struct object_reader *r, struct tm_error *err)
+{
+    int ended;
+    if (fill_output(r, &ended, err) != 0)
+        return -1;
+    if (ended)
+        return corrupt(r, err, "payload ends early");
+    return 0;
+}
+
 static int read_raw_payload(struct object_reader *r, uint8_t *buf, size_t len,
                             struct tm_error *err)
 {
     while (len > 0) {
-        if (r->out_pos == r->out_used) {
-            int ended;
-            if (fill_output(r, &ended, err) != 0)
-                return -1;
-            if (ended)
-                return corrupt(r, err, "payload ends early");
-        }
+        if (r->out_pos == r->out_used && refill_payload(r, err) != 0)
+            return -1;
         size_t avail = r->out_used - r->out_pos;
         size_t take = len < avail ? len : avail;
         memcpy(buf, r->out + r->out_pos, take);
@@ -618,6 +624,24 @@ int object_read(struct object_reader *r, void *buf, size_t len, struct tm_error 
         return -1;
     if (r->version == ENVELOPE_VERSION_PAYLOAD_HASH)
         crypto_generichash_update(&r->hash, buf, len);
+    return 0;
+}
+
+int object_read_view(struct object_reader *r, uint8_t *scratch, size_t len, const uint8_t **data,
+                     struct tm_error *err)
+{
+    if (len > 0 && r->out_pos == r->out_used && refill_payload(r, err) != 0)
+        return -1;
+    if (r->out_used - r->out_pos >= len) {   /* whole in the output buffer: no copy */
+        *data = r->out + r->out_pos;
+        r->out_pos += len;
+    } else {
+        if (read_raw_payload(r, scratch, len, err) != 0)
+            return -1;
+        *data = scratch;
+    }
+    if (r->version == ENVELOPE_VERSION_PAYLOAD_HASH)
+        crypto_generichash_update(&r->hash, *data, len);
     return 0;
 }
 

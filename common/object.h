@@ -66,6 +66,13 @@ int object_reader_open(struct storage *st, const char *name, const char *identit
 int object_reader_predates_binding(const struct object_reader *r);
 /* Reads exactly len payload bytes; running out early is an error. */
 int object_read(struct object_reader *r, void *buf, size_t len, struct tm_error *err);
+/* Like object_read, without a copy when it can: *data points at the len
+ * payload bytes, inside the reader's own buffer when they lie there whole
+ * (valid until the reader's next call), else copied into scratch (len
+ * bytes). A snapshot's pages are read this way: a copy of the database
+ * less per restore. */
+int object_read_view(struct object_reader *r, uint8_t *scratch, size_t len, const uint8_t **data,
+                     struct tm_error *err);
 /* After the last payload byte: checks the hash trailer and that nothing
  * follows. hash_out (may be NULL) receives the payload hash. */
 int object_reader_finish(struct object_reader *r, uint8_t hash_out[OBJECT_HASH_BYTES],

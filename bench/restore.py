@@ -22,7 +22,10 @@ Per size (BENCH_RESTORE_MB, default "256"; the issue's run is
     Litestream's; wall time, peak RSS (/usr/bin/time %M: the restore's
     own, not the forking Python's), and tidemark's `phases:` line when it
     prints one. Rounds are interleaved (BENCH_RESTORE_ROUNDS, default 3
-    up to 256 MB, else 1); figures are medians.
+    up to 256 MB, else 1); figures are medians. Before every timed run,
+    each tool's alike, a file of 1.25x the database is written and
+    deleted, untimed (warm_memory: this VM hands freed memory back to its
+    host, and the next writer of the page cache paid for it).
 BENCH_RESTORE_WITH=PATH restores with another tidemark binary (a branch's
 build, say) from the replicas this tree's tidemark made: before and after
 a change of the restore, on the same replicas.

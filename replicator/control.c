@@ -6,13 +6,22 @@
  * sidecar per state directory). Each accepted connection gets an ev_io
  * that reads one command line (bounded), hands it to the handler, and
  * stays open until control_reply (one line) or control_reply_document (a
- * whole document, `tidemark status`) answers. */
+ * whole document, `tidemark status`) answers.
+ *
+ * A document is sent without ever blocking the loop: what the socket does
+ * not take at once is kept (a copy) and written as the client reads, from
+ * an ev_io; a client that takes nothing for CONTROL_SEND_SECONDS is
+ * dropped (as /healthz's, monitoring.c). Before 0.14.3 the daemon wrote it
+ * blocking, up to a second per write, so a client that read slowly (a
+ * `dir:` entry's document is as large as its databases are many) stalled
+ * the loop, and with it the pin's giving way to the application's
+ * checkpoints. A one-line answer fits the socket's buffer: written at
+ * once. */
 #include "control.h"
 
 #include "../common/clock.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <poll.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -20,12 +29,12 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/time.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
 #define LINE_MAX_BYTES 1024   /* "snapshot NAME": a directory database's name */
+#define CONTROL_SEND_SECONDS 5.0
 
 struct control_client {
     ev_io io;
@@ -34,6 +43,9 @@ struct control_client {
     char line[LINE_MAX_BYTES];
     size_t used;
     int handed_over;           /* the handler has it; waiting for control_reply */
+    char *document;            /* sending: what is left of the answer (owned), else NULL */
+    size_t document_len, document_sent;
+    ev_timer deadline;         /* sending: drop a client that stops reading */
 };
 
 struct control_server {
@@ -65,7 +77,10 @@ static void client_free(struct control_client *c)
             break;
         }
     ev_io_stop(s->loop, &c->io);
+    if (c->document)
+        ev_timer_stop(s->loop, &c->deadline);
     close(c->io.fd);
+    free(c->document);
     free(c);
 }
 
@@ -80,25 +95,56 @@ void control_reply(struct control_client *c, const char *line)
     client_free(c);
 }
 
-void control_reply_document(struct control_client *c, const char *text, size_t len)
+/* Writes what the socket takes of [*sent, len) without blocking: 1 when
+ * all is written, 0 when the rest must wait, -1 when the client is gone. */
+static int write_some(int fd, const char *text, size_t len, size_t *sent)
 {
-    /* Written whole, blocking for at most a second per write: the client
-     * reads at once, and a status document is small (kilobytes). */
-    int flags = fcntl(c->io.fd, F_GETFL);
-    if (flags >= 0)
-        fcntl(c->io.fd, F_SETFL, flags & ~O_NONBLOCK);
-    struct timeval limit = {1, 0};
-    setsockopt(c->io.fd, SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof limit);
-    size_t sent = 0;
-    while (sent < len) {
-        ssize_t wrote = write(c->io.fd, text + sent, len - sent);
+    while (*sent < len) {
+        ssize_t wrote = write(fd, text + *sent, len - *sent);
         if (wrote < 0 && errno == EINTR)
             continue;
+        if (wrote < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return 0;
         if (wrote <= 0)
-            break;   /* the client went away or stopped reading */
-        sent += (size_t)wrote;
+            return -1;
+        *sent += (size_t)wrote;
     }
-    client_free(c);
+    return 1;
+}
+
+static void on_client_writable(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)revents;
+    struct control_client *c = (struct control_client *)w;
+    size_t before = c->document_sent;
+    if (write_some(w->fd, c->document, c->document_len, &c->document_sent) != 0)
+        client_free(c);   /* all sent, or gone */
+    else if (c->document_sent > before)
+        ev_timer_again(loop, &c->deadline);   /* progress: CONTROL_SEND_SECONDS more */
+}
+
+static void on_send_deadline(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    client_free((struct control_client *)((char *)w - offsetof(struct control_client, deadline)));
+}
+
+void control_reply_document(struct control_client *c, const char *text, size_t len)
+{
+    size_t sent = 0;
+    if (write_some(c->io.fd, text, len, &sent) != 0 || !(c->document = malloc(len - sent))) {
+        client_free(c);   /* all sent, gone, or no memory to keep the rest: the client sees a cut document */
+        return;
+    }
+    memcpy(c->document, text + sent, len - sent);
+    c->document_len = len - sent;
+    struct ev_loop *loop = c->server->loop;
+    ev_io_stop(loop, &c->io);
+    ev_io_init(&c->io, on_client_writable, c->io.fd, EV_WRITE);
+    ev_io_start(loop, &c->io);
+    ev_timer_init(&c->deadline, on_send_deadline, 0.0, CONTROL_SEND_SECONDS);
+    ev_timer_again(loop, &c->deadline);
 }
 
 static void on_client_readable(struct ev_loop *loop, ev_io *w, int revents)
@@ -182,7 +228,7 @@ void control_close(struct control_server *s)
     if (!s)
         return;
     while (s->clients) {
-        if (s->clients->handed_over)
+        if (s->clients->handed_over && !s->clients->document)
             control_reply(s->clients, "error: the sidecar is stopping");
         else
             client_free(s->clients);

@@ -9,7 +9,9 @@
  * drained; stopping). A worker held back by its allowance is woken when
  * the consumer has taken half of its job's blocks, not at every block:
  * on two cores the wake-ups of a block-by-block hand-off cost a few per
- * cent of the restore's CPU (perf, bench/ 1 GiB). Job j lives in slot j % PIPELINE_LOOKAHEAD; a worker takes the
+ * cent of the restore's CPU (perf, bench/ 1 GiB).
+ *
+ * Job j lives in slot j % PIPELINE_LOOKAHEAD; a worker takes the
  * next job only when it is within PIPELINE_LOOKAHEAD of the job being
  * consumed, so the slot's previous job has been consumed entirely. A
  * worker fills one block at a time (without the lock), queues it when
@@ -21,9 +23,16 @@
  * Why it cannot deadlock: the job being consumed has been taken by a
  * worker or will be (every job before it has ended, so a worker is free
  * and the job is within the lookahead); its worker waits only for blocks
- * of its own job, which the consumer is reading (no allowance is shared); the consumer waits only
- * for that job's next block or end. pipeline_stop wakes every waiting
- * worker and makes its next emit fail. */
+ * of its own job, which the consumer is reading (no allowance is
+ * shared); the consumer waits only for that job's next block or end. And
+ * every wait is woken: a worker held by the current job's allowance has
+ * queued exactly PIPELINE_BLOCKS_CURRENT blocks and adds none while held,
+ * so the consumer's count of them passes the half, where it wakes the
+ * workers; a worker held as a later job's, or by the lookahead, is woken
+ * when a job is consumed; the consumer is signalled at every block queued
+ * and job ended while it waits. pipeline_stop wakes every waiting worker
+ * and makes its next emit fail. tests/unit/test_pipeline.c times out on
+ * a lost wake-up. */
 #include "pipeline.h"
 
 #include <pthread.h>

@@ -46,6 +46,24 @@ def plant_fake_segment(env, time_ms):
     return fake
 
 
+def flip_middle_byte(path):
+    with open(path, "r+b") as f:
+        f.seek(os.path.getsize(path) // 2)
+        byte = f.read(1)
+        f.seek(os.path.getsize(path) // 2)
+        f.write(bytes([byte[0] ^ 0x55]))
+
+
+def s3_env(name):
+    """The S3 test module (its server started), a new bucket, and an Env
+    replicating to a file replica and to that bucket."""
+    import test_s3
+    if test_s3.ENDPOINT is None:
+        test_s3.start_server()
+    bucket = test_s3.new_bucket(versioning=False)
+    return test_s3, bucket, test_s3.file_and_s3(name, bucket, extra_db=NO_RETENTION)
+
+
 def retention_plan(env, config):
     proc = tidemark("retention", "-c", config, "--dry-run", "--json")
     check(proc.returncode == 0, "retention --dry-run failed: " + proc.stdout + proc.stderr)
@@ -120,12 +138,7 @@ def test_damaged_newest_snapshot_falls_back():
         snaps = sorted(snapshot_files(env), key=lambda p: name_fields(p)[1])
         check(len(snaps) >= 2, "expected several snapshots, found %d" % len(snaps))
         newest, previous = snaps[-1], snaps[-2]
-        with open(newest, "r+b") as f:
-            size = os.path.getsize(newest)
-            f.seek(size // 2)
-            byte = f.read(1)
-            f.seek(size // 2)
-            f.write(bytes([byte[0] ^ 0x55]))
+        flip_middle_byte(newest)
         config = env.write_config("retention.yml", env.key, extra_db="    snapshot-interval: 1s\n")
         plan = retention_plan(env, config)
         check("newest" in plan_entry(plan, previous)["kept_by"], "previous: %r" % plan_entry(plan, previous))
@@ -203,11 +216,7 @@ def test_fake_snapshot_on_s3():
     """The same fake snapshot put into a bucket with awscli: retention of
     the S3 replica (headers read with ranged GETs) keeps the real
     snapshot as newest, and restore from S3 falls back to it."""
-    import test_s3
-    if test_s3.ENDPOINT is None:
-        test_s3.start_server()
-    bucket = test_s3.new_bucket(versioning=False)
-    env = test_s3.file_and_s3("fake-snap-s3", bucket, extra_db=NO_RETENTION)
+    test_s3, bucket, env = s3_env("fake-snap-s3")
     try:
         env.replicate_writes(60, "--delay-ms", "10")
         real = snapshot_files(env)[0]
@@ -238,11 +247,7 @@ def test_damaged_snapshot_on_s3_falls_back_across_generations():
     generation must never be read for the other; the identity binding
     would refuse it and the restore would fail), and says what it
     skipped. The rows are exactly the first generation's."""
-    import test_s3
-    if test_s3.ENDPOINT is None:
-        test_s3.start_server()
-    bucket = test_s3.new_bucket(versioning=False)
-    env = test_s3.file_and_s3("damaged-snap-s3", bucket, extra_db=NO_RETENTION)
+    test_s3, bucket, env = s3_env("damaged-snap-s3")
     try:
         env.replicate_writes(40, "--delay-ms", "10")
         first_run = len(env.commits())
@@ -264,11 +269,7 @@ def test_damaged_snapshot_on_s3_falls_back_across_generations():
         key = "prod/app/" + os.path.relpath(newest, env.backup)
         damaged = os.path.join(env.dir, "damaged.snap")
         test_s3.aws("s3", "cp", "s3://%s/%s" % (bucket, key), damaged)
-        with open(damaged, "r+b") as f:
-            f.seek(os.path.getsize(damaged) // 2)
-            byte = f.read(1)
-            f.seek(os.path.getsize(damaged) // 2)
-            f.write(bytes([byte[0] ^ 0x55]))
+        flip_middle_byte(damaged)
         test_s3.aws("s3", "cp", damaged, "s3://%s/%s" % (bucket, key))
         last_ms = max(t1 for _, t1 in env.commits().values())
         proc, out = env.restore(iso(last_ms + 1000), extra=("--replica", "s3"))

@@ -115,6 +115,7 @@
  * and keeps the WAL file on close (SQLITE_FCNTL_PERSIST_WAL), so stopping
  * the sidecar never deletes the WAL it will want to resume from. */
 #include "tailer_internal.h"
+#include "reader_vfs.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -177,7 +178,8 @@ int tailer_check_file(const char *db_path, struct tm_error *err)
 int tailer_open_connection(const char *path, int busy_timeout_ms, sqlite3 **out, struct tm_error *err)
 {
     sqlite3 *db = NULL;
-    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+    /* reader_vfs.h: never the application's write lock */
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, reader_vfs_name()) != SQLITE_OK) {
         tailer_sql_fail(err, db, "cannot open database", path);
         sqlite3_close(db);
         return -1;

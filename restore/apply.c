@@ -104,6 +104,14 @@ static int64_t monotonic_ns(void)
 
 /* ------------------------------------------------ the callbacks (writer) */
 
+/* 1 when objects are read inline, on this thread: a network replica,
+ * whose driver runs one request at a time (its segments are prefetched
+ * into local files); else on a pipeline of workers. */
+static int reads_inline(const struct restore_state *rs)
+{
+    return rs->local != NULL;
+}
+
 /* Timed here only when read inline (the reader's work and the writes
  * interleave); replay_job times a pipelined job's writes as a whole: a
  * clock read per page was a tenth of this thread's CPU. */
@@ -111,7 +119,7 @@ static int write_page(struct restore_state *rs, uint32_t page_number, const uint
 {
     if (!rs->pages && page_writer_open(rs->fd, rs->page_size, PAGE_WRITER_BYTES, &rs->pages, err) != 0)
         return -1;
-    if (!rs->time_each_write)
+    if (!reads_inline(rs))
         return page_writer_put(rs->pages, page_number, page, err);
     int64_t start = monotonic_ns();
     int rc = page_writer_put(rs->pages, page_number, page, err);
@@ -640,11 +648,11 @@ static void switch_generation(struct restore_state *rs, const struct restore_opt
     snprintf(rs->generation, sizeof rs->generation, "%s", id);
 }
 
-/* Threads reading objects: min(PIPELINE_WORKERS_MAX, cores); 0 (inline)
- * for a network replica, whose driver runs one request at a time. */
+/* Threads reading objects: min(PIPELINE_WORKERS_MAX, cores); 0 when
+ * read inline. */
 static unsigned worker_count(const struct restore_state *rs)
 {
-    if (rs->local)
+    if (reads_inline(rs))
         return 0;
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     return cores < 1 ? 1 : cores > PIPELINE_WORKERS_MAX ? PIPELINE_WORKERS_MAX : (unsigned)cores;
@@ -689,7 +697,6 @@ int restore_apply(struct restore_state *rs, struct catalog *cat, const struct re
                   const struct catalog_generation **gen, const struct catalog_snapshot **snap, struct tm_error *err)
 {
     unsigned workers = worker_count(rs);
-    rs->time_each_write = workers == 0;
     int64_t start = monotonic_ns(), write_start = rs->write_ns;
     uint64_t fetch_start = fetched_ns(rs), busy_ns = 0;
     int rc, snapshot_failed;

@@ -51,7 +51,6 @@ struct restore_state {
     char lease[512];                    /* our lease on the generation (common/lease.h) */
     struct restore_phases phases;       /* where the time went (restore.h) */
     int64_t write_ns;                   /* writing pages (write_page, replay_job) */
-    int time_each_write;                /* inline: write_page times each page */
     int64_t wait_ns;                    /* the writer waiting for the workers' next events */
 };
 

@@ -8,6 +8,7 @@
 #include "../../restore/pipeline.h"
 
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #define JOBS 40
@@ -28,9 +29,15 @@ static size_t event_length(size_t job, size_t event)
     return (job * 7919 + event * 104729) % EVENT_MAX;   /* 0 included */
 }
 
-static uint8_t event_byte(size_t job, size_t event, size_t at)
+/* Event (job, event)'s bytes: a ramp 0..255 repeated, starting at a
+ * value of its own; read from one shared ramp so that making and checking
+ * them cost a memcpy and a memcmp (under ASan a byte loop over the test's
+ * hundreds of MB was most of its time). */
+static uint8_t ramp[256 + EVENT_MAX];
+
+static const uint8_t *event_bytes(size_t job, size_t event)
 {
-    return (uint8_t)(job * 31 + event * 17 + at);
+    return ramp + (job * 31 + event * 17) % 256;
 }
 
 static void nap_us(long us)
@@ -44,22 +51,15 @@ static void nap_us(long us)
 static int run_script(void *ctx, size_t job, struct pipeline_job *out)
 {
     const struct fixture *f = ctx;
-    uint8_t *data = malloc(EVENT_MAX);
-    if (!data)
-        return -1;
     for (size_t event = 0; event < f->jobs[job].events; event++) {
         size_t len = event_length(job, event);
-        for (size_t at = 0; at < len; at++)
-            data[at] = event_byte(job, event, at);
+        const uint8_t *data = event_bytes(job, event);
         if (f->jobs[job].slow_every && event % f->jobs[job].slow_every == 0)
             nap_us(200);
         int rc = pipeline_emit(out, (uint8_t)(1 + job % 255), data, len / 3, data + len / 3, len - len / 3);
-        if (rc != 0) {
-            free(data);
+        if (rc != 0)
             return -1;
-        }
     }
-    free(data);
     return 0;
 }
 
@@ -77,11 +77,10 @@ static long consume(struct pipeline *p, const struct fixture *f, int slow)
                 fprintf(stderr, "  job %zu event %zu: type %u length %zu\n", job, event, type, len);
                 return -1;
             }
-            for (size_t at = 0; at < len; at++)
-                if (data[at] != event_byte(job, event, at)) {
-                    fprintf(stderr, "  job %zu event %zu: byte %zu differs\n", job, event, at);
-                    return -1;
-                }
+            if (len && memcmp(data, event_bytes(job, event), len) != 0) {
+                fprintf(stderr, "  job %zu event %zu: its bytes differ\n", job, event);
+                return -1;
+            }
             if (slow && event % 64 == 0)
                 nap_us(100);
             event++;
@@ -167,6 +166,8 @@ static void test_stop_mid_way(void)
 
 int main(void)
 {
+    for (size_t at = 0; at < sizeof ramp; at++)
+        ramp[at] = (uint8_t)at;
     static const struct test_case cases[] = {
         {"pipeline: a slower consumer gets every event in order (1-4 workers)", test_fast_workers},
         {"pipeline: slower workers, every event in order (1-4 workers)", test_slow_workers},

@@ -52,6 +52,7 @@ enum wait_reason {
     WAIT_EMPTY,                      /* shorter than a SQLite header */
     WAIT_ROLLBACK,                   /* a SQLite database in rollback-journal mode */
     WAIT_NO_TSHM,                    /* `engine: turso` and no DB-tshm yet, or one without its header */
+    WAIT_NO_WAL,                     /* the Turso engine's DB-tshm written, its DB-wal not created yet */
 };
 
 struct db_context {

@@ -11,7 +11,10 @@
  * has no coordination file of the Turso engine beside it yet, or one
  * whose header the engine has not finished writing (the engine has not
  * opened it in its multiprocess_wal mode: the sidecar must not open it
- * first, which would keep the engine out), is therefore not an error:
+ * first, which would keep the engine out), or a written one and no WAL
+ * yet (the engine opening writes DB-tshm's header, then creates DB-wal:
+ * strace shows a millisecond between them, longer on a loaded machine),
+ * is therefore not an error:
  * the database waits, with the reason logged once, shown on /healthz and
  * in the metrics (tidemark_database_waiting), and the database_missing
  * alert once it lasts missing-alert-after. Other databases and Redis run
@@ -24,6 +27,7 @@
  *
  *  - the directory's watch (database.c: files created, moved in or out,
  *    deleted) sees the file appear, and NAME-wal appear;
+ *  - the same watch sees NAME-tshm and NAME-wal appear (engine: turso);
  *  - once the file exists, a watch on the file itself sees it written
  *    (IN_MODIFY, IN_CLOSE_WRITE): `PRAGMA journal_mode=WAL` rewrites the
  *    header (bytes 18 and 19 become 2) without creating NAME-wal, so the
@@ -32,8 +36,9 @@
  * Each look reads the file's first 100 bytes; a burst of events costs one
  * look (SCAN_DELAY_S later). A look every WAIT_RECHECK_S as well covers
  * lost events (a file system whose writes inotify cannot see). A DB-tshm
- * without its header is looked at every HEADER_RECHECK_S: the engine
- * writes the header through its mapping, which inotify does not see.
+ * without its header, or written without DB-wal, is looked at every
+ * HEADER_RECHECK_S: the engine writes the header through its mapping,
+ * which inotify does not see, and is about to create its WAL.
  *
  * The first look that finds a WAL database ends the wait: the sync timer
  * fires at once and database_start follows the database with a first
@@ -116,6 +121,8 @@ static enum wait_reason wait_reason_now(const struct db_context *ctx, ssize_t *s
                          (ctx->cfg->engine == TAILER_ENGINE_AUTO && has_suffix_file(ctx->cfg->path, "-tshm"));
     if (reason == WAIT_NONE && turso_expected && !tshm_written(ctx->cfg->path))
         reason = WAIT_NO_TSHM;
+    else if (reason == WAIT_NONE && turso_expected && !has_suffix_file(ctx->cfg->path, "-wal"))
+        reason = WAIT_NO_WAL;
     return reason;
 }
 
@@ -135,6 +142,10 @@ static void describe(struct db_context *ctx, enum wait_reason reason, ssize_t si
         snprintf(ctx->waiting_reason, sizeof ctx->waiting_reason,
                  "waiting for the Turso engine to finish writing its coordination file '%s-tshm' (no header in it "
                  "yet)", path);
+    else if (reason == WAIT_NO_WAL)
+        snprintf(ctx->waiting_reason, sizeof ctx->waiting_reason,
+                 "waiting for the Turso engine to create its WAL '%s-wal' (its coordination file '%s-tshm' is "
+                 "written: the engine is opening the database)", path, path);
     else if (reason == WAIT_NO_TSHM)
         snprintf(ctx->waiting_reason, sizeof ctx->waiting_reason,
                  "`engine: turso`: waiting for the Turso engine to open '%s' with experimental: ['multiprocess_wal'] "
@@ -247,7 +258,7 @@ int waiting_check(struct db_context *ctx)
         return 0;
     }
     wait_for(ctx, reason, size);
-    if (reason == WAIT_NO_TSHM && has_suffix_file(ctx->cfg->path, "-tshm"))
+    if ((reason == WAIT_NO_TSHM && has_suffix_file(ctx->cfg->path, "-tshm")) || reason == WAIT_NO_WAL)
         recheck_in(ctx, HEADER_RECHECK_S);   /* writes through a mapping raise no inotify event */
     return 1;
 }
@@ -271,8 +282,10 @@ int waiting_event(struct db_context *ctx, const struct inotify_event *ev)
     const char *base = strrchr(ctx->cfg->path, '/');
     base = base ? base + 1 : ctx->cfg->path;
     size_t len = strlen(base);
-    /* the file itself, or (engine: turso) the engine's coordination file */
-    return strcmp(ev->name, base) == 0 || (strncmp(ev->name, base, len) == 0 && strcmp(ev->name + len, "-tshm") == 0);
+    /* the file itself, or (engine: turso) the engine's coordination file and WAL */
+    return strcmp(ev->name, base) == 0 ||
+           (strncmp(ev->name, base, len) == 0 && (strcmp(ev->name + len, "-tshm") == 0 ||
+                                                   strcmp(ev->name + len, "-wal") == 0));
 }
 
 void waiting_recheck_soon(struct db_context *ctx)

@@ -22,7 +22,7 @@ forced on a multiprocess database, `engine: turso` on a SQLite one.
 TURSO_TEST_PACKAGE=sync runs it all with @tursodatabase/sync as the
 writer. Prints TAP.
 """
-import os, re, signal, struct, subprocess, sys, time
+import os, re, shutil, signal, struct, subprocess, sys, time
 
 from helpers import *
 from test_monitoring import free_port, health, scrape
@@ -638,8 +638,12 @@ def test_engine_turso_waits_for_the_engine_to_open_the_database():
     'Database is already open without experimental multiprocess WAL'),
     says what it waits for (warning naming DB-tshm, /healthz 'waiting'),
     goes on waiting without an error while DB-tshm exists without its
-    header (the engine between creating and writing it), and follows the database once the engine opens it; restores exact,
-    the SQLite rows included."""
+    header (the engine between creating and writing it), and while it is
+    written but DB-wal is not there yet (the engine writes the header
+    about a millisecond before it creates its WAL: caught between them, a
+    sidecar logged 'cannot open WAL', or exited at its start), and follows
+    the database once the engine opens it; restores exact, the SQLite rows
+    included."""
     engine_installed()
     env = EngineEnv("turso-forced-turso", extra_db="    engine: turso\n")
     try:
@@ -665,7 +669,22 @@ def test_engine_turso_waits_for_the_engine_to_open_the_database():
         check(len(reasons) == 1 and "no header in" in reasons[0],
               "an empty DB-tshm does not keep the database waiting: %d %s" % (code, body))
         check_no_errors(env)
-        engine = env.start_engine("multiprocess", delay_ms=5, start=21)   # it initialises the empty file
+        # Header written, no WAL yet: a coordination file the engine wrote
+        # for a copy of the database (the engine rebuilds it when it opens).
+        scratch = os.path.join(env.dir, "scratch.db")
+        shutil.copyfile(env.db, scratch)
+        subprocess.run(["node", TURSO_WRITER, scratch, os.path.join(env.dir, "scratch.log"), "1", "1",
+                        "multiprocess", "1000"], check=True, capture_output=True, timeout=60)
+        shutil.copyfile(scratch + "-tshm", env.db + "-tshm")
+        time.sleep(1.0)
+        code, body = health(env.port)
+        reasons = [w.get("reason", "") for w in body.get("waiting", [])]
+        check(len(reasons) == 1 and "create its WAL" in reasons[0],
+              "a written DB-tshm without DB-wal does not keep the database waiting: %d %s" % (code, body))
+        check(env.replicator.poll() is None, "the sidecar exited: " + env.tail_log())
+        check(not os.path.exists(env.db + "-wal"), "the sidecar created DB-wal")
+        check_no_errors(env)
+        engine = env.start_engine("multiprocess", delay_ms=5, start=21)   # it initialises the stale file
         wait_following(env)
         following_from = now_ms()
         time.sleep(3)

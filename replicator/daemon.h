@@ -73,7 +73,9 @@ struct db_context {
     char *dir;                       /* the database's directory (a configured one) */
     char *wal_name;
     int watch;                       /* the directory: files created, moved in, deleted */
-    int wal_watch;                   /* the WAL file: writes; -1 while it has none */
+    int wal_watch;                   /* the WAL file: writes; -1 while it has none or is polled */
+    int wal_polled;                  /* the application writes: its WAL is polled, unwatched (database.c) */
+    unsigned quiet_polls;            /* polls in a row that found no new commit */
     ev_timer scan_timer;
     ev_timer sync_timer;
     int64_t last_active_ms;          /* last commit seen, or wake */

@@ -349,20 +349,80 @@ static void on_sync(struct ev_loop *loop, ev_timer *w, int revents)
     sync_database(ctx);
 }
 
+/* WATCHED, THEN POLLED. An inotify watch on the WAL costs the
+ * application on every write it makes (the kernel queues an event, merged
+ * with the last one, from inside the application's pwrite): measured, a
+ * watch alone, read every 5 ms as the loop reads it, took 4-9 % of the
+ * speed of a writer of one-row transactions (../shared/checks, the writer
+ * of app-beside-sidecar, 3 alternated runs). So the watch only wakes the
+ * sidecar from quiet: at its first event the watch is removed, and the
+ * scan timer reads the WAL every SCAN_DELAY_S instead - the pace events
+ * gave it anyway, as a burst of events costs one scan - for as long as
+ * commits keep coming. After QUIET_POLLS polls in a row without a new
+ * commit the watch is added again, before one more scan (a write between
+ * that scan and the watch would go unseen otherwise). Whatever stops the
+ * polling otherwise (a restart, the tailer closed), the next sync tick
+ * watches the WAL again. The Turso route keeps its watch (the engine's
+ * frames are read ahead by the tailer's thread: tailer_ahead.c). */
+#define QUIET_POLLS 10
+
+/* The application writes: from now on its WAL is polled (see above). */
+static void poll_wal(struct db_context *ctx)
+{
+    if (ctx->wal_watch >= 0)
+        inotify_rm_watch(ctx->owner->inotify_fd, ctx->wal_watch);
+    ctx->wal_watch = -1;
+    ctx->wal_polled = 1;
+    ctx->quiet_polls = 0;
+}
+
+/* Where the tailer's newest commit ends: pending, else shipped. */
+static struct wal_position newest_commit(const struct tailer *t)
+{
+    size_t count;
+    const struct tailer_commit *pending = tailer_pending(t, &count);
+    return count ? pending[count - 1].end : tailer_shipped(t);
+}
+
+static int same_position(const struct wal_position *a, const struct wal_position *b)
+{
+    return a->frame == b->frame && a->salt1 == b->salt1 && a->salt2 == b->salt2;
+}
+
+/* After a scan that polled the WAL: the next poll, or the watch again
+ * once the application has been quiet for QUIET_POLLS polls. */
+static void after_poll(struct db_context *ctx, int found_commits)
+{
+    if (!ctx->wal_polled)
+        return;
+    ctx->quiet_polls = found_commits ? 0 : ctx->quiet_polls + 1;
+    if (ev_is_active(&ctx->scan_timer))
+        return;
+    ev_timer_set(&ctx->scan_timer, SCAN_DELAY_S, 0.);
+    ev_timer_start(ctx->owner->loop, &ctx->scan_timer);
+}
+
 static void on_scan(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)loop;
     (void)revents;
     struct db_context *ctx = w->data;
     replicate_resume_inotify(ctx->owner);
+    if (ctx->wal_polled && (ctx->quiet_polls >= QUIET_POLLS || !ctx->tailer || ctx->need_generation)) {
+        ctx->wal_polled = 0;   /* watched again before this last scan */
+        watch_wal(ctx);
+    }
     if (!ctx->tailer || ctx->need_generation)
         return;
     struct tm_error err;
+    struct wal_position before = newest_commit(ctx->tailer);
     int status = tailer_scan(ctx->tailer, clock_now_ms(), &err);
     if (status == TAILER_BROKEN)
         return database_restart(ctx, err.msg);
     if (status < 0)
         return database_report(ctx, "cannot read the WAL", &err);
+    struct wal_position after = newest_commit(ctx->tailer);
+    after_poll(ctx, !same_position(&before, &after));
     /* A busy writer filled checkpoint-pages before the next tick: ship and
      * checkpoint now, so that the WAL can restart. While the sidecar pins
      * it, the WAL only grows, and a long WAL slows every commit down (the
@@ -378,10 +438,13 @@ static void on_scan(struct ev_loop *loop, ev_timer *w, int revents)
 }
 
 /* Watches the WAL file itself for writes, once it exists (retried at
- * every sync tick and when the directory's watch sees it created). */
+ * every sync tick and when the directory's watch sees it created), unless
+ * it is being polled. */
 static void watch_wal(struct db_context *ctx)
 {
-    if (ctx->wal_watch >= 0 || ctx->tenant)   /* a directory's: its entry's watch */
+    if (ctx->wal_polled && !ev_is_active(&ctx->scan_timer))
+        ctx->wal_polled = 0;   /* polling was stopped */
+    if (ctx->wal_watch >= 0 || ctx->wal_polled || ctx->tenant)   /* a directory's: its entry's watch */
         return;
     char path[PATH_MAX + NAME_MAX + 2];
     snprintf(path, sizeof path, "%s/%s", ctx->dir, ctx->wal_name);
@@ -418,6 +481,8 @@ void database_scan_soon(struct db_context *ctx)
         pin_update_yield_timer(ctx);
         return;
     }
+    if (ctx->tailer && !ctx->tenant && !ctx->need_generation)
+        poll_wal(ctx);
     if (!ev_is_active(&ctx->scan_timer)) {
         ev_timer_set(&ctx->scan_timer, SCAN_DELAY_S, 0.);
         ev_timer_start(ctx->owner->loop, &ctx->scan_timer);

@@ -1,0 +1,126 @@
+/* test_check_vfs.c - the integrity check's VFS (restore/check_vfs.h):
+ * through it, SQLite's check of a 64 MiB database reads its pages from a
+ * mapping and still finds what is wrong in them, and the mapped pages do
+ * not stay in the process's memory (with SQLite's own mapping and no
+ * drops, they all would). */
+#include "harness.h"
+
+#include "../../restore/check_vfs.h"
+#include "../../restore/result_check.h"
+
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define ROWS 40000
+#define ROW_BYTES 1500   /* about 64 MiB with its index */
+
+/* A WAL-mode database of ROWS rows and an index, checkpointed into the file. */
+static void make_database(const char *path)
+{
+    sqlite3 *db;
+    ASSERT_EQ(sqlite3_open(path, &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db,
+                           "PRAGMA journal_mode=WAL;"
+                           "CREATE TABLE t(id INTEGER PRIMARY KEY, body BLOB);"
+                           "WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < 40000) "
+                           "INSERT INTO t SELECT n, randomblob(1500) FROM c;"
+                           "CREATE INDEX t_body ON t(substr(body, 1, 16));"
+                           "PRAGMA wal_checkpoint(TRUNCATE);",
+                           NULL, NULL, NULL),
+              SQLITE_OK);
+    sqlite3_close(db);
+}
+
+/* Resident bytes of file mappings (RssFile) of this process. */
+static long rss_file_bytes(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kib = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "RssFile: %ld kB", &kib) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return kib * 1024;
+}
+
+/* PRAGMA integrity_check of path through `vfs` with the file mapped;
+ * returns the first result row (malloc'd) and, with the statement still
+ * open (the mapping in place), the resident file bytes in *resident. */
+static char *check_through(const char *path, const char *vfs, long *resident)
+{
+    sqlite3 *db;
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, vfs) != SQLITE_OK)
+        return NULL;
+    sqlite3_exec(db, "PRAGMA mmap_size=1099511627776", NULL, NULL, NULL);
+    sqlite3_stmt *stmt;
+    char *result = NULL;
+    if (sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &stmt, NULL) == SQLITE_OK) {
+        if (sqlite3_step(stmt) == SQLITE_ROW)
+            result = strdup((const char *)sqlite3_column_text(stmt, 0));
+        *resident = rss_file_bytes();
+        sqlite3_finalize(stmt);
+    }
+    sqlite3_close(db);
+    return result;
+}
+
+static void test_mapped_check_is_bounded(void)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/app.db", harness_tmpdir());
+    make_database(path);
+    ASSERT_PASSING();
+    ASSERT_TRUE(check_vfs_name() != NULL);
+    long before = rss_file_bytes(), with_drops = 0, without_drops = 0;
+    char *result = check_through(path, check_vfs_name(), &with_drops);
+    ASSERT_TRUE(result != NULL);
+    ASSERT_STR_EQ(result, "ok");
+    free(result);
+    /* SQLite's own mapping, nothing dropped: the test can tell */
+    result = check_through(path, NULL, &without_drops);
+    ASSERT_TRUE(result != NULL);
+    ASSERT_STR_EQ(result, "ok");
+    free(result);
+    fprintf(stderr, "# resident file bytes: %ld before, %ld through the check's VFS, %ld without drops\n", before,
+            with_drops, without_drops);
+    ASSERT_TRUE(without_drops - before > 48L * 1024 * 1024);
+    ASSERT_TRUE(with_drops - before < 4L * CHECK_VFS_DROP_BYTES);
+}
+
+/* A byte of the index's last page changed: the check through the mapping
+ * reports it, and result_check_sqlite fails naming integrity_check. */
+static void test_mapped_check_finds_damage(void)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/app.db", harness_tmpdir());
+    make_database(path);
+    ASSERT_PASSING();
+    int fd = open(path, O_RDWR);
+    ASSERT_TRUE(fd >= 0);
+    off_t size = lseek(fd, 0, SEEK_END);
+    unsigned char byte;
+    off_t at = size - 4096 + 200;   /* inside the last page's cells */
+    ASSERT_EQ(pread(fd, &byte, 1, at), 1);
+    byte ^= 0x5a;
+    ASSERT_EQ(pwrite(fd, &byte, 1, at), 1);
+    close(fd);
+    struct tm_error err;
+    ASSERT_EQ(result_check_sqlite(path, RESTORE_CHECK_FULL, &err), -1);
+    ASSERT_STR_CONTAINS(err.msg, "fails integrity_check");
+}
+
+int main(void)
+{
+    static const struct test_case cases[] = {
+        {"check vfs: a 64 MiB database checked through a mapping, its pages not kept resident",
+         test_mapped_check_is_bounded},
+        {"check vfs: damage in a page is found through the mapping", test_mapped_check_finds_damage},
+    };
+    return harness_run(cases, sizeof cases / sizeof *cases);
+}

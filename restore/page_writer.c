@@ -11,15 +11,12 @@
  * in order and a later version of a page always lands last. The caller's
  * thread copies pages (user time); the flusher's writes are kernel time:
  * on two cores they overlap. Without a thread (pthread_create failed)
- * batches are written in line. A third thread starts the kernel's
- * writeback of the file every WRITEBACK_KICK_BYTES the flusher writes, so
- * that the disk writes while the restore decodes (below). */
+ * batches are written in line. */
 #include "page_writer.h"
 
 #include "../common/fsutil.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,19 +32,6 @@
 #ifndef WRITE_BYTES
 #define WRITE_BYTES (64 * 1024)
 #endif
-
-/* Writeback is started (sync_file_range, SYNC_FILE_RANGE_WRITE) each time
- * this much more is written: the disk writes while the restore still
- * decodes, and the final fsync waits for what is left instead of the
- * whole file. Without it the kernel started nothing before the fsync (a
- * GiB is under this machine's dirty-page thresholds): 0.38-0.45 s of
- * fsync at the end of a 1 GiB restore, 0.03 s with it; `--integrity-check
- * none` went from 0.94-1.05 s to 0.74-0.82 s (bench/ 1 GiB archive, builds
- * alternated). Called from the flusher, the call blocked it while the
- * disk's queue was full and the restore was no faster: hence its own
- * thread. A page a later segment rewrites after its writeback is written
- * twice; the disk has the time, the restore's cores do not. */
-#define WRITEBACK_KICK_BYTES (32u * 1024 * 1024)
 
 /* One set of slots: filled by the caller, or being written out. */
 struct batch {
@@ -80,49 +64,7 @@ struct page_writer {
     int failed;                     /* a write failed: err holds why (under lock) */
     struct tm_error err;
     uint64_t pages_written;         /* under lock */
-    /* The writeback thread (writeback_main): starts the kernel's
-     * writeback of what the flusher wrote, without the flusher waiting */
-    pthread_t writeback_thread;
-    int writeback_started;
-    pthread_cond_t writeback_wanted;
-    int writeback_due;              /* under lock */
-    uint64_t written_since_kick;    /* bytes written since writeback was last asked for (the flusher's) */
 };
-
-/* Starts the writeback of the file's dirty pages each time the flusher
- * asks (sync_file_range with SYNC_FILE_RANGE_WRITE only: a start, which
- * can block while the disk's queue is full, hence a thread of its own). */
-static void *writeback_main(void *arg)
-{
-    struct page_writer *pw = arg;
-    pthread_mutex_lock(&pw->lock);
-    for (;;) {
-        while (!pw->writeback_due && !pw->quit)
-            pthread_cond_wait(&pw->writeback_wanted, &pw->lock);
-        if (pw->quit)
-            break;
-        pw->writeback_due = 0;
-        pthread_mutex_unlock(&pw->lock);
-        /* a failure here shows at the final fsync, which decides */
-        sync_file_range(pw->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
-        pthread_mutex_lock(&pw->lock);
-    }
-    pthread_mutex_unlock(&pw->lock);
-    return NULL;
-}
-
-/* The flusher, after writing: asks for writeback every WRITEBACK_KICK_BYTES. */
-static void ask_writeback(struct page_writer *pw, uint64_t bytes)
-{
-    pw->written_since_kick += bytes;
-    if (!pw->writeback_started || pw->written_since_kick < WRITEBACK_KICK_BYTES)
-        return;
-    pw->written_since_kick = 0;
-    pthread_mutex_lock(&pw->lock);
-    pw->writeback_due = 1;
-    pthread_cond_signal(&pw->writeback_wanted);
-    pthread_mutex_unlock(&pw->lock);
-}
 
 static void *flusher_main(void *arg);
 
@@ -159,10 +101,7 @@ int page_writer_open(int fd, uint32_t page_size, size_t max_bytes, struct page_w
     }
     pthread_mutex_init(&pw->lock, NULL);
     pthread_cond_init(&pw->changed, NULL);
-    pthread_cond_init(&pw->writeback_wanted, NULL);
     pw->threaded = pthread_create(&pw->thread, NULL, flusher_main, pw) == 0;   /* else: in line */
-    if (pw->threaded)   /* else: the final fsync writes it all */
-        pw->writeback_started = pthread_create(&pw->writeback_thread, NULL, writeback_main, pw) == 0;
     *out = pw;
     return 0;
 }
@@ -175,14 +114,10 @@ void page_writer_free(struct page_writer *pw)
         pthread_mutex_lock(&pw->lock);
         pw->quit = 1;
         pthread_cond_broadcast(&pw->changed);
-        pthread_cond_signal(&pw->writeback_wanted);
         pthread_mutex_unlock(&pw->lock);
         pthread_join(pw->thread, NULL);
-        if (pw->writeback_started)
-            pthread_join(pw->writeback_thread, NULL);
     }
     if (pw->table) {   /* the lock was made */
-        pthread_cond_destroy(&pw->writeback_wanted);
         pthread_cond_destroy(&pw->changed);
         pthread_mutex_destroy(&pw->lock);
     }
@@ -256,8 +191,6 @@ static int write_batch(struct page_writer *pw, struct batch *b, struct tm_error 
         rc = write_run(pw, b, b->order + start, count, err);
         start += count;
     }
-    if (rc == 0)
-        ask_writeback(pw, (uint64_t)b->used * pw->page_size);
     return rc;
 }
 

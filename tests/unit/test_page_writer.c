@@ -52,50 +52,6 @@ static void test_last_version_of_every_page(void)
     close(fd);
 }
 
-/* A snapshot's worth of pages in order (96 MiB: writeback is asked for
- * three times meanwhile), then every third page rewritten in random
- * order, as segments do, after their first versions went to writeback:
- * the file holds each page's last version. */
-static void test_rewrites_after_writeback_started(void)
-{
-    enum { BIG_PAGE = 4096, PAGES = 96 * 256 };
-    char path[512];
-    snprintf(path, sizeof path, "%s/big.db", harness_tmpdir());
-    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
-    ASSERT_TRUE(fd >= 0);
-    struct page_writer *pw;
-    struct tm_error err;
-    ASSERT_EQ(page_writer_open(fd, BIG_PAGE, 4 * 1024 * 1024, &pw, &err), 0);
-    static uint8_t page[BIG_PAGE], got[BIG_PAGE];
-    for (uint32_t n = 1; n <= PAGES; n++) {
-        memset(page, (int)(n % 251), sizeof page);
-        memcpy(page, &n, sizeof n);
-        ASSERT_EQ(page_writer_put(pw, n, page, &err), 0);
-    }
-    srand(11);
-    for (uint32_t i = 0; i < PAGES / 3; i++) {
-        uint32_t n = 3 * (1 + (uint32_t)(rand() % (PAGES / 3)));
-        memset(page, (int)(n % 251) ^ 0xff, sizeof page);
-        memcpy(page, &n, sizeof n);
-        ASSERT_EQ(page_writer_put(pw, n, page, &err), 0);
-    }
-    ASSERT_EQ(page_writer_flush(pw, &err), 0);
-    page_writer_free(pw);
-    ASSERT_EQ(fsync(fd), 0);
-    srand(11);
-    static uint8_t rewritten[PAGES + 1];
-    for (uint32_t i = 0; i < PAGES / 3; i++)
-        rewritten[3 * (1 + (uint32_t)(rand() % (PAGES / 3)))] = 1;
-    for (uint32_t n = 1; n <= PAGES; n++) {
-        ASSERT_EQ(pread(fd, got, BIG_PAGE, (off_t)(n - 1) * BIG_PAGE), BIG_PAGE);
-        uint32_t stored;
-        memcpy(&stored, got, sizeof stored);
-        ASSERT_EQ(stored, n);
-        ASSERT_EQ(got[BIG_PAGE - 1], (uint8_t)((int)(n % 251) ^ (rewritten[n] ? 0xff : 0)));
-    }
-    close(fd);
-}
-
 static void test_hot_pages_are_written_once(void)
 {
     char path[512];
@@ -215,8 +171,6 @@ int main(void)
         {"result check: size, header page size and page count against the archive", test_result_page_checks},
         {"page writer: the file holds the last version of every page", test_last_version_of_every_page},
         {"page writer: a page rewritten 100 times is written once", test_hot_pages_are_written_once},
-        {"page writer: 96 MiB with rewrites after writeback started, every page's last version",
-         test_rewrites_after_writeback_started},
     };
     return harness_run(cases, sizeof cases / sizeof *cases);
 }

@@ -15,7 +15,11 @@
  * from the process with madvise(MADV_DONTNEED). For a shared mapping of a
  * file that changes nothing but the page tables: the next access to a page
  * maps it again from the page cache, with the same bytes, so pointers
- * SQLite holds into the mapping stay valid.
+ * SQLite holds into the mapping stay valid. Peak RSS of a 1 GiB restore:
+ * 39-42 MiB instead of 23 (a fault also maps the pages around the one
+ * asked for). Dropping more often gives the time back: counting every
+ * fetch as the 64 KiB a fault may map (16 times as many drops) made the
+ * check as slow as with read(2) again (0.59-0.69 s), for 32 MiB.
  *
  * HOW. The VFS is the default one with a different open: a file opened
  * through it is the default VFS's own file, whose methods are replaced by

@@ -49,10 +49,10 @@ test_wal_unwatched_while_the_application_writes: an inotify watch on the
 WAL costs the application on every write (about 2 % of a one-row
 writer's CPU, perf), so the sidecar removes it while commits keep coming
 and polls instead. While a writer commits 2000 transactions a second, its
-WAL is not watched (read from
-/proc/PID/fdinfo), once quiet it is again, and a single commit after the
-quiet is stamped at once (restores at every commit's instant are exact
-to SLACK_MS; a watch not put back would see it only at the next tick).
+WAL is not watched (read from /proc/PID/fdinfo); once quiet it is again,
+and a single commit after the quiet is stamped at once (restores at every
+commit's instant are exact to SLACK_MS; a watch not put back would see it
+only at the next tick).
 
 Prints TAP, with the latency figures as comments.
 """

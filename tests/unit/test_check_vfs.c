@@ -1,8 +1,10 @@
 /* test_check_vfs.c - the integrity check's VFS (restore/check_vfs.h):
  * through it, SQLite's check of a 64 MiB database reads its pages from a
- * mapping and still finds what is wrong in them, and the mapped pages do
- * not stay in the process's memory (with SQLite's own mapping and no
- * drops, they all would). */
+ * mapping and still finds what is wrong in them, the mapped pages do not
+ * stay in the process's memory (with SQLite's own mapping and no drops,
+ * they all would), and the pages the check keeps coming back to (the
+ * index's, looked up for every row) go to SQLite's own cache instead of
+ * being mapped again after every drop. */
 #include "harness.h"
 
 #include "../../restore/check_vfs.h"
@@ -51,8 +53,10 @@ static long rss_file_bytes(void)
 
 /* PRAGMA integrity_check of path through `vfs` with the file mapped;
  * returns the first result row (malloc'd) and, with the statement still
- * open (the mapping in place), the resident file bytes in *resident. */
-static char *check_through(const char *path, const char *vfs, long *resident)
+ * open (the mapping in place), the resident file bytes in *resident and
+ * what the check's VFS did in *counts (-1 in counts->drops if the file
+ * was not opened through it). */
+static char *check_through(const char *path, const char *vfs, long *resident, struct check_vfs_counts *counts)
 {
     sqlite3 *db;
     if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, vfs) != SQLITE_OK)
@@ -64,6 +68,8 @@ static char *check_through(const char *path, const char *vfs, long *resident)
         if (sqlite3_step(stmt) == SQLITE_ROW)
             result = strdup((const char *)sqlite3_column_text(stmt, 0));
         *resident = rss_file_bytes();
+        if (check_vfs_counts(db, counts) != 0)
+            counts->drops = (uint64_t)-1;
         sqlite3_finalize(stmt);
     }
     sqlite3_close(db);
@@ -78,12 +84,13 @@ static void test_mapped_check_is_bounded(void)
     ASSERT_PASSING();
     ASSERT_TRUE(check_vfs_name() != NULL);
     long before = rss_file_bytes(), with_drops = 0, without_drops = 0;
-    char *result = check_through(path, check_vfs_name(), &with_drops);
+    struct check_vfs_counts counts, no_counts;
+    char *result = check_through(path, check_vfs_name(), &with_drops, &counts);
     ASSERT_TRUE(result != NULL);
     ASSERT_STR_EQ(result, "ok");
     free(result);
     /* SQLite's own mapping, nothing dropped: the test can tell */
-    result = check_through(path, NULL, &without_drops);
+    result = check_through(path, NULL, &without_drops, &no_counts);
     ASSERT_TRUE(result != NULL);
     ASSERT_STR_EQ(result, "ok");
     free(result);
@@ -91,6 +98,15 @@ static void test_mapped_check_is_bounded(void)
             with_drops, without_drops);
     ASSERT_TRUE(without_drops - before > 48L * 1024 * 1024);
     ASSERT_TRUE(with_drops - before < 2L * CHECK_VFS_DROP_BYTES);
+    ASSERT_TRUE(no_counts.drops == (uint64_t)-1);   /* not opened through it: no counts */
+    fprintf(stderr, "# %llu pages fetched from the mapping, %llu fetches refused for SQLite's cache, %llu drops\n",
+            (unsigned long long)counts.mapped_fetches, (unsigned long long)counts.cached_fetches,
+            (unsigned long long)counts.drops);
+    ASSERT_TRUE(counts.drops >= 1);
+    /* a page leaves the mapping at most CHECK_VFS_MAPPED_FETCHES times: the
+     * index looked up for each of the 40,000 rows went to the cache */
+    ASSERT_TRUE(counts.mapped_fetches <= (uint64_t)CHECK_VFS_MAPPED_FETCHES * (uint64_t)(64 * 1024 * 1024 / 4096 + 4096));
+    ASSERT_TRUE(counts.cached_fetches > ROWS);
 }
 
 /* A byte of the index's last page changed: the check through the mapping

@@ -33,18 +33,28 @@
  * too. The same check: 0.98-1.0 s, 34,000 faults, RSS as before. The
  * counts take 2 bits per page (64 KiB per GiB of database).
  *
+ * FILLING. What faults remain are SQLite walking a table, page after page
+ * (a fault maps 16 pages around the one asked for). A page fetched from a
+ * 128 KiB region not mapped since the last drop has the whole region
+ * mapped at once (madvise(MADV_POPULATE_READ), Linux 5.14; refused, the
+ * faults do it), never past the mapping's end: the file's size, up to
+ * SQLite's limit. With drops every 16 MiB instead of 8 (the filled
+ * regions count towards them), the 1 GiB restore's check took 1.02-1.06 s
+ * against 1.12-1.14 s, its peak RSS 40 MiB as before (3 alternated runs).
+ *
  * HOW. The VFS is the default one with a different open: a file opened
  * through it is the default VFS's own file, whose methods are replaced by
- * a copy in which xFetch, xRead, xFileControl and xClose differ; the state
- * they need (where the mapping starts, how far it was read, bytes fetched
- * since the last drop, the pages' counts) lives in the bytes after the
- * default VFS's file, which szOsFile makes room for. Pages are dropped only
- * from inside xFetch, on the checking thread, right after the default
- * xFetch returned a page of the mapping: the mapping dropped from is the
- * one SQLite maps now (it is mapped again, elsewhere, only from inside
- * xFetch). */
+ * a copy in which xFetch, xRead, xFileControl and xClose differ; the
+ * state they need (where the mapping starts, how far it was read, bytes
+ * fetched since the last drop, the pages' counts, the regions filled)
+ * lives in the bytes after the default VFS's file, which szOsFile makes
+ * room for. Pages are dropped and regions filled only from inside xFetch,
+ * on the checking thread, right after the default xFetch returned a page
+ * of the mapping: the mapping dropped from is the one SQLite maps now (it
+ * is mapped again, elsewhere, only from inside xFetch). */
 #include "check_vfs.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,6 +67,8 @@
 #define COUNT_BITS 2
 #define COUNTS_PER_BYTE (8 / COUNT_BITS)
 #define COUNT_MASK ((1u << COUNT_BITS) - 1)
+/* The mapping is filled 2^17 bytes (128 KiB) at a time */
+#define REGION_SHIFT 17
 
 /* After the default VFS's file, in the same allocation. */
 struct mapping_state {
@@ -68,6 +80,9 @@ struct mapping_state {
     uint8_t *page_fetches;             /* per page, COUNT_BITS: times handed out of the mapping */
     uint64_t pages_counted;            /* pages page_fetches has room for */
     int counts_unavailable;            /* no room for them: every fetch is mapped */
+    uint8_t *regions_filled;           /* per region, a bit: filled since the last drop */
+    uint64_t mapped_end;               /* bytes the mapping covers: the file, up to SQLite's limit */
+    int fill_unavailable;              /* MADV_POPULATE_READ refused (a kernel before 5.14) */
     struct check_vfs_counts counts;
 };
 
@@ -94,6 +109,8 @@ static void drop_mapped_pages(struct mapping_state *s)
     madvise(s->base, length, MADV_DONTNEED);
     s->fetched = 0;
     s->counts.drops++;
+    if (s->regions_filled)
+        memset(s->regions_filled, 0, (size_t)(s->mapped_end >> REGION_SHIFT) / 8 + 1);
 }
 
 /* Room for a count per page of the file, pages of page_bytes; at the
@@ -111,6 +128,39 @@ static void allocate_counts(sqlite3_file *f, struct mapping_state *s, int page_b
         s->pages_counted = pages;
     else
         s->counts_unavailable = 1;
+    sqlite3_int64 limit = -1;   /* -1 asks for SQLite's limit without changing it */
+    if (s->real->xFileControl(f, SQLITE_FCNTL_MMAP_SIZE, &limit) == SQLITE_OK && limit > 0) {
+        s->mapped_end = (uint64_t)(size < limit ? size : limit);
+        s->regions_filled = calloc((size_t)(s->mapped_end >> REGION_SHIFT) / 8 + 1, 1);
+    }
+    if (!s->regions_filled)
+        s->fill_unavailable = 1;
+}
+
+/* Maps the 128 KiB region around a page just fetched from the mapping at
+ * once, if it was not since the last drop: one system call instead of a
+ * fault every 16 pages (fault-around) as SQLite walks the region. Never
+ * past the mapping's end, which it may not own. */
+static void fill_region(struct mapping_state *s, sqlite3_int64 offset)
+{
+    if (s->fill_unavailable || !s->regions_filled || (uint64_t)offset >= s->mapped_end)
+        return;
+    uint64_t region = (uint64_t)offset >> REGION_SHIFT;
+    uint8_t bit = (uint8_t)(1u << (region % 8));
+    if (s->regions_filled[region / 8] & bit)
+        return;
+    s->regions_filled[region / 8] |= bit;
+    uint64_t start = region << REGION_SHIFT, end = start + ((uint64_t)1 << REGION_SHIFT);
+    if (end > s->mapped_end)
+        end = s->mapped_end;
+    if (madvise(s->base + start, (size_t)(end - start), MADV_POPULATE_READ) != 0 && errno == EINVAL) {
+        s->fill_unavailable = 1;
+        return;
+    }
+    if ((sqlite3_int64)end > s->extent)
+        s->extent = (sqlite3_int64)end;
+    s->fetched += end - start;
+    s->counts.fills++;
 }
 
 /* 1 if the page at offset was handed out of the mapping often enough that
@@ -146,14 +196,17 @@ static int check_fetch(sqlite3_file *f, sqlite3_int64 offset, int amount, void *
         return rc;
     s->counts.mapped_fetches++;
     uint8_t *base = (uint8_t *)*out - offset;
-    if (base != s->base) {   /* mapped (again): nothing of it dropped yet */
+    if (base != s->base) {   /* mapped (again): nothing of it dropped or filled yet */
         s->base = base;
         s->extent = 0;
         s->fetched = 0;
+        if (s->regions_filled)
+            memset(s->regions_filled, 0, (size_t)(s->mapped_end >> REGION_SHIFT) / 8 + 1);
     }
     if (offset + amount > s->extent)
         s->extent = offset + amount;
     s->fetched += (uint64_t)amount;
+    fill_region(s, offset);
     if (s->fetched >= CHECK_VFS_DROP_BYTES)
         drop_mapped_pages(s);
     return rc;
@@ -185,6 +238,8 @@ static int check_close(sqlite3_file *f)
     struct mapping_state *s = state_of(f);
     free(s->page_fetches);
     s->page_fetches = NULL;
+    free(s->regions_filled);
+    s->regions_filled = NULL;
     return s->real->xClose(f);
 }
 

@@ -12,7 +12,7 @@
 /* Bytes of pages fetched through the mapping (or copied out of it) after
  * which the mapped pages are dropped from the process (they stay in the
  * page cache). */
-#define CHECK_VFS_DROP_BYTES (8u * 1024 * 1024)
+#define CHECK_VFS_DROP_BYTES (16u * 1024 * 1024)
 
 /* Times a page is handed out of the mapping; from the next time on SQLite
  * reads it into its own page cache, where a hot page (an interior page, an
@@ -24,6 +24,7 @@ struct check_vfs_counts {
     uint64_t mapped_fetches;   /* pages handed out of the mapping */
     uint64_t cached_fetches;   /* fetches refused: SQLite's cache or a read serves them */
     uint64_t drops;            /* times the mapped pages were dropped */
+    uint64_t fills;            /* 128 KiB regions mapped at once (MADV_POPULATE_READ) */
 };
 
 /* The VFS's name for sqlite3_open_v2, registered on first use; NULL when

@@ -12,8 +12,13 @@ Per size (BENCH_RESTORE_MB, default "256"; the issue's run is
     sync-interval 1 s). Each makes its first snapshot, then gets the SAME
     updates (transactions of 50 random rows, seeded: tidemark's copy for
     BENCH_RESTORE_UPDATE_SECONDS, default 10, Litestream's the same
-    number of transactions), so the latest point needs a replay; each
-    sidecar ships everything and is stopped;
+    number of transactions), so the latest point needs a replay of every
+    update, for both tools alike: tidemark runs with `snapshot: {
+    wal-ratio: off }`, as Litestream takes no snapshot of its own in those
+    seconds (with the default ratio, where tidemark's next snapshot fell
+    decided whether the replay was all of the updates or none of them, and
+    the ratios moved twofold from run to run); each sidecar ships
+    everything and is stopped;
   - the baseline: zstd -d of a zstd -1 copy of the final image (made
     beforehand, not timed) + PRAGMA integrity_check (Debian's sqlite3);
   - restores of the latest point: tidemark from each replica with
@@ -152,7 +157,7 @@ def wait_litestream_quiet(proc, window=2.5, timeout=BIG_WAIT):
 def replicate_tidemark(bench, work, rows, megabytes, update_seconds):
     """tidemark follows WORK/app.db (file and S3 replicas): first snapshot,
     then the updates for `update_seconds`. Returns (config, txns)."""
-    config = bench.config(work, s3_prefix="restore-%d" % megabytes)
+    config = bench.config(work, s3_prefix="restore-%d" % megabytes, extra_db="    snapshot: { wal-ratio: off }\n")
     sidecar = start_sidecar(config, os.path.join(work, "sidecar.log"))
     if not wait_for(lambda: os.path.isdir(os.path.join(work, "backup", "app")), BIG_WAIT):
         raise SystemExit("restore bench: tidemark made no snapshot (see %s/sidecar.log)" % work)
@@ -378,9 +383,11 @@ def print_restore_table(r):
     for row in r["restore"]:
         base = row["baseline"]["seconds"]
         ls = row.get("litestream", {}).get("seconds")
-        lines.append(("%d MB (%.0f MB file, %d update txns, %d round(s))"
-                      % (row["megabytes"], row["database_bytes"] / 1e6, row["update_txns"], row["rounds"]),
-                      "", "", "", "", ""))
+        replayed = (row["tidemark"].get("file", {}).get("full") or {}).get("objects")
+        lines.append(("%d MB (%.0f MB file, %d update txns, %d round(s)%s)"
+                      % (row["megabytes"], row["database_bytes"] / 1e6, row["update_txns"], row["rounds"],
+                         ", tidemark reads the snapshot and %d object(s) after it" % (replayed - 1)
+                         if replayed else ""), "", "", "", "", ""))
         lines.append(("  baseline: zstd -d + integrity_check", "%.2f" % base, "1.00", "", "",
                       "zstd -d %.2f, check %.2f (quick_check %.2f)" % (row["baseline"]["zstd_s"],
                                                                         row["baseline"]["check_s"],

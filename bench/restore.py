@@ -407,7 +407,8 @@ def print_restore_table(r):
         if ls:
             lines.append(("  Litestream 0.3.13 file (checks nothing)", "%.2f" % ls, "%.2f" % (ls / base), "1.00",
                           "%.1f" % (row["litestream"]["peak_rss_kib"] / 1024), ""))
-    widths = [max(len(l[c]) for l in lines) for c in range(6)]
+    # a size's heading line (nothing but its label) does not widen the first column
+    widths = [max(len(l[c]) for l in lines if c > 0 or any(l[1:])) for c in range(6)]
     print()
     for l in lines:
         print("  ".join(l[c].ljust(widths[c]) for c in range(6)).rstrip())

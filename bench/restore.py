@@ -12,13 +12,15 @@ Per size (BENCH_RESTORE_MB, default "256"; the issue's run is
     sync-interval 1 s). Each makes its first snapshot, then gets the SAME
     updates (transactions of 50 random rows, seeded: tidemark's copy for
     BENCH_RESTORE_UPDATE_SECONDS, default 10, Litestream's the same
-    number of transactions), so the latest point needs a replay of every
-    update, for both tools alike: tidemark runs with `snapshot: {
-    wal-ratio: off }`, as Litestream takes no snapshot of its own in those
-    seconds (with the default ratio, where tidemark's next snapshot fell
-    decided whether the replay was all of the updates or none of them, and
-    the ratios moved twofold from run to run); each sidecar ships
-    everything and is stopped;
+    number of transactions), so the latest point needs a replay; each
+    sidecar ships everything and is stopped. tidemark runs with its
+    default `wal-ratio` (a new snapshot once the WAL shipped reaches the
+    database's size), so its replay is anything from none to about the
+    database's size, depending on where that snapshot fell: the table says
+    how many objects it read after its snapshot. BENCH_RESTORE_WAL_RATIO
+    sets the ratio (`off`: every update replayed, as Litestream, which
+    takes no snapshot of its own in those seconds; the worst case, and the
+    same from run to run);
   - the baseline: zstd -d of a zstd -1 copy of the final image (made
     beforehand, not timed) + PRAGMA integrity_check (Debian's sqlite3);
   - restores of the latest point: tidemark from each replica with
@@ -157,7 +159,9 @@ def wait_litestream_quiet(proc, window=2.5, timeout=BIG_WAIT):
 def replicate_tidemark(bench, work, rows, megabytes, update_seconds):
     """tidemark follows WORK/app.db (file and S3 replicas): first snapshot,
     then the updates for `update_seconds`. Returns (config, txns)."""
-    config = bench.config(work, s3_prefix="restore-%d" % megabytes, extra_db="    snapshot: { wal-ratio: off }\n")
+    ratio = os.environ.get("BENCH_RESTORE_WAL_RATIO")
+    config = bench.config(work, s3_prefix="restore-%d" % megabytes,
+                          extra_db="    snapshot: { wal-ratio: %s }\n" % ratio if ratio else "")
     sidecar = start_sidecar(config, os.path.join(work, "sidecar.log"))
     if not wait_for(lambda: os.path.isdir(os.path.join(work, "backup", "app")), BIG_WAIT):
         raise SystemExit("restore bench: tidemark made no snapshot (see %s/sidecar.log)" % work)
@@ -357,6 +361,7 @@ def scenario_restore(bench, megabytes, update_seconds=None):
             ", Litestream %.2fs" % samples["litestream"][-1]["seconds"] if samples["litestream"] else ""), flush=True)
     row = {"megabytes": megabytes, "database_bytes": p["database_bytes"], "rows": p["truth"][0],
            "update_seconds": update_seconds, "update_txns": p["txns"], "rounds": rounds,
+           "wal_ratio": os.environ.get("BENCH_RESTORE_WAL_RATIO", "default"),
            "integrity_check_option": option, "restored_with": restorer(), "restorer_version": restorer_version(), "exact": True, "baseline": medians(samples["baseline"]), "tidemark": {}}
     for replica in replicas:
         row["tidemark"][replica] = {check: medians(samples[replica + "/" + check]) if check in checks else None
@@ -384,10 +389,12 @@ def print_restore_table(r):
         base = row["baseline"]["seconds"]
         ls = row.get("litestream", {}).get("seconds")
         replayed = (row["tidemark"].get("file", {}).get("full") or {}).get("objects")
-        lines.append(("%d MB (%.0f MB file, %d update txns, %d round(s)%s)"
+        lines.append(("%d MB (%.0f MB file, %d update txns, %d round(s)%s%s)"
                       % (row["megabytes"], row["database_bytes"] / 1e6, row["update_txns"], row["rounds"],
                          ", tidemark reads the snapshot and %d object(s) after it" % (replayed - 1)
-                         if replayed else ""), "", "", "", "", ""))
+                         if replayed else "",
+                         ", wal-ratio %s" % row["wal_ratio"] if row.get("wal_ratio", "default") != "default" else ""),
+                      "", "", "", "", ""))
         lines.append(("  baseline: zstd -d + integrity_check", "%.2f" % base, "1.00", "", "",
                       "zstd -d %.2f, check %.2f (quick_check %.2f)" % (row["baseline"]["zstd_s"],
                                                                         row["baseline"]["check_s"],

@@ -30,15 +30,16 @@
  * after that its fetch is refused and SQLite reads it into its own page
  * cache, where a hot page stays across drops. Such a read is copied out of
  * the mapping by the default VFS, so its bytes count towards the next drop
- * too. The same check: 0.98-1.0 s, 34,000 faults, RSS as before. The
+ * too, made by the next fetch, mapped or refused. The same check: 0.98-1.0 s, 34,000 faults, RSS as before. The
  * counts take 2 bits per page (64 KiB per GiB of database).
  *
  * FILLING. What faults remain are SQLite walking a table, page after page
  * (a fault maps 16 pages around the one asked for). A page fetched from a
  * 128 KiB region not mapped since the last drop has the whole region
- * mapped at once (madvise(MADV_POPULATE_READ), Linux 5.14; refused, the
- * faults do it), never past the mapping's end: the file's size, up to
- * SQLite's limit. With drops every 16 MiB instead of 8 (the filled
+ * mapped at once (madvise(MADV_POPULATE_READ), Linux 5.14; if it fails,
+ * filling stops and the faults do it), never past the mapping's end: the
+ * file's size, up to SQLite's limit, which the default xFetch of the last
+ * page confirms once per mapping before anything is filled. With drops every 16 MiB instead of 8 (the filled
  * regions count towards them), the 1 GiB restore's check took 1.02-1.06 s
  * against 1.12-1.14 s, its peak RSS 40 MiB as before (3 alternated runs).
  *
@@ -54,7 +55,6 @@
  * is mapped again, elsewhere, only from inside xFetch). */
 #include "check_vfs.h"
 
-#include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,6 +83,7 @@ struct mapping_state {
     uint8_t *regions_filled;           /* per region, a bit: filled since the last drop */
     uint64_t mapped_end;               /* bytes the mapping covers: the file, up to SQLite's limit */
     int fill_unavailable;              /* MADV_POPULATE_READ refused (a kernel before 5.14) */
+    int mapping_checked;               /* the mapping is known to reach mapped_end */
     struct check_vfs_counts counts;
 };
 
@@ -137,14 +138,38 @@ static void allocate_counts(sqlite3_file *f, struct mapping_state *s, int page_b
         s->fill_unavailable = 1;
 }
 
+/* 0 if the mapping starting at s->base holds the page that ends at
+ * mapped_end, where SQLite says it should (its last page fetched, then
+ * released): the regions filled, and the range dropped, lie in the
+ * mapping and nowhere else. Once per mapping. */
+static int check_mapping_end(sqlite3_file *f, struct mapping_state *s, int amount)
+{
+    if (amount <= 0 || s->mapped_end < (uint64_t)amount)
+        return -1;
+    sqlite3_int64 last = (sqlite3_int64)(s->mapped_end - (uint64_t)amount);
+    void *page = NULL;
+    if (s->real->xFetch(f, last, amount, &page) != SQLITE_OK || !page)
+        return -1;
+    int same = (uint8_t *)page == s->base + last;
+    s->real->xUnfetch(f, last, page);
+    if (!same)
+        return -1;
+    s->mapping_checked = 1;
+    return 0;
+}
+
 /* Maps the 128 KiB region around a page just fetched from the mapping at
  * once, if it was not since the last drop: one system call instead of a
  * fault every 16 pages (fault-around) as SQLite walks the region. Never
  * past the mapping's end, which it may not own. */
-static void fill_region(struct mapping_state *s, sqlite3_int64 offset)
+static void fill_region(sqlite3_file *f, struct mapping_state *s, sqlite3_int64 offset, int amount)
 {
     if (s->fill_unavailable || !s->regions_filled || (uint64_t)offset >= s->mapped_end)
         return;
+    if (!s->mapping_checked && check_mapping_end(f, s, amount) != 0) {
+        s->fill_unavailable = 1;
+        return;
+    }
     uint64_t region = (uint64_t)offset >> REGION_SHIFT;
     uint8_t bit = (uint8_t)(1u << (region % 8));
     if (s->regions_filled[region / 8] & bit)
@@ -153,8 +178,8 @@ static void fill_region(struct mapping_state *s, sqlite3_int64 offset)
     uint64_t start = region << REGION_SHIFT, end = start + ((uint64_t)1 << REGION_SHIFT);
     if (end > s->mapped_end)
         end = s->mapped_end;
-    if (madvise(s->base + start, (size_t)(end - start), MADV_POPULATE_READ) != 0 && errno == EINVAL) {
-        s->fill_unavailable = 1;
+    if (madvise(s->base + start, (size_t)(end - start), MADV_POPULATE_READ) != 0) {
+        s->fill_unavailable = 1;   /* an old kernel (EINVAL), or anything else: faults will do */
         return;
     }
     if ((sqlite3_int64)end > s->extent)
@@ -189,6 +214,8 @@ static int check_fetch(sqlite3_file *f, sqlite3_int64 offset, int amount, void *
     if (page_is_hot(f, s, offset, amount)) {
         *out = NULL;   /* SQLite reads it (xRead) into its cache */
         s->counts.cached_fetches++;
+        if (s->base && s->fetched >= CHECK_VFS_DROP_BYTES)
+            drop_mapped_pages(s);   /* what the reads copied out of the mapping */
         return SQLITE_OK;
     }
     int rc = s->real->xFetch(f, offset, amount, out);
@@ -200,21 +227,23 @@ static int check_fetch(sqlite3_file *f, sqlite3_int64 offset, int amount, void *
         s->base = base;
         s->extent = 0;
         s->fetched = 0;
+        s->mapping_checked = 0;
         if (s->regions_filled)
             memset(s->regions_filled, 0, (size_t)(s->mapped_end >> REGION_SHIFT) / 8 + 1);
     }
     if (offset + amount > s->extent)
         s->extent = offset + amount;
     s->fetched += (uint64_t)amount;
-    fill_region(s, offset);
+    fill_region(f, s, offset, amount);
     if (s->fetched >= CHECK_VFS_DROP_BYTES)
         drop_mapped_pages(s);
     return rc;
 }
 
 /* A read is copied out of the mapping when the page lies in it: its bytes
- * count towards the next drop (made by the next fetch, which knows where
- * the mapping is now). */
+ * count towards the next drop, made by the next fetch (the mapping moves
+ * only inside the default xFetch, so the base the last mapped fetch saw is
+ * where it is). */
 static int check_read(sqlite3_file *f, void *buffer, int amount, sqlite3_int64 offset)
 {
     struct mapping_state *s = state_of(f);

@@ -125,6 +125,39 @@ static void test_mapped_check_is_bounded(void)
     ASSERT_TRUE(counts.cached_fetches > ROWS);
 }
 
+/* A table with three indexes, each looked up for every row: most fetches
+ * are refused (SQLite's cache serves them, or a read the default VFS
+ * copies out of the mapping); what such reads map is dropped all the
+ * same, and the resident bytes stay bounded. */
+static void test_refused_pages_are_dropped_too(void)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/indexed.db", harness_tmpdir());
+    sqlite3 *db;
+    ASSERT_EQ(sqlite3_open(path, &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db,
+                           "PRAGMA journal_mode=WAL;"
+                           "CREATE TABLE t(id INTEGER PRIMARY KEY, a INT, b INT, c INT, body BLOB);"
+                           "WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < 40000) "
+                           "INSERT INTO t SELECT n, n * 7 % 1000, n * 13 % 1000, n * 17 % 1000, randomblob(1500) "
+                           "FROM c;"
+                           "CREATE INDEX t_a ON t(a); CREATE INDEX t_b ON t(b); CREATE INDEX t_c ON t(c);"
+                           "PRAGMA wal_checkpoint(TRUNCATE);",
+                           NULL, NULL, NULL),
+              SQLITE_OK);
+    sqlite3_close(db);
+    long before = rss_file_bytes(), resident = 0;
+    struct check_vfs_counts counts;
+    char *result = check_through(path, check_vfs_name(), &resident, &counts);
+    ASSERT_TRUE(result != NULL);
+    ASSERT_STR_EQ(result, "ok");
+    free(result);
+    fprintf(stderr, "# resident file bytes: %ld before, %ld after; %llu fetches refused, %llu drops\n", before,
+            resident, (unsigned long long)counts.cached_fetches, (unsigned long long)counts.drops);
+    ASSERT_TRUE(counts.cached_fetches > 2 * ROWS);   /* three index lookups per row */
+    ASSERT_TRUE(resident - before < 2L * CHECK_VFS_DROP_BYTES);
+}
+
 /* A byte of the index's last page changed: the check through the mapping
  * reports it, and result_check_sqlite fails naming integrity_check. */
 static void test_mapped_check_finds_damage(void)
@@ -153,6 +186,8 @@ int main(void)
         {"check vfs: a 64 MiB database checked through a mapping, its pages not kept resident",
          test_mapped_check_is_bounded},
         {"check vfs: damage in a page is found through the mapping", test_mapped_check_finds_damage},
+        {"check vfs: three indexes looked up for every row: refused fetches, memory still bounded",
+         test_refused_pages_are_dropped_too},
     };
     return harness_run(cases, sizeof cases / sizeof *cases);
 }

@@ -80,9 +80,8 @@ struct mapping_state {
     uint8_t *page_fetches;             /* per page, COUNT_BITS: times handed out of the mapping */
     uint64_t pages_counted;            /* pages page_fetches has room for */
     int counts_unavailable;            /* no room for them: every fetch is mapped */
-    uint8_t *regions_filled;           /* per region, a bit: filled since the last drop */
+    uint8_t *regions_filled;           /* per region, a bit: filled since the last drop; NULL: no filling */
     uint64_t mapped_end;               /* bytes the mapping covers: the file, up to SQLite's limit */
-    int fill_unavailable;              /* MADV_POPULATE_READ refused (a kernel before 5.14) */
     int mapping_checked;               /* the mapping is known to reach mapped_end */
     struct check_vfs_counts counts;
 };
@@ -102,6 +101,27 @@ static struct mapping_state *state_of(sqlite3_file *f)
     return (struct mapping_state *)((char *)f + check_vfs.real->szOsFile);
 }
 
+/* Bytes of regions_filled: a bit per region up to mapped_end. */
+static size_t regions_filled_bytes(const struct mapping_state *s)
+{
+    return (size_t)(s->mapped_end >> REGION_SHIFT) / 8 + 1;
+}
+
+/* No region counts as filled any more (the mapping's pages were dropped,
+ * or the mapping is new). */
+static void forget_filled_regions(struct mapping_state *s)
+{
+    if (s->regions_filled)
+        memset(s->regions_filled, 0, regions_filled_bytes(s));
+}
+
+/* Filling stops for this file: the faults map the pages. */
+static void stop_filling(struct mapping_state *s)
+{
+    free(s->regions_filled);
+    s->regions_filled = NULL;
+}
+
 /* Drops the pages of the mapping fetched from so far from the process. */
 static void drop_mapped_pages(struct mapping_state *s)
 {
@@ -110,8 +130,7 @@ static void drop_mapped_pages(struct mapping_state *s)
     madvise(s->base, length, MADV_DONTNEED);
     s->fetched = 0;
     s->counts.drops++;
-    if (s->regions_filled)
-        memset(s->regions_filled, 0, (size_t)(s->mapped_end >> REGION_SHIFT) / 8 + 1);
+    forget_filled_regions(s);
 }
 
 /* Room for a count per page of the file, pages of page_bytes; at the
@@ -132,10 +151,8 @@ static void allocate_counts(sqlite3_file *f, struct mapping_state *s, int page_b
     sqlite3_int64 limit = -1;   /* -1 asks for SQLite's limit without changing it */
     if (s->real->xFileControl(f, SQLITE_FCNTL_MMAP_SIZE, &limit) == SQLITE_OK && limit > 0) {
         s->mapped_end = (uint64_t)(size < limit ? size : limit);
-        s->regions_filled = calloc((size_t)(s->mapped_end >> REGION_SHIFT) / 8 + 1, 1);
+        s->regions_filled = calloc(regions_filled_bytes(s), 1);
     }
-    if (!s->regions_filled)
-        s->fill_unavailable = 1;
 }
 
 /* 0 if the mapping starting at s->base holds the page that ends at
@@ -164,10 +181,10 @@ static int check_mapping_end(sqlite3_file *f, struct mapping_state *s, int amoun
  * past the mapping's end, which it may not own. */
 static void fill_region(sqlite3_file *f, struct mapping_state *s, sqlite3_int64 offset, int amount)
 {
-    if (s->fill_unavailable || !s->regions_filled || (uint64_t)offset >= s->mapped_end)
+    if (!s->regions_filled || (uint64_t)offset >= s->mapped_end)
         return;
     if (!s->mapping_checked && check_mapping_end(f, s, amount) != 0) {
-        s->fill_unavailable = 1;
+        stop_filling(s);
         return;
     }
     uint64_t region = (uint64_t)offset >> REGION_SHIFT;
@@ -179,7 +196,7 @@ static void fill_region(sqlite3_file *f, struct mapping_state *s, sqlite3_int64 
     if (end > s->mapped_end)
         end = s->mapped_end;
     if (madvise(s->base + start, (size_t)(end - start), MADV_POPULATE_READ) != 0) {
-        s->fill_unavailable = 1;   /* an old kernel (EINVAL), or anything else: faults will do */
+        stop_filling(s);   /* an old kernel (EINVAL), or anything else: faults will do */
         return;
     }
     if ((sqlite3_int64)end > s->extent)
@@ -228,8 +245,7 @@ static int check_fetch(sqlite3_file *f, sqlite3_int64 offset, int amount, void *
         s->extent = 0;
         s->fetched = 0;
         s->mapping_checked = 0;
-        if (s->regions_filled)
-            memset(s->regions_filled, 0, (size_t)(s->mapped_end >> REGION_SHIFT) / 8 + 1);
+        forget_filled_regions(s);
     }
     if (offset + amount > s->extent)
         s->extent = offset + amount;
@@ -267,8 +283,7 @@ static int check_close(sqlite3_file *f)
     struct mapping_state *s = state_of(f);
     free(s->page_fetches);
     s->page_fetches = NULL;
-    free(s->regions_filled);
-    s->regions_filled = NULL;
+    stop_filling(s);
     return s->real->xClose(f);
 }
 

@@ -13,6 +13,7 @@ max) and the stamp minus t0 (the most it can be after the commit: max), and
 the least stamp minus t0 (never negative: a stamp never precedes a commit).
 
 Usage: /usr/bin/python3 bench/stamp_bound.py [ROUNDS]   (after make -j2)
+       STAMP_BOUND_ONLY=flood ... runs the flood scenario alone
 """
 import os, sqlite3, subprocess, sys, time
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -40,6 +41,27 @@ def create_tables(env):
     db.execute("CREATE TABLE IF NOT EXISTS scratch(x BLOB)")
     db.commit()
     db.close()
+
+def flood_scenario(tool, name, sync, seconds):
+    """Delays of single-row transactions committed as fast as Python
+    drives libsqlite3 for `seconds` (test_beside_app.py's flood): the
+    sidecar ships large segments while commits keep coming."""
+    from test_beside_app import flood
+    env = Env("stamps", sync=sync)
+    try:
+        create_tables(env)
+        env.start()
+        time.sleep(0.5)
+        flood(env.db, env.log, seconds)
+        time.sleep(1.5)
+        env.stop()
+        log = env.commits()
+        seen = stamps(env, tool)
+        if len(seen) != len(log):
+            sys.exit("%s: %d stamps for %d logged commits" % (name, len(seen), len(log)))
+        return [(stamp - log[i][1], stamp - log[i][0], False) for i, stamp in enumerate(seen, 1)]
+    finally:
+        env.cleanup()
 
 def scenario(tool, name, sync, bursts, per_burst, pause_s, *writer_options):
     """Delays (stamp - t1, stamp - t0) per commit; `first` marks the first
@@ -85,9 +107,11 @@ def main():
         ("application TRUNCATE every 10 (pin gives way)", "200ms", 1, 200, 0.5, "--truncate-every", "10"),
     ]
     print("%-52s %5s  %6s %6s %6s  %6s  %6s" % ("scenario (ms)", "n", "med", "p99", "max", "max-t0", "min-t0"))
+    only_flood = os.environ.get("STAMP_BOUND_ONLY") == "flood"
     try:
         for _ in range(rounds):
-            for name, sync, bursts, per, pause, *opts in scenarios:
+            report("flood: single-row transactions for 10 s, sync 1s", flood_scenario(tool, "flood", "1s", 10))
+            for name, sync, bursts, per, pause, *opts in ([] if only_flood else scenarios):
                 rows = scenario(tool, name, sync, bursts, per, pause, *opts)
                 report(name, rows)
                 if bursts > 1:

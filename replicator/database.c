@@ -109,7 +109,7 @@ static int spool_is_full(struct db_context *ctx)
 int database_ship_all(struct db_context *ctx, struct tm_error *err)
 {
     pin_before_shipping(ctx);
-    int status = tailer_scan(ctx->tailer, clock_now_ms(), err);
+    int status = tailer_scan(ctx->tailer, err);
     if (status != TAILER_OK)
         return status < 0 ? -1 : 1;
     status = shipper_ship(&ctx->shipper, ctx->tailer, err);
@@ -301,7 +301,7 @@ static void sync_database(struct db_context *ctx)
         ctx->failing = 0;
         ctx->reopen_failing = 0;
     }
-    int status = tailer_scan(ctx->tailer, clock_now_ms(), &err);
+    int status = tailer_scan(ctx->tailer, &err);
     if (status == TAILER_BROKEN)
         return database_restart(ctx, err.msg);
     if (status < 0) {
@@ -416,7 +416,7 @@ static void on_scan(struct ev_loop *loop, ev_timer *w, int revents)
         return;
     struct tm_error err;
     struct wal_position before = newest_commit(ctx->tailer);
-    int status = tailer_scan(ctx->tailer, clock_now_ms(), &err);
+    int status = tailer_scan(ctx->tailer, &err);
     if (status == TAILER_BROKEN)
         return database_restart(ctx, err.msg);
     if (status < 0)

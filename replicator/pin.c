@@ -104,7 +104,7 @@ void pin_follow_beside_worker(struct db_context *ctx, char *broken, size_t broke
 {
     struct tm_error err;
     struct tailer *t = ctx->tailer;
-    int rc = tailer_scan(t, clock_now_ms(), &err);
+    int rc = tailer_scan(t, &err);
     if (rc == TAILER_BROKEN) {
         snprintf(broken, broken_len, "%s", err.msg);
         return;
@@ -182,7 +182,7 @@ static int let_go_of_pin(struct db_context *ctx, int quickly, struct tm_error *e
 {
     /* quickly (a checkpoint waits): what is pending is read into memory
      * and shipped at the next tick; otherwise shipped first */
-    int rc = tailer_scan(ctx->tailer, clock_now_ms(), err);
+    int rc = tailer_scan(ctx->tailer, err);
     if (rc != TAILER_OK)
         return rc == TAILER_BROKEN ? TAILER_BROKEN : -1;
     int unpinned = quickly && tailer_detach(ctx->tailer, err) == 0 && tailer_unpin(ctx->tailer) == TAILER_OK;
@@ -205,7 +205,7 @@ static int let_go_of_pin(struct db_context *ctx, int quickly, struct tm_error *e
  * tick). */
 static int let_go_once_copied(struct db_context *ctx, struct tm_error *err)
 {
-    int rc = tailer_scan(ctx->tailer, clock_now_ms(), err);
+    int rc = tailer_scan(ctx->tailer, err);
     if (rc != TAILER_OK)
         return rc == TAILER_BROKEN ? TAILER_BROKEN : -1;
     log_event(LOG_DEBUG, ctx->cfg->name, NULL, "letting go %lld ms after the move",
@@ -225,7 +225,7 @@ int pin_ship_up_to(struct db_context *ctx, struct tm_error *err)
     int rc = move_pin(ctx, err);
     if (rc != TAILER_OK)
         return rc;
-    int status = tailer_scan(ctx->tailer, clock_now_ms(), err);
+    int status = tailer_scan(ctx->tailer, err);
     if (status != TAILER_OK)
         return status < 0 ? -1 : TAILER_BROKEN;
     int exact;
@@ -324,7 +324,7 @@ void pin_keep_moving(struct db_context *ctx, int quiet)
  * restarted, or after REPIN_AFTER_MS, once no checkpoint runs. */
 static int follow_unpinned(struct db_context *ctx, struct tm_error *err)
 {
-    int rc = tailer_scan(ctx->tailer, clock_now_ms(), err);
+    int rc = tailer_scan(ctx->tailer, err);
     if (rc == TAILER_OK && !tailer_switching(ctx->tailer) && tailer_detach(ctx->tailer, err) != 0)
         log_event(LOG_DEBUG, ctx->cfg->name, NULL, "unpinned: pending frames not read into memory");
     if (rc == TAILER_OK && tailer_read_ahead(ctx->tailer, err) != 0)
@@ -332,7 +332,7 @@ static int follow_unpinned(struct db_context *ctx, struct tm_error *err)
     if (rc == TAILER_OK && tailer_switching(ctx->tailer))
         rc = database_ship_all(ctx, err);   /* pinned first: the new WAL is kept meanwhile */
     if (rc == TAILER_OK && tailer_switching(ctx->tailer))
-        rc = tailer_scan(ctx->tailer, clock_now_ms(), err);   /* follow the new WAL */
+        rc = tailer_scan(ctx->tailer, err);   /* follow the new WAL */
     int restarted;
     if (rc == TAILER_OK && !tailer_pinned(ctx->tailer) && repin_due(ctx, &restarted)) {
         int pinned = tailer_advance_pin(ctx->tailer, err);
@@ -366,7 +366,7 @@ static void on_yield_poll(struct ev_loop *loop, ev_timer *w, int revents)
     if (!tailer_pinned(ctx->tailer)) {
         rc = follow_unpinned(ctx, &err);
     } else if (tailer_is_turso(ctx->tailer) &&
-               (rc = tailer_scan(ctx->tailer, clock_now_ms(), &err)) != TAILER_OK) {
+               (rc = tailer_scan(ctx->tailer, &err)) != TAILER_OK) {
         /* the Turso route, pinned (a new generation, a snapshot): the WAL
          * is read at each poll all the same, so that commits are stamped
          * when they happen and the commit count is known to let go */

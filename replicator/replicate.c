@@ -194,7 +194,7 @@ static void stop_database(struct replicator *rep, struct db_context *ctx)
         return;
     }
     struct tm_error err;
-    int status = tailer_scan(ctx->tailer, clock_now_ms(), &err);
+    int status = tailer_scan(ctx->tailer, &err);
     if (status == TAILER_OK)
         status = shipper_ship(&ctx->shipper, ctx->tailer, &err);
     size_t left;

@@ -55,11 +55,13 @@ void tailer_close(struct tailer *t);
 int tailer_check_file(const char *db_path, struct tm_error *err);
 
 /* Reads the WAL from the last commit seen, recording every new commit
- * with time max(now_ms, previous commit time). Returns TAILER_OK,
+ * with time max(the clock once the wal-index is read, previous commit
+ * time), or the earlier time its commit counter was first seen there.
+ * Returns TAILER_OK,
  * TAILER_BROKEN with err saying why continuity was lost (WAL restarted
  * over commits not yet read, restarts missed, page size changed, WAL or
  * database file replaced), or -1 on I/O errors. */
-int tailer_scan(struct tailer *t, int64_t now_ms, struct tm_error *err);
+int tailer_scan(struct tailer *t, struct tm_error *err);
 
 /* Whether the WAL at `pos` is the one the archive ended on: same salts,
  * page size, and the checksum chain from frame 1 reaches pos exactly on a

@@ -310,7 +310,7 @@ static void on_tenant_deleted(void *arg, void *db)
     log_event(LOG_INFO, ctx->cfg->name, NULL, "deleted; no longer replicated (its backups stay, under retention)");
     if (!ctx->tenant->asleep && ctx->tailer && !ctx->need_generation) {
         struct tm_error err;
-        if (tailer_scan(ctx->tailer, clock_now_ms(), &err) == TAILER_OK)
+        if (tailer_scan(ctx->tailer, &err) == TAILER_OK)
             shipper_ship(&ctx->shipper, ctx->tailer, &err);
     }
     if (!ctx->tenant->asleep) {

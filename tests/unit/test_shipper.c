@@ -181,7 +181,7 @@ static void test_segments_hold_exactly_the_commits_and_chain(void)
     struct sql_truth first[8], second[4];
     struct tm_error err;
     ASSERT_EQ(sql_writer_transactions(&f.writer, 1, 8, first), 0);
-    ASSERT_EQ(tailer_scan(f.tailer, now_ms(), &err), TAILER_OK);
+    ASSERT_EQ(tailer_scan(f.tailer, &err), TAILER_OK);
     ASSERT_EQ(shipper_ship(&f.shipper, f.tailer, &err), SHIPPER_OK);
     size_t pending;
     tailer_pending(f.tailer, &pending);
@@ -191,7 +191,7 @@ static void test_segments_hold_exactly_the_commits_and_chain(void)
     ASSERT_EQ(f.shipper.commits_shipped, 8);
     ASSERT_EQ(spool_queue_length(f.spool, 0), 1);
     ASSERT_EQ(sql_writer_transactions(&f.writer, 9, 4, second), 0);
-    ASSERT_EQ(tailer_scan(f.tailer, now_ms(), &err), TAILER_OK);
+    ASSERT_EQ(tailer_scan(f.tailer, &err), TAILER_OK);
     ASSERT_EQ(shipper_ship(&f.shipper, f.tailer, &err), SHIPPER_OK);
     ASSERT_EQ(f.shipper.next_index, 2);
     ASSERT_EQ(f.shipper.commits_shipped, 12);
@@ -246,7 +246,7 @@ static void test_snapshot_holds_the_database_as_shipped(void)
     struct sql_truth truths[6];
     struct tm_error err;
     ASSERT_EQ(sql_writer_transactions(&f.writer, 1, 6, truths), 0);
-    ASSERT_EQ(tailer_scan(f.tailer, now_ms(), &err), TAILER_OK);
+    ASSERT_EQ(tailer_scan(f.tailer, &err), TAILER_OK);
     ASSERT_EQ(shipper_ship(&f.shipper, f.tailer, &err), SHIPPER_OK);
     ASSERT_EQ(tailer_advance_pin(f.tailer, &err), TAILER_OK);
     ASSERT_EQ(tailer_pin_at_shipped(f.tailer), 1);

@@ -115,13 +115,6 @@ static void ship_and_check(struct fixture *f, const struct sql_truth *truths, si
     ASSERT_EQ(count, 0);
 }
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* ------------------------------------------------------------ the tests */
 
 static void test_commits_frames_and_sizes_are_exact(void)
@@ -131,7 +124,7 @@ static void test_commits_frames_and_sizes_are_exact(void)
     struct sql_truth truths[12];
     ASSERT_EQ(sql_writer_transactions(&f.writer, 1, 12, truths), 0);
     struct tm_error err;
-    ASSERT_EQ(tailer_scan(f.tailer, now_ms(), &err), TAILER_OK);
+    ASSERT_EQ(tailer_scan(f.tailer, &err), TAILER_OK);
     const struct wal_header *hdr = tailer_header(f.tailer);
     ASSERT_TRUE(hdr != NULL);
     ASSERT_EQ(hdr->page_size, f.page_size);
@@ -139,13 +132,13 @@ static void test_commits_frames_and_sizes_are_exact(void)
     ship_and_check(&f, truths, 12, hdr->salt1);
     ASSERT_PASSING();
     /* nothing new: a scan finds nothing */
-    ASSERT_EQ(tailer_scan(f.tailer, now_ms(), &err), TAILER_OK);
+    ASSERT_EQ(tailer_scan(f.tailer, &err), TAILER_OK);
     size_t count;
     tailer_pending(f.tailer, &count);
     ASSERT_EQ(count, 0);
     /* later commits continue the same WAL */
     ASSERT_EQ(sql_writer_transactions(&f.writer, 13, 3, truths), 0);
-    ASSERT_EQ(tailer_scan(f.tailer, now_ms(), &err), TAILER_OK);
+    ASSERT_EQ(tailer_scan(f.tailer, &err), TAILER_OK);
     ship_and_check(&f, truths, 3, hdr->salt1);
     ASSERT_PASSING();
     fixture_close(&f);
@@ -161,7 +154,7 @@ static void test_restart_after_the_sidecars_checkpoint(void)
     struct sql_truth truths[6];
     struct tm_error err;
     ASSERT_EQ(sql_writer_transactions(&f.writer, 1, 6, truths), 0);
-    ASSERT_EQ(tailer_scan(f.tailer, now_ms(), &err), TAILER_OK);
+    ASSERT_EQ(tailer_scan(f.tailer, &err), TAILER_OK);
     uint32_t old_salt1 = tailer_header(f.tailer)->salt1;
     ship_and_check(&f, truths, 6, old_salt1);
     ASSERT_PASSING();
@@ -171,9 +164,9 @@ static void test_restart_after_the_sidecars_checkpoint(void)
     ASSERT_EQ(restartable, 1);
     ASSERT_EQ(sql_writer_transactions(&f.writer, 7, 4, truths), 0);
     ASSERT_TRUE(truths[0].end_frame < old_end);   /* SQLite wrote from frame 1 again */
-    ASSERT_EQ(tailer_scan(f.tailer, now_ms(), &err), TAILER_OK);
+    ASSERT_EQ(tailer_scan(f.tailer, &err), TAILER_OK);
     if (tailer_switching(f.tailer))
-        ASSERT_EQ(tailer_scan(f.tailer, now_ms(), &err), TAILER_OK);
+        ASSERT_EQ(tailer_scan(f.tailer, &err), TAILER_OK);
     ASSERT_EQ(tailer_header(f.tailer)->salt1, old_salt1 + 1);
     ship_and_check(&f, truths, 4, old_salt1 + 1);
     ASSERT_PASSING();
@@ -191,7 +184,7 @@ static void test_restart_while_unpinned_keeps_the_old_tail(void)
     struct sql_truth truths[10];
     struct tm_error err;
     ASSERT_EQ(sql_writer_transactions(&f.writer, 1, 10, truths), 0);
-    ASSERT_EQ(tailer_scan(f.tailer, now_ms(), &err), TAILER_OK);
+    ASSERT_EQ(tailer_scan(f.tailer, &err), TAILER_OK);
     uint32_t old_salt1 = tailer_header(f.tailer)->salt1;
     ship_and_check(&f, truths, 10, old_salt1);
     ASSERT_PASSING();
@@ -202,11 +195,11 @@ static void test_restart_while_unpinned_keeps_the_old_tail(void)
     ASSERT_EQ(sql_writer_run(&f.writer, "PRAGMA wal_checkpoint(RESTART)", &ignored), 0);
     ASSERT_EQ(sql_writer_run(&f.writer, "INSERT INTO t VALUES (103, 'new WAL')", &after[0]), 0);
     ASSERT_TRUE(after[0].end_frame < truths[9].end_frame);   /* the tail was not overwritten */
-    ASSERT_EQ(tailer_scan(f.tailer, now_ms(), &err), TAILER_OK);
+    ASSERT_EQ(tailer_scan(f.tailer, &err), TAILER_OK);
     ASSERT_EQ(tailer_switching(f.tailer), 1);
     ship_and_check(&f, tail, 2, old_salt1);
     ASSERT_PASSING();
-    ASSERT_EQ(tailer_scan(f.tailer, now_ms(), &err), TAILER_OK);
+    ASSERT_EQ(tailer_scan(f.tailer, &err), TAILER_OK);
     ASSERT_EQ(tailer_switching(f.tailer), 0);
     ASSERT_EQ(tailer_header(f.tailer)->salt1, old_salt1 + 1);
     ship_and_check(&f, after, 1, old_salt1 + 1);
@@ -224,7 +217,7 @@ static void test_commits_lost_in_a_restart_are_detected(void)
     struct sql_truth truths[3], lost, ignored, big;
     struct tm_error err;
     ASSERT_EQ(sql_writer_transactions(&f.writer, 1, 3, truths), 0);
-    ASSERT_EQ(tailer_scan(f.tailer, now_ms(), &err), TAILER_OK);
+    ASSERT_EQ(tailer_scan(f.tailer, &err), TAILER_OK);
     ship_and_check(&f, truths, 3, tailer_header(f.tailer)->salt1);
     ASSERT_PASSING();
     ASSERT_EQ(tailer_unpin(f.tailer), TAILER_OK);
@@ -234,7 +227,7 @@ static void test_commits_lost_in_a_restart_are_detected(void)
     ASSERT_TRUE(big.end_frame > lost.end_frame);   /* the lost commit's frames were overwritten */
     int status = TAILER_OK;
     for (int i = 0; i < 3 && status == TAILER_OK; i++)
-        status = tailer_scan(f.tailer, now_ms(), &err);
+        status = tailer_scan(f.tailer, &err);
     ASSERT_EQ(status, TAILER_BROKEN);
     ASSERT_STR_CONTAINS(err.msg, "commits were lost");
     fixture_close(&f);
@@ -252,7 +245,7 @@ static void test_guard_holds_a_restarted_wal_until_pinned(void)
     struct sql_truth truths[3], tail[1], after[3], ignored;
     struct tm_error err;
     ASSERT_EQ(sql_writer_transactions(&f.writer, 1, 3, truths), 0);
-    ASSERT_EQ(tailer_scan(f.tailer, now_ms(), &err), TAILER_OK);
+    ASSERT_EQ(tailer_scan(f.tailer, &err), TAILER_OK);
     uint32_t old_salt1 = tailer_header(f.tailer)->salt1;
     ship_and_check(&f, truths, 3, old_salt1);
     ASSERT_PASSING();
@@ -269,11 +262,11 @@ static void test_guard_holds_a_restarted_wal_until_pinned(void)
     ASSERT_EQ(sql_writer_run(&f.writer, "PRAGMA wal_checkpoint(PASSIVE)", &ignored), 0);
     ASSERT_EQ(sql_writer_run(&f.writer, "INSERT INTO t VALUES (304, 'd')", &after[2]), 0);
     ASSERT_TRUE(after[2].end_frame > after[1].end_frame);   /* no second restart */
-    ASSERT_EQ(tailer_scan(f.tailer, now_ms(), &err), TAILER_OK);
+    ASSERT_EQ(tailer_scan(f.tailer, &err), TAILER_OK);
     ASSERT_EQ(tailer_switching(f.tailer), 1);
     ship_and_check(&f, tail, 1, old_salt1);
     ASSERT_PASSING();
-    ASSERT_EQ(tailer_scan(f.tailer, now_ms(), &err), TAILER_OK);
+    ASSERT_EQ(tailer_scan(f.tailer, &err), TAILER_OK);
     ASSERT_EQ(tailer_header(f.tailer)->salt1, old_salt1 + 1);
     ship_and_check(&f, after, 3, old_salt1 + 1);
     ASSERT_PASSING();
@@ -291,7 +284,7 @@ static void test_resume_at_a_shipped_commit(void)
     struct sql_truth truths[5];
     struct tm_error err;
     ASSERT_EQ(sql_writer_transactions(&f.writer, 1, 5, truths), 0);
-    ASSERT_EQ(tailer_scan(f.tailer, now_ms(), &err), TAILER_OK);
+    ASSERT_EQ(tailer_scan(f.tailer, &err), TAILER_OK);
     size_t count;
     struct wal_position at = tailer_pending(f.tailer, &count)[2].end;
     ASSERT_EQ(count, 5);
@@ -302,7 +295,7 @@ static void test_resume_at_a_shipped_commit(void)
     ASSERT_EQ(tailer_resume_at(f.tailer, &wrong, f.page_size, &err), 0);
     ASSERT_EQ(tailer_resume_at(f.tailer, &at, f.page_size, &err), 1);
     ASSERT_EQ(tailer_shipped(f.tailer).frame, at.frame);
-    ASSERT_EQ(tailer_scan(f.tailer, now_ms(), &err), TAILER_OK);
+    ASSERT_EQ(tailer_scan(f.tailer, &err), TAILER_OK);
     const struct tailer_commit *pending = tailer_pending(f.tailer, &count);
     ASSERT_EQ(count, 2);
     ASSERT_EQ(pending[0].end.frame, truths[3].end_frame);
@@ -314,7 +307,7 @@ static void test_resume_at_a_shipped_commit(void)
 static void ship_all_and_pin(struct fixture *f)
 {
     struct tm_error err;
-    ASSERT_EQ(tailer_scan(f->tailer, now_ms(), &err), TAILER_OK);
+    ASSERT_EQ(tailer_scan(f->tailer, &err), TAILER_OK);
     size_t count;
     tailer_pending(f->tailer, &count);
     tailer_ack(f->tailer, count);

@@ -383,7 +383,7 @@ static void open_tailer(struct fixture *f)
 static int scan(struct fixture *f, struct tm_error *err)
 {
     memset(err, 0, sizeof *err);
-    return tailer_scan(f->tailer, now_ms(), err);
+    return tailer_scan(f->tailer, err);
 }
 
 /* The pending commits are exactly truths[first..first+n-1] of the WAL

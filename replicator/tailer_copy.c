@@ -29,7 +29,8 @@
  *
  * The frame map (one uint32_t per page of the database) is the copy's
  * only allocation that grows with the database: 1 MiB per 1 GiB of 4 KiB
- * pages. */
+ * pages. It is built from the frames' headers, read MAP_READ_BYTES at a
+ * time. */
 #include "tailer_internal.h"
 
 #include <errno.h>
@@ -41,37 +42,61 @@
 
 #define SNAPSHOT_BATCH_PAGES 256
 
+/* Frames read at once by map_pages: a read per frame header cost a
+ * system call per 4 KiB of WAL (about 60,000 for a 250 MB WAL, 100-300
+ * ms on the loop at every snapshot of a small database written fast). */
+#define MAP_READ_BYTES (1024 * 1024)
+
+/* Records frames [first, first + count) of `frames` (read from the WAL)
+ * in the map; -1 when one is not of the WAL followed. */
+static int map_frames(struct tailer *t, const uint8_t *frames, size_t frame_bytes, uint32_t first, uint32_t count,
+                      uint32_t *map, uint32_t db_pages, struct tm_error *err)
+{
+    for (uint32_t i = 0; i < count; i++) {
+        struct wal_frame_header fh;
+        wal_frame_header_decode(frames + (size_t)i * frame_bytes, &fh);
+        if (fh.salt1 != t->hdr.salt1 || fh.salt2 != t->hdr.salt2)
+            return tm_error_set(err, "frame %u of '%s' changed under the pin", first + i, t->wal_path);
+        if (fh.page_number <= db_pages)
+            map[fh.page_number] = first + i;
+    }
+    return 0;
+}
+
 /* For each page, the last frame <= the pin that holds it (0: none), and
  * the database size the commit at the pin gives. The frames were checked
  * when scanned; here their salts are. */
 static int map_pages(struct tailer *t, uint32_t **last_frame, uint32_t *db_pages, struct tm_error *err)
 {
     uint32_t pin = t->pin.frame;
-    uint8_t bytes[WAL_FRAME_HEADER_BYTES];
+    size_t frame_bytes = WAL_FRAME_HEADER_BYTES + t->hdr.page_size;
+    uint8_t header[WAL_FRAME_HEADER_BYTES];
     struct wal_frame_header fh;
-    if (tailer_read_exactly(t->wal_fd, bytes, sizeof bytes, (off_t)wal_frame_offset(&t->hdr, pin), t->wal_path,
+    if (tailer_read_exactly(t->wal_fd, header, sizeof header, (off_t)wal_frame_offset(&t->hdr, pin), t->wal_path,
                             err) != 1)
         return tm_error_set(err, "cannot read frame %u of '%s'", pin, t->wal_path);
-    wal_frame_header_decode(bytes, &fh);
+    wal_frame_header_decode(header, &fh);
     if (!fh.db_size_after_commit)
         return tm_error_set(err, "frame %u of '%s' is not a commit frame", pin, t->wal_path);
     *db_pages = fh.db_size_after_commit;
+    uint32_t batch_frames = MAP_READ_BYTES / frame_bytes ? (uint32_t)(MAP_READ_BYTES / frame_bytes) : 1;
     uint32_t *map = calloc((size_t)*db_pages + 1, sizeof *map);
-    if (!map)
-        return tm_error_set(err, "out of memory");
-    for (uint32_t frame = 1; frame <= pin; frame++) {
-        if (tailer_read_exactly(t->wal_fd, bytes, sizeof bytes, (off_t)wal_frame_offset(&t->hdr, frame), t->wal_path,
-                                err) != 1) {
-            free(map);
-            return tm_error_set(err, "cannot read frame %u of '%s'", frame, t->wal_path);
-        }
-        wal_frame_header_decode(bytes, &fh);
-        if (fh.salt1 != t->hdr.salt1 || fh.salt2 != t->hdr.salt2) {
-            free(map);
-            return tm_error_set(err, "frame %u of '%s' changed under the pin", frame, t->wal_path);
-        }
-        if (fh.page_number <= *db_pages)
-            map[fh.page_number] = frame;
+    uint8_t *frames = malloc((size_t)batch_frames * frame_bytes);
+    int rc = map && frames ? 0 : tm_error_set(err, "out of memory");
+    for (uint32_t first = 1; rc == 0 && first <= pin; first += batch_frames) {
+        uint32_t count = pin - first + 1 < batch_frames ? pin - first + 1 : batch_frames;
+        int got = tailer_read_exactly(t->wal_fd, frames, (size_t)count * frame_bytes,
+                                      (off_t)wal_frame_offset(&t->hdr, first), t->wal_path, err);
+        if (got != 1)
+            rc = got < 0 ? -1 : tm_error_set(err, "cannot read frames %u-%u of '%s': short read", first,
+                                            first + count - 1, t->wal_path);
+        else
+            rc = map_frames(t, frames, frame_bytes, first, count, map, *db_pages, err);
+    }
+    free(frames);
+    if (rc != 0) {
+        free(map);
+        return -1;
     }
     *last_frame = map;
     return 0;

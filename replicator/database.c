@@ -16,7 +16,9 @@
  *    (database_scan_soon), so that each commit is stamped within a few
  *    milliseconds of being written (bursts of writes cost one scan); a
  *    busy writer that filled checkpoint-pages before the next tick gets
- *    the tick's work at once.
+ *    the tick's work at once. Writes also keep the tailer's commit
+ *    counter watch going (tailer_watch.c): commits made while the loop
+ *    is busy shipping or snapshotting keep the time they were made.
  *  - The sync timer (sync-interval): scan, then ship all pending commits
  *    as one segment, take a due snapshot (snapshots.c), and move the pin
  *    on (pin.c). When the spool reaches spool-limit, no new segment is
@@ -422,7 +424,10 @@ static void on_scan(struct ev_loop *loop, ev_timer *w, int revents)
     if (status < 0)
         return database_report(ctx, "cannot read the WAL", &err);
     struct wal_position after = newest_commit(ctx->tailer);
-    after_poll(ctx, !same_position(&before, &after));
+    int found_commits = !same_position(&before, &after);
+    if (found_commits)
+        tailer_watch_writes(ctx->tailer);
+    after_poll(ctx, found_commits);
     /* A busy writer filled checkpoint-pages before the next tick: ship and
      * checkpoint now, so that the WAL can restart. While the sidecar pins
      * it, the WAL only grows, and a long WAL slows every commit down (the
@@ -481,6 +486,8 @@ void database_scan_soon(struct db_context *ctx)
         pin_update_yield_timer(ctx);
         return;
     }
+    if (ctx->tailer && !ctx->need_generation)
+        tailer_watch_writes(ctx->tailer);   /* stamps stay exact while the loop is busy */
     if (ctx->tailer && !ctx->tenant && !ctx->need_generation)
         poll_wal(ctx);
     if (!ev_is_active(&ctx->scan_timer)) {

@@ -11,7 +11,9 @@
  * release. tailer_restart.c: WAL restarts (the old WAL's tail read into
  * memory, the commit counter's proof, following a new or emptied WAL),
  * tailer_detach, resuming after a release. tailer_guard.c: the thread
- * that holds a WAL restarted while the pin is let go. tailer_copy.c:
+ * that holds a WAL restarted while the pin is let go. tailer_watch.c:
+ * the thread that notes the commit counter while the application writes.
+ * tailer_copy.c:
  * snapshots from the files. tailer_turso.c, tailer_ahead.c: the Turso
  * engine's route. tailer_internal.h holds struct tailer and what the
  * files share.
@@ -294,7 +296,7 @@ int tailer_open(const char *db_path, enum tailer_engine engine, struct tailer **
     if (tailer_begin_read(t, 0, err) != 0)
         goto fail;
     t->pin.conn = 0;
-    if (open_wal_files(t, db_path, err) != 0 || tailer_guard_start(t, err) != 0)
+    if (open_wal_files(t, db_path, err) != 0 || tailer_guard_start(t, err) != 0 || tailer_watch_start(t, err) != 0)
         goto fail;
     struct pin first;
     if (tailer_take_pin(t, 1, 1, &first, err) != 0)
@@ -313,7 +315,8 @@ void tailer_close(struct tailer *t)
 {
     if (!t)
         return;
-    tailer_guard_free(t);   /* first: their threads read the tailer's descriptors */
+    tailer_watch_free(t);   /* first: their threads read the tailer's descriptors */
+    tailer_guard_free(t);
     tailer_turso_free(t);
     for (int i = 0; i < 2; i++) {
         if (t->conn[i] && !sqlite3_get_autocommit(t->conn[i]))
@@ -367,6 +370,18 @@ static void add_sighting(struct tailer *t, uint32_t changes, int64_t now_ms)
     t->sighting_next = (t->sighting_next + 1) % SIGHTINGS;
     if (t->sighting_count < SIGHTINGS)
         t->sighting_count++;
+}
+
+/* The sightings the watch noted while the loop was away (tailer_watch.c),
+ * before the scan's own: each was noted after its counter was read, so
+ * it is never before the commits it counts. */
+static void take_watched_sightings(struct tailer *t)
+{
+    struct sighting taken[64];
+    size_t count;
+    while ((count = tailer_watch_take(t, taken, sizeof taken / sizeof *taken)) > 0)
+        for (size_t i = 0; i < count; i++)
+            add_sighting(t, taken[i].changes, taken[i].ms);
 }
 
 /* The time the counter was first seen at `changes` or beyond: 1, or 0
@@ -462,6 +477,7 @@ int tailer_scan(struct tailer *t, struct tm_error *err)
      * before anything is recorded: commits adopted below were made since
      * the last scan, so its time would stamp them before they existed. */
     int64_t now_ms = clock_now_ms();
+    take_watched_sightings(t);
     if (index_ok)
         add_sighting(t, index.changes, now_ms);
     if (now_ms > t->last_commit_ms)

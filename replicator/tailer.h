@@ -63,6 +63,12 @@ int tailer_check_file(const char *db_path, struct tm_error *err);
  * database file replaced), or -1 on I/O errors. */
 int tailer_scan(struct tailer *t, struct tm_error *err);
 
+/* The application is writing: for the next second, a thread of the
+ * tailer's notes every millisecond when the commit counter moves, so that
+ * commits made while the caller is busy elsewhere are stamped when they
+ * were made (tailer_watch.c; the SQLite route only). */
+void tailer_watch_writes(struct tailer *t);
+
 /* Whether the WAL at `pos` is the one the archive ended on: same salts,
  * page size, and the checksum chain from frame 1 reaches pos exactly on a
  * commit frame. If so, the tailer continues from there (1); otherwise 0. */

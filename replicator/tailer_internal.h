@@ -1,6 +1,6 @@
 /* tailer_internal.h - private to the tailer's files (tailer.c,
  * tailer_pin.c, tailer_restart.c, tailer_copy.c, tailer_turso.c,
- * tailer_ahead.c, tailer_guard.c): struct tailer and the functions they
+ * tailer_ahead.c, tailer_guard.c, tailer_watch.c): struct tailer and the functions they
  * share. Nothing else includes it; the tailer's interface is tailer.h.
  * The design: the DESIGN comment in tailer.c. */
 #ifndef TM_TAILER_INTERNAL_H
@@ -21,6 +21,12 @@
 /* Commit counter sightings kept (about one a millisecond while commits
  * arrive and the sidecar looks). */
 #define SIGHTINGS 1024
+
+/* The commit counter seen at `changes` (or beyond) at time `ms`. */
+struct sighting {
+    uint32_t changes;
+    int64_t ms;
+};
 
 /* Where a pin's read transaction stands, from the wal-index read just
  * before and just after it began. */
@@ -53,6 +59,10 @@ struct tailer {
     /* The SQLite route's guard: a thread that holds a restarted WAL
      * while the pin is let go (tailer_guard.c); NULL on the Turso route. */
     struct tailer_guard *guard;
+    /* The SQLite route's commit counter watch: a thread that notes when
+     * the counter moved while the application writes (tailer_watch.c);
+     * NULL on the Turso route. */
+    struct tailer_watch *watch;
     sqlite3_stmt *pin_stmt[2];
     struct pin pin;
     int wal_fd;
@@ -87,10 +97,7 @@ struct tailer {
     /* When the wal-index's commit counter was seen at which value: a
      * commit read late (after a restart, while a snapshot was written)
      * is stamped with the time its number was first seen. A ring. */
-    struct sighting {
-        uint32_t changes;
-        int64_t ms;
-    } sightings[SIGHTINGS];
+    struct sighting sightings[SIGHTINGS];
     size_t sighting_next, sighting_count;
 };
 
@@ -202,6 +209,17 @@ void tailer_guard_free(struct tailer *t);
 void tailer_guard_arm(struct tailer *t);
 /* The pin is held again: the guard lets go of its hold, if any. */
 void tailer_guard_disarm(struct tailer *t);
+
+/* tailer_watch.c (the SQLite route's commit counter watch) */
+
+/* Starts its thread, disarmed; 0 or -1 (t->watch is then freed by
+ * tailer_watch_free). */
+int tailer_watch_start(struct tailer *t, struct tm_error *err);
+/* Stops the thread and frees the watch. */
+void tailer_watch_free(struct tailer *t);
+/* Moves up to `cap` sightings noted since the last take into `out`,
+ * oldest first; returns how many. */
+size_t tailer_watch_take(struct tailer *t, struct sighting *out, size_t cap);
 
 /* tailer_restart.c */
 

@@ -12,6 +12,7 @@
 #include "harness.h"
 
 #include "../../common/archive.h"
+#include "../../common/clock.h"
 #include "../../replicator/tailer.h"
 #include "sql_writer.h"
 
@@ -233,6 +234,45 @@ static void test_commits_lost_in_a_restart_are_detected(void)
     fixture_close(&f);
 }
 
+/* While the application writes, the tailer's watch notes the commit
+ * counter every millisecond: commits made while the caller is away (the
+ * loop compressing, syncing) are stamped when they were made, not when
+ * the caller scans again; never before. Three commits, each followed by
+ * a 300 ms absence. */
+static void test_commits_made_while_away_keep_their_time(void)
+{
+    enum { AWAY_MS = 300 };
+    struct fixture f;
+    ASSERT_EQ(fixture_open(&f), 0);
+    struct sql_truth first[2], truth;
+    struct tm_error err;
+    ASSERT_EQ(sql_writer_transactions(&f.writer, 1, 2, first), 0);
+    ASSERT_EQ(tailer_scan(f.tailer, &err), TAILER_OK);   /* the counter is known from here */
+    ship_and_check(&f, first, 2, tailer_header(f.tailer)->salt1);
+    ASSERT_PASSING();
+    for (int i = 0; i < 3; i++) {
+        tailer_watch_writes(f.tailer);   /* as the loop does at each write it sees */
+        int64_t before_ms = clock_now_ms();
+        char sql[64];
+        snprintf(sql, sizeof sql, "INSERT INTO t VALUES (%d, 'while away')", 301 + i);
+        ASSERT_EQ(sql_writer_run(&f.writer, sql, &truth), 0);
+        int64_t committed_ms = clock_now_ms();
+        struct timespec away = {0, AWAY_MS * 1000000L};
+        nanosleep(&away, NULL);
+        ASSERT_EQ(tailer_scan(f.tailer, &err), TAILER_OK);
+        size_t count;
+        const struct tailer_commit *pending = tailer_pending(f.tailer, &count);
+        ASSERT_EQ(count, 1);
+        ASSERT_EQ(pending[0].end.frame, truth.end_frame);
+        fprintf(stderr, "# commit %d: stamped %lld ms after it returned (scan %d ms later)\n", i,
+                (long long)(pending[0].time_ms - committed_ms), AWAY_MS);
+        ASSERT_TRUE(pending[0].time_ms >= before_ms);
+        ASSERT_TRUE(pending[0].time_ms <= committed_ms + AWAY_MS / 3);
+        tailer_ack(f.tailer, 1);
+    }
+    fixture_close(&f);
+}
+
 /* Unpinned, the writer restarts the WAL; from then on the tailer's guard
  * holds the new WAL, so that the application's checkpoint cannot copy it
  * all and its next writer cannot restart it a second time over frames
@@ -388,6 +428,7 @@ int main(int argc, char **argv)
         {"tailer: restart while unpinned keeps the old tail", test_restart_while_unpinned_keeps_the_old_tail},
         {"tailer: commits lost in a restart are detected", test_commits_lost_in_a_restart_are_detected},
         {"tailer: guard holds a restarted WAL until pinned", test_guard_holds_a_restarted_wal_until_pinned},
+        {"tailer: commits made while away keep their time", test_commits_made_while_away_keep_their_time},
         {"tailer: resume at a shipped commit", test_resume_at_a_shipped_commit},
         {"tailer: snapshot is the database at the pin", test_snapshot_is_the_database_at_the_pin},
         {"tailer: snapshot gives way and leaves nothing", test_snapshot_gives_way_and_leaves_nothing},

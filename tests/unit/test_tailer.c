@@ -387,6 +387,33 @@ static void test_snapshot_is_the_database_at_the_pin(void)
     tailer_close(f.tailer);
 }
 
+/* The frame map is read from the WAL a batch of frames at a time (1 MiB:
+ * 254 frames of 4 KiB pages): a pin several batches into the WAL, not at
+ * a batch's end, still gives exactly the database at the pin. */
+static void test_snapshot_at_a_pin_several_batches_in(void)
+{
+    enum { BEFORE = 150, AFTER = 5 };
+    struct fixture f;
+    ASSERT_EQ(fixture_open(&f), 0);
+    static struct sql_truth truths[BEFORE + AFTER];
+    struct tm_error err;
+    ASSERT_EQ(sql_writer_transactions(&f.writer, 1, BEFORE, truths), 0);
+    ship_all_and_pin(&f);
+    ASSERT_PASSING();
+    ASSERT_EQ(sql_writer_transactions(&f.writer, BEFORE + 1, AFTER, truths + BEFORE), 0);
+    fprintf(stderr, "# pin at frame %u\n", truths[BEFORE - 1].end_frame);
+    ASSERT_TRUE(truths[BEFORE - 1].end_frame > 3 * 254);
+    ASSERT_TRUE(truths[BEFORE - 1].end_frame % 254 != 0);
+    char copy[600], print[128];
+    snprintf(copy, sizeof copy, "%s/snapshot-far.db", harness_tmpdir());
+    uint32_t pages = 0;
+    ASSERT_EQ(tailer_snapshot(f.tailer, copy, &pages, NULL, NULL, &err), 0);
+    ASSERT_EQ(pages, truths[BEFORE - 1].db_size);
+    ASSERT_EQ(sql_writer_file_fingerprint(copy, print, sizeof print), 0);
+    ASSERT_STR_EQ(print, truths[BEFORE - 1].print);
+    fixture_close(&f);
+}
+
 static int give_way(void *arg)
 {
     int *asked = arg;
@@ -431,6 +458,7 @@ int main(int argc, char **argv)
         {"tailer: commits made while away keep their time", test_commits_made_while_away_keep_their_time},
         {"tailer: resume at a shipped commit", test_resume_at_a_shipped_commit},
         {"tailer: snapshot is the database at the pin", test_snapshot_is_the_database_at_the_pin},
+        {"tailer: snapshot at a pin several frame batches in", test_snapshot_at_a_pin_several_batches_in},
         {"tailer: snapshot gives way and leaves nothing", test_snapshot_gives_way_and_leaves_nothing},
     };
     return harness_run(cases, sizeof cases / sizeof *cases);

@@ -137,6 +137,10 @@ static void *guard_thread(void *arg)
                 guard_end_read(g);
                 pthread_mutex_lock(&g->lock);
                 holding = 0;
+                /* stop, arming and disarming may have come while the lock
+                 * was let go, their signal with nobody waiting: look again
+                 * (waiting here missed a stop, and tailer_close's join hung) */
+                continue;
             }
             if (!g->armed) {
                 pthread_cond_wait(&g->wake, &g->lock);

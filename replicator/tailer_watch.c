@@ -54,7 +54,7 @@ struct tailer_watch {
     pthread_cond_t wake;
     /* under lock */
     int stop;
-    int64_t armed_until_ms;         /* 0: disarmed */
+    int64_t armed_until_ms;         /* monotonic; 0: disarmed */
     struct sighting seen[WATCH_SIGHTINGS];   /* oldest first, since the last take */
     size_t seen_count;
     uint32_t last_changes;          /* the counter at the last look */
@@ -63,10 +63,18 @@ struct tailer_watch {
 
 /* --------------------------------------------------------- the thread */
 
-/* Waits until `ms` (realtime) or until woken; the lock is held. */
-static void watch_wait_until(struct tailer_watch *w, int64_t ms)
+/* Waits WATCH_POLL_MS or until woken; the lock is held. The condition
+ * variable waits on the monotonic clock: a step of the wall clock
+ * neither stalls nor hurries it. */
+static void watch_nap(struct tailer_watch *w)
 {
-    struct timespec until = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_nsec += WATCH_POLL_MS * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
     pthread_cond_timedwait(&w->wake, &w->lock, &until);
 }
 
@@ -100,8 +108,7 @@ static void *watch_thread(void *arg)
     struct tailer_watch *w = arg;
     pthread_mutex_lock(&w->lock);
     while (!w->stop) {
-        int64_t now = clock_now_ms();
-        if (!w->armed_until_ms || now >= w->armed_until_ms) {
+        if (!w->armed_until_ms || clock_monotonic_ms() >= w->armed_until_ms) {
             w->armed_until_ms = 0;
             pthread_cond_wait(&w->wake, &w->lock);
             continue;
@@ -114,7 +121,7 @@ static void *watch_thread(void *arg)
         if (looked)
             watch_note(w, changes, seen_ms);
         if (!w->stop)
-            watch_wait_until(w, clock_now_ms() + WATCH_POLL_MS);
+            watch_nap(w);
     }
     pthread_mutex_unlock(&w->lock);
     return NULL;
@@ -129,7 +136,11 @@ int tailer_watch_start(struct tailer *t, struct tm_error *err)
         return tm_error_set(err, "out of memory");
     w->tailer = t;
     pthread_mutex_init(&w->lock, NULL);
-    pthread_cond_init(&w->wake, NULL);
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&w->wake, &attr);
+    pthread_condattr_destroy(&attr);
     t->watch = w;
     int rc = pthread_create(&w->thread, NULL, watch_thread, w);
     if (rc != 0)
@@ -163,7 +174,7 @@ void tailer_watch_writes(struct tailer *t)
         return;
     pthread_mutex_lock(&w->lock);
     int was_armed = w->armed_until_ms != 0;
-    w->armed_until_ms = clock_now_ms() + WATCH_QUIET_MS;
+    w->armed_until_ms = clock_monotonic_ms() + WATCH_QUIET_MS;
     if (!was_armed)
         pthread_cond_signal(&w->wake);
     pthread_mutex_unlock(&w->lock);

@@ -392,7 +392,7 @@ static void test_snapshot_is_the_database_at_the_pin(void)
  * a batch's end, still gives exactly the database at the pin. */
 static void test_snapshot_at_a_pin_several_batches_in(void)
 {
-    enum { BEFORE = 150, AFTER = 5 };
+    enum { BEFORE = 60, AFTER = 5 };
     struct fixture f;
     ASSERT_EQ(fixture_open(&f), 0);
     static struct sql_truth truths[BEFORE + AFTER];

@@ -3,8 +3,10 @@
 #ifndef TM_CLOCK_H
 #define TM_CLOCK_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "error.h"
 
@@ -13,6 +15,13 @@ int64_t clock_now_ms(void);
 /* Milliseconds of CLOCK_MONOTONIC: for timeouts and budgets, which a
  * change of the wall clock must not stretch or cut. */
 int64_t clock_monotonic_ms(void);
+/* The CLOCK_MONOTONIC instant `ms` from now, as the absolute time a
+ * condition variable set to that clock (pthread_condattr_setclock)
+ * waits until. */
+struct timespec clock_monotonic_deadline(int64_t ms);
+/* Initialises `cond` to time its waits on CLOCK_MONOTONIC, so that a step
+ * of the wall clock neither stalls nor hurries them. */
+void clock_monotonic_cond_init(pthread_cond_t *cond);
 
 /* Format ms as "2026-11-24T00:15:00.123Z" into buf (>= 32 bytes). */
 void clock_format_ms(int64_t ms, char *buf, size_t len);

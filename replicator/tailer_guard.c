@@ -76,13 +76,7 @@ static void guard_end_read(struct tailer_guard *g)
 /* Waits GUARD_POLL_MS (or until woken); returns with the lock held. */
 static void guard_nap(struct tailer_guard *g)
 {
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_nsec += GUARD_POLL_MS * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
+    struct timespec until = clock_monotonic_deadline(GUARD_POLL_MS);
     pthread_cond_timedwait(&g->wake, &g->lock, &until);
 }
 
@@ -171,7 +165,7 @@ int tailer_guard_start(struct tailer *t, struct tm_error *err)
         return tm_error_set(err, "out of memory");
     g->tailer = t;
     pthread_mutex_init(&g->lock, NULL);
-    pthread_cond_init(&g->wake, NULL);
+    clock_monotonic_cond_init(&g->wake);   /* naps on the monotonic clock */
     t->guard = g;
     if (tailer_open_connection(t->db_path, 0, &g->conn, err) != 0)
         return -1;

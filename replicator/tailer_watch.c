@@ -68,13 +68,7 @@ struct tailer_watch {
  * neither stalls nor hurries it. */
 static void watch_nap(struct tailer_watch *w)
 {
-    struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    until.tv_nsec += WATCH_POLL_MS * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
+    struct timespec until = clock_monotonic_deadline(WATCH_POLL_MS);
     pthread_cond_timedwait(&w->wake, &w->lock, &until);
 }
 
@@ -136,11 +130,7 @@ int tailer_watch_start(struct tailer *t, struct tm_error *err)
         return tm_error_set(err, "out of memory");
     w->tailer = t;
     pthread_mutex_init(&w->lock, NULL);
-    pthread_condattr_t attr;
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&w->wake, &attr);
-    pthread_condattr_destroy(&attr);
+    clock_monotonic_cond_init(&w->wake);   /* naps on the monotonic clock */
     t->watch = w;
     int rc = pthread_create(&w->thread, NULL, watch_thread, w);
     if (rc != 0)

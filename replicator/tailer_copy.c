@@ -85,12 +85,8 @@ static int map_pages(struct tailer *t, uint32_t **last_frame, uint32_t *db_pages
     int rc = map && frames ? 0 : tm_error_set(err, "out of memory");
     for (uint32_t first = 1; rc == 0 && first <= pin; first += batch_frames) {
         uint32_t count = pin - first + 1 < batch_frames ? pin - first + 1 : batch_frames;
-        int got = tailer_read_exactly(t->wal_fd, frames, (size_t)count * frame_bytes,
-                                      (off_t)wal_frame_offset(&t->hdr, first), t->wal_path, err);
-        if (got != 1)
-            rc = got < 0 ? -1 : tm_error_set(err, "cannot read frames %u-%u of '%s': short read", first,
-                                            first + count - 1, t->wal_path);
-        else
+        rc = tailer_read_frames(t, first, count, frames, err);
+        if (rc == 0)
             rc = map_frames(t, frames, frame_bytes, first, count, map, *db_pages, err);
     }
     free(frames);

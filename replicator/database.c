@@ -666,8 +666,10 @@ int database_setup(struct replicator *rep, struct db_context *ctx,
         if (delta_builder_open(store, &ctx->deltas, err) != 0)
             return -1;
     }
+    /* while a segment is written on its own thread, the pin stays out of
+     * the application's way (shipper_segment.c) */
     ctx->shipper = (struct shipper){.db_name = cfg->name, .key = rep->key, .spool = ctx->spool,
-                                    .deltas = ctx->deltas};
+                                    .deltas = ctx->deltas, .beside = pin_follow_beside_worker, .beside_arg = ctx};
     char copy[PATH_MAX];
     snprintf(copy, sizeof copy, "%s", cfg->path);
     ctx->dir = strdup(dirname(copy));

@@ -97,39 +97,43 @@ static int repin_due(struct db_context *ctx, int *restarted)
            (*restarted || clock_now_ms() - ctx->pin.unpinned_ms >= REPIN_AFTER_MS);
 }
 
-/* One look while the worker writes: scan, and get out of a waiting
- * checkpoint's way without shipping. Fills `broken` when continuity is
- * lost (the caller restarts once the worker is done). */
-void pin_follow_beside_worker(struct db_context *ctx, char *broken, size_t broken_len)
+/* One look while a worker writes: scan, and get out of a waiting
+ * checkpoint's way without shipping. 1 (err set) when continuity is lost
+ * (the caller restarts once the worker is done). */
+int pin_follow_beside_worker(void *arg, struct tm_error *err)
 {
-    struct tm_error err;
+    struct db_context *ctx = arg;
     struct tailer *t = ctx->tailer;
-    int rc = tailer_scan(t, &err);
-    if (rc == TAILER_BROKEN) {
-        snprintf(broken, broken_len, "%s", err.msg);
-        return;
-    }
+    struct tm_error ignored;
+    int rc = tailer_scan(t, err);
+    if (rc == TAILER_BROKEN)
+        return 1;
     if (!tailer_pinned(t)) {
-        if (tailer_detach(t, &err) != 0)
-            log_event(LOG_DEBUG, ctx->cfg->name, NULL, "beside the snapshot: pending frames not read into memory");
+        if (tailer_detach(t, &ignored) != 0)
+            log_event(LOG_DEBUG, ctx->cfg->name, NULL, "beside the worker: pending frames not read into memory");
         int restarted;
-        if (repin_due(ctx, &restarted) && tailer_advance_pin(t, &err) == TAILER_OK)
+        if (repin_due(ctx, &restarted) && tailer_advance_pin(t, &ignored) == TAILER_OK)
             ctx->pin.moves++;
-        return;
+        return 0;
     }
     if (!tailer_pin_in_the_way(t))
-        return;
-    if (tailer_advance_pin(t, &err) == TAILER_OK && !tailer_pin_in_the_way(t)) {
+        return 0;
+    if (tailer_advance_pin(t, &ignored) == TAILER_OK && !tailer_pin_in_the_way(t)) {
         ctx->pin.moves++;
-        return;
+        return 0;
     }
-    rc = tailer_detach(t, &err);
+    rc = tailer_detach(t, err);
     if (rc == TAILER_BROKEN)
-        snprintf(broken, broken_len, "%s", err.msg);
+        return 1;
     if (rc != 0 || tailer_unpin(t) != TAILER_OK)
-        return;
+        return 0;
     note_unpinned(ctx);
     ctx->pin.yields++;
+    ctx->pin.last_yield_ms = clock_now_ms();
+    /* unpinned, the WAL is read every millisecond once the loop is back */
+    ctx->pin.yield_timer.repeat = YIELD_FAST_POLL_S;
+    ev_timer_again(ctx->owner->loop, &ctx->pin.yield_timer);
+    return 0;
 }
 
 
@@ -165,6 +169,8 @@ static int move_pin(struct db_context *ctx, struct tm_error *err)
     int rc = database_ship_all(ctx, err);
     if (rc != 0)
         return rc == 1 ? TAILER_BROKEN : -1;
+    if (!tailer_pinned(ctx->tailer) && tailer_app_checkpointing(ctx->tailer))
+        return TAILER_LATER;   /* let go beside the shipping for the application's checkpoint: not back in its way */
     rc = tailer_advance_pin(ctx->tailer, err);
     if (rc == TAILER_OK) {
         ctx->pin.moves++;
@@ -346,6 +352,21 @@ static int follow_unpinned(struct db_context *ctx, struct tm_error *err)
     return rc == TAILER_OK || rc == TAILER_LATER ? TAILER_OK : rc;
 }
 
+/* A FULL checkpoint waits only for a read mark below the WAL's end:
+ * moving the pin to the end lets it through, without reading what is
+ * pending into memory (tens of milliseconds for a large WAL, which the
+ * application would wait for). A RESTART or TRUNCATE checkpoint still
+ * finds the pin in its way once it has copied the WAL, and the pin is
+ * let go at the next poll. */
+static int moved_out_of_the_way(struct db_context *ctx)
+{
+    struct tm_error ignored;
+    if (tailer_advance_pin(ctx->tailer, &ignored) != TAILER_OK)
+        return 0;
+    ctx->pin.moves++;
+    return !tailer_pin_in_the_way(ctx->tailer);
+}
+
 /* An application's FULL, RESTART or TRUNCATE checkpoint waits (its busy
  * handler) for the readers it needs gone; when the pin may be one of
  * them, ship what is committed and move the pin out of its way (tailer_pin.c,
@@ -355,7 +376,6 @@ static void on_yield_poll(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)revents;
     struct db_context *ctx = w->data;
-
     if (!ctx->tailer || ctx->need_generation)
         return;
     struct tm_error err;
@@ -372,7 +392,7 @@ static void on_yield_poll(struct ev_loop *loop, ev_timer *w, int revents)
          * when they happen and the commit count is known to let go */
     } else if (ctx->pin.let_go_wanted_ms && backfill_nearly_done(ctx)) {
         rc = let_go_once_copied(ctx, &err);
-    } else if (tailer_pin_in_the_way(ctx->tailer)) {
+    } else if (tailer_pin_in_the_way(ctx->tailer) && !moved_out_of_the_way(ctx)) {
         rc = let_go_of_pin(ctx, 1, &err);
         if (rc == TAILER_OK) {
             ctx->pin.yields++;

@@ -59,10 +59,12 @@ void pin_before_shipping(struct db_context *ctx);
  * next index. TAILER_OK, TAILER_LATER (try again), TAILER_BROKEN, or -1
  * with err set. */
 int pin_ship_up_to(struct db_context *ctx, struct tm_error *err);
-/* While a snapshot's worker thread has the shipper: one look at the WAL,
- * getting out of a waiting checkpoint's way without shipping. Fills
- * `broken` (broken_len bytes) when continuity is lost; the caller
- * restarts the database once the worker is done. */
-void pin_follow_beside_worker(struct db_context *ctx, char *broken, size_t broken_len);
+/* While a worker thread has the shipper (a snapshot's, snapshots.c; a
+ * segment's, shipper_segment.c, as the shipper's `beside`; arg is the
+ * struct db_context): one look at the WAL, getting out of a waiting
+ * checkpoint's way without shipping. Returns 1 with err set when
+ * continuity is lost (the caller restarts the database once the worker
+ * is done), else 0. */
+int pin_follow_beside_worker(void *arg, struct tm_error *err);
 
 #endif

@@ -143,9 +143,6 @@ static void on_drain(struct ev_loop *loop, ev_timer *w, int revents)
     ev_break(loop, EVBREAK_ALL);
 }
 
-/* Ships what is committed into the spool, lets the replicas catch up for
- * at most STOP_DRAIN_S, then stops the loop. */
-
 /* Checks every 50 ms whether the replicas have everything, until
  * deadline_ms (on_drain). */
 static void start_drain(struct replicator *rep, int64_t deadline_ms)
@@ -199,9 +196,15 @@ static void stop_database(struct replicator *rep, struct db_context *ctx)
         status = shipper_ship(&ctx->shipper, ctx->tailer, &err);
     size_t left;
     tailer_pending(ctx->tailer, &left);
-    if (status != 0 || left) {
+    if (status == 0 && left)   /* seen while the segment was written: one more */
+        status = shipper_ship(&ctx->shipper, ctx->tailer, &err);
+    tailer_pending(ctx->tailer, &left);
+    if (status != 0) {
         database_report(ctx, "could not ship everything before stopping", &err);
         rep->exit_code = 1;
+    } else if (left) {
+        log_event(LOG_INFO, ctx->cfg->name, NULL, "%zu commit(s) made while stopping stay in the WAL, shipped at the "
+                  "next start", left);
     }
     shipper_head_now(&ctx->shipper, clock_now_ms());
     database_kick_uploaders(ctx);

@@ -28,6 +28,14 @@ struct shipper {
     const struct crypto_keyring *key;        /* NULL: encryption none */
     struct spool *spool;                 /* borrowed */
     struct delta_builder *deltas;        /* borrowed; NULL: no deltas */
+    /* While an SQLite segment is written on its own thread, called every
+     * millisecond on the caller's (shipper_segment.c), which owns the
+     * tailer meanwhile: the pin is kept out of the application's way
+     * (pin.c). Returns 0, or 1 when continuity was lost (err says why):
+     * the segment is then abandoned unless all its frames were read.
+     * NULL: nothing runs beside. */
+    int (*beside)(void *arg, struct tm_error *err);
+    void *beside_arg;
     char generation[ARCHIVE_GEN_ID_BYTES + 1];
     int has_generation;
     uint64_t next_index;                 /* index of the next segment */
@@ -105,8 +113,12 @@ int shipper_publish_snapshot(struct shipper *sh, const char *key, const struct s
 /* Publishes the tailer's pending commits as one segment in the spool and
  * acknowledges them in the tailer, then the deltas the segment completes
  * (deltas.h; a delta that fails is logged and stops deltas until the
- * next snapshot, never the segment). Returns SHIPPER_OK (also when nothing
- * was pending), SHIPPER_BROKEN, or -1 (the spool failed; the commits stay
+ * next snapshot, never the segment). The segment is written on a thread
+ * of its own while this one reads its frames and calls `beside`
+ * (shipper_segment.c): commits that `beside` scans meanwhile stay
+ * pending after it. Returns SHIPPER_OK (also when nothing was pending),
+ * SHIPPER_BROKEN (the WAL no longer holds what was scanned, or `beside`
+ * lost continuity), or -1 (a read or the spool failed; the commits stay
  * pending in the WAL and are shipped next time, nothing is lost). */
 int shipper_ship(struct shipper *sh, struct tailer *t, struct tm_error *err);
 /* The same for only the first `count` pending commits (those up to the

@@ -83,8 +83,9 @@ static int write_snapshot_beside(struct db_context *ctx, struct snapshot_job *jo
     while (!atomic_load(&job->done)) {
         struct timespec pause = {0, (long)(YIELD_FAST_POLL_S * 1e9)};
         nanosleep(&pause, NULL);
-        if (!broken[0])
-            pin_follow_beside_worker(ctx, broken, broken_len);
+        struct tm_error why;
+        if (!broken[0] && pin_follow_beside_worker(ctx, &why))
+            snprintf(broken, broken_len, "%s", why.msg);
     }
     pthread_join(worker, NULL);
     return job->rc;

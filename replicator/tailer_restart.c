@@ -16,6 +16,8 @@
 
 /* The most of an old WAL's unshipped tail kept in memory after a restart. */
 #define TAIL_MAX_BYTES (64u * 1024 * 1024)
+/* The tail is read this many frames at a time (one pread each). */
+#define TAIL_READ_FRAMES 256
 
 /* ------------------------------------------------- the tail in memory */
 
@@ -23,39 +25,63 @@
  * frames of the followed WAL after *pos, up to frame `stop` (0: as far as
  * it goes, within TAIL_MAX_BYTES); *last_commit and *commit_frames end at
  * its last commit frame; commits past `scanned` are recorded. */
+/* Grows *buf (capacity *cap) to hold at least `bytes`: doubling, or to
+ * `bytes` at once when that is more. */
+static int grow_tail(uint8_t **buf, size_t *cap, size_t bytes, struct tm_error *err)
+{
+    if (bytes <= *cap)
+        return 0;
+    size_t bigger = *cap * 2 > bytes ? *cap * 2 : bytes;
+    uint8_t *grown = realloc(*buf, bigger);
+    if (!grown)
+        return tm_error_set(err, "out of memory");
+    *buf = grown;
+    *cap = bigger;
+    return 0;
+}
+
 static int read_chain_until(struct tailer *t, uint8_t **buf, size_t *cap, size_t *kept, struct wal_position *pos,
                             struct wal_position *last_commit, uint32_t *commit_frames, uint32_t stop,
                             struct tm_error *err)
 {
-    size_t frame_bytes = WAL_FRAME_HEADER_BYTES + t->hdr.page_size;
+    size_t frame_bytes = WAL_FRAME_HEADER_BYTES + t->hdr.page_size, most = TAIL_MAX_BYTES / frame_bytes;
+    /* with a known end, the buffer is sized once */
+    if (stop > pos->frame && grow_tail(buf, cap, (*kept + (stop - pos->frame < most ? stop - pos->frame : most)) *
+                                                     frame_bytes, err) != 0)
+        return -1;
     while (!stop || pos->frame < stop) {
-        if ((*kept + 1) * frame_bytes > TAIL_MAX_BYTES) {
+        if (*kept + 1 > most) {
             tm_error_set(err, "more than %u MiB of the WAL not shipped", TAIL_MAX_BYTES >> 20);
             return TAILER_BROKEN;
         }
-        if ((*kept + 1) * frame_bytes > *cap) {
-            size_t bigger = *cap ? *cap * 2 : 64 * frame_bytes;
-            uint8_t *grown = realloc(*buf, bigger);
-            if (!grown)
-                return tm_error_set(err, "out of memory");
-            *buf = grown;
-            *cap = bigger;
+        size_t want = TAIL_READ_FRAMES;
+        if (stop && stop - pos->frame < want)
+            want = stop - pos->frame;
+        if (*kept + want > most)
+            want = most - *kept;
+        if (grow_tail(buf, cap, (*kept + want) * frame_bytes, err) != 0)
+            return -1;
+        uint8_t *batch = *buf + *kept * frame_bytes;
+        ssize_t got = pread(t->wal_fd, batch, want * frame_bytes, (off_t)wal_frame_offset(&t->hdr, pos->frame + 1));
+        size_t whole = got > 0 ? (size_t)got / frame_bytes : 0;
+        for (size_t i = 0; i < whole; i++) {
+            const uint8_t *frame = batch + i * frame_bytes;
+            struct wal_position next;
+            if (!wal_frame_follows(&t->hdr, pos, frame, &next))
+                return 0;   /* the chain ends here */
+            struct wal_frame_header fh;
+            wal_frame_header_decode(frame, &fh);
+            (*kept)++;
+            *pos = next;
+            if (fh.db_size_after_commit) {
+                *last_commit = next;
+                *commit_frames = (uint32_t)*kept;
+                if (next.frame > t->scanned.frame && tailer_record_commit(t, &next, fh.db_size_after_commit, err) != 0)
+                    return -1;
+            }
         }
-        uint8_t *frame = *buf + *kept * frame_bytes;
-        ssize_t got = pread(t->wal_fd, frame, frame_bytes, (off_t)wal_frame_offset(&t->hdr, pos->frame + 1));
-        struct wal_position next;
-        if (got != (ssize_t)frame_bytes || !wal_frame_follows(&t->hdr, pos, frame, &next))
-            break;
-        struct wal_frame_header fh;
-        wal_frame_header_decode(frame, &fh);
-        (*kept)++;
-        *pos = next;
-        if (fh.db_size_after_commit) {
-            *last_commit = next;
-            *commit_frames = (uint32_t)*kept;
-            if (next.frame > t->scanned.frame && tailer_record_commit(t, &next, fh.db_size_after_commit, err) != 0)
-                return -1;
-        }
+        if (whole < want)
+            return 0;   /* the file ends here */
     }
     return 0;
 }

@@ -221,6 +221,109 @@ static void test_segments_hold_exactly_the_commits_and_chain(void)
     fixture_close(&f);
 }
 
+/* Commits of about 2 MiB of pages each (random, so that compressing
+ * them takes the writer thread a while): with 1 MiB batches, a segment
+ * of them is read in several turns. */
+static int write_large_commits(struct fixture *f, int first_key, int count, struct sql_truth *truths)
+{
+    for (int i = 0; i < count; i++) {
+        char sql[128];
+        snprintf(sql, sizeof sql, "INSERT INTO t VALUES (%d, hex(randomblob(1048576)))", first_key + i);
+        if (sql_writer_run(&f->writer, sql, &truths[i]) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* The shipper's `beside`, as the loop's pin.c would be: counts its
+ * calls; at the first, the application commits twice more and the
+ * tailer scans them (the tailer is this thread's while the segment is
+ * written); or it reports continuity lost. */
+struct beside_probe {
+    struct fixture *f;
+    int calls, lose_continuity;
+    struct sql_truth later[2];
+    int later_rc, scan_rc;
+};
+
+static int probe_beside(void *arg, struct tm_error *err)
+{
+    struct beside_probe *probe = arg;
+    if (probe->calls++ == 0 && !probe->lose_continuity) {
+        probe->later_rc = sql_writer_transactions(&probe->f->writer, 101, 2, probe->later);
+        probe->scan_rc = tailer_scan(probe->f->tailer, err);
+    }
+    if (probe->lose_continuity)
+        return tm_error_set(err, "test: the WAL was replaced"), 1;
+    return 0;
+}
+
+/* A large segment is written on its own thread while this one runs
+ * `beside`: the commits scanned meanwhile stay pending (shipped in the
+ * next segment), and both segments hold exactly their commits. */
+static void test_segment_written_beside_the_loop(void)
+{
+    struct fixture f;
+    ASSERT_EQ(fixture_open(&f), 0);
+    struct sql_truth large[4];
+    struct tm_error err = {0};
+    ASSERT_EQ(write_large_commits(&f, 1, 4, large), 0);
+    ASSERT_EQ(tailer_scan(f.tailer, &err), TAILER_OK);
+    struct beside_probe probe = {.f = &f};
+    f.shipper.beside = probe_beside;
+    f.shipper.beside_arg = &probe;
+    ASSERT_EQ(shipper_ship(&f.shipper, f.tailer, &err), SHIPPER_OK);
+    ASSERT_TRUE(probe.calls >= 1);
+    ASSERT_EQ(probe.later_rc, 0);
+    ASSERT_EQ(probe.scan_rc, TAILER_OK);
+    size_t pending;
+    tailer_pending(f.tailer, &pending);
+    ASSERT_EQ(pending, 2);
+    ASSERT_EQ(tailer_shipped(f.tailer).frame, large[3].end_frame);
+    ASSERT_EQ(f.shipper.commits_shipped, 4);
+    ASSERT_EQ(shipper_ship(&f.shipper, f.tailer, &err), SHIPPER_OK);
+    tailer_pending(f.tailer, &pending);
+    ASSERT_EQ(pending, 0);
+    ASSERT_EQ(f.shipper.next_index, 2);
+
+    struct segment_header h0, h1;
+    uint8_t hash0[OBJECT_HASH_BYTES], hash1[OBJECT_HASH_BYTES];
+    read_segment(&f, large, 4, 0, &h0, hash0);
+    ASSERT_PASSING();
+    read_segment(&f, probe.later, 2, large[3].end_frame, &h1, hash1);
+    ASSERT_PASSING();
+    ASSERT_TRUE(memcmp(h1.prev_hash, hash0, OBJECT_HASH_BYTES) == 0);
+    fixture_close(&f);
+}
+
+/* Continuity lost while a segment's frames were still being read: the
+ * segment is abandoned (nothing in the spool, the index and chain as
+ * they were), its commits stay pending, and the caller hears why. */
+static void test_segment_abandoned_when_continuity_is_lost_beside(void)
+{
+    struct fixture f;
+    ASSERT_EQ(fixture_open(&f), 0);
+    struct sql_truth large[4];
+    struct tm_error err = {0};
+    ASSERT_EQ(write_large_commits(&f, 1, 4, large), 0);
+    ASSERT_EQ(tailer_scan(f.tailer, &err), TAILER_OK);
+    uint8_t chain[OBJECT_HASH_BYTES];
+    memcpy(chain, f.shipper.chain, sizeof chain);
+    struct beside_probe probe = {.f = &f, .lose_continuity = 1};
+    f.shipper.beside = probe_beside;
+    f.shipper.beside_arg = &probe;
+    ASSERT_EQ(shipper_ship(&f.shipper, f.tailer, &err), SHIPPER_BROKEN);
+    ASSERT_STR_CONTAINS(err.msg, "the WAL was replaced");
+    ASSERT_EQ(probe.calls, 1);
+    ASSERT_EQ(spool_queue_length(f.spool, 0), 0);
+    ASSERT_EQ(f.shipper.next_index, 0);
+    ASSERT_TRUE(memcmp(f.shipper.chain, chain, OBJECT_HASH_BYTES) == 0);
+    size_t pending;
+    tailer_pending(f.tailer, &pending);
+    ASSERT_EQ(pending, 4);
+    fixture_close(&f);
+}
+
 struct snapshot_image {
     int fd;
     uint32_t page_size, pages;
@@ -622,6 +725,8 @@ int main(int argc, char **argv)
         return 2;
     static const struct test_case cases[] = {
         {"shipper: segments hold exactly the commits, and chain", test_segments_hold_exactly_the_commits_and_chain},
+        {"shipper: a segment is written beside the loop, which scans meanwhile", test_segment_written_beside_the_loop},
+        {"shipper: continuity lost beside a segment abandons it", test_segment_abandoned_when_continuity_is_lost_beside},
         {"shipper: a snapshot holds the database as shipped", test_snapshot_holds_the_database_as_shipped},
         {"shipper: a head follows the objects it names, at most every interval", test_head_published_after_objects},
         {"shipper: the predecessor's last head names its successor", test_predecessor_head_names_its_successor},

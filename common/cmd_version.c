@@ -1,7 +1,7 @@
 /* cmd_version.c - `tidemark version` (also `tidemark --version`). */
 #include "cmd_version.h"
 
-#define TIDEMARK_VERSION "0.14.6"
+#define TIDEMARK_VERSION "0.14.7"
 
 static const struct cli_option *const options[] = {NULL};
 

@@ -92,9 +92,18 @@
 #define CHUNK_PLAIN_MAX (64 * 1024)
 #define CHUNK_CIPHER_MAX (CHUNK_PLAIN_MAX + crypto_secretstream_xchacha20poly1305_ABYTES)
 #define ZSTD_LEVEL 1
-/* Level 1 writes frames with windows of at most 2^19 bytes; readers refuse
- * more than 2^22 (4 MiB) so a crafted object cannot make restore allocate
- * the 128 MiB zstd allows by default. */
+/* Readers refuse windows of more than 2^22 bytes (4 MiB), so a crafted
+ * object cannot make restore allocate the 128 MiB zstd allows by default.
+ * Writers use that whole window with long-distance matching: a segment
+ * holds every version of the pages its transactions changed, and a page
+ * rewritten a few hundred pages later (an index page, at every commit)
+ * differs from its last version by a row. Level 1's own window (2^19)
+ * did not reach back that far; LDM's does. On 352 MB of the bench's
+ * segments (`zstd` 1.5.4 CLI, the same settings): 38.0 MB stored instead
+ * of 89.6, compressed in 0.74 s instead of 0.87, decompressed in 0.18 s
+ * instead of 0.32. Snapshots (each page once) come out as before (83.8
+ * MB against 84.1 for 1 GiB). Frames written before (window 2^19) and
+ * after read alike. */
 #define ZSTD_WINDOW_LOG_MAX 22
 
 struct object_writer {
@@ -237,6 +246,8 @@ int object_writer_open(struct storage *st, const char *name, const char *identit
     }
     ZSTD_CCtx_setParameter(w->zstd, ZSTD_c_compressionLevel, ZSTD_LEVEL);
     ZSTD_CCtx_setParameter(w->zstd, ZSTD_c_checksumFlag, 1);
+    ZSTD_CCtx_setParameter(w->zstd, ZSTD_c_windowLog, ZSTD_WINDOW_LOG_MAX);
+    ZSTD_CCtx_setParameter(w->zstd, ZSTD_c_enableLongDistanceMatching, 1);
     struct crypto_object_key object_key = {0};
     uint8_t stream_header[crypto_secretstream_xchacha20poly1305_HEADERBYTES];
     if (keys) {

@@ -643,6 +643,21 @@ static int setup_redis(struct replicator *rep, struct db_context *ctx, struct tm
     return 0;
 }
 
+/* The shipper's `beside` while a segment is written on its own thread
+ * (shipper_segment.c): the pin kept out of a waiting checkpoint's way
+ * (pin.c). Not on the Turso route: its engine never waits for a reader
+ * (a checkpoint the pin is in the way of fails at once, and the pin is
+ * let go before the engine checkpoints, tailer_turso.c), and its scans
+ * adopt WALs read ahead by another thread: nothing to gain there from
+ * scanning in the middle of a ship. */
+static int beside_a_segment(void *arg, struct tm_error *err)
+{
+    struct db_context *ctx = arg;
+    if (tailer_is_turso(ctx->tailer))
+        return 0;
+    return pin_follow_beside_worker(ctx, err);
+}
+
 int database_setup(struct replicator *rep, struct db_context *ctx,
                           const struct config_db *cfg, struct tm_error *err)
 {
@@ -666,10 +681,8 @@ int database_setup(struct replicator *rep, struct db_context *ctx,
         if (delta_builder_open(store, &ctx->deltas, err) != 0)
             return -1;
     }
-    /* while a segment is written on its own thread, the pin stays out of
-     * the application's way (shipper_segment.c) */
     ctx->shipper = (struct shipper){.db_name = cfg->name, .key = rep->key, .spool = ctx->spool,
-                                    .deltas = ctx->deltas, .beside = pin_follow_beside_worker, .beside_arg = ctx};
+                                    .deltas = ctx->deltas, .beside = beside_a_segment, .beside_arg = ctx};
     char copy[PATH_MAX];
     snprintf(copy, sizeof copy, "%s", cfg->path);
     ctx->dir = strdup(dirname(copy));

@@ -445,9 +445,14 @@ static void *segment_writer(void *arg)
         .write_body = write_transactions, .ctx = job,
         .end = {.wal = job->header.end, .page_size = job->header.page_size},
         .commits = job->count, .what = "commits"};
-    job->rc = shipper_publish_segment(job->sh, &seg, job->hash, &job->err);
-    if (job->rc == SHIPPER_OK)
-        ship_deltas(job->sh, &job->header, job->hash);
+    struct shipper *sh = job->sh;
+    job->rc = shipper_publish_segment(sh, &seg, job->hash, &job->err);
+    if (job->rc == SHIPPER_OK) {
+        /* before the deltas: a delta states the database's size after it */
+        sh->wal_bytes_since_snapshot += (uint64_t)(job->header.end.frame - job->from.frame) * job->hdr.page_size;
+        sh->db_pages = job->commits[job->count - 1].db_size;
+        ship_deltas(sh, &job->header, job->hash);
+    }
     feed_writer_done(job->feed);
     return NULL;
 }
@@ -528,11 +533,8 @@ int shipper_ship_first(struct shipper *sh, struct tailer *t, size_t count, struc
         return -1;
     }
     int rc = write_segment_beside(&job, t, err);
-    if (rc == SHIPPER_OK) {   /* published, and the tailer still follows them: they are shipped */
-        sh->wal_bytes_since_snapshot += (uint64_t)(job.header.end.frame - job.from.frame) * job.hdr.page_size;
-        sh->db_pages = job.commits[count - 1].db_size;
+    if (rc == SHIPPER_OK)   /* published, and the tailer still follows them: they are shipped */
         tailer_ack(t, count);
-    }
     free(job.commits);
     return rc;
 }

@@ -324,6 +324,56 @@ static void test_segment_abandoned_when_continuity_is_lost_beside(void)
     fixture_close(&f);
 }
 
+/* The delta that 4 segments complete states the database's size after
+ * the last of them (its writer thread built it before the caller heard of
+ * the segment: 0.14.7's first cut stated the size before it, and a
+ * restore through it failed its check). */
+static void test_delta_states_the_size_after_its_last_segment(void)
+{
+    struct fixture f;
+    ASSERT_EQ(fixture_open(&f), 0);
+    char store[PATH_MAX];
+    snprintf(store, sizeof store, "%s/delta-pages", harness_tmpdir());
+    struct delta_builder *deltas = NULL;
+    struct tm_error err = {0};
+    ASSERT_EQ(delta_builder_open(store, &deltas, &err), 0);
+    delta_builder_reset(deltas, 0, 4096);
+    f.shipper.deltas = deltas;
+    static const int keys[4] = {1, 2, 3, 6};   /* inserts: the database grows at each */
+    struct sql_truth truths[4];
+    for (int i = 0; i < 4; i++) {
+        ASSERT_EQ(sql_writer_transactions(&f.writer, keys[i], 1, &truths[i]), 0);
+        ASSERT_EQ(tailer_scan(f.tailer, &err), TAILER_OK);
+        ASSERT_EQ(shipper_ship(&f.shipper, f.tailer, &err), SHIPPER_OK);
+    }
+    ASSERT_TRUE(truths[3].db_size > truths[2].db_size);
+    ASSERT_EQ(f.shipper.deltas_shipped, 1);
+    /* stored under its key in a replica, as an uploader would */
+    char replica_dir[PATH_MAX];
+    snprintf(replica_dir, sizeof replica_dir, "%s/replica", harness_tmpdir());
+    struct storage *replica = NULL;
+    ASSERT_EQ(storage_file_open(replica_dir, &replica, &err), 0);
+    int deltas_read = 0;
+    while (spool_queue_length(f.spool, 0) > 0) {
+        char key[ARCHIVE_NAME_MAX], path[PATH_MAX];
+        ASSERT_TRUE(spool_queue_head(f.spool, 0, key, sizeof key, path, sizeof path));
+        if (strstr(key, "/deltas/")) {
+            struct delta_header h;
+            ASSERT_EQ(storage_put_file(replica, key, path, NULL, NULL, &err), 0);
+            ASSERT_EQ(delta_read(replica, key, f.key, NULL, &h, &err), 0);
+            ASSERT_EQ(h.first_index, 0);
+            ASSERT_EQ(h.end_index, 4);
+            ASSERT_EQ(h.db_size, truths[3].db_size);
+            deltas_read++;
+        }
+        ASSERT_EQ(spool_queue_done(f.spool, 0, &err), 0);
+    }
+    storage_free(replica);
+    ASSERT_EQ(deltas_read, 1);
+    fixture_close(&f);
+    delta_builder_free(deltas);
+}
+
 struct snapshot_image {
     int fd;
     uint32_t page_size, pages;
@@ -727,6 +777,8 @@ int main(int argc, char **argv)
         {"shipper: segments hold exactly the commits, and chain", test_segments_hold_exactly_the_commits_and_chain},
         {"shipper: a segment is written beside the loop, which scans meanwhile", test_segment_written_beside_the_loop},
         {"shipper: continuity lost beside a segment abandons it", test_segment_abandoned_when_continuity_is_lost_beside},
+        {"shipper: a delta states the database's size after its last segment",
+         test_delta_states_the_size_after_its_last_segment},
         {"shipper: a snapshot holds the database as shipped", test_snapshot_holds_the_database_as_shipped},
         {"shipper: a head follows the objects it names, at most every interval", test_head_published_after_objects},
         {"shipper: the predecessor's last head names its successor", test_predecessor_head_names_its_successor},

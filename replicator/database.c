@@ -106,6 +106,23 @@ static int spool_is_full(struct db_context *ctx)
     return full;
 }
 
+/* Ships what is pending. When the WAL shrank under frames scanned (the
+ * Turso engine truncated it between the scan and the ship), scans again
+ * (adopting the frames read ahead, or finding continuity lost) and ships
+ * once more. SHIPPER_OK, SHIPPER_BROKEN (also a scan's TAILER_BROKEN), -1. */
+static int ship_pending(struct db_context *ctx, struct tm_error *err)
+{
+    int status = shipper_ship(&ctx->shipper, ctx->tailer, err);
+    for (int again = 0; status == SHIPPER_RESCAN && again < 2; again++) {
+        log_event(LOG_DEBUG, ctx->cfg->name, NULL, "scanning again before shipping: %s", err->msg);
+        int scanned = tailer_scan(ctx->tailer, err);
+        if (scanned != TAILER_OK)
+            return scanned == TAILER_BROKEN ? SHIPPER_BROKEN : -1;
+        status = shipper_ship(&ctx->shipper, ctx->tailer, err);
+    }
+    return status == SHIPPER_RESCAN ? -1 : status;
+}
+
 /* Ships everything committed so far: 0, 1 when continuity is lost
  * (start a new generation), -1 on errors. */
 int database_ship_all(struct db_context *ctx, struct tm_error *err)
@@ -114,7 +131,7 @@ int database_ship_all(struct db_context *ctx, struct tm_error *err)
     int status = tailer_scan(ctx->tailer, err);
     if (status != TAILER_OK)
         return status < 0 ? -1 : 1;
-    status = shipper_ship(&ctx->shipper, ctx->tailer, err);
+    status = ship_pending(ctx, err);
     return status < 0 ? -1 : status;
 }
 
@@ -316,7 +333,7 @@ static void sync_database(struct db_context *ctx)
         return database_kick_uploaders(ctx);
     uint64_t segments_before = ctx->shipper.segments_shipped;
     pin_before_shipping(ctx);
-    status = shipper_ship(&ctx->shipper, ctx->tailer, &err);
+    status = ship_pending(ctx, &err);
     database_kick_uploaders(ctx);
     if (ctx->shipper.segments_shipped != segments_before)
         ctx->last_active_ms = clock_now_ms();

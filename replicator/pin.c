@@ -241,6 +241,8 @@ int pin_ship_up_to(struct db_context *ctx, struct tm_error *err)
         return TAILER_LATER;
     }
     status = shipper_ship_first(&ctx->shipper, ctx->tailer, count, err);
+    if (status == SHIPPER_RESCAN)
+        return TAILER_LATER;   /* scanned again at the next attempt */
     if (status != SHIPPER_OK)
         return status < 0 ? -1 : TAILER_BROKEN;
     return tailer_pin_at_shipped(ctx->tailer) ? TAILER_OK : TAILER_LATER;

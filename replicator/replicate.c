@@ -191,13 +191,11 @@ static void stop_database(struct replicator *rep, struct db_context *ctx)
         return;
     }
     struct tm_error err;
-    int status = tailer_scan(ctx->tailer, &err);
-    if (status == TAILER_OK)
-        status = shipper_ship(&ctx->shipper, ctx->tailer, &err);
+    int status = database_ship_all(ctx, &err);
     size_t left;
     tailer_pending(ctx->tailer, &left);
     if (status == 0 && left)   /* seen while the segment was written: one more */
-        status = shipper_ship(&ctx->shipper, ctx->tailer, &err);
+        status = database_ship_all(ctx, &err);
     tailer_pending(ctx->tailer, &left);
     if (status != 0) {
         database_report(ctx, "could not ship everything before stopping", &err);

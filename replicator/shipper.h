@@ -58,6 +58,7 @@ struct shipper {
 enum shipper_status {
     SHIPPER_OK = 0,
     SHIPPER_BROKEN = 1,   /* the WAL no longer holds what was scanned */
+    SHIPPER_RESCAN = 2,   /* the WAL file shrank under frames scanned: scan again, then ship */
 };
 
 /* Where the archive ends, as the spool recorded it: *found = 1 with the
@@ -118,8 +119,10 @@ int shipper_publish_snapshot(struct shipper *sh, const char *key, const struct s
  * (shipper_segment.c): commits that `beside` scans meanwhile stay
  * pending after it. Returns SHIPPER_OK (also when nothing was pending),
  * SHIPPER_BROKEN (the WAL no longer holds what was scanned, or `beside`
- * lost continuity), or -1 (a read or the spool failed; the commits stay
- * pending in the WAL and are shipped next time, nothing is lost). */
+ * lost continuity), SHIPPER_RESCAN (tailer_read_frames: the file shrank
+ * since the scan; nothing published), or -1 (a read or the spool failed;
+ * the commits stay pending in the WAL and are shipped next time, nothing
+ * is lost). */
 int shipper_ship(struct shipper *sh, struct tailer *t, struct tm_error *err);
 /* The same for only the first `count` pending commits (those up to the
  * pin, before a snapshot of the pin's state). */

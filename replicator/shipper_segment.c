@@ -65,7 +65,7 @@ struct frame_feed {
     size_t frame_bytes;
     uint32_t batch_frames;           /* frames a batch holds */
     int stopped;                     /* no more frames will come: stop_status and stop_err say why */
-    int stop_status;                 /* -1 or SHIPPER_BROKEN */
+    int stop_status;                 /* -1, SHIPPER_BROKEN or SHIPPER_RESCAN */
     struct tm_error stop_err;
     int writer_done;
     /* the caller's thread only */
@@ -166,7 +166,7 @@ static void feed_frames(struct shipper *sh, struct tailer *t, struct frame_feed 
         int rc = tailer_read_frames(t, next, count, b->bytes, &err);
         pthread_mutex_lock(&feed->lock);
         if (rc != 0) {
-            feed_stop(feed, -1, &err);
+            feed_stop(feed, rc == TAILER_LATER ? SHIPPER_RESCAN : -1, &err);
             break;
         }
         b->first = next;

@@ -673,8 +673,11 @@ int tailer_read_frames(struct tailer *t, uint32_t first, uint32_t count, uint8_t
         return 0;
     }
     int got = tailer_read_exactly(t->wal_fd, buf, len, (off_t)wal_frame_offset(&t->hdr, first), t->wal_path, err);
-    if (got == 0)
-        tm_error_set(err, "cannot read frames %u-%u of '%s': short read", first, first + count - 1, t->wal_path);
+    if (got == 0) {
+        tm_error_set(err, "frames %u-%u of '%s' are no longer in the file (it shrank since the scan)", first,
+                     first + count - 1, t->wal_path);
+        return TAILER_LATER;
+    }
     return got == 1 ? 0 : -1;
 }
 

@@ -99,7 +99,10 @@ void tailer_ack(struct tailer *t, size_t count);
 
 /* Reads `count` consecutive frames (header + page each) of the current WAL
  * from frame `first` into buf (count x (WAL_FRAME_HEADER_BYTES + page
- * size) bytes). */
+ * size) bytes): 0; TAILER_LATER when the file ends before them (it shrank
+ * since the scan - the Turso engine truncates its WAL without waiting for
+ * readers: scan again, which adopts what was read ahead or finds
+ * continuity lost); -1 on I/O errors. */
 int tailer_read_frames(struct tailer *t, uint32_t first, uint32_t count, uint8_t *buf,
                        struct tm_error *err);
 const struct wal_header *tailer_header(const struct tailer *t);   /* NULL if no WAL yet */

@@ -324,6 +324,30 @@ static void test_segment_abandoned_when_continuity_is_lost_beside(void)
     fixture_close(&f);
 }
 
+/* A WAL file that shrank under frames scanned (what the Turso engine's
+ * TRUNCATE does between a scan and a ship): SHIPPER_RESCAN, nothing
+ * published, the commits still pending - not a spool error. */
+static void test_wal_shrunk_under_scanned_frames_asks_for_a_scan(void)
+{
+    struct fixture f;
+    ASSERT_EQ(fixture_open(&f), 0);
+    struct sql_truth truths[3];
+    struct tm_error err = {0};
+    ASSERT_EQ(sql_writer_transactions(&f.writer, 1, 3, truths), 0);
+    ASSERT_EQ(tailer_scan(f.tailer, &err), TAILER_OK);
+    char wal[600];
+    snprintf(wal, sizeof wal, "%s-wal", f.db);
+    ASSERT_EQ(truncate(wal, 32 + 24 + 4096), 0);   /* the header and frame 1 stay */
+    ASSERT_EQ(shipper_ship(&f.shipper, f.tailer, &err), SHIPPER_RESCAN);
+    ASSERT_STR_CONTAINS(err.msg, "no longer in the file");
+    ASSERT_EQ(spool_queue_length(f.spool, 0), 0);
+    ASSERT_EQ(f.shipper.next_index, 0);
+    size_t pending;
+    tailer_pending(f.tailer, &pending);
+    ASSERT_EQ(pending, 3);
+    fixture_close(&f);
+}
+
 /* The delta that 4 segments complete states the database's size after
  * the last of them (its writer thread built it before the caller heard of
  * the segment: 0.14.7's first cut stated the size before it, and a
@@ -777,6 +801,7 @@ int main(int argc, char **argv)
         {"shipper: segments hold exactly the commits, and chain", test_segments_hold_exactly_the_commits_and_chain},
         {"shipper: a segment is written beside the loop, which scans meanwhile", test_segment_written_beside_the_loop},
         {"shipper: continuity lost beside a segment abandons it", test_segment_abandoned_when_continuity_is_lost_beside},
+        {"shipper: a WAL shrunk under scanned frames asks for a scan", test_wal_shrunk_under_scanned_frames_asks_for_a_scan},
         {"shipper: a delta states the database's size after its last segment",
          test_delta_states_the_size_after_its_last_segment},
         {"shipper: a snapshot holds the database as shipped", test_snapshot_holds_the_database_as_shipped},

@@ -296,6 +296,18 @@ static void test_segment_written_beside_the_loop(void)
     fixture_close(&f);
 }
 
+/* A segment abandoned: nothing in the spool, the index and chain as
+ * before (`chain`), and `pending` commits still pending. */
+static void check_nothing_published(struct fixture *f, const uint8_t chain[OBJECT_HASH_BYTES], size_t pending)
+{
+    ASSERT_EQ(spool_queue_length(f->spool, 0), 0);
+    ASSERT_EQ(f->shipper.next_index, 0);
+    ASSERT_TRUE(memcmp(f->shipper.chain, chain, OBJECT_HASH_BYTES) == 0);
+    size_t still_pending;
+    tailer_pending(f->tailer, &still_pending);
+    ASSERT_EQ(still_pending, pending);
+}
+
 /* Continuity lost while a segment's frames were still being read: the
  * segment is abandoned (nothing in the spool, the index and chain as
  * they were), its commits stay pending, and the caller hears why. */
@@ -315,12 +327,7 @@ static void test_segment_abandoned_when_continuity_is_lost_beside(void)
     ASSERT_EQ(shipper_ship(&f.shipper, f.tailer, &err), SHIPPER_BROKEN);
     ASSERT_STR_CONTAINS(err.msg, "the WAL was replaced");
     ASSERT_EQ(probe.calls, 1);
-    ASSERT_EQ(spool_queue_length(f.spool, 0), 0);
-    ASSERT_EQ(f.shipper.next_index, 0);
-    ASSERT_TRUE(memcmp(f.shipper.chain, chain, OBJECT_HASH_BYTES) == 0);
-    size_t pending;
-    tailer_pending(f.tailer, &pending);
-    ASSERT_EQ(pending, 4);
+    check_nothing_published(&f, chain, 4);
     fixture_close(&f);
 }
 
@@ -335,16 +342,14 @@ static void test_wal_shrunk_under_scanned_frames_asks_for_a_scan(void)
     struct tm_error err = {0};
     ASSERT_EQ(sql_writer_transactions(&f.writer, 1, 3, truths), 0);
     ASSERT_EQ(tailer_scan(f.tailer, &err), TAILER_OK);
+    uint8_t chain[OBJECT_HASH_BYTES];
+    memcpy(chain, f.shipper.chain, sizeof chain);
     char wal[600];
     snprintf(wal, sizeof wal, "%s-wal", f.db);
     ASSERT_EQ(truncate(wal, 32 + 24 + 4096), 0);   /* the header and frame 1 stay */
     ASSERT_EQ(shipper_ship(&f.shipper, f.tailer, &err), SHIPPER_RESCAN);
     ASSERT_STR_CONTAINS(err.msg, "no longer in the file");
-    ASSERT_EQ(spool_queue_length(f.spool, 0), 0);
-    ASSERT_EQ(f.shipper.next_index, 0);
-    size_t pending;
-    tailer_pending(f.tailer, &pending);
-    ASSERT_EQ(pending, 3);
+    check_nothing_published(&f, chain, 3);
     fixture_close(&f);
 }
 

@@ -101,9 +101,13 @@
  * did not reach back that far; LDM's does. On 352 MB of the bench's
  * segments (`zstd` 1.5.4 CLI, the same settings): 38.0 MB stored instead
  * of 89.6, compressed in 0.74 s instead of 0.87, decompressed in 0.18 s
- * instead of 0.32. Snapshots (each page once) come out as before (83.8
- * MB against 84.1 for 1 GiB). Frames written before (window 2^19) and
- * after read alike. */
+ * instead of 0.32. Only segments: snapshots and deltas hold each page
+ * once (a 1 GiB snapshot came out at 83.8 MB with it against 84.1
+ * without), and on data without long matches LDM costs 40-75 % more CPU
+ * (the `zstd` CLI on a flood's WAL) - the longer a snapshot's write, the
+ * longer an application's RESTART/TRUNCATE issued meanwhile can wait
+ * (docs/design.md, "Known costs and limits"). Frames written before
+ * (window 2^19) and after read alike. */
 #define ZSTD_WINDOW_LOG_MAX 22
 
 struct object_writer {
@@ -246,8 +250,10 @@ int object_writer_open(struct storage *st, const char *name, const char *identit
     }
     ZSTD_CCtx_setParameter(w->zstd, ZSTD_c_compressionLevel, ZSTD_LEVEL);
     ZSTD_CCtx_setParameter(w->zstd, ZSTD_c_checksumFlag, 1);
-    ZSTD_CCtx_setParameter(w->zstd, ZSTD_c_windowLog, ZSTD_WINDOW_LOG_MAX);
-    ZSTD_CCtx_setParameter(w->zstd, ZSTD_c_enableLongDistanceMatching, 1);
+    if (kind == OBJECT_SEGMENT) {
+        ZSTD_CCtx_setParameter(w->zstd, ZSTD_c_windowLog, ZSTD_WINDOW_LOG_MAX);
+        ZSTD_CCtx_setParameter(w->zstd, ZSTD_c_enableLongDistanceMatching, 1);
+    }
     struct crypto_object_key object_key = {0};
     uint8_t stream_header[crypto_secretstream_xchacha20poly1305_HEADERBYTES];
     if (keys) {

@@ -325,6 +325,40 @@ static void random_page(uint32_t page, uint8_t out[4096])
     }
 }
 
+enum { PAGES = 512, PASSES = 2 };
+
+/* Stores PASSES passes over PAGES random pages as one object of `kind`;
+ * *stored receives its size. */
+static void store_page_versions(struct storage *st, const struct crypto_keyring *key, enum object_kind kind,
+                                const char *name, uint64_t *stored)
+{
+    struct object_writer *w;
+    struct tm_error err;
+    static uint8_t page[4096];
+    ASSERT_EQ(object_writer_open(st, name, name, kind, key, &w, &err), 0);
+    for (int pass = 0; pass < PASSES; pass++)
+        for (uint32_t i = 0; i < PAGES; i++) {
+            random_page(i, page);
+            ASSERT_EQ(object_write(w, page, sizeof page, &err), 0);
+        }
+    ASSERT_EQ(object_writer_commit(w, NULL, stored, &err), 0);
+}
+
+/* Snapshots hold each page once: they are compressed without the
+ * long-distance matching (CPU for nothing there), so the same page
+ * versions 2 MiB apart are stored twice. */
+static void test_snapshots_without_long_distance_matching(void)
+{
+    struct storage *st = open_store();
+    struct crypto_keyring *key = key_from(5);
+    uint64_t stored = 0;
+    store_page_versions(st, key, OBJECT_SNAPSHOT, "a/snapshot.obj", &stored);
+    ASSERT_PASSING();
+    ASSERT_TRUE(stored > (uint64_t)PASSES * PAGES * 4096 * 9 / 10);
+    crypto_keyring_free(key);
+    storage_free(st);
+}
+
 /* A segment holds every version of the pages its transactions changed: a
  * page written again 2 MiB later, beyond level 1's own window (512 KiB),
  * is found by the long-distance matching over the 4 MiB window, so the
@@ -332,20 +366,13 @@ static void random_page(uint32_t page, uint8_t out[4096])
  * reads back byte for byte (under the readers' 4 MiB window limit). */
 static void test_versions_far_apart_compress(void)
 {
-    enum { PAGES = 512, PASSES = 2 };
     struct storage *st = open_store();
     struct crypto_keyring *key = key_from(5);
-    struct object_writer *w;
     struct tm_error err;
     static uint8_t page[4096], back[4096];
-    ASSERT_EQ(object_writer_open(st, "a/versions.obj", "a/versions.obj", OBJECT_SEGMENT, key, &w, &err), 0);
-    for (int pass = 0; pass < PASSES; pass++)
-        for (uint32_t i = 0; i < PAGES; i++) {
-            random_page(i, page);
-            ASSERT_EQ(object_write(w, page, sizeof page, &err), 0);
-        }
     uint64_t stored = 0;
-    ASSERT_EQ(object_writer_commit(w, NULL, &stored, &err), 0);
+    store_page_versions(st, key, OBJECT_SEGMENT, "a/versions.obj", &stored);
+    ASSERT_PASSING();
     uint64_t payload = (uint64_t)PAGES * PASSES * sizeof page;
     fprintf(stderr, "# %llu payload bytes stored in %llu\n", (unsigned long long)payload, (unsigned long long)stored);
     ASSERT_TRUE(stored < payload * 6 / 10);   /* one pass's worth, and a little */
@@ -622,6 +649,8 @@ int main(void)
         {"object: tampering and truncation are detected", test_tamper_and_truncation},
         {"object: a zstd frame asking for a 128 MiB window is refused", test_hostile_zstd_window},
         {"object: page versions 2 MiB apart compress to one, and read back", test_versions_far_apart_compress},
+        {"object: snapshots are compressed without long-distance matching",
+         test_snapshots_without_long_distance_matching},
         {"archive: segment header round trip", test_segment_header_round_trip},
         {"archive: catalogue from object names", test_catalog_parses_names},
     };

@@ -25,7 +25,7 @@
 #define SNAPSHOT_READ_BYTES (256 * 1024)
 
 int shipper_spool_writer_open(struct shipper *sh, const char *key, enum object_kind kind,
-                             struct object_writer **out, struct tm_error *err)
+                              struct object_writer **out, struct tm_error *err)
 {
     char name[ARCHIVE_NAME_MAX + 24];
     spool_incoming_name(sh->spool, key, name, sizeof name);

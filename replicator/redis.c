@@ -532,6 +532,7 @@ void redis_capture_snapshot(struct redis_capture *rc)
 void redis_capture_stop(struct redis_capture *rc)
 {
     rc->stopping = 1;
+    redis_link_read_pending(rc->main);   /* what the server had sent is in the last segment */
     struct tm_error err;
     if (publish_segment(rc->main, &err) != 0)
         log_event(LOG_ERROR, rc->name, NULL, "cannot write to the spool: %s", err.msg);

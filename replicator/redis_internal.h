@@ -82,6 +82,10 @@ void redis_link_connect(struct redis_link *l);
 void redis_link_send_ack(struct redis_link *l);            /* REPLCONF ACK <offset> */
 /* Closes the socket (an unfinished RDB is dropped); the link is IDLE. */
 void redis_link_close(struct redis_link *l);
+/* Stopping: reads and processes what the stream's socket already holds
+ * (at most 16 MiB), so that a stop handled in the same turn of the loop
+ * as the socket's data does not drop commands the server had sent. */
+void redis_link_read_pending(struct redis_link *l);
 void redis_link_free(struct redis_link *l);
 /* Any error: logs it once per distinct message and closes the link; the
  * main link is retried with back-off, a next link is freed (retried at

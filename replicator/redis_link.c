@@ -366,6 +366,20 @@ static void on_readable(struct ev_loop *loop, ev_io *w, int revents)
     process_input(l);
 }
 
+#define READ_PENDING_MAX (16 * 1024 * 1024)
+
+void redis_link_read_pending(struct redis_link *l)
+{
+    uint8_t chunk[READ_BYTES];
+    for (size_t read_total = 0; l->fd >= 0 && l->state == STREAM && read_total < READ_PENDING_MAX;) {
+        ssize_t got = read(l->fd, chunk, sizeof chunk);
+        if (got <= 0 || redis_buffer_append(&l->in, chunk, (size_t)got) != 0)
+            return;   /* nothing more now (EAGAIN), closed, or no memory: what was read is processed */
+        process_input(l);
+        read_total += (size_t)got;
+    }
+}
+
 static void send_handshake(struct redis_link *l)
 {
     const struct config_db *cfg = l->owner->deps.cfg;
